@@ -1,0 +1,207 @@
+/**
+ * Configuration from environment variables: parsed and validated once, every problem
+ * reported at once with the variable's name, then frozen. Durations are milliseconds.
+ * README.md lists every variable with its default; keep the two in step.
+ */
+import os from "node:os";
+import { z } from "zod";
+import { KafkaLlmError } from "./errors.js";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends KafkaLlmError {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super("config_invalid", `invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+// Field builders. Env values are strings; an empty string counts as unset.
+const str = (def: string) => z.string().default(def);
+const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ invalid_type_error: "must be an integer" })
+    .int("must be an integer")
+    .min(min, `must be >= ${min}`)
+    .max(max, `must be <= ${max}`)
+    .default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"], {
+      errorMap: () => ({ message: "must be true or false" }),
+    })
+    .transform((v) => v === "true" || v === "1" || v === "yes")
+    .default(def ? "true" : "false");
+const brokerList = z
+  .string()
+  .default("127.0.0.1:9092")
+  .transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+  .refine((list) => list.length > 0 && list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), {
+    message: "must be a comma-separated list of host:port",
+  });
+
+const kafkaFields = {
+  KAFKA_BROKERS: brokerList,
+  KAFKA_CLIENT_ID: str("kafka-llm"),
+  KAFKA_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]*$/, "may contain only letters, digits, '.', '_' and '-'")
+    .default(""),
+  KAFKA_REQUEST_PARTITIONS: int(6, 1, 10_000),
+  KAFKA_EVENT_PARTITIONS: int(0, 0, 10_000),
+  KAFKA_REPLICATION_FACTOR: int(-1, -1, 32).refine((n) => n !== 0, "must be -1 (broker default) or >= 1"),
+  KAFKA_ENSURE_TOPICS: bool(true),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+};
+
+const workerFields = {
+  ...kafkaFields,
+  KAFKA_GROUP_ID: str("kafka-llm-workers"),
+  WORKER_ID: str(os.hostname()),
+  WORKER_HTTP_HOST: str("0.0.0.0"),
+  WORKER_HTTP_PORT: int(9090, 0, 65535),
+  MODEL: z
+    .string({ required_error: "required: a GGUF file path or an hf: URI" })
+    .min(1, "required: a GGUF file path or an hf: URI"),
+  MODEL_DIR: str(".cache/models"),
+  LLAMA_GPU: z.enum(["auto", "cuda", "vulkan", "metal", "false"]).default("auto"),
+  LLAMA_THREADS: int(0, 0, 1024),
+  CONTEXT_SIZE: int(2048, 64, 1_048_576),
+  DEFAULT_MAX_TOKENS: int(256, 1, 8192),
+  DELTA_FLUSH_MS: int(50, 1, 10_000),
+  DELTA_MAX_CHARS: int(2048, 1, 1_000_000),
+  HEARTBEAT_INTERVAL_MS: int(3000, 100, 60_000),
+  SESSION_TIMEOUT_MS: int(30_000, 6000, 3_600_000),
+};
+
+const gatewayFields = {
+  ...kafkaFields,
+  GATEWAY_HOST: str("0.0.0.0"),
+  GATEWAY_PORT: int(8080, 0, 65535),
+  GATEWAY_BODY_LIMIT_BYTES: int(256 * 1024, 1024, 64 * 1024 * 1024),
+  REQUEST_STATE_TTL_MS: int(15 * 60_000, 1000, 7 * 24 * 3_600_000),
+  MAX_TRACKED_REQUESTS: int(10_000, 1, 10_000_000),
+  SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
+};
+
+function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z.ZodObject<S>> {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(shape)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== "") input[key] = value.trim();
+  }
+  const parsed = z.object(shape).safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const name = String(i.path[0] ?? "(env)");
+      const value = input[name];
+      return `${name}: ${i.message}${value === undefined ? "" : ` (got ${JSON.stringify(value)})`}`;
+    });
+    throw new ConfigError(problems);
+  }
+  return parsed.data;
+}
+
+export interface KafkaConfig {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly topicPrefix: string;
+  readonly requestPartitions: number;
+  readonly eventPartitions: number;
+  readonly replicationFactor: number;
+  readonly ensureTopics: boolean;
+}
+
+function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
+  return {
+    brokers: e.KAFKA_BROKERS,
+    clientId: e.KAFKA_CLIENT_ID,
+    topicPrefix: e.KAFKA_TOPIC_PREFIX,
+    requestPartitions: e.KAFKA_REQUEST_PARTITIONS,
+    eventPartitions: e.KAFKA_EVENT_PARTITIONS || e.KAFKA_REQUEST_PARTITIONS,
+    replicationFactor: e.KAFKA_REPLICATION_FACTOR,
+    ensureTopics: e.KAFKA_ENSURE_TOPICS,
+  };
+}
+
+export interface WorkerConfig {
+  readonly kafka: KafkaConfig;
+  readonly logLevel: string;
+  readonly groupId: string;
+  readonly workerId: string;
+  readonly http: { readonly host: string; readonly port: number };
+  readonly model: {
+    /** A GGUF file path or an hf: URI. */
+    readonly source: string;
+    /** Where hf: downloads are cached. */
+    readonly directory: string;
+    readonly gpu: "auto" | "cuda" | "vulkan" | "metal" | false;
+    /** 0 = size from the CPU quota. */
+    readonly threads: number;
+    readonly contextSize: number;
+  };
+  readonly generation: { readonly defaultMaxTokens: number };
+  readonly stream: { readonly flushMs: number; readonly maxChars: number };
+  readonly consumer: { readonly heartbeatIntervalMs: number; readonly sessionTimeoutMs: number };
+}
+
+export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
+  const e = parseEnv(workerFields, env);
+  if (e.HEARTBEAT_INTERVAL_MS * 3 > e.SESSION_TIMEOUT_MS) {
+    throw new ConfigError([
+      `HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS (${e.SESSION_TIMEOUT_MS})`,
+    ]);
+  }
+  return deepFreeze({
+    kafka: kafkaConfig(e),
+    logLevel: e.LOG_LEVEL,
+    groupId: e.KAFKA_GROUP_ID,
+    workerId: e.WORKER_ID,
+    http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
+    model: {
+      source: e.MODEL,
+      directory: e.MODEL_DIR,
+      gpu: e.LLAMA_GPU === "false" ? false : e.LLAMA_GPU,
+      threads: e.LLAMA_THREADS,
+      contextSize: e.CONTEXT_SIZE,
+    },
+    generation: { defaultMaxTokens: e.DEFAULT_MAX_TOKENS },
+    stream: { flushMs: e.DELTA_FLUSH_MS, maxChars: e.DELTA_MAX_CHARS },
+    consumer: { heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, sessionTimeoutMs: e.SESSION_TIMEOUT_MS },
+  });
+}
+
+export interface GatewayConfig {
+  readonly kafka: KafkaConfig;
+  readonly logLevel: string;
+  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly requests: { readonly stateTtlMs: number; readonly maxTracked: number };
+  readonly sseKeepaliveMs: number;
+}
+
+export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
+  const e = parseEnv(gatewayFields, env);
+  return deepFreeze({
+    kafka: kafkaConfig(e),
+    logLevel: e.LOG_LEVEL,
+    http: { host: e.GATEWAY_HOST, port: e.GATEWAY_PORT, bodyLimitBytes: e.GATEWAY_BODY_LIMIT_BYTES },
+    requests: { stateTtlMs: e.REQUEST_STATE_TTL_MS, maxTracked: e.MAX_TRACKED_REQUESTS },
+    sseKeepaliveMs: e.SSE_KEEPALIVE_MS,
+  });
+}
+
+/** The Kafka part alone, for tools such as the topic creator. */
+export function loadKafkaConfig(env: Env = process.env): KafkaConfig & { readonly logLevel: string } {
+  const e = parseEnv(kafkaFields, env);
+  return deepFreeze({ ...kafkaConfig(e), logLevel: e.LOG_LEVEL });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

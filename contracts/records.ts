@@ -1,0 +1,177 @@
+/**
+ * Record schemas of every topic, with runtime validation. Values are UTF-8 JSON.
+ * Field names are snake_case because they are also the HTTP API's names.
+ * `v` is the schema version: readers reject versions they do not know.
+ */
+import { z } from "zod";
+
+export const SCHEMA_VERSION = 1;
+
+/** Conversation ids are partition keys and URL path segments: keep them printable and short. */
+export const conversationIdSchema = z
+  .string()
+  .min(1, "must not be empty")
+  .max(128, "must be at most 128 characters")
+  .regex(/^[A-Za-z0-9._:-]+$/, "may contain only letters, digits, '.', '_', ':' and '-'");
+
+export const requestIdSchema = z
+  .string()
+  .min(1, "must not be empty")
+  .max(128, "must be at most 128 characters")
+  .regex(/^[A-Za-z0-9._:-]+$/, "may contain only letters, digits, '.', '_', ':' and '-'");
+
+/** Bounds for generation parameters; the worker applies its defaults where these are absent. */
+export const generationParamsSchema = z
+  .object({
+    max_tokens: z.number().int().min(1).max(8192).optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    top_k: z.number().int().min(0).max(1000).optional(),
+    repeat_penalty: z.number().min(0).max(2).optional(),
+  })
+  .strict();
+export type GenerationParams = z.infer<typeof generationParamsSchema>;
+
+export const MAX_CONTENT_CHARS = 32_000;
+
+/** chat.requests: one user turn. Key: conversation_id. */
+export const chatRequestSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    type: z.literal("chat.request"),
+    request_id: requestIdSchema,
+    conversation_id: conversationIdSchema,
+    content: z.string().min(1, "must not be empty").max(MAX_CONTENT_CHARS),
+    system: z.string().max(MAX_CONTENT_CHARS).optional(),
+    params: generationParamsSchema.optional(),
+    /** Milliseconds since the epoch when the gateway accepted the request. */
+    created_at: z.number().int().nonnegative(),
+  })
+  .strict();
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+
+/** Why generation stopped. Names follow OpenAI's finish_reason where one exists. */
+export const stopReasonSchema = z.enum(["stop", "length", "cancelled", "error"]);
+export type StopReason = z.infer<typeof stopReasonSchema>;
+
+export const usageSchema = z.object({
+  /** Tokens of the whole prompt (history, system prompt and the new message). */
+  prompt_tokens: z.number().int().nonnegative(),
+  /** Prompt tokens that were already in the KV cache and were not evaluated again. */
+  cached_prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof usageSchema>;
+
+/** All in milliseconds. */
+export const timingsSchema = z.object({
+  /** From the gateway accepting the request to the worker starting it. */
+  queue_wait_ms: z.number().nonnegative(),
+  /** From the worker starting the turn to the first generated token. */
+  time_to_first_token_ms: z.number().nonnegative(),
+  /** From the worker starting the turn to the last generated token. */
+  generation_ms: z.number().nonnegative(),
+});
+export type Timings = z.infer<typeof timingsSchema>;
+
+const eventBase = {
+  v: z.literal(SCHEMA_VERSION),
+  request_id: requestIdSchema,
+  conversation_id: conversationIdSchema,
+  /** 0 for the start event, then +1 for each event of the same request, without gaps. */
+  seq: z.number().int().nonnegative(),
+  /** Milliseconds since the epoch when the worker produced the event. */
+  at: z.number().int().nonnegative(),
+};
+
+export const startEventSchema = z.object({
+  ...eventBase,
+  type: z.literal("start"),
+  worker_id: z.string(),
+});
+export const deltaEventSchema = z.object({
+  ...eventBase,
+  type: z.literal("delta"),
+  text: z.string().min(1),
+});
+export const finalEventSchema = z.object({
+  ...eventBase,
+  type: z.literal("final"),
+  reply: z.string(),
+  stop_reason: stopReasonSchema,
+  usage: usageSchema,
+  timings: timingsSchema,
+});
+export const errorEventSchema = z.object({
+  ...eventBase,
+  type: z.literal("error"),
+  code: z.string(),
+  message: z.string(),
+  retryable: z.boolean(),
+});
+
+/** chat.events: what a worker says about one request. Key: conversation_id. */
+export const chatEventSchema = z.discriminatedUnion("type", [
+  startEventSchema,
+  deltaEventSchema,
+  finalEventSchema,
+  errorEventSchema,
+]);
+export type ChatEvent = z.infer<typeof chatEventSchema>;
+export type StartEvent = z.infer<typeof startEventSchema>;
+export type DeltaEvent = z.infer<typeof deltaEventSchema>;
+export type FinalEvent = z.infer<typeof finalEventSchema>;
+export type ErrorEvent = z.infer<typeof errorEventSchema>;
+
+/** True for the event that ends a request's stream. */
+export function isTerminalEvent(e: ChatEvent): e is FinalEvent | ErrorEvent {
+  return e.type === "final" || e.type === "error";
+}
+
+/** chat.control: instructions every worker reads. Key: request_id. */
+export const controlRecordSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    type: z.literal("cancel"),
+    request_id: requestIdSchema,
+    reason: z.string().max(500).optional(),
+    at: z.number().int().nonnegative(),
+  })
+  .strict();
+export type ControlRecord = z.infer<typeof controlRecordSchema>;
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** Formats zod issues as "path: message; path: message". */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
+    .join("; ");
+}
+
+/**
+ * Decodes a record value (bytes) as UTF-8 JSON and validates it. Never throws: a record
+ * that cannot be used comes back with a reason fit for a dead-letter header.
+ */
+export function decodeRecord<T>(schema: z.ZodType<T>, bytes: Buffer | null): ParseResult<T> {
+  if (bytes === null) return { ok: false, reason: "record has no value" };
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return { ok: false, reason: "value is not valid UTF-8" };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, reason: `value is not JSON: ${(err as Error).message}` };
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) return { ok: false, reason: `schema: ${describeIssues(parsed.error)}` };
+  return { ok: true, value: parsed.data };
+}
+
+export function encodeRecord(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), "utf8");
+}

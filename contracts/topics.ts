@@ -1,0 +1,77 @@
+/**
+ * The Kafka topics of kafka-llm: their names and the settings they are created with.
+ * Every topic's record schema lives in ./records.ts; this file says where records go.
+ *
+ * | topic               | key              | value                         | written by | read by          |
+ * | ------------------- | ---------------- | ----------------------------- | ---------- | ---------------- |
+ * | chat.requests       | conversation id  | ChatRequest                   | gateway    | workers (group)  |
+ * | chat.events         | conversation id  | ChatEvent (start/delta/final) | workers    | every gateway    |
+ * | chat.memory         | conversation id  | conversation state, compacted | workers    | workers          |
+ * | chat.control        | request id       | ControlRecord (cancel)        | gateway    | every worker     |
+ * | chat.requests.dlq   | original key     | original bytes + reason hdrs  | workers    | operators        |
+ */
+
+export const TOPIC_BASE_NAMES = {
+  requests: "chat.requests",
+  events: "chat.events",
+  memory: "chat.memory",
+  control: "chat.control",
+  deadLetter: "chat.requests.dlq",
+} as const;
+
+export type TopicRole = keyof typeof TOPIC_BASE_NAMES;
+export type TopicNames = { readonly [R in TopicRole]: string };
+
+/** Topic names with an optional prefix (one cluster shared by several installs or test runs). */
+export function topicNames(prefix = ""): TopicNames {
+  const names = {} as { [R in TopicRole]: string };
+  for (const role of Object.keys(TOPIC_BASE_NAMES) as TopicRole[]) {
+    names[role] = `${prefix}${TOPIC_BASE_NAMES[role]}`;
+  }
+  return Object.freeze(names);
+}
+
+export interface TopicSpec {
+  readonly name: string;
+  readonly partitions: number;
+  /** -1 means the broker's default.replication.factor. */
+  readonly replicationFactor: number;
+  readonly configs: Readonly<Record<string, string>>;
+}
+
+export interface TopicSettings {
+  /** Partitions of chat.requests; chat.memory must have the same count (co-partitioning). */
+  requestPartitions: number;
+  /** Partitions of chat.events; defaults to requestPartitions. */
+  eventPartitions: number;
+  replicationFactor: number;
+}
+
+/**
+ * What each topic must look like. chat.memory is compacted and co-partitioned with
+ * chat.requests: the worker that owns partition p of the requests owns the memory of p.
+ */
+export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
+  const rf = s.replicationFactor;
+  return [
+    { name: names.requests, partitions: s.requestPartitions, replicationFactor: rf, configs: {} },
+    { name: names.events, partitions: s.eventPartitions, replicationFactor: rf, configs: {} },
+    {
+      name: names.memory,
+      partitions: s.requestPartitions,
+      replicationFactor: rf,
+      configs: { "cleanup.policy": "compact" },
+    },
+    { name: names.control, partitions: 1, replicationFactor: rf, configs: {} },
+    { name: names.deadLetter, partitions: 1, replicationFactor: rf, configs: {} },
+  ];
+}
+
+/** Headers on a dead-lettered record: why it failed and where it came from. */
+export const DLQ_HEADERS = {
+  reason: "x-dlq-reason",
+  topic: "x-dlq-topic",
+  partition: "x-dlq-partition",
+  offset: "x-dlq-offset",
+  workerId: "x-dlq-worker-id",
+} as const;

@@ -1,0 +1,53 @@
+/**
+ * The small HTTP server a worker exposes for Kubernetes and Prometheus:
+ * /healthz (the process is alive), /readyz (ready for work), /metrics.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+
+export interface OpsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startOpsServer(options: {
+  host: string;
+  port: number;
+  registry: Registry;
+  ready: () => boolean;
+}): Promise<OpsServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
+    if (path === "/healthz") return send(res, 200, { status: "ok" });
+    if (path === "/readyz") {
+      const ready = options.ready();
+      return send(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
+    }
+    if (path === "/metrics") {
+      options.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": options.registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => send(res, 500, { error: err.message }),
+      );
+      return;
+    }
+    send(res, 404, { error: `no route ${path}` });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}

@@ -1,0 +1,77 @@
+/**
+ * Creates the project's topics, idempotently, and reports existing topics whose
+ * partitions or cleanup policy differ from what the design needs.
+ */
+import kafkajs, { type Admin } from "kafkajs";
+import type { TopicSpec } from "../contracts/topics.js";
+import { KafkaLlmError } from "../contracts/errors.js";
+import type { Logger } from "./logger.js";
+
+// kafkajs is CommonJS; Node cannot see this export by name.
+const { ConfigResourceTypes } = kafkajs;
+
+export class TopicMismatchError extends KafkaLlmError {
+  readonly mismatches: readonly string[];
+  constructor(mismatches: string[]) {
+    super("config_invalid", `existing topics do not match the configuration:\n  - ${mismatches.join("\n  - ")}`);
+    this.name = "TopicMismatchError";
+    this.mismatches = mismatches;
+  }
+}
+
+export interface EnsureTopicsResult {
+  created: string[];
+  existing: string[];
+}
+
+/** Creates missing topics; throws TopicMismatchError listing every difference found. */
+export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], logger: Logger): Promise<EnsureTopicsResult> {
+  const present = new Set(await admin.listTopics());
+  const missing = specs.filter((s) => !present.has(s.name));
+  const existing = specs.filter((s) => present.has(s.name));
+
+  if (missing.length > 0) {
+    // createTopics answers false (not an error) when a concurrent creator won the race.
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((s) => ({
+        topic: s.name,
+        numPartitions: s.partitions,
+        replicationFactor: s.replicationFactor,
+        configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+      })),
+    });
+    logger.info({ topics: missing.map((s) => s.name) }, "created topics");
+  }
+
+  const mismatches = await findMismatches(admin, existing);
+  if (mismatches.length > 0) throw new TopicMismatchError(mismatches);
+  return { created: missing.map((s) => s.name), existing: existing.map((s) => s.name) };
+}
+
+async function findMismatches(admin: Admin, specs: readonly TopicSpec[]): Promise<string[]> {
+  if (specs.length === 0) return [];
+  const problems: string[] = [];
+  const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.name) });
+  const configs = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: specs.map((s) => ({
+      type: ConfigResourceTypes.TOPIC,
+      name: s.name,
+      configNames: Object.keys(s.configs),
+    })),
+  });
+  for (const spec of specs) {
+    const meta = topics.find((t) => t.name === spec.name);
+    const partitions = meta?.partitions.length ?? 0;
+    if (partitions !== spec.partitions) {
+      problems.push(`${spec.name}: has ${partitions} partitions, configuration says ${spec.partitions}`);
+    }
+    const resource = configs.resources.find((r) => r.resourceName === spec.name);
+    for (const [name, want] of Object.entries(spec.configs)) {
+      const have = resource?.configEntries.find((c) => c.configName === name)?.configValue;
+      if (have !== want) problems.push(`${spec.name}: ${name} is ${JSON.stringify(have)}, configuration says ${JSON.stringify(want)}`);
+    }
+  }
+  return problems;
+}

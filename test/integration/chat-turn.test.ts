@@ -1,0 +1,197 @@
+/**
+ * The walking skeleton end to end: real broker, real worker with stories260K, real
+ * gateway, all over real sockets. One chat turn goes HTTP → chat.requests → worker →
+ * chat.events → SSE.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import type { ChatEvent, FinalEvent } from "../../contracts/records.js";
+import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
+import { ensureTestModel } from "../../scripts/models.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { freePort, startService, type Service } from "../helpers/services.js";
+import { chatEvents, readSse } from "../helpers/sse.js";
+
+describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
+  let kafka: TestKafka;
+  let worker: Service;
+  let gateway: Service;
+  const prefix = uniquePrefix("turn");
+  const topics = topicNames(prefix);
+
+  before(async () => {
+    kafka = await useKafka();
+    const common = {
+      KAFKA_BROKERS: kafka.brokers,
+      KAFKA_TOPIC_PREFIX: prefix,
+      KAFKA_REQUEST_PARTITIONS: "2",
+      KAFKA_REPLICATION_FACTOR: "1",
+    };
+    const gatewayPort = await freePort();
+    gateway = await startService({
+      name: "gateway",
+      entry: "gateway/main.ts",
+      port: gatewayPort,
+      readyPath: "/healthz",
+      env: { ...common, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(gatewayPort) },
+    });
+    const workerPort = await freePort();
+    worker = await startService({
+      name: "worker",
+      entry: "worker/main.ts",
+      port: workerPort,
+      readyPath: "/readyz",
+      env: {
+        ...common,
+        KAFKA_GROUP_ID: `${prefix}workers`,
+        WORKER_ID: "worker-a",
+        WORKER_HTTP_HOST: "127.0.0.1",
+        WORKER_HTTP_PORT: String(workerPort),
+        MODEL: await ensureTestModel(),
+        LLAMA_THREADS: "1",
+        DEFAULT_MAX_TOKENS: "200",
+      },
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await worker?.stop();
+    await kafka?.stop();
+  });
+
+  async function post(conversationId: string, body: unknown): Promise<Response> {
+    return fetch(`${gateway.baseUrl}/v1/conversations/${conversationId}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  }
+
+  async function send(conversationId: string, content: string): Promise<string> {
+    const res = await post(conversationId, { content });
+    assert.equal(res.status, 202, await res.clone().text());
+    const body = (await res.json()) as { request_id: string; conversation_id: string };
+    assert.equal(body.conversation_id, conversationId);
+    assert.match(body.request_id, /^[0-9a-f-]{36}$/);
+    return body.request_id;
+  }
+
+  function assertCompleteStream(events: ChatEvent[], requestId: string, conversationId: string): FinalEvent {
+    assert.ok(events.length >= 3, `expected start, deltas and final, got ${events.map((e) => e.type).join(",")}`);
+    events.forEach((e, i) => {
+      assert.equal(e.seq, i, "sequence numbers in order, without gaps");
+      assert.equal(e.request_id, requestId);
+      assert.equal(e.conversation_id, conversationId);
+    });
+    assert.equal(events[0]!.type, "start");
+    const final = events.at(-1)!;
+    assert.equal(final.type, "final", "the final event comes last");
+    const deltas = events.slice(1, -1);
+    assert.ok(deltas.every((e) => e.type === "delta"), "only deltas between start and final");
+    const texts = deltas.map((e) => (e.type === "delta" ? e.text : ""));
+    assert.ok(texts.every((t) => t.length > 0), "deltas are not empty");
+    const finalEvent = final as FinalEvent;
+    assert.equal(texts.join(""), finalEvent.reply, "the deltas add up to the final reply");
+    assert.ok(finalEvent.usage.completion_tokens > 0);
+    assert.ok(finalEvent.usage.prompt_tokens > 0);
+    assert.ok(["stop", "length"].includes(finalEvent.stop_reason));
+    for (const key of ["queue_wait_ms", "time_to_first_token_ms", "generation_ms"] as const) {
+      assert.ok(finalEvent.timings[key] >= 0, `${key} is set`);
+    }
+    return finalEvent;
+  }
+
+  it("streams a reply to a client that connects at once", async () => {
+    const requestId = await send("conv-1", "Tell me a story about a cat.");
+    const events = chatEvents(await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`));
+    const final = assertCompleteStream(events, requestId, "conv-1");
+    const deltas = events.filter((e) => e.type === "delta").length;
+    assert.ok(
+      deltas < final.usage.completion_tokens,
+      `deltas are batched, not one per token (${deltas} deltas for ${final.usage.completion_tokens} tokens)`,
+    );
+  });
+
+  it("replays the whole stream to a client that connects after the reply is done", async () => {
+    const requestId = await send("conv-2", "Once upon a time");
+    // Wait for the turn to finish before connecting: follow once, then connect again.
+    await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`);
+    const late = chatEvents(await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`));
+    assertCompleteStream(late, requestId, "conv-2");
+  });
+
+  it("resumes after Last-Event-ID", async () => {
+    const requestId = await send("conv-3", "Hello");
+    const all = chatEvents(await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`));
+    const resumed = chatEvents(await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`, { lastEventId: "1" }));
+    assert.deepEqual(resumed, all.slice(2));
+  });
+
+  it("answers bad requests with 4xx and a message saying what to fix", async () => {
+    const cases: Array<[string, unknown, number, RegExp]> = [
+      ["conv-x", "{not json", 400, /not valid JSON/],
+      ["conv-x", {}, 400, /content: is required/],
+      ["conv-x", { content: "" }, 400, /content: must not be empty/],
+      ["conv-x", { content: 42 }, 400, /content: Expected string/],
+      ["conv-x", { content: "hi", extra: 1 }, 400, /Unrecognized key.*extra/],
+      ["conv-x", [1, 2], 400, /JSON object/],
+      ["bad id!", { content: "hi" }, 400, /conversation id: .*letters, digits/],
+    ];
+    for (const [conversation, body, status, message] of cases) {
+      const res = await post(encodeURIComponent(conversation), body);
+      const json = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(res.status, status, `${JSON.stringify(body)} → ${JSON.stringify(json)}`);
+      assert.equal(json.error.code, "invalid_request");
+      assert.match(json.error.message, message);
+    }
+    const unknown = await fetch(`${gateway.baseUrl}/v1/requests/no-such-request/events`);
+    assert.equal(unknown.status, 404);
+    const wrongType = await fetch(`${gateway.baseUrl}/v1/conversations/c/messages`, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: "hello",
+    });
+    assert.equal(wrongType.status, 415);
+  });
+
+  it("dead-letters a malformed request with its reason and carries on", async () => {
+    const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
+    const producer = client.producer();
+    await producer.connect();
+    await producer.send({ topic: topics.requests, messages: [{ key: "conv-dlq", value: "this is not json" }] });
+    await producer.disconnect();
+
+    const consumer = client.consumer({ groupId: `${prefix}dlq-reader` });
+    await consumer.connect();
+    await consumer.subscribe({ topic: topics.deadLetter, fromBeginning: true });
+    const dead = await new Promise<{ value: string; headers: Record<string, string> }>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
+          resolve({ value: message.value!.toString(), headers });
+        },
+      });
+    });
+    await consumer.disconnect();
+    assert.equal(dead.value, "this is not json", "the original bytes are kept");
+    assert.match(dead.headers[DLQ_HEADERS.reason]!, /not JSON/);
+    assert.equal(dead.headers[DLQ_HEADERS.topic], topics.requests);
+    assert.match(dead.headers[DLQ_HEADERS.offset]!, /^\d+$/);
+
+    // The worker is still there and still answers.
+    const requestId = await send("conv-dlq", "Are you still there?");
+    const events = chatEvents(await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`));
+    assertCompleteStream(events, requestId, "conv-dlq");
+  });
+
+  it("exposes worker metrics that count the work done", async () => {
+    const text = await (await fetch(`${worker.baseUrl}/metrics`)).text();
+    const generated = Number(/^kafka_llm_generated_tokens_total\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? "0");
+    assert.ok(generated > 0, "generated tokens are counted");
+    assert.match(text, /kafka_llm_requests_total\{[^}]*outcome="completed"[^}]*\} [1-9]/);
+    assert.match(text, /kafka_llm_requests_total\{[^}]*outcome="dead_lettered"[^}]*\} 1/);
+    assert.match(text, /kafka_llm_time_to_first_token_seconds_bucket/);
+  });
+});

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, loadGatewayConfig, loadWorkerConfig } from "../../../contracts/config.js";
+
+function problemsOf(load: () => unknown): string[] {
+  try {
+    load();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return [...err.problems];
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("worker config", () => {
+  it("applies the documented defaults", () => {
+    const c = loadWorkerConfig({ MODEL: "/models/m.gguf" });
+    assert.deepEqual(c.kafka.brokers, ["127.0.0.1:9092"]);
+    assert.equal(c.kafka.requestPartitions, 6);
+    assert.equal(c.kafka.eventPartitions, 6, "events follow the request partition count");
+    assert.equal(c.groupId, "kafka-llm-workers");
+    assert.equal(c.http.port, 9090);
+    assert.equal(c.model.threads, 0, "0 = from the CPU quota");
+    assert.equal(c.model.gpu, "auto");
+    assert.equal(c.stream.flushMs, 50);
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.model), "config is frozen");
+  });
+
+  it("parses values and treats empty strings as unset", () => {
+    const c = loadWorkerConfig({
+      MODEL: "hf:org/repo/file.gguf",
+      KAFKA_BROKERS: " a:1, b:2 ",
+      KAFKA_REQUEST_PARTITIONS: "12",
+      LLAMA_GPU: "false",
+      LLAMA_THREADS: "",
+    });
+    assert.deepEqual(c.kafka.brokers, ["a:1", "b:2"]);
+    assert.equal(c.kafka.requestPartitions, 12);
+    assert.equal(c.model.gpu, false);
+    assert.equal(c.model.threads, 0);
+  });
+
+  it("names each bad variable, all at once", () => {
+    const problems = problemsOf(() =>
+      loadWorkerConfig({
+        KAFKA_BROKERS: "localhost",
+        KAFKA_REQUEST_PARTITIONS: "zero",
+        WORKER_HTTP_PORT: "70000",
+        LLAMA_GPU: "tpu",
+      }),
+    );
+    const text = problems.join("\n");
+    assert.match(text, /^MODEL: required/m);
+    assert.match(text, /^KAFKA_BROKERS: must be a comma-separated list of host:port \(got "localhost"\)/m);
+    assert.match(text, /^KAFKA_REQUEST_PARTITIONS: must be an integer/m);
+    assert.match(text, /^WORKER_HTTP_PORT: must be <= 65535/m);
+    assert.match(text, /^LLAMA_GPU: /m);
+    assert.equal(problems.length, 5);
+  });
+
+  it("rejects a heartbeat too slow for the session timeout", () => {
+    const problems = problemsOf(() =>
+      loadWorkerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }),
+    );
+    assert.match(problems[0]!, /^HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS/);
+  });
+});
+
+describe("gateway config", () => {
+  it("defaults to port 8080 and rejects bad values by name", () => {
+    assert.equal(loadGatewayConfig({}).http.port, 8080);
+    const problems = problemsOf(() => loadGatewayConfig({ GATEWAY_PORT: "-1", KAFKA_REPLICATION_FACTOR: "0", LOG_LEVEL: "loud" }));
+    assert.match(problems.join("\n"), /GATEWAY_PORT: must be >= 0/);
+    assert.match(problems.join("\n"), /KAFKA_REPLICATION_FACTOR: must be -1 \(broker default\) or >= 1/);
+    assert.match(problems.join("\n"), /LOG_LEVEL: /);
+  });
+});

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { chatEventSchema, chatRequestSchema, controlRecordSchema, decodeRecord, encodeRecord } from "../../../contracts/records.js";
+
+const valid = {
+  v: 1,
+  type: "chat.request",
+  request_id: "r-1",
+  conversation_id: "c-1",
+  content: "hello",
+  created_at: 1_700_000_000_000,
+};
+
+function reasonFor(value: Buffer | null): string {
+  const result = decodeRecord(chatRequestSchema, value);
+  assert.equal(result.ok, false);
+  return result.ok ? "" : result.reason;
+}
+
+describe("chat.requests records", () => {
+  it("accepts a valid request and round-trips it", () => {
+    const result = decodeRecord(chatRequestSchema, encodeRecord(valid));
+    assert.deepEqual(result, { ok: true, value: valid });
+  });
+
+  it("rejects what is not a request, with a reason", () => {
+    assert.match(reasonFor(null), /no value/);
+    assert.match(reasonFor(Buffer.from([0xc3, 0x28])), /not valid UTF-8/);
+    assert.match(reasonFor(Buffer.from("{nope")), /not JSON/);
+    assert.match(reasonFor(encodeRecord({ ...valid, v: 2 })), /v: Invalid literal value, expected 1/);
+    assert.match(reasonFor(encodeRecord({ ...valid, content: "" })), /content: must not be empty/);
+    assert.match(reasonFor(encodeRecord({ ...valid, content: 7 })), /content: Expected string, received number/);
+    assert.match(reasonFor(encodeRecord({ ...valid, conversation_id: "a b" })), /conversation_id: may contain only/);
+    assert.match(reasonFor(encodeRecord({ ...valid, surprise: true })), /Unrecognized key\(s\) in object: 'surprise'/);
+    assert.match(reasonFor(encodeRecord({ ...valid, params: { temperature: 9 } })), /params.temperature: Number must be less than or equal to 2/);
+    assert.match(reasonFor(encodeRecord({ ...valid, params: { max_tokens: 1.5 } })), /params.max_tokens: Expected integer/);
+  });
+
+  it("lists every problem of a record at once", () => {
+    const reason = reasonFor(encodeRecord({ v: 1, type: "chat.request" }));
+    for (const field of ["request_id", "conversation_id", "content", "created_at"]) assert.match(reason, new RegExp(field));
+  });
+});
+
+describe("chat.events and chat.control records", () => {
+  it("validates each event type by its own fields", () => {
+    const base = { v: 1, request_id: "r", conversation_id: "c", seq: 0, at: 1 };
+    assert.ok(chatEventSchema.safeParse({ ...base, type: "start", worker_id: "w" }).success);
+    assert.ok(chatEventSchema.safeParse({ ...base, type: "delta", text: "hi" }).success);
+    assert.equal(chatEventSchema.safeParse({ ...base, type: "delta", text: "" }).success, false, "empty deltas are invalid");
+    assert.equal(chatEventSchema.safeParse({ ...base, type: "final", reply: "x" }).success, false, "final needs usage and timings");
+    assert.equal(chatEventSchema.safeParse({ ...base, seq: -1, type: "start", worker_id: "w" }).success, false);
+    assert.equal(chatEventSchema.safeParse({ ...base, type: "mystery" }).success, false);
+  });
+
+  it("accepts a cancel and rejects one without a request id", () => {
+    assert.ok(controlRecordSchema.safeParse({ v: 1, type: "cancel", request_id: "r", at: 1 }).success);
+    assert.equal(controlRecordSchema.safeParse({ v: 1, type: "cancel", at: 1 }).success, false);
+  });
+});

@@ -1,0 +1,35 @@
+/**
+ * Collects generated text and hands it on in chunks: at most one chunk per `flushMs`,
+ * or sooner when `maxChars` have piled up. Tokens come at up to thousands per second;
+ * one Kafka record per token would cost more than the generation itself.
+ */
+export class DeltaBatcher {
+  #buffer = "";
+  #timer: NodeJS.Timeout | null = null;
+  readonly #flushMs: number;
+  readonly #maxChars: number;
+  readonly #emit: (text: string) => void;
+
+  constructor(options: { flushMs: number; maxChars: number; emit: (text: string) => void }) {
+    this.#flushMs = options.flushMs;
+    this.#maxChars = options.maxChars;
+    this.#emit = options.emit;
+  }
+
+  push(text: string): void {
+    if (!text) return;
+    this.#buffer += text;
+    if (this.#buffer.length >= this.#maxChars) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
+  }
+
+  /** Emits what is buffered now, if anything. */
+  flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (!this.#buffer) return;
+    const text = this.#buffer;
+    this.#buffer = "";
+    this.#emit(text);
+  }
+}

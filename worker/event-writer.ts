@@ -1,0 +1,60 @@
+/**
+ * Writes one request's events to chat.events in order, numbering them 0, 1, 2, … without
+ * gaps. Sends are chained so a slow send never lets a later event overtake it; the first
+ * failure is kept and reported by `settle()`, which the turn awaits before it commits.
+ */
+import type { Producer } from "kafkajs";
+import {
+  SCHEMA_VERSION,
+  encodeRecord,
+  type ChatEvent,
+  type ChatRequest,
+} from "../contracts/records.js";
+
+type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "request_id" | "conversation_id" | "seq" | "at"> : never;
+
+export class EventWriter {
+  #seq = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #failure: unknown = null;
+  readonly #producer: Producer;
+  readonly #topic: string;
+  readonly #request: Pick<ChatRequest, "request_id" | "conversation_id">;
+
+  constructor(producer: Producer, topic: string, request: Pick<ChatRequest, "request_id" | "conversation_id">) {
+    this.#producer = producer;
+    this.#topic = topic;
+    this.#request = request;
+  }
+
+  /** Queues an event; returns at once. */
+  write(body: EventBody): void {
+    const event = {
+      v: SCHEMA_VERSION,
+      request_id: this.#request.request_id,
+      conversation_id: this.#request.conversation_id,
+      seq: this.#seq++,
+      at: Date.now(),
+      ...body,
+    } as ChatEvent;
+    const message = { key: this.#request.conversation_id, value: encodeRecord(event) };
+    this.#tail = this.#tail.then(async () => {
+      if (this.#failure !== null) return;
+      try {
+        await this.#producer.send({ topic: this.#topic, acks: -1, messages: [message] });
+      } catch (err) {
+        this.#failure = err;
+      }
+    });
+  }
+
+  /** Waits for every queued event; throws the first send failure. */
+  async settle(): Promise<void> {
+    await this.#tail;
+    if (this.#failure !== null) throw this.#failure;
+  }
+
+  get eventsWritten(): number {
+    return this.#seq;
+  }
+}

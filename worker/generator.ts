@@ -1,0 +1,110 @@
+/**
+ * Generates one reply with node-llama-cpp, streaming text as it comes.
+ * The prompt is built with the model's own chat template (node-llama-cpp's chat wrapper
+ * for the model), so any chat GGUF works without per-model prompt code.
+ */
+import { LlamaChat, type ChatHistoryItem, type LlamaContextSequence } from "node-llama-cpp";
+import type { GenerationParams, StopReason } from "../contracts/records.js";
+import { KafkaLlmError } from "../contracts/errors.js";
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface GenerateInput {
+  messages: readonly ChatMessage[];
+  params: GenerationParams;
+  defaultMaxTokens: number;
+  signal?: AbortSignal;
+  onText(text: string): void;
+}
+
+export interface GenerateResult {
+  reply: string;
+  stopReason: StopReason;
+  promptTokens: number;
+  cachedPromptTokens: number;
+  completionTokens: number;
+  /** From the call to the first generated text, ms; equals generationMs when nothing was generated. */
+  timeToFirstTokenMs: number;
+  generationMs: number;
+}
+
+export function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = messages.map((m) =>
+    m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content },
+  );
+  // LlamaChat generates the reply to an empty model turn at the end of the history.
+  history.push({ type: "model", response: [] });
+  return history;
+}
+
+/** One context sequence and the chat state on it. Not safe for concurrent calls. */
+export class SequenceGenerator {
+  readonly #chat: LlamaChat;
+  readonly #sequence: LlamaContextSequence;
+
+  constructor(sequence: LlamaContextSequence) {
+    this.#sequence = sequence;
+    this.#chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+  }
+
+  async generate(input: GenerateInput): Promise<GenerateResult> {
+    const meterBefore = this.#sequence.tokenMeter.getState();
+    const started = performance.now();
+    let firstTokenAt: number | null = null;
+    const p = input.params;
+    let response;
+    try {
+      response = await this.#chat.generateResponse(toChatHistory(input.messages), {
+        maxTokens: p.max_tokens ?? input.defaultMaxTokens,
+        temperature: p.temperature,
+        topP: p.top_p,
+        topK: p.top_k,
+        repeatPenalty: p.repeat_penalty === undefined ? undefined : { penalty: p.repeat_penalty },
+        signal: input.signal,
+        stopOnAbortSignal: true,
+        onTextChunk: (text) => {
+          if (!text) return;
+          firstTokenAt ??= performance.now();
+          input.onText(text);
+        },
+      });
+    } catch (err) {
+      const message = (err as Error).message ?? String(err);
+      if (/context size|too long|exceeds|does not fit/i.test(message)) {
+        throw new KafkaLlmError("prompt_too_long", `the prompt does not fit the model's context: ${message}`, { cause: err });
+      }
+      throw new KafkaLlmError("generation_failed", `generation failed: ${message}`, { cause: err });
+    }
+    const ended = performance.now();
+    const used = this.#sequence.tokenMeter.diff(meterBefore);
+    const completionTokens = used.usedOutputTokens;
+    const promptTokens = Math.max(0, this.#sequence.contextTokens.length - completionTokens);
+    return {
+      reply: response.response,
+      stopReason: mapStopReason(response.metadata.stopReason),
+      promptTokens,
+      cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
+      completionTokens,
+      timeToFirstTokenMs: (firstTokenAt ?? ended) - started,
+      generationMs: ended - started,
+    };
+  }
+
+  dispose(): void {
+    this.#chat.dispose({ disposeSequence: false });
+  }
+}
+
+function mapStopReason(reason: string): StopReason {
+  switch (reason) {
+    case "maxTokens":
+      return "length";
+    case "abort":
+      return "cancelled";
+    default:
+      return "stop";
+  }
+}

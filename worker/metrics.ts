@@ -1,0 +1,60 @@
+/** The worker's Prometheus metrics, on a registry of its own (no globals). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Seconds, from 10 ms to 60 s: LLM latencies span that range. */
+const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
+
+export function createWorkerMetrics(workerId: string) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ worker_id: workerId });
+  collectDefaultMetrics({ register: registry, prefix: "kafka_llm_worker_" });
+  return {
+    registry,
+    promptTokens: new Counter({
+      name: "kafka_llm_prompt_tokens_total",
+      help: "Prompt tokens evaluated (tokens reused from the KV cache are not counted)",
+      registers: [registry],
+    }),
+    generatedTokens: new Counter({
+      name: "kafka_llm_generated_tokens_total",
+      help: "Tokens generated",
+      registers: [registry],
+    }),
+    requests: new Counter({
+      name: "kafka_llm_requests_total",
+      help: "Chat requests handled, by outcome",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    timeToFirstToken: new Histogram({
+      name: "kafka_llm_time_to_first_token_seconds",
+      help: "From the worker starting a turn to its first generated token",
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    turnDuration: new Histogram({
+      name: "kafka_llm_turn_duration_seconds",
+      help: "From the worker starting a turn to its final event being written",
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    queueWait: new Histogram({
+      name: "kafka_llm_queue_wait_seconds",
+      help: "From the gateway accepting a request to a worker starting it",
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    activeGenerations: new Gauge({
+      name: "kafka_llm_active_generations",
+      help: "Generations running now",
+      registers: [registry],
+    }),
+    deadLettered: new Counter({
+      name: "kafka_llm_dead_lettered_total",
+      help: "Records sent to the dead letter topic",
+      registers: [registry],
+    }),
+  };
+}
+
+export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
