@@ -47,6 +47,9 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
 export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.config.http.bodyLimitBytes, disableRequestLogging: true });
 
+  // The API speaks JSON only; a text/plain body gets 415 rather than a confusing 400.
+  app.removeContentTypeParser("text/plain");
+
   app.setErrorHandler((err, request, reply) => {
     const error = toKafkaLlmError(err);
     if (error.code === "internal") request.log.error({ err }, "unhandled error");
