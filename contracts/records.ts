@@ -34,21 +34,64 @@ export type GenerationParams = z.infer<typeof generationParamsSchema>;
 
 export const MAX_CONTENT_CHARS = 32_000;
 
-/** chat.requests: one user turn. Key: conversation_id. */
-export const chatRequestSchema = z
+/** Who a conversation belongs to: the API key's tenant ("local" when auth is off). */
+export const tenantSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9._-]+$/, "may contain only letters, digits, '.', '_' and '-'");
+
+const requestBase = {
+  v: z.literal(SCHEMA_VERSION),
+  request_id: requestIdSchema,
+  conversation_id: conversationIdSchema,
+  tenant: tenantSchema,
+  /** Milliseconds since the epoch when the gateway accepted the request. */
+  created_at: z.number().int().nonnegative(),
+};
+
+/** A user turn: generate the assistant's reply to `content` with the conversation's memory. */
+export const turnRequestSchema = z
   .object({
-    v: z.literal(SCHEMA_VERSION),
-    type: z.literal("chat.request"),
-    request_id: requestIdSchema,
-    conversation_id: conversationIdSchema,
+    ...requestBase,
+    type: z.literal("turn"),
     content: z.string().min(1, "must not be empty").max(MAX_CONTENT_CHARS),
+    /** Replaces the conversation's system prompt from this turn on. */
     system: z.string().max(MAX_CONTENT_CHARS).optional(),
     params: generationParamsSchema.optional(),
-    /** Milliseconds since the epoch when the gateway accepted the request. */
-    created_at: z.number().int().nonnegative(),
+    /**
+     * Stateless turn (OpenAI-style): these messages are the whole context; the memory is
+     * neither read nor written. `content` is then the last user message.
+     */
+    context: z
+      .array(z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(MAX_CONTENT_CHARS) }).strict())
+      .max(512)
+      .optional(),
   })
   .strict();
+
+/** Opens a conversation: stores the system prompt and, when asked, the fixed greeting. */
+export const openRequestSchema = z
+  .object({
+    ...requestBase,
+    type: z.literal("open"),
+    greeting: z.boolean(),
+    system: z.string().max(MAX_CONTENT_CHARS).optional(),
+  })
+  .strict();
+
+/** Deletes a conversation: the worker writes a tombstone to chat.memory. */
+export const deleteRequestSchema = z.object({ ...requestBase, type: z.literal("delete") }).strict();
+
+/**
+ * chat.requests: everything that changes a conversation goes through this topic, so the
+ * owning worker applies it in order with the conversation's turns. Key: conversation_id.
+ */
+export const chatRequestSchema = z.discriminatedUnion("type", [turnRequestSchema, openRequestSchema, deleteRequestSchema]);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
+export type TurnRequest = z.infer<typeof turnRequestSchema>;
+export type OpenRequest = z.infer<typeof openRequestSchema>;
+export type DeleteRequest = z.infer<typeof deleteRequestSchema>;
 
 /** Why generation stopped. Names follow OpenAI's finish_reason where one exists. */
 export const stopReasonSchema = z.enum(["stop", "length", "cancelled", "error"]);
@@ -78,12 +121,21 @@ const eventBase = {
   v: z.literal(SCHEMA_VERSION),
   request_id: requestIdSchema,
   conversation_id: conversationIdSchema,
+  tenant: tenantSchema,
+  /** The attempt this event belongs to (see the start event). */
+  attempt: z.string(),
   /** 0 for the start event, then +1 for each event of the same request, without gaps. */
   seq: z.number().int().nonnegative(),
   /** Milliseconds since the epoch when the worker produced the event. */
   at: z.number().int().nonnegative(),
 };
 
+/**
+ * The first event of an attempt. When a worker dies mid-generation, the next owner runs the
+ * request again under a new `attempt`, whose events start again at seq 0: a client that
+ * sees a second start discards the partial reply it has. Final events are never repeated
+ * with different content (see RELIABILITY in README).
+ */
 export const startEventSchema = z.object({
   ...eventBase,
   type: z.literal("start"),
@@ -134,11 +186,53 @@ export const controlRecordSchema = z
     v: z.literal(SCHEMA_VERSION),
     type: z.literal("cancel"),
     request_id: requestIdSchema,
+    tenant: tenantSchema,
     reason: z.string().max(500).optional(),
     at: z.number().int().nonnegative(),
   })
   .strict();
 export type ControlRecord = z.infer<typeof controlRecordSchema>;
+
+/** How many applied request ids (with their final events) a conversation remembers. */
+export const APPLIED_WINDOW = 32;
+
+export const memoryMessageSchema = z
+  .object({
+    role: z.enum(["user", "assistant"]),
+    content: z.string(),
+    /** The request that added it; absent for the greeting. */
+    request_id: requestIdSchema.optional(),
+    at: z.number().int().nonnegative(),
+  })
+  .strict();
+export type MemoryMessage = z.infer<typeof memoryMessageSchema>;
+
+/**
+ * chat.memory: a conversation's state, the whole of it in each record (the topic is
+ * compacted, so the latest record per key is the state). Key: conversation_id; a null
+ * value (tombstone) deletes the conversation.
+ */
+export const conversationStateSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    type: z.literal("conversation"),
+    conversation_id: conversationIdSchema,
+    tenant: tenantSchema,
+    system: z.string().optional(),
+    /** Oldest first, trimmed to the token budget (oldest whole messages dropped first). */
+    messages: z.array(memoryMessageSchema),
+    /**
+     * The last APPLIED_WINDOW requests applied to this state, with the terminal event each
+     * produced: a replayed request found here is re-announced, never run again.
+     */
+    applied: z.array(z.object({ request_id: requestIdSchema, final: z.union([finalEventSchema, errorEventSchema]) })),
+    /** Requests applied since the conversation was opened; grows by one per turn. */
+    turns: z.number().int().nonnegative(),
+    created_at: z.number().int().nonnegative(),
+    updated_at: z.number().int().nonnegative(),
+  })
+  .strict();
+export type ConversationState = z.infer<typeof conversationStateSchema>;
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 

@@ -31,6 +31,9 @@ export interface GatewayDeps {
   publishRequest(request: ChatRequest): Promise<void>;
 }
 
+/** The tenant of every conversation while the gateway runs without API keys. */
+const LOCAL_TENANT = "local";
+
 const postMessageBody = z
   .object({
     content: z.string({ required_error: "is required" }).min(1, "must not be empty").max(MAX_CONTENT_CHARS),
@@ -74,15 +77,16 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const body = parse(postMessageBody, request.body, "body");
     const chatRequest: ChatRequest = {
       v: SCHEMA_VERSION,
-      type: "chat.request",
+      type: "turn",
       request_id: randomUUID(),
       conversation_id: conversationId,
+      tenant: LOCAL_TENANT,
       content: body.content,
       ...(body.system === undefined ? {} : { system: body.system }),
       created_at: Date.now(),
     };
     // Track before publishing, so events can never arrive for a request the hub does not know.
-    deps.hub.track(chatRequest.request_id, conversationId);
+    deps.hub.track(chatRequest.request_id, conversationId, chatRequest.tenant);
     try {
       await deps.publishRequest(chatRequest);
     } catch (err) {

@@ -2,17 +2,33 @@
  * Holds the recent events of each request this gateway has seen, so a client can connect
  * before or after the worker started, and resume with Last-Event-ID. Bounded: at most
  * `maxTracked` requests, each dropped `ttlMs` after its last event.
+ *
+ * Events of one request arrive in order (one key, one partition). A request may be run
+ * more than once when its worker dies: each run is an attempt, and a new attempt's start
+ * event replaces what the hub held of the earlier one. A terminal event ends the request
+ * whichever attempt it belongs to (a worker re-announces the stored final event of a
+ * request it finds already applied); anything after that is ignored.
  */
 import { isTerminalEvent, type ChatEvent } from "../contracts/records.js";
+import type { ResumePoint } from "./sse.js";
 
 export type EventListener = (event: ChatEvent) => void;
 
 interface RequestState {
   conversationId: string;
+  tenant: string | null;
+  attempt: string | null;
   events: ChatEvent[];
   done: boolean;
   listeners: Set<EventListener>;
   touchedAt: number;
+}
+
+export interface RequestSnapshot {
+  readonly conversationId: string;
+  readonly tenant: string | null;
+  readonly events: readonly ChatEvent[];
+  readonly done: boolean;
 }
 
 export class EventHub {
@@ -28,25 +44,37 @@ export class EventHub {
   }
 
   /** Starts tracking a request that was just accepted, before any event exists for it. */
-  track(requestId: string, conversationId: string): void {
-    this.#stateFor(requestId, conversationId);
+  track(requestId: string, conversationId: string, tenant: string): void {
+    this.#stateFor(requestId, conversationId, tenant);
   }
 
   has(requestId: string): boolean {
     return this.#requests.has(requestId);
   }
 
+  /** What the hub holds of a request, or undefined. */
+  get(requestId: string): RequestSnapshot | undefined {
+    return this.#requests.get(requestId);
+  }
+
   get size(): number {
     return this.#requests.size;
   }
 
-  /**
-   * Takes an event read from chat.events. Events arrive in order per request (one key,
-   * one partition); a duplicate or an event that would leave a gap is ignored.
-   */
+  /** Takes an event read from chat.events; returns whether it was new. */
   accept(event: ChatEvent): boolean {
-    const state = this.#stateFor(event.request_id, event.conversation_id);
-    if (state.done || event.seq !== state.events.length) return false;
+    const state = this.#stateFor(event.request_id, event.conversation_id, event.tenant);
+    if (state.done) return false;
+    if (event.attempt !== state.attempt) {
+      if (event.type === "start" && event.seq === 0) {
+        state.attempt = event.attempt;
+        state.events = [];
+      } else if (!isTerminalEvent(event)) {
+        return false; // a straggler of an attempt we no longer follow
+      }
+    } else if (event.seq !== state.events.length && !isTerminalEvent(event)) {
+      return false; // duplicate (or a gap, which one partition's order rules out)
+    }
     state.events.push(event);
     state.touchedAt = this.#now();
     if (isTerminalEvent(event)) state.done = true;
@@ -56,13 +84,18 @@ export class EventHub {
   }
 
   /**
-   * Replays the events after `afterSeq` (-1 for all) and then follows new ones. Returns
-   * null for an unknown request, else a function that stops following.
+   * Replays the current attempt's events after `from` (all of them when `from` is null or
+   * names another attempt), then follows new ones. Returns null for an unknown request,
+   * else a function that stops following.
    */
-  follow(requestId: string, afterSeq: number, listener: EventListener): (() => void) | null {
+  follow(requestId: string, from: ResumePoint | null, listener: EventListener): (() => void) | null {
     const state = this.#requests.get(requestId);
     if (!state) return null;
-    for (const event of state.events) if (event.seq > afterSeq) listener(event);
+    const afterSeq = from !== null && (from.attempt === null || from.attempt === state.attempt) ? from.seq : -1;
+    for (const event of state.events) {
+      // A re-announced final may carry another attempt's seq: always hand it over.
+      if (event.seq > afterSeq || (isTerminalEvent(event) && event.attempt !== from?.attempt)) listener(event);
+    }
     if (state.done) return () => {};
     state.listeners.add(listener);
     return () => state.listeners.delete(listener);
@@ -81,10 +114,10 @@ export class EventHub {
     return dropped;
   }
 
-  #stateFor(requestId: string, conversationId: string): RequestState {
+  #stateFor(requestId: string, conversationId: string, tenant: string | null): RequestState {
     let state = this.#requests.get(requestId);
     if (!state) {
-      state = { conversationId, events: [], done: false, listeners: new Set(), touchedAt: this.#now() };
+      state = { conversationId, tenant, attempt: null, events: [], done: false, listeners: new Set(), touchedAt: this.#now() };
       this.#requests.set(requestId, state);
       this.#evictOverflow();
     }

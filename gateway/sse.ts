@@ -16,16 +16,27 @@ export function openEventStream(res: ServerResponse): void {
   res.flushHeaders();
 }
 
+/** The SSE id of an event: "<seq>@<attempt>", so a resume can tell attempts apart. */
+export function eventId(event: ChatEvent): string {
+  return `${event.seq}@${event.attempt}`;
+}
+
 export function formatEvent(event: ChatEvent): string {
-  return `id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+  return `id: ${eventId(event)}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 }
 
 /** A comment line: keeps idle connections open through proxies without a client-visible event. */
 export const KEEPALIVE = ": keepalive\n\n";
 
-/** Parses Last-Event-ID; -1 (replay everything) when absent or not a sequence number. */
-export function parseLastEventId(header: string | string[] | undefined): number {
-  const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined || !/^\d{1,9}$/.test(value.trim())) return -1;
-  return Number(value.trim());
+export interface ResumePoint {
+  seq: number;
+  attempt: string | null;
+}
+
+/** Parses Last-Event-ID ("<seq>@<attempt>" or a bare seq); null when absent or malformed. */
+export function parseLastEventId(header: string | string[] | undefined): ResumePoint | null {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  const match = value === undefined ? null : /^(\d{1,9})(?:@(.+))?$/.exec(value);
+  if (!match) return null;
+  return { seq: Number(match[1]), attempt: match[2] ?? null };
 }

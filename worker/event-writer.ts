@@ -11,7 +11,9 @@ import {
   type ChatRequest,
 } from "../contracts/records.js";
 
-type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "request_id" | "conversation_id" | "seq" | "at"> : never;
+type EventBody<E = ChatEvent> = E extends ChatEvent
+  ? Omit<E, "v" | "request_id" | "conversation_id" | "tenant" | "attempt" | "seq" | "at">
+  : never;
 
 export class EventWriter {
   #seq = 0;
@@ -19,12 +21,15 @@ export class EventWriter {
   #failure: unknown = null;
   readonly #producer: Producer;
   readonly #topic: string;
-  readonly #request: Pick<ChatRequest, "request_id" | "conversation_id">;
+  readonly #request: Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">;
+  /** This run of the request; a re-run by another worker gets another. */
+  readonly attempt: string;
 
-  constructor(producer: Producer, topic: string, request: Pick<ChatRequest, "request_id" | "conversation_id">) {
+  constructor(producer: Producer, topic: string, request: Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">, attempt: string) {
     this.#producer = producer;
     this.#topic = topic;
     this.#request = request;
+    this.attempt = attempt;
   }
 
   /** Queues an event; returns at once. */
@@ -33,6 +38,8 @@ export class EventWriter {
       v: SCHEMA_VERSION,
       request_id: this.#request.request_id,
       conversation_id: this.#request.conversation_id,
+      tenant: this.#request.tenant,
+      attempt: this.attempt,
       seq: this.#seq++,
       at: Date.now(),
       ...body,

@@ -6,7 +6,7 @@
 import type { KafkaMessage, Producer } from "kafkajs";
 import type { WorkerConfig } from "../contracts/config.js";
 import { KafkaLlmError } from "../contracts/errors.js";
-import { chatRequestSchema, decodeRecord, type ChatRequest } from "../contracts/records.js";
+import { chatRequestSchema, decodeRecord, type TurnRequest } from "../contracts/records.js";
 import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
 import { deadLetter } from "./dead-letter.js";
@@ -49,10 +49,15 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     return "dead_lettered";
   }
   const request = decoded.value;
+  if (request.type !== "turn") {
+    // open/delete arrive with conversation memory (next step); until then they are acknowledged.
+    await record.commit();
+    return "completed";
+  }
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
   const startedAt = Date.now();
   const queueWaitMs = Math.max(0, startedAt - request.created_at);
-  const events = new EventWriter(ctx.producer, ctx.topics.events, request);
+  const events = new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}-${startedAt.toString(36)}`);
   events.write({ type: "start", worker_id: ctx.config.workerId });
   log.info({ partition: record.partition, offset: record.message.offset, queue_wait_ms: queueWaitMs }, "turn started");
 
@@ -68,7 +73,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
 }
 
 /** The prompt of a turn: the system prompt, when there is one, and the user's message. */
-function buildPrompt(request: ChatRequest): ChatMessage[] {
+function buildPrompt(request: TurnRequest): ChatMessage[] {
   const messages: ChatMessage[] = [];
   if (request.system) messages.push({ role: "system", content: request.system });
   messages.push({ role: "user", content: request.content });
@@ -77,7 +82,7 @@ function buildPrompt(request: ChatRequest): ChatMessage[] {
 
 /** Generates the reply, streams it as delta events, and writes the final (or error) event. */
 async function generateAndStream(
-  request: ChatRequest,
+  request: TurnRequest,
   messages: ChatMessage[],
   events: EventWriter,
   ctx: TurnContext,

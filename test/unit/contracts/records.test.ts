@@ -4,9 +4,10 @@ import { chatEventSchema, chatRequestSchema, controlRecordSchema, decodeRecord, 
 
 const valid = {
   v: 1,
-  type: "chat.request",
+  type: "turn",
   request_id: "r-1",
   conversation_id: "c-1",
+  tenant: "local",
   content: "hello",
   created_at: 1_700_000_000_000,
 };
@@ -37,24 +38,36 @@ describe("chat.requests records", () => {
   });
 
   it("lists every problem of a record at once", () => {
-    const reason = reasonFor(encodeRecord({ v: 1, type: "chat.request" }));
-    for (const field of ["request_id", "conversation_id", "content", "created_at"]) assert.match(reason, new RegExp(field));
+    const reason = reasonFor(encodeRecord({ v: 1, type: "turn" }));
+    for (const field of ["request_id", "conversation_id", "tenant", "content", "created_at"]) assert.match(reason, new RegExp(field));
+  });
+});
+
+describe("open and delete requests", () => {
+  it("are told apart by type and validated by their own fields", () => {
+    const open = { ...valid, type: "open", greeting: true, content: undefined };
+    assert.ok(decodeRecord(chatRequestSchema, encodeRecord(open)).ok);
+    assert.match(reasonFor(encodeRecord({ ...open, greeting: "yes" })), /greeting: Expected boolean/);
+    const del = { v: 1, type: "delete", request_id: "r", conversation_id: "c", tenant: "t", created_at: 1 };
+    assert.ok(decodeRecord(chatRequestSchema, encodeRecord(del)).ok);
+    assert.match(reasonFor(encodeRecord({ ...del, type: "rename" })), /Invalid discriminator value/);
   });
 });
 
 describe("chat.events and chat.control records", () => {
   it("validates each event type by its own fields", () => {
-    const base = { v: 1, request_id: "r", conversation_id: "c", seq: 0, at: 1 };
+    const base = { v: 1, request_id: "r", conversation_id: "c", tenant: "t", attempt: "a", seq: 0, at: 1 };
     assert.ok(chatEventSchema.safeParse({ ...base, type: "start", worker_id: "w" }).success);
     assert.ok(chatEventSchema.safeParse({ ...base, type: "delta", text: "hi" }).success);
     assert.equal(chatEventSchema.safeParse({ ...base, type: "delta", text: "" }).success, false, "empty deltas are invalid");
     assert.equal(chatEventSchema.safeParse({ ...base, type: "final", reply: "x" }).success, false, "final needs usage and timings");
     assert.equal(chatEventSchema.safeParse({ ...base, seq: -1, type: "start", worker_id: "w" }).success, false);
     assert.equal(chatEventSchema.safeParse({ ...base, type: "mystery" }).success, false);
+    assert.equal(chatEventSchema.safeParse({ ...base, attempt: undefined, type: "delta", text: "x" }).success, false, "attempt is required");
   });
 
   it("accepts a cancel and rejects one without a request id", () => {
-    assert.ok(controlRecordSchema.safeParse({ v: 1, type: "cancel", request_id: "r", at: 1 }).success);
-    assert.equal(controlRecordSchema.safeParse({ v: 1, type: "cancel", at: 1 }).success, false);
+    assert.ok(controlRecordSchema.safeParse({ v: 1, type: "cancel", request_id: "r", tenant: "t", at: 1 }).success);
+    assert.equal(controlRecordSchema.safeParse({ v: 1, type: "cancel", tenant: "t", at: 1 }).success, false);
   });
 });
