@@ -53,6 +53,7 @@ const kafkaFields = {
   KAFKA_EVENT_PARTITIONS: int(0, 0, 10_000),
   KAFKA_REPLICATION_FACTOR: int(-1, -1, 32).refine((n) => n !== 0, "must be -1 (broker default) or >= 1"),
   KAFKA_ENSURE_TOPICS: bool(true),
+  CONVERSATION_TTL_MS: int(7 * 24 * 3_600_000, 60_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 
@@ -74,6 +75,12 @@ const workerFields = {
   DELTA_MAX_CHARS: int(2048, 1, 1_000_000),
   HEARTBEAT_INTERVAL_MS: int(3000, 100, 60_000),
   SESSION_TIMEOUT_MS: int(30_000, 6000, 3_600_000),
+  REBALANCE_TIMEOUT_MS: int(60_000, 1000, 3_600_000),
+  SHUTDOWN_GRACE_MS: int(25_000, 0, 3_600_000),
+  WORKER_SLOTS: int(4, 1, 64),
+  MEMORY_MAX_TOKENS: int(300, 16, 1_000_000),
+  SYSTEM_PROMPT: str("You are Kafka, a friendly and concise assistant. Answer in a few sentences."),
+  GREETING: str("Hello! I'm Kafka, your assistant. What would you like to talk about?"),
 };
 
 const gatewayFields = {
@@ -112,6 +119,8 @@ export interface KafkaConfig {
   readonly eventPartitions: number;
   readonly replicationFactor: number;
   readonly ensureTopics: boolean;
+  /** retention.ms of chat.memory: a conversation untouched this long is forgotten. */
+  readonly conversationTtlMs: number;
 }
 
 function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
@@ -123,6 +132,7 @@ function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
     eventPartitions: e.KAFKA_EVENT_PARTITIONS || e.KAFKA_REQUEST_PARTITIONS,
     replicationFactor: e.KAFKA_REPLICATION_FACTOR,
     ensureTopics: e.KAFKA_ENSURE_TOPICS,
+    conversationTtlMs: e.CONVERSATION_TTL_MS,
   };
 }
 
@@ -142,9 +152,16 @@ export interface WorkerConfig {
     readonly threads: number;
     readonly contextSize: number;
   };
-  readonly generation: { readonly defaultMaxTokens: number };
+  readonly generation: { readonly defaultMaxTokens: number; readonly slots: number };
+  readonly memory: { readonly maxTokens: number; readonly systemPrompt: string; readonly greeting: string };
   readonly stream: { readonly flushMs: number; readonly maxChars: number };
-  readonly consumer: { readonly heartbeatIntervalMs: number; readonly sessionTimeoutMs: number };
+  readonly consumer: {
+    readonly heartbeatIntervalMs: number;
+    readonly sessionTimeoutMs: number;
+    readonly rebalanceTimeoutMs: number;
+  };
+  /** How long SIGTERM waits for running turns before stopping them uncommitted. */
+  readonly shutdownGraceMs: number;
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
@@ -167,9 +184,15 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       threads: e.LLAMA_THREADS,
       contextSize: e.CONTEXT_SIZE,
     },
-    generation: { defaultMaxTokens: e.DEFAULT_MAX_TOKENS },
+    generation: { defaultMaxTokens: e.DEFAULT_MAX_TOKENS, slots: e.WORKER_SLOTS },
+    memory: { maxTokens: e.MEMORY_MAX_TOKENS, systemPrompt: e.SYSTEM_PROMPT, greeting: e.GREETING },
     stream: { flushMs: e.DELTA_FLUSH_MS, maxChars: e.DELTA_MAX_CHARS },
-    consumer: { heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS, sessionTimeoutMs: e.SESSION_TIMEOUT_MS },
+    consumer: {
+      heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+      sessionTimeoutMs: e.SESSION_TIMEOUT_MS,
+      rebalanceTimeoutMs: e.REBALANCE_TIMEOUT_MS,
+    },
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   });
 }
 

@@ -45,6 +45,8 @@ export interface TopicSettings {
   /** Partitions of chat.events; defaults to requestPartitions. */
   eventPartitions: number;
   replicationFactor: number;
+  /** Conversation time to live: retention.ms of chat.memory. */
+  conversationTtlMs: number;
 }
 
 /**
@@ -60,7 +62,9 @@ export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
       name: names.memory,
       partitions: s.requestPartitions,
       replicationFactor: rf,
-      configs: { "cleanup.policy": "compact" },
+      // compact keeps each conversation's latest state; delete forgets conversations
+      // untouched for the TTL (a write refreshes it, as every record is the whole state).
+      configs: { "cleanup.policy": "compact,delete", "retention.ms": String(s.conversationTtlMs) },
     },
     { name: names.control, partitions: 1, replicationFactor: rf, configs: {} },
     { name: names.deadLetter, partitions: 1, replicationFactor: rf, configs: {} },
