@@ -4,16 +4,13 @@
  * failure is kept and reported by `settle()`, which the turn awaits before it commits.
  */
 import type { Producer } from "kafkajs";
-import {
-  SCHEMA_VERSION,
-  encodeRecord,
-  type ChatEvent,
-  type ChatRequest,
-} from "../contracts/records.js";
+import { SCHEMA_VERSION, encodeRecord, type ChatEvent, type ChatRequest } from "../contracts/records.js";
 
-type EventBody<E = ChatEvent> = E extends ChatEvent
+export type EventBody<E = ChatEvent> = E extends ChatEvent
   ? Omit<E, "v" | "request_id" | "conversation_id" | "tenant" | "attempt" | "seq" | "at">
   : never;
+
+type RequestKeys = Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">;
 
 export class EventWriter {
   #seq = 0;
@@ -21,20 +18,20 @@ export class EventWriter {
   #failure: unknown = null;
   readonly #producer: Producer;
   readonly #topic: string;
-  readonly #request: Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">;
+  readonly #request: RequestKeys;
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
 
-  constructor(producer: Producer, topic: string, request: Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">, attempt: string) {
+  constructor(producer: Producer, topic: string, request: RequestKeys, attempt: string) {
     this.#producer = producer;
     this.#topic = topic;
     this.#request = request;
     this.attempt = attempt;
   }
 
-  /** Queues an event; returns at once. */
-  write(body: EventBody): void {
-    const event = {
+  /** Numbers an event without sending it (so it can be stored before it is sent). */
+  next<B extends EventBody>(body: B): Extract<ChatEvent, { type: B["type"] }> {
+    return {
       v: SCHEMA_VERSION,
       request_id: this.#request.request_id,
       conversation_id: this.#request.conversation_id,
@@ -43,8 +40,12 @@ export class EventWriter {
       seq: this.#seq++,
       at: Date.now(),
       ...body,
-    } as ChatEvent;
-    const message = { key: this.#request.conversation_id, value: encodeRecord(event) };
+    } as unknown as Extract<ChatEvent, { type: B["type"] }>;
+  }
+
+  /** Queues an event made by next() (or stored earlier); returns at once. */
+  send(event: ChatEvent): void {
+    const message = { key: event.conversation_id, value: encodeRecord(event) };
     this.#tail = this.#tail.then(async () => {
       if (this.#failure !== null) return;
       try {
@@ -53,6 +54,11 @@ export class EventWriter {
         this.#failure = err;
       }
     });
+  }
+
+  /** next() then send(). */
+  write(body: EventBody): void {
+    this.send(this.next(body));
   }
 
   /** Waits for every queued event; throws the first send failure. */

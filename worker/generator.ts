@@ -50,15 +50,35 @@ export class SequenceGenerator {
     this.#chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
   }
 
+  /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
+  countPromptTokens(messages: readonly ChatMessage[]): number {
+    const { contextText } = this.#chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages) });
+    return contextText.tokenize(this.#sequence.model.tokenizer).length;
+  }
+
+  /**
+   * Generates the reply to `messages`. Throws KafkaLlmError `prompt_too_long` when the
+   * prompt leaves no room in the context; the reply is capped to the room that is left,
+   * so the prompt is never shifted out of the context behind the caller's back.
+   */
   async generate(input: GenerateInput): Promise<GenerateResult> {
+    const history = toChatHistory(input.messages);
+    const promptTokens = this.countPromptTokens(input.messages);
+    const room = this.#sequence.contextSize - promptTokens;
+    if (room < 1) {
+      throw new KafkaLlmError(
+        "prompt_too_long",
+        `the prompt is ${promptTokens} tokens and the model's context holds ${this.#sequence.contextSize}; send a shorter message`,
+      );
+    }
     const meterBefore = this.#sequence.tokenMeter.getState();
     const started = performance.now();
     let firstTokenAt: number | null = null;
     const p = input.params;
     let response;
     try {
-      response = await this.#chat.generateResponse(toChatHistory(input.messages), {
-        maxTokens: p.max_tokens ?? input.defaultMaxTokens,
+      response = await this.#chat.generateResponse(history, {
+        maxTokens: Math.min(p.max_tokens ?? input.defaultMaxTokens, room),
         temperature: p.temperature,
         topP: p.top_p,
         topK: p.top_k,
@@ -81,7 +101,6 @@ export class SequenceGenerator {
     const ended = performance.now();
     const used = this.#sequence.tokenMeter.diff(meterBefore);
     const completionTokens = used.usedOutputTokens;
-    const promptTokens = Math.max(0, this.#sequence.contextTokens.length - completionTokens);
     return {
       reply: response.response,
       stopReason: mapStopReason(response.metadata.stopReason),

@@ -5,10 +5,15 @@ import { createKafka, createProducer } from "../platform/kafka.js";
 import { createLogger } from "../platform/logger.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { ensureTopics } from "../platform/topic-admin.js";
+import { Cancellations } from "./cancellations.js";
+import { startControlConsumer } from "./control-consumer.js";
 import { SequenceGenerator } from "./generator.js";
 import { loadLlm } from "./llm.js";
+import { MemoryStore } from "./memory-store.js";
 import { createWorkerMetrics } from "./metrics.js";
 import { startRequestConsumer, type RequestConsumer } from "./request-consumer.js";
+import { shutdown } from "./shutdown.js";
+import { SlotPool } from "./slot-pool.js";
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
@@ -23,9 +28,12 @@ async function main(): Promise<void> {
   });
   logger.info({ port: ops.port }, "ops server listening (/healthz, /readyz, /metrics)");
 
-  const llm = await loadLlm(config.model, logger);
+  const slotsWanted = config.generation.slots;
+  const llm = await loadLlm(config.model, logger, slotsWanted);
+  const generators = Array.from({ length: slotsWanted }, () => new SequenceGenerator(llm.context.getSequence()));
+  const slots = new SlotPool(generators);
+  metrics.slots.set(slots.size);
   modelLoaded = true;
-  const generator = new SequenceGenerator(llm.context.getSequence());
 
   const topics = topicNames(config.kafka.topicPrefix);
   const kafka = createKafka(config.kafka, logger);
@@ -40,29 +48,77 @@ async function main(): Promise<void> {
   }
   const producer = createProducer(kafka);
   await producer.connect();
-  requests = await startRequestConsumer(kafka, config, topics, { config, topics, producer, generator, metrics, logger }, logger);
+
+  const groupPrefix = `${config.groupId}.${config.workerId}`;
+  const memory = new MemoryStore({
+    kafka,
+    producer,
+    topic: topics.memory,
+    groupPrefix,
+    logger,
+    metrics: { restoreSeconds: metrics.memoryRestore, conversations: metrics.memoryConversations },
+  });
+  await memory.start();
+  const cancellations = new Cancellations();
+  const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger });
+
+  requests = await startRequestConsumer({
+    kafka,
+    config,
+    topics,
+    memory,
+    metrics,
+    logger,
+    turn: {
+      config,
+      topics,
+      producer,
+      memory,
+      slots,
+      cancellations,
+      metrics,
+      logger,
+      countTokens: (text) => llm.model.tokenize(text).length,
+    },
+  });
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const onSignal = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down: finishing the current turn, then leaving the group");
-    try {
-      await requests?.stop();
-      await producer.disconnect();
-      generator.dispose();
-      await llm.dispose();
-      await ops.close();
-      logger.info("stopped");
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err: (err as Error).message }, "unclean shutdown");
-      process.exit(1);
-    }
+    logger.info({ signal }, "signal received");
+    const consumer = requests!;
+    shutdown(
+      {
+        stopConsuming: () => consumer.stopFetching(),
+        abortRunning: () => cancellations.abortAll(),
+        release: async () => {
+          await consumer.leave();
+          await control.disconnect();
+          await memory.stop();
+          await producer.disconnect();
+          for (const g of generators) g.dispose();
+          await llm.dispose();
+          await ops.close();
+        },
+      },
+      config.shutdownGraceMs,
+      logger,
+    ).then(
+      () => process.exit(0),
+      (err: Error) => {
+        logger.error({ err: err.message }, "unclean shutdown");
+        process.exit(1);
+      },
+    );
   };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
 }
+
+process.on("unhandledRejection", (reason) => {
+  process.stderr.write(`kafka-llm worker: unhandled rejection: ${String((reason as Error)?.stack ?? reason)}\n`);
+});
 
 main().catch((err: unknown) => {
   if (err instanceof ConfigError) {

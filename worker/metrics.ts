@@ -49,6 +49,38 @@ export function createWorkerMetrics(workerId: string) {
       help: "Generations running now",
       registers: [registry],
     }),
+    slots: new Gauge({
+      name: "kafka_llm_worker_slots",
+      help: "Generations this worker can run at once (WORKER_SLOTS)",
+      registers: [registry],
+    }),
+    assignedPartitions: new Gauge({
+      name: "kafka_llm_assigned_partitions",
+      help: "Partitions of chat.requests assigned to this worker",
+      registers: [registry],
+    }),
+    partitionLag: new Gauge({
+      name: "kafka_llm_partition_lag",
+      help: "Records behind the end of each assigned partition, as of the last fetch",
+      labelNames: ["topic", "partition"] as const,
+      registers: [registry],
+    }),
+    rebalances: new Counter({
+      name: "kafka_llm_rebalances_total",
+      help: "Consumer group joins (each rebalance this worker took part in)",
+      registers: [registry],
+    }),
+    memoryRestore: new Histogram({
+      name: "kafka_llm_memory_restore_seconds",
+      help: "Time to read a chat.memory partition to its end after gaining it",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    memoryConversations: new Gauge({
+      name: "kafka_llm_memory_conversations",
+      help: "Conversations held in memory for the assigned partitions",
+      registers: [registry],
+    }),
     deadLettered: new Counter({
       name: "kafka_llm_dead_lettered_total",
       help: "Records sent to the dead letter topic",

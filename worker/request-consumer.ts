@@ -1,43 +1,71 @@
 /**
- * The worker's membership in the consumer group on chat.requests. It hands each record
- * to the turn, heartbeats while a generation runs (a long one must not cost the worker
- * its partitions), and commits a record only after its turn is written.
+ * The worker's membership in the consumer group on chat.requests. Partitions are processed
+ * concurrently (up to the slots), each in order. It restores a partition's memory when the
+ * partition is gained, heartbeats while a generation runs (a long one must not cost the
+ * worker its partitions), stops a turn whose partition was lost, and commits a record only
+ * after its turn is written.
  */
 import type { Consumer, Kafka } from "kafkajs";
 import type { WorkerConfig } from "../contracts/config.js";
 import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
+import type { MemoryStore } from "./memory-store.js";
+import type { WorkerMetrics } from "./metrics.js";
 import { runTurn, type TurnContext } from "./turn.js";
 
 export interface RequestConsumer {
   readonly consumer: Consumer;
-  /** True once the worker has joined the group. */
+  /** True while the worker is a member of the group. */
   joined(): boolean;
-  stop(): Promise<void>;
+  /** Stops taking new records; resolves once the running turns have returned. */
+  stopFetching(): Promise<void>;
+  /** Leaves the group (after stopFetching). */
+  leave(): Promise<void>;
 }
 
-export async function startRequestConsumer(
-  kafka: Kafka,
-  config: WorkerConfig,
-  topics: TopicNames,
-  turnContext: TurnContext,
-  logger: Logger,
-): Promise<RequestConsumer> {
-  const consumer = kafka.consumer({
+/** Heartbeat errors that mean this member is no longer the owner of its partitions. */
+const LOST_MEMBERSHIP = new Set(["UNKNOWN_MEMBER_ID", "ILLEGAL_GENERATION", "FENCED_INSTANCE_ID"]);
+
+export async function startRequestConsumer(options: {
+  kafka: Kafka;
+  config: WorkerConfig;
+  topics: TopicNames;
+  memory: MemoryStore;
+  turn: TurnContext;
+  metrics: WorkerMetrics;
+  logger: Logger;
+}): Promise<RequestConsumer> {
+  const { config, topics, memory, metrics, logger } = options;
+  const consumer = options.kafka.consumer({
     groupId: config.groupId,
     sessionTimeout: config.consumer.sessionTimeoutMs,
+    rebalanceTimeout: config.consumer.rebalanceTimeoutMs,
     heartbeatInterval: config.consumer.heartbeatIntervalMs,
     allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 1000,
+    maxWaitTimeInMs: 500,
   });
   let joined = false;
+  let assigned: number[] = [];
+
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
     joined = true;
-    logger.info({ memberId: payload.memberId, assignment: payload.memberAssignment }, "joined consumer group");
+    const partitions = payload.memberAssignment[topics.requests] ?? [];
+    for (const p of assigned) if (!partitions.includes(p)) metrics.partitionLag.remove({ topic: topics.requests, partition: String(p) });
+    assigned = [...partitions];
+    memory.assign(partitions);
+    metrics.rebalances.inc();
+    metrics.assignedPartitions.set(partitions.length);
+    logger.info({ memberId: payload.memberId, partitions }, "joined consumer group");
+  });
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    metrics.partitionLag.set({ topic: payload.topic, partition: String(payload.partition) }, Number(payload.offsetLag));
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     joined = false;
     logger.error({ err: payload.error?.message, restart: payload.restart }, "consumer crashed");
+  });
+  consumer.on(consumer.events.STOP, () => {
+    joined = false;
   });
 
   await consumer.connect();
@@ -45,9 +73,16 @@ export async function startRequestConsumer(
   await consumer.subscribe({ topic: topics.requests, fromBeginning: true });
   await consumer.run({
     autoCommit: false,
+    partitionsConsumedConcurrently: config.generation.slots,
     eachMessage: async ({ topic, partition, message, heartbeat }) => {
+      const revoked = new AbortController();
       const beat = setInterval(() => {
-        heartbeat().catch((err: Error) => logger.debug({ err: err.message }, "heartbeat during turn failed"));
+        heartbeat().catch((err: Error & { type?: string }) => {
+          if (err.type && LOST_MEMBERSHIP.has(err.type)) {
+            logger.warn({ partition, err: err.type }, "lost group membership during a turn; stopping it");
+            revoked.abort();
+          }
+        });
       }, config.consumer.heartbeatIntervalMs);
       try {
         await runTurn(
@@ -55,10 +90,10 @@ export async function startRequestConsumer(
             topic,
             partition,
             message,
-            commit: () =>
-              consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]),
+            revoked: revoked.signal,
+            commit: () => consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]),
           },
-          turnContext,
+          options.turn,
         );
       } finally {
         clearInterval(beat);
@@ -69,9 +104,8 @@ export async function startRequestConsumer(
   return {
     consumer,
     joined: () => joined,
-    async stop() {
-      // kafkajs lets the running eachMessage finish, then leaves the group.
-      await consumer.disconnect();
-    },
+    // kafkajs stops fetching at once and lets the running eachMessage calls return.
+    stopFetching: () => consumer.stop(),
+    leave: () => consumer.disconnect(),
   };
 }

@@ -1,27 +1,56 @@
 /**
- * A worker's turn, from record to commit: decode → build the prompt → generate and stream
- * → final event → commit. Everything a turn does is in this one function; the helpers
- * it calls each do one thing.
+ * A worker's turn, from record to commit. Everything a turn does is in runTurn; the
+ * helpers below each do one step:
+ *
+ *   decode ─▶ restore ─▶ already applied? ─▶ re-announce its final ─▶ commit
+ *                              │ no
+ *                              ▼
+ *          build prompt ─▶ generate & stream ─▶ write memory ─▶ final event ─▶ commit
+ *
+ * Exactly once: the memory state records the requests it has applied with their final
+ * events, and is written before the final event and the commit. A worker that dies before
+ * the memory write leaves the request to the next owner, which runs it again (a new
+ * attempt); one that dies after it leaves a request the next owner finds applied, and
+ * re-announces instead of generating again. Clients see one final per request.
  */
 import type { KafkaMessage, Producer } from "kafkajs";
 import type { WorkerConfig } from "../contracts/config.js";
 import { KafkaLlmError } from "../contracts/errors.js";
-import { chatRequestSchema, decodeRecord, type TurnRequest } from "../contracts/records.js";
+import {
+  chatRequestSchema,
+  decodeRecord,
+  encodeRecord,
+  type ChatEvent,
+  type ConversationState,
+  type DeleteRequest,
+  type ErrorEvent,
+  type FinalEvent,
+  type OpenRequest,
+  type TurnRequest,
+} from "../contracts/records.js";
 import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
+import { stopCauseOf, type Cancellations } from "./cancellations.js";
+import { appliedResult, applyTurn, newConversation, openConversation, promptFor, recordApplied } from "./conversation.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { EventWriter } from "./event-writer.js";
-import type { ChatMessage, SequenceGenerator } from "./generator.js";
+import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
+import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
+import type { SlotPool } from "./slot-pool.js";
 
 export interface TurnContext {
   readonly config: WorkerConfig;
   readonly topics: TopicNames;
   readonly producer: Producer;
-  readonly generator: SequenceGenerator;
+  readonly memory: MemoryStore;
+  readonly slots: SlotPool<SequenceGenerator>;
+  readonly cancellations: Cancellations;
   readonly metrics: WorkerMetrics;
   readonly logger: Logger;
+  /** Tokens of a text with the model's tokenizer (for the memory budget). */
+  countTokens(text: string): number;
 }
 
 export interface TurnRecord {
@@ -30,13 +59,16 @@ export interface TurnRecord {
   readonly message: KafkaMessage;
   /** Commits this record's offset; called once the turn's effects are written. */
   commit(): Promise<void>;
+  /** Aborts when the worker lost this partition mid-turn: nothing may be written then. */
+  readonly revoked?: AbortSignal;
 }
 
-export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered";
+/** `interrupted`: stopped by shutdown or a lost partition; left uncommitted for the next owner. */
+export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered" | "replayed" | "interrupted";
 
 /**
- * Runs one turn. Throws only when Kafka cannot take the turn's events; the record is then
- * left uncommitted and the consumer retries it.
+ * Runs one record of chat.requests. Throws only when Kafka cannot take the turn's writes;
+ * the record is then left uncommitted and the consumer retries it.
  */
 export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
   const decoded = decodeRecord(chatRequestSchema, record.message.value);
@@ -44,92 +76,214 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
     ctx.logger.warn({ partition: record.partition, offset: record.message.offset, reason: decoded.reason }, "dead-lettered request");
     ctx.metrics.deadLettered.inc();
-    ctx.metrics.requests.inc({ outcome: "dead_lettered" });
-    await record.commit();
-    return "dead_lettered";
+    return finish("dead_lettered", record, ctx);
   }
   const request = decoded.value;
-  if (request.type !== "turn") {
-    // open/delete arrive with conversation memory (next step); until then they are acknowledged.
-    await record.commit();
-    return "completed";
-  }
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
+
+  await ctx.memory.ready(record.partition);
+  const state = ctx.memory.get(record.partition, request.conversation_id);
+
+  const applied = appliedResult(state, request.request_id);
+  if (applied) {
+    await reannounce(ctx.producer, ctx.topics.events, applied);
+    log.info({ offset: record.message.offset }, "request already applied: re-announced its final event");
+    return finish("replayed", record, ctx);
+  }
+
   const startedAt = Date.now();
-  const queueWaitMs = Math.max(0, startedAt - request.created_at);
-  const events = new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}-${startedAt.toString(36)}`);
+  const events = new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`);
   events.write({ type: "start", worker_id: ctx.config.workerId });
-  log.info({ partition: record.partition, offset: record.message.offset, queue_wait_ms: queueWaitMs }, "turn started");
+  log.info({ type: request.type, partition: record.partition, offset: record.message.offset }, "request started");
 
-  const outcome = await generateAndStream(request, buildPrompt(request), events, ctx, queueWaitMs);
+  if (state && state.tenant !== request.tenant) {
+    // Another tenant's conversation: answer as if it did not exist, change nothing.
+    events.write({ type: "error", code: "not_found", message: `no conversation ${request.conversation_id}`, retryable: false });
+    await events.settle();
+    return finish("failed", record, ctx);
+  }
 
+  let outcome: TurnOutcome;
+  switch (request.type) {
+    case "open":
+      outcome = await open(request, state, record.partition, events, ctx);
+      break;
+    case "delete":
+      outcome = await remove(request, record.partition, events, ctx);
+      break;
+    case "turn":
+      outcome = await chatTurn(request, state, record, events, ctx, startedAt);
+      break;
+  }
+  if (outcome === "interrupted") {
+    log.info("turn interrupted; left uncommitted for the next owner");
+    ctx.metrics.requests.inc({ outcome });
+    return outcome;
+  }
   await events.settle();
+  ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
+  log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
+  return finish(outcome, record, ctx);
+}
+
+async function finish(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
   await record.commit();
   ctx.metrics.requests.inc({ outcome });
-  ctx.metrics.queueWait.observe(queueWaitMs / 1000);
-  ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
-  log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "turn done");
   return outcome;
 }
 
-/** The prompt of a turn: the system prompt, when there is one, and the user's message. */
-function buildPrompt(request: TurnRequest): ChatMessage[] {
-  const messages: ChatMessage[] = [];
-  if (request.system) messages.push({ role: "system", content: request.system });
-  messages.push({ role: "user", content: request.content });
-  return messages;
-}
-
-/** Generates the reply, streams it as delta events, and writes the final (or error) event. */
-async function generateAndStream(
+/** A user turn: prompt from memory (or the request's own context), generate, remember. */
+async function chatTurn(
   request: TurnRequest,
-  messages: ChatMessage[],
+  state: ConversationState | undefined,
+  record: TurnRecord,
   events: EventWriter,
   ctx: TurnContext,
-  queueWaitMs: number,
+  startedAt: number,
 ): Promise<TurnOutcome> {
+  const stateless = request.context !== undefined;
+  const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
+  const prompt: ChatMessage[] = stateless
+    ? [...request.context!, { role: "user", content: request.content }]
+    : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt);
+
+  const signal = ctx.cancellations.start(request.request_id, request.tenant);
+  const stop = record.revoked ? AbortSignal.any([signal, record.revoked]) : signal;
+  let generated: Generated;
+  try {
+    generated = await generateStreaming(request, prompt, events, stop, ctx);
+  } finally {
+    ctx.cancellations.finish(request.request_id);
+  }
+  const cause = stopCauseOf(stop);
+  if (record.revoked?.aborted || cause?.kind === "shutdown") return "interrupted";
+
+  const queueWaitMs = Math.max(0, startedAt - request.created_at);
+  const final = terminalEvent(events, generated, queueWaitMs);
+  if (!stateless) {
+    const next = applyTurn(
+      conversation,
+      {
+        requestId: request.request_id,
+        userContent: request.content,
+        reply: generated.ok ? generated.result.reply : "",
+        final,
+        now: Date.now(),
+        ...(request.system === undefined ? {} : { system: request.system }),
+      },
+      ctx.config.memory.maxTokens,
+      ctx.countTokens,
+    );
+    await ctx.memory.put(record.partition, request.conversation_id, next);
+  }
+  events.send(final);
+  ctx.metrics.queueWait.observe(queueWaitMs / 1000);
+  if (final.type === "error") return "failed";
+  return final.stop_reason === "cancelled" ? "cancelled" : "completed";
+}
+
+type Generated = { ok: true; result: GenerateResult } | { ok: false; error: KafkaLlmError };
+
+/** Generates on a slot, streaming deltas; never throws for a generation failure. */
+async function generateStreaming(
+  request: TurnRequest,
+  prompt: ChatMessage[],
+  events: EventWriter,
+  signal: AbortSignal,
+  ctx: TurnContext,
+): Promise<Generated> {
   const batcher = new DeltaBatcher({
     flushMs: ctx.config.stream.flushMs,
     maxChars: ctx.config.stream.maxChars,
     emit: (text) => events.write({ type: "delta", text }),
   });
+  const slot = await ctx.slots.acquire(request.conversation_id);
   ctx.metrics.activeGenerations.inc();
   try {
-    const result = await ctx.generator.generate({
-      messages,
+    const result = await slot.generator.generate({
+      messages: prompt,
       params: request.params ?? {},
       defaultMaxTokens: ctx.config.generation.defaultMaxTokens,
+      signal,
       onText: (text) => batcher.push(text),
     });
     batcher.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);
     ctx.metrics.timeToFirstToken.observe(result.timeToFirstTokenMs / 1000);
-    events.write({
-      type: "final",
-      reply: result.reply,
-      stop_reason: result.stopReason,
-      usage: {
-        prompt_tokens: result.promptTokens,
-        cached_prompt_tokens: result.cachedPromptTokens,
-        completion_tokens: result.completionTokens,
-      },
-      timings: {
-        queue_wait_ms: queueWaitMs,
-        time_to_first_token_ms: round(result.timeToFirstTokenMs),
-        generation_ms: round(result.generationMs),
-      },
-    });
-    return result.stopReason === "cancelled" ? "cancelled" : "completed";
+    return { ok: true, result };
   } catch (err) {
     batcher.flush();
+    ctx.slots.forget(request.conversation_id);
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
-    ctx.logger.error({ request_id: request.request_id, code: error.code, err: error.message }, "generation failed");
-    events.write({ type: "error", code: error.code, message: error.message, retryable: error.retryable });
-    return "failed";
+    ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error.message }, "generation failed");
+    return { ok: false, error };
   } finally {
     ctx.metrics.activeGenerations.dec();
+    ctx.slots.release(slot);
   }
+}
+
+function terminalEvent(events: EventWriter, generated: Generated, queueWaitMs: number): FinalEvent | ErrorEvent {
+  if (!generated.ok) {
+    const { error } = generated;
+    return events.next({ type: "error", code: error.code, message: error.message, retryable: error.retryable });
+  }
+  const r = generated.result;
+  return events.next({
+    type: "final",
+    reply: r.reply,
+    stop_reason: r.stopReason,
+    usage: { prompt_tokens: r.promptTokens, cached_prompt_tokens: r.cachedPromptTokens, completion_tokens: r.completionTokens },
+    timings: {
+      queue_wait_ms: queueWaitMs,
+      time_to_first_token_ms: round(r.timeToFirstTokenMs),
+      generation_ms: round(r.generationMs),
+    },
+  });
+}
+
+/** Opens a conversation with the greeting (when asked) as its first message. */
+async function open(
+  request: OpenRequest,
+  state: ConversationState | undefined,
+  partition: number,
+  events: EventWriter,
+  ctx: TurnContext,
+): Promise<TurnOutcome> {
+  const now = Date.now();
+  const greeting = request.greeting && !state ? ctx.config.memory.greeting : null;
+  const final = events.next(emptyFinal(greeting ?? ""));
+  const base = state ?? openConversation(request.conversation_id, request.tenant, now, {
+    greeting,
+    ...(request.system === undefined ? {} : { system: request.system }),
+  });
+  await ctx.memory.put(partition, request.conversation_id, { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now });
+  events.send(final);
+  return "completed";
+}
+
+/** Deletes a conversation: a tombstone in chat.memory. */
+async function remove(request: DeleteRequest, partition: number, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
+  await ctx.memory.put(partition, request.conversation_id, null);
+  ctx.slots.forget(request.conversation_id);
+  events.write(emptyFinal(""));
+  return "completed";
+}
+
+function emptyFinal(reply: string) {
+  return {
+    type: "final" as const,
+    reply,
+    stop_reason: "stop" as const,
+    usage: { prompt_tokens: 0, cached_prompt_tokens: 0, completion_tokens: 0 },
+    timings: { queue_wait_ms: 0, time_to_first_token_ms: 0, generation_ms: 0 },
+  };
+}
+
+/** Sends a stored terminal event again, unchanged, so gateways that missed it learn the end. */
+async function reannounce(producer: Producer, topic: string, event: ChatEvent): Promise<void> {
+  await producer.send({ topic, acks: -1, messages: [{ key: event.conversation_id, value: encodeRecord(event) }] });
 }
 
 function round(ms: number): number {

@@ -1,0 +1,70 @@
+/**
+ * Which running generation a cancel stops. Every worker reads every cancel; the one
+ * running the request aborts it. A cancel that arrives before its request starts here
+ * (still queued, or about to be taken over from a failed worker) is remembered for a
+ * while and applied when the request starts.
+ */
+export type StopCause = { kind: "cancel"; reason: string } | { kind: "shutdown" };
+
+interface Running {
+  tenant: string;
+  controller: AbortController;
+}
+
+export class Cancellations {
+  readonly #running = new Map<string, Running>();
+  readonly #early = new Map<string, { tenant: string; reason: string; at: number }>();
+  readonly #rememberMs: number;
+  readonly #maxRemembered: number;
+
+  constructor(options: { rememberMs?: number; maxRemembered?: number } = {}) {
+    this.#rememberMs = options.rememberMs ?? 10 * 60_000;
+    this.#maxRemembered = options.maxRemembered ?? 10_000;
+  }
+
+  /** Registers a starting request; its signal aborts on cancel or shutdown (reason: StopCause). */
+  start(requestId: string, tenant: string, now = Date.now()): AbortSignal {
+    const controller = new AbortController();
+    this.#running.set(requestId, { tenant, controller });
+    const early = this.#early.get(requestId);
+    if (early && early.tenant === tenant && now - early.at <= this.#rememberMs) {
+      controller.abort({ kind: "cancel", reason: early.reason } satisfies StopCause);
+    }
+    this.#early.delete(requestId);
+    return controller.signal;
+  }
+
+  finish(requestId: string): void {
+    this.#running.delete(requestId);
+  }
+
+  /** Applies a cancel; returns true when it stopped a running generation here. */
+  cancel(requestId: string, tenant: string, reason: string, at = Date.now()): boolean {
+    const running = this.#running.get(requestId);
+    if (running) {
+      if (running.tenant !== tenant) return false; // another tenant's request: not theirs to stop
+      running.controller.abort({ kind: "cancel", reason } satisfies StopCause);
+      return true;
+    }
+    this.#early.set(requestId, { tenant, reason, at });
+    for (const [id] of this.#early) {
+      if (this.#early.size <= this.#maxRemembered) break;
+      this.#early.delete(id);
+    }
+    return false;
+  }
+
+  /** Stops every running generation for shutdown; their turns are left uncommitted. */
+  abortAll(): number {
+    for (const { controller } of this.#running.values()) controller.abort({ kind: "shutdown" } satisfies StopCause);
+    return this.#running.size;
+  }
+
+  get runningCount(): number {
+    return this.#running.size;
+  }
+}
+
+export function stopCauseOf(signal: AbortSignal): StopCause | null {
+  return signal.aborted ? (signal.reason as StopCause) : null;
+}

@@ -1,0 +1,128 @@
+/**
+ * A conversation's memory as pure functions over ConversationState: what a turn adds,
+ * how the history is trimmed to its token budget, how a prompt is built from it, and how
+ * a replayed request is recognised. No I/O here; worker/turn.ts does the writing.
+ */
+import {
+  APPLIED_WINDOW,
+  SCHEMA_VERSION,
+  type ConversationState,
+  type ErrorEvent,
+  type FinalEvent,
+  type MemoryMessage,
+} from "../contracts/records.js";
+import type { ChatMessage } from "./generator.js";
+
+export function newConversation(conversationId: string, tenant: string, now: number, system?: string): ConversationState {
+  return {
+    v: SCHEMA_VERSION,
+    type: "conversation",
+    conversation_id: conversationId,
+    tenant,
+    ...(system === undefined ? {} : { system }),
+    messages: [],
+    applied: [],
+    turns: 0,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+/** The terminal event stored for `requestId`, when this state already applied it. */
+export function appliedResult(state: ConversationState | undefined, requestId: string): FinalEvent | ErrorEvent | undefined {
+  return state?.applied.find((a) => a.request_id === requestId)?.final;
+}
+
+/** The prompt of a turn: system prompt, remembered messages, then the new user message. */
+export function promptFor(state: ConversationState, userContent: string, defaultSystem: string): ChatMessage[] {
+  const system = state.system ?? defaultSystem;
+  return [
+    ...(system ? [{ role: "system" as const, content: system }] : []),
+    ...state.messages.map((m) => ({ role: m.role, content: m.content })),
+    { role: "user", content: userContent },
+  ];
+}
+
+/**
+ * Drops the oldest whole messages until the messages' tokens fit `maxTokens`. A user
+ * message and the reply after it go together, so the history never starts with a reply
+ * to a question it no longer holds (the greeting, which answers nothing, may stay alone).
+ */
+export function trimToBudget(
+  messages: readonly MemoryMessage[],
+  maxTokens: number,
+  countTokens: (text: string) => number,
+): MemoryMessage[] {
+  const counts = messages.map((m) => countTokens(m.content));
+  let total = counts.reduce((a, b) => a + b, 0);
+  let start = 0;
+  while (total > maxTokens && start < messages.length) {
+    total -= counts[start]!;
+    start++;
+    // Don't leave a reply whose question was just dropped at the front.
+    if (messages[start - 1]!.role === "user" && messages[start]?.role === "assistant") {
+      total -= counts[start]!;
+      start++;
+    }
+  }
+  return messages.slice(start);
+}
+
+export interface TurnResult {
+  requestId: string;
+  userContent: string;
+  /** The reply as generated (partial when cancelled); empty replies are not remembered. */
+  reply: string;
+  final: FinalEvent | ErrorEvent;
+  now: number;
+  system?: string;
+}
+
+/**
+ * The state after a turn: the user message and the reply appended (a cancelled turn keeps
+ * what was generated until the cancel, since the user saw it), trimmed, and the request
+ * recorded as applied. A failed turn is recorded as applied but adds no messages.
+ */
+export function applyTurn(
+  state: ConversationState,
+  turn: TurnResult,
+  maxTokens: number,
+  countTokens: (text: string) => number,
+): ConversationState {
+  const added: MemoryMessage[] =
+    turn.final.type === "error"
+      ? []
+      : [
+          { role: "user", content: turn.userContent, request_id: turn.requestId, at: turn.now },
+          ...(turn.reply ? [{ role: "assistant" as const, content: turn.reply, request_id: turn.requestId, at: turn.now }] : []),
+        ];
+  return {
+    ...state,
+    ...(turn.system === undefined ? {} : { system: turn.system }),
+    messages: trimToBudget([...state.messages, ...added], maxTokens, countTokens),
+    applied: recordApplied(state, turn.requestId, turn.final),
+    turns: state.turns + 1,
+    updated_at: turn.now,
+  };
+}
+
+/** Records a request as applied, keeping the last APPLIED_WINDOW. */
+export function recordApplied(
+  state: ConversationState,
+  requestId: string,
+  final: FinalEvent | ErrorEvent,
+): ConversationState["applied"] {
+  return [...state.applied, { request_id: requestId, final }].slice(-APPLIED_WINDOW);
+}
+
+/** The state of a conversation opened with the greeting as its first message. */
+export function openConversation(
+  conversationId: string,
+  tenant: string,
+  now: number,
+  options: { greeting: string | null; system?: string },
+): ConversationState {
+  const state = newConversation(conversationId, tenant, now, options.system);
+  if (options.greeting) state.messages.push({ role: "assistant", content: options.greeting, at: now });
+  return state;
+}

@@ -1,0 +1,197 @@
+/**
+ * The conversations of the partitions this worker owns, restored from chat.memory the way
+ * a Kafka Streams state store restores from its changelog.
+ *
+ * When the worker gains partition p of chat.requests it reads partition p of chat.memory
+ * to its end before any request of p runs. "The end" is made exact with a fence: the store
+ * writes a marker record (a tombstone under a key no conversation can have) to memory
+ * partition p and reads until it sees that record, so everything written before, by any
+ * earlier owner, has been applied. A partition kept across a rebalance is caught up the
+ * same way from where the store last was, so a write by another owner in between is never
+ * missed. A revoked partition's state is dropped.
+ *
+ * A single reader consumer (its own group, never committing) does the reading; it keeps
+ * every partition paused except those being restored. While the worker owns p it is the
+ * only writer of memory p, so between restores its own writes are the truth.
+ */
+import { randomUUID } from "node:crypto";
+import type { Consumer, Kafka, Producer } from "kafkajs";
+import { conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../contracts/records.js";
+import type { Logger } from "../platform/logger.js";
+
+/** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
+const FENCE_PREFIX = "#fence:";
+
+interface PartitionState {
+  conversations: Map<string, Buffer | ConversationState>;
+  /** Where the next restore or catch-up starts reading. */
+  nextOffset: bigint;
+  restoring: { fenceKey: string; from: bigint; startedAt: number; done: Promise<void>; resolve(): void; reject(e: Error): void } | null;
+}
+
+export interface MemoryStoreMetrics {
+  restoreSeconds: { observe(v: number): void };
+  conversations: { set(v: number): void };
+}
+
+export class MemoryStore {
+  readonly #partitions = new Map<number, PartitionState>();
+  readonly #kafka: Kafka;
+  readonly #producer: Producer;
+  readonly #topic: string;
+  readonly #groupPrefix: string;
+  readonly #logger: Logger;
+  readonly #metrics: MemoryStoreMetrics;
+  #reader: Consumer | null = null;
+  #readerPartitions: number[] = [];
+
+  constructor(options: { kafka: Kafka; producer: Producer; topic: string; groupPrefix: string; logger: Logger; metrics: MemoryStoreMetrics }) {
+    this.#kafka = options.kafka;
+    this.#producer = options.producer;
+    this.#topic = options.topic;
+    this.#groupPrefix = options.groupPrefix;
+    this.#logger = options.logger.child({ component: "memory" });
+    this.#metrics = options.metrics;
+  }
+
+  /** Starts the reader and waits until it has joined its group (all memory partitions). */
+  async start(): Promise<void> {
+    const reader = this.#kafka.consumer({
+      groupId: `${this.#groupPrefix}.memory.${randomUUID()}`,
+      allowAutoTopicCreation: false,
+      maxBytesPerPartition: 16 * 1024 * 1024,
+      maxWaitTimeInMs: 100,
+    });
+    this.#reader = reader;
+    const joined = new Promise<void>((resolve) => {
+      reader.on(reader.events.GROUP_JOIN, ({ payload }) => {
+        this.#readerPartitions = payload.memberAssignment[this.#topic] ?? [];
+        // Idle partitions stay paused; restores resume the one they read.
+        const idle = this.#readerPartitions.filter((p) => !this.#partitions.get(p)?.restoring);
+        if (idle.length) reader.pause([{ topic: this.#topic, partitions: idle }]);
+        resolve();
+      });
+    });
+    await reader.connect();
+    await reader.subscribe({ topic: this.#topic, fromBeginning: true });
+    await reader.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch }) => this.#applyBatch(batch.partition, batch.messages),
+    });
+    await joined;
+  }
+
+  async stop(): Promise<void> {
+    await this.#reader?.disconnect();
+    this.#reader = null;
+  }
+
+  /** Sets the partitions this worker owns: drops the others, restores or catches up these. */
+  assign(partitions: readonly number[]): void {
+    for (const p of [...this.#partitions.keys()]) {
+      if (!partitions.includes(p)) {
+        this.#partitions.get(p)?.restoring?.reject(new Error(`partition ${p} was revoked during its restore`));
+        this.#partitions.delete(p);
+      }
+    }
+    for (const p of partitions) void this.#restore(p).catch(() => {});
+    this.#updateGauge();
+  }
+
+  /** Resolves once partition p's memory is read to its end (restoring it first if needed). */
+  ready(partition: number): Promise<void> {
+    const state = this.#partitions.get(partition);
+    if (!state) return this.#restore(partition);
+    return state.restoring ? state.restoring.done : Promise.resolve();
+  }
+
+  get(partition: number, conversationId: string): ConversationState | undefined {
+    const conversations = this.#partitions.get(partition)?.conversations;
+    const value = conversations?.get(conversationId);
+    if (value === undefined || !Buffer.isBuffer(value)) return value;
+    const decoded = decodeRecord(conversationStateSchema, value);
+    if (!decoded.ok) {
+      this.#logger.error({ partition, conversation_id: conversationId, reason: decoded.reason }, "unreadable memory record; starting the conversation afresh");
+      conversations!.delete(conversationId);
+      return undefined;
+    }
+    conversations!.set(conversationId, decoded.value);
+    return decoded.value;
+  }
+
+  /** Writes a conversation's new state (or a tombstone, for null) to memory partition p. */
+  async put(partition: number, conversationId: string, state: ConversationState | null): Promise<void> {
+    const [meta] = await this.#producer.send({
+      topic: this.#topic,
+      acks: -1,
+      messages: [{ partition, key: conversationId, value: state === null ? null : encodeRecord(state) }],
+    });
+    const owned = this.#partitions.get(partition);
+    if (!owned) return;
+    if (state === null) owned.conversations.delete(conversationId);
+    else owned.conversations.set(conversationId, state);
+    if (meta?.baseOffset !== undefined && !owned.restoring) owned.nextOffset = BigInt(meta.baseOffset) + 1n;
+    this.#updateGauge();
+  }
+
+  #restore(partition: number): Promise<void> {
+    const existing = this.#partitions.get(partition);
+    if (existing?.restoring) return existing.restoring.done;
+    const state: PartitionState = existing ?? { conversations: new Map(), nextOffset: 0n, restoring: null };
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const fenceKey = `${FENCE_PREFIX}${randomUUID()}`;
+    state.restoring = { fenceKey, from: state.nextOffset, startedAt: performance.now(), done, resolve, reject };
+    this.#partitions.set(partition, state);
+    void this.#startReading(partition, fenceKey, state.nextOffset).catch((err: Error) => {
+      if (state.restoring?.fenceKey === fenceKey) state.restoring = null;
+      this.#partitions.delete(partition);
+      reject(err);
+    });
+    return done;
+  }
+
+  async #startReading(partition: number, fenceKey: string, from: bigint): Promise<void> {
+    const reader = this.#reader;
+    if (!reader) throw new Error("the memory store is not started");
+    await this.#producer.send({ topic: this.#topic, acks: -1, messages: [{ partition, key: fenceKey, value: null }] });
+    reader.seek({ topic: this.#topic, partition, offset: from.toString() });
+    reader.resume([{ topic: this.#topic, partitions: [partition] }]);
+  }
+
+  #applyBatch(partition: number, messages: ReadonlyArray<{ offset: string; key: Buffer | null; value: Buffer | null }>): void {
+    const state = this.#partitions.get(partition);
+    const restoring = state?.restoring;
+    if (!state || !restoring) return; // not ours, or already caught up: our writes are the truth
+    for (const message of messages) {
+      const offset = BigInt(message.offset);
+      if (offset < restoring.from) continue;
+      const key = message.key?.toString("utf8") ?? "";
+      if (key.startsWith(FENCE_PREFIX)) {
+        if (key !== restoring.fenceKey) continue;
+        state.nextOffset = offset + 1n;
+        state.restoring = null;
+        this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
+        const seconds = (performance.now() - restoring.startedAt) / 1000;
+        this.#metrics.restoreSeconds.observe(seconds);
+        this.#updateGauge();
+        this.#logger.info({ partition, conversations: state.conversations.size, from: restoring.from.toString(), restore_ms: Math.round(seconds * 1000) }, "memory partition restored");
+        restoring.resolve();
+        return;
+      }
+      if (message.value === null) state.conversations.delete(key);
+      else state.conversations.set(key, message.value);
+    }
+  }
+
+  #updateGauge(): void {
+    let n = 0;
+    for (const p of this.#partitions.values()) n += p.conversations.size;
+    this.#metrics.conversations.set(n);
+  }
+}
