@@ -74,6 +74,7 @@ export class SequenceGenerator {
     const meterBefore = this.#sequence.tokenMeter.getState();
     const started = performance.now();
     let firstTokenAt: number | null = null;
+    let streamed = "";
     const p = input.params;
     let response;
     try {
@@ -88,10 +89,25 @@ export class SequenceGenerator {
         onTextChunk: (text) => {
           if (!text) return;
           firstTokenAt ??= performance.now();
+          streamed += text;
           input.onText(text);
         },
       });
     } catch (err) {
+      // Aborted before or between evaluations, node-llama-cpp throws instead of stopping.
+      if (input.signal?.aborted) {
+        const ended = performance.now();
+        const used = this.#sequence.tokenMeter.diff(meterBefore);
+        return {
+          reply: streamed,
+          stopReason: "cancelled",
+          promptTokens,
+          cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
+          completionTokens: used.usedOutputTokens,
+          timeToFirstTokenMs: (firstTokenAt ?? ended) - started,
+          generationMs: ended - started,
+        };
+      }
       const message = (err as Error).message ?? String(err);
       if (/context size|too long|exceeds|does not fit/i.test(message)) {
         throw new KafkaLlmError("prompt_too_long", `the prompt does not fit the model's context: ${message}`, { cause: err });

@@ -1,0 +1,220 @@
+/**
+ * The worker's conversation memory and turn handling against the real broker and a real
+ * worker process with stories260K: greeting, trimming to the token budget, delete,
+ * tenants, prompts too long, dead-lettering, cancel, and KV-cache reuse across turns.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { getLlama, type LlamaModel } from "node-llama-cpp";
+import type { FinalEvent } from "../../contracts/records.js";
+import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
+import { ensureTestModel } from "../../scripts/models.js";
+import { ChatOverKafka } from "../helpers/chat-kafka.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { freePort, startService, type Service } from "../helpers/services.js";
+
+const GREETING = "Hello there, little one! What story shall we tell?";
+
+async function startWorker(kafka: TestKafka, prefix: string, env: Record<string, string>): Promise<Service> {
+  const port = await freePort();
+  return startService({
+    name: `worker-${prefix}`,
+    entry: "worker/main.ts",
+    port,
+    readyPath: "/readyz",
+    env: {
+      KAFKA_BROKERS: kafka.brokers,
+      KAFKA_TOPIC_PREFIX: prefix,
+      KAFKA_REQUEST_PARTITIONS: "2",
+      KAFKA_REPLICATION_FACTOR: "1",
+      KAFKA_GROUP_ID: `${prefix}workers`,
+      WORKER_ID: "w1",
+      WORKER_HTTP_HOST: "127.0.0.1",
+      WORKER_HTTP_PORT: String(port),
+      MODEL: await ensureTestModel(),
+      LLAMA_THREADS: "1",
+      GREETING,
+      ...env,
+    },
+  });
+}
+
+function asFinal(event: unknown): FinalEvent {
+  const e = event as FinalEvent;
+  assert.equal(e.type, "final", `expected a final event, got ${JSON.stringify(event)}`);
+  return e;
+}
+
+describe("conversation memory", { timeout: 180_000 }, () => {
+  let kafka: TestKafka;
+  let worker: Service;
+  let chat: ChatOverKafka;
+  let model: LlamaModel;
+  const prefix = uniquePrefix("memory");
+  const topics = topicNames(prefix);
+  const budget = 60;
+
+  before(async () => {
+    kafka = await useKafka();
+    worker = await startWorker(kafka, prefix, { MEMORY_MAX_TOKENS: String(budget), WORKER_SLOTS: "2", DEFAULT_MAX_TOKENS: "16" });
+    chat = new ChatOverKafka(kafka.brokers, topics);
+    await chat.start();
+    const llama = await getLlama({ gpu: false, build: "never" });
+    model = await llama.loadModel({ modelPath: await ensureTestModel() });
+  });
+
+  after(async () => {
+    await chat?.stop();
+    await worker?.stop();
+    await kafka?.stop();
+  });
+
+  it("opens a conversation with the greeting as its first message", async () => {
+    const final = asFinal(await chat.terminal(await chat.open("greet-1", true)));
+    assert.equal(final.reply, GREETING);
+    const turn = asFinal(await chat.terminal(await chat.turn("greet-1", "Tell me about the sea.")));
+    const state = (await chat.readMemory()).get("greet-1")!;
+    assert.deepEqual(
+      state.messages.map((m) => [m.role, m.content]),
+      [["assistant", GREETING], ["user", "Tell me about the sea."], ["assistant", turn.reply]],
+    );
+    const plain = asFinal(await chat.terminal(await chat.open("greet-2", false)));
+    assert.equal(plain.reply, "");
+    assert.deepEqual((await chat.readMemory()).get("greet-2")!.messages, [], "no greeting unless asked");
+  });
+
+  it("trims the history to the token budget, oldest whole messages first", async () => {
+    const sent: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const content = `Turn number ${i}: once upon a time there was a dog.`;
+      sent.push(content);
+      asFinal(await chat.terminal(await chat.turn("trim-1", content)));
+    }
+    const state = (await chat.readMemory()).get("trim-1")!;
+    const tokens = state.messages.reduce((n, m) => n + model.tokenize(m.content).length, 0);
+    assert.ok(tokens <= budget, `memory holds ${tokens} tokens, budget ${budget}`);
+    assert.ok(state.messages.length < 10, "older messages were dropped");
+    assert.equal(state.messages.at(-2)!.content, sent.at(-1), "the newest turn is kept");
+    assert.equal(state.messages[0]!.role, "user", "the history never starts with an orphaned reply");
+    const kept = state.messages.filter((m) => m.role === "user").map((m) => m.content);
+    assert.deepEqual(kept, sent.slice(sent.length - kept.length), "what is kept is the most recent, in order");
+    assert.equal(state.turns, 5);
+  });
+
+  it("deletes a conversation with a tombstone; the next turn starts afresh", async () => {
+    asFinal(await chat.terminal(await chat.turn("del-1", "Remember the red ball.")));
+    asFinal(await chat.terminal(await chat.remove("del-1")));
+    assert.equal((await chat.readMemory()).get("del-1"), null, "a tombstone");
+    asFinal(await chat.terminal(await chat.turn("del-1", "New start.")));
+    const state = (await chat.readMemory()).get("del-1")!;
+    assert.equal(state.messages[0]!.content, "New start.");
+    assert.equal(state.turns, 1);
+  });
+
+  it("answers another tenant's request on a conversation with not_found and changes nothing", async () => {
+    asFinal(await chat.terminal(await chat.turn("tenant-1", "Mine.", { tenant: "t1" })));
+    const before = (await chat.readMemory()).get("tenant-1")!;
+    const answer = await chat.terminal(await chat.turn("tenant-1", "Let me in.", { tenant: "t2" }));
+    assert.equal(answer.type, "error");
+    assert.equal(answer.type === "error" && answer.code, "not_found");
+    const del = await chat.terminal(await chat.remove("tenant-1", "t2"));
+    assert.equal(del.type, "error");
+    assert.deepEqual((await chat.readMemory()).get("tenant-1"), before);
+  });
+
+  it("answers a prompt that cannot fit the context with an error that says so", async () => {
+    const huge = "dog ".repeat(6000);
+    const answer = await chat.terminal(await chat.turn("long-1", huge));
+    assert.equal(answer.type, "error");
+    assert.equal(answer.type === "error" && answer.code, "prompt_too_long");
+    assert.match(answer.type === "error" ? answer.message : "", /the prompt is \d+ tokens and the model's context holds \d+/);
+    asFinal(await chat.terminal(await chat.turn("long-1", "Short one.")));
+  });
+
+  it("dead-letters requests with out-of-bounds parameters or unknown fields, and carries on", async () => {
+    await chat.produce({ v: 1, type: "turn", request_id: "bad-1", conversation_id: "dlq-1", tenant: "t1", content: "hi", params: { temperature: 9 }, created_at: 1 }, "dlq-1");
+    await chat.produce({ v: 1, type: "turn", request_id: "bad-2", conversation_id: "dlq-1", tenant: "t1", content: "hi", colour: "blue", created_at: 1 }, "dlq-1");
+    await chat.produceRaw(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), "dlq-1");
+    const ok = asFinal(await chat.terminal(await chat.turn("dlq-1", "Still there?")));
+    assert.ok(ok.usage.completion_tokens > 0);
+    const consumer = chat.kafka.consumer({ groupId: `${prefix}dlq-check` });
+    await consumer.connect();
+    await consumer.subscribe({ topic: topics.deadLetter, fromBeginning: true });
+    const reasons: string[] = [];
+    await new Promise<void>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          reasons.push(String(message.headers?.[DLQ_HEADERS.reason]));
+          if (reasons.length === 3) resolve();
+        },
+      });
+    });
+    await consumer.disconnect();
+    assert.match(reasons[0]!, /params.temperature: Number must be less than or equal to 2/);
+    assert.match(reasons[1]!, /Unrecognized key\(s\) in object: 'colour'/);
+    assert.match(reasons[2]!, /not valid UTF-8/);
+  });
+});
+
+describe("cancel and KV reuse", { timeout: 180_000 }, () => {
+  let kafka: TestKafka;
+  let worker: Service;
+  let chat: ChatOverKafka;
+  const prefix = uniquePrefix("kv");
+  const topics = topicNames(prefix);
+
+  before(async () => {
+    kafka = await useKafka();
+    worker = await startWorker(kafka, prefix, { MEMORY_MAX_TOKENS: "4000", WORKER_SLOTS: "2", DEFAULT_MAX_TOKENS: "12", DELTA_FLUSH_MS: "10" });
+    chat = new ChatOverKafka(kafka.brokers, topics);
+    await chat.start();
+  });
+
+  after(async () => {
+    await chat?.stop();
+    await worker?.stop();
+    await kafka?.stop();
+  });
+
+  it("evaluates only the new tokens on turn 10 of a conversation", async () => {
+    let final: FinalEvent | null = null;
+    for (let i = 1; i <= 10; i++) {
+      final = asFinal(await chat.terminal(await chat.turn("kv-a", `Question ${i}: what did the cat do?`)));
+      // Another conversation between turns: with two slots it must not evict kv-a's cache.
+      asFinal(await chat.terminal(await chat.turn("kv-b", `Other ${i}.`)));
+    }
+    const u = final!.usage;
+    const evaluated = u.prompt_tokens - u.cached_prompt_tokens;
+    assert.ok(u.prompt_tokens > 150, `turn 10's prompt holds the history (${u.prompt_tokens} tokens)`);
+    // The new message and the template tokens around it, not the ~500 tokens of history.
+    assert.ok(evaluated * 10 < u.prompt_tokens, `turn 10 evaluated ${evaluated} of ${u.prompt_tokens} prompt tokens; only the new message should be`);
+  });
+
+  it("stops a generation on cancel with stop reason cancelled and remembers the partial reply", async () => {
+    const requestId = await chat.turn("cancel-1", "Tell me a very long story.", { params: { max_tokens: 1900 } });
+    await chat.waitFor(requestId, (events) => events.some((e) => e.type === "delta"));
+    await chat.cancel(requestId);
+    const final = asFinal(await chat.terminal(requestId));
+    assert.equal(final.stop_reason, "cancelled");
+    assert.ok(final.usage.completion_tokens < 1900, `stopped early (${final.usage.completion_tokens} tokens)`);
+    const state = (await chat.readMemory()).get("cancel-1")!;
+    assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
+    assert.equal(state.messages[1]!.content, final.reply, "memory keeps what the user saw");
+  });
+
+  it("honours a cancel that arrives before its request starts", async () => {
+    const first = await chat.turn("cancel-2", "A long one first.", { params: { max_tokens: 1500 } });
+    const second = await chat.turn("cancel-2", "Queued behind it.", { params: { max_tokens: 1500 } });
+    await chat.cancel(second);
+    const secondFinal = asFinal(await chat.terminal(second));
+    assert.equal(secondFinal.stop_reason, "cancelled");
+    asFinal(await chat.terminal(first));
+  });
+
+  it("does not let another tenant cancel a generation", async () => {
+    const requestId = await chat.turn("cancel-3", "Go on.", { params: { max_tokens: 300 } });
+    await chat.cancel(requestId, "intruder");
+    const final = asFinal(await chat.terminal(requestId));
+    assert.notEqual(final.stop_reason, "cancelled");
+  });
+});
