@@ -1,0 +1,161 @@
+/**
+ * Takeover between real worker processes sharing one consumer group on a real broker.
+ * SIGKILL in the middle of a generation: every turn is still answered exactly once and
+ * in order, and every conversation's memory holds each turn once, in order. SIGTERM: the
+ * leaving worker hands its partitions over at once (it leaves the group), so the other
+ * resumes long before the session timeout.
+ */
+import assert from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
+import { after, before, describe, it } from "node:test";
+import { isTerminalEvent, type ChatEvent, type FinalEvent } from "../../contracts/records.js";
+import { topicNames } from "../../contracts/topics.js";
+import { ensureTestModel } from "../../scripts/models.js";
+import { ChatOverKafka } from "../helpers/chat-kafka.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { freePort, startService, type Service } from "../helpers/services.js";
+
+async function startWorker(kafka: TestKafka, prefix: string, id: string, env: Record<string, string> = {}): Promise<Service> {
+  const port = await freePort();
+  return startService({
+    name: id,
+    entry: "worker/main.ts",
+    port,
+    readyPath: "/readyz",
+    env: {
+      KAFKA_BROKERS: kafka.brokers,
+      KAFKA_TOPIC_PREFIX: prefix,
+      KAFKA_REQUEST_PARTITIONS: "4",
+      KAFKA_REPLICATION_FACTOR: "1",
+      KAFKA_GROUP_ID: `${prefix}workers`,
+      WORKER_ID: id,
+      WORKER_HTTP_HOST: "127.0.0.1",
+      WORKER_HTTP_PORT: String(port),
+      MODEL: await ensureTestModel(),
+      LLAMA_THREADS: "1",
+      WORKER_SLOTS: "2",
+      MEMORY_MAX_TOKENS: "4000",
+      ...env,
+    },
+  });
+}
+
+async function activeGenerations(worker: Service): Promise<number> {
+  const text = await (await fetch(`${worker.baseUrl}/metrics`)).text();
+  return Number(/^kafka_llm_active_generations\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? "0");
+}
+
+function terminals(events: ChatEvent[]) {
+  return events.filter(isTerminalEvent);
+}
+
+describe("failover", { timeout: 240_000 }, () => {
+  let kafka: TestKafka;
+  before(async () => {
+    kafka = await useKafka();
+  });
+  after(async () => {
+    await kafka?.stop();
+  });
+
+  it("answers every turn exactly once and in order when a worker is killed mid-generation", async (t) => {
+    const prefix = uniquePrefix("kill");
+    const env = { SESSION_TIMEOUT_MS: "6000", HEARTBEAT_INTERVAL_MS: "1000", DEFAULT_MAX_TOKENS: "200" };
+    const a = await startWorker(kafka, prefix, "worker-a", env);
+    const b = await startWorker(kafka, prefix, "worker-b", env);
+    const chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    await chat.start();
+    try {
+      const conversations = Array.from({ length: 20 }, (_, i) => `conv-${i}`);
+      const sent = new Map<string, string[]>(); // conversation → request ids, in order
+      for (let turn = 1; turn <= 3; turn++) {
+        for (const c of conversations) {
+          const id = await chat.turn(c, `Turn ${turn} of ${c}: tell me more.`);
+          sent.set(c, [...(sent.get(c) ?? []), id]);
+        }
+      }
+      const all = [...sent.values()].flat();
+
+      // Kill worker A while it is generating.
+      const deadline = Date.now() + 60_000;
+      while ((await activeGenerations(a)) === 0) {
+        assert.ok(Date.now() < deadline, "worker A never started generating");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await a.stop("SIGKILL");
+
+      for (const id of all) await chat.terminal(id, 120_000);
+      // Let late duplicates (re-announcements) arrive before counting.
+      await new Promise((r) => setTimeout(r, 1500));
+
+      let rerun = 0;
+      for (const id of all) {
+        const events = chat.events.get(id)!;
+        const finals = terminals(events);
+        assert.equal(finals[0]!.type, "final", `request ${id} failed: ${JSON.stringify(finals[0])}`);
+        assert.ok(finals.every((f) => isDeepStrictEqual(f, finals[0])), `request ${id} has ${finals.length} different answers`);
+        if (new Set(events.map((e) => e.attempt)).size > 1) rerun++;
+      }
+      assert.ok(rerun >= 1, "the killed worker's generation was run again by the survivor");
+      t.diagnostic(`60 turns answered once each; ${rerun} re-run after the kill`);
+
+      const memory = await chat.readMemory();
+      for (const [c, ids] of sent) {
+        const state = memory.get(c)!;
+        assert.deepEqual(
+          state.messages.map((m) => `${m.role}:${m.request_id}`),
+          ids.flatMap((id) => [`user:${id}`, `assistant:${id}`]),
+          `memory of ${c} holds each turn once, in order`,
+        );
+        for (const id of ids) {
+          const reply = (terminals(chat.events.get(id)!)[0] as FinalEvent).reply;
+          assert.equal(state.messages.find((m) => m.role === "assistant" && m.request_id === id)!.content, reply);
+        }
+        assert.equal(state.turns, 3);
+      }
+    } finally {
+      await chat.stop();
+      await a.stop("SIGKILL");
+      await b.stop();
+    }
+  });
+
+  it("hands partitions over on SIGTERM so the other worker resumes within 5 s", async (t) => {
+    const prefix = uniquePrefix("term");
+    // A long session timeout: without the leave on SIGTERM the takeover would wait 30 s.
+    const env = { SESSION_TIMEOUT_MS: "30000", HEARTBEAT_INTERVAL_MS: "3000", DEFAULT_MAX_TOKENS: "16" };
+    const a = await startWorker(kafka, prefix, "worker-a", env);
+    const b = await startWorker(kafka, prefix, "worker-b", env);
+    const chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    await chat.start();
+    try {
+      // Warm up: both workers own partitions and have answered.
+      const warm = await Promise.all(Array.from({ length: 8 }, (_, i) => chat.turn(`c-${i}`, "hello")));
+      const owners = new Set<string>();
+      for (const id of warm) {
+        await chat.terminal(id);
+        const start = chat.events.get(id)!.find((e) => e.type === "start");
+        if (start?.type === "start") owners.add(start.worker_id);
+      }
+      assert.deepEqual([...owners].sort(), ["worker-a", "worker-b"], "both workers had partitions");
+
+      const t0 = Date.now();
+      const exited = a.stop("SIGTERM");
+      const after = await Promise.all(Array.from({ length: 8 }, (_, i) => chat.turn(`c-${i}`, "still there?")));
+      assert.equal(await exited, 0, "worker A shut down cleanly");
+      let latest = 0;
+      for (const id of after) {
+        await chat.terminal(id, 30_000);
+        const start = chat.events.get(id)!.find((e) => e.type === "start")!;
+        assert.equal(start.type === "start" && start.worker_id, "worker-b");
+        latest = Math.max(latest, start.at - t0);
+      }
+      t.diagnostic(`handover: worker B started A's requests within ${latest} ms of SIGTERM`);
+      assert.ok(latest <= 5000, `worker B started the last of A's requests ${latest} ms after SIGTERM`);
+    } finally {
+      await chat.stop();
+      await a.stop("SIGKILL");
+      await b.stop();
+    }
+  });
+});
