@@ -9,6 +9,8 @@ export type StopCause = { kind: "cancel"; reason: string } | { kind: "shutdown" 
 interface Running {
   tenant: string;
   controller: AbortController;
+  /** performance.now() when a cancel for it was read, to measure how fast it stops. */
+  cancelledAt?: number;
 }
 
 export class Cancellations {
@@ -34,8 +36,11 @@ export class Cancellations {
     return controller.signal;
   }
 
-  finish(requestId: string): void {
+  /** Forgets a request that stopped; returns ms from reading its cancel to now, if it was cancelled. */
+  finish(requestId: string): number | null {
+    const running = this.#running.get(requestId);
     this.#running.delete(requestId);
+    return running?.cancelledAt === undefined ? null : performance.now() - running.cancelledAt;
   }
 
   /** Applies a cancel; returns true when it stopped a running generation here. */
@@ -43,6 +48,7 @@ export class Cancellations {
     const running = this.#running.get(requestId);
     if (running) {
       if (running.tenant !== tenant) return false; // another tenant's request: not theirs to stop
+      running.cancelledAt ??= performance.now();
       running.controller.abort({ kind: "cancel", reason } satisfies StopCause);
       return true;
     }

@@ -81,6 +81,12 @@ export function createWorkerMetrics(workerId: string) {
       help: "Conversations held in memory for the assigned partitions",
       registers: [registry],
     }),
+    cancelLatency: new Histogram({
+      name: "kafka_llm_cancel_latency_seconds",
+      help: "From reading a cancel on chat.control to the generation having stopped",
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2],
+      registers: [registry],
+    }),
     deadLettered: new Counter({
       name: "kafka_llm_dead_lettered_total",
       help: "Records sent to the dead letter topic",

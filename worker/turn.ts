@@ -150,10 +150,15 @@ async function chatTurn(
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
   const stop = record.revoked ? AbortSignal.any([signal, record.revoked]) : signal;
   let generated: Generated;
+  let cancelLatencyMs: number | null = null;
   try {
     generated = await generateStreaming(request, prompt, events, stop, ctx);
   } finally {
-    ctx.cancellations.finish(request.request_id);
+    cancelLatencyMs = ctx.cancellations.finish(request.request_id);
+  }
+  if (cancelLatencyMs !== null) {
+    ctx.metrics.cancelLatency.observe(cancelLatencyMs / 1000);
+    ctx.logger.info({ request_id: request.request_id, cancel_latency_ms: Math.round(cancelLatencyMs) }, "generation cancelled");
   }
   const cause = stopCauseOf(stop);
   if (record.revoked?.aborted || cause?.kind === "shutdown") return "interrupted";

@@ -190,7 +190,7 @@ describe("cancel and KV reuse", { timeout: 180_000 }, () => {
     assert.ok(evaluated * 10 < u.prompt_tokens, `turn 10 evaluated ${evaluated} of ${u.prompt_tokens} prompt tokens; only the new message should be`);
   });
 
-  it("stops a generation on cancel with stop reason cancelled and remembers the partial reply", async () => {
+  it("stops a generation on cancel with stop reason cancelled and remembers the partial reply", async (t) => {
     const requestId = await chat.turn("cancel-1", "Tell me a very long story.", { params: { max_tokens: 1900 } });
     await chat.waitFor(requestId, (events) => events.some((e) => e.type === "delta"));
     await chat.cancel(requestId);
@@ -200,6 +200,11 @@ describe("cancel and KV reuse", { timeout: 180_000 }, () => {
     const state = (await chat.readMemory()).get("cancel-1")!;
     assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
     assert.equal(state.messages[1]!.content, final.reply, "memory keeps what the user saw");
+    const metrics = await (await fetch(`${worker.baseUrl}/metrics`)).text();
+    const count = Number(/^kafka_llm_cancel_latency_seconds_count\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? "0");
+    const sum = Number(/^kafka_llm_cancel_latency_seconds_sum\{[^}]*\} ([\d.e-]+)/m.exec(metrics)?.[1] ?? "NaN");
+    assert.equal(count, 1, "the worker measured how long the cancel took to stop the generation");
+    t.diagnostic(`cancel: generation stopped ${(sum * 1000).toFixed(1)} ms after the worker read the cancel`);
   });
 
   it("honours a cancel that arrives before its request starts", async () => {
