@@ -158,4 +158,48 @@ describe("failover", { timeout: 240_000 }, () => {
       await b.stop();
     }
   });
+
+  for (const [graceMs, expectation] of [
+    ["25000", "finishes the running turn within the grace period, then leaves"],
+    ["0", "stops a turn still running when the grace period ends and leaves it to the next owner"],
+  ] as const) {
+    it(`on SIGTERM ${expectation}`, async () => {
+      const prefix = uniquePrefix(`grace${graceMs}`);
+      const env = { SESSION_TIMEOUT_MS: "30000", HEARTBEAT_INTERVAL_MS: "1000", SHUTDOWN_GRACE_MS: graceMs };
+      const workers = new Map<string, Service>();
+      workers.set("worker-a", await startWorker(kafka, prefix, "worker-a", env));
+      workers.set("worker-b", await startWorker(kafka, prefix, "worker-b", env));
+      const chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+      await chat.start();
+      try {
+        const requestId = await chat.turn("grace-1", "A long story, please.", { params: { max_tokens: 1500 } });
+        const events = await chat.waitFor(requestId, (list) => list.some((e) => e.type === "delta"));
+        const start = events.find((e) => e.type === "start");
+        const owner = start?.type === "start" ? start.worker_id : "";
+        const other = owner === "worker-a" ? "worker-b" : "worker-a";
+        assert.equal(await workers.get(owner)!.stop("SIGTERM"), 0, "clean exit");
+
+        const final = await chat.terminal(requestId, 60_000);
+        await new Promise((r) => setTimeout(r, 1000));
+        const all = chat.events.get(requestId)!;
+        const finals = terminals(all);
+        assert.equal(final.type, "final");
+        assert.ok(finals.every((f) => isDeepStrictEqual(f, finals[0])), "one answer");
+        const finalStart = all.find((e) => e.type === "start" && e.attempt === final.attempt);
+        const answeredBy = finalStart?.type === "start" ? finalStart.worker_id : "";
+        if (graceMs === "0") {
+          assert.equal(answeredBy, other, "the next owner ran the interrupted turn");
+          assert.ok(new Set(all.map((e) => e.attempt)).size === 2, "two attempts");
+        } else {
+          assert.equal(answeredBy, owner, "the terminating worker finished its turn");
+          assert.equal(new Set(all.map((e) => e.attempt)).size, 1, "one attempt");
+        }
+        const state = (await chat.readMemory()).get("grace-1")!;
+        assert.deepEqual(state.messages.map((m) => `${m.role}:${m.request_id}`), [`user:${requestId}`, `assistant:${requestId}`]);
+      } finally {
+        await chat.stop();
+        for (const w of workers.values()) await w.stop("SIGKILL");
+      }
+    });
+  }
 });
