@@ -6,6 +6,7 @@
 import os from "node:os";
 import { z } from "zod";
 import { KafkaLlmError } from "./errors.js";
+import { MAX_CONTENT_CHARS } from "./records.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -91,6 +92,21 @@ const gatewayFields = {
   REQUEST_STATE_TTL_MS: int(15 * 60_000, 1000, 7 * 24 * 3_600_000),
   MAX_TRACKED_REQUESTS: int(10_000, 1, 10_000_000),
   SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
+  GATEWAY_AUTH: z
+    .enum(["keys", "none"], { errorMap: () => ({ message: 'must be "keys" (API keys required) or "none" (no auth, local runs only)' }) })
+    .default("keys"),
+  // Secrets: never refined by zod, whose messages would echo the value; see parseApiKeyList.
+  GATEWAY_API_KEYS: z.string().default(""),
+  GATEWAY_API_KEYS_FILE: str(""),
+  GATEWAY_MAX_CONTENT_CHARS: int(MAX_CONTENT_CHARS, 1, MAX_CONTENT_CHARS),
+  KAFKA_SEND_TIMEOUT_MS: int(3000, 100, 120_000),
+  GATEWAY_APPLY_WAIT_MS: int(10_000, 0, 600_000),
+  UNKNOWN_REQUEST_WAIT_MS: int(2000, 0, 60_000),
+  LAG_REFRESH_MS: int(5000, 500, 3_600_000),
+  WORKER_GROUP_ID: str("kafka-llm-workers"),
+  TURN_STATS_WINDOW_MS: int(5 * 60_000, 1000, 24 * 3_600_000),
+  MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+  MODEL_NAME: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces").default("kafka-llm"),
 };
 
 function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z.ZodObject<S>> {
@@ -196,22 +212,105 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   });
 }
 
+export interface ApiKey {
+  readonly tenant: string;
+  readonly key: string;
+}
+
 export interface GatewayConfig {
   readonly kafka: KafkaConfig;
   readonly logLevel: string;
   readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
-  readonly requests: { readonly stateTtlMs: number; readonly maxTracked: number };
+  readonly requests: {
+    readonly stateTtlMs: number;
+    readonly maxTracked: number;
+    /** How long a lookup of an unknown (well-formed) request id waits for it to show up, ms. */
+    readonly unknownWaitMs: number;
+  };
   readonly sseKeepaliveMs: number;
+  readonly auth: {
+    /** "keys": every /v1 call needs a Bearer key; "none": everything runs as tenant "local". */
+    readonly mode: "keys" | "none";
+    /** Keys from GATEWAY_API_KEYS; the file's keys are read at start by gateway/auth.ts. */
+    readonly keys: readonly ApiKey[];
+    readonly keysFile: string | null;
+  };
+  /** Longest message content accepted, characters (at most the record schema's bound). */
+  readonly maxContentChars: number;
+  /** Budget for one produce to Kafka before the caller gets 503, ms. */
+  readonly kafkaSendTimeoutMs: number;
+  /** How long DELETE waits for a worker to apply the deletion before answering 202, ms. */
+  readonly applyWaitMs: number;
+  readonly lag: { readonly refreshMs: number; readonly workerGroupId: string };
+  /** Window of the recent mean turn duration, ms. */
+  readonly turnStatsWindowMs: number;
+  /** Most bytes of conversation state the gateway's view of chat.memory holds. */
+  readonly memoryViewMaxBytes: number;
+  /** The model id /v1/models lists and OpenAI responses carry. */
+  readonly modelName: string;
+}
+
+/** The tenant every request runs as when GATEWAY_AUTH=none. */
+export const LOCAL_TENANT = "local";
+
+/** Why a tenant/key pair is unusable (never quoting the key), or null when it is fine. */
+export function apiKeyProblem(tenant: string, key: string): string | null {
+  if (!tenant || !key) return 'not in the form "tenant:key"';
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(tenant)) return "the tenant may contain only letters, digits, '.', '_' and '-' (1-64)";
+  if (/\s/.test(key)) return "the key contains white space";
+  return null;
+}
+
+/**
+ * Parses "tenant:key" entries separated by commas or newlines (blank lines and lines
+ * starting with # are skipped). Problems name the entry by position, never by value, so a
+ * key cannot end up in a log.
+ */
+export function parseApiKeyList(text: string, source: string): { keys: ApiKey[]; problems: string[] } {
+  const keys: ApiKey[] = [];
+  const problems: string[] = [];
+  const entries = text.split(/[,\n]/).map((e) => e.trim()).filter((e) => e !== "" && !e.startsWith("#"));
+  entries.forEach((entry, i) => {
+    const colon = entry.indexOf(":");
+    const tenant = colon < 0 ? "" : entry.slice(0, colon).trim();
+    const key = colon < 0 ? "" : entry.slice(colon + 1).trim();
+    const problem = apiKeyProblem(tenant, key);
+    if (problem === null) keys.push({ tenant, key });
+    else problems.push(`${source}: entry ${i + 1}: ${problem}`);
+  });
+  return { keys, problems };
 }
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const e = parseEnv(gatewayFields, env);
+  const { keys, problems } = parseApiKeyList(e.GATEWAY_API_KEYS, "GATEWAY_API_KEYS");
+  if (e.GATEWAY_AUTH === "keys" && keys.length === 0 && !e.GATEWAY_API_KEYS_FILE && problems.length === 0) {
+    problems.push(
+      "GATEWAY_AUTH: API keys are required but none are set: set GATEWAY_API_KEYS (tenant:key,...) or GATEWAY_API_KEYS_FILE, or GATEWAY_AUTH=none for a local run without auth",
+    );
+  }
+  if (e.GATEWAY_AUTH === "none" && (keys.length > 0 || e.GATEWAY_API_KEYS_FILE)) {
+    problems.push("GATEWAY_AUTH: is none, yet API keys are set: remove the keys or set GATEWAY_AUTH=keys");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze({
     kafka: kafkaConfig(e),
     logLevel: e.LOG_LEVEL,
     http: { host: e.GATEWAY_HOST, port: e.GATEWAY_PORT, bodyLimitBytes: e.GATEWAY_BODY_LIMIT_BYTES },
-    requests: { stateTtlMs: e.REQUEST_STATE_TTL_MS, maxTracked: e.MAX_TRACKED_REQUESTS },
+    requests: {
+      stateTtlMs: e.REQUEST_STATE_TTL_MS,
+      maxTracked: e.MAX_TRACKED_REQUESTS,
+      unknownWaitMs: e.UNKNOWN_REQUEST_WAIT_MS,
+    },
     sseKeepaliveMs: e.SSE_KEEPALIVE_MS,
+    auth: { mode: e.GATEWAY_AUTH, keys, keysFile: e.GATEWAY_API_KEYS_FILE || null },
+    maxContentChars: e.GATEWAY_MAX_CONTENT_CHARS,
+    kafkaSendTimeoutMs: e.KAFKA_SEND_TIMEOUT_MS,
+    applyWaitMs: e.GATEWAY_APPLY_WAIT_MS,
+    lag: { refreshMs: e.LAG_REFRESH_MS, workerGroupId: e.WORKER_GROUP_ID },
+    turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,
+    memoryViewMaxBytes: e.MEMORY_VIEW_MAX_BYTES,
+    modelName: e.MODEL_NAME,
   });
 }
 

@@ -4,6 +4,7 @@
  */
 export const ERROR_CODES = {
   invalid_request: { retryable: false },
+  unauthorized: { retryable: false },
   not_found: { retryable: false },
   payload_too_large: { retryable: false },
   unsupported_media_type: { retryable: false },

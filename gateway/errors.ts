@@ -1,12 +1,17 @@
 /**
  * The one place where error codes become HTTP statuses and response bodies.
- * Body: {"error": {"code", "message", "retryable"}}.
+ *
+ * Native API: {"error": {"code", "message", "retryable"}}.
+ * OpenAI-compatible routes: OpenAI's shape, {"error": {"message", "type", "param", "code"}},
+ * so the official clients raise their usual typed errors.
  */
 import type { FastifyError, FastifyReply } from "fastify";
+import { z } from "zod";
 import { KafkaLlmError, type ErrorCode } from "../contracts/errors.js";
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
+  unauthorized: 401,
   not_found: 404,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -17,10 +22,76 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   internal: 500,
 };
 
-export function sendError(reply: FastifyReply, error: KafkaLlmError): FastifyReply {
+/** Seconds a client should wait before retrying while Kafka is unreachable. */
+export const RETRY_AFTER_SECONDS = 2;
+
+/** Which error body a route speaks. */
+export type Dialect = "native" | "openai";
+
+/** An API error that can name the offending parameter (OpenAI's `param`). */
+export class ApiError extends KafkaLlmError {
+  readonly param: string | null;
+  constructor(code: ErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "ApiError";
+    this.param = options.param ?? null;
+  }
+}
+
+export function notFound(what: string): ApiError {
+  return new ApiError("not_found", what);
+}
+
+export function sendError(reply: FastifyReply, error: KafkaLlmError, dialect: Dialect = "native"): FastifyReply {
   const status = HTTP_STATUS[error.code];
-  if (error.code === "kafka_unavailable") reply.header("retry-after", "2");
-  return reply.code(status).send({ error: { code: error.code, message: error.message, retryable: error.retryable } });
+  if (error.code === "kafka_unavailable") reply.header("retry-after", String(RETRY_AFTER_SECONDS));
+  if (error.code === "unauthorized") reply.header("www-authenticate", 'Bearer realm="kafka-llm"');
+  return reply.code(status).send(errorBody(error, dialect));
+}
+
+export function errorBody(error: KafkaLlmError, dialect: Dialect): unknown {
+  if (dialect === "native") return { error: { code: error.code, message: error.message, retryable: error.retryable } };
+  return {
+    error: {
+      message: error.message,
+      type: openAiType(error.code),
+      param: error instanceof ApiError ? error.param : null,
+      code: openAiCode(error.code),
+    },
+  };
+}
+
+function openAiType(code: ErrorCode): string {
+  const status = HTTP_STATUS[code];
+  if (status === 401) return "authentication_error";
+  if (status === 404) return "not_found_error";
+  if (status < 500) return "invalid_request_error";
+  return status === 503 ? "service_unavailable" : "server_error";
+}
+
+function openAiCode(code: ErrorCode): string {
+  switch (code) {
+    case "unauthorized":
+      return "invalid_api_key";
+    case "prompt_too_long":
+      return "context_length_exceeded";
+    default:
+      return code;
+  }
+}
+
+/** Validates `value` with `schema`; a failure is a 400 naming each bad field and what to fix. */
+export function parseInput<S extends z.ZodTypeAny>(schema: S, value: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issues = result.error.issues;
+  const message = issues
+    .slice(0, 10)
+    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
+    .join("; ");
+  const first = issues[0];
+  const param = first && first.path.length > 0 ? first.path.join(".") : null;
+  throw new ApiError("invalid_request", `${what}: ${message}`, { param });
 }
 
 /** Turns anything thrown in a handler (or by fastify's own parsing) into a KafkaLlmError. */
@@ -37,6 +108,8 @@ export function toKafkaLlmError(err: unknown): KafkaLlmError {
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
       return new KafkaLlmError("invalid_request", "the content-length header does not match the body");
   }
+  if (fe.statusCode === 413) return new KafkaLlmError("payload_too_large", "the request body is too large");
+  if (fe.statusCode === 415) return new KafkaLlmError("unsupported_media_type", "send the body as JSON with content-type: application/json");
   if (fe.statusCode === 400 || err instanceof SyntaxError) {
     return new KafkaLlmError("invalid_request", `the request body is not valid JSON: ${fe.message ?? ""}`);
   }

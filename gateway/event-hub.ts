@@ -27,12 +27,16 @@ interface RequestState {
 export interface RequestSnapshot {
   readonly conversationId: string;
   readonly tenant: string | null;
+  /** The attempt whose events are held; null before the first start event. */
+  readonly attempt: string | null;
   readonly events: readonly ChatEvent[];
   readonly done: boolean;
 }
 
 export class EventHub {
   readonly #requests = new Map<string, RequestState>();
+  /** Callers waiting for a request id to become known (see whenKnown). */
+  readonly #waiters = new Map<string, Set<() => void>>();
   readonly #ttlMs: number;
   readonly #maxTracked: number;
   readonly #now: () => number;
@@ -50,6 +54,33 @@ export class EventHub {
 
   has(requestId: string): boolean {
     return this.#requests.has(requestId);
+  }
+
+  /** Forgets a request, e.g. one whose publish failed. Its followers are not told. */
+  forget(requestId: string): void {
+    this.#requests.delete(requestId);
+  }
+
+  /**
+   * Resolves true as soon as the request is known here, false after `timeoutMs`. Another
+   * replica's request becomes known a few ms after Kafka took it, when this replica reads it.
+   */
+  whenKnown(requestId: string, timeoutMs: number): Promise<boolean> {
+    if (this.#requests.has(requestId)) return Promise.resolve(true);
+    if (timeoutMs <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let waiters = this.#waiters.get(requestId);
+      if (!waiters) this.#waiters.set(requestId, (waiters = new Set()));
+      const done = (known: boolean) => {
+        clearTimeout(timer);
+        waiters!.delete(onKnown);
+        if (waiters!.size === 0) this.#waiters.delete(requestId);
+        resolve(known);
+      };
+      const onKnown = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      waiters.add(onKnown);
+    });
   }
 
   /** What the hub holds of a request, or undefined. */
@@ -120,6 +151,8 @@ export class EventHub {
       state = { conversationId, tenant, attempt: null, events: [], done: false, listeners: new Set(), touchedAt: this.#now() };
       this.#requests.set(requestId, state);
       this.#evictOverflow();
+      const waiters = this.#waiters.get(requestId);
+      if (waiters) for (const wake of [...waiters]) wake();
     }
     return state;
   }

@@ -1,59 +1,83 @@
-/** Gateway entry point: wires config, logger, Kafka, the hub and the HTTP server. */
+/** Gateway entry point: wires config, logger, Kafka clients, the hub, the views and the HTTP server. */
 import { ConfigError, loadGatewayConfig } from "../contracts/config.js";
-import { encodeRecord } from "../contracts/records.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
-import { createKafka, createProducer } from "../platform/kafka.js";
+import { createKafka } from "../platform/kafka.js";
 import { createLogger } from "../platform/logger.js";
 import { ensureTopics } from "../platform/topic-admin.js";
-import { buildGateway } from "./app.js";
-import { startEventConsumer } from "./event-consumer.js";
+import { buildGateway, type GatewayDeps } from "./app.js";
+import { createAuthenticator } from "./auth.js";
 import { EventHub } from "./event-hub.js";
+import { startEventConsumer } from "./kafka/event-consumer.js";
+import { LagExporter } from "./kafka/lag-exporter.js";
+import { startMemoryView } from "./kafka/memory-view.js";
+import { KafkaPublisher } from "./kafka/publisher.js";
 import { createGatewayMetrics } from "./metrics.js";
+import { TurnStats } from "./turn-stats.js";
 
 async function main(): Promise<void> {
   const config = loadGatewayConfig();
   const logger = createLogger("gateway", config.logLevel);
-  const metrics = createGatewayMetrics();
+  const auth = createAuthenticator(config.auth, logger);
   const topics = topicNames(config.kafka.topicPrefix);
   const kafka = createKafka(config.kafka, logger);
 
-  if (config.kafka.ensureTopics) {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
   const hub = new EventHub({ ttlMs: config.requests.stateTtlMs, maxTracked: config.requests.maxTracked });
-  const sweeper = setInterval(() => {
-    hub.sweep();
-    metrics.trackedRequests.set(hub.size);
-  }, Math.min(60_000, config.requests.stateTtlMs));
-  sweeper.unref();
-
-  const producer = createProducer(kafka);
-  await producer.connect();
-  const events = await startEventConsumer(kafka, topics.events, hub, logger);
-
-  const app = buildGateway({
+  const turnStats = new TurnStats({ windowMs: config.turnStatsWindowMs });
+  const publisher = new KafkaPublisher(kafka, topics, { timeoutMs: config.kafkaSendTimeoutMs, logger });
+  const deps: GatewayDeps = {
     config,
     logger,
     hub,
-    registry: metrics.registry,
-    publishRequest: async (request) => {
-      await producer.send({
-        topic: topics.requests,
-        acks: -1,
-        messages: [{ key: request.conversation_id, value: encodeRecord(request) }],
-      });
-      metrics.requestsAccepted.inc();
-    },
+    metrics: createGatewayMetrics({
+      trackedRequests: () => hub.size,
+      memoryView: () => (deps.memory ? { conversations: deps.memory.size, bytes: deps.memory.bytes } : null),
+      recentTurns: () => ({ meanSeconds: turnStats.meanSeconds(), count: turnStats.count() }),
+    }),
+    publisher,
+    memory: null,
+    authenticate: auth.authenticate,
+    ready: () => events.caughtUp() && (deps.memory?.caughtUp() ?? false),
+  };
+
+  // One admin connection for topic checks, look-back offsets, the memory view's syncs and the lag.
+  const admin = kafka.admin();
+  await admin.connect();
+  if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
+
+  const sweeper = setInterval(() => hub.sweep(), Math.min(60_000, config.requests.stateTtlMs));
+  sweeper.unref();
+
+  await publisher.connect();
+  const events = await startEventConsumer({
+    kafka,
+    admin,
+    topics,
+    hub,
+    lookBackMs: config.requests.stateTtlMs,
+    logger,
+    onEvent: (event) => turnStats.record(event),
   });
+  deps.memory = await startMemoryView({
+    kafka,
+    admin,
+    topic: topics.memory,
+    maxBytes: config.memoryViewMaxBytes,
+    logger,
+    onEvict: (n) => deps.metrics.memoryViewEvicted.inc(n),
+  });
+  const lag = new LagExporter({
+    admin,
+    topic: topics.requests,
+    groupId: config.lag.workerGroupId,
+    metrics: deps.metrics,
+    refreshMs: config.lag.refreshMs,
+    logger,
+  });
+  lag.start();
+
+  const app = buildGateway(deps);
   await app.listen({ host: config.http.host, port: config.http.port });
-  logger.info({ host: config.http.host, port: config.http.port }, "gateway listening");
+  logger.info({ host: config.http.host, port: config.http.port, auth: config.auth.mode }, "gateway listening");
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -61,9 +85,14 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, "shutting down");
     try {
-      await app.close();
-      await events.disconnect();
-      await producer.disconnect();
+      lag.stop();
+      auth.stop();
+      // Open SSE streams would hold close() forever: end them, clients resume elsewhere.
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
+      await Promise.all([events.stop(), deps.memory?.stop(), publisher.disconnect()]);
+      await admin.disconnect();
       process.exit(0);
     } catch (err) {
       logger.error({ err: (err as Error).message }, "unclean shutdown");

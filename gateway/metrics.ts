@@ -1,20 +1,109 @@
 /** The gateway's Prometheus metrics, on a registry of its own. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 
-export function createGatewayMetrics() {
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
+
+/** Values read at scrape time. Fields may be replaced once their source exists. */
+export interface MetricSources {
+  trackedRequests(): number;
+  memoryView(): { conversations: number; bytes: number } | null;
+  recentTurns(): { meanSeconds: number; count: number };
+}
+
+export function createGatewayMetrics(sources: MetricSources) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "kafka_llm_gateway_" });
+  const registers = [registry];
   return {
     registry,
     requestsAccepted: new Counter({
       name: "kafka_llm_gateway_requests_accepted_total",
-      help: "Chat requests put on chat.requests",
-      registers: [registry],
+      help: "Requests put on chat.requests, by type (turn, open, delete)",
+      labelNames: ["type"] as const,
+      registers,
+    }),
+    httpResponses: new Counter({
+      name: "kafka_llm_gateway_http_responses_total",
+      help: "HTTP responses, by route pattern and status code",
+      labelNames: ["route", "status"] as const,
+      registers,
+    }),
+    kafkaSendFailures: new Counter({
+      name: "kafka_llm_gateway_kafka_send_failures_total",
+      help: "Records Kafka did not take within KAFKA_SEND_TIMEOUT_MS (answered 503)",
+      registers,
+    }),
+    cancels: new Counter({
+      name: "kafka_llm_gateway_cancels_total",
+      help: "Cancels written to chat.control, by origin (api: the cancel endpoint, disconnect: an OpenAI client left mid-reply)",
+      labelNames: ["origin"] as const,
+      registers,
     }),
     trackedRequests: new Gauge({
       name: "kafka_llm_gateway_tracked_requests",
       help: "Requests whose events this gateway holds",
-      registers: [registry],
+      registers,
+      collect() {
+        this.set(sources.trackedRequests());
+      },
+    }),
+    memoryViewConversations: new Gauge({
+      name: "kafka_llm_gateway_memory_view_conversations",
+      help: "Conversations held by this gateway's view of chat.memory",
+      registers,
+      collect() {
+        this.set(sources.memoryView()?.conversations ?? 0);
+      },
+    }),
+    memoryViewBytes: new Gauge({
+      name: "kafka_llm_gateway_memory_view_bytes",
+      help: "Bytes of conversation state held by this gateway's view of chat.memory",
+      registers,
+      collect() {
+        this.set(sources.memoryView()?.bytes ?? 0);
+      },
+    }),
+    memoryViewEvicted: new Counter({
+      name: "kafka_llm_gateway_memory_view_evicted_total",
+      help: "Conversations dropped from the memory view to stay within MEMORY_VIEW_MAX_BYTES",
+      registers,
+    }),
+    consumerGroupLag: new Gauge({
+      name: "kafka_llm_consumer_group_lag",
+      help: "Requests waiting for the worker group: end offset minus committed offset, per partition of chat.requests",
+      labelNames: ["topic", "partition"] as const,
+      registers,
+    }),
+    consumerGroupTotalLag: new Gauge({
+      name: "kafka_llm_consumer_group_total_lag",
+      help: "Requests waiting for the worker group, all partitions of chat.requests (the autoscaling signal; same on every gateway replica)",
+      registers,
+    }),
+    lagRefreshedAt: new Gauge({
+      name: "kafka_llm_consumer_group_lag_refresh_timestamp_seconds",
+      help: "When the lag was last read from Kafka (Unix seconds)",
+      registers,
+    }),
+    lagRefreshErrors: new Counter({
+      name: "kafka_llm_gateway_lag_refresh_errors_total",
+      help: "Lag refreshes that failed (the last values were kept)",
+      registers,
+    }),
+    recentTurnDuration: new Gauge({
+      name: "kafka_llm_recent_turn_duration_seconds",
+      help: "Mean generation time of the turns that ended within TURN_STATS_WINDOW_MS (kept when none did); backlog_seconds = total_lag * this / slots",
+      registers,
+      collect() {
+        this.set(sources.recentTurns().meanSeconds);
+      },
+    }),
+    recentTurns: new Gauge({
+      name: "kafka_llm_recent_turns",
+      help: "Turns that ended within TURN_STATS_WINDOW_MS, as seen on chat.events",
+      registers,
+      collect() {
+        this.set(sources.recentTurns().count);
+      },
     }),
   };
 }

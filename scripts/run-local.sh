@@ -52,7 +52,8 @@ wait_for() { # wait_for URL NAME LOGFILE
 }
 
 export KAFKA_BROKERS LOG_LEVEL=${LOG_LEVEL:-info}
-GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=$GATEWAY_PORT node dist/gateway/main.js >"$LOG_DIR/gateway.log" 2>&1 &
+# Local runs listen on loopback only, without API keys (the gateway logs a warning).
+GATEWAY_AUTH=${GATEWAY_AUTH:-none} GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=$GATEWAY_PORT node dist/gateway/main.js >"$LOG_DIR/gateway.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$GATEWAY_PORT/healthz" gateway "$LOG_DIR/gateway.log"
 

@@ -1,41 +1,103 @@
 /**
- * Every gateway replica reads all of chat.events (a group of its own, starting at the
- * latest offset, committing nothing) and feeds the hub.
+ * Every gateway replica reads all of chat.events and chat.requests (a consumer group of
+ * its own) and feeds the hub, so any replica can answer status and events for any
+ * request, whichever replica accepted it:
+ *
+ * - chat.requests tells it a request exists (status "queued") before a worker starts it;
+ *   only ids and the tenant are kept, never the content.
+ * - chat.events carries everything after that.
+ *
+ * A new replica looks back: on start each partition is read from the first record newer
+ * than now - REQUEST_STATE_TTL_MS, so it knows the requests still within their TTL. The
+ * group commits its positions, so when the consumer restarts inside the process (after
+ * Kafka was unreachable) it carries on where it was instead of skipping to the end.
+ * The group id is unique per process; Kafka forgets it after offsets.retention.minutes.
  */
 import { randomUUID } from "node:crypto";
 import os from "node:os";
-import type { Consumer, Kafka } from "kafkajs";
-import { chatEventSchema, decodeRecord } from "../contracts/records.js";
-import type { Logger } from "../platform/logger.js";
-import type { EventHub } from "./event-hub.js";
+import type { Admin, Consumer, Kafka } from "kafkajs";
+import { chatEventSchema, chatRequestSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
+import type { TopicNames } from "../../contracts/topics.js";
+import type { Logger } from "../../platform/logger.js";
+import type { EventHub } from "../event-hub.js";
+import { ReadProgress, type Offsets } from "./read-progress.js";
 
-export async function startEventConsumer(kafka: Kafka, topic: string, hub: EventHub, logger: Logger): Promise<Consumer> {
-  const consumer = kafka.consumer({
+export interface EventConsumer {
+  /** True once the look-back has been read (or timed out): the replica then knows recent requests. */
+  caughtUp(): boolean;
+  stop(): Promise<void>;
+}
+
+export async function startEventConsumer(options: {
+  kafka: Kafka;
+  admin: Admin;
+  topics: TopicNames;
+  hub: EventHub;
+  lookBackMs: number;
+  logger: Logger;
+  /** Called with each event the hub took as new (not duplicates). */
+  onEvent?: (event: ChatEvent) => void;
+}): Promise<EventConsumer> {
+  const { kafka, admin, topics, hub, logger } = options;
+  const log = logger.child({ component: "event-consumer" });
+  const read = [topics.requests, topics.events];
+  const consumer: Consumer = kafka.consumer({
     groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`,
     allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 500,
+    maxWaitTimeInMs: 250,
   });
-  // Ready once the first fetch is done: by then the start offsets are fixed, so any event
-  // produced for a request accepted afterwards will be read.
-  const firstFetch = new Promise<void>((resolve) => {
-    const remove = consumer.on(consumer.events.FETCH, () => {
-      remove();
-      resolve();
-    });
-  });
+  const progress = new ReadProgress();
+  progress.watch(consumer);
+
+  // Where to start, and where "caught up" is: both fixed before the first fetch.
+  const since = Date.now() - options.lookBackMs;
+  const starts: Offsets = (
+    await Promise.all(read.map(async (topic) => (await admin.fetchTopicOffsetsByTimestamp(topic, since)).map((p) => ({ topic, ...p }))))
+  ).flat();
+  const ends: Offsets = (
+    await Promise.all(read.map(async (topic) => (await admin.fetchTopicOffsets(topic)).map((p) => ({ topic, partition: p.partition, offset: p.high }))))
+  ).flat();
+  for (const s of starts) progress.advance(s.topic, s.partition, BigInt(s.offset));
+
   await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: false });
+  for (const topic of read) await consumer.subscribe({ topic, fromBeginning: false });
   await consumer.run({
-    autoCommit: false,
-    eachMessage: async ({ partition, message }) => {
-      const decoded = decodeRecord(chatEventSchema, message.value);
-      if (!decoded.ok) {
-        logger.warn({ partition, offset: message.offset, reason: decoded.reason }, "ignored malformed event");
+    autoCommit: true,
+    autoCommitInterval: 1000,
+    eachMessage: async ({ topic, partition, message }) => {
+      if (topic === topics.requests) {
+        const decoded = decodeRecord(chatRequestSchema, message.value);
+        // A malformed request is the workers' to dead-letter; nothing to track.
+        if (decoded.ok) hub.track(decoded.value.request_id, decoded.value.conversation_id, decoded.value.tenant);
         return;
       }
-      hub.accept(decoded.value);
+      const decoded = decodeRecord(chatEventSchema, message.value);
+      if (!decoded.ok) {
+        log.warn({ partition, offset: message.offset, reason: decoded.reason }, "ignored malformed event");
+        return;
+      }
+      if (hub.accept(decoded.value)) options.onEvent?.(decoded.value);
     },
   });
-  await firstFetch;
-  return consumer;
+  // Seeks apply before the next fetch; anything fetched from "latest" before that is read
+  // again, which the hub ignores as duplicates.
+  for (const s of starts) consumer.seek({ topic: s.topic, partition: s.partition, offset: s.offset });
+
+  let caughtUp = false;
+  const lookBackRead = progress.waitFor(ends, 60_000).then((reached) => {
+    caughtUp = true;
+    const counts = { tracked: hub.size, look_back_ms: options.lookBackMs };
+    if (reached) log.info(counts, "read the look-back of chat.requests and chat.events");
+    else log.warn(counts, "look-back not read within 60 s; serving what has been read");
+  });
+  void lookBackRead;
+
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    log.warn({ err: payload.error?.message, restart: payload.restart }, "event consumer stopped; kafkajs restarts it");
+  });
+
+  return {
+    caughtUp: () => caughtUp,
+    stop: () => consumer.disconnect(),
+  };
 }

@@ -34,7 +34,7 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
       entry: "gateway/main.ts",
       port: gatewayPort,
       readyPath: "/healthz",
-      env: { ...common, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(gatewayPort) },
+      env: { ...common, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(gatewayPort), GATEWAY_AUTH: "none" },
     });
     const workerPort = await freePort();
     worker = await startService({

@@ -1,0 +1,161 @@
+/**
+ * API keys and tenants. A key is sent as `Authorization: Bearer <key>` and names its
+ * tenant; every conversation and request belongs to the tenant that created it.
+ *
+ * Keys come from GATEWAY_API_KEYS and/or a mounted file (GATEWAY_API_KEYS_FILE), which is
+ * re-read when it changes (a Kubernetes Secret volume is updated in place). Keys are kept
+ * only as SHA-256 digests and compared in constant time; they are never logged.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { ConfigError, LOCAL_TENANT, apiKeyProblem, parseApiKeyList, type ApiKey, type GatewayConfig } from "../contracts/config.js";
+import type { Logger } from "../platform/logger.js";
+import { ApiError } from "./errors.js";
+
+interface Entry {
+  digest: Buffer;
+  tenant: string;
+}
+
+const digestOf = (key: string): Buffer => createHash("sha256").update(key, "utf8").digest();
+
+/**
+ * Reads a keys file: either "tenant:key" lines (# comments allowed) or JSON, as
+ * {"tenant": "key" | ["key", ...]} or [{"tenant": "...", "key": "..."}].
+ */
+export function parseKeysFile(text: string, source: string): { keys: ApiKey[]; problems: string[] } {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith("{") && !trimmed.startsWith("[")) return parseApiKeyList(text, source);
+  let json: unknown;
+  try {
+    json = JSON.parse(trimmed);
+  } catch {
+    return { keys: [], problems: [`${source}: looks like JSON but does not parse`] };
+  }
+  const pairs: Array<[unknown, unknown]> = [];
+  if (Array.isArray(json)) {
+    for (const item of json) {
+      const { tenant, key } = (item ?? {}) as { tenant?: unknown; key?: unknown };
+      pairs.push([tenant, key]);
+    }
+  } else if (json && typeof json === "object") {
+    for (const [tenant, value] of Object.entries(json)) {
+      for (const key of Array.isArray(value) ? value : [value]) pairs.push([tenant, key]);
+    }
+  }
+  const keys: ApiKey[] = [];
+  const problems: string[] = [];
+  pairs.forEach(([tenant, key], i) => {
+    const problem =
+      typeof tenant === "string" && typeof key === "string" ? apiKeyProblem(tenant, key) : 'not in the form {"tenant": string, "key": string}';
+    if (problem === null) keys.push({ tenant: tenant as string, key: key as string });
+    else problems.push(`${source}: entry ${i + 1}: ${problem}`);
+  });
+  return { keys, problems };
+}
+
+export class ApiKeyStore {
+  #entries: Entry[] = [];
+  readonly #envKeys: readonly ApiKey[];
+  readonly #file: string | null;
+  #fileText: string | null = null;
+
+  constructor(envKeys: readonly ApiKey[], file: string | null) {
+    this.#envKeys = envKeys;
+    this.#file = file;
+  }
+
+  /** Loads the keys; throws ConfigError (naming entries, not values) when they are unusable. */
+  load(): number {
+    const keys = [...this.#envKeys];
+    const problems: string[] = [];
+    if (this.#file !== null) {
+      let text: string;
+      try {
+        text = readFileSync(this.#file, "utf8");
+      } catch (err) {
+        throw new ConfigError([`GATEWAY_API_KEYS_FILE: cannot read ${this.#file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
+      }
+      const parsed = parseKeysFile(text, "GATEWAY_API_KEYS_FILE");
+      keys.push(...parsed.keys);
+      problems.push(...parsed.problems);
+      this.#fileText = text;
+    }
+    const owners = new Map<string, string>();
+    for (const { tenant, key } of keys) {
+      const other = owners.get(key);
+      if (other !== undefined && other !== tenant) problems.push(`the same API key is given to tenants ${other} and ${tenant}`);
+      owners.set(key, tenant);
+    }
+    if (keys.length === 0) problems.push("GATEWAY_AUTH=keys but no API key was found in GATEWAY_API_KEYS or GATEWAY_API_KEYS_FILE");
+    if (problems.length > 0) throw new ConfigError(problems);
+    this.#entries = keys.map(({ tenant, key }) => ({ digest: digestOf(key), tenant }));
+    return this.#entries.length;
+  }
+
+  /** Re-reads the file when its content changed; keeps the old keys when the new ones are unusable. */
+  reloadIfChanged(logger: Logger): void {
+    if (this.#file === null) return;
+    let text: string;
+    try {
+      text = readFileSync(this.#file, "utf8");
+    } catch (err) {
+      logger.warn({ code: (err as NodeJS.ErrnoException).code }, "cannot re-read the API keys file; keeping the keys in use");
+      return;
+    }
+    if (text === this.#fileText) return;
+    const previous = this.#entries;
+    try {
+      const count = this.load();
+      logger.info({ keys: count }, "API keys file changed: keys reloaded");
+    } catch (err) {
+      this.#entries = previous;
+      this.#fileText = text; // don't report the same bad content every time
+      logger.error({ problems: (err as ConfigError).problems }, "API keys file changed but is unusable; keeping the keys in use");
+    }
+  }
+
+  /** The tenant of a presented key, or null. Compares against every key, in constant time each. */
+  tenantOf(presented: string): string | null {
+    const digest = digestOf(presented);
+    let tenant: string | null = null;
+    for (const entry of this.#entries) {
+      if (timingSafeEqual(entry.digest, digest)) tenant = entry.tenant;
+    }
+    return tenant;
+  }
+}
+
+/** Resolves the tenant of an HTTP request; throws 401 when a key is required and not valid. */
+export type Authenticator = (authorization: string | undefined) => string;
+
+export function createAuthenticator(config: GatewayConfig["auth"], logger: Logger): { authenticate: Authenticator; stop(): void } {
+  if (config.mode === "none") {
+    logger.warn(
+      { tenant: LOCAL_TENANT },
+      "GATEWAY_AUTH=none: the API is open to anyone who can reach it and every conversation belongs to one tenant; use this for local runs only",
+    );
+    return { authenticate: () => LOCAL_TENANT, stop: () => {} };
+  }
+  const store = new ApiKeyStore(config.keys, config.keysFile);
+  const count = store.load();
+  logger.info({ keys: count, file: config.keysFile }, "API keys loaded");
+  const timer = config.keysFile === null ? null : setInterval(() => store.reloadIfChanged(logger), 10_000);
+  timer?.unref();
+  return {
+    authenticate(authorization) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
+      const tenant = match ? store.tenantOf(match[1]!) : null;
+      if (tenant === null) {
+        throw new ApiError(
+          "unauthorized",
+          authorization ? "the API key is not valid" : "an API key is required: send Authorization: Bearer <key>",
+        );
+      }
+      return tenant;
+    },
+    stop: () => {
+      if (timer) clearInterval(timer);
+    },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * What every route that changes something shares: checking a request against the record
+ * schema workers read, tracking it, putting it on Kafka, and finding requests and
+ * conversations for a tenant. Another tenant's request or conversation is "not found",
+ * never "forbidden": its existence is not theirs to learn.
+ */
+import type { FastifyBaseLogger } from "fastify";
+import {
+  SCHEMA_VERSION,
+  chatRequestSchema,
+  describeIssues,
+  isTerminalEvent,
+  type ChatRequest,
+  type ConversationState,
+  type ErrorEvent,
+  type FinalEvent,
+} from "../contracts/records.js";
+import type { GatewayDeps } from "./app.js";
+import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
+import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
+import type { RequestSnapshot } from "./event-hub.js";
+
+/** Request ids this gateway makes; only these are worth waiting for when unknown. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Puts a request on chat.requests. The request is tracked before it is published, so its
+ * events can never arrive for a request the hub does not know; a failed publish forgets it.
+ */
+export async function submit(deps: GatewayDeps, request: ChatRequest, log: FastifyBaseLogger): Promise<void> {
+  // Workers dead-letter what does not match the schema: catch it here, as a 400.
+  const checked = chatRequestSchema.safeParse(request);
+  if (!checked.success) throw new ApiError("invalid_request", `the request cannot be queued: ${describeIssues(checked.error)}`);
+  deps.hub.track(request.request_id, request.conversation_id, request.tenant);
+  try {
+    await deps.publisher.publishRequest(request);
+  } catch (err) {
+    deps.hub.forget(request.request_id);
+    deps.metrics.kafkaSendFailures.inc();
+    throw err;
+  }
+  deps.metrics.requestsAccepted.inc({ type: request.type });
+  log.info({ request_id: request.request_id, conversation_id: request.conversation_id, type: request.type }, "request accepted");
+}
+
+/** Writes a cancel for a request to chat.control. */
+export async function cancel(deps: GatewayDeps, requestId: string, tenant: string, reason: string, origin: "api" | "disconnect"): Promise<void> {
+  try {
+    await deps.publisher.publishCancel({ v: SCHEMA_VERSION, type: "cancel", request_id: requestId, tenant, reason, at: Date.now() });
+  } catch (err) {
+    deps.metrics.kafkaSendFailures.inc();
+    throw err;
+  }
+  deps.metrics.cancels.inc({ origin });
+}
+
+/**
+ * The tenant's request, waiting briefly for one this replica has not read yet (accepted
+ * by another replica a few ms ago); 404 when unknown or another tenant's.
+ */
+export async function findRequest(deps: GatewayDeps, requestId: string, tenant: string): Promise<RequestSnapshot> {
+  if (!deps.hub.has(requestId) && UUID.test(requestId)) await deps.hub.whenKnown(requestId, deps.config.requests.unknownWaitMs);
+  const snapshot = deps.hub.get(requestId);
+  if (!snapshot || snapshot.tenant !== tenant) throw notFound(`no request ${requestId} is known here (requests are kept ${Math.round(deps.config.requests.stateTtlMs / 1000)} s after their last event)`);
+  return snapshot;
+}
+
+/** The stored state of the tenant's conversation, read after the view caught up with Kafka. */
+export async function findConversation(deps: GatewayDeps, conversationId: string, tenant: string): Promise<ConversationState> {
+  if (!deps.memory) throw new ApiError("kafka_unavailable", "conversation history is not available yet; try again shortly");
+  await deps.memory.sync();
+  const state = deps.memory.get(conversationId);
+  if (!state || state.tenant !== tenant) throw notFound(`no conversation ${conversationId}`);
+  return state;
+}
+
+/** Rejects a turn on a conversation the view knows to be another tenant's (the worker checks too). */
+export function assertNotForeign(deps: GatewayDeps, conversationId: string, tenant: string): void {
+  const state = deps.memory?.get(conversationId);
+  if (state && state.tenant !== tenant) throw notFound(`no conversation ${conversationId}`);
+}
+
+/**
+ * Resolves with the request's terminal event; with null when `signal` aborts first or the
+ * request is no longer tracked.
+ */
+export function awaitTerminal(deps: GatewayDeps, requestId: string, signal?: AbortSignal): Promise<FinalEvent | ErrorEvent | null> {
+  return new Promise((resolve) => {
+    let stop: (() => void) | null = null;
+    let settled = false;
+    const finish = (result: FinalEvent | ErrorEvent | null) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener("abort", onAbort);
+      stop?.();
+      resolve(result);
+    };
+    const onAbort = () => finish(null);
+    if (signal?.aborted) return finish(null);
+    signal?.addEventListener("abort", onAbort);
+    stop = deps.hub.follow(requestId, null, (event) => {
+      if (isTerminalEvent(event)) finish(event);
+    });
+    if (stop === null) finish(null);
+    else if (settled) stop();
+  });
+}
+
+/** The API error for a worker's error event (a code the gateway does not know becomes generation_failed). */
+export function errorOfEvent(event: ErrorEvent): ApiError {
+  const code = (Object.keys(ERROR_CODES) as ErrorCode[]).find((c) => c === event.code && HTTP_STATUS[c] !== 500) ?? "generation_failed";
+  return new ApiError(code, event.message);
+}
+
+/** Paths a client uses to follow a request. */
+export function requestLinks(requestId: string) {
+  return { status_url: `/v1/requests/${requestId}`, events_url: `/v1/requests/${requestId}/events` };
+}

@@ -1,0 +1,98 @@
+/**
+ * The scaling signal: how many requests wait for the worker group, per partition of
+ * chat.requests and in total. Every LAG_REFRESH_MS the gateway asks Kafka for the topic's
+ * end offsets and the group's committed offsets; lag = end - committed.
+ *
+ * It needs no member of the group, so it keeps working while the workers are scaled to
+ * zero. A partition the group has never committed counts all its retained records
+ * (end - low watermark), because workers start a new group from the oldest request.
+ * When Kafka cannot be asked the last values stay (a scaler should not see a backlog
+ * vanish because of a network blip) and the error counter moves.
+ *
+ * Every replica exports the same numbers: aggregate with max(), not sum().
+ */
+import type { Admin } from "kafkajs";
+import type { Logger } from "../../platform/logger.js";
+import type { GatewayMetrics } from "../metrics.js";
+import { withDeadline } from "./deadline.js";
+
+export interface PartitionLag {
+  partition: number;
+  lag: number;
+}
+
+/** Lag per partition from end offsets and committed offsets (-1 = none committed). */
+export function computeLag(
+  ends: ReadonlyArray<{ partition: number; high: string; low: string }>,
+  committed: ReadonlyArray<{ partition: number; offset: string }>,
+): PartitionLag[] {
+  const byPartition = new Map(committed.map((c) => [c.partition, BigInt(c.offset)]));
+  return ends
+    .map(({ partition, high, low }) => {
+      const end = BigInt(high);
+      const done = byPartition.get(partition) ?? -1n;
+      const from = done < 0n ? BigInt(low) : done;
+      const lag = end - from;
+      return { partition, lag: Number(lag < 0n ? 0n : lag) };
+    })
+    .sort((a, b) => a.partition - b.partition);
+}
+
+export class LagExporter {
+  readonly #admin: Admin;
+  readonly #topic: string;
+  readonly #groupId: string;
+  readonly #metrics: GatewayMetrics;
+  readonly #refreshMs: number;
+  readonly #logger: Logger;
+  #timer: NodeJS.Timeout | null = null;
+  #failing = false;
+
+  constructor(options: { admin: Admin; topic: string; groupId: string; metrics: GatewayMetrics; refreshMs: number; logger: Logger }) {
+    this.#admin = options.admin;
+    this.#topic = options.topic;
+    this.#groupId = options.groupId;
+    this.#metrics = options.metrics;
+    this.#refreshMs = options.refreshMs;
+    this.#logger = options.logger.child({ component: "lag-exporter" });
+  }
+
+  start(): void {
+    const tick = async () => {
+      await this.refresh();
+      if (this.#timer !== null) this.#timer = setTimeout(tick, this.#refreshMs);
+    };
+    this.#timer = setTimeout(tick, 0);
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /** One refresh; never throws. */
+  async refresh(): Promise<void> {
+    try {
+      const budget = Math.max(1000, this.#refreshMs);
+      const [ends, groups] = await Promise.all([
+        withDeadline(this.#admin.fetchTopicOffsets(this.#topic), budget, "end offsets"),
+        withDeadline(this.#admin.fetchOffsets({ groupId: this.#groupId, topics: [this.#topic] }), budget, "committed offsets"),
+      ]);
+      const committed = groups.find((g) => g.topic === this.#topic)?.partitions ?? [];
+      const lags = computeLag(ends, committed);
+      let total = 0;
+      for (const { partition, lag } of lags) {
+        this.#metrics.consumerGroupLag.set({ topic: this.#topic, partition: String(partition) }, lag);
+        total += lag;
+      }
+      this.#metrics.consumerGroupTotalLag.set(total);
+      this.#metrics.lagRefreshedAt.set(Date.now() / 1000);
+      if (this.#failing) this.#logger.info({ total_lag: total }, "lag refresh works again");
+      this.#failing = false;
+    } catch (err) {
+      this.#metrics.lagRefreshErrors.inc();
+      if (!this.#failing) this.#logger.warn({ err: (err as Error).message }, "cannot refresh consumer group lag; keeping the last values");
+      this.#failing = true;
+    }
+  }
+}

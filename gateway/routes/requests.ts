@@ -1,0 +1,63 @@
+/**
+ * A request after it was accepted: its status (to poll), its events (to stream, resumable
+ * with Last-Event-ID) and its cancellation. Any replica answers for any request: each
+ * reads every request and event from Kafka.
+ */
+import type { FastifyInstance } from "fastify";
+import { isTerminalEvent, requestIdSchema } from "../../contracts/records.js";
+import type { GatewayDeps } from "../app.js";
+import { parseInput } from "../errors.js";
+import { cancel, findRequest } from "../intake.js";
+import { requestStatus } from "../request-status.js";
+import { KEEPALIVE, formatEvent, openEventStream, parseLastEventId } from "../sse.js";
+import { cancelBody, emptyQuery, eventsQuery, objectBody } from "./schemas.js";
+
+type IdParams = { id: string };
+
+export function registerRequestRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  app.get<{ Params: IdParams }>("/v1/requests/:id", async (request) => {
+    const requestId = parseInput(requestIdSchema, request.params.id, "request id");
+    parseInput(emptyQuery, request.query, "query");
+    return requestStatus(requestId, await findRequest(deps, requestId, request.tenant));
+  });
+
+  app.get<{ Params: IdParams }>("/v1/requests/:id/events", async (request, reply) => {
+    const requestId = parseInput(requestIdSchema, request.params.id, "request id");
+    const query = parseInput(eventsQuery, request.query, "query");
+    await findRequest(deps, requestId, request.tenant);
+    const afterSeq = parseLastEventId(request.headers["last-event-id"] ?? query.last_event_id);
+    const res = reply.raw;
+    reply.hijack();
+    openEventStream(res);
+
+    let stop: (() => void) | null = null;
+    const keepalive = setInterval(() => res.write(KEEPALIVE), deps.config.sseKeepaliveMs);
+    const finish = () => {
+      clearInterval(keepalive);
+      stop?.();
+      if (!res.writableEnded) res.end();
+    };
+    // A client that leaves a native stream may come back with Last-Event-ID: no cancel.
+    res.on("close", finish);
+    stop = deps.hub.follow(requestId, afterSeq, (event) => {
+      res.write(formatEvent(event));
+      if (isTerminalEvent(event)) setImmediate(finish);
+    });
+    // Evicted between the lookup and now (a full hub): end the stream rather than hang.
+    if (stop === null) finish();
+  });
+
+  /** Asks the worker running the request to stop; the request then ends as "cancelled" with the partial reply. */
+  app.post<{ Params: IdParams }>("/v1/requests/:id/cancel", async (request, reply) => {
+    const requestId = parseInput(requestIdSchema, request.params.id, "request id");
+    parseInput(emptyQuery, request.query, "query");
+    const body = parseInput(cancelBody, objectBody(request.body, '{"reason": "user pressed stop"}', true), "body");
+    const snapshot = await findRequest(deps, requestId, request.tenant);
+    if (!snapshot.done) {
+      await cancel(deps, requestId, request.tenant, body.reason ?? "cancelled by the client", "api");
+      request.log.info({ request_id: requestId, conversation_id: snapshot.conversationId }, "cancel requested");
+    }
+    const status = requestStatus(requestId, snapshot);
+    return reply.code(202).send({ request_id: requestId, status: status.status });
+  });
+}
