@@ -87,7 +87,7 @@ export function parseInput<S extends z.ZodTypeAny>(schema: S, value: unknown, wh
   const issues = result.error.issues;
   const message = issues
     .slice(0, 10)
-    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
+    .map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message))
     .join("; ");
   const first = issues[0];
   const param = first && first.path.length > 0 ? first.path.join(".") : null;

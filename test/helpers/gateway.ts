@@ -1,0 +1,130 @@
+/**
+ * Gateway tests' shared setup: a gateway and a worker as real processes against one
+ * broker and one topic prefix, and a small HTTP client that sends the API key.
+ */
+import { ensureTestModel } from "../../scripts/models.js";
+import { freePort, startService, type Service } from "./services.js";
+import { parseSse, type SseMessage } from "./sse.js";
+
+export interface Stack {
+  readonly prefix: string;
+  readonly common: Record<string, string>;
+}
+
+/** Env every service of a test file shares: one broker, one topic prefix, two partitions. */
+export function stackEnv(brokers: string, prefix: string, partitions = 2): Record<string, string> {
+  return {
+    KAFKA_BROKERS: brokers,
+    KAFKA_TOPIC_PREFIX: prefix,
+    KAFKA_REQUEST_PARTITIONS: String(partitions),
+    KAFKA_REPLICATION_FACTOR: "1",
+  };
+}
+
+/** Starts a gateway and waits until it is ready (it has read its look-back and chat.memory). */
+export async function startGateway(common: Record<string, string>, env: Record<string, string> = {}, name = "gateway"): Promise<Service> {
+  const port = await freePort();
+  return startService({
+    name,
+    entry: "gateway/main.ts",
+    port,
+    readyPath: "/readyz",
+    env: {
+      ...common,
+      GATEWAY_HOST: "127.0.0.1",
+      GATEWAY_PORT: String(port),
+      WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX ?? ""}workers`,
+      ...env,
+    },
+  });
+}
+
+/** Starts a worker on stories260K with one thread, in the group the gateway watches. */
+export async function startWorker(common: Record<string, string>, env: Record<string, string> = {}, name = "worker"): Promise<Service> {
+  const port = await freePort();
+  return startService({
+    name,
+    entry: "worker/main.ts",
+    port,
+    readyPath: "/readyz",
+    timeoutMs: 120_000,
+    env: {
+      ...common,
+      KAFKA_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX ?? ""}workers`,
+      WORKER_ID: name,
+      WORKER_HTTP_HOST: "127.0.0.1",
+      WORKER_HTTP_PORT: String(port),
+      MODEL: await ensureTestModel(),
+      LLAMA_THREADS: "1",
+      DEFAULT_MAX_TOKENS: "64",
+      ...env,
+    },
+  });
+}
+
+export interface ApiResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+/** A JSON client for one gateway and (optionally) one API key. */
+export function apiClient(baseUrl: string, key?: string) {
+  return async function call<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+    const h: Record<string, string> = { ...headers };
+    if (key !== undefined) h.authorization = `Bearer ${key}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      payload = typeof body === "string" ? body : JSON.stringify(body);
+      h["content-type"] ??= "application/json";
+    }
+    const res = await fetch(baseUrl + path, { method, headers: h, body: payload, signal: AbortSignal.timeout(60_000) });
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, headers: res.headers, body: parsed as T, text };
+  };
+}
+
+/** Polls `probe` until it returns a value that is not undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+/** The value of a Prometheus sample (first match of name and label filter), or undefined. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const labelText = match[2] ?? "";
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) return Number(match[3]);
+  }
+  return undefined;
+}
+
+/** Reads a gateway SSE stream to its end, sending the API key (and Last-Event-ID when given). */
+export async function readEvents(url: string, key: string | undefined, lastEventId?: string, timeoutMs = 60_000): Promise<SseMessage[]> {
+  const headers: Record<string, string> = { accept: "text/event-stream" };
+  if (key !== undefined) headers.authorization = `Bearer ${key}`;
+  if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+  if (res.status !== 200) throw new Error(`SSE ${url}: HTTP ${res.status} ${await res.text()}`);
+  return parseSse(await res.text());
+}
