@@ -50,7 +50,7 @@ describe("deletionCost", () => {
 
 describe("findPodTarget", () => {
   const sa = "/sa";
-  const hasToken = (p: string) => p === "/sa/token";
+  const hasToken = (p: unknown) => p === "/sa/token";
   it("outside a cluster: disabled, and not a misconfiguration (stays quiet)", () => {
     const t = findPodTarget({ POD_NAME: "w-0", POD_NAMESPACE: "llm" }, sa, hasToken);
     assert.deepEqual(t, { inCluster: false, reason: "not running in a Kubernetes cluster", misconfigured: false });
