@@ -8,7 +8,7 @@ import { KafkaLlmError } from "../contracts/errors.js";
 import type { GatewayConfig } from "../contracts/config.js";
 import type { Logger } from "../platform/logger.js";
 import type { Authenticator } from "./auth.js";
-import { sendError, toKafkaLlmError, type Dialect } from "./errors.js";
+import { clientErrorHandler, sendError, toKafkaLlmError, type Dialect } from "./errors.js";
 import type { EventHub } from "./event-hub.js";
 import type { MemoryView } from "./kafka/memory-view.js";
 import type { Publisher } from "./kafka/publisher.js";
@@ -54,10 +54,26 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     routerOptions: { maxParamLength: 256 },
     // A proxy's idle stream (SSE) must not be cut by the server itself.
     requestTimeout: 0,
+    clientErrorHandler,
+    // URLs the router rejects before any route runs (bad %-encoding, an over-long id) get
+    // the same error body as everything else.
+    frameworkErrors: (err, request, reply) => {
+      const message =
+        err.code === "FST_ERR_MAX_PARAM_LENGTH" ? "an id in the path is too long (ids are at most 128 characters)" : "the URL is malformed (check its %-encoding)";
+      void sendError(reply, new KafkaLlmError("invalid_request", message), request.url.startsWith("/v1/chat/") ? "openai" : "native");
+    },
   });
 
   // The API speaks JSON only; a text/plain body gets 415 rather than a confusing 400.
   app.removeContentTypeParser("text/plain");
+  // Many HTTP clients send content-type: application/json on every call, DELETE and
+  // body-less POSTs included: an empty body is no body, not invalid JSON.
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "") return done(null, undefined);
+    return json(request, body as string, done);
+  });
   app.decorateRequest("tenant", "");
 
   app.setErrorHandler((err, request, reply) => {

@@ -5,6 +5,8 @@
  * OpenAI-compatible routes: OpenAI's shape, {"error": {"message", "type", "param", "code"}},
  * so the official clients raise their usual typed errors.
  */
+import http from "node:http";
+import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply } from "fastify";
 import { z } from "zod";
 import { KafkaLlmError, type ErrorCode } from "../contracts/errors.js";
@@ -117,4 +119,25 @@ export function toKafkaLlmError(err: unknown): KafkaLlmError {
     return new KafkaLlmError("invalid_request", fe.message ?? "bad request");
   }
   return new KafkaLlmError("internal", "internal error", { cause: err });
+}
+
+/**
+ * Requests Node's HTTP parser rejects before fastify sees them (headers or URL over 16 KiB,
+ * broken HTTP): answered with the native error body, then the connection is closed.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "the URL or the headers are too large (at most 16 KiB)"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "the request was not received in time"]
+        : [400, "the request is not valid HTTP"];
+  const body = JSON.stringify({ error: { code: "invalid_request", message, retryable: false } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

@@ -17,7 +17,7 @@ import { ApiError, parseInput } from "../errors.js";
 import { generationParamShape, paramsOf } from "../routes/schemas.js";
 
 /** Parameters OpenAI defines that this server does not support, and why. */
-const UNSUPPORTED: Record<string, string> = {
+const UNSUPPORTED = new Map<string, string>(Object.entries({
   tools: "tool calling is not supported",
   tool_choice: "tool calling is not supported",
   parallel_tool_calls: "tool calling is not supported",
@@ -38,7 +38,7 @@ const UNSUPPORTED: Record<string, string> = {
   service_tier: "service tiers are not supported",
   prompt_cache_key: "prompt_cache_key is not supported",
   safety_identifier: "safety_identifier is not supported",
-};
+}));
 
 const textPart = z
   .object({ type: z.literal("text", { errorMap: () => ({ message: 'only "text" content parts are supported' }) }), text: z.string() })
@@ -99,7 +99,7 @@ export interface CompletionInput {
 /** Validates a body; every failure names its parameter. */
 export function parseCompletionBody(raw: Record<string, unknown>, maxChars: number): CompletionInput {
   for (const key of Object.keys(raw)) {
-    const why = UNSUPPORTED[key];
+    const why = UNSUPPORTED.get(key);
     if (why !== undefined && raw[key] !== null && raw[key] !== undefined) throw new ApiError("invalid_request", `${key}: ${why}`, { param: key });
   }
   const body = parseInput(bodySchema(maxChars), raw, "body");
