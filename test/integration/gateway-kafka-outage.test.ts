@@ -1,0 +1,101 @@
+/**
+ * Kafka going away and coming back, with a broker of this file's own: while it is down
+ * the gateway answers 503 with Retry-After quickly (never hangs, never 500), stays alive
+ * and healthy; when a broker comes back on the same port with the same data, the gateway
+ * takes requests again and streams their replies without being restarted.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
+import { apiClient, eventually, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { uniquePrefix } from "../helpers/kafka.js";
+import { freePort, type Service } from "../helpers/services.js";
+import { chatEvents } from "../helpers/sse.js";
+
+const KEY = "outage-key-123456";
+
+describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
+  let broker: RunningBroker | null = null;
+  let dataDir: string;
+  let port: number;
+  let controllerPort: number;
+  let gateway: Service;
+  let worker: Service;
+  let api: ReturnType<typeof apiClient>;
+  const prefix = uniquePrefix("gw-outage");
+
+  /** The same ports and data every time, so the restarted broker is the same cluster. */
+  const start = () =>
+    startBroker({
+      port,
+      dataDir,
+      serverProperties: {
+        listeners: `PLAINTEXT://127.0.0.1:\${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+        "controller.quorum.voters": `1@127.0.0.1:${controllerPort}`,
+      },
+    });
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-outage-"));
+    port = await freePort();
+    controllerPort = await freePort();
+    broker = await start();
+    const common = stackEnv(broker.brokers, prefix);
+    gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, KAFKA_SEND_TIMEOUT_MS: "1500", LAG_REFRESH_MS: "1000" });
+    worker = await startWorker(common, { DELTA_FLUSH_MS: "10" });
+    api = apiClient(gateway.baseUrl, KEY);
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await worker?.stop("SIGKILL");
+    await broker?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("answers 503 with Retry-After while the broker is down and recovers by itself when it is back", async (t) => {
+    const before = await api("POST", "/v1/conversations/outage-1/messages", { content: "Before.", max_tokens: 8 });
+    assert.equal(before.status, 202);
+    chatEvents(await readEvents(gateway.baseUrl + before.body.events_url, KEY));
+
+    await broker!.stop();
+    broker = null;
+
+    const startedAt = Date.now();
+    const down = await api("POST", "/v1/conversations/outage-1/messages", { content: "During." });
+    t.diagnostic(`503 after ${Date.now() - startedAt} ms`);
+    assert.equal(down.status, 503, down.text);
+    assert.equal(down.headers.get("retry-after"), "2");
+    assert.deepEqual(down.body.error, { code: "kafka_unavailable", message: down.body.error.message, retryable: true });
+    assert.match(down.body.error.message, /Kafka is not reachable/);
+
+    const openai = await api("POST", "/v1/chat/completions", { model: "kafka-llm", messages: [{ role: "user", content: "Hi" }] });
+    assert.equal(openai.status, 503);
+    assert.ok(openai.headers.get("retry-after"));
+    assert.equal(openai.body.error.type, "service_unavailable");
+
+    for (const [method, p] of [["POST", "/v1/conversations"], ["POST", `/v1/requests/${before.body.request_id}/cancel`]] as const) {
+      const res = await api(method, p, {});
+      // The request that ended needs no cancel record, so its cancel still answers 202.
+      assert.ok(res.status === 503 || (p.endsWith("/cancel") && res.status === 202), `${method} ${p} → ${res.status}`);
+    }
+    // What the gateway already holds is still served: the finished request's status.
+    assert.equal((await api("GET", before.body.status_url)).body.status, "completed");
+    assert.equal((await fetch(`${gateway.baseUrl}/healthz`)).status, 200);
+
+    broker = await start();
+
+    const after = await eventually(async () => {
+      const res = await api("POST", "/v1/conversations/outage-1/messages", { content: "After.", max_tokens: 8 });
+      return res.status === 202 ? res : undefined;
+    }, 90_000, "the gateway to take requests again");
+    const events = chatEvents(await readEvents(gateway.baseUrl + after.body.events_url, KEY, undefined, 120_000));
+    assert.equal(events.at(-1)!.type, "final", "the reply streams again: the gateway's consumer is back too");
+    assert.equal(gateway.proc.exitCode, null, "the gateway was never restarted");
+    const metrics = await (await fetch(`${gateway.baseUrl}/metrics`)).text();
+    assert.match(metrics, /kafka_llm_gateway_kafka_send_failures_total [1-9]/);
+  });
+});
