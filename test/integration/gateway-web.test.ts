@@ -1,0 +1,103 @@
+/**
+ * The web chat page at "/" in headless Chromium (playwright-core, Debian's chromium)
+ * against a real gateway, broker and worker: enter the key, open a conversation (the
+ * greeting streams in), send a message, watch the reply stream in, press Stop and see the
+ * stop reason, reload and find the history, then let a reply run to its end.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import type { Service } from "../helpers/services.js";
+
+const KEY = "web-page-key-13579";
+const GREETING = "Hello! Which story shall we write today?";
+
+describe("web chat page in Chromium", { timeout: 180_000 }, () => {
+  let kafka: TestKafka;
+  let gateway: Service;
+  let worker: Service;
+  let browser: Browser;
+  let page: Page;
+  let shots: string;
+  const prefix = uniquePrefix("gw-web");
+
+  before(async () => {
+    kafka = await useKafka();
+    const common = stackEnv(kafka.brokers, prefix);
+    gateway = await startGateway(common, { GATEWAY_API_KEYS: `web:${KEY}` });
+    // Long replies, streamed in small deltas: there is time to see text arrive and press Stop.
+    worker = await startWorker(common, { GREETING, DEFAULT_MAX_TOKENS: "1900", DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000" });
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+    page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
+    shots = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-web-"));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gateway?.stop();
+    await worker?.stop();
+    await kafka?.stop();
+  });
+
+  const assistantText = (n: number) => page.locator(".message.assistant .text").nth(n).textContent();
+
+  it("opens a conversation with the greeting once the key is entered", async () => {
+    await page.goto(gateway.baseUrl);
+    assert.equal(await page.title(), "kafka-llm chat");
+    await page.fill("#api-key", KEY);
+    await page.click("#new-conversation");
+    await page.locator(".message.assistant .stop-reason").first().waitFor();
+    assert.equal(await assistantText(0), GREETING);
+    assert.equal(await page.locator("#conversations li").count(), 1);
+  });
+
+  it("streams a reply as it is generated, stops it on Stop and shows the stop reason", async (t) => {
+    await page.fill("#input", "Tell me a very long story about a brave little cat.");
+    await page.click("#send");
+    // Streaming: text is on the page while the reply is still being generated.
+    await page.waitForFunction(() => {
+      const bubble = document.querySelectorAll(".message.assistant")[1];
+      return bubble?.classList.contains("streaming") && (bubble.querySelector(".text")?.textContent ?? "").length > 20;
+    });
+    const partial = (await assistantText(1)) ?? "";
+    assert.equal(await page.isEnabled("#stop"), true);
+    await page.screenshot({ path: path.join(shots, "streaming.png") });
+    t.diagnostic(`screenshot: ${path.join(shots, "streaming.png")}`);
+    await page.click("#stop");
+    const reason = page.locator(".message.assistant .stop-reason").nth(1);
+    await reason.waitFor();
+    assert.match((await reason.textContent()) ?? "", /stop reason: cancelled/);
+    const stopped = (await assistantText(1)) ?? "";
+    assert.ok(stopped.startsWith(partial), "the text seen while streaming is the beginning of the reply");
+    assert.equal(await page.isEnabled("#stop"), false);
+    assert.equal(await page.isEnabled("#send"), true);
+    await page.screenshot({ path: path.join(shots, "stopped.png") });
+  });
+
+  it("reloads the history after a refresh", async () => {
+    const before = await page.locator(".message .text").allTextContents();
+    await page.reload();
+    await page.locator(".message.user").first().waitFor();
+    const after = await page.locator(".message .text").allTextContents();
+    assert.deepEqual(after, before, "greeting, question and the partial reply come back from the server");
+    assert.match((await page.locator("#conversations li .title").first().textContent()) ?? "", /Tell me a very long story/);
+  });
+
+  it("lets a reply run to its end", async () => {
+    await page.fill("#input", "Now a short one.");
+    await page.keyboard.press("Enter");
+    const reason = page.locator(".message.assistant .stop-reason").nth(2);
+    await reason.waitFor({ timeout: 60_000 });
+    assert.match((await reason.textContent()) ?? "", /stop reason: (stop|length)/);
+    assert.ok(((await assistantText(2)) ?? "").length > 0);
+  });
+});
