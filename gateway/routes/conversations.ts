@@ -125,7 +125,11 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       created_at: Date.now(),
     };
     await submit(deps, del, request.log);
-    const outcome = await awaitTerminal(deps, del.request_id, AbortSignal.timeout(deps.config.applyWaitMs));
+    // A plain timer, not AbortSignal.timeout(): that one is unref'd and would not keep the wait alive by itself.
+    const wait = new AbortController();
+    const timer = setTimeout(() => wait.abort(), deps.config.applyWaitMs);
+    const outcome = await awaitTerminal(deps, del.request_id, wait.signal);
+    clearTimeout(timer);
     if (outcome === null) return reply.code(202).send({ request_id: del.request_id, conversation_id: conversationId, ...requestLinks(del.request_id) });
     if (outcome.type === "error") throw errorOfEvent(outcome);
     return reply.code(204).send();

@@ -80,4 +80,20 @@ describe("EventHub", () => {
     assert.equal(hub.sweep(), 2);
     assert.equal(hub.size, 0);
   });
+
+  it("wakes a lookup waiting for a request another replica accepted, or gives up", async () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    const waiting = hub.whenKnown("r1", 5000);
+    hub.accept(start);
+    assert.equal(await waiting, true);
+    assert.equal(await hub.whenKnown("r1", 0), true, "known at once");
+    assert.equal(await hub.whenKnown("r2", 20), false);
+  });
+
+  it("forgets a request whose publish failed", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    hub.track("r1", "c1", "t");
+    hub.forget("r1");
+    assert.equal(hub.has("r1"), false);
+  });
 });

@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { pino } from "pino";
+import { ConfigError } from "../../../contracts/config.js";
+import { ApiKeyStore, createAuthenticator, parseKeysFile } from "../../../gateway/auth.js";
+import { ApiError } from "../../../gateway/errors.js";
+
+const silent = pino({ level: "silent" });
+
+describe("API keys", () => {
+  it("reads a keys file as lines or as JSON", () => {
+    assert.deepEqual(parseKeysFile("a:k1\n# c\nb:k2\n", "f").keys, [
+      { tenant: "a", key: "k1" },
+      { tenant: "b", key: "k2" },
+    ]);
+    assert.deepEqual(parseKeysFile('{"a": "k1", "b": ["k2", "k3"]}', "f").keys, [
+      { tenant: "a", key: "k1" },
+      { tenant: "b", key: "k2" },
+      { tenant: "b", key: "k3" },
+    ]);
+    assert.deepEqual(parseKeysFile('[{"tenant": "a", "key": "k1"}]', "f").keys, [{ tenant: "a", key: "k1" }]);
+    assert.deepEqual(parseKeysFile('[{"tenant": "a"}, {"tenant": "b c", "key": "k"}]', "f").problems, [
+      'f: entry 1: not in the form {"tenant": string, "key": string}',
+      "f: entry 2: the tenant may contain only letters, digits, '.', '_' and '-' (1-64)",
+    ]);
+    assert.deepEqual(parseKeysFile("{oops", "f").problems, ["f: looks like JSON but does not parse"]);
+  });
+
+  it("maps a key to its tenant and nothing else to anything", () => {
+    const store = new ApiKeyStore([{ tenant: "a", key: "k1" }, { tenant: "b", key: "k2" }], null);
+    assert.equal(store.load(), 2);
+    assert.equal(store.tenantOf("k1"), "a");
+    assert.equal(store.tenantOf("k2"), "b");
+    assert.equal(store.tenantOf("k"), null);
+    assert.equal(store.tenantOf("k1 "), null);
+    assert.equal(store.tenantOf(""), null);
+  });
+
+  it("refuses one key for two tenants, and an empty key set", () => {
+    assert.throws(() => new ApiKeyStore([{ tenant: "a", key: "dup-secret" }, { tenant: "b", key: "dup-secret" }], null).load(), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.problems[0]!, /the same API key is given to tenants a and b/);
+      assert.ok(!err.message.includes("dup-secret"), "the key itself is not in the message");
+      return true;
+    });
+    assert.throws(() => new ApiKeyStore([], null).load(), /no API key was found/);
+  });
+
+  it("re-reads a changed file and keeps the old keys when the new file is unusable", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "keys-"));
+    try {
+      const file = path.join(dir, "keys");
+      await writeFile(file, "a:old\n");
+      const store = new ApiKeyStore([], file);
+      store.load();
+      assert.equal(store.tenantOf("old"), "a");
+      await writeFile(file, "a:new\n");
+      store.reloadIfChanged(silent);
+      assert.equal(store.tenantOf("new"), "a");
+      assert.equal(store.tenantOf("old"), null);
+      await writeFile(file, "not a key line\n");
+      store.reloadIfChanged(silent);
+      assert.equal(store.tenantOf("new"), "a", "a broken file does not lock everyone out");
+      await assert.rejects(async () => new ApiKeyStore([], path.join(dir, "missing")).load(), /cannot read .*ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("authenticates Bearer keys and answers 401 otherwise", () => {
+    const auth = createAuthenticator({ mode: "keys", keys: [{ tenant: "acme", key: "k1" }], keysFile: null }, silent);
+    assert.equal(auth.authenticate("Bearer k1"), "acme");
+    assert.equal(auth.authenticate("bearer   k1 "), "acme");
+    for (const header of [undefined, "", "Bearer", "Bearer k2", "Basic k1", "k1", "Bearer k1 k1"]) {
+      assert.throws(() => auth.authenticate(header), (err: unknown) => err instanceof ApiError && err.code === "unauthorized", String(header));
+    }
+    auth.stop();
+    const open = createAuthenticator({ mode: "none", keys: [], keysFile: null }, silent);
+    assert.equal(open.authenticate(undefined), "local");
+    assert.equal(open.authenticate("Bearer anything"), "local");
+  });
+});

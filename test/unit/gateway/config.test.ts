@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, LOCAL_TENANT, loadGatewayConfig, parseApiKeyList } from "../../../contracts/config.js";
+
+function problemsOf(load: () => unknown): string[] {
+  try {
+    load();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return [...err.problems];
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("gateway config", () => {
+  it("applies the documented defaults", () => {
+    const c = loadGatewayConfig({ GATEWAY_API_KEYS: "acme:k1" });
+    assert.equal(c.auth.mode, "keys");
+    assert.deepEqual(c.auth.keys, [{ tenant: "acme", key: "k1" }]);
+    assert.equal(c.auth.keysFile, null);
+    assert.equal(c.maxContentChars, 32_000);
+    assert.equal(c.kafkaSendTimeoutMs, 3000);
+    assert.equal(c.applyWaitMs, 10_000);
+    assert.equal(c.requests.unknownWaitMs, 2000);
+    assert.deepEqual(c.lag, { refreshMs: 5000, workerGroupId: "kafka-llm-workers" });
+    assert.equal(c.turnStatsWindowMs, 300_000);
+    assert.equal(c.memoryViewMaxBytes, 256 * 1024 * 1024);
+    assert.equal(c.modelName, "kafka-llm");
+    assert.ok(Object.isFrozen(c.auth) && Object.isFrozen(c.auth.keys), "config is frozen");
+  });
+
+  it("reads every gateway variable", () => {
+    const c = loadGatewayConfig({
+      GATEWAY_AUTH: "keys",
+      GATEWAY_API_KEYS_FILE: "/etc/kafka-llm/keys",
+      GATEWAY_MAX_CONTENT_CHARS: "500",
+      KAFKA_SEND_TIMEOUT_MS: "1500",
+      GATEWAY_APPLY_WAIT_MS: "0",
+      UNKNOWN_REQUEST_WAIT_MS: "0",
+      LAG_REFRESH_MS: "1000",
+      WORKER_GROUP_ID: "team-a-workers",
+      TURN_STATS_WINDOW_MS: "60000",
+      MEMORY_VIEW_MAX_BYTES: "1048576",
+      MODEL_NAME: "gemma-3-1b-it",
+    });
+    assert.equal(c.auth.keysFile, "/etc/kafka-llm/keys");
+    assert.deepEqual(c.auth.keys, [], "the file is read by the gateway at start, not here");
+    assert.equal(c.maxContentChars, 500);
+    assert.equal(c.kafkaSendTimeoutMs, 1500);
+    assert.equal(c.applyWaitMs, 0);
+    assert.equal(c.lag.workerGroupId, "team-a-workers");
+    assert.equal(c.memoryViewMaxBytes, 1048576);
+    assert.equal(c.modelName, "gemma-3-1b-it");
+  });
+
+  it("runs without auth only when GATEWAY_AUTH=none says so", () => {
+    assert.equal(loadGatewayConfig({ GATEWAY_AUTH: "none" }).auth.mode, "none");
+    assert.equal(LOCAL_TENANT, "local");
+    const missing = problemsOf(() => loadGatewayConfig({}));
+    assert.match(missing[0]!, /^GATEWAY_AUTH: API keys are required but none are set/);
+    const both = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", GATEWAY_API_KEYS: "a:b" }));
+    assert.match(both[0]!, /^GATEWAY_AUTH: is none, yet API keys are set/);
+    assert.match(problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "off" }))[0]!, /^GATEWAY_AUTH: must be "keys"/);
+  });
+
+  it("names bad key entries by position and never quotes a key", () => {
+    const secret = "s3cr3t-value";
+    const problems = problemsOf(() => loadGatewayConfig({ GATEWAY_API_KEYS: `good:${secret},${secret},bad tenant!:${secret}x, :${secret}y` }));
+    assert.deepEqual(problems, [
+      'GATEWAY_API_KEYS: entry 2: not in the form "tenant:key"',
+      "GATEWAY_API_KEYS: entry 3: the tenant may contain only letters, digits, '.', '_' and '-' (1-64)",
+      'GATEWAY_API_KEYS: entry 4: not in the form "tenant:key"',
+    ]);
+    assert.ok(problems.every((p) => !p.includes(secret)));
+  });
+
+  it("rejects out-of-range values by name", () => {
+    const problems = problemsOf(() =>
+      loadGatewayConfig({
+        GATEWAY_AUTH: "none",
+        GATEWAY_MAX_CONTENT_CHARS: "40000",
+        LAG_REFRESH_MS: "10",
+        KAFKA_SEND_TIMEOUT_MS: "abc",
+        MODEL_NAME: "has space",
+      }),
+    );
+    const text = problems.join("\n");
+    assert.match(text, /^GATEWAY_MAX_CONTENT_CHARS: must be <= 32000/m);
+    assert.match(text, /^LAG_REFRESH_MS: must be >= 500/m);
+    assert.match(text, /^KAFKA_SEND_TIMEOUT_MS: must be an integer/m);
+    assert.match(text, /^MODEL_NAME: must be 1-256 printable characters/m);
+  });
+
+  it("parses key lists with newlines, comments and keys that contain colons", () => {
+    const { keys, problems } = parseApiKeyList("# team keys\na:k1\n\nb:k:2,c:k3", "file");
+    assert.deepEqual(problems, []);
+    assert.deepEqual(keys, [
+      { tenant: "a", key: "k1" },
+      { tenant: "b", key: "k:2" },
+      { tenant: "c", key: "k3" },
+    ]);
+  });
+});
