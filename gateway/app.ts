@@ -30,6 +30,8 @@ export interface GatewayDeps {
   authenticate: Authenticator;
   /** True once the gateway has read what it needs to answer for recent requests. */
   ready(): boolean;
+  /** Why the gateway cannot work any more (a consumer stopped for good), or null. */
+  failure(): string | null;
 }
 
 declare module "fastify" {

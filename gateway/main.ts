@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     memory: null,
     authenticate: auth.authenticate,
     ready: () => events.caughtUp() && (deps.memory?.caughtUp() ?? false),
+    failure: () => events.failure() ?? deps.memory?.failure() ?? null,
   };
 
   // One admin connection for topic checks, look-back offsets, the memory view's syncs and the lag.

@@ -25,6 +25,8 @@ import { ReadProgress, type Offsets } from "./read-progress.js";
 export interface EventConsumer {
   /** True once the look-back has been read (or timed out): the replica then knows recent requests. */
   caughtUp(): boolean;
+  /** Why the consumer stopped for good (kafkajs gave up restarting it), or null while it runs. */
+  failure(): string | null;
   stop(): Promise<void>;
 }
 
@@ -92,12 +94,18 @@ export async function startEventConsumer(options: {
   });
   void lookBackRead;
 
+  let failure: string | null = null;
   consumer.on(consumer.events.CRASH, ({ payload }) => {
-    log.warn({ err: payload.error?.message, restart: payload.restart }, "event consumer stopped; kafkajs restarts it");
+    if (payload.restart) log.warn({ err: payload.error?.message }, "event consumer stopped; kafkajs restarts it");
+    else {
+      failure = `the chat.events consumer stopped: ${payload.error?.message ?? "unknown error"}`;
+      log.error({ err: payload.error?.message }, "event consumer stopped for good; /healthz now fails so the gateway is restarted");
+    }
   });
 
   return {
     caughtUp: () => caughtUp,
+    failure: () => failure,
     stop: () => consumer.disconnect(),
   };
 }

@@ -34,6 +34,8 @@ export interface MemoryView {
   sync(timeoutMs?: number): Promise<boolean>;
   /** True once the topic has been read up to where it ended at start (or that took over 60 s). */
   caughtUp(): boolean;
+  /** Why the consumer stopped for good (kafkajs gave up restarting it), or null while it runs. */
+  failure(): string | null;
   readonly size: number;
   readonly bytes: number;
   stop(): Promise<void>;
@@ -136,13 +138,19 @@ export async function startMemoryView(options: {
       }
     },
   });
+  let failure: string | null = null;
   consumer.on(consumer.events.CRASH, ({ payload }) => {
-    log.warn({ err: payload.error?.message, restart: payload.restart }, "memory view consumer stopped; kafkajs restarts it");
+    if (payload.restart) log.warn({ err: payload.error?.message }, "memory view consumer stopped; kafkajs restarts it");
+    else {
+      failure = `the chat.memory consumer stopped: ${payload.error?.message ?? "unknown error"}`;
+      log.error({ err: payload.error?.message }, "memory view consumer stopped for good; /healthz now fails so the gateway is restarted");
+    }
   });
 
   return {
     get: (id) => store.get(id),
     caughtUp: () => caughtUp,
+    failure: () => failure,
     async sync(timeoutMs = 2000) {
       const started = Date.now();
       let ends;

@@ -5,7 +5,11 @@ import type { GatewayDeps } from "../app.js";
 export function registerOpsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const open = { config: { public: true } };
 
-  app.get("/healthz", open, async () => ({ status: "ok" }));
+  /** Fails only when the process cannot recover by itself, so that a restart is the cure. */
+  app.get("/healthz", open, async (_request, reply) => {
+    const failure = deps.failure();
+    return failure === null ? { status: "ok" } : reply.code(503).send({ status: "failed", reason: failure });
+  });
 
   /**
    * Ready once the replica has read the recent requests and events (so it can answer for

@@ -29,6 +29,7 @@ function setup(options: { script?: Script; failSends?: boolean; env?: Record<str
     get: (id) => states.get(id),
     sync: async () => true,
     caughtUp: () => true,
+    failure: () => null,
     size: 0,
     bytes: 0,
     stop: async () => {},
@@ -41,6 +42,7 @@ function setup(options: { script?: Script; failSends?: boolean; env?: Record<str
     metrics: createGatewayMetrics({ trackedRequests: () => hub.size, memoryView: () => null, recentTurns: () => ({ meanSeconds: 0, count: 0 }) }),
     authenticate: createAuthenticator(config.auth, logger).authenticate,
     ready: () => true,
+    failure: () => null,
     publisher: {
       async publishRequest(request) {
         if (options.failSends) throw new ApiError("kafka_unavailable", "Kafka is not reachable right now; try again shortly");
