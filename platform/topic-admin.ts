@@ -42,11 +42,32 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
       })),
     });
     logger.info({ topics: missing.map((s) => s.name) }, "created topics");
+    await waitUntilServed(admin, missing.map((s) => s.name));
   }
 
   const mismatches = await findMismatches(admin, existing);
   if (mismatches.length > 0) throw new TopicMismatchError(mismatches);
   return { created: missing.map((s) => s.name), existing: existing.map((s) => s.name) };
+}
+
+/**
+ * New partitions are in the metadata before their leader serves them (KRaft propagates
+ * leadership asynchronously): until then ListOffsets answers NOT_LEADER. Wait until every
+ * new topic answers, so callers can read offsets straight after ensureTopics.
+ */
+async function waitUntilServed(admin: Admin, topics: readonly string[], timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const topic of topics) {
+    for (;;) {
+      try {
+        await admin.fetchTopicOffsets(topic);
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
 }
 
 async function findMismatches(admin: Admin, specs: readonly TopicSpec[]): Promise<string[]> {
