@@ -10,6 +10,7 @@ import { isDeepStrictEqual } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { isTerminalEvent, type ChatEvent, type FinalEvent } from "../../contracts/records.js";
 import { topicNames } from "../../contracts/topics.js";
+import { startBroker } from "../../scripts/kafka-broker.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
@@ -202,4 +203,35 @@ describe("failover", { timeout: 240_000 }, () => {
       }
     });
   }
+
+  it("keeps its partitions through a generation longer than the session timeout", async (t) => {
+    // A broker of its own that accepts a 1.5 s session, so a ~2 s generation outlasts it:
+    // only the heartbeats sent while generating keep the worker in the group.
+    const broker = await startBroker({ serverProperties: { "group.min.session.timeout.ms": "1000" } });
+    const own: TestKafka = { brokers: broker.brokers, stop: () => broker.stop() };
+    const prefix = uniquePrefix("long");
+    const worker = await startWorker(own, prefix, "worker-long", {
+      SESSION_TIMEOUT_MS: "1500",
+      HEARTBEAT_INTERVAL_MS: "300",
+      WORKER_SLOTS: "1",
+    });
+    const chat = new ChatOverKafka(own.brokers, topicNames(prefix));
+    await chat.start();
+    try {
+      const requestId = await chat.turn("long-1", "The longest story you know.", { params: { max_tokens: 1900 } });
+      const final = await chat.terminal(requestId, 120_000);
+      assert.equal(final.type, "final");
+      const f = final as FinalEvent;
+      t.diagnostic(`generation took ${f.timings.generation_ms} ms against a 1500 ms session timeout`);
+      assert.ok(f.timings.generation_ms > 1500, "the generation outlasted the session timeout");
+      const events = chat.events.get(requestId)!;
+      assert.equal(new Set(events.map((e) => e.attempt)).size, 1, "never handed to another attempt");
+      const metrics = await (await fetch(`${worker.baseUrl}/metrics`)).text();
+      assert.match(metrics, /^kafka_llm_rebalances_total\{[^}]*\} 1$/m, "no rebalance: the worker never lost its partitions");
+    } finally {
+      await chat.stop();
+      await worker.stop();
+      await own.stop();
+    }
+  });
 });
