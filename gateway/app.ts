@@ -98,7 +98,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   });
 
   registerOpsRoutes(app, deps);
-  registerWebRoutes(app);
+  registerWebRoutes(app, deps.logger);
   registerConversationRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerOpenAiRoutes(app, deps);

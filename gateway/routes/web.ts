@@ -5,11 +5,13 @@
  */
 import { readFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
+import type { Logger } from "../../platform/logger.js";
+import { notFound } from "../errors.js";
 
 /** gateway/web/index.html beside this module (tsx) or, from dist/gateway/routes, in the source tree. */
 const CANDIDATES = ["../web/index.html", "../../../gateway/web/index.html"];
 
-export function loadWebPage(): string {
+export function loadWebPage(): string | null {
   for (const candidate of CANDIDATES) {
     try {
       return readFileSync(new URL(candidate, import.meta.url), "utf8");
@@ -17,12 +19,23 @@ export function loadWebPage(): string {
       // try the next place
     }
   }
-  throw new Error(`the web page gateway/web/index.html was not found (looked in ${CANDIDATES.join(", ")} from ${import.meta.url})`);
+  return null;
 }
 
-export function registerWebRoutes(app: FastifyInstance): void {
+/**
+ * A gateway packaged without its page still serves the API (the page is the lesser part):
+ * it says so in the log at start and answers 404 at "/".
+ */
+export function registerWebRoutes(app: FastifyInstance, logger: Logger): void {
   const page = loadWebPage();
   const open = { config: { public: true } };
+  if (page === null) {
+    logger.error({ looked_in: CANDIDATES, from: import.meta.url }, "the web page gateway/web/index.html is missing from this build; / answers 404");
+    app.get("/", open, async () => {
+      throw notFound("the web page is not installed in this build of the gateway (gateway/web/index.html)");
+    });
+    return;
+  }
   app.get("/", open, async (_request, reply) =>
     reply
       .header("content-type", "text/html; charset=utf-8")
