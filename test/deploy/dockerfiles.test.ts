@@ -16,6 +16,7 @@ import { after, before, describe, it } from "node:test";
 import { ensureTestModel } from "../../scripts/models.js";
 import { REPO_ROOT } from "../helpers/services.js";
 import { baseImage, dockerIgnoreMatcher, execForm, last, parseDockerfile, type Dockerfile, type Stage } from "./lib/dockerfile.js";
+import { IMAGE_ENTRY_POINTS } from "./lib/images.js";
 import { toolPath } from "./lib/tools.js";
 
 const read = (f: string) => readFileSync(path.join(REPO_ROOT, f), "utf8");
@@ -143,14 +144,6 @@ describe("hadolint", () => {
   });
 });
 
-/** Entry points the images and the chart run; the chart test checks it runs nothing else. */
-export const IMAGE_ENTRY_POINTS = [
-  "dist/worker/main.js",
-  "dist/gateway/main.js",
-  "dist/scripts/deploy/fetch-model.js",
-  "dist/scripts/deploy/create-topics.js",
-  "dist/scripts/deploy/chat-turn.js",
-];
 
 describe("the build stage, replayed", { timeout: 240_000 }, () => {
   const ctx = mkdtempSync(path.join(os.tmpdir(), "image-build-"));

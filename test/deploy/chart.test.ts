@@ -1,0 +1,487 @@
+/**
+ * The Helm chart, checked without a cluster (none runs on this project's machines):
+ * `helm lint --strict` and `helm template` with the real helm on the default values and
+ * the GPU, KEDA and external-Kafka variants (ci/*-values.yaml); every rendered object
+ * validated offline against the Kubernetes, KEDA and Prometheus Operator schemas, unknown
+ * fields included; then what the issue asks of the objects, read from the rendered YAML:
+ * non-root read-only pods, probes, the worker's grace period against its own
+ * SHUTDOWN_GRACE_MS, GPU scheduling, autoscaling bounds and behaviour, RBAC for the pod
+ * deletion cost, dashboards for the Grafana sidecar, NOTES.txt, and that the settings the
+ * chart gives the services are ones they read and accept.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadGatewayConfig, loadKafkaConfig, loadWorkerConfig } from "../../contracts/config.js";
+import { REPO_ROOT } from "../helpers/services.js";
+import {
+  containerEnv,
+  envWithMountedSecrets,
+  find,
+  lint,
+  podSpecs,
+  render,
+  renderError,
+  renderNotes,
+  VARIANTS,
+  type Container,
+  type K8sObject,
+  type PodSpec,
+} from "./lib/chart.js";
+import { unknownFieldErrors, validateObject } from "./lib/k8s-schemas.js";
+import { IMAGE_ENTRY_POINTS } from "./lib/images.js";
+
+const rendered: Record<string, K8sObject[]> = {};
+const secretsRoot = mkdtempSync(path.join(os.tmpdir(), "chart-secrets-"));
+
+before(() => {
+  for (const [name, files] of Object.entries(VARIANTS)) rendered[name] = render({ valuesFiles: files });
+});
+after(() => rmSync(secretsRoot, { recursive: true, force: true }));
+
+/** A pod's container's env as the process would see it, Secret files included. */
+function podEnv(objs: K8sObject[], owner: K8sObject, index = 0): Record<string, string> {
+  const spec = owner.kind === "Pod" ? (owner.spec as PodSpec) : (owner.spec as { template: { spec: PodSpec } }).template.spec;
+  return envWithMountedSecrets(objs, spec, spec.containers[index]!, path.join(secretsRoot, owner.kind, owner.metadata.name));
+}
+
+const workerOf = (objs: K8sObject[]) => find(objs, "Deployment", "-worker");
+const gatewayOf = (objs: K8sObject[]) => find(objs, "Deployment", "-gateway");
+const podOf = (d: K8sObject) => (d.spec as { template: { spec: PodSpec } }).template.spec;
+const kafkaEnv = (objs: K8sObject[]) => find(objs, "ConfigMap", "-kafka").data as Record<string, string>;
+
+describe("helm lint --strict", () => {
+  for (const [name, files] of Object.entries(VARIANTS)) {
+    it(`passes: ${name}`, () => {
+      const r = lint({ valuesFiles: files });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    });
+  }
+});
+
+describe("rendered objects against the schemas", () => {
+  for (const name of Object.keys(VARIANTS)) {
+    it(`every object of ${name} is valid`, async () => {
+      const problems = (await Promise.all(rendered[name]!.map(validateObject))).flat();
+      assert.deepEqual(problems, []);
+    });
+  }
+
+  it("no object of any variant has a field its schema does not know", () => {
+    assert.deepEqual(unknownFieldErrors(rendered), []);
+  });
+
+  it("the variants together cover the KEDA and Prometheus Operator kinds too", () => {
+    const kinds = new Set(Object.values(rendered).flat().map((o) => `${o.apiVersion}/${o.kind}`));
+    for (const k of ["keda.sh/v1alpha1/ScaledObject", "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor", "autoscaling/v2/HorizontalPodAutoscaler", "networking.k8s.io/v1/NetworkPolicy", "policy/v1/PodDisruptionBudget", "batch/v1/Job"]) {
+      assert.ok(kinds.has(k), `some variant renders ${k}`);
+    }
+  });
+
+  it("the validators reject broken objects (they are really looking)", async () => {
+    const deployment = structuredClone(workerOf(rendered.default!));
+    (deployment.spec as { replicas: unknown }).replicas = "two";
+    assert.match((await validateObject(deployment)).join(), /replicas must be integer/);
+
+    const scaled = structuredClone(find(rendered.keda!, "ScaledObject"));
+    (scaled.spec as { maxReplicaCount: unknown }).maxReplicaCount = "6";
+    assert.match((await validateObject(scaled)).join(), /maxReplicaCount must be integer/);
+
+    const monitor = structuredClone(find(rendered.gpu!, "ServiceMonitor", "-worker"));
+    delete (monitor.spec as { endpoints?: unknown }).endpoints;
+    assert.match((await validateObject(monitor)).join(), /endpoints/);
+
+    const typo = structuredClone(workerOf(rendered.default!));
+    (podOf(typo).containers[0]!.securityContext as Record<string, unknown>).readOnlyRootFileSystem = true;
+    const scaledTypo = structuredClone(find(rendered.keda!, "ScaledObject"));
+    (scaledTypo.spec as Record<string, unknown>).maxReplicas = 3;
+    const unknown = unknownFieldErrors({ broken: [typo, scaledTypo] });
+    assert.equal(unknown.length, 2, unknown.join("\n"));
+    assert.match(unknown[0]!, /Deployment .*readOnlyRootFileSystem/);
+    assert.match(unknown[1]!, /ScaledObject .*maxReplicas/);
+
+    await assert.rejects(async () => {
+      const p = await validateObject({ apiVersion: "kafka.strimzi.io/v1beta2", kind: "KafkaTopic", metadata: { name: "x" } });
+      if (p.length > 0) throw new Error(p.join());
+    }, /no schema for apiVersion kafka.strimzi.io/);
+  });
+});
+
+describe("pods: non-root, read-only root filesystem, no capabilities", () => {
+  for (const name of Object.keys(VARIANTS)) {
+    it(name, () => {
+      const pods = podSpecs(rendered[name]!);
+      assert.ok(pods.length >= 4, "gateway, worker, topics Job, helm test");
+      for (const { owner, spec } of pods) {
+        assert.equal(spec.securityContext?.runAsNonRoot, true, `${owner}: runAsNonRoot`);
+        assert.ok((spec.securityContext?.runAsUser ?? 0) > 0, `${owner}: runAsUser not root`);
+        for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+          const sc = c.securityContext ?? {};
+          assert.equal(sc.readOnlyRootFilesystem, true, `${owner}/${c.name}: read-only root filesystem`);
+          assert.equal(sc.allowPrivilegeEscalation, false, `${owner}/${c.name}: no privilege escalation`);
+          assert.notEqual(sc.privileged, true, `${owner}/${c.name}: not privileged`);
+          assert.deepEqual(sc.capabilities?.drop, ["ALL"], `${owner}/${c.name}: drops every capability`);
+          assert.equal(sc.capabilities?.add, undefined, `${owner}/${c.name}: adds none`);
+          assert.ok(c.volumeMounts?.some((m) => m.mountPath === "/tmp"), `${owner}/${c.name}: a writable /tmp`);
+        }
+      }
+    });
+  }
+
+  it("every container runs an entry point the images build, with node as PID 1", () => {
+    for (const objs of Object.values(rendered)) {
+      for (const { owner, spec } of podSpecs(objs)) {
+        for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+          assert.equal(c.command, undefined, `${owner}/${c.name}: keeps the image's ENTRYPOINT (node)`);
+          assert.equal(c.args?.length, 1);
+          assert.ok(IMAGE_ENTRY_POINTS.includes(c.args![0]!), `${owner}/${c.name}: ${c.args![0]} is built into the image`);
+        }
+      }
+    }
+  });
+});
+
+describe("the worker Deployment", () => {
+  it("probes /healthz (startup, liveness) and /readyz (readiness) on the metrics port", () => {
+    const c = podOf(workerOf(rendered.default!)).containers[0]!;
+    assert.equal(c.startupProbe?.httpGet?.path, "/healthz");
+    assert.equal(c.livenessProbe?.httpGet?.path, "/healthz");
+    assert.equal(c.readinessProbe?.httpGet?.path, "/readyz");
+    assert.equal(c.readinessProbe?.httpGet?.port, "metrics");
+  });
+
+  it("has a termination grace period longer than its own SHUTDOWN_GRACE_MS, for any value of it", () => {
+    for (const graceMs of [0, 1, 25_000, 25_001, 120_000]) {
+      const objs = render({ set: { "worker.shutdownGraceMs": graceMs } });
+      const w = workerOf(objs);
+      const env = containerEnv(objs, podOf(w).containers[0]!);
+      assert.equal(Number(env.SHUTDOWN_GRACE_MS), graceMs);
+      const seconds = podOf(w).terminationGracePeriodSeconds!;
+      assert.ok(seconds * 1000 >= graceMs + 5000, `grace ${seconds}s vs SHUTDOWN_GRACE_MS ${graceMs}: at least 5 s to leave the group after the turns`);
+    }
+  });
+
+  it("GPU variant: nvidia.com/gpu limit, GPU node selector and toleration, LLAMA_GPU=cuda", () => {
+    const objs = rendered.gpu!;
+    const spec = podOf(workerOf(objs));
+    const c = spec.containers[0]!;
+    assert.equal(c.resources?.limits?.["nvidia.com/gpu"], 1);
+    assert.equal(spec.nodeSelector?.["nvidia.com/gpu.present"], "true");
+    assert.ok(spec.tolerations?.some((t) => t.key === "nvidia.com/gpu" && t.effect === "NoSchedule"));
+    assert.equal(containerEnv(objs, c).LLAMA_GPU, "cuda");
+    // The default (CPU) asks for no GPU and runs llama.cpp on the CPU.
+    const cpu = podOf(workerOf(rendered.default!));
+    assert.equal(cpu.containers[0]!.resources?.limits?.["nvidia.com/gpu"], undefined);
+    assert.equal(containerEnv(rendered.default!, cpu.containers[0]!).LLAMA_GPU, "false");
+  });
+
+  it("model download: an init container fetches MODEL's hf: URI into the volume the worker reads", () => {
+    const objs = rendered.default!;
+    const spec = podOf(workerOf(objs));
+    const init = spec.initContainers?.find((c) => c.name === "fetch-model");
+    assert.ok(init);
+    assert.deepEqual(init.args, ["dist/scripts/deploy/fetch-model.js"]);
+    const initEnv = Object.fromEntries((init.env ?? []).map((e) => [e.name, e.value]));
+    const env = containerEnv(objs, spec.containers[0]!);
+    assert.equal(initEnv.MODEL, env.MODEL);
+    assert.match(env.MODEL!, /^hf:/);
+    assert.equal(initEnv.MODEL_DIR, env.MODEL_DIR);
+    const mount = (c: Container) => c.volumeMounts!.find((m) => m.mountPath === env.MODEL_DIR)!.name;
+    assert.equal(mount(init), mount(spec.containers[0]!));
+    // GPU variant: the cache is a shared claim the chart creates (and keeps on uninstall).
+    const gpu = rendered.gpu!;
+    const pvc = find(gpu, "PersistentVolumeClaim", "-models");
+    assert.equal(pvc.metadata.annotations?.["helm.sh/resource-policy"], "keep");
+    const vol = podOf(workerOf(gpu)).volumes!.find((v) => v.name === "models")!;
+    assert.deepEqual(vol.persistentVolumeClaim, { claimName: pvc.metadata.name });
+    // ...and the HF token is a file, not an environment variable.
+    const gpuInit = podOf(workerOf(gpu)).initContainers![0]!;
+    assert.ok(gpuInit.env!.some((e) => e.name === "HF_TOKEN_PATH"));
+    assert.ok(!JSON.stringify(gpu.filter((o) => o.kind !== "Secret")).includes("hf_example_token_for_rendering"));
+  });
+
+  it("model from a PVC: mounted read-only, MODEL is the file in it, no init container", () => {
+    const objs = rendered["external-kafka"]!;
+    const spec = podOf(workerOf(objs));
+    assert.equal(spec.initContainers, undefined);
+    assert.equal(containerEnv(objs, spec.containers[0]!).MODEL, "/models/gemma-3-1b-it-Q4_K_M.gguf");
+    const vol = spec.volumes!.find((v) => v.name === "models")!;
+    assert.deepEqual(vol.persistentVolumeClaim, { claimName: "llm-models", readOnly: true });
+  });
+
+  it("pod deletion cost: POD_NAME/POD_NAMESPACE from the downward API, a token, and RBAC to patch pods", () => {
+    const objs = rendered.default!;
+    const spec = podOf(workerOf(objs));
+    const env = spec.containers[0]!.env!;
+    const field = (n: string) => (env.find((e) => e.name === n)?.valueFrom as { fieldRef?: { fieldPath: string } })?.fieldRef?.fieldPath;
+    assert.equal(field("POD_NAME"), "metadata.name");
+    assert.equal(field("POD_NAMESPACE"), "metadata.namespace");
+    assert.equal(spec.automountServiceAccountToken, true);
+    const role = find(objs, "Role", "-pod-deletion-cost");
+    assert.deepEqual(role.rules, [{ apiGroups: [""], resources: ["pods"], verbs: ["patch"] }]);
+    const binding = find(objs, "RoleBinding", "-pod-deletion-cost");
+    assert.deepEqual((binding.subjects as unknown[])[0], { kind: "ServiceAccount", name: spec.serviceAccountName, namespace: "kafka-llm" });
+    // Turned off: no token, no Role, and the worker is told.
+    const off = render({ set: { "worker.podDeletionCost.enabled": false } });
+    assert.equal(podOf(workerOf(off)).automountServiceAccountToken, false);
+    assert.equal(off.filter((o) => o.kind === "Role").length, 0);
+    assert.equal(containerEnv(off, podOf(workerOf(off)).containers[0]!).POD_DELETION_COST_INTERVAL_MS, "0");
+    // Nothing else in the chart gets a token.
+    for (const { owner, spec: s } of podSpecs(objs)) {
+      if (!owner.endsWith("-worker")) assert.equal(s.automountServiceAccountToken, false, owner);
+    }
+  });
+
+  it("has no replica count of its own when autoscaled (an upgrade must not reset the autoscaler)", () => {
+    assert.equal((workerOf(rendered.default!).spec as { replicas?: number }).replicas, undefined);
+    const fixed = render({ set: { "autoscaling.enabled": false, "worker.replicas": 3 } });
+    assert.equal((workerOf(fixed).spec as { replicas?: number }).replicas, 3);
+    assert.equal(fixed.filter((o) => o.kind === "HorizontalPodAutoscaler").length, 0);
+  });
+});
+
+describe("autoscaling", () => {
+  it("HPA: autoscaling/v2 on the External backlog metric through prometheus-adapter, max ≤ partitions", () => {
+    const objs = rendered.default!;
+    const hpa = find(objs, "HorizontalPodAutoscaler");
+    const spec = hpa.spec as {
+      minReplicas: number;
+      maxReplicas: number;
+      scaleTargetRef: { name: string; kind: string };
+      metrics: Array<{ type: string; external: { metric: { name: string; selector: { matchLabels: Record<string, string> } }; target: { type: string; averageValue: string } } }>;
+      behavior: { scaleUp: { stabilizationWindowSeconds: number }; scaleDown: { stabilizationWindowSeconds: number } };
+    };
+    assert.equal(hpa.apiVersion, "autoscaling/v2");
+    assert.deepEqual([spec.scaleTargetRef.kind, spec.scaleTargetRef.name], ["Deployment", workerOf(objs).metadata.name]);
+    assert.ok(spec.maxReplicas <= Number(kafkaEnv(objs).KAFKA_REQUEST_PARTITIONS));
+    const [m] = spec.metrics;
+    assert.equal(m!.type, "External");
+    assert.equal(m!.external.metric.name, "kafka_llm_backlog_seconds");
+    assert.deepEqual(m!.external.metric.selector.matchLabels, { app_kubernetes_io_instance: "llm" });
+    assert.equal(m!.external.target.type, "AverageValue");
+    assert.equal(spec.behavior.scaleUp.stabilizationWindowSeconds, 0, "scale up at once");
+    assert.ok(spec.behavior.scaleDown.stabilizationWindowSeconds >= 60, "scale down stabilized");
+    // The GPU variant scales on raw lag.
+    const gpu = find(rendered.gpu!, "HorizontalPodAutoscaler").spec as typeof spec;
+    assert.equal(gpu.metrics[0]!.external.metric.name, "kafka_llm_request_lag");
+    assert.equal(gpu.metrics[0]!.external.target.averageValue, "16");
+  });
+
+  it("every variant keeps maxReplicas within the partition count; more is refused with a reason", () => {
+    for (const objs of Object.values(rendered)) {
+      const partitions = Number(kafkaEnv(objs).KAFKA_REQUEST_PARTITIONS);
+      for (const o of objs) {
+        if (o.kind === "HorizontalPodAutoscaler") assert.ok((o.spec as { maxReplicas: number }).maxReplicas <= partitions);
+        if (o.kind === "ScaledObject") assert.ok((o.spec as { maxReplicaCount: number }).maxReplicaCount <= partitions);
+      }
+    }
+    assert.match(renderError({ set: { "autoscaling.maxReplicas": 7 } }), /autoscaling.maxReplicas \(7\) is more than kafka.requestPartitions \(6\)/);
+    assert.match(renderError({ valuesFiles: VARIANTS.keda!, set: { "kafka.requestPartitions": 4 } }), /is more than kafka.requestPartitions \(4\)/);
+    assert.match(renderError({ set: { "autoscaling.minReplicas": 0 } }), /needs autoscaling.engine keda/);
+    assert.match(renderError({ set: { "autoscaling.enabled": false, "worker.replicas": 9 } }), /worker.replicas \(9\) is more than/);
+  });
+
+  it("KEDA: a ScaledObject with the backlog query for this release, the same behaviour, scale to zero allowed", () => {
+    const objs = rendered.keda!;
+    assert.equal(objs.filter((o) => o.kind === "HorizontalPodAutoscaler").length, 0, "KEDA makes its own HPA");
+    const so = find(objs, "ScaledObject");
+    const spec = so.spec as {
+      minReplicaCount: number;
+      maxReplicaCount: number;
+      advanced: { horizontalPodAutoscalerConfig: { behavior: unknown } };
+      triggers: Array<{ type: string; metricType: string; metadata: Record<string, string> }>;
+    };
+    assert.equal(spec.minReplicaCount, 0);
+    assert.deepEqual(spec.advanced.horizontalPodAutoscalerConfig.behavior, (find(rendered.default!, "HorizontalPodAutoscaler").spec as { behavior: unknown }).behavior);
+    const t = spec.triggers[0]!;
+    assert.equal(t.type, "prometheus");
+    assert.equal(t.metricType, "AverageValue");
+    assert.equal(t.metadata.threshold, "20");
+    assert.match(t.metadata.query!, /kafka_llm_consumer_group_total_lag\{namespace="kafka-llm",app_kubernetes_io_instance="llm"\}/);
+    assert.match(t.metadata.query!, /or vector\(4\)\)$/, "the chart's slots stand in when no worker runs");
+  });
+
+  it("the shipped prometheus-adapter rules serve the metric names the HPA asks for", () => {
+    const adapter = readFileSync(path.join(REPO_ROOT, "deploy/prometheus-adapter/values.yaml"), "utf8");
+    for (const objs of [rendered.default!, rendered.gpu!]) {
+      const hpa = find(objs, "HorizontalPodAutoscaler").spec as { metrics: Array<{ external: { metric: { name: string } } }> };
+      assert.match(adapter, new RegExp(`as: "${hpa.metrics[0]!.external.metric.name}"`));
+    }
+  });
+});
+
+describe("topics, config and secrets", () => {
+  it("a topics Job per release revision runs the topic creator with the services' Kafka settings", () => {
+    const objs = rendered.default!;
+    const job = find(objs, "Job");
+    assert.match(job.metadata.name, /-topics-1$/);
+    const c = (job.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers[0]!;
+    assert.deepEqual(c.args, ["dist/scripts/deploy/create-topics.js"]);
+    const cfg = loadKafkaConfig(podEnv(objs, job));
+    assert.equal(cfg.requestPartitions, 6);
+    assert.equal(cfg.conversationTtlMs, 604_800_000);
+    const extObjs = rendered["external-kafka"]!;
+    const ext = loadKafkaConfig(podEnv(extObjs, find(extObjs, "Job")));
+    assert.deepEqual([ext.topicPrefix, ext.requestPartitions, ext.replicationFactor, ext.ensureTopics], ["team-a.", 12, 3, false]);
+    assert.equal(ext.sasl?.mechanism, "scram-sha-512");
+    assert.equal(ext.sasl?.password, "stand-in-password", "the password is read from the mounted Secret file");
+    assert.match(ext.tls?.ca ?? "", /BEGIN CERTIFICATE/);
+  });
+
+  for (const name of Object.keys(VARIANTS)) {
+    it(`${name}: the gateway's and workers' settings parse with the services' own config loaders`, () => {
+      const objs = rendered[name]!;
+      const w = loadWorkerConfig(podEnv(objs, workerOf(objs)));
+      const g = loadGatewayConfig(podEnv(objs, gatewayOf(objs)));
+      assert.equal(g.lag.workerGroupId, w.groupId, "the gateway reads the lag of the workers' group");
+      assert.equal(w.kafka.requestPartitions, g.kafka.requestPartitions);
+      assert.equal(w.kafka.topicPrefix, g.kafka.topicPrefix);
+      assert.equal(w.http.port, Number((podOf(workerOf(objs)).containers[0]! as { ports?: Array<{ containerPort: number }> }).ports?.[0]?.containerPort));
+      assert.equal(g.auth.mode, "keys");
+      assert.match(g.auth.keysFile ?? "", /\/etc\/kafka-llm\/api-keys\/api-keys$/, "the mounted keys file");
+    });
+  }
+
+  it("every environment variable the chart sets is one the code reads", () => {
+    const sources = readSources(["contracts", "worker", "gateway", "platform", "scripts/deploy"]);
+    // Read by node-llama-cpp itself.
+    const llama = readFileSync(path.join(REPO_ROOT, "node_modules/node-llama-cpp/dist/utils/modelFileAccessTokens.js"), "utf8");
+    const unread = new Map<string, string[]>();
+    for (const [variant, objs] of Object.entries(rendered)) {
+      for (const { owner, spec } of podSpecs(objs)) {
+        for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+          for (const name of Object.keys(containerEnv(objs, c))) {
+            const read = new RegExp(`(["'\`]${name}["'\`]|\\b${name}\\s*:|env\\.${name}\\b)`).test(sources) || llama.includes(`process.env.${name}`);
+            if (!read) unread.set(name, [...(unread.get(name) ?? []), `${variant}: ${owner}/${c.name}`]);
+          }
+        }
+      }
+    }
+    assert.deepEqual(
+      [...unread.keys()],
+      [],
+      `set by the chart but read by no code (add them to contracts/config.ts, or stop setting them):\n${[...unread].map(([n, where]) => `  ${n}: ${where.join(", ")}`).join("\n")}`,
+    );
+  });
+
+  it("API keys, the SASL password and the HF token are mounted files from Secrets, never env values", () => {
+    for (const objs of Object.values(rendered)) {
+      for (const { owner, spec } of podSpecs(objs)) {
+        for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+          for (const e of c.env ?? []) {
+            assert.doesNotMatch(e.name, /PASSWORD$|TOKEN$|API_KEYS$/, `${owner}/${c.name}: ${e.name} as an env value`);
+            assert.equal((e.valueFrom as { secretKeyRef?: unknown })?.secretKeyRef, undefined, `${owner}: secrets as files`);
+          }
+        }
+      }
+    }
+    const ext = rendered["external-kafka"]!;
+    assert.equal(ext.filter((o) => o.kind === "Secret").length, 0, "existing Secrets only: the chart makes none");
+    const vols = podOf(gatewayOf(ext)).volumes!;
+    assert.deepEqual(vols.find((v) => v.name === "kafka-sasl")!.secret, { secretName: "team-a-llm-kafka", items: [{ key: "password", path: "password" }] });
+    assert.deepEqual(vols.find((v) => v.name === "kafka-ca")!.secret, { secretName: "kafka-cluster-ca", items: [{ key: "ca.crt", path: "ca.crt" }] });
+    assert.deepEqual(vols.find((v) => v.name === "api-keys")!.secret, { secretName: "team-a-llm-api-keys", items: [{ key: "keys.txt", path: "api-keys" }] });
+    const env = kafkaEnv(ext);
+    assert.deepEqual(
+      [env.KAFKA_SASL_MECHANISM, env.KAFKA_SASL_USERNAME, env.KAFKA_SASL_PASSWORD_FILE, env.KAFKA_TLS, env.KAFKA_TLS_CA_FILE],
+      ["scram-sha-512", "team-a-llm", "/etc/kafka-llm/kafka-sasl/password", "true", "/etc/kafka-llm/kafka-ca/ca.crt"],
+    );
+    // Default: the chart generates one key for tenant "default" (kept across upgrades by lookup).
+    const secret = find(rendered.default!, "Secret");
+    const keys = Buffer.from((secret.data as Record<string, string>)["api-keys"]!, "base64").toString();
+    assert.match(keys, /^default:[A-Za-z0-9]{40}$/);
+  });
+
+  it("values.schema.json refuses unknown keys and bad values", () => {
+    assert.match(renderError({ set: { "worker.slotz": 4 } }), /Additional property slotz is not allowed/);
+    assert.match(renderError({ set: { "autoscaling.engine": "vpa" } }), /autoscaling.engine/);
+    assert.match(renderError({ set: { "kafka.brokers": "no-port" } }), /kafka.brokers/);
+    assert.match(renderError({ set: { "kafka.sasl.enabled": true, "kafka.sasl.username": "u" } }), /kafka.sasl.password or kafka.sasl.existingSecret/);
+  });
+});
+
+describe("monitoring, disruption, network", () => {
+  it("ServiceMonitor / PodMonitor carry the release label onto series, for the queries that select by it", () => {
+    for (const [variant, kind] of [["gpu", "ServiceMonitor"], ["keda", "PodMonitor"]] as const) {
+      const monitors = rendered[variant]!.filter((o) => o.kind === kind);
+      assert.equal(monitors.length, 2, `${variant}: gateway and worker`);
+      for (const m of monitors) {
+        assert.deepEqual((m.spec as { podTargetLabels: string[] }).podTargetLabels, ["app.kubernetes.io/instance", "app.kubernetes.io/component"]);
+      }
+    }
+    assert.equal(find(rendered.gpu!, "ServiceMonitor", "-worker").metadata.labels?.release, "kube-prometheus-stack");
+  });
+
+  it("PodDisruptionBudgets for gateway and workers", () => {
+    const pdbs = rendered.default!.filter((o) => o.kind === "PodDisruptionBudget");
+    assert.deepEqual(pdbs.map((p) => p.metadata.name).sort(), ["llm-kafka-llm-gateway", "llm-kafka-llm-worker"]);
+  });
+
+  it("NetworkPolicies (GPU variant): gateway port from the ingress namespace, metrics from monitoring, egress limited", () => {
+    const nps = rendered.gpu!.filter((o) => o.kind === "NetworkPolicy");
+    assert.equal(nps.length, 2);
+    const gw = nps.find((n) => n.metadata.name.endsWith("-gateway"))!.spec as { policyTypes: string[]; ingress: Array<{ from?: unknown[] }> };
+    assert.deepEqual(gw.policyTypes, ["Ingress", "Egress"]);
+    assert.ok(gw.ingress.every((r) => Array.isArray(r.from) && r.from.length > 0));
+  });
+
+  it("dashboards: one ConfigMap per deploy/grafana JSON, labelled for the Grafana sidecar, content identical", () => {
+    const files = readdirSync(path.join(REPO_ROOT, "deploy/grafana")).filter((f) => f.endsWith(".json")).sort();
+    assert.ok(files.length >= 2);
+    const cms = rendered.default!.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.grafana_dashboard === "1");
+    assert.equal(cms.length, files.length);
+    for (const f of files) {
+      const cm = cms.find((c) => Object.keys(c.data as object)[0] === f);
+      assert.ok(cm, `${f} is shipped`);
+      assert.equal((cm.data as Record<string, string>)[f], readFileSync(path.join(REPO_ROOT, "deploy/grafana", f), "utf8").trimEnd());
+      assert.equal(cm.metadata.annotations?.grafana_folder, "kafka-llm");
+    }
+    const elsewhere = rendered["external-kafka"]!.filter((o) => o.metadata.labels?.grafana_dashboard === "1");
+    assert.ok(elsewhere.every((c) => c.metadata.namespace === "monitoring"));
+  });
+});
+
+describe("helm test and NOTES.txt", () => {
+  it("the test hook runs one chat turn against the gateway Service with the release's first API key", () => {
+    const objs = rendered.default!;
+    const pod = find(objs, "Pod", "-test-chat-turn");
+    assert.equal(pod.metadata.annotations?.["helm.sh/hook"], "test");
+    const c = (pod.spec as { containers: Container[] }).containers[0]!;
+    assert.deepEqual(c.args, ["dist/scripts/deploy/chat-turn.js"]);
+    const env = containerEnv(objs, c);
+    const svc = find(objs, "Service", "-gateway");
+    const port = (svc.spec as { ports: Array<{ port: number }> }).ports[0]!.port;
+    assert.equal(env.GATEWAY_URL, `http://${svc.metadata.name}:${port}`);
+    assert.equal(env.GATEWAY_API_KEYS_FILE, "/etc/kafka-llm/api-keys/api-keys");
+  });
+
+  it("NOTES.txt prints the port-forward command and a curl that streams a reply", () => {
+    const notes = renderNotes();
+    assert.match(notes, /kubectl -n kafka-llm port-forward svc\/llm-kafka-llm-gateway 8080:8080/);
+    assert.match(notes, /curl -s -X POST http:\/\/127\.0\.0\.1:8080\/v1\/conversations\/demo\/messages/);
+    assert.match(notes, /-H "authorization: Bearer \$KEY"/);
+    assert.match(notes, /kubectl -n kafka-llm get secret llm-kafka-llm -o jsonpath='\{\.data\.api-keys\}'/);
+    assert.match(notes, /curl -N -H "authorization: Bearer \$KEY" http:\/\/127\.0\.0\.1:8080\/v1\/requests\/\$rid\/events/);
+    assert.match(notes, /helm test llm -n kafka-llm --logs/);
+    const open = renderNotes({ set: { "gateway.auth.mode": "none" } });
+    assert.doesNotMatch(open, /Bearer/);
+    assert.match(open, /curl -N http:\/\/127\.0\.0\.1:8080\/v1\/requests\/\$rid\/events/);
+  });
+});
+
+function readSources(dirs: string[]): string {
+  let text = "";
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      // Comments do not count as reading a variable.
+      else if (entry.name.endsWith(".ts")) text += readFileSync(p, "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|\s)\/\/.*$/gm, "") + "\n";
+    }
+  };
+  for (const d of dirs) if (existsSync(path.join(REPO_ROOT, d))) walk(path.join(REPO_ROOT, d));
+  return text;
+}
