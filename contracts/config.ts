@@ -3,6 +3,7 @@
  * reported at once with the variable's name, then frozen. Durations are milliseconds.
  * README.md lists every variable with its default; keep the two in step.
  */
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { z } from "zod";
 import { KafkaLlmError } from "./errors.js";
@@ -55,6 +56,15 @@ const kafkaFields = {
   KAFKA_REPLICATION_FACTOR: int(-1, -1, 32).refine((n) => n !== 0, "must be -1 (broker default) or >= 1"),
   KAFKA_ENSURE_TOPICS: bool(true),
   CONVERSATION_TTL_MS: int(7 * 24 * 3_600_000, 60_000),
+  KAFKA_SASL_MECHANISM: z.enum(["none", "plain", "scram-sha-256", "scram-sha-512"]).default("none"),
+  KAFKA_SASL_USERNAME: z.string().optional(),
+  KAFKA_SASL_PASSWORD: z.string().max(4096, "must be at most 4096 characters").optional(),
+  KAFKA_SASL_PASSWORD_FILE: z.string().optional(),
+  KAFKA_TLS: bool(false),
+  KAFKA_TLS_CA_FILE: z.string().optional(),
+  KAFKA_TLS_CERT_FILE: z.string().optional(),
+  KAFKA_TLS_KEY_FILE: z.string().optional(),
+  KAFKA_TLS_REJECT_UNAUTHORIZED: bool(true),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 
@@ -109,6 +119,9 @@ const gatewayFields = {
   MODEL_NAME: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces").default("kafka-llm"),
 };
 
+/** Variables whose values never appear in an error message or a log line. */
+const SECRET = /PASSWORD|API_KEYS|SECRET|TOKEN/;
+
 function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z.ZodObject<S>> {
   const input: Record<string, string> = {};
   for (const key of Object.keys(shape)) {
@@ -120,7 +133,8 @@ function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z.ZodObj
     const problems = parsed.error.issues.map((i) => {
       const name = String(i.path[0] ?? "(env)");
       const value = input[name];
-      return `${name}: ${i.message}${value === undefined ? "" : ` (got ${JSON.stringify(value)})`}`;
+      const shown = value === undefined || SECRET.test(name) ? "" : ` (got ${JSON.stringify(value)})`;
+      return `${name}: ${i.message}${shown}`;
     });
     throw new ConfigError(problems);
   }
@@ -137,6 +151,47 @@ export interface KafkaConfig {
   readonly ensureTopics: boolean;
   /** retention.ms of chat.memory: a conversation untouched this long is forgotten. */
   readonly conversationTtlMs: number;
+  readonly sasl: { readonly mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; readonly username: string; readonly password: string } | null;
+  /** null: plaintext. Files are read at start; their contents are PEM. */
+  readonly tls: { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly rejectUnauthorized: boolean } | null;
+}
+
+/** Reads a secret or certificate file named by `variable`; a problem is reported by name. */
+function readConfigFile(variable: string, path: string, problems: string[]): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    problems.push(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+    return undefined;
+  }
+}
+
+function kafkaSecurity(e: z.infer<z.ZodObject<typeof kafkaFields>>): Pick<KafkaConfig, "sasl" | "tls"> {
+  const problems: string[] = [];
+  let sasl: KafkaConfig["sasl"] = null;
+  if (e.KAFKA_SASL_MECHANISM !== "none") {
+    const password = e.KAFKA_SASL_PASSWORD_FILE
+      ? readConfigFile("KAFKA_SASL_PASSWORD_FILE", e.KAFKA_SASL_PASSWORD_FILE, problems)?.trim()
+      : e.KAFKA_SASL_PASSWORD;
+    if (!e.KAFKA_SASL_USERNAME) problems.push(`KAFKA_SASL_USERNAME: required when KAFKA_SASL_MECHANISM is ${e.KAFKA_SASL_MECHANISM}`);
+    if (!password && !e.KAFKA_SASL_PASSWORD_FILE) {
+      problems.push(`KAFKA_SASL_PASSWORD: set it or KAFKA_SASL_PASSWORD_FILE when KAFKA_SASL_MECHANISM is ${e.KAFKA_SASL_MECHANISM}`);
+    }
+    sasl = { mechanism: e.KAFKA_SASL_MECHANISM, username: e.KAFKA_SASL_USERNAME ?? "", password: password ?? "" };
+  }
+  let tls: KafkaConfig["tls"] = null;
+  if (e.KAFKA_TLS) {
+    const file = (variable: string, path: string | undefined) => (path ? readConfigFile(variable, path, problems) : undefined);
+    const ca = file("KAFKA_TLS_CA_FILE", e.KAFKA_TLS_CA_FILE);
+    const cert = file("KAFKA_TLS_CERT_FILE", e.KAFKA_TLS_CERT_FILE);
+    const key = file("KAFKA_TLS_KEY_FILE", e.KAFKA_TLS_KEY_FILE);
+    if ((cert === undefined) !== (key === undefined)) problems.push("KAFKA_TLS_CERT_FILE: a client certificate needs KAFKA_TLS_KEY_FILE too (and the other way round)");
+    tls = { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }), rejectUnauthorized: e.KAFKA_TLS_REJECT_UNAUTHORIZED };
+  } else if (e.KAFKA_TLS_CA_FILE || e.KAFKA_TLS_CERT_FILE) {
+    problems.push("KAFKA_TLS: TLS files are set but KAFKA_TLS is false; set KAFKA_TLS=true");
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { sasl, tls };
 }
 
 function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
@@ -149,6 +204,7 @@ function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
     replicationFactor: e.KAFKA_REPLICATION_FACTOR,
     ensureTopics: e.KAFKA_ENSURE_TOPICS,
     conversationTtlMs: e.CONVERSATION_TTL_MS,
+    ...kafkaSecurity(e),
   };
 }
 

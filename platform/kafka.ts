@@ -2,7 +2,7 @@
  * The project's one Kafka module: every client (producer, consumer, admin) is made here,
  * so connection settings, logging and the partitioner are the same everywhere.
  */
-import { Kafka, logLevel, Partitioners, type LogEntry, type Producer, type ProducerConfig } from "kafkajs";
+import { Kafka, logLevel, Partitioners, type LogEntry, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";
 import type { KafkaConfig } from "../contracts/config.js";
 import type { Logger } from "./logger.js";
 
@@ -30,6 +30,8 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
   return new Kafka({
     clientId: config.clientId,
     brokers: [...config.brokers],
+    ...(config.tls && { ssl: { ...config.tls } }),
+    ...(config.sasl && { sasl: { ...config.sasl } as SASLOptions }),
     logLevel: logLevel.INFO,
     logCreator: kafkajsLogCreator(logger),
     retry: { initialRetryTime: 200, retries: 8 },

@@ -36,6 +36,11 @@ export interface BrokerOptions {
   serverProperties?: Record<string, string>;
   /** How long to wait for the broker to answer; default 60000. */
   startTimeoutMs?: number;
+  /**
+   * Extra arguments for the storage format, e.g. ["--add-scram", "SCRAM-SHA-512=[name=u,password=p]"]
+   * to create SCRAM users (KRaft keeps them in its metadata log).
+   */
+  formatArgs?: string[];
 }
 
 export interface RunningBroker {
@@ -470,7 +475,7 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
       const clusterId =
         clusterIds.find((id) => id !== undefined) ??
         Buffer.from(randomUUID().replaceAll("-", ""), "hex").toString("base64url");
-      await formatStorage(jvmOpts, classpath, clusterId, configFile, dataDir);
+      await formatStorage(jvmOpts, classpath, clusterId, configFile, dataDir, opts.formatArgs ?? []);
     }
 
     await fsp.mkdir(path.dirname(logFile), { recursive: true });
@@ -580,8 +585,8 @@ function readClusterId(logDir: string): string | undefined {
   }
 }
 
-function formatStorage(jvmOpts: string[], classpath: string, clusterId: string, configFile: string, cwd: string): Promise<void> {
-  const args = [...jvmOpts, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", configFile, "--ignore-formatted"];
+function formatStorage(jvmOpts: string[], classpath: string, clusterId: string, configFile: string, cwd: string, extra: string[]): Promise<void> {
+  const args = [...jvmOpts, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", configFile, "--ignore-formatted", ...extra];
   return new Promise((resolve, reject) => {
     execFile(JAVA, args, { cwd, timeout: 120_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {

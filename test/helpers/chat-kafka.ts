@@ -4,7 +4,7 @@
  * should not depend on the gateway.
  */
 import { randomUUID } from "node:crypto";
-import kafkajs, { type Consumer, type Kafka as KafkaClient, type Producer } from "kafkajs";
+import kafkajs, { type Consumer, type Kafka as KafkaClient, type KafkaConfig, type Producer } from "kafkajs";
 import {
   SCHEMA_VERSION,
   chatEventSchema,
@@ -28,8 +28,8 @@ export class ChatOverKafka {
   #producer: Producer | null = null;
   #consumer: Consumer | null = null;
 
-  constructor(brokers: string, topics: TopicNames) {
-    this.#kafka = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING, clientId: "test-client" });
+  constructor(brokers: string, topics: TopicNames, security: Pick<KafkaConfig, "sasl" | "ssl"> = {}) {
+    this.#kafka = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING, clientId: "test-client", ...security });
     this.#topics = topics;
   }
 

@@ -75,3 +75,37 @@ describe("gateway config", () => {
     assert.match(problems.join("\n"), /LOG_LEVEL: /);
   });
 });
+
+describe("Kafka security config", () => {
+  it("reads SASL and TLS settings, secrets from files", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const dir = mkdtempSync(`${(await import("node:os")).tmpdir()}/cfg-`);
+    writeFileSync(`${dir}/pw`, "s3cret\n");
+    writeFileSync(`${dir}/ca.pem`, "-----BEGIN CERTIFICATE-----\n");
+    const c = loadGatewayConfig({
+      GATEWAY_AUTH: "none",
+      KAFKA_SASL_MECHANISM: "scram-sha-512",
+      KAFKA_SASL_USERNAME: "app",
+      KAFKA_SASL_PASSWORD_FILE: `${dir}/pw`,
+      KAFKA_TLS: "true",
+      KAFKA_TLS_CA_FILE: `${dir}/ca.pem`,
+    });
+    assert.deepEqual(c.kafka.sasl, { mechanism: "scram-sha-512", username: "app", password: "s3cret" });
+    assert.equal(c.kafka.tls?.ca, "-----BEGIN CERTIFICATE-----\n");
+    assert.equal(c.kafka.tls?.rejectUnauthorized, true);
+    assert.equal(loadGatewayConfig({ GATEWAY_AUTH: "none" }).kafka.sasl, null, "plaintext by default");
+  });
+
+  it("names what is missing, and never echoes a secret", () => {
+    const problems = problemsOf(() =>
+      loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_SASL_MECHANISM: "plain", KAFKA_TLS_CA_FILE: "/x" }),
+    );
+    assert.match(problems.join("\n"), /KAFKA_SASL_USERNAME: required when KAFKA_SASL_MECHANISM is plain/);
+    assert.match(problems.join("\n"), /KAFKA_SASL_PASSWORD: set it or KAFKA_SASL_PASSWORD_FILE/);
+    assert.match(problems.join("\n"), /KAFKA_TLS: TLS files are set but KAFKA_TLS is false/);
+    const secret = `hunter2${"x".repeat(5000)}`;
+    const bad = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: secret }));
+    assert.match(bad.join("\n"), /^KAFKA_SASL_PASSWORD: must be at most 4096 characters$/m);
+    assert.ok(!bad.join("\n").includes("hunter2"), "the value of a secret is never echoed");
+  });
+});
