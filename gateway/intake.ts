@@ -4,6 +4,7 @@
  * conversations for a tenant. Another tenant's request or conversation is "not found",
  * never "forbidden": its existence is not theirs to learn.
  */
+import { createHash, randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import {
   SCHEMA_VERSION,
@@ -20,6 +21,25 @@ import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
 import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
 import type { RequestSnapshot } from "./event-hub.js";
 
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The request id of a new request: random, or, when the client sends an Idempotency-Key,
+ * derived from (tenant, conversation, key). A POST retried after a timeout or a 503 then
+ * carries the same request id as the first, and the worker, which remembers the requests
+ * it applied, answers it once however many copies reach Kafka.
+ */
+export function newRequestId(tenant: string, conversationId: string, idempotencyKey: string | string[] | undefined): string {
+  const key = Array.isArray(idempotencyKey) ? idempotencyKey[0] : idempotencyKey;
+  if (key === undefined) return randomUUID();
+  if (!IDEMPOTENCY_KEY.test(key)) {
+    throw new ApiError("invalid_request", "header Idempotency-Key: use 1 to 128 letters, digits, '.', '_', ':' or '-'");
+  }
+  const h = createHash("sha256").update(`${tenant}\0${conversationId}\0${key}`).digest("hex");
+  // Shaped as a UUID (version 8, RFC 9562's custom version) so it looks like any other request id.
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 /** Request ids this gateway makes; only these are worth waiting for when unknown. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -31,6 +51,11 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
   const checked = chatRequestSchema.safeParse(request);
   if (!checked.success) throw new ApiError("invalid_request", `the request cannot be queued: ${describeIssues(checked.error)}`);
+  // A retry (same Idempotency-Key) of a request this replica knows was accepted: nothing to send.
+  if (deps.hub.get(request.request_id)?.tenant === request.tenant) {
+    log.info({ request_id: request.request_id }, "idempotent retry of an accepted request");
+    return;
+  }
   deps.hub.track(request.request_id, request.conversation_id, request.tenant);
   try {
     await deps.publisher.publishRequest(request);

@@ -26,6 +26,7 @@ ensure_base() {
   ensure_command java openjdk-17-jre-headless
   ensure_command mvn maven
   ensure_command python3 python3 python3-pip
+  ensure_command chromium chromium
   ensure_node_modules
 }
 

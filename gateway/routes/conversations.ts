@@ -8,7 +8,7 @@ import type { FastifyInstance } from "fastify";
 import { SCHEMA_VERSION, conversationIdSchema, type ChatRequest } from "../../contracts/records.js";
 import type { GatewayDeps } from "../app.js";
 import { parseInput } from "../errors.js";
-import { assertNotForeign, awaitTerminal, errorOfEvent, findConversation, requestLinks, submit } from "../intake.js";
+import { assertNotForeign, awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
 import {
   emptyQuery,
   historyQuery,
@@ -58,7 +58,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     const turn: ChatRequest = {
       v: SCHEMA_VERSION,
       type: "turn",
-      request_id: randomUUID(),
+      request_id: newRequestId(request.tenant, conversationId, request.headers["idempotency-key"]),
       conversation_id: conversationId,
       tenant: request.tenant,
       content: body.content,

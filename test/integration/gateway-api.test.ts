@@ -116,6 +116,28 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     ]);
   });
 
+  it("runs a turn retried with the same Idempotency-Key once", async () => {
+    const conv = (await api("POST", "/v1/conversations", {})).body.id as string;
+    const post = (key: string) =>
+      fetch(`${gateway.baseUrl}/v1/conversations/${conv}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify({ content: "Only once, please.", max_tokens: 8 }),
+      });
+    const first = (await (await post("turn-1")).json()) as { request_id: string };
+    const again = (await (await post("turn-1")).json()) as { request_id: string };
+    assert.equal(again.request_id, first.request_id, "the retry names the same request");
+    const other = (await (await post("turn-2")).json()) as { request_id: string };
+    assert.notEqual(other.request_id, first.request_id);
+    final(await events(`/v1/requests/${first.request_id}/events`));
+    final(await events(`/v1/requests/${other.request_id}/events`));
+    const users = (await history(conv)).messages.filter((m) => m.role === "user").map((m) => m.request_id);
+    assert.deepEqual(users, [first.request_id, other.request_id], "the retried turn is in memory once");
+    const bad = await post("no spaces allowed");
+    assert.equal(bad.status, 400);
+    assert.match(((await bad.json()) as { error: { message: string } }).error.message, /Idempotency-Key/);
+  });
+
   it("resumes an event stream after Last-Event-ID, from the header or the query", async () => {
     const res = await api("POST", "/v1/conversations/resume-1/messages", { content: "Once upon a time", max_tokens: 30 });
     const all = await events(res.body.events_url);

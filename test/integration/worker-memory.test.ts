@@ -101,6 +101,20 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     assert.equal(state.turns, 5);
   });
 
+  it("applies a request that reaches Kafka twice once, and re-announces the same final", async () => {
+    const record = { v: 1, type: "turn", request_id: "dup-req-1", conversation_id: "dup-1", tenant: "t1", content: "Once.", created_at: Date.now() };
+    await chat.produce(record, "dup-1");
+    await chat.produce(record, "dup-1");
+    const first = asFinal(await chat.terminal("dup-req-1"));
+    await chat.waitFor("dup-req-1", (events) => events.filter((e) => e.type === "final").length === 2);
+    const finals = chat.events.get("dup-req-1")!.filter((e) => e.type === "final");
+    assert.deepEqual(finals[1], first, "the copy gets the stored final, unchanged");
+    assert.equal(chat.events.get("dup-req-1")!.filter((e) => e.type === "start").length, 1, "generated once");
+    const state = (await chat.readMemory()).get("dup-1")!;
+    assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
+    assert.equal(state.turns, 1);
+  });
+
   it("deletes a conversation with a tombstone; the next turn starts afresh", async () => {
     asFinal(await chat.terminal(await chat.turn("del-1", "Remember the red ball.")));
     asFinal(await chat.terminal(await chat.remove("del-1")));
