@@ -80,6 +80,8 @@ Send a message and stream the reply:
         | sed -E 's/.*"request_id":"([^"]+)".*/\1/')
   curl -N http://127.0.0.1:$GATEWAY_PORT/v1/requests/\$rid/events
 
+Or chat in a browser: http://127.0.0.1:$GATEWAY_PORT/
+
 Press Ctrl-C to stop everything.
 MSG
 
