@@ -57,7 +57,11 @@ export function helm(args: readonly string[], cwd = CHART_DIR): HelmResult {
 function valueArgs(o: RenderOptions): string[] {
   const args: string[] = [];
   for (const f of o.valuesFiles ?? []) args.push("-f", f);
-  for (const [k, v] of Object.entries(o.set ?? {})) args.push("--set", `${k}=${String(v)}`);
+  // --set reads 0.5 as a string; --set-json keeps numbers and booleans typed.
+  for (const [k, v] of Object.entries(o.set ?? {})) {
+    if (typeof v === "string") args.push("--set", `${k}=${v}`);
+    else args.push("--set-json", `${k}=${JSON.stringify(v)}`);
+  }
   return args;
 }
 
@@ -193,8 +197,9 @@ export function containerEnv(objects: readonly K8sObject[], c: Container): Recor
 /**
  * The container's environment with its Secret volumes "mounted" under `root`: each file a
  * variable names under /etc/kafka-llm must come from a Secret volume item the container
- * mounts (else this throws), and is written there with stand-in content, as the kubelet
- * would project it; the variable then names that file.
+ * mounts (else this throws), and is written there as the kubelet would project it (the
+ * chart's own Secret's content, else a stand-in for a Secret the user brings); the
+ * variable then names that file.
  */
 export function envWithMountedSecrets(
   objects: readonly K8sObject[],
@@ -214,7 +219,13 @@ export function envWithMountedSecrets(
     if (!item) throw new Error(`${c.name}: ${name}=${value} is not a file of the Secret volume ${mount.name}`);
     const file = path.join(root, value);
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, item.path.endsWith(".crt") ? STAND_IN_PEM : `stand-in-${item.key}\n`);
+    // The chart's own Secret holds real content (the generated API key); others get stand-ins.
+    const own = objects.find((o) => o.kind === "Secret" && o.metadata.name === volume!.secret!.secretName);
+    const data = (own?.data as Record<string, string> | undefined)?.[item.key];
+    writeFileSync(
+      file,
+      data !== undefined ? Buffer.from(data, "base64") : item.path.endsWith(".crt") ? STAND_IN_PEM : `stand-in-${item.key}\n`,
+    );
     env[name] = file;
   }
   return env;
