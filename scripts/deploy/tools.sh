@@ -24,7 +24,15 @@ ensure_deploy_tools() {
   if [ ! -x "$bin/helm" ] || [ "$(cat "$bin/.helm-version" 2>/dev/null)" != "$HELM_VERSION" ]; then
     command -v go >/dev/null 2>&1 || { deploy_log "Go is needed to build Helm (apt-get install golang, or Go >= 1.22)"; return 1; }
     deploy_log "building helm $HELM_VERSION (go install, once)"
-    GOBIN="$bin" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    # The same -X flags as Helm's own Makefile: `helm version` says the version, and
+    # `helm template`/`lint` assume the Kubernetes 1.31 that v3.16 was built against
+    # (without them: v1.20).
+    local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    local pkg
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+      ld="$ld -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=31"
+    done
+    GOBIN="$bin" GOFLAGS=-buildvcs=false go install -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
     echo "$HELM_VERSION" >"$bin/.helm-version"
   fi
 
