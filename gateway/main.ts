@@ -1,7 +1,8 @@
 /** Gateway entry point: wires config, logger, Kafka clients, the hub, the views and the HTTP server. */
-import { ConfigError, loadGatewayConfig } from "../contracts/config.js";
+import { loadGatewayConfig } from "../contracts/config.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { createKafka } from "../platform/kafka.js";
+import { runService } from "../platform/entrypoint.js";
 import { createLogger } from "../platform/logger.js";
 import { ensureTopics } from "../platform/topic-admin.js";
 import { buildGateway, type GatewayDeps } from "./app.js";
@@ -104,11 +105,4 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`kafka-llm gateway: ${err.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`kafka-llm gateway: fatal: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
-});
+runService("gateway", main);

@@ -1,7 +1,8 @@
 /** Worker entry point: wires config, logger, model, Kafka and signals. */
-import { ConfigError, loadWorkerConfig } from "../contracts/config.js";
+import { loadWorkerConfig } from "../contracts/config.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { createKafka, createProducer } from "../platform/kafka.js";
+import { runService } from "../platform/entrypoint.js";
 import { createLogger } from "../platform/logger.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { ensureTopics } from "../platform/topic-admin.js";
@@ -116,15 +117,4 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => onSignal("SIGINT"));
 }
 
-process.on("unhandledRejection", (reason) => {
-  process.stderr.write(`kafka-llm worker: unhandled rejection: ${String((reason as Error)?.stack ?? reason)}\n`);
-});
-
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`kafka-llm worker: ${err.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`kafka-llm worker: fatal: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
-});
+runService("worker", main);

@@ -11,34 +11,13 @@ import { after, before, describe, it } from "node:test";
 import { isTerminalEvent, type ChatEvent, type FinalEvent } from "../../contracts/records.js";
 import { topicNames } from "../../contracts/topics.js";
 import { startBroker } from "../../scripts/kafka-broker.js";
-import { ensureTestModel } from "../../scripts/models.js";
+import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
-import { freePort, startService, type Service } from "../helpers/services.js";
+import type { Service } from "../helpers/services.js";
 
-async function startWorker(kafka: TestKafka, prefix: string, id: string, env: Record<string, string> = {}): Promise<Service> {
-  const port = await freePort();
-  return startService({
-    name: id,
-    entry: "worker/main.ts",
-    port,
-    readyPath: "/readyz",
-    env: {
-      KAFKA_BROKERS: kafka.brokers,
-      KAFKA_TOPIC_PREFIX: prefix,
-      KAFKA_REQUEST_PARTITIONS: "4",
-      KAFKA_REPLICATION_FACTOR: "1",
-      KAFKA_GROUP_ID: `${prefix}workers`,
-      WORKER_ID: id,
-      WORKER_HTTP_HOST: "127.0.0.1",
-      WORKER_HTTP_PORT: String(port),
-      MODEL: await ensureTestModel(),
-      LLAMA_THREADS: "1",
-      WORKER_SLOTS: "2",
-      MEMORY_MAX_TOKENS: "4000",
-      ...env,
-    },
-  });
+function startWorker(kafka: TestKafka, prefix: string, id: string, env: Record<string, string> = {}): Promise<Service> {
+  return startTestWorker(stackEnv(kafka.brokers, prefix, 4), { WORKER_SLOTS: "2", MEMORY_MAX_TOKENS: "4000", ...env }, id);
 }
 
 async function activeGenerations(worker: Service): Promise<number> {

@@ -9,34 +9,15 @@ import { getLlama, type LlamaModel } from "node-llama-cpp";
 import type { FinalEvent } from "../../contracts/records.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
+import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
-import { freePort, startService, type Service } from "../helpers/services.js";
+import type { Service } from "../helpers/services.js";
 
 const GREETING = "Hello there, little one! What story shall we tell?";
 
-async function startWorker(kafka: TestKafka, prefix: string, env: Record<string, string>): Promise<Service> {
-  const port = await freePort();
-  return startService({
-    name: `worker-${prefix}`,
-    entry: "worker/main.ts",
-    port,
-    readyPath: "/readyz",
-    env: {
-      KAFKA_BROKERS: kafka.brokers,
-      KAFKA_TOPIC_PREFIX: prefix,
-      KAFKA_REQUEST_PARTITIONS: "2",
-      KAFKA_REPLICATION_FACTOR: "1",
-      KAFKA_GROUP_ID: `${prefix}workers`,
-      WORKER_ID: "w1",
-      WORKER_HTTP_HOST: "127.0.0.1",
-      WORKER_HTTP_PORT: String(port),
-      MODEL: await ensureTestModel(),
-      LLAMA_THREADS: "1",
-      GREETING,
-      ...env,
-    },
-  });
+function startWorker(kafka: TestKafka, prefix: string, env: Record<string, string>): Promise<Service> {
+  return startTestWorker(stackEnv(kafka.brokers, prefix), { WORKER_ID: "w1", GREETING, ...env }, `worker-${prefix}`);
 }
 
 function asFinal(event: unknown): FinalEvent {
