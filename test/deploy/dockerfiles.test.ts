@@ -59,7 +59,7 @@ function commonChecks(df: Dockerfile, entry: string) {
   // No model and no source tree in the runtime: only dist, node_modules and package.json.
   const copies = final.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args);
   for (const c of copies) {
-    assert.match(c, /^(--from=\S+ (\/usr\/local\/bin\/node|\/app\/node_modules|\/app\/dist) |package\.json )/, `runtime COPY ${c}`);
+    assert.match(c, /^(--from=\S+ (\/usr\/local\/bin\/node|\/app\/node_modules|\/app\/dist|\/app\/gateway\/web) |package\.json )/, `runtime COPY ${c}`);
   }
 }
 
@@ -109,6 +109,12 @@ describe("Dockerfile.gateway", () => {
   it("is multi-stage, non-root, starts node directly, production dependencies only", () => {
     commonChecks(gateway, "dist/gateway/main.js");
     assert.match(baseImage(gateway, gateway.stages.at(-1)!), /^node:20[.-]\S*-slim$/);
+  });
+  it("puts the chat page where the built gateway looks for it (beside dist/gateway/routes: ../web)", () => {
+    const final = gateway.stages.at(-1)!;
+    assert.ok(final.instructions.some((i) => i.keyword === "COPY" && i.args === "--from=build /app/gateway/web ./dist/gateway/web"));
+    assert.ok(existsSync(path.join(REPO_ROOT, "gateway/web/index.html")));
+    assert.match(read("gateway/routes/web.ts"), /"\.\.\/web\/index\.html"/, "gateway/routes/web.ts still looks in ../web");
   });
   it("leaves out the llama.cpp binaries", () => {
     assert.match(runCommands(nodeModulesStage(gateway)), /npm ci [^\n]*--omit=optional/);
