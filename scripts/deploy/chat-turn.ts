@@ -12,6 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
 export function firstKey(text: string): string | null {
   for (const line of text.split(/[\n,]/)) {
@@ -107,7 +108,7 @@ async function main(): Promise<number> {
 }
 
 // Run only as a program, not when a test imports chatTurn.
-if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
