@@ -474,7 +474,7 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
     if (clusterIds.some((id) => id === undefined)) {
       const clusterId =
         clusterIds.find((id) => id !== undefined) ??
-        Buffer.from(randomUUID().replaceAll("-", ""), "hex").toString("base64url");
+        newClusterId();
       await formatStorage(jvmOpts, classpath, clusterId, configFile, dataDir, opts.formatArgs ?? []);
     }
 
@@ -573,6 +573,17 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
     process.kill(-pgid, signal);
   } catch {
     // ESRCH: already exited
+  }
+}
+
+/**
+ * A random KRaft cluster id (16 bytes, base64url). One that starts with '-' would be read
+ * as an option by the storage tool's argument parser, so those are drawn again.
+ */
+function newClusterId(): string {
+  for (;;) {
+    const id = Buffer.from(randomUUID().replaceAll("-", ""), "hex").toString("base64url");
+    if (!id.startsWith("-")) return id;
   }
 }
 
