@@ -89,6 +89,7 @@ const workerFields = {
   REBALANCE_TIMEOUT_MS: int(60_000, 1000, 3_600_000),
   SHUTDOWN_GRACE_MS: int(25_000, 0, 3_600_000),
   WORKER_SLOTS: int(4, 1, 64),
+  POD_DELETION_COST_INTERVAL_MS: int(5000, 0, 3_600_000),
   MEMORY_MAX_TOKENS: int(300, 16, 1_000_000),
   SYSTEM_PROMPT: str("You are Kafka, a friendly and concise assistant. Answer in a few sentences."),
   GREETING: str("Hello! I'm Kafka, your assistant. What would you like to talk about?"),
@@ -234,6 +235,8 @@ export interface WorkerConfig {
   };
   /** How long SIGTERM waits for running turns before stopping them uncommitted. */
   readonly shutdownGraceMs: number;
+  /** How often the pod's deletion cost follows the running generations; 0 = never. */
+  readonly podDeletionCostIntervalMs: number;
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
@@ -265,6 +268,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       rebalanceTimeoutMs: e.REBALANCE_TIMEOUT_MS,
     },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    podDeletionCostIntervalMs: e.POD_DELETION_COST_INTERVAL_MS,
   });
 }
 

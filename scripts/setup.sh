@@ -3,15 +3,18 @@
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-setup}" "$*" >&2; }
 
-# Debian packages, installed only when their command is missing.
-ensure_command() { # ensure_command COMMAND PACKAGE...
-  local cmd=$1; shift
-  command -v "$cmd" >/dev/null 2>&1 && return 0
-  log "installing $* (for $cmd)"
+apt_install() { # apt_install PACKAGE...
+  log "installing $*"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# Debian packages, installed only when their command is missing.
+ensure_command() { # ensure_command COMMAND PACKAGE...
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 || apt_install "$@"
 }
 
 ensure_node_modules() {
@@ -27,6 +30,8 @@ ensure_base() {
   ensure_command mvn maven
   ensure_command python3 python3 python3-pip
   ensure_command chromium chromium
+  ensure_command openssl openssl
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
   ensure_node_modules
 }
 
@@ -42,7 +47,8 @@ start_broker() { # start_broker [PORT]
   [ -n "${1:-}" ] && port_args=(--port "$1")
   mkdir -p .cache
   local out=.cache/broker-$$.out
-  npx tsx scripts/kafka-broker.ts start "${port_args[@]}" >"$out" 2>.cache/broker-$$.err &
+  # node itself (not npx) so that $! is the process that stops the broker on SIGTERM.
+  node --import tsx scripts/kafka-broker.ts start "${port_args[@]}" >"$out" 2>.cache/broker-$$.err &
   BROKER_PID=$!
   for _ in $(seq 1 240); do
     if grep -q '^KAFKA_BROKERS=' "$out" 2>/dev/null; then

@@ -12,6 +12,7 @@ import { SequenceGenerator } from "./generator.js";
 import { loadLlm } from "./llm.js";
 import { MemoryStore } from "./memory-store.js";
 import { createWorkerMetrics } from "./metrics.js";
+import { startPodDeletionCost } from "./pod-deletion-cost.js";
 import { startRequestConsumer, type RequestConsumer } from "./request-consumer.js";
 import { shutdown } from "./shutdown.js";
 import { SlotPool } from "./slot-pool.js";
@@ -83,6 +84,12 @@ async function main(): Promise<void> {
     },
   });
 
+  // Scale-down removes idle workers first: the pod's deletion cost follows its running generations.
+  const deletionCost =
+    config.podDeletionCostIntervalMs > 0
+      ? startPodDeletionCost({ logger, activeGenerations: () => slots.busyCount, intervalMs: config.podDeletionCostIntervalMs })
+      : null;
+
   let stopping = false;
   const onSignal = (signal: string) => {
     if (stopping) return;
@@ -94,6 +101,7 @@ async function main(): Promise<void> {
         stopConsuming: () => consumer.stopFetching(),
         abortRunning: () => cancellations.abortAll(),
         release: async () => {
+          await deletionCost?.stop();
           await consumer.leave();
           await control.disconnect();
           await memory.stop();
