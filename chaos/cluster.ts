@@ -1,0 +1,213 @@
+/**
+ * The system under test, as real processes: one Kafka broker with a data dir of its own
+ * (so it can be restarted on the same port with the same data), one gateway, N workers.
+ * Workers can be killed and replaced; the broker can be bounced.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { startBroker, type RunningBroker } from "../scripts/kafka-broker.js";
+import { stackEnv, startGateway, startWorker } from "../test/helpers/gateway.js";
+import { uniquePrefix } from "../test/helpers/kafka.js";
+import { freePort, type Service } from "../test/helpers/services.js";
+import type { ChaosOptions } from "./options.js";
+
+export const API_KEY = "chaos-key-0123456789";
+export const TENANT = "chaos";
+
+export interface WorkerSlot {
+  /** Stable slot name (w1, w2, …); each incarnation gets WORKER_ID `<slot>.<n>`. */
+  readonly slot: string;
+  incarnation: number;
+  service: Service | null;
+  /** Set while a replacement is starting. */
+  starting: Promise<void> | null;
+}
+
+export interface UnexpectedExit {
+  readonly worker: string;
+  readonly at: number;
+  readonly code: number | null;
+  readonly signal: string | null;
+}
+
+export class Cluster {
+  readonly prefix = uniquePrefix("chaos");
+  readonly workers: WorkerSlot[] = [];
+  /** Workers that exited without being killed (each is restarted, as Kubernetes would). */
+  readonly unexpectedExits: UnexpectedExit[] = [];
+  /** Logs of every service incarnation, by WORKER_ID or "gateway", kept for the result file. */
+  readonly logs = new Map<string, string>();
+  gateway!: Service;
+  #broker: RunningBroker | null = null;
+  #dataDir = "";
+  #port = 0;
+  #controllerPort = 0;
+  #common: Record<string, string> = {};
+  #stopped = false;
+
+  constructor(
+    private readonly options: ChaosOptions,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  get brokers(): string {
+    return `127.0.0.1:${this.#port}`;
+  }
+
+  get gatewayUrl(): string {
+    return this.gateway.baseUrl;
+  }
+
+  async start(): Promise<void> {
+    this.#dataDir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-chaos-"));
+    this.#port = await freePort();
+    this.#controllerPort = await freePort();
+    this.#broker = await this.#startBroker();
+    this.#common = stackEnv(this.brokers, this.prefix, this.options.partitions);
+    this.gateway = await startGateway(this.#common, {
+      GATEWAY_API_KEYS: `${TENANT}:${API_KEY}`,
+      SSE_KEEPALIVE_MS: "5000",
+      LAG_REFRESH_MS: "5000",
+    });
+    for (let i = 1; i <= this.options.workers; i++) this.workers.push({ slot: `w${i}`, incarnation: 0, service: null, starting: null });
+    // One at a time: three model loads at once on two cores only slow each other down.
+    for (const w of this.workers) await this.#startWorker(w);
+  }
+
+  /** Live workers (started and not killed). */
+  live(): WorkerSlot[] {
+    return this.workers.filter((w) => w.service !== null && w.service.proc.exitCode === null && w.service.proc.signalCode === null);
+  }
+
+  /** SIGKILLs the worker and starts its replacement in the background. */
+  async kill(w: WorkerSlot): Promise<string> {
+    const service = w.service!;
+    w.service = null;
+    await service.stop("SIGKILL");
+    this.logs.set(service.name, service.output());
+    w.starting = this.#startWorker(w).finally(() => {
+      w.starting = null;
+    });
+    return service.name;
+  }
+
+  /** Stops the broker (SIGTERM: controlled shutdown, SIGKILL: crash), waits, starts it again. */
+  async bounceBroker(downMs: number, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    const broker = this.#broker!;
+    this.#broker = null;
+    if (signal === "SIGKILL") {
+      try {
+        process.kill(-broker.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await broker.stop();
+    await new Promise((r) => setTimeout(r, downMs));
+    this.#broker = await this.#startBroker();
+  }
+
+  /**
+   * Live workers that say they are not ready (/readyz: model loaded and a member of the
+   * group). After the run every worker should be back in the group; one that is not has
+   * stopped consuming without exiting.
+   */
+  async notReady(): Promise<string[]> {
+    const names: string[] = [];
+    for (const w of this.live()) {
+      const ok = await fetch(`${w.service!.baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.ok, () => false);
+      if (!ok) names.push(w.service!.name);
+    }
+    return names;
+  }
+
+  /** Every service's log so far: the stopped ones' last words and the running ones' output. */
+  snapshotLogs(): Map<string, string> {
+    const logs = new Map(this.logs);
+    if (this.gateway) logs.set("gateway", this.gateway.output());
+    for (const w of this.workers) if (w.service) logs.set(w.service.name, w.service.output());
+    return logs;
+  }
+
+  /** Waits for replacements still starting, so the run ends with every worker up. */
+  async settle(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.starting));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all(this.workers.map((w) => w.starting?.catch(() => {})));
+    await Promise.all(
+      this.workers.map(async (w) => {
+        if (!w.service) return;
+        await w.service.stop("SIGTERM");
+        this.logs.set(w.service.name, w.service.output());
+      }),
+    );
+    if (this.gateway) {
+      await this.gateway.stop("SIGTERM");
+      this.logs.set("gateway", this.gateway.output());
+    }
+    await this.#broker?.stop();
+    if (this.#dataDir) await rm(this.#dataDir, { recursive: true, force: true });
+  }
+
+  #startBroker(): Promise<RunningBroker> {
+    return startBroker({
+      port: this.#port,
+      dataDir: this.#dataDir,
+      serverProperties: {
+        // The same controller port every time, so the restarted broker is the same cluster.
+        listeners: `PLAINTEXT://127.0.0.1:\${port},CONTROLLER://127.0.0.1:${this.#controllerPort}`,
+        "controller.quorum.voters": `1@127.0.0.1:${this.#controllerPort}`,
+      },
+    });
+  }
+
+  /** Starts the slot's next incarnation; retries while the broker is away (a worker cannot start without it). */
+  async #startWorker(w: WorkerSlot): Promise<void> {
+    for (let tries = 1; !this.#stopped; tries++) {
+      w.incarnation++;
+      const name = `${w.slot}.${w.incarnation}`;
+      try {
+        w.service = await startWorker(
+          this.#common,
+          {
+            WORKER_SLOTS: String(this.options.slots),
+            DEFAULT_MAX_TOKENS: String(this.options.maxTokens),
+            // Nothing is trimmed: the memory check expects every turn.
+            MEMORY_MAX_TOKENS: "100000",
+            SYSTEM_PROMPT: "Be brief.",
+            SESSION_TIMEOUT_MS: String(this.options.sessionTimeoutMs),
+            HEARTBEAT_INTERVAL_MS: "1000",
+            REBALANCE_TIMEOUT_MS: "20000",
+            DELTA_FLUSH_MS: "20",
+            SHUTDOWN_GRACE_MS: "2000",
+          },
+          name,
+        );
+        const service = w.service;
+        if (this.#stopped) {
+          await service.stop("SIGTERM");
+          return;
+        }
+        service.proc.once("exit", (code, signal) => {
+          if (w.service !== service || this.#stopped) return; // killed or stopped by us
+          this.unexpectedExits.push({ worker: name, at: Date.now(), code, signal });
+          this.logs.set(name, service.output());
+          this.log(`${name} exited by itself (code ${code}, signal ${signal}); restarting it`);
+          w.service = null;
+          w.starting = this.#startWorker(w).finally(() => {
+            w.starting = null;
+          });
+        });
+        return;
+      } catch (err) {
+        this.logs.set(name, (err as Error).message);
+        this.log(`${name} did not start (try ${tries}): ${(err as Error).message.split("\n")[0]}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+}

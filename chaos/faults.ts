@@ -1,0 +1,94 @@
+/**
+ * The faults of a chaos run, injected one at a time on a schedule: a random live worker
+ * SIGKILLed every killMinMs..killMaxMs (and replaced at once), and one broker restart at
+ * a set point of the window. Each fault is recorded with when it happened and when the
+ * system had its part back (the replacement worker ready, the broker answering).
+ */
+import type { Cluster } from "./cluster.js";
+import type { ChaosOptions } from "./options.js";
+
+export interface FaultRecord {
+  readonly kind: "worker_kill" | "broker_restart";
+  /** The killed worker's WORKER_ID, or "broker". */
+  readonly target: string;
+  /** When the fault was injected (ms since the epoch). */
+  readonly at: number;
+  /** When the killed worker's replacement was ready, or the broker answered again. */
+  restoredAt: number | null;
+  /** The replacement's WORKER_ID (worker kills). */
+  replacement?: string;
+}
+
+export async function injectFaults(options: {
+  cluster: Cluster;
+  chaos: ChaosOptions;
+  random: () => number;
+  startedAt: number;
+  /** Faults stop at the end of the window or when this aborts (every client is done). */
+  stop: AbortSignal;
+  log: (line: string) => void;
+}): Promise<FaultRecord[]> {
+  const { cluster, chaos, random, startedAt, stop, log } = options;
+  const faults: FaultRecord[] = [];
+  const windowEnd = startedAt + chaos.durationMs;
+  const between = () => chaos.killMinMs + random() * (chaos.killMaxMs - chaos.killMinMs);
+  let brokerAt = chaos.brokerRestartAt > 0 ? startedAt + chaos.durationMs * chaos.brokerRestartAt : Number.POSITIVE_INFINITY;
+  let nextKill = chaos.maxKills > 0 ? startedAt + between() : Number.POSITIVE_INFINITY;
+  let kills = 0;
+  const since = (t: number) => `+${((t - startedAt) / 1000).toFixed(1)} s`;
+
+  for (;;) {
+    const due = Math.min(brokerAt, nextKill);
+    if (due >= windowEnd || stop.aborted) break;
+    if (!(await waitUntil(due, stop))) break;
+
+    if (brokerAt <= nextKill) {
+      brokerAt = Number.POSITIVE_INFINITY;
+      const fault: FaultRecord = { kind: "broker_restart", target: "broker", at: Date.now(), restoredAt: null };
+      faults.push(fault);
+      log(`${since(fault.at)} broker restart (${chaos.brokerSignal}, down ${chaos.brokerDownMs} ms)`);
+      await cluster.bounceBroker(chaos.brokerDownMs, chaos.brokerSignal);
+      fault.restoredAt = Date.now();
+      log(`${since(fault.restoredAt)} broker back`);
+      // The next kill no earlier than one interval after the broker is back.
+      nextKill = Math.max(nextKill, Date.now() + between());
+      continue;
+    }
+
+    // Keep one worker running: a kill takes a worker away, not the whole service (a run
+    // where every worker is down at once measures restart time, not failover).
+    const live = cluster.live();
+    if (live.length < 2) {
+      nextKill = Date.now() + 1000;
+      continue;
+    }
+    const victim = live[Math.floor(random() * live.length)]!;
+    const fault: FaultRecord = { kind: "worker_kill", target: victim.service!.name, at: Date.now(), restoredAt: null };
+    faults.push(fault);
+    await cluster.kill(victim);
+    kills++;
+    log(`${since(fault.at)} SIGKILL ${fault.target} (kill ${kills})`);
+    void victim.starting?.then(() => {
+      fault.restoredAt = Date.now();
+      fault.replacement = victim.service?.name;
+    });
+    nextKill = kills >= chaos.maxKills ? Number.POSITIVE_INFINITY : Date.now() + between();
+  }
+  return faults;
+}
+
+/** Resolves true at `t`, false if `stop` aborts first. */
+function waitUntil(t: number, stop: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (stop.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      stop.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, Math.max(0, t - Date.now()));
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    stop.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,175 @@
+/**
+ * The chaos run: a real broker, a gateway and N workers as processes; concurrent clients
+ * each holding a conversation through the gateway's HTTP API; workers SIGKILLed and
+ * restarted every few seconds; one broker restart mid-run. At the end, an accounting
+ * against what is on the topics, a table, and a JSON result in chaos/results/.
+ *
+ *   npm run chaos                                   # the full form: 100 x 5 turns, 3 workers
+ *   npm run chaos -- --conversations 20 --turns 3   # flags (or CHAOS_* env) change it
+ *
+ * Exits 1 when any turn was lost, answered twice, reordered, undelivered or misremembered.
+ */
+import { setMaxListeners } from "node:events";
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { topicNames } from "../contracts/topics.js";
+import { account, type Accounting } from "./accounting.js";
+import { runConversation, type ClientConversation } from "./client.js";
+import { API_KEY, Cluster, type UnexpectedExit } from "./cluster.js";
+import { injectFaults, type FaultRecord } from "./faults.js";
+import { readTopic, readerClient } from "./kafka-log.js";
+import { ChaosOptionsError, parseChaosOptions, seededRandom, type ChaosOptions } from "./options.js";
+import { formatReport } from "./report.js";
+
+export interface ChaosResult {
+  readonly options: ChaosOptions;
+  readonly accounting: Accounting;
+  readonly faults: readonly FaultRecord[];
+  readonly health: WorkerHealth;
+  readonly report: string;
+  /** The JSON result's path. */
+  readonly file: string;
+}
+
+/** Worker liveness seen by the harness; reported, not part of the pass/fail accounting. */
+export interface WorkerHealth {
+  /** Workers that exited without being killed (restarted by the harness). */
+  readonly unexpectedExits: readonly UnexpectedExit[];
+  /** Workers alive at the end whose /readyz said no: out of the group without exiting. */
+  readonly notReadyAtEnd: readonly string[];
+}
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export async function runChaos(options: ChaosOptions, log: (line: string) => void = () => {}): Promise<ChaosResult> {
+  const began = Date.now();
+  const cluster = new Cluster(options, log);
+  let conversations: ClientConversation[] = [];
+  let faults: FaultRecord[] = [];
+  try {
+    log(`starting a broker, a gateway and ${options.workers} workers`);
+    await cluster.start();
+    log(`started in ${((Date.now() - began) / 1000).toFixed(0)} s; ${options.conversations} clients for ${options.durationMs / 1000} s`);
+
+    const startedAt = Date.now();
+    const deadline = new AbortController();
+    // Every client's requests listen on it: far more than the default 10 listeners.
+    setMaxListeners(0, deadline.signal);
+    const deadlineTimer = setTimeout(() => deadline.abort(new Error("deadline")), options.durationMs + options.drainMs);
+    const clientsDone = new AbortController();
+    // Each client spreads its turns over ~80% of the window; starts are staggered over the first 20%.
+    const spacing = (0.8 * options.durationMs) / options.turns;
+    const clients = Array.from({ length: options.conversations }, (_, i) => {
+      const random = seededRandom(options.seed + 1 + i);
+      return runConversation({
+        baseUrl: cluster.gatewayUrl,
+        apiKey: API_KEY,
+        conversationId: `c${String(i).padStart(3, "0")}`,
+        turns: options.turns,
+        useIdempotencyKeys: options.idempotencyKeys,
+        startDelayMs: random() * 0.2 * options.durationMs,
+        thinkMs: () => spacing * (0.5 + random()),
+        dropRate: options.sseDropRate,
+        random,
+        stop: deadline.signal,
+      });
+    });
+    const progress = setInterval(() => {
+      log(`+${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${cluster.live().length}/${options.workers} workers up`);
+    }, 15_000);
+    const faulting = injectFaults({ cluster, chaos: options, random: seededRandom(options.seed), startedAt, stop: clientsDone.signal, log });
+    try {
+      conversations = await Promise.all(clients);
+    } finally {
+      clientsDone.abort();
+      clearTimeout(deadlineTimer);
+      clearInterval(progress);
+      faults = await faulting;
+    }
+    log(`clients done after ${((Date.now() - startedAt) / 1000).toFixed(0)} s; waiting for the workers to commit everything`);
+    await cluster.settle();
+    await waitForCommits(cluster, 60_000, log);
+    const health: WorkerHealth = { unexpectedExits: [...cluster.unexpectedExits], notReadyAtEnd: await cluster.notReady() };
+
+    const kafka = readerClient(cluster.brokers);
+    const topics = topicNames(cluster.prefix);
+    const [requests, events, memory] = [await readTopic(kafka, topics.requests), await readTopic(kafka, topics.events), await readTopic(kafka, topics.memory)];
+    const accounting = account({ conversations, turnsPerConversation: options.turns, idempotencyKeys: options.idempotencyKeys, faults, requests, events, memory });
+    const report = formatReport(options, accounting, faults, health, Date.now() - began);
+    const file = await writeResult(options, { accounting, faults, health, conversations, cluster, report });
+    return { options, accounting, faults, health, report, file };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** Waits until the worker group has committed every request: nothing can be run again after that. */
+async function waitForCommits(cluster: Cluster, timeoutMs: number, log: (line: string) => void): Promise<void> {
+  const admin = readerClient(cluster.brokers).admin();
+  await admin.connect();
+  const topic = topicNames(cluster.prefix).requests;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId: `${cluster.prefix}workers`, topics: [topic] });
+      const behind = ends.filter((e) => {
+        const c = committed?.partitions.find((p) => p.partition === e.partition)?.offset ?? "-1";
+        return BigInt(e.high) > 0n && BigInt(c) < BigInt(e.high);
+      });
+      if (behind.length === 0) return;
+      if (Date.now() > deadline) {
+        log(`the workers still had uncommitted requests on partitions ${behind.map((b) => b.partition).join(",")}; accounting anyway`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function writeResult(
+  options: ChaosOptions,
+  r: { accounting: Accounting; faults: readonly FaultRecord[]; health: WorkerHealth; conversations: ClientConversation[]; cluster: Cluster; report: string },
+): Promise<string> {
+  const dir = path.resolve(REPO_ROOT, options.resultsDir);
+  await mkdir(dir, { recursive: true });
+  const stem = `${options.name}-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  const file = path.join(dir, `${stem}.json`);
+  // Turns worth a look: anything retried, resumed, re-run or wrong. The rest are counted only.
+  const notable = r.conversations
+    .map((c) => ({ ...c, turns: c.turns.filter((t) => t.tries.length > 1 || t.connects > 1 || t.discardedAttempts > 0 || t.problems.length > 0 || t.terminal?.type !== "final") }))
+    .filter((c) => c.turns.length > 0 || c.gaveUp);
+  const { anomalies, ...summary } = r.accounting;
+  await writeFile(
+    file,
+    JSON.stringify(
+      { options, summary, anomalies, faults: r.faults, health: r.health, notableTurns: notable, report: r.report.split("\n") },
+      (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v),
+      2,
+    ),
+  );
+  // The services' own logs (the last 200 kB of each), for finding out what happened.
+  const logs = [...r.cluster.snapshotLogs()].map(([name, text]) => `===== ${name}\n${text}`).join("\n");
+  await writeFile(path.join(dir, `${stem}.logs.txt`), logs);
+  return file;
+}
+
+async function main(): Promise<void> {
+  const options = parseChaosOptions(process.argv.slice(2), process.env);
+  const log = (line: string) => {
+    if (options.verbose) process.stderr.write(`[chaos] ${line}\n`);
+  };
+  const result = await runChaos(options, log);
+  process.stdout.write(`${result.report}\n\nresult: ${path.relative(process.cwd(), result.file)}\n`);
+  process.exit(result.accounting.ok ? 0 : 1);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof ChaosOptionsError ? err.message : ((err as Error).stack ?? String(err))}\n`);
+    process.exit(2);
+  });
+}
