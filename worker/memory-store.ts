@@ -21,12 +21,23 @@ import type { Logger } from "../platform/logger.js";
 
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
 const FENCE_PREFIX = "#fence:";
+/** A restore that has not reached its fence for this long is driven again (seek + resume). */
+const STALL_MS = 10_000;
+const STALL_CHECK_MS = 2_000;
 
 interface PartitionState {
   conversations: Map<string, Buffer | ConversationState>;
   /** Where the next restore or catch-up starts reading. */
   nextOffset: bigint;
-  restoring: { fenceKey: string; from: bigint; startedAt: number; done: Promise<void>; resolve(): void; reject(e: Error): void } | null;
+  restoring: {
+    fenceKey: string;
+    from: bigint;
+    startedAt: number;
+    lastDrivenAt: number;
+    done: Promise<void>;
+    resolve(): void;
+    reject(e: Error): void;
+  } | null;
 }
 
 export interface MemoryStoreMetrics {
@@ -44,6 +55,7 @@ export class MemoryStore {
   readonly #metrics: MemoryStoreMetrics;
   #reader: Consumer | null = null;
   #readerPartitions: number[] = [];
+  #watchdog: NodeJS.Timeout | null = null;
 
   constructor(options: { kafka: Kafka; producer: Producer; topic: string; groupPrefix: string; logger: Logger; metrics: MemoryStoreMetrics }) {
     this.#kafka = options.kafka;
@@ -66,9 +78,12 @@ export class MemoryStore {
     const joined = new Promise<void>((resolve) => {
       reader.on(reader.events.GROUP_JOIN, ({ payload }) => {
         this.#readerPartitions = payload.memberAssignment[this.#topic] ?? [];
-        // Idle partitions stay paused; restores resume the one they read.
+        // Idle partitions stay paused; restores resume the one they read. A re-join (after
+        // the reader lost the broker) forgets seeks and pauses, so running restores are
+        // driven again from where they started; their fences are still ahead of them.
         const idle = this.#readerPartitions.filter((p) => !this.#partitions.get(p)?.restoring);
         if (idle.length) reader.pause([{ topic: this.#topic, partitions: idle }]);
+        for (const [p, state] of this.#partitions) if (state.restoring) this.#seekAndResume(p, state.restoring.from);
         resolve();
       });
     });
@@ -80,9 +95,12 @@ export class MemoryStore {
       eachBatch: async ({ batch }) => this.#applyBatch(batch.partition, batch.messages),
     });
     await joined;
+    this.#watchdog = setInterval(() => this.#redriveStalled(), STALL_CHECK_MS);
+    this.#watchdog.unref();
   }
 
   async stop(): Promise<void> {
+    if (this.#watchdog) clearInterval(this.#watchdog);
     await this.#reader?.disconnect();
     this.#reader = null;
   }
@@ -146,7 +164,8 @@ export class MemoryStore {
       reject = rej;
     });
     const fenceKey = `${FENCE_PREFIX}${randomUUID()}`;
-    state.restoring = { fenceKey, from: state.nextOffset, startedAt: performance.now(), done, resolve, reject };
+    const startedAt = performance.now();
+    state.restoring = { fenceKey, from: state.nextOffset, startedAt, lastDrivenAt: startedAt, done, resolve, reject };
     this.#partitions.set(partition, state);
     void this.#startReading(partition, fenceKey, state.nextOffset).catch((err: Error) => {
       if (state.restoring?.fenceKey === fenceKey) state.restoring = null;
@@ -157,11 +176,33 @@ export class MemoryStore {
   }
 
   async #startReading(partition: number, fenceKey: string, from: bigint): Promise<void> {
-    const reader = this.#reader;
-    if (!reader) throw new Error("the memory store is not started");
+    if (!this.#reader) throw new Error("the memory store is not started");
     await this.#producer.send({ topic: this.#topic, acks: -1, messages: [{ partition, key: fenceKey, value: null }] });
-    reader.seek({ topic: this.#topic, partition, offset: from.toString() });
-    reader.resume([{ topic: this.#topic, partitions: [partition] }]);
+    this.#seekAndResume(partition, from);
+  }
+
+  #seekAndResume(partition: number, from: bigint): void {
+    const reader = this.#reader;
+    if (!reader) return;
+    try {
+      reader.seek({ topic: this.#topic, partition, offset: from.toString() });
+      reader.resume([{ topic: this.#topic, partitions: [partition] }]);
+    } catch (err) {
+      // The reader is between sessions; its next join drives this restore again.
+      this.#logger.warn({ partition, err: (err as Error).message }, "memory reader not ready; the restore resumes when it rejoins");
+    }
+  }
+
+  /** Drives again any restore stuck past STALL_MS (its seek lost to a reader restart). */
+  #redriveStalled(): void {
+    const now = performance.now();
+    for (const [p, state] of this.#partitions) {
+      const r = state.restoring;
+      if (!r || now - r.startedAt < STALL_MS || now - r.lastDrivenAt < STALL_MS) continue;
+      r.lastDrivenAt = now;
+      this.#logger.warn({ partition: p, waiting_ms: Math.round(now - r.startedAt) }, "memory restore stalled; reading again from its start");
+      this.#seekAndResume(p, r.from);
+    }
   }
 
   #applyBatch(partition: number, messages: ReadonlyArray<{ offset: string; key: Buffer | null; value: Buffer | null }>): void {

@@ -69,6 +69,16 @@ describe("broker restart", { timeout: 300_000 }, () => {
   });
 
   it("keeps answering, exactly once, across broker restarts without restarting the worker", async () => {
+    try {
+      await scenario();
+    } catch (err) {
+      // The worker's own account of the outage is what explains a failure here.
+      const log = worker.output().split("\n").filter((l) => /"level":(40|50|60)|restart|crash|rejoin/i.test(l)).slice(-40).join("\n");
+      throw new Error(`${(err as Error).message}\n--- worker warnings and errors ---\n${log}`, { cause: err });
+    }
+  });
+
+  async function scenario(): Promise<void> {
     const sent: string[] = [];
     const ask = async (content: string, maxTokens?: number) => {
       const id = await chat.turn("restart-1", content, maxTokens ? { params: { max_tokens: maxTokens } } : {});
@@ -99,5 +109,5 @@ describe("broker restart", { timeout: 300_000 }, () => {
       "memory holds every turn once, in order",
     );
     assert.equal(worker.proc.exitCode, null, "the worker was never restarted");
-  });
+  }
 });
