@@ -92,6 +92,13 @@ export class EventHub {
     return this.#requests.size;
   }
 
+  /** Listeners following requests (open event streams, calls awaiting a final): should fall back to 0 when clients leave. */
+  get listenerCount(): number {
+    let n = 0;
+    for (const state of this.#requests.values()) n += state.listeners.size;
+    return n;
+  }
+
   /** Takes an event read from chat.events; returns whether it was new. */
   accept(event: ChatEvent): boolean {
     const state = this.#stateFor(event.request_id, event.conversation_id, event.tenant);

@@ -31,6 +31,7 @@ async function main(): Promise<void> {
     hub,
     metrics: createGatewayMetrics({
       trackedRequests: () => hub.size,
+      eventListeners: () => hub.listenerCount,
       memoryView: () => (deps.memory ? { conversations: deps.memory.size, bytes: deps.memory.bytes } : null),
       recentTurns: () => ({ meanSeconds: turnStats.meanSeconds(), count: turnStats.count() }),
     }),

@@ -6,6 +6,8 @@ export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 /** Values read at scrape time. Fields may be replaced once their source exists. */
 export interface MetricSources {
   trackedRequests(): number;
+  /** Listeners the hub holds (each open event stream has one). */
+  eventListeners?(): number;
   memoryView(): { conversations: number; bytes: number } | null;
   recentTurns(): { meanSeconds: number; count: number };
 }
@@ -45,6 +47,14 @@ export function createGatewayMetrics(sources: MetricSources) {
       registers,
       collect() {
         this.set(sources.trackedRequests());
+      },
+    }),
+    eventListeners: new Gauge({
+      name: "kafka_llm_gateway_event_listeners",
+      help: "Listeners following requests' events (one per open event stream or call awaiting a final); returns to 0 when clients leave",
+      registers,
+      collect() {
+        this.set(sources.eventListeners?.() ?? 0);
       },
     }),
     memoryViewConversations: new Gauge({
