@@ -3,7 +3,7 @@
  * starts: the chaos accounting trusts what is on the topics, not what any service says.
  */
 import { randomUUID } from "node:crypto";
-import kafkajs, { type Kafka } from "kafkajs";
+import kafkajs, { type IHeaders, type Kafka } from "kafkajs";
 
 export interface LoggedRecord {
   readonly topic: string;
@@ -11,6 +11,8 @@ export interface LoggedRecord {
   readonly offset: bigint;
   readonly key: string | null;
   readonly value: Buffer | null;
+  /** Header values as text (a header given several times: its last value). */
+  readonly headers: Readonly<Record<string, string>>;
   /** Broker or producer timestamp, ms since the epoch. */
   readonly timestamp: number;
 }
@@ -56,6 +58,7 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000)
               offset,
               key: message.key?.toString("utf8") ?? null,
               value: message.value,
+              headers: headerText(message.headers),
               timestamp: Number(message.timestamp),
             });
           }
@@ -71,4 +74,13 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000)
     await consumer.disconnect();
   }
   return records.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+}
+
+function headerText(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    const last = Array.isArray(value) ? value.at(-1) : value;
+    if (last !== undefined) out[name] = last.toString();
+  }
+  return out;
 }

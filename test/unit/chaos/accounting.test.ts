@@ -95,7 +95,7 @@ class World {
     const k = `${topic}/${partition}`;
     const offset = this.#offsets.get(k) ?? 0n;
     this.#offsets.set(k, offset + 1n);
-    return { topic, partition, offset, key, value: Buffer.from(JSON.stringify(value)), timestamp: T0 };
+    return { topic, partition, offset, key, value: Buffer.from(JSON.stringify(value)), headers: {}, timestamp: T0 };
   }
 }
 
