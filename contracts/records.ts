@@ -259,7 +259,10 @@ export function decodeRecord<T>(schema: z.ZodType<T>, bytes: Buffer | null): Par
   try {
     json = JSON.parse(text);
   } catch (err) {
-    return { ok: false, reason: `value is not JSON: ${(err as Error).message}` };
+    // Some JSON.parse messages quote the start of the input ("Unexpected token 'p', "plain
+    // text"... is not valid JSON"), and reasons are logged: say where, never what.
+    const at = /at position (\d+)/.exec((err as Error).message)?.[1];
+    return { ok: false, reason: at === undefined ? "value is not JSON" : `value is not JSON (error at character ${at})` };
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) return { ok: false, reason: `schema: ${describeIssues(parsed.error)}` };
