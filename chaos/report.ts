@@ -39,7 +39,8 @@ export function formatReport(options: ChaosOptions, a: Accounting, faults: reado
     ["SSE resumes (Last-Event-ID)", a.sseResumes],
     ["  of which dropped by the client", a.sseDrops],
     ["partial replies discarded (new start)", a.discardedAttempts],
-    ["streamed text != final reply", a.textMismatches],
+    ["streamed text not the start of the reply", a.textMismatches],
+    ["deltas missing, completed by the final", a.deltaGaps],
     ["longest turn seen by a client", seconds(a.longestTurnMs)],
     ["workers that exited by themselves", health.unexpectedExits.length, health.unexpectedExits.map((e) => ` ${e.worker}`).join("")],
     ["workers alive but not ready at the end", health.notReadyAtEnd.length, health.notReadyAtEnd.map((n) => ` ${n}`).join("")],
@@ -56,8 +57,8 @@ export function formatReport(options: ChaosOptions, a: Accounting, faults: reado
     "partition's next final event; the largest over all faults and partitions.",
   ];
   if (a.anomalies.length > 0) {
-    lines.push("", `anomalies (${a.anomalies.length}):`, ...a.anomalies.slice(0, 30).map((x) => `  - ${x.length > 400 ? `${x.slice(0, 400)}…` : x}`));
-    if (a.anomalies.length > 30) lines.push(`  … ${a.anomalies.length - 30} more in the result file`);
+    lines.push("", `findings (${a.anomalies.length}; "note:" lines are counted, not failures):`, ...a.anomalies.slice(0, 30).map((x) => `  - ${x.length > 400 ? `${x.slice(0, 400)}...` : x}`));
+    if (a.anomalies.length > 30) lines.push(`  ... ${a.anomalies.length - 30} more in the result file`);
   }
   lines.push("", a.ok ? "RESULT: PASS" : "RESULT: FAIL (lost, doubled, reordered, undelivered or misremembered turns above)");
   return lines.join("\n");

@@ -140,7 +140,7 @@ async function writeResult(
   const file = path.join(dir, `${stem}.json`);
   // Turns worth a look: anything retried, resumed, re-run or wrong. The rest are counted only.
   const notable = r.conversations
-    .map((c) => ({ ...c, turns: c.turns.filter((t) => t.tries.length > 1 || t.connects > 1 || t.discardedAttempts > 0 || t.problems.length > 0 || t.terminal?.type !== "final") }))
+    .map((c) => ({ ...c, turns: c.turns.filter((t) => t.tries.length > 1 || t.connects > 1 || t.discardedAttempts > 0 || t.problems.length > 0 || t.terminal?.type !== "final" || t.streamedText !== t.terminal.reply) }))
     .filter((c) => c.turns.length > 0 || c.gaveUp);
   const { anomalies, ...summary } = r.accounting;
   await writeFile(

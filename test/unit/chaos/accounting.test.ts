@@ -211,12 +211,19 @@ describe("chaos accounting", () => {
     assert.equal(a.undelivered, 1);
   });
 
-  it("counts text streamed for the final's attempt that differs from its reply", () => {
+  it("fails text streamed for the final's attempt that is not the start of its reply, and counts a reply completed by its final", () => {
     const w = new World();
-    w.conversations[0]!.turns[0]!.streamedText = "half a rep";
-    const a = account(w.input());
+    w.conversations[0]!.turns[0]!.streamedText = "something else";
+    let a = account(w.input());
     assert.equal(a.textMismatches, 1);
     assert.equal(a.ok, false);
+    // Deltas that stopped early (their sends failed; the final was re-announced): the final completes the reply.
+    const v = new World();
+    v.conversations[0]!.turns[0]!.streamedText = "reply 1";
+    a = account(v.input());
+    assert.equal(a.deltaGaps, 1);
+    assert.equal(a.textMismatches, 0);
+    assert.equal(a.ok, true, a.anomalies.join("\n"));
   });
 
   it("counts a turn that reached Kafka under a second request id after a 503: a failure with idempotency keys only", () => {
