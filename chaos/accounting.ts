@@ -225,7 +225,7 @@ export function account(input: AccountingInput): Accounting {
       sseResumes += Math.max(0, turn.connects - 1);
       sseDrops += turn.drops;
       discardedAttempts += turn.discardedAttempts;
-      for (const p of turn.problems) anomalies.push(`${conversation.id} turn ${turn.n}: ${p}`);
+      for (const p of turn.problems) anomalies.push(`note: ${conversation.id} turn ${turn.n}: ${p}`);
       if (turn.requestId === null) continue;
       sent++;
       const where = `${conversation.id} turn ${turn.n} (request ${turn.requestId})`;
