@@ -3,6 +3,7 @@
  * (so it can be restarted on the same port with the same data), one gateway, N workers.
  * Workers can be killed and replaced; the broker can be bounced.
  */
+import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -64,6 +65,9 @@ export class Cluster {
     this.#port = await freePort();
     this.#controllerPort = await freePort();
     this.#broker = await this.#startBroker();
+    // An interrupted run (process.exit from a signal) still removes the broker's data.
+    const dataDir = this.#dataDir;
+    process.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
     this.#common = stackEnv(this.brokers, this.prefix, this.options.partitions);
     this.gateway = await startGateway(this.#common, {
       GATEWAY_API_KEYS: `${TENANT}:${API_KEY}`,

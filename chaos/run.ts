@@ -159,6 +159,13 @@ async function writeResult(
 
 async function main(): Promise<void> {
   const options = parseChaosOptions(process.argv.slice(2), process.env);
+  // Ctrl-C or a kill: exit through process.exit, whose hooks stop the broker and every service.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`[chaos] ${signal}: stopping everything\n`);
+      process.exit(130);
+    });
+  }
   const log = (line: string) => {
     if (options.verbose) process.stderr.write(`[chaos] ${line}\n`);
   };
