@@ -78,4 +78,8 @@ export const DLQ_HEADERS = {
   partition: "x-dlq-partition",
   offset: "x-dlq-offset",
   workerId: "x-dlq-worker-id",
+  /** Set when the value was cut to fit the broker's size limit. */
+  truncated: "x-dlq-truncated",
+  originalBytes: "x-dlq-original-bytes",
+  originalSha256: "x-dlq-original-sha256",
 } as const;

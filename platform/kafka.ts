@@ -34,7 +34,9 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
     ...(config.sasl && { sasl: { ...config.sasl } as SASLOptions }),
     logLevel: logLevel.INFO,
     logCreator: kafkajsLogCreator(logger),
-    retry: { initialRetryTime: 200, retries: 8 },
+    // Backoff capped at 5 s: after a broker restart clients come back within seconds, not
+    // after kafkajs's default 30 s steps.
+    retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 8 },
   });
 }
 

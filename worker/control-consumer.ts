@@ -23,6 +23,10 @@ export async function startControlConsumer(options: {
     groupId: `${options.groupPrefix}.control.${randomUUID()}`,
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: 100,
+    // One member: rejoin quickly after a broker restart (cancels must keep flowing).
+    sessionTimeout: 10_000,
+    rebalanceTimeout: 10_000,
+    heartbeatInterval: 1000,
   });
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });

@@ -3,8 +3,12 @@
  * bytes, and headers saying why and where it came from, so nothing is lost and an
  * operator can inspect or replay it.
  */
+import { createHash } from "node:crypto";
 import type { KafkaMessage, Producer } from "kafkajs";
 import { DLQ_HEADERS } from "../contracts/topics.js";
+
+/** How much of an oversized record's value a dead letter keeps. */
+const TRUNCATED_BYTES = 64 * 1024;
 
 export interface DeadLetterSource {
   topic: string;
@@ -12,6 +16,12 @@ export interface DeadLetterSource {
   message: KafkaMessage;
 }
 
+/**
+ * Sends the record to the dead-letter topic. A record near the broker's size limit no
+ * longer fits once the reason headers are added: then the dead letter keeps the first
+ * 64 KiB of the value, with the original size and sha256, and points (topic, partition,
+ * offset) at the original, which stays in chat.requests for its retention.
+ */
 export async function deadLetter(
   producer: Producer,
   dlqTopic: string,
@@ -19,22 +29,25 @@ export async function deadLetter(
   reason: string,
   workerId: string,
 ): Promise<void> {
-  await producer.send({
-    topic: dlqTopic,
-    acks: -1,
-    messages: [
-      {
-        key: source.message.key,
-        value: source.message.value,
-        headers: {
-          ...source.message.headers,
-          [DLQ_HEADERS.reason]: reason.slice(0, 2000),
-          [DLQ_HEADERS.topic]: source.topic,
-          [DLQ_HEADERS.partition]: String(source.partition),
-          [DLQ_HEADERS.offset]: source.message.offset,
-          [DLQ_HEADERS.workerId]: workerId,
-        },
-      },
-    ],
-  });
+  const headers = {
+    ...source.message.headers,
+    [DLQ_HEADERS.reason]: reason.slice(0, 2000),
+    [DLQ_HEADERS.topic]: source.topic,
+    [DLQ_HEADERS.partition]: String(source.partition),
+    [DLQ_HEADERS.offset]: source.message.offset,
+    [DLQ_HEADERS.workerId]: workerId,
+  };
+  const send = (value: Buffer | null, extra: Record<string, string> = {}) =>
+    producer.send({ topic: dlqTopic, acks: -1, messages: [{ key: source.message.key, value, headers: { ...headers, ...extra } }] });
+  try {
+    await send(source.message.value);
+  } catch (err) {
+    const value = source.message.value;
+    if ((err as { type?: string }).type !== "MESSAGE_TOO_LARGE" || value === null) throw err;
+    await send(value.subarray(0, TRUNCATED_BYTES), {
+      [DLQ_HEADERS.truncated]: "true",
+      [DLQ_HEADERS.originalBytes]: String(value.length),
+      [DLQ_HEADERS.originalSha256]: createHash("sha256").update(value).digest("hex"),
+    });
+  }
 }

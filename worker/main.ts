@@ -39,21 +39,16 @@ async function main(): Promise<void> {
 
   const topics = topicNames(config.kafka.topicPrefix);
   const kafka = createKafka(config.kafka, logger);
-  if (config.kafka.ensureTopics) {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
-    } finally {
-      await admin.disconnect();
-    }
-  }
+  const admin = kafka.admin();
+  await admin.connect();
+  if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
   const producer = createProducer(kafka);
   await producer.connect();
 
   const groupPrefix = `${config.groupId}.${config.workerId}`;
   const memory = new MemoryStore({
     kafka,
+    admin,
     producer,
     topic: topics.memory,
     groupPrefix,
@@ -71,6 +66,10 @@ async function main(): Promise<void> {
     memory,
     metrics,
     logger,
+    onFatal: (error) => {
+      logger.fatal({ err: error?.message }, "the request consumer stopped for good; exiting so the partitions move");
+      process.exit(1);
+    },
     turn: {
       config,
       topics,
@@ -105,6 +104,7 @@ async function main(): Promise<void> {
           await consumer.leave();
           await control.disconnect();
           await memory.stop();
+          await admin.disconnect();
           await producer.disconnect();
           for (const g of generators) g.dispose();
           await llm.dispose();

@@ -15,7 +15,7 @@
  * only writer of memory p, so between restores its own writes are the truth.
  */
 import { randomUUID } from "node:crypto";
-import type { Consumer, Kafka, Producer } from "kafkajs";
+import type { Admin, Consumer, Kafka, Producer } from "kafkajs";
 import { conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../contracts/records.js";
 import type { Logger } from "../platform/logger.js";
 
@@ -48,6 +48,7 @@ export interface MemoryStoreMetrics {
 export class MemoryStore {
   readonly #partitions = new Map<number, PartitionState>();
   readonly #kafka: Kafka;
+  readonly #admin: Admin;
   readonly #producer: Producer;
   readonly #topic: string;
   readonly #groupPrefix: string;
@@ -57,8 +58,17 @@ export class MemoryStore {
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
 
-  constructor(options: { kafka: Kafka; producer: Producer; topic: string; groupPrefix: string; logger: Logger; metrics: MemoryStoreMetrics }) {
+  constructor(options: {
+    kafka: Kafka;
+    admin: Admin;
+    producer: Producer;
+    topic: string;
+    groupPrefix: string;
+    logger: Logger;
+    metrics: MemoryStoreMetrics;
+  }) {
     this.#kafka = options.kafka;
+    this.#admin = options.admin;
     this.#producer = options.producer;
     this.#topic = options.topic;
     this.#groupPrefix = options.groupPrefix;
@@ -73,6 +83,11 @@ export class MemoryStore {
       allowAutoTopicCreation: false,
       maxBytesPerPartition: 16 * 1024 * 1024,
       maxWaitTimeInMs: 100,
+      // One member, never rebalanced by others: a short session lets it rejoin quickly
+      // after a broker restart instead of waiting out its old session.
+      sessionTimeout: 10_000,
+      rebalanceTimeout: 10_000,
+      heartbeatInterval: 1000,
     });
     this.#reader = reader;
     const joined = new Promise<void>((resolve) => {
@@ -122,6 +137,31 @@ export class MemoryStore {
     const state = this.#partitions.get(partition);
     if (!state) return this.#restore(partition);
     return state.restoring ? state.restoring.done : Promise.resolve();
+  }
+
+  /**
+   * Ownership, as the log sees it. While this worker owns partition p it is the only writer
+   * of memory p, so the partition's end is where this store last wrote or read. Anything
+   * beyond that was written by another worker that took p over (its restore fence at
+   * least): this store is behind, and may no longer be the owner.
+   */
+  async isCurrent(partition: number): Promise<boolean> {
+    const state = this.#partitions.get(partition);
+    if (!state || state.restoring) return false;
+    const offsets = await this.#admin.fetchTopicOffsets(this.#topic);
+    const end = offsets.find((o) => o.partition === partition)?.high;
+    return end !== undefined && BigInt(end) === state.nextOffset;
+  }
+
+  /**
+   * Reads what another worker wrote to memory p since this store last looked, if anything.
+   * A worker that wakes from a freeze after its partition moved on thus sees what its
+   * successor applied (and re-announces it) instead of answering again from stale state.
+   */
+  async catchUp(partition: number): Promise<void> {
+    if (await this.isCurrent(partition)) return;
+    this.#logger.warn({ partition }, "memory partition was written by another worker; catching up");
+    await this.#restore(partition);
   }
 
   get(partition: number, conversationId: string): ConversationState | undefined {

@@ -34,6 +34,8 @@ export async function startRequestConsumer(options: {
   turn: TurnContext;
   metrics: WorkerMetrics;
   logger: Logger;
+  /** Called when the consumer stopped for good. */
+  onFatal(error: Error): void;
 }): Promise<RequestConsumer> {
   const { config, topics, memory, metrics, logger } = options;
   const consumer = options.kafka.consumer({
@@ -63,6 +65,9 @@ export async function startRequestConsumer(options: {
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     joined = false;
     logger.error({ err: payload.error?.message, restart: payload.restart }, "consumer crashed");
+    // kafkajs gives up on errors it deems permanent: a worker that consumes nothing must
+    // not look alive, so it exits and its partitions move to the others.
+    if (!payload.restart) options.onFatal(payload.error);
   });
   consumer.on(consumer.events.STOP, () => {
     joined = false;
@@ -75,6 +80,22 @@ export async function startRequestConsumer(options: {
     autoCommit: false,
     partitionsConsumedConcurrently: config.generation.slots,
     eachMessage: async ({ topic, partition, message, heartbeat }) => {
+      // Fetch this record again rather than move past it: the seek also stops kafkajs from
+      // handing over the rest of the batch, so later records never overtake it.
+      const requeue = () => consumer.seek({ topic, partition, offset: message.offset });
+      // A worker that was frozen (GC pause, stalled VM) may hold records of a partition that
+      // has moved on: ask the coordinator first. kafkajs sends a heartbeat here only when
+      // the interval has passed, which after a freeze it has.
+      try {
+        await heartbeat();
+      } catch (err) {
+        const type = (err as { type?: string }).type ?? "";
+        if (LOST_MEMBERSHIP.has(type) || type === "REBALANCE_IN_PROGRESS") {
+          logger.warn({ partition, offset: message.offset, err: type }, "not taking a record: group membership is changing");
+          requeue();
+          return;
+        }
+      }
       const revoked = new AbortController();
       const beat = setInterval(() => {
         heartbeat().catch((err: Error & { type?: string }) => {
@@ -91,6 +112,7 @@ export async function startRequestConsumer(options: {
             partition,
             message,
             revoked: revoked.signal,
+            requeue,
             commit: () => consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]),
           },
           options.turn,

@@ -12,6 +12,12 @@
  * the memory write leaves the request to the next owner, which runs it again (a new
  * attempt); one that dies after it leaves a request the next owner finds applied, and
  * re-announces instead of generating again. Clients see one final per request.
+ *
+ * Fencing without transactions: the worker that owns a partition is the only writer of
+ * its memory partition, so before it reads a conversation it catches up with anything
+ * another worker wrote there, and right before it writes it checks that nobody has
+ * (memory.isCurrent). A worker that woke from a freeze after its partition moved on thus
+ * re-announces its successor's answer, or stops, instead of answering a second time.
  */
 import type { KafkaMessage, Producer } from "kafkajs";
 import type { WorkerConfig } from "../contracts/config.js";
@@ -59,6 +65,8 @@ export interface TurnRecord {
   readonly message: KafkaMessage;
   /** Commits this record's offset; called once the turn's effects are written. */
   commit(): Promise<void>;
+  /** Has the record fetched again instead of moving past it (an interrupted turn). */
+  requeue(): void;
   /** Aborts when the worker lost this partition mid-turn: nothing may be written then. */
   readonly revoked?: AbortSignal;
 }
@@ -82,6 +90,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
 
   await ctx.memory.ready(record.partition);
+  await ctx.memory.catchUp(record.partition);
   const state = ctx.memory.get(record.partition, request.conversation_id);
 
   const applied = appliedResult(state, request.request_id);
@@ -117,6 +126,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   }
   if (outcome === "interrupted") {
     log.info("turn interrupted; left uncommitted for the next owner");
+    record.requeue();
     ctx.metrics.requests.inc({ outcome });
     return outcome;
   }
@@ -166,6 +176,7 @@ async function chatTurn(
   const queueWaitMs = Math.max(0, startedAt - request.created_at);
   const final = terminalEvent(events, generated, queueWaitMs);
   if (!stateless) {
+    if (!(await ctx.memory.isCurrent(record.partition))) return "interrupted";
     const next = applyTurn(
       conversation,
       {
@@ -259,6 +270,7 @@ async function open(
   const now = Date.now();
   const greeting = request.greeting && !state ? ctx.config.memory.greeting : null;
   const final = events.next(emptyFinal(greeting ?? ""));
+  if (!(await ctx.memory.isCurrent(partition))) return "interrupted";
   const base = state ?? openConversation(request.conversation_id, request.tenant, now, {
     greeting,
     ...(request.system === undefined ? {} : { system: request.system }),
@@ -270,6 +282,7 @@ async function open(
 
 /** Deletes a conversation: a tombstone in chat.memory. */
 async function remove(request: DeleteRequest, partition: number, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
+  if (!(await ctx.memory.isCurrent(partition))) return "interrupted";
   await ctx.memory.put(partition, request.conversation_id, null);
   ctx.slots.forget(request.conversation_id);
   events.write(emptyFinal(""));
