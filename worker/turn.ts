@@ -82,7 +82,9 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const decoded = decodeRecord(chatRequestSchema, record.message.value);
   if (!decoded.ok) {
     await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
-    ctx.logger.warn({ partition: record.partition, offset: record.message.offset, reason: decoded.reason }, "dead-lettered request");
+    // The log keeps the reason without the values it may quote; the dead letter has it whole.
+    const reason = decoded.reason.replace(/, received '[^']*'/g, "");
+    ctx.logger.warn({ partition: record.partition, offset: record.message.offset, reason }, "dead-lettered request");
     ctx.metrics.deadLettered.inc();
     return finish("dead_lettered", record, ctx);
   }
