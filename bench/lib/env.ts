@@ -1,0 +1,48 @@
+/** What a result was measured on: machine, runtime, broker, model, commit. */
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import os from "node:os";
+import { sha256File } from "../../scripts/models.js";
+
+export interface Environment {
+  at: string;
+  commit: string;
+  dirty: boolean;
+  cpuModel: string;
+  cpus: number;
+  memoryGiB: number;
+  loadAverage1m: number;
+  node: string;
+  platform: string;
+  kafkaVersion: string;
+  kafkaClient: string;
+  model: { file: string; sha256: string };
+  quick: boolean;
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+export async function describeEnvironment(modelPath: string, kafkaVersion: string, quick: boolean): Promise<Environment> {
+  const kafkajsVersion = (createRequire(import.meta.url)("kafkajs/package.json") as { version: string }).version;
+  return {
+    at: new Date().toISOString(),
+    commit: git(["rev-parse", "HEAD"]),
+    dirty: git(["status", "--porcelain", "--untracked-files=no"]) !== "",
+    cpuModel: os.cpus()[0]?.model ?? "unknown",
+    cpus: os.cpus().length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAverage1m: Math.round(os.loadavg()[0]! * 100) / 100,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    kafkaVersion,
+    kafkaClient: `kafkajs ${kafkajsVersion}`,
+    model: { file: modelPath, sha256: await sha256File(modelPath) },
+    quick,
+  };
+}

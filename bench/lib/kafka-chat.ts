@@ -1,0 +1,151 @@
+/**
+ * A benchmark client that talks to workers the way the gateway does, straight over Kafka:
+ * it puts turns on chat.requests and follows chat.events, stamping every event with the
+ * time it arrived here (performance.now), so times to first token are measured on one
+ * clock, the client's.
+ */
+import { randomUUID } from "node:crypto";
+import type { Consumer, Kafka, Producer } from "kafkajs";
+import { SCHEMA_VERSION, chatEventSchema, decodeRecord, encodeRecord, type ChatEvent, type FinalEvent, type GenerationParams } from "../../contracts/records.js";
+import type { TopicNames } from "../../contracts/topics.js";
+import { createKafka, createProducer } from "../../platform/kafka.js";
+import { createLogger } from "../../platform/logger.js";
+import { benchKafkaConfig } from "./stack.js";
+
+export interface Timeline {
+  requestId: string;
+  conversationId: string;
+  /** performance.now() just before the produce call. */
+  sentAt: number;
+  startAt?: number;
+  firstDeltaAt?: number;
+  finalAt?: number;
+  workerId?: string;
+  /** Attempts seen (a takeover runs a request again under a new attempt). */
+  attempts: Set<string>;
+  final?: FinalEvent;
+  error?: string;
+  deltas: number;
+}
+
+export class BenchChat {
+  readonly timelines = new Map<string, Timeline>();
+  readonly #kafka: Kafka;
+  readonly #topics: TopicNames;
+  readonly #waiters = new Map<string, Array<() => void>>();
+  #producer: Producer | null = null;
+  #consumer: Consumer | null = null;
+
+  constructor(brokers: string, topics: TopicNames) {
+    const logger = createLogger("bench", "fatal");
+    this.#kafka = createKafka(benchKafkaConfig(brokers, "bench"), logger);
+    this.#topics = topics;
+  }
+
+  get kafka(): Kafka {
+    return this.#kafka;
+  }
+
+  async start(): Promise<void> {
+    // As the gateway's publisher: not idempotent, acks from all replicas.
+    this.#producer = createProducer(this.#kafka, { idempotent: false });
+    await this.#producer.connect();
+    this.#consumer = this.#kafka.consumer({ groupId: `bench-events-${randomUUID()}`, maxWaitTimeInMs: 250 });
+    await this.#consumer.connect();
+    await this.#consumer.subscribe({ topic: this.#topics.events, fromBeginning: false });
+    let joined!: () => void;
+    const ready = new Promise<void>((resolve) => (joined = resolve));
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => joined());
+    await this.#consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message }) => this.#onEvent(message.value),
+    });
+    await ready;
+  }
+
+  async stop(): Promise<void> {
+    await this.#consumer?.disconnect();
+    await this.#producer?.disconnect();
+  }
+
+  #onEvent(value: Buffer | null): void {
+    const at = performance.now();
+    const decoded = decodeRecord(chatEventSchema, value);
+    if (!decoded.ok) return;
+    const event: ChatEvent = decoded.value;
+    const t = this.timelines.get(event.request_id);
+    if (!t) return;
+    t.attempts.add(event.attempt);
+    switch (event.type) {
+      case "start":
+        t.startAt ??= at;
+        t.workerId = event.worker_id;
+        break;
+      case "delta":
+        t.firstDeltaAt ??= at;
+        t.deltas++;
+        break;
+      case "final":
+        if (t.finalAt === undefined) {
+          t.finalAt = at;
+          t.final = event;
+        }
+        break;
+      case "error":
+        if (t.finalAt === undefined) {
+          t.finalAt = at;
+          t.error = `${event.code}: ${event.message}`;
+        }
+        break;
+    }
+    for (const wake of this.#waiters.get(event.request_id) ?? []) wake();
+  }
+
+  /** Puts a user turn on chat.requests; returns its timeline (sentAt is stamped before the send). */
+  async turn(conversationId: string, content: string, options: { params?: GenerationParams; system?: string } = {}): Promise<Timeline> {
+    const requestId = randomUUID();
+    const timeline: Timeline = { requestId, conversationId, sentAt: performance.now(), attempts: new Set(), deltas: 0 };
+    this.timelines.set(requestId, timeline);
+    const record = {
+      v: SCHEMA_VERSION,
+      type: "turn",
+      request_id: requestId,
+      conversation_id: conversationId,
+      tenant: "bench",
+      content,
+      ...(options.system === undefined ? {} : { system: options.system }),
+      ...(options.params === undefined ? {} : { params: options.params }),
+      created_at: Date.now(),
+    };
+    await this.#producer!.send({ topic: this.#topics.requests, acks: -1, messages: [{ key: conversationId, value: encodeRecord(record) }] });
+    return timeline;
+  }
+
+  /** Resolves when the timeline matches `done`; throws after `timeoutMs` (a scenario that breaks must fail). */
+  async until(timeline: Timeline, done: (t: Timeline) => boolean, timeoutMs = 60_000): Promise<Timeline> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done(timeline)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`request ${timeline.requestId} (${timeline.conversationId}) not answered within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 500));
+        const list = this.#waiters.get(timeline.requestId) ?? [];
+        list.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        this.#waiters.set(timeline.requestId, list);
+      });
+      this.#waiters.delete(timeline.requestId);
+    }
+    return timeline;
+  }
+
+  /** Waits for the final event; throws on an error event or a timeout. */
+  async finished(timeline: Timeline, timeoutMs = 60_000): Promise<Timeline & { final: FinalEvent; finalAt: number }> {
+    await this.until(timeline, (t) => t.finalAt !== undefined, timeoutMs);
+    if (timeline.error) throw new Error(`request ${timeline.requestId} failed: ${timeline.error}`);
+    this.timelines.delete(timeline.requestId);
+    return timeline as Timeline & { final: FinalEvent; finalAt: number };
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The real services for a scenario: workers and a gateway as child processes against one
+ * broker and one topic prefix, configured as in production except where a scenario says.
+ * Every model context gets exactly one CPU thread (llama.cpp spins its threads; on a
+ * 2-core machine more threads than cores would measure contention, not the system).
+ */
+import { randomBytes } from "node:crypto";
+import { loadKafkaConfig } from "../../contracts/config.js";
+import { topicNames, topicSpecs, type TopicNames } from "../../contracts/topics.js";
+import { createKafka } from "../../platform/kafka.js";
+import { createLogger } from "../../platform/logger.js";
+import { ensureTopics } from "../../platform/topic-admin.js";
+import { freePort, startChild, type Child } from "./procs.js";
+
+export interface StackSpec {
+  brokers: string;
+  prefix: string;
+  partitions: number;
+  topics: TopicNames;
+  /** Env every service of the scenario shares. */
+  common: Record<string, string>;
+}
+
+export function uniquePrefix(name: string): string {
+  return `bench-${name}-${randomBytes(3).toString("hex")}.`;
+}
+
+export function stackSpec(brokers: string, name: string, partitions: number): StackSpec {
+  const prefix = uniquePrefix(name);
+  return {
+    brokers,
+    prefix,
+    partitions,
+    topics: topicNames(prefix),
+    common: {
+      KAFKA_BROKERS: brokers,
+      KAFKA_TOPIC_PREFIX: prefix,
+      KAFKA_REQUEST_PARTITIONS: String(partitions),
+      KAFKA_REPLICATION_FACTOR: "1",
+    },
+  };
+}
+
+/** Creates the scenario's topics up front, so no service races another to create them. */
+export async function createTopics(spec: StackSpec): Promise<void> {
+  const logger = createLogger("bench", "fatal");
+  const kafka = createKafka(benchKafkaConfig(spec.brokers, "bench-admin"), logger);
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(
+      admin,
+      topicSpecs(spec.topics, { requestPartitions: spec.partitions, eventPartitions: spec.partitions, replicationFactor: 1, conversationTtlMs: 7 * 24 * 3_600_000 }),
+      logger,
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A worker on stories260K, one CPU thread, in the scenario's group. `entry` may be a bench variant. */
+export async function startWorker(
+  spec: StackSpec,
+  model: string,
+  name: string,
+  env: Record<string, string> = {},
+  entry = "worker/main.ts",
+): Promise<Child> {
+  const port = await freePort();
+  return startChild({
+    name,
+    entry,
+    port,
+    readyPath: "/readyz",
+    env: {
+      ...spec.common,
+      KAFKA_GROUP_ID: `${spec.prefix}workers`,
+      WORKER_ID: name,
+      WORKER_HTTP_HOST: "127.0.0.1",
+      WORKER_HTTP_PORT: String(port),
+      MODEL: model,
+      LLAMA_GPU: "false",
+      LLAMA_THREADS: "1",
+      ...env,
+    },
+  });
+}
+
+/** A gateway without auth (GATEWAY_AUTH=none: everything runs as tenant "local"). */
+export async function startGateway(spec: StackSpec, env: Record<string, string> = {}): Promise<Child> {
+  const port = await freePort();
+  return startChild({
+    name: "gateway",
+    entry: "gateway/main.ts",
+    port,
+    readyPath: "/readyz",
+    env: {
+      ...spec.common,
+      GATEWAY_HOST: "127.0.0.1",
+      GATEWAY_PORT: String(port),
+      GATEWAY_AUTH: "none",
+      WORKER_GROUP_ID: `${spec.prefix}workers`,
+      ...env,
+    },
+  });
+}
+
+/** The partitions a worker holds, from its latest "joined consumer group" log line. */
+export function assignedPartitions(worker: Child): number[] | null {
+  for (let i = worker.logs.length - 1; i >= 0; i--) {
+    const r = worker.logs[i]!.record;
+    if (r.msg === "joined consumer group") return (r.partitions as number[]) ?? [];
+  }
+  return null;
+}
+
+/** The project's Kafka config for a bench client, parsed like a service's (so new settings get their defaults). */
+export function benchKafkaConfig(brokers: string, clientId: string, extra: Record<string, string> = {}) {
+  return loadKafkaConfig({ KAFKA_BROKERS: brokers, KAFKA_CLIENT_ID: clientId, KAFKA_REPLICATION_FACTOR: "1", ...extra });
+}

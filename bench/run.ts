@@ -1,0 +1,109 @@
+/**
+ * kafka-llm benchmarks: `npm run bench` (all, under 20 minutes on 2 cores),
+ * `npm run bench -- --quick` (a smoke run of a few minutes), `--only route,restore`.
+ *
+ * Starts one local Kafka broker (or uses KAFKA_BROKERS), runs each scenario against
+ * stories260K with one CPU thread per model, writes bench/results/<scenario>.json and
+ * bench/results/SUMMARY.md, prints the table, and exits non-zero when a scenario failed.
+ * Every figure is a ratio or a comparison measured in the same run.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { startBroker } from "../scripts/kafka-broker.js";
+import { ensureTestModel } from "../scripts/models.js";
+import { describeEnvironment } from "./lib/env.js";
+import { killAll, REPO_ROOT } from "./lib/procs.js";
+import { renderSummary, renderTable } from "./lib/summary.js";
+import type { Scenario, ScenarioResult } from "./lib/scenario.js";
+import { batchingScenario } from "./scenarios/batching.js";
+import { failoverScenario } from "./scenarios/failover.js";
+import { fanoutScenario } from "./scenarios/fanout.js";
+import { kvReuseScenario } from "./scenarios/kv-reuse.js";
+import { restoreScenario } from "./scenarios/restore.js";
+import { routeScenario } from "./scenarios/route.js";
+import { scaleScenario } from "./scenarios/scale.js";
+
+const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario];
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: process.env.BENCH_QUICK === "1" },
+      only: { type: "string" },
+      out: { type: "string" },
+    },
+  });
+  const quick = values.quick!;
+  // Quick runs are smoke runs: their numbers stay out of the committed results.
+  values.out ??= path.join(REPO_ROOT, quick ? ".cache/bench-quick" : "bench/results");
+  const only = values.only ? new Set(values.only.split(",").map((s) => s.trim())) : null;
+  const chosen = SCENARIOS.filter((s) => !only || only.has(s.id));
+  if (chosen.length === 0) throw new Error(`no scenario matches --only ${values.only}; known: ${SCENARIOS.map((s) => s.id).join(", ")}`);
+  const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+
+  const model = await ensureTestModel();
+  const external = process.env.KAFKA_BROKERS?.trim();
+  const kafkaVersion = process.env.KAFKA_VERSION || "3.9.1";
+  log(external ? `using KAFKA_BROKERS=${external}` : `starting a local Kafka ${kafkaVersion} broker`);
+  const broker = external ? null : await startBroker();
+  const brokers = external || broker!.brokers;
+  const env = await describeEnvironment(model, external ? "external" : kafkaVersion, quick);
+  await mkdir(values.out!, { recursive: true });
+
+  const results: ScenarioResult[] = [];
+  const failures: Array<{ id: string; error: string }> = [];
+  const started = performance.now();
+  try {
+    for (const scenario of chosen) {
+      log(`scenario ${scenario.id}: ${scenario.title}`);
+      const t0 = performance.now();
+      const before = os.loadavg()[0]!;
+      try {
+        const out = await scenario.run({ quick, brokers, model, env, log: (l) => log(`  ${scenario.id}: ${l}`) });
+        const result: ScenarioResult = {
+          id: scenario.id,
+          title: scenario.title,
+          command: `npm run bench -- --only ${scenario.id}${quick ? " --quick" : ""}`,
+          durationS: Math.round((performance.now() - t0) / 100) / 10,
+          loadAverage: { before: Math.round(before * 100) / 100, after: Math.round(os.loadavg()[0]! * 100) / 100 },
+          environment: env,
+          ...out,
+        };
+        results.push(result);
+        await writeFile(path.join(values.out!, `${scenario.id}.json`), `${JSON.stringify(result, null, 2)}\n`);
+        process.stdout.write(`\n${renderTable([result])}\n`);
+        for (const b of result.broken ?? []) {
+          failures.push({ id: scenario.id, error: `broken: ${b}` });
+          log(`scenario ${scenario.id} found something BROKEN: ${b}`);
+        }
+        log(`scenario ${scenario.id} done in ${result.durationS} s`);
+      } catch (err) {
+        const error = (err as Error).stack ?? String(err);
+        failures.push({ id: scenario.id, error });
+        log(`scenario ${scenario.id} FAILED: ${error}`);
+      }
+    }
+  } finally {
+    await broker?.stop();
+  }
+  const totalS = Math.round((performance.now() - started) / 1000);
+  const summary = renderSummary(results, failures, env, totalS);
+  await writeFile(path.join(values.out!, only ? "SUMMARY.partial.md" : "SUMMARY.md"), summary);
+  process.stdout.write(`\n${renderTable(results)}\n`);
+  log(`${results.length} scenario(s) done, ${failures.length} failed, ${totalS} s in all; results in ${path.relative(process.cwd(), values.out!)}`);
+  return failures.length === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    killAll();
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    killAll();
+    process.exit(1);
+  },
+);

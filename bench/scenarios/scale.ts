@@ -1,0 +1,315 @@
+/**
+ * 7. Scale events: while 3 workers are busy, a fourth joins, then one of the four leaves
+ * (SIGTERM: it finishes its running turns and leaves the group). Run once per Kafka client:
+ *
+ *   kafkajs                        the project's client as the worker uses it: eager
+ *                                  rebalancing, each turn inside eachMessage
+ *   kafkajs-decoupled              kafkajs, eachMessage starts the turn and pauses the
+ *                                  partition until it is committed (a proposal)
+ *   confluent-cooperative          @confluentinc/kafka-javascript (librdkafka), KafkaJS API,
+ *                                  cooperative-sticky assignment
+ *   confluent-cooperative-static   the same with static membership (group.instance.id)
+ *   confluent-cooperative-default-cache   as confluent-cooperative, without the larger
+ *                                  message cache the other two need to run 4 partitions at once
+ *
+ * Workers are simulated (bench/scale/sim-worker.ts: a 1-5 s turn per record, 4 partitions
+ * at a time, heartbeats as the real worker sends them, commit after each turn); 12
+ * partitions with a backlog on each, so every partition always has work. From the workers'
+ * own records of every turn (start, end, ticks) it counts, per event:
+ *
+ *   in flight   turns running when the event happened
+ *   stalled     turns whose 50 ms ticks paused for more than 250 ms (a blocked event loop)
+ *   aborted     turns stopped because the client reported the member's partitions lost
+ *   re-run      records started twice (a turn that was not committed before its partition moved)
+ *   stop        per partition, the longest pause between one turn's end and the next one's
+ *               start in the event's window: for partitions that kept their owner (they
+ *               need not stop at all) and for those that moved (the handover)
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createKafka, createProducer } from "../../platform/kafka.js";
+import { createLogger } from "../../platform/logger.js";
+import { REPO_ROOT } from "../lib/procs.js";
+import { benchKafkaConfig } from "../lib/stack.js";
+import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt, sleep } from "../lib/scenario.js";
+import { median } from "../lib/stats.js";
+import { confluentAvailable, type ClientKind } from "../scale/kafka-clients.js";
+
+const PARTITIONS = 12;
+const SLOTS = 4;
+const GEN_MS = 3000;
+const SESSION_TIMEOUT_MS = 10_000;
+const HEARTBEAT_INTERVAL_MS = 3000;
+const REBALANCE_TIMEOUT_MS = 60_000;
+const STALL_MS = 250;
+
+interface Fact {
+  worker: string;
+  t: number;
+  ev: string;
+  p?: number;
+  offset?: string;
+  outcome?: string;
+  maxTickGapMs?: number;
+  partitions?: number[];
+}
+
+interface Turn {
+  worker: string;
+  p: number;
+  offset: string;
+  start: number;
+  end: number | null;
+  outcome: string | null;
+  maxTickGapMs: number | null;
+}
+
+interface EventFigures {
+  event: "add" | "remove";
+  inFlight: number;
+  stalled: number;
+  aborted: number;
+  rerun: number;
+  unmoved: number[];
+  moved: number[];
+  unmovedStopMs: { max: number; median: number; each: number[] };
+  movedStopMs: { max: number; median: number; each: number[] };
+  /** add: from the newcomer's join request to its first turn; remove: from SIGTERM to the last moved partition's first turn elsewhere. */
+  settledAfterMs: number;
+}
+
+const epochNow = () => performance.timeOrigin + performance.now();
+
+function spawnSim(kind: ClientKind, name: string, brokers: string, group: string, topic: string, facts: Fact[]): ChildProcess {
+  const proc = spawn(process.execPath, ["--import", "tsx", "bench/scale/sim-worker.ts"], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      SIM_CLIENT: kind,
+      SIM_BROKERS: brokers,
+      SIM_GROUP: group,
+      SIM_TOPIC: topic,
+      SIM_NAME: name,
+      SIM_GEN_MS: String(GEN_MS),
+      SIM_SLOTS: String(SLOTS),
+      SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
+      HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
+      REBALANCE_TIMEOUT_MS: String(REBALANCE_TIMEOUT_MS),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let partial = "";
+  proc.stdout!.on("data", (chunk: Buffer) => {
+    partial += chunk.toString();
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (!line.startsWith("{")) continue;
+      try {
+        facts.push({ worker: name, ...(JSON.parse(line) as Omit<Fact, "worker">) });
+      } catch {
+        // not ours
+      }
+    }
+  });
+  let err = "";
+  proc.stderr!.on("data", (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
+  proc.on("exit", (code, signal) => {
+    if (code !== 0 && signal !== "SIGKILL") facts.push({ worker: name, t: epochNow(), ev: "crashed", outcome: `${code ?? signal}: ${err}` });
+  });
+  return proc;
+}
+
+function turnsOf(facts: Fact[]): Turn[] {
+  const turns: Turn[] = [];
+  const open = new Map<string, Turn>();
+  for (const f of [...facts].sort((a, b) => a.t - b.t)) {
+    const key = `${f.worker}/${f.p}/${f.offset}`;
+    if (f.ev === "start") {
+      const turn = { worker: f.worker, p: f.p!, offset: f.offset!, start: f.t, end: null, outcome: null, maxTickGapMs: null };
+      turns.push(turn);
+      open.set(key, turn);
+    } else if (f.ev === "end") {
+      const turn = open.get(key);
+      if (turn) {
+        turn.end = f.t;
+        turn.outcome = f.outcome ?? null;
+        turn.maxTickGapMs = f.maxTickGapMs ?? null;
+        open.delete(key);
+      }
+    }
+  }
+  return turns;
+}
+
+/** Who ran partition p's last turn that started before t. */
+function ownerAt(turns: Turn[], p: number, t: number): string | undefined {
+  return turns.filter((x) => x.p === p && x.start <= t).sort((a, b) => b.start - a.start)[0]?.worker;
+}
+
+function analyse(event: "add" | "remove", t0: number, t1: number, turns: Turn[]): EventFigures {
+  const inFlight = turns.filter((x) => x.start < t0 && (x.end === null || x.end > t0));
+  const window = turns.filter((x) => x.start >= t0 - GEN_MS && x.start < t1);
+  const unmoved: number[] = [];
+  const moved: number[] = [];
+  const stopOf = new Map<number, number>();
+  let settledAt = t0;
+  for (let p = 0; p < PARTITIONS; p++) {
+    const before = ownerAt(turns, p, t0);
+    const after = ownerAt(turns, p, t1);
+    (before === after ? unmoved : moved).push(p);
+    // Longest pause between consecutive turns of p in the window (end → next start).
+    const ofP = turns.filter((x) => x.p === p && x.start < t1).sort((a, b) => a.start - b.start);
+    let longest = 0;
+    for (let i = 0; i + 1 < ofP.length; i++) {
+      const a = ofP[i]!;
+      const b = ofP[i + 1]!;
+      const end = a.end ?? b.start;
+      if (b.start < t0) continue;
+      longest = Math.max(longest, b.start - Math.min(end, b.start));
+      if (b.start > settledAt && b.start - Math.min(end, b.start) > 100) settledAt = Math.max(settledAt, b.start);
+    }
+    stopOf.set(p, longest);
+  }
+  const started = new Map<string, number>();
+  for (const x of turns) started.set(`${x.p}/${x.offset}`, (started.get(`${x.p}/${x.offset}`) ?? 0) + 1);
+  const rerun = [...started.entries()].filter(([key, n]) => n > 1 && window.some((x) => `${x.p}/${x.offset}` === key)).length;
+  const stats = (ps: number[]) => {
+    const each = ps.map((p) => Math.round(stopOf.get(p)!));
+    return { max: each.length ? Math.max(...each) : 0, median: each.length ? median(each) : 0, each };
+  };
+  return {
+    event,
+    inFlight: inFlight.length,
+    stalled: window.filter((x) => (x.maxTickGapMs ?? 0) > STALL_MS).length,
+    aborted: window.filter((x) => x.outcome === "aborted").length,
+    rerun,
+    unmoved,
+    moved,
+    unmovedStopMs: stats(unmoved),
+    movedStopMs: stats(moved),
+    settledAfterMs: settledAt - t0,
+  };
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+  return true;
+}
+
+async function runClient(kind: ClientKind, ctx: ScenarioContext) {
+  const id = randomBytes(3).toString("hex");
+  const topic = `bench-scale-${kind}-${id}`;
+  const group = `bench-scale-${kind}-${id}`;
+  const logger = createLogger("bench", "fatal");
+  const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-scale"), logger);
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }] });
+  await admin.disconnect();
+  const producer = createProducer(kafka);
+  await producer.connect();
+  // Enough work on every partition for the whole run (about 45 s of 3 s turns).
+  // One record per batch, round-robin over partitions, as the gateway writes requests.
+  const perPartition = 40;
+  for (let i = 0; i < perPartition; i++) {
+    await producer.send({ topic, acks: -1, messages: Array.from({ length: PARTITIONS }, (_, p) => ({ partition: p, key: `c-${p}`, value: JSON.stringify({ p, i }) })) });
+  }
+  await producer.disconnect();
+
+  const facts: Fact[] = [];
+  const procs = new Map<string, ChildProcess>();
+  const startSim = (name: string) => procs.set(name, spawnSim(kind, name, ctx.brokers, group, topic, facts));
+  try {
+    for (const name of ["w1", "w2", "w3"]) startSim(name);
+    // Busy: every partition has started a turn (a client that runs fewer partitions at once
+    // than it holds may never get there: then 30 s, and the steady-state row shows it).
+    const covered = () => new Set(facts.filter((f) => f.ev === "start").map((f) => f.p)).size;
+    const deadline = Date.now() + 30_000;
+    while (covered() < PARTITIONS && Date.now() < deadline) {
+      const crashed = facts.find((f) => f.ev === "crashed");
+      if (crashed) throw new Error(`${kind}: ${crashed.worker} crashed: ${crashed.outcome}`);
+      await sleep(200);
+    }
+    if (covered() === 0) throw new Error(`${kind}: the three workers ran no turn in 30 s`);
+    const steadyFrom = epochNow();
+    await sleep(ctx.quick ? 2 * GEN_MS : 4 * GEN_MS);
+
+    ctx.log(`${kind}: a fourth worker joins`);
+    const tAdd = epochNow();
+    startSim("w4");
+    // Until the newcomer runs turns (or gives up), then two turns' time for the group to settle.
+    await waitFor(() => facts.some((f) => f.worker === "w4" && f.ev === "start"), 60_000);
+    await sleep(2 * GEN_MS);
+    ctx.log(`${kind}: w1 leaves (SIGTERM)`);
+    const tRemove = epochNow();
+    procs.get("w1")!.kill("SIGTERM");
+    // Until every partition has started a turn on one of the others, then one more turn's time.
+    await waitFor(
+      () => new Set(facts.filter((f) => f.ev === "start" && f.t > tRemove && f.worker !== "w1").map((f) => f.p)).size === PARTITIONS,
+      60_000,
+    );
+    await sleep(GEN_MS);
+    const tEnd = epochNow();
+    const crashed = facts.find((f) => f.ev === "crashed" && f.worker !== "w1");
+    if (crashed) throw new Error(`${kind}: ${crashed.worker} crashed: ${crashed.outcome}`);
+
+    const turns = turnsOf(facts);
+    // The "add" event counts from when w4 asked to join (its process start is not the protocol's doing).
+    const joinAt = facts.find((f) => f.worker === "w4" && f.ev === "joining")?.t ?? tAdd;
+    const firstW4 = facts.find((f) => f.worker === "w4" && f.ev === "start")?.t;
+    const events = [analyse("add", joinAt, tRemove, turns), analyse("remove", tRemove, tEnd, turns)];
+    // Before any event: turns finished per second by the three workers, against what 12
+    // slots with turns of GEN_MS on average can do.
+    const busyFrom = steadyFrom;
+    const steadyTurnsPerS = (turns.filter((x) => x.end !== null && x.end > busyFrom && x.end <= joinAt).length / (joinAt - busyFrom)) * 1000;
+    events[0]!.settledAfterMs = firstW4 === undefined ? Number.NaN : firstW4 - joinAt;
+    const lastMoved = Math.max(...events[1]!.moved.map((p) => turns.find((x) => x.p === p && x.start > tRemove && x.worker !== "w1")?.start ?? Number.NaN));
+    events[1]!.settledAfterMs = events[1]!.moved.length ? lastMoved - tRemove : 0;
+    const t0 = Math.min(...facts.map((f) => f.t));
+    const compact = turns.map((x) => ({ w: x.worker, p: x.p, o: x.offset, s: Math.round(x.start - t0), e: x.end === null ? null : Math.round(x.end - t0), r: x.outcome }));
+    return { kind, events, steadyTurnsPerS, idealTurnsPerS: (3 * SLOTS * 1000) / GEN_MS, facts: facts.length, timeline: { addAt: Math.round(joinAt - t0), removeAt: Math.round(tRemove - t0), turns: compact } };
+
+  } finally {
+    for (const proc of procs.values()) if (proc.exitCode === null) proc.kill("SIGKILL");
+  }
+}
+
+export const scaleScenario: Scenario = {
+  id: "scale",
+  title: "7. Scale events with 3 busy workers: add a fourth, remove one; kafkajs vs @confluentinc/kafka-javascript",
+  async run(ctx: ScenarioContext): Promise<ScenarioOutput> {
+    const kinds: ClientKind[] = ["kafkajs", "kafkajs-decoupled"];
+    const notes: string[] = [
+      `Simulated workers (bench/scale/sim-worker.ts): turns of ${fmt(GEN_MS / 3000, 0)}-${fmt((5 * GEN_MS) / 3000, 0)} s (uniform), ${SLOTS} partitions at a time, ${PARTITIONS} partitions with a backlog; SESSION_TIMEOUT_MS=${SESSION_TIMEOUT_MS}, HEARTBEAT_INTERVAL_MS=${HEARTBEAT_INTERVAL_MS}, REBALANCE_TIMEOUT_MS=${REBALANCE_TIMEOUT_MS}. Four model workers would need four spinning llama.cpp threads on 2 cores; the group protocol does not care what a turn computes.`,
+      `"stop" of a partition = the longest pause between the end of one of its turns and the start of the next during the event's window; with a backlog on every partition it is 0-10 ms when nothing stops it. The time a turn is running is not a stop: a stop that equals the remaining time of another partition's turn is a barrier.`,
+    ];
+    if (confluentAvailable()) kinds.push("confluent-cooperative", "confluent-cooperative-static", "confluent-cooperative-default-cache");
+    else notes.push("@confluentinc/kafka-javascript is not installed (bench/scale/install-confluent.sh puts it in .cache/): only kafkajs was measured.");
+    // BENCH_SCALE_CLIENTS=kafkajs,confluent-cooperative picks clients (for development).
+    const only = process.env.BENCH_SCALE_CLIENTS?.split(",");
+    const results = [];
+    for (const kind of kinds) if (!only || only.includes(kind)) results.push(await runClient(kind, ctx));
+
+    const rows: Row[] = [];
+    for (const r of results) {
+      rows.push({
+        figure: `${r.kind}: turns finished per second by 3 workers × ${SLOTS} slots before any event`,
+        measured: `${fmt(r.steadyTurnsPerS, 2)}/s`,
+        compared: `${fmt(r.steadyTurnsPerS / r.idealTurnsPerS, 2)}x of ${fmt(r.idealTurnsPerS, 1)}/s (every slot busy)`,
+      });
+      for (const e of r.events) {
+        rows.push({
+          figure: `${r.kind}, ${e.event === "add" ? "4th worker joins" : "1 of 4 leaves"}: partitions that kept their owner stopped for (max / median)`,
+          measured: `${fmt(e.unmovedStopMs.max / 1000, 2)} / ${fmt(e.unmovedStopMs.median / 1000, 2)} s (${e.unmoved.length} partitions)`,
+          compared: `moved partitions (${e.moved.length}): ${fmt(e.movedStopMs.max / 1000, 2)} / ${fmt(e.movedStopMs.median / 1000, 2)} s; ${e.event === "add" ? "newcomer's first turn" : "last moved partition running again"} after ${fmt(e.settledAfterMs / 1000, 2)} s; in flight ${e.inFlight}: stalled ${e.stalled}, aborted ${e.aborted}, run twice ${e.rerun}`,
+        });
+      }
+    }
+    return { rows, targets: [], notes, raw: { partitions: PARTITIONS, slots: SLOTS, genMs: GEN_MS, sessionTimeoutMs: SESSION_TIMEOUT_MS, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, results } };
+  },
+};
