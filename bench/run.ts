@@ -21,11 +21,12 @@ import { batchingScenario } from "./scenarios/batching.js";
 import { failoverScenario } from "./scenarios/failover.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { kvReuseScenario } from "./scenarios/kv-reuse.js";
+import { llamaNativeScenario } from "./scenarios/llama-native.js";
 import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
 
-const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario];
+const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario, llamaNativeScenario];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -36,6 +37,7 @@ async function main(): Promise<number> {
     },
   });
   const quick = values.quick!;
+  const outGiven = values.out !== undefined;
   // Quick runs are smoke runs: their numbers stay out of the committed results.
   values.out ??= path.join(REPO_ROOT, quick ? ".cache/bench-quick" : "bench/results");
   const only = values.only ? new Set(values.only.split(",").map((s) => s.trim())) : null;
@@ -43,7 +45,7 @@ async function main(): Promise<number> {
   if (chosen.length === 0) throw new Error(`no scenario matches --only ${values.only}; known: ${SCENARIOS.map((s) => s.id).join(", ")}`);
   const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 
-  const model = await ensureTestModel();
+  const model = process.env.BENCH_MODEL || (await ensureTestModel());
   const external = process.env.KAFKA_BROKERS?.trim();
   const kafkaVersion = process.env.KAFKA_VERSION || "3.9.1";
   log(external ? `using KAFKA_BROKERS=${external}` : `starting a local Kafka ${kafkaVersion} broker`);
@@ -90,7 +92,7 @@ async function main(): Promise<number> {
   }
   const totalS = Math.round((performance.now() - started) / 1000);
   const summary = renderSummary(results, failures, env, totalS);
-  await writeFile(path.join(values.out!, only ? "SUMMARY.partial.md" : "SUMMARY.md"), summary);
+  await writeFile(path.join(values.out!, only && !outGiven ? "SUMMARY.partial.md" : "SUMMARY.md"), summary);
   process.stdout.write(`\n${renderTable(results)}\n`);
   log(`${results.length} scenario(s) done, ${failures.length} failed, ${totalS} s in all; results in ${path.relative(process.cwd(), values.out!)}`);
   return failures.length === 0 ? 0 : 1;

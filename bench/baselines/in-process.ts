@@ -8,6 +8,7 @@ import { SequenceGenerator, type ChatMessage, type GenerateResult } from "../../
 import { loadLlm, type LoadedLlm } from "../../worker/llm.js";
 import { SlotPool } from "../../worker/slot-pool.js";
 import { createLogger } from "../../platform/logger.js";
+import { llamaSettings } from "../lib/llama-settings.js";
 
 export interface InProcessModel {
   readonly llm: LoadedLlm;
@@ -19,8 +20,9 @@ export interface InProcessModel {
 }
 
 /** Model settings as a worker gets them from its env (CONTEXT_SIZE default 2048, capped by the model). */
-export function modelConfig(model: string, threads = 1): WorkerConfig["model"] {
-  return { source: model, directory: ".cache/models", gpu: false, threads, contextSize: 2048 };
+export function modelConfig(model: string): WorkerConfig["model"] {
+  const { gpu, threads } = llamaSettings();
+  return { source: model, directory: ".cache/models", gpu: gpu === "false" ? false : gpu, threads, contextSize: 2048 };
 }
 
 export async function loadInProcess(model: string, slots: number): Promise<InProcessModel> {

@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import os from "node:os";
 import { sha256File } from "../../scripts/models.js";
+import { describeLlama } from "./llama-settings.js";
 
 export interface Environment {
   at: string;
@@ -17,6 +18,8 @@ export interface Environment {
   kafkaVersion: string;
   kafkaClient: string;
   model: { file: string; sha256: string };
+  /** How models were loaded (CPU threads or GPU). */
+  llama: string;
   quick: boolean;
 }
 
@@ -43,6 +46,7 @@ export async function describeEnvironment(modelPath: string, kafkaVersion: strin
     kafkaVersion,
     kafkaClient: `kafkajs ${kafkajsVersion}`,
     model: { file: modelPath, sha256: await sha256File(modelPath) },
+    llama: describeLlama(),
     quick,
   };
 }

@@ -10,6 +10,7 @@ import { topicNames, topicSpecs, type TopicNames } from "../../contracts/topics.
 import { createKafka } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
+import { llamaSettings } from "./llama-settings.js";
 import { freePort, startChild, type Child } from "./procs.js";
 
 export interface StackSpec {
@@ -79,8 +80,8 @@ export async function startWorker(
       WORKER_HTTP_HOST: "127.0.0.1",
       WORKER_HTTP_PORT: String(port),
       MODEL: model,
-      LLAMA_GPU: "false",
-      LLAMA_THREADS: "1",
+      LLAMA_GPU: llamaSettings().gpu,
+      LLAMA_THREADS: String(llamaSettings().threads),
       ...env,
     },
   });

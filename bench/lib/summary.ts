@@ -31,7 +31,7 @@ export function renderSummary(
   out.push(
     `Measured ${env.at} on ${env.cpus} × ${env.cpuModel}, ${env.memoryGiB} GiB, ${env.platform}; Node ${env.node}; ` +
       `Kafka ${env.kafkaVersion} (single local KRaft broker) with ${env.kafkaClient}; model ${env.model.file.split("/").pop()} ` +
-      `(sha256 ${env.model.sha256.slice(0, 12)}…), one CPU thread per model context; commit ${env.commit.slice(0, 12)}${env.dirty ? " (with uncommitted changes)" : ""}.` +
+      `(sha256 ${env.model.sha256.slice(0, 12)}…), ${env.llama}; commit ${env.commit.slice(0, 12)}${env.dirty ? " (with uncommitted changes)" : ""}.` +
       `${env.quick ? " **Quick (smoke) run: small sizes, not for comparison.**" : ""} Whole run: ${totalS} s.`,
     "",
     "The machine is shared and noisy (1-minute load average per scenario below): absolute times only mean something beside " +

@@ -16,8 +16,9 @@ import { createKafka } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
 import { REPO_ROOT } from "../lib/procs.js";
 import { benchKafkaConfig } from "../lib/stack.js";
+import { stickyAssigner } from "./sticky-assigner.js";
 
-export type ClientKind = "kafkajs" | "kafkajs-decoupled" | "confluent-cooperative" | "confluent-cooperative-static" | "confluent-cooperative-default-cache";
+export type ClientKind = "kafkajs" | "kafkajs-decoupled" | "kafkajs-decoupled-sticky" | "confluent-cooperative" | "confluent-cooperative-static" | "confluent-cooperative-default-cache";
 
 export const CONFLUENT_DIR = path.join(REPO_ROOT, ".cache", "confluent-kafka-javascript", "node_modules", "@confluentinc", "kafka-javascript");
 
@@ -50,8 +51,8 @@ export interface SimConsumer {
 }
 
 /** kafkajs exactly as the worker uses it: eager rebalancing, heartbeats from inside a long message. */
-async function kafkajsConsumer(s: ConsumerSettings, decoupled: boolean): Promise<SimConsumer> {
-  if (decoupled) return kafkajsDecoupled(s);
+async function kafkajsConsumer(s: ConsumerSettings, decoupled: boolean, sticky = false): Promise<SimConsumer> {
+  if (decoupled) return kafkajsDecoupled(s, sticky);
   const kafka = createKafka(benchKafkaConfig(s.brokers, s.memberName), createLogger("sim", "fatal"));
   const consumer = kafka.consumer({
     groupId: s.groupId,
@@ -109,9 +110,11 @@ async function kafkajsConsumer(s: ConsumerSettings, decoupled: boolean): Promise
  * On stop, running turns finish and are committed before the member leaves (kafkajs drops
  * commits made after consumer.stop()).
  */
-async function kafkajsDecoupled(s: ConsumerSettings): Promise<SimConsumer> {
+async function kafkajsDecoupled(s: ConsumerSettings, sticky: boolean): Promise<SimConsumer> {
   const kafka = createKafka(benchKafkaConfig(s.brokers, s.memberName), createLogger("sim", "fatal"));
+  let held: number[] = [];
   const consumer = kafka.consumer({
+    ...(sticky ? { partitionAssigners: [stickyAssigner(() => held)] } : {}),
     groupId: s.groupId,
     sessionTimeout: s.sessionTimeoutMs,
     rebalanceTimeout: s.rebalanceTimeoutMs,
@@ -120,7 +123,6 @@ async function kafkajsDecoupled(s: ConsumerSettings): Promise<SimConsumer> {
     maxWaitTimeInMs: 500,
   });
   const running = new Map<number, { lost: AbortController; done: Promise<void> }>();
-  let held: number[] = [];
   let stopping = false;
   return {
     async start(handler, onAssignment) {
@@ -228,6 +230,8 @@ export async function createSimConsumer(kind: ClientKind, settings: ConsumerSett
       return kafkajsConsumer(settings, false);
     case "kafkajs-decoupled":
       return kafkajsConsumer(settings, true);
+    case "kafkajs-decoupled-sticky":
+      return kafkajsConsumer(settings, true, true);
     case "confluent-cooperative":
       return confluentConsumer(settings, false, true);
     case "confluent-cooperative-static":

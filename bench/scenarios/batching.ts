@@ -9,14 +9,16 @@ import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
 import { withFlashAttention } from "../variants/flash-attention.js";
 import { BenchChat } from "../lib/kafka-chat.js";
+import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
 import type { Child } from "../lib/procs.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { PROMPTS } from "./route.js";
 
-const LEVELS = [1, 2, 4, 8];
-const SLOTS = 8;
+/** BENCH_LEVELS=1,2,4,8,16 for a GPU (bench/gpu.sh); the worker gets as many slots as the largest level. */
+const LEVELS = (process.env.BENCH_LEVELS ?? "1,2,4,8").split(",").map(Number);
+const SLOTS = Math.max(...LEVELS);
 const MAX_TOKENS = 128;
 
 interface Level {
@@ -95,7 +97,7 @@ export const batchingScenario: Scenario = {
         rows,
         targets: [],
         notes: [
-          `WORKER_SLOTS=${SLOTS} (one context of ${SLOTS} sequences, 1 CPU thread), max_tokens=${MAX_TOKENS}, greedy; each turn a new conversation on the lane's own partition (${SLOTS} partitions).`,
+          `WORKER_SLOTS=${SLOTS} (one context of ${SLOTS} sequences; ${describeLlama()}), max_tokens=${MAX_TOKENS}, greedy; each turn a new conversation on the lane's own partition (${SLOTS} partitions).`,
           "Tokens/s = completion tokens of all turns of a level over the level's wall time; in-process runs the worker's generator on a context of the same shape in the bench process.",
           "Flash attention off: node-llama-cpp's default (\"auto\") turns flash attention on for the CPU; the last column is the same in-process context with it off (the fix proposed in kv-reuse).",
         ],

@@ -53,7 +53,7 @@ export const kvReuseScenario: Scenario = {
   id: "kv-reuse",
   title: "3. KV reuse: time to first token of turns 1, 10, 20 with and without reuse",
   async run(ctx: ScenarioContext): Promise<ScenarioOutput> {
-    const conversations = ctx.quick ? 2 : 4;
+    const conversations = ctx.quick ? 1 : 3;
     const noFa = "bench/variants/worker-no-flash-attention.ts";
     const configs: Config[] = [
       { name: "as shipped", env: {}, entry: "worker/main.ts", shipped: true },

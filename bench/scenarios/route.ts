@@ -18,6 +18,7 @@ import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
 import { gatewayTurn, keepAliveAgent, restGenerate } from "../lib/http-clients.js";
 import { BenchChat } from "../lib/kafka-chat.js";
+import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
 import { freePort, startChild, type Child } from "../lib/procs.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, ms } from "../lib/scenario.js";
@@ -240,7 +241,7 @@ export const routeScenario: Scenario = {
         rows,
         targets,
         notes: [
-          `stories260K, 1 CPU thread per model, WORKER_SLOTS=${SLOTS}, max_tokens=${MAX_TOKENS}, greedy (same replies on every route: ${fmt(base.sequential.meanTokens)} tokens on average), ${rounds} interleaved round(s) of ${seqPerRound} sequential + ${concPerRound} concurrent turns per route.`,
+          `${describeLlama()}, WORKER_SLOTS=${SLOTS}, max_tokens=${MAX_TOKENS}, greedy (same replies on every route: ${fmt(base.sequential.meanTokens)} tokens on average), ${rounds} interleaved round(s) of ${seqPerRound} sequential + ${concPerRound} concurrent turns per route.`,
           "Kafka turns are new conversations (one turn each), so each writes its memory record as production turns do; concurrent conversations are put on distinct partitions.",
           "Every process shares the 2 cores: on the Kafka routes the broker, the worker's event loop and (for gateway) the gateway run beside the generating thread; that is part of the measured cost.",
         ],
