@@ -1,11 +1,13 @@
 /**
- * Collects generated text and hands it on in chunks: at most one chunk per `flushMs`,
- * or sooner when `maxChars` have piled up. Tokens come at up to thousands per second;
+ * Collects generated text and hands it on in chunks: the first text at once (time to
+ * first token is what a user feels), then at most one chunk per `flushMs`, or sooner
+ * when `maxChars` have piled up. Tokens come at up to thousands per second;
  * one Kafka record per token would cost more than the generation itself.
  */
 export class DeltaBatcher {
   #buffer = "";
   #timer: NodeJS.Timeout | null = null;
+  #sentFirst = false;
   readonly #flushMs: number;
   readonly #maxChars: number;
   readonly #emit: (text: string) => void;
@@ -19,7 +21,7 @@ export class DeltaBatcher {
   push(text: string): void {
     if (!text) return;
     this.#buffer += text;
-    if (this.#buffer.length >= this.#maxChars) this.flush();
+    if (!this.#sentFirst || this.#buffer.length >= this.#maxChars) this.flush();
     else this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
   }
 
@@ -30,6 +32,7 @@ export class DeltaBatcher {
     if (!this.#buffer) return;
     const text = this.#buffer;
     this.#buffer = "";
+    this.#sentFirst = true;
     this.#emit(text);
   }
 }

@@ -106,7 +106,9 @@ export class MemoryStore {
     await reader.subscribe({ topic: this.#topic, fromBeginning: true });
     await reader.run({
       autoCommit: false,
-      eachBatchAutoResolve: false,
+      // Offsets must be resolved (nothing is committed): an unresolved batch is fetched
+      // again, so a partition larger than one fetch response never reached its fence.
+      eachBatchAutoResolve: true,
       eachBatch: async ({ batch }) => this.#applyBatch(batch.partition, batch.messages),
     });
     await joined;
