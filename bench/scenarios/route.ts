@@ -10,8 +10,11 @@
  *
  * Time to first token is measured by the caller, on one clock, from just before the call
  * to the arrival of the first text. Throughput is completion tokens over wall time, at
- * concurrency 1 (a single user) and at concurrency = WORKER_SLOTS (all slots busy), with
- * concurrent conversations on distinct partitions (a worker runs one turn per partition).
+ * concurrency 1 (a single user), at concurrency = WORKER_SLOTS (as many callers as slots,
+ * each waiting for its reply before the next call) and at twice that (saturated: a call is
+ * always waiting, so what a turn costs besides generation can overlap another's
+ * generation), with concurrent conversations on distinct partitions (a worker runs one
+ * turn per partition at a time). The throughput target is checked saturated.
  */
 import { loadWorkerConfig } from "../../contracts/config.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
@@ -71,6 +74,7 @@ async function runPhase(call: Call, concurrency: number, requests: number): Prom
 interface RouteFigures {
   sequential: { ttft: Summary; total: Summary; tokensPerS: number; requests: number; meanTokens: number };
   concurrent: { tokensPerS: number; requests: number; ttft: Summary };
+  saturated: { tokensPerS: number; requests: number };
 }
 
 export const routeScenario: Scenario = {
@@ -147,6 +151,7 @@ export const routeScenario: Scenario = {
 
       const seq = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
       const conc = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
+      const sat = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
       for (let round = 0; round < rounds; round++) {
         // Rotate the order each round so slow drift of the machine spreads over every route.
         const order = ROUTES.map((_, i) => ROUTES[(i + round) % ROUTES.length]!);
@@ -154,6 +159,7 @@ export const routeScenario: Scenario = {
           ctx.log(`round ${round + 1}/${rounds}: ${route}`);
           seq.get(route)!.push(await runPhase(calls[route], 1, seqPerRound));
           conc.get(route)!.push(await runPhase(calls[route], SLOTS, concPerRound));
+          sat.get(route)!.push(await runPhase(calls[route], 2 * SLOTS, concPerRound));
         }
       }
 
@@ -161,6 +167,7 @@ export const routeScenario: Scenario = {
       for (const route of ROUTES) {
         const s = seq.get(route)!;
         const c = conc.get(route)!;
+        const x = sat.get(route)!;
         const sSamples = s.flatMap((p) => p.samples);
         const sTokens = s.reduce((a, p) => a + p.tokens, 0);
         figures[route] = {
@@ -176,6 +183,10 @@ export const routeScenario: Scenario = {
             requests: c.reduce((a, p) => a + p.samples.length, 0),
             ttft: summarize(c.flatMap((p) => p.samples.map((x) => x.ttftMs))),
           },
+          saturated: {
+            tokensPerS: (x.reduce((a, p) => a + p.tokens, 0) / x.reduce((a, p) => a + p.wallMs, 0)) * 1000,
+            requests: x.reduce((a, p) => a + p.samples.length, 0),
+          },
         };
       }
 
@@ -184,6 +195,11 @@ export const routeScenario: Scenario = {
       for (const route of ROUTES) {
         const f = figures[route];
         const added = (q: "p50" | "p95" | "p99") => f.sequential.ttft[q] - base.sequential.ttft[q];
+        rows.push({
+          figure: `${route}: throughput, saturated (${2 * SLOTS} callers, ${SLOTS} slots)`,
+          measured: `${fmt(f.saturated.tokensPerS, 0)} tok/s`,
+          compared: route === "in-process" ? "baseline" : `${fmt(f.saturated.tokensPerS / base.saturated.tokensPerS, 3)}x in-process`,
+        });
         rows.push({
           figure: `${route}: throughput, ${SLOTS} concurrent`,
           measured: `${fmt(f.concurrent.tokensPerS, 0)} tok/s`,
@@ -203,9 +219,9 @@ export const routeScenario: Scenario = {
               : `+${fmt(added("p50"))} / +${fmt(added("p95"))} / +${fmt(added("p99"))} ms over in-process`,
         });
       }
-      const restVsKafka = figures.gateway.concurrent.tokensPerS / figures.rest.concurrent.tokensPerS;
+      const restVsKafka = figures.gateway.saturated.tokensPerS / figures.rest.saturated.tokensPerS;
       rows.push({
-        figure: "gateway route vs REST: throughput, 4 concurrent",
+        figure: "gateway route vs REST: throughput, saturated",
         measured: `${fmt(restVsKafka, 3)}x`,
         compared: `TTFT p50 +${fmt(figures.gateway.sequential.ttft.p50 - figures.rest.sequential.ttft.p50)} ms over REST`,
       });
@@ -213,16 +229,16 @@ export const routeScenario: Scenario = {
       const targets: TargetCheck[] = [];
       for (const route of ["kafka", "gateway"] as const) {
         const f = figures[route];
-        const ratio = f.concurrent.tokensPerS / base.concurrent.tokensPerS;
+        const ratio = f.saturated.tokensPerS / base.saturated.tokensPerS;
         targets.push({
-          target: `${route} route: throughput >= 0.95x in-process (${SLOTS} concurrent)`,
-          measured: `${fmt(ratio, 3)}x (1 at a time: ${fmt(f.sequential.tokensPerS / base.sequential.tokensPerS, 3)}x)`,
+          target: `${route} route: throughput >= 0.95x in-process (saturated)`,
+          measured: `${fmt(ratio, 3)}x (${SLOTS} callers: ${fmt(f.concurrent.tokensPerS / base.concurrent.tokensPerS, 3)}x; 1 at a time: ${fmt(f.sequential.tokensPerS / base.sequential.tokensPerS, 3)}x)`,
           met: ratio >= 0.95,
           ...(ratio >= 0.95
             ? {}
             : {
                 why:
-                  "every turn pays fixed Kafka writes besides generation (start, deltas, memory, final: each acks=all and sent one after another, plus the commit), and on 2 cores the worker's event loop, the broker and the client take CPU from the one generating thread",
+                  "every turn pays fixed Kafka writes besides generation (start, deltas, memory, final: acks=all and sent one after another, then the commit) during which its slot is idle; the worker's kafkajs consumer fetches the next records only once every turn of the previous fetch is done (kafkajs's fetcher waits for its batches), so turns of different partitions start in lockstep and a slot whose turn ended early waits for the longest (see scale); and on 2 cores the broker, the worker's event loop and the client take CPU from the one generating thread",
               }),
         });
         const added = f.sequential.ttft.p50 - base.sequential.ttft.p50;
@@ -245,7 +261,7 @@ export const routeScenario: Scenario = {
           "Kafka turns are new conversations (one turn each), so each writes its memory record as production turns do; concurrent conversations are put on distinct partitions.",
           "Every process shares the 2 cores: on the Kafka routes the broker, the worker's event loop and (for gateway) the gateway run beside the generating thread; that is part of the measured cost.",
         ],
-        raw: { rounds, seqPerRound, concPerRound, maxTokens: MAX_TOKENS, slots: SLOTS, partitions: PARTITIONS, figures, perRound: { sequential: Object.fromEntries(seq), concurrent: Object.fromEntries(conc) } },
+        raw: { rounds, seqPerRound, concPerRound, maxTokens: MAX_TOKENS, slots: SLOTS, partitions: PARTITIONS, figures, perRound: { sequential: Object.fromEntries(seq), concurrent: Object.fromEntries(conc), saturated: Object.fromEntries(sat) } },
       };
     } finally {
       await chat.stop().catch(() => {});
