@@ -26,6 +26,8 @@ import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
 
+const running: { broker: Awaited<ReturnType<typeof startBroker>> | null } = { broker: null };
+
 const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario, llamaNativeScenario];
 
 async function main(): Promise<number> {
@@ -50,6 +52,7 @@ async function main(): Promise<number> {
   const kafkaVersion = process.env.KAFKA_VERSION || "3.9.1";
   log(external ? `using KAFKA_BROKERS=${external}` : `starting a local Kafka ${kafkaVersion} broker`);
   const broker = external ? null : await startBroker();
+  running.broker = broker;
   const brokers = external || broker!.brokers;
   const env = await describeEnvironment(model, external ? "external" : kafkaVersion, quick);
   await mkdir(values.out!, { recursive: true });
@@ -96,6 +99,19 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${renderTable(results)}\n`);
   log(`${results.length} scenario(s) done, ${failures.length} failed, ${totalS} s in all; results in ${path.relative(process.cwd(), values.out!)}`);
   return failures.length === 0 ? 0 : 1;
+}
+
+// Ctrl-C or a kill: stop every child and the broker before going (the broker's stop
+// removes its data); a second signal exits at once.
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`bench: ${signal}: stopping every process it started\n`);
+    killAll();
+    void (running.broker?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
 }
 
 main().then(

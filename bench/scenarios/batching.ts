@@ -7,7 +7,7 @@
 import { loadWorkerConfig } from "../../contracts/config.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
-import { withFlashAttention } from "../variants/flash-attention.js";
+import { describeFlashAttention, otherFlashAttention, shippedFlashAttention, withFlashAttention } from "../variants/flash-attention.js";
 import { BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
@@ -25,7 +25,7 @@ interface Level {
   concurrency: number;
   kafka: { tokensPerS: number; tokens: number; wallMs: number; turns: number };
   inProcess: { tokensPerS: number; tokens: number; wallMs: number; turns: number };
-  inProcessNoFa: { tokensPerS: number; tokens: number; wallMs: number; turns: number };
+  inProcessOtherFa: { tokensPerS: number; tokens: number; wallMs: number; turns: number };
 }
 
 /** Runs `turnsPerLane` turns on each of `lanes` lanes at once; tokens over wall time. */
@@ -54,8 +54,10 @@ export const batchingScenario: Scenario = {
     await createTopics(spec);
     const chat = new BenchChat(ctx.brokers, spec.topics);
     const inproc = await loadInProcess(ctx.model, SLOTS);
-    // The proposed fix for CPU workers (see kv-reuse): the same context with flash attention off.
-    const inprocNoFa = await withFlashAttention(false, () => loadInProcess(ctx.model, SLOTS));
+    // The same context with the flash attention setting worker/llm.ts does not ship (see kv-reuse).
+    const shippedFa = await shippedFlashAttention(ctx.model);
+    const otherFa = otherFlashAttention(shippedFa);
+    const inprocOtherFa = await withFlashAttention(otherFa, () => loadInProcess(ctx.model, SLOTS));
     let worker: Child | null = null;
     try {
       worker = await startWorker(spec, ctx.model, "w-batching", { WORKER_SLOTS: String(SLOTS) });
@@ -72,11 +74,11 @@ export const batchingScenario: Scenario = {
         return (await model.generate(id, messages, MAX_TOKENS)).completionTokens;
       };
       const inprocTurn = inprocTurnOn(inproc);
-      const inprocNoFaTurn = inprocTurnOn(inprocNoFa);
+      const inprocOtherFaTurn = inprocTurnOn(inprocOtherFa);
       ctx.log("warm-up");
       await measure(SLOTS, 1, kafkaTurn);
       await measure(SLOTS, 1, inprocTurn);
-      await measure(SLOTS, 1, inprocNoFaTurn);
+      await measure(SLOTS, 1, inprocOtherFaTurn);
 
       const levels: Level[] = [];
       for (const c of LEVELS) {
@@ -84,14 +86,14 @@ export const batchingScenario: Scenario = {
         // In-process and Kafka alternate so drift of the machine hits both.
         const inProcess = await measure(c, turnsAt(c), inprocTurn);
         const kafka = await measure(c, turnsAt(c), kafkaTurn);
-        const inProcessNoFa = await measure(c, turnsAt(c), inprocNoFaTurn);
-        levels.push({ concurrency: c, kafka, inProcess, inProcessNoFa });
+        const inProcessOtherFa = await measure(c, turnsAt(c), inprocOtherFaTurn);
+        levels.push({ concurrency: c, kafka, inProcess, inProcessOtherFa });
       }
       const one = levels[0]!;
       const rows: Row[] = levels.map((l) => ({
         figure: `${l.concurrency} concurrent conversation${l.concurrency > 1 ? "s" : ""}: aggregate tokens/s through Kafka`,
         measured: `${fmt(l.kafka.tokensPerS, 0)} tok/s`,
-        compared: `${fmt(l.kafka.tokensPerS / one.kafka.tokensPerS, 2)}x of 1 conversation; ${fmt(l.kafka.tokensPerS / l.inProcess.tokensPerS, 2)}x in-process at the same concurrency (${fmt(l.inProcess.tokensPerS, 0)} tok/s); in-process with flash attention off: ${fmt(l.inProcessNoFa.tokensPerS, 0)} tok/s (${fmt(l.inProcessNoFa.tokensPerS / l.inProcess.tokensPerS, 2)}x)`,
+        compared: `${fmt(l.kafka.tokensPerS / one.kafka.tokensPerS, 2)}x of 1 conversation; ${fmt(l.kafka.tokensPerS / l.inProcess.tokensPerS, 2)}x in-process at the same concurrency (${fmt(l.inProcess.tokensPerS, 0)} tok/s); in-process with ${describeFlashAttention(otherFa)}: ${fmt(l.inProcessOtherFa.tokensPerS, 0)} tok/s (${fmt(l.inProcessOtherFa.tokensPerS / l.inProcess.tokensPerS, 2)}x)`,
       }));
       return {
         rows,
@@ -99,15 +101,15 @@ export const batchingScenario: Scenario = {
         notes: [
           `WORKER_SLOTS=${SLOTS} (one context of ${SLOTS} sequences; ${describeLlama()}), max_tokens=${MAX_TOKENS}, greedy; each turn a new conversation on the lane's own partition (${SLOTS} partitions).`,
           "Tokens/s = completion tokens of all turns of a level over the level's wall time; in-process runs the worker's generator on a context of the same shape in the bench process.",
-          "Flash attention off: node-llama-cpp's default (\"auto\") turns flash attention on for the CPU; the last column is the same in-process context with it off (the fix proposed in kv-reuse).",
+          `The worker and the in-process baseline run with ${describeFlashAttention(shippedFa)} (what worker/llm.ts gives this machine); the last column is the same in-process context with ${describeFlashAttention(otherFa)}.`,
         ],
-        raw: { slots: SLOTS, maxTokens: MAX_TOKENS, levels },
+        raw: { slots: SLOTS, maxTokens: MAX_TOKENS, flashAttention: { shipped: shippedFa, other: otherFa }, levels },
       };
     } finally {
       await chat.stop().catch(() => {});
       await worker?.stop().catch(() => {});
       await inproc.dispose();
-      await inprocNoFa.dispose();
+      await inprocOtherFa.dispose();
     }
   },
 };

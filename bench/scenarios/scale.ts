@@ -28,6 +28,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { loadWorkerConfig } from "../../contracts/config.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
 import { REPO_ROOT } from "../lib/procs.js";
@@ -40,7 +41,8 @@ const PARTITIONS = 12;
 const SLOTS = 4;
 const GEN_MS = 3000;
 const SESSION_TIMEOUT_MS = 10_000;
-const HEARTBEAT_INTERVAL_MS = 3000;
+/** The worker's default, as the real workers would heartbeat. */
+const HEARTBEAT_INTERVAL_MS = loadWorkerConfig({ MODEL: "-" }).consumer.heartbeatIntervalMs;
 const REBALANCE_TIMEOUT_MS = 60_000;
 const STALL_MS = 250;
 /** Records queued per partition, kept so. */
