@@ -175,8 +175,12 @@ export class GroupConsumer {
       "auto.offset.reset": "earliest",
       "allow.auto.create.topics": false,
       "max.poll.interval.ms": o.rebalanceTimeoutMs,
-      // A new request is on its way to a generation within ~50 ms of being produced.
+      // A new request is on its way to a generation within ~50 ms of being produced, also
+      // on a partition just resumed after its turn (librdkafka backs a partition's fetch
+      // off by fetch.queue.backoff.ms, 1 s by default, which a resumed partition then waits).
       "fetch.wait.max.ms": 50,
+      "fetch.queue.backoff.ms": 20,
+      "fetch.error.backoff.ms": 100,
       "event_cb": true,
       "log.connection.close": false,
       rebalance_cb: (err: NativeError, assignment: Array<{ topic: string; partition: number }>) => this.#rebalance(err, assignment),
@@ -290,6 +294,9 @@ export class GroupConsumer {
       for (const p of partitions) this.#assigned.add(p);
       if (incremental) native.incrementalAssign(assignment);
       else native.assign(assignment);
+      // librdkafka keeps a partition's pause across a revocation: one this member paused
+      // while giving it up, and gets back later, would otherwise never be fetched again.
+      this.#safely("resume", () => native.resume(assignment));
       this.#rebalanced = true;
       this.#handlers!.onAssigned(partitions);
       return;

@@ -1,10 +1,18 @@
 /**
  * Runs turns off the consumer's fetch loop. The request loop hands every record it is
- * given to `offer` and returns at once; the scheduler pauses that partition, runs the
- * record's turn when one of the worker's slots is free (first come, first served across
- * partitions), and resumes the partition after the turn has committed. Fetching,
- * heartbeats and rebalances therefore never wait on a generation, and a partition is
- * processed strictly one record at a time, in offset order.
+ * given to `offer` and returns at once; the scheduler runs the record's turn when one of
+ * the worker's slots is free (first come, first served across partitions) and the
+ * partition's previous turn has committed. Fetching, heartbeats and rebalances therefore
+ * never wait on a generation, and a partition is processed strictly one record at a time,
+ * in offset order.
+ *
+ * Flow control: a partition is paused once it holds its running record and `prefetch`
+ * more, and resumed when it holds fewer. Records held ahead matter twice: with none (pause
+ * at once, resume after the commit) a partition's next turn waited 0.5-1 s for a fresh
+ * fetch after each commit (bench: scale); and while a revocation drains, librdkafka
+ * pauses fetching for every partition of the member, so a partition this worker keeps
+ * goes on only with the records it already holds. Held records that never started are
+ * dropped at a revocation (uncommitted: the next owner fetches them).
  *
  * A revoked partition's records that have not started are dropped (they are uncommitted,
  * so its next owner fetches them). Its running turn may finish within a drain bound; past
@@ -34,6 +42,9 @@ export type RevokeCause = { kind: "handover" } | { kind: "lost" };
  */
 export type TurnResult = "done" | "retry";
 
+/** Records held ahead per partition (see flow control above). */
+export const DEFAULT_PREFETCH = 4;
+
 export interface TurnSchedulerOptions {
   /** Turns run at once (the worker's generation slots). */
   readonly concurrency: number;
@@ -44,6 +55,8 @@ export interface TurnSchedulerOptions {
   readonly logger: Logger;
   /** First back-off before a record is retried, ms (doubles up to 5 s). Default 200. */
   readonly retryBackoffMs?: number;
+  /** Records a partition may hold beyond its running one before it is paused. Default DEFAULT_PREFETCH. */
+  readonly prefetch?: number;
 }
 
 interface PartitionTurns {
@@ -53,6 +66,7 @@ interface PartitionTurns {
   /** Highest offset received, so a record delivered twice is not run twice. */
   lastOffset: bigint;
   retries: number;
+  paused: boolean;
 }
 
 export class TurnScheduler {
@@ -77,7 +91,7 @@ export class TurnScheduler {
     return [...this.#partitions].filter(([, s]) => s.running || s.queue.length).map(([p]) => p);
   }
 
-  /** A record from the consumer. Pauses its partition until its turn has committed. */
+  /** A record from the consumer; its partition is paused while it holds enough (see prefetch). */
   offer(record: RequestRecord): void {
     if (this.#closed) return;
     const state = this.#state(record.partition);
@@ -85,7 +99,10 @@ export class TurnScheduler {
     if (offset <= state.lastOffset) return; // delivered again after a pause or seek
     state.lastOffset = offset;
     state.queue.push(record);
-    this.#options.pause(record.partition);
+    if (!state.paused && state.queue.length > (this.#options.prefetch ?? DEFAULT_PREFETCH)) {
+      state.paused = true;
+      this.#options.pause(record.partition);
+    }
     if (!state.running && state.queue.length === 1) this.#enqueue(record.partition);
   }
 
@@ -136,7 +153,7 @@ export class TurnScheduler {
   #state(partition: number): PartitionTurns {
     let state = this.#partitions.get(partition);
     if (!state) {
-      state = { queue: [], running: null, lastOffset: -1n, retries: 0 };
+      state = { queue: [], running: null, lastOffset: -1n, retries: 0, paused: false };
       this.#partitions.set(partition, state);
     }
     return state;
@@ -187,7 +204,10 @@ export class TurnScheduler {
       state.retries = 0;
       if (state.queue[0] === record) state.queue.shift();
       if (state.queue.length) this.#enqueue(partition);
-      else if (!this.#closed) this.#options.resume(partition);
+      if (state.paused && !this.#closed && state.queue.length <= (this.#options.prefetch ?? DEFAULT_PREFETCH)) {
+        state.paused = false;
+        this.#options.resume(partition);
+      }
     }
     this.#pump();
   }

@@ -13,13 +13,14 @@ interface Held {
   finish(result?: TurnResult): void;
 }
 
-function harness(concurrency: number) {
+function harness(concurrency: number, prefetch = 0) {
   const held: Held[] = [];
   const log: string[] = [];
   const scheduler = new TurnScheduler({
     concurrency,
     logger,
     retryBackoffMs: 1,
+    prefetch,
     pause: (p) => log.push(`pause ${p}`),
     resume: (p) => log.push(`resume ${p}`),
     run: (r, revoke) =>
@@ -127,5 +128,18 @@ describe("TurnScheduler", () => {
     await closed;
     await tick();
     assert.deepEqual(log.filter((l) => l.startsWith("run")), ["run 0/1"], "nothing fetched after the signal starts");
+  });
+});
+
+describe("TurnScheduler with records held ahead", () => {
+  it("pauses a partition only once it holds its running record and `prefetch` more, and starts the next at once", async () => {
+    const { scheduler, held, log, tick } = harness(2, 1);
+    scheduler.offer(record(0, 1));
+    scheduler.offer(record(0, 2));
+    await tick();
+    assert.deepEqual(log, ["run 0/1", "pause 0"]);
+    held[0]!.finish();
+    await tick();
+    assert.deepEqual(log, ["run 0/1", "pause 0", "run 0/2", "resume 0"], "the held record starts without a fetch");
   });
 });
