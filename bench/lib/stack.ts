@@ -106,11 +106,11 @@ export async function startGateway(spec: StackSpec, env: Record<string, string> 
   });
 }
 
-/** The partitions a worker holds, from its latest "joined consumer group" log line. */
+/** The partitions a worker holds, from its latest "partitions assigned" or "partitions released" log line. */
 export function assignedPartitions(worker: Child): number[] | null {
   for (let i = worker.logs.length - 1; i >= 0; i--) {
     const r = worker.logs[i]!.record;
-    if (r.msg === "joined consumer group") return (r.partitions as number[]) ?? [];
+    if (r.msg === "partitions assigned" || r.msg === "partitions released") return (r.partitions as number[]) ?? [];
   }
   return null;
 }

@@ -41,7 +41,8 @@ export interface MemoryView {
   stop(): Promise<void>;
 }
 
-export class MemoryStore {
+/** The bytes of each conversation's latest state, oldest-written dropped first past a byte budget. */
+export class ConversationBytes {
   readonly #entries = new Map<string, Entry>();
   #bytes = 0;
   #evicted = 0;
@@ -99,7 +100,7 @@ export async function startMemoryView(options: {
 }): Promise<MemoryView> {
   const { kafka, admin, topic } = options;
   const log = options.logger.child({ component: "memory-view" });
-  const store = new MemoryStore(options.maxBytes);
+  const store = new ConversationBytes(options.maxBytes);
   const progress = new ReadProgress();
   const consumer: Consumer = kafka.consumer({
     groupId: `kafka-llm-gateway-memory-${os.hostname()}-${randomUUID()}`,
