@@ -98,7 +98,7 @@ async function main(): Promise<void> {
       await admin.disconnect();
       process.exit(0);
     } catch (err) {
-      logger.error({ err: (err as Error).message }, "unclean shutdown");
+      logger.error({ err }, "unclean shutdown");
       process.exit(1);
     }
   };

@@ -328,7 +328,7 @@ async function generateStreaming(
     batcher.flush();
     ctx.slots.forget(request.conversation_id);
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
-    ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error.message }, "generation failed");
+    ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error }, "generation failed");
     return { ok: false, error };
   } finally {
     ctx.metrics.activeGenerations.dec();
