@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { createKafka } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
-import { REPO_ROOT } from "../lib/procs.js";
+import { REPO_ROOT } from "../../test/helpers/services.js";
 import { benchKafkaConfig } from "../lib/stack.js";
 import { stickyAssigner } from "./sticky-assigner.js";
 

@@ -7,7 +7,7 @@
  */
 import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi, type ResponseConfig } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
-import { conversationIdSchema, requestIdSchema } from "../../contracts/records.js";
+import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../contracts/records.js";
 import { HTTP_STATUS } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
@@ -34,7 +34,18 @@ export const API_VERSION = "1";
 type Dialect = "native" | "openai";
 
 const json = (schema: z.ZodTypeAny) => ({ "application/json": { schema } });
-const sse = (description: string): ResponseConfig => ({ description, content: { "text/event-stream": { schema: z.string() } } });
+
+/**
+ * The schema of one message of an SSE stream (its fields: event, id, data), which is how
+ * OpenAPI 3.2 and schemathesis read a text/event-stream schema.
+ */
+function sseMessage(fields: Record<string, JsonSchema>, required: string[], description: string): MediaSchema {
+  // JSON Schema 2020-12 (contentMediaType, contentSchema) is more than the library's types know.
+  return { type: "object", description, properties: fields, required } as MediaSchema;
+}
+
+type JsonSchema = Record<string, unknown>;
+type MediaSchema = NonNullable<NonNullable<ResponseConfig["content"]>[string]>["schema"];
 
 /** What each error status means, as the error catalog (gateway/errors.ts) maps codes. */
 const ERROR_MEANING: Record<number, string> = {
@@ -81,6 +92,22 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
   // Named components for what many responses share, so the document stays readable.
   const errors = errorResponses({ native: registry.register("NativeError", r.nativeErrorBody), openai: registry.register("OpenAiError", r.openAiErrorBody) });
   const accepted = registry.register("AcceptedRequest", r.acceptedRequest);
+  // The record of chat.events, as each SSE message of a native stream carries it.
+  registry.register("ChatEvent", chatEventSchema);
+  const chatEventStream = sseMessage(
+    {
+      event: { type: "string", enum: chatEventSchema.options.map((o) => o.shape.type.value) },
+      id: { type: "string", pattern: "^[0-9]+@.+$", description: "<seq>@<attempt>: send it back as Last-Event-ID to resume" },
+      data: { type: "string", contentMediaType: "application/json", contentSchema: { $ref: "#/components/schemas/ChatEvent" } },
+    },
+    ["event", "id", "data"],
+    "One chat event; the stream ends after the final or error event",
+  );
+  const chunkStream = sseMessage(
+    { data: { type: "string", description: "A chat.completion.chunk object as JSON (an error body on failure), or [DONE] last" } },
+    ["data"],
+    "OpenAI's stream: chunks, then data: [DONE]",
+  );
 
   registry.registerPath({
     method: "post",
@@ -173,7 +200,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
       query: eventsQuery,
       headers: z.object({ "last-event-id": z.string().optional().openapi({ description: "Resume after this event id" }) }),
     },
-    responses: { 200: sse("The event stream"), ...errors("native", [...AUTHED, 404]) },
+    responses: { 200: { description: "The event stream", content: { "text/event-stream": { schema: chatEventStream } } }, ...errors("native", [...AUTHED, 404]) },
   });
 
   registry.registerPath({
@@ -191,7 +218,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/v1/chat/completions",
     summary: "OpenAI-compatible chat completion",
     description:
-      "Stateless by default (messages are the whole context); with X-Conversation-Id the server-side memory is used. stream=true answers with chat.completion.chunk SSE messages and data: [DONE].",
+      "Stateless by default (messages are the whole context; the last must be the user's, not empty); with X-Conversation-Id the server-side memory is used. stream=true answers with chat.completion.chunk SSE messages and data: [DONE].",
     security: secured,
     request: {
       headers: z.object({
@@ -202,7 +229,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     responses: {
       200: {
         description: "The completion (JSON), or its chunks as Server-Sent Events when stream=true",
-        content: { ...json(r.chatCompletion), "text/event-stream": { schema: z.string() } },
+        content: { ...json(r.chatCompletion), "text/event-stream": { schema: chunkStream } },
       },
       ...errors("openai", [...WITH_BODY, 404, 502]),
     },
