@@ -79,7 +79,8 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
       "--report", "ndjson",
       "--report-dir", reports,
     ];
-    const result = await run(pythonTool("schemathesis"), args, { timeout: 480_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SCHEMATHESIS_TELEMETRY: "false" } }).then(
+    // Run in the report dir: schemathesis keeps a cache (.schemathesis/) in its working directory.
+    const result = await run(pythonTool("schemathesis"), args, { cwd: reports, timeout: 480_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SCHEMATHESIS_TELEMETRY: "false" } }).then(
       (out) => ({ code: 0, ...out }),
       (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" }),
     );
