@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { createRequire } from "node:module";
+import { Ajv } from "ajv";
+import addFormats from "ajv-formats";
 import { parse } from "yaml";
 import { chatRequestSchema } from "../../../contracts/records.js";
 import { interfaceDocuments, staleDocuments } from "../../../scripts/interfaces.js";
@@ -20,6 +23,17 @@ describe("interface documents", () => {
   it("a stale file is caught", () => {
     const stale = staleDocuments(path.join(REPO_ROOT, "no-such-dir"));
     assert.deepEqual(stale.sort(), [...interfaceDocuments().keys()].sort());
+  });
+
+  it("the AsyncAPI document is valid AsyncAPI 3.0 (the spec's own JSON Schema)", () => {
+    const spec = createRequire(import.meta.url)("@asyncapi/specs/schemas/3.0.0-without-$id.json") as object;
+    const ajv = new Ajv({ strict: false, allErrors: true });
+    addFormats.default(ajv);
+    const validate = ajv.compile(spec);
+    const doc = parse(readFileSync(path.join(REPO_ROOT, "docs/asyncapi.yaml"), "utf8")) as Record<string, unknown>;
+    assert.ok(validate(doc), JSON.stringify(validate.errors?.slice(0, 5), null, 2));
+    // The validator does catch a broken document.
+    assert.equal(validate({ ...doc, operations: { bad: { action: "publish", channel: { $ref: "#/channels/requests" } } } }), false);
   });
 
   it("the AsyncAPI document refers to every committed schema, and each parses", () => {
