@@ -8,7 +8,7 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi, type ResponseConfig } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
 import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../contracts/records.js";
-import { HTTP_STATUS } from "../errors.js";
+import { HTTP_STATUS, type Dialect } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
 import {
@@ -30,8 +30,6 @@ export interface OpenApiOptions {
 
 /** The version of the HTTP API: its paths start with /v1. */
 export const API_VERSION = "1";
-
-type Dialect = "native" | "openai";
 
 const json = (schema: z.ZodTypeAny) => ({ "application/json": { schema } });
 
@@ -65,7 +63,7 @@ function errorResponses(bodies: ErrorBodies) {
   return (dialect: Dialect, statuses: number[]): Record<number, ResponseConfig> => {
     const body = bodies[dialect];
     const out: Record<number, ResponseConfig> = {};
-    for (const status of [...new Set([400, 500, ...statuses])].sort()) {
+    for (const status of [...new Set([400, 500, ...statuses])].sort((a, b) => a - b)) {
       out[status] = { description: ERROR_MEANING[status] ?? `HTTP ${status}`, content: json(body) };
     }
     return out;
