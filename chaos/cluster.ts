@@ -32,6 +32,14 @@ export interface UnexpectedExit {
   readonly signal: string | null;
 }
 
+/** Worker liveness seen by the harness; reported, not part of the pass/fail accounting. */
+export interface WorkerHealth {
+  /** Workers that exited without being killed (restarted by the harness). */
+  readonly unexpectedExits: readonly UnexpectedExit[];
+  /** Workers alive at the end whose /readyz said no: out of the group without exiting. */
+  readonly notReadyAtEnd: readonly string[];
+}
+
 export class Cluster {
   readonly prefix = uniquePrefix("chaos");
   readonly workers: WorkerSlot[] = [];

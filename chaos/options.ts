@@ -3,6 +3,7 @@
  * once from flags (`--conversations 20`) or env (`CHAOS_CONVERSATIONS=20`), flags winning;
  * every problem is listed at once.
  */
+import { parseArgs } from "node:util";
 
 export interface ChaosOptions {
   /** Concurrent clients, one conversation each. */
@@ -97,7 +98,8 @@ const FIELDS: Record<Exclude<keyof ChaosOptions, never>, Kind> = {
 };
 
 const envName = (field: string) => `CHAOS_${field.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
-const flagName = (field: string) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+/** The flag's name without its dashes (parseArgs' option name): maxTokens → max-tokens. */
+const flagName = (field: string) => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 export class ChaosOptionsError extends Error {}
 
@@ -109,21 +111,41 @@ export function parseChaosOptions(argv: readonly string[], env: NodeJS.ProcessEn
     if (value !== undefined && value !== "") raw.set(field, value);
   }
   const problems: string[] = [];
-  const byFlag = new Map((Object.keys(FIELDS) as Array<keyof ChaosOptions>).map((f) => [flagName(f), f]));
-  for (let i = 0; i < argv.length; i++) {
-    const field = byFlag.get(argv[i]!);
-    const value = argv[i + 1];
-    if (field === undefined || value === undefined) {
-      problems.push(`${argv[i]}: unknown flag or missing value (flags: ${[...byFlag.keys()].join(" ")})`);
+  // Every flag takes a value (`--verbose 1`), checked below with the env's; strict off so
+  // that every unknown or value-less flag is listed, not only the first.
+  const fields = Object.keys(FIELDS) as Array<keyof ChaosOptions>;
+  const byFlag = new Map(fields.map((f) => [flagName(f), f]));
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(fields.map((f) => [flagName(f), { type: "string" as const }])),
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  let afterUnknown = false;
+  let flagProblems = 0;
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      // The value of an unknown flag (parseArgs cannot know it takes one) is not a second problem.
+      if (!afterUnknown) problems.push(`${token.value}: not a flag`);
+      afterUnknown = false;
       continue;
     }
-    raw.set(field, value);
-    i++;
+    if (token.kind !== "option") continue;
+    const field = byFlag.get(token.name);
+    afterUnknown = field === undefined;
+    if (field === undefined || token.value === undefined) {
+      problems.push(`${token.rawName}: ${field === undefined ? "unknown flag" : "missing value"}`);
+      flagProblems++;
+      continue;
+    }
+    raw.set(field, token.value);
   }
+  if (flagProblems > 0) problems.push(`(flags: ${[...byFlag.keys()].map((f) => `--${f}`).join(" ")})`);
   const options: Record<string, unknown> = { ...FULL_RUN, seed: Math.floor(Math.random() * 2 ** 31) };
   for (const [field, value] of raw) {
     const kind = FIELDS[field];
-    const where = `${envName(field)} / ${flagName(field)}`;
+    const where = `${envName(field)} / --${flagName(field)}`;
     if (kind === "int" || kind === "number") {
       const n = Number(value);
       if (!Number.isFinite(n) || n < 0 || (kind === "int" && !Number.isInteger(n))) problems.push(`${where}: "${value}" is not a non-negative ${kind === "int" ? "integer" : "number"}`);

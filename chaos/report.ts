@@ -2,7 +2,7 @@
 import type { Accounting } from "./accounting.js";
 import type { FaultRecord } from "./faults.js";
 import type { ChaosOptions } from "./options.js";
-import type { WorkerHealth } from "./run.js";
+import type { WorkerHealth } from "./cluster.js";
 
 const seconds = (ms: number | null) => (ms === null ? "n/a" : Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
 

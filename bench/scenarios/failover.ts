@@ -21,7 +21,7 @@
  */
 import { BenchChat, type Timeline } from "../lib/kafka-chat.js";
 import { KeyMaker } from "../lib/partitions.js";
-import type { Child } from "../lib/procs.js";
+import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
 import { assignedPartitions, createTopics, stackSpec, startWorker, type StackSpec } from "../lib/stack.js";
 import { median } from "../lib/stats.js";
@@ -57,7 +57,7 @@ async function runPhase(ctx: ScenarioContext, heartbeatIntervalMs: number, signa
     HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalMs),
   };
   const chat = new BenchChat(ctx.brokers, spec.topics);
-  const workers = new Map<string, Child>();
+  const workers = new Map<string, Service>();
   const keys = new KeyMaker("fo", 2);
   const results: Rep[] = [];
   try {
@@ -183,7 +183,7 @@ export const failoverScenario: Scenario = {
 };
 
 /** Waits until the two workers hold one partition each and both answer a turn. */
-async function settled(spec: StackSpec, workers: Map<string, Child>, chat: BenchChat, keys: KeyMaker): Promise<void> {
+async function settled(spec: StackSpec, workers: Map<string, Service>, chat: BenchChat, keys: KeyMaker): Promise<void> {
   const deadline = Date.now() + 90_000;
   for (;;) {
     const held = [...workers.values()].map((w) => assignedPartitions(w) ?? []);
