@@ -30,8 +30,7 @@ function schemaOf(topic: TopicRole) {
   return spec;
 }
 
-function message(topic: TopicRole, key: "conversation" | "request", extra: Record<string, unknown> = {}) {
-  const spec = schemaOf(topic);
+function message(topic: TopicRole, key: "conversation" | "request", extra: Record<string, unknown> = {}, spec = schemaOf(topic)) {
   return {
     name: spec.title,
     title: spec.title,
@@ -47,13 +46,13 @@ function message(topic: TopicRole, key: "conversation" | "request", extra: Recor
 const channelRef = (name: string) => ({ $ref: `#/channels/${name}` });
 const messageRef = (channel: string, name: string) => ({ $ref: `#/channels/${channel}/messages/${name}` });
 
-function channel(role: TopicRole, description: string, messageName: string, msg: unknown, binding: Record<string, unknown> = {}) {
+function channel(role: TopicRole, description: string, messageName: string, msg: unknown, binding: Record<string, unknown> = {}, more: Record<string, unknown> = {}) {
   return {
     address: `{prefix}${TOPIC_BASE_NAMES[role]}`,
     title: TOPIC_BASE_NAMES[role],
     description,
     parameters: { prefix: { $ref: "#/components/parameters/prefix" } },
-    messages: { [messageName]: msg },
+    messages: { [messageName]: msg, ...more },
     bindings: { kafka: { topic: TOPIC_BASE_NAMES[role], ...binding, bindingVersion: KAFKA_BINDING } },
   };
 }
@@ -109,6 +108,14 @@ export function asyncApiDocument(): Record<string, unknown> {
         "conversationState",
         message("memory", "conversation"),
         { topicConfiguration: { "cleanup.policy": ["compact", "delete"] } },
+        {
+          handover: message(
+            "memory",
+            "request",
+            { bindings: { kafka: { key: { type: "string", pattern: "^#handover:", description: "'#handover:' then the request id (UTF-8)" }, bindingVersion: KAFKA_BINDING } } },
+            RECORD_SCHEMAS.find((r) => r.title === "Handover")!,
+          ),
+        },
       ),
       control: channel("control", "Cancels, read by every worker.", "controlRecord", message("control", "request"), { partitions: 1 }),
       deadLetter: {
