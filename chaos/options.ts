@@ -29,6 +29,10 @@ export interface ChaosOptions {
   readonly maxKills: number;
   /** When the broker restarts, as a fraction of the window (0 = no broker restart). */
   readonly brokerRestartAt: number;
+  /** When a worker is added (a scale-out), as a fraction of the window (0 = none). */
+  readonly scaleOutAt: number;
+  /** When a worker is sent SIGTERM and not replaced (a scale-in), as a fraction of the window (0 = none). */
+  readonly scaleInAt: number;
   /** How long the broker stays down, ms. */
   readonly brokerDownMs: number;
   /** SIGTERM (controlled shutdown) or SIGKILL (crash) for the broker restart. */
@@ -37,7 +41,7 @@ export interface ChaosOptions {
   readonly idempotencyKeys: boolean;
   /** Chance that a client drops its event stream mid-reply and resumes with Last-Event-ID. */
   readonly sseDropRate: number;
-  /** Worker session timeout (how fast a killed worker's partitions move), ms. */
+  /** The workers' session timeout (how fast a killed worker's partitions move), ms: the broker's group.consumer.session.timeout.ms. */
   readonly sessionTimeoutMs: number;
   /** Where the JSON result goes. */
   readonly resultsDir: string;
@@ -62,6 +66,8 @@ export const FULL_RUN: Omit<ChaosOptions, "seed"> = {
   killMaxMs: 8_000,
   maxKills: Number.POSITIVE_INFINITY,
   brokerRestartAt: 0.5,
+  scaleOutAt: 0.3,
+  scaleInAt: 0.7,
   brokerDownMs: 3_000,
   brokerSignal: "SIGTERM",
   idempotencyKeys: true,
@@ -86,6 +92,8 @@ const FIELDS: Record<Exclude<keyof ChaosOptions, never>, Kind> = {
   killMaxMs: "int",
   maxKills: "int",
   brokerRestartAt: "number",
+  scaleOutAt: "number",
+  scaleInAt: "number",
   brokerDownMs: "int",
   brokerSignal: "signal",
   idempotencyKeys: "bool",
