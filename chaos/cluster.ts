@@ -167,12 +167,13 @@ export class Cluster {
 
   /** Waits for replacements still starting, so the run ends with every worker up. */
   async settle(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.starting));
+    await Promise.all(this.workers.flatMap((w) => (w.starting ? [w.starting] : [])));
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all(this.workers.map((w) => w.starting?.catch(() => {})));
+    // A replacement that fails to start is already logged by #startWorker.
+    await Promise.all(this.workers.flatMap((w) => (w.starting ? [w.starting.catch(() => {})] : [])));
     await Promise.all(
       this.workers.map(async (w) => {
         if (!w.service) return;

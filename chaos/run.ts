@@ -37,8 +37,8 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..
 export async function runChaos(options: ChaosOptions, log: (line: string) => void = () => {}): Promise<ChaosResult> {
   const began = Date.now();
   const cluster = new Cluster(options, log);
-  let conversations: ClientConversation[] = [];
-  let faults: FaultRecord[] = [];
+  let conversations: ClientConversation[];
+  let faults: FaultRecord[];
   try {
     log(`starting a broker, a gateway and ${options.workers} workers`);
     await cluster.start();

@@ -35,7 +35,7 @@ export function interfaceDocuments(): Map<string, string> {
 export function staleDocuments(root = ROOT): string[] {
   const stale: string[] = [];
   for (const [file, content] of interfaceDocuments()) {
-    let committed: string | null = null;
+    let committed: string | null;
     try {
       committed = readFileSync(path.join(root, file), "utf8");
     } catch {

@@ -183,7 +183,7 @@ async function chatTurn(
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
   const stop = AbortSignal.any([signal, record.revoke]);
   let generated: Generated;
-  let cancelLatencyMs: number | null = null;
+  let cancelLatencyMs: number | null;
   try {
     generated = await generateStreaming(request, prompt, continued, events, stop, ctx);
   } finally {
