@@ -4,8 +4,13 @@
  * `v` is the schema version: readers reject versions they do not know.
  */
 import { z } from "zod";
+import { SchemaProblem, normalizeJsonSchema } from "./json-schema.js";
 
 export const SCHEMA_VERSION = 1;
+
+export const MAX_CONTENT_CHARS = 32_000;
+/** Messages a stateless turn (OpenAI-style) may carry before its last one. */
+export const MAX_CONTEXT_MESSAGES = 512;
 
 /** Conversation ids are partition keys and URL path segments: keep them printable and short. */
 export const conversationIdSchema = z
@@ -20,19 +25,135 @@ export const requestIdSchema = z
   .max(128, "must be at most 128 characters")
   .regex(/^[A-Za-z0-9._:-]+$/, "may contain only letters, digits, '.', '_', ':' and '-'");
 
-/** Bounds for generation parameters; the worker applies its defaults where these are absent. */
-export const generationParamsSchema = z
+const finite = () => z.number().finite("must be a finite number");
+const integer = () => z.number().int("must be an integer");
+const between = (base: z.ZodNumber, min: number, max: number) => base.min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+
+/** Bounds of the OpenAI-style parameters (issue 16); documented in docs/gateway.md. */
+export const MAX_STOP_SEQUENCES = 4;
+export const MAX_STOP_CHARS = 256;
+export const MAX_TOOLS = 128;
+/** Names of functions and of json_schema formats, as OpenAI allows them. */
+const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const functionName = z.string({ required_error: "is required" }).regex(FUNCTION_NAME, "must be 1-64 letters, digits, '_' or '-'");
+
+/**
+ * A JSON Schema the worker's grammar can express, normalized (contracts/json-schema.ts):
+ * the gateway stores the normalized form in the record, and the worker's decode finds it
+ * unchanged. A part the grammar cannot express fails here, with its path.
+ */
+export const grammarJsonSchema = z.record(z.unknown(), { errorMap: () => ({ message: "must be a JSON Schema object" }) }).transform((value, ctx): Record<string, unknown> => {
+  try {
+    return normalizeJsonSchema(value);
+  } catch (err) {
+    if (!(err instanceof SchemaProblem)) throw err;
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...err.path], message: err.message });
+    return z.NEVER;
+  }
+});
+
+export const responseFormatSchema = z.discriminatedUnion(
+  "type",
+  [
+    z.object({ type: z.literal("text") }).strict(),
+    z.object({ type: z.literal("json_object") }).strict(),
+    z
+      .object({
+        type: z.literal("json_schema"),
+        json_schema: z
+          .object({
+            name: functionName,
+            description: z.string().max(MAX_CONTENT_CHARS).optional(),
+            /** Absent: any JSON object, as with json_object. */
+            schema: grammarJsonSchema.optional(),
+            /** Output is always held to the schema by the grammar, strict or not. */
+            strict: z.boolean().nullish(),
+          })
+          .strict(),
+      })
+      .strict(),
+  ],
+  { errorMap: () => ({ message: 'type must be "text", "json_object" or "json_schema"' }) },
+);
+export type ResponseFormat = z.infer<typeof responseFormatSchema>;
+
+export const toolSchema = z
   .object({
-    max_tokens: z.number().int().min(1).max(8192).optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().gt(0).max(1).optional(),
-    top_k: z.number().int().min(0).max(1000).optional(),
-    repeat_penalty: z.number().min(0).max(2).optional(),
+    type: z.literal("function", { errorMap: () => ({ message: 'must be "function"' }) }),
+    function: z
+      .object({
+        name: functionName,
+        description: z.string().max(MAX_CONTENT_CHARS).optional(),
+        /** Absent: the function takes no arguments ({}). */
+        parameters: grammarJsonSchema.optional(),
+        strict: z.boolean().nullish(),
+      })
+      .strict(),
   })
   .strict();
+export type Tool = z.infer<typeof toolSchema>;
+
+export const toolChoiceSchema = z.union(
+  [
+    z.enum(["none", "auto", "required"]),
+    z.object({ type: z.literal("function"), function: z.object({ name: functionName }).strict() }).strict(),
+  ],
+  { errorMap: () => ({ message: 'must be "none", "auto", "required" or {"type": "function", "function": {"name": "..."}}' }) },
+);
+export type ToolChoice = z.infer<typeof toolChoiceSchema>;
+
+/**
+ * Generation parameters, bounded once here: the native API's and the OpenAI route's
+ * schemas are built from these fields, and the worker applies its defaults where they are
+ * absent. Everything here travels in the request record, so a takeover or a replay
+ * generates with the same settings.
+ */
+export const generationParamFields = {
+  max_tokens: between(integer(), 1, 8192),
+  temperature: between(finite(), 0, 2),
+  top_p: finite().gt(0, "must be > 0").max(1, "must be <= 1"),
+  top_k: between(integer(), 0, 1000),
+  repeat_penalty: between(finite(), 0, 2),
+  /** OpenAI's ranges and meaning; llama.cpp applies them over the last 64 tokens. */
+  presence_penalty: between(finite(), -2, 2),
+  frequency_penalty: between(finite(), -2, 2),
+  /** Any safe integer; the sampler uses it modulo 2^32. */
+  seed: between(integer(), Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+  /** Generation stops before the first of these texts, which is not in the reply. */
+  stop: z
+    .array(z.string().min(1, "must not be empty").max(MAX_STOP_CHARS, `must be at most ${MAX_STOP_CHARS} characters`))
+    .min(1, "must hold at least one stop text")
+    .max(MAX_STOP_SEQUENCES, `must hold at most ${MAX_STOP_SEQUENCES} stop texts`),
+  response_format: responseFormatSchema,
+  tools: z.array(toolSchema).min(1, "must hold at least one tool").max(MAX_TOOLS, `must hold at most ${MAX_TOOLS} tools`),
+  tool_choice: toolChoiceSchema,
+  parallel_tool_calls: z.boolean(),
+};
+
+/** Parameters that only make sense together; the path names the one to fix. */
+export function checkParamCombination(
+  p: { tools?: Tool[] | undefined; tool_choice?: ToolChoice | undefined; response_format?: ResponseFormat | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  const choice = p.tool_choice;
+  if (typeof choice === "object") {
+    if (!p.tools?.some((t) => t.function.name === choice.function.name)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_choice"], message: `names the function ${JSON.stringify(choice.function.name)}, which is not in tools` });
+    }
+  } else if (choice === "required" && p.tools === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_choice"], message: '"required" needs tools' });
+  }
+  const names = p.tools?.map((t) => t.function.name) ?? [];
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tools"], message: `names the function ${JSON.stringify(twice)} twice` });
+  if (p.tools !== undefined && choice !== "none" && p.response_format !== undefined && p.response_format.type !== "text") {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["response_format"], message: 'cannot be combined with tools (unless tool_choice is "none"): tool calls have their own grammar' });
+  }
+}
+
+export const generationParamsSchema = z.object(generationParamFields).partial().strict().superRefine(checkParamCombination);
 export type GenerationParams = z.infer<typeof generationParamsSchema>;
 
-export const MAX_CONTENT_CHARS = 32_000;
 
 /** Who a conversation belongs to: the API key's tenant ("local" when auth is off). */
 export const tenantSchema = z
@@ -50,12 +171,44 @@ const requestBase = {
   created_at: z.number().int().nonnegative(),
 };
 
-/** A user turn: generate the assistant's reply to `content` with the conversation's memory. */
+/** A call the model made to one of the request's tools; `arguments` is JSON text. */
+export const toolCallSchema = z
+  .object({
+    id: z.string().min(1).max(256),
+    type: z.literal("function"),
+    function: z.object({ name: functionName, arguments: z.string().max(MAX_CONTENT_CHARS) }).strict(),
+  })
+  .strict();
+export type ToolCall = z.infer<typeof toolCallSchema>;
+
+/**
+ * A message of a stateless turn's context. An assistant message may carry the tool calls it
+ * made (its content may then be empty); a tool message answers one of them by id.
+ */
+export const contextMessageSchema = z
+  .object({
+    role: z.enum(["system", "user", "assistant", "tool"]),
+    content: z.string().max(MAX_CONTENT_CHARS),
+    tool_calls: z.array(toolCallSchema).min(1).max(MAX_TOOLS).optional(),
+    tool_call_id: z.string().min(1).max(256).optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.tool_calls !== undefined && m.role !== "assistant") ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "only assistant messages carry tool calls" });
+    if ((m.tool_call_id !== undefined) !== (m.role === "tool")) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "a tool message, and only a tool message, needs tool_call_id" });
+  });
+export type ContextMessage = z.infer<typeof contextMessageSchema>;
+
+/**
+ * A user turn: generate the assistant's reply to `content` with the conversation's memory.
+ * A stateless turn whose context ends with tool results (the model's turn after its tool
+ * calls) has an empty `content`: there is no new user message.
+ */
 export const turnRequestSchema = z
   .object({
     ...requestBase,
     type: z.literal("turn"),
-    content: z.string().min(1, "must not be empty").max(MAX_CONTENT_CHARS),
+    content: z.string().max(MAX_CONTENT_CHARS),
     /** Replaces the conversation's system prompt from this turn on. */
     system: z.string().max(MAX_CONTENT_CHARS).optional(),
     params: generationParamsSchema.optional(),
@@ -63,12 +216,15 @@ export const turnRequestSchema = z
      * Stateless turn (OpenAI-style): these messages are the whole context; the memory is
      * neither read nor written. `content` is then the last user message.
      */
-    context: z
-      .array(z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(MAX_CONTENT_CHARS) }).strict())
-      .max(512)
-      .optional(),
+    context: z.array(contextMessageSchema).max(MAX_CONTEXT_MESSAGES).optional(),
   })
   .strict();
+
+function checkTurnContent(t: z.infer<typeof turnRequestSchema>, ctx: z.RefinementCtx): void {
+  const afterTools = t.context?.at(-1)?.role === "tool";
+  if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must not be empty" });
+  if (t.content.length > 0 && afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must be empty after tool results" });
+}
 
 /** Opens a conversation: stores the system prompt and, when asked, the fixed greeting. */
 export const openRequestSchema = z
@@ -87,14 +243,16 @@ export const deleteRequestSchema = z.object({ ...requestBase, type: z.literal("d
  * chat.requests: everything that changes a conversation goes through this topic, so the
  * owning worker applies it in order with the conversation's turns. Key: conversation_id.
  */
-export const chatRequestSchema = z.discriminatedUnion("type", [turnRequestSchema, openRequestSchema, deleteRequestSchema]);
+export const chatRequestSchema = z
+  .discriminatedUnion("type", [turnRequestSchema, openRequestSchema, deleteRequestSchema])
+  .superRefine((r, ctx) => (r.type === "turn" ? checkTurnContent(r, ctx) : undefined));
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type TurnRequest = z.infer<typeof turnRequestSchema>;
 export type OpenRequest = z.infer<typeof openRequestSchema>;
 export type DeleteRequest = z.infer<typeof deleteRequestSchema>;
 
 /** Why generation stopped. Names follow OpenAI's finish_reason where one exists. */
-export const stopReasonSchema = z.enum(["stop", "length", "cancelled", "error"]);
+export const stopReasonSchema = z.enum(["stop", "length", "tool_calls", "cancelled", "error"]);
 export type StopReason = z.infer<typeof stopReasonSchema>;
 
 export const usageSchema = z.object({
@@ -151,6 +309,8 @@ export const finalEventSchema = z.object({
   type: z.literal("final"),
   reply: z.string(),
   stop_reason: stopReasonSchema,
+  /** The calls the model made instead of (or after) replying; stop_reason is then tool_calls. */
+  tool_calls: z.array(toolCallSchema).optional(),
   usage: usageSchema,
   timings: timingsSchema,
 });

@@ -3,14 +3,15 @@
  * The prompt is built with the model's own chat template (node-llama-cpp's chat wrapper
  * for the model), so any chat GGUF works without per-model prompt code.
  */
-import { LlamaChat, type ChatHistoryItem, type LlamaContextSequence } from "node-llama-cpp";
-import type { GenerationParams, StopReason } from "../contracts/records.js";
+import { LlamaChat, type ChatHistoryItem, type LLamaChatGenerateResponseOptions, type LlamaContextSequence } from "node-llama-cpp";
+import type { GenerationParams, StopReason, ToolCall } from "../contracts/records.js";
 import { KafkaLlmError } from "../contracts/errors.js";
+import { grammarCacheFor } from "./grammar.js";
+import { samplingOptions } from "./sampling.js";
+import { forcedInstructions, forcedToolCalls, planTools, toChatHistory as historyOf, toolCall, type HistoryMessage, type ToolPlan } from "./tool-calls.js";
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
+/** A prompt message; tool calls and tool results only come in stateless (OpenAI-style) turns. */
+export type ChatMessage = HistoryMessage;
 
 export interface GenerateInput {
   messages: readonly ChatMessage[];
@@ -29,15 +30,19 @@ export interface GenerateResult {
   /** From the call to the first generated text, ms; equals generationMs when nothing was generated. */
   timeToFirstTokenMs: number;
   generationMs: number;
+  /** The calls the model made (stopReason "tool_calls"), when the request had tools. */
+  toolCalls?: ToolCall[];
 }
 
+/** LlamaChat generates the reply to an empty model turn at the end of the history. */
 export function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map((m) =>
-    m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content },
-  );
-  // LlamaChat generates the reply to an empty model turn at the end of the history.
-  history.push({ type: "model", response: [] });
-  return history;
+  return historyOf(messages);
+}
+
+/** A forced tool call is told to the model as a system message before the conversation. */
+function withToolInstructions(messages: readonly ChatMessage[], plan: ToolPlan): readonly ChatMessage[] {
+  if (plan.mode !== "forced") return messages;
+  return [{ role: "system", content: forcedInstructions(plan) }, ...messages];
 }
 
 /** One context sequence and the chat state on it. Not safe for concurrent calls. */
@@ -51,8 +56,11 @@ export class SequenceGenerator {
   }
 
   /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
-  countPromptTokens(messages: readonly ChatMessage[]): number {
-    const { contextText } = this.#chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages) });
+  countPromptTokens(messages: readonly ChatMessage[], tools: ToolPlan = { mode: "none" }): number {
+    const { contextText } = this.#chat.chatWrapper.generateContextState({
+      chatHistory: toChatHistory(messages),
+      ...(tools.mode === "auto" ? { availableFunctions: tools.functions, documentFunctionParams: true } : {}),
+    });
     return contextText.tokenize(this.#sequence.model.tokenizer).length;
   }
 
@@ -62,8 +70,11 @@ export class SequenceGenerator {
    * so the prompt is never shifted out of the context behind the caller's back.
    */
   async generate(input: GenerateInput): Promise<GenerateResult> {
-    const history = toChatHistory(input.messages);
-    const promptTokens = this.countPromptTokens(input.messages);
+    const p = input.params;
+    const tools = planTools(p);
+    const messages = withToolInstructions(input.messages, tools);
+    const history = toChatHistory(messages);
+    const promptTokens = this.countPromptTokens(messages, tools);
     const room = this.#sequence.contextSize - promptTokens;
     if (room < 1) {
       throw new KafkaLlmError(
@@ -75,24 +86,31 @@ export class SequenceGenerator {
     const started = performance.now();
     let firstTokenAt: number | null = null;
     let streamed = "";
-    const p = input.params;
     let response;
     try {
-      response = await this.#chat.generateResponse(history, {
+      const grammars = grammarCacheFor(this.#sequence.model.llama);
+      const options: LLamaChatGenerateResponseOptions = {
         maxTokens: Math.min(p.max_tokens ?? input.defaultMaxTokens, room),
-        temperature: p.temperature,
-        topP: p.top_p,
-        topK: p.top_k,
-        repeatPenalty: p.repeat_penalty === undefined ? undefined : { penalty: p.repeat_penalty },
+        ...samplingOptions(p),
         signal: input.signal,
         stopOnAbortSignal: true,
         onTextChunk: (text) => {
           if (!text) return;
           firstTokenAt ??= performance.now();
           streamed += text;
-          input.onText(text);
+          // A forced call's text is the call, sent as tool_calls at the end, not as content.
+          if (tools.mode !== "forced") input.onText(text);
         },
-      });
+      };
+      if (tools.mode === "forced") {
+        options.grammar = await grammars.forSchema(tools.schema);
+      } else if (tools.mode === "auto") {
+        Object.assign(options, { functions: tools.functions, documentFunctionParams: true, maxParallelFunctionCalls: tools.maxParallel });
+      } else {
+        const grammar = await grammars.forResponseFormat(p.response_format);
+        if (grammar !== undefined) options.grammar = grammar;
+      }
+      response = await this.#chat.generateResponse(history, options);
     } catch (err) {
       // Aborted before or between evaluations, node-llama-cpp throws instead of stopping.
       if (input.signal?.aborted) {
@@ -117,9 +135,24 @@ export class SequenceGenerator {
     const ended = performance.now();
     const used = this.#sequence.tokenMeter.diff(meterBefore);
     const completionTokens = used.usedOutputTokens;
+    let reply = response.response;
+    let stopReason = mapStopReason(response.metadata.stopReason);
+    let toolCalls: ToolCall[] | undefined;
+    if (tools.mode === "forced" && stopReason !== "cancelled") {
+      toolCalls = forcedToolCalls(tools, reply) ?? undefined;
+      // Cut short by max_tokens: no whole call; the partial text stays the reply.
+      if (toolCalls !== undefined) {
+        reply = "";
+        stopReason = "tool_calls";
+      }
+    } else if (response.functionCalls !== undefined && response.functionCalls.length > 0) {
+      toolCalls = response.functionCalls.map((c) => toolCall(c.functionName, c.params));
+      stopReason = "tool_calls";
+    }
     return {
-      reply: response.response,
-      stopReason: mapStopReason(response.metadata.stopReason),
+      reply,
+      stopReason,
+      ...(toolCalls === undefined ? {} : { toolCalls }),
       promptTokens,
       cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
       completionTokens,

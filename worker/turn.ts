@@ -156,7 +156,7 @@ async function chatTurn(
   const stateless = request.context !== undefined;
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
   const prompt: ChatMessage[] = stateless
-    ? [...request.context!, { role: "user", content: request.content }]
+    ? [...request.context!, ...(request.content ? [{ role: "user" as const, content: request.content }] : [])]
     : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt);
 
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
@@ -252,6 +252,7 @@ function terminalEvent(events: EventWriter, generated: Generated, queueWaitMs: n
     type: "final",
     reply: r.reply,
     stop_reason: r.stopReason,
+    ...(r.toolCalls === undefined ? {} : { tool_calls: r.toolCalls }),
     usage: { prompt_tokens: r.promptTokens, cached_prompt_tokens: r.cachedPromptTokens, completion_tokens: r.completionTokens },
     timings: {
       queue_wait_ms: queueWaitMs,
