@@ -35,7 +35,7 @@ const KEYWORDS: Record<string, ReadonlySet<string>> = {
   primitive: new Set(["type"]),
   const: new Set(["const"]),
   enum: new Set(["enum"]),
-  oneOf: new Set(["oneOf"]),
+  oneOf: new Set(["oneOf", "anyOf"]),
   $ref: new Set(["$ref"]),
 };
 
@@ -148,7 +148,7 @@ function kindOf(schema: Record<string, unknown>, path: Path): string {
 }
 
 function unsupported(keyword: string, kind: string): string {
-  const where = kind === "primitive" ? "this type" : kind === "schema" ? "a schema" : `a ${kind} schema`;
+  const where = kind === "primitive" ? "this type" : kind === "schema" ? "a schema" : `${/^[aeiou]/.test(kind) ? "an" : "a"} ${kind} schema`;
   return `${JSON.stringify(keyword)} on ${where} cannot be expressed by the grammar; remove it (the worker's grammar supports type, properties, required, additionalProperties, items, prefixItems, min/max items, properties and length, enum, const, anyOf/oneOf, $defs/$ref, date and time formats)`;
 }
 

@@ -3,15 +3,20 @@
  * `chat.completion.chunk` stream (role first, then content, then finish_reason, then usage
  * when asked, then `data: [DONE]`).
  *
- * finish_reason: "stop" or "length" as the worker reports them; a cancelled reply ends
- * with "stop" (OpenAI has no word for it; the native API says "cancelled").
+ * finish_reason: "stop", "length" or "tool_calls" as the worker reports them; a cancelled
+ * reply ends with "stop" (OpenAI has no word for it; the native API says "cancelled").
+ *
+ * Tool calls stream as OpenAI streams them: per call, a chunk with its index, id, type and
+ * name (arguments ""), then its arguments. The worker reports a call once it is whole, so
+ * the arguments come in one fragment.
  */
-import type { FinalEvent, Usage } from "../../contracts/records.js";
+import type { FinalEvent, ToolCall, Usage } from "../../contracts/records.js";
 
-export type FinishReason = "stop" | "length";
+export type FinishReason = "stop" | "length" | "tool_calls";
 
 export function finishReason(final: FinalEvent): FinishReason {
-  return final.stop_reason === "length" ? "length" : "stop";
+  if (final.stop_reason === "length" || final.stop_reason === "tool_calls") return final.stop_reason;
+  return "stop";
 }
 
 export function completionId(requestId: string): string {
@@ -43,7 +48,13 @@ export function completion(meta: CompletionMeta, final: FinalEvent) {
     choices: [
       {
         index: 0,
-        message: { role: "assistant" as const, content: final.reply, refusal: null },
+        message: {
+          role: "assistant" as const,
+          // OpenAI sends null content beside tool calls when there is no text.
+          content: final.tool_calls && final.reply === "" ? null : final.reply,
+          refusal: null,
+          ...(final.tool_calls ? { tool_calls: final.tool_calls } : {}),
+        },
         logprobs: null,
         finish_reason: finishReason(final),
       },
@@ -53,9 +64,23 @@ export function completion(meta: CompletionMeta, final: FinalEvent) {
   };
 }
 
+export interface ChunkDelta {
+  role?: "assistant";
+  content?: string;
+  tool_calls?: Array<{ index: number; id?: string; type?: "function"; function: { name?: string; arguments: string } }>;
+}
+
+/** The chunks that stream `calls`: for each, its head (index, id, name), then its arguments. */
+export function toolCallDeltas(calls: readonly ToolCall[]): ChunkDelta[] {
+  return calls.flatMap((c, index) => [
+    { tool_calls: [{ index, id: c.id, type: "function" as const, function: { name: c.function.name, arguments: "" } }] },
+    { tool_calls: [{ index, function: { arguments: c.function.arguments } }] },
+  ]);
+}
+
 export function chunk(
   meta: CompletionMeta,
-  delta: { role?: "assistant"; content?: string },
+  delta: ChunkDelta,
   finish: FinishReason | null,
   includeUsage: boolean,
 ) {
@@ -83,9 +108,3 @@ export function usageChunk(meta: CompletionMeta, usage: Usage) {
     usage: openAiUsage(usage),
   };
 }
-
-export function sseData(value: unknown): string {
-  return `data: ${JSON.stringify(value)}\n\n`;
-}
-
-export const SSE_DONE = "data: [DONE]\n\n";

@@ -11,8 +11,8 @@ import type { GatewayDeps } from "../app.js";
 import { ApiError, errorBody, notFound, parseInput } from "../errors.js";
 import { assertNotForeign, awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
-import { SSE_DONE, chunk, completion, sseData, usageChunk, type CompletionMeta } from "../openai/response.js";
-import { KEEPALIVE } from "../sse.js";
+import { chunk, completion, finishReason, toolCallDeltas, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
+import { SseWriter } from "../sse.js";
 import { objectBody } from "./schemas.js";
 
 const openai = { config: { dialect: "openai" as const } };
@@ -74,40 +74,29 @@ function streamCompletion(
   input: CompletionInput,
   meta: CompletionMeta,
 ): void {
-  const res = reply.raw;
   reply.hijack();
-  res.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache, no-transform",
-    connection: "keep-alive",
-    "x-accel-buffering": "no",
-    "x-request-id": turn.request_id,
-  });
-  res.write(sseData(chunk(meta, { role: "assistant", content: "" }, null, input.includeUsage)));
+  const sse = new SseWriter(reply.raw, deps.config.sseKeepaliveMs, { "x-request-id": turn.request_id });
+  const send = (delta: ChunkDelta, finish: FinishReason | null = null) => sse.data(chunk(meta, delta, finish, input.includeUsage));
+  send({ role: "assistant", content: "" });
 
   // What the client has been sent, and what the current attempt has generated: a worker
   // that takes over a request runs it again, and only text beyond what was sent goes out.
   let sent = "";
   let attemptText = "";
-  let ended = false;
   let stop: (() => void) | null = null;
-  const keepalive = setInterval(() => res.write(KEEPALIVE), deps.config.sseKeepaliveMs);
   const end = () => {
-    if (ended) return;
-    ended = true;
-    clearInterval(keepalive);
     stop?.();
-    if (!res.writableEnded) res.end();
+    sse.end();
   };
   const sendText = (text: string) => {
     attemptText += text;
     if (attemptText.length <= sent.length) return;
     const fresh = attemptText.slice(sent.length);
     sent = attemptText;
-    res.write(sseData(chunk(meta, { content: fresh }, null, input.includeUsage)));
+    send({ content: fresh });
   };
   const onEvent = (event: ChatEvent) => {
-    if (ended) return;
+    if (sse.ended) return;
     switch (event.type) {
       case "start":
         attemptText = "";
@@ -117,23 +106,23 @@ function streamCompletion(
       case "final":
         // A re-announced final comes without its deltas: send what the client lacks.
         if (event.reply.length > sent.length && event.reply.startsWith(attemptText)) sendText(event.reply.slice(attemptText.length));
-        res.write(sseData(chunk(meta, {}, event.stop_reason === "length" ? "length" : "stop", input.includeUsage)));
-        if (input.includeUsage) res.write(sseData(usageChunk(meta, event.usage)));
-        res.write(SSE_DONE);
+        for (const delta of toolCallDeltas(event.tool_calls ?? [])) send(delta);
+        send({}, finishReason(event));
+        if (input.includeUsage) sse.data(usageChunk(meta, event.usage));
+        sse.done();
         return setImmediate(end);
       case "error":
-        res.write(sseData(errorBody(errorOfEvent(event), "openai")));
+        sse.data(errorBody(errorOfEvent(event), "openai"));
         return setImmediate(end);
     }
   };
-  res.on("close", () => {
-    const early = !ended;
-    end();
+  sse.onClose((early) => {
+    stop?.();
     if (early) void cancelForDisconnect(deps, request, turn);
   });
   stop = deps.hub.follow(turn.request_id, null, onEvent);
   if (stop === null) {
-    res.write(sseData(errorBody(new ApiError("generation_failed", "the request is no longer tracked"), "openai")));
+    sse.data(errorBody(new ApiError("generation_failed", "the request is no longer tracked"), "openai"));
     end();
   }
 }
