@@ -71,8 +71,10 @@ function normalize(schema: unknown, path: Path, depth: number): Record<string, J
     if (!isObject(defs)) throw new SchemaProblem([...path, key], "must be an object of schemas");
     out.$defs = Object.fromEntries(Object.entries(defs).map(([name, d]) => [name, normalize(d, [...path, key, name], depth + 1)]));
   }
-  const rest = given.filter((k) => k !== "description" && k !== "$defs" && k !== "definitions");
   const kind = kindOf(schema, path);
+  // Beside enum, const or a union, `type` says nothing the values or branches do not.
+  const redundantType = kind === "const" || kind === "enum" || kind === "oneOf";
+  const rest = given.filter((k) => k !== "description" && k !== "$defs" && k !== "definitions" && !(redundantType && k === "type"));
   const allowed = KEYWORDS[kind]!;
   const unknown = rest.find((k) => !allowed.has(k));
   if (unknown !== undefined) throw new SchemaProblem([...path, unknown], unsupported(unknown, kind));

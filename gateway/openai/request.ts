@@ -15,7 +15,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { MAX_CONTEXT_MESSAGES, SCHEMA_VERSION, generationParamFields, checkParamCombination, toolCallSchema, type ContextMessage, type TurnRequest } from "../../contracts/records.js";
+import { MAX_CONTEXT_MESSAGES, MAX_TOOLS, SCHEMA_VERSION, generationParamFields, checkParamCombination, toolCallSchema, type ContextMessage, type TurnRequest } from "../../contracts/records.js";
 import { ApiError, parseInput } from "../errors.js";
 import { paramsOf, stopInput } from "../routes/schemas.js";
 
@@ -42,6 +42,11 @@ const textPart = z
 const contentOf = (content: string | Array<{ text: string }> | null | undefined) =>
   content == null ? "" : typeof content === "string" ? content : content.map((p) => p.text).join("");
 
+/** A tool call as clients echo it: the openai client's parse() helpers add parsed_arguments. */
+const echoedToolCall = toolCallSchema
+  .extend({ function: toolCallSchema.shape.function.extend({ parsed_arguments: z.unknown().optional() }) })
+  .transform((c) => ({ id: c.id, type: c.type, function: { name: c.function.name, arguments: c.function.arguments } }));
+
 function messageSchema(maxChars: number) {
   return z
     .object({
@@ -54,10 +59,12 @@ function messageSchema(maxChars: number) {
         })
         .nullish(),
       name: z.string().max(256).optional(),
-      tool_calls: z.array(toolCallSchema).max(128).nullish(),
+      tool_calls: z.array(echoedToolCall).max(MAX_TOOLS).nullish(),
       tool_call_id: z.string().min(1).max(256).optional(),
-      // What clients echo back from an assistant message of ours: accepted, ignored.
+      // What clients echo back from an assistant message of ours (the openai client's
+      // parse() adds `parsed`): accepted, ignored.
       refusal: z.string().nullish(),
+      parsed: z.unknown().optional(),
       annotations: z.array(z.unknown()).nullish(),
       audio: z.null().optional(),
       function_call: z.null().optional(),
