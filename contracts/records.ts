@@ -33,6 +33,8 @@ const between = (base: z.ZodNumber, min: number, max: number) => base.min(min, `
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_CHARS = 256;
 export const MAX_TOOLS = 128;
+/** The most choices (n) one request may ask for; each takes a sequence of the owning worker. */
+export const MAX_CHOICES = 4;
 /** Names of functions and of json_schema formats, as OpenAI allows them. */
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const functionName = z.string({ required_error: "is required" }).regex(FUNCTION_NAME, "must be 1-64 letters, digits, '_' or '-'");
@@ -128,6 +130,8 @@ export const generationParamFields = {
   tools: z.array(toolSchema).min(1, "must hold at least one tool").max(MAX_TOOLS, `must hold at most ${MAX_TOOLS} tools`),
   tool_choice: toolChoiceSchema,
   parallel_tool_calls: z.boolean(),
+  /** Choices generated side by side; choice i samples with seed + i when a seed is given. */
+  n: between(integer(), 1, MAX_CHOICES),
 };
 
 /** Parameters that only make sense together; the path names the one to fix. */
@@ -264,6 +268,14 @@ export const usageSchema = z.object({
 });
 export type Usage = z.infer<typeof usageSchema>;
 
+export const choiceSchema = z.object({
+  index: z.number().int().min(0).max(MAX_CHOICES - 1),
+  reply: z.string(),
+  stop_reason: stopReasonSchema,
+  tool_calls: z.array(toolCallSchema).optional(),
+});
+export type Choice = z.infer<typeof choiceSchema>;
+
 /** All in milliseconds. */
 export const timingsSchema = z.object({
   /** From the gateway accepting the request to the worker starting it. */
@@ -303,6 +315,8 @@ export const deltaEventSchema = z.object({
   ...eventBase,
   type: z.literal("delta"),
   text: z.string().min(1),
+  /** Which choice the text belongs to, for a request with n > 1; absent means 0. */
+  choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
 });
 export const finalEventSchema = z.object({
   ...eventBase,
@@ -311,6 +325,11 @@ export const finalEventSchema = z.object({
   stop_reason: stopReasonSchema,
   /** The calls the model made instead of (or after) replying; stop_reason is then tool_calls. */
   tool_calls: z.array(toolCallSchema).optional(),
+  /**
+   * Every choice of a request with n > 1, by index (`reply`, `stop_reason` and `tool_calls`
+   * above are choice 0's); `usage.completion_tokens` counts them all.
+   */
+  choices: z.array(choiceSchema).optional(),
   usage: usageSchema,
   timings: timingsSchema,
 });

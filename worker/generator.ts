@@ -4,7 +4,7 @@
  * for the model), so any chat GGUF works without per-model prompt code.
  */
 import { LlamaChat, type ChatHistoryItem, type LLamaChatGenerateResponseOptions, type LlamaContextSequence } from "node-llama-cpp";
-import type { GenerationParams, StopReason, ToolCall } from "../contracts/records.js";
+import type { Choice, GenerationParams, StopReason, ToolCall } from "../contracts/records.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import { grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";
@@ -32,6 +32,8 @@ export interface GenerateResult {
   generationMs: number;
   /** The calls the model made (stopReason "tool_calls"), when the request had tools. */
   toolCalls?: ToolCall[];
+  /** Every choice of a request with n > 1 (worker/choices.ts); the fields above are choice 0's. */
+  choices?: Choice[];
 }
 
 /** LlamaChat generates the reply to an empty model turn at the end of the history. */

@@ -38,6 +38,7 @@ import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
 import { stopCauseOf, type Cancellations } from "./cancellations.js";
 import { appliedResult, applyTurn, newConversation, openConversation, promptFor, recordApplied } from "./conversation.js";
+import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { EventWriter } from "./event-writer.js";
@@ -164,7 +165,7 @@ async function chatTurn(
   let generated: Generated;
   let cancelLatencyMs: number | null = null;
   try {
-    generated = await generateStreaming(request, prompt, events, stop, ctx);
+    generated = (request.params?.n ?? 1) > 1 ? await choicesOf(request, prompt, events, stop, ctx) : await generateStreaming(request, prompt, events, stop, ctx);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
@@ -242,6 +243,17 @@ async function generateStreaming(
   }
 }
 
+/** n > 1 (worker/choices.ts), as a Generated: never throws for a generation failure. */
+async function choicesOf(request: TurnRequest, prompt: ChatMessage[], events: EventWriter, signal: AbortSignal, ctx: TurnContext): Promise<Generated> {
+  try {
+    return { ok: true, result: await generateChoices(request, prompt, events, signal, ctx) };
+  } catch (err) {
+    const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
+    ctx.logger.warn({ request_id: request.request_id, code: error.code, err }, "generation failed");
+    return { ok: false, error };
+  }
+}
+
 function terminalEvent(events: EventWriter, generated: Generated, queueWaitMs: number): FinalEvent | ErrorEvent {
   if (!generated.ok) {
     const { error } = generated;
@@ -253,6 +265,7 @@ function terminalEvent(events: EventWriter, generated: Generated, queueWaitMs: n
     reply: r.reply,
     stop_reason: r.stopReason,
     ...(r.toolCalls === undefined ? {} : { tool_calls: r.toolCalls }),
+    ...(r.choices === undefined ? {} : { choices: r.choices }),
     usage: { prompt_tokens: r.promptTokens, cached_prompt_tokens: r.cachedPromptTokens, completion_tokens: r.completionTokens },
     timings: {
       queue_wait_ms: queueWaitMs,

@@ -19,9 +19,6 @@ import { MAX_CONTEXT_MESSAGES, MAX_TOOLS, SCHEMA_VERSION, generationParamFields,
 import { ApiError, parseInput } from "../errors.js";
 import { paramsOf, stopInput } from "../routes/schemas.js";
 
-/** The most choices (n) a request may ask for; today the workers generate one. */
-export const MAX_CHOICES = 1;
-
 /** Parameters OpenAI defines that this server refuses when they are set, and why. */
 const UNSUPPORTED = new Map<string, string>(Object.entries({
   functions: "the deprecated functions API is not supported; send tools",
@@ -111,7 +108,7 @@ function bodySchema(maxChars: number) {
       tools: f.tools.nullish(),
       tool_choice: f.tool_choice.nullish(),
       parallel_tool_calls: f.parallel_tool_calls.nullish(),
-      n: z.number().int("must be an integer").min(1, "must be >= 1").max(MAX_CHOICES, `only n=${MAX_CHOICES} is supported`).nullish(),
+      n: f.n.nullish(),
       logprobs: neutral(false, "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend"),
       logit_bias: z.object({}, { errorMap: () => ({ message: "logit_bias is not supported (only {} is accepted)" }) }).strict("logit_bias is not supported (only {} is accepted)").nullish(),
       // Sent by common clients without being asked; they change nothing about the reply.
@@ -175,6 +172,8 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
     tools: body.tools,
     tool_choice: body.tool_choice,
     parallel_tool_calls: body.parallel_tool_calls,
+    // n=1 is the default: not worth carrying.
+    n: body.n === 1 ? undefined : body.n,
   });
   const base: Omit<TurnRequest, "conversation_id" | "content"> = {
     v: SCHEMA_VERSION,
@@ -200,6 +199,9 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
       "tools: tool calling is not supported with X-Conversation-Id yet (the server-side memory keeps text messages only); send the whole conversation without the header",
       { param: body.tools != null ? "tools" : "messages" },
     );
+  }
+  if (body.n != null && body.n > 1) {
+    throw new ApiError("invalid_request", "n: more than one choice is not supported with X-Conversation-Id (the memory keeps one reply per turn)", { param: "n" });
   }
   const system = messages.filter((m) => m.role === "system").at(-1);
   return { ...base, conversation_id: conversationId, content: last.content, ...(system === undefined ? {} : { system: system.content }) };

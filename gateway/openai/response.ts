@@ -10,13 +10,18 @@
  * name (arguments ""), then its arguments. The worker reports a call once it is whole, so
  * the arguments come in one fragment.
  */
-import type { FinalEvent, ToolCall, Usage } from "../../contracts/records.js";
+import type { Choice, FinalEvent, ToolCall, Usage } from "../../contracts/records.js";
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 
-export function finishReason(final: FinalEvent): FinishReason {
+export function finishReason(final: Pick<FinalEvent, "stop_reason">): FinishReason {
   if (final.stop_reason === "length" || final.stop_reason === "tool_calls") return final.stop_reason;
   return "stop";
+}
+
+/** The choices of a final event: its `choices` for n > 1, else the one it is. */
+export function choicesOf(final: FinalEvent): Choice[] {
+  return final.choices ?? [{ index: 0, reply: final.reply, stop_reason: final.stop_reason, ...(final.tool_calls ? { tool_calls: final.tool_calls } : {}) }];
 }
 
 export function completionId(requestId: string): string {
@@ -45,20 +50,18 @@ export function completion(meta: CompletionMeta, final: FinalEvent) {
     object: "chat.completion" as const,
     created: meta.created,
     model: meta.model,
-    choices: [
-      {
-        index: 0,
-        message: {
-          role: "assistant" as const,
-          // OpenAI sends null content beside tool calls when there is no text.
-          content: final.tool_calls && final.reply === "" ? null : final.reply,
-          refusal: null,
-          ...(final.tool_calls ? { tool_calls: final.tool_calls } : {}),
-        },
-        logprobs: null,
-        finish_reason: finishReason(final),
+    choices: choicesOf(final).map((c) => ({
+      index: c.index,
+      message: {
+        role: "assistant" as const,
+        // OpenAI sends null content beside tool calls when there is no text.
+        content: c.tool_calls && c.reply === "" ? null : c.reply,
+        refusal: null,
+        ...(c.tool_calls ? { tool_calls: c.tool_calls } : {}),
       },
-    ],
+      logprobs: null,
+      finish_reason: finishReason(c),
+    })),
     usage: openAiUsage(final.usage),
     system_fingerprint: null,
   };
@@ -83,6 +86,7 @@ export function chunk(
   delta: ChunkDelta,
   finish: FinishReason | null,
   includeUsage: boolean,
+  index = 0,
 ) {
   return {
     id: completionId(meta.requestId),
@@ -90,7 +94,7 @@ export function chunk(
     created: meta.created,
     model: meta.model,
     system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index, delta, logprobs: null, finish_reason: finish }],
     // With include_usage, every chunk carries usage: null except the last one.
     ...(includeUsage ? { usage: null } : {}),
   };

@@ -11,7 +11,7 @@ import type { GatewayDeps } from "../app.js";
 import { ApiError, errorBody, notFound, parseInput } from "../errors.js";
 import { assertNotForeign, awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
-import { chunk, completion, finishReason, toolCallDeltas, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
+import { choicesOf, chunk, completion, finishReason, toolCallDeltas, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
 import { SseWriter } from "../sse.js";
 import { objectBody } from "./schemas.js";
 
@@ -76,38 +76,44 @@ function streamCompletion(
 ): void {
   reply.hijack();
   const sse = new SseWriter(reply.raw, deps.config.sseKeepaliveMs, { "x-request-id": turn.request_id });
-  const send = (delta: ChunkDelta, finish: FinishReason | null = null) => sse.data(chunk(meta, delta, finish, input.includeUsage));
-  send({ role: "assistant", content: "" });
+  const send = (delta: ChunkDelta, finish: FinishReason | null = null, index = 0) => sse.data(chunk(meta, delta, finish, input.includeUsage, index));
+  const n = turn.params?.n ?? 1;
+  for (let i = 0; i < n; i++) send({ role: "assistant", content: "" }, null, i);
 
-  // What the client has been sent, and what the current attempt has generated: a worker
-  // that takes over a request runs it again, and only text beyond what was sent goes out.
-  let sent = "";
-  let attemptText = "";
+  // Per choice, what the client has been sent and what the current attempt has generated:
+  // a worker that takes over a request runs it again, and only text beyond what was sent
+  // goes out.
+  const sent: string[] = Array.from({ length: n }, () => "");
+  let attemptText: string[] = Array.from({ length: n }, () => "");
   let stop: (() => void) | null = null;
   const end = () => {
     stop?.();
     sse.end();
   };
-  const sendText = (text: string) => {
-    attemptText += text;
-    if (attemptText.length <= sent.length) return;
-    const fresh = attemptText.slice(sent.length);
-    sent = attemptText;
-    send({ content: fresh });
+  const sendText = (index: number, text: string) => {
+    const attempt = (attemptText[index] ?? "") + text;
+    attemptText[index] = attempt;
+    const already = sent[index] ?? "";
+    if (attempt.length <= already.length) return;
+    sent[index] = attempt;
+    send({ content: attempt.slice(already.length) }, null, index);
   };
   const onEvent = (event: ChatEvent) => {
     if (sse.ended) return;
     switch (event.type) {
       case "start":
-        attemptText = "";
+        attemptText = Array.from({ length: n }, () => "");
         return;
       case "delta":
-        return sendText(event.text);
+        return sendText(event.choice ?? 0, event.text);
       case "final":
-        // A re-announced final comes without its deltas: send what the client lacks.
-        if (event.reply.length > sent.length && event.reply.startsWith(attemptText)) sendText(event.reply.slice(attemptText.length));
-        for (const delta of toolCallDeltas(event.tool_calls ?? [])) send(delta);
-        send({}, finishReason(event));
+        for (const c of choicesOf(event)) {
+          // A re-announced final comes without its deltas: send what the client lacks.
+          const attempt = attemptText[c.index] ?? "";
+          if (c.reply.length > (sent[c.index] ?? "").length && c.reply.startsWith(attempt)) sendText(c.index, c.reply.slice(attempt.length));
+          for (const delta of toolCallDeltas(c.tool_calls ?? [])) send(delta, null, c.index);
+          send({}, finishReason(c), c.index);
+        }
         if (input.includeUsage) sse.data(usageChunk(meta, event.usage));
         sse.done();
         return setImmediate(end);

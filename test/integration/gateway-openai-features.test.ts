@@ -42,8 +42,8 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     const common = stackEnv(kafka.brokers, prefix, 4);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `team:${KEY}`, MODEL_NAME: MODEL });
     workers = [
-      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "1" }, "worker-a"),
-      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "1" }, "worker-b"),
+      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4" }, "worker-a"),
+      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4" }, "worker-b"),
     ];
     client = new OpenAI({ baseURL: `${gateway.baseUrl}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
     api = apiClient(gateway.baseUrl, KEY);
@@ -240,6 +240,31 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     const answer = await llm.bindTools([getWeather], { tool_choice: "none" }).invoke([question, ai, result]);
     assert.equal(typeof answer.content, "string");
     assert.ok((answer.content as string).length > 0);
+  });
+
+  it("generates n choices side by side, each with its index, streamed by index", async () => {
+    const whole = await client.chat.completions.create({ model: MODEL, messages: user("The cat"), max_tokens: 24, temperature: 1, seed: 7, n: 4 });
+    assert.deepEqual(whole.choices.map((c) => c.index), [0, 1, 2, 3]);
+    for (const c of whole.choices) assert.ok(c.message.content!.length > 0 && (c.finish_reason === "stop" || c.finish_reason === "length"));
+    assert.equal(new Set(whole.choices.map((c) => c.message.content)).size, 4, "choice i samples with seed + i: four different replies");
+    const status = await api("GET", `/v1/requests/${whole.id.replace(/^chatcmpl-/, "")}`);
+    assert.equal(whole.usage!.completion_tokens, status.body.usage.completion_tokens);
+    assert.ok(whole.usage!.completion_tokens > 24, "completion tokens count every choice");
+
+    const stream = await client.chat.completions.create({ model: MODEL, messages: user("The cat"), max_tokens: 24, temperature: 1, seed: 7, n: 2, stream: true });
+    const texts = ["", ""];
+    const finishes: number[] = [];
+    for await (const c of stream) {
+      for (const choice of c.choices) {
+        if (choice.delta.content) {
+          texts[choice.index] += choice.delta.content;
+        }
+        if (choice.finish_reason) finishes.push(choice.index);
+      }
+    }
+    assert.ok(texts.every((t) => t.length > 0), JSON.stringify(texts));
+    assert.deepEqual(finishes.sort(), [0, 1]);
+    assert.notEqual(texts[0], texts[1]);
   });
 
   it("accepts and ignores what clients send unasked; refuses an unknown field by name", async () => {

@@ -136,7 +136,7 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
   it("refuses what it cannot do with OpenAI-shaped 400s naming the parameter", async () => {
     const base = { model: MODEL, messages: [{ role: "user" as const, content: "Hi" }] };
     const cases: Array<[Record<string, unknown>, string, RegExp]> = [
-      [{ n: 2 }, "n", /only n=1/],
+      [{ n: 5 }, "n", /n: must be <= 4/],
       [{ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { x: {} } } } }] }, "tools.0.function.parameters.properties.x", /needs a type/],
       [{ stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4 stop texts/],
       [{ max_tokens: 0 }, "max_tokens", /max_tokens: must be >= 1/],

@@ -5,9 +5,9 @@ import { parseCompletionBody, toTurnRequest } from "../../../gateway/openai/requ
 
 const parse = (body: Record<string, unknown>) => parseCompletionBody({ model: "m", ...body }, 1000);
 
-function rejects(body: Record<string, unknown>, param: string | null, message: RegExp): void {
+function rejects(body: Record<string, unknown>, param: string | null, message: RegExp, conversationId: string | null = null): void {
   assert.throws(
-    () => toTurnRequest(parse(body), "t", null),
+    () => toTurnRequest(parse(body), "t", conversationId),
     (err: unknown) => {
       assert.ok(err instanceof ApiError, String(err));
       assert.equal(err.code, "invalid_request");
@@ -60,7 +60,8 @@ describe("OpenAI chat completion bodies", () => {
   it("refuses what it cannot honour, naming the parameter", () => {
     const user = [{ role: "user", content: "x" }];
     rejects({ messages: user, tools: [] }, "tools", /at least one tool/);
-    rejects({ messages: user, n: 3 }, "n", /only n=1/);
+    rejects({ messages: user, n: 5 }, "n", /must be <= 4/);
+    rejects({ messages: user, n: 2 }, "n", /not supported with X-Conversation-Id/, "conv-1");
     rejects({ messages: user, logprobs: true }, "logprobs", /logprobs are not supported: node-llama-cpp/);
     rejects({ messages: user, top_logprobs: 2 }, "top_logprobs", /reports no token probabilities/);
     rejects({ messages: user, logit_bias: { "50256": -100 } }, "logit_bias", /logit_bias is not supported/);
@@ -95,6 +96,11 @@ describe("OpenAI chat completion bodies", () => {
 
 describe("OpenAI sampling and output parameters", () => {
   const user = [{ role: "user", content: "x" }];
+
+  it("carries n (choices) in the record, but not the default n=1", () => {
+    assert.deepEqual(toTurnRequest(parse({ messages: user, n: 4 }), "t", null).params, { n: 4 });
+    assert.equal(toTurnRequest(parse({ messages: user, n: 1 }), "t", null).params, undefined);
+  });
 
   it("carries stop, seed and the penalties in the record", () => {
     const turn = toTurnRequest(parse({ messages: user, stop: "\n\n", seed: -7, presence_penalty: 1.5, frequency_penalty: -0.5 }), "t", null);
