@@ -47,7 +47,25 @@ type Path = Array<string | number>;
  * grammar cannot express. Idempotent: a normalized schema comes back equal.
  */
 export function normalizeJsonSchema(schema: unknown): Record<string, Json> {
-  return normalize(schema, [], 0);
+  const normalized = normalize(schema, [], 0);
+  checkRefs(normalized, [], new Set());
+  return normalized;
+}
+
+/** Every $ref names a definition of its own schema or of one around it. */
+function checkRefs(schema: Json, path: Path, defined: ReadonlySet<string>): void {
+  if (Array.isArray(schema)) return schema.forEach((s, i) => checkRefs(s, [...path, i], defined));
+  if (typeof schema !== "object" || schema === null) return;
+  const defs = schema.$defs;
+  const inScope = defs && typeof defs === "object" && !Array.isArray(defs) ? new Set([...defined, ...Object.keys(defs)]) : defined;
+  const ref = schema.$ref;
+  if (typeof ref === "string" && !inScope.has(ref.slice("#/$defs/".length))) {
+    throw new SchemaProblem([...path, "$ref"], `names ${JSON.stringify(ref)}, which no $defs around it defines`);
+  }
+  for (const [key, value] of Object.entries(schema)) {
+    // Enum and const values are data, not schemas.
+    if (key !== "enum" && key !== "const") checkRefs(value, [...path, key], inScope);
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -110,6 +128,7 @@ function normalize(schema: unknown, path: Path, depth: number): Record<string, J
     case "string":
       out.type = "string";
       for (const k of ["minLength", "maxLength"] as const) if (schema[k] !== undefined) out[k] = count(schema[k], [...path, k]);
+      ordered(out, "minLength", "maxLength", path);
       if (schema.format !== undefined) {
         if (typeof schema.format !== "string" || !STRING_FORMATS.has(schema.format)) {
           throw new SchemaProblem([...path, "format"], `format ${JSON.stringify(schema.format)} cannot be expressed by the grammar (supported: date-time, time, date)`);
@@ -167,7 +186,7 @@ function objectSchema(schema: Record<string, unknown>, path: Path, depth: number
       throw new SchemaProblem([...path, "required"], "must be an array of property names");
     }
     const props = isObject(schema.properties) ? schema.properties : {};
-    const missing = schema.required.find((r) => !(r in props));
+    const missing = schema.required.find((r) => !Object.hasOwn(props, r));
     if (missing !== undefined) throw new SchemaProblem([...path, "required"], `names ${JSON.stringify(missing)}, which is not in properties`);
     out.required = schema.required;
   }
@@ -176,6 +195,7 @@ function objectSchema(schema: Record<string, unknown>, path: Path, depth: number
     out.additionalProperties = typeof extra === "boolean" ? extra : normalize(extra, [...path, "additionalProperties"], depth + 1);
   }
   for (const k of ["minProperties", "maxProperties"] as const) if (schema[k] !== undefined) out[k] = count(schema[k], [...path, k]);
+  ordered(out, "minProperties", "maxProperties", path);
   return out;
 }
 
@@ -187,6 +207,7 @@ function arraySchema(schema: Record<string, unknown>, path: Path, depth: number)
     out.prefixItems = schema.prefixItems.map((s, i) => normalize(s, [...path, "prefixItems", i], depth + 1));
   }
   for (const k of ["minItems", "maxItems"] as const) if (schema[k] !== undefined) out[k] = count(schema[k], [...path, k]);
+  ordered(out, "minItems", "maxItems", path);
   return out;
 }
 
@@ -195,7 +216,18 @@ function primitive(value: unknown, path: Path): Json {
   throw new SchemaProblem(path, "only strings, numbers, booleans and null can be expressed by the grammar here");
 }
 
+/** Bounds llama.cpp expands into grammar rules: kept to what a reply can hold. */
+const MAX_COUNT = 32_000;
+
 function count(value: unknown, path: Path): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0) throw new SchemaProblem(path, "must be a non-negative integer");
+  if (value > MAX_COUNT) throw new SchemaProblem(path, `must be at most ${MAX_COUNT}`);
   return value;
+}
+
+/** min ≤ max, or no value satisfies the schema and the grammar admits nothing. */
+function ordered(out: Record<string, Json>, min: string, max: string, path: Path): void {
+  if (typeof out[min] === "number" && typeof out[max] === "number" && (out[min] as number) > (out[max] as number)) {
+    throw new SchemaProblem([...path, min], `must not exceed ${max}`);
+  }
 }

@@ -56,6 +56,10 @@ describe("JSON schemas for the grammar", () => {
     problem({ type: "object", required: ["x"] }, "required", /"x", which is not in properties/);
     problem({ type: "array", items: { type: "array", uniqueItems: true } }, "items.uniqueItems", /"uniqueItems" on an array schema/);
     problem([], "", /must be a JSON Schema object/);
+    problem({ type: "string", minLength: 5, maxLength: 2 }, "minLength", /must not exceed maxLength/);
+    problem({ type: "array", items: { type: "string" }, maxItems: 1e9 }, "maxItems", /must be at most 32000/);
+    problem({ type: "object", properties: { a: { $ref: "#/$defs/Missing" } }, $defs: { B: { type: "string" } } }, "properties.a.$ref", /which no \$defs around it defines/);
+    problem({ type: "object", properties: {}, required: ["constructor"] }, "required", /"constructor", which is not in properties/);
     let deep: Record<string, unknown> = { type: "string" };
     for (let i = 0; i < 40; i++) deep = { type: "array", items: deep };
     assert.throws(() => normalizeJsonSchema(deep), /nests deeper than 32 levels/);
