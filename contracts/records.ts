@@ -221,11 +221,21 @@ export const turnRequestSchema = z
      * neither read nor written. `content` is then the last user message.
      */
     context: z.array(contextMessageSchema).max(MAX_CONTEXT_MESSAGES).optional(),
+    /**
+     * A turn with memory that answers the tool calls of the conversation's last reply: these
+     * results are the new messages, and `content` is empty.
+     */
+    tool_results: z
+      .array(z.object({ tool_call_id: z.string().min(1).max(256), content: z.string().max(MAX_CONTENT_CHARS) }).strict())
+      .min(1)
+      .max(MAX_TOOLS)
+      .optional(),
   })
   .strict();
 
 function checkTurnContent(t: z.infer<typeof turnRequestSchema>, ctx: z.RefinementCtx): void {
-  const afterTools = t.context?.at(-1)?.role === "tool";
+  if (t.tool_results !== undefined && t.context !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_results"], message: "belongs to turns with memory; a stateless turn carries tool results in its context" });
+  const afterTools = t.context?.at(-1)?.role === "tool" || t.tool_results !== undefined;
   if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must not be empty" });
   if (t.content.length > 0 && afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must be empty after tool results" });
 }
@@ -377,8 +387,13 @@ export const APPLIED_WINDOW = 32;
 
 export const memoryMessageSchema = z
   .object({
-    role: z.enum(["user", "assistant"]),
+    /** "tool": a tool's result, answering one of the tool calls of the assistant message before it. */
+    role: z.enum(["user", "assistant", "tool"]),
     content: z.string(),
+    /** The calls an assistant message made (OpenAI route with tools). */
+    tool_calls: z.array(toolCallSchema).optional(),
+    /** The call a tool message answers. */
+    tool_call_id: z.string().min(1).max(256).optional(),
     /** The request that added it; absent for the greeting. */
     request_id: requestIdSchema.optional(),
     at: z.number().int().nonnegative(),

@@ -158,7 +158,7 @@ async function chatTurn(
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
   const prompt: ChatMessage[] = stateless
     ? [...request.context!, ...(request.content ? [{ role: "user" as const, content: request.content }] : [])]
-    : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt);
+    : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt, request.tool_results);
 
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
   const stop = record.revoked ? AbortSignal.any([signal, record.revoked]) : signal;
@@ -189,6 +189,8 @@ async function chatTurn(
         final,
         now: Date.now(),
         ...(request.system === undefined ? {} : { system: request.system }),
+        ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
+        ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
       },
       ctx.config.memory.maxTokens,
       ctx.countTokens,

@@ -192,19 +192,26 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
     }
     return { ...base, conversation_id: randomUUID(), content: afterTools ? "" : last.content, context };
   }
-  // A conversation's memory keeps text messages: tool calls need the stateless form.
-  if (body.tools != null || messages.some((m) => m.role === "tool" || m.tool_calls !== undefined)) {
-    throw new ApiError(
-      "invalid_request",
-      "tools: tool calling is not supported with X-Conversation-Id yet (the server-side memory keeps text messages only); send the whole conversation without the header",
-      { param: body.tools != null ? "tools" : "messages" },
-    );
+  // With memory, the news is the last user message, or the tool results after the last
+  // assistant message (they answer the calls of the conversation's last reply).
+  let lastAssistant = messages.length - 1;
+  while (lastAssistant >= 0 && messages[lastAssistant]!.role !== "assistant") lastAssistant--;
+  const trailing = messages.slice(lastAssistant + 1);
+  const toolResults = last.role === "tool" ? trailing.filter((m) => m.role === "tool").map((m) => ({ tool_call_id: m.tool_call_id!, content: m.content })) : undefined;
+  if (toolResults !== undefined && trailing.some((m) => m.role === "user")) {
+    throw new ApiError("invalid_request", "messages: with X-Conversation-Id, tool results end the messages after the last assistant message; send the user message in a turn of its own", { param: "messages" });
   }
   if (body.n != null && body.n > 1) {
     throw new ApiError("invalid_request", "n: more than one choice is not supported with X-Conversation-Id (the memory keeps one reply per turn)", { param: "n" });
   }
   const system = messages.filter((m) => m.role === "system").at(-1);
-  return { ...base, conversation_id: conversationId, content: last.content, ...(system === undefined ? {} : { system: system.content }) };
+  return {
+    ...base,
+    conversation_id: conversationId,
+    content: toolResults === undefined ? last.content : "",
+    ...(toolResults === undefined ? {} : { tool_results: toolResults }),
+    ...(system === undefined ? {} : { system: system.content }),
+  };
 }
 
 /** Each tool message answers a call an earlier assistant message made. */

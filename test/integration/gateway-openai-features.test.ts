@@ -192,6 +192,35 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     assert.ok(answered.usage!.prompt_tokens > alone.usage!.prompt_tokens + 10, "the call and its result are in the prompt");
   });
 
+  it("keeps tool calls and results in a conversation's memory and history (X-Conversation-Id)", async () => {
+    const conversation = `tools-memory-${prefix}`;
+    const headers = { "X-Conversation-Id": conversation };
+    const messages: OpenAI.ChatCompletionMessageParam[] = user("What is the weather in Rome?");
+    const called = await client.chat.completions.create(
+      { model: MODEL, messages, max_tokens: 80, temperature: 0, tools: [weatherTool], tool_choice: "required" },
+      { headers },
+    );
+    const call = called.choices[0]!.message.tool_calls![0]!;
+    assert.equal(called.choices[0]!.finish_reason, "tool_calls");
+    assert.ok(call.type === "function");
+    const answered = await client.chat.completions.create(
+      { model: MODEL, messages: [...messages, called.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "Rainy." }], max_tokens: 12, temperature: 0, tools: [weatherTool], tool_choice: "none" },
+      { headers },
+    );
+    const reply = answered.choices[0]!.message.content!;
+    assert.ok(reply.length > 0);
+    const history = await api("GET", `/v1/conversations/${conversation}/messages`);
+    assert.equal(history.status, 200, history.text);
+    const shape = history.body.messages.map((m: { role: string; content: string; tool_calls?: Array<{ id: string }>; tool_call_id?: string }) => [m.role, m.content, m.tool_calls?.[0]?.id ?? m.tool_call_id ?? null]);
+    assert.deepEqual(shape, [
+      ["user", "What is the weather in Rome?", null],
+      ["assistant", "", call.id],
+      ["tool", "Rainy.", call.id],
+      ["assistant", reply, null],
+    ]);
+    assert.equal(history.body.messages[1].tool_calls[0].function.arguments, call.function.arguments);
+  });
+
   it("streams a forced call as OpenAI does: index, id and name, then argument fragments", async () => {
     const timeTool = { type: "function" as const, function: { name: "get_time", parameters: { type: "object", properties: { zone: { type: "string", maxLength: 12 } }, required: ["zone"], additionalProperties: false } } };
     const stream = await client.chat.completions.create({

@@ -173,6 +173,11 @@ describe("OpenAI sampling and output parameters", () => {
     ]);
     rejects({ messages: [...messages.slice(0, 1), { role: "tool", tool_call_id: "call_9", content: "x" }] }, "messages.1.tool_call_id", /answers no tool call/);
     rejects({ messages: [{ role: "tool", content: "x" }] }, "messages.0.tool_call_id", /required on a tool message/);
-    assert.throws(() => toTurnRequest(parse({ messages, tools: [weather] }), "t", "conv-1"), /not supported with X-Conversation-Id/);
+    // With memory: the trailing tool results are the turn's news; the server has the rest.
+    const remembered = toTurnRequest(parse({ messages, tools: [weather] }), "t", "conv-1");
+    assert.equal(remembered.content, "");
+    assert.equal(remembered.context, undefined);
+    assert.deepEqual(remembered.tool_results, [{ tool_call_id: "call_1", content: "sunny" }]);
+    assert.deepEqual(remembered.params, { tools: [weather] });
   });
 });
