@@ -42,8 +42,8 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     const common = stackEnv(kafka.brokers, prefix, 4);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `team:${KEY}`, MODEL_NAME: MODEL });
     workers = [
-      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4" }, "worker-a"),
-      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4" }, "worker-b"),
+      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4", SESSION_TIMEOUT_MS: "6000" }, "worker-a"),
+      await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4", SESSION_TIMEOUT_MS: "6000" }, "worker-b"),
     ];
     client = new OpenAI({ baseURL: `${gateway.baseUrl}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
     api = apiClient(gateway.baseUrl, KEY);
@@ -316,5 +316,37 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
       client.chat.completions.create({ model: MODEL, messages: user("Hi"), logprobs: true }),
       (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === "logprobs" && /node-llama-cpp/.test(err.message),
     );
+  });
+
+  // Last: it kills a worker.
+  it("gives the same seeded reply after a takeover: the next owner re-runs it with the seed the record carries", async () => {
+    const body = { model: MODEL, messages: user("Tom and Sue went to the beach."), max_tokens: 400, temperature: 1 };
+    // A seed whose reply runs long enough to be killed in the middle of.
+    let seed = 0;
+    let alone: OpenAI.ChatCompletion | undefined;
+    for (const candidate of [11, 12, 13, 14, 15, 16, 17, 18]) {
+      const c = await client.chat.completions.create({ ...body, seed: candidate });
+      if (c.usage!.completion_tokens >= 200) {
+        [seed, alone] = [candidate, c];
+        break;
+      }
+    }
+    assert.ok(alone, "a seed with a reply of 200 tokens or more");
+    const { data: stream, response } = await client.chat.completions.create({ ...body, seed, stream: true }).withResponse();
+    const requestId = response.headers.get("x-request-id")!;
+    let text = "";
+    let killed: string | undefined;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? "";
+      if (killed === undefined && text.length > 0) {
+        killed = (await api("GET", `/v1/requests/${requestId}`)).body.worker_id as string;
+        await workers.find((w) => w.name === killed)!.stop("SIGKILL");
+      }
+    }
+    const status = await api("GET", `/v1/requests/${requestId}`);
+    assert.equal(status.body.status, "completed");
+    assert.notEqual(status.body.worker_id, killed, "the other worker finished it");
+    assert.equal(status.body.reply, alone.choices[0]!.message.content, "the same reply as alone, on the first worker");
+    assert.equal(text, status.body.reply, "the stream went on where it stopped");
   });
 });
