@@ -33,11 +33,12 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): v
     const header = request.headers["x-conversation-id"];
     let conversationId: string | null = null;
     if (header !== undefined) {
-      try {
-        conversationId = conversationIdSchema.parse(Array.isArray(header) ? header[0] : header);
-      } catch {
-        throw new ApiError("invalid_request", "X-Conversation-Id: 1-128 letters, digits, '.', '_', ':' or '-'", { param: "X-Conversation-Id" });
+      const parsed = conversationIdSchema.safeParse(Array.isArray(header) ? header[0] : header);
+      if (!parsed.success) {
+        // The record schema's own words, so the rule is stated where it is made.
+        throw new ApiError("invalid_request", `X-Conversation-Id: ${parsed.error.issues.map((i) => i.message).join("; ")}`, { param: "X-Conversation-Id" });
       }
+      conversationId = parsed.data;
       assertNotForeign(deps, conversationId, request.tenant);
     }
     const turn = toTurnRequest(input, request.tenant, conversationId);
