@@ -10,7 +10,7 @@ import { grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";
 import { forcedInstructions, forcedToolCalls, planTools, toChatHistory as historyOf, toolCall, type HistoryMessage, type ToolPlan } from "./tool-calls.js";
 
-/** A prompt message; tool calls and tool results only come in stateless (OpenAI-style) turns. */
+/** A prompt message; tool calls and tool results come only from the OpenAI route's tool calling. */
 export type ChatMessage = HistoryMessage;
 
 export interface GenerateInput {

@@ -2,10 +2,11 @@
  * POST /v1/chat/completions bodies: what is accepted, and how it becomes a turn request.
  *
  * Stateless by default, as OpenAI's API is: `messages` is the whole context, the last
- * message (a user's) is the turn, and nothing is remembered. With the header
- * X-Conversation-Id the server-side memory is used instead: the last user message is the
- * new turn, a system (or developer) message sets the conversation's system prompt, and the
- * earlier messages are ignored because the server remembers them.
+ * message (a user's, or the tool results after the model's calls) is the turn, and nothing
+ * is remembered. With the header X-Conversation-Id the server-side memory is used instead:
+ * the last user message (or the trailing tool results) is the new turn, a system (or
+ * developer) message sets the conversation's system prompt, and the earlier messages are
+ * ignored because the server remembers them.
  *
  * Every parameter the record carries is validated by the record schema's own fields
  * (contracts/records.ts). Parameters the server cannot honour are refused with a 400 naming

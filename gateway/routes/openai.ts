@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { conversationIdSchema, type ChatEvent, type TurnRequest } from "../../contracts/records.js";
 import type { GatewayDeps } from "../app.js";
-import { ApiError, errorBody, notFound, parseInput } from "../errors.js";
+import { ApiError, errorBody, notFound } from "../errors.js";
 import { assertNotForeign, awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
 import { choicesOf, chunk, completion, finishReason, toolCallDeltas, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
