@@ -150,6 +150,15 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     );
   });
 
+  it("holds a json_object reply to JSON", async () => {
+    const c = await client.chat.completions.create({ model: MODEL, messages: user("A cat as JSON."), max_tokens: 200, temperature: 0, response_format: { type: "json_object" } });
+    const text = c.choices[0]!.message.content!;
+    assert.match(text, /^\s*\{/, "the grammar admits only a JSON object");
+    // A reply cut by max_tokens is unfinished JSON, as with OpenAI; a finished one parses.
+    if (c.choices[0]!.finish_reason === "stop") assert.equal(typeof JSON.parse(text), "object");
+    else assert.equal(c.choices[0]!.finish_reason, "length");
+  });
+
   it("structures output through LangChain's withStructuredOutput", async () => {
     const llm = new ChatOpenAI({ model: MODEL, apiKey: KEY, temperature: 0, maxTokens: 120, maxRetries: 0, configuration: { baseURL: `${gateway.baseUrl}/v1` } });
     const cat = await llm.withStructuredOutput(Cat, { name: "cat", method: "jsonSchema" }).invoke("Describe a cat.");
