@@ -184,6 +184,22 @@ export const deltaEventSchema = z.object({
   /** Which choice the text belongs to, for a request with n > 1; absent means 0. */
   choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
 });
+/**
+ * A fragment of a tool call's arguments as the model writes them (OpenAI route with tools):
+ * the first fragment of a call carries its id and function name. The final event's
+ * tool_calls hold every call whole, with the same ids.
+ */
+export const toolCallDeltaEventSchema = z.object({
+  ...eventBase,
+  type: z.literal("tool_call_delta"),
+  /** Which choice, for a request with n > 1; absent means 0. */
+  choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
+  /** The call's position among the reply's calls. */
+  index: z.number().int().min(0).max(MAX_TOOLS - 1),
+  id: z.string().min(1).max(256).optional(),
+  name: z.string().min(1).max(64).optional(),
+  arguments: z.string(),
+});
 export const finalEventSchema = z.object({
   ...eventBase,
   type: z.literal("final"),
@@ -211,12 +227,14 @@ export const errorEventSchema = z.object({
 export const chatEventSchema = z.discriminatedUnion("type", [
   startEventSchema,
   deltaEventSchema,
+  toolCallDeltaEventSchema,
   finalEventSchema,
   errorEventSchema,
 ]);
 export type ChatEvent = z.infer<typeof chatEventSchema>;
 export type StartEvent = z.infer<typeof startEventSchema>;
 export type DeltaEvent = z.infer<typeof deltaEventSchema>;
+export type ToolCallDeltaEvent = z.infer<typeof toolCallDeltaEventSchema>;
 export type FinalEvent = z.infer<typeof finalEventSchema>;
 export type ErrorEvent = z.infer<typeof errorEventSchema>;
 

@@ -11,6 +11,7 @@
 import type { WorkerConfig } from "../contracts/config.js";
 import type { TurnRequest } from "../contracts/records.js";
 import { DeltaBatcher } from "./delta-batcher.js";
+import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import type { EventWriter } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
 import type { WorkerMetrics } from "./metrics.js";
@@ -38,6 +39,7 @@ export async function generateChoices(
   const batchers = Array.from({ length: n }, (_, choice) =>
     new DeltaBatcher({ flushMs: deps.config.stream.flushMs, maxChars: deps.config.stream.maxChars, emit: (text) => events.write({ type: "delta", text, choice }) }),
   );
+  const toolCalls = Array.from({ length: n }, (_, choice) => new ToolCallStream(events, deps.config.stream, choice));
   const slots: Slot<SequenceGenerator>[] = [await deps.slots.acquire(request.conversation_id)];
   // acquire() takes a free slot synchronously, so this never waits.
   while (slots.length < n && deps.slots.busyCount < deps.slots.size) slots.push(await deps.slots.acquire(request.conversation_id));
@@ -53,13 +55,20 @@ export async function generateChoices(
             defaultMaxTokens: deps.config.generation.defaultMaxTokens,
             signal,
             onText: (text) => batchers[i]!.push(text),
+            onToolCall: (fragment) => {
+              batchers[i]!.flush();
+              toolCalls[i]!.push(fragment);
+            },
+            toolCallId: stableCallId(request.request_id, i),
           });
           batchers[i]!.flush();
+          toolCalls[i]!.flush();
         }
       }),
     );
   } catch (err) {
     for (const b of batchers) b.flush();
+    for (const t of toolCalls) t.flush();
     deps.slots.forget(request.conversation_id);
     throw err;
   } finally {

@@ -8,12 +8,26 @@ import type { Choice, GenerationParams, StopReason, ToolCall } from "../contract
 import { KafkaLlmError } from "../contracts/errors.js";
 import { grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";
-import { forcedInstructions, forcedToolCalls, planTools, toChatHistory as historyOf, toolCall, type HistoryMessage, type ToolPlan } from "./tool-calls.js";
+import {
+  forcedInstructions,
+  forcedToolCalls,
+  planTools,
+  randomCallId,
+  toChatHistory as historyOf,
+  toolCall,
+  type HistoryMessage,
+  type ToolCallFragment,
+  type ToolPlan,
+} from "./tool-calls.js";
 
 /** A prompt message; tool calls and tool results come only from the OpenAI route's tool calling. */
 export type ChatMessage = HistoryMessage;
 
 export interface GenerateInput {
+  /** Tool calls' arguments as they are generated (a named forced call, or auto mode). */
+  onToolCall?(fragment: ToolCallFragment): void;
+  /** The id of the reply's call `index`: stable per request, so a re-run reuses it. Random by default. */
+  toolCallId?(index: number): string;
   messages: readonly ChatMessage[];
   params: GenerationParams;
   defaultMaxTokens: number;
@@ -88,6 +102,9 @@ export class SequenceGenerator {
     const started = performance.now();
     let firstTokenAt: number | null = null;
     let streamed = "";
+    const callId = input.toolCallId ?? randomCallId;
+    // Auto mode: each call's arguments as node-llama-cpp streams them, by call index.
+    const paramsText = new Map<number, string>();
     let response;
     try {
       const grammars = grammarCacheFor(this.#sequence.model.llama);
@@ -100,14 +117,33 @@ export class SequenceGenerator {
           if (!text) return;
           firstTokenAt ??= performance.now();
           streamed += text;
-          // A forced call's text is the call, sent as tool_calls at the end, not as content.
+          // A forced call's text is the call, not content: a named call's text is its
+          // arguments, streamed as they come; the other forced calls go whole at the end.
           if (tools.mode !== "forced") input.onText(text);
+          else if (tools.named) {
+            const first = streamed.length === text.length;
+            input.onToolCall?.({ index: 0, ...(first ? { id: callId(0), name: tools.named.function.name } : {}), arguments: text });
+          }
         },
       };
       if (tools.mode === "forced") {
         options.grammar = await grammars.forSchema(tools.schema);
       } else if (tools.mode === "auto") {
-        Object.assign(options, { functions: tools.functions, documentFunctionParams: true, maxParallelFunctionCalls: tools.maxParallel });
+        Object.assign(options, {
+          functions: tools.functions,
+          documentFunctionParams: true,
+          maxParallelFunctionCalls: tools.maxParallel,
+          onFunctionCallParamsChunk: (chunk: { callIndex: number; functionName: string; paramsChunk: string }) => {
+            const before = paramsText.get(chunk.callIndex);
+            paramsText.set(chunk.callIndex, (before ?? "") + chunk.paramsChunk);
+            if (!chunk.paramsChunk && before !== undefined) return;
+            input.onToolCall?.({
+              index: chunk.callIndex,
+              ...(before === undefined ? { id: callId(chunk.callIndex), name: chunk.functionName } : {}),
+              arguments: chunk.paramsChunk,
+            });
+          },
+        });
       } else {
         const grammar = await grammars.forResponseFormat(p.response_format);
         if (grammar !== undefined) options.grammar = grammar;
@@ -141,14 +177,15 @@ export class SequenceGenerator {
     let stopReason = mapStopReason(response.metadata.stopReason);
     let toolCalls: ToolCall[] | undefined;
     if (tools.mode === "forced" && stopReason !== "cancelled") {
-      toolCalls = forcedToolCalls(tools, reply) ?? undefined;
+      toolCalls = forcedToolCalls(tools, reply, callId(0)) ?? undefined;
       // Cut short by max_tokens: no whole call; the partial text stays the reply.
       if (toolCalls !== undefined) {
         reply = "";
         stopReason = "tool_calls";
       }
     } else if (response.functionCalls !== undefined && response.functionCalls.length > 0) {
-      toolCalls = response.functionCalls.map((c) => toolCall(c.functionName, c.params));
+      // The arguments as streamed when they parse (so the fragments add up to them), else as parsed.
+      toolCalls = response.functionCalls.map((c, i) => toolCall(c.functionName, argumentsText(paramsText.get(i), c.params), callId(i)));
       stopReason = "tool_calls";
     }
     return {
@@ -177,4 +214,16 @@ function mapStopReason(reason: string): StopReason {
     default:
       return "stop";
   }
+}
+
+function argumentsText(streamed: string | undefined, params: unknown): string {
+  if (streamed !== undefined) {
+    try {
+      JSON.parse(streamed);
+      return streamed;
+    } catch {
+      // not whole: fall back to the parsed params
+    }
+  }
+  return JSON.stringify(params ?? {});
 }

@@ -62,22 +62,36 @@ export function forcedInstructions(plan: Extract<ToolPlan, { mode: "forced" }>):
 
 /**
  * The tool call in a forced reply (text that the grammar held to `plan.schema`); null when
- * the text is not whole JSON (generation stopped by max_tokens).
+ * the text is not whole JSON (generation stopped by max_tokens). A named call's arguments
+ * are the text as generated, so the fragments streamed add up to them.
  */
-export function forcedToolCalls(plan: Extract<ToolPlan, { mode: "forced" }>, text: string): ToolCall[] | null {
+export function forcedToolCalls(plan: Extract<ToolPlan, { mode: "forced" }>, text: string, id: string): ToolCall[] | null {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return null;
   }
-  if (plan.named) return [toolCall(plan.named.function.name, value)];
+  if (plan.named) return [toolCall(plan.named.function.name, text, id)];
   const { name, arguments: args } = value as { name: string; arguments: unknown };
-  return [toolCall(name, args)];
+  return [toolCall(name, JSON.stringify(args ?? {}), id)];
 }
 
-export function toolCall(name: string, args: unknown): ToolCall {
-  return { id: `call_${randomBytes(12).toString("base64url")}`, type: "function", function: { name, arguments: JSON.stringify(args ?? {}) } };
+/** A call with its arguments as JSON text; a random id unless the caller has one. */
+export function toolCall(name: string, args: string, id = randomCallId()): ToolCall {
+  return { id, type: "function", function: { name, arguments: args } };
+}
+
+export function randomCallId(): string {
+  return `call_${randomBytes(12).toString("base64url")}`;
+}
+
+/** A piece of a tool call as it is generated; the first of a call has its id and name. */
+export interface ToolCallFragment {
+  index: number;
+  id?: string;
+  name?: string;
+  arguments: string;
 }
 
 export interface HistoryMessage {

@@ -41,6 +41,7 @@ import { appliedResult, applyTurn, newConversation, openConversation, promptFor,
 import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
+import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import { EventWriter } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
 import type { MemoryStore } from "./memory-store.js";
@@ -218,6 +219,7 @@ async function generateStreaming(
     maxChars: ctx.config.stream.maxChars,
     emit: (text) => events.write({ type: "delta", text }),
   });
+  const toolCalls = new ToolCallStream(events, ctx.config.stream);
   const slot = await ctx.slots.acquire(request.conversation_id);
   ctx.metrics.activeGenerations.inc();
   try {
@@ -227,14 +229,21 @@ async function generateStreaming(
       defaultMaxTokens: ctx.config.generation.defaultMaxTokens,
       signal,
       onText: (text) => batcher.push(text),
+      onToolCall: (fragment) => {
+        batcher.flush();
+        toolCalls.push(fragment);
+      },
+      toolCallId: stableCallId(request.request_id, 0),
     });
     batcher.flush();
+    toolCalls.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);
     ctx.metrics.timeToFirstToken.observe(result.timeToFirstTokenMs / 1000);
     return { ok: true, result };
   } catch (err) {
     batcher.flush();
+    toolCalls.flush();
     ctx.slots.forget(request.conversation_id);
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
     ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error.message }, "generation failed");

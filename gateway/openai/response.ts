@@ -7,10 +7,9 @@
  * reply ends with "stop" (OpenAI has no word for it; the native API says "cancelled").
  *
  * Tool calls stream as OpenAI streams them: per call, a chunk with its index, id, type and
- * name (arguments ""), then its arguments. The worker reports a call once it is whole, so
- * the arguments come in one fragment.
+ * name (arguments ""), then its arguments in fragments as the worker generates them.
  */
-import type { Choice, FinalEvent, ToolCall, Usage } from "../../contracts/records.js";
+import type { Choice, FinalEvent, Usage } from "../../contracts/records.js";
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 
@@ -71,14 +70,6 @@ export interface ChunkDelta {
   role?: "assistant";
   content?: string;
   tool_calls?: Array<{ index: number; id?: string; type?: "function"; function: { name?: string; arguments: string } }>;
-}
-
-/** The chunks that stream `calls`: for each, its head (index, id, name), then its arguments. */
-export function toolCallDeltas(calls: readonly ToolCall[]): ChunkDelta[] {
-  return calls.flatMap((c, index) => [
-    { tool_calls: [{ index, id: c.id, type: "function" as const, function: { name: c.function.name, arguments: "" } }] },
-    { tool_calls: [{ index, function: { arguments: c.function.arguments } }] },
-  ]);
 }
 
 export function chunk(

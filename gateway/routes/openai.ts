@@ -11,7 +11,7 @@ import type { GatewayDeps } from "../app.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
 import { assertNotForeign, awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
-import { choicesOf, chunk, completion, finishReason, toolCallDeltas, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
+import { choicesOf, chunk, completion, finishReason, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
 import { SseWriter } from "../sse.js";
 import { objectBody } from "./schemas.js";
 
@@ -99,20 +99,47 @@ function streamCompletion(
     sent[index] = attempt;
     send({ content: attempt.slice(already.length) }, null, index);
   };
+  // Tool calls the same way, per choice and call index: the head (id, name) once, then
+  // only arguments beyond what was sent. Call ids are stable per request, so a re-run's
+  // calls are the ones the client has begun.
+  const callKey = (choice: number, index: number) => `${choice}:${index}`;
+  const callHeads = new Set<string>();
+  const callSent = new Map<string, string>();
+  let callAttempt = new Map<string, string>();
+  const sendCall = (choice: number, index: number, head: { id: string; name: string } | null, args: string) => {
+    const key = callKey(choice, index);
+    if (head !== null && !callHeads.has(key)) {
+      callHeads.add(key);
+      send({ tool_calls: [{ index, id: head.id, type: "function", function: { name: head.name, arguments: "" } }] }, null, choice);
+    }
+    const attempt = (callAttempt.get(key) ?? "") + args;
+    callAttempt.set(key, attempt);
+    const already = callSent.get(key) ?? "";
+    if (attempt.length <= already.length || !callHeads.has(key)) return;
+    callSent.set(key, attempt);
+    send({ tool_calls: [{ index, function: { arguments: attempt.slice(already.length) } }] }, null, choice);
+  };
   const onEvent = (event: ChatEvent) => {
     if (sse.ended) return;
     switch (event.type) {
       case "start":
         attemptText = Array.from({ length: n }, () => "");
+        callAttempt = new Map();
         return;
       case "delta":
         return sendText(event.choice ?? 0, event.text);
+      case "tool_call_delta":
+        return sendCall(event.choice ?? 0, event.index, event.id !== undefined && event.name !== undefined ? { id: event.id, name: event.name } : null, event.arguments);
       case "final":
         for (const c of choicesOf(event)) {
           // A re-announced final comes without its deltas: send what the client lacks.
           const attempt = attemptText[c.index] ?? "";
           if (c.reply.length > (sent[c.index] ?? "").length && c.reply.startsWith(attempt)) sendText(c.index, c.reply.slice(attempt.length));
-          for (const delta of toolCallDeltas(c.tool_calls ?? [])) send(delta, null, c.index);
+          (c.tool_calls ?? []).forEach((call, index) => {
+            const streamed = callAttempt.get(callKey(c.index, index)) ?? "";
+            const rest = call.function.arguments.startsWith(streamed) ? call.function.arguments.slice(streamed.length) : "";
+            sendCall(c.index, index, { id: call.id, name: call.function.name }, rest);
+          });
           send({}, finishReason(c), c.index);
         }
         if (input.includeUsage) sse.data(usageChunk(meta, event.usage));

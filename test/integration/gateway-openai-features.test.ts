@@ -254,6 +254,33 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     assert.equal(chunks.filter((c) => c.choices[0]?.finish_reason).map((c) => c.choices[0]!.finish_reason).join(), "tool_calls");
   });
 
+  it("streams a named call's arguments in fragments as they are generated, adding up to the call", async () => {
+    const stream = client.chat.completions.stream({
+      model: MODEL,
+      messages: user("What is the weather in Bergen?"),
+      max_tokens: 80,
+      temperature: 0,
+      tools: [weatherTool],
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+    });
+    const fragments: string[] = [];
+    const ids = new Set<string>();
+    stream.on("chunk", (c) => {
+      for (const call of c.choices[0]?.delta.tool_calls ?? []) {
+        assert.equal(call.index, 0);
+        if (call.id) ids.add(call.id);
+        if (call.function?.arguments) fragments.push(call.function.arguments);
+      }
+    });
+    const final = await stream.finalChatCompletion();
+    const call = final.choices[0]!.message.tool_calls![0]!;
+    assert.ok(call.type === "function");
+    assert.ok(fragments.length >= 2, `arguments in fragments, not whole at the end: ${JSON.stringify(fragments)}`);
+    assert.equal(fragments.join(""), call.function.arguments);
+    assert.deepEqual([...ids], [call.id], "one id, sent with the call's first chunk");
+    Weather.parse(JSON.parse(call.function.arguments));
+  });
+
   it("documents the tools in the prompt with tool_choice auto", async () => {
     const without = await client.chat.completions.create({ model: MODEL, messages: user("Hi"), max_tokens: 4, temperature: 0 });
     const withTools = await client.chat.completions.create({ model: MODEL, messages: user("Hi"), max_tokens: 4, temperature: 0, tools: [weatherTool] });
