@@ -67,8 +67,8 @@ export function createGroupConsumer(config: KafkaConfig, options: Omit<GroupCons
 }
 
 /**
- * Consumer settings of a reader that is the only member of its own group (the gateway's
- * event and memory readers, the worker's memory reader and cancel reader): nobody else
+ * Consumer settings of a worker's reader that is the only member of its own group (the
+ * memory reader and the cancel reader): nobody else
  * rebalances it, so a short session lets it rejoin quickly after a broker restart instead
  * of waiting out its old session, and a short fetch wait keeps it close behind the topic.
  */
@@ -106,4 +106,36 @@ export function watchConsumerCrash(
     options.onFatal?.(err);
   });
   return () => failure;
+}
+
+/**
+ * Keeps a worker's sole reader (memory, cancels) reading. kafkajs restarts a consumer after a
+ * crash it deems retriable, but gives up on some it meets during a broker restart ("Failed
+ * to find group coordinator" is non-retriable to it): such a reader would then read nothing,
+ * silently. Here it is connected and run again (`run`: connect, subscribe, run), with a
+ * back-off, until it is back.
+ */
+export function keepReading(consumer: import("kafkajs").Consumer, run: () => Promise<void>, options: { name: string; logger: Logger }): void {
+  let stopped = false;
+  consumer.on(consumer.events.STOP, () => {
+    stopped = true;
+  });
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (payload.restart) {
+      options.logger.warn({ err: payload.error }, `${options.name} stopped; kafkajs restarts it`);
+      return;
+    }
+    options.logger.warn({ err: payload.error }, `${options.name} stopped and kafkajs gave up; starting it again`);
+    const again = (attempt: number) => {
+      if (stopped) return;
+      run().then(
+        () => options.logger.info({ attempt }, `${options.name} reading again`),
+        (err: unknown) => {
+          options.logger.warn({ err, attempt }, `${options.name} could not start again; retrying`);
+          setTimeout(() => again(attempt + 1), Math.min(5000, 500 * 2 ** attempt));
+        },
+      );
+    };
+    setTimeout(() => again(1), 500);
+  });
 }

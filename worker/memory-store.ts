@@ -25,7 +25,7 @@ import {
   type ConversationState,
   type Handover,
 } from "../contracts/records.js";
-import { SOLE_READER, watchConsumerCrash } from "../platform/kafka.js";
+import { SOLE_READER, keepReading } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
 
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
@@ -65,7 +65,6 @@ export class MemoryStore {
   readonly #groupPrefix: string;
   readonly #logger: Logger;
   readonly #metrics: MemoryStoreMetrics;
-  readonly #onFatal: (error: Error) => void;
   #reader: Consumer | null = null;
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
@@ -78,10 +77,7 @@ export class MemoryStore {
     groupPrefix: string;
     logger: Logger;
     metrics: MemoryStoreMetrics;
-    /** The reader stopped for good (the worker exits so its partitions move). */
-    onFatal(error: Error): void;
   }) {
-    this.#onFatal = options.onFatal;
     this.#kafka = options.kafka;
     this.#admin = options.admin;
     this.#producer = options.producer;
@@ -99,8 +95,6 @@ export class MemoryStore {
       maxBytesPerPartition: 16 * 1024 * 1024,
     });
     this.#reader = reader;
-    // A reader kafkajs gives up on restores nothing: the worker must not stay up idle.
-    watchConsumerCrash(reader, { name: "memory reader", logger: this.#logger, onFatal: this.#onFatal });
     const joined = new Promise<void>((resolve) => {
       reader.on(reader.events.GROUP_JOIN, ({ payload }) => {
         this.#readerPartitions = payload.memberAssignment[this.#topic] ?? [];
@@ -113,15 +107,20 @@ export class MemoryStore {
         resolve();
       });
     });
-    await reader.connect();
-    await reader.subscribe({ topic: this.#topic, fromBeginning: true });
-    await reader.run({
-      autoCommit: false,
-      // Offsets must be resolved (nothing is committed): an unresolved batch is fetched
-      // again, so a partition larger than one fetch response never reached its fence.
-      eachBatchAutoResolve: true,
-      eachBatch: async ({ batch }) => this.#applyBatch(batch.partition, batch.messages),
-    });
+    const run = async () => {
+      await reader.connect();
+      await reader.subscribe({ topic: this.#topic, fromBeginning: true });
+      await reader.run({
+        autoCommit: false,
+        // Offsets must be resolved (nothing is committed): an unresolved batch is fetched
+        // again, so a partition larger than one fetch response never reached its fence.
+        eachBatchAutoResolve: true,
+        eachBatch: async ({ batch }) => this.#applyBatch(batch.partition, batch.messages),
+      });
+    };
+    // A reader that stopped restores nothing: run it again (its join re-drives running restores).
+    keepReading(reader, run, { name: "memory reader", logger: this.#logger });
+    await run();
     await joined;
     this.#watchdog = setInterval(() => this.#redriveStalled(), STALL_CHECK_MS);
     this.#watchdog.unref();

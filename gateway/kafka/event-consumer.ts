@@ -18,7 +18,7 @@ import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
 import { chatEventSchema, chatRequestSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
-import { SOLE_READER, watchConsumerCrash } from "../../platform/kafka.js";
+import { watchConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub } from "../event-hub.js";
 import { ReadProgress, type Offsets } from "./read-progress.js";
@@ -44,7 +44,11 @@ export async function startEventConsumer(options: {
   const { kafka, admin, topics, hub, logger } = options;
   const log = logger.child({ component: "event-consumer" });
   const read = [topics.requests, topics.events];
-  const consumer: Consumer = kafka.consumer({ ...SOLE_READER, groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`, maxWaitTimeInMs: 250 });
+  const consumer: Consumer = kafka.consumer({
+    groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`,
+    allowAutoTopicCreation: false,
+    maxWaitTimeInMs: 250,
+  });
   const progress = new ReadProgress();
   progress.watch(consumer);
 

@@ -19,7 +19,7 @@ import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
 import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
-import { SOLE_READER, watchConsumerCrash } from "../../platform/kafka.js";
+import { watchConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import { withDeadline } from "./deadline.js";
 import { ReadProgress } from "./read-progress.js";
@@ -103,7 +103,11 @@ export async function startMemoryView(options: {
   const log = options.logger.child({ component: "memory-view" });
   const store = new ConversationBytes(options.maxBytes);
   const progress = new ReadProgress();
-  const consumer: Consumer = kafka.consumer({ ...SOLE_READER, groupId: `kafka-llm-gateway-memory-${os.hostname()}-${randomUUID()}`, maxWaitTimeInMs: 250 });
+  const consumer: Consumer = kafka.consumer({
+    groupId: `kafka-llm-gateway-memory-${os.hostname()}-${randomUUID()}`,
+    allowAutoTopicCreation: false,
+    maxWaitTimeInMs: 250,
+  });
   progress.watch(consumer);
   // Empty (or fully expired) partitions have no batch to report: they start read.
   const offsets = await admin.fetchTopicOffsets(topic);
