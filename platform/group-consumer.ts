@@ -97,6 +97,8 @@ interface NativeMessage {
   headers?: Array<Record<string, Buffer | string>>;
 }
 
+/** How long a member with no partitions talks to the coordinator before it counts as joined (ms). */
+const EMPTY_MEMBER_JOINED_MS = 3000;
 const ERR_ASSIGN = -175;
 const ERR_REVOKE = -174;
 const ERR_TIMED_OUT = -185;
@@ -155,7 +157,7 @@ export class GroupConsumer {
     return [...this.#assigned].sort((a, b) => a - b);
   }
 
-  /** True once the group has given this member its first assignment (possibly empty). */
+  /** True once the group has given this member partitions, or it has been a member with none for a few seconds. */
   get joined(): boolean {
     return this.#rebalanced;
   }
@@ -182,6 +184,10 @@ export class GroupConsumer {
       "fetch.queue.backoff.ms": 20,
       "fetch.error.backoff.ms": 100,
       "event_cb": true,
+      // A member given no partitions (more workers than partitions) gets no rebalance
+      // callback at all: it counts as joined once librdkafka's statistics show it has been
+      // talking to the group coordinator for a few seconds (its heartbeats say it is there).
+      "statistics.interval.ms": 1000,
       "log.connection.close": false,
       rebalance_cb: (err: NativeError, assignment: Array<{ topic: string; partition: number }>) => this.#rebalance(err, assignment),
     };
@@ -194,6 +200,15 @@ export class GroupConsumer {
     this.#native = native;
     native.on("event.log", (log: { severity: number; fac: string; message: string }) => {
       this.#logger[SEVERITY[log.severity] ?? "debug"]({ fac: log.fac }, log.message);
+    });
+    native.on("event.stats", (event: { message: string }) => {
+      if (this.#rebalanced) return;
+      try {
+        const cgrp = (JSON.parse(event.message) as { cgrp?: { state?: string; stateage?: number } }).cgrp;
+        if (cgrp?.state === "up" && (cgrp.stateage ?? 0) >= EMPTY_MEMBER_JOINED_MS) this.#rebalanced = true;
+      } catch {
+        // not the statistics we know: wait for an assignment instead
+      }
     });
     native.on("event.error", (err: NativeError) => {
       if (err.isFatal) {
@@ -287,7 +302,17 @@ export class GroupConsumer {
   }
 
   #rebalance(err: NativeError, assignment: Array<{ topic: string; partition: number }>): void {
-    const native = this.#native!;
+    try {
+      this.#onRebalance(err, assignment);
+    } catch (e) {
+      // A rebalance event while the consumer disconnects (shutdown) refuses (un)assign calls.
+      if (!this.#closing) this.#logger.error({ err: e }, "could not apply a rebalance event");
+    }
+  }
+
+  #onRebalance(err: NativeError, assignment: Array<{ topic: string; partition: number }>): void {
+    const native = this.#native;
+    if (!native) return;
     const incremental = native.rebalanceProtocol() !== "EAGER";
     const partitions = assignment.map((a) => a.partition);
     if (err.code === ERR_ASSIGN) {

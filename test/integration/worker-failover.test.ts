@@ -25,10 +25,6 @@ async function metric(worker: Service, pattern: RegExp): Promise<number> {
   return Number(pattern.exec(text)?.[1] ?? "0");
 }
 
-function activeGenerations(worker: Service): Promise<number> {
-  return metric(worker, /^kafka_llm_active_generations\{[^}]*\} (\d+)/m);
-}
-
 /** Resolves once the worker's log says it has begun draining (it has taken the signal). */
 async function draining(worker: Service): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -67,13 +63,21 @@ describe("failover", { timeout: 240_000 }, () => {
           sent.set(c, [...(sent.get(c) ?? []), id]);
         }
       }
-      const all = [...sent.values()].flat();
-
-      // Kill worker A while it is generating.
-      const deadline = Date.now() + 60_000;
-      while ((await activeGenerations(a)) === 0) {
-        assert.ok(Date.now() < deadline, "worker A never started generating");
-        await new Promise((r) => setTimeout(r, 10));
+      // Long replies on conversations of their own, so that a kill lands mid-generation for
+      // certain: A is killed once one of its long replies has streamed text and not ended.
+      const long = await Promise.all(Array.from({ length: 4 }, (_, i) => chat.turn(`long-${i}`, "A long story, please.", { params: { max_tokens: 1500 } })));
+      const all = [...[...sent.values()].flat(), ...long];
+      const deadline = Date.now() + 90_000;
+      const generatingOnA = () =>
+        long.find((id) => {
+          const events = chat.events.get(id) ?? [];
+          const start = events.find((e) => e.type === "start");
+          return start?.type === "start" && start.worker_id === "worker-a" && events.some((e) => e.type === "delta") && !events.some(isTerminalEvent);
+        });
+      let victim: string | undefined;
+      while (!(victim = generatingOnA())) {
+        assert.ok(Date.now() < deadline, "worker A never streamed a long reply");
+        await new Promise((r) => setTimeout(r, 5));
       }
       await a.stop("SIGKILL");
 
@@ -90,7 +94,8 @@ describe("failover", { timeout: 240_000 }, () => {
         if (new Set(events.map((e) => e.attempt)).size > 1) rerun++;
       }
       assert.ok(rerun >= 1, "the killed worker's generation was run again by the survivor");
-      t.diagnostic(`60 turns answered once each; ${rerun} re-run after the kill`);
+      assert.equal(new Set(chat.events.get(victim)!.map((e) => e.attempt)).size, 2, "the reply A was streaming was run again by B");
+      t.diagnostic(`${all.length} turns answered once each; ${rerun} re-run after the kill`);
 
       const memory = await chat.readMemory();
       for (const [c, ids] of sent) {
