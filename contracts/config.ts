@@ -1,7 +1,7 @@
 /**
  * Configuration from environment variables: parsed and validated once, every problem
  * reported at once with the variable's name, then frozen. Durations are milliseconds.
- * README.md lists every variable with its default; keep the two in step.
+ * README.md lists every variable with its default; a unit test keeps the two in step.
  */
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -119,6 +119,12 @@ const gatewayFields = {
   MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
   MODEL_NAME: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces").default("kafka-llm"),
 };
+
+/**
+ * Every variable each service reads, with its zod schema (and so its default): what
+ * README.md's configuration tables are checked against (test/unit/contracts/readme-config.test.ts).
+ */
+export const CONFIG_FIELDS = { kafka: kafkaFields, worker: workerFields, gateway: gatewayFields } as const;
 
 /** Variables whose values never appear in an error message or a log line. */
 const SECRET = /PASSWORD|API_KEYS|SECRET|TOKEN/;
