@@ -6,6 +6,7 @@
 import { LlamaChat, type ChatHistoryItem, type LlamaContextSequence } from "node-llama-cpp";
 import type { GenerationParams, StopReason } from "../contracts/records.js";
 import { KafkaLlmError } from "../contracts/errors.js";
+import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -40,14 +41,27 @@ export function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem
   return history;
 }
 
+/** The worker's generation settings a generator applies to every reply (WorkerConfig.generation). */
+export interface GeneratorOptions {
+  /** Plain-text stop triggers besides the chat template's turn headers (STOP_TRIGGERS). */
+  readonly stopTriggers?: readonly string[];
+  /** Repeat penalty when the request gives none (DEFAULT_REPEAT_PENALTY). */
+  readonly defaultRepeatPenalty?: number;
+}
+
 /** One context sequence and the chat state on it. Not safe for concurrent calls. */
 export class SequenceGenerator {
   readonly #chat: LlamaChat;
   readonly #sequence: LlamaContextSequence;
+  readonly #defaultRepeatPenalty: number | undefined;
+  /** Where a reply ends because the model starts a new turn (computed once per template). */
+  readonly #turnStops: StopTrigger[];
 
-  constructor(sequence: LlamaContextSequence) {
+  constructor(sequence: LlamaContextSequence, options: GeneratorOptions = {}) {
     this.#sequence = sequence;
     this.#chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+    this.#defaultRepeatPenalty = options.defaultRepeatPenalty;
+    this.#turnStops = turnStopTriggers(this.#chat.chatWrapper, options.stopTriggers);
   }
 
   /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
@@ -76,6 +90,7 @@ export class SequenceGenerator {
     let firstTokenAt: number | null = null;
     let streamed = "";
     const p = input.params;
+    const repeatPenalty = p.repeat_penalty ?? this.#defaultRepeatPenalty;
     let response;
     try {
       response = await this.#chat.generateResponse(history, {
@@ -83,7 +98,8 @@ export class SequenceGenerator {
         temperature: p.temperature,
         topP: p.top_p,
         topK: p.top_k,
-        repeatPenalty: p.repeat_penalty === undefined ? undefined : { penalty: p.repeat_penalty },
+        repeatPenalty: repeatPenalty === undefined ? undefined : { penalty: repeatPenalty },
+        customStopTriggers: this.#turnStops,
         signal: input.signal,
         stopOnAbortSignal: true,
         onTextChunk: (text) => {
