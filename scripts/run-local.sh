@@ -18,10 +18,13 @@ if [ -z "${MODEL:-}" ]; then
   case "$MODEL" in
     *gemma-3-270m*)
       # Demo defaults for a base model that continues text rather than answering (README,
-      # "The models"); each can be overridden from the environment.
-      export SYSTEM_PROMPT=${SYSTEM_PROMPT:-"Kafka is a helpful assistant. It answers each question below in one or two sentences."}
+      # "The models", has the comparison); each can be overridden from the environment.
+      # It spells the template's turn markers as stray tokens, then the role ("user\n",
+      # "model\n"), or starts the next message with the template's "\n\n---".
+      export SYSTEM_PROMPT=${SYSTEM_PROMPT:-"The assistant, Kafka, answers briefly and helpfully."}
       export DEFAULT_MAX_TOKENS=${DEFAULT_MAX_TOKENS:-96}
-      export DEFAULT_REPEAT_PENALTY=${DEFAULT_REPEAT_PENALTY:-1.3}
+      export DEFAULT_REPEAT_PENALTY=${DEFAULT_REPEAT_PENALTY:-1.1}
+      export STOP_TRIGGERS=${STOP_TRIGGERS:-'["user\n","model\n","\n\n---"]'}
       ;;
   esac
 fi
