@@ -27,7 +27,14 @@ export function turnHeaders(wrapper: ChatWrapper): string[] {
     { type: "user", text: THIRD },
     { type: "model", response: [] },
   ];
-  const state = wrapper.generateContextState({ chatHistory: history });
+  let state: ReturnType<ChatWrapper["generateContextState"]>;
+  try {
+    state = wrapper.generateContextState({ chatHistory: history });
+  } catch {
+    // A template that cannot render this history (some Jinja templates insist on their own
+    // shapes) has no headers to find; the end-of-turn token still ends replies.
+    return [];
+  }
   // Builtin tokens (BOS, EOS) have no text a model could write; leave them out.
   const asText = (t: LlamaText) => t.mapValues((v) => (v instanceof SpecialToken ? "" : v)).toString();
   const text = asText(state.contextText);

@@ -17,6 +17,15 @@ describe("turn stop triggers from the chat template", () => {
     assert.deepEqual(turnHeaders(new Llama2ChatWrapper()), ["[INST]", "[/INST]"]);
   });
 
+  it("finds none, rather than failing, for a template that cannot render the probe history", () => {
+    const broken = Object.assign(Object.create(GemmaChatWrapper.prototype) as GemmaChatWrapper, {
+      generateContextState() {
+        throw new Error("template error");
+      },
+    });
+    assert.deepEqual(turnHeaders(broken), []);
+  });
+
   it("gives each header as special tokens and as plain text, then the configured texts", () => {
     const triggers = turnStopTriggers(new GemmaChatWrapper(), ["\nUser:", ""]);
     assert.equal(triggers.length, 5);
