@@ -186,6 +186,7 @@ export class Cluster {
             SESSION_TIMEOUT_MS: String(this.options.sessionTimeoutMs),
             HEARTBEAT_INTERVAL_MS: "1000",
             REBALANCE_TIMEOUT_MS: "20000",
+            DRAIN_TIMEOUT_MS: "10000",
             DELTA_FLUSH_MS: "20",
             SHUTDOWN_GRACE_MS: "2000",
           },

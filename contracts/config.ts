@@ -105,9 +105,15 @@ const workerFields = {
   STOP_TRIGGERS: stringList,
   DELTA_FLUSH_MS: int(50, 1, 10_000),
   DELTA_MAX_CHARS: int(2048, 1, 1_000_000),
+  KAFKA_GROUP_PROTOCOL: z
+    .enum(["consumer", "classic"], {
+      errorMap: () => ({ message: 'must be "consumer" (KIP-848, Kafka 4.0+) or "classic" (older clusters)' }),
+    })
+    .default("consumer"),
   HEARTBEAT_INTERVAL_MS: int(1000, 100, 60_000),
   SESSION_TIMEOUT_MS: int(30_000, 1000, 3_600_000),
-  REBALANCE_TIMEOUT_MS: int(60_000, 1000, 3_600_000),
+  REBALANCE_TIMEOUT_MS: int(120_000, 1000, 3_600_000),
+  DRAIN_TIMEOUT_MS: int(60_000, 0, 3_600_000),
   SHUTDOWN_GRACE_MS: int(25_000, 0, 3_600_000),
   WORKER_SLOTS: int(4, 1, 64),
   POD_DELETION_COST_INTERVAL_MS: int(5000, 0, 3_600_000),
@@ -263,11 +269,18 @@ export interface WorkerConfig {
   readonly memory: { readonly maxTokens: number; readonly systemPrompt: string; readonly greeting: string };
   readonly stream: { readonly flushMs: number; readonly maxChars: number };
   readonly consumer: {
+    /** `consumer`: KIP-848, the broker assigns and moves only what changes; `classic`: cooperative-sticky. */
+    readonly groupProtocol: "consumer" | "classic";
+    /** Classic protocol only (the broker's group.consumer.* settings rule the consumer protocol). */
     readonly heartbeatIntervalMs: number;
+    /** Classic protocol only. */
     readonly sessionTimeoutMs: number;
+    /** How long a revocation may take before the broker removes the member (max.poll.interval.ms). */
     readonly rebalanceTimeoutMs: number;
   };
-  /** How long SIGTERM waits for running turns before stopping them uncommitted. */
+  /** How long a revoked partition's running turn may go on before it is handed over, ms. */
+  readonly drainTimeoutMs: number;
+  /** How long SIGTERM lets running turns finish before they are handed over, ms. */
   readonly shutdownGraceMs: number;
   /** How often the pod's deletion cost follows the running generations; 0 = never. */
   readonly podDeletionCostIntervalMs: number;
@@ -275,11 +288,14 @@ export interface WorkerConfig {
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   const e = parseEnv(workerFields, env);
+  const problems: string[] = [];
   if (e.HEARTBEAT_INTERVAL_MS * 3 > e.SESSION_TIMEOUT_MS) {
-    throw new ConfigError([
-      `HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS (${e.SESSION_TIMEOUT_MS})`,
-    ]);
+    problems.push(`HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS (${e.SESSION_TIMEOUT_MS})`);
   }
+  if (e.DRAIN_TIMEOUT_MS >= e.REBALANCE_TIMEOUT_MS) {
+    problems.push(`DRAIN_TIMEOUT_MS: must be below REBALANCE_TIMEOUT_MS (${e.REBALANCE_TIMEOUT_MS}), or the group removes a worker that is still draining`);
+  }
+  if (problems.length) throw new ConfigError(problems);
   return deepFreeze({
     kafka: kafkaConfig(e),
     logLevel: e.LOG_LEVEL,
@@ -302,10 +318,12 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     memory: { maxTokens: e.MEMORY_MAX_TOKENS, systemPrompt: e.SYSTEM_PROMPT, greeting: e.GREETING },
     stream: { flushMs: e.DELTA_FLUSH_MS, maxChars: e.DELTA_MAX_CHARS },
     consumer: {
+      groupProtocol: e.KAFKA_GROUP_PROTOCOL,
       heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
       sessionTimeoutMs: e.SESSION_TIMEOUT_MS,
       rebalanceTimeoutMs: e.REBALANCE_TIMEOUT_MS,
     },
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     podDeletionCostIntervalMs: e.POD_DELETION_COST_INTERVAL_MS,
   });

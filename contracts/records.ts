@@ -234,6 +234,37 @@ export const conversationStateSchema = z
   .strict();
 export type ConversationState = z.infer<typeof conversationStateSchema>;
 
+/**
+ * chat.memory, key `#handover:<request_id>`: a reply that a worker giving its partition up
+ * (a scale event, a SIGTERM) stopped at a token boundary once its drain bound passed. The
+ * partition's next owner continues it under the same attempt, its events numbered on from
+ * `next_seq`, so the client sees one unbroken reply; it then writes a tombstone here.
+ * Conversation ids cannot contain '#', so these keys never collide with conversations.
+ */
+export const HANDOVER_KEY_PREFIX = "#handover:";
+export const handoverSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    type: z.literal("handover"),
+    request_id: requestIdSchema,
+    conversation_id: conversationIdSchema,
+    tenant: tenantSchema,
+    attempt: z.string(),
+    /** The seq the continuation's first event takes. */
+    next_seq: z.number().int().positive(),
+    /** The reply so far, every character of it already sent as deltas. */
+    reply: z.string(),
+    usage: usageSchema,
+    time_to_first_token_ms: z.number().nonnegative(),
+    generation_ms: z.number().nonnegative(),
+    /** When the turn started on its first worker (ms since the epoch), for queue_wait_ms. */
+    started_at: z.number().int().nonnegative(),
+    /** The worker that handed over. */
+    worker_id: z.string(),
+  })
+  .strict();
+export type Handover = z.infer<typeof handoverSchema>;
+
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 /** Formats zod issues as "path: message; path: message". */

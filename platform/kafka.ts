@@ -1,9 +1,16 @@
 /**
  * The project's one Kafka module: every client (producer, consumer, admin) is made here,
  * so connection settings, logging and the partitioner are the same everywhere.
+ *
+ * Two client libraries, each for what it does best: the worker group's consumer is
+ * librdkafka's (createGroupConsumer), which speaks the KIP-848 consumer rebalance protocol
+ * and lets a revoked partition's turn finish before the partition moves; everything else
+ * (producers, admin, the gateway's and the memory store's readers, each the only member of
+ * its group) is kafkajs, whose rebalances never touch them.
  */
 import { Kafka, logLevel, Partitioners, type LogEntry, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";
 import type { KafkaConfig } from "../contracts/config.js";
+import { GroupConsumer, type GroupConsumerOptions } from "./group-consumer.js";
 import type { Logger } from "./logger.js";
 
 export type { Admin, Consumer, Producer, EachMessagePayload, KafkaMessage } from "kafkajs";
@@ -52,4 +59,9 @@ export function createProducer(kafka: Kafka, extra: Partial<ProducerConfig> = {}
     maxInFlightRequests: 1,
     ...extra,
   });
+}
+
+/** The worker group's consumer: KIP-848 (or classic cooperative-sticky), see group-consumer.ts. */
+export function createGroupConsumer(config: KafkaConfig, options: Omit<GroupConsumerOptions, "kafka">): GroupConsumer {
+  return new GroupConsumer({ kafka: config, ...options });
 }

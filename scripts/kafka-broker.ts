@@ -6,7 +6,7 @@
  * As a CLI:     npx tsx scripts/kafka-broker.ts fetch
  *               npx tsx scripts/kafka-broker.ts start [--port N] [--data-dir D]
  *
- * KAFKA_VERSION picks the Kafka release (default 3.9.1); 4.x works too.
+ * KAFKA_VERSION picks the Kafka release (default 4.1.1); 3.x works too (without KIP-848 groups).
  */
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { Kafka, logLevel } from "kafkajs";
 
 export interface BrokerOptions {
-  /** Kafka release; default process.env.KAFKA_VERSION ?? "3.9.1". */
+  /** Kafka release; default process.env.KAFKA_VERSION ?? "4.1.1". */
   version?: string;
   /** Broker (PLAINTEXT) listener port on 127.0.0.1; default: a free port. */
   port?: number;
@@ -53,7 +53,7 @@ export interface RunningBroker {
   stop(): Promise<void>;
 }
 
-const DEFAULT_VERSION = "3.9.1";
+const DEFAULT_VERSION = "4.1.1";
 const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const DEFAULT_CACHE_DIR = path.join(REPO_ROOT, ".cache", "kafka");
 /** Written into the staging dir after mvn succeeded, then published with it by one rename. */
@@ -319,6 +319,14 @@ function serverProperties(
     // 4.x has share groups, whose internal state topic also defaults to 3 replicas.
     props["share.coordinator.state.topic.replication.factor"] = "1";
     props["share.coordinator.state.topic.min.isr"] = "1";
+    // KIP-848 consumer groups (group.protocol=consumer): the session and heartbeat bounds
+    // are the broker's. Its defaults (45 s session, 5 s heartbeat, and minimums as large)
+    // suit a production cluster; a local run and the tests want a crashed worker's
+    // partitions moved within seconds. Groups may ask for less down to the minimums.
+    props["group.consumer.session.timeout.ms"] = "10000";
+    props["group.consumer.min.session.timeout.ms"] = "1000";
+    props["group.consumer.heartbeat.interval.ms"] = "1000";
+    props["group.consumer.min.heartbeat.interval.ms"] = "500";
   }
   for (const [key, value] of Object.entries(extra)) {
     props[key] = value.replaceAll("${port}", String(port)).replaceAll("${controllerPort}", String(controllerPort));

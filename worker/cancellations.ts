@@ -4,7 +4,10 @@
  * (still queued, or about to be taken over from a failed worker) is remembered for a
  * while and applied when the request starts.
  */
-export type StopCause = { kind: "cancel"; reason: string } | { kind: "shutdown" };
+import type { RevokeCause } from "./turn-scheduler.js";
+
+/** Why a generation stopped early: a client's cancel, or its partition being given up. */
+export type StopCause = { kind: "cancel"; reason: string } | RevokeCause;
 
 interface Running {
   tenant: string;
@@ -13,6 +16,9 @@ interface Running {
   cancelledAt?: number;
 }
 
+/** How long a cancel is remembered for a request that has not started here (ms). */
+export const CANCEL_MEMORY_MS = 10 * 60_000;
+
 export class Cancellations {
   readonly #running = new Map<string, Running>();
   readonly #early = new Map<string, { tenant: string; reason: string; at: number }>();
@@ -20,11 +26,11 @@ export class Cancellations {
   readonly #maxRemembered: number;
 
   constructor(options: { rememberMs?: number; maxRemembered?: number } = {}) {
-    this.#rememberMs = options.rememberMs ?? 10 * 60_000;
+    this.#rememberMs = options.rememberMs ?? CANCEL_MEMORY_MS;
     this.#maxRemembered = options.maxRemembered ?? 10_000;
   }
 
-  /** Registers a starting request; its signal aborts on cancel or shutdown (reason: StopCause). */
+  /** Registers a starting request; its signal aborts on cancel (reason: StopCause). */
   start(requestId: string, tenant: string, now = Date.now()): AbortSignal {
     const controller = new AbortController();
     this.#running.set(requestId, { tenant, controller });
@@ -60,15 +66,6 @@ export class Cancellations {
     return false;
   }
 
-  /** Stops every running generation for shutdown; their turns are left uncommitted. */
-  abortAll(): number {
-    for (const { controller } of this.#running.values()) controller.abort({ kind: "shutdown" } satisfies StopCause);
-    return this.#running.size;
-  }
-
-  get runningCount(): number {
-    return this.#running.size;
-  }
 }
 
 export function stopCauseOf(signal: AbortSignal): StopCause | null {

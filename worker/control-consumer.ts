@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import type { Consumer, Kafka } from "kafkajs";
 import { controlRecordSchema, decodeRecord } from "../contracts/records.js";
 import type { Logger } from "../platform/logger.js";
-import type { Cancellations } from "./cancellations.js";
+import { CANCEL_MEMORY_MS, type Cancellations } from "./cancellations.js";
 
 export async function startControlConsumer(options: {
   kafka: Kafka;
@@ -18,7 +18,7 @@ export async function startControlConsumer(options: {
   logger: Logger;
   rememberMs?: number;
 }): Promise<Consumer> {
-  const rememberMs = options.rememberMs ?? 10 * 60_000;
+  const rememberMs = options.rememberMs ?? CANCEL_MEMORY_MS;
   const consumer = options.kafka.consumer({
     groupId: `${options.groupPrefix}.control.${randomUUID()}`,
     allowAutoTopicCreation: false,

@@ -4,17 +4,13 @@
  * operator can inspect or replay it.
  */
 import { createHash } from "node:crypto";
-import type { KafkaMessage, Producer } from "kafkajs";
+import type { Producer } from "kafkajs";
 import { DLQ_HEADERS } from "../contracts/topics.js";
+import type { RequestRecord } from "./turn-scheduler.js";
 
 /** How much of an oversized record's value a dead letter keeps. */
 const TRUNCATED_BYTES = 64 * 1024;
 
-export interface DeadLetterSource {
-  topic: string;
-  partition: number;
-  message: KafkaMessage;
-}
 
 /**
  * Sends the record to the dead-letter topic. A record near the broker's size limit no
@@ -25,24 +21,24 @@ export interface DeadLetterSource {
 export async function deadLetter(
   producer: Producer,
   dlqTopic: string,
-  source: DeadLetterSource,
+  source: RequestRecord,
   reason: string,
   workerId: string,
 ): Promise<void> {
   const headers = {
-    ...source.message.headers,
+    ...source.headers,
     [DLQ_HEADERS.reason]: reason.slice(0, 2000),
     [DLQ_HEADERS.topic]: source.topic,
     [DLQ_HEADERS.partition]: String(source.partition),
-    [DLQ_HEADERS.offset]: source.message.offset,
+    [DLQ_HEADERS.offset]: source.offset,
     [DLQ_HEADERS.workerId]: workerId,
   };
   const send = (value: Buffer | null, extra: Record<string, string> = {}) =>
-    producer.send({ topic: dlqTopic, acks: -1, messages: [{ key: source.message.key, value, headers: { ...headers, ...extra } }] });
+    producer.send({ topic: dlqTopic, acks: -1, messages: [{ key: source.key, value, headers: { ...headers, ...extra } }] });
   try {
-    await send(source.message.value);
+    await send(source.value);
   } catch (err) {
-    const value = source.message.value;
+    const value = source.value;
     if ((err as { type?: string }).type !== "MESSAGE_TOO_LARGE" || value === null) throw err;
     await send(value.subarray(0, TRUNCATED_BYTES), {
       [DLQ_HEADERS.truncated]: "true",

@@ -22,7 +22,9 @@ export class EventWriter {
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
 
-  constructor(producer: Producer, topic: string, request: RequestKeys, attempt: string) {
+  /** `firstSeq`: where numbering starts (a reply continued from a handover goes on from there). */
+  constructor(producer: Producer, topic: string, request: RequestKeys, attempt: string, firstSeq = 0) {
+    this.#seq = firstSeq;
     this.#producer = producer;
     this.#topic = topic;
     this.#request = request;
@@ -67,6 +69,7 @@ export class EventWriter {
     if (this.#failure !== null) throw this.#failure;
   }
 
+  /** The seq the next event takes (events numbered so far, including any before a handover). */
   get eventsWritten(): number {
     return this.#seq;
   }

@@ -19,6 +19,12 @@ export interface GenerateInput {
   defaultMaxTokens: number;
   signal?: AbortSignal;
   onText(text: string): void;
+  /**
+   * The start of the reply, already generated (and streamed) by another worker that handed
+   * the turn over: generation continues it instead of starting the reply again. The result's
+   * `reply` is then the whole reply, this start included; `onText` gets only the new text.
+   */
+  continueFrom?: string;
 }
 
 export interface GenerateResult {
@@ -32,12 +38,13 @@ export interface GenerateResult {
   generationMs: number;
 }
 
-export function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
+export function toChatHistory(messages: readonly ChatMessage[], replyStart = ""): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = messages.map((m) =>
     m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content },
   );
-  // LlamaChat generates the reply to an empty model turn at the end of the history.
-  history.push({ type: "model", response: [] });
+  // LlamaChat generates the reply to the model turn at the end of the history, continuing
+  // whatever that turn already holds.
+  history.push({ type: "model", response: replyStart ? [replyStart] : [] });
   return history;
 }
 
@@ -65,8 +72,8 @@ export class SequenceGenerator {
   }
 
   /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
-  countPromptTokens(messages: readonly ChatMessage[]): number {
-    const { contextText } = this.#chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages) });
+  countPromptTokens(messages: readonly ChatMessage[], replyStart = ""): number {
+    const { contextText } = this.#chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages, replyStart) });
     return contextText.tokenize(this.#sequence.model.tokenizer).length;
   }
 
@@ -76,8 +83,9 @@ export class SequenceGenerator {
    * so the prompt is never shifted out of the context behind the caller's back.
    */
   async generate(input: GenerateInput): Promise<GenerateResult> {
-    const history = toChatHistory(input.messages);
-    const promptTokens = this.countPromptTokens(input.messages);
+    const replyStart = input.continueFrom ?? "";
+    const history = toChatHistory(input.messages, replyStart);
+    const promptTokens = this.countPromptTokens(input.messages, replyStart);
     const room = this.#sequence.contextSize - promptTokens;
     if (room < 1) {
       throw new KafkaLlmError(
@@ -115,7 +123,7 @@ export class SequenceGenerator {
         const ended = performance.now();
         const used = this.#sequence.tokenMeter.diff(meterBefore);
         return {
-          reply: streamed,
+          reply: replyStart + streamed,
           stopReason: "cancelled",
           promptTokens,
           cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
@@ -134,7 +142,7 @@ export class SequenceGenerator {
     const used = this.#sequence.tokenMeter.diff(meterBefore);
     const completionTokens = used.usedOutputTokens;
     return {
-      reply: response.response,
+      reply: wholeReply(replyStart, response.response),
       stopReason: mapStopReason(response.metadata.stopReason),
       promptTokens,
       cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
@@ -147,6 +155,11 @@ export class SequenceGenerator {
   dispose(): void {
     this.#chat.dispose({ disposeSequence: false });
   }
+}
+
+/** LlamaChat's response of a continued turn may or may not repeat the start it was given. */
+function wholeReply(start: string, response: string): string {
+  return start && !response.startsWith(start) ? start + response : response;
 }
 
 function mapStopReason(reason: string): StopReason {

@@ -3,7 +3,7 @@ import { loadWorkerConfig } from "../contracts/config.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { createKafka, createProducer } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
-import { createLogger } from "../platform/logger.js";
+import { createLogger, type Logger } from "../platform/logger.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { ensureTopics } from "../platform/topic-admin.js";
 import { Cancellations } from "./cancellations.js";
@@ -11,39 +11,78 @@ import { startControlConsumer } from "./control-consumer.js";
 import { SequenceGenerator } from "./generator.js";
 import { loadLlm } from "./llm.js";
 import { MemoryStore } from "./memory-store.js";
-import { createWorkerMetrics } from "./metrics.js";
+import { Lifecycle, WORKER_STATES } from "./lifecycle.js";
+import { createWorkerMetrics, type WorkerMetrics } from "./metrics.js";
 import { startPodDeletionCost } from "./pod-deletion-cost.js";
-import { startRequestConsumer, type RequestConsumer } from "./request-consumer.js";
-import { shutdown } from "./shutdown.js";
+import { startRequestLoop, type RequestLoop } from "./request-loop.js";
+import { shutdown, type ShutdownSteps } from "./shutdown.js";
 import { SlotPool } from "./slot-pool.js";
+
+/** The lifecycle drives readiness, the state metric and a log line at every change. */
+function observeLifecycle(lifecycle: Lifecycle, metrics: WorkerMetrics, logger: Logger): void {
+  lifecycle.onChange((state, previous, detail) => {
+    for (const s of WORKER_STATES) metrics.state.set({ state: s }, s === state ? 1 : 0);
+    if (state !== previous) logger.info({ state, previous, ...detail }, `worker ${state}`);
+  });
+}
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger("worker", config.logLevel).child({ worker_id: config.workerId });
   const metrics = createWorkerMetrics(config.workerId);
-  let modelLoaded = false;
-  let requests: RequestConsumer | null = null;
-  const ops = await startOpsServer({
-    ...config.http,
-    registry: metrics.registry,
-    ready: () => modelLoaded && (requests?.joined() ?? false),
-  });
+  const lifecycle = new Lifecycle();
+  observeLifecycle(lifecycle, metrics, logger);
+  const ops = await startOpsServer({ ...config.http, registry: metrics.registry, ready: () => lifecycle.ready });
   logger.info({ port: ops.port }, "ops server listening (/healthz, /readyz, /metrics)");
 
+  // What has been started so far, for a SIGTERM at any point of the start-up.
+  const release: Array<() => Promise<void> | void> = [() => ops.close()];
+  let loop: RequestLoop | null = null;
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "signal received");
+    const steps: ShutdownSteps = {
+      ...(loop && { drainAndLeave: (graceMs: number) => loop!.drainAndLeave(graceMs) }),
+      release: async () => {
+        for (const step of release.reverse()) await step();
+      },
+    };
+    shutdown(steps, config.shutdownGraceMs, lifecycle, logger).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        lifecycle.to("failed", { reason: "unclean shutdown" });
+        logger.error({ err }, "unclean shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  lifecycle.to("loading_model");
   const slotsWanted = config.generation.slots;
   const llm = await loadLlm(config.model, logger, slotsWanted);
   const generators = Array.from({ length: slotsWanted }, () => new SequenceGenerator(llm.context.getSequence()));
+  release.push(async () => {
+    for (const g of generators) g.dispose();
+    await llm.dispose();
+  });
   const slots = new SlotPool(generators);
   metrics.slots.set(slots.size);
-  modelLoaded = true;
+  if (stopping) return;
 
+  lifecycle.to("joining");
   const topics = topicNames(config.kafka.topicPrefix);
   const kafka = createKafka(config.kafka, logger);
   const admin = kafka.admin();
   await admin.connect();
+  release.push(() => admin.disconnect());
   if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
   const producer = createProducer(kafka);
   await producer.connect();
+  release.push(() => producer.disconnect());
 
   const groupPrefix = `${config.groupId}.${config.workerId}`;
   const memory = new MemoryStore({
@@ -56,18 +95,21 @@ async function main(): Promise<void> {
     metrics: { restoreSeconds: metrics.memoryRestore, conversations: metrics.memoryConversations },
   });
   await memory.start();
+  release.push(() => memory.stop());
   const cancellations = new Cancellations();
   const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger });
+  release.push(() => control.disconnect());
+  if (stopping) return;
 
-  requests = await startRequestConsumer({
-    kafka,
+  loop = await startRequestLoop({
     config,
     topics,
     memory,
     metrics,
     logger,
     onFatal: (error) => {
-      logger.fatal({ err: error?.message }, "the request consumer stopped for good; exiting so the partitions move");
+      lifecycle.to("failed", { reason: error.message });
+      logger.fatal({ err: error }, "the request consumer stopped for good; exiting so the partitions move");
       process.exit(1);
     },
     turn: {
@@ -84,45 +126,18 @@ async function main(): Promise<void> {
   });
 
   // Scale-down removes idle workers first: the pod's deletion cost follows its running generations.
-  const deletionCost =
-    config.podDeletionCostIntervalMs > 0
-      ? startPodDeletionCost({ logger, activeGenerations: () => slots.busyCount, intervalMs: config.podDeletionCostIntervalMs })
-      : null;
+  if (config.podDeletionCostIntervalMs > 0) {
+    const deletionCost = startPodDeletionCost({ logger, activeGenerations: () => slots.busyCount, intervalMs: config.podDeletionCostIntervalMs });
+    release.push(() => deletionCost.stop());
+  }
 
-  let stopping = false;
-  const onSignal = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "signal received");
-    const consumer = requests!;
-    shutdown(
-      {
-        stopConsuming: () => consumer.stopFetching(),
-        abortRunning: () => cancellations.abortAll(),
-        release: async () => {
-          await deletionCost?.stop();
-          await consumer.leave();
-          await control.disconnect();
-          await memory.stop();
-          await admin.disconnect();
-          await producer.disconnect();
-          for (const g of generators) g.dispose();
-          await llm.dispose();
-          await ops.close();
-        },
-      },
-      config.shutdownGraceMs,
-      logger,
-    ).then(
-      () => process.exit(0),
-      (err: Error) => {
-        logger.error({ err: err.message }, "unclean shutdown");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
+  // Ready once the group has assigned this worker its partitions (possibly none).
+  const joined = setInterval(() => {
+    if (!loop?.joined()) return;
+    clearInterval(joined);
+    lifecycle.to("running");
+  }, 50);
+  release.push(() => clearInterval(joined));
 }
 
 runService("worker", main);

@@ -16,7 +16,15 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, Producer } from "kafkajs";
-import { conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../contracts/records.js";
+import {
+  HANDOVER_KEY_PREFIX,
+  conversationStateSchema,
+  decodeRecord,
+  encodeRecord,
+  handoverSchema,
+  type ConversationState,
+  type Handover,
+} from "../contracts/records.js";
 import type { Logger } from "../platform/logger.js";
 
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
@@ -27,6 +35,8 @@ const STALL_CHECK_MS = 2_000;
 
 interface PartitionState {
   conversations: Map<string, Buffer | ConversationState>;
+  /** Replies handed over by a previous owner, by request id. */
+  handovers: Map<string, Buffer | Handover>;
   /** Where the next restore or catch-up starts reading. */
   nextOffset: bigint;
   restoring: {
@@ -166,6 +176,65 @@ export class MemoryStore {
     await this.#restore(partition);
   }
 
+  /**
+   * A conversation as the log has it now: restores the partition or catches up with what
+   * another worker wrote first, so a worker that woke from a freeze never answers from
+   * stale state. Also returns a reply a previous owner handed over for `requestId`.
+   */
+  async load(partition: number, conversationId: string, requestId: string): Promise<{ state?: ConversationState; handover?: Handover }> {
+    await this.ready(partition);
+    await this.catchUp(partition);
+    const state = this.get(partition, conversationId);
+    const handover = this.#handover(partition, requestId);
+    return { ...(state && { state }), ...(handover && { handover }) };
+  }
+
+  /**
+   * Writes a conversation's new state (null: a tombstone) if this worker is still the
+   * partition's only writer; returns false, writing nothing, when another worker has written
+   * there since (it owns the partition now). `clearHandover` also removes that request's
+   * handed-over reply, once its continuation is part of the state.
+   */
+  async writeIfOwner(partition: number, conversationId: string, state: ConversationState | null, clearHandover?: string): Promise<boolean> {
+    if (!(await this.isCurrent(partition))) return false;
+    await this.put(partition, conversationId, state);
+    if (clearHandover && this.#partitions.get(partition)?.handovers.has(clearHandover)) {
+      await this.#send(partition, `${HANDOVER_KEY_PREFIX}${clearHandover}`, null);
+      this.#partitions.get(partition)?.handovers.delete(clearHandover);
+    }
+    return true;
+  }
+
+  /** Leaves a stopped reply for the partition's next owner (see Handover); false when no longer the owner. */
+  async handOver(partition: number, handover: Handover): Promise<boolean> {
+    if (!(await this.isCurrent(partition))) return false;
+    await this.#send(partition, `${HANDOVER_KEY_PREFIX}${handover.request_id}`, encodeRecord(handover));
+    this.#partitions.get(partition)?.handovers.set(handover.request_id, handover);
+    return true;
+  }
+
+  /** Removes a request's handed-over reply (its continuation is done); false when no longer the owner. */
+  async clearHandover(partition: number, requestId: string): Promise<boolean> {
+    if (!(await this.isCurrent(partition))) return false;
+    await this.#send(partition, `${HANDOVER_KEY_PREFIX}${requestId}`, null);
+    this.#partitions.get(partition)?.handovers.delete(requestId);
+    return true;
+  }
+
+  #handover(partition: number, requestId: string): Handover | undefined {
+    const handovers = this.#partitions.get(partition)?.handovers;
+    const value = handovers?.get(requestId);
+    if (value === undefined || !Buffer.isBuffer(value)) return value;
+    const decoded = decodeRecord(handoverSchema, value);
+    if (!decoded.ok) {
+      this.#logger.error({ partition, request_id: requestId, reason: decoded.reason }, "unreadable handover record; the request runs afresh");
+      handovers!.delete(requestId);
+      return undefined;
+    }
+    handovers!.set(requestId, decoded.value);
+    return decoded.value;
+  }
+
   get(partition: number, conversationId: string): ConversationState | undefined {
     const conversations = this.#partitions.get(partition)?.conversations;
     const value = conversations?.get(conversationId);
@@ -182,23 +251,25 @@ export class MemoryStore {
 
   /** Writes a conversation's new state (or a tombstone, for null) to memory partition p. */
   async put(partition: number, conversationId: string, state: ConversationState | null): Promise<void> {
-    const [meta] = await this.#producer.send({
-      topic: this.#topic,
-      acks: -1,
-      messages: [{ partition, key: conversationId, value: state === null ? null : encodeRecord(state) }],
-    });
+    await this.#send(partition, conversationId, state === null ? null : encodeRecord(state));
     const owned = this.#partitions.get(partition);
     if (!owned) return;
     if (state === null) owned.conversations.delete(conversationId);
     else owned.conversations.set(conversationId, state);
-    if (meta?.baseOffset !== undefined && !owned.restoring) owned.nextOffset = BigInt(meta.baseOffset) + 1n;
     this.#updateGauge();
+  }
+
+  /** Writes one record to memory partition p; the store's position follows its own writes. */
+  async #send(partition: number, key: string, value: Buffer | null): Promise<void> {
+    const [meta] = await this.#producer.send({ topic: this.#topic, acks: -1, messages: [{ partition, key, value }] });
+    const owned = this.#partitions.get(partition);
+    if (owned && meta?.baseOffset !== undefined && !owned.restoring) owned.nextOffset = BigInt(meta.baseOffset) + 1n;
   }
 
   #restore(partition: number): Promise<void> {
     const existing = this.#partitions.get(partition);
     if (existing?.restoring) return existing.restoring.done;
-    const state: PartitionState = existing ?? { conversations: new Map(), nextOffset: 0n, restoring: null };
+    const state: PartitionState = existing ?? { conversations: new Map(), handovers: new Map(), nextOffset: 0n, restoring: null };
     let resolve!: () => void;
     let reject!: (e: Error) => void;
     const done = new Promise<void>((res, rej) => {
@@ -267,8 +338,11 @@ export class MemoryStore {
         restoring.resolve();
         return;
       }
-      if (message.value === null) state.conversations.delete(key);
-      else state.conversations.set(key, message.value);
+      const [map, id] = key.startsWith(HANDOVER_KEY_PREFIX)
+        ? [state.handovers, key.slice(HANDOVER_KEY_PREFIX.length)]
+        : [state.conversations, key];
+      if (message.value === null) map.delete(id);
+      else map.set(id, message.value);
     }
   }
 

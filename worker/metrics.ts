@@ -92,6 +92,18 @@ export function createWorkerMetrics(workerId: string) {
       help: "Records sent to the dead letter topic",
       registers: [registry],
     }),
+    handovers: new Counter({
+      name: "kafka_llm_handovers_total",
+      help: "Replies handed over at a partition move after the drain bound (direction=out) and continued here (direction=in)",
+      labelNames: ["direction"],
+      registers: [registry],
+    }),
+    state: new Gauge({
+      name: "kafka_llm_worker_state",
+      help: "1 for the worker's lifecycle state (starting, loading_model, joining, running, draining, stopped, failed), 0 for the others",
+      labelNames: ["state"],
+      registers: [registry],
+    }),
   };
 }
 

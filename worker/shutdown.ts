@@ -1,36 +1,27 @@
 /**
- * SIGTERM, as an explicit sequence: draining (stop fetching; running turns go on) →
- * grace period (SHUTDOWN_GRACE_MS) → forced (stop the turns still running; they are left
- * uncommitted for the next owner) → leave the group → release everything else. Leaving
- * the group at once, instead of waiting out the session timeout, lets the next owner
- * start straight away.
+ * SIGTERM, as an explicit sequence the lifecycle records: draining (no new turns; running
+ * ones finish within SHUTDOWN_GRACE_MS, then are handed over to the partitions' next
+ * owners through the memory log; each partition is committed and released) → left the
+ * group → everything else released → stopped. Leaving the group at once, instead of
+ * waiting out the session timeout, lets the next owners start straight away.
  */
 import type { Logger } from "../platform/logger.js";
+import type { Lifecycle } from "./lifecycle.js";
 
 export interface ShutdownSteps {
-  /** Stops fetching, waits for running turns, leaves the group. */
-  stopConsuming(): Promise<void>;
-  /** Stops every running generation; returns how many there were. */
-  abortRunning(): number;
+  /** Drains and leaves the group (absent when the worker had not joined yet). */
+  drainAndLeave?(graceMs: number): Promise<void>;
   /** Everything released after the group is left (other consumers, producer, model, HTTP). */
   release(): Promise<void>;
 }
 
-export async function shutdown(steps: ShutdownSteps, graceMs: number, logger: Logger): Promise<void> {
-  logger.info({ phase: "draining", grace_ms: graceMs }, "shutdown: no new turns; waiting for running ones");
-  const stopped = steps.stopConsuming();
-  let timer: NodeJS.Timeout | undefined;
-  const graceOver = new Promise<"grace_over">((resolve) => {
-    timer = setTimeout(() => resolve("grace_over"), graceMs);
-  });
-  const first = await Promise.race([stopped.then(() => "stopped" as const), graceOver]);
-  clearTimeout(timer);
-  if (first === "grace_over") {
-    const n = steps.abortRunning();
-    logger.warn({ phase: "forced", stopped_turns: n }, "shutdown: grace period over; stopping running turns uncommitted");
-    await stopped;
+export async function shutdown(steps: ShutdownSteps, graceMs: number, lifecycle: Lifecycle, logger: Logger): Promise<void> {
+  lifecycle.to("draining", { grace_ms: graceMs });
+  const started = performance.now();
+  if (steps.drainAndLeave) {
+    await steps.drainAndLeave(graceMs);
+    logger.info({ phase: "left_group", drain_ms: Math.round(performance.now() - started) }, "shutdown: turns drained; left the consumer group");
   }
-  logger.info({ phase: "left_group" }, "shutdown: left the consumer group");
   await steps.release();
-  logger.info({ phase: "stopped" }, "shutdown complete");
+  lifecycle.to("stopped");
 }

@@ -2,10 +2,13 @@
  * A worker's turn, from record to commit. Everything a turn does is in runTurn; the
  * helpers below each do one step:
  *
- *   decode ─▶ restore ─▶ already applied? ─▶ re-announce its final ─▶ commit
+ *   decode ─▶ load ─▶ already applied? ─▶ re-announce its final ─▶ commit
  *                              │ no
  *                              ▼
  *          build prompt ─▶ generate & stream ─▶ write memory ─▶ final event ─▶ commit
+ *                                   │ partition given up, drain bound passed
+ *                                   ▼
+ *                        hand the partial reply over (memory log), left uncommitted
  *
  * Exactly once: the memory state records the requests it has applied with their final
  * events, and is written before the final event and the commit. A worker that dies before
@@ -14,15 +17,21 @@
  * re-announces instead of generating again. Clients see one final per request.
  *
  * Fencing without transactions: the worker that owns a partition is the only writer of
- * its memory partition, so before it reads a conversation it catches up with anything
- * another worker wrote there, and right before it writes it checks that nobody has
- * (memory.isCurrent). A worker that woke from a freeze after its partition moved on thus
- * re-announces its successor's answer, or stops, instead of answering a second time.
+ * its memory partition, so loading a conversation catches up with anything another worker
+ * wrote there, and writing checks first that nobody has (memory.writeIfOwner). A worker
+ * that woke from a freeze after its partition moved on thus re-announces its successor's
+ * answer, or stops, instead of answering a second time.
+ *
+ * Graceful moves: a turn whose partition is being given up (a scale event, a SIGTERM) is
+ * left to finish within the drain bound. Past it, generation stops at a token boundary and
+ * the reply so far is handed to the next owner through the memory log, which continues it
+ * under the same attempt (its events numbered on), so the client sees one reply.
  */
-import type { KafkaMessage, Producer } from "kafkajs";
+import type { Producer } from "kafkajs";
 import type { WorkerConfig } from "../contracts/config.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import {
+  SCHEMA_VERSION,
   chatRequestSchema,
   decodeRecord,
   encodeRecord,
@@ -31,6 +40,7 @@ import {
   type DeleteRequest,
   type ErrorEvent,
   type FinalEvent,
+  type Handover,
   type OpenRequest,
   type TurnRequest,
 } from "../contracts/records.js";
@@ -45,6 +55,7 @@ import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
 import type { SlotPool } from "./slot-pool.js";
+import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
 
 export interface TurnContext {
   readonly config: WorkerConfig;
@@ -59,53 +70,62 @@ export interface TurnContext {
   countTokens(text: string): number;
 }
 
-export interface TurnRecord {
-  readonly topic: string;
-  readonly partition: number;
-  readonly message: KafkaMessage;
+export interface TurnRecord extends RequestRecord {
   /** Commits this record's offset; called once the turn's effects are written. */
   commit(): Promise<void>;
-  /** Has the record fetched again instead of moving past it (an interrupted turn). */
-  requeue(): void;
-  /** Aborts when the worker lost this partition mid-turn: nothing may be written then. */
-  readonly revoked?: AbortSignal;
+  /**
+   * Aborts (reason: RevokeCause) when the partition is being given up: `handover` once the
+   * drain bound has passed (stop, hand the reply over), `lost` when it already moved on
+   * (stop, write nothing).
+   */
+  readonly revoke: AbortSignal;
 }
 
-/** `interrupted`: stopped by shutdown or a lost partition; left uncommitted for the next owner. */
-export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered" | "replayed" | "interrupted";
+/**
+ * How a turn ended. Left uncommitted for the partition's next owner: `handed_over` (its
+ * partial reply is in the memory log) and `lost`. `retry`: another worker wrote this
+ * partition's memory since this one loaded it; the scheduler runs the record again, which
+ * then finds what that worker applied.
+ */
+export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered" | "replayed" | "handed_over" | "lost" | "retry";
 
 /**
  * Runs one record of chat.requests. Throws only when Kafka cannot take the turn's writes;
- * the record is then left uncommitted and the consumer retries it.
+ * the record is then left uncommitted and the scheduler runs it again.
  */
 export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
-  const decoded = decodeRecord(chatRequestSchema, record.message.value);
+  const decoded = decodeRecord(chatRequestSchema, record.value);
   if (!decoded.ok) {
     await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
     // The log keeps the reason without the values it may quote; the dead letter has it whole.
     const reason = decoded.reason.replace(/, received '[^']*'/g, "");
-    ctx.logger.warn({ partition: record.partition, offset: record.message.offset, reason }, "dead-lettered request");
+    ctx.logger.warn({ partition: record.partition, offset: record.offset, reason }, "dead-lettered request");
     ctx.metrics.deadLettered.inc();
     return finish("dead_lettered", record, ctx);
   }
   const request = decoded.value;
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
 
-  await ctx.memory.ready(record.partition);
-  await ctx.memory.catchUp(record.partition);
-  const state = ctx.memory.get(record.partition, request.conversation_id);
+  const { state, handover } = await ctx.memory.load(record.partition, request.conversation_id, request.request_id);
 
   const applied = appliedResult(state, request.request_id);
   if (applied) {
     await reannounce(ctx.producer, ctx.topics.events, applied);
-    log.info({ offset: record.message.offset }, "request already applied: re-announced its final event");
+    log.info({ offset: record.offset }, "request already applied: re-announced its final event");
     return finish("replayed", record, ctx);
   }
 
   const startedAt = Date.now();
-  const events = new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`);
-  events.write({ type: "start", worker_id: ctx.config.workerId });
-  log.info({ type: request.type, partition: record.partition, offset: record.message.offset }, "request started");
+  const continued = request.type === "turn" ? handover : undefined;
+  const events = continued
+    ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq)
+    : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`);
+  // A continued reply keeps its attempt: no new start event, so the client's reply goes on.
+  if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId });
+  log.info(
+    { type: request.type, partition: record.partition, offset: record.offset, ...(continued && { continues: continued.worker_id }) },
+    continued ? "request continued from a handover" : "request started",
+  );
 
   if (state && state.tenant !== request.tenant) {
     // Another tenant's conversation: answer as if it did not exist, change nothing.
@@ -123,12 +143,12 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
       outcome = await remove(request, record.partition, events, ctx);
       break;
     case "turn":
-      outcome = await chatTurn(request, state, record, events, ctx, startedAt);
+      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt);
       break;
   }
-  if (outcome === "interrupted") {
-    log.info("turn interrupted; left uncommitted for the next owner");
-    record.requeue();
+  if (outcome === "handed_over" || outcome === "lost" || outcome === "retry") {
+    await events.settle();
+    log.info({ outcome }, outcome === "retry" ? "another worker wrote this partition; running the request again" : "turn left uncommitted for the next owner");
     ctx.metrics.requests.inc({ outcome });
     return outcome;
   }
@@ -148,6 +168,7 @@ async function finish(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext
 async function chatTurn(
   request: TurnRequest,
   state: ConversationState | undefined,
+  continued: Handover | undefined,
   record: TurnRecord,
   events: EventWriter,
   ctx: TurnContext,
@@ -160,11 +181,11 @@ async function chatTurn(
     : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt);
 
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
-  const stop = record.revoked ? AbortSignal.any([signal, record.revoked]) : signal;
+  const stop = AbortSignal.any([signal, record.revoke]);
   let generated: Generated;
   let cancelLatencyMs: number | null = null;
   try {
-    generated = await generateStreaming(request, prompt, events, stop, ctx);
+    generated = await generateStreaming(request, prompt, continued, events, stop, ctx);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
@@ -172,13 +193,19 @@ async function chatTurn(
     ctx.metrics.cancelLatency.observe(cancelLatencyMs / 1000);
     ctx.logger.info({ request_id: request.request_id, cancel_latency_ms: Math.round(cancelLatencyMs) }, "generation cancelled");
   }
-  const cause = stopCauseOf(stop);
-  if (record.revoked?.aborted || cause?.kind === "shutdown") return "interrupted";
+  const revoked = record.revoke.aborted ? (record.revoke.reason as RevokeCause) : null;
+  if (revoked?.kind === "lost") return "lost";
+  // Handed over only when generation was really stopped for it (a reply that ended on its
+  // own just as the bound passed is finished here as usual).
+  if (revoked?.kind === "handover" && stopCauseOf(stop)?.kind === "handover" && generated.ok && generated.result.stopReason === "cancelled") {
+    const handed = await handOver(request, record.partition, continued, generated.result, events, startedAt, ctx);
+    return handed ? "handed_over" : "retry";
+  }
 
-  const queueWaitMs = Math.max(0, startedAt - request.created_at);
-  const final = terminalEvent(events, generated, queueWaitMs);
+  const turnStartedAt = continued?.started_at ?? startedAt;
+  const queueWaitMs = Math.max(0, turnStartedAt - request.created_at);
+  const final = terminalEvent(events, withHandover(generated, continued), queueWaitMs);
   if (!stateless) {
-    if (!(await ctx.memory.isCurrent(record.partition))) return "interrupted";
     const next = applyTurn(
       conversation,
       {
@@ -192,7 +219,9 @@ async function chatTurn(
       ctx.config.memory.maxTokens,
       ctx.countTokens,
     );
-    await ctx.memory.put(record.partition, request.conversation_id, next);
+    if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
+  } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
+    return "retry";
   }
   events.send(final);
   ctx.metrics.queueWait.observe(queueWaitMs / 1000);
@@ -202,10 +231,71 @@ async function chatTurn(
 
 type Generated = { ok: true; result: GenerateResult } | { ok: false; error: KafkaLlmError };
 
+/**
+ * Leaves a reply stopped at a token boundary for the partition's next owner: every delta is
+ * written first (acks=all), then the handover record, so the record's text is exactly what
+ * the client has seen. False when another worker owns the partition already.
+ */
+async function handOver(
+  request: TurnRequest,
+  partition: number,
+  continued: Handover | undefined,
+  result: GenerateResult,
+  events: EventWriter,
+  startedAt: number,
+  ctx: TurnContext,
+): Promise<boolean> {
+  await events.settle();
+  const soFar = withHandover({ ok: true, result }, continued);
+  const r = soFar.ok ? soFar.result : result;
+  const handed = await ctx.memory.handOver(partition, {
+    v: SCHEMA_VERSION,
+    type: "handover",
+    request_id: request.request_id,
+    conversation_id: request.conversation_id,
+    tenant: request.tenant,
+    attempt: events.attempt,
+    next_seq: events.eventsWritten,
+    reply: r.reply,
+    usage: { prompt_tokens: r.promptTokens, cached_prompt_tokens: r.cachedPromptTokens, completion_tokens: r.completionTokens },
+    time_to_first_token_ms: round(r.timeToFirstTokenMs),
+    generation_ms: round(r.generationMs),
+    started_at: continued?.started_at ?? startedAt,
+    worker_id: ctx.config.workerId,
+  });
+  if (handed) {
+    ctx.metrics.handovers.inc({ direction: "out" });
+    ctx.logger.info({ request_id: request.request_id, next_seq: events.eventsWritten, completion_tokens: r.completionTokens }, "reply handed over to the next owner");
+  }
+  return handed;
+}
+
+/**
+ * A continued reply's result counted from where it began on the first worker: the whole
+ * reply (the generator returns it whole), the tokens generated by both workers, the first
+ * worker's time to first token, and both workers' generation time.
+ */
+function withHandover(generated: Generated, continued: Handover | undefined): Generated {
+  if (!continued || !generated.ok) return generated;
+  const r = generated.result;
+  return {
+    ok: true,
+    result: {
+      ...r,
+      promptTokens: continued.usage.prompt_tokens,
+      cachedPromptTokens: continued.usage.cached_prompt_tokens,
+      completionTokens: continued.usage.completion_tokens + r.completionTokens,
+      timeToFirstTokenMs: continued.time_to_first_token_ms,
+      generationMs: continued.generation_ms + r.generationMs,
+    },
+  };
+}
+
 /** Generates on a slot, streaming deltas; never throws for a generation failure. */
 async function generateStreaming(
   request: TurnRequest,
   prompt: ChatMessage[],
+  continued: Handover | undefined,
   events: EventWriter,
   signal: AbortSignal,
   ctx: TurnContext,
@@ -221,10 +311,14 @@ async function generateStreaming(
     const result = await slot.generator.generate({
       messages: prompt,
       params: request.params ?? {},
-      defaultMaxTokens: ctx.config.generation.defaultMaxTokens,
+      defaultMaxTokens: continued
+        ? Math.max(1, ctx.config.generation.defaultMaxTokens - continued.usage.completion_tokens)
+        : ctx.config.generation.defaultMaxTokens,
       signal,
       onText: (text) => batcher.push(text),
+      ...(continued && { continueFrom: continued.reply }),
     });
+    if (continued) ctx.metrics.handovers.inc({ direction: "in" });
     batcher.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);
@@ -272,20 +366,19 @@ async function open(
   const now = Date.now();
   const greeting = request.greeting && !state ? ctx.config.memory.greeting : null;
   const final = events.next(emptyFinal(greeting ?? ""));
-  if (!(await ctx.memory.isCurrent(partition))) return "interrupted";
   const base = state ?? openConversation(request.conversation_id, request.tenant, now, {
     greeting,
     ...(request.system === undefined ? {} : { system: request.system }),
   });
-  await ctx.memory.put(partition, request.conversation_id, { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now });
+  const next = { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now };
+  if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);
   return "completed";
 }
 
 /** Deletes a conversation: a tombstone in chat.memory. */
 async function remove(request: DeleteRequest, partition: number, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
-  if (!(await ctx.memory.isCurrent(partition))) return "interrupted";
-  await ctx.memory.put(partition, request.conversation_id, null);
+  if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, null))) return "retry";
   ctx.slots.forget(request.conversation_id);
   events.write(emptyFinal(""));
   return "completed";

@@ -1,30 +1,28 @@
 /**
- * The scale benchmark's Kafka adapter: the same small consumer surface over the project's
- * Kafka module (platform/kafka.ts, kafkajs, eager rebalancing) and over
- * @confluentinc/kafka-javascript's KafkaJS-compatible API (librdkafka: cooperative-sticky
- * assignment, optionally static membership), configured the way platform/kafka.ts and
- * worker/request-consumer.ts configure kafkajs.
+ * The scale benchmark's Kafka adapter: the same small consumer surface over
  *
- * @confluentinc/kafka-javascript is not a dependency of the project: it builds librdkafka
- * from source where no prebuilt binary can be downloaded. bench/scale/install-confluent.sh
- * puts it in .cache/confluent-kafka-javascript; confluentAvailable() says whether it is there.
+ *   kafkajs                 the worker as it was before KIP-848: eager rebalancing, each
+ *                           turn inside eachMessage (heartbeats sent from inside it)
+ *   platformatic-consumer   @platformatic/kafka with group.protocol=consumer (KIP-848),
+ *                           turns run by the worker's TurnScheduler off the stream
+ *   confluent-consumer      the worker as shipped: platform/group-consumer.ts (librdkafka,
+ *                           KIP-848) and worker/turn-scheduler.ts, the default drain bound
+ *   confluent-consumer-drain1s   the same with a 1 s drain bound, so in-flight turns of
+ *                           moved partitions are handed over rather than finished
+ *   confluent-classic       the shipped consumer on the classic protocol (cooperative-sticky)
+ *
+ * Every client is made through the project's Kafka module where the project uses it.
  */
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
-import { createKafka } from "../../platform/kafka.js";
+import { createKafka, createGroupConsumer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
-import { REPO_ROOT } from "../lib/procs.js";
+import { loadWorkerConfig } from "../../contracts/config.js";
+import { TurnScheduler, type RequestRecord, type RevokeCause } from "../../worker/turn-scheduler.js";
 import { benchKafkaConfig } from "../lib/stack.js";
-import { stickyAssigner } from "./sticky-assigner.js";
 
-export type ClientKind = "kafkajs" | "kafkajs-decoupled" | "kafkajs-decoupled-sticky" | "confluent-cooperative" | "confluent-cooperative-static" | "confluent-cooperative-default-cache";
+export type ClientKind = "kafkajs" | "platformatic-consumer" | "confluent-consumer" | "confluent-consumer-drain1s" | "confluent-classic";
 
-export const CONFLUENT_DIR = path.join(REPO_ROOT, ".cache", "confluent-kafka-javascript", "node_modules", "@confluentinc", "kafka-javascript");
-
-export function confluentAvailable(): boolean {
-  return existsSync(path.join(CONFLUENT_DIR, "build", "Release", "confluent-kafka-javascript.node"));
-}
+/** The shipped drain bound (DRAIN_TIMEOUT_MS's default). */
+const SHIPPED_DRAIN_MS = loadWorkerConfig({ MODEL: "-" }).drainTimeoutMs;
 
 export interface ConsumerSettings {
   brokers: string;
@@ -39,7 +37,10 @@ export interface ConsumerSettings {
 }
 
 export interface Handler {
-  /** `lost` aborts when the client reports this member's assignment lost mid-message. */
+  /**
+   * `lost` aborts when the turn must stop: its reason is a RevokeCause (`lost`: the
+   * partition already moved; `handover`: the drain bound passed, hand the reply over).
+   */
   (message: { partition: number; offset: string; lost: AbortSignal }): Promise<void>;
 }
 
@@ -50,9 +51,8 @@ export interface SimConsumer {
   stop(): Promise<void>;
 }
 
-/** kafkajs exactly as the worker uses it: eager rebalancing, heartbeats from inside a long message. */
-async function kafkajsConsumer(s: ConsumerSettings, decoupled: boolean, sticky = false): Promise<SimConsumer> {
-  if (decoupled) return kafkajsDecoupled(s, sticky);
+/** kafkajs as the worker used it before KIP-848: eager rebalancing, heartbeats from inside a long message. */
+async function kafkajsConsumer(s: ConsumerSettings): Promise<SimConsumer> {
   const kafka = createKafka(benchKafkaConfig(s.brokers, s.memberName), createLogger("sim", "fatal"));
   const consumer = kafka.consumer({
     groupId: s.groupId,
@@ -81,7 +81,7 @@ async function kafkajsConsumer(s: ConsumerSettings, decoupled: boolean, sticky =
           const lost = new AbortController();
           const beat = setInterval(() => {
             heartbeat().catch((err: Error & { type?: string }) => {
-              if (err.type && LOST.has(err.type)) lost.abort();
+              if (err.type && LOST.has(err.type)) lost.abort({ kind: "lost" } satisfies RevokeCause);
             });
           }, s.heartbeatIntervalMs);
           try {
@@ -100,143 +100,135 @@ async function kafkajsConsumer(s: ConsumerSettings, decoupled: boolean, sticky =
   };
 }
 
-/**
- * kafkajs used differently (a proposal, not what the worker does): eachMessage hands the
- * record to its turn and returns at once, pausing the partition until the turn is done
- * and committed. kafkajs's fetch loop then never waits on a generation (it waits for all
- * batches of one fetch, so a worker's partitions otherwise start turns in lockstep), and
- * a rebalance never waits for running turns; a turn whose partition went to another
- * member is stopped (the revoked signal the worker already has), and the new owner runs it.
- * On stop, running turns finish and are committed before the member leaves (kafkajs drops
- * commits made after consumer.stop()).
- */
-async function kafkajsDecoupled(s: ConsumerSettings, sticky: boolean): Promise<SimConsumer> {
-  const kafka = createKafka(benchKafkaConfig(s.brokers, s.memberName), createLogger("sim", "fatal"));
-  let held: number[] = [];
-  const consumer = kafka.consumer({
-    ...(sticky ? { partitionAssigners: [stickyAssigner(() => held)] } : {}),
-    groupId: s.groupId,
-    sessionTimeout: s.sessionTimeoutMs,
-    rebalanceTimeout: s.rebalanceTimeoutMs,
-    heartbeatInterval: s.heartbeatIntervalMs,
-    allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 500,
+
+/** The worker's scheduler around a sim handler: the record's turn, committed by `commit`. */
+function simScheduler(s: ConsumerSettings, handler: Handler, io: { pause(p: number): void; resume(p: number): void; commit(r: RequestRecord): Promise<void> }) {
+  return new TurnScheduler({
+    concurrency: s.concurrency,
+    logger: createLogger("sim", "fatal"),
+    pause: io.pause,
+    resume: io.resume,
+    run: async (record, revoke) => {
+      await handler({ partition: record.partition, offset: record.offset, lost: revoke });
+      if (revoke.aborted) return "done"; // handed over or lost: left uncommitted for the next owner
+      await io.commit(record);
+      return "done";
+    },
   });
-  const running = new Map<number, { lost: AbortController; done: Promise<void> }>();
-  let stopping = false;
+}
+
+/** The shipped consumer: librdkafka (KIP-848 or classic cooperative-sticky) + the TurnScheduler. */
+async function confluentConsumer(s: ConsumerSettings, protocol: "consumer" | "classic", drainMs: number): Promise<SimConsumer> {
+  const consumer = createGroupConsumer(benchKafkaConfig(s.brokers, s.memberName), {
+    groupId: s.groupId,
+    topic: s.topic,
+    protocol,
+    sessionTimeoutMs: s.sessionTimeoutMs,
+    heartbeatIntervalMs: s.heartbeatIntervalMs,
+    rebalanceTimeoutMs: s.rebalanceTimeoutMs,
+    logger: createLogger("sim", "fatal"),
+  });
+  let scheduler: TurnScheduler | null = null;
   return {
     async start(handler, onAssignment) {
-      consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-        const now = payload.memberAssignment[s.topic] ?? [];
-        if (held.length) onAssignment("revoked", held);
-        onAssignment("assigned", now);
-        held = [...now];
-        for (const [p, turn] of running) if (!now.includes(p)) turn.lost.abort();
-        // A partition kept across the rebalance stays paused while its turn runs.
-        const busy = [...running.keys()].filter((p) => now.includes(p));
-        if (busy.length) consumer.pause([{ topic: s.topic, partitions: busy }]);
+      const sched = simScheduler(s, handler, {
+        pause: (p) => consumer.pause(p),
+        resume: (p) => consumer.resume(p),
+        commit: (r) => consumer.commit(r.partition, (BigInt(r.offset) + 1n).toString()),
       });
-      await consumer.connect();
-      await consumer.subscribe({ topic: s.topic, fromBeginning: true });
-      await consumer.run({
-        autoCommit: false,
-        partitionsConsumedConcurrently: s.concurrency,
-        eachMessage: async ({ partition, message, pause }) => {
-          const resume = pause();
-          const lost = new AbortController();
-          const done = handler({ partition, offset: message.offset, lost: lost.signal }).then(async () => {
-            running.delete(partition);
-            if (!lost.signal.aborted) {
-              await consumer.commitOffsets([{ topic: s.topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]).catch(() => {});
-            }
-            if (!stopping) resume();
-          });
-          running.set(partition, { lost, done });
+      scheduler = sched;
+      await consumer.start({
+        onAssigned: (partitions) => onAssignment("assigned", partitions),
+        onRevoked: async (partitions, lost) => {
+          onAssignment("revoked", partitions);
+          await sched.revoke(partitions, { drainMs, lost });
+        },
+        onRecord: (record) => sched.offer(record),
+        onFatal: (err) => {
+          throw err;
         },
       });
     },
     async stop() {
-      stopping = true;
-      if (held.length) consumer.pause([{ topic: s.topic, partitions: held }]);
-      await Promise.all([...running.values()].map((t) => t.done));
-      await consumer.disconnect();
+      await scheduler?.close(drainMs);
+      await consumer.close();
     },
   };
 }
 
-/** @confluentinc/kafka-javascript's KafkaJS API: cooperative-sticky, heartbeats by librdkafka. */
-async function confluentConsumer(s: ConsumerSettings, staticMembership: boolean, largeCache: boolean): Promise<SimConsumer> {
-  const require = createRequire(import.meta.url);
-  const lib = require(CONFLUENT_DIR) as { KafkaJS: any };
-  const { Kafka, logLevel, PartitionAssigners } = lib.KafkaJS;
-  const kafka = new Kafka({ kafkaJS: { brokers: [s.brokers], clientId: s.memberName, logLevel: logLevel.NOTHING } });
-  let onAssignment: (event: "assigned" | "revoked", partitions: number[]) => void = () => {};
-  let lostController = new AbortController();
-  const consumer = kafka.consumer({
-    kafkaJS: {
-      groupId: s.groupId,
-      fromBeginning: true,
-      autoCommit: false,
-      sessionTimeout: s.sessionTimeoutMs,
-      heartbeatInterval: s.heartbeatIntervalMs,
-      rebalanceTimeout: s.rebalanceTimeoutMs,
-      maxWaitTimeInMs: 500,
-      partitionAssigners: [PartitionAssigners.cooperativeSticky],
-    },
-    ...(staticMembership ? { "group.instance.id": s.memberName } : {}),
-    // The KafkaJS layer caches "1.5 s worth" of records, sized by its consumption rate:
-    // with turns of seconds that is a record or a few, all of one partition, and its other
-    // workers wait until that partition's cached records are done, so a worker runs one
-    // partition at a time (also with max.partition.fetch.bytes=1024 and a 6 s cache, tried
-    // in development). Only a large cache let it run SLOTS partitions at once, as kafkajs
-    // does; but it only sees a rebalance when it polls librdkafka, i.e. when the cache is empty.
-    ...(largeCache ? { "js.consumer.max.cache.size.per.worker.ms": 60_000 } : {}),
-    rebalance_cb: (err: { code: number }, assignment: Array<{ partition: number }>, fns: { assignmentLost(): boolean }) => {
-      const partitions = assignment.map((a) => a.partition);
-      // -175 ERR__ASSIGN_PARTITIONS, -174 ERR__REVOKE_PARTITIONS
-      if (err.code === -175) onAssignment("assigned", partitions);
-      else {
-        if (fns.assignmentLost()) {
-          lostController.abort();
-          lostController = new AbortController();
-        }
-        onAssignment("revoked", partitions);
-      }
-    },
+/**
+ * @platformatic/kafka with the consumer protocol. It acknowledges a revocation as soon as the
+ * broker asks, with no hook to finish in-flight work first, so a revoked partition's running
+ * turn can only be stopped (counted as aborted; its next owner runs it again). It cannot pause
+ * one partition of a stream: records wait in the scheduler instead.
+ */
+async function platformaticConsumer(s: ConsumerSettings): Promise<SimConsumer> {
+  const { Consumer } = await import("@platformatic/kafka");
+  const consumer = new Consumer({
+    clientId: s.memberName,
+    bootstrapBrokers: [s.brokers],
+    groupId: s.groupId,
+    groupProtocol: "consumer",
+    rebalanceTimeout: s.rebalanceTimeoutMs,
+    maxWaitTime: 100,
   });
+  const messages = new Map<string, { commit(): void | Promise<void> }>();
+  let held = new Set<number>();
+  let watch: NodeJS.Timeout | undefined;
+  let scheduler: TurnScheduler | null = null;
+  let stream: { close(): Promise<void> } | null = null;
   return {
-    async start(handler, listener) {
-      onAssignment = listener;
-      await consumer.connect();
-      await consumer.subscribe({ topics: [s.topic] });
-      await consumer.run({
-        partitionsConsumedConcurrently: s.concurrency,
-        eachMessage: async ({ partition, message }: { partition: number; message: { offset: string } }) => {
-          const lost = lostController.signal;
-          await handler({ partition, offset: message.offset, lost });
-          if (!lost.aborted) await consumer.commitOffsets([{ topic: s.topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+    async start(handler, onAssignment) {
+      const sched = simScheduler(s, handler, {
+        pause: () => {},
+        resume: () => {},
+        commit: async (r) => {
+          const key = `${r.partition}/${r.offset}`;
+          await messages.get(key)?.commit();
+          messages.delete(key);
         },
       });
+      scheduler = sched;
+      // Its assignment changes are seen by watching consumer.assignments.
+      watch = setInterval(() => {
+        const now = new Set((consumer.assignments ?? []).filter((a) => a.topic === s.topic).flatMap((a) => a.partitions));
+        const gone = [...held].filter((p) => !now.has(p));
+        const added = [...now].filter((p) => !held.has(p));
+        held = now;
+        if (gone.length) {
+          onAssignment("revoked", gone);
+          void sched.revoke(gone, { drainMs: 0, lost: true });
+        }
+        if (added.length) onAssignment("assigned", added);
+      }, 50);
+      const messagesStream = await consumer.consume({ topics: [s.topic], mode: "committed", fallbackMode: "earliest", autocommit: false });
+      stream = messagesStream;
+      messagesStream.on("data", (m: { topic: string; partition: number; offset: bigint; key: Buffer | null; value: Buffer | null; commit(): void | Promise<void> }) => {
+        const record: RequestRecord = { topic: m.topic, partition: m.partition, offset: m.offset.toString(), key: m.key, value: m.value };
+        messages.set(`${record.partition}/${record.offset}`, m);
+        sched.offer(record);
+      });
     },
-    // The KafkaJS API has no stop(): disconnect waits for running messages and leaves
-    // (with static membership librdkafka does not send LeaveGroup: the member is expected back).
-    stop: () => consumer.disconnect(),
+    async stop() {
+      await scheduler?.close(SHIPPED_DRAIN_MS);
+      clearInterval(watch);
+      await stream?.close();
+      await consumer.close();
+    },
   };
 }
 
 export async function createSimConsumer(kind: ClientKind, settings: ConsumerSettings): Promise<SimConsumer> {
   switch (kind) {
     case "kafkajs":
-      return kafkajsConsumer(settings, false);
-    case "kafkajs-decoupled":
-      return kafkajsConsumer(settings, true);
-    case "kafkajs-decoupled-sticky":
-      return kafkajsConsumer(settings, true, true);
-    case "confluent-cooperative":
-      return confluentConsumer(settings, false, true);
-    case "confluent-cooperative-static":
-      return confluentConsumer(settings, true, true);
-    case "confluent-cooperative-default-cache":
-      return confluentConsumer(settings, false, false);
+      return kafkajsConsumer(settings);
+    case "platformatic-consumer":
+      return platformaticConsumer(settings);
+    case "confluent-consumer":
+      return confluentConsumer(settings, "consumer", SHIPPED_DRAIN_MS);
+    case "confluent-consumer-drain1s":
+      return confluentConsumer(settings, "consumer", 1000);
+    case "confluent-classic":
+      return confluentConsumer(settings, "classic", SHIPPED_DRAIN_MS);
   }
 }

@@ -127,8 +127,11 @@ export async function startMemoryView(options: {
     autoCommitInterval: 5000,
     eachMessage: async ({ message }) => {
       if (!message.key) return;
+      const key = message.key.toString("utf8");
+      // '#' keys are the workers' own (restore fences, handed-over replies), never conversations.
+      if (key.startsWith("#")) return;
       const before = store.evicted;
-      store.put(message.key.toString("utf8"), message.value);
+      store.put(key, message.value);
       if (store.evicted > before) {
         options.onEvict?.(store.evicted - before);
         if (Date.now() - warnedAt > 60_000) {

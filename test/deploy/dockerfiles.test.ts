@@ -55,7 +55,7 @@ function commonChecks(df: Dockerfile, entry: string) {
   const deps = runCommands(nodeModulesStage(df));
   assert.match(deps, /npm ci [^\n]*--omit=dev/, "the runtime's node_modules are production dependencies only");
   assert.doesNotMatch(deps, /npm (install|i) /, "npm ci, from the lock file");
-  assert.match(df.globalArgs.NODE_IMAGE ?? "", /^node:20[.-]/, "Node 20, as in CI");
+  assert.match(df.globalArgs.NODE_IMAGE ?? "", /^node:24[.-]/, "Node 24, as in CI");
   // No model and no source tree in the runtime: only dist, node_modules and package.json.
   const copies = final.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args);
   for (const c of copies) {
@@ -75,7 +75,7 @@ describe("Dockerfile.cuda (worker)", () => {
     assert.ok(nodeCopy);
     const from = /--from=(\S+)/.exec(nodeCopy.args)![1]!;
     const stage = cuda.stages.find((s) => s.name === from)!;
-    assert.match(baseImage(cuda, stage), /^node:20[.-]/);
+    assert.match(baseImage(cuda, stage), /^node:24[.-]/);
   });
 
   it("gets node-llama-cpp's CUDA binaries (CUDA 13 and the CUDA 12 fallback) and checks they are there", () => {
@@ -108,7 +108,7 @@ describe("Dockerfile.cuda (worker)", () => {
 describe("Dockerfile.gateway", () => {
   it("is multi-stage, non-root, starts node directly, production dependencies only", () => {
     commonChecks(gateway, "dist/gateway/main.js");
-    assert.match(baseImage(gateway, gateway.stages.at(-1)!), /^node:20[.-]\S*-slim$/);
+    assert.match(baseImage(gateway, gateway.stages.at(-1)!), /^node:24[.-]\S*-slim$/);
   });
   it("puts the chat page where the built gateway looks for it (beside dist/gateway/routes: ../web)", () => {
     const final = gateway.stages.at(-1)!;

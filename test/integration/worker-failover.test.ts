@@ -2,8 +2,8 @@
  * Takeover between real worker processes sharing one consumer group on a real broker.
  * SIGKILL in the middle of a generation: every turn is still answered exactly once and
  * in order, and every conversation's memory holds each turn once, in order. SIGTERM: the
- * leaving worker hands its partitions over at once (it leaves the group), so the other
- * resumes long before the session timeout.
+ * leaving worker starts nothing new, finishes or hands over what runs, and leaves the
+ * group at once, so the other resumes long before the session timeout.
  */
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
@@ -20,9 +20,22 @@ function startWorker(kafka: TestKafka, prefix: string, id: string, env: Record<s
   return startTestWorker(stackEnv(kafka.brokers, prefix, 4), { WORKER_SLOTS: "2", MEMORY_MAX_TOKENS: "4000", ...env }, id);
 }
 
-async function activeGenerations(worker: Service): Promise<number> {
+async function metric(worker: Service, pattern: RegExp): Promise<number> {
   const text = await (await fetch(`${worker.baseUrl}/metrics`)).text();
-  return Number(/^kafka_llm_active_generations\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? "0");
+  return Number(pattern.exec(text)?.[1] ?? "0");
+}
+
+function activeGenerations(worker: Service): Promise<number> {
+  return metric(worker, /^kafka_llm_active_generations\{[^}]*\} (\d+)/m);
+}
+
+/** Resolves once the worker's log says it has begun draining (it has taken the signal). */
+async function draining(worker: Service): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!/"state":"draining"/.test(worker.output())) {
+    assert.ok(Date.now() < deadline, `${worker.name} never began draining`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 function terminals(events: ChatEvent[]) {
@@ -121,6 +134,9 @@ describe("failover", { timeout: 240_000 }, () => {
 
       const t0 = Date.now();
       const exited = a.stop("SIGTERM");
+      // Requests sent once A has taken the signal: A may finish what it had started, but
+      // never starts one of these.
+      await draining(a);
       const after = await Promise.all(Array.from({ length: 8 }, (_, i) => chat.turn(`c-${i}`, "still there?")));
       assert.equal(await exited, 0, "worker A shut down cleanly");
       let latest = 0;
@@ -141,7 +157,7 @@ describe("failover", { timeout: 240_000 }, () => {
 
   for (const [graceMs, expectation] of [
     ["25000", "finishes the running turn within the grace period, then leaves"],
-    ["0", "stops a turn still running when the grace period ends and leaves it to the next owner"],
+    ["0", "hands a turn still running when the grace period ends over to the next owner, which continues the same reply"],
   ] as const) {
     it(`on SIGTERM ${expectation}`, async () => {
       const prefix = uniquePrefix(`grace${graceMs}`);
@@ -167,12 +183,20 @@ describe("failover", { timeout: 240_000 }, () => {
         assert.ok(finals.every((f) => isDeepStrictEqual(f, finals[0])), "one answer");
         const finalStart = all.find((e) => e.type === "start" && e.attempt === final.attempt);
         const answeredBy = finalStart?.type === "start" ? finalStart.worker_id : "";
+        assert.equal(answeredBy, owner, "the reply began on the terminating worker");
+        assert.equal(new Set(all.map((e) => e.attempt)).size, 1, "one attempt: the reply was never started again");
+        assert.equal(all.filter((e) => e.type === "start").length, 1, "one start event");
+        // One unbroken reply: seqs without gaps, and the deltas spell the final reply.
+        const ordered = [...new Map(all.map((e) => [e.seq, e])).values()].sort((x, y) => x.seq - y.seq);
+        assert.deepEqual(ordered.map((e) => e.seq), ordered.map((_, i) => i), "seqs run on without a gap");
+        const streamed = ordered.map((e) => (e.type === "delta" ? e.text : "")).join("");
+        assert.equal(streamed, (final as FinalEvent).reply, "the streamed deltas are the final reply");
+        const continued = await metric(workers.get(other)!, /^kafka_llm_handovers_total\{[^}]*direction="in"[^}]*\} (\d+)/m);
         if (graceMs === "0") {
-          assert.equal(answeredBy, other, "the next owner ran the interrupted turn");
-          assert.ok(new Set(all.map((e) => e.attempt)).size === 2, "two attempts");
+          assert.equal(continued, 1, "the next owner continued the handed-over reply");
+          assert.match(workers.get(owner)!.output(), /reply handed over to the next owner/);
         } else {
-          assert.equal(answeredBy, owner, "the terminating worker finished its turn");
-          assert.equal(new Set(all.map((e) => e.attempt)).size, 1, "one attempt");
+          assert.equal(continued, 0, "nothing was handed over");
         }
         const state = (await chat.readMemory()).get("grace-1")!;
         assert.deepEqual(state.messages.map((m) => `${m.role}:${m.request_id}`), [`user:${requestId}`, `assistant:${requestId}`]);
@@ -184,16 +208,20 @@ describe("failover", { timeout: 240_000 }, () => {
   }
 
   it("keeps its partitions through a generation longer than the session timeout", async (t) => {
-    // A broker of its own that accepts a 1.5 s session, so a ~2 s generation outlasts it:
-    // only the heartbeats sent while generating keep the worker in the group.
-    const broker = await startBroker({ serverProperties: { "group.min.session.timeout.ms": "1000" } });
+    // A broker of its own whose consumer groups have a 500 ms session, so a ~1 s generation
+    // outlasts it twice: the worker stays in the group only because heartbeats never wait
+    // on a generation.
+    const broker = await startBroker({
+      serverProperties: {
+        "group.consumer.session.timeout.ms": "500",
+        "group.consumer.min.session.timeout.ms": "500",
+        "group.consumer.heartbeat.interval.ms": "100",
+        "group.consumer.min.heartbeat.interval.ms": "100",
+      },
+    });
     const own: TestKafka = { brokers: broker.brokers, stop: () => broker.stop() };
     const prefix = uniquePrefix("long");
-    const worker = await startWorker(own, prefix, "worker-long", {
-      SESSION_TIMEOUT_MS: "1500",
-      HEARTBEAT_INTERVAL_MS: "300",
-      WORKER_SLOTS: "1",
-    });
+    const worker = await startWorker(own, prefix, "worker-long", { WORKER_SLOTS: "1" });
     const chat = new ChatOverKafka(own.brokers, topicNames(prefix));
     await chat.start();
     try {
@@ -201,8 +229,8 @@ describe("failover", { timeout: 240_000 }, () => {
       const final = await chat.terminal(requestId, 120_000);
       assert.equal(final.type, "final");
       const f = final as FinalEvent;
-      t.diagnostic(`generation took ${f.timings.generation_ms} ms against a 1500 ms session timeout`);
-      assert.ok(f.timings.generation_ms > 1500, "the generation outlasted the session timeout");
+      t.diagnostic(`generation took ${f.timings.generation_ms} ms against a 500 ms session timeout`);
+      assert.ok(f.timings.generation_ms > 500, "the generation outlasted the session timeout");
       const events = chat.events.get(requestId)!;
       assert.equal(new Set(events.map((e) => e.attempt)).size, 1, "never handed to another attempt");
       const metrics = await (await fetch(`${worker.baseUrl}/metrics`)).text();

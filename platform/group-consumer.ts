@@ -1,0 +1,325 @@
+/**
+ * The worker group's consumer on chat.requests: librdkafka (through
+ * @confluentinc/kafka-javascript's native binding), which speaks Kafka's consumer rebalance
+ * protocol (KIP-848, `group.protocol=consumer`): at a join or a leave only the partitions
+ * that move are revoked, and the others never stop. On a cluster without it the classic
+ * protocol with the cooperative-sticky assignor does the same in two rounds.
+ *
+ * Why this client: a revocation is acknowledged only when the application calls
+ * incrementalUnassign, which this wrapper does once the worker's `onRevoked` has settled,
+ * so a running turn can finish and commit before its partition moves. kafkajs has no
+ * incremental protocol at all, and @platformatic/kafka acknowledges a revocation at once
+ * with no hook to finish in-flight work (bench/scale measures all three).
+ *
+ * The low-level API is used (not the KafkaJS-compatible layer), because that layer stops
+ * fetching every partition while a rebalance callback runs, and caches records ahead of
+ * the application in ways that hold one partition's records back behind another's.
+ */
+import { createRequire } from "node:module";
+import type { KafkaConfig } from "../contracts/config.js";
+import type { Logger } from "./logger.js";
+
+export type GroupProtocol = "consumer" | "classic";
+
+export interface GroupRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers?: Readonly<Record<string, Buffer | string | undefined>>;
+  /** Records after this one in its partition, as far as the consumer knows (the lag). */
+  readonly lag: number;
+}
+
+export interface GroupHandlers {
+  /** Partitions added to this member. */
+  onAssigned(partitions: number[]): void;
+  /**
+   * Partitions taken from this member. They are released (the revocation acknowledged)
+   * once the returned promise settles; `lost`: they already belong to another member
+   * (this one was fenced or timed out), so nothing of theirs may be committed.
+   */
+  onRevoked(partitions: number[], lost: boolean): Promise<void>;
+  onRecord(record: GroupRecord): void;
+  /** The consumer cannot go on (a fatal client error); the process should exit. */
+  onFatal(error: Error): void;
+}
+
+export interface GroupConsumerOptions {
+  readonly kafka: KafkaConfig;
+  readonly groupId: string;
+  readonly topic: string;
+  readonly protocol: GroupProtocol;
+  /** Classic protocol only: the broker takes these from its group.consumer.* settings otherwise. */
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  /**
+   * How long a revocation may take before the member is removed from the group
+   * (max.poll.interval.ms, which librdkafka also sends as the rebalance timeout). Must be
+   * above the drain bound.
+   */
+  readonly rebalanceTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** The subset of the native KafkaConsumer this module uses (its .d.ts lacks some of it). */
+interface NativeConsumer {
+  connect(options: Record<string, unknown>, cb: (err: Error | null) => void): void;
+  disconnect(cb: (err: Error | null) => void): void;
+  subscribe(topics: string[]): void;
+  consume(n: number, cb: (err: NativeError | null, messages: NativeMessage[]) => void): void;
+  setDefaultConsumeTimeout(ms: number): void;
+  pause(tps: Array<{ topic: string; partition: number }>): void;
+  resume(tps: Array<{ topic: string; partition: number }>): void;
+  incrementalAssign(tps: Array<{ topic: string; partition: number }>): void;
+  incrementalUnassign(tps: Array<{ topic: string; partition: number }>): void;
+  assign(tps: Array<{ topic: string; partition: number }>): void;
+  unassign(): void;
+  assignmentLost(): boolean;
+  rebalanceProtocol(): string;
+  commitCb(tps: Array<{ topic: string; partition: number; offset: number }>, cb: (err: NativeError | null) => void): void;
+  getWatermarkOffsets(topic: string, partition: number): { highOffset: number; lowOffset: number };
+  on(event: string, listener: (...args: any[]) => void): void;
+  isConnected(): boolean;
+}
+interface NativeError extends Error {
+  code: number;
+  isFatal?: boolean;
+  isRetriable?: boolean;
+}
+interface NativeMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  key?: Buffer | null;
+  value: Buffer | null;
+  headers?: Array<Record<string, Buffer | string>>;
+}
+
+const ERR_ASSIGN = -175;
+const ERR_REVOKE = -174;
+const ERR_TIMED_OUT = -185;
+const ERR_NO_OFFSET = -168;
+
+/** librdkafka's syslog levels to pino's. */
+const SEVERITY: Record<number, "error" | "warn" | "info" | "debug"> = { 0: "error", 1: "error", 2: "error", 3: "error", 4: "warn", 5: "info", 6: "debug", 7: "debug" };
+
+/** librdkafka properties for the connection settings both protocols share. */
+export function librdkafkaConnection(config: KafkaConfig): Record<string, string | number | boolean> {
+  const props: Record<string, string | number | boolean> = {
+    "bootstrap.servers": config.brokers.join(","),
+    "client.id": config.clientId,
+    "socket.keepalive.enable": true,
+    // Back-off capped at 5 s, as the kafkajs clients are: back within seconds of a broker restart.
+    "reconnect.backoff.ms": 200,
+    "reconnect.backoff.max.ms": 5000,
+  };
+  const tls = config.tls;
+  const sasl = config.sasl;
+  props["security.protocol"] = `${sasl ? "sasl_" : ""}${tls ? "ssl" : "plaintext"}`;
+  if (sasl) {
+    props["sasl.mechanisms"] = sasl.mechanism.toUpperCase();
+    props["sasl.username"] = sasl.username;
+    props["sasl.password"] = sasl.password;
+  }
+  if (tls) {
+    if (tls.ca) props["ssl.ca.pem"] = tls.ca;
+    if (tls.cert) props["ssl.certificate.pem"] = tls.cert;
+    if (tls.key) props["ssl.key.pem"] = tls.key;
+    props["enable.ssl.certificate.verification"] = tls.rejectUnauthorized;
+    if (!tls.rejectUnauthorized) props["ssl.endpoint.identification.algorithm"] = "none";
+  }
+  return props;
+}
+
+export class GroupConsumer {
+  readonly protocol: GroupProtocol;
+  readonly #options: GroupConsumerOptions;
+  readonly #logger: Logger;
+  #native: NativeConsumer | null = null;
+  #handlers: GroupHandlers | null = null;
+  #assigned = new Set<number>();
+  #closing = false;
+  #revoking: Promise<void> = Promise.resolve();
+  #rebalanced = false;
+
+  constructor(options: GroupConsumerOptions) {
+    this.#options = options;
+    this.protocol = options.protocol;
+    this.#logger = options.logger.child({ component: "group-consumer" });
+  }
+
+  /** Partitions this member holds now. */
+  get assigned(): number[] {
+    return [...this.#assigned].sort((a, b) => a - b);
+  }
+
+  /** True once the group has given this member its first assignment (possibly empty). */
+  get joined(): boolean {
+    return this.#rebalanced;
+  }
+
+  /** Connects, subscribes and starts fetching; resolves once connected. */
+  async start(handlers: GroupHandlers): Promise<void> {
+    this.#handlers = handlers;
+    const o = this.#options;
+    const require = createRequire(import.meta.url);
+    const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
+    const conf: Record<string, unknown> = {
+      ...librdkafkaConnection(o.kafka),
+      "group.id": o.groupId,
+      "group.protocol": o.protocol,
+      "enable.auto.commit": false,
+      "enable.auto.offset.store": false,
+      "auto.offset.reset": "earliest",
+      "allow.auto.create.topics": false,
+      "max.poll.interval.ms": o.rebalanceTimeoutMs,
+      // A new request is on its way to a generation within ~50 ms of being produced, also
+      // on a partition just resumed after its turn (librdkafka backs a partition's fetch
+      // off by fetch.queue.backoff.ms, 1 s by default, which a resumed partition then waits).
+      "fetch.wait.max.ms": 50,
+      "fetch.queue.backoff.ms": 20,
+      "fetch.error.backoff.ms": 100,
+      "event_cb": true,
+      "log.connection.close": false,
+      rebalance_cb: (err: NativeError, assignment: Array<{ topic: string; partition: number }>) => this.#rebalance(err, assignment),
+    };
+    if (o.protocol === "classic") {
+      conf["partition.assignment.strategy"] = "cooperative-sticky";
+      conf["session.timeout.ms"] = o.sessionTimeoutMs;
+      conf["heartbeat.interval.ms"] = o.heartbeatIntervalMs;
+    }
+    const native = new KafkaConsumer(conf);
+    this.#native = native;
+    native.on("event.log", (log: { severity: number; fac: string; message: string }) => {
+      this.#logger[SEVERITY[log.severity] ?? "debug"]({ fac: log.fac }, log.message);
+    });
+    native.on("event.error", (err: NativeError) => {
+      if (err.isFatal) {
+        this.#logger.fatal({ err }, "the request consumer hit a fatal error");
+        handlers.onFatal(err);
+        return;
+      }
+      // Transient (a broker away, a timeout): librdkafka reconnects and retries by itself.
+      this.#logger.warn({ err: { message: err.message, code: err.code } }, "request consumer error; retrying");
+    });
+    await new Promise<void>((resolve, reject) => native.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve())));
+    native.setDefaultConsumeTimeout(100);
+    native.subscribe([o.topic]);
+    this.#poll();
+  }
+
+  pause(partition: number): void {
+    if (this.#assigned.has(partition)) this.#safely("pause", () => this.#native?.pause([{ topic: this.#options.topic, partition }]));
+  }
+
+  resume(partition: number): void {
+    if (this.#assigned.has(partition) && !this.#closing) this.#safely("resume", () => this.#native?.resume([{ topic: this.#options.topic, partition }]));
+  }
+
+  /** librdkafka refuses some calls while the member is between states (e.g. leaving); never fatal here. */
+  #safely(what: string, call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#logger.debug({ err, what }, "request consumer call refused in its current state");
+    }
+  }
+
+  /** Commits `nextOffset` (the offset after the last record done) for a partition this member holds. */
+  commit(partition: number, nextOffset: string): Promise<void> {
+    const native = this.#native;
+    if (!native) return Promise.reject(new Error("the request consumer is not started"));
+    return new Promise((resolve, reject) => {
+      native.commitCb([{ topic: this.#options.topic, partition, offset: Number(nextOffset) }], (err) => {
+        if (err && err.code !== ERR_NO_OFFSET) reject(err);
+        else resolve();
+      });
+    });
+  }
+
+  /** Leaves the group (after the caller has drained its partitions) and disconnects. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const native = this.#native;
+    if (!native) return;
+    await this.#revoking;
+    await new Promise<void>((resolve) => {
+      native.disconnect((err) => {
+        if (err) this.#logger.warn({ err }, "request consumer disconnect failed");
+        resolve();
+      });
+    });
+    this.#native = null;
+  }
+
+  #poll(): void {
+    const native = this.#native;
+    if (!native || this.#closing) return;
+    native.consume(64, (err, messages) => {
+      if (err && err.code !== ERR_TIMED_OUT) this.#logger.warn({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
+      for (const m of messages ?? []) this.#deliver(m);
+      // setImmediate: let the event loop run turns between polls, however busy the topic.
+      setImmediate(() => this.#poll());
+    });
+  }
+
+  #deliver(m: NativeMessage): void {
+    if (!this.#assigned.has(m.partition) || this.#closing) return;
+    let high = -1;
+    try {
+      high = this.#native!.getWatermarkOffsets(m.topic, m.partition).highOffset;
+    } catch {
+      // watermarks not known yet
+    }
+    const headers: Record<string, Buffer | string> = {};
+    for (const h of m.headers ?? []) Object.assign(headers, h);
+    this.#handlers!.onRecord({
+      topic: m.topic,
+      partition: m.partition,
+      offset: String(m.offset),
+      key: m.key ?? null,
+      value: m.value,
+      headers,
+      lag: high >= 0 ? Math.max(0, high - m.offset - 1) : 0,
+    });
+  }
+
+  #rebalance(err: NativeError, assignment: Array<{ topic: string; partition: number }>): void {
+    const native = this.#native!;
+    const incremental = native.rebalanceProtocol() !== "EAGER";
+    const partitions = assignment.map((a) => a.partition);
+    if (err.code === ERR_ASSIGN) {
+      for (const p of partitions) this.#assigned.add(p);
+      if (incremental) native.incrementalAssign(assignment);
+      else native.assign(assignment);
+      // librdkafka keeps a partition's pause across a revocation: one this member paused
+      // while giving it up, and gets back later, would otherwise never be fetched again.
+      this.#safely("resume", () => native.resume(assignment));
+      this.#rebalanced = true;
+      this.#handlers!.onAssigned(partitions);
+      return;
+    }
+    if (err.code !== ERR_REVOKE) {
+      this.#logger.error({ err: { message: err.message, code: err.code } }, "unexpected rebalance event");
+      return;
+    }
+    const lost = native.assignmentLost();
+    // No more records of these partitions reach the worker while their turns drain.
+    this.#safely("pause", () => native.pause(assignment));
+    for (const p of partitions) this.#assigned.delete(p);
+    const release = () => {
+      try {
+        if (incremental) native.incrementalUnassign(assignment);
+        else native.unassign();
+      } catch (e) {
+        if (native.isConnected()) this.#logger.warn({ err: e }, "could not release revoked partitions");
+      }
+    };
+    this.#revoking = this.#handlers!
+      .onRevoked(partitions, lost)
+      .catch((e: unknown) => this.#logger.error({ err: e }, "revocation handler failed; releasing the partitions anyway"))
+      .then(release);
+  }
+}
