@@ -3,7 +3,7 @@
  * The prompt is built with the model's own chat template (node-llama-cpp's chat wrapper
  * for the model), so any chat GGUF works without per-model prompt code.
  */
-import { LlamaChat, type ChatHistoryItem, type LlamaContextSequence } from "node-llama-cpp";
+import { LlamaChat, type ChatHistoryItem, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import type { GenerationParams, StopReason } from "../contracts/records.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
@@ -97,6 +97,10 @@ export class SequenceGenerator {
     const started = performance.now();
     let firstTokenAt: number | null = null;
     let streamed = "";
+    // A continued reply's first token is detokenized on its own, and SentencePiece drops a
+    // leading space at the start of a text: " a" after "there was" would come out "a".
+    // Detokenized after the reply's start it keeps it; the difference is put back.
+    const seam = replyStart ? new ContinuationSeam(this.#sequence.model, replyStart) : null;
     const p = input.params;
     const repeatPenalty = p.repeat_penalty ?? this.#defaultRepeatPenalty;
     let response;
@@ -110,7 +114,9 @@ export class SequenceGenerator {
         customStopTriggers: this.#turnStops,
         signal: input.signal,
         stopOnAbortSignal: true,
-        onTextChunk: (text) => {
+        ...(seam && { onToken: (tokens: Token[]) => seam.sawTokens(tokens) }),
+        onTextChunk: (chunk) => {
+          const text = seam ? seam.mend(chunk) : chunk;
           if (!text) return;
           firstTokenAt ??= performance.now();
           streamed += text;
@@ -142,7 +148,7 @@ export class SequenceGenerator {
     const used = this.#sequence.tokenMeter.diff(meterBefore);
     const completionTokens = used.usedOutputTokens;
     return {
-      reply: wholeReply(replyStart, response.response),
+      reply: replyStart + (seam?.prefix ?? "") + response.response,
       stopReason: mapStopReason(response.metadata.stopReason),
       promptTokens,
       cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
@@ -157,9 +163,34 @@ export class SequenceGenerator {
   }
 }
 
-/** LlamaChat's response of a continued turn may or may not repeat the start it was given. */
-function wholeReply(start: string, response: string): string {
-  return start && !response.startsWith(start) ? start + response : response;
+/** Mends the seam between a handed-over reply's start and its continuation (see generate). */
+class ContinuationSeam {
+  readonly #model: LlamaModel;
+  readonly #startTokens: Token[];
+  #firstToken: Token | null = null;
+  #mended = false;
+  /** Text the continuation's first chunk lost (a leading space), once known. */
+  prefix = "";
+
+  constructor(model: LlamaModel, start: string) {
+    this.#model = model;
+    this.#startTokens = model.tokenize(start).slice(-8);
+  }
+
+  sawTokens(tokens: Token[]): void {
+    this.#firstToken ??= tokens[0] ?? null;
+  }
+
+  mend(chunk: string): string {
+    if (this.#mended || !chunk || this.#firstToken === null) return chunk;
+    this.#mended = true;
+    const alone = this.#model.detokenize([this.#firstToken]);
+    const afterStart = this.#model.detokenize([this.#firstToken], false, this.#startTokens);
+    if (afterStart !== alone && afterStart.endsWith(alone) && chunk.startsWith(alone)) {
+      this.prefix = afterStart.slice(0, afterStart.length - alone.length);
+    }
+    return this.prefix + chunk;
+  }
 }
 
 function mapStopReason(reason: string): StopReason {
