@@ -149,8 +149,6 @@ for (let i = 1; i <= workers; i++) {
       WORKER_HTTP_PORT: String(workerPort(i)),
       MODEL: model,
       LLAMA_THREADS: String(threads),
-      // A killed worker's partitions move after the session timeout: 10 s here (30 s in the chart).
-      SESSION_TIMEOUT_MS: process.env.SESSION_TIMEOUT_MS ?? "10000",
     }, { replicated: true, pidFile: path.join(logDir, `worker-${i}.pid`), stopGraceMs: 35_000 }),
   );
 }

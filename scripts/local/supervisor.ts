@@ -88,6 +88,9 @@ export class Supervisor {
     if (spec.pidFile && child.pid !== undefined) writeFileSync(spec.pidFile, `${child.pid}\n`);
     void child.then((result) => {
       entry.child = null;
+      // Whatever it started in its group (node-llama-cpp tests its binaries in a child
+      // process) goes with it; a termOnly process's helpers stop themselves.
+      if (!spec.termOnly && child.pid !== undefined) killGroup(child.pid);
       if (this.#stopping) return;
       const how = result.signal ? `signal ${result.signal}` : `code ${result.exitCode ?? "?"}`;
       const upS = ((Date.now() - startedAt) / 1000).toFixed(1);
@@ -144,5 +147,13 @@ export class Supervisor {
         // already gone
       }
     }
+  }
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // the group is empty: nothing was left
   }
 }
