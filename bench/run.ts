@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { startBroker } from "../scripts/kafka-broker.js";
 import { ensureTestModel } from "../scripts/models.js";
 import { describeEnvironment } from "./lib/env.js";
-import { killAll, REPO_ROOT } from "./lib/procs.js";
+import { killAll, REPO_ROOT } from "../test/helpers/services.js";
 import { renderSummary, renderTable } from "./lib/summary.js";
 import type { Scenario, ScenarioResult } from "./lib/scenario.js";
 import { batchingScenario } from "./scenarios/batching.js";

@@ -18,23 +18,21 @@
  *   (accepted before the fault, final after it), the time from the fault to that
  *   partition's next final event; the longest recovery is the largest over all faults
  *   and partitions. Times are the workers' event timestamps (same host clock).
+ *
+ * Each check is a module of ./accounting/; this one runs them in order and adds up.
  */
-import { isDeepStrictEqual } from "node:util";
-import {
-  chatEventSchema,
-  chatRequestSchema,
-  conversationStateSchema,
-  decodeRecord,
-  isTerminalEvent,
-  type ChatEvent,
-  type ConversationState,
-  type ErrorEvent,
-  type FinalEvent,
-  type TurnRequest,
-} from "../contracts/records.js";
-import { parseTurnContent, type ClientConversation, type ClientTurn } from "./client.js";
+import type { ClientConversation } from "./client.js";
 import type { FaultRecord } from "./faults.js";
 import type { LoggedRecord } from "./kafka-log.js";
+import { tallyClientTurns } from "./accounting/client-turns.js";
+import { checkMemory } from "./accounting/memory.js";
+import { countOutOfOrder } from "./accounting/order.js";
+import { measureRecoveries, type FaultRecovery } from "./accounting/recovery.js";
+import { findStrays } from "./accounting/strays.js";
+import { indexTopics } from "./accounting/topics.js";
+import { judgeRequests } from "./accounting/verdicts.js";
+
+export type { FaultRecovery, PartitionRecovery } from "./accounting/recovery.js";
 
 export interface AccountingInput {
   readonly conversations: readonly ClientConversation[];
@@ -45,19 +43,6 @@ export interface AccountingInput {
   readonly requests: readonly LoggedRecord[];
   readonly events: readonly LoggedRecord[];
   readonly memory: readonly LoggedRecord[];
-}
-
-export interface PartitionRecovery {
-  readonly partition: number;
-  /** null: the partition never delivered another final. */
-  readonly ms: number | null;
-}
-
-export interface FaultRecovery {
-  readonly fault: FaultRecord;
-  readonly partitions: PartitionRecovery[];
-  /** Longest over the partitions that had work waiting; null when none had any. */
-  readonly longestMs: number | null;
 }
 
 export interface Accounting {
@@ -108,315 +93,58 @@ export interface Accounting {
   readonly ok: boolean;
 }
 
-interface RequestOnKafka {
-  readonly request: TurnRequest;
-  readonly partition: number;
-  readonly offset: bigint;
-}
-
-interface EventOnKafka {
-  readonly event: ChatEvent;
-  readonly partition: number;
-  readonly offset: bigint;
-}
-
 export function account(input: AccountingInput): Accounting {
   const anomalies: string[] = [];
   const clientIds = new Set(input.conversations.map((c) => c.id));
-
-  // chat.requests: each conversation's requests in offset order (one key, one partition).
-  const byConversation = new Map<string, RequestOnKafka[]>();
-  const requestById = new Map<string, RequestOnKafka>();
-  let duplicateRequestRecords = 0;
-  for (const record of input.requests) {
-    const decoded = decodeRecord(chatRequestSchema, record.value);
-    if (!decoded.ok) {
-      anomalies.push(`chat.requests ${record.partition}@${record.offset}: unreadable (${decoded.reason})`);
-      continue;
-    }
-    const request = decoded.value;
-    if (!clientIds.has(request.conversation_id)) continue;
-    if (request.type !== "turn") {
-      anomalies.push(`chat.requests ${record.partition}@${record.offset}: a ${request.type} request no client sent`);
-      continue;
-    }
-    if (requestById.has(request.request_id)) {
-      duplicateRequestRecords++; // a producer retry: harmless, the worker knows the id
-      continue;
-    }
-    const entry = { request, partition: record.partition, offset: record.offset };
-    requestById.set(request.request_id, entry);
-    const list = byConversation.get(request.conversation_id) ?? [];
-    list.push(entry);
-    byConversation.set(request.conversation_id, list);
-  }
-  for (const list of byConversation.values()) list.sort((a, b) => compareOffsets(a.offset, b.offset));
-
-  // chat.events, by request id, in offset order.
-  const eventsById = new Map<string, EventOnKafka[]>();
-  const finalsByPartition = new Map<number, number[]>(); // request partition → worker timestamps of first terminals
-  for (const record of input.events) {
-    const decoded = decodeRecord(chatEventSchema, record.value);
-    if (!decoded.ok) {
-      anomalies.push(`chat.events ${record.partition}@${record.offset}: unreadable (${decoded.reason})`);
-      continue;
-    }
-    const list = eventsById.get(decoded.value.request_id) ?? [];
-    list.push({ event: decoded.value, partition: record.partition, offset: record.offset });
-    eventsById.set(decoded.value.request_id, list);
-  }
-  for (const list of eventsById.values()) list.sort((a, b) => compareOffsets(a.offset, b.offset));
-
-  const firstTerminal = (requestId: string): EventOnKafka | undefined => eventsById.get(requestId)?.find((e) => isTerminalEvent(e.event));
-
-  // Per request on Kafka: lost, doubled, failed, re-run.
-  let reruns = 0;
-  let repeatedTerminals = 0;
-  const verdict = new Map<string, "once" | "lost" | "twice" | "failed">();
-  for (const [id, entry] of requestById) {
-    const events = eventsById.get(id) ?? [];
-    const terminals = events.filter((e) => isTerminalEvent(e.event)).map((e) => e.event as FinalEvent | ErrorEvent);
-    const distinct: Array<FinalEvent | ErrorEvent> = [];
-    for (const t of terminals) if (!distinct.some((d) => isDeepStrictEqual(d, t))) distinct.push(t);
-    repeatedTerminals += terminals.length - distinct.length;
-    if (new Set(events.map((e) => e.event.attempt)).size > 1) reruns++;
-    const where = `${entry.request.conversation_id} request ${id}`;
-    if (distinct.length === 0) {
-      verdict.set(id, "lost");
-    } else if (distinct.length > 1) {
-      verdict.set(id, "twice");
-      anomalies.push(`${where}: ${distinct.length} different terminal events: ${distinct.map((d) => JSON.stringify(d)).join(" | ")}`);
-    } else {
-      const t = distinct[0]!;
-      const failed = t.type === "error" || t.stop_reason === "error" || t.stop_reason === "cancelled";
-      verdict.set(id, failed ? "failed" : "once");
-      if (failed) anomalies.push(`${where}: ended with ${JSON.stringify(t)}`);
-    }
-    const first = firstTerminal(id);
-    if (first) {
-      const list = finalsByPartition.get(entry.partition) ?? [];
-      list.push(first.event.at);
-      finalsByPartition.set(entry.partition, list);
-    }
-  }
-
-  // Per client turn.
-  let planned = 0;
-  let sent = 0;
-  let answeredOnce = 0;
-  let lost = 0;
-  let answeredTwice = 0;
-  let failed = 0;
-  let undelivered = 0;
-  let postRetries = 0;
-  let sseResumes = 0;
-  let sseDrops = 0;
-  let discardedAttempts = 0;
-  let textMismatches = 0;
-  let deltaGaps = 0;
-  let longestTurnMs: number | null = null;
-  const clientTurns = new Map<string, ClientTurn>(); // "<conversation> <n>"
-  for (const conversation of input.conversations) {
-    planned += input.turnsPerConversation;
-    if (conversation.gaveUp) anomalies.push(`${conversation.id}: client stopped after ${conversation.turns.length} turn(s): ${conversation.gaveUp}`);
-    for (const turn of conversation.turns) {
-      clientTurns.set(`${conversation.id} ${turn.n}`, turn);
-      postRetries += turn.tries.filter((t) => t.outcome !== "accepted").length;
-      sseResumes += Math.max(0, turn.connects - 1);
-      sseDrops += turn.drops;
-      discardedAttempts += turn.discardedAttempts;
-      for (const p of turn.problems) anomalies.push(`note: ${conversation.id} turn ${turn.n}: ${p}`);
-      if (turn.requestId === null) continue;
-      sent++;
-      const where = `${conversation.id} turn ${turn.n} (request ${turn.requestId})`;
-      const onKafka = requestById.get(turn.requestId);
-      if (!onKafka) {
-        lost++;
-        anomalies.push(`${where}: accepted (202) but not on chat.requests`);
-        continue;
-      }
-      const v = verdict.get(turn.requestId)!;
-      if (v === "lost") {
-        lost++;
-        anomalies.push(`${where}: no terminal event on chat.events`);
-        continue;
-      }
-      if (v === "twice") {
-        answeredTwice++;
-        continue;
-      }
-      if (v === "failed") {
-        failed++;
-        continue;
-      }
-      const kafkaFinal = firstTerminal(turn.requestId)!.event as FinalEvent;
-      if (turn.terminal === null) {
-        undelivered++;
-        anomalies.push(`${where}: final on chat.events but the client never received it`);
-        continue;
-      }
-      if (!isDeepStrictEqual(turn.terminal, kafkaFinal)) {
-        undelivered++;
-        anomalies.push(`${where}: the client received ${JSON.stringify(turn.terminal)}, chat.events has ${JSON.stringify(kafkaFinal)}`);
-        continue;
-      }
-      answeredOnce++;
-      if (turn.followedAttempt === kafkaFinal.attempt && turn.streamedText !== kafkaFinal.reply) {
-        if (kafkaFinal.reply.startsWith(turn.streamedText)) {
-          deltaGaps++;
-          anomalies.push(`note: ${where}: the stream's deltas stopped at ${JSON.stringify(turn.streamedText)}; the final's reply ${JSON.stringify(kafkaFinal.reply)} completes it`);
-        } else {
-          textMismatches++;
-          anomalies.push(`${where}: streamed text ${JSON.stringify(turn.streamedText)} is not the start of the final reply ${JSON.stringify(kafkaFinal.reply)}`);
-        }
-      }
-      if (turn.acceptedAt !== null && turn.terminalAt !== null) longestTurnMs = Math.max(longestTurnMs ?? 0, turn.terminalAt - turn.acceptedAt);
-    }
-  }
-
-  // Requests on Kafka that no client got a 202 for.
+  const index = indexTopics(input.requests, input.events, clientIds, anomalies);
+  const verdicts = judgeRequests(index, anomalies);
+  const turns = tallyClientTurns(input.conversations, input.turnsPerConversation, index, verdicts, anomalies);
   const acceptedIds = new Set(input.conversations.flatMap((c) => c.turns.map((t) => t.requestId).filter((id): id is string => id !== null)));
-  let ghosts = 0;
-  let strangers = 0;
-  for (const [id, entry] of requestById) {
-    if (acceptedIds.has(id)) continue;
-    const parsed = parseTurnContent(entry.request.content);
-    const turn = parsed && parsed.conversationId === entry.request.conversation_id ? clientTurns.get(`${parsed.conversationId} ${parsed.n}`) : undefined;
-    const unanswered = turn?.tries.filter((t) => t.outcome === "unavailable" || t.outcome === "timeout" || t.outcome === "network") ?? [];
-    if (turn && unanswered.length > 0) {
-      ghosts++;
-      anomalies.push(
-        `${input.idempotencyKeys ? "" : "note: "}${entry.request.conversation_id} turn ${turn.n}: a try that got ${unanswered.map((t) => t.outcome).join("/")} reached chat.requests anyway ` +
-          `as request ${id} ("${entry.request.content}"), beside the accepted ${turn.requestId}: the turn is applied twice` +
-          (input.idempotencyKeys ? "" : " (no Idempotency-Key was sent)"),
-      );
-    } else {
-      strangers++;
-      anomalies.push(`${entry.request.conversation_id}: request ${id} ("${entry.request.content}") matches no client try`);
-    }
-  }
+  const { ghosts, strangers } = findStrays(turns.clientTurns, acceptedIds, input.idempotencyKeys, index, anomalies);
+  const outOfOrder = countOutOfOrder(input.conversations, acceptedIds, index, anomalies);
+  const { memoryChecked, memoryMismatches } = checkMemory(input.conversations, input.memory, clientIds, index, anomalies);
+  const { recoveries, longestRecoveryMs } = measureRecoveries(input.faults, index, verdicts);
 
-  // Order: chat.requests against the client's order, and events against chat.requests.
-  let outOfOrder = 0;
-  for (const conversation of input.conversations) {
-    const onKafka = byConversation.get(conversation.id) ?? [];
-    const clientOrder = conversation.turns.map((t) => t.requestId).filter((id): id is string => id !== null && requestById.has(id));
-    const kafkaOrder = onKafka.map((e) => e.request.request_id).filter((id) => acceptedIds.has(id));
-    if (!isDeepStrictEqual(clientOrder, kafkaOrder)) {
-      outOfOrder++;
-      anomalies.push(`${conversation.id}: chat.requests order ${kafkaOrder.join(",")} differs from the client's ${clientOrder.join(",")}`);
-    }
-    for (let i = 1; i < onKafka.length; i++) {
-      const before = firstTerminal(onKafka[i - 1]!.request.request_id);
-      const nextEvents = eventsById.get(onKafka[i]!.request.request_id) ?? [];
-      const earliest = nextEvents[0];
-      if (earliest && (!before || compareOffsets(earliest.offset, before.offset) < 0)) {
-        outOfOrder++;
-        anomalies.push(`${conversation.id}: request ${onKafka[i]!.request.request_id} has an event before the final of the request before it`);
-      }
-    }
-  }
-
-  // Memory: the latest state per conversation, against chat.requests and chat.events.
-  const states = new Map<string, ConversationState | null>();
-  for (const record of input.memory) {
-    if (record.key === null || record.key.startsWith("#") || !clientIds.has(record.key)) continue;
-    if (record.value === null) {
-      states.set(record.key, null);
-      continue;
-    }
-    const decoded = decodeRecord(conversationStateSchema, record.value);
-    if (!decoded.ok) anomalies.push(`chat.memory ${record.partition}@${record.offset}: unreadable (${decoded.reason})`);
-    else states.set(record.key, decoded.value);
-  }
-  let memoryChecked = 0;
-  let memoryMismatches = 0;
-  for (const conversation of input.conversations) {
-    const onKafka = byConversation.get(conversation.id) ?? [];
-    if (onKafka.length === 0) continue;
-    memoryChecked++;
-    const expected = onKafka.flatMap(({ request }) => {
-      const t = firstTerminal(request.request_id)?.event;
-      const reply = t?.type === "final" ? t.reply : "";
-      return [`user:${request.request_id}:${request.content}`, `assistant:${request.request_id}:${reply}`];
-    });
-    const state = states.get(conversation.id);
-    const actual = state ? state.messages.map((m) => `${m.role}:${m.request_id ?? ""}:${m.content}`) : [];
-    const problem = !state
-      ? `no state on chat.memory`
-      : !isDeepStrictEqual(actual, expected)
-        ? `messages ${JSON.stringify(actual)} but chat.requests/chat.events say ${JSON.stringify(expected)}`
-        : state.turns !== onKafka.length
-          ? `turns = ${state.turns}, ${onKafka.length} requests applied`
-          : null;
-    if (problem) {
-      memoryMismatches++;
-      anomalies.push(`${conversation.id} memory: ${problem}`);
-    }
-  }
-
-  // Recovery after each fault.
-  const recoveries: FaultRecovery[] = input.faults.map((fault) => {
-    const partitions: PartitionRecovery[] = [];
-    const waiting = new Set<number>();
-    for (const entry of requestById.values()) {
-      const t = firstTerminal(entry.request.request_id);
-      if (entry.request.created_at <= fault.at && (!t || t.event.at > fault.at)) waiting.add(entry.partition);
-    }
-    for (const partition of [...waiting].sort((a, b) => a - b)) {
-      const after = (finalsByPartition.get(partition) ?? []).filter((at) => at > fault.at);
-      partitions.push({ partition, ms: after.length ? Math.min(...after) - fault.at : null });
-    }
-    const values = partitions.map((p) => p.ms ?? Number.POSITIVE_INFINITY);
-    return { fault, partitions, longestMs: values.length ? Math.max(...values) : null };
-  });
-  const measured = recoveries.map((r) => r.longestMs).filter((ms): ms is number => ms !== null);
-  const longestRecoveryMs = measured.length ? Math.max(...measured) : null;
-
-  const notSent = planned - sent;
+  const notSent = turns.planned - turns.sent;
   const ok =
     notSent === 0 &&
-    lost === 0 &&
-    answeredTwice === 0 &&
+    turns.lost === 0 &&
+    turns.answeredTwice === 0 &&
     outOfOrder === 0 &&
-    failed === 0 &&
-    undelivered === 0 &&
+    turns.failed === 0 &&
+    turns.undelivered === 0 &&
     memoryMismatches === 0 &&
     strangers === 0 &&
     (!input.idempotencyKeys || ghosts === 0) &&
-    textMismatches === 0 &&
+    turns.textMismatches === 0 &&
     (longestRecoveryMs === null || Number.isFinite(longestRecoveryMs));
   return {
-    planned,
-    sent,
+    planned: turns.planned,
+    sent: turns.sent,
     notSent,
-    answeredOnce,
-    lost,
-    answeredTwice,
+    answeredOnce: turns.answeredOnce,
+    lost: turns.lost,
+    answeredTwice: turns.answeredTwice,
     outOfOrder,
-    failed,
-    undelivered,
+    failed: turns.failed,
+    undelivered: turns.undelivered,
     memoryChecked,
     memoryMismatches,
     longestRecoveryMs,
     recoveries,
     ghosts,
     strangers,
-    postRetries,
-    reruns,
-    repeatedTerminals,
-    duplicateRequestRecords,
-    sseResumes,
-    sseDrops,
-    discardedAttempts,
-    textMismatches,
-    deltaGaps,
-    longestTurnMs,
+    postRetries: turns.postRetries,
+    reruns: verdicts.reruns,
+    repeatedTerminals: verdicts.repeatedTerminals,
+    duplicateRequestRecords: index.duplicateRequestRecords,
+    sseResumes: turns.sseResumes,
+    sseDrops: turns.sseDrops,
+    discardedAttempts: turns.discardedAttempts,
+    textMismatches: turns.textMismatches,
+    deltaGaps: turns.deltaGaps,
+    longestTurnMs: turns.longestTurnMs,
     anomalies,
     ok,
   };
-}
-
-function compareOffsets(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

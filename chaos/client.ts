@@ -16,7 +16,7 @@
  * It records everything it did and saw; the accounting compares that with Kafka.
  */
 import type { ChatEvent, ErrorEvent, FinalEvent } from "../contracts/records.js";
-import { SseParser } from "./sse-stream.js";
+import { SseReader } from "../test/helpers/sse.js";
 
 export type PostOutcome = "accepted" | "unavailable" | "timeout" | "network" | "rejected";
 
@@ -195,7 +195,7 @@ async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, aut
         await sleep(1000, o.stop);
         continue;
       }
-      const parser = new SseParser();
+      const parser = new SseReader();
       const reader = res.body!.getReader();
       for (;;) {
         let next: ReadableStreamReadResult<Uint8Array>;

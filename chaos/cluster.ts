@@ -23,6 +23,8 @@ export interface WorkerSlot {
   service: Service | null;
   /** Set while a replacement is starting. */
   starting: Promise<void> | null;
+  /** Scaled in: stopped for good, never restarted. */
+  retired?: boolean;
 }
 
 export interface UnexpectedExit {
@@ -30,6 +32,14 @@ export interface UnexpectedExit {
   readonly at: number;
   readonly code: number | null;
   readonly signal: string | null;
+}
+
+/** Worker liveness seen by the harness; reported, not part of the pass/fail accounting. */
+export interface WorkerHealth {
+  /** Workers that exited without being killed (restarted by the harness). */
+  readonly unexpectedExits: readonly UnexpectedExit[];
+  /** Workers alive at the end whose /readyz said no: out of the group without exiting. */
+  readonly notReadyAtEnd: readonly string[];
 }
 
 export class Cluster {
@@ -81,7 +91,28 @@ export class Cluster {
 
   /** Live workers (started and not killed). */
   live(): WorkerSlot[] {
-    return this.workers.filter((w) => w.service !== null && w.service.proc.exitCode === null && w.service.proc.signalCode === null);
+    return this.workers.filter((w) => !w.retired && w.service !== null && w.service.proc.exitCode === null && w.service.proc.signalCode === null);
+  }
+
+  /** A scale-out: one more worker joins the group. Resolves once it is ready. */
+  async addWorker(): Promise<WorkerSlot> {
+    const w: WorkerSlot = { slot: `w${this.workers.length + 1}`, incarnation: 0, service: null, starting: null };
+    this.workers.push(w);
+    w.starting = this.#startWorker(w).finally(() => {
+      w.starting = null;
+    });
+    await w.starting;
+    return w;
+  }
+
+  /** A scale-in: SIGTERM (the worker drains, hands over and leaves), never replaced. Resolves on its exit code. */
+  async retire(w: WorkerSlot): Promise<number | null> {
+    const service = w.service!;
+    w.retired = true;
+    w.service = null;
+    const code = await service.stop("SIGTERM");
+    this.logs.set(service.name, service.output());
+    return code;
   }
 
   /** SIGKILLs the worker and starts its replacement in the background. */
@@ -136,12 +167,13 @@ export class Cluster {
 
   /** Waits for replacements still starting, so the run ends with every worker up. */
   async settle(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.starting));
+    await Promise.all(this.workers.flatMap((w) => (w.starting ? [w.starting] : [])));
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all(this.workers.map((w) => w.starting?.catch(() => {})));
+    // A replacement that fails to start is already logged by #startWorker.
+    await Promise.all(this.workers.flatMap((w) => (w.starting ? [w.starting.catch(() => {})] : [])));
     await Promise.all(
       this.workers.map(async (w) => {
         if (!w.service) return;
@@ -165,6 +197,9 @@ export class Cluster {
         // The same controller port every time, so the restarted broker is the same cluster.
         listeners: `PLAINTEXT://127.0.0.1:\${port},CONTROLLER://127.0.0.1:${this.#controllerPort}`,
         "controller.quorum.voters": `1@127.0.0.1:${this.#controllerPort}`,
+        // The workers' group runs the consumer protocol (KIP-848), whose session is the broker's.
+        "group.consumer.session.timeout.ms": String(this.options.sessionTimeoutMs),
+        "group.consumer.min.session.timeout.ms": String(Math.min(this.options.sessionTimeoutMs, 1000)),
       },
     });
   }
@@ -198,7 +233,7 @@ export class Cluster {
           return;
         }
         service.proc.once("exit", (code, signal) => {
-          if (w.service !== service || this.#stopped) return; // killed or stopped by us
+          if (w.service !== service || this.#stopped || w.retired) return; // killed or stopped by us
           this.unexpectedExits.push({ worker: name, at: Date.now(), code, signal });
           this.logs.set(name, service.output());
           this.log(`${name} exited by itself (code ${code}, signal ${signal}); restarting it`);

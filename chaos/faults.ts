@@ -1,14 +1,16 @@
 /**
  * The faults of a chaos run, injected one at a time on a schedule: a random live worker
- * SIGKILLed every killMinMs..killMaxMs (and replaced at once), and one broker restart at
- * a set point of the window. Each fault is recorded with when it happened and when the
- * system had its part back (the replacement worker ready, the broker answering).
+ * SIGKILLed every killMinMs..killMaxMs (and replaced at once), one broker restart, and the
+ * scale events an autoscaler makes (a worker added; a worker sent SIGTERM and not
+ * replaced) at set points of the window. Each fault is recorded with when it happened and
+ * when the system had its part back (the replacement or new worker ready, the broker
+ * answering, the SIGTERMed worker gone).
  */
 import type { Cluster } from "./cluster.js";
 import type { ChaosOptions } from "./options.js";
 
 export interface FaultRecord {
-  readonly kind: "worker_kill" | "broker_restart";
+  readonly kind: "worker_kill" | "broker_restart" | "scale_out" | "scale_in";
   /** The killed worker's WORKER_ID, or "broker". */
   readonly target: string;
   /** When the fault was injected (ms since the epoch). */
@@ -32,15 +34,43 @@ export async function injectFaults(options: {
   const faults: FaultRecord[] = [];
   const windowEnd = startedAt + chaos.durationMs;
   const between = () => chaos.killMinMs + random() * (chaos.killMaxMs - chaos.killMinMs);
-  let brokerAt = chaos.brokerRestartAt > 0 ? startedAt + chaos.durationMs * chaos.brokerRestartAt : Number.POSITIVE_INFINITY;
+  const at = (fraction: number) => (fraction > 0 ? startedAt + chaos.durationMs * fraction : Number.POSITIVE_INFINITY);
+  let brokerAt = at(chaos.brokerRestartAt);
+  let scaleOutAt = at(chaos.scaleOutAt);
+  let scaleInAt = at(chaos.scaleInAt);
   let nextKill = chaos.maxKills > 0 ? startedAt + between() : Number.POSITIVE_INFINITY;
   let kills = 0;
   const since = (t: number) => `+${((t - startedAt) / 1000).toFixed(1)} s`;
 
   for (;;) {
-    const due = Math.min(brokerAt, nextKill);
+    const due = Math.min(brokerAt, nextKill, scaleOutAt, scaleInAt);
     if (due >= windowEnd || stop.aborted) break;
     if (!(await waitUntil(due, stop))) break;
+
+    if (scaleOutAt <= due) {
+      scaleOutAt = Number.POSITIVE_INFINITY;
+      const fault: FaultRecord = { kind: "scale_out", target: "new worker", at: Date.now(), restoredAt: null };
+      faults.push(fault);
+      log(`${since(fault.at)} scale-out: a worker joins`);
+      const w = await cluster.addWorker();
+      fault.restoredAt = Date.now();
+      fault.replacement = w.service?.name;
+      log(`${since(fault.restoredAt)} ${fault.replacement} ready`);
+      continue;
+    }
+    if (scaleInAt <= due) {
+      scaleInAt = Number.POSITIVE_INFINITY;
+      const live = cluster.live();
+      if (live.length < 2) continue; // never the last one
+      const victim = live[Math.floor(random() * live.length)]!;
+      const fault: FaultRecord = { kind: "scale_in", target: victim.service!.name, at: Date.now(), restoredAt: null };
+      faults.push(fault);
+      log(`${since(fault.at)} scale-in: SIGTERM ${fault.target}`);
+      const code = await cluster.retire(victim);
+      fault.restoredAt = Date.now();
+      log(`${since(fault.restoredAt)} ${fault.target} left (exit ${code})`);
+      continue;
+    }
 
     if (brokerAt <= nextKill) {
       brokerAt = Number.POSITIVE_INFINITY;

@@ -3,6 +3,7 @@
  * once from flags (`--conversations 20`) or env (`CHAOS_CONVERSATIONS=20`), flags winning;
  * every problem is listed at once.
  */
+import { parseArgs } from "node:util";
 
 export interface ChaosOptions {
   /** Concurrent clients, one conversation each. */
@@ -28,6 +29,10 @@ export interface ChaosOptions {
   readonly maxKills: number;
   /** When the broker restarts, as a fraction of the window (0 = no broker restart). */
   readonly brokerRestartAt: number;
+  /** When a worker is added (a scale-out), as a fraction of the window (0 = none). */
+  readonly scaleOutAt: number;
+  /** When a worker is sent SIGTERM and not replaced (a scale-in), as a fraction of the window (0 = none). */
+  readonly scaleInAt: number;
   /** How long the broker stays down, ms. */
   readonly brokerDownMs: number;
   /** SIGTERM (controlled shutdown) or SIGKILL (crash) for the broker restart. */
@@ -36,7 +41,7 @@ export interface ChaosOptions {
   readonly idempotencyKeys: boolean;
   /** Chance that a client drops its event stream mid-reply and resumes with Last-Event-ID. */
   readonly sseDropRate: number;
-  /** Worker session timeout (how fast a killed worker's partitions move), ms. */
+  /** The workers' session timeout (how fast a killed worker's partitions move), ms: the broker's group.consumer.session.timeout.ms. */
   readonly sessionTimeoutMs: number;
   /** Where the JSON result goes. */
   readonly resultsDir: string;
@@ -61,6 +66,8 @@ export const FULL_RUN: Omit<ChaosOptions, "seed"> = {
   killMaxMs: 8_000,
   maxKills: Number.POSITIVE_INFINITY,
   brokerRestartAt: 0.5,
+  scaleOutAt: 0.3,
+  scaleInAt: 0.7,
   brokerDownMs: 3_000,
   brokerSignal: "SIGTERM",
   idempotencyKeys: true,
@@ -85,6 +92,8 @@ const FIELDS: Record<Exclude<keyof ChaosOptions, never>, Kind> = {
   killMaxMs: "int",
   maxKills: "int",
   brokerRestartAt: "number",
+  scaleOutAt: "number",
+  scaleInAt: "number",
   brokerDownMs: "int",
   brokerSignal: "signal",
   idempotencyKeys: "bool",
@@ -97,7 +106,8 @@ const FIELDS: Record<Exclude<keyof ChaosOptions, never>, Kind> = {
 };
 
 const envName = (field: string) => `CHAOS_${field.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
-const flagName = (field: string) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+/** The flag's name without its dashes (parseArgs' option name): maxTokens → max-tokens. */
+const flagName = (field: string) => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 export class ChaosOptionsError extends Error {}
 
@@ -109,21 +119,41 @@ export function parseChaosOptions(argv: readonly string[], env: NodeJS.ProcessEn
     if (value !== undefined && value !== "") raw.set(field, value);
   }
   const problems: string[] = [];
-  const byFlag = new Map((Object.keys(FIELDS) as Array<keyof ChaosOptions>).map((f) => [flagName(f), f]));
-  for (let i = 0; i < argv.length; i++) {
-    const field = byFlag.get(argv[i]!);
-    const value = argv[i + 1];
-    if (field === undefined || value === undefined) {
-      problems.push(`${argv[i]}: unknown flag or missing value (flags: ${[...byFlag.keys()].join(" ")})`);
+  // Every flag takes a value (`--verbose 1`), checked below with the env's; strict off so
+  // that every unknown or value-less flag is listed, not only the first.
+  const fields = Object.keys(FIELDS) as Array<keyof ChaosOptions>;
+  const byFlag = new Map(fields.map((f) => [flagName(f), f]));
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(fields.map((f) => [flagName(f), { type: "string" as const }])),
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  let afterUnknown = false;
+  let flagProblems = 0;
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      // The value of an unknown flag (parseArgs cannot know it takes one) is not a second problem.
+      if (!afterUnknown) problems.push(`${token.value}: not a flag`);
+      afterUnknown = false;
       continue;
     }
-    raw.set(field, value);
-    i++;
+    if (token.kind !== "option") continue;
+    const field = byFlag.get(token.name);
+    afterUnknown = field === undefined;
+    if (field === undefined || token.value === undefined) {
+      problems.push(`${token.rawName}: ${field === undefined ? "unknown flag" : "missing value"}`);
+      flagProblems++;
+      continue;
+    }
+    raw.set(field, token.value);
   }
+  if (flagProblems > 0) problems.push(`(flags: ${[...byFlag.keys()].map((f) => `--${f}`).join(" ")})`);
   const options: Record<string, unknown> = { ...FULL_RUN, seed: Math.floor(Math.random() * 2 ** 31) };
   for (const [field, value] of raw) {
     const kind = FIELDS[field];
-    const where = `${envName(field)} / ${flagName(field)}`;
+    const where = `${envName(field)} / --${flagName(field)}`;
     if (kind === "int" || kind === "number") {
       const n = Number(value);
       if (!Number.isFinite(n) || n < 0 || (kind === "int" && !Number.isInteger(n))) problems.push(`${where}: "${value}" is not a non-negative ${kind === "int" ? "integer" : "number"}`);

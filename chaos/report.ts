@@ -2,19 +2,27 @@
 import type { Accounting } from "./accounting.js";
 import type { FaultRecord } from "./faults.js";
 import type { ChaosOptions } from "./options.js";
-import type { WorkerHealth } from "./run.js";
+import type { WorkerHealth } from "./cluster.js";
 
 const seconds = (ms: number | null) => (ms === null ? "n/a" : Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
+
+const FAULT_NAMES: Record<FaultRecord["kind"], (target: string) => string> = {
+  worker_kill: (t) => `SIGKILL of ${t}`,
+  broker_restart: () => "the broker restart",
+  scale_out: () => "a worker joining",
+  scale_in: (t) => `SIGTERM of ${t} (scale-in)`,
+};
 
 export function formatReport(options: ChaosOptions, a: Accounting, faults: readonly FaultRecord[], health: WorkerHealth, wallMs: number): string {
   const kills = faults.filter((f) => f.kind === "worker_kill").length;
   const bounces = faults.filter((f) => f.kind === "broker_restart").length;
+  const scaleEvents = faults.filter((f) => f.kind === "scale_out" || f.kind === "scale_in").length;
   const worst = a.recoveries.reduce<(typeof a.recoveries)[number] | null>(
     (w, r) => (r.longestMs !== null && (w === null || (w.longestMs ?? -1) < r.longestMs) ? r : w),
     null,
   );
   const worstText = worst
-    ? `  (after ${worst.fault.kind === "worker_kill" ? `SIGKILL of ${worst.fault.target}` : "the broker restart"}, partition ${
+    ? `  (after ${FAULT_NAMES[worst.fault.kind](worst.fault.target)}, partition ${
         worst.partitions.find((p) => (p.ms ?? Number.POSITIVE_INFINITY) === worst.longestMs)?.partition
       })`
     : "";
@@ -49,7 +57,7 @@ export function formatReport(options: ChaosOptions, a: Accounting, faults: reado
   const lines = [
     `chaos run "${options.name}": ${options.conversations} conversations x ${options.turns} turns, ${options.workers} workers, ` +
       `${options.partitions} partitions, ${(options.durationMs / 1000).toFixed(0)} s window, seed ${options.seed}`,
-    `faults: ${kills} worker SIGKILLs (each restarted), ${bounces} broker restart(s) (${options.brokerSignal}, down ${(options.brokerDownMs / 1000).toFixed(1)} s); ran ${(wallMs / 1000).toFixed(0)} s`,
+    `faults: ${kills} worker SIGKILLs (each restarted), ${bounces} broker restart(s) (${options.brokerSignal}, down ${(options.brokerDownMs / 1000).toFixed(1)} s), ${scaleEvents} scale event(s) (a worker added, one SIGTERMed); ran ${(wallMs / 1000).toFixed(0)} s`,
     "",
     ...rows.map(([k, v, extra]) => (k === "" ? "" : `  ${k.padEnd(width)}  ${String(v).padStart(7)}${extra ?? ""}`)),
     "",

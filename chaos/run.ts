@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { topicNames } from "../contracts/topics.js";
 import { account, type Accounting } from "./accounting.js";
 import { runConversation, type ClientConversation } from "./client.js";
-import { API_KEY, Cluster, type UnexpectedExit } from "./cluster.js";
+import { API_KEY, Cluster, type WorkerHealth } from "./cluster.js";
 import { injectFaults, type FaultRecord } from "./faults.js";
 import { readTopic, readerClient } from "./kafka-log.js";
 import { ChaosOptionsError, parseChaosOptions, seededRandom, type ChaosOptions } from "./options.js";
@@ -32,21 +32,13 @@ export interface ChaosResult {
   readonly file: string;
 }
 
-/** Worker liveness seen by the harness; reported, not part of the pass/fail accounting. */
-export interface WorkerHealth {
-  /** Workers that exited without being killed (restarted by the harness). */
-  readonly unexpectedExits: readonly UnexpectedExit[];
-  /** Workers alive at the end whose /readyz said no: out of the group without exiting. */
-  readonly notReadyAtEnd: readonly string[];
-}
-
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export async function runChaos(options: ChaosOptions, log: (line: string) => void = () => {}): Promise<ChaosResult> {
   const began = Date.now();
   const cluster = new Cluster(options, log);
-  let conversations: ClientConversation[] = [];
-  let faults: FaultRecord[] = [];
+  let conversations: ClientConversation[];
+  let faults: FaultRecord[];
   try {
     log(`starting a broker, a gateway and ${options.workers} workers`);
     await cluster.start();

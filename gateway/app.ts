@@ -5,34 +5,16 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { KafkaLlmError } from "../contracts/errors.js";
-import type { GatewayConfig } from "../contracts/config.js";
-import type { Logger } from "../platform/logger.js";
-import type { Authenticator } from "./auth.js";
+import type { GatewayDeps } from "./deps.js";
 import { clientErrorHandler, sendError, toKafkaLlmError, type Dialect } from "./errors.js";
-import type { EventHub } from "./event-hub.js";
-import type { MemoryView } from "./kafka/memory-view.js";
-import type { Publisher } from "./kafka/publisher.js";
-import type { GatewayMetrics } from "./metrics.js";
 import { registerConversationRoutes } from "./routes/conversations.js";
 import { registerOpenAiRoutes } from "./routes/openai.js";
+import { registerOpenApiRoute } from "./routes/openapi.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerRequestRoutes } from "./routes/requests.js";
 import { registerWebRoutes } from "./routes/web.js";
 
-export interface GatewayDeps {
-  config: GatewayConfig;
-  logger: Logger;
-  hub: EventHub;
-  metrics: GatewayMetrics;
-  publisher: Publisher;
-  /** The view of chat.memory; null while it is not running (history then answers 503). */
-  memory: MemoryView | null;
-  authenticate: Authenticator;
-  /** True once the gateway has read what it needs to answer for recent requests. */
-  ready(): boolean;
-  /** Why the gateway cannot work any more (a consumer stopped for good), or null. */
-  failure(): string | null;
-}
+export type { GatewayDeps } from "./deps.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -98,6 +80,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   });
 
   registerOpsRoutes(app, deps);
+  registerOpenApiRoute(app, deps);
   registerWebRoutes(app, deps.logger);
   registerConversationRoutes(app, deps);
   registerRequestRoutes(app, deps);

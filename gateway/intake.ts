@@ -16,12 +16,12 @@ import {
   type ErrorEvent,
   type FinalEvent,
 } from "../contracts/records.js";
-import type { GatewayDeps } from "./app.js";
+import type { GatewayDeps } from "./deps.js";
 import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
 import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
 import type { RequestSnapshot } from "./event-hub.js";
 
-const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * The request id of a new request: random, or, when the client sends an Idempotency-Key,

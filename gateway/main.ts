@@ -5,7 +5,8 @@ import { createKafka } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
 import { createLogger } from "../platform/logger.js";
 import { ensureTopics } from "../platform/topic-admin.js";
-import { buildGateway, type GatewayDeps } from "./app.js";
+import { buildGateway } from "./app.js";
+import type { GatewayDeps } from "./deps.js";
 import { createAuthenticator } from "./auth.js";
 import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
       await admin.disconnect();
       process.exit(0);
     } catch (err) {
-      logger.error({ err: (err as Error).message }, "unclean shutdown");
+      logger.error({ err }, "unclean shutdown");
       process.exit(1);
     }
   };

@@ -65,3 +65,45 @@ export function createProducer(kafka: Kafka, extra: Partial<ProducerConfig> = {}
 export function createGroupConsumer(config: KafkaConfig, options: Omit<GroupConsumerOptions, "kafka">): GroupConsumer {
   return new GroupConsumer({ kafka: config, ...options });
 }
+
+/**
+ * Consumer settings of a reader that is the only member of its own group (the gateway's
+ * event and memory readers, the worker's memory reader and cancel reader): nobody else
+ * rebalances it, so a short session lets it rejoin quickly after a broker restart instead
+ * of waiting out its old session, and a short fetch wait keeps it close behind the topic.
+ */
+export const SOLE_READER: Readonly<Omit<import("kafkajs").ConsumerConfig, "groupId">> = Object.freeze({
+  allowAutoTopicCreation: false,
+  maxWaitTimeInMs: 100,
+  sessionTimeout: 10_000,
+  rebalanceTimeout: 10_000,
+  heartbeatInterval: 1000,
+});
+
+/** kafkajs errors carry their protocol error name in `type` (e.g. "UNKNOWN_MEMBER_ID"). */
+export function kafkaErrorType(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && typeof (err as { type?: unknown }).type === "string" ? (err as { type: string }).type : undefined;
+}
+
+/**
+ * The one crash handler of the kafkajs consumers: a crash kafkajs restarts from is a warning;
+ * one it gives up on is an error, remembered (for /healthz) and passed to `onFatal`, because
+ * a reader that reads nothing must not look alive.
+ */
+export function watchConsumerCrash(
+  consumer: import("kafkajs").Consumer,
+  options: { name: string; logger: Logger; onFatal?: (error: Error) => void },
+): () => string | null {
+  let failure: string | null = null;
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    const err = payload.error;
+    if (payload.restart) {
+      options.logger.warn({ err }, `${options.name} stopped; kafkajs restarts it`);
+      return;
+    }
+    failure = `the ${options.name} stopped: ${err?.message ?? "unknown error"}`;
+    options.logger.error({ err }, `${options.name} stopped for good`);
+    options.onFatal?.(err);
+  });
+  return () => failure;
+}

@@ -123,6 +123,7 @@ function runCaptured(cmd: string, args: string[], cwd: string): Promise<{ code: 
     let output = "";
     const keep = (chunk: Buffer) => {
       // mvn 3.8 emits colour resets even in batch mode; they only garble an error message.
+      // eslint-disable-next-line no-control-regex -- ESC is what an ANSI colour code starts with
       output = (output + chunk.toString().replace(/\x1b\[[0-9;]*m/g, "")).slice(-64 * 1024);
     };
     child.stdout.on("data", keep);
@@ -163,7 +164,7 @@ export async function ensureKafkaJars(version: string = defaultVersion(), cacheD
     try {
       result = await runCaptured("mvn", args, staging);
     } catch (err) {
-      throw new Error(`could not run mvn to fetch Kafka ${version} jars: ${(err as Error).message}`);
+      throw new Error(`could not run mvn to fetch Kafka ${version} jars: ${(err as Error).message}`, { cause: err });
     }
     const kafkaJar = path.join(staging, "lib", `kafka_2.13-${version}.jar`);
     if (result.code !== 0 || !fs.existsSync(kafkaJar)) {

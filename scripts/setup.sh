@@ -105,6 +105,19 @@ ensure_base() {
   ensure_node_modules
 }
 
+# The Python tools of scripts/python-tools.txt, in a venv of their own under .cache;
+# reinstalled when that file changes. Tests find them at $PYTHON_TOOLS/bin.
+PYTHON_TOOLS=.cache/python-tools
+ensure_python_tools() {
+  local stamp=$PYTHON_TOOLS/requirements.installed
+  if [ -x "$PYTHON_TOOLS/bin/python" ] && cmp -s scripts/python-tools.txt "$stamp"; then return 0; fi
+  log "installing the Python test tools into $PYTHON_TOOLS"
+  rm -rf "$PYTHON_TOOLS"
+  python3 -m venv "$PYTHON_TOOLS"
+  "$PYTHON_TOOLS/bin/pip" install -q --disable-pip-version-check -r scripts/python-tools.txt
+  cp scripts/python-tools.txt "$stamp"
+}
+
 # Starts a broker with the project's script unless KAFKA_BROKERS is set; exports
 # KAFKA_BROKERS and BROKER_PID. Call stop_broker on exit.
 start_broker() { # start_broker [PORT]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (Java and Maven for
-# the broker, Chromium, Helm, hadolint, Prometheus, npm packages, the test model), builds, starts one local Kafka broker for
+# the broker, Chromium, Helm, hadolint, Prometheus, npm packages, the Python tools, the test model), builds, starts one local Kafka broker for
 # the run (unless KAFKA_BROKERS is set), and runs unit then integration tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ LOG_TAG=test
 . scripts/setup.sh
 
 ensure_base
+ensure_python_tools
 . scripts/deploy/tools.sh
 ensure_deploy_tools
 log "typecheck and build"

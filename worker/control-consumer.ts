@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { Consumer, Kafka } from "kafkajs";
 import { controlRecordSchema, decodeRecord } from "../contracts/records.js";
+import { SOLE_READER, watchConsumerCrash } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
 import { CANCEL_MEMORY_MS, type Cancellations } from "./cancellations.js";
 
@@ -17,17 +18,13 @@ export async function startControlConsumer(options: {
   cancellations: Cancellations;
   logger: Logger;
   rememberMs?: number;
+  /** The reader stopped for good (the worker exits so its partitions move). */
+  onFatal(error: Error): void;
 }): Promise<Consumer> {
   const rememberMs = options.rememberMs ?? CANCEL_MEMORY_MS;
-  const consumer = options.kafka.consumer({
-    groupId: `${options.groupPrefix}.control.${randomUUID()}`,
-    allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 100,
-    // One member: rejoin quickly after a broker restart (cancels must keep flowing).
-    sessionTimeout: 10_000,
-    rebalanceTimeout: 10_000,
-    heartbeatInterval: 1000,
-  });
+  // Its own group: cancels must keep flowing, and rejoin quickly after a broker restart.
+  const consumer = options.kafka.consumer({ ...SOLE_READER, groupId: `${options.groupPrefix}.control.${randomUUID()}` });
+  watchConsumerCrash(consumer, { name: "cancel reader", logger: options.logger, onFatal: options.onFatal });
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });
   await consumer.run({

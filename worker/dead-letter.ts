@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import type { Producer } from "kafkajs";
 import { DLQ_HEADERS } from "../contracts/topics.js";
+import { kafkaErrorType } from "../platform/kafka.js";
 import type { RequestRecord } from "./turn-scheduler.js";
 
 /** How much of an oversized record's value a dead letter keeps. */
@@ -39,7 +40,7 @@ export async function deadLetter(
     await send(source.value);
   } catch (err) {
     const value = source.value;
-    if ((err as { type?: string }).type !== "MESSAGE_TOO_LARGE" || value === null) throw err;
+    if (kafkaErrorType(err) !== "MESSAGE_TOO_LARGE" || value === null) throw err;
     await send(value.subarray(0, TRUNCATED_BYTES), {
       [DLQ_HEADERS.truncated]: "true",
       [DLQ_HEADERS.originalBytes]: String(value.length),

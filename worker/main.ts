@@ -85,6 +85,11 @@ async function main(): Promise<void> {
   release.push(() => producer.disconnect());
 
   const groupPrefix = `${config.groupId}.${config.workerId}`;
+  const readerFailed = (error: Error) => {
+    lifecycle.to("failed", { reason: error.message });
+    logger.fatal({ err: error }, "a Kafka reader stopped for good; exiting so the partitions move");
+    process.exit(1);
+  };
   const memory = new MemoryStore({
     kafka,
     admin,
@@ -93,11 +98,12 @@ async function main(): Promise<void> {
     groupPrefix,
     logger,
     metrics: { restoreSeconds: metrics.memoryRestore, conversations: metrics.memoryConversations },
+    onFatal: readerFailed,
   });
   await memory.start();
   release.push(() => memory.stop());
   const cancellations = new Cancellations();
-  const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger });
+  const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger, onFatal: readerFailed });
   release.push(() => control.disconnect());
   if (stopping) return;
 
@@ -107,11 +113,7 @@ async function main(): Promise<void> {
     memory,
     metrics,
     logger,
-    onFatal: (error) => {
-      lifecycle.to("failed", { reason: error.message });
-      logger.fatal({ err: error }, "the request consumer stopped for good; exiting so the partitions move");
-      process.exit(1);
-    },
+    onFatal: readerFailed,
     turn: {
       config,
       topics,

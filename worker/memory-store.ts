@@ -25,6 +25,7 @@ import {
   type ConversationState,
   type Handover,
 } from "../contracts/records.js";
+import { SOLE_READER, watchConsumerCrash } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
 
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
@@ -64,6 +65,7 @@ export class MemoryStore {
   readonly #groupPrefix: string;
   readonly #logger: Logger;
   readonly #metrics: MemoryStoreMetrics;
+  readonly #onFatal: (error: Error) => void;
   #reader: Consumer | null = null;
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
@@ -76,7 +78,10 @@ export class MemoryStore {
     groupPrefix: string;
     logger: Logger;
     metrics: MemoryStoreMetrics;
+    /** The reader stopped for good (the worker exits so its partitions move). */
+    onFatal(error: Error): void;
   }) {
+    this.#onFatal = options.onFatal;
     this.#kafka = options.kafka;
     this.#admin = options.admin;
     this.#producer = options.producer;
@@ -89,17 +94,13 @@ export class MemoryStore {
   /** Starts the reader and waits until it has joined its group (all memory partitions). */
   async start(): Promise<void> {
     const reader = this.#kafka.consumer({
+      ...SOLE_READER,
       groupId: `${this.#groupPrefix}.memory.${randomUUID()}`,
-      allowAutoTopicCreation: false,
       maxBytesPerPartition: 16 * 1024 * 1024,
-      maxWaitTimeInMs: 100,
-      // One member, never rebalanced by others: a short session lets it rejoin quickly
-      // after a broker restart instead of waiting out its old session.
-      sessionTimeout: 10_000,
-      rebalanceTimeout: 10_000,
-      heartbeatInterval: 1000,
     });
     this.#reader = reader;
+    // A reader kafkajs gives up on restores nothing: the worker must not stay up idle.
+    watchConsumerCrash(reader, { name: "memory reader", logger: this.#logger, onFatal: this.#onFatal });
     const joined = new Promise<void>((resolve) => {
       reader.on(reader.events.GROUP_JOIN, ({ payload }) => {
         this.#readerPartitions = payload.memberAssignment[this.#topic] ?? [];
@@ -140,7 +141,10 @@ export class MemoryStore {
         this.#partitions.delete(p);
       }
     }
-    for (const p of partitions) void this.#restore(p).catch(() => {});
+    for (const p of partitions) {
+      // A turn of p awaits the same restore and fails with it (and is retried); log it once here.
+      void this.#restore(p).catch((err: unknown) => this.#logger.warn({ partition: p, err }, "memory restore did not finish (revoked, or Kafka refused); a turn of the partition restores again"));
+    }
     this.#updateGauge();
   }
 
@@ -302,7 +306,7 @@ export class MemoryStore {
       reader.resume([{ topic: this.#topic, partitions: [partition] }]);
     } catch (err) {
       // The reader is between sessions; its next join drives this restore again.
-      this.#logger.warn({ partition, err: (err as Error).message }, "memory reader not ready; the restore resumes when it rejoins");
+      this.#logger.warn({ partition, err }, "memory reader not ready; the restore resumes when it rejoins");
     }
   }
 

@@ -101,7 +101,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     const reason = decoded.reason.replace(/, received '[^']*'/g, "");
     ctx.logger.warn({ partition: record.partition, offset: record.offset, reason }, "dead-lettered request");
     ctx.metrics.deadLettered.inc();
-    return finish("dead_lettered", record, ctx);
+    return commitTurn("dead_lettered", record, ctx);
   }
   const request = decoded.value;
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
@@ -112,7 +112,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   if (applied) {
     await reannounce(ctx.producer, ctx.topics.events, applied);
     log.info({ offset: record.offset }, "request already applied: re-announced its final event");
-    return finish("replayed", record, ctx);
+    return commitTurn("replayed", record, ctx);
   }
 
   const startedAt = Date.now();
@@ -131,7 +131,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     // Another tenant's conversation: answer as if it did not exist, change nothing.
     events.write({ type: "error", code: "not_found", message: `no conversation ${request.conversation_id}`, retryable: false });
     await events.settle();
-    return finish("failed", record, ctx);
+    return commitTurn("failed", record, ctx);
   }
 
   let outcome: TurnOutcome;
@@ -155,10 +155,10 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   await events.settle();
   ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
   log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
-  return finish(outcome, record, ctx);
+  return commitTurn(outcome, record, ctx);
 }
 
-async function finish(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
+async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
   await record.commit();
   ctx.metrics.requests.inc({ outcome });
   return outcome;
@@ -183,7 +183,7 @@ async function chatTurn(
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
   const stop = AbortSignal.any([signal, record.revoke]);
   let generated: Generated;
-  let cancelLatencyMs: number | null = null;
+  let cancelLatencyMs: number | null;
   try {
     generated = await generateStreaming(request, prompt, continued, events, stop, ctx);
   } finally {
@@ -328,7 +328,7 @@ async function generateStreaming(
     batcher.flush();
     ctx.slots.forget(request.conversation_id);
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
-    ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error.message }, "generation failed");
+    ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error }, "generation failed");
     return { ok: false, error };
   } finally {
     ctx.metrics.activeGenerations.dec();

@@ -4,6 +4,7 @@
  * with performance.now() in this process, like BenchChat does for the Kafka route.
  */
 import http from "node:http";
+import { SseReader } from "../../test/helpers/sse.js";
 import type { ChatMessage } from "../../worker/generator.js";
 
 export interface HttpTimeline {
@@ -87,24 +88,19 @@ export function gatewayEvents(
         return;
       }
       options.onOpen?.();
-      let buffered = "";
+      const sse = new SseReader();
       res.on("data", (chunk: Buffer) => {
         const at = performance.now();
-        buffered += chunk.toString();
-        let end: number;
-        while ((end = buffered.indexOf("\n\n")) >= 0) {
-          const block = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          const type = /^event: (.*)$/m.exec(block)?.[1];
+        for (const message of sse.push(chunk)) {
+          const type = message.event;
           if (!type) continue;
           t.events++;
           if (type === "delta") t.firstTextAt ??= at;
           else if (type === "final" && t.finalAt === undefined) {
             t.finalAt = at;
-            const data = /^data: (.*)$/m.exec(block)?.[1] ?? "{}";
-            t.completionTokens = (JSON.parse(data) as { usage: { completion_tokens: number } }).usage.completion_tokens;
+            t.completionTokens = (JSON.parse(message.data) as { usage: { completion_tokens: number } }).usage.completion_tokens;
           } else if (type === "error") {
-            reject(new Error(`request ${requestId} ended with an error event: ${block}`));
+            reject(new Error(`request ${requestId} ended with an error event: ${message.data}`));
           }
         }
       });

@@ -11,7 +11,7 @@ import { createKafka } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
 import { llamaSettings } from "./llama-settings.js";
-import { freePort, startChild, type Child } from "./procs.js";
+import { freePort, startService, type Service } from "../../test/helpers/services.js";
 
 export interface StackSpec {
   brokers: string;
@@ -66,13 +66,14 @@ export async function startWorker(
   name: string,
   env: Record<string, string> = {},
   entry = "worker/main.ts",
-): Promise<Child> {
+): Promise<Service> {
   const port = await freePort();
-  return startChild({
+  return startService({
     name,
     entry,
     port,
     readyPath: "/readyz",
+    timeoutMs: 120_000,
     env: {
       ...spec.common,
       KAFKA_GROUP_ID: `${spec.prefix}workers`,
@@ -88,13 +89,14 @@ export async function startWorker(
 }
 
 /** A gateway without auth (GATEWAY_AUTH=none: everything runs as tenant "local"). */
-export async function startGateway(spec: StackSpec, env: Record<string, string> = {}): Promise<Child> {
+export async function startGateway(spec: StackSpec, env: Record<string, string> = {}): Promise<Service> {
   const port = await freePort();
-  return startChild({
+  return startService({
     name: "gateway",
     entry: "gateway/main.ts",
     port,
     readyPath: "/readyz",
+    timeoutMs: 120_000,
     env: {
       ...spec.common,
       GATEWAY_HOST: "127.0.0.1",
@@ -106,11 +108,11 @@ export async function startGateway(spec: StackSpec, env: Record<string, string> 
   });
 }
 
-/** The partitions a worker holds, from its latest "joined consumer group" log line. */
-export function assignedPartitions(worker: Child): number[] | null {
+/** The partitions a worker holds, from its latest "partitions assigned" or "partitions released" log line. */
+export function assignedPartitions(worker: Service): number[] | null {
   for (let i = worker.logs.length - 1; i >= 0; i--) {
     const r = worker.logs[i]!.record;
-    if (r.msg === "joined consumer group") return (r.partitions as number[]) ?? [];
+    if (r.msg === "partitions assigned" || r.msg === "partitions released") return (r.partitions as number[]) ?? [];
   }
   return null;
 }

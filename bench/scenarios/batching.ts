@@ -11,7 +11,7 @@ import { describeFlashAttention, otherFlashAttention, shippedFlashAttention, wit
 import { BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
-import type { Child } from "../lib/procs.js";
+import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { PROMPTS } from "./route.js";
@@ -58,7 +58,7 @@ export const batchingScenario: Scenario = {
     const shippedFa = await shippedFlashAttention(ctx.model);
     const otherFa = otherFlashAttention(shippedFa);
     const inprocOtherFa = await withFlashAttention(otherFa, () => loadInProcess(ctx.model, SLOTS));
-    let worker: Child | null = null;
+    let worker: Service | null = null;
     try {
       worker = await startWorker(spec, ctx.model, "w-batching", { WORKER_SLOTS: String(SLOTS) });
       await chat.start();

@@ -14,23 +14,22 @@
  *
  * SIGTERM: the owner stops fetching, lets Y finish (its grace period), commits Y, leaves
  * the group: the other worker takes p at its next heartbeat. SIGKILL: nobody leaves; the
- * broker waits out SESSION_TIMEOUT_MS, then the other worker learns at its next heartbeat
+ * broker waits out the session timeout, then the other worker learns at its next heartbeat
  * and runs Y again (uncommitted) before X. Both are followed by a restart of the
- * signalled worker, so each repetition starts from two workers. The worker's default
- * HEARTBEAT_INTERVAL_MS is measured (the targets), then another beside it (1 s or 3 s).
+ * signalled worker, so each repetition starts from two workers. On the KIP-848 protocol
+ * the session timeout and heartbeat are the broker's (the local broker: 10 s and 1 s).
  */
-import { loadWorkerConfig } from "../../contracts/config.js";
 import { BenchChat, type Timeline } from "../lib/kafka-chat.js";
 import { KeyMaker } from "../lib/partitions.js";
-import type { Child } from "../lib/procs.js";
+import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
 import { assignedPartitions, createTopics, stackSpec, startWorker, type StackSpec } from "../lib/stack.js";
 import { median } from "../lib/stats.js";
 
+/** The local broker's group.consumer.session.timeout.ms (scripts/kafka-broker.ts). */
 const SESSION_TIMEOUT_MS = 10_000;
-/** HEARTBEAT_INTERVAL_MS: the worker's default (the targets are checked on it), then another for comparison. */
-const DEFAULT_HEARTBEAT_MS = loadWorkerConfig({ MODEL: "-" }).consumer.heartbeatIntervalMs;
-const HEARTBEATS = [DEFAULT_HEARTBEAT_MS, DEFAULT_HEARTBEAT_MS === 3000 ? 1000 : 3000];
+/** The local broker's group.consumer.heartbeat.interval.ms: the one setting measured. */
+const HEARTBEATS = [1000];
 
 interface Rep {
   signal: "SIGTERM" | "SIGKILL";
@@ -58,7 +57,7 @@ async function runPhase(ctx: ScenarioContext, heartbeatIntervalMs: number, signa
     HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalMs),
   };
   const chat = new BenchChat(ctx.brokers, spec.topics);
-  const workers = new Map<string, Child>();
+  const workers = new Map<string, Service>();
   const keys = new KeyMaker("fo", 2);
   const results: Rep[] = [];
   try {
@@ -83,7 +82,7 @@ async function runPhase(ctx: ScenarioContext, heartbeatIntervalMs: number, signa
       const t0 = performance.now();
       victim.proc.kill(signal);
 
-      const joined = await successor.waitForLog((r) => r.msg === "joined consumer group" && (r.partitions as number[]).includes(partition), 60_000, t0);
+      const joined = await successor.waitForLog((r) => r.msg === "partitions assigned" && (r.partitions as number[]).includes(partition), 60_000, t0);
       const restored = await successor.waitForLog((r) => r.msg === "memory partition restored" && r.partition === partition, 60_000, t0);
       await chat.until(waitingTurn, (t) => t.firstDeltaAt !== undefined, SESSION_TIMEOUT_MS + 60_000);
       if (waitingTurn.workerId !== successorName) throw new Error(`the waiting request ran on ${waitingTurn.workerId}, not on the new owner ${successorName}`);
@@ -135,7 +134,7 @@ export const failoverScenario: Scenario = {
         if (rs.length === 0) continue;
         const firsts = rs.map((r) => r.waitingFirstTokenMs);
         const worst = Math.max(...firsts);
-        const label = `${signal}, heartbeat ${heartbeat / 1000} s${shipped ? " (default)" : " (for comparison)"}`;
+        const label = `${signal}, broker heartbeat ${heartbeat / 1000} s, session ${SESSION_TIMEOUT_MS / 1000} s`;
         rows.push({
           figure: `${label}: signal → waiting request's first token on the new owner (each run; median)`,
           measured: `${firsts.map((x) => fmt(x / 1000, 2)).join(", ")} s; median ${fmt(median(firsts) / 1000, 2)} s`,
@@ -166,7 +165,7 @@ export const failoverScenario: Scenario = {
                   (signal === "SIGTERM"
                     ? `after the owner leaves, the other worker only learns of the rebalance at its next heartbeat (0-${heartbeat / 1000} s later, uniformly), then rejoins and restores.`
                     : `the broker expels the dead member after the session timeout, and the survivor only learns of it at its next heartbeat (0-${heartbeat / 1000} s later); it then restores and runs the killed in-flight turn again before the waiting one.`) +
-                  " A shorter HEARTBEAT_INTERVAL_MS bounds the wait for the heartbeat (see the rows for the other setting).",
+                  " A shorter group.consumer.heartbeat.interval.ms on the broker bounds the wait for the heartbeat.",
               }),
         });
       }
@@ -175,7 +174,7 @@ export const failoverScenario: Scenario = {
       rows,
       targets,
       notes: [
-        `SESSION_TIMEOUT_MS=${SESSION_TIMEOUT_MS} (default ${loadWorkerConfig({ MODEL: "-" }).consumer.sessionTimeoutMs}; after a SIGKILL the takeover waits for it, so the figure scales with it), HEARTBEAT_INTERVAL_MS ${HEARTBEATS.join(" (default) and ")}, WORKER_SLOTS=1, two workers, two partitions, kafkajs eager rebalancing.`,
+        `Consumer protocol (KIP-848): the broker's group.consumer.session.timeout.ms=${SESSION_TIMEOUT_MS} (Kafka's default is 45000; after a SIGKILL the takeover waits for it, so the figure scales with it) and group.consumer.heartbeat.interval.ms=${HEARTBEATS[0]}, WORKER_SLOTS=1, two workers, two partitions.`,
         "When the signal comes the owner is generating an in-flight turn (max_tokens 128) on the partition, and the waiting turn was acknowledged by Kafka behind it. First token = the first delta event read by the client, so it includes the worker's 50 ms first-delta hold.",
       ],
       raw: { sessionTimeoutMs: SESSION_TIMEOUT_MS, heartbeats: HEARTBEATS, reps: results },
@@ -184,7 +183,7 @@ export const failoverScenario: Scenario = {
 };
 
 /** Waits until the two workers hold one partition each and both answer a turn. */
-async function settled(spec: StackSpec, workers: Map<string, Child>, chat: BenchChat, keys: KeyMaker): Promise<void> {
+async function settled(spec: StackSpec, workers: Map<string, Service>, chat: BenchChat, keys: KeyMaker): Promise<void> {
   const deadline = Date.now() + 90_000;
   for (;;) {
     const held = [...workers.values()].map((w) => assignedPartitions(w) ?? []);

@@ -11,7 +11,7 @@
  */
 import { gatewayEvents, gatewayPost, keepAliveAgent, type HttpTimeline } from "../lib/http-clients.js";
 import { KeyMaker } from "../lib/partitions.js";
-import type { Child } from "../lib/procs.js";
+import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
 import { PROMPTS } from "./route.js";
@@ -44,8 +44,8 @@ export const fanoutScenario: Scenario = {
     await createTopics(spec);
     const agent = keepAliveAgent(50);
     const workerEnv = { WORKER_SLOTS: String(SLOTS), LOG_LEVEL: "warn" };
-    let gateway: Child | null = null;
-    let worker: Child | null = null;
+    let gateway: Service | null = null;
+    let worker: Service | null = null;
     try {
       gateway = await startGateway(spec);
       const gw = gateway;

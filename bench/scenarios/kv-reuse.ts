@@ -22,7 +22,7 @@
  * turn's generate call to the first token); the time the client saw is reported beside it.
  */
 import { BenchChat } from "../lib/kafka-chat.js";
-import type { Child } from "../lib/procs.js";
+import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { median } from "../lib/stats.js";
@@ -71,7 +71,7 @@ export const kvReuseScenario: Scenario = {
       const spec = stackSpec(ctx.brokers, `kv${ci}`, 2);
       await createTopics(spec);
       const chat = new BenchChat(ctx.brokers, spec.topics);
-      let worker: Child | null = null;
+      let worker: Service | null = null;
       try {
         worker = await startWorker(spec, ctx.model, `w-kv${ci}`, { WORKER_SLOTS: "2", ...config.env }, config.entry);
         await chat.start();

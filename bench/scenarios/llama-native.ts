@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama, llamaSettings } from "../lib/llama-settings.js";
-import { REPO_ROOT, type Child } from "../lib/procs.js";
+import { REPO_ROOT, type Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { median } from "../lib/stats.js";
@@ -40,7 +40,7 @@ export const llamaNativeScenario: Scenario = {
     const spec = stackSpec(ctx.brokers, "native", 1);
     await createTopics(spec);
     const chat = new BenchChat(ctx.brokers, spec.topics);
-    let worker: Child | null = null;
+    let worker: Service | null = null;
     const viaKafka: number[] = [];
     try {
       worker = await startWorker(spec, ctx.model, "w-native", { WORKER_SLOTS: "1" });

@@ -202,7 +202,11 @@ async function restoreOnce(
     groupPrefix: `bench-restore-${randomUUID()}`,
     logger,
     metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: (v) => (conversations = v) } },
+    onFatal: (err) => {
+      readerFailure = err;
+    },
   });
+  let readerFailure = null as Error | null;
   await store.start();
   try {
     const started = performance.now();
@@ -213,6 +217,7 @@ async function restoreOnce(
       new Promise<"stalled">((resolve) => (timer = setTimeout(() => resolve("stalled"), RESTORE_TIMEOUT_MS))),
     ]);
     clearTimeout(timer);
+    if (readerFailure) throw readerFailure;
     const seconds = (performance.now() - started) / 1000;
     if (outcome === "done" && partitions.length === PARTITIONS && conversations !== total) throw new Error(`restored ${conversations} conversations, expected ${total}`);
     return {

@@ -22,7 +22,7 @@ import { gatewayTurn, keepAliveAgent, restGenerate } from "../lib/http-clients.j
 import { BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
-import { freePort, startChild, type Child } from "../lib/procs.js";
+import { freePort, startService, type Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, ms } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
 import { summarize, type Summary } from "../lib/stats.js";
@@ -87,7 +87,7 @@ export const routeScenario: Scenario = {
 
     const spec = stackSpec(ctx.brokers, "route", PARTITIONS);
     await createTopics(spec);
-    const children: Child[] = [];
+    const children: Service[] = [];
     const chat = new BenchChat(ctx.brokers, spec.topics);
     const agent = keepAliveAgent();
     const inproc = await loadInProcess(ctx.model, SLOTS);
@@ -98,11 +98,12 @@ export const routeScenario: Scenario = {
       const gateway = await startGateway(spec);
       children.push(gateway);
       const restPort = await freePort();
-      const rest = await startChild({
+      const rest = await startService({
         name: "rest-worker",
         entry: "bench/baselines/http-worker.ts",
         port: restPort,
         readyPath: "/readyz",
+        timeoutMs: 120_000,
         env: { MODEL: ctx.model, WORKER_SLOTS: String(SLOTS), BENCH_HTTP_PORT: String(restPort) },
       });
       children.push(rest);

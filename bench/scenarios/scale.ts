@@ -26,7 +26,7 @@ import { randomBytes } from "node:crypto";
 import { loadWorkerConfig } from "../../contracts/config.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
-import { REPO_ROOT } from "../lib/procs.js";
+import { REPO_ROOT } from "../../test/helpers/services.js";
 import { benchKafkaConfig } from "../lib/stack.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt, sleep } from "../lib/scenario.js";
 import { median } from "../lib/stats.js";

@@ -18,6 +18,7 @@ import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
 import { chatEventSchema, chatRequestSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
+import { SOLE_READER, watchConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub } from "../event-hub.js";
 import { ReadProgress, type Offsets } from "./read-progress.js";
@@ -43,11 +44,7 @@ export async function startEventConsumer(options: {
   const { kafka, admin, topics, hub, logger } = options;
   const log = logger.child({ component: "event-consumer" });
   const read = [topics.requests, topics.events];
-  const consumer: Consumer = kafka.consumer({
-    groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`,
-    allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 250,
-  });
+  const consumer: Consumer = kafka.consumer({ ...SOLE_READER, groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`, maxWaitTimeInMs: 250 });
   const progress = new ReadProgress();
   progress.watch(consumer);
 
@@ -94,18 +91,12 @@ export async function startEventConsumer(options: {
   });
   void lookBackRead;
 
-  let failure: string | null = null;
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    if (payload.restart) log.warn({ err: payload.error?.message }, "event consumer stopped; kafkajs restarts it");
-    else {
-      failure = `the chat.events consumer stopped: ${payload.error?.message ?? "unknown error"}`;
-      log.error({ err: payload.error?.message }, "event consumer stopped for good; /healthz now fails so the gateway is restarted");
-    }
-  });
+  // /healthz fails once this is set, so the gateway is restarted.
+  const failure = watchConsumerCrash(consumer, { name: "chat.events consumer", logger: log });
 
   return {
     caughtUp: () => caughtUp,
-    failure: () => failure,
+    failure,
     stop: () => consumer.disconnect(),
   };
 }

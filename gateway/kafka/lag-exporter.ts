@@ -91,7 +91,7 @@ export class LagExporter {
       this.#failing = false;
     } catch (err) {
       this.#metrics.lagRefreshErrors.inc();
-      if (!this.#failing) this.#logger.warn({ err: (err as Error).message }, "cannot refresh consumer group lag; keeping the last values");
+      if (!this.#failing) this.#logger.warn({ err }, "cannot refresh consumer group lag; keeping the last values");
       this.#failing = true;
     }
   }

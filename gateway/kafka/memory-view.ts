@@ -19,6 +19,7 @@ import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
 import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
+import { SOLE_READER, watchConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import { withDeadline } from "./deadline.js";
 import { ReadProgress } from "./read-progress.js";
@@ -41,7 +42,8 @@ export interface MemoryView {
   stop(): Promise<void>;
 }
 
-export class MemoryStore {
+/** The bytes of each conversation's latest state, oldest-written dropped first past a byte budget. */
+export class ConversationBytes {
   readonly #entries = new Map<string, Entry>();
   #bytes = 0;
   #evicted = 0;
@@ -99,13 +101,9 @@ export async function startMemoryView(options: {
 }): Promise<MemoryView> {
   const { kafka, admin, topic } = options;
   const log = options.logger.child({ component: "memory-view" });
-  const store = new MemoryStore(options.maxBytes);
+  const store = new ConversationBytes(options.maxBytes);
   const progress = new ReadProgress();
-  const consumer: Consumer = kafka.consumer({
-    groupId: `kafka-llm-gateway-memory-${os.hostname()}-${randomUUID()}`,
-    allowAutoTopicCreation: false,
-    maxWaitTimeInMs: 250,
-  });
+  const consumer: Consumer = kafka.consumer({ ...SOLE_READER, groupId: `kafka-llm-gateway-memory-${os.hostname()}-${randomUUID()}`, maxWaitTimeInMs: 250 });
   progress.watch(consumer);
   // Empty (or fully expired) partitions have no batch to report: they start read.
   const offsets = await admin.fetchTopicOffsets(topic);
@@ -141,19 +139,13 @@ export async function startMemoryView(options: {
       }
     },
   });
-  let failure: string | null = null;
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    if (payload.restart) log.warn({ err: payload.error?.message }, "memory view consumer stopped; kafkajs restarts it");
-    else {
-      failure = `the chat.memory consumer stopped: ${payload.error?.message ?? "unknown error"}`;
-      log.error({ err: payload.error?.message }, "memory view consumer stopped for good; /healthz now fails so the gateway is restarted");
-    }
-  });
+  // /healthz fails once this is set, so the gateway is restarted.
+  const failure = watchConsumerCrash(consumer, { name: "chat.memory consumer", logger: log });
 
   return {
     get: (id) => store.get(id),
     caughtUp: () => caughtUp,
-    failure: () => failure,
+    failure,
     async sync(timeoutMs = 2000) {
       const started = Date.now();
       let ends;
@@ -161,7 +153,7 @@ export async function startMemoryView(options: {
         const offsets = await withDeadline(admin.fetchTopicOffsets(topic), timeoutMs, "chat.memory end offsets");
         ends = offsets.map((p) => ({ topic, partition: p.partition, offset: p.high }));
       } catch (err) {
-        log.debug({ err: (err as Error).message }, "cannot fetch chat.memory end offsets; answering from the view");
+        log.debug({ err }, "cannot fetch chat.memory end offsets; answering from the view");
         return false;
       }
       return progress.waitFor(ends, Math.max(0, timeoutMs - (Date.now() - started)));

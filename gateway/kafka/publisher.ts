@@ -70,7 +70,7 @@ export class KafkaPublisher implements Publisher {
       );
     } catch (err) {
       this.#onFailure();
-      this.#logger.warn({ topic, request_id: requestId, err: (err as Error).message }, "Kafka did not take a record");
+      this.#logger.warn({ topic, request_id: requestId, err }, "Kafka did not take a record");
       throw new ApiError("kafka_unavailable", "Kafka is not reachable right now; try again shortly", { cause: err });
     }
   }

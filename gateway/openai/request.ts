@@ -62,7 +62,8 @@ function messageSchema(maxChars: number) {
 
 const neutral = <T extends z.Primitive>(value: T, message: string) => z.literal(value, { errorMap: () => ({ message }) }).nullish();
 
-function bodySchema(maxChars: number) {
+/** The body schema of POST /v1/chat/completions (exported for the OpenAPI document). */
+export function bodySchema(maxChars: number) {
   return z
     .object({
       model: z.string({ required_error: "is required" }).min(1, "must not be empty").max(256),

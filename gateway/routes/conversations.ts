@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { SCHEMA_VERSION, conversationIdSchema, type ChatRequest } from "../../contracts/records.js";
-import type { GatewayDeps } from "../app.js";
+import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { assertNotForeign, awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
 import {

@@ -7,8 +7,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { conversationIdSchema, type ChatEvent, type TurnRequest } from "../../contracts/records.js";
-import type { GatewayDeps } from "../app.js";
-import { ApiError, errorBody, notFound, parseInput } from "../errors.js";
+import type { GatewayDeps } from "../deps.js";
+import { ApiError, errorBody, notFound } from "../errors.js";
 import { assertNotForeign, awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
 import { SSE_DONE, chunk, completion, sseData, usageChunk, type CompletionMeta } from "../openai/response.js";

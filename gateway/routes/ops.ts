@@ -1,6 +1,6 @@
 /** Liveness, readiness and metrics: served without an API key (a cluster's probes and Prometheus call them). */
 import type { FastifyInstance } from "fastify";
-import type { GatewayDeps } from "../app.js";
+import type { GatewayDeps } from "../deps.js";
 
 export function registerOpsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const open = { config: { public: true } };

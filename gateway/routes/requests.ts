@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { isTerminalEvent, requestIdSchema } from "../../contracts/records.js";
-import type { GatewayDeps } from "../app.js";
+import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { cancel, findRequest } from "../intake.js";
 import { requestStatus } from "../request-status.js";

@@ -81,7 +81,7 @@ export function apiClient(baseUrl: string, key?: string) {
     }
     const res = await fetch(baseUrl + path, { method, headers: h, body: payload, signal: AbortSignal.timeout(60_000) });
     const text = await res.text();
-    let parsed: unknown = undefined;
+    let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {

@@ -1,10 +1,36 @@
-/** A minimal Server-Sent Events reader over fetch, for asserting on streams. */
+/**
+ * The one Server-Sent Events client parser of tests, bench and chaos: eventsource-parser
+ * (the WHATWG parsing rules: CRLF, multi-line data, comments, a BOM), wrapped to hand back
+ * whole messages, from a whole body or chunk by chunk.
+ */
+import { createParser, type EventSourceMessage } from "eventsource-parser";
 import type { ChatEvent } from "../../contracts/records.js";
 
-export interface SseMessage {
-  id: string | undefined;
-  event: string | undefined;
-  data: string;
+export type SseMessage = EventSourceMessage;
+
+/** An incremental reader: push bytes as they arrive, get the messages they complete. */
+export class SseReader {
+  readonly #decoder = new TextDecoder();
+  #completed: SseMessage[] = [];
+  readonly #parser = createParser({
+    onEvent: (message) => this.#completed.push(message),
+    onError: (err) => {
+      throw err;
+    },
+  });
+
+  /** Adds a chunk (bytes or text); returns the messages it completes. Comments (keepalives) are skipped. */
+  push(chunk: Uint8Array | string): SseMessage[] {
+    this.#parser.feed(typeof chunk === "string" ? chunk : this.#decoder.decode(chunk, { stream: true }));
+    const done = this.#completed;
+    this.#completed = [];
+    return done;
+  }
+}
+
+/** Every message of a whole SSE body. */
+export function parseSse(text: string): SseMessage[] {
+  return new SseReader().push(text);
 }
 
 /** Reads SSE messages until the server ends the stream or `timeoutMs` passes. */
@@ -13,27 +39,7 @@ export async function readSse(url: string, options: { lastEventId?: string; time
   if (options.lastEventId !== undefined) headers["last-event-id"] = options.lastEventId;
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(options.timeoutMs ?? 60_000) });
   if (res.status !== 200) throw new Error(`SSE ${url}: HTTP ${res.status} ${await res.text()}`);
-  const text = await res.text();
-  return parseSse(text);
-}
-
-export function parseSse(text: string): SseMessage[] {
-  const messages: SseMessage[] = [];
-  for (const block of text.split("\n\n")) {
-    let id: string | undefined;
-    let event: string | undefined;
-    const data: string[] = [];
-    for (const line of block.split("\n")) {
-      if (line.startsWith(":") || line === "") continue;
-      const [field, ...rest] = line.split(":");
-      const value = rest.join(":").replace(/^ /, "");
-      if (field === "id") id = value;
-      else if (field === "event") event = value;
-      else if (field === "data") data.push(value);
-    }
-    if (data.length > 0) messages.push({ id, event, data: data.join("\n") });
-  }
-  return messages;
+  return parseSse(await res.text());
 }
 
 export function chatEvents(messages: SseMessage[]): ChatEvent[] {

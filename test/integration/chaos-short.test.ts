@@ -1,8 +1,9 @@
 /**
  * The chaos run in its short CI form (chaos/run.ts has the full one: `npm run chaos`):
  * a broker, a gateway and three workers as real processes; 20 concurrent clients with 3
- * turns each through the gateway's HTTP API; three workers SIGKILLed (and restarted) and
- * one broker restart while they talk. Every turn must be answered exactly once, in
+ * turns each through the gateway's HTTP API; three workers SIGKILLed (and restarted), one
+ * broker restart, and the scale events of an autoscaler (a fourth worker joins, a worker
+ * is sent SIGTERM and not replaced) while they talk. Every turn must be answered exactly once, in
  * order, and remembered once, in order; the accounting reads the topics straight from
  * Kafka (chaos/accounting.ts, itself tested in test/unit/chaos/accounting.test.ts).
  */
@@ -12,7 +13,7 @@ import { FULL_RUN, validated } from "../../chaos/options.js";
 import { runChaos } from "../../chaos/run.js";
 
 describe("chaos (short form)", { timeout: 420_000 }, () => {
-  it("loses, doubles and reorders no turn while workers are killed and the broker restarts", async (t) => {
+  it("loses, doubles and reorders no turn while workers are killed, added and removed and the broker restarts", async (t) => {
     const options = validated({
       ...FULL_RUN,
       conversations: 20,
@@ -32,6 +33,8 @@ describe("chaos (short form)", { timeout: 420_000 }, () => {
     const kills = result.faults.filter((f) => f.kind === "worker_kill").length;
     assert.ok(kills >= 2, `workers were killed (${kills})`);
     assert.equal(result.faults.filter((f) => f.kind === "broker_restart").length, 1, "the broker restarted once");
+    assert.equal(result.faults.filter((f) => f.kind === "scale_out").length, 1, "a worker joined");
+    assert.equal(result.faults.filter((f) => f.kind === "scale_in").length, 1, "a worker was scaled in (SIGTERM)");
 
     assert.equal(a.sent, 60, "every turn was sent");
     assert.equal(a.lost, 0, "no turn lost");

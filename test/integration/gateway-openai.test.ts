@@ -10,6 +10,7 @@ import OpenAI from "openai";
 import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
+import { parseSse } from "../helpers/sse.js";
 
 const KEY = "openai-test-key-42";
 const MODEL = "stories-260k";
@@ -105,9 +106,9 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
       headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
       body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hello" }], max_tokens: 8, stream: true }),
     });
-    const lines = (await raw.text()).split("\n").filter((l) => l.startsWith("data: "));
-    assert.equal(lines.at(-1), "data: [DONE]");
-    for (const line of lines.slice(0, -1)) JSON.parse(line.slice(6));
+    const data = parseSse(await raw.text()).map((m) => m.data);
+    assert.equal(data.at(-1), "[DONE]");
+    for (const d of data.slice(0, -1)) JSON.parse(d);
   });
 
   it("uses server-side memory with X-Conversation-Id: the last user message is the turn", async () => {

@@ -109,7 +109,7 @@ export function unknownFieldErrors(sets: Readonly<Record<string, readonly K8sObj
       const label = where.find((w) => w.line === line)?.label ?? `line ${m[1]}`;
       problems.push(`${label}: ${m[2]!.replace(/\s+/g, " ").slice(0, 400)}`);
     }
-    if (problems.length === 0) throw new Error(`tsc failed without type errors:\n${out}`);
+    if (problems.length === 0) throw new Error(`tsc failed without type errors:\n${out}`, { cause: err });
     return problems;
   }
 }

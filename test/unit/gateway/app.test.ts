@@ -15,6 +15,7 @@ import { ApiError } from "../../../gateway/errors.js";
 import { EventHub } from "../../../gateway/event-hub.js";
 import type { MemoryView } from "../../../gateway/kafka/memory-view.js";
 import { createGatewayMetrics } from "../../../gateway/metrics.js";
+import { parseSse } from "../../helpers/sse.js";
 
 const logger = pino({ level: "silent" });
 type Script = (request: ChatRequest, emit: (events: Array<Partial<ChatEvent> & { type: ChatEvent["type"] }>) => void) => void;
@@ -113,7 +114,7 @@ describe("gateway HTTP layer", () => {
     });
     assert.equal(res.statusCode, 200);
     assert.match(String(res.headers["content-type"]), /^text\/event-stream/);
-    const data = res.body.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6));
+    const data = parseSse(res.body).map((m) => m.data);
     assert.equal(data.at(-1), "[DONE]");
     const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
     assert.equal(chunks.map((c) => c.choices[0]?.delta?.content ?? "").join(""), "Once upon a time", "each character once");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encodeRecord, type ConversationState } from "../../../contracts/records.js";
-import { MemoryStore } from "../../../gateway/kafka/memory-view.js";
+import { ConversationBytes } from "../../../gateway/kafka/memory-view.js";
 
 const state = (id: string, content = "hi"): ConversationState => ({
   v: 1,
@@ -17,7 +17,7 @@ const state = (id: string, content = "hi"): ConversationState => ({
 
 describe("memory view store", () => {
   it("keeps the latest state per conversation and forgets it on a tombstone", () => {
-    const store = new MemoryStore(1 << 20);
+    const store = new ConversationBytes(1 << 20);
     store.put("a", encodeRecord(state("a", "one")));
     store.put("a", encodeRecord(state("a", "two")));
     assert.equal(store.get("a")?.messages[0]?.content, "two");
@@ -28,14 +28,14 @@ describe("memory view store", () => {
   });
 
   it("answers undefined for a value it cannot read instead of failing", () => {
-    const store = new MemoryStore(1 << 20);
+    const store = new ConversationBytes(1 << 20);
     store.put("x", Buffer.from("not json"));
     assert.equal(store.get("x"), undefined);
   });
 
   it("stays within its byte budget by dropping the conversations written longest ago", () => {
     const one = encodeRecord(state("a")).length;
-    const store = new MemoryStore(one * 2 + 1);
+    const store = new ConversationBytes(one * 2 + 1);
     store.put("a", encodeRecord(state("a")));
     store.put("b", encodeRecord(state("b")));
     store.put("a", encodeRecord(state("a"))); // a written again: b is now the oldest

@@ -1,0 +1,61 @@
+/**
+ * Memory: each conversation's latest chat.memory state holds each request applied to it,
+ * once, in chat.requests order (the user message, then the reply of its final event).
+ */
+import { isDeepStrictEqual } from "node:util";
+import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
+import type { ClientConversation } from "../client.js";
+import type { LoggedRecord } from "../kafka-log.js";
+import type { TopicIndex } from "./topics.js";
+
+export function checkMemory(
+  conversations: readonly ClientConversation[],
+  memory: readonly LoggedRecord[],
+  clientIds: ReadonlySet<string>,
+  index: TopicIndex,
+  anomalies: string[],
+): { memoryChecked: number; memoryMismatches: number } {
+  const states = latestStates(memory, clientIds, anomalies);
+  let memoryChecked = 0;
+  let memoryMismatches = 0;
+  for (const conversation of conversations) {
+    const onKafka = index.byConversation.get(conversation.id) ?? [];
+    if (onKafka.length === 0) continue;
+    memoryChecked++;
+    const expected = onKafka.flatMap(({ request }) => {
+      const t = index.firstTerminal(request.request_id)?.event;
+      const reply = t?.type === "final" ? t.reply : "";
+      return [`user:${request.request_id}:${request.content}`, `assistant:${request.request_id}:${reply}`];
+    });
+    const state = states.get(conversation.id);
+    const actual = state ? state.messages.map((m) => `${m.role}:${m.request_id ?? ""}:${m.content}`) : [];
+    const problem = !state
+      ? `no state on chat.memory`
+      : !isDeepStrictEqual(actual, expected)
+        ? `messages ${JSON.stringify(actual)} but chat.requests/chat.events say ${JSON.stringify(expected)}`
+        : state.turns !== onKafka.length
+          ? `turns = ${state.turns}, ${onKafka.length} requests applied`
+          : null;
+    if (problem) {
+      memoryMismatches++;
+      anomalies.push(`${conversation.id} memory: ${problem}`);
+    }
+  }
+  return { memoryChecked, memoryMismatches };
+}
+
+/** The latest state per client conversation (null: a tombstone); keys starting "#" are the workers' own. */
+function latestStates(memory: readonly LoggedRecord[], clientIds: ReadonlySet<string>, anomalies: string[]): Map<string, ConversationState | null> {
+  const states = new Map<string, ConversationState | null>();
+  for (const record of memory) {
+    if (record.key === null || record.key.startsWith("#") || !clientIds.has(record.key)) continue;
+    if (record.value === null) {
+      states.set(record.key, null);
+      continue;
+    }
+    const decoded = decodeRecord(conversationStateSchema, record.value);
+    if (!decoded.ok) anomalies.push(`chat.memory ${record.partition}@${record.offset}: unreadable (${decoded.reason})`);
+    else states.set(record.key, decoded.value);
+  }
+  return states;
+}

@@ -1,0 +1,68 @@
+/**
+ * JSON Schemas (draft-07, which AsyncAPI's schema format extends) of every record on the bus, generated from the zod schemas
+ * of ./records.ts, for services that produce requests or read events without this code.
+ * Committed under contracts/schema/ by scripts/interfaces.ts; a unit test compares.
+ */
+import type { z } from "zod";
+import { zodToJsonSchema } from "zod-to-json-schema";
+import { chatEventSchema, chatRequestSchema, controlRecordSchema, conversationStateSchema, handoverSchema } from "./records.js";
+import type { TopicRole } from "./topics.js";
+
+export interface RecordSchemaSpec {
+  /** File name under contracts/schema/ (and the AsyncAPI component name). */
+  readonly file: string;
+  readonly title: string;
+  readonly topic: TopicRole;
+  readonly schema: z.ZodTypeAny;
+  readonly description: string;
+}
+
+/** The value schema of each topic; chat.requests.dlq carries the original bytes, so it has none. */
+export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
+  {
+    file: "chat-request.schema.json",
+    title: "ChatRequest",
+    topic: "requests",
+    schema: chatRequestSchema,
+    description: "A value on chat.requests: a turn, an open or a delete, keyed by conversation_id.",
+  },
+  {
+    file: "chat-event.schema.json",
+    title: "ChatEvent",
+    topic: "events",
+    schema: chatEventSchema,
+    description: "A value on chat.events: start, delta, final or error of one request, keyed by conversation_id.",
+  },
+  {
+    file: "control-record.schema.json",
+    title: "ControlRecord",
+    topic: "control",
+    schema: controlRecordSchema,
+    description: "A value on chat.control (a cancel), keyed by request_id.",
+  },
+  {
+    file: "conversation-state.schema.json",
+    title: "ConversationState",
+    topic: "memory",
+    schema: conversationStateSchema,
+    description: "A value on chat.memory (compacted): a conversation's whole state, keyed by conversation_id; a null value deletes it.",
+  },
+  {
+    file: "handover.schema.json",
+    title: "Handover",
+    topic: "memory",
+    schema: handoverSchema,
+    description:
+      "A value on chat.memory under the key '#handover:<request_id>': a reply a worker stopped at a token boundary while giving its partition up; the partition's next owner continues it under the same attempt, then writes a tombstone.",
+  },
+];
+
+/** Schema ids: names, not addresses (the files are in the repository, not on a server). */
+export const SCHEMA_ID_PREFIX = "urn:kafka-llm:schema:";
+
+/** The JSON Schema document of one record type. */
+export function recordJsonSchema(spec: RecordSchemaSpec): Record<string, unknown> {
+  const generated = zodToJsonSchema(spec.schema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<string, unknown>;
+  const { $schema, ...rest } = generated;
+  return { $schema, $id: SCHEMA_ID_PREFIX + spec.title, title: spec.title, description: spec.description, ...rest };
+}

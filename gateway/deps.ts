@@ -1,0 +1,26 @@
+/**
+ * What the gateway's routes are given: config, logger, the Kafka-facing parts and the
+ * health probes. Its own module so that routes and app.ts do not import each other.
+ */
+import type { GatewayConfig } from "../contracts/config.js";
+import type { Logger } from "../platform/logger.js";
+import type { Authenticator } from "./auth.js";
+import type { EventHub } from "./event-hub.js";
+import type { MemoryView } from "./kafka/memory-view.js";
+import type { Publisher } from "./kafka/publisher.js";
+import type { GatewayMetrics } from "./metrics.js";
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  logger: Logger;
+  hub: EventHub;
+  metrics: GatewayMetrics;
+  publisher: Publisher;
+  /** The view of chat.memory; null while it is not running (history then answers 503). */
+  memory: MemoryView | null;
+  authenticate: Authenticator;
+  /** True once the gateway has read what it needs to answer for recent requests. */
+  ready(): boolean;
+  /** Why the gateway cannot work any more (a consumer stopped for good), or null. */
+  failure(): string | null;
+}

@@ -1,0 +1,314 @@
+/**
+ * The OpenAPI 3.1 document of the gateway's HTTP API, generated from the zod schemas the
+ * routes validate with (gateway/routes/schemas.ts, gateway/openai/request.ts, the id
+ * schemas of contracts/records.ts) and the response schemas of ./responses.ts, so that
+ * it cannot drift from what the routes accept. Served at GET /openapi.json and committed
+ * as docs/openapi.json (scripts/interfaces.ts writes it; a unit test compares).
+ */
+import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi, type ResponseConfig } from "@asteasolutions/zod-to-openapi";
+import { z } from "zod";
+import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../contracts/records.js";
+import { HTTP_STATUS, type Dialect } from "../errors.js";
+import { IDEMPOTENCY_KEY } from "../intake.js";
+import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
+import {
+  cancelBody,
+  eventsQuery,
+  historyQuery,
+  openConversationBody,
+  openConversationQuery,
+  postMessageBody,
+} from "../routes/schemas.js";
+import * as r from "./responses.js";
+
+extendZodWithOpenApi(z);
+
+export interface OpenApiOptions {
+  /** GATEWAY_MAX_CONTENT_CHARS: the bound on every text field. */
+  maxContentChars: number;
+}
+
+/** The version of the HTTP API: its paths start with /v1. */
+export const API_VERSION = "1";
+
+const json = (schema: z.ZodTypeAny) => ({ "application/json": { schema } });
+
+/**
+ * The schema of one message of an SSE stream (its fields: event, id, data), which is how
+ * OpenAPI 3.2 and schemathesis read a text/event-stream schema.
+ */
+function sseMessage(fields: Record<string, JsonSchema>, required: string[], description: string): MediaSchema {
+  // JSON Schema 2020-12 (contentMediaType, contentSchema) is more than the library's types know.
+  return { type: "object", description, properties: fields, required } as MediaSchema;
+}
+
+type JsonSchema = Record<string, unknown>;
+type MediaSchema = NonNullable<NonNullable<ResponseConfig["content"]>[string]>["schema"];
+
+/** What each error status means, as the error catalog (gateway/errors.ts) maps codes. */
+const ERROR_MEANING: Record<number, string> = {
+  400: "Invalid input; the message says what to fix",
+  401: "Missing or unknown API key",
+  404: "No such resource for this tenant",
+  413: "The body is larger than GATEWAY_BODY_LIMIT_BYTES",
+  415: "The body is not JSON",
+  500: "Internal error",
+  502: "The worker could not generate a reply",
+  503: "Kafka is unreachable or the gateway is not ready yet; retry after Retry-After seconds",
+};
+
+type ErrorBodies = Record<Dialect, z.ZodTypeAny>;
+
+function errorResponses(bodies: ErrorBodies) {
+  return (dialect: Dialect, statuses: number[]): Record<number, ResponseConfig> => {
+    const body = bodies[dialect];
+    const out: Record<number, ResponseConfig> = {};
+    for (const status of [...new Set([400, 500, ...statuses])].sort((a, b) => a - b)) {
+      out[status] = { description: ERROR_MEANING[status] ?? `HTTP ${status}`, content: json(body) };
+    }
+    return out;
+  };
+}
+
+/** Statuses every authenticated route may answer. */
+const AUTHED = [HTTP_STATUS.unauthorized, HTTP_STATUS.kafka_unavailable];
+const WITH_BODY = [...AUTHED, HTTP_STATUS.payload_too_large, HTTP_STATUS.unsupported_media_type];
+
+const conversationParams = z.object({ id: conversationIdSchema });
+const requestParams = z.object({ id: requestIdSchema });
+
+export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGeneratorV31["generateDocument"]> {
+  const registry = new OpenAPIRegistry();
+  const apiKey = registry.registerComponent("securitySchemes", "apiKey", {
+    type: "http",
+    scheme: "bearer",
+    description: "An API key from GATEWAY_API_KEYS (tenant:key); not needed when the gateway runs with GATEWAY_AUTH=none",
+  });
+  const secured = [{ [apiKey.name]: [] }];
+  const open: Array<Record<string, string[]>> = [];
+  const max = options.maxContentChars;
+  // Named components for what many responses share, so the document stays readable.
+  const errors = errorResponses({ native: registry.register("NativeError", r.nativeErrorBody), openai: registry.register("OpenAiError", r.openAiErrorBody) });
+  const accepted = registry.register("AcceptedRequest", r.acceptedRequest);
+  // The record of chat.events, as each SSE message of a native stream carries it.
+  registry.register("ChatEvent", chatEventSchema);
+  const chatEventStream = sseMessage(
+    {
+      event: { type: "string", enum: chatEventSchema.options.map((o) => o.shape.type.value) },
+      id: { type: "string", pattern: "^[0-9]+@.+$", description: "<seq>@<attempt>: send it back as Last-Event-ID to resume" },
+      data: { type: "string", contentMediaType: "application/json", contentSchema: { $ref: "#/components/schemas/ChatEvent" } },
+    },
+    ["event", "id", "data"],
+    "One chat event; the stream ends after the final or error event",
+  );
+  const chunkStream = sseMessage(
+    { data: { type: "string", description: "A chat.completion.chunk object as JSON (an error body on failure), or [DONE] last" } },
+    ["data"],
+    "OpenAI's stream: chunks, then data: [DONE]",
+  );
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/conversations",
+    summary: "Open a conversation",
+    description: "Opens a conversation with a new id; with greeting, the fixed greeting comes as the open request's reply.",
+    security: secured,
+    request: { query: openConversationQuery, body: { content: json(openConversationBody(max)), required: false } },
+    responses: {
+      201: {
+        description: "Opened",
+        headers: z.object({ location: z.string().openapi({ description: "The conversation's URL" }) }),
+        content: json(r.openedConversation),
+      },
+      ...errors("native", WITH_BODY),
+    },
+  });
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/conversations/{id}/messages",
+    summary: "Send a message (a turn)",
+    description: "Queues a turn on the conversation (created if new); the reply streams from events_url or can be polled at status_url.",
+    security: secured,
+    request: {
+      params: conversationParams,
+      headers: z.object({
+        "idempotency-key": z
+          .string()
+          .regex(IDEMPOTENCY_KEY)
+          .optional()
+          .openapi({ description: "Retries with the same key are answered once (the request id is derived from it)" }),
+      }),
+      body: { content: json(postMessageBody(max)), required: true },
+    },
+    responses: { 202: { description: "Accepted and queued", content: json(accepted) }, ...errors("native", [...WITH_BODY, 404]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/conversations/{id}",
+    summary: "What is stored about a conversation",
+    security: secured,
+    request: { params: conversationParams },
+    responses: { 200: { description: "The conversation", content: json(r.conversationSummary) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/conversations/{id}/messages",
+    summary: "The stored history, oldest first",
+    description: "What the worker remembers, trimmed to its memory budget. from=latest&limit=n gives the last n messages.",
+    security: secured,
+    request: { params: conversationParams, query: historyQuery },
+    responses: { 200: { description: "The history", content: json(r.conversationHistory) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "delete",
+    path: "/v1/conversations/{id}",
+    summary: "Delete a conversation",
+    description: "Queued behind the conversation's pending turns: 204 once a worker applied it within GATEWAY_APPLY_WAIT_MS, else 202 with the request to follow.",
+    security: secured,
+    request: { params: conversationParams },
+    responses: {
+      202: { description: "Queued; not applied yet", content: json(accepted) },
+      204: { description: "Deleted" },
+      ...errors("native", [...AUTHED, 404, 502]),
+    },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/requests/{id}",
+    summary: "A request's status, to poll",
+    security: secured,
+    request: { params: requestParams },
+    responses: { 200: { description: "The status", content: json(r.requestStatusBody) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/requests/{id}/events",
+    summary: "A request's events as Server-Sent Events",
+    description:
+      "One SSE message per chat event (event: start|delta|final|error, id: <seq>@<attempt>, data: the event record of chat.events); the stream ends after final or error. Resumable with Last-Event-ID.",
+    security: secured,
+    request: {
+      params: requestParams,
+      query: eventsQuery,
+      headers: z.object({ "last-event-id": z.string().optional().openapi({ description: "Resume after this event id" }) }),
+    },
+    responses: { 200: { description: "The event stream", content: { "text/event-stream": { schema: chatEventStream } } }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/requests/{id}/cancel",
+    summary: "Cancel a request",
+    description: "Asks the worker running the request to stop; the request then ends as cancelled with the partial reply.",
+    security: secured,
+    request: { params: requestParams, body: { content: json(cancelBody), required: false } },
+    responses: { 202: { description: "Cancel requested (or the request had ended)", content: json(r.cancelAccepted) }, ...errors("native", [...WITH_BODY, 404]) },
+  });
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/chat/completions",
+    summary: "OpenAI-compatible chat completion",
+    description:
+      "Stateless by default (messages are the whole context; the last must be the user's, not empty); with X-Conversation-Id the server-side memory is used. stream=true answers with chat.completion.chunk SSE messages and data: [DONE].",
+    security: secured,
+    request: {
+      headers: z.object({
+        "x-conversation-id": conversationIdSchema.optional().openapi({ description: "Use the server-side memory of this conversation" }),
+      }),
+      body: { content: json(chatCompletionBodySchema(max)), required: true },
+    },
+    responses: {
+      200: {
+        description: "The completion (JSON), or its chunks as Server-Sent Events when stream=true",
+        content: { ...json(r.chatCompletion), "text/event-stream": { schema: chunkStream } },
+      },
+      ...errors("openai", [...WITH_BODY, 404, 502]),
+    },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/models",
+    summary: "The model list (one model: MODEL_NAME)",
+    security: secured,
+    responses: { 200: { description: "The models", content: json(r.modelList) }, ...errors("openai", AUTHED) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/models/{model}",
+    summary: "One model",
+    security: secured,
+    request: { params: z.object({ model: z.string().min(1) }) },
+    responses: { 200: { description: "The model", content: json(r.model) }, ...errors("openai", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness: fails only when a restart is the cure",
+    security: open,
+    responses: { 200: { description: "Alive", content: json(r.health) }, 503: { description: "Failed for good", content: json(r.health) } },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/readyz",
+    summary: "Readiness: the replica has read the recent requests, events and memory",
+    security: open,
+    responses: { 200: { description: "Ready", content: json(r.readiness) }, 503: { description: "Starting", content: json(r.readiness) } },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics",
+    security: open,
+    responses: { 200: { description: "Prometheus text format", content: { "text/plain": { schema: z.string() } } } },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document",
+    security: open,
+    responses: { 200: { description: "The OpenAPI document", content: json(z.object({ openapi: z.string() })) } },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/",
+    summary: "The web chat page",
+    security: open,
+    responses: {
+      200: { description: "The page", content: { "text/html": { schema: z.string() } } },
+      404: { description: "This build has no page", content: json(r.nativeErrorBody) },
+    },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/favicon.ico",
+    summary: "No icon (answers 204 so browsers stop asking)",
+    security: open,
+    responses: { 204: { description: "No content" } },
+  });
+
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: "3.1.0",
+    info: {
+      title: "kafka-llm gateway",
+      version: API_VERSION,
+      description: "LLM chat over Apache Kafka: the native API (conversations, requests, SSE) and the OpenAI-compatible routes.",
+      license: { name: "Apache-2.0", identifier: "Apache-2.0" },
+    },
+    servers: [{ url: "/" }],
+  });
+}

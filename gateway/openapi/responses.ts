@@ -1,0 +1,120 @@
+/**
+ * What the gateway answers, as zod schemas: the response bodies of each route and the two
+ * error bodies. They exist for the OpenAPI document (gateway/openapi/document.ts); the
+ * routes build their answers by hand, and test/integration/openapi-fuzz.test.ts checks
+ * that every answer matches these. Records' own schemas (usage, timings, messages) are
+ * reused, so a field added to a record shows up here.
+ *
+ * Objects are not strict: a client must ignore fields it does not know, and a field the
+ * gateway adds is not a breaking change.
+ */
+import { z } from "zod";
+import { ERROR_CODES, type ErrorCode } from "../../contracts/errors.js";
+import { conversationIdSchema, memoryMessageSchema, requestIdSchema, stopReasonSchema, timingsSchema, usageSchema } from "../../contracts/records.js";
+
+const errorCodes = Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]];
+
+/** The native API's error body: {"error": {"code", "message", "retryable"}}. */
+export const nativeErrorBody = z.object({
+  error: z.object({
+    code: z.enum(errorCodes),
+    /** Says what to fix. */
+    message: z.string(),
+    retryable: z.boolean(),
+  }),
+});
+
+/** OpenAI's error body, spoken by /v1/chat/completions and /v1/models. */
+export const openAiErrorBody = z.object({
+  error: z.object({
+    message: z.string(),
+    type: z.string(),
+    param: z.string().nullable(),
+    code: z.string(),
+  }),
+});
+
+const links = {
+  status_url: z.string(),
+  events_url: z.string(),
+};
+
+export const openedConversation = z.object({
+  id: conversationIdSchema,
+  request_id: requestIdSchema,
+  messages_url: z.string(),
+  ...links,
+});
+
+export const acceptedRequest = z.object({
+  request_id: requestIdSchema,
+  conversation_id: conversationIdSchema,
+  ...links,
+});
+
+const millis = z.number().int().nonnegative();
+
+export const conversationSummary = z.object({
+  id: conversationIdSchema,
+  system: z.string().nullable(),
+  message_count: z.number().int().nonnegative(),
+  turns: z.number().int().nonnegative(),
+  created_at: millis,
+  updated_at: millis,
+});
+
+export const conversationHistory = z.object({
+  conversation_id: conversationIdSchema,
+  system: z.string().nullable(),
+  messages: z.array(memoryMessageSchema),
+  total: z.number().int().nonnegative(),
+  has_more: z.boolean(),
+  turns: z.number().int().nonnegative(),
+  updated_at: millis,
+});
+
+export const requestStatusName = z.enum(["queued", "running", "completed", "cancelled", "failed"]);
+
+export const requestStatusBody = z.object({
+  request_id: requestIdSchema,
+  conversation_id: conversationIdSchema,
+  status: requestStatusName,
+  reply: z.string(),
+  stop_reason: stopReasonSchema.nullable(),
+  usage: usageSchema.nullable(),
+  timings: timingsSchema.nullable(),
+  error: z.object({ code: z.string(), message: z.string(), retryable: z.boolean() }).nullable(),
+  worker_id: z.string().nullable(),
+});
+
+export const cancelAccepted = z.object({ request_id: requestIdSchema, status: requestStatusName });
+
+export const model = z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() });
+export const modelList = z.object({ object: z.literal("list"), data: z.array(model) });
+
+const openAiUsage = z.object({
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  total_tokens: z.number().int().nonnegative(),
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative() }),
+});
+
+export const chatCompletion = z.object({
+  id: z.string(),
+  object: z.literal("chat.completion"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      message: z.object({ role: z.literal("assistant"), content: z.string(), refusal: z.null() }),
+      logprobs: z.null(),
+      finish_reason: z.enum(["stop", "length"]),
+    }),
+  ),
+  usage: openAiUsage,
+  system_fingerprint: z.null(),
+});
+
+export const health = z.object({ status: z.enum(["ok", "failed"]), reason: z.string().optional() });
+export const readiness = z.object({ status: z.enum(["ready", "starting"]) });

@@ -1,0 +1,114 @@
+/**
+ * Fuzzes the running gateway from its own OpenAPI document (GET /openapi.json) with
+ * schemathesis, against a real broker and worker: every operation, valid and invalid
+ * input, and stateful sequences that follow the document's links (open a conversation,
+ * send a turn, follow its events, delete it). No answer may be a 5xx, and every answer
+ * must match the document: its status, content type, headers and body (SSE messages too).
+ *
+ * Bounded for CI on 2 cores: a fixed number of cases per operation (FUZZ_EXAMPLES), a
+ * fixed seed (FUZZ_SEED overrides it, to explore), one worker, and a timeout.
+ *
+ * Checks left out, and why:
+ * - ensure_resource_availability: POST /v1/conversations answers 201 when the open request
+ *   is queued; the conversation is readable once a worker has applied it, an instant later.
+ * - positive_data_acceptance: /v1/chat/completions has rules across fields that a schema
+ *   does not express (the last message must be the user's and not empty; max_tokens and
+ *   max_completion_tokens must agree); the document says so in words.
+ * - unsupported_method, allow_header_conformance: an undocumented method is a 404 "no
+ *   route", as any unknown URL, not a 405 with Allow.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { Kafka, logLevel } from "kafkajs";
+import { topicNames } from "../../contracts/topics.js";
+import { stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { pythonTool } from "../helpers/python-tools.js";
+import type { Service } from "../helpers/services.js";
+
+const run = promisify(execFile);
+const KEY = "openapi-fuzz-key-0001";
+const EXAMPLES = Number(process.env.FUZZ_EXAMPLES ?? 30);
+const SEED = Number(process.env.FUZZ_SEED ?? 20261201);
+const EXCLUDED = ["ensure_resource_availability", "positive_data_acceptance", "unsupported_method", "allow_header_conformance"];
+
+describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, () => {
+  let kafka: TestKafka;
+  let gateway: Service;
+  let worker: Service;
+  let reports: string;
+  const prefix = uniquePrefix("openapi-fuzz");
+
+  before(async () => {
+    kafka = await useKafka();
+    const common = stackEnv(kafka.brokers, prefix);
+    reports = await mkdtemp(path.join(os.tmpdir(), "openapi-fuzz-"));
+    // A short unknown-id wait so that lookups of random ids take milliseconds; short
+    // replies so that the turns the fuzzer queues do not pile up behind each other.
+    gateway = await startGateway(common, { GATEWAY_API_KEYS: `fuzz:${KEY}`, UNKNOWN_REQUEST_WAIT_MS: "20", GATEWAY_APPLY_WAIT_MS: "2000" });
+    worker = await startWorker(common, { DEFAULT_MAX_TOKENS: "4", WORKER_SLOTS: "4" });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await worker?.stop();
+    await kafka?.stop();
+    if (reports) await rm(reports, { recursive: true, force: true });
+  });
+
+  it("answers no 5xx, and every answer matches the document", async (t) => {
+    const document = (await (await fetch(`${gateway.baseUrl}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const operations = Object.values(document.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+    const args = [
+      "run",
+      `${gateway.baseUrl}/openapi.json`,
+      "--header", `Authorization: Bearer ${KEY}`,
+      "--checks", "all",
+      "--exclude-checks", EXCLUDED.join(","),
+      "--max-examples", String(EXAMPLES),
+      "--seed", String(SEED),
+      "--workers", "1",
+      "--request-timeout", "60",
+      "--generation-database", "none",
+      "--no-color",
+      "--report", "ndjson",
+      "--report-ndjson-path", path.join(reports, "events.ndjson"),
+    ];
+    // Run in the report dir: schemathesis keeps a cache (.schemathesis/) in its working directory.
+    const result = await run(pythonTool("schemathesis"), args, { cwd: reports, timeout: 480_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SCHEMATHESIS_TELEMETRY: "false" } }).then(
+      (out) => ({ code: 0, ...out }),
+      (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" }),
+    );
+    const output = `${result.stdout}\n${result.stderr}`;
+    assert.equal(result.code, 0, `schemathesis found problems (seed ${SEED}):\n${output.slice(-20_000)}`);
+    // Loaded from a URL, schemathesis leaves out the operation that serves the document itself.
+    const selected = Number(/Selected: (\d+)\/\d+/.exec(output)?.[1]);
+    const tested = Number(/Tested: (\d+)/.exec(output)?.[1]);
+    assert.ok(selected >= operations - 1 && tested === selected, `every operation was tested (${tested} of ${selected} selected, ${operations} documented)`);
+
+    // What the gateway answered: valid requests got through, invalid ones were refused.
+    const events = await readFile(path.join(reports, "events.ndjson"), "utf8");
+    const statuses = new Map<number, number>();
+    for (const match of events.matchAll(/"status_code":(\d{3})/g)) statuses.set(Number(match[1]), (statuses.get(Number(match[1])) ?? 0) + 1);
+    const summary = [...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(" ");
+    t.diagnostic(`statuses: ${summary}`);
+    assert.ok([200, 201, 202, 400, 404].every((s) => (statuses.get(s) ?? 0) > 0), `accepted and refused requests were both reached: ${summary}`);
+    assert.ok([...statuses.keys()].every((s) => s < 500), `no 5xx: ${summary}`);
+
+    assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
+    assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
+    const admin = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      const dlq = await admin.fetchTopicOffsets(topicNames(prefix).deadLetter);
+      assert.deepEqual(dlq.map((p) => p.high), dlq.map(() => "0"), "everything the gateway queued was readable by the worker");
+    } finally {
+      await admin.disconnect();
+    }
+  });
+});
