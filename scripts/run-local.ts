@@ -118,7 +118,12 @@ let brokers = process.env.KAFKA_BROKERS?.trim() ?? "";
 if (brokers) {
   log(`using Kafka at ${brokers}`);
 } else {
-  const broker = spec("broker", ["--import", "tsx", "scripts/kafka-broker.ts", "start", "--port", String(kafkaPort)], {}, { termOnly: true, stopGraceMs: 30_000 });
+  const broker = spec(
+    "broker",
+    ["--import", "tsx", "scripts/kafka-broker.ts", "start", "--port", String(kafkaPort)],
+    {},
+    { termOnly: true, stopGraceMs: 30_000 },
+  );
   rmSync(broker.logFile, { force: true });
   supervisor.start(broker);
   await waitFor("the Kafka broker", broker.logFile, () => {
@@ -142,14 +147,19 @@ await waitFor("the gateway", gateway.logFile, () => answers(`http://127.0.0.1:${
 
 for (let i = 1; i <= workers; i++) {
   supervisor.start(
-    spec(`worker-${i}`, ["--import", "tsx", "worker/main.ts"], {
-      ...common,
-      WORKER_ID: `worker-${i}`,
-      WORKER_HTTP_HOST: "127.0.0.1",
-      WORKER_HTTP_PORT: String(workerPort(i)),
-      MODEL: model,
-      LLAMA_THREADS: String(threads),
-    }, { replicated: true, pidFile: path.join(logDir, `worker-${i}.pid`), stopGraceMs: 35_000 }),
+    spec(
+      `worker-${i}`,
+      ["--import", "tsx", "worker/main.ts"],
+      {
+        ...common,
+        WORKER_ID: `worker-${i}`,
+        WORKER_HTTP_HOST: "127.0.0.1",
+        WORKER_HTTP_PORT: String(workerPort(i)),
+        MODEL: model,
+        LLAMA_THREADS: String(threads),
+      },
+      { replicated: true, pidFile: path.join(logDir, `worker-${i}.pid`), stopGraceMs: 35_000 },
+    ),
   );
 }
 for (let i = 1; i <= workers; i++) {

@@ -46,10 +46,13 @@ async function workerPortBase(): Promise<number> {
 /** Every process below `pid` (the supervisor's children and theirs), from ps. */
 function descendants(pid: number): Array<{ pid: number; args: string }> {
   const ps = spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" });
-  const rows = ps.stdout.trim().split("\n").map((l) => {
-    const m = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)!;
-    return { pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! };
-  });
+  const rows = ps.stdout
+    .trim()
+    .split("\n")
+    .map((l) => {
+      const m = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)!;
+      return { pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! };
+    });
   const found: Array<{ pid: number; args: string }> = [];
   const walk = (parent: number) => {
     for (const r of rows.filter((row) => row.ppid === parent)) {
@@ -124,10 +127,16 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
     let err = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on("exit", (code, signal) => resolve({ code, signal })),
+    );
     const run: Run = { child, stdout: () => out, stderr: () => err, exited, gatewayPort, workerPortBase: base, logDir };
     runs.push(run);
-    await eventually(async () => (out.includes("kafka-llm is running") ? true : child.exitCode !== null ? assert.fail(`run-local exited:\n${err}`) : undefined), 180_000, "run-local ready");
+    await eventually(
+      async () => (out.includes("kafka-llm is running") ? true : child.exitCode !== null ? assert.fail(`run-local exited:\n${err}`) : undefined),
+      180_000,
+      "run-local ready",
+    );
     return run;
   }
 
@@ -148,19 +157,30 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
     const pidFile = path.join(run.logDir, "worker-1.pid");
     const firstPid = Number(readFileSync(pidFile, "utf8"));
     const processes = descendants(run.child.pid!);
-    assert.ok(processes.some((p) => p.pid === firstPid), "the pid file names a process of the run");
+    assert.ok(
+      processes.some((p) => p.pid === firstPid),
+      "the pid file names a process of the run",
+    );
     assert.equal(processes.filter((p) => /worker\/main\.ts/.test(p.args)).length, 2);
     assert.equal(processes.filter((p) => /gateway\/main\.ts/.test(p.args)).length, 1);
 
     process.kill(firstPid, "SIGKILL");
-    await eventually(async () => (/worker-1 exited \(signal SIGKILL\).*starting it again in 1 s/.test(run.stderr()) ? true : undefined), 30_000, "the death is logged");
+    await eventually(
+      async () => (/worker-1 exited \(signal SIGKILL\).*starting it again in 1 s/.test(run.stderr()) ? true : undefined),
+      30_000,
+      "the death is logged",
+    );
     // The other worker keeps serving: turns are answered while worker-1 is away or back.
     await chatTurn(run, "after-kill-a");
     await chatTurn(run, "after-kill-b");
     await eventually(async () => (/worker-1 started again \(pid \d+\)/.test(run.stderr()) ? true : undefined), 30_000, "worker-1 restarted");
     const secondPid = Number(readFileSync(pidFile, "utf8"));
     assert.notEqual(secondPid, firstPid);
-    await eventually(async () => ((await fetch(`http://127.0.0.1:${run.workerPortBase + 1}/readyz`).catch(() => null))?.ok ? true : undefined), 120_000, "worker-1 ready again");
+    await eventually(
+      async () => ((await fetch(`http://127.0.0.1:${run.workerPortBase + 1}/readyz`).catch(() => null))?.ok ? true : undefined),
+      120_000,
+      "worker-1 ready again",
+    );
     assert.ok(alive(run.child.pid!), "one worker's death does not end the run");
 
     const all = descendants(run.child.pid!);

@@ -29,7 +29,10 @@ function configTable(markdown: string, heading: string): Row[] {
     .split("\n")
     .filter((line) => line.startsWith("|") && !/^\|\s*(variable|---)/.test(line))
     .map((line) => {
-      const cells = line.split("|").slice(1, -1).map((c) => c.trim());
+      const cells = line
+        .split("|")
+        .slice(1, -1)
+        .map((c) => c.trim());
       return { names: [...cells[0]!.matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((m) => m[1]!), defaultCell: cells[1] ?? "" };
     });
 }

@@ -7,10 +7,7 @@ describe("turn stop triggers from the chat template", () => {
   it("finds the headers that open a user and a model turn, without the end of the previous turn", () => {
     assert.deepEqual(turnHeaders(new GemmaChatWrapper()), ["<start_of_turn>user", "<start_of_turn>model"]);
     assert.deepEqual(turnHeaders(new ChatMLChatWrapper()), ["<|im_start|>user", "<|im_start|>assistant"]);
-    assert.deepEqual(turnHeaders(new Llama3_1ChatWrapper()), [
-      "<|start_header_id|>user<|end_header_id|>",
-      "<|start_header_id|>assistant<|end_header_id|>",
-    ]);
+    assert.deepEqual(turnHeaders(new Llama3_1ChatWrapper()), ["<|start_header_id|>user<|end_header_id|>", "<|start_header_id|>assistant<|end_header_id|>"]);
   });
 
   it("leaves out builtin tokens (BOS), which have no text a model could write", () => {
