@@ -6,7 +6,7 @@
  * nothing behind.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -16,13 +16,11 @@ import { after, before, describe, it } from "node:test";
 import { ensureTestModel } from "../../scripts/models.js";
 import { apiClient, eventually, readEvents } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
-import { freePort, REPO_ROOT } from "../helpers/services.js";
+import { freePort, startService, type Service } from "../helpers/services.js";
 
 interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The supervisor, started through the shared helper (its output() holds the banner and its log lines). */
+  service: Service;
   gatewayPort: number;
   workerPortBase: number;
   logDir: string;
@@ -94,7 +92,7 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
     model = await ensureTestModel();
   });
   after(async () => {
-    for (const r of runs) if (r.child.exitCode === null) r.child.kill("SIGKILL");
+    for (const r of runs) if (!r.service.exited()) await r.service.stop("SIGKILL");
     for (const r of runs) rmSync(r.logDir, { recursive: true, force: true });
     await kafka?.stop();
   });
@@ -104,10 +102,10 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
     const gatewayPort = await freePort();
     const base = await workerPortBase();
     const logDir = mkdtempSync(path.join(os.tmpdir(), "run-local-"));
-    const child = spawn(process.execPath, ["--import", "tsx", "scripts/run-local.ts"], {
-      cwd: REPO_ROOT,
+    const service = await startService({
+      name: "run-local",
+      entry: "scripts/run-local.ts",
       env: {
-        ...process.env,
         MODEL: model,
         WORKERS: "2",
         GATEWAY_PORT: String(gatewayPort),
@@ -121,22 +119,14 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
         WORKER_GROUP_ID: `${prefix}workers`,
         DEFAULT_MAX_TOKENS: "32",
       },
-      stdio: ["ignore", "pipe", "pipe"],
+      // Ready once the last worker is; the banner follows the readiness of all of them.
+      port: base + 2,
+      readyPath: "/readyz",
+      timeoutMs: 180_000,
     });
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.on("exit", (code, signal) => resolve({ code, signal })),
-    );
-    const run: Run = { child, stdout: () => out, stderr: () => err, exited, gatewayPort, workerPortBase: base, logDir };
+    const run: Run = { service, gatewayPort, workerPortBase: base, logDir };
     runs.push(run);
-    await eventually(
-      async () => (out.includes("kafka-llm is running") ? true : child.exitCode !== null ? assert.fail(`run-local exited:\n${err}`) : undefined),
-      180_000,
-      "run-local ready",
-    );
+    await eventually(async () => (service.output().includes("kafka-llm is running") ? true : undefined), 180_000, "run-local's banner");
     return run;
   }
 
@@ -156,7 +146,7 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
 
     const pidFile = path.join(run.logDir, "worker-1.pid");
     const firstPid = Number(readFileSync(pidFile, "utf8"));
-    const processes = descendants(run.child.pid!);
+    const processes = descendants(run.service.pid);
     assert.ok(
       processes.some((p) => p.pid === firstPid),
       "the pid file names a process of the run",
@@ -166,14 +156,14 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
 
     process.kill(firstPid, "SIGKILL");
     await eventually(
-      async () => (/worker-1 exited \(signal SIGKILL\).*starting it again in 1 s/.test(run.stderr()) ? true : undefined),
+      async () => (/worker-1 exited \(signal SIGKILL\).*starting it again in 1 s/.test(run.service.output()) ? true : undefined),
       30_000,
       "the death is logged",
     );
     // The other worker keeps serving: turns are answered while worker-1 is away or back.
     await chatTurn(run, "after-kill-a");
     await chatTurn(run, "after-kill-b");
-    await eventually(async () => (/worker-1 started again \(pid \d+\)/.test(run.stderr()) ? true : undefined), 30_000, "worker-1 restarted");
+    await eventually(async () => (/worker-1 started again \(pid \d+\)/.test(run.service.output()) ? true : undefined), 30_000, "worker-1 restarted");
     const secondPid = Number(readFileSync(pidFile, "utf8"));
     assert.notEqual(secondPid, firstPid);
     await eventually(
@@ -181,25 +171,23 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
       120_000,
       "worker-1 ready again",
     );
-    assert.ok(alive(run.child.pid!), "one worker's death does not end the run");
+    assert.ok(alive(run.service.pid), "one worker's death does not end the run");
 
-    const all = descendants(run.child.pid!);
-    run.child.kill("SIGINT");
-    const { code } = await run.exited;
-    assert.equal(code, 130);
-    assert.match(run.stderr(), /stopped; nothing left running/);
+    const all = descendants(run.service.pid);
+    assert.equal(await run.service.stop("SIGINT"), 130);
+    assert.match(run.service.output(), /stopped; nothing left running/);
     await nothingLeft(all);
   });
 
   it("ends the run with a message when the gateway dies, leaving nothing running", async () => {
     const run = await startRun();
-    const all = descendants(run.child.pid!);
+    const all = descendants(run.service.pid);
     const gateway = all.find((p) => /gateway\/main\.ts/.test(p.args));
     assert.ok(gateway);
     process.kill(gateway.pid, "SIGKILL");
-    const { code } = await run.exited;
-    assert.equal(code, 1);
-    assert.match(run.stderr(), /gateway exited \(signal SIGKILL\) after [\d.]+ s; see .*gateway\.log: the run cannot go on without it/);
+    await eventually(async () => (run.service.exited() ? true : undefined), 60_000, "the run ended");
+    assert.equal(run.service.proc.exitCode, 1);
+    assert.match(run.service.output(), /gateway exited \(signal SIGKILL\) after [\d.]+ s; see .*gateway\.log: the run cannot go on without it/);
     await nothingLeft(all);
   });
 });
