@@ -22,13 +22,14 @@ import { failoverScenario } from "./scenarios/failover.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { kvReuseScenario } from "./scenarios/kv-reuse.js";
 import { llamaNativeScenario } from "./scenarios/llama-native.js";
+import { openaiScenario } from "./scenarios/openai.js";
 import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
 
 const running: { broker: Awaited<ReturnType<typeof startBroker>> | null } = { broker: null };
 
-const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario, llamaNativeScenario];
+const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario, llamaNativeScenario, openaiScenario];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

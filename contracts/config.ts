@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import { z } from "zod";
 import { KafkaLlmError } from "./errors.js";
-import { MAX_CONTENT_CHARS } from "./records.js";
+import { MAX_CONTENT_CHARS, tenantSchema } from "./records.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -373,7 +373,8 @@ export const LOCAL_TENANT = "local";
 /** Why a tenant/key pair is unusable (never quoting the key), or null when it is fine. */
 export function apiKeyProblem(tenant: string, key: string): string | null {
   if (!tenant || !key) return 'not in the form "tenant:key"';
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(tenant)) return "the tenant may contain only letters, digits, '.', '_' and '-' (1-64)";
+  // The record schema's own pattern: a tenant the records would refuse never gets a key.
+  if (!tenantSchema.safeParse(tenant).success) return "the tenant may contain only letters, digits, '.', '_' and '-' (1-64)";
   if (/\s/.test(key)) return "the key contains white space";
   return null;
 }

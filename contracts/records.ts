@@ -4,6 +4,11 @@
  * `v` is the schema version: readers reject versions they do not know.
  */
 import { z } from "zod";
+import { MAX_CHOICES, MAX_CONTENT_CHARS, MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "./limits.js";
+import { generationParamsSchema, toolCallSchema } from "./generation-params.js";
+
+export * from "./limits.js";
+export * from "./generation-params.js";
 
 export const SCHEMA_VERSION = 1;
 
@@ -19,20 +24,6 @@ export const requestIdSchema = z
   .min(1, "must not be empty")
   .max(128, "must be at most 128 characters")
   .regex(/^[A-Za-z0-9._:-]+$/, "may contain only letters, digits, '.', '_', ':' and '-'");
-
-/** Bounds for generation parameters; the worker applies its defaults where these are absent. */
-export const generationParamsSchema = z
-  .object({
-    max_tokens: z.number().int().min(1).max(8192).optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().gt(0).max(1).optional(),
-    top_k: z.number().int().min(0).max(1000).optional(),
-    repeat_penalty: z.number().min(0).max(2).optional(),
-  })
-  .strict();
-export type GenerationParams = z.infer<typeof generationParamsSchema>;
-
-export const MAX_CONTENT_CHARS = 32_000;
 
 /** Who a conversation belongs to: the API key's tenant ("local" when auth is off). */
 export const tenantSchema = z
@@ -50,12 +41,34 @@ const requestBase = {
   created_at: z.number().int().nonnegative(),
 };
 
-/** A user turn: generate the assistant's reply to `content` with the conversation's memory. */
+/**
+ * A message of a stateless turn's context. An assistant message may carry the tool calls it
+ * made (its content may then be empty); a tool message answers one of them by id.
+ */
+export const contextMessageSchema = z
+  .object({
+    role: z.enum(["system", "user", "assistant", "tool"]),
+    content: z.string().max(MAX_CONTENT_CHARS),
+    tool_calls: z.array(toolCallSchema).min(1).max(MAX_TOOLS).optional(),
+    tool_call_id: z.string().min(1).max(256).optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.tool_calls !== undefined && m.role !== "assistant") ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "only assistant messages carry tool calls" });
+    if ((m.tool_call_id !== undefined) !== (m.role === "tool")) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "a tool message, and only a tool message, needs tool_call_id" });
+  });
+export type ContextMessage = z.infer<typeof contextMessageSchema>;
+
+/**
+ * A user turn: generate the assistant's reply to `content` with the conversation's memory.
+ * A stateless turn whose context ends with tool results (the model's turn after its tool
+ * calls) has an empty `content`: there is no new user message.
+ */
 export const turnRequestSchema = z
   .object({
     ...requestBase,
     type: z.literal("turn"),
-    content: z.string().min(1, "must not be empty").max(MAX_CONTENT_CHARS),
+    content: z.string().max(MAX_CONTENT_CHARS),
     /** Replaces the conversation's system prompt from this turn on. */
     system: z.string().max(MAX_CONTENT_CHARS).optional(),
     params: generationParamsSchema.optional(),
@@ -63,12 +76,25 @@ export const turnRequestSchema = z
      * Stateless turn (OpenAI-style): these messages are the whole context; the memory is
      * neither read nor written. `content` is then the last user message.
      */
-    context: z
-      .array(z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(MAX_CONTENT_CHARS) }).strict())
-      .max(512)
+    context: z.array(contextMessageSchema).max(MAX_CONTEXT_MESSAGES).optional(),
+    /**
+     * A turn with memory that answers the tool calls of the conversation's last reply: these
+     * results are the new messages, and `content` is empty.
+     */
+    tool_results: z
+      .array(z.object({ tool_call_id: z.string().min(1).max(256), content: z.string().max(MAX_CONTENT_CHARS) }).strict())
+      .min(1)
+      .max(MAX_TOOLS)
       .optional(),
   })
   .strict();
+
+function checkTurnContent(t: z.infer<typeof turnRequestSchema>, ctx: z.RefinementCtx): void {
+  if (t.tool_results !== undefined && t.context !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_results"], message: "belongs to turns with memory; a stateless turn carries tool results in its context" });
+  const afterTools = t.context?.at(-1)?.role === "tool" || t.tool_results !== undefined;
+  if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must not be empty" });
+  if (t.content.length > 0 && afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must be empty after tool results" });
+}
 
 /** Opens a conversation: stores the system prompt and, when asked, the fixed greeting. */
 export const openRequestSchema = z
@@ -87,14 +113,16 @@ export const deleteRequestSchema = z.object({ ...requestBase, type: z.literal("d
  * chat.requests: everything that changes a conversation goes through this topic, so the
  * owning worker applies it in order with the conversation's turns. Key: conversation_id.
  */
-export const chatRequestSchema = z.discriminatedUnion("type", [turnRequestSchema, openRequestSchema, deleteRequestSchema]);
+export const chatRequestSchema = z
+  .discriminatedUnion("type", [turnRequestSchema, openRequestSchema, deleteRequestSchema])
+  .superRefine((r, ctx) => (r.type === "turn" ? checkTurnContent(r, ctx) : undefined));
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type TurnRequest = z.infer<typeof turnRequestSchema>;
 export type OpenRequest = z.infer<typeof openRequestSchema>;
 export type DeleteRequest = z.infer<typeof deleteRequestSchema>;
 
 /** Why generation stopped. Names follow OpenAI's finish_reason where one exists. */
-export const stopReasonSchema = z.enum(["stop", "length", "cancelled", "error"]);
+export const stopReasonSchema = z.enum(["stop", "length", "tool_calls", "cancelled", "error"]);
 export type StopReason = z.infer<typeof stopReasonSchema>;
 
 export const usageSchema = z.object({
@@ -105,6 +133,14 @@ export const usageSchema = z.object({
   completion_tokens: z.number().int().nonnegative(),
 });
 export type Usage = z.infer<typeof usageSchema>;
+
+export const choiceSchema = z.object({
+  index: z.number().int().min(0).max(MAX_CHOICES - 1),
+  reply: z.string(),
+  stop_reason: stopReasonSchema,
+  tool_calls: z.array(toolCallSchema).optional(),
+});
+export type Choice = z.infer<typeof choiceSchema>;
 
 /** All in milliseconds. */
 export const timingsSchema = z.object({
@@ -145,12 +181,37 @@ export const deltaEventSchema = z.object({
   ...eventBase,
   type: z.literal("delta"),
   text: z.string().min(1),
+  /** Which choice the text belongs to, for a request with n > 1; absent means 0. */
+  choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
+});
+/**
+ * A fragment of a tool call's arguments as the model writes them (OpenAI route with tools):
+ * the first fragment of a call carries its id and function name. The final event's
+ * tool_calls hold every call whole, with the same ids.
+ */
+export const toolCallDeltaEventSchema = z.object({
+  ...eventBase,
+  type: z.literal("tool_call_delta"),
+  /** Which choice, for a request with n > 1; absent means 0. */
+  choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
+  /** The call's position among the reply's calls. */
+  index: z.number().int().min(0).max(MAX_TOOLS - 1),
+  id: z.string().min(1).max(256).optional(),
+  name: z.string().min(1).max(64).optional(),
+  arguments: z.string(),
 });
 export const finalEventSchema = z.object({
   ...eventBase,
   type: z.literal("final"),
   reply: z.string(),
   stop_reason: stopReasonSchema,
+  /** The calls the model made instead of (or after) replying; stop_reason is then tool_calls. */
+  tool_calls: z.array(toolCallSchema).optional(),
+  /**
+   * Every choice of a request with n > 1, by index (`reply`, `stop_reason` and `tool_calls`
+   * above are choice 0's); `usage.completion_tokens` counts them all.
+   */
+  choices: z.array(choiceSchema).optional(),
   usage: usageSchema,
   timings: timingsSchema,
 });
@@ -166,12 +227,14 @@ export const errorEventSchema = z.object({
 export const chatEventSchema = z.discriminatedUnion("type", [
   startEventSchema,
   deltaEventSchema,
+  toolCallDeltaEventSchema,
   finalEventSchema,
   errorEventSchema,
 ]);
 export type ChatEvent = z.infer<typeof chatEventSchema>;
 export type StartEvent = z.infer<typeof startEventSchema>;
 export type DeltaEvent = z.infer<typeof deltaEventSchema>;
+export type ToolCallDeltaEvent = z.infer<typeof toolCallDeltaEventSchema>;
 export type FinalEvent = z.infer<typeof finalEventSchema>;
 export type ErrorEvent = z.infer<typeof errorEventSchema>;
 
@@ -198,8 +261,13 @@ export const APPLIED_WINDOW = 32;
 
 export const memoryMessageSchema = z
   .object({
-    role: z.enum(["user", "assistant"]),
+    /** "tool": a tool's result, answering one of the tool calls of the assistant message before it. */
+    role: z.enum(["user", "assistant", "tool"]),
     content: z.string(),
+    /** The calls an assistant message made (OpenAI route with tools). */
+    tool_calls: z.array(toolCallSchema).optional(),
+    /** The call a tool message answers. */
+    tool_call_id: z.string().min(1).max(256).optional(),
     /** The request that added it; absent for the greeting. */
     request_id: requestIdSchema.optional(),
     at: z.number().int().nonnegative(),

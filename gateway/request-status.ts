@@ -4,11 +4,11 @@
  *
  *   queued     accepted, no worker has started it yet
  *   running    started; `reply` is the text generated so far
- *   completed  final event with stop_reason stop or length
+ *   completed  final event with stop_reason stop, length or tool_calls
  *   cancelled  final event with stop_reason cancelled; `reply` is the partial reply
  *   failed     error event, or a final event with stop_reason error
  */
-import type { Usage, Timings, StopReason } from "../contracts/records.js";
+import type { Choice, StopReason, Timings, ToolCall, Usage } from "../contracts/records.js";
 import type { RequestSnapshot } from "./event-hub.js";
 
 export type RequestStatusName = "queued" | "running" | "completed" | "cancelled" | "failed";
@@ -24,6 +24,10 @@ export interface RequestStatus {
   error: { code: string; message: string; retryable: boolean } | null;
   /** The worker running (or that ran) the current attempt. */
   worker_id: string | null;
+  /** The calls the reply made (stop_reason tool_calls); only when there are some. */
+  tool_calls?: ToolCall[];
+  /** Every choice of an OpenAI request with n > 1; `reply` is choice 0's. */
+  choices?: Choice[];
 }
 
 export function requestStatus(requestId: string, snapshot: RequestSnapshot): RequestStatus {
@@ -53,6 +57,8 @@ export function requestStatus(requestId: string, snapshot: RequestSnapshot): Req
         status.stop_reason = event.stop_reason;
         status.usage = event.usage;
         status.timings = event.timings;
+        if (event.tool_calls) status.tool_calls = event.tool_calls;
+        if (event.choices) status.choices = event.choices;
         status.status = event.stop_reason === "cancelled" ? "cancelled" : event.stop_reason === "error" ? "failed" : "completed";
         break;
       case "error":

@@ -1,20 +1,80 @@
 /**
- * Server-Sent Events over a raw Node response. Each chat event is one SSE message whose
- * id is the event's seq, so a client can resume with Last-Event-ID.
+ * Server-Sent Events over a raw Node response: the one SSE writer of both APIs. The native
+ * stream sends each chat event as one SSE message whose id is the event's seq, so a client
+ * can resume with Last-Event-ID; the OpenAI stream sends bare JSON data frames and
+ * `data: [DONE]` (the official client rejects any other data frame).
  */
 import type { ServerResponse } from "node:http";
 import type { ChatEvent } from "../contracts/records.js";
 
-export function openEventStream(res: ServerResponse): void {
+export function openEventStream(res: ServerResponse, headers: Record<string, string> = {}): void {
   res.writeHead(200, {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache, no-transform",
     connection: "keep-alive",
     // Tell nginx-style proxies not to buffer the stream.
     "x-accel-buffering": "no",
+    ...headers,
   });
   res.flushHeaders();
 }
+
+/**
+ * An open event stream with its keepalive comments. `end()` is idempotent; `onClose` runs
+ * once when the connection closes, with `early` true when it closed before `end()` (the
+ * client left).
+ */
+export class SseWriter {
+  readonly #res: ServerResponse;
+  readonly #keepalive: NodeJS.Timeout;
+  #ended = false;
+
+  constructor(res: ServerResponse, keepaliveMs: number, headers: Record<string, string> = {}) {
+    this.#res = res;
+    openEventStream(res, headers);
+    this.#keepalive = setInterval(() => this.#write(KEEPALIVE), keepaliveMs);
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** A chat event as a native SSE message (id, event type, JSON data). */
+  event(event: ChatEvent): void {
+    this.#write(formatEvent(event));
+  }
+
+  /** One JSON data frame. */
+  data(value: unknown): void {
+    this.#write(`data: ${JSON.stringify(value)}\n\n`);
+  }
+
+  /** OpenAI's end of stream. */
+  done(): void {
+    this.#write(SSE_DONE);
+  }
+
+  onClose(listener: (early: boolean) => void): void {
+    this.#res.on("close", () => {
+      const early = !this.#ended;
+      this.end();
+      listener(early);
+    });
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearInterval(this.#keepalive);
+    if (!this.#res.writableEnded) this.#res.end();
+  }
+
+  #write(text: string): void {
+    if (!this.#ended && !this.#res.writableEnded) this.#res.write(text);
+  }
+}
+
+export const SSE_DONE = "data: [DONE]\n\n";
 
 /** The SSE id of an event: "<seq>@<attempt>", so a resume can tell attempts apart. */
 export function eventId(event: ChatEvent): string {

@@ -28,7 +28,7 @@ export class TurnStats {
 
   record(event: ChatEvent): void {
     if (event.type !== "final" || event.usage.completion_tokens === 0) return;
-    if (event.stop_reason !== "stop" && event.stop_reason !== "length") return;
+    if (event.stop_reason !== "stop" && event.stop_reason !== "length" && event.stop_reason !== "tool_calls") return;
     this.#samples.push([event.at, event.timings.generation_ms / 1000]);
     // Look-back replays arrive in order per partition, not globally; keep the list sorted.
     for (let i = this.#samples.length - 1; i > 0 && this.#samples[i - 1]![0] > this.#samples[i]![0]; i--) {

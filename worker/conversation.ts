@@ -33,13 +33,30 @@ export function appliedResult(state: ConversationState | undefined, requestId: s
   return state?.applied.find((a) => a.request_id === requestId)?.final;
 }
 
-/** The prompt of a turn: system prompt, remembered messages, then the new user message. */
-export function promptFor(state: ConversationState, userContent: string, defaultSystem: string): ChatMessage[] {
+/** A turn's tool results: they answer the tool calls of the conversation's last reply. */
+export interface ToolResult {
+  tool_call_id: string;
+  content: string;
+}
+
+/**
+ * The prompt of a turn: system prompt, remembered messages (with their tool calls and
+ * results), then the new user message, or the tool results that are this turn's news.
+ */
+export function promptFor(state: ConversationState, userContent: string, defaultSystem: string, toolResults?: readonly ToolResult[]): ChatMessage[] {
   const system = state.system ?? defaultSystem;
   return [
     ...(system ? [{ role: "system" as const, content: system }] : []),
-    ...state.messages.map((m) => ({ role: m.role, content: m.content })),
-    { role: "user", content: userContent },
+    ...state.messages.map(
+      (m): ChatMessage => ({
+        role: m.role,
+        content: m.content,
+        ...(m.tool_calls === undefined ? {} : { tool_calls: m.tool_calls }),
+        ...(m.tool_call_id === undefined ? {} : { tool_call_id: m.tool_call_id }),
+      }),
+    ),
+    ...(userContent ? [{ role: "user" as const, content: userContent }] : []),
+    ...(toolResults ?? []).map((r): ChatMessage => ({ role: "tool", content: r.content, tool_call_id: r.tool_call_id })),
   ];
 }
 
@@ -53,7 +70,7 @@ export function trimToBudget(
   maxTokens: number,
   countTokens: (text: string) => number,
 ): MemoryMessage[] {
-  const counts = messages.map((m) => countTokens(m.content));
+  const counts = messages.map((m) => countTokens(m.tool_calls ? m.content + JSON.stringify(m.tool_calls) : m.content));
   let total = counts.reduce((a, b) => a + b, 0);
   let start = 0;
   while (total > maxTokens && start < messages.length) {
@@ -61,6 +78,11 @@ export function trimToBudget(
     start++;
     // Don't leave a reply whose question was just dropped at the front.
     if (messages[start - 1]!.role === "user" && messages[start]?.role === "assistant") {
+      total -= counts[start]!;
+      start++;
+    }
+    // Nor tool results whose calls were just dropped.
+    while (messages[start]?.role === "tool") {
       total -= counts[start]!;
       start++;
     }
@@ -76,6 +98,10 @@ export interface TurnResult {
   final: FinalEvent | ErrorEvent;
   now: number;
   system?: string;
+  /** The tool results this turn brought instead of a user message. */
+  toolResults?: readonly ToolResult[];
+  /** The calls the reply made. */
+  toolCalls?: FinalEvent["tool_calls"];
 }
 
 /**
@@ -93,8 +119,11 @@ export function applyTurn(
     turn.final.type === "error"
       ? []
       : [
-          { role: "user", content: turn.userContent, request_id: turn.requestId, at: turn.now },
-          ...(turn.reply ? [{ role: "assistant" as const, content: turn.reply, request_id: turn.requestId, at: turn.now }] : []),
+          ...(turn.userContent ? [{ role: "user" as const, content: turn.userContent, request_id: turn.requestId, at: turn.now }] : []),
+          ...(turn.toolResults ?? []).map((r) => ({ role: "tool" as const, content: r.content, tool_call_id: r.tool_call_id, request_id: turn.requestId, at: turn.now })),
+          ...(turn.reply || turn.toolCalls
+            ? [{ role: "assistant" as const, content: turn.reply, ...(turn.toolCalls ? { tool_calls: turn.toolCalls } : {}), request_id: turn.requestId, at: turn.now }]
+            : []),
         ];
   return {
     ...state,

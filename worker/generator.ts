@@ -3,17 +3,39 @@
  * The prompt is built with the model's own chat template (node-llama-cpp's chat wrapper
  * for the model), so any chat GGUF works without per-model prompt code.
  */
-import { LlamaChat, type ChatHistoryItem, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
-import type { GenerationParams, StopReason } from "../contracts/records.js";
+import {
+  LlamaChat,
+  type ChatHistoryItem,
+  type LLamaChatGenerateResponseOptions,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import type { Choice, GenerationParams, StopReason, ToolCall } from "../contracts/records.js";
 import { KafkaLlmError } from "../contracts/errors.js";
+import { grammarCacheFor } from "./grammar.js";
+import { samplingOptions } from "./sampling.js";
 import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
+import {
+  forcedInstructions,
+  forcedToolCalls,
+  planTools,
+  randomCallId,
+  toChatHistory as historyOf,
+  toolCall,
+  type HistoryMessage,
+  type ToolCallFragment,
+  type ToolPlan,
+} from "./tool-calls.js";
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
+/** A prompt message; tool calls and tool results come only from the OpenAI route's tool calling. */
+export type ChatMessage = HistoryMessage;
 
 export interface GenerateInput {
+  /** Tool calls' arguments as they are generated (a named forced call, or auto mode). */
+  onToolCall?(fragment: ToolCallFragment): void;
+  /** The id of the reply's call `index`: stable per request, so a re-run reuses it. Random by default. */
+  toolCallId?(index: number): string;
   messages: readonly ChatMessage[];
   params: GenerationParams;
   defaultMaxTokens: number;
@@ -36,16 +58,27 @@ export interface GenerateResult {
   /** From the call to the first generated text, ms; equals generationMs when nothing was generated. */
   timeToFirstTokenMs: number;
   generationMs: number;
+  /** The calls the model made (stopReason "tool_calls"), when the request had tools. */
+  toolCalls?: ToolCall[];
+  /** Every choice of a request with n > 1 (worker/choices.ts); the fields above are choice 0's. */
+  choices?: Choice[];
 }
 
+/**
+ * LlamaChat generates the reply to the model turn at the end of the history, continuing
+ * whatever that turn already holds (`replyStart`: a reply handed over by another worker).
+ */
 export function toChatHistory(messages: readonly ChatMessage[], replyStart = ""): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map((m) =>
-    m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content },
-  );
-  // LlamaChat generates the reply to the model turn at the end of the history, continuing
-  // whatever that turn already holds.
-  history.push({ type: "model", response: replyStart ? [replyStart] : [] });
+  const history = historyOf(messages);
+  const last = history.at(-1);
+  if (replyStart && last?.type === "model" && last.response.length === 0) last.response.push(replyStart);
   return history;
+}
+
+/** A forced tool call is told to the model as a system message before the conversation. */
+function withToolInstructions(messages: readonly ChatMessage[], plan: ToolPlan): readonly ChatMessage[] {
+  if (plan.mode !== "forced") return messages;
+  return [{ role: "system", content: forcedInstructions(plan) }, ...messages];
 }
 
 /** The worker's generation settings a generator applies to every reply (WorkerConfig.generation). */
@@ -61,7 +94,7 @@ export class SequenceGenerator {
   readonly #chat: LlamaChat;
   readonly #sequence: LlamaContextSequence;
   readonly #defaultRepeatPenalty: number | undefined;
-  /** Where a reply ends because the model starts a new turn (computed once per template). */
+  /** Where a reply ends because the model starts a new turn (computed once per template), and STOP_TRIGGERS. */
   readonly #turnStops: StopTrigger[];
 
   constructor(sequence: LlamaContextSequence, options: GeneratorOptions = {}) {
@@ -72,8 +105,11 @@ export class SequenceGenerator {
   }
 
   /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
-  countPromptTokens(messages: readonly ChatMessage[], replyStart = ""): number {
-    const { contextText } = this.#chat.chatWrapper.generateContextState({ chatHistory: toChatHistory(messages, replyStart) });
+  countPromptTokens(messages: readonly ChatMessage[], tools: ToolPlan = { mode: "none" }, replyStart = ""): number {
+    const { contextText } = this.#chat.chatWrapper.generateContextState({
+      chatHistory: toChatHistory(messages, replyStart),
+      ...(tools.mode === "auto" ? { availableFunctions: tools.functions, documentFunctionParams: true } : {}),
+    });
     return contextText.tokenize(this.#sequence.model.tokenizer).length;
   }
 
@@ -83,9 +119,12 @@ export class SequenceGenerator {
    * so the prompt is never shifted out of the context behind the caller's back.
    */
   async generate(input: GenerateInput): Promise<GenerateResult> {
+    const p = input.params;
+    const tools = planTools(p);
+    const messages = withToolInstructions(input.messages, tools);
     const replyStart = input.continueFrom ?? "";
-    const history = toChatHistory(input.messages, replyStart);
-    const promptTokens = this.countPromptTokens(input.messages, replyStart);
+    const history = toChatHistory(messages, replyStart);
+    const promptTokens = this.countPromptTokens(messages, tools, replyStart);
     const room = this.#sequence.contextSize - promptTokens;
     if (room < 1) {
       throw new KafkaLlmError(
@@ -101,17 +140,18 @@ export class SequenceGenerator {
     // leading space at the start of a text: " a" after "there was" would come out "a".
     // Detokenized after the reply's start it keeps it; the difference is put back.
     const seam = replyStart ? new ContinuationSeam(this.#sequence.model, replyStart) : null;
-    const p = input.params;
-    const repeatPenalty = p.repeat_penalty ?? this.#defaultRepeatPenalty;
+    const callId = input.toolCallId ?? randomCallId;
+    // Auto mode: each call's arguments as node-llama-cpp streams them, by call index.
+    const paramsText = new Map<number, string>();
     let response;
     try {
-      response = await this.#chat.generateResponse(history, {
+      const grammars = grammarCacheFor(this.#sequence.model.llama);
+      const sampling = samplingOptions({ ...p, repeat_penalty: p.repeat_penalty ?? this.#defaultRepeatPenalty });
+      const options: LLamaChatGenerateResponseOptions = {
         maxTokens: Math.min(p.max_tokens ?? input.defaultMaxTokens, room),
-        temperature: p.temperature,
-        topP: p.top_p,
-        topK: p.top_k,
-        repeatPenalty: repeatPenalty === undefined ? undefined : { penalty: repeatPenalty },
-        customStopTriggers: this.#turnStops,
+        ...sampling,
+        // The request's stop texts, after the turn headers and STOP_TRIGGERS every reply has.
+        customStopTriggers: [...this.#turnStops, ...(sampling.customStopTriggers ?? [])],
         signal: input.signal,
         stopOnAbortSignal: true,
         ...(seam && { onToken: (tokens: Token[]) => seam.sawTokens(tokens) }),
@@ -120,9 +160,38 @@ export class SequenceGenerator {
           if (!text) return;
           firstTokenAt ??= performance.now();
           streamed += text;
-          input.onText(text);
+          // A forced call's text is the call, not content: a named call's text is its
+          // arguments, streamed as they come; the other forced calls go whole at the end.
+          if (tools.mode !== "forced") input.onText(text);
+          else if (tools.named) {
+            const first = streamed.length === text.length;
+            input.onToolCall?.({ index: 0, ...(first ? { id: callId(0), name: tools.named.function.name } : {}), arguments: text });
+          }
         },
-      });
+      };
+      if (tools.mode === "forced") {
+        options.grammar = await grammars.forSchema(tools.schema);
+      } else if (tools.mode === "auto") {
+        Object.assign(options, {
+          functions: tools.functions,
+          documentFunctionParams: true,
+          maxParallelFunctionCalls: tools.maxParallel,
+          onFunctionCallParamsChunk: (chunk: { callIndex: number; functionName: string; paramsChunk: string }) => {
+            const before = paramsText.get(chunk.callIndex);
+            paramsText.set(chunk.callIndex, (before ?? "") + chunk.paramsChunk);
+            if (!chunk.paramsChunk && before !== undefined) return;
+            input.onToolCall?.({
+              index: chunk.callIndex,
+              ...(before === undefined ? { id: callId(chunk.callIndex), name: chunk.functionName } : {}),
+              arguments: chunk.paramsChunk,
+            });
+          },
+        });
+      } else {
+        const grammar = await grammars.forResponseFormat(p.response_format);
+        if (grammar !== undefined) options.grammar = grammar;
+      }
+      response = await this.#chat.generateResponse(history, options);
     } catch (err) {
       // Aborted before or between evaluations, node-llama-cpp throws instead of stopping.
       if (input.signal?.aborted) {
@@ -147,9 +216,25 @@ export class SequenceGenerator {
     const ended = performance.now();
     const used = this.#sequence.tokenMeter.diff(meterBefore);
     const completionTokens = used.usedOutputTokens;
+    let reply = replyStart + (seam?.prefix ?? "") + response.response;
+    let stopReason = mapStopReason(response.metadata.stopReason);
+    let toolCalls: ToolCall[] | undefined;
+    if (tools.mode === "forced" && stopReason !== "cancelled") {
+      toolCalls = forcedToolCalls(tools, reply, callId(0)) ?? undefined;
+      // Cut short by max_tokens: no whole call; the partial text stays the reply.
+      if (toolCalls !== undefined) {
+        reply = "";
+        stopReason = "tool_calls";
+      }
+    } else if (response.functionCalls !== undefined && response.functionCalls.length > 0) {
+      // The arguments as streamed when they parse (so the fragments add up to them), else as parsed.
+      toolCalls = response.functionCalls.map((c, i) => toolCall(c.functionName, argumentsText(paramsText.get(i), c.params), callId(i)));
+      stopReason = "tool_calls";
+    }
     return {
-      reply: replyStart + (seam?.prefix ?? "") + response.response,
-      stopReason: mapStopReason(response.metadata.stopReason),
+      reply,
+      stopReason,
+      ...(toolCalls === undefined ? {} : { toolCalls }),
       promptTokens,
       cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
       completionTokens,
@@ -202,4 +287,16 @@ function mapStopReason(reason: string): StopReason {
     default:
       return "stop";
   }
+}
+
+function argumentsText(streamed: string | undefined, params: unknown): string {
+  if (streamed !== undefined) {
+    try {
+      JSON.parse(streamed);
+      return streamed;
+    } catch {
+      // not whole: fall back to the parsed params
+    }
+  }
+  return JSON.stringify(params ?? {});
 }

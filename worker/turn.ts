@@ -48,8 +48,10 @@ import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
 import { stopCauseOf, type Cancellations } from "./cancellations.js";
 import { appliedResult, applyTurn, newConversation, openConversation, promptFor, recordApplied } from "./conversation.js";
+import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
+import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import { EventWriter } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
 import type { MemoryStore } from "./memory-store.js";
@@ -177,15 +179,15 @@ async function chatTurn(
   const stateless = request.context !== undefined;
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
   const prompt: ChatMessage[] = stateless
-    ? [...request.context!, { role: "user", content: request.content }]
-    : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt);
+    ? [...request.context!, ...(request.content ? [{ role: "user" as const, content: request.content }] : [])]
+    : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt, request.tool_results);
 
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
   const stop = AbortSignal.any([signal, record.revoke]);
   let generated: Generated;
   let cancelLatencyMs: number | null;
   try {
-    generated = await generateStreaming(request, prompt, continued, events, stop, ctx);
+    generated = (request.params?.n ?? 1) > 1 ? await choicesOf(request, prompt, events, stop, ctx) : await generateStreaming(request, prompt, continued, events, stop, ctx);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
@@ -198,6 +200,8 @@ async function chatTurn(
   // Handed over only when generation was really stopped for it (a reply that ended on its
   // own just as the bound passed is finished here as usual).
   if (revoked?.kind === "handover" && stopCauseOf(stop)?.kind === "handover" && generated.ok && generated.result.stopReason === "cancelled") {
+    // n > 1 choices are not handed over (a handover carries one reply): the next owner runs them again.
+    if (generated.result.choices !== undefined) return "lost";
     const handed = await handOver(request, record.partition, continued, generated.result, events, startedAt, ctx);
     return handed ? "handed_over" : "retry";
   }
@@ -215,6 +219,8 @@ async function chatTurn(
         final,
         now: Date.now(),
         ...(request.system === undefined ? {} : { system: request.system }),
+        ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
+        ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
       },
       ctx.config.memory.maxTokens,
       ctx.countTokens,
@@ -305,6 +311,7 @@ async function generateStreaming(
     maxChars: ctx.config.stream.maxChars,
     emit: (text) => events.write({ type: "delta", text }),
   });
+  const toolCalls = new ToolCallStream(events, ctx.config.stream);
   const slot = await ctx.slots.acquire(request.conversation_id);
   ctx.metrics.activeGenerations.inc();
   try {
@@ -317,15 +324,22 @@ async function generateStreaming(
       signal,
       onText: (text) => batcher.push(text),
       ...(continued && { continueFrom: continued.reply }),
+      onToolCall: (fragment) => {
+        batcher.flush();
+        toolCalls.push(fragment);
+      },
+      toolCallId: stableCallId(request.request_id, 0),
     });
     if (continued) ctx.metrics.handovers.inc({ direction: "in" });
     batcher.flush();
+    toolCalls.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);
     ctx.metrics.timeToFirstToken.observe(result.timeToFirstTokenMs / 1000);
     return { ok: true, result };
   } catch (err) {
     batcher.flush();
+    toolCalls.flush();
     ctx.slots.forget(request.conversation_id);
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
     ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error }, "generation failed");
@@ -333,6 +347,17 @@ async function generateStreaming(
   } finally {
     ctx.metrics.activeGenerations.dec();
     ctx.slots.release(slot);
+  }
+}
+
+/** n > 1 (worker/choices.ts), as a Generated: never throws for a generation failure. */
+async function choicesOf(request: TurnRequest, prompt: ChatMessage[], events: EventWriter, signal: AbortSignal, ctx: TurnContext): Promise<Generated> {
+  try {
+    return { ok: true, result: await generateChoices(request, prompt, events, signal, ctx) };
+  } catch (err) {
+    const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
+    ctx.logger.warn({ request_id: request.request_id, code: error.code, err }, "generation failed");
+    return { ok: false, error };
   }
 }
 
@@ -346,6 +371,8 @@ function terminalEvent(events: EventWriter, generated: Generated, queueWaitMs: n
     type: "final",
     reply: r.reply,
     stop_reason: r.stopReason,
+    ...(r.toolCalls === undefined ? {} : { tool_calls: r.toolCalls }),
+    ...(r.choices === undefined ? {} : { choices: r.choices }),
     usage: { prompt_tokens: r.promptTokens, cached_prompt_tokens: r.cachedPromptTokens, completion_tokens: r.completionTokens },
     timings: {
       queue_wait_ms: queueWaitMs,

@@ -3,15 +3,24 @@
  * `chat.completion.chunk` stream (role first, then content, then finish_reason, then usage
  * when asked, then `data: [DONE]`).
  *
- * finish_reason: "stop" or "length" as the worker reports them; a cancelled reply ends
- * with "stop" (OpenAI has no word for it; the native API says "cancelled").
+ * finish_reason: "stop", "length" or "tool_calls" as the worker reports them; a cancelled
+ * reply ends with "stop" (OpenAI has no word for it; the native API says "cancelled").
+ *
+ * Tool calls stream as OpenAI streams them: per call, a chunk with its index, id, type and
+ * name (arguments ""), then its arguments in fragments as the worker generates them.
  */
-import type { FinalEvent, Usage } from "../../contracts/records.js";
+import type { Choice, FinalEvent, Usage } from "../../contracts/records.js";
 
-export type FinishReason = "stop" | "length";
+export type FinishReason = "stop" | "length" | "tool_calls";
 
-export function finishReason(final: FinalEvent): FinishReason {
-  return final.stop_reason === "length" ? "length" : "stop";
+export function finishReason(final: Pick<FinalEvent, "stop_reason">): FinishReason {
+  if (final.stop_reason === "length" || final.stop_reason === "tool_calls") return final.stop_reason;
+  return "stop";
+}
+
+/** The choices of a final event: its `choices` for n > 1, else the one it is. */
+export function choicesOf(final: FinalEvent): Choice[] {
+  return final.choices ?? [{ index: 0, reply: final.reply, stop_reason: final.stop_reason, ...(final.tool_calls ? { tool_calls: final.tool_calls } : {}) }];
 }
 
 export function completionId(requestId: string): string {
@@ -40,24 +49,35 @@ export function completion(meta: CompletionMeta, final: FinalEvent) {
     object: "chat.completion" as const,
     created: meta.created,
     model: meta.model,
-    choices: [
-      {
-        index: 0,
-        message: { role: "assistant" as const, content: final.reply, refusal: null },
-        logprobs: null,
-        finish_reason: finishReason(final),
+    choices: choicesOf(final).map((c) => ({
+      index: c.index,
+      message: {
+        role: "assistant" as const,
+        // OpenAI sends null content beside tool calls when there is no text.
+        content: c.tool_calls && c.reply === "" ? null : c.reply,
+        refusal: null,
+        ...(c.tool_calls ? { tool_calls: c.tool_calls } : {}),
       },
-    ],
+      logprobs: null,
+      finish_reason: finishReason(c),
+    })),
     usage: openAiUsage(final.usage),
     system_fingerprint: null,
   };
 }
 
+export interface ChunkDelta {
+  role?: "assistant";
+  content?: string;
+  tool_calls?: Array<{ index: number; id?: string; type?: "function"; function: { name?: string; arguments: string } }>;
+}
+
 export function chunk(
   meta: CompletionMeta,
-  delta: { role?: "assistant"; content?: string },
+  delta: ChunkDelta,
   finish: FinishReason | null,
   includeUsage: boolean,
+  index = 0,
 ) {
   return {
     id: completionId(meta.requestId),
@@ -65,7 +85,7 @@ export function chunk(
     created: meta.created,
     model: meta.model,
     system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index, delta, logprobs: null, finish_reason: finish }],
     // With include_usage, every chunk carries usage: null except the last one.
     ...(includeUsage ? { usage: null } : {}),
   };
@@ -83,9 +103,3 @@ export function usageChunk(meta: CompletionMeta, usage: Usage) {
     usage: openAiUsage(usage),
   };
 }
-
-export function sseData(value: unknown): string {
-  return `data: ${JSON.stringify(value)}\n\n`;
-}
-
-export const SSE_DONE = "data: [DONE]\n\n";

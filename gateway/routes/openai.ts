@@ -11,8 +11,8 @@ import type { GatewayDeps } from "../deps.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
 import { assertNotForeign, awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
-import { SSE_DONE, chunk, completion, sseData, usageChunk, type CompletionMeta } from "../openai/response.js";
-import { KEEPALIVE } from "../sse.js";
+import { choicesOf, chunk, completion, finishReason, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
+import { SseWriter } from "../sse.js";
 import { objectBody } from "./schemas.js";
 
 const openai = { config: { dialect: "openai" as const } };
@@ -33,11 +33,12 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): v
     const header = request.headers["x-conversation-id"];
     let conversationId: string | null = null;
     if (header !== undefined) {
-      try {
-        conversationId = conversationIdSchema.parse(Array.isArray(header) ? header[0] : header);
-      } catch {
-        throw new ApiError("invalid_request", "X-Conversation-Id: 1-128 letters, digits, '.', '_', ':' or '-'", { param: "X-Conversation-Id" });
+      const parsed = conversationIdSchema.safeParse(Array.isArray(header) ? header[0] : header);
+      if (!parsed.success) {
+        // The record schema's own words, so the rule is stated where it is made.
+        throw new ApiError("invalid_request", `X-Conversation-Id: ${parsed.error.issues.map((i) => i.message).join("; ")}`, { param: "X-Conversation-Id" });
       }
+      conversationId = parsed.data;
       assertNotForeign(deps, conversationId, request.tenant);
     }
     const turn = toTurnRequest(input, request.tenant, conversationId);
@@ -74,66 +75,88 @@ function streamCompletion(
   input: CompletionInput,
   meta: CompletionMeta,
 ): void {
-  const res = reply.raw;
   reply.hijack();
-  res.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache, no-transform",
-    connection: "keep-alive",
-    "x-accel-buffering": "no",
-    "x-request-id": turn.request_id,
-  });
-  res.write(sseData(chunk(meta, { role: "assistant", content: "" }, null, input.includeUsage)));
+  const sse = new SseWriter(reply.raw, deps.config.sseKeepaliveMs, { "x-request-id": turn.request_id });
+  const send = (delta: ChunkDelta, finish: FinishReason | null = null, index = 0) => sse.data(chunk(meta, delta, finish, input.includeUsage, index));
+  const n = turn.params?.n ?? 1;
+  for (let i = 0; i < n; i++) send({ role: "assistant", content: "" }, null, i);
 
-  // What the client has been sent, and what the current attempt has generated: a worker
-  // that takes over a request runs it again, and only text beyond what was sent goes out.
-  let sent = "";
-  let attemptText = "";
-  let ended = false;
+  // Per choice, what the client has been sent and what the current attempt has generated:
+  // a worker that takes over a request runs it again, and only text beyond what was sent
+  // goes out.
+  const sent: string[] = Array.from({ length: n }, () => "");
+  let attemptText: string[] = Array.from({ length: n }, () => "");
   let stop: (() => void) | null = null;
-  const keepalive = setInterval(() => res.write(KEEPALIVE), deps.config.sseKeepaliveMs);
   const end = () => {
-    if (ended) return;
-    ended = true;
-    clearInterval(keepalive);
     stop?.();
-    if (!res.writableEnded) res.end();
+    sse.end();
   };
-  const sendText = (text: string) => {
-    attemptText += text;
-    if (attemptText.length <= sent.length) return;
-    const fresh = attemptText.slice(sent.length);
-    sent = attemptText;
-    res.write(sseData(chunk(meta, { content: fresh }, null, input.includeUsage)));
+  const sendText = (index: number, text: string) => {
+    const attempt = (attemptText[index] ?? "") + text;
+    attemptText[index] = attempt;
+    const already = sent[index] ?? "";
+    if (attempt.length <= already.length) return;
+    sent[index] = attempt;
+    send({ content: attempt.slice(already.length) }, null, index);
+  };
+  // Tool calls the same way, per choice and call index: the head (id, name) once, then
+  // only arguments beyond what was sent. Call ids are stable per request, so a re-run's
+  // calls are the ones the client has begun.
+  const callKey = (choice: number, index: number) => `${choice}:${index}`;
+  const callHeads = new Set<string>();
+  const callSent = new Map<string, string>();
+  let callAttempt = new Map<string, string>();
+  const sendCall = (choice: number, index: number, head: { id: string; name: string } | null, args: string) => {
+    const key = callKey(choice, index);
+    if (head !== null && !callHeads.has(key)) {
+      callHeads.add(key);
+      send({ tool_calls: [{ index, id: head.id, type: "function", function: { name: head.name, arguments: "" } }] }, null, choice);
+    }
+    const attempt = (callAttempt.get(key) ?? "") + args;
+    callAttempt.set(key, attempt);
+    const already = callSent.get(key) ?? "";
+    if (attempt.length <= already.length || !callHeads.has(key)) return;
+    callSent.set(key, attempt);
+    send({ tool_calls: [{ index, function: { arguments: attempt.slice(already.length) } }] }, null, choice);
   };
   const onEvent = (event: ChatEvent) => {
-    if (ended) return;
+    if (sse.ended) return;
     switch (event.type) {
       case "start":
-        attemptText = "";
+        attemptText = Array.from({ length: n }, () => "");
+        callAttempt = new Map();
         return;
       case "delta":
-        return sendText(event.text);
+        return sendText(event.choice ?? 0, event.text);
+      case "tool_call_delta":
+        return sendCall(event.choice ?? 0, event.index, event.id !== undefined && event.name !== undefined ? { id: event.id, name: event.name } : null, event.arguments);
       case "final":
-        // A re-announced final comes without its deltas: send what the client lacks.
-        if (event.reply.length > sent.length && event.reply.startsWith(attemptText)) sendText(event.reply.slice(attemptText.length));
-        res.write(sseData(chunk(meta, {}, event.stop_reason === "length" ? "length" : "stop", input.includeUsage)));
-        if (input.includeUsage) res.write(sseData(usageChunk(meta, event.usage)));
-        res.write(SSE_DONE);
+        for (const c of choicesOf(event)) {
+          // A re-announced final comes without its deltas: send what the client lacks.
+          const attempt = attemptText[c.index] ?? "";
+          if (c.reply.length > (sent[c.index] ?? "").length && c.reply.startsWith(attempt)) sendText(c.index, c.reply.slice(attempt.length));
+          (c.tool_calls ?? []).forEach((call, index) => {
+            const streamed = callAttempt.get(callKey(c.index, index)) ?? "";
+            const rest = call.function.arguments.startsWith(streamed) ? call.function.arguments.slice(streamed.length) : "";
+            sendCall(c.index, index, { id: call.id, name: call.function.name }, rest);
+          });
+          send({}, finishReason(c), c.index);
+        }
+        if (input.includeUsage) sse.data(usageChunk(meta, event.usage));
+        sse.done();
         return setImmediate(end);
       case "error":
-        res.write(sseData(errorBody(errorOfEvent(event), "openai")));
+        sse.data(errorBody(errorOfEvent(event), "openai"));
         return setImmediate(end);
     }
   };
-  res.on("close", () => {
-    const early = !ended;
-    end();
+  sse.onClose((early) => {
+    stop?.();
     if (early) void cancelForDisconnect(deps, request, turn);
   });
   stop = deps.hub.follow(turn.request_id, null, onEvent);
   if (stop === null) {
-    res.write(sseData(errorBody(new ApiError("generation_failed", "the request is no longer tracked"), "openai")));
+    sse.data(errorBody(new ApiError("generation_failed", "the request is no longer tracked"), "openai"));
     end();
   }
 }

@@ -9,7 +9,7 @@ import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { cancel, findRequest } from "../intake.js";
 import { requestStatus } from "../request-status.js";
-import { KEEPALIVE, formatEvent, openEventStream, parseLastEventId } from "../sse.js";
+import { SseWriter, parseLastEventId } from "../sse.js";
 import { cancelBody, emptyQuery, eventsQuery, objectBody } from "./schemas.js";
 
 type IdParams = { id: string };
@@ -26,21 +26,17 @@ export function registerRequestRoutes(app: FastifyInstance, deps: GatewayDeps): 
     const query = parseInput(eventsQuery, request.query, "query");
     await findRequest(deps, requestId, request.tenant);
     const afterSeq = parseLastEventId(request.headers["last-event-id"] ?? query.last_event_id);
-    const res = reply.raw;
     reply.hijack();
-    openEventStream(res);
-
+    const sse = new SseWriter(reply.raw, deps.config.sseKeepaliveMs);
     let stop: (() => void) | null = null;
-    const keepalive = setInterval(() => res.write(KEEPALIVE), deps.config.sseKeepaliveMs);
     const finish = () => {
-      clearInterval(keepalive);
       stop?.();
-      if (!res.writableEnded) res.end();
+      sse.end();
     };
     // A client that leaves a native stream may come back with Last-Event-ID: no cancel.
-    res.on("close", finish);
+    sse.onClose(() => stop?.());
     stop = deps.hub.follow(requestId, afterSeq, (event) => {
-      res.write(formatEvent(event));
+      sse.event(event);
       if (isTerminalEvent(event)) setImmediate(finish);
     });
     // Evicted between the lookup and now (a full hub): end the stream rather than hang.

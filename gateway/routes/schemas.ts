@@ -1,52 +1,61 @@
 /**
  * Request bodies and queries of the native API, with messages that say what to fix.
- * The bounds of generation parameters are those of contracts/records.ts (the intake
- * re-checks every request against the record schema before it is queued).
+ * Generation parameters are the record schema's own fields (contracts/records.ts), so a
+ * bound changes in one place; the intake re-checks every request against the record
+ * schema before it is queued.
  */
 import { z } from "zod";
+import { checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/records.js";
 import { ApiError } from "../errors.js";
 
-const number = (min: string, max: number) => {
-  const base = z.number().finite("must be a finite number");
-  return min === ">0" ? base.gt(0, "must be > 0").max(max, `must be <= ${max}`) : base.min(Number(min), `must be >= ${min}`).max(max, `must be <= ${max}`);
-};
+/** Generation parameters, as the native API and the OpenAI route take them. */
+export const generationParamShape = generationParamFields;
 
-/** Generation parameters, as the native API and (as extensions) the OpenAI route take them. */
-export const generationParamShape = {
-  max_tokens: z.number().int("must be an integer").min(1, "must be >= 1").max(8192, "must be <= 8192"),
-  temperature: number("0", 2),
-  top_p: number(">0", 1),
-  top_k: z.number().int("must be an integer").min(0, "must be >= 0").max(1000, "must be <= 1000"),
-  repeat_penalty: number("0", 2),
-};
+/** `stop` as a string or a list of strings (OpenAI's shape); the record holds a list. */
+export const stopInput = z
+  .union([generationParamFields.stop.element, generationParamFields.stop], {
+    errorMap: (issue, ctx) => ({ message: issue.code === "invalid_union" ? "must be a string or an array of up to 4 strings" : ctx.defaultError }),
+  })
+  .transform((s) => (typeof s === "string" ? [s] : s));
 
-export type GenerationParamInput = { [K in keyof typeof generationParamShape]?: number };
+export type GenerationParamInput = { [K in keyof GenerationParams]?: GenerationParams[K] | null };
 
 /** The params object of a request record: only the parameters that were given. */
-export function paramsOf(input: GenerationParamInput): GenerationParamInput | undefined {
-  const params: GenerationParamInput = {};
-  for (const key of Object.keys(generationParamShape) as Array<keyof GenerationParamInput>) {
+export function paramsOf(input: GenerationParamInput): GenerationParams | undefined {
+  const params: Record<string, unknown> = {};
+  for (const key of Object.keys(generationParamFields) as Array<keyof GenerationParams>) {
     const value = input[key];
     if (value !== undefined && value !== null) params[key] = value;
   }
-  return Object.keys(params).length > 0 ? params : undefined;
+  return Object.keys(params).length > 0 ? (params as GenerationParams) : undefined;
 }
 
 const text = (maxChars: number) =>
   z.string({ required_error: "is required" }).max(maxChars, `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)`);
 
+/**
+ * A message to a conversation: the OpenAI route's sampling and output parameters, without
+ * tools (a conversation's memory keeps text messages only).
+ */
 export function postMessageBody(maxChars: number) {
+  const f = generationParamFields;
   return z
     .object({
       content: text(maxChars).min(1, "must not be empty"),
       system: text(maxChars).optional(),
-      max_tokens: generationParamShape.max_tokens.optional(),
-      temperature: generationParamShape.temperature.optional(),
-      top_p: generationParamShape.top_p.optional(),
-      top_k: generationParamShape.top_k.optional(),
-      repeat_penalty: generationParamShape.repeat_penalty.optional(),
+      max_tokens: f.max_tokens.optional(),
+      temperature: f.temperature.optional(),
+      top_p: f.top_p.optional(),
+      top_k: f.top_k.optional(),
+      repeat_penalty: f.repeat_penalty.optional(),
+      presence_penalty: f.presence_penalty.optional(),
+      frequency_penalty: f.frequency_penalty.optional(),
+      seed: f.seed.optional(),
+      stop: stopInput.optional(),
+      response_format: f.response_format.optional(),
     })
-    .strict();
+    .strict()
+    .superRefine(checkParamCombination);
 }
 
 export function openConversationBody(maxChars: number) {

@@ -137,16 +137,16 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
   it("refuses what it cannot do with OpenAI-shaped 400s naming the parameter", async () => {
     const base = { model: MODEL, messages: [{ role: "user" as const, content: "Hi" }] };
     const cases: Array<[Record<string, unknown>, string, RegExp]> = [
-      [{ n: 2 }, "n", /only n=1/],
-      [{ tools: [{ type: "function", function: { name: "f", parameters: {} } }] }, "tools", /tool calling is not supported/],
-      [{ stop: ["\n"] }, "stop", /stop sequences are not supported/],
+      [{ n: 5 }, "n", /n: must be <= 4/],
+      [{ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { x: {} } } } }] }, "tools.0.function.parameters.properties.x", /needs a type/],
+      [{ stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4 stop texts/],
       [{ max_tokens: 0 }, "max_tokens", /max_tokens: must be >= 1/],
       [{ temperature: 9 }, "temperature", /temperature: must be <= 2/],
       [{ messages: [{ role: "assistant", content: "Hi" }] }, "messages", /last message must be the user's/],
-      [{ messages: [{ role: "tool", content: "x", tool_call_id: "1" }] }, "messages.0.role", /tool messages are not supported/],
+      [{ messages: [{ role: "tool", content: "x", tool_call_id: "1" }] }, "messages.0.tool_call_id", /answers no tool call/],
       [{ messages: [] }, "messages", /at least one message/],
-      [{ frequency_penalty: 0.5 }, "frequency_penalty", /use repeat_penalty/],
-      [{ response_format: { type: "json_object" } }, "response_format.type", /only \{"type": "text"\}/],
+      [{ frequency_penalty: 2.5 }, "frequency_penalty", /must be <= 2/],
+      [{ response_format: { type: "yaml" } }, "response_format.type", /"text", "json_object" or "json_schema"/],
     ];
     for (const [extra, param, message] of cases) {
       await assert.rejects(

@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import { parse } from "yaml";
-import { chatRequestSchema } from "../../../contracts/records.js";
+import { turnRequestSchema } from "../../../contracts/records.js";
 import { interfaceDocuments, staleDocuments } from "../../../scripts/interfaces.js";
 import { REPO_ROOT } from "../../helpers/services.js";
 
@@ -51,7 +51,7 @@ describe("interface documents", () => {
   it("the request schema requires what the worker's schema requires", () => {
     const schema = JSON.parse(readFileSync(path.join(REPO_ROOT, "contracts/schema/chat-request.schema.json"), "utf8"));
     const turn = schema.anyOf.find((s: any) => s.properties.type.const === "turn");
-    const shape = chatRequestSchema.options.find((o) => o.shape.type.value === "turn")!.shape;
+    const shape = turnRequestSchema.shape;
     const required = Object.entries(shape).filter(([, v]) => !v.isOptional()).map(([k]) => k);
     assert.deepEqual([...turn.required].sort(), required.sort());
     assert.equal(turn.additionalProperties, false);

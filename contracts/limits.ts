@@ -1,0 +1,13 @@
+/**
+ * The bounds the records enforce, in one place: the HTTP schemas, the worker and the docs
+ * all read these.
+ */
+export const MAX_CONTENT_CHARS = 32_000;
+/** Messages a stateless turn (OpenAI-style) may carry before its last one. */
+export const MAX_CONTEXT_MESSAGES = 512;
+/** Bounds of the OpenAI-style parameters (issue 16); documented in docs/gateway.md. */
+export const MAX_STOP_SEQUENCES = 4;
+export const MAX_STOP_CHARS = 256;
+export const MAX_TOOLS = 128;
+/** The most choices (n) one request may ask for; each takes a sequence of the owning worker. */
+export const MAX_CHOICES = 4;
