@@ -1,7 +1,7 @@
 /**
  * Configuration from environment variables: parsed and validated once, every problem
  * reported at once with the variable's name, then frozen. Durations are milliseconds.
- * README.md lists every variable with its default; keep the two in step.
+ * README.md lists every variable with its default; a unit test keeps the two in step.
  */
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -44,6 +44,25 @@ const brokerList = z
     message: "must be a comma-separated list of host:port",
   });
 
+/** A JSON array of non-empty strings, e.g. ["\nUser:"]; unset = none. */
+const stringList = z
+  .string()
+  .default("[]")
+  .transform((s, ctx) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(s);
+    } catch {
+      value = undefined;
+    }
+    if (!Array.isArray(value) || !value.every((v): v is string => typeof v === "string" && v !== "")) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be a JSON array of non-empty strings, e.g. ["\\nUser:"]' });
+      return z.NEVER;
+    }
+    return value;
+  });
+const penalty = z.coerce.number({ invalid_type_error: "must be a number" }).min(0, "must be >= 0").max(2, "must be <= 2");
+
 const kafkaFields = {
   KAFKA_BROKERS: brokerList,
   KAFKA_CLIENT_ID: str("kafka-llm"),
@@ -82,6 +101,8 @@ const workerFields = {
   LLAMA_THREADS: int(0, 0, 1024),
   CONTEXT_SIZE: int(2048, 64, 1_048_576),
   DEFAULT_MAX_TOKENS: int(256, 1, 8192),
+  DEFAULT_REPEAT_PENALTY: penalty.optional(),
+  STOP_TRIGGERS: stringList,
   DELTA_FLUSH_MS: int(50, 1, 10_000),
   DELTA_MAX_CHARS: int(2048, 1, 1_000_000),
   KAFKA_GROUP_PROTOCOL: z
@@ -125,6 +146,12 @@ const gatewayFields = {
   MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
   MODEL_NAME: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces").default("kafka-llm"),
 };
+
+/**
+ * Every variable each service reads, with its zod schema (and so its default): what
+ * README.md's configuration tables are checked against (test/unit/contracts/readme-config.test.ts).
+ */
+export const CONFIG_FIELDS = { kafka: kafkaFields, worker: workerFields, gateway: gatewayFields } as const;
 
 /** Variables whose values never appear in an error message or a log line. */
 const SECRET = /PASSWORD|API_KEYS|SECRET|TOKEN/;
@@ -231,7 +258,14 @@ export interface WorkerConfig {
     readonly threads: number;
     readonly contextSize: number;
   };
-  readonly generation: { readonly defaultMaxTokens: number; readonly slots: number };
+  readonly generation: {
+    readonly defaultMaxTokens: number;
+    readonly slots: number;
+    /** Repeat penalty when the request gives none; undefined = node-llama-cpp's. */
+    readonly defaultRepeatPenalty?: number;
+    /** Plain-text stop triggers besides the chat template's turn markers. */
+    readonly stopTriggers: readonly string[];
+  };
   readonly memory: { readonly maxTokens: number; readonly systemPrompt: string; readonly greeting: string };
   readonly stream: { readonly flushMs: number; readonly maxChars: number };
   readonly consumer: {
@@ -275,7 +309,12 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       threads: e.LLAMA_THREADS,
       contextSize: e.CONTEXT_SIZE,
     },
-    generation: { defaultMaxTokens: e.DEFAULT_MAX_TOKENS, slots: e.WORKER_SLOTS },
+    generation: {
+      defaultMaxTokens: e.DEFAULT_MAX_TOKENS,
+      slots: e.WORKER_SLOTS,
+      ...(e.DEFAULT_REPEAT_PENALTY === undefined ? {} : { defaultRepeatPenalty: e.DEFAULT_REPEAT_PENALTY }),
+      stopTriggers: e.STOP_TRIGGERS,
+    },
     memory: { maxTokens: e.MEMORY_MAX_TOKENS, systemPrompt: e.SYSTEM_PROMPT, greeting: e.GREETING },
     stream: { flushMs: e.DELTA_FLUSH_MS, maxChars: e.DELTA_MAX_CHARS },
     consumer: {

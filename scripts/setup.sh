@@ -98,6 +98,7 @@ ensure_base() {
   ensure_command python3 python3 python3-pip
   ensure_command chromium chromium
   ensure_command openssl openssl
+  ensure_command ps procps # the run-local test checks that nothing is left running
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
   ensure_build_tools
   ensure_node

@@ -15,6 +15,7 @@ import type { Choice, GenerationParams, StopReason, ToolCall } from "../contract
 import { KafkaLlmError } from "../contracts/errors.js";
 import { grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";
+import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
 import {
   forcedInstructions,
   forcedToolCalls,
@@ -80,14 +81,27 @@ function withToolInstructions(messages: readonly ChatMessage[], plan: ToolPlan):
   return [{ role: "system", content: forcedInstructions(plan) }, ...messages];
 }
 
+/** The worker's generation settings a generator applies to every reply (WorkerConfig.generation). */
+export interface GeneratorOptions {
+  /** Plain-text stop triggers besides the chat template's turn headers (STOP_TRIGGERS). */
+  readonly stopTriggers?: readonly string[];
+  /** Repeat penalty when the request gives none (DEFAULT_REPEAT_PENALTY). */
+  readonly defaultRepeatPenalty?: number;
+}
+
 /** One context sequence and the chat state on it. Not safe for concurrent calls. */
 export class SequenceGenerator {
   readonly #chat: LlamaChat;
   readonly #sequence: LlamaContextSequence;
+  readonly #defaultRepeatPenalty: number | undefined;
+  /** Where a reply ends because the model starts a new turn (computed once per template), and STOP_TRIGGERS. */
+  readonly #turnStops: StopTrigger[];
 
-  constructor(sequence: LlamaContextSequence) {
+  constructor(sequence: LlamaContextSequence, options: GeneratorOptions = {}) {
     this.#sequence = sequence;
     this.#chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+    this.#defaultRepeatPenalty = options.defaultRepeatPenalty;
+    this.#turnStops = turnStopTriggers(this.#chat.chatWrapper, options.stopTriggers);
   }
 
   /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
@@ -132,9 +146,12 @@ export class SequenceGenerator {
     let response;
     try {
       const grammars = grammarCacheFor(this.#sequence.model.llama);
+      const sampling = samplingOptions({ ...p, repeat_penalty: p.repeat_penalty ?? this.#defaultRepeatPenalty });
       const options: LLamaChatGenerateResponseOptions = {
         maxTokens: Math.min(p.max_tokens ?? input.defaultMaxTokens, room),
-        ...samplingOptions(p),
+        ...sampling,
+        // The request's stop texts, after the turn headers and STOP_TRIGGERS every reply has.
+        customStopTriggers: [...this.#turnStops, ...(sampling.customStopTriggers ?? [])],
         signal: input.signal,
         stopOnAbortSignal: true,
         ...(seam && { onToken: (tokens: Token[]) => seam.sawTokens(tokens) }),

@@ -1,7 +1,7 @@
 /**
  * The Helm chart, checked without a cluster (none runs on this project's machines):
  * `helm lint --strict` and `helm template` with the real helm on the default values and
- * the GPU, KEDA and external-Kafka variants (ci/*-values.yaml); every rendered object
+ * the GPU, CPU, KEDA and external-Kafka variants (ci/*-values.yaml); every rendered object
  * validated offline against the Kubernetes, KEDA and Prometheus Operator schemas, unknown
  * fields included; then what the issue asks of the objects, read from the rendered YAML:
  * non-root read-only pods, probes, the worker's grace period against its own
@@ -10,16 +10,19 @@
  * chart gives the services are ones they read and accept.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadGatewayConfig, loadKafkaConfig, loadWorkerConfig } from "../../contracts/config.js";
 import { REPO_ROOT } from "../helpers/services.js";
 import {
+  CHART_DIR,
   containerEnv,
   envWithMountedSecrets,
   find,
+  helm,
   lint,
   podSpecs,
   render,
@@ -164,18 +167,24 @@ describe("the worker Deployment", () => {
     }
   });
 
-  it("GPU variant: nvidia.com/gpu limit, GPU node selector and toleration, LLAMA_GPU=cuda", () => {
-    const objs = rendered.gpu!;
+  it("GPU by default: nvidia.com/gpu limit, the GPU toleration, LLAMA_GPU=cuda; the GPU variant adds its node selector", () => {
+    for (const objs of [rendered.default!, rendered.gpu!]) {
+      const spec = podOf(workerOf(objs));
+      const c = spec.containers[0]!;
+      assert.equal(c.resources?.limits?.["nvidia.com/gpu"], 1);
+      assert.ok(spec.tolerations?.some((t) => t.key === "nvidia.com/gpu" && t.effect === "NoSchedule"));
+      assert.equal(containerEnv(objs, c).LLAMA_GPU, "cuda");
+    }
+    assert.equal(podOf(workerOf(rendered.gpu!)).nodeSelector?.["nvidia.com/gpu.present"], "true");
+  });
+
+  it("CPU workers are one value away (worker.gpu.enabled=false): no GPU asked for, no GPU toleration, LLAMA_GPU=false", () => {
+    const objs = rendered.cpu!;
     const spec = podOf(workerOf(objs));
-    const c = spec.containers[0]!;
-    assert.equal(c.resources?.limits?.["nvidia.com/gpu"], 1);
-    assert.equal(spec.nodeSelector?.["nvidia.com/gpu.present"], "true");
-    assert.ok(spec.tolerations?.some((t) => t.key === "nvidia.com/gpu" && t.effect === "NoSchedule"));
-    assert.equal(containerEnv(objs, c).LLAMA_GPU, "cuda");
-    // The default (CPU) asks for no GPU and runs llama.cpp on the CPU.
-    const cpu = podOf(workerOf(rendered.default!));
-    assert.equal(cpu.containers[0]!.resources?.limits?.["nvidia.com/gpu"], undefined);
-    assert.equal(containerEnv(rendered.default!, cpu.containers[0]!).LLAMA_GPU, "false");
+    assert.equal(spec.containers[0]!.resources?.limits?.["nvidia.com/gpu"], undefined);
+    assert.equal(spec.containers[0]!.resources?.requests?.["nvidia.com/gpu"], undefined);
+    assert.ok(!spec.tolerations?.some((t) => t.key === "nvidia.com/gpu"));
+    assert.equal(containerEnv(objs, spec.containers[0]!).LLAMA_GPU, "false");
   });
 
   it("model download: an init container fetches MODEL's hf: URI into the volume the worker reads", () => {
@@ -428,19 +437,40 @@ describe("monitoring, disruption, network", () => {
     assert.ok(gw.ingress.every((r) => Array.isArray(r.from) && r.from.length > 0));
   });
 
-  it("dashboards: one ConfigMap per deploy/grafana JSON, labelled for the Grafana sidecar, content identical", () => {
-    const files = readdirSync(path.join(REPO_ROOT, "deploy/grafana")).filter((f) => f.endsWith(".json")).sort();
+  it("dashboards: one ConfigMap per dashboard JSON in the chart, labelled for the Grafana sidecar, content identical", () => {
+    const dir = path.join(CHART_DIR, "dashboards");
+    assert.ok(!lstatSync(dir).isSymbolicLink(), "the chart carries real files, not a link helm warns about");
+    const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
     assert.ok(files.length >= 2);
     const cms = rendered.default!.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.grafana_dashboard === "1");
     assert.equal(cms.length, files.length);
     for (const f of files) {
       const cm = cms.find((c) => Object.keys(c.data as object)[0] === f);
       assert.ok(cm, `${f} is shipped`);
-      assert.equal((cm.data as Record<string, string>)[f], readFileSync(path.join(REPO_ROOT, "deploy/grafana", f), "utf8").trimEnd());
+      assert.equal((cm.data as Record<string, string>)[f], readFileSync(path.join(dir, f), "utf8").trimEnd());
       assert.equal(cm.metadata.annotations?.grafana_folder, "kafka-llm");
     }
     const elsewhere = rendered["external-kafka"]!.filter((o) => o.metadata.labels?.grafana_dashboard === "1");
     assert.ok(elsewhere.every((c) => c.metadata.namespace === "monitoring"));
+  });
+});
+
+describe("helm package", () => {
+  it("packages the chart without a warning, with the dashboards inside", () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), "chart-package-"));
+    try {
+      const r = helm(["package", ".", "--destination", out]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, "", "helm package says nothing on stderr (no symbolic-link warning)");
+      const tgz = readdirSync(out).find((f) => f.endsWith(".tgz"));
+      assert.ok(tgz, r.stdout);
+      const list = spawnSync("tar", ["-tzf", path.join(out, tgz)], { encoding: "utf8" });
+      assert.equal(list.status, 0, list.stderr);
+      const shipped = list.stdout.split("\n").filter((f) => f.startsWith("kafka-llm/dashboards/") && f.endsWith(".json")).map((f) => path.basename(f)).sort();
+      assert.deepEqual(shipped, readdirSync(path.join(CHART_DIR, "dashboards")).filter((f) => f.endsWith(".json")).sort());
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
 
@@ -466,6 +496,9 @@ describe("helm test and NOTES.txt", () => {
     assert.match(notes, /kubectl -n kafka-llm get secret llm-kafka-llm -o jsonpath='\{\.data\.api-keys\}'/);
     assert.match(notes, /curl -N -H "authorization: Bearer \$KEY" http:\/\/127\.0\.0\.1:8080\/v1\/requests\/\$rid\/events/);
     assert.match(notes, /helm test llm -n kafka-llm --logs/);
+    assert.match(notes, /Workers run on GPUs: each asks for 1 nvidia\.com\/gpu \(LLAMA_GPU=cuda\)/);
+    assert.match(notes, /For CPU workers: --set worker\.gpu\.enabled=false/);
+    assert.match(renderNotes({ valuesFiles: VARIANTS.cpu }), /Workers run on CPUs \(worker\.gpu\.enabled=false\)/);
     const open = renderNotes({ set: { "gateway.auth.mode": "none" } });
     assert.doesNotMatch(open, /Bearer/);
     assert.match(open, /curl -N http:\/\/127\.0\.0\.1:8080\/v1\/requests\/\$rid\/events/);

@@ -101,6 +101,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
       delete e.POD_NAME; // not in a cluster
       delete e.POD_NAMESPACE;
     }
+    workerEnv.LLAMA_GPU = "false"; // the chart's default is CUDA; this machine runs the worker on its CPU
     const groupId = `${prefix}${workerEnv.KAFKA_GROUP_ID}`;
     const gatewayPort = await freePort();
     gateway = await startService({

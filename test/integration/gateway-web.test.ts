@@ -2,7 +2,9 @@
  * The web chat page at "/" in headless Chromium (playwright-core, Debian's chromium)
  * against a real gateway, broker and worker: enter the key, open a conversation (the
  * greeting streams in), send a message, watch the reply stream in, press Stop and see the
- * stop reason, reload and find the history, then let a reply run to its end.
+ * stop reason, reload and find the history, then let a reply run to its end; and at a
+ * phone's width, type a message and press Enter to start a conversation without "New
+ * conversation", on a layout that fits the screen.
  */
 import assert from "node:assert/strict";
 import { mkdtemp } from "node:fs/promises";
@@ -99,5 +101,51 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
     await reason.waitFor({ timeout: 60_000 });
     assert.match((await reason.textContent()) ?? "", /stop reason: (stop|length)/);
     assert.ok(((await assistantText(2)) ?? "").length > 0);
+  });
+
+  it("at a phone's width, typing and Enter start a conversation; the page fits the screen", async (t) => {
+    // A fresh context: no conversation open, nothing in localStorage.
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    try {
+      const phone = await context.newPage();
+      phone.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
+      await phone.goto(gateway.baseUrl);
+      await phone.fill("#api-key", KEY);
+      assert.equal(await phone.isEnabled("#input"), true, "the message box is usable before any conversation exists");
+      await phone.fill("#input", "Tell me about a dog.");
+      await phone.locator("#input").press("Enter");
+      const reason = phone.locator(".message.assistant .stop-reason").first();
+      await reason.waitFor({ timeout: 60_000 });
+      assert.match((await reason.textContent()) ?? "", /stop reason: (stop|length)/);
+      assert.deepEqual(await phone.locator(".message.user .text").allTextContents(), ["Tell me about a dog."]);
+      assert.equal(await phone.locator(".message.assistant").count(), 1, "no greeting: the message comes first");
+      assert.equal(await phone.locator("#conversations li").count(), 1);
+      assert.match((await phone.locator("#conversations li .title").textContent()) ?? "", /Tell me about a dog/);
+      const shot = path.join(shots, "phone.png");
+      await phone.screenshot({ path: shot });
+      t.diagnostic(`screenshot: ${shot}`);
+      // The layout fits 390 px: nothing scrolls sideways, the chat has the full width, the
+      // composer and its buttons are on screen.
+      // (No named functions inside evaluate: tsx would wrap them in a helper the page lacks.)
+      const layout = await phone.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        box: Object.fromEntries(
+          ["messages", "input", "send", "stop"].map((id) => [id, document.getElementById(id)!.getBoundingClientRect().toJSON() as { width: number; top: number; right: number; bottom: number }]),
+        ),
+      }));
+      assert.ok(layout.scrollWidth <= 390, `no sideways scrolling (page is ${layout.scrollWidth}px wide)`);
+      assert.ok(layout.box.messages!.width >= 380, `messages use the width (${layout.box.messages!.width}px)`);
+      assert.ok(layout.box.input!.width >= 200, `the message box is wide enough to type in (${layout.box.input!.width}px)`);
+      for (const id of ["input", "send", "stop"]) {
+        const b = layout.box[id]!;
+        assert.ok(b.right <= 390 && b.bottom <= 844 && b.top >= 0, `#${id} is on screen: ${JSON.stringify(b)}`);
+      }
+      // The conversation is the current one: a reload brings it back.
+      await phone.reload();
+      await phone.locator(".message.user").first().waitFor();
+      assert.deepEqual(await phone.locator(".message.user .text").allTextContents(), ["Tell me about a dog."]);
+    } finally {
+      await context.close();
+    }
   });
 });

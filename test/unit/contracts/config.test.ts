@@ -58,6 +58,19 @@ describe("worker config", () => {
     assert.equal(problems.length, 5);
   });
 
+  it("reads STOP_TRIGGERS as a JSON list and DEFAULT_REPEAT_PENALTY as a number, both optional", () => {
+    const none = loadWorkerConfig({ MODEL: "m.gguf" });
+    assert.deepEqual(none.generation.stopTriggers, []);
+    assert.equal(none.generation.defaultRepeatPenalty, undefined);
+    const set = loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '["\\nUser:", "user\\n"]', DEFAULT_REPEAT_PENALTY: "1.3" });
+    assert.deepEqual(set.generation.stopTriggers, ["\nUser:", "user\n"]);
+    assert.equal(set.generation.defaultRepeatPenalty, 1.3);
+    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: "user,model", DEFAULT_REPEAT_PENALTY: "3" }));
+    assert.ok(problems.some((p) => /^STOP_TRIGGERS: must be a JSON array of non-empty strings/.test(p)), problems.join());
+    assert.ok(problems.some((p) => /^DEFAULT_REPEAT_PENALTY: must be <= 2/.test(p)), problems.join());
+    assert.ok(problemsOf(() => loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '[""]' })).some((p) => p.startsWith("STOP_TRIGGERS:")));
+  });
+
   it("rejects a heartbeat too slow for the session timeout", () => {
     const problems = problemsOf(() =>
       loadWorkerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }),
