@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   lifecycle.to("loading_model");
   const slotsWanted = config.generation.slots;
   const llm = await loadLlm(config.model, logger, slotsWanted);
-  const generators = Array.from({ length: slotsWanted }, () => new SequenceGenerator(llm.context.getSequence()));
+  const generators = Array.from({ length: slotsWanted }, () => new SequenceGenerator(llm.context.getSequence(), config.generation));
   release.push(async () => {
     for (const g of generators) g.dispose();
     await llm.dispose();
