@@ -335,6 +335,14 @@ export type Handover = z.infer<typeof handoverSchema>;
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
+/**
+ * A decode reason fit for a log line: without the values zod quotes ("received 'x'"), which
+ * may be a client's text. The dead letter keeps the reason whole.
+ */
+export function loggableReason(reason: string): string {
+  return reason.replace(/, received '[^']*'/g, "");
+}
+
 /** Formats zod issues as "path: message; path: message". */
 export function describeIssues(error: z.ZodError): string {
   return error.issues

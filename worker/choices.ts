@@ -19,7 +19,7 @@ import type { Slot, SlotPool } from "./slot-pool.js";
 
 export interface ChoiceDeps {
   readonly config: WorkerConfig;
-  readonly slots: SlotPool<SequenceGenerator>;
+  readonly slots: SlotPool<Pick<SequenceGenerator, "generate">>;
   readonly metrics: WorkerMetrics;
 }
 
@@ -40,7 +40,7 @@ export async function generateChoices(
     new DeltaBatcher({ flushMs: deps.config.stream.flushMs, maxChars: deps.config.stream.maxChars, emit: (text) => events.write({ type: "delta", text, choice }) }),
   );
   const toolCalls = Array.from({ length: n }, (_, choice) => new ToolCallStream(events, deps.config.stream, choice));
-  const slots: Slot<SequenceGenerator>[] = [await deps.slots.acquire(request.conversation_id)];
+  const slots: Slot<Pick<SequenceGenerator, "generate">>[] = [await deps.slots.acquire(request.conversation_id)];
   // acquire() takes a free slot synchronously, so this never waits.
   while (slots.length < n && deps.slots.busyCount < deps.slots.size) slots.push(await deps.slots.acquire(request.conversation_id));
   deps.metrics.activeGenerations.inc(slots.length);

@@ -4,7 +4,7 @@
  * operator can inspect or replay it.
  */
 import { createHash } from "node:crypto";
-import type { Producer } from "kafkajs";
+import type { RecordSink } from "./event-writer.js";
 import { DLQ_HEADERS } from "../contracts/topics.js";
 import { kafkaErrorType } from "../platform/kafka.js";
 import type { RequestRecord } from "./turn-scheduler.js";
@@ -20,7 +20,7 @@ const TRUNCATED_BYTES = 64 * 1024;
  * offset) at the original, which stays in chat.requests for its retention.
  */
 export async function deadLetter(
-  producer: Producer,
+  producer: RecordSink,
   dlqTopic: string,
   source: RequestRecord,
   reason: string,

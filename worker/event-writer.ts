@@ -4,6 +4,9 @@
  * failure is kept and reported by `settle()`, which the turn awaits before it commits.
  */
 import type { Producer } from "kafkajs";
+
+/** The one producer call the worker's writers make (a kafkajs producer; a stand-in in unit tests). */
+export type RecordSink = Pick<Producer, "send">;
 import { SCHEMA_VERSION, encodeRecord, type ChatEvent, type ChatRequest } from "../contracts/records.js";
 
 export type EventBody<E = ChatEvent> = E extends ChatEvent
@@ -16,14 +19,14 @@ export class EventWriter {
   #seq = 0;
   #tail: Promise<void> = Promise.resolve();
   #failure: unknown = null;
-  readonly #producer: Producer;
+  readonly #producer: RecordSink;
   readonly #topic: string;
   readonly #request: RequestKeys;
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
 
   /** `firstSeq`: where numbering starts (a reply continued from a handover goes on from there). */
-  constructor(producer: Producer, topic: string, request: RequestKeys, attempt: string, firstSeq = 0) {
+  constructor(producer: RecordSink, topic: string, request: RequestKeys, attempt: string, firstSeq = 0) {
     this.#seq = firstSeq;
     this.#producer = producer;
     this.#topic = topic;

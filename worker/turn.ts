@@ -27,7 +27,6 @@
  * the reply so far is handed to the next owner through the memory log, which continues it
  * under the same attempt (its events numbered on), so the client sees one reply.
  */
-import type { Producer } from "kafkajs";
 import type { WorkerConfig } from "../contracts/config.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import {
@@ -35,6 +34,7 @@ import {
   chatRequestSchema,
   decodeRecord,
   encodeRecord,
+  loggableReason,
   type ChatEvent,
   type ConversationState,
   type DeleteRequest,
@@ -52,7 +52,7 @@ import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
-import { EventWriter } from "./event-writer.js";
+import { EventWriter, type RecordSink } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
@@ -62,15 +62,19 @@ import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
 export interface TurnContext {
   readonly config: WorkerConfig;
   readonly topics: TopicNames;
-  readonly producer: Producer;
-  readonly memory: MemoryStore;
-  readonly slots: SlotPool<SequenceGenerator>;
+  /** Where events, dead letters and re-announcements go (a kafkajs producer; a stand-in in unit tests). */
+  readonly producer: RecordSink;
+  readonly memory: MemoryPort;
+  readonly slots: SlotPool<Pick<SequenceGenerator, "generate">>;
   readonly cancellations: Cancellations;
   readonly metrics: WorkerMetrics;
   readonly logger: Logger;
   /** Tokens of a text with the model's tokenizer (for the memory budget). */
   countTokens(text: string): number;
 }
+
+/** What a turn asks of the state store: the two verbs of a conversation, and the handover's. */
+export type MemoryPort = Pick<MemoryStore, "load" | "writeIfOwner" | "handOver" | "clearHandover">;
 
 export interface TurnRecord extends RequestRecord {
   /** Commits this record's offset; called once the turn's effects are written. */
@@ -99,9 +103,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const decoded = decodeRecord(chatRequestSchema, record.value);
   if (!decoded.ok) {
     await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
-    // The log keeps the reason without the values it may quote; the dead letter has it whole.
-    const reason = decoded.reason.replace(/, received '[^']*'/g, "");
-    ctx.logger.warn({ partition: record.partition, offset: record.offset, reason }, "dead-lettered request");
+    ctx.logger.warn({ partition: record.partition, offset: record.offset, reason: loggableReason(decoded.reason) }, "dead-lettered request");
     ctx.metrics.deadLettered.inc();
     return commitTurn("dead_lettered", record, ctx);
   }
@@ -422,7 +424,7 @@ function emptyFinal(reply: string) {
 }
 
 /** Sends a stored terminal event again, unchanged, so gateways that missed it learn the end. */
-async function reannounce(producer: Producer, topic: string, event: ChatEvent): Promise<void> {
+async function reannounce(producer: RecordSink, topic: string, event: ChatEvent): Promise<void> {
   await producer.send({ topic, acks: -1, messages: [{ key: event.conversation_id, value: encodeRecord(event) }] });
 }
 

@@ -1,0 +1,230 @@
+/**
+ * The worker's turn through its ports: a stand-in producer (the record sink), a stand-in
+ * state store (the memory port) and a scripted generator, so the order of a turn's writes
+ * and its outcomes are checked in milliseconds, without Kafka or a model. The integration
+ * tests run the same turn against the real broker and a real GGUF.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { loadWorkerConfig } from "../../../contracts/config.js";
+import {
+  SCHEMA_VERSION,
+  chatEventSchema,
+  encodeRecord,
+  type ChatEvent,
+  type ConversationState,
+  type FinalEvent,
+  type Handover,
+  type TurnRequest,
+} from "../../../contracts/records.js";
+import { topicNames } from "../../../contracts/topics.js";
+import { createLogger } from "../../../platform/logger.js";
+import { Cancellations } from "../../../worker/cancellations.js";
+import { newConversation, recordApplied } from "../../../worker/conversation.js";
+import type { RecordSink } from "../../../worker/event-writer.js";
+import type { GenerateInput, GenerateResult } from "../../../worker/generator.js";
+import { createWorkerMetrics } from "../../../worker/metrics.js";
+import { SlotPool } from "../../../worker/slot-pool.js";
+import { runTurn, type MemoryPort, type TurnContext, type TurnRecord } from "../../../worker/turn.js";
+
+const topics = topicNames("");
+
+/** Everything the turn did, in order: "event:<type>", "dlq", "memory:<key>", "handover", "commit". */
+function harness(options: { state?: ConversationState; handover?: Handover; owner?: boolean; chunks?: string[]; waitForAbort?: boolean } = {}) {
+  const log: string[] = [];
+  const events: ChatEvent[] = [];
+  const written: Array<{ key: string; state: ConversationState | null }> = [];
+  let handedOver: Handover | null = null;
+  const producer: RecordSink = {
+    send: async (r) => {
+      for (const m of r.messages) {
+        if (r.topic === topics.events) {
+          const e = chatEventSchema.parse(JSON.parse(String(m.value)));
+          events.push(e);
+          log.push(`event:${e.type}`);
+        } else log.push(r.topic === topics.deadLetter ? "dlq" : `send:${r.topic}`);
+      }
+      return [];
+    },
+  };
+  const memory: MemoryPort = {
+    load: async () => ({ ...(options.state && { state: options.state }), ...(options.handover && { handover: options.handover }) }),
+    writeIfOwner: async (_p, key, state) => {
+      if (options.owner === false) return false;
+      written.push({ key, state });
+      log.push(`memory:${key}`);
+      return true;
+    },
+    handOver: async (_p, h) => {
+      handedOver = h;
+      log.push("handover");
+      return true;
+    },
+    clearHandover: async () => true,
+  };
+  const seen: GenerateInput[] = [];
+  const generator = {
+    async generate(input: GenerateInput): Promise<GenerateResult> {
+      seen.push(input);
+      let text = "";
+      for (const chunk of options.chunks ?? ["Once", " upon", " a time."]) {
+        if (input.signal?.aborted) break;
+        text += chunk;
+        input.onText(chunk);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      if (options.waitForAbort && !input.signal?.aborted) await new Promise((r) => input.signal!.addEventListener("abort", r, { once: true }));
+      const stopped = input.signal?.aborted ?? false;
+      return {
+        reply: (input.continueFrom ?? "") + text,
+        stopReason: stopped ? "cancelled" : "stop",
+        promptTokens: 10,
+        cachedPromptTokens: 0,
+        completionTokens: 3,
+        timeToFirstTokenMs: 1,
+        generationMs: 5,
+      };
+    },
+  };
+  const config = loadWorkerConfig({ MODEL: "m", WORKER_ID: "w-test", DELTA_FLUSH_MS: "1" });
+  const ctx: TurnContext = {
+    config,
+    topics,
+    producer,
+    memory,
+    slots: new SlotPool([generator]),
+    cancellations: new Cancellations(),
+    metrics: createWorkerMetrics("w-test"),
+    logger: createLogger("test", "silent"),
+    countTokens: (t) => t.split(/\s+/).length,
+  };
+  const revoke = new AbortController();
+  const record = (value: Buffer | null, offset = 7): TurnRecord => ({
+    topic: topics.requests,
+    partition: 0,
+    offset: String(offset),
+    key: Buffer.from("c-1"),
+    value,
+    revoke: revoke.signal,
+    commit: async () => {
+      log.push("commit");
+    },
+  });
+  return { ctx, log, events, written, seen, revoke, record, handedOver: () => handedOver };
+}
+
+const turn = (over: Partial<TurnRequest> = {}): TurnRequest => ({
+  v: SCHEMA_VERSION,
+  type: "turn",
+  request_id: "r-1",
+  conversation_id: "c-1",
+  tenant: "t",
+  created_at: Date.now(),
+  content: "Tell me a story.",
+  ...over,
+});
+
+describe("runTurn", () => {
+  it("streams, writes memory before the final event, and commits last", async () => {
+    const h = harness();
+    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "completed");
+    assert.equal(h.log[0], "event:start");
+    const memoryAt = h.log.indexOf("memory:c-1");
+    assert.ok(memoryAt > 0 && memoryAt < h.log.indexOf("event:final"), `memory before the final: ${h.log.join(", ")}`);
+    assert.equal(h.log.at(-1), "commit");
+    const final = h.events.find((e) => e.type === "final") as FinalEvent;
+    assert.equal(final.reply, "Once upon a time.");
+    assert.deepEqual(h.events.map((e) => e.seq), h.events.map((_, i) => i), "seqs without a gap");
+    const state = h.written[0]!.state!;
+    assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
+    assert.equal(state.applied.at(-1)?.request_id, "r-1");
+  });
+
+  it("re-announces a request already applied instead of generating it again", async () => {
+    const base = newConversation("c-1", "t", 1);
+    const final: FinalEvent = {
+      v: SCHEMA_VERSION,
+      type: "final",
+      request_id: "r-1",
+      conversation_id: "c-1",
+      tenant: "t",
+      attempt: "w-old.1",
+      seq: 3,
+      at: 1,
+      reply: "Told before.",
+      stop_reason: "stop",
+      usage: { prompt_tokens: 1, cached_prompt_tokens: 0, completion_tokens: 1 },
+      timings: { queue_wait_ms: 0, time_to_first_token_ms: 0, generation_ms: 0 },
+    };
+    const h = harness({ state: { ...base, applied: recordApplied(base, "r-1", final) } });
+    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "replayed");
+    assert.equal(h.seen.length, 0, "nothing generated");
+    assert.deepEqual(h.log, ["event:final", "commit"]);
+    assert.deepEqual(h.events[0], final, "the stored final, unchanged");
+  });
+
+  it("dead-letters a record that is not a request and commits past it", async () => {
+    const h = harness();
+    assert.equal(await runTurn(h.record(Buffer.from("not json")), h.ctx), "dead_lettered");
+    assert.deepEqual(h.log, ["dlq", "commit"]);
+  });
+
+  it("answers another tenant's conversation as not found and changes nothing", async () => {
+    const h = harness({ state: newConversation("c-1", "someone-else", 1) });
+    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "failed");
+    const error = h.events.find((e) => e.type === "error");
+    assert.equal(error?.type === "error" && error.code, "not_found");
+    assert.equal(h.written.length, 0);
+    assert.equal(h.seen.length, 0);
+  });
+
+  it("writes nothing and asks for a retry when another worker wrote the partition since it loaded", async () => {
+    const h = harness({ owner: false });
+    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "retry");
+    assert.ok(!h.log.includes("event:final"), "no final");
+    assert.ok(!h.log.includes("commit"), "not committed");
+  });
+
+  it("hands a reply stopped at the drain bound over, uncommitted, with what the client has seen", async () => {
+    const h = harness({ chunks: ["Once", " upon"], waitForAbort: true });
+    const running = runTurn(h.record(encodeRecord(turn())), h.ctx);
+    await new Promise((r) => setTimeout(r, 30));
+    h.revoke.abort({ kind: "handover" });
+    assert.equal(await running, "handed_over");
+    assert.ok(!h.log.includes("commit") && !h.log.includes("event:final"));
+    const handover = h.handedOver()!;
+    assert.equal(handover.reply, "Once upon");
+    const streamed = h.events.filter((e) => e.type === "delta").map((e) => (e.type === "delta" ? e.text : "")).join("");
+    assert.equal(streamed, handover.reply, "the handover holds exactly the streamed text");
+    assert.equal(handover.next_seq, h.events.length, "the next owner numbers on after the last event sent");
+    assert.equal(handover.attempt, h.events[0]!.attempt);
+  });
+
+  it("continues a handed-over reply under its attempt, numbering on, without a new start", async () => {
+    const handover: Handover = {
+      v: SCHEMA_VERSION,
+      type: "handover",
+      request_id: "r-1",
+      conversation_id: "c-1",
+      tenant: "t",
+      attempt: "w-old.1",
+      next_seq: 4,
+      reply: "Once upon",
+      usage: { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 2 },
+      time_to_first_token_ms: 3,
+      generation_ms: 40,
+      started_at: Date.now() - 100,
+      worker_id: "w-old",
+    };
+    const h = harness({ handover, chunks: [" a time."] });
+    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "completed");
+    assert.equal(h.seen[0]!.continueFrom, "Once upon");
+    assert.ok(!h.events.some((e) => e.type === "start"), "no second start");
+    assert.ok(h.events.every((e) => e.attempt === "w-old.1"));
+    assert.deepEqual(h.events.map((e) => e.seq), h.events.map((_, i) => 4 + i));
+    const final = h.events.at(-1) as FinalEvent;
+    assert.equal(final.reply, "Once upon a time.");
+    assert.equal(final.usage.completion_tokens, 5, "tokens of both workers");
+    assert.equal(final.timings.time_to_first_token_ms, 3, "the first worker's time to first token");
+  });
+});
