@@ -32,13 +32,11 @@ export class KafkaPublisher implements Publisher {
   readonly #topics: TopicNames;
   readonly #timeoutMs: number;
   readonly #logger: Logger;
-  readonly #onFailure: () => void;
 
-  constructor(kafka: Kafka, topics: TopicNames, options: { timeoutMs: number; logger: Logger; onFailure?: () => void }) {
+  constructor(kafka: Kafka, topics: TopicNames, options: { timeoutMs: number; logger: Logger }) {
     this.#topics = topics;
     this.#timeoutMs = options.timeoutMs;
     this.#logger = options.logger;
-    this.#onFailure = options.onFailure ?? (() => {});
     this.#producer = createProducer(kafka, {
       idempotent: false,
       retry: { retries: 2, initialRetryTime: 100, maxRetryTime: Math.max(200, Math.floor(options.timeoutMs / 3)) },
@@ -69,7 +67,6 @@ export class KafkaPublisher implements Publisher {
         `produce to ${topic}`,
       );
     } catch (err) {
-      this.#onFailure();
       this.#logger.warn({ topic, request_id: requestId, err }, "Kafka did not take a record");
       throw new ApiError("kafka_unavailable", "Kafka is not reachable right now; try again shortly", { cause: err });
     }
