@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import { z } from "zod";
 import { KafkaLlmError } from "./errors.js";
-import { MAX_CONTENT_CHARS, tenantSchema } from "./records.js";
+import { MAX_CONTENT_CHARS } from "./records.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -329,11 +329,6 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   });
 }
 
-export interface ApiKey {
-  readonly tenant: string;
-  readonly key: string;
-}
-
 export interface GatewayConfig {
   readonly kafka: KafkaConfig;
   readonly logLevel: string;
@@ -348,8 +343,8 @@ export interface GatewayConfig {
   readonly auth: {
     /** "keys": every /v1 call needs a Bearer key; "none": everything runs as tenant "local". */
     readonly mode: "keys" | "none";
-    /** Keys from GATEWAY_API_KEYS; the file's keys are read at start by gateway/auth.ts. */
-    readonly keys: readonly ApiKey[];
+    /** GATEWAY_API_KEYS as given ("tenant:key,..."): parsed, with the file's, by gateway/auth.ts at start. Secret. */
+    readonly keysText: string;
     readonly keysFile: string | null;
   };
   /** Longest message content accepted, characters (at most the record schema's bound). */
@@ -367,47 +362,18 @@ export interface GatewayConfig {
   readonly modelName: string;
 }
 
-/** The tenant every request runs as when GATEWAY_AUTH=none. */
-export const LOCAL_TENANT = "local";
-
-/** Why a tenant/key pair is unusable (never quoting the key), or null when it is fine. */
-export function apiKeyProblem(tenant: string, key: string): string | null {
-  if (!tenant || !key) return 'not in the form "tenant:key"';
-  // The record schema's own pattern: a tenant the records would refuse never gets a key.
-  if (!tenantSchema.safeParse(tenant).success) return "the tenant may contain only letters, digits, '.', '_' and '-' (1-64)";
-  if (/\s/.test(key)) return "the key contains white space";
-  return null;
-}
-
-/**
- * Parses "tenant:key" entries separated by commas or newlines (blank lines and lines
- * starting with # are skipped). Problems name the entry by position, never by value, so a
- * key cannot end up in a log.
- */
-export function parseApiKeyList(text: string, source: string): { keys: ApiKey[]; problems: string[] } {
-  const keys: ApiKey[] = [];
-  const problems: string[] = [];
-  const entries = text.split(/[,\n]/).map((e) => e.trim()).filter((e) => e !== "" && !e.startsWith("#"));
-  entries.forEach((entry, i) => {
-    const colon = entry.indexOf(":");
-    const tenant = colon < 0 ? "" : entry.slice(0, colon).trim();
-    const key = colon < 0 ? "" : entry.slice(colon + 1).trim();
-    const problem = apiKeyProblem(tenant, key);
-    if (problem === null) keys.push({ tenant, key });
-    else problems.push(`${source}: entry ${i + 1}: ${problem}`);
-  });
-  return { keys, problems };
-}
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const e = parseEnv(gatewayFields, env);
-  const { keys, problems } = parseApiKeyList(e.GATEWAY_API_KEYS, "GATEWAY_API_KEYS");
-  if (e.GATEWAY_AUTH === "keys" && keys.length === 0 && !e.GATEWAY_API_KEYS_FILE && problems.length === 0) {
+  // The keys themselves are parsed by gateway/auth.ts at start (entries named by position).
+  const keysText = e.GATEWAY_API_KEYS.trim();
+  const problems: string[] = [];
+  if (e.GATEWAY_AUTH === "keys" && keysText === "" && !e.GATEWAY_API_KEYS_FILE) {
     problems.push(
       "GATEWAY_AUTH: API keys are required but none are set: set GATEWAY_API_KEYS (tenant:key,...) or GATEWAY_API_KEYS_FILE, or GATEWAY_AUTH=none for a local run without auth",
     );
   }
-  if (e.GATEWAY_AUTH === "none" && (keys.length > 0 || e.GATEWAY_API_KEYS_FILE)) {
+  if (e.GATEWAY_AUTH === "none" && (keysText !== "" || e.GATEWAY_API_KEYS_FILE)) {
     problems.push("GATEWAY_AUTH: is none, yet API keys are set: remove the keys or set GATEWAY_AUTH=keys");
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -421,7 +387,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
       unknownWaitMs: e.UNKNOWN_REQUEST_WAIT_MS,
     },
     sseKeepaliveMs: e.SSE_KEEPALIVE_MS,
-    auth: { mode: e.GATEWAY_AUTH, keys, keysFile: e.GATEWAY_API_KEYS_FILE || null },
+    auth: { mode: e.GATEWAY_AUTH, keysText, keysFile: e.GATEWAY_API_KEYS_FILE || null },
     maxContentChars: e.GATEWAY_MAX_CONTENT_CHARS,
     kafkaSendTimeoutMs: e.KAFKA_SEND_TIMEOUT_MS,
     applyWaitMs: e.GATEWAY_APPLY_WAIT_MS,

@@ -8,9 +8,47 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { ConfigError, LOCAL_TENANT, apiKeyProblem, parseApiKeyList, type ApiKey, type GatewayConfig } from "../contracts/config.js";
+import { ConfigError, type GatewayConfig } from "../contracts/config.js";
+import { tenantSchema } from "../contracts/records.js";
 import type { Logger } from "../platform/logger.js";
 import { ApiError } from "./errors.js";
+
+export interface ApiKey {
+  readonly tenant: string;
+  readonly key: string;
+}
+
+/** The tenant every request runs as when GATEWAY_AUTH=none. */
+export const LOCAL_TENANT = "local";
+
+/** Why a tenant/key pair is unusable (never quoting the key), or null when it is fine. */
+export function apiKeyProblem(tenant: string, key: string): string | null {
+  if (!tenant || !key) return 'not in the form "tenant:key"';
+  // The record schema's own pattern: a tenant the records would refuse never gets a key.
+  if (!tenantSchema.safeParse(tenant).success) return "the tenant may contain only letters, digits, '.', '_' and '-' (1-64)";
+  if (/\s/.test(key)) return "the key contains white space";
+  return null;
+}
+
+/**
+ * Parses "tenant:key" entries separated by commas or newlines (blank lines and lines
+ * starting with # are skipped). Problems name the entry by position, never by value, so a
+ * key cannot end up in a log.
+ */
+export function parseApiKeyList(text: string, source: string): { keys: ApiKey[]; problems: string[] } {
+  const keys: ApiKey[] = [];
+  const problems: string[] = [];
+  const entries = text.split(/[,\n]/).map((e) => e.trim()).filter((e) => e !== "" && !e.startsWith("#"));
+  entries.forEach((entry, i) => {
+    const colon = entry.indexOf(":");
+    const tenant = colon < 0 ? "" : entry.slice(0, colon).trim();
+    const key = colon < 0 ? "" : entry.slice(colon + 1).trim();
+    const problem = apiKeyProblem(tenant, key);
+    if (problem === null) keys.push({ tenant, key });
+    else problems.push(`${source}: entry ${i + 1}: ${problem}`);
+  });
+  return { keys, problems };
+}
 
 interface Entry {
   digest: Buffer;
@@ -137,7 +175,9 @@ export function createAuthenticator(config: GatewayConfig["auth"], logger: Logge
     );
     return { authenticate: () => LOCAL_TENANT, stop: () => {} };
   }
-  const store = new ApiKeyStore(config.keys, config.keysFile);
+  const fromEnv = parseApiKeyList(config.keysText, "GATEWAY_API_KEYS");
+  if (fromEnv.problems.length > 0) throw new ConfigError(fromEnv.problems);
+  const store = new ApiKeyStore(fromEnv.keys, config.keysFile);
   const count = store.load();
   logger.info({ keys: count, file: config.keysFile }, "API keys loaded");
   const timer = config.keysFile === null ? null : setInterval(() => store.reloadIfChanged(logger), 10_000);

@@ -5,7 +5,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { ConfigError } from "../../../contracts/config.js";
-import { ApiKeyStore, createAuthenticator, parseKeysFile } from "../../../gateway/auth.js";
+import { ApiKeyStore, LOCAL_TENANT, createAuthenticator, parseApiKeyList, parseKeysFile } from "../../../gateway/auth.js";
 import { ApiError } from "../../../gateway/errors.js";
 
 const silent = pino({ level: "silent" });
@@ -71,15 +71,43 @@ describe("API keys", () => {
   });
 
   it("authenticates Bearer keys and answers 401 otherwise", () => {
-    const auth = createAuthenticator({ mode: "keys", keys: [{ tenant: "acme", key: "k1" }], keysFile: null }, silent);
+    const auth = createAuthenticator({ mode: "keys", keysText: "acme:k1", keysFile: null }, silent);
     assert.equal(auth.authenticate("Bearer k1"), "acme");
     assert.equal(auth.authenticate("bearer   k1 "), "acme");
     for (const header of [undefined, "", "Bearer", "Bearer k2", "Basic k1", "k1", "Bearer k1 k1"]) {
       assert.throws(() => auth.authenticate(header), (err: unknown) => err instanceof ApiError && err.code === "unauthorized", String(header));
     }
     auth.stop();
-    const open = createAuthenticator({ mode: "none", keys: [], keysFile: null }, silent);
+    const open = createAuthenticator({ mode: "none", keysText: "", keysFile: null }, silent);
     assert.equal(open.authenticate(undefined), "local");
     assert.equal(open.authenticate("Bearer anything"), "local");
+  });
+
+  it("parses key lists with newlines, comments and keys that contain colons", () => {
+    const { keys, problems } = parseApiKeyList("# team keys\na:k1\n\nb:k:2,c:k3", "file");
+    assert.deepEqual(problems, []);
+    assert.deepEqual(keys, [
+      { tenant: "a", key: "k1" },
+      { tenant: "b", key: "k:2" },
+      { tenant: "c", key: "k3" },
+    ]);
+    assert.equal(LOCAL_TENANT, "local");
+  });
+
+  it("names bad GATEWAY_API_KEYS entries by position at start and never quotes a key", () => {
+    const secret = "s3cr3t-value";
+    assert.throws(
+      () => createAuthenticator({ mode: "keys", keysText: `good:${secret},${secret},bad tenant!:${secret}x, :${secret}y`, keysFile: null }, silent),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, [
+          'GATEWAY_API_KEYS: entry 2: not in the form "tenant:key"',
+          "GATEWAY_API_KEYS: entry 3: the tenant may contain only letters, digits, '.', '_' and '-' (1-64)",
+          'GATEWAY_API_KEYS: entry 4: not in the form "tenant:key"',
+        ]);
+        assert.ok(!err.message.includes(secret));
+        return true;
+      },
+    );
   });
 });
