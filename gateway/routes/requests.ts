@@ -9,6 +9,7 @@ import type { GatewayDeps } from "../app.js";
 import { parseInput } from "../errors.js";
 import { cancel, findRequest } from "../intake.js";
 import { requestStatus } from "../request-status.js";
+import { formatQueued } from "../kafka/queue-watch.js";
 import { KEEPALIVE, formatEvent, openEventStream, parseLastEventId } from "../sse.js";
 import { cancelBody, emptyQuery, eventsQuery, objectBody } from "./schemas.js";
 
@@ -31,20 +32,28 @@ export function registerRequestRoutes(app: FastifyInstance, deps: GatewayDeps): 
     openEventStream(res);
 
     let stop: (() => void) | null = null;
+    let unwatch: (() => void) | null = null;
     const keepalive = setInterval(() => res.write(KEEPALIVE), deps.config.sseKeepaliveMs);
     const finish = () => {
       clearInterval(keepalive);
+      unwatch?.();
       stop?.();
       if (!res.writableEnded) res.end();
     };
     // A client that leaves a native stream may come back with Last-Event-ID: no cancel.
     res.on("close", finish);
     stop = deps.hub.follow(requestId, afterSeq, (event) => {
+      unwatch?.(); // a worker has it: no more queued notices
+      unwatch = null;
       res.write(formatEvent(event));
       if (isTerminalEvent(event)) setImmediate(finish);
     });
     // Evicted between the lookup and now (a full hub): end the stream rather than hang.
     if (stop === null) finish();
+    // Nothing from a worker yet: say every few seconds where the request waits.
+    else if (deps.queueWatch && deps.hub.get(requestId)?.events.length === 0 && !res.writableEnded) {
+      unwatch = deps.queueWatch.watch(requestId, (notice) => res.write(formatQueued(notice)));
+    }
   });
 
   /** Asks the worker running the request to stop; the request then ends as "cancelled" with the partial reply. */
