@@ -40,7 +40,8 @@ build_part() {
   dir=$(part_dir "$name" "$version")
   [ -f "$dir/bin/.complete" ] && return 0
   tmp="$dir.tmp.$$"
-  rm -rf "$tmp"
+  # Under the lock, any other temporary folder is what an interrupted build left.
+  rm -rf "$dir".tmp.*
   mkdir -p "$tmp/bin"
   start=$(date +%s)
   k8s_log "building $name $version (cold build, once per machine; the module and build caches are in $K8S_CACHE)"
@@ -90,7 +91,9 @@ build_kubernetes() {
     for m in $staging; do go mod edit -replace="$m=$m@$pub"; done
     local cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
-    go get "${cmds[@]}"
+    # Resolve the packages' modules at the versions required here (go get without a
+    # version would upgrade k8s.io/kubernetes to the newest).
+    go list -mod=mod -deps "${cmds[@]}" >/dev/null
     local minor=${v#v1.}; minor=${minor%%.*}
     local ld="-s -w" p
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -112,8 +115,17 @@ build_kwok() {
 }
 
 build_adapter() {
-  GOBIN="$1/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/prometheus-adapter/cmd/adapter@$2"
-  mv "$1/bin/adapter" "$1/bin/prometheus-adapter"
+  # Not `go install pkg@version`: that reads the module's version list (for deprecations),
+  # which the proxy refuses for prometheus-adapter. A wrapper requiring the exact version
+  # resolves the packages with -mod=mod instead.
+  local w="$1/src"
+  wrapper_module "$w" prometheus-adapter
+  (
+    cd "$w"
+    go mod edit -require="sigs.k8s.io/prometheus-adapter@$2"
+    go list -mod=mod -deps sigs.k8s.io/prometheus-adapter/cmd/adapter >/dev/null
+    go build -trimpath -ldflags "-s -w" -o "$1/bin/prometheus-adapter" sigs.k8s.io/prometheus-adapter/cmd/adapter
+  )
 }
 
 build_keda() {
@@ -132,7 +144,7 @@ build_keda() {
     go mod edit -require="github.com/kedacore/keda/v2@$v"
     # shellcheck disable=SC2086
     [ -z "$edits" ] || go mod edit $edits
-    go get github.com/kedacore/keda/v2/cmd/operator github.com/kedacore/keda/v2/cmd/adapter
+    go list -mod=mod -deps github.com/kedacore/keda/v2/cmd/operator github.com/kedacore/keda/v2/cmd/adapter >/dev/null
     local ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$v"
     go build -trimpath -ldflags "$ld" -o "$1/bin/keda-operator" github.com/kedacore/keda/v2/cmd/operator
     go build -trimpath -ldflags "$ld" -o "$1/bin/keda-metrics-apiserver" github.com/kedacore/keda/v2/cmd/adapter
