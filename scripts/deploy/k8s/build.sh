@@ -155,6 +155,14 @@ build_keda() {
   cp "$src/config/crd/bases/"*.yaml "$1/crds/"
 }
 
+# KEDA's CRDs alone (the chart's ScaledObject), from its module: no build needed.
+build_keda_crds() {
+  local src
+  src=$(go mod download -json "github.com/kedacore/keda/v2@$2" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);if(j.Error){console.error(j.Error);process.exit(1)}console.log(j.Dir)})')
+  mkdir -p "$1/crds"
+  cp "$src/config/crd/bases/"*.yaml "$1/crds/"
+}
+
 build_prom_crds() {
   local src
   src=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$2" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);if(j.Error){console.error(j.Error);process.exit(1)}console.log(j.Dir)})')
@@ -165,7 +173,8 @@ build_prom_crds() {
 print_dirs() {
   local missing=0 spec
   for spec in "etcd $ETCD_VERSION" "kubernetes $K8S_VERSION" "kwok $KWOK_VERSION" \
-    "prometheus-adapter $ADAPTER_VERSION" "prometheus-operator-crds $PROM_OPERATOR_VERSION" "keda $KEDA_VERSION"; do
+    "prometheus-adapter $ADAPTER_VERSION" "prometheus-operator-crds $PROM_OPERATOR_VERSION" \
+    "keda-crds $KEDA_VERSION" "keda $KEDA_VERSION"; do
     # shellcheck disable=SC2086
     set -- $spec
     local d; d=$(part_dir "$1" "$2")
@@ -185,6 +194,7 @@ main() {
     flock 9
   fi
   build_part prometheus-operator-crds "$PROM_OPERATOR_VERSION" build_prom_crds
+  build_part keda-crds "$KEDA_VERSION" build_keda_crds
   build_part etcd "$ETCD_VERSION" build_etcd
   build_part kwok "$KWOK_VERSION" build_kwok
   build_part prometheus-adapter "$ADAPTER_VERSION" build_adapter
