@@ -96,7 +96,7 @@ export function gatewayEvents(
           const block = buffered.slice(0, end);
           buffered = buffered.slice(end + 2);
           const type = /^event: (.*)$/m.exec(block)?.[1];
-          if (!type) continue;
+          if (!type || type === "queued") continue; // the gateway's waiting notice is not a chat event
           t.events++;
           if (type === "delta") t.firstTextAt ??= at;
           else if (type === "final" && t.finalAt === undefined) {

@@ -36,6 +36,7 @@ export function parseSse(text: string): SseMessage[] {
   return messages;
 }
 
+/** The chat events of a stream, without the gateway's `queued` notices (not chat events). */
 export function chatEvents(messages: SseMessage[]): ChatEvent[] {
-  return messages.map((m) => JSON.parse(m.data) as ChatEvent);
+  return messages.filter((m) => m.event !== "queued").map((m) => JSON.parse(m.data) as ChatEvent);
 }
