@@ -198,6 +198,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         contexts: [{ name: "test", context: { cluster: "test", user: "admin", namespace: "default" } }],
         "current-context": "test",
       }),
+      { mode: 0o600 },
     );
 
     procs.push(
