@@ -5,7 +5,8 @@
  * (broker, gateway, one worker on stories260K) with the labels the chart's monitors give.
  * Under a burst the HPA's metric, read through the API server, rises; kube-controller-
  * manager's HPA raises the worker Deployment's replicas, and once the burst has drained
- * and the (shortened) stabilization window passed, lowers them again.
+ * and the (shortened) stabilization window passed, lowers them again, removing the pods
+ * with the lowest deletion cost first.
  *
  * The Deployment's pods are kwok's (no containers): the local worker does the work, the
  * HPA's decisions move the Deployment. Nothing is sent to a pod IP.
@@ -21,7 +22,8 @@ import { apiClient, stackEnv, startGateway } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
 import { bin, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
-import { helmOk } from "./lib/helm-cluster.js";
+import { helmOk, pods } from "./lib/helm-cluster.js";
+import { POD_DELETION_COST_ANNOTATION } from "../../worker/pod-deletion-cost.js";
 import { startPrometheus, type Prometheus } from "./lib/prometheus.js";
 
 const NAMESPACE = "kafka-llm";
@@ -30,6 +32,7 @@ const KEY = "hpa-key-0123456789";
 const BURST = 240;
 /** The chart's scale-down window is 300 s; the test shortens it (the controller still decides). */
 const DOWN_WINDOW_S = 20;
+const WORKERS = "app.kubernetes.io/component=worker";
 
 interface HpaStatus {
   desiredReplicas: number;
@@ -197,9 +200,22 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
         return top > 1 ? top : undefined;
       }, 120_000);
       assert.ok(peak > 1);
+      // Deletion costs as the workers set them: one busy, the rest idle. When the HPA
+      // scales down, the ReplicaSet must keep the busy one.
+      const up = await cp.waitFor("the new worker pods", () => {
+        const p = pods(cp, NAMESPACE, WORKERS);
+        return p.length > 1 ? p : undefined;
+      });
+      const busy = up.at(-1)!.name;
+      for (const p of up) cp.kc(["-n", NAMESPACE, "annotate", "pod", p.name, `${POD_DELETION_COST_ANNOTATION}=${p.name === busy ? 3 : 0}`, "--overwrite"]);
       await cp.waitFor("the burst to drain", () => samples.at(-1)?.lag === 0 && samples.some((s) => (s.lag ?? 0) > 0), 300_000);
       const drainedAt = samples.at(-1)!.t;
       const down = await cp.waitFor("the HPA to scale the workers back down", () => (samples.at(-1)!.replicas === 1 ? samples.at(-1)! : undefined), 180_000);
+      const left = await cp.waitFor("the removed pods gone", () => {
+        const p = pods(cp, NAMESPACE, WORKERS);
+        return p.length === 1 ? p : undefined;
+      });
+      assert.equal(left[0]!.name, busy, "the scale-down removed the idle workers (lowest deletion cost) and kept the busy one");
       const peakLag = Math.max(...samples.map((s) => s.lag ?? 0));
       const peakReplicas = Math.max(...samples.map((s) => s.replicas));
       console.log(`# burst: peak lag ${peakLag} through the API server, peak ${peakReplicas} workers, drained at ${drainedAt.toFixed(0)} s, back to 1 at ${down.t.toFixed(0)} s`);
