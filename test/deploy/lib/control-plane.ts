@@ -11,7 +11,7 @@
  * nowhere); tests point clients at 127.0.0.1 processes.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { stringify as toYaml } from "yaml";
@@ -404,6 +404,18 @@ function controlPlaneHandle(dir: string, parts: K8sParts, kubeconfig: string, se
     },
   };
   return handle;
+}
+
+/**
+ * A serving and client certificate for 127.0.0.1/localhost from the control plane's CA,
+ * written to `dir` as tls.crt, tls.key and ca.crt (the layout controllers' --cert-dir
+ * expects).
+ */
+export function makeServingCert(cp: ControlPlane, dir: string, name = "extra"): void {
+  makeCert(cp.dir, "ca", name, `/CN=${name}`, ["IP:127.0.0.1", "DNS:localhost"]);
+  copyFileSync(path.join(cp.dir, `${name}.crt`), path.join(dir, "tls.crt"));
+  copyFileSync(path.join(cp.dir, `${name}.key`), path.join(dir, "tls.key"));
+  copyFileSync(path.join(cp.dir, "ca.crt"), path.join(dir, "ca.crt"));
 }
 
 /** CRD files as a list of paths (the upstream modules' own). */
