@@ -208,6 +208,7 @@ async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, aut
         if (next.done) break;
         touch();
         for (const message of parser.push(next.value)) {
+          if (message.event === "queued") continue; // the gateway's notice while it waits, not a chat event
           if (message.id !== undefined) lastEventId = message.id;
           take(turn, JSON.parse(message.data) as ChatEvent);
           if (turn.terminal !== null) break;

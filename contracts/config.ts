@@ -141,6 +141,7 @@ const gatewayFields = {
   GATEWAY_APPLY_WAIT_MS: int(10_000, 0, 600_000),
   UNKNOWN_REQUEST_WAIT_MS: int(2000, 0, 60_000),
   LAG_REFRESH_MS: int(5000, 500, 3_600_000),
+  QUEUE_NOTICE_MS: int(3000, 500, 600_000),
   WORKER_GROUP_ID: str("kafka-llm-workers"),
   TURN_STATS_WINDOW_MS: int(5 * 60_000, 1000, 24 * 3_600_000),
   MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
@@ -354,6 +355,8 @@ export interface GatewayConfig {
   /** How long DELETE waits for a worker to apply the deletion before answering 202, ms. */
   readonly applyWaitMs: number;
   readonly lag: { readonly refreshMs: number; readonly workerGroupId: string };
+  /** How often a waiting request's event stream gets a `queued` notice, ms. */
+  readonly queueNoticeMs: number;
   /** Window of the recent mean turn duration, ms. */
   readonly turnStatsWindowMs: number;
   /** Most bytes of conversation state the gateway's view of chat.memory holds. */
@@ -392,6 +395,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     kafkaSendTimeoutMs: e.KAFKA_SEND_TIMEOUT_MS,
     applyWaitMs: e.GATEWAY_APPLY_WAIT_MS,
     lag: { refreshMs: e.LAG_REFRESH_MS, workerGroupId: e.WORKER_GROUP_ID },
+    queueNoticeMs: e.QUEUE_NOTICE_MS,
     turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,
     memoryViewMaxBytes: e.MEMORY_VIEW_MAX_BYTES,
     modelName: e.MODEL_NAME,

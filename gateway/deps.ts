@@ -8,6 +8,7 @@ import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";
 import type { MemoryView } from "./kafka/memory-view.js";
 import type { Publisher } from "./kafka/publisher.js";
+import type { QueueWatch } from "./kafka/queue-watch.js";
 import type { GatewayMetrics } from "./metrics.js";
 
 export interface GatewayDeps {
@@ -19,6 +20,8 @@ export interface GatewayDeps {
   /** The view of chat.memory; null while it is not running (history then answers 503). */
   memory: MemoryView | null;
   authenticate: Authenticator;
+  /** Sends `queued` notices on the streams of requests no worker has started; absent: none. */
+  queueWatch?: QueueWatch;
   /** True once the gateway has read what it needs to answer for recent requests. */
   ready(): boolean;
   /** Why the gateway cannot work any more (a consumer stopped for good), or null. */

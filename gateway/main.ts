@@ -12,6 +12,7 @@ import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
 import { startMemoryView } from "./kafka/memory-view.js";
+import { QueueWatch } from "./kafka/queue-watch.js";
 import { KafkaPublisher } from "./kafka/publisher.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { TurnStats } from "./turn-stats.js";
@@ -52,6 +53,15 @@ async function main(): Promise<void> {
   sweeper.unref();
 
   await publisher.connect();
+  const queueWatch = new QueueWatch({
+    admin,
+    topic: topics.requests,
+    groupId: config.lag.workerGroupId,
+    intervalMs: config.queueNoticeMs,
+    maxPositions: config.requests.maxTracked,
+    logger,
+  });
+  deps.queueWatch = queueWatch;
   const events = await startEventConsumer({
     kafka,
     admin,
@@ -60,6 +70,7 @@ async function main(): Promise<void> {
     lookBackMs: config.requests.stateTtlMs,
     logger,
     onEvent: (event) => turnStats.record(event),
+    onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
   });
   deps.memory = await startMemoryView({
     kafka,
@@ -90,6 +101,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, "shutting down");
     try {
       lag.stop();
+      queueWatch.stop();
       auth.stop();
       // Open SSE streams would hold close() forever: end them, clients resume elsewhere.
       const closing = app.close();

@@ -49,6 +49,11 @@ export class SseWriter {
     this.#write(`data: ${JSON.stringify(value)}\n\n`);
   }
 
+  /** A frame formatted elsewhere (e.g. the gateway's own `queued` notice). */
+  frame(text: string): void {
+    this.#write(text);
+  }
+
   /** OpenAI's end of stream. */
   done(): void {
     this.#write(SSE_DONE);

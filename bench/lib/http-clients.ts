@@ -93,7 +93,7 @@ export function gatewayEvents(
         const at = performance.now();
         for (const message of sse.push(chunk)) {
           const type = message.event;
-          if (!type) continue;
+          if (!type || type === "queued") continue; // the gateway's waiting notice is not a chat event
           t.events++;
           if (type === "delta") t.firstTextAt ??= at;
           else if (type === "final" && t.finalAt === undefined) {

@@ -40,6 +40,8 @@ export async function startEventConsumer(options: {
   logger: Logger;
   /** Called with each event the hub took as new (not duplicates). */
   onEvent?: (event: ChatEvent) => void;
+  /** Called with where each request was read in chat.requests (for the queue position). */
+  onRequestRead?: (requestId: string, partition: number, offset: string) => void;
 }): Promise<EventConsumer> {
   const { kafka, admin, topics, hub, logger } = options;
   const log = logger.child({ component: "event-consumer" });
@@ -71,7 +73,10 @@ export async function startEventConsumer(options: {
       if (topic === topics.requests) {
         const decoded = decodeRecord(chatRequestSchema, message.value);
         // A malformed request is the workers' to dead-letter; nothing to track.
-        if (decoded.ok) hub.track(decoded.value.request_id, decoded.value.conversation_id, decoded.value.tenant);
+        if (decoded.ok) {
+          hub.track(decoded.value.request_id, decoded.value.conversation_id, decoded.value.tenant);
+          options.onRequestRead?.(decoded.value.request_id, partition, message.offset);
+        }
         return;
       }
       const decoded = decodeRecord(chatEventSchema, message.value);

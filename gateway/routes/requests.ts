@@ -9,6 +9,7 @@ import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { cancel, findRequest } from "../intake.js";
 import { requestStatus } from "../request-status.js";
+import { formatQueued } from "../kafka/queue-watch.js";
 import { SseWriter, parseLastEventId } from "../sse.js";
 import { cancelBody, emptyQuery, eventsQuery, objectBody } from "./schemas.js";
 
@@ -29,18 +30,29 @@ export function registerRequestRoutes(app: FastifyInstance, deps: GatewayDeps): 
     reply.hijack();
     const sse = new SseWriter(reply.raw, deps.config.sseKeepaliveMs);
     let stop: (() => void) | null = null;
+    let unwatch: (() => void) | null = null;
     const finish = () => {
+      unwatch?.();
       stop?.();
       sse.end();
     };
     // A client that leaves a native stream may come back with Last-Event-ID: no cancel.
-    sse.onClose(() => stop?.());
+    sse.onClose(() => {
+      unwatch?.();
+      stop?.();
+    });
     stop = deps.hub.follow(requestId, afterSeq, (event) => {
+      unwatch?.(); // a worker has it: no more queued notices
+      unwatch = null;
       sse.event(event);
       if (isTerminalEvent(event)) setImmediate(finish);
     });
     // Evicted between the lookup and now (a full hub): end the stream rather than hang.
     if (stop === null) finish();
+    // Nothing from a worker yet: say every few seconds where the request waits.
+    else if (deps.queueWatch && deps.hub.get(requestId)?.events.length === 0 && !sse.ended) {
+      unwatch = deps.queueWatch.watch(requestId, (notice) => sse.frame(formatQueued(notice)));
+    }
   });
 
   /** Asks the worker running the request to stop; the request then ends as "cancelled" with the partial reply. */

