@@ -29,7 +29,17 @@ import { scaleScenario } from "./scenarios/scale.js";
 
 const running: { broker: Awaited<ReturnType<typeof startBroker>> | null } = { broker: null };
 
-const SCENARIOS: Scenario[] = [routeScenario, batchingScenario, kvReuseScenario, failoverScenario, restoreScenario, fanoutScenario, scaleScenario, llamaNativeScenario, openaiScenario];
+const SCENARIOS: Scenario[] = [
+  routeScenario,
+  batchingScenario,
+  kvReuseScenario,
+  failoverScenario,
+  restoreScenario,
+  fanoutScenario,
+  scaleScenario,
+  llamaNativeScenario,
+  openaiScenario,
+];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

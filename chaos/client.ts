@@ -144,7 +144,10 @@ async function post(o: ClientOptions, turn: ClientTurn, auth: Record<string, str
         }),
         signal,
       );
-      const body = (await unlessAborted(res.json().catch(() => null), signal)) as { request_id?: string; events_url?: string; error?: { message?: string } } | null;
+      const body = (await unlessAborted(
+        res.json().catch(() => null),
+        signal,
+      )) as { request_id?: string; events_url?: string; error?: { message?: string } } | null;
       if (res.status === 202 && body?.request_id && body.events_url) {
         turn.tries.push({ content, at, ms: Date.now() - at, outcome: "accepted", status: 202, requestId: body.request_id });
         turn.requestId = body.request_id;
@@ -160,7 +163,13 @@ async function post(o: ClientOptions, turn: ClientTurn, auth: Record<string, str
       if (o.stop.aborted) throw err;
       if (turn.tries.at(-1)?.outcome === "rejected") throw err;
       const timedOut = (err as Error).name === "TimeoutError";
-      turn.tries.push({ content, at, ms: Date.now() - at, outcome: timedOut ? "timeout" : "network", detail: String((err as Error).cause ?? (err as Error).message) });
+      turn.tries.push({
+        content,
+        at,
+        ms: Date.now() - at,
+        outcome: timedOut ? "timeout" : "network",
+        detail: String((err as Error).cause ?? (err as Error).message),
+      });
     }
     await sleep(waitMs, o.stop);
   }

@@ -151,7 +151,10 @@ export class Cluster {
   async notReady(): Promise<string[]> {
     const names: string[] = [];
     for (const w of this.live()) {
-      const ok = await fetch(`${w.service!.baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.ok, () => false);
+      const ok = await fetch(`${w.service!.baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) }).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (!ok) names.push(w.service!.name);
     }
     return names;

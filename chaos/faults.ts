@@ -111,10 +111,13 @@ export async function injectFaults(options: {
 function waitUntil(t: number, stop: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
     if (stop.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      stop.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, Math.max(0, t - Date.now()));
+    const timer = setTimeout(
+      () => {
+        stop.removeEventListener("abort", onAbort);
+        resolve(true);
+      },
+      Math.max(0, t - Date.now()),
+    );
     const onAbort = () => {
       clearTimeout(timer);
       resolve(false);

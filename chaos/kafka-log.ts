@@ -45,7 +45,10 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000)
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`reading ${topic} did not reach its end within ${timeoutMs} ms (partitions left: ${[...pending].join(",")})`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`reading ${topic} did not reach its end within ${timeoutMs} ms (partitions left: ${[...pending].join(",")})`)),
+        timeoutMs,
+      );
       void consumer.run({
         autoCommit: false,
         eachMessage: async ({ partition, message }) => {

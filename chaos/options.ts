@@ -156,7 +156,8 @@ export function parseChaosOptions(argv: readonly string[], env: NodeJS.ProcessEn
     const where = `${envName(field)} / --${flagName(field)}`;
     if (kind === "int" || kind === "number") {
       const n = Number(value);
-      if (!Number.isFinite(n) || n < 0 || (kind === "int" && !Number.isInteger(n))) problems.push(`${where}: "${value}" is not a non-negative ${kind === "int" ? "integer" : "number"}`);
+      if (!Number.isFinite(n) || n < 0 || (kind === "int" && !Number.isInteger(n)))
+        problems.push(`${where}: "${value}" is not a non-negative ${kind === "int" ? "integer" : "number"}`);
       else options[field] = n;
     } else if (kind === "signal") {
       if (value !== "SIGTERM" && value !== "SIGKILL") problems.push(`${where}: must be SIGTERM or SIGKILL`);

@@ -65,7 +65,11 @@ export function formatReport(options: ChaosOptions, a: Accounting, faults: reado
     "partition's next final event; the largest over all faults and partitions.",
   ];
   if (a.anomalies.length > 0) {
-    lines.push("", `findings (${a.anomalies.length}; "note:" lines are counted, not failures):`, ...a.anomalies.slice(0, 30).map((x) => `  - ${x.length > 400 ? `${x.slice(0, 400)}...` : x}`));
+    lines.push(
+      "",
+      `findings (${a.anomalies.length}; "note:" lines are counted, not failures):`,
+      ...a.anomalies.slice(0, 30).map((x) => `  - ${x.length > 400 ? `${x.slice(0, 400)}...` : x}`),
+    );
     if (a.anomalies.length > 30) lines.push(`  ... ${a.anomalies.length - 30} more in the result file`);
   }
   lines.push("", a.ok ? "RESULT: PASS" : "RESULT: FAIL (lost, doubled, reordered, undelivered or misremembered turns above)");

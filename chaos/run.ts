@@ -87,7 +87,15 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     const kafka = readerClient(cluster.brokers);
     const topics = topicNames(cluster.prefix);
     const [requests, events, memory] = [await readTopic(kafka, topics.requests), await readTopic(kafka, topics.events), await readTopic(kafka, topics.memory)];
-    const accounting = account({ conversations, turnsPerConversation: options.turns, idempotencyKeys: options.idempotencyKeys, faults, requests, events, memory });
+    const accounting = account({
+      conversations,
+      turnsPerConversation: options.turns,
+      idempotencyKeys: options.idempotencyKeys,
+      faults,
+      requests,
+      events,
+      memory,
+    });
     const report = formatReport(options, accounting, faults, health, Date.now() - began);
     const file = await writeResult(options, { accounting, faults, health, conversations, cluster, report });
     return { options, accounting, faults, health, report, file };
@@ -132,7 +140,18 @@ async function writeResult(
   const file = path.join(dir, `${stem}.json`);
   // Turns worth a look: anything retried, resumed, re-run or wrong. The rest are counted only.
   const notable = r.conversations
-    .map((c) => ({ ...c, turns: c.turns.filter((t) => t.tries.length > 1 || t.connects > 1 || t.discardedAttempts > 0 || t.problems.length > 0 || t.terminal?.type !== "final" || t.streamedText !== t.terminal.reply) }))
+    .map((c) => ({
+      ...c,
+      turns: c.turns.filter(
+        (t) =>
+          t.tries.length > 1 ||
+          t.connects > 1 ||
+          t.discardedAttempts > 0 ||
+          t.problems.length > 0 ||
+          t.terminal?.type !== "final" ||
+          t.streamedText !== t.terminal.reply,
+      ),
+    }))
     .filter((c) => c.turns.length > 0 || c.gaveUp);
   const { anomalies, ...summary } = r.accounting;
   await writeFile(

@@ -19,7 +19,10 @@ const PARTITIONING =
   "chat.requests and chat.memory have the same partition count (KAFKA_REQUEST_PARTITIONS): partition p of one goes with partition p of the other.";
 
 function keySchema(role: "conversation" | "request") {
-  const schema = zodToJsonSchema(role === "conversation" ? conversationIdSchema : requestIdSchema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<string, unknown>;
+  const schema = zodToJsonSchema(role === "conversation" ? conversationIdSchema : requestIdSchema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<
+    string,
+    unknown
+  >;
   delete schema.$schema;
   return { ...schema, description: role === "conversation" ? "The conversation id (UTF-8)" : "The request id (UTF-8)" };
 }
@@ -46,7 +49,14 @@ function message(topic: TopicRole, key: "conversation" | "request", extra: Recor
 const channelRef = (name: string) => ({ $ref: `#/channels/${name}` });
 const messageRef = (channel: string, name: string) => ({ $ref: `#/channels/${channel}/messages/${name}` });
 
-function channel(role: TopicRole, description: string, messageName: string, msg: unknown, binding: Record<string, unknown> = {}, more: Record<string, unknown> = {}) {
+function channel(
+  role: TopicRole,
+  description: string,
+  messageName: string,
+  msg: unknown,
+  binding: Record<string, unknown> = {},
+  more: Record<string, unknown> = {},
+) {
   return {
     address: `{prefix}${TOPIC_BASE_NAMES[role]}`,
     title: TOPIC_BASE_NAMES[role],
@@ -112,7 +122,14 @@ export function asyncApiDocument(): Record<string, unknown> {
           handover: message(
             "memory",
             "request",
-            { bindings: { kafka: { key: { type: "string", pattern: "^#handover:", description: "'#handover:' then the request id (UTF-8)" }, bindingVersion: KAFKA_BINDING } } },
+            {
+              bindings: {
+                kafka: {
+                  key: { type: "string", pattern: "^#handover:", description: "'#handover:' then the request id (UTF-8)" },
+                  bindingVersion: KAFKA_BINDING,
+                },
+              },
+            },
             RECORD_SCHEMAS.find((r) => r.title === "Handover")!,
           ),
         },
@@ -138,15 +155,60 @@ export function asyncApiDocument(): Record<string, unknown> {
       },
     },
     operations: {
-      sendRequest: { action: "send", title: "Ask for a turn (the gateway; any producer)", channel: channelRef("requests"), messages: [messageRef("requests", "chatRequest")] },
-      processRequest: { action: "receive", title: "Run requests (the workers, one consumer group)", channel: channelRef("requests"), messages: [messageRef("requests", "chatRequest")] },
-      sendEvent: { action: "send", title: "Stream a request's events (the workers)", channel: channelRef("events"), messages: [messageRef("events", "chatEvent")] },
-      receiveEvents: { action: "receive", title: "Follow replies (every gateway; any consumer)", channel: channelRef("events"), messages: [messageRef("events", "chatEvent")] },
-      writeMemory: { action: "send", title: "Store a conversation (the owning worker)", channel: channelRef("memory"), messages: [messageRef("memory", "conversationState")] },
-      readMemory: { action: "receive", title: "Restore conversations (workers) and answer history (gateways)", channel: channelRef("memory"), messages: [messageRef("memory", "conversationState")] },
-      sendCancel: { action: "send", title: "Cancel a request (the gateway)", channel: channelRef("control"), messages: [messageRef("control", "controlRecord")] },
-      receiveCancel: { action: "receive", title: "Stop cancelled requests (every worker)", channel: channelRef("control"), messages: [messageRef("control", "controlRecord")] },
-      deadLetter: { action: "send", title: "Set aside a record that cannot be processed (the workers)", channel: channelRef("deadLetter"), messages: [messageRef("deadLetter", "deadLetter")] },
+      sendRequest: {
+        action: "send",
+        title: "Ask for a turn (the gateway; any producer)",
+        channel: channelRef("requests"),
+        messages: [messageRef("requests", "chatRequest")],
+      },
+      processRequest: {
+        action: "receive",
+        title: "Run requests (the workers, one consumer group)",
+        channel: channelRef("requests"),
+        messages: [messageRef("requests", "chatRequest")],
+      },
+      sendEvent: {
+        action: "send",
+        title: "Stream a request's events (the workers)",
+        channel: channelRef("events"),
+        messages: [messageRef("events", "chatEvent")],
+      },
+      receiveEvents: {
+        action: "receive",
+        title: "Follow replies (every gateway; any consumer)",
+        channel: channelRef("events"),
+        messages: [messageRef("events", "chatEvent")],
+      },
+      writeMemory: {
+        action: "send",
+        title: "Store a conversation (the owning worker)",
+        channel: channelRef("memory"),
+        messages: [messageRef("memory", "conversationState")],
+      },
+      readMemory: {
+        action: "receive",
+        title: "Restore conversations (workers) and answer history (gateways)",
+        channel: channelRef("memory"),
+        messages: [messageRef("memory", "conversationState")],
+      },
+      sendCancel: {
+        action: "send",
+        title: "Cancel a request (the gateway)",
+        channel: channelRef("control"),
+        messages: [messageRef("control", "controlRecord")],
+      },
+      receiveCancel: {
+        action: "receive",
+        title: "Stop cancelled requests (every worker)",
+        channel: channelRef("control"),
+        messages: [messageRef("control", "controlRecord")],
+      },
+      deadLetter: {
+        action: "send",
+        title: "Set aside a record that cannot be processed (the workers)",
+        channel: channelRef("deadLetter"),
+        messages: [messageRef("deadLetter", "deadLetter")],
+      },
     },
     components: {
       parameters: {

@@ -39,7 +39,12 @@ const bool = (def: boolean) =>
 const brokerList = z
   .string()
   .default("127.0.0.1:9092")
-  .transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(",")
+      .map((b) => b.trim())
+      .filter(Boolean),
+  )
   .refine((list) => list.length > 0 && list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), {
     message: "must be a comma-separated list of host:port",
   });
@@ -93,9 +98,7 @@ const workerFields = {
   WORKER_ID: str(os.hostname()),
   WORKER_HTTP_HOST: str("0.0.0.0"),
   WORKER_HTTP_PORT: int(9090, 0, 65535),
-  MODEL: z
-    .string({ required_error: "required: a GGUF file path or an hf: URI" })
-    .min(1, "required: a GGUF file path or an hf: URI"),
+  MODEL: z.string({ required_error: "required: a GGUF file path or an hf: URI" }).min(1, "required: a GGUF file path or an hf: URI"),
   MODEL_DIR: str(".cache/models"),
   LLAMA_GPU: z.enum(["auto", "cuda", "vulkan", "metal", "false"]).default("auto"),
   LLAMA_THREADS: int(0, 0, 1024),
@@ -145,7 +148,10 @@ const gatewayFields = {
   WORKER_GROUP_ID: str("kafka-llm-workers"),
   TURN_STATS_WINDOW_MS: int(5 * 60_000, 1000, 24 * 3_600_000),
   MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
-  MODEL_NAME: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces").default("kafka-llm"),
+  MODEL_NAME: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces")
+    .default("kafka-llm"),
 };
 
 /**
@@ -220,7 +226,8 @@ function kafkaSecurity(e: z.infer<z.ZodObject<typeof kafkaFields>>): Pick<KafkaC
     const ca = file("KAFKA_TLS_CA_FILE", e.KAFKA_TLS_CA_FILE);
     const cert = file("KAFKA_TLS_CERT_FILE", e.KAFKA_TLS_CERT_FILE);
     const key = file("KAFKA_TLS_KEY_FILE", e.KAFKA_TLS_KEY_FILE);
-    if ((cert === undefined) !== (key === undefined)) problems.push("KAFKA_TLS_CERT_FILE: a client certificate needs KAFKA_TLS_KEY_FILE too (and the other way round)");
+    if ((cert === undefined) !== (key === undefined))
+      problems.push("KAFKA_TLS_CERT_FILE: a client certificate needs KAFKA_TLS_KEY_FILE too (and the other way round)");
     tls = { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }), rejectUnauthorized: e.KAFKA_TLS_REJECT_UNAUTHORIZED };
   } else if (e.KAFKA_TLS_CA_FILE || e.KAFKA_TLS_CERT_FILE) {
     problems.push("KAFKA_TLS: TLS files are set but KAFKA_TLS is false; set KAFKA_TLS=true");
@@ -364,7 +371,6 @@ export interface GatewayConfig {
   /** The model id /v1/models lists and OpenAI responses carry. */
   readonly modelName: string;
 }
-
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const e = parseEnv(gatewayFields, env);

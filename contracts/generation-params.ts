@@ -20,15 +20,17 @@ const functionName = z.string({ required_error: "is required" }).regex(FUNCTION_
  * the gateway stores the normalized form in the record, and the worker's decode finds it
  * unchanged. A part the grammar cannot express fails here, with its path.
  */
-export const grammarJsonSchema = z.record(z.unknown(), { errorMap: () => ({ message: "must be a JSON Schema object" }) }).transform((value, ctx): Record<string, unknown> => {
-  try {
-    return normalizeJsonSchema(value);
-  } catch (err) {
-    if (!(err instanceof SchemaProblem)) throw err;
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...err.path], message: err.message });
-    return z.NEVER;
-  }
-});
+export const grammarJsonSchema = z
+  .record(z.unknown(), { errorMap: () => ({ message: "must be a JSON Schema object" }) })
+  .transform((value, ctx): Record<string, unknown> => {
+    try {
+      return normalizeJsonSchema(value);
+    } catch (err) {
+      if (!(err instanceof SchemaProblem)) throw err;
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...err.path], message: err.message });
+      return z.NEVER;
+    }
+  });
 
 export const responseFormatSchema = z.discriminatedUnion(
   "type",
@@ -72,10 +74,7 @@ export const toolSchema = z
 export type Tool = z.infer<typeof toolSchema>;
 
 export const toolChoiceSchema = z.union(
-  [
-    z.enum(["none", "auto", "required"]),
-    z.object({ type: z.literal("function"), function: z.object({ name: functionName }).strict() }).strict(),
-  ],
+  [z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), function: z.object({ name: functionName }).strict() }).strict()],
   { errorMap: () => ({ message: 'must be "none", "auto", "required" or {"type": "function", "function": {"name": "..."}}' }) },
 );
 export type ToolChoice = z.infer<typeof toolChoiceSchema>;
@@ -118,7 +117,11 @@ export function checkParamCombination(
   const choice = p.tool_choice;
   if (typeof choice === "object") {
     if (!p.tools?.some((t) => t.function.name === choice.function.name)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_choice"], message: `names the function ${JSON.stringify(choice.function.name)}, which is not in tools` });
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["tool_choice"],
+        message: `names the function ${JSON.stringify(choice.function.name)}, which is not in tools`,
+      });
     }
   } else if (choice === "required" && p.tools === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_choice"], message: '"required" needs tools' });
@@ -127,7 +130,11 @@ export function checkParamCombination(
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tools"], message: `names the function ${JSON.stringify(twice)} twice` });
   if (p.tools !== undefined && choice !== "none" && p.response_format !== undefined && p.response_format.type !== "text") {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["response_format"], message: 'cannot be combined with tools (unless tool_choice is "none"): tool calls have their own grammar' });
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ["response_format"],
+      message: 'cannot be combined with tools (unless tool_choice is "none"): tool calls have their own grammar',
+    });
   }
 }
 

@@ -115,7 +115,8 @@ function normalize(schema: unknown, path: Path, depth: number): Record<string, J
     }
     case "$ref": {
       const ref = typeof schema.$ref === "string" ? schema.$ref.replace(/^#\/definitions\//, "#/$defs/") : null;
-      if (ref === null || !/^#\/\$defs\/[^/]+$/.test(ref)) throw new SchemaProblem([...path, "$ref"], 'only local references like "#/$defs/Name" are supported');
+      if (ref === null || !/^#\/\$defs\/[^/]+$/.test(ref))
+        throw new SchemaProblem([...path, "$ref"], 'only local references like "#/$defs/Name" are supported');
       out.$ref = ref;
       break;
     }
@@ -131,9 +132,13 @@ function normalize(schema: unknown, path: Path, depth: number): Record<string, J
       ordered(out, "minLength", "maxLength", path);
       if (schema.format !== undefined) {
         if (typeof schema.format !== "string" || !STRING_FORMATS.has(schema.format)) {
-          throw new SchemaProblem([...path, "format"], `format ${JSON.stringify(schema.format)} cannot be expressed by the grammar (supported: date-time, time, date)`);
+          throw new SchemaProblem(
+            [...path, "format"],
+            `format ${JSON.stringify(schema.format)} cannot be expressed by the grammar (supported: date-time, time, date)`,
+          );
         }
-        if (out.minLength !== undefined || out.maxLength !== undefined) throw new SchemaProblem([...path, "format"], "format cannot be combined with minLength or maxLength");
+        if (out.minLength !== undefined || out.maxLength !== undefined)
+          throw new SchemaProblem([...path, "format"], "format cannot be combined with minLength or maxLength");
         out.format = schema.format;
       }
       break;
@@ -156,7 +161,8 @@ function kindOf(schema: Record<string, unknown>, path: Path): string {
   if (schema.allOf !== undefined) throw new SchemaProblem([...path, "allOf"], unsupported("allOf", "schema"));
   if (schema.not !== undefined) throw new SchemaProblem([...path, "not"], unsupported("not", "schema"));
   const type = schema.type;
-  if (type === undefined) throw new SchemaProblem(path, "needs a type, const, enum, anyOf/oneOf or $ref (a schema that allows anything cannot be expressed by the grammar)");
+  if (type === undefined)
+    throw new SchemaProblem(path, "needs a type, const, enum, anyOf/oneOf or $ref (a schema that allows anything cannot be expressed by the grammar)");
   if (Array.isArray(type)) {
     if (type.length === 0 || !type.every((t) => typeof t === "string" && PRIMITIVE_TYPES.has(t))) {
       throw new SchemaProblem([...path, "type"], "a list of types may hold only string, number, integer, boolean and null (use anyOf for objects and arrays)");
@@ -177,9 +183,7 @@ function objectSchema(schema: Record<string, unknown>, path: Path, depth: number
   const out: Record<string, Json> = { type: "object" };
   if (schema.properties !== undefined) {
     if (!isObject(schema.properties)) throw new SchemaProblem([...path, "properties"], "must be an object of schemas");
-    out.properties = Object.fromEntries(
-      Object.entries(schema.properties).map(([name, p]) => [name, normalize(p, [...path, "properties", name], depth + 1)]),
-    );
+    out.properties = Object.fromEntries(Object.entries(schema.properties).map(([name, p]) => [name, normalize(p, [...path, "properties", name], depth + 1)]));
   }
   if (schema.required !== undefined) {
     if (!Array.isArray(schema.required) || !schema.required.every((r) => typeof r === "string")) {

@@ -54,8 +54,10 @@ export const contextMessageSchema = z
   })
   .strict()
   .superRefine((m, ctx) => {
-    if (m.tool_calls !== undefined && m.role !== "assistant") ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "only assistant messages carry tool calls" });
-    if ((m.tool_call_id !== undefined) !== (m.role === "tool")) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "a tool message, and only a tool message, needs tool_call_id" });
+    if (m.tool_calls !== undefined && m.role !== "assistant")
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "only assistant messages carry tool calls" });
+    if ((m.tool_call_id !== undefined) !== (m.role === "tool"))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "a tool message, and only a tool message, needs tool_call_id" });
   });
 export type ContextMessage = z.infer<typeof contextMessageSchema>;
 
@@ -90,7 +92,12 @@ export const turnRequestSchema = z
   .strict();
 
 function checkTurnContent(t: z.infer<typeof turnRequestSchema>, ctx: z.RefinementCtx): void {
-  if (t.tool_results !== undefined && t.context !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_results"], message: "belongs to turns with memory; a stateless turn carries tool results in its context" });
+  if (t.tool_results !== undefined && t.context !== undefined)
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ["tool_results"],
+      message: "belongs to turns with memory; a stateless turn carries tool results in its context",
+    });
   const afterTools = t.context?.at(-1)?.role === "tool" || t.tool_results !== undefined;
   if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must not be empty" });
   if (t.content.length > 0 && afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must be empty after tool results" });
@@ -135,7 +142,11 @@ export const usageSchema = z.object({
 export type Usage = z.infer<typeof usageSchema>;
 
 export const choiceSchema = z.object({
-  index: z.number().int().min(0).max(MAX_CHOICES - 1),
+  index: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_CHOICES - 1),
   reply: z.string(),
   stop_reason: stopReasonSchema,
   tool_calls: z.array(toolCallSchema).optional(),
@@ -182,7 +193,12 @@ export const deltaEventSchema = z.object({
   type: z.literal("delta"),
   text: z.string().min(1),
   /** Which choice the text belongs to, for a request with n > 1; absent means 0. */
-  choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
+  choice: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_CHOICES - 1)
+    .optional(),
 });
 /**
  * A fragment of a tool call's arguments as the model writes them (OpenAI route with tools):
@@ -193,9 +209,18 @@ export const toolCallDeltaEventSchema = z.object({
   ...eventBase,
   type: z.literal("tool_call_delta"),
   /** Which choice, for a request with n > 1; absent means 0. */
-  choice: z.number().int().min(0).max(MAX_CHOICES - 1).optional(),
+  choice: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_CHOICES - 1)
+    .optional(),
   /** The call's position among the reply's calls. */
-  index: z.number().int().min(0).max(MAX_TOOLS - 1),
+  index: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_TOOLS - 1),
   id: z.string().min(1).max(256).optional(),
   name: z.string().min(1).max(64).optional(),
   arguments: z.string(),
@@ -224,13 +249,7 @@ export const errorEventSchema = z.object({
 });
 
 /** chat.events: what a worker says about one request. Key: conversation_id. */
-export const chatEventSchema = z.discriminatedUnion("type", [
-  startEventSchema,
-  deltaEventSchema,
-  toolCallDeltaEventSchema,
-  finalEventSchema,
-  errorEventSchema,
-]);
+export const chatEventSchema = z.discriminatedUnion("type", [startEventSchema, deltaEventSchema, toolCallDeltaEventSchema, finalEventSchema, errorEventSchema]);
 export type ChatEvent = z.infer<typeof chatEventSchema>;
 export type StartEvent = z.infer<typeof startEventSchema>;
 export type DeltaEvent = z.infer<typeof deltaEventSchema>;
@@ -345,9 +364,7 @@ export function loggableReason(reason: string): string {
 
 /** Formats zod issues as "path: message; path: message". */
 export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
-    .join("; ");
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
 }
 
 /**

@@ -43,7 +43,9 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     // the same error body as everything else.
     frameworkErrors: (err, request, reply) => {
       const message =
-        err.code === "FST_ERR_MAX_PARAM_LENGTH" ? "an id in the path is too long (ids are at most 128 characters)" : "the URL is malformed (check its %-encoding)";
+        err.code === "FST_ERR_MAX_PARAM_LENGTH"
+          ? "an id in the path is too long (ids are at most 128 characters)"
+          : "the URL is malformed (check its %-encoding)";
       void sendError(reply, new KafkaLlmError("invalid_request", message), request.url.startsWith("/v1/chat/") ? "openai" : "native");
     },
   });

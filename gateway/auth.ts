@@ -38,7 +38,10 @@ export function apiKeyProblem(tenant: string, key: string): string | null {
 export function parseApiKeyList(text: string, source: string): { keys: ApiKey[]; problems: string[] } {
   const keys: ApiKey[] = [];
   const problems: string[] = [];
-  const entries = text.split(/[,\n]/).map((e) => e.trim()).filter((e) => e !== "" && !e.startsWith("#"));
+  const entries = text
+    .split(/[,\n]/)
+    .map((e) => e.trim())
+    .filter((e) => e !== "" && !e.startsWith("#"));
   entries.forEach((entry, i) => {
     const colon = entry.indexOf(":");
     const tenant = colon < 0 ? "" : entry.slice(0, colon).trim();
@@ -84,8 +87,7 @@ export function parseKeysFile(text: string, source: string): { keys: ApiKey[]; p
   const keys: ApiKey[] = [];
   const problems: string[] = [];
   pairs.forEach(([tenant, key], i) => {
-    const problem =
-      typeof tenant === "string" && typeof key === "string" ? apiKeyProblem(tenant, key) : 'not in the form {"tenant": string, "key": string}';
+    const problem = typeof tenant === "string" && typeof key === "string" ? apiKeyProblem(tenant, key) : 'not in the form {"tenant": string, "key": string}';
     if (problem === null) keys.push({ tenant: tenant as string, key: key as string });
     else problems.push(`${source}: entry ${i + 1}: ${problem}`);
   });
@@ -187,10 +189,7 @@ export function createAuthenticator(config: GatewayConfig["auth"], logger: Logge
       const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
       const tenant = match ? store.tenantOf(match[1]!) : null;
       if (tenant === null) {
-        throw new ApiError(
-          "unauthorized",
-          authorization ? "the API key is not valid" : "an API key is required: send Authorization: Bearer <key>",
-        );
+        throw new ApiError("unauthorized", authorization ? "the API key is not valid" : "an API key is required: send Authorization: Bearer <key>");
       }
       return tenant;
     },

@@ -86,7 +86,8 @@ export async function cancel(deps: GatewayDeps, requestId: string, tenant: strin
 export async function findRequest(deps: GatewayDeps, requestId: string, tenant: string): Promise<RequestSnapshot> {
   if (!deps.hub.has(requestId) && UUID.test(requestId)) await deps.hub.whenKnown(requestId, deps.config.requests.unknownWaitMs);
   const snapshot = deps.hub.get(requestId);
-  if (!snapshot || snapshot.tenant !== tenant) throw notFound(`no request ${requestId} is known here (requests are kept ${Math.round(deps.config.requests.stateTtlMs / 1000)} s after their last event)`);
+  if (!snapshot || snapshot.tenant !== tenant)
+    throw notFound(`no request ${requestId} is known here (requests are kept ${Math.round(deps.config.requests.stateTtlMs / 1000)} s after their last event)`);
   return snapshot;
 }
 

@@ -105,7 +105,16 @@ const ERR_TIMED_OUT = -185;
 const ERR_NO_OFFSET = -168;
 
 /** librdkafka's syslog levels to pino's. */
-const SEVERITY: Record<number, "error" | "warn" | "info" | "debug"> = { 0: "error", 1: "error", 2: "error", 3: "error", 4: "warn", 5: "info", 6: "debug", 7: "debug" };
+const SEVERITY: Record<number, "error" | "warn" | "info" | "debug"> = {
+  0: "error",
+  1: "error",
+  2: "error",
+  3: "error",
+  4: "warn",
+  5: "info",
+  6: "debug",
+  7: "debug",
+};
 
 /** librdkafka properties for the connection settings both protocols share. */
 export function librdkafkaConnection(config: KafkaConfig): Record<string, string | number | boolean> {
@@ -183,7 +192,7 @@ export class GroupConsumer {
       "fetch.wait.max.ms": 50,
       "fetch.queue.backoff.ms": 20,
       "fetch.error.backoff.ms": 100,
-      "event_cb": true,
+      event_cb: true,
       // A member given no partitions (more workers than partitions) gets no rebalance
       // callback at all: it counts as joined once librdkafka's statistics show it has been
       // talking to the group coordinator for a few seconds (its heartbeats say it is there).
@@ -342,8 +351,7 @@ export class GroupConsumer {
         if (native.isConnected()) this.#logger.warn({ err: e }, "could not release revoked partitions");
       }
     };
-    this.#revoking = this.#handlers!
-      .onRevoked(partitions, lost)
+    this.#revoking = this.#handlers!.onRevoked(partitions, lost)
       .catch((e: unknown) => this.#logger.error({ err: e }, "revocation handler failed; releasing the partitions anyway"))
       .then(release);
   }

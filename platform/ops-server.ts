@@ -11,12 +11,7 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(options: {
-  host: string;
-  port: number;
-  registry: Registry;
-  ready: () => boolean;
-}): Promise<OpsServer> {
+export async function startOpsServer(options: { host: string; port: number; registry: Registry; ready: () => boolean }): Promise<OpsServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });

@@ -42,7 +42,10 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
       })),
     });
     logger.info({ topics: missing.map((s) => s.name) }, "created topics");
-    await waitUntilServed(admin, missing.map((s) => s.name));
+    await waitUntilServed(
+      admin,
+      missing.map((s) => s.name),
+    );
   }
 
   const mismatches = await findMismatches(admin, existing);

@@ -99,7 +99,10 @@ async function readLogSince(file: string, offset: number): Promise<string> {
  * tail is mostly shutdown chatter and the cause (e.g. "Unable to start acceptor") is earlier.
  */
 function logExcerpt(text: string): string {
-  const errors = text.split("\n").filter((l) => / (ERROR|FATAL) /.test(l)).slice(0, 5);
+  const errors = text
+    .split("\n")
+    .filter((l) => / (ERROR|FATAL) /.test(l))
+    .slice(0, 5);
   const tail = tailLines(text, 25);
   return errors.length > 0 ? `${errors.join("\n")}\n...\n${tail}` : tail;
 }
@@ -192,12 +195,13 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
     // KRaft needs its log dirs formatted with a cluster id first. A caller's data dir may already
     // be formatted by an earlier run: keep its cluster id (4.x refuses a different one even with
     // --ignore-formatted) and skip the extra JVM start when every log dir is done.
-    const logDirs = (props["log.dirs"] ?? props["log.dir"] ?? "").split(",").map((d) => d.trim()).filter(Boolean);
+    const logDirs = (props["log.dirs"] ?? props["log.dir"] ?? "")
+      .split(",")
+      .map((d) => d.trim())
+      .filter(Boolean);
     const clusterIds = logDirs.map(readClusterId);
     if (clusterIds.some((id) => id === undefined)) {
-      const clusterId =
-        clusterIds.find((id) => id !== undefined) ??
-        newClusterId();
+      const clusterId = clusterIds.find((id) => id !== undefined) ?? newClusterId();
       await formatStorage(jvmOpts, classpath, clusterId, configFile, dataDir, opts.formatArgs ?? []);
     }
 
@@ -262,8 +266,7 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
   // credentials, so there the broker's own "started" line (logged once the listeners accept,
   // after the broker is unfenced) is the signal instead.
   const plaintext = protocolOnPort(props, port) === "PLAINTEXT";
-  const ready = async () =>
-    plaintext ? answers(brokers, nodeId) : (await readLogSince(logFile, logStart)).includes("Kafka Server started");
+  const ready = async () => (plaintext ? answers(brokers, nodeId) : (await readLogSince(logFile, logStart)).includes("Kafka Server started"));
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
   for (;;) {
     if (gone) {
@@ -271,17 +274,13 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
       const log = await readLogSince(logFile, logStart);
       await stop();
       const ErrorType = /BindException|Address already in use/.test(log) ? PortClashError : Error;
-      throw new ErrorType(
-        `Kafka ${version} broker exited during startup (code ${info.code}, signal ${info.signal}); log ${logFile}:\n${logExcerpt(log)}`,
-      );
+      throw new ErrorType(`Kafka ${version} broker exited during startup (code ${info.code}, signal ${info.signal}); log ${logFile}:\n${logExcerpt(log)}`);
     }
     if (await ready()) return { broker, exited };
     if (Date.now() > deadline) {
       const log = await readLogSince(logFile, logStart);
       await stop();
-      throw new Error(
-        `Kafka ${version} broker did not answer on ${brokers} within ${opts.startTimeoutMs ?? 60_000} ms; log ${logFile}:\n${logExcerpt(log)}`,
-      );
+      throw new Error(`Kafka ${version} broker did not answer on ${brokers} within ${opts.startTimeoutMs ?? 60_000} ms; log ${logFile}:\n${logExcerpt(log)}`);
     }
     await delay(250);
   }
@@ -331,7 +330,9 @@ function usage(): never {
   process.stderr.write(
     "usage: tsx scripts/kafka-broker.ts fetch\n" +
       "       tsx scripts/kafka-broker.ts start [--port N] [--data-dir D]\n" +
-      "env:   KAFKA_VERSION (default " + DEFAULT_VERSION + ")\n",
+      "env:   KAFKA_VERSION (default " +
+      DEFAULT_VERSION +
+      ")\n",
   );
   process.exit(2);
 }

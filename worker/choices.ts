@@ -36,8 +36,14 @@ export async function generateChoices(
 ): Promise<GenerateResult> {
   const params = request.params ?? {};
   const n = params.n ?? 1;
-  const batchers = Array.from({ length: n }, (_, choice) =>
-    new DeltaBatcher({ flushMs: deps.config.stream.flushMs, maxChars: deps.config.stream.maxChars, emit: (text) => events.write({ type: "delta", text, choice }) }),
+  const batchers = Array.from(
+    { length: n },
+    (_, choice) =>
+      new DeltaBatcher({
+        flushMs: deps.config.stream.flushMs,
+        maxChars: deps.config.stream.maxChars,
+        emit: (text) => events.write({ type: "delta", text, choice }),
+      }),
   );
   const toolCalls = Array.from({ length: n }, (_, choice) => new ToolCallStream(events, deps.config.stream, choice));
   const slots: Slot<Pick<SequenceGenerator, "generate">>[] = [await deps.slots.acquire(request.conversation_id)];

@@ -3,14 +3,7 @@
  * how the history is trimmed to its token budget, how a prompt is built from it, and how
  * a replayed request is recognised. No I/O here; worker/turn.ts does the writing.
  */
-import {
-  APPLIED_WINDOW,
-  SCHEMA_VERSION,
-  type ConversationState,
-  type ErrorEvent,
-  type FinalEvent,
-  type MemoryMessage,
-} from "../contracts/records.js";
+import { APPLIED_WINDOW, SCHEMA_VERSION, type ConversationState, type ErrorEvent, type FinalEvent, type MemoryMessage } from "../contracts/records.js";
 import type { ChatMessage } from "./generator.js";
 
 export function newConversation(conversationId: string, tenant: string, now: number, system?: string): ConversationState {
@@ -47,14 +40,12 @@ export function promptFor(state: ConversationState, userContent: string, default
   const system = state.system ?? defaultSystem;
   return [
     ...(system ? [{ role: "system" as const, content: system }] : []),
-    ...state.messages.map(
-      (m): ChatMessage => ({
-        role: m.role,
-        content: m.content,
-        ...(m.tool_calls === undefined ? {} : { tool_calls: m.tool_calls }),
-        ...(m.tool_call_id === undefined ? {} : { tool_call_id: m.tool_call_id }),
-      }),
-    ),
+    ...state.messages.map((m): ChatMessage => ({
+      role: m.role,
+      content: m.content,
+      ...(m.tool_calls === undefined ? {} : { tool_calls: m.tool_calls }),
+      ...(m.tool_call_id === undefined ? {} : { tool_call_id: m.tool_call_id }),
+    })),
     ...(userContent ? [{ role: "user" as const, content: userContent }] : []),
     ...(toolResults ?? []).map((r): ChatMessage => ({ role: "tool", content: r.content, tool_call_id: r.tool_call_id })),
   ];
@@ -65,11 +56,7 @@ export function promptFor(state: ConversationState, userContent: string, default
  * message and the reply after it go together, so the history never starts with a reply
  * to a question it no longer holds (the greeting, which answers nothing, may stay alone).
  */
-export function trimToBudget(
-  messages: readonly MemoryMessage[],
-  maxTokens: number,
-  countTokens: (text: string) => number,
-): MemoryMessage[] {
+export function trimToBudget(messages: readonly MemoryMessage[], maxTokens: number, countTokens: (text: string) => number): MemoryMessage[] {
   const counts = messages.map((m) => countTokens(m.tool_calls ? m.content + JSON.stringify(m.tool_calls) : m.content));
   let total = counts.reduce((a, b) => a + b, 0);
   let start = 0;
@@ -109,20 +96,29 @@ export interface TurnResult {
  * what was generated until the cancel, since the user saw it), trimmed, and the request
  * recorded as applied. A failed turn is recorded as applied but adds no messages.
  */
-export function applyTurn(
-  state: ConversationState,
-  turn: TurnResult,
-  maxTokens: number,
-  countTokens: (text: string) => number,
-): ConversationState {
+export function applyTurn(state: ConversationState, turn: TurnResult, maxTokens: number, countTokens: (text: string) => number): ConversationState {
   const added: MemoryMessage[] =
     turn.final.type === "error"
       ? []
       : [
           ...(turn.userContent ? [{ role: "user" as const, content: turn.userContent, request_id: turn.requestId, at: turn.now }] : []),
-          ...(turn.toolResults ?? []).map((r) => ({ role: "tool" as const, content: r.content, tool_call_id: r.tool_call_id, request_id: turn.requestId, at: turn.now })),
+          ...(turn.toolResults ?? []).map((r) => ({
+            role: "tool" as const,
+            content: r.content,
+            tool_call_id: r.tool_call_id,
+            request_id: turn.requestId,
+            at: turn.now,
+          })),
           ...(turn.reply || turn.toolCalls
-            ? [{ role: "assistant" as const, content: turn.reply, ...(turn.toolCalls ? { tool_calls: turn.toolCalls } : {}), request_id: turn.requestId, at: turn.now }]
+            ? [
+                {
+                  role: "assistant" as const,
+                  content: turn.reply,
+                  ...(turn.toolCalls ? { tool_calls: turn.toolCalls } : {}),
+                  request_id: turn.requestId,
+                  at: turn.now,
+                },
+              ]
             : []),
         ];
   return {
@@ -136,11 +132,7 @@ export function applyTurn(
 }
 
 /** Records a request as applied, keeping the last APPLIED_WINDOW. */
-export function recordApplied(
-  state: ConversationState,
-  requestId: string,
-  final: FinalEvent | ErrorEvent,
-): ConversationState["applied"] {
+export function recordApplied(state: ConversationState, requestId: string, final: FinalEvent | ErrorEvent): ConversationState["applied"] {
   return [...state.applied, { request_id: requestId, final }].slice(-APPLIED_WINDOW);
 }
 

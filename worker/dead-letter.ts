@@ -12,20 +12,13 @@ import type { RequestRecord } from "./turn-scheduler.js";
 /** How much of an oversized record's value a dead letter keeps. */
 const TRUNCATED_BYTES = 64 * 1024;
 
-
 /**
  * Sends the record to the dead-letter topic. A record near the broker's size limit no
  * longer fits once the reason headers are added: then the dead letter keeps the first
  * 64 KiB of the value, with the original size and sha256, and points (topic, partition,
  * offset) at the original, which stays in chat.requests for its retention.
  */
-export async function deadLetter(
-  producer: RecordSink,
-  dlqTopic: string,
-  source: RequestRecord,
-  reason: string,
-  workerId: string,
-): Promise<void> {
+export async function deadLetter(producer: RecordSink, dlqTopic: string, source: RequestRecord, reason: string, workerId: string): Promise<void> {
   const headers = {
     ...source.headers,
     [DLQ_HEADERS.reason]: reason.slice(0, 2000),

@@ -9,9 +9,7 @@ import type { Producer } from "kafkajs";
 export type RecordSink = Pick<Producer, "send">;
 import { SCHEMA_VERSION, encodeRecord, type ChatEvent, type ChatRequest } from "../contracts/records.js";
 
-export type EventBody<E = ChatEvent> = E extends ChatEvent
-  ? Omit<E, "v" | "request_id" | "conversation_id" | "tenant" | "attempt" | "seq" | "at">
-  : never;
+export type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "request_id" | "conversation_id" | "tenant" | "attempt" | "seq" | "at"> : never;
 
 type RequestKeys = Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">;
 

@@ -3,14 +3,7 @@
  * The prompt is built with the model's own chat template (node-llama-cpp's chat wrapper
  * for the model), so any chat GGUF works without per-model prompt code.
  */
-import {
-  LlamaChat,
-  type ChatHistoryItem,
-  type LLamaChatGenerateResponseOptions,
-  type LlamaContextSequence,
-  type LlamaModel,
-  type Token,
-} from "node-llama-cpp";
+import { LlamaChat, type ChatHistoryItem, type LLamaChatGenerateResponseOptions, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import type { Choice, GenerationParams, StopReason, ToolCall } from "../contracts/records.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import { grammarCacheFor } from "./grammar.js";

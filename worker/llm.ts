@@ -55,10 +55,7 @@ export async function loadLlm(config: WorkerConfig["model"], logger: Logger, seq
     // sequence (bench: 1.4-2.4x throughput and far flatter time to first token without it).
     flashAttention: llama.gpu === false ? false : "auto",
   });
-  logger.info(
-    { modelPath, gpu: llama.gpu, threads, contextSize: context.contextSize, sequences },
-    "model loaded",
-  );
+  logger.info({ modelPath, gpu: llama.gpu, threads, contextSize: context.contextSize, sequences }, "model loaded");
   return {
     llama,
     model,

@@ -69,15 +69,7 @@ export class MemoryStore {
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
 
-  constructor(options: {
-    kafka: Kafka;
-    admin: Admin;
-    producer: Producer;
-    topic: string;
-    groupPrefix: string;
-    logger: Logger;
-    metrics: MemoryStoreMetrics;
-  }) {
+  constructor(options: { kafka: Kafka; admin: Admin; producer: Producer; topic: string; groupPrefix: string; logger: Logger; metrics: MemoryStoreMetrics }) {
     this.#kafka = options.kafka;
     this.#admin = options.admin;
     this.#producer = options.producer;
@@ -142,7 +134,9 @@ export class MemoryStore {
     }
     for (const p of partitions) {
       // A turn of p awaits the same restore and fails with it (and is retried); log it once here.
-      void this.#restore(p).catch((err: unknown) => this.#logger.warn({ partition: p, err }, "memory restore did not finish (revoked, or Kafka refused); a turn of the partition restores again"));
+      void this.#restore(p).catch((err: unknown) =>
+        this.#logger.warn({ partition: p, err }, "memory restore did not finish (revoked, or Kafka refused); a turn of the partition restores again"),
+      );
     }
     this.#updateGauge();
   }
@@ -337,13 +331,14 @@ export class MemoryStore {
         const seconds = (performance.now() - restoring.startedAt) / 1000;
         this.#metrics.restoreSeconds.observe(seconds);
         this.#updateGauge();
-        this.#logger.info({ partition, conversations: state.conversations.size, from: restoring.from.toString(), restore_ms: Math.round(seconds * 1000) }, "memory partition restored");
+        this.#logger.info(
+          { partition, conversations: state.conversations.size, from: restoring.from.toString(), restore_ms: Math.round(seconds * 1000) },
+          "memory partition restored",
+        );
         restoring.resolve();
         return;
       }
-      const [map, id] = key.startsWith(HANDOVER_KEY_PREFIX)
-        ? [state.handovers, key.slice(HANDOVER_KEY_PREFIX.length)]
-        : [state.conversations, key];
+      const [map, id] = key.startsWith(HANDOVER_KEY_PREFIX) ? [state.handovers, key.slice(HANDOVER_KEY_PREFIX.length)] : [state.conversations, key];
       if (message.value === null) map.delete(id);
       else map.set(id, message.value);
     }

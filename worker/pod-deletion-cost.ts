@@ -108,11 +108,7 @@ export function startPodDeletionCost(options: PodDeletionCostOptions): PodDeleti
 }
 
 /** The loop, separate from the client so that it can be driven by any AnnotatePod. */
-export function runSync(
-  annotate: AnnotatePod,
-  options: PodDeletionCostOptions,
-  pod: { name: string; namespace: string },
-): PodDeletionCost {
+export function runSync(annotate: AnnotatePod, options: PodDeletionCostOptions, pod: { name: string; namespace: string }): PodDeletionCost {
   const { logger } = options;
   let patched: number | null = null; // the value the API server holds, as far as we know
   let inFlight: Promise<void> | null = null;
@@ -175,10 +171,7 @@ function inClusterAnnotator(name: string, namespace: string, env: Env, prefix: s
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const headers = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
     return async (cost: number) => {
-      await core.patchNamespacedPod(
-        { name, namespace, body: { metadata: { annotations: { [POD_DELETION_COST_ANNOTATION]: String(cost) } } } },
-        headers,
-      );
+      await core.patchNamespacedPod({ name, namespace, body: { metadata: { annotations: { [POD_DELETION_COST_ANNOTATION]: String(cost) } } } }, headers);
     };
   };
   return async (cost) => {
@@ -187,7 +180,9 @@ function inClusterAnnotator(name: string, namespace: string, env: Env, prefix: s
       api = null;
       throw err;
     });
-    await (await api)(cost);
+    await (
+      await api
+    )(cost);
   };
 }
 

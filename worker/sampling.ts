@@ -11,10 +11,7 @@ import type { LLamaChatGenerateResponseOptions } from "node-llama-cpp";
 import type { GenerationParams } from "../contracts/records.js";
 import { stopTriggers } from "./stop-triggers.js";
 
-type SamplingOptions = Pick<
-  LLamaChatGenerateResponseOptions,
-  "temperature" | "topP" | "topK" | "seed" | "repeatPenalty" | "customStopTriggers"
->;
+type SamplingOptions = Pick<LLamaChatGenerateResponseOptions, "temperature" | "topP" | "topK" | "seed" | "repeatPenalty" | "customStopTriggers">;
 
 /** The seed as the sampler takes it: an unsigned 32-bit integer (any integer, modulo 2^32). */
 export function samplerSeed(seed: number): number {

@@ -144,7 +144,10 @@ export class TurnScheduler {
     const first = await Promise.race([running.done.then(() => "done" as const), bound]);
     clearTimeout(timer);
     if (first === "bound") {
-      this.#options.logger.info({ partition: running.record.partition, offset: running.record.offset, drain_ms: drainMs }, "drain bound passed; handing the running turn over");
+      this.#options.logger.info(
+        { partition: running.record.partition, offset: running.record.offset, drain_ms: drainMs },
+        "drain bound passed; handing the running turn over",
+      );
       running.revoke.abort(cause);
       await running.done;
     }

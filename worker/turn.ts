@@ -182,14 +182,22 @@ async function chatTurn(
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
   const prompt: ChatMessage[] = stateless
     ? [...request.context!, ...(request.content ? [{ role: "user" as const, content: request.content }] : [])]
-    : promptFor({ ...conversation, ...(request.system === undefined ? {} : { system: request.system }) }, request.content, ctx.config.memory.systemPrompt, request.tool_results);
+    : promptFor(
+        { ...conversation, ...(request.system === undefined ? {} : { system: request.system }) },
+        request.content,
+        ctx.config.memory.systemPrompt,
+        request.tool_results,
+      );
 
   const signal = ctx.cancellations.start(request.request_id, request.tenant);
   const stop = AbortSignal.any([signal, record.revoke]);
   let generated: Generated;
   let cancelLatencyMs: number | null;
   try {
-    generated = (request.params?.n ?? 1) > 1 ? await choicesOf(request, prompt, events, stop, ctx) : await generateStreaming(request, prompt, continued, events, stop, ctx);
+    generated =
+      (request.params?.n ?? 1) > 1
+        ? await choicesOf(request, prompt, events, stop, ctx)
+        : await generateStreaming(request, prompt, continued, events, stop, ctx);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
@@ -273,7 +281,10 @@ async function handOver(
   });
   if (handed) {
     ctx.metrics.handovers.inc({ direction: "out" });
-    ctx.logger.info({ request_id: request.request_id, next_seq: events.eventsWritten, completion_tokens: r.completionTokens }, "reply handed over to the next owner");
+    ctx.logger.info(
+      { request_id: request.request_id, next_seq: events.eventsWritten, completion_tokens: r.completionTokens },
+      "reply handed over to the next owner",
+    );
   }
   return handed;
 }
@@ -395,10 +406,12 @@ async function open(
   const now = Date.now();
   const greeting = request.greeting && !state ? ctx.config.memory.greeting : null;
   const final = events.next(emptyFinal(greeting ?? ""));
-  const base = state ?? openConversation(request.conversation_id, request.tenant, now, {
-    greeting,
-    ...(request.system === undefined ? {} : { system: request.system }),
-  });
+  const base =
+    state ??
+    openConversation(request.conversation_id, request.tenant, now, {
+      greeting,
+      ...(request.system === undefined ? {} : { system: request.system }),
+    });
   const next = { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now };
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);

@@ -22,7 +22,11 @@ export function keepAliveAgent(maxSockets = 64): http.Agent {
 function post(url: string, body: unknown, agent: http.Agent): Promise<http.IncomingMessage> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } }, resolve);
+    const req = http.request(
+      url,
+      { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } },
+      resolve,
+    );
     req.setTimeout(120_000, () => req.destroy(new Error(`POST ${url}: timed out`)));
     req.on("error", reject);
     req.end(payload);

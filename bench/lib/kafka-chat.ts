@@ -6,7 +6,15 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Consumer, Kafka, Producer } from "kafkajs";
-import { SCHEMA_VERSION, chatEventSchema, decodeRecord, encodeRecord, type ChatEvent, type FinalEvent, type GenerationParams } from "../../contracts/records.js";
+import {
+  SCHEMA_VERSION,
+  chatEventSchema,
+  decodeRecord,
+  encodeRecord,
+  type ChatEvent,
+  type FinalEvent,
+  type GenerationParams,
+} from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";

@@ -21,5 +21,7 @@ export function llamaSettings(): LlamaSettings {
 
 /** A short description for reports. */
 export function describeLlama(s: LlamaSettings = llamaSettings()): string {
-  return s.gpu === "false" ? `CPU, ${s.threads === 0 ? "threads from the CPU quota" : `${s.threads} thread${s.threads === 1 ? "" : "s"}`} per model` : `GPU (${s.gpu})`;
+  return s.gpu === "false"
+    ? `CPU, ${s.threads === 0 ? "threads from the CPU quota" : `${s.threads} thread${s.threads === 1 ? "" : "s"}`} per model`
+    : `GPU (${s.gpu})`;
 }

@@ -51,7 +51,12 @@ export async function createTopics(spec: StackSpec): Promise<void> {
   try {
     await ensureTopics(
       admin,
-      topicSpecs(spec.topics, { requestPartitions: spec.partitions, eventPartitions: spec.partitions, replicationFactor: 1, conversationTtlMs: 7 * 24 * 3_600_000 }),
+      topicSpecs(spec.topics, {
+        requestPartitions: spec.partitions,
+        eventPartitions: spec.partitions,
+        replicationFactor: 1,
+        conversationTtlMs: 7 * 24 * 3_600_000,
+      }),
       logger,
     );
   } finally {
@@ -60,13 +65,7 @@ export async function createTopics(spec: StackSpec): Promise<void> {
 }
 
 /** A worker on stories260K, one CPU thread, in the scenario's group. `entry` may be a bench variant. */
-export async function startWorker(
-  spec: StackSpec,
-  model: string,
-  name: string,
-  env: Record<string, string> = {},
-  entry = "worker/main.ts",
-): Promise<Service> {
+export async function startWorker(spec: StackSpec, model: string, name: string, env: Record<string, string> = {}, entry = "worker/main.ts"): Promise<Service> {
   const port = await freePort();
   return startService({
     name,

@@ -7,7 +7,8 @@ const esc = (s: string) => s.replace(/\|/g, "\\|");
 export function renderTable(results: readonly ScenarioResult[]): string {
   const lines = ["| scenario | figure | measured | compared with | command |", "| --- | --- | --- | --- | --- |"];
   for (const r of results) {
-    for (const row of r.rows) lines.push(`| ${esc(r.title.split(" ")[0]!)} ${r.id} | ${esc(row.figure)} | ${esc(row.measured)} | ${esc(row.compared)} | \`${r.command}\` |`);
+    for (const row of r.rows)
+      lines.push(`| ${esc(r.title.split(" ")[0]!)} ${r.id} | ${esc(row.figure)} | ${esc(row.measured)} | ${esc(row.compared)} | \`${r.command}\` |`);
   }
   return lines.join("\n");
 }
@@ -47,7 +48,12 @@ export function renderSummary(
   }
   out.push("## Notes per scenario", "");
   for (const r of results) {
-    out.push(`### ${r.title}`, "", `\`${r.command}\` — ${r.durationS} s, load average ${r.loadAverage.before} → ${r.loadAverage.after}; raw numbers in \`bench/results/${r.id}.json\`.`, "");
+    out.push(
+      `### ${r.title}`,
+      "",
+      `\`${r.command}\` — ${r.durationS} s, load average ${r.loadAverage.before} → ${r.loadAverage.after}; raw numbers in \`bench/results/${r.id}.json\`.`,
+      "",
+    );
     for (const n of r.notes) out.push(`- ${n}`);
     out.push("");
   }

@@ -100,7 +100,6 @@ async function kafkajsConsumer(s: ConsumerSettings): Promise<SimConsumer> {
   };
 }
 
-
 /** The worker's scheduler around a sim handler: the record's turn, committed by `commit`. */
 function simScheduler(s: ConsumerSettings, handler: Handler, io: { pause(p: number): void; resume(p: number): void; commit(r: RequestRecord): Promise<void> }) {
   return new TurnScheduler({
@@ -203,11 +202,14 @@ async function platformaticConsumer(s: ConsumerSettings): Promise<SimConsumer> {
       }, 50);
       const messagesStream = await consumer.consume({ topics: [s.topic], mode: "committed", fallbackMode: "earliest", autocommit: false });
       stream = messagesStream;
-      messagesStream.on("data", (m: { topic: string; partition: number; offset: bigint; key: Buffer | null; value: Buffer | null; commit(): void | Promise<void> }) => {
-        const record: RequestRecord = { topic: m.topic, partition: m.partition, offset: m.offset.toString(), key: m.key, value: m.value };
-        messages.set(`${record.partition}/${record.offset}`, m);
-        sched.offer(record);
-      });
+      messagesStream.on(
+        "data",
+        (m: { topic: string; partition: number; offset: bigint; key: Buffer | null; value: Buffer | null; commit(): void | Promise<void> }) => {
+          const record: RequestRecord = { topic: m.topic, partition: m.partition, offset: m.offset.toString(), key: m.key, value: m.value };
+          messages.set(`${record.partition}/${record.offset}`, m);
+          sched.offer(record);
+        },
+      );
     },
     async stop() {
       await scheduler?.close(SHIPPED_DRAIN_MS);

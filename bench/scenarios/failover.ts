@@ -151,11 +151,18 @@ export const failoverScenario: Scenario = {
         const limit = signal === "SIGTERM" ? 3_000 : SESSION_TIMEOUT_MS + 3_000;
         const met = worst <= limit;
         if (!shipped) {
-          rows.push({ figure: `${label}: worst run against the target`, measured: `${fmt(worst / 1000, 2)} s`, compared: `target ${limit / 1000} s: ${met ? "met" : "missed"}` });
+          rows.push({
+            figure: `${label}: worst run against the target`,
+            measured: `${fmt(worst / 1000, 2)} s`,
+            compared: `target ${limit / 1000} s: ${met ? "met" : "missed"}`,
+          });
           continue;
         }
         targets.push({
-          target: signal === "SIGTERM" ? "SIGTERM → first token on the new owner within 3 s (every run)" : `SIGKILL → first token within session timeout + 3 s = ${limit / 1000} s (every run)`,
+          target:
+            signal === "SIGTERM"
+              ? "SIGTERM → first token on the new owner within 3 s (every run)"
+              : `SIGKILL → first token within session timeout + 3 s = ${limit / 1000} s (every run)`,
           measured: `worst ${fmt(worst / 1000, 2)} s of ${rs.length} (median ${fmt(median(firsts) / 1000, 2)} s)`,
           met,
           ...(met

@@ -129,7 +129,7 @@ export const fanoutScenario: Scenario = {
         {
           figure: `${streams} concurrent SSE streams: gateway peak RSS`,
           measured: `${fmt(figures.rssPeakMB, 0)} MB`,
-          compared: `idle ${fmt(figures.rssIdleMB, 0)} MB, all streams open ${fmt(figures.rssAllOpenMB, 0)} MB (+${fmt(((openRss - accepted.rss) / streams / 1024), 1)} KB per open stream); VmHWM ${fmt(figures.vmHwmMB, 0)} MB`,
+          compared: `idle ${fmt(figures.rssIdleMB, 0)} MB, all streams open ${fmt(figures.rssAllOpenMB, 0)} MB (+${fmt((openRss - accepted.rss) / streams / 1024, 1)} KB per open stream); VmHWM ${fmt(figures.vmHwmMB, 0)} MB`,
         },
         {
           figure: "gateway CPU per delivered token (streams open → all closed)",

@@ -131,7 +131,11 @@ export const kvReuseScenario: Scenario = {
       });
       const ratio = withReuse[2]! / withReuse[0]!;
       if (!config.shipped) {
-        rows.push({ figure: `${config.name}: turn 20 / turn 1 TTFT with reuse (the target's ratio)`, measured: `${fmt(ratio, 2)}x`, compared: `target 1.5x: ${ratio <= 1.5 ? "met" : "missed"}` });
+        rows.push({
+          figure: `${config.name}: turn 20 / turn 1 TTFT with reuse (the target's ratio)`,
+          measured: `${fmt(ratio, 2)}x`,
+          compared: `target 1.5x: ${ratio <= 1.5 ? "met" : "missed"}`,
+        });
         continue;
       }
       targets.push({
@@ -141,8 +145,7 @@ export const kvReuseScenario: Scenario = {
         ...(ratio <= 1.5
           ? {}
           : {
-              why:
-                "once the history passes MEMORY_MAX_TOKENS every turn drops its oldest messages, so the prompt no longer starts with what the slot holds and the whole remembered history is evaluated again (see the cached/prompt tokens: from turn 10 on only the system prompt is reused). The rows beside it show what the budget and flash attention each do (on a CPU, with flash attention, evaluating a turn's few new tokens costs more the longer the sequence already is). Fix: trim in larger steps (e.g. down to half the budget when it overflows) so the prefix stays stable for several turns",
+              why: "once the history passes MEMORY_MAX_TOKENS every turn drops its oldest messages, so the prompt no longer starts with what the slot holds and the whole remembered history is evaluated again (see the cached/prompt tokens: from turn 10 on only the system prompt is reused). The rows beside it show what the budget and flash attention each do (on a CPU, with flash attention, evaluating a turn's few new tokens costs more the longer the sequence already is). Fix: trim in larger steps (e.g. down to half the budget when it overflows) so the prefix stays stable for several turns",
             }),
       });
     }

@@ -30,7 +30,11 @@ export const llamaNativeScenario: Scenario = {
       encoding: "utf8",
       timeout: 300_000,
     });
-    const line = child.stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+    const line = child.stdout
+      .trim()
+      .split("\n")
+      .reverse()
+      .find((l) => l.startsWith("{"));
     if (child.status !== 0 || !line) throw new Error(`llama-perf failed (${child.status}): ${child.stderr.slice(-2000)}`);
     const measured = JSON.parse(line) as { llamaRate: number; evalLine: string; perf: string[]; perTurn: number[]; meanTokens: number };
     const { llamaRate, evalLine, perf, meanTokens } = measured;
@@ -58,8 +62,16 @@ export const llamaNativeScenario: Scenario = {
     const kafka = median(viaKafka);
     const rows: Row[] = [
       { figure: "llama.cpp's own decode rate (llama_perf_context_print eval)", measured: `${fmt(llamaRate, 0)} tok/s`, compared: "baseline" },
-      { figure: "worker's generator in-process (median per turn)", measured: `${fmt(inProc, 0)} tok/s`, compared: `${fmt(inProc / llamaRate, 2)}x llama.cpp's figure` },
-      { figure: "a worker through Kafka, client wall time per turn (median)", measured: `${fmt(kafka, 0)} tok/s`, compared: `${fmt(kafka / llamaRate, 2)}x llama.cpp's figure` },
+      {
+        figure: "worker's generator in-process (median per turn)",
+        measured: `${fmt(inProc, 0)} tok/s`,
+        compared: `${fmt(inProc / llamaRate, 2)}x llama.cpp's figure`,
+      },
+      {
+        figure: "a worker through Kafka, client wall time per turn (median)",
+        measured: `${fmt(kafka, 0)} tok/s`,
+        compared: `${fmt(kafka / llamaRate, 2)}x llama.cpp's figure`,
+      },
     ];
     return {
       rows,

@@ -50,12 +50,19 @@ interface Streamed {
   text: string;
 }
 
-async function streamOnce(client: OpenAI, body: Omit<OpenAI.ChatCompletionCreateParamsStreaming, "model" | "stream">, headers?: Record<string, string>): Promise<Streamed> {
+async function streamOnce(
+  client: OpenAI,
+  body: Omit<OpenAI.ChatCompletionCreateParamsStreaming, "model" | "stream">,
+  headers?: Record<string, string>,
+): Promise<Streamed> {
   const sentAt = performance.now();
   let first: number | undefined;
   let text = "";
   let tokens = 0;
-  const stream = await client.chat.completions.create({ ...body, model: MODEL, stream: true, stream_options: { include_usage: true } }, headers ? { headers } : undefined);
+  const stream = await client.chat.completions.create(
+    { ...body, model: MODEL, stream: true, stream_options: { include_usage: true } },
+    headers ? { headers } : undefined,
+  );
   for await (const chunk of stream) {
     const content = chunk.choices[0]?.delta.content;
     if (content) {
@@ -142,7 +149,17 @@ export const openaiScenario: Scenario = {
       for (let r = 0; r < choiceRounds; r++) {
         const prompt = PROMPTS[r % PROMPTS.length]!;
         let started = performance.now();
-        const whole = await client.chat.completions.create({ model: MODEL, messages: [{ role: "system", content: system }, { role: "user", content: prompt }], max_tokens: MAX_TOKENS, temperature: 1, seed: r, n: 4 });
+        const whole = await client.chat.completions.create({
+          model: MODEL,
+          messages: [
+            { role: "system", content: system },
+            { role: "user", content: prompt },
+          ],
+          max_tokens: MAX_TOKENS,
+          temperature: 1,
+          seed: r,
+          n: 4,
+        });
         nWall.push(performance.now() - started);
         nTokens.push(whole.usage!.completion_tokens);
         started = performance.now();
@@ -168,20 +185,52 @@ export const openaiScenario: Scenario = {
         const [batched] = await Promise.all([
           streamOnce(client, seeded),
           ...Array.from({ length: 3 }, (_, i) =>
-            streamOnce(client, { messages: [{ role: "user", content: PROMPTS[(r + i + 1) % PROMPTS.length]! }], max_tokens: MAX_TOKENS, temperature: 1 }, { "X-Conversation-Id": keys.next((r + i + 1) % PARTITIONS) }),
+            streamOnce(
+              client,
+              { messages: [{ role: "user", content: PROMPTS[(r + i + 1) % PROMPTS.length]! }], max_tokens: MAX_TOKENS, temperature: 1 },
+              { "X-Conversation-Id": keys.next((r + i + 1) % PARTITIONS) },
+            ),
           ),
         ]);
         if (batched!.text === alone.text) same++;
       }
 
       const rows: Row[] = [
-        { figure: "time to first token, no grammar (p50 / p95)", measured: `${ms(none.ttft.p50)} / ${ms(none.ttft.p95)}`, compared: `${none.requests} streamed requests, max_tokens ${GRAMMAR_MAX_TOKENS}` },
-        { figure: "time to first token, JSON-schema grammar (p50 / p95)", measured: `${ms(withSchema.ttft.p50)} / ${ms(withSchema.ttft.p95)}`, compared: `×${fmt(withSchema.ttft.p50 / none.ttft.p50, 2)} at p50` },
-        { figure: "tokens/s after the first token, no grammar (p50)", measured: fmt(none.tokensPerS.p50), compared: `${fmt(none.meanTokens)} tokens per reply` },
-        { figure: "tokens/s after the first token, JSON-schema grammar (p50)", measured: fmt(withSchema.tokensPerS.p50), compared: `×${fmt(withSchema.tokensPerS.p50 / none.tokensPerS.p50, 2)}; ${fmt(withSchema.meanTokens)} tokens per reply; ${withSchema.validJson}/${withSchema.requests} parse as JSON` },
-        { figure: "n=4 in one request: wall time (p50), tokens/s", measured: `${ms(summarize(nWall).p50)}, ${fmt(rate(nTokens, nWall))}`, compared: `${choiceRounds} requests` },
-        { figure: "four separate requests at once: wall time (p50), tokens/s", measured: `${ms(summarize(sepWall).p50)}, ${fmt(rate(sepTokens, sepWall))}`, compared: `n=4 takes ×${fmt(summarize(nWall).p50 / summarize(sepWall).p50, 2)} the wall time` },
-        { figure: "seeded reply unchanged beside 3 other sequences", measured: `${same}/${seedRounds}`, compared: "alone, the same seed always gives the same reply (tests)" },
+        {
+          figure: "time to first token, no grammar (p50 / p95)",
+          measured: `${ms(none.ttft.p50)} / ${ms(none.ttft.p95)}`,
+          compared: `${none.requests} streamed requests, max_tokens ${GRAMMAR_MAX_TOKENS}`,
+        },
+        {
+          figure: "time to first token, JSON-schema grammar (p50 / p95)",
+          measured: `${ms(withSchema.ttft.p50)} / ${ms(withSchema.ttft.p95)}`,
+          compared: `×${fmt(withSchema.ttft.p50 / none.ttft.p50, 2)} at p50`,
+        },
+        {
+          figure: "tokens/s after the first token, no grammar (p50)",
+          measured: fmt(none.tokensPerS.p50),
+          compared: `${fmt(none.meanTokens)} tokens per reply`,
+        },
+        {
+          figure: "tokens/s after the first token, JSON-schema grammar (p50)",
+          measured: fmt(withSchema.tokensPerS.p50),
+          compared: `×${fmt(withSchema.tokensPerS.p50 / none.tokensPerS.p50, 2)}; ${fmt(withSchema.meanTokens)} tokens per reply; ${withSchema.validJson}/${withSchema.requests} parse as JSON`,
+        },
+        {
+          figure: "n=4 in one request: wall time (p50), tokens/s",
+          measured: `${ms(summarize(nWall).p50)}, ${fmt(rate(nTokens, nWall))}`,
+          compared: `${choiceRounds} requests`,
+        },
+        {
+          figure: "four separate requests at once: wall time (p50), tokens/s",
+          measured: `${ms(summarize(sepWall).p50)}, ${fmt(rate(sepTokens, sepWall))}`,
+          compared: `n=4 takes ×${fmt(summarize(nWall).p50 / summarize(sepWall).p50, 2)} the wall time`,
+        },
+        {
+          figure: "seeded reply unchanged beside 3 other sequences",
+          measured: `${same}/${seedRounds}`,
+          compared: "alone, the same seed always gives the same reply (tests)",
+        },
       ];
       const broken = withSchema.validJson === withSchema.requests ? [] : [`${withSchema.requests - withSchema.validJson} JSON-schema replies did not parse`];
       return {

@@ -26,7 +26,8 @@ import { median } from "../lib/stats.js";
 const PARTITIONS = 6;
 const RESTORE_TIMEOUT_MS = 30_000;
 type Variant = "as shipped";
-const REPLY = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball in the park. She ran to it and kicked it very hard. The ball went up high into the sky and Lily laughed. Her mom smiled and said, \"Let's go home now.\"";
+const REPLY =
+  'Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball in the park. She ran to it and kicked it very hard. The ball went up high into the sky and Lily laughed. Her mom smiled and said, "Let\'s go home now."';
 
 export function sampleState(id: string, now = Date.now()): ConversationState {
   const messages: ConversationState["messages"] = [];
@@ -117,7 +118,9 @@ export const restoreScenario: Scenario = {
           for (let r = 0; r < repeats; r++) {
             const m = await restoreOnce(client, admin, producer, spec.topics.memory, size, allPartitions, recordBytes, logger, variant);
             measures.push(m);
-            ctx.log(`  ${variant}, all ${PARTITIONS} partitions: ${m.stalled ? `STALLED (not done after ${RESTORE_TIMEOUT_MS / 1000} s)` : `${fmt(m.perSecond, 0)} conversations/s`}`);
+            ctx.log(
+              `  ${variant}, all ${PARTITIONS} partitions: ${m.stalled ? `STALLED (not done after ${RESTORE_TIMEOUT_MS / 1000} s)` : `${fmt(m.perSecond, 0)} conversations/s`}`,
+            );
             if (m.stalled) break;
           }
           if (measures.at(-1)!.stalled) continue;
@@ -214,7 +217,8 @@ async function restoreOnce(
     ]);
     clearTimeout(timer);
     const seconds = (performance.now() - started) / 1000;
-    if (outcome === "done" && partitions.length === PARTITIONS && conversations !== total) throw new Error(`restored ${conversations} conversations, expected ${total}`);
+    if (outcome === "done" && partitions.length === PARTITIONS && conversations !== total)
+      throw new Error(`restored ${conversations} conversations, expected ${total}`);
     return {
       variant,
       stalled: outcome === "stalled",

@@ -204,10 +204,7 @@ export const routeScenario: Scenario = {
         rows.push({
           figure: `${route}: time to first token p50/p95/p99, 1 at a time`,
           measured: `${fmt(f.sequential.ttft.p50)} / ${fmt(f.sequential.ttft.p95)} / ${fmt(f.sequential.ttft.p99)} ms`,
-          compared:
-            route === "in-process"
-              ? "baseline"
-              : `+${fmt(added("p50"))} / +${fmt(added("p95"))} / +${fmt(added("p99"))} ms over in-process`,
+          compared: route === "in-process" ? "baseline" : `+${fmt(added("p50"))} / +${fmt(added("p95"))} / +${fmt(added("p99"))} ms over in-process`,
         });
       }
       const restVsKafka = figures.gateway.saturated.tokensPerS / figures.rest.saturated.tokensPerS;
@@ -228,8 +225,7 @@ export const routeScenario: Scenario = {
           ...(ratio >= 0.95
             ? {}
             : {
-                why:
-                  "every turn pays fixed Kafka writes besides generation (start, deltas, memory, final: acks=all and sent one after another, then the commit) during which its slot is idle; the worker's kafkajs consumer fetches the next records only once every turn of the previous fetch is done (kafkajs's fetcher waits for its batches), so turns of different partitions start in lockstep and a slot whose turn ended early waits for the longest (see scale); and on 2 cores the broker, the worker's event loop and the client take CPU from the one generating thread",
+                why: "every turn pays fixed Kafka writes besides generation (start, deltas, memory, final: acks=all and sent one after another, then the commit) during which its slot is idle; the worker's kafkajs consumer fetches the next records only once every turn of the previous fetch is done (kafkajs's fetcher waits for its batches), so turns of different partitions start in lockstep and a slot whose turn ended early waits for the longest (see scale); and on 2 cores the broker, the worker's event loop and the client take CPU from the one generating thread",
               }),
         });
         const added = f.sequential.ttft.p50 - base.sequential.ttft.p50;
@@ -252,7 +248,16 @@ export const routeScenario: Scenario = {
           "Kafka turns are new conversations (one turn each), so each writes its memory record as production turns do; concurrent conversations are put on distinct partitions.",
           "Every process shares the 2 cores: on the Kafka routes the broker, the worker's event loop and (for gateway) the gateway run beside the generating thread; that is part of the measured cost.",
         ],
-        raw: { rounds, seqPerRound, concPerRound, maxTokens: MAX_TOKENS, slots: SLOTS, partitions: PARTITIONS, figures, perRound: { sequential: Object.fromEntries(seq), concurrent: Object.fromEntries(conc), saturated: Object.fromEntries(sat) } },
+        raw: {
+          rounds,
+          seqPerRound,
+          concPerRound,
+          maxTokens: MAX_TOKENS,
+          slots: SLOTS,
+          partitions: PARTITIONS,
+          figures,
+          perRound: { sequential: Object.fromEntries(seq), concurrent: Object.fromEntries(conc), saturated: Object.fromEntries(sat) },
+        },
       };
     } finally {
       await chat.stop().catch(() => {});

@@ -243,13 +243,22 @@ async function runClient(kind: ClientKind, ctx: ScenarioContext) {
   // every partition always has work, and a fetch finds a record or two per partition, as
   // under live traffic. One record per batch, as the gateway writes requests.
   for (let i = 0; i < BACKLOG; i++) {
-    await producer.send({ topic, acks: -1, messages: Array.from({ length: PARTITIONS }, (_, p) => ({ partition: p, key: `c-${p}`, value: JSON.stringify({ p, i }) })) });
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: Array.from({ length: PARTITIONS }, (_, p) => ({ partition: p, key: `c-${p}`, value: JSON.stringify({ p, i }) })),
+    });
   }
   let topUps = Promise.resolve();
   const onFact = (f: Fact) => {
     if (f.ev !== "end" || f.p === undefined) return;
     const partition = f.p;
-    topUps = topUps.then(() => producer.send({ topic, acks: -1, messages: [{ partition, key: `c-${partition}`, value: "{}" }] }).then(() => undefined, () => undefined));
+    topUps = topUps.then(() =>
+      producer.send({ topic, acks: -1, messages: [{ partition, key: `c-${partition}`, value: "{}" }] }).then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
   };
 
   const facts: Fact[] = [];
@@ -280,10 +289,7 @@ async function runClient(kind: ClientKind, ctx: ScenarioContext) {
     const tRemove = epochNow();
     procs.get("w1")!.kill("SIGTERM");
     // Until every partition has started a turn on one of the others, then one more turn's time.
-    await waitFor(
-      () => new Set(facts.filter((f) => f.ev === "start" && f.t > tRemove && f.worker !== "w1").map((f) => f.p)).size === PARTITIONS,
-      WAIT_MS,
-    );
+    await waitFor(() => new Set(facts.filter((f) => f.ev === "start" && f.t > tRemove && f.worker !== "w1").map((f) => f.p)).size === PARTITIONS, WAIT_MS);
     await sleep(GEN_MS);
     const tEnd = epochNow();
     const crashed = facts.find((f) => f.ev === "crashed" && f.worker !== "w1");
@@ -301,12 +307,27 @@ async function runClient(kind: ClientKind, ctx: ScenarioContext) {
     const busyMs = turns.reduce((a, x) => a + Math.max(0, Math.min(x.end ?? joinAt, joinAt) - Math.max(x.start, busyFrom)), 0);
     const slotUse = busyMs / ((joinAt - busyFrom) * 3 * SLOTS);
     events[0]!.settledAfterMs = firstW4 === undefined ? Number.POSITIVE_INFINITY : firstW4 - joinAt;
-    const lastMoved = Math.max(...events[1]!.moved.map((p) => turns.find((x) => x.p === p && x.start > tRemove && x.worker !== "w1")?.start ?? Number.POSITIVE_INFINITY));
+    const lastMoved = Math.max(
+      ...events[1]!.moved.map((p) => turns.find((x) => x.p === p && x.start > tRemove && x.worker !== "w1")?.start ?? Number.POSITIVE_INFINITY),
+    );
     events[1]!.settledAfterMs = events[1]!.moved.length ? lastMoved - tRemove : 0;
     const t0 = Math.min(...facts.map((f) => f.t));
-    const compact = turns.map((x) => ({ w: x.worker, p: x.p, o: x.offset, s: Math.round(x.start - t0), e: x.end === null ? null : Math.round(x.end - t0), r: x.outcome }));
-    return { kind, events, steady, slotUse, facts: facts.length, timeline: { addAt: Math.round(joinAt - t0), removeAt: Math.round(tRemove - t0), turns: compact } };
-
+    const compact = turns.map((x) => ({
+      w: x.worker,
+      p: x.p,
+      o: x.offset,
+      s: Math.round(x.start - t0),
+      e: x.end === null ? null : Math.round(x.end - t0),
+      r: x.outcome,
+    }));
+    return {
+      kind,
+      events,
+      steady,
+      slotUse,
+      facts: facts.length,
+      timeline: { addAt: Math.round(joinAt - t0), removeAt: Math.round(tRemove - t0), turns: compact },
+    };
   } finally {
     for (const proc of procs.values()) if (proc.exitCode === null) proc.kill("SIGKILL");
     await topUps;
@@ -345,6 +366,11 @@ export const scaleScenario: Scenario = {
         });
       }
     }
-    return { rows, targets: [], notes, raw: { partitions: PARTITIONS, slots: SLOTS, genMs: GEN_MS, sessionTimeoutMs: SESSION_TIMEOUT_MS, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, results } };
+    return {
+      rows,
+      targets: [],
+      notes,
+      raw: { partitions: PARTITIONS, slots: SLOTS, genMs: GEN_MS, sessionTimeoutMs: SESSION_TIMEOUT_MS, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, results },
+    };
   },
 };

@@ -101,7 +101,9 @@ function checkTurn(where: string, turn: ClientTurn, requestId: string, index: To
   if (turn.followedAttempt === kafkaFinal.attempt && turn.streamedText !== kafkaFinal.reply) {
     if (kafkaFinal.reply.startsWith(turn.streamedText)) {
       t.deltaGaps++;
-      anomalies.push(`note: ${where}: the stream's deltas stopped at ${JSON.stringify(turn.streamedText)}; the final's reply ${JSON.stringify(kafkaFinal.reply)} completes it`);
+      anomalies.push(
+        `note: ${where}: the stream's deltas stopped at ${JSON.stringify(turn.streamedText)}; the final's reply ${JSON.stringify(kafkaFinal.reply)} completes it`,
+      );
     } else {
       t.textMismatches++;
       anomalies.push(`${where}: streamed text ${JSON.stringify(turn.streamedText)} is not the start of the final reply ${JSON.stringify(kafkaFinal.reply)}`);

@@ -7,7 +7,12 @@ import type { ClientConversation } from "../client.js";
 import { compareOffsets, type TopicIndex } from "./topics.js";
 
 /** The number of ordering faults (a conversation can have several). */
-export function countOutOfOrder(conversations: readonly ClientConversation[], acceptedIds: ReadonlySet<string>, index: TopicIndex, anomalies: string[]): number {
+export function countOutOfOrder(
+  conversations: readonly ClientConversation[],
+  acceptedIds: ReadonlySet<string>,
+  index: TopicIndex,
+  anomalies: string[],
+): number {
   let outOfOrder = 0;
   for (const conversation of conversations) {
     const onKafka = index.byConversation.get(conversation.id) ?? [];

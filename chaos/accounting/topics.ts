@@ -1,12 +1,5 @@
 /** The topics a chaos run left, indexed for the checks: requests by id and by conversation, events by request. */
-import {
-  chatEventSchema,
-  chatRequestSchema,
-  decodeRecord,
-  isTerminalEvent,
-  type ChatEvent,
-  type TurnRequest,
-} from "../../contracts/records.js";
+import { chatEventSchema, chatRequestSchema, decodeRecord, isTerminalEvent, type ChatEvent, type TurnRequest } from "../../contracts/records.js";
 import type { LoggedRecord } from "../kafka-log.js";
 
 export interface RequestOnKafka {

@@ -113,11 +113,16 @@ export async function startMemoryView(options: {
   const offsets = await admin.fetchTopicOffsets(topic);
   for (const p of offsets) progress.advance(topic, p.partition, BigInt(p.low));
   let caughtUp = false;
-  void progress.waitFor(offsets.map((p) => ({ topic, partition: p.partition, offset: p.high })), 60_000).then((reached) => {
-    caughtUp = true;
-    if (reached) log.info({ conversations: store.size, bytes: store.bytes }, "read chat.memory");
-    else log.warn({ conversations: store.size }, "chat.memory not read to its end within 60 s; serving what has been read");
-  });
+  void progress
+    .waitFor(
+      offsets.map((p) => ({ topic, partition: p.partition, offset: p.high })),
+      60_000,
+    )
+    .then((reached) => {
+      caughtUp = true;
+      if (reached) log.info({ conversations: store.size, bytes: store.bytes }, "read chat.memory");
+      else log.warn({ conversations: store.size }, "chat.memory not read to its end within 60 s; serving what has been read");
+    });
 
   let warnedAt = 0;
   await consumer.connect();
@@ -138,7 +143,10 @@ export async function startMemoryView(options: {
         options.onEvict?.(store.evicted - before);
         if (Date.now() - warnedAt > 60_000) {
           warnedAt = Date.now();
-          log.warn({ max_bytes: options.maxBytes, evicted: store.evicted }, "memory view is full: dropping the conversations written longest ago (raise MEMORY_VIEW_MAX_BYTES)");
+          log.warn(
+            { max_bytes: options.maxBytes, evicted: store.evicted },
+            "memory view is full: dropping the conversations written longest ago (raise MEMORY_VIEW_MAX_BYTES)",
+          );
         }
       }
     },

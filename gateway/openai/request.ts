@@ -16,26 +16,36 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { MAX_CONTEXT_MESSAGES, MAX_TOOLS, SCHEMA_VERSION, generationParamFields, checkParamCombination, toolCallSchema, type ContextMessage, type TurnRequest } from "../../contracts/records.js";
+import {
+  MAX_CONTEXT_MESSAGES,
+  MAX_TOOLS,
+  SCHEMA_VERSION,
+  generationParamFields,
+  checkParamCombination,
+  toolCallSchema,
+  type ContextMessage,
+  type TurnRequest,
+} from "../../contracts/records.js";
 import { ApiError, parseInput } from "../errors.js";
 import { paramsOf, stopInput } from "../routes/schemas.js";
 
 /** Parameters OpenAI defines that this server refuses when they are set, and why. */
-const UNSUPPORTED = new Map<string, string>(Object.entries({
-  functions: "the deprecated functions API is not supported; send tools",
-  function_call: "the deprecated functions API is not supported; send tool_choice",
-  top_logprobs: "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend",
-  audio: "audio output is not supported",
-  modalities: "only text output is supported",
-  prediction: "predicted outputs are not supported",
-  web_search_options: "web search is not supported",
-  reasoning_effort: "reasoning_effort is not supported (the model is not a reasoning model)",
-  verbosity: "verbosity is not supported",
-}));
+const UNSUPPORTED = new Map<string, string>(
+  Object.entries({
+    functions: "the deprecated functions API is not supported; send tools",
+    function_call: "the deprecated functions API is not supported; send tool_choice",
+    top_logprobs:
+      "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend",
+    audio: "audio output is not supported",
+    modalities: "only text output is supported",
+    prediction: "predicted outputs are not supported",
+    web_search_options: "web search is not supported",
+    reasoning_effort: "reasoning_effort is not supported (the model is not a reasoning model)",
+    verbosity: "verbosity is not supported",
+  }),
+);
 
-const textPart = z
-  .object({ type: z.literal("text", { errorMap: () => ({ message: 'only "text" content parts are supported' }) }), text: z.string() })
-  .strict();
+const textPart = z.object({ type: z.literal("text", { errorMap: () => ({ message: 'only "text" content parts are supported' }) }), text: z.string() }).strict();
 
 const contentOf = (content: string | Array<{ text: string }> | null | undefined) =>
   content == null ? "" : typeof content === "string" ? content : content.map((p) => p.text).join("");
@@ -75,10 +85,14 @@ function messageSchema(maxChars: number) {
       ...(m.tool_call_id === undefined ? {} : { tool_call_id: m.tool_call_id }),
     }))
     .superRefine((m, ctx) => {
-      if (m.content.length > maxChars) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)` });
-      if (m.role === "tool" && m.tool_call_id === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "is required on a tool message" });
-      if (m.role !== "tool" && m.tool_call_id !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "belongs on tool messages only" });
-      if (m.role !== "assistant" && m.tool_calls !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "belongs on assistant messages only" });
+      if (m.content.length > maxChars)
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)` });
+      if (m.role === "tool" && m.tool_call_id === undefined)
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "is required on a tool message" });
+      if (m.role !== "tool" && m.tool_call_id !== undefined)
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "belongs on tool messages only" });
+      if (m.role !== "assistant" && m.tool_calls !== undefined)
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "belongs on assistant messages only" });
     });
 }
 
@@ -111,8 +125,14 @@ export function bodySchema(maxChars: number) {
       tool_choice: f.tool_choice.nullish(),
       parallel_tool_calls: f.parallel_tool_calls.nullish(),
       n: f.n.nullish(),
-      logprobs: neutral(false, "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend"),
-      logit_bias: z.object({}, { errorMap: () => ({ message: "logit_bias is not supported (only {} is accepted)" }) }).strict("logit_bias is not supported (only {} is accepted)").nullish(),
+      logprobs: neutral(
+        false,
+        "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend",
+      ),
+      logit_bias: z
+        .object({}, { errorMap: () => ({ message: "logit_bias is not supported (only {} is accepted)" }) })
+        .strict("logit_bias is not supported (only {} is accepted)")
+        .nullish(),
       // Sent by common clients without being asked; they change nothing about the reply.
       user: z.string().max(256).nullish(),
       metadata: z.record(z.string().max(512)).nullish(),
@@ -122,7 +142,9 @@ export function bodySchema(maxChars: number) {
       safety_identifier: z.string().max(256).nullish(),
     })
     .strict()
-    .superRefine((b, ctx) => checkParamCombination({ tools: b.tools ?? undefined, tool_choice: b.tool_choice ?? undefined, response_format: b.response_format ?? undefined }, ctx));
+    .superRefine((b, ctx) =>
+      checkParamCombination({ tools: b.tools ?? undefined, tool_choice: b.tool_choice ?? undefined, response_format: b.response_format ?? undefined }, ctx),
+    );
 }
 
 export type ChatCompletionBody = z.infer<ReturnType<typeof bodySchema>>;
@@ -158,7 +180,8 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
   if (last.role !== "user" && last.role !== "tool") {
     throw new ApiError("invalid_request", 'messages: the last message must be the user\'s (role "user") or a tool result (role "tool")', { param: "messages" });
   }
-  if (last.role === "user" && last.content.length === 0) throw new ApiError("invalid_request", "messages: the last user message must not be empty", { param: "messages" });
+  if (last.role === "user" && last.content.length === 0)
+    throw new ApiError("invalid_request", "messages: the last user message must not be empty", { param: "messages" });
   const params = paramsOf({
     max_tokens: body.max_completion_tokens ?? body.max_tokens,
     temperature: body.temperature,
@@ -190,7 +213,9 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
     const afterTools = last.role === "tool";
     const context = afterTools ? messages : messages.slice(0, -1);
     if (context.length > MAX_CONTEXT_MESSAGES) {
-      throw new ApiError("invalid_request", `messages: at most ${MAX_CONTEXT_MESSAGES + 1} messages (${MAX_CONTEXT_MESSAGES} before the last)`, { param: "messages" });
+      throw new ApiError("invalid_request", `messages: at most ${MAX_CONTEXT_MESSAGES + 1} messages (${MAX_CONTEXT_MESSAGES} before the last)`, {
+        param: "messages",
+      });
     }
     return { ...base, conversation_id: randomUUID(), content: afterTools ? "" : last.content, context };
   }
@@ -199,12 +224,19 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
   let lastAssistant = messages.length - 1;
   while (lastAssistant >= 0 && messages[lastAssistant]!.role !== "assistant") lastAssistant--;
   const trailing = messages.slice(lastAssistant + 1);
-  const toolResults = last.role === "tool" ? trailing.filter((m) => m.role === "tool").map((m) => ({ tool_call_id: m.tool_call_id!, content: m.content })) : undefined;
+  const toolResults =
+    last.role === "tool" ? trailing.filter((m) => m.role === "tool").map((m) => ({ tool_call_id: m.tool_call_id!, content: m.content })) : undefined;
   if (toolResults !== undefined && trailing.some((m) => m.role === "user")) {
-    throw new ApiError("invalid_request", "messages: with X-Conversation-Id, tool results end the messages after the last assistant message; send the user message in a turn of its own", { param: "messages" });
+    throw new ApiError(
+      "invalid_request",
+      "messages: with X-Conversation-Id, tool results end the messages after the last assistant message; send the user message in a turn of its own",
+      { param: "messages" },
+    );
   }
   if (body.n != null && body.n > 1) {
-    throw new ApiError("invalid_request", "n: more than one choice is not supported with X-Conversation-Id (the memory keeps one reply per turn)", { param: "n" });
+    throw new ApiError("invalid_request", "n: more than one choice is not supported with X-Conversation-Id (the memory keeps one reply per turn)", {
+      param: "n",
+    });
   }
   const system = messages.filter((m) => m.role === "system").at(-1);
   return {
@@ -222,7 +254,9 @@ function checkToolResults(messages: readonly ContextMessage[]): void {
   messages.forEach((m, i) => {
     for (const c of m.tool_calls ?? []) calls.add(c.id);
     if (m.role === "tool" && !calls.has(m.tool_call_id!)) {
-      throw new ApiError("invalid_request", `messages.${i}.tool_call_id: answers no tool call of an earlier assistant message`, { param: `messages.${i}.tool_call_id` });
+      throw new ApiError("invalid_request", `messages.${i}.tool_call_id: answers no tool call of an earlier assistant message`, {
+        param: `messages.${i}.tool_call_id`,
+      });
     }
   });
 }

@@ -72,13 +72,7 @@ export interface ChunkDelta {
   tool_calls?: Array<{ index: number; id?: string; type?: "function"; function: { name?: string; arguments: string } }>;
 }
 
-export function chunk(
-  meta: CompletionMeta,
-  delta: ChunkDelta,
-  finish: FinishReason | null,
-  includeUsage: boolean,
-  index = 0,
-) {
+export function chunk(meta: CompletionMeta, delta: ChunkDelta, finish: FinishReason | null, includeUsage: boolean, index = 0) {
   return {
     id: completionId(meta.requestId),
     object: "chat.completion.chunk" as const,

@@ -11,14 +11,7 @@ import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../co
 import { HTTP_STATUS, type Dialect } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
-import {
-  cancelBody,
-  eventsQuery,
-  historyQuery,
-  openConversationBody,
-  openConversationQuery,
-  postMessageBody,
-} from "../routes/schemas.js";
+import { cancelBody, eventsQuery, historyQuery, openConversationBody, openConversationQuery, postMessageBody } from "../routes/schemas.js";
 import * as r from "./responses.js";
 
 extendZodWithOpenApi(z);
@@ -167,7 +160,8 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     method: "delete",
     path: "/v1/conversations/{id}",
     summary: "Delete a conversation",
-    description: "Queued behind the conversation's pending turns: 204 once a worker applied it within GATEWAY_APPLY_WAIT_MS, else 202 with the request to follow.",
+    description:
+      "Queued behind the conversation's pending turns: 204 once a worker applied it within GATEWAY_APPLY_WAIT_MS, else 202 with the request to follow.",
     security: secured,
     request: { params: conversationParams },
     responses: {
@@ -198,7 +192,10 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
       query: eventsQuery,
       headers: z.object({ "last-event-id": z.string().optional().openapi({ description: "Resume after this event id" }) }),
     },
-    responses: { 200: { description: "The event stream", content: { "text/event-stream": { schema: chatEventStream } } }, ...errors("native", [...AUTHED, 404]) },
+    responses: {
+      200: { description: "The event stream", content: { "text/event-stream": { schema: chatEventStream } } },
+      ...errors("native", [...AUTHED, 404]),
+    },
   });
 
   registry.registerPath({
@@ -208,7 +205,10 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     description: "Asks the worker running the request to stop; the request then ends as cancelled with the partial reply.",
     security: secured,
     request: { params: requestParams, body: { content: json(cancelBody), required: false } },
-    responses: { 202: { description: "Cancel requested (or the request had ended)", content: json(r.cancelAccepted) }, ...errors("native", [...WITH_BODY, 404]) },
+    responses: {
+      202: { description: "Cancel requested (or the request had ended)", content: json(r.cancelAccepted) },
+      ...errors("native", [...WITH_BODY, 404]),
+    },
   });
 
   registry.registerPath({

@@ -9,15 +9,7 @@ import { SCHEMA_VERSION, conversationIdSchema, type ChatRequest } from "../../co
 import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { assertNotForeign, awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
-import {
-  emptyQuery,
-  historyQuery,
-  objectBody,
-  openConversationBody,
-  openConversationQuery,
-  paramsOf,
-  postMessageBody,
-} from "./schemas.js";
+import { emptyQuery, historyQuery, objectBody, openConversationBody, openConversationQuery, paramsOf, postMessageBody } from "./schemas.js";
 
 type IdParams = { id: string };
 

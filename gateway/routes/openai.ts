@@ -129,7 +129,12 @@ function streamCompletion(
       case "delta":
         return sendText(event.choice ?? 0, event.text);
       case "tool_call_delta":
-        return sendCall(event.choice ?? 0, event.index, event.id !== undefined && event.name !== undefined ? { id: event.id, name: event.name } : null, event.arguments);
+        return sendCall(
+          event.choice ?? 0,
+          event.index,
+          event.id !== undefined && event.name !== undefined ? { id: event.id, name: event.name } : null,
+          event.arguments,
+        );
       case "final":
         for (const c of choicesOf(event)) {
           // A re-announced final comes without its deltas: send what the client lacks.

@@ -67,7 +67,9 @@ export function openConversationBody(maxChars: number) {
     .strict();
 }
 
-const booleanQuery = z.enum(["true", "false", "1", "0"], { errorMap: () => ({ message: "must be true or false" }) }).transform((v) => v === "true" || v === "1");
+const booleanQuery = z
+  .enum(["true", "false", "1", "0"], { errorMap: () => ({ message: "must be true or false" }) })
+  .transform((v) => v === "true" || v === "1");
 
 export const openConversationQuery = z.object({ greeting: booleanQuery.optional() }).strict();
 

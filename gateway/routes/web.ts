@@ -41,7 +41,10 @@ export function registerWebRoutes(app: FastifyInstance, logger: Logger): void {
       .header("content-type", "text/html; charset=utf-8")
       .header("cache-control", "no-cache")
       // The page needs nothing from elsewhere; say so, so an injected script could not call out.
-      .header("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'")
+      .header(
+        "content-security-policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+      )
       .header("x-content-type-options", "nosniff")
       .send(page),
   );

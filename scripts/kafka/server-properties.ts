@@ -54,18 +54,27 @@ export function serverProperties(
 
 /** Security protocol of the listener on `port` (PLAINTEXT unless serverProperties changed it). */
 export function protocolOnPort(props: Record<string, string>, port: number): string {
-  const listener = (props.listeners ?? "").split(",").map((l) => l.trim()).find((l) => l.endsWith(`:${port}`));
+  const listener = (props.listeners ?? "")
+    .split(",")
+    .map((l) => l.trim())
+    .find((l) => l.endsWith(`:${port}`));
   const name = listener?.split("://")[0] ?? "PLAINTEXT";
-  const map = new Map((props["listener.security.protocol.map"] ?? "").split(",").map((e) => {
-    const [n = "", protocol = ""] = e.split(":");
-    return [n.trim(), protocol.trim()] as const;
-  }));
+  const map = new Map(
+    (props["listener.security.protocol.map"] ?? "").split(",").map((e) => {
+      const [n = "", protocol = ""] = e.split(":");
+      return [n.trim(), protocol.trim()] as const;
+    }),
+  );
   return map.get(name) ?? name;
 }
 
 export function toPropertiesFile(props: Record<string, string>): string {
   // Java properties treat '\' as an escape; none of our values need one, paths on Windows aside.
-  return Object.entries(props).map(([k, v]) => `${k}=${v.replaceAll("\\", "\\\\")}`).join("\n") + "\n";
+  return (
+    Object.entries(props)
+      .map(([k, v]) => `${k}=${v.replaceAll("\\", "\\\\")}`)
+      .join("\n") + "\n"
+  );
 }
 
 /** Both logging configs are written; the 3.x (reload4j) and 4.x (log4j2) JVMs each read theirs. */

@@ -78,8 +78,20 @@ describe("rendered objects against the schemas", () => {
   });
 
   it("the variants together cover the KEDA and Prometheus Operator kinds too", () => {
-    const kinds = new Set(Object.values(rendered).flat().map((o) => `${o.apiVersion}/${o.kind}`));
-    for (const k of ["keda.sh/v1alpha1/ScaledObject", "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor", "autoscaling/v2/HorizontalPodAutoscaler", "networking.k8s.io/v1/NetworkPolicy", "policy/v1/PodDisruptionBudget", "batch/v1/Job"]) {
+    const kinds = new Set(
+      Object.values(rendered)
+        .flat()
+        .map((o) => `${o.apiVersion}/${o.kind}`),
+    );
+    for (const k of [
+      "keda.sh/v1alpha1/ScaledObject",
+      "monitoring.coreos.com/v1/ServiceMonitor",
+      "monitoring.coreos.com/v1/PodMonitor",
+      "autoscaling/v2/HorizontalPodAutoscaler",
+      "networking.k8s.io/v1/NetworkPolicy",
+      "policy/v1/PodDisruptionBudget",
+      "batch/v1/Job",
+    ]) {
       assert.ok(kinds.has(k), `some variant renders ${k}`);
     }
   });
@@ -128,7 +140,10 @@ describe("pods: non-root, read-only root filesystem, no capabilities", () => {
           assert.notEqual(sc.privileged, true, `${owner}/${c.name}: not privileged`);
           assert.deepEqual(sc.capabilities?.drop, ["ALL"], `${owner}/${c.name}: drops every capability`);
           assert.equal(sc.capabilities?.add, undefined, `${owner}/${c.name}: adds none`);
-          assert.ok(c.volumeMounts?.some((m) => m.mountPath === "/tmp"), `${owner}/${c.name}: a writable /tmp`);
+          assert.ok(
+            c.volumeMounts?.some((m) => m.mountPath === "/tmp"),
+            `${owner}/${c.name}: a writable /tmp`,
+          );
         }
       }
     });
@@ -260,7 +275,10 @@ describe("autoscaling", () => {
       minReplicas: number;
       maxReplicas: number;
       scaleTargetRef: { name: string; kind: string };
-      metrics: Array<{ type: string; external: { metric: { name: string; selector: { matchLabels: Record<string, string> } }; target: { type: string; averageValue: string } } }>;
+      metrics: Array<{
+        type: string;
+        external: { metric: { name: string; selector: { matchLabels: Record<string, string> } }; target: { type: string; averageValue: string } };
+      }>;
       behavior: { scaleUp: { stabilizationWindowSeconds: number }; scaleDown: { stabilizationWindowSeconds: number } };
     };
     assert.equal(hpa.apiVersion, "autoscaling/v2");
@@ -304,7 +322,10 @@ describe("autoscaling", () => {
       triggers: Array<{ type: string; metricType: string; metadata: Record<string, string> }>;
     };
     assert.equal(spec.minReplicaCount, 0);
-    assert.deepEqual(spec.advanced.horizontalPodAutoscalerConfig.behavior, (find(rendered.default!, "HorizontalPodAutoscaler").spec as { behavior: unknown }).behavior);
+    assert.deepEqual(
+      spec.advanced.horizontalPodAutoscalerConfig.behavior,
+      (find(rendered.default!, "HorizontalPodAutoscaler").spec as { behavior: unknown }).behavior,
+    );
     const t = spec.triggers[0]!;
     assert.equal(t.type, "prometheus");
     assert.equal(t.metricType, "AverageValue");
@@ -414,7 +435,10 @@ describe("topics, config and secrets", () => {
 
 describe("monitoring, disruption, network", () => {
   it("ServiceMonitor / PodMonitor carry the release label onto series, for the queries that select by it", () => {
-    for (const [variant, kind] of [["gpu", "ServiceMonitor"], ["keda", "PodMonitor"]] as const) {
+    for (const [variant, kind] of [
+      ["gpu", "ServiceMonitor"],
+      ["keda", "PodMonitor"],
+    ] as const) {
       const monitors = rendered[variant]!.filter((o) => o.kind === kind);
       assert.equal(monitors.length, 2, `${variant}: gateway and worker`);
       for (const m of monitors) {
@@ -440,7 +464,9 @@ describe("monitoring, disruption, network", () => {
   it("dashboards: one ConfigMap per dashboard JSON in the chart, labelled for the Grafana sidecar, content identical", () => {
     const dir = path.join(CHART_DIR, "dashboards");
     assert.ok(!lstatSync(dir).isSymbolicLink(), "the chart carries real files, not a link helm warns about");
-    const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith(".json"))
+      .sort();
     assert.ok(files.length >= 2);
     const cms = rendered.default!.filter((o) => o.kind === "ConfigMap" && o.metadata.labels?.grafana_dashboard === "1");
     assert.equal(cms.length, files.length);
@@ -466,8 +492,17 @@ describe("helm package", () => {
       assert.ok(tgz, r.stdout);
       const list = spawnSync("tar", ["-tzf", path.join(out, tgz)], { encoding: "utf8" });
       assert.equal(list.status, 0, list.stderr);
-      const shipped = list.stdout.split("\n").filter((f) => f.startsWith("kafka-llm/dashboards/") && f.endsWith(".json")).map((f) => path.basename(f)).sort();
-      assert.deepEqual(shipped, readdirSync(path.join(CHART_DIR, "dashboards")).filter((f) => f.endsWith(".json")).sort());
+      const shipped = list.stdout
+        .split("\n")
+        .filter((f) => f.startsWith("kafka-llm/dashboards/") && f.endsWith(".json"))
+        .map((f) => path.basename(f))
+        .sort();
+      assert.deepEqual(
+        shipped,
+        readdirSync(path.join(CHART_DIR, "dashboards"))
+          .filter((f) => f.endsWith(".json"))
+          .sort(),
+      );
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
@@ -512,7 +547,11 @@ function readSources(dirs: string[]): string {
       const p = path.join(dir, entry.name);
       if (entry.isDirectory()) walk(p);
       // Comments do not count as reading a variable.
-      else if (entry.name.endsWith(".ts")) text += readFileSync(p, "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|\s)\/\/.*$/gm, "") + "\n";
+      else if (entry.name.endsWith(".ts"))
+        text +=
+          readFileSync(p, "utf8")
+            .replace(/\/\*[\s\S]*?\*\//g, "")
+            .replace(/(^|\s)\/\/.*$/gm, "") + "\n";
     }
   };
   for (const d of dirs) if (existsSync(path.join(REPO_ROOT, d))) walk(path.join(REPO_ROOT, d));

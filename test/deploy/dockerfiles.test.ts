@@ -36,7 +36,10 @@ function nodeModulesStage(df: Dockerfile): Stage {
 }
 
 function runCommands(stage: Stage): string {
-  return stage.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args).join("\n");
+  return stage.instructions
+    .filter((i) => i.keyword === "RUN")
+    .map((i) => i.args)
+    .join("\n");
 }
 
 function commonChecks(df: Dockerfile, entry: string) {
@@ -94,12 +97,19 @@ describe("Dockerfile.cuda (worker)", () => {
       assert.ok(entry, `package-lock.json has @node-llama-cpp/${pkg}`);
       assert.deepEqual([entry.os, entry.cpu], [["linux"], ["x64"]]);
     }
-    const env = deps.instructions.filter((i) => i.keyword === "ENV").map((i) => i.args).join(" ");
+    const env = deps.instructions
+      .filter((i) => i.keyword === "ENV")
+      .map((i) => i.args)
+      .join(" ");
     assert.match(env, /NODE_LLAMA_CPP_SKIP_DOWNLOAD=true/, "no llama.cpp download or build at install time");
   });
 
   it("defaults to the GPU and to /models for hf: downloads (the chart's volume)", () => {
-    const env = cuda.stages.at(-1)!.instructions.filter((i) => i.keyword === "ENV").map((i) => i.args).join(" ");
+    const env = cuda.stages
+      .at(-1)!
+      .instructions.filter((i) => i.keyword === "ENV")
+      .map((i) => i.args)
+      .join(" ");
     assert.match(env, /LLAMA_GPU=cuda/);
     assert.match(env, /MODEL_DIR=\/models/);
   });
@@ -123,10 +133,28 @@ describe("Dockerfile.gateway", () => {
 
 describe(".dockerignore", () => {
   it("keeps dependencies, build output, caches, models, git and tests out of the context", () => {
-    for (const p of ["node_modules", "node_modules/kafkajs/package.json", "dist/worker/main.js", ".cache/models/a.gguf", ".git/HEAD", "x/y.gguf", "test/unit/a.test.ts", "local.log"]) {
+    for (const p of [
+      "node_modules",
+      "node_modules/kafkajs/package.json",
+      "dist/worker/main.js",
+      ".cache/models/a.gguf",
+      ".git/HEAD",
+      "x/y.gguf",
+      "test/unit/a.test.ts",
+      "local.log",
+    ]) {
       assert.ok(ignored(p), `${p} is ignored`);
     }
-    for (const p of ["package.json", "package-lock.json", "tsconfig.json", "worker/main.ts", "gateway/main.ts", "contracts/config.ts", "platform/kafka.ts", "scripts/deploy/fetch-model.ts"]) {
+    for (const p of [
+      "package.json",
+      "package-lock.json",
+      "tsconfig.json",
+      "worker/main.ts",
+      "gateway/main.ts",
+      "contracts/config.ts",
+      "platform/kafka.ts",
+      "scripts/deploy/fetch-model.ts",
+    ]) {
       assert.ok(!ignored(p), `${p} is in the context`);
     }
   });
@@ -150,16 +178,13 @@ describe("hadolint", () => {
   });
 });
 
-
 describe("the build stage, replayed", { timeout: 240_000 }, () => {
   const ctx = mkdtempSync(path.join(os.tmpdir(), "image-build-"));
 
   before(() => {
     // What `COPY <src> <dest>` in the build stage brings in, after .dockerignore.
     const build = cuda.stages.find((s) => s.name === "build")!;
-    const sources = build.instructions
-      .filter((i) => i.keyword === "COPY" && !i.args.startsWith("--from"))
-      .flatMap((i) => i.args.split(" ").slice(0, -1));
+    const sources = build.instructions.filter((i) => i.keyword === "COPY" && !i.args.startsWith("--from")).flatMap((i) => i.args.split(" ").slice(0, -1));
     for (const src of sources) {
       assert.ok(existsSync(path.join(REPO_ROOT, src)), `COPY ${src}: exists in the repo`);
       copyFiltered(src);

@@ -126,10 +126,14 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
         },
       },
     ]);
-    await cp.waitFor("the external metrics APIService Available", () => {
-      const s = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["get", "apiservice", "v1beta1.external.metrics.k8s.io"]);
-      return s.status.conditions?.some((c) => c.type === "Available" && c.status === "True");
-    }, 120_000);
+    await cp.waitFor(
+      "the external metrics APIService Available",
+      () => {
+        const s = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["get", "apiservice", "v1beta1.external.metrics.k8s.io"]);
+        return s.status.conditions?.some((c) => c.type === "Available" && c.status === "True");
+      },
+      120_000,
+    );
   });
 
   after(async () => {
@@ -155,18 +159,30 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
   it("the chart's HPA gets the lag from the API server (prometheus-adapter over a real Prometheus)", async () => {
     cp.kc(["create", "namespace", NAMESPACE]);
     await helmOk(cp, [
-      "install", RELEASE, ".", "-n", NAMESPACE,
-      "--set", "autoscaling.signal=lag",
-      "--set", "topics.job.enabled=false",
-      "--set-json", `autoscaling.behavior.scaleDown=${JSON.stringify({ stabilizationWindowSeconds: DOWN_WINDOW_S, selectPolicy: "Max", policies: [{ type: "Percent", value: 100, periodSeconds: 15 }] })}`,
-      "--wait", "--timeout=5m",
+      "install",
+      RELEASE,
+      ".",
+      "-n",
+      NAMESPACE,
+      "--set",
+      "autoscaling.signal=lag",
+      "--set",
+      "topics.job.enabled=false",
+      "--set-json",
+      `autoscaling.behavior.scaleDown=${JSON.stringify({ stabilizationWindowSeconds: DOWN_WINDOW_S, selectPolicy: "Max", policies: [{ type: "Percent", value: 100, periodSeconds: 15 }] })}`,
+      "--wait",
+      "--timeout=5m",
     ]);
     const value = await cp.waitFor("the adapter to serve kafka_llm_request_lag", () => (metric() === 0 ? 0 : undefined), 120_000);
     assert.equal(value, 0, "nothing waits yet");
-    const status = await cp.waitFor("the HPA to read its metric", () => {
-      const s = hpa();
-      return s.conditions?.some((c) => c.type === "ScalingActive" && c.status === "True") ? s : undefined;
-    }, 120_000);
+    const status = await cp.waitFor(
+      "the HPA to read its metric",
+      () => {
+        const s = hpa();
+        return s.conditions?.some((c) => c.type === "ScalingActive" && c.status === "True") ? s : undefined;
+      },
+      120_000,
+    );
     assert.equal(status.desiredReplicas, 1, "an idle queue: minReplicas");
   });
 
@@ -195,10 +211,14 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
       }),
     );
     try {
-      const peak = await cp.waitFor("the HPA to scale the workers up", () => {
-        const top = Math.max(...samples.map((s) => s.replicas));
-        return top > 1 ? top : undefined;
-      }, 120_000);
+      const peak = await cp.waitFor(
+        "the HPA to scale the workers up",
+        () => {
+          const top = Math.max(...samples.map((s) => s.replicas));
+          return top > 1 ? top : undefined;
+        },
+        120_000,
+      );
       assert.ok(peak > 1);
       // Deletion costs as the workers set them: one busy, the rest idle. When the HPA
       // scales down, the ReplicaSet must keep the busy one.
@@ -218,9 +238,14 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
       assert.equal(left[0]!.name, busy, "the scale-down removed the idle workers (lowest deletion cost) and kept the busy one");
       const peakLag = Math.max(...samples.map((s) => s.lag ?? 0));
       const peakReplicas = Math.max(...samples.map((s) => s.replicas));
-      console.log(`# burst: peak lag ${peakLag} through the API server, peak ${peakReplicas} workers, drained at ${drainedAt.toFixed(0)} s, back to 1 at ${down.t.toFixed(0)} s`);
+      console.log(
+        `# burst: peak lag ${peakLag} through the API server, peak ${peakReplicas} workers, drained at ${drainedAt.toFixed(0)} s, back to 1 at ${down.t.toFixed(0)} s`,
+      );
       assert.ok(peakLag > 8, "the metric the HPA reads saw the burst");
-      assert.ok(samples.every((s) => s.replicas >= 1 && s.replicas <= 6), "within the chart's minReplicas..maxReplicas");
+      assert.ok(
+        samples.every((s) => s.replicas >= 1 && s.replicas <= 6),
+        "within the chart's minReplicas..maxReplicas",
+      );
       // The window runs from the last recommendation above 1 (lag above the target of 8),
       // give or take the few seconds between a sample and the controller's own read.
       const lastHigh = samples.filter((s) => (s.lag ?? 0) > 8).at(-1)!.t;

@@ -136,9 +136,21 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       let installing = true;
       const lb = (async () => {
         while (installing) {
-          const svcs = cp.getJson<{ items: Array<{ metadata: { name: string }; spec: { type: string }; status: { loadBalancer?: { ingress?: unknown[] } } }> }>(["-n", ns, "get", "services"]).items;
+          const svcs = cp.getJson<{ items: Array<{ metadata: { name: string }; spec: { type: string }; status: { loadBalancer?: { ingress?: unknown[] } } }> }>(
+            ["-n", ns, "get", "services"],
+          ).items;
           for (const s of svcs.filter((x) => x.spec.type === "LoadBalancer" && !x.status.loadBalancer?.ingress)) {
-            cp.kc(["-n", ns, "patch", "service", s.metadata.name, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { loadBalancer: { ingress: [{ ip: "127.0.0.1" }] } } })]);
+            cp.kc([
+              "-n",
+              ns,
+              "patch",
+              "service",
+              s.metadata.name,
+              "--subresource=status",
+              "--type=merge",
+              "-p",
+              JSON.stringify({ status: { loadBalancer: { ingress: [{ ip: "127.0.0.1" }] } } }),
+            ]);
           }
           await new Promise((r) => setTimeout(r, 500));
         }
@@ -192,7 +204,13 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
   it("helm upgrade with a changed value rolls the worker Deployment", async () => {
     const ns = "v-default";
     const deploy = () =>
-      cp.getJson<{ metadata: { generation: number }; status: { observedGeneration?: number; updatedReplicas?: number; replicas?: number } }>(["-n", ns, "get", "deployment", `${RELEASE}-kafka-llm-worker`]);
+      cp.getJson<{ metadata: { generation: number }; status: { observedGeneration?: number; updatedReplicas?: number; replicas?: number } }>([
+        "-n",
+        ns,
+        "get",
+        "deployment",
+        `${RELEASE}-kafka-llm-worker`,
+      ]);
     const beforePods = pods(cp, ns, WORKERS).map((p) => p.name);
     const generation = deploy().metadata.generation;
     await helmOk(cp, ["upgrade", RELEASE, ".", "-n", ns, "--reuse-values", "--set", "worker.slots=2", "--wait", "--wait-for-jobs", "--timeout=5m"]);
@@ -221,14 +239,22 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       const ns = `v-${variant}`;
       await helmOk(cp, ["uninstall", RELEASE, "-n", ns, "--wait", "--timeout=2m"]);
       const kept = objects.filter((o) => o.metadata.annotations?.["helm.sh/resource-policy"] === "keep").map((o) => `${o.kind}/${o.metadata.name}`);
-      const left = await cp.waitFor(`the ${variant} release's objects gone`, () => {
-        const names = cp.kc(["get", "-f", "-", "--ignore-not-found", "-o", "name"], asDocuments(objects, ns)).trim();
-        const list = names ? names.split("\n") : [];
-        return list.length === kept.length ? list : undefined;
-      }, 120_000);
+      const left = await cp.waitFor(
+        `the ${variant} release's objects gone`,
+        () => {
+          const names = cp.kc(["get", "-f", "-", "--ignore-not-found", "-o", "name"], asDocuments(objects, ns)).trim();
+          const list = names ? names.split("\n") : [];
+          return list.length === kept.length ? list : undefined;
+        },
+        120_000,
+      );
       assert.equal(left.length, kept.length, `${variant}: only the kept objects remain (${left.join(", ")})`);
       const leftPods = pods(cp, ns, `app.kubernetes.io/instance=${RELEASE}`);
-      assert.deepEqual(leftPods.map((p) => p.name), [], `${variant}: no pods left`);
+      assert.deepEqual(
+        leftPods.map((p) => p.name),
+        [],
+        `${variant}: no pods left`,
+      );
     }
   });
 
@@ -269,9 +295,25 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
 
     it("a worker's patch is accepted with the chart's RBAC and refused without it; scale-down removes the lowest cost", async () => {
       cp.kc(["create", "namespace", ns]);
-      await helmOk(cp, ["install", RELEASE, ".", "-n", ns, "--set", "autoscaling.enabled=false", "--set", "worker.replicas=3", "--wait", "--wait-for-jobs", "--timeout=5m"]);
-      const sa = cp.getJson<{ spec: { template: { spec: { serviceAccountName: string } } } }>(["-n", ns, "get", "deployment", `${RELEASE}-kafka-llm-worker`]).spec.template.spec.serviceAccountName;
-      const names = pods(cp, ns, WORKERS).map((p) => p.name).sort();
+      await helmOk(cp, [
+        "install",
+        RELEASE,
+        ".",
+        "-n",
+        ns,
+        "--set",
+        "autoscaling.enabled=false",
+        "--set",
+        "worker.replicas=3",
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout=5m",
+      ]);
+      const sa = cp.getJson<{ spec: { template: { spec: { serviceAccountName: string } } } }>(["-n", ns, "get", "deployment", `${RELEASE}-kafka-llm-worker`])
+        .spec.template.spec.serviceAccountName;
+      const names = pods(cp, ns, WORKERS)
+        .map((p) => p.name)
+        .sort();
       assert.equal(names.length, 3);
 
       // Without the chart's Role: a service account of its own, refused by RBAC.
@@ -329,15 +371,27 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
         entry: "gateway/main.ts",
         port: gatewayPort,
         readyPath: "/readyz",
-        env: { ...common, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(gatewayPort), WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`, GATEWAY_API_KEYS_FILE: keyFile },
+        env: {
+          ...common,
+          GATEWAY_HOST: "127.0.0.1",
+          GATEWAY_PORT: String(gatewayPort),
+          WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
+          GATEWAY_API_KEYS_FILE: keyFile,
+        },
       });
       worker = await startWorker(common);
 
       const notes = await helmOk(cp, ["get", "notes", RELEASE, "-n", PF_NAMESPACE]);
-      const line = notes.split("\n").find((l) => l.includes("port-forward"))!.trim();
+      const line = notes
+        .split("\n")
+        .find((l) => l.includes("port-forward"))!
+        .trim();
       assert.match(line, new RegExp(`^kubectl -n ${PF_NAMESPACE} port-forward svc/${RELEASE}-kafka-llm-gateway 8080:8080$`));
       const local = await freePort();
-      const args = line.split(/\s+/).slice(1).map((a) => (a === "8080:8080" ? `${local}:8080` : a));
+      const args = line
+        .split(/\s+/)
+        .slice(1)
+        .map((a) => (a === "8080:8080" ? `${local}:8080` : a));
       forward = spawn(bin(cp.parts.kubernetes, "kubectl"), args, { env: cp.env(), stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       forward.stdout!.on("data", (b: Buffer) => (out += b.toString()));

@@ -91,16 +91,36 @@ describe("KEDA scales the workers from zero on the waiting requests", { timeout:
   it("with nothing waiting, KEDA scales the chart's worker Deployment to zero", async () => {
     cp.kc(["create", "namespace", NAMESPACE]);
     await helmOk(cp, [
-      "install", RELEASE, ".", "-n", NAMESPACE, "-f", "ci/keda-values.yaml",
-      "--set", `autoscaling.keda.prometheusAddress=${prom.url}`,
-      "--set", "autoscaling.keda.pollingInterval=2",
-      "--set", `autoscaling.keda.cooldownPeriod=${COOLDOWN_S}`,
-      "--set", "topics.job.enabled=false",
-      "--wait", "--timeout=5m",
+      "install",
+      RELEASE,
+      ".",
+      "-n",
+      NAMESPACE,
+      "-f",
+      "ci/keda-values.yaml",
+      "--set",
+      `autoscaling.keda.prometheusAddress=${prom.url}`,
+      "--set",
+      "autoscaling.keda.pollingInterval=2",
+      "--set",
+      `autoscaling.keda.cooldownPeriod=${COOLDOWN_S}`,
+      "--set",
+      "topics.job.enabled=false",
+      "--wait",
+      "--timeout=5m",
     ]);
     await cp.waitFor("KEDA to scale the workers to 0", () => replicas() === 0, 120_000);
-    const so = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["-n", NAMESPACE, "get", "scaledobject", `${RELEASE}-kafka-llm-worker`]);
-    assert.ok(so.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"), "the ScaledObject is Ready (its trigger reads Prometheus)");
+    const so = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>([
+      "-n",
+      NAMESPACE,
+      "get",
+      "scaledobject",
+      `${RELEASE}-kafka-llm-worker`,
+    ]);
+    assert.ok(
+      so.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+      "the ScaledObject is Ready (its trigger reads Prometheus)",
+    );
   });
 
   it("the first waiting request activates the Deployment, its stream says it waits, and a worker then answers it", async (t) => {
@@ -109,7 +129,9 @@ describe("KEDA scales the workers from zero on the waiting requests", { timeout:
     assert.equal(posted.status, 202, posted.text);
     const started = Date.now();
     const abort = new AbortController();
-    const stream = fetch(`${gateway.baseUrl}${posted.body.events_url}`, { headers: { authorization: `Bearer ${KEY}` }, signal: abort.signal }).then((r) => r.text());
+    const stream = fetch(`${gateway.baseUrl}${posted.body.events_url}`, { headers: { authorization: `Bearer ${KEY}` }, signal: abort.signal }).then((r) =>
+      r.text(),
+    );
     stream.catch(() => {}); // awaited below; aborted if the test fails before
     t.after(() => abort.abort());
     await cp.waitFor("KEDA to activate the workers (0 → 1)", () => replicas() >= 1, 120_000);

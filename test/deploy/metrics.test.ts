@@ -43,16 +43,17 @@ interface Sample {
   keda: number | null;
 }
 
-const pod = (o: K8sObject): PodSpec =>
-  o.kind === "Pod" ? (o.spec as PodSpec) : (o.spec as { template: { spec: PodSpec } }).template.spec;
+const pod = (o: K8sObject): PodSpec => (o.kind === "Pod" ? (o.spec as PodSpec) : (o.spec as { template: { spec: PodSpec } }).template.spec);
 
 describe("autoscaling signals and dashboards: a real Prometheus scraping a local run", { timeout: 360_000 }, () => {
   const secrets = mkdtempSync(path.join(os.tmpdir(), "metrics-secrets-"));
   const objects = render({ release: RELEASE, namespace: NAMESPACE });
   const kedaObjects = render({ release: RELEASE, namespace: NAMESPACE, valuesFiles: VARIANTS.keda });
-  const adapterRules = (parseYaml(readFileSync(path.join(REPO_ROOT, "deploy/prometheus-adapter/values.yaml"), "utf8")) as {
-    rules: { external: Array<{ seriesQuery: string; name: { as: string }; metricsQuery: string }> };
-  }).rules.external;
+  const adapterRules = (
+    parseYaml(readFileSync(path.join(REPO_ROOT, "deploy/prometheus-adapter/values.yaml"), "utf8")) as {
+      rules: { external: Array<{ seriesQuery: string; name: { as: string }; metricsQuery: string }> };
+    }
+  ).rules.external;
   let kafka: TestKafka;
   let gateway: Service;
   const workers: Service[] = [];
@@ -229,8 +230,14 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
         `peak KEDA backlog ${peakKeda.toFixed(2)} s; ${samples.length} samples over ${(samples.at(-1)!.t - samples[0]!.t).toFixed(0)} s`,
     );
     assert.ok(peak > 0, "the lag query saw the burst");
-    assert.ok(samples.some((s) => (s.backlog ?? 0) > 0), "the backlog query saw the burst");
-    assert.ok(samples.some((s) => (s.keda ?? 0) > 0), "KEDA's query saw the burst");
+    assert.ok(
+      samples.some((s) => (s.backlog ?? 0) > 0),
+      "the backlog query saw the burst",
+    );
+    assert.ok(
+      samples.some((s) => (s.keda ?? 0) > 0),
+      "KEDA's query saw the burst",
+    );
     assert.equal(samples.at(-1)!.lag, 0, `the burst drained within 3 minutes (lag ${samples.at(-1)!.lag})`);
     assert.equal(samples.at(-1)!.backlog, 0);
   });
@@ -250,11 +257,16 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     const expected = (lag[0].value * Math.max(turn[0].value, 1)) / slots[0].value;
     assert.ok(Math.abs(backlog[0].value - expected) < 1e-9, `${backlog[0].value} vs ${expected}`);
     assert.equal(slots[0].value, Number((find(objects, "ConfigMap", "-worker").data as Record<string, string>).WORKER_SLOTS));
-    console.log(`# at the peak: lag ${lag[0].value}, mean turn ${turn[0].value.toFixed(3)} s, slots ${slots[0].value}, backlog ${backlog[0].value.toFixed(2)} s`);
+    console.log(
+      `# at the peak: lag ${lag[0].value}, mean turn ${turn[0].value.toFixed(3)} s, slots ${slots[0].value}, backlog ${backlog[0].value.toFixed(2)} s`,
+    );
   });
 
   it("the prometheus-adapter rules are the chart's queries (as KEDA runs them, with the adapter's constants)", () => {
-    for (const [signal, metric] of [["lag", hpaMetric(lagObjects)], ["backlogSeconds", hpaMetric(objects)]] as const) {
+    for (const [signal, metric] of [
+      ["lag", hpaMetric(lagObjects)],
+      ["backlogSeconds", hpaMetric(objects)],
+    ] as const) {
       const keda = render({
         release: RELEASE,
         namespace: NAMESPACE,
@@ -285,7 +297,9 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
           const finite = series.some((s) => s.values.some(([, v]) => Number.isFinite(Number(v))));
           if (!finite) {
             const missing = await missingMetrics(expr);
-            failures.push(`${path.basename(file)} "${panel.title}" ${target.legendFormat}: no data${missing.length ? `; not exported: ${missing.join(", ")}` : ""}\n    ${expr}`);
+            failures.push(
+              `${path.basename(file)} "${panel.title}" ${target.legendFormat}: no data${missing.length ? `; not exported: ${missing.join(", ")}` : ""}\n    ${expr}`,
+            );
           }
         }
       }
@@ -326,11 +340,11 @@ interface Dashboard {
 
 function dashboardFiles(): string[] {
   const dir = path.join(REPO_ROOT, "deploy/grafana");
-  return readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => path.join(dir, f));
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => path.join(dir, f));
 }
 
 function substitute(expr: string, vars: Record<string, string> = { namespace: NAMESPACE, release: RELEASE }): string {
-  return expr
-    .replaceAll("$__rate_interval", RATE_INTERVAL)
-    .replace(/\$(\w+)/g, (whole, name: string) => vars[name] ?? whole);
+  return expr.replaceAll("$__rate_interval", RATE_INTERVAL).replace(/\$(\w+)/g, (whole, name: string) => vars[name] ?? whole);
 }

@@ -19,13 +19,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
-import {
-  deletionCost,
-  findPodTarget,
-  POD_DELETION_COST_ANNOTATION,
-  SERVICE_ACCOUNT_DIR,
-  startPodDeletionCost,
-} from "../../worker/pod-deletion-cost.js";
+import { deletionCost, findPodTarget, POD_DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, startPodDeletionCost } from "../../worker/pod-deletion-cost.js";
 
 function memoryLogger() {
   const lines: Array<{ level: number; msg: string; [k: string]: unknown }> = [];
@@ -134,9 +128,7 @@ function startFakeApiServer(cert: { key: string; cert: string }, token: string) 
       }
       Object.assign(annotations, (body as { metadata: { annotations: Record<string, string> } }).metadata.annotations);
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(
-        JSON.stringify({ kind: "Pod", apiVersion: "v1", metadata: { name: m[2], namespace: m[1], annotations } }),
-      );
+      res.end(JSON.stringify({ kind: "Pod", apiVersion: "v1", metadata: { name: m[2], namespace: m[1], annotations } }));
     });
   });
   return {
@@ -162,11 +154,29 @@ describe("in a cluster (real client, stand-in API server over TLS)", { timeout: 
 
   before(async () => {
     // A self-signed certificate for 127.0.0.1; its own CA file is what the pod trusts.
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", path.join(tmp, "key.pem"), "-out", path.join(tmp, "cert.pem"), "-days", "1",
-      "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1",
-    ], { stdio: "pipe" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        path.join(tmp, "key.pem"),
+        "-out",
+        path.join(tmp, "cert.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=kubernetes",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      { stdio: "pipe" },
+    );
     const cert = { key: readFileSync(path.join(tmp, "key.pem"), "utf8"), cert: readFileSync(path.join(tmp, "cert.pem"), "utf8") };
     const sa = path.join(tmp, SERVICE_ACCOUNT_DIR);
     mkdirSync(sa, { recursive: true });

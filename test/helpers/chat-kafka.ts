@@ -69,7 +69,11 @@ export class ChatOverKafka {
   }
 
   /** Sends a user turn; returns its request id. */
-  async turn(conversationId: string, content: string, extra: { params?: GenerationParams; system?: string; tenant?: string; context?: unknown[] } = {}): Promise<string> {
+  async turn(
+    conversationId: string,
+    content: string,
+    extra: { params?: GenerationParams; system?: string; tenant?: string; context?: unknown[] } = {},
+  ): Promise<string> {
     const requestId = randomUUID();
     await this.produce(
       {
@@ -110,7 +114,9 @@ export class ChatOverKafka {
   async cancel(requestId: string, tenant = "t1"): Promise<void> {
     await this.#producer!.send({
       topic: this.#topics.control,
-      messages: [{ key: requestId, value: JSON.stringify({ v: SCHEMA_VERSION, type: "cancel", request_id: requestId, tenant, reason: "test", at: Date.now() }) }],
+      messages: [
+        { key: requestId, value: JSON.stringify({ v: SCHEMA_VERSION, type: "cancel", request_id: requestId, tenant, reason: "test", at: Date.now() }) },
+      ],
     });
   }
 

@@ -33,7 +33,11 @@ const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 /** Each kind of bad record and the reason the worker must give. */
 const CASES: Array<{ kind: string; value: Buffer | null; reason: RegExp }> = [
-  { kind: "malformed JSON (truncated)", value: Buffer.from('{"v":1,"type":"turn","content":"hel'), reason: /^value is not JSON( \(error at character \d+\))?$/ },
+  {
+    kind: "malformed JSON (truncated)",
+    value: Buffer.from('{"v":1,"type":"turn","content":"hel'),
+    reason: /^value is not JSON( \(error at character \d+\))?$/,
+  },
   { kind: "not JSON at all", value: Buffer.from("plain text, no braces"), reason: /^value is not JSON( \(error at character \d+\))?$/ },
   { kind: "JSON, not an object", value: Buffer.from("[1,2,3]"), reason: /^schema: / },
   { kind: "JSON null", value: Buffer.from("null"), reason: /^schema: / },
@@ -43,13 +47,29 @@ const CASES: Array<{ kind: string; value: Buffer | null; reason: RegExp }> = [
   { kind: "unknown request type", value: json(turn({ type: "explode" })), reason: /^schema: type: Invalid discriminator value/ },
   { kind: "unknown schema version", value: json(turn({ v: 2 })), reason: /^schema: v: Invalid literal value, expected 1/ },
   { kind: "unknown field", value: json(turn({ colour: "blue" })), reason: /^schema: \(root\): Unrecognized key\(s\) in object: 'colour'/ },
-  { kind: "unknown field in params", value: json(turn({ params: { max_tokens: 8, mirostat: 2 } })), reason: /^schema: params: Unrecognized key\(s\) in object: 'mirostat'/ },
+  {
+    kind: "unknown field in params",
+    value: json(turn({ params: { max_tokens: 8, mirostat: 2 } })),
+    reason: /^schema: params: Unrecognized key\(s\) in object: 'mirostat'/,
+  },
   { kind: "wrong type: content is a number", value: json(turn({ content: 42 })), reason: /^schema: content: Expected string, received number/ },
-  { kind: "wrong type: created_at is a string", value: json(turn({ created_at: "yesterday" })), reason: /^schema: created_at: Expected number, received string/ },
-  { kind: "wrong type: params.max_tokens is a string", value: json(turn({ params: { max_tokens: "8" } })), reason: /^schema: params\.max_tokens: Expected number, received string/ },
+  {
+    kind: "wrong type: created_at is a string",
+    value: json(turn({ created_at: "yesterday" })),
+    reason: /^schema: created_at: Expected number, received string/,
+  },
+  {
+    kind: "wrong type: params.max_tokens is a string",
+    value: json(turn({ params: { max_tokens: "8" } })),
+    reason: /^schema: params\.max_tokens: Expected number, received string/,
+  },
   { kind: "out of range: temperature 9", value: json(turn({ params: { temperature: 9 } })), reason: /^schema: params\.temperature: must be <= 2/ },
   { kind: "bad conversation id", value: json(turn({ conversation_id: "has spaces/and slashes" })), reason: /^schema: conversation_id: may contain only/ },
-  { kind: "content over the limit", value: json(turn({ content: "x".repeat(32_001) })), reason: /^schema: content: String must contain at most 32000 character/ },
+  {
+    kind: "content over the limit",
+    value: json(turn({ content: "x".repeat(32_001) })),
+    reason: /^schema: content: String must contain at most 32000 character/,
+  },
   {
     kind: "invalid UTF-8 inside a string",
     value: Buffer.concat([Buffer.from('{"v":1,"type":"turn","content":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]),
@@ -152,8 +172,16 @@ describe("bad records on chat.requests", { timeout: 300_000 }, () => {
     const next = await chat.turn(KEY, "And after the huge one?");
     const final = await chat.terminal(next, 90_000).catch((err: Error) => {
       // Say what the worker did instead: its errors since the huge record.
-      const errors = worker.output().split("\n").filter((l) => /"level":(40|50|60)/.test(l) && !/rebalanc/.test(l));
-      throw new Error(`${err.message}\nthe worker's warnings and errors:\n${errors.slice(-8).map((l) => l.slice(0, 600)).join("\n")}`);
+      const errors = worker
+        .output()
+        .split("\n")
+        .filter((l) => /"level":(40|50|60)/.test(l) && !/rebalanc/.test(l));
+      throw new Error(
+        `${err.message}\nthe worker's warnings and errors:\n${errors
+          .slice(-8)
+          .map((l) => l.slice(0, 600))
+          .join("\n")}`,
+      );
     });
     assert.equal(final.type, "final", "the worker carried on past the huge record");
     const dead = (await deadLetters()).filter((r) => r.headers[DLQ_HEADERS.offset] === offset);

@@ -40,11 +40,16 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
       python,
       [
         path.join(REPO_ROOT, "test/helpers/plain_bus_client.py"),
-        "--brokers", kafka.brokers,
-        "--prefix", prefix,
-        "--schemas", path.join(REPO_ROOT, "contracts/schema"),
-        "--content", "Once upon a time",
-        "--max-tokens", "12",
+        "--brokers",
+        kafka.brokers,
+        "--prefix",
+        prefix,
+        "--schemas",
+        path.join(REPO_ROOT, "contracts/schema"),
+        "--content",
+        "Once upon a time",
+        "--max-tokens",
+        "12",
       ],
       { timeout: 150_000 },
     ).catch((err: { stdout?: string; stderr?: string }) => {
@@ -56,12 +61,22 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
     assert.ok(seen.final.reply.length > 0, "the worker generated a reply");
     assert.ok(seen.final.usage.completion_tokens > 0 && seen.final.usage.completion_tokens <= 12, "params.max_tokens was applied");
     assert.equal(seen.events[0].type, "start");
-    assert.deepEqual(seen.events.map((e: { seq: number }) => e.seq), seen.events.map((_: unknown, i: number) => i), "seq counts up from 0 without gaps");
+    assert.deepEqual(
+      seen.events.map((e: { seq: number }) => e.seq),
+      seen.events.map((_: unknown, i: number) => i),
+      "seq counts up from 0 without gaps",
+    );
 
     // The partition the plain client chose is the one the contract names (murmur2 of the key),
     // the one the gateway would have chosen: the worker's memory is co-partitioned with it.
     const partitioner = kafkajs.Partitioners.DefaultPartitioner();
-    const partitionMetadata = Array.from({ length: PARTITIONS }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    const partitionMetadata = Array.from({ length: PARTITIONS }, (_, partitionId) => ({
+      partitionId,
+      leader: 0,
+      partitionErrorCode: 0,
+      replicas: [0],
+      isr: [0],
+    }));
     const expected = partitioner({ topic: `${prefix}chat.requests`, partitionMetadata, message: { key: seen.conversation_id, value: "" } });
     assert.equal(seen.request_partition, expected);
   });

@@ -89,9 +89,15 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
     const final = events.at(-1)!;
     assert.equal(final.type, "final", "the final event comes last");
     const deltas = events.slice(1, -1);
-    assert.ok(deltas.every((e) => e.type === "delta"), "only deltas between start and final");
+    assert.ok(
+      deltas.every((e) => e.type === "delta"),
+      "only deltas between start and final",
+    );
     const texts = deltas.map((e) => (e.type === "delta" ? e.text : ""));
-    assert.ok(texts.every((t) => t.length > 0), "deltas are not empty");
+    assert.ok(
+      texts.every((t) => t.length > 0),
+      "deltas are not empty",
+    );
     const finalEvent = final as FinalEvent;
     assert.equal(texts.join(""), finalEvent.reply, "the deltas add up to the final reply");
     assert.ok(finalEvent.usage.completion_tokens > 0);
@@ -108,10 +114,7 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
     const events = chatEvents(await readSse(`${gateway.baseUrl}/v1/requests/${requestId}/events`));
     const final = assertCompleteStream(events, requestId, "conv-1");
     const deltas = events.filter((e) => e.type === "delta").length;
-    assert.ok(
-      deltas < final.usage.completion_tokens,
-      `deltas are batched, not one per token (${deltas} deltas for ${final.usage.completion_tokens} tokens)`,
-    );
+    assert.ok(deltas < final.usage.completion_tokens, `deltas are batched, not one per token (${deltas} deltas for ${final.usage.completion_tokens} tokens)`);
   });
 
   it("replays the whole stream to a client that connects after the reply is done", async () => {

@@ -67,7 +67,10 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     assert.equal(messages_url, `/v1/conversations/${id}/messages`);
     assert.equal(final(await events(events_url)).reply, GREETING);
     const stored = await history(id);
-    assert.deepEqual(stored.messages.map((m) => [m.role, m.content]), [["assistant", GREETING]]);
+    assert.deepEqual(
+      stored.messages.map((m) => [m.role, m.content]),
+      [["assistant", GREETING]],
+    );
 
     const plain = await api("POST", "/v1/conversations?greeting=false", {});
     assert.equal(plain.status, 201);
@@ -110,10 +113,13 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     assert.deepEqual(status.body.timings, done.timings);
 
     const stored = await history(conv);
-    assert.deepEqual(stored.messages.slice(-2).map((m) => [m.role, m.content, m.request_id]), [
-      ["user", "Tell me about a dog.", request_id],
-      ["assistant", done.reply, request_id],
-    ]);
+    assert.deepEqual(
+      stored.messages.slice(-2).map((m) => [m.role, m.content, m.request_id]),
+      [
+        ["user", "Tell me about a dog.", request_id],
+        ["assistant", done.reply, request_id],
+      ],
+    );
   });
 
   it("runs a turn retried with the same Idempotency-Key once", async () => {
@@ -160,7 +166,10 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     assert.deepEqual(latest.messages, whole.messages.slice(3));
     assert.equal(latest.has_more, true);
     const first = await history(id, "?from=beginning&limit=1");
-    assert.deepEqual(first.messages.map((m) => m.content), [GREETING]);
+    assert.deepEqual(
+      first.messages.map((m) => m.content),
+      [GREETING],
+    );
     const bad = await api("GET", `/v1/conversations/${id}/messages?from=middle&limit=0`);
     assert.equal(bad.status, 400);
     assert.match(bad.body.error.message, /from: must be "beginning" or "latest"/);
@@ -171,10 +180,14 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     const res = await api("POST", "/v1/conversations/cancel-1/messages", { content: "Tell me a very long story.", max_tokens: 1900 });
     assert.equal(res.status, 202);
     const { request_id, status_url } = res.body;
-    await eventually(async () => {
-      const s = await api("GET", status_url);
-      return s.body.status === "running" && s.body.reply.length > 0 ? s : undefined;
-    }, 30_000, "the generation to be running with text");
+    await eventually(
+      async () => {
+        const s = await api("GET", status_url);
+        return s.body.status === "running" && s.body.reply.length > 0 ? s : undefined;
+      },
+      30_000,
+      "the generation to be running with text",
+    );
     const cancel = await api("POST", `/v1/requests/${request_id}/cancel`, { reason: "test" });
     assert.equal(cancel.status, 202, cancel.text);
     assert.equal(cancel.body.request_id, request_id);
@@ -232,7 +245,13 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     assert.equal(tooLarge.body.error.code, "payload_too_large");
     const notJson = await api("POST", "/v1/conversations/c1/messages", "hello", { "content-type": "text/plain" });
     assert.equal(notJson.status, 415);
-    for (const path of ["/v1/requests/3f1c2d4e-0000-4000-8000-000000000000", "/v1/requests/nope/events", "/v1/conversations/nope/messages", "/v1/conversations/nope", "/v1/nothing-here"]) {
+    for (const path of [
+      "/v1/requests/3f1c2d4e-0000-4000-8000-000000000000",
+      "/v1/requests/nope/events",
+      "/v1/conversations/nope/messages",
+      "/v1/conversations/nope",
+      "/v1/nothing-here",
+    ]) {
       const res = await api("GET", path);
       assert.equal(res.status, 404, path);
       assert.equal(res.body.error.code, "not_found");

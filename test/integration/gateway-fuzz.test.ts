@@ -119,7 +119,16 @@ const headers = fc.record(
   {
     "content-type": fc.oneof(
       { weight: 6, arbitrary: fc.constantFrom("application/json", "application/json; charset=utf-8") },
-      { weight: 1, arbitrary: fc.constantFrom("text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1", "multipart/form-data; boundary=x", "*/*") },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          "text/plain",
+          "application/x-www-form-urlencoded",
+          "application/json; charset=latin1",
+          "multipart/form-data; boundary=x",
+          "*/*",
+        ),
+      },
     ),
     authorization: fc.oneof({ weight: 8, arbitrary: fc.constant(`Bearer ${KEY}`) }, { weight: 1, arbitrary: printable.map((k) => `Bearer ${k}`) }),
     "x-conversation-id": fc.oneof(fc.constantFrom("conv-1", "fuzz-mem"), printable),
@@ -129,11 +138,32 @@ const headers = fc.record(
 );
 
 const request: fc.Arbitrary<FuzzRequest> = fc.oneof(
-  fc.record({ method: fc.constant("POST"), path: fc.tuple(id, query).map(([i, q]) => `/v1/conversations/${i}/messages${q}`), body: bodyText(messageBody), headers }),
-  fc.record({ method: fc.constant("POST"), path: query.map((q) => `/v1/conversations${q}`), body: bodyText(fc.record({ greeting: mostly(fc.boolean()), system: mostly(fc.string({ maxLength: 10 })) }, { requiredKeys: [] })), headers }),
+  fc.record({
+    method: fc.constant("POST"),
+    path: fc.tuple(id, query).map(([i, q]) => `/v1/conversations/${i}/messages${q}`),
+    body: bodyText(messageBody),
+    headers,
+  }),
+  fc.record({
+    method: fc.constant("POST"),
+    path: query.map((q) => `/v1/conversations${q}`),
+    body: bodyText(fc.record({ greeting: mostly(fc.boolean()), system: mostly(fc.string({ maxLength: 10 })) }, { requiredKeys: [] })),
+    headers,
+  }),
   fc.record({ method: fc.constant("POST"), path: fc.constant("/v1/chat/completions"), body: bodyText(completionBody), headers }),
-  fc.record({ method: fc.constant("POST"), path: id.map((i) => `/v1/requests/${i}/cancel`), body: bodyText(fc.record({ reason: mostly(fc.string({ maxLength: 10 })) }, { requiredKeys: [] })), headers }),
-  fc.record({ method: fc.constantFrom("GET", "DELETE", "HEAD", "PUT", "PATCH"), path: fc.tuple(fc.constantFrom("/v1/conversations/", "/v1/requests/", "/v1/models/", "/"), id, fc.constantFrom("", "/messages", "/events"), query).map((p) => p.join("")), headers }),
+  fc.record({
+    method: fc.constant("POST"),
+    path: id.map((i) => `/v1/requests/${i}/cancel`),
+    body: bodyText(fc.record({ reason: mostly(fc.string({ maxLength: 10 })) }, { requiredKeys: [] })),
+    headers,
+  }),
+  fc.record({
+    method: fc.constantFrom("GET", "DELETE", "HEAD", "PUT", "PATCH"),
+    path: fc
+      .tuple(fc.constantFrom("/v1/conversations/", "/v1/requests/", "/v1/models/", "/"), id, fc.constantFrom("", "/messages", "/events"), query)
+      .map((p) => p.join("")),
+    headers,
+  }),
 );
 
 describe("gateway fuzz", { timeout: 240_000 }, () => {
@@ -181,10 +211,16 @@ describe("gateway fuzz", { timeout: 240_000 }, () => {
       }),
       { numRuns: RUNS, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31), verbose: 1 },
     );
-    const summary = [...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(" ");
+    const summary = [...statuses]
+      .sort(([a], [b]) => a - b)
+      .map(([s, n]) => `${s}×${n}`)
+      .join(" ");
     t.diagnostic(`statuses: ${summary}`);
     assert.ok((statuses.get(202) ?? 0) + (statuses.get(201) ?? 0) + (statuses.get(200) ?? 0) > 0, `some requests were valid: ${summary}`);
-    assert.ok([400, 401, 404].every((s) => (statuses.get(s) ?? 0) > 0), `the errors were reached: ${summary}`);
+    assert.ok(
+      [400, 401, 404].every((s) => (statuses.get(s) ?? 0) > 0),
+      `the errors were reached: ${summary}`,
+    );
 
     assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
     assert.equal((await fetch(`${gateway.baseUrl}/healthz`)).status, 200);
@@ -195,7 +231,11 @@ describe("gateway fuzz", { timeout: 240_000 }, () => {
     await admin.connect();
     try {
       const dlq = await admin.fetchTopicOffsets(topicNames(prefix).deadLetter);
-      assert.deepEqual(dlq.map((p) => p.high), dlq.map(() => "0"), "nothing was dead-lettered");
+      assert.deepEqual(
+        dlq.map((p) => p.high),
+        dlq.map(() => "0"),
+        "nothing was dead-lettered",
+      );
     } finally {
       await admin.disconnect();
     }

@@ -77,7 +77,10 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
     assert.ok(openai.headers.get("retry-after"));
     assert.equal(openai.body.error.type, "service_unavailable");
 
-    for (const [method, p] of [["POST", "/v1/conversations"], ["POST", `/v1/requests/${before.body.request_id}/cancel`]] as const) {
+    for (const [method, p] of [
+      ["POST", "/v1/conversations"],
+      ["POST", `/v1/requests/${before.body.request_id}/cancel`],
+    ] as const) {
       const res = await api(method, p, {});
       // The request that ended needs no cancel record, so its cancel still answers 202.
       assert.ok(res.status === 503 || (p.endsWith("/cancel") && res.status === 202), `${method} ${p} → ${res.status}`);
@@ -88,10 +91,14 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
 
     broker = await start();
 
-    const after = await eventually(async () => {
-      const res = await api("POST", "/v1/conversations/outage-1/messages", { content: "After.", max_tokens: 8 });
-      return res.status === 202 ? res : undefined;
-    }, 90_000, "the gateway to take requests again");
+    const after = await eventually(
+      async () => {
+        const res = await api("POST", "/v1/conversations/outage-1/messages", { content: "After.", max_tokens: 8 });
+        return res.status === 202 ? res : undefined;
+      },
+      90_000,
+      "the gateway to take requests again",
+    );
     const events = chatEvents(await readEvents(gateway.baseUrl + after.body.events_url, KEY, undefined, 120_000));
     assert.equal(events.at(-1)!.type, "final", "the reply streams again: the gateway's consumer is back too");
     assert.equal(gateway.proc.exitCode, null, "the gateway was never restarted");

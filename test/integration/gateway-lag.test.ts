@@ -55,7 +55,11 @@ describe("consumer group lag exporter", { timeout: 180_000 }, () => {
     await eventually(lagIs(5), 30_000, "lag 5");
     const text = await metrics();
     const perPartition = [0, 1, 2].map((p) => metricValue(text, "kafka_llm_consumer_group_lag", { topic, partition: String(p) }) ?? NaN);
-    assert.equal(perPartition.reduce((a, b) => a + b, 0), 5, `per-partition lag adds up: ${perPartition}`);
+    assert.equal(
+      perPartition.reduce((a, b) => a + b, 0),
+      5,
+      `per-partition lag adds up: ${perPartition}`,
+    );
     for (const id of ids) assert.equal((await api("GET", `/v1/requests/${id}`)).body.status, "queued");
   });
 

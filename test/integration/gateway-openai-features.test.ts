@@ -63,7 +63,13 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     const words = text.split(" ").filter((w) => w.length >= 3);
     assert.ok(words.length >= 3, `a reply with words to stop at: ${JSON.stringify(text)}`);
     const stopAt = words[2]!;
-    const stopped = await client.chat.completions.create({ model: MODEL, messages: user("Once upon a time"), max_tokens: 40, temperature: 0, stop: [stopAt, "\u0000never"] });
+    const stopped = await client.chat.completions.create({
+      model: MODEL,
+      messages: user("Once upon a time"),
+      max_tokens: 40,
+      temperature: 0,
+      stop: [stopAt, "\u0000never"],
+    });
     const reply = stopped.choices[0]!.message.content!;
     assert.equal(stopped.choices[0]!.finish_reason, "stop");
     assert.equal(reply, text.slice(0, text.indexOf(stopAt)), "the reply ends just before the stop text");
@@ -73,10 +79,14 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     const nativeTurn = async (conversation: string, extra: Record<string, unknown>) => {
       const posted = await api("POST", `/v1/conversations/${conversation}/messages`, { content: "Once upon a time", temperature: 0, max_tokens: 40, ...extra });
       assert.equal(posted.status, 202, posted.text);
-      return eventually(async () => {
-        const s = await api("GET", `/v1/requests/${posted.body.request_id}`);
-        return s.body.status === "completed" ? s.body : undefined;
-      }, 60_000, "the native turn");
+      return eventually(
+        async () => {
+          const s = await api("GET", `/v1/requests/${posted.body.request_id}`);
+          return s.body.status === "completed" ? s.body : undefined;
+        },
+        60_000,
+        "the native turn",
+      );
     };
     const nativePlain = (await nativeTurn(`native-plain-${prefix}`, {})).reply as string;
     const nativeStop = nativePlain.split(" ").filter((w) => w.length >= 3)[2]!;
@@ -151,7 +161,13 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
   });
 
   it("holds a json_object reply to JSON", async () => {
-    const c = await client.chat.completions.create({ model: MODEL, messages: user("A cat as JSON."), max_tokens: 200, temperature: 0, response_format: { type: "json_object" } });
+    const c = await client.chat.completions.create({
+      model: MODEL,
+      messages: user("A cat as JSON."),
+      max_tokens: 200,
+      temperature: 0,
+      response_format: { type: "json_object" },
+    });
     const text = c.choices[0]!.message.content!;
     assert.match(text, /^\s*\{/, "the grammar admits only a JSON object");
     // A reply cut by max_tokens is unfinished JSON, as with OpenAI; a finished one parses.
@@ -160,7 +176,14 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
   });
 
   it("structures output through LangChain's withStructuredOutput", async () => {
-    const llm = new ChatOpenAI({ model: MODEL, apiKey: KEY, temperature: 0, maxTokens: 120, maxRetries: 0, configuration: { baseURL: `${gateway.baseUrl}/v1` } });
+    const llm = new ChatOpenAI({
+      model: MODEL,
+      apiKey: KEY,
+      temperature: 0,
+      maxTokens: 120,
+      maxRetries: 0,
+      configuration: { baseURL: `${gateway.baseUrl}/v1` },
+    });
     const cat = await llm.withStructuredOutput(Cat, { name: "cat", method: "jsonSchema" }).invoke("Describe a cat.");
     assert.deepEqual(Cat.parse(cat), cat);
   });
@@ -213,14 +236,25 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     assert.equal(called.choices[0]!.finish_reason, "tool_calls");
     assert.ok(call.type === "function");
     const answered = await client.chat.completions.create(
-      { model: MODEL, messages: [...messages, called.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "Rainy." }], max_tokens: 12, temperature: 0, tools: [weatherTool], tool_choice: "none" },
+      {
+        model: MODEL,
+        messages: [...messages, called.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "Rainy." }],
+        max_tokens: 12,
+        temperature: 0,
+        tools: [weatherTool],
+        tool_choice: "none",
+      },
       { headers },
     );
     const reply = answered.choices[0]!.message.content!;
     assert.ok(reply.length > 0);
     const history = await api("GET", `/v1/conversations/${conversation}/messages`);
     assert.equal(history.status, 200, history.text);
-    const shape = history.body.messages.map((m: { role: string; content: string; tool_calls?: Array<{ id: string }>; tool_call_id?: string }) => [m.role, m.content, m.tool_calls?.[0]?.id ?? m.tool_call_id ?? null]);
+    const shape = history.body.messages.map((m: { role: string; content: string; tool_calls?: Array<{ id: string }>; tool_call_id?: string }) => [
+      m.role,
+      m.content,
+      m.tool_calls?.[0]?.id ?? m.tool_call_id ?? null,
+    ]);
     assert.deepEqual(shape, [
       ["user", "What is the weather in Rome?", null],
       ["assistant", "", call.id],
@@ -231,7 +265,13 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
   });
 
   it("streams a forced call as OpenAI does: index, id and name, then argument fragments", async () => {
-    const timeTool = { type: "function" as const, function: { name: "get_time", parameters: { type: "object", properties: { zone: { type: "string", maxLength: 12 } }, required: ["zone"], additionalProperties: false } } };
+    const timeTool = {
+      type: "function" as const,
+      function: {
+        name: "get_time",
+        parameters: { type: "object", properties: { zone: { type: "string", maxLength: 12 } }, required: ["zone"], additionalProperties: false },
+      },
+    };
     const stream = await client.chat.completions.create({
       model: MODEL,
       messages: user("Weather or time?"),
@@ -249,9 +289,18 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     assert.equal(head.index, 0);
     assert.match(head.id!, /^call_/);
     assert.ok(head.function!.name === "get_weather" || head.function!.name === "get_time", head.function!.name);
-    const args = calls.filter((c) => c.index === 0).map((c) => c.function?.arguments ?? "").join("");
+    const args = calls
+      .filter((c) => c.index === 0)
+      .map((c) => c.function?.arguments ?? "")
+      .join("");
     (head.function!.name === "get_weather" ? Weather : z.object({ zone: z.string() }).strict()).parse(JSON.parse(args));
-    assert.equal(chunks.filter((c) => c.choices[0]?.finish_reason).map((c) => c.choices[0]!.finish_reason).join(), "tool_calls");
+    assert.equal(
+      chunks
+        .filter((c) => c.choices[0]?.finish_reason)
+        .map((c) => c.choices[0]!.finish_reason)
+        .join(),
+      "tool_calls",
+    );
   });
 
   it("streams a named call's arguments in fragments as they are generated, adding up to the call", async () => {
@@ -293,7 +342,14 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
 
   it("binds tools in LangChain: a forced call, then its ToolMessage answered", async () => {
     const getWeather = tool(async ({ city }) => `Sunny in ${city}`, { name: "get_weather", description: "The weather in a city", schema: Weather });
-    const llm = new ChatOpenAI({ model: MODEL, apiKey: KEY, temperature: 0, maxTokens: 80, maxRetries: 0, configuration: { baseURL: `${gateway.baseUrl}/v1` } });
+    const llm = new ChatOpenAI({
+      model: MODEL,
+      apiKey: KEY,
+      temperature: 0,
+      maxTokens: 80,
+      maxRetries: 0,
+      configuration: { baseURL: `${gateway.baseUrl}/v1` },
+    });
     const question = new HumanMessage("Weather in Paris?");
     const ai = (await llm.bindTools([getWeather], { tool_choice: "get_weather" }).invoke([question])) as AIMessage;
     assert.equal(ai.tool_calls?.length, 1);
@@ -309,14 +365,25 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
 
   it("generates n choices side by side, each with its index, streamed by index", async () => {
     const whole = await client.chat.completions.create({ model: MODEL, messages: user("The cat"), max_tokens: 24, temperature: 1, seed: 7, n: 4 });
-    assert.deepEqual(whole.choices.map((c) => c.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      whole.choices.map((c) => c.index),
+      [0, 1, 2, 3],
+    );
     for (const c of whole.choices) assert.ok(c.message.content!.length > 0 && (c.finish_reason === "stop" || c.finish_reason === "length"));
     assert.equal(new Set(whole.choices.map((c) => c.message.content)).size, 4, "choice i samples with seed + i: four different replies");
     const status = await api("GET", `/v1/requests/${whole.id.replace(/^chatcmpl-/, "")}`);
     assert.equal(whole.usage!.completion_tokens, status.body.usage.completion_tokens);
     assert.ok(whole.usage!.completion_tokens > 24, "completion tokens count every choice");
 
-    const stream = await client.chat.completions.create({ model: MODEL, messages: user("The cat"), max_tokens: 24, temperature: 1, seed: 7, n: 2, stream: true });
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: user("The cat"),
+      max_tokens: 24,
+      temperature: 1,
+      seed: 7,
+      n: 2,
+      stream: true,
+    });
     const texts = ["", ""];
     const finishes: number[] = [];
     for await (const c of stream) {
@@ -327,7 +394,10 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
         if (choice.finish_reason) finishes.push(choice.index);
       }
     }
-    assert.ok(texts.every((t) => t.length > 0), JSON.stringify(texts));
+    assert.ok(
+      texts.every((t) => t.length > 0),
+      JSON.stringify(texts),
+    );
     assert.deepEqual(finishes.sort(), [0, 1]);
     assert.notEqual(texts[0], texts[1]);
   });

@@ -41,7 +41,10 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
   it("lists the model", async () => {
     const models = [];
     for await (const m of client.models.list()) models.push(m);
-    assert.deepEqual(models.map((m) => [m.id, m.object, m.owned_by]), [[MODEL, "model", "kafka-llm"]]);
+    assert.deepEqual(
+      models.map((m) => [m.id, m.object, m.owned_by]),
+      [[MODEL, "model", "kafka-llm"]],
+    );
     assert.equal((await client.models.retrieve(MODEL)).id, MODEL);
     await assert.rejects(client.models.retrieve("gpt-9"), (err: unknown) => err instanceof OpenAI.NotFoundError);
   });
@@ -82,7 +85,13 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
 
   it("streams chunks in OpenAI's format: role first, content, finish_reason, usage, [DONE]", async () => {
     const { data: stream, response } = await client.chat.completions
-      .create({ model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 40, stream: true, stream_options: { include_usage: true } })
+      .create({
+        model: MODEL,
+        messages: [{ role: "user", content: "Once upon a time" }],
+        max_tokens: 40,
+        stream: true,
+        stream_options: { include_usage: true },
+      })
       .withResponse();
     const chunks = [];
     for await (const chunk of stream) chunks.push(chunk);
@@ -94,7 +103,10 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
     const last = chunks.at(-1)!;
     assert.deepEqual(last.choices, [], "the usage chunk has no choices");
     assert.ok(last.usage!.completion_tokens > 0);
-    assert.ok(chunks.slice(0, -1).every((c) => c.usage === null), "usage is null on every other chunk");
+    assert.ok(
+      chunks.slice(0, -1).every((c) => c.usage === null),
+      "usage is null on every other chunk",
+    );
 
     const status = await api("GET", `/v1/requests/${response.headers.get("x-request-id")}`);
     assert.equal(text, status.body.reply, "the chunks add up to the reply");
@@ -114,22 +126,39 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
   it("uses server-side memory with X-Conversation-Id: the last user message is the turn", async () => {
     const headers = { "X-Conversation-Id": "oa-memory-1" };
     const first = await client.chat.completions.create(
-      { model: MODEL, messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "My name is Tim." }], max_tokens: 8 },
+      {
+        model: MODEL,
+        messages: [
+          { role: "system", content: "Be brief." },
+          { role: "user", content: "My name is Tim." },
+        ],
+        max_tokens: 8,
+      },
       { headers },
     );
     const second = await client.chat.completions.create(
       // Earlier messages are the server's to remember: what the client resends is ignored.
-      { model: MODEL, messages: [{ role: "user", content: "ignored" }, { role: "user", content: "What is my name?" }], max_tokens: 8 },
+      {
+        model: MODEL,
+        messages: [
+          { role: "user", content: "ignored" },
+          { role: "user", content: "What is my name?" },
+        ],
+        max_tokens: 8,
+      },
       { headers },
     );
     const history = await api("GET", "/v1/conversations/oa-memory-1/messages");
     assert.equal(history.status, 200, history.text);
-    assert.deepEqual(history.body.messages.map((m: { role: string; content: string }) => [m.role, m.content]), [
-      ["user", "My name is Tim."],
-      ["assistant", first.choices[0]!.message.content],
-      ["user", "What is my name?"],
-      ["assistant", second.choices[0]!.message.content],
-    ]);
+    assert.deepEqual(
+      history.body.messages.map((m: { role: string; content: string }) => [m.role, m.content]),
+      [
+        ["user", "My name is Tim."],
+        ["assistant", first.choices[0]!.message.content],
+        ["user", "What is my name?"],
+        ["assistant", second.choices[0]!.message.content],
+      ],
+    );
     assert.equal(history.body.system, "Be brief.");
     assert.ok(second.usage!.prompt_tokens > first.usage!.prompt_tokens, "the second turn's prompt holds the first");
   });
@@ -138,7 +167,11 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
     const base = { model: MODEL, messages: [{ role: "user" as const, content: "Hi" }] };
     const cases: Array<[Record<string, unknown>, string, RegExp]> = [
       [{ n: 5 }, "n", /n: must be <= 4/],
-      [{ tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { x: {} } } } }] }, "tools.0.function.parameters.properties.x", /needs a type/],
+      [
+        { tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { x: {} } } } }] },
+        "tools.0.function.parameters.properties.x",
+        /needs a type/,
+      ],
       [{ stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4 stop texts/],
       [{ max_tokens: 0 }, "max_tokens", /max_tokens: must be >= 1/],
       [{ temperature: 9 }, "temperature", /temperature: must be <= 2/],
@@ -149,16 +182,13 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
       [{ response_format: { type: "yaml" } }, "response_format.type", /"text", "json_object" or "json_schema"/],
     ];
     for (const [extra, param, message] of cases) {
-      await assert.rejects(
-        client.chat.completions.create({ ...base, ...extra } as never),
-        (err: unknown) => {
-          assert.ok(err instanceof OpenAI.BadRequestError, `${JSON.stringify(extra)}: ${String(err)}`);
-          assert.equal(err.type, "invalid_request_error");
-          assert.equal(err.param, param, JSON.stringify(extra));
-          assert.match(err.message, message);
-          return true;
-        },
-      );
+      await assert.rejects(client.chat.completions.create({ ...base, ...extra } as never), (err: unknown) => {
+        assert.ok(err instanceof OpenAI.BadRequestError, `${JSON.stringify(extra)}: ${String(err)}`);
+        assert.equal(err.type, "invalid_request_error");
+        assert.equal(err.param, param, JSON.stringify(extra));
+        assert.match(err.message, message);
+        return true;
+      });
     }
     await assert.rejects(
       client.chat.completions.create(base, { headers: { "X-Conversation-Id": "bad id!" } }),
@@ -180,10 +210,14 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
     for await (const chunk of stream) {
       if (chunk.choices[0]?.delta.content) break; // leaving the loop aborts the stream
     }
-    const status = await eventually(async () => {
-      const s = await api("GET", `/v1/requests/${requestId}`);
-      return s.body.status === "running" || s.body.status === "queued" ? undefined : s.body;
-    }, 30_000, "the request to end");
+    const status = await eventually(
+      async () => {
+        const s = await api("GET", `/v1/requests/${requestId}`);
+        return s.body.status === "running" || s.body.status === "queued" ? undefined : s.body;
+      },
+      30_000,
+      "the request to end",
+    );
     assert.equal(status.status, "cancelled", "the worker stopped the generation");
     assert.ok(status.usage.completion_tokens < 1900);
     const metrics = await (await fetch(`${gateway.baseUrl}/metrics`)).text();

@@ -83,9 +83,15 @@ describe("queued notices while no worker takes a request", { timeout: 240_000 },
       assert.equal(last.ahead, i, `request ${i} has ${i} ahead of it on its partition`);
       assert.equal(last.worker_assigned, false, "no worker owns the partition");
       assert.equal(last.workers, 0);
-      assert.ok(s.messages.every((m) => m.event === "queued"), "nothing but notices while nobody runs it");
+      assert.ok(
+        s.messages.every((m) => m.event === "queued"),
+        "nothing but notices while nobody runs it",
+      );
       const gaps = seen.slice(1).map((n, j) => n.at - seen[j]!.at);
-      assert.ok(gaps.every((g) => g >= NOTICE_MS * 0.8), `repeated at the interval, not flooded: ${gaps}`);
+      assert.ok(
+        gaps.every((g) => g >= NOTICE_MS * 0.8),
+        `repeated at the interval, not flooded: ${gaps}`,
+      );
     }
     assert.equal(new Set(streams.map((s) => notices(s.messages).at(-1)!.partition)).size, 1, "one partition");
     const status = await api("GET", `/v1/requests/${ids[0]}`);
@@ -95,7 +101,15 @@ describe("queued notices while no worker takes a request", { timeout: 240_000 },
   it("the page shows that the reply waits for a worker", async () => {
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
     });
     const page = await browser.newPage();
     page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));

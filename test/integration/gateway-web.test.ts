@@ -36,7 +36,15 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
     worker = await startWorker(common, { GREETING, DEFAULT_MAX_TOKENS: "1900", DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000" });
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
     page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
@@ -130,7 +138,10 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
       const layout = await phone.evaluate(() => ({
         scrollWidth: document.documentElement.scrollWidth,
         box: Object.fromEntries(
-          ["messages", "input", "send", "stop"].map((id) => [id, document.getElementById(id)!.getBoundingClientRect().toJSON() as { width: number; top: number; right: number; bottom: number }]),
+          ["messages", "input", "send", "stop"].map((id) => [
+            id,
+            document.getElementById(id)!.getBoundingClientRect().toJSON() as { width: number; top: number; right: number; bottom: number },
+          ]),
         ),
       }));
       assert.ok(layout.scrollWidth <= 390, `no sideways scrolling (page is ${layout.scrollWidth}px wide)`);

@@ -15,11 +15,13 @@ describe("generator: continuing a handed-over reply", { timeout: 120_000 }, () =
   let llm: LoadedLlm;
   let generator: SequenceGenerator;
   const messages: ChatMessage[] = [{ role: "user", content: "Tell me a story about a cat." }];
-  const run = (extra: Partial<GenerateInput>) =>
-    generator.generate({ messages, params: { temperature: 0 }, defaultMaxTokens: 40, onText: () => {}, ...extra });
+  const run = (extra: Partial<GenerateInput>) => generator.generate({ messages, params: { temperature: 0 }, defaultMaxTokens: 40, onText: () => {}, ...extra });
 
   before(async () => {
-    llm = await loadLlm({ source: await ensureTestModel(), directory: ".cache/models", gpu: false, threads: 1, contextSize: 2048 }, createLogger("test", "silent"));
+    llm = await loadLlm(
+      { source: await ensureTestModel(), directory: ".cache/models", gpu: false, threads: 1, contextSize: 2048 },
+      createLogger("test", "silent"),
+    );
     generator = new SequenceGenerator(llm.context.getSequence());
   });
   after(async () => {

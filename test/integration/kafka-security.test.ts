@@ -36,8 +36,10 @@ describe("Kafka SASL/SCRAM", { timeout: 180_000 }, () => {
         "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,
       },
       formatArgs: [
-        "--add-scram", `SCRAM-SHA-512=[name=${ADMIN.name},password=${ADMIN.password}]`,
-        "--add-scram", `SCRAM-SHA-512=[name=${APP.name},password=${APP.password}]`,
+        "--add-scram",
+        `SCRAM-SHA-512=[name=${ADMIN.name},password=${ADMIN.password}]`,
+        "--add-scram",
+        `SCRAM-SHA-512=[name=${APP.name},password=${APP.password}]`,
       ],
     });
   });

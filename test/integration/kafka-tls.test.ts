@@ -26,7 +26,23 @@ async function makeCertificates(dir: string): Promise<{ ca: string; keystore: st
   await openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kafka-llm test CA");
   await openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=127.0.0.1");
   await writeFile(file("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "broker.pem", "-days", "2", "-extfile", "san.ext");
+  await openssl(
+    "x509",
+    "-req",
+    "-in",
+    "broker.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "broker.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "san.ext",
+  );
   // Kafka's PEM keystore file: the (unencrypted PKCS#8) private key, then the certificate chain.
   const keystore = file("broker-keystore.pem");
   await writeFile(keystore, (await readFile(file("broker.key"), "utf8")) + (await readFile(file("broker.pem"), "utf8")));
@@ -76,13 +92,10 @@ describe("Kafka over TLS", { timeout: 240_000 }, () => {
   });
 
   it("refuses to start when it cannot verify the broker's certificate, and says why", async () => {
-    await assert.rejects(
-      startWorker(stackEnv(broker.brokers, uniquePrefix("tls-noca"), 1), { KAFKA_TLS: "true" }, "tls-no-ca"),
-      (err: Error) => {
-        assert.match(err.message, /exited with 1/);
-        assert.match(err.message, /self[- ]signed|unable to (get|verify)|certificate/i);
-        return true;
-      },
-    );
+    await assert.rejects(startWorker(stackEnv(broker.brokers, uniquePrefix("tls-noca"), 1), { KAFKA_TLS: "true" }, "tls-no-ca"), (err: Error) => {
+      assert.match(err.message, /exited with 1/);
+      assert.match(err.message, /self[- ]signed|unable to (get|verify)|certificate/i);
+      return true;
+    });
   });
 });

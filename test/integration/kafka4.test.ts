@@ -41,7 +41,10 @@ describe(`Kafka ${KAFKA_4}`, { timeout: 240_000 }, () => {
     const second = await chat.terminal(await chat.turn("k4-1", "And again."));
     assert.equal(second.type, "final");
     const state = (await chat.readMemory()).get("k4-1")!;
-    assert.deepEqual(state.messages.map((m) => m.content).filter((_, i) => i % 2 === 0), ["Hello, Kafka four.", "And again."]);
+    assert.deepEqual(
+      state.messages.map((m) => m.content).filter((_, i) => i % 2 === 0),
+      ["Hello, Kafka four.", "And again."],
+    );
     assert.ok(second.type === "final" && second.usage.prompt_tokens > first.usage.prompt_tokens, "the restored history is in the prompt");
   });
 });

@@ -88,7 +88,10 @@ describe("log hygiene", { timeout: 240_000 }, () => {
     assert.equal(chatEvents(await readEvents(gateway.baseUrl + after.body.events_url, API_KEY)).at(-1)!.type, "final");
   });
 
-  for (const [name, service] of [["gateway", () => gateway], ["worker", () => worker]] as const) {
+  for (const [name, service] of [
+    ["gateway", () => gateway],
+    ["worker", () => worker],
+  ] as const) {
     it(`keeps prompts, system prompts, replies and keys out of the ${name}'s log`, () => {
       const log = service().output();
       assert.ok(log.includes(requestIds[0]!), `the ${name} logged the turn by its request id (this is the log of that run)`);

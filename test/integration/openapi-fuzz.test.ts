@@ -67,20 +67,35 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
     const args = [
       "run",
       `${gateway.baseUrl}/openapi.json`,
-      "--header", `Authorization: Bearer ${KEY}`,
-      "--checks", "all",
-      "--exclude-checks", EXCLUDED.join(","),
-      "--max-examples", String(EXAMPLES),
-      "--seed", String(SEED),
-      "--workers", "1",
-      "--request-timeout", "60",
-      "--generation-database", "none",
+      "--header",
+      `Authorization: Bearer ${KEY}`,
+      "--checks",
+      "all",
+      "--exclude-checks",
+      EXCLUDED.join(","),
+      "--max-examples",
+      String(EXAMPLES),
+      "--seed",
+      String(SEED),
+      "--workers",
+      "1",
+      "--request-timeout",
+      "60",
+      "--generation-database",
+      "none",
       "--no-color",
-      "--report", "ndjson",
-      "--report-ndjson-path", path.join(reports, "events.ndjson"),
+      "--report",
+      "ndjson",
+      "--report-ndjson-path",
+      path.join(reports, "events.ndjson"),
     ];
     // Run in the report dir: schemathesis keeps a cache (.schemathesis/) in its working directory.
-    const result = await run(pythonTool("schemathesis"), args, { cwd: reports, timeout: 480_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SCHEMATHESIS_TELEMETRY: "false" } }).then(
+    const result = await run(pythonTool("schemathesis"), args, {
+      cwd: reports,
+      timeout: 480_000,
+      maxBuffer: 64 * 1024 * 1024,
+      env: { ...process.env, SCHEMATHESIS_TELEMETRY: "false" },
+    }).then(
       (out) => ({ code: 0, ...out }),
       (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" }),
     );
@@ -95,10 +110,19 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
     const events = await readFile(path.join(reports, "events.ndjson"), "utf8");
     const statuses = new Map<number, number>();
     for (const match of events.matchAll(/"status_code":(\d{3})/g)) statuses.set(Number(match[1]), (statuses.get(Number(match[1])) ?? 0) + 1);
-    const summary = [...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(" ");
+    const summary = [...statuses]
+      .sort(([a], [b]) => a - b)
+      .map(([s, n]) => `${s}×${n}`)
+      .join(" ");
     t.diagnostic(`statuses: ${summary}`);
-    assert.ok([200, 201, 202, 400, 404].every((s) => (statuses.get(s) ?? 0) > 0), `accepted and refused requests were both reached: ${summary}`);
-    assert.ok([...statuses.keys()].every((s) => s < 500), `no 5xx: ${summary}`);
+    assert.ok(
+      [200, 201, 202, 400, 404].every((s) => (statuses.get(s) ?? 0) > 0),
+      `accepted and refused requests were both reached: ${summary}`,
+    );
+    assert.ok(
+      [...statuses.keys()].every((s) => s < 500),
+      `no 5xx: ${summary}`,
+    );
 
     assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
     assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
@@ -106,7 +130,11 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
     await admin.connect();
     try {
       const dlq = await admin.fetchTopicOffsets(topicNames(prefix).deadLetter);
-      assert.deepEqual(dlq.map((p) => p.high), dlq.map(() => "0"), "everything the gateway queued was readable by the worker");
+      assert.deepEqual(
+        dlq.map((p) => p.high),
+        dlq.map(() => "0"),
+        "everything the gateway queued was readable by the worker",
+      );
     } finally {
       await admin.disconnect();
     }

@@ -107,10 +107,14 @@ describe("slow and abandoned event-stream clients", { timeout: 300_000 }, () => 
     const heaps: number[] = [];
     for (let round = 1; round <= 3; round++) {
       const streams = await Promise.all(Array.from({ length: STREAMS_PER_ROUND }, (_, i) => open(queued[i % queued.length]!)));
-      const open_ = await eventually(async () => {
-        const g = await gauges();
-        return g.listeners === baseline.listeners + STREAMS_PER_ROUND ? g : undefined;
-      }, 30_000, `round ${round}: ${STREAMS_PER_ROUND} listeners`);
+      const open_ = await eventually(
+        async () => {
+          const g = await gauges();
+          return g.listeners === baseline.listeners + STREAMS_PER_ROUND ? g : undefined;
+        },
+        30_000,
+        `round ${round}: ${STREAMS_PER_ROUND} listeners`,
+      );
       assert.ok(open_.sockets >= baseline.sockets + STREAMS_PER_ROUND, `round ${round}: the gateway holds a socket per stream (${open_.sockets})`);
       // Leave: half reset their connection, half close it.
       streams.forEach((s, i) => (i % 2 === 0 ? s.req.destroy() : s.res.socket?.end()));
@@ -126,10 +130,14 @@ describe("slow and abandoned event-stream clients", { timeout: 300_000 }, () => 
     const slow = await Promise.all(queued.map((id) => open(id)));
     for (const s of slow) s.res.pause();
     worker = await startWorker(common, { DELTA_FLUSH_MS: "5" });
-    await eventually(async () => {
-      for (const id of queued) if ((await api("GET", `/v1/requests/${id}`)).body.status !== "completed") return undefined;
-      return true;
-    }, 180_000, "every queued request to complete");
+    await eventually(
+      async () => {
+        for (const id of queued) if ((await api("GET", `/v1/requests/${id}`)).body.status !== "completed") return undefined;
+        return true;
+      },
+      180_000,
+      "every queued request to complete",
+    );
 
     for (const s of slow) {
       s.res.on("data", () => {
@@ -142,9 +150,16 @@ describe("slow and abandoned event-stream clients", { timeout: 300_000 }, () => 
     for (const [i, s] of slow.entries()) {
       const events = chatEvents(parseSse(s.text()));
       assert.equal(events.at(-1)?.type, "final", `stream ${i} ends with its final`);
-      assert.deepEqual(events.map((e) => e.seq), events.map((_, n) => n), `stream ${i}: every event, in order`);
+      assert.deepEqual(
+        events.map((e) => e.seq),
+        events.map((_, n) => n),
+        `stream ${i}: every event, in order`,
+      );
       const final = events.at(-1)!;
-      const text = events.filter((e) => e.type === "delta").map((e) => (e.type === "delta" ? e.text : "")).join("");
+      const text = events
+        .filter((e) => e.type === "delta")
+        .map((e) => (e.type === "delta" ? e.text : ""))
+        .join("");
       assert.equal(final.type === "final" && final.reply, text, `stream ${i}: the deltas add up to the reply`);
     }
     await backToBaseline("slow readers' streams released");
@@ -175,10 +190,14 @@ describe("slow and abandoned event-stream clients", { timeout: 300_000 }, () => 
     );
     await backToBaseline("abandoned running streams released");
     for (const id of running) {
-      const status = await eventually(async () => {
-        const body = (await api("GET", `/v1/requests/${id}`)).body;
-        return body.status === "queued" || body.status === "running" ? undefined : body.status;
-      }, 120_000, `request ${id} to end`);
+      const status = await eventually(
+        async () => {
+          const body = (await api("GET", `/v1/requests/${id}`)).body;
+          return body.status === "queued" || body.status === "running" ? undefined : body.status;
+        },
+        120_000,
+        `request ${id} to end`,
+      );
       assert.equal(status, "completed", "leaving a native stream does not cancel the request");
     }
     assert.equal(gateway.proc.exitCode, null, "the gateway is still running");

@@ -73,7 +73,12 @@ describe("broker restart", { timeout: 300_000 }, () => {
       await scenario();
     } catch (err) {
       // The worker's own account of the outage is what explains a failure here.
-      const log = worker.output().split("\n").filter((l) => /"level":(40|50|60)|restart|crash|rejoin/i.test(l)).slice(-40).join("\n");
+      const log = worker
+        .output()
+        .split("\n")
+        .filter((l) => /"level":(40|50|60)|restart|crash|rejoin/i.test(l))
+        .slice(-40)
+        .join("\n");
       throw new Error(`${(err as Error).message}\n--- worker warnings and errors ---\n${log}`, { cause: err });
     }
   });
@@ -100,7 +105,10 @@ describe("broker restart", { timeout: 300_000 }, () => {
     for (const id of sent) {
       const finals = chat.events.get(id)!.filter(isTerminalEvent);
       assert.equal(finals[0]!.type, "final", JSON.stringify(finals[0]));
-      assert.ok(finals.every((f) => isDeepStrictEqual(f, finals[0])), `request ${id}: one answer`);
+      assert.ok(
+        finals.every((f) => isDeepStrictEqual(f, finals[0])),
+        `request ${id}: one answer`,
+      );
     }
     const state = (await chat.readMemory()).get("restart-1")!;
     assert.deepEqual(

@@ -90,7 +90,10 @@ describe("failover", { timeout: 240_000 }, () => {
         const events = chat.events.get(id)!;
         const finals = terminals(events);
         assert.equal(finals[0]!.type, "final", `request ${id} failed: ${JSON.stringify(finals[0])}`);
-        assert.ok(finals.every((f) => isDeepStrictEqual(f, finals[0])), `request ${id} has ${finals.length} different answers`);
+        assert.ok(
+          finals.every((f) => isDeepStrictEqual(f, finals[0])),
+          `request ${id} has ${finals.length} different answers`,
+        );
         if (new Set(events.map((e) => e.attempt)).size > 1) rerun++;
       }
       assert.ok(rerun >= 1, "the killed worker's generation was run again by the survivor");
@@ -185,7 +188,10 @@ describe("failover", { timeout: 240_000 }, () => {
         const all = chat.events.get(requestId)!;
         const finals = terminals(all);
         assert.equal(final.type, "final");
-        assert.ok(finals.every((f) => isDeepStrictEqual(f, finals[0])), "one answer");
+        assert.ok(
+          finals.every((f) => isDeepStrictEqual(f, finals[0])),
+          "one answer",
+        );
         const finalStart = all.find((e) => e.type === "start" && e.attempt === final.attempt);
         const answeredBy = finalStart?.type === "start" ? finalStart.worker_id : "";
         assert.equal(answeredBy, owner, "the reply began on the terminating worker");
@@ -193,7 +199,11 @@ describe("failover", { timeout: 240_000 }, () => {
         assert.equal(all.filter((e) => e.type === "start").length, 1, "one start event");
         // One unbroken reply: seqs without gaps, and the deltas spell the final reply.
         const ordered = [...new Map(all.map((e) => [e.seq, e])).values()].sort((x, y) => x.seq - y.seq);
-        assert.deepEqual(ordered.map((e) => e.seq), ordered.map((_, i) => i), "seqs run on without a gap");
+        assert.deepEqual(
+          ordered.map((e) => e.seq),
+          ordered.map((_, i) => i),
+          "seqs run on without a gap",
+        );
         const streamed = ordered.map((e) => (e.type === "delta" ? e.text : "")).join("");
         assert.equal(streamed, (final as FinalEvent).reply, "the streamed deltas are the final reply");
         const continued = await metric(workers.get(other)!, /^kafka_llm_handovers_total\{[^}]*direction="in"[^}]*\} (\d+)/m);
@@ -204,7 +214,10 @@ describe("failover", { timeout: 240_000 }, () => {
           assert.equal(continued, 0, "nothing was handed over");
         }
         const state = (await chat.readMemory()).get("grace-1")!;
-        assert.deepEqual(state.messages.map((m) => `${m.role}:${m.request_id}`), [`user:${requestId}`, `assistant:${requestId}`]);
+        assert.deepEqual(
+          state.messages.map((m) => `${m.role}:${m.request_id}`),
+          [`user:${requestId}`, `assistant:${requestId}`],
+        );
       } finally {
         await chat.stop();
         for (const w of workers.values()) await w.stop("SIGKILL");

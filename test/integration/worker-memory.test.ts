@@ -57,7 +57,11 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     const state = (await chat.readMemory()).get("greet-1")!;
     assert.deepEqual(
       state.messages.map((m) => [m.role, m.content]),
-      [["assistant", GREETING], ["user", "Tell me about the sea."], ["assistant", turn.reply]],
+      [
+        ["assistant", GREETING],
+        ["user", "Tell me about the sea."],
+        ["assistant", turn.reply],
+      ],
     );
     const plain = asFinal(await chat.terminal(await chat.open("greet-2", false)));
     assert.equal(plain.reply, "");
@@ -92,7 +96,10 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     assert.deepEqual(finals[1], first, "the copy gets the stored final, unchanged");
     assert.equal(chat.events.get("dup-req-1")!.filter((e) => e.type === "start").length, 1, "generated once");
     const state = (await chat.readMemory()).get("dup-1")!;
-    assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
+    assert.deepEqual(
+      state.messages.map((m) => m.role),
+      ["user", "assistant"],
+    );
     assert.equal(state.turns, 1);
   });
 
@@ -127,8 +134,14 @@ describe("conversation memory", { timeout: 180_000 }, () => {
   });
 
   it("dead-letters requests with out-of-bounds parameters or unknown fields, and carries on", async () => {
-    await chat.produce({ v: 1, type: "turn", request_id: "bad-1", conversation_id: "dlq-1", tenant: "t1", content: "hi", params: { temperature: 9 }, created_at: 1 }, "dlq-1");
-    await chat.produce({ v: 1, type: "turn", request_id: "bad-2", conversation_id: "dlq-1", tenant: "t1", content: "hi", colour: "blue", created_at: 1 }, "dlq-1");
+    await chat.produce(
+      { v: 1, type: "turn", request_id: "bad-1", conversation_id: "dlq-1", tenant: "t1", content: "hi", params: { temperature: 9 }, created_at: 1 },
+      "dlq-1",
+    );
+    await chat.produce(
+      { v: 1, type: "turn", request_id: "bad-2", conversation_id: "dlq-1", tenant: "t1", content: "hi", colour: "blue", created_at: 1 },
+      "dlq-1",
+    );
     await chat.produceRaw(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), "dlq-1");
     const ok = asFinal(await chat.terminal(await chat.turn("dlq-1", "Still there?")));
     assert.ok(ok.usage.completion_tokens > 0);
@@ -193,7 +206,10 @@ describe("cancel and KV reuse", { timeout: 180_000 }, () => {
     assert.equal(final.stop_reason, "cancelled");
     assert.ok(final.usage.completion_tokens < 1900, `stopped early (${final.usage.completion_tokens} tokens)`);
     const state = (await chat.readMemory()).get("cancel-1")!;
-    assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
+    assert.deepEqual(
+      state.messages.map((m) => m.role),
+      ["user", "assistant"],
+    );
     assert.equal(state.messages[1]!.content, final.reply, "memory keeps what the user saw");
     const metrics = await (await fetch(`${worker.baseUrl}/metrics`)).text();
     const count = Number(/^kafka_llm_cancel_latency_seconds_count\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? "0");

@@ -64,6 +64,10 @@ describe("a frozen worker wakes up replaced", { timeout: 240_000 }, () => {
     const distinct = finals.filter((f, i) => finals.findIndex((g) => isDeepStrictEqual(f, g)) === i);
     assert.equal(distinct.length, 1, `one answer; got ${distinct.length}: ${distinct.map((d) => d.attempt).join(", ")}`);
     const state = (await chat.readMemory()).get("z-1")!;
-    assert.deepEqual(state.messages.filter((m) => m.role === "user").map((m) => m.request_id), [warm.request_id, requestId], "memory holds each turn once");
+    assert.deepEqual(
+      state.messages.filter((m) => m.role === "user").map((m) => m.request_id),
+      [warm.request_id, requestId],
+      "memory holds each turn once",
+    );
   });
 });

@@ -45,7 +45,17 @@ export interface HelmResult {
 }
 
 export function helm(args: readonly string[], cwd = CHART_DIR): HelmResult {
-  const r = spawnSync(toolPath("helm"), args, { cwd, encoding: "utf8", timeout: 120_000, env: { ...process.env, HELM_CACHE_HOME: path.join(os.tmpdir(), "helm-cache"), HELM_CONFIG_HOME: path.join(os.tmpdir(), "helm-config"), HELM_DATA_HOME: path.join(os.tmpdir(), "helm-data") } });
+  const r = spawnSync(toolPath("helm"), args, {
+    cwd,
+    encoding: "utf8",
+    timeout: 120_000,
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: path.join(os.tmpdir(), "helm-cache"),
+      HELM_CONFIG_HOME: path.join(os.tmpdir(), "helm-config"),
+      HELM_DATA_HOME: path.join(os.tmpdir(), "helm-data"),
+    },
+  });
   return { status: r.status, stdout: r.stdout ?? "", stderr: (r.stderr ?? "").trim() };
 }
 
@@ -61,16 +71,7 @@ function valueArgs(o: RenderOptions): string[] {
 }
 
 export function templateArgs(o: RenderOptions = {}): string[] {
-  return [
-    "template",
-    o.release ?? "llm",
-    o.chartDir ?? ".",
-    "--namespace",
-    o.namespace ?? "kafka-llm",
-    "--kube-version",
-    KUBE_VERSION,
-    ...valueArgs(o),
-  ];
+  return ["template", o.release ?? "llm", o.chartDir ?? ".", "--namespace", o.namespace ?? "kafka-llm", "--kube-version", KUBE_VERSION, ...valueArgs(o)];
 }
 
 /** `helm template`; throws with helm's message when rendering fails. */
@@ -196,20 +197,14 @@ export function containerEnv(objects: readonly K8sObject[], c: Container): Recor
  * chart's own Secret's content, else a stand-in for a Secret the user brings); the
  * variable then names that file.
  */
-export function envWithMountedSecrets(
-  objects: readonly K8sObject[],
-  spec: PodSpec,
-  c: Container,
-  root: string,
-): Record<string, string> {
+export function envWithMountedSecrets(objects: readonly K8sObject[], spec: PodSpec, c: Container, root: string): Record<string, string> {
   const env = containerEnv(objects, c);
   for (const [name, value] of Object.entries(env)) {
     if (!value.startsWith("/etc/kafka-llm/")) continue;
     const mount = (c.volumeMounts ?? []).find((m) => value.startsWith(m.mountPath + "/"));
     if (!mount) throw new Error(`${c.name}: ${name}=${value} but no volume is mounted there`);
     const volume = (spec.volumes ?? []).find((v) => v.name === mount.name) as
-      | { secret?: { secretName: string; items?: Array<{ key: string; path: string }> } }
-      | undefined;
+      { secret?: { secretName: string; items?: Array<{ key: string; path: string }> } } | undefined;
     const item = volume?.secret?.items?.find((i) => path.posix.join(mount.mountPath, i.path) === value);
     if (!item) throw new Error(`${c.name}: ${name}=${value} is not a file of the Secret volume ${mount.name}`);
     const file = path.join(root, value);
@@ -217,10 +212,7 @@ export function envWithMountedSecrets(
     // The chart's own Secret holds real content (the generated API key); others get stand-ins.
     const own = objects.find((o) => o.kind === "Secret" && o.metadata.name === volume!.secret!.secretName);
     const data = (own?.data as Record<string, string> | undefined)?.[item.key];
-    writeFileSync(
-      file,
-      data !== undefined ? Buffer.from(data, "base64") : item.path.endsWith(".crt") ? STAND_IN_PEM : `stand-in-${item.key}\n`,
-    );
+    writeFileSync(file, data !== undefined ? Buffer.from(data, "base64") : item.path.endsWith(".crt") ? STAND_IN_PEM : `stand-in-${item.key}\n`);
     env[name] = file;
   }
   return env;

@@ -93,13 +93,24 @@ function makeCa(dir: string, name: string, cn: string): void {
 function makeCert(dir: string, ca: string, name: string, subject: string, sans: string[] = []): void {
   openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", `${name}.key`, "-out", `${name}.csr`]);
   const ext = path.join(dir, `${name}.ext`);
-  writeFileSync(
+  writeFileSync(ext, sans.length > 0 ? `subjectAltName=${sans.join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n` : "extendedKeyUsage=clientAuth\n");
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${ca}.crt`,
+    "-CAkey",
+    `${ca}.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
     ext,
-    sans.length > 0
-      ? `subjectAltName=${sans.join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n`
-      : "extendedKeyUsage=clientAuth\n",
-  );
-  openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", `${name}.crt`]);
+    "-out",
+    `${name}.crt`,
+  ]);
 }
 
 export interface KubectlResult {
@@ -173,7 +184,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     // Certificates: the cluster CA (serving, admin, kubelet client, kwok's serving), the
     // front-proxy CA (the aggregator's client), the service-account key pair.
     makeCa(dir, "ca", "kafka-llm-test-ca");
-    makeCert(dir, "ca", "apiserver", "/CN=kube-apiserver", ["IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "IP:10.96.0.1"]);
+    makeCert(dir, "ca", "apiserver", "/CN=kube-apiserver", [
+      "IP:127.0.0.1",
+      "DNS:localhost",
+      "DNS:kubernetes",
+      "DNS:kubernetes.default",
+      "DNS:kubernetes.default.svc",
+      "IP:10.96.0.1",
+    ]);
     makeCert(dir, "ca", "admin", "/O=system:masters/CN=admin");
     makeCert(dir, "ca", "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client");
     makeCert(dir, "ca", "kwok", "/CN=kwok", ["IP:127.0.0.1", "DNS:localhost"]);
@@ -183,9 +201,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     openssl(dir, ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
     const f = (n: string) => path.join(dir, n);
 
-    const [etcdPort, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await Promise.all(
-      Array.from({ length: 6 }, () => freePort()),
-    );
+    const [etcdPort, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
     const server = `https://127.0.0.1:${apiPort}`;
     const kubeconfig = f("admin.kubeconfig");
     writeFileSync(
@@ -309,19 +325,28 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     // create, not apply: a node's status is kept on create (as a kubelet registers) but
     // reset on apply.
-    const nodes = [fakeNode(GPU_NODE, { "nvidia.com/gpu.present": "true" }, { "nvidia.com/gpu": "8" }, [{ key: "nvidia.com/gpu", value: "present", effect: "NoSchedule" }]), fakeNode(CPU_NODE, {}, {}, [])];
+    const nodes = [
+      fakeNode(GPU_NODE, { "nvidia.com/gpu.present": "true" }, { "nvidia.com/gpu": "8" }, [{ key: "nvidia.com/gpu", value: "present", effect: "NoSchedule" }]),
+      fakeNode(CPU_NODE, {}, {}, []),
+    ];
     cp.kc(["create", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: nodes }));
-    await cp.waitFor("both kwok nodes Ready and schedulable", () => {
-      const nodes = cp.getJson<{ items: Array<{ spec: { taints?: Array<{ key: string }> }; status: { conditions?: Array<{ type: string; status: string }> } }> }>(["get", "nodes"]).items;
-      return (
-        nodes.length === 2 &&
-        nodes.every(
-          (n) =>
-            n.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
-            !(n.spec.taints ?? []).some((t) => t.key.startsWith("node.kubernetes.io/")),
-        )
-      );
-    }, 90_000);
+    await cp.waitFor(
+      "both kwok nodes Ready and schedulable",
+      () => {
+        const nodes = cp.getJson<{
+          items: Array<{ spec: { taints?: Array<{ key: string }> }; status: { conditions?: Array<{ type: string; status: string }> } }>;
+        }>(["get", "nodes"]).items;
+        return (
+          nodes.length === 2 &&
+          nodes.every(
+            (n) =>
+              n.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+              !(n.spec.taints ?? []).some((t) => t.key.startsWith("node.kubernetes.io/")),
+          )
+        );
+      },
+      90_000,
+    );
     await cp.waitFor("the default service account", () => cp.kubectl(["-n", "default", "get", "serviceaccount", "default"]).status === 0, 60_000);
     (cp as { startSeconds: number }).startSeconds = (Date.now() - t0) / 1000;
     return cp;
@@ -387,7 +412,8 @@ function controlPlaneHandle(dir: string, parts: K8sParts, kubeconfig: string, se
         } catch (err) {
           lastErr = err;
         }
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ""}`);
+        if (Date.now() > deadline)
+          throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ""}`);
         await new Promise((r) => setTimeout(r, 500));
       }
     },
@@ -422,5 +448,7 @@ export function makeServingCert(cp: ControlPlane, dir: string, name = "extra"): 
 export function crdFiles(partDir: string): string[] {
   const d = path.join(partDir, "crds");
   if (!existsSync(d)) throw new Error(`no CRDs in ${d}: rebuild with bash scripts/deploy/k8s/build.sh`);
-  return readdirSync(d).filter((n) => n.endsWith(".yaml")).map((n) => path.join(d, n));
+  return readdirSync(d)
+    .filter((n) => n.endsWith(".yaml"))
+    .map((n) => path.join(d, n));
 }

@@ -102,7 +102,12 @@ export function dockerIgnoreMatcher(text: string): (relPath: string) => boolean 
       .replace(/^\/+/, "")
       .split("/")
       .map((seg) =>
-        seg === "**" ? "(?:.*/)?" : seg.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]") + "/",
+        seg === "**"
+          ? "(?:.*/)?"
+          : seg
+              .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+              .replace(/\*/g, "[^/]*")
+              .replace(/\?/g, "[^/]") + "/",
       )
       .join("")
       .replace(/\(\?:\.\*\/\)\?\//g, "(?:.*/)?");

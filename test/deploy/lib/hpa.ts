@@ -32,7 +32,14 @@ export interface HpaSpec {
 export function hpaSpecFrom(obj: { kind: string; spec?: unknown }): HpaSpec {
   const defaults = {
     // Kubernetes' defaults for fields a behaviour leaves out.
-    scaleUp: { stabilizationWindowSeconds: 0, selectPolicy: "Max" as const, policies: [{ type: "Pods" as const, value: 4, periodSeconds: 15 }, { type: "Percent" as const, value: 100, periodSeconds: 15 }] },
+    scaleUp: {
+      stabilizationWindowSeconds: 0,
+      selectPolicy: "Max" as const,
+      policies: [
+        { type: "Pods" as const, value: 4, periodSeconds: 15 },
+        { type: "Percent" as const, value: 100, periodSeconds: 15 },
+      ],
+    },
     scaleDown: { stabilizationWindowSeconds: 300, selectPolicy: "Max" as const, policies: [{ type: "Percent" as const, value: 100, periodSeconds: 15 }] },
   };
   const rules = (r: Partial<ScalingRules> | undefined, d: ScalingRules): ScalingRules => ({

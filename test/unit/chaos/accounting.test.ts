@@ -23,7 +23,11 @@ class World {
   faults: FaultRecord[] = [];
   #offsets = new Map<string, bigint>();
 
-  constructor(conversations = 2, readonly turns = 2, options: { keys?: boolean } = {}) {
+  constructor(
+    conversations = 2,
+    readonly turns = 2,
+    options: { keys?: boolean } = {},
+  ) {
     for (let c = 0; c < conversations; c++) {
       const id = `c${c}`;
       const conversation: ClientConversation = { id, turns: [], gaveUp: null };
@@ -82,7 +86,17 @@ class World {
   }
 
   remember(conversationId: string, partition: number, messages: unknown[], turns: number): void {
-    const state = { v: 1, type: "conversation", conversation_id: conversationId, tenant: "chaos", messages, applied: [], turns, created_at: T0, updated_at: T0 };
+    const state = {
+      v: 1,
+      type: "conversation",
+      conversation_id: conversationId,
+      tenant: "chaos",
+      messages,
+      applied: [],
+      turns,
+      created_at: T0,
+      updated_at: T0,
+    };
     this.memory.push(this.#record("chat.memory", partition, conversationId, state));
   }
 
@@ -122,10 +136,7 @@ describe("chaos accounting", () => {
   it("passes a run where every turn was answered once, in order, and remembered", () => {
     const a = account(new World().input());
     assert.equal(a.ok, true, a.anomalies.join("\n"));
-    assert.deepEqual(
-      [a.planned, a.sent, a.answeredOnce, a.lost, a.answeredTwice, a.outOfOrder, a.memoryChecked, a.memoryMismatches],
-      [4, 4, 4, 0, 0, 0, 2, 0],
-    );
+    assert.deepEqual([a.planned, a.sent, a.answeredOnce, a.lost, a.answeredTwice, a.outOfOrder, a.memoryChecked, a.memoryMismatches], [4, 4, 4, 0, 0, 0, 2, 0]);
   });
 
   it("counts a request with no terminal event as lost", () => {
@@ -184,11 +195,7 @@ describe("chaos accounting", () => {
   });
 
   it("finds a memory that misses a turn, repeats one, or has them out of order", () => {
-    for (const change of [
-      (m: any[]) => m.slice(0, 2),
-      (m: any[]) => [...m, ...m.slice(2)],
-      (m: any[]) => [...m.slice(2), ...m.slice(0, 2)],
-    ]) {
+    for (const change of [(m: any[]) => m.slice(0, 2), (m: any[]) => [...m, ...m.slice(2)], (m: any[]) => [...m.slice(2), ...m.slice(0, 2)]]) {
       const w = new World(1, 2);
       const state = JSON.parse(w.memory[0]!.value!.toString());
       w.remember("c0", 0, change(state.messages), 2);
@@ -236,7 +243,16 @@ describe("chaos accounting", () => {
       w.request("c0", 0, "ghost", ghostContent, T0 + 20_000);
       const final = w.run("c0", 0, "ghost", "g", "ghost reply", T0 + 21_000);
       const state = JSON.parse(w.memory[0]!.value!.toString());
-      w.remember("c0", 0, [...state.messages, { role: "user", content: ghostContent, request_id: "ghost", at: 1 }, { role: "assistant", content: final.reply, request_id: "ghost", at: 1 }], 2);
+      w.remember(
+        "c0",
+        0,
+        [
+          ...state.messages,
+          { role: "user", content: ghostContent, request_id: "ghost", at: 1 },
+          { role: "assistant", content: final.reply, request_id: "ghost", at: 1 },
+        ],
+        2,
+      );
       const a = account(w.input(keys));
       assert.equal(a.ghosts, 1);
       assert.equal(a.memoryMismatches, 0, a.anomalies.join("\n"));
@@ -276,7 +292,10 @@ describe("chaos accounting", () => {
     // Nothing waits at T0+5000 (before every turn): no recovery to measure for that fault.
     w.faults.push({ kind: "worker_kill", target: "w2.1", at: T0 + 5_000, restoredAt: null });
     const a = account(w.input());
-    assert.deepEqual(a.recoveries[0]!.partitions, [{ partition: 0, ms: 500 }, { partition: 1, ms: 501 }]);
+    assert.deepEqual(a.recoveries[0]!.partitions, [
+      { partition: 0, ms: 500 },
+      { partition: 1, ms: 501 },
+    ]);
     assert.equal(a.recoveries[1]!.longestMs, null);
     assert.equal(a.longestRecoveryMs, 501);
   });

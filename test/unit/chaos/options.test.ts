@@ -19,7 +19,13 @@ describe("chaos options", () => {
       () => parseChaosOptions(["--bogus", "1", "--turns", "x", "stray", "--seed"], { CHAOS_WORKERS: "-1" }),
       (err: unknown) => {
         assert.ok(err instanceof ChaosOptionsError);
-        for (const part of ["--bogus: unknown flag", "stray: not a flag", "--seed: missing value", '--turns: "x" is not a non-negative integer', 'CHAOS_WORKERS / --workers: "-1"']) {
+        for (const part of [
+          "--bogus: unknown flag",
+          "stray: not a flag",
+          "--seed: missing value",
+          '--turns: "x" is not a non-negative integer',
+          'CHAOS_WORKERS / --workers: "-1"',
+        ]) {
           assert.ok(err.message.includes(part), `${part} in ${err.message}`);
         }
         assert.ok(!err.message.includes("1: not a flag"), "an unknown flag's value is not reported twice");

@@ -66,15 +66,19 @@ describe("worker config", () => {
     assert.deepEqual(set.generation.stopTriggers, ["\nUser:", "user\n"]);
     assert.equal(set.generation.defaultRepeatPenalty, 1.3);
     const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: "user,model", DEFAULT_REPEAT_PENALTY: "3" }));
-    assert.ok(problems.some((p) => /^STOP_TRIGGERS: must be a JSON array of non-empty strings/.test(p)), problems.join());
-    assert.ok(problems.some((p) => /^DEFAULT_REPEAT_PENALTY: must be <= 2/.test(p)), problems.join());
+    assert.ok(
+      problems.some((p) => /^STOP_TRIGGERS: must be a JSON array of non-empty strings/.test(p)),
+      problems.join(),
+    );
+    assert.ok(
+      problems.some((p) => /^DEFAULT_REPEAT_PENALTY: must be <= 2/.test(p)),
+      problems.join(),
+    );
     assert.ok(problemsOf(() => loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '[""]' })).some((p) => p.startsWith("STOP_TRIGGERS:")));
   });
 
   it("rejects a heartbeat too slow for the session timeout", () => {
-    const problems = problemsOf(() =>
-      loadWorkerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }),
-    );
+    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }));
     assert.match(problems[0]!, /^HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS/);
   });
 });
@@ -110,14 +114,14 @@ describe("Kafka security config", () => {
   });
 
   it("names what is missing, and never echoes a secret", () => {
-    const problems = problemsOf(() =>
-      loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_SASL_MECHANISM: "plain", KAFKA_TLS_CA_FILE: "/x" }),
-    );
+    const problems = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_SASL_MECHANISM: "plain", KAFKA_TLS_CA_FILE: "/x" }));
     assert.match(problems.join("\n"), /KAFKA_SASL_USERNAME: required when KAFKA_SASL_MECHANISM is plain/);
     assert.match(problems.join("\n"), /KAFKA_SASL_PASSWORD: set it or KAFKA_SASL_PASSWORD_FILE/);
     assert.match(problems.join("\n"), /KAFKA_TLS: TLS files are set but KAFKA_TLS is false/);
     const secret = `hunter2${"x".repeat(5000)}`;
-    const bad = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: secret }));
+    const bad = problemsOf(() =>
+      loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: secret }),
+    );
     assert.match(bad.join("\n"), /^KAFKA_SASL_PASSWORD: must be at most 4096 characters$/m);
     assert.ok(!bad.join("\n").includes("hunter2"), "the value of a secret is never echoed");
   });

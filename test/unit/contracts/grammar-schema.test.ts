@@ -58,7 +58,11 @@ describe("JSON schemas for the grammar", () => {
     problem([], "", /must be a JSON Schema object/);
     problem({ type: "string", minLength: 5, maxLength: 2 }, "minLength", /must not exceed maxLength/);
     problem({ type: "array", items: { type: "string" }, maxItems: 1e9 }, "maxItems", /must be at most 32000/);
-    problem({ type: "object", properties: { a: { $ref: "#/$defs/Missing" } }, $defs: { B: { type: "string" } } }, "properties.a.$ref", /which no \$defs around it defines/);
+    problem(
+      { type: "object", properties: { a: { $ref: "#/$defs/Missing" } }, $defs: { B: { type: "string" } } },
+      "properties.a.$ref",
+      /which no \$defs around it defines/,
+    );
     problem({ type: "object", properties: {}, required: ["constructor"] }, "required", /"constructor", which is not in properties/);
     let deep: Record<string, unknown> = { type: "string" };
     for (let i = 0; i < 40; i++) deep = { type: "array", items: deep };

@@ -52,7 +52,9 @@ describe("interface documents", () => {
     const schema = JSON.parse(readFileSync(path.join(REPO_ROOT, "contracts/schema/chat-request.schema.json"), "utf8"));
     const turn = schema.anyOf.find((s: any) => s.properties.type.const === "turn");
     const shape = turnRequestSchema.shape;
-    const required = Object.entries(shape).filter(([, v]) => !v.isOptional()).map(([k]) => k);
+    const required = Object.entries(shape)
+      .filter(([, v]) => !v.isOptional())
+      .map(([k]) => k);
     assert.deepEqual([...turn.required].sort(), required.sort());
     assert.equal(turn.additionalProperties, false);
   });

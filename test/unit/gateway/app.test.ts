@@ -51,7 +51,16 @@ function setup(options: { script?: Script; failSends?: boolean; env?: Record<str
         options.script?.(request, (events) =>
           setImmediate(() => {
             events.forEach((e, i) =>
-              hub.accept({ v: 1, request_id: request.request_id, conversation_id: request.conversation_id, tenant: request.tenant, attempt: "a1", seq: i, at: Date.now(), ...e } as ChatEvent),
+              hub.accept({
+                v: 1,
+                request_id: request.request_id,
+                conversation_id: request.conversation_id,
+                tenant: request.tenant,
+                attempt: "a1",
+                seq: i,
+                at: Date.now(),
+                ...e,
+              } as ChatEvent),
             );
           }),
         );
@@ -88,7 +97,12 @@ describe("gateway HTTP layer", () => {
     assert.equal(res.headers["retry-after"], "2");
     assert.deepEqual(res.json().error, { code: "kafka_unavailable", message: "Kafka is not reachable right now; try again shortly", retryable: true });
     assert.equal(hub.size, 0);
-    const openai = await app.inject({ method: "POST", url: "/v1/chat/completions", headers: auth, payload: { model: "m", messages: [{ role: "user", content: "x" }] } });
+    const openai = await app.inject({
+      method: "POST",
+      url: "/v1/chat/completions",
+      headers: auth,
+      payload: { model: "m", messages: [{ role: "user", content: "x" }] },
+    });
     assert.equal(openai.statusCode, 503);
     assert.deepEqual(Object.keys(openai.json().error).sort(), ["code", "message", "param", "type"]);
   });
@@ -123,12 +137,28 @@ describe("gateway HTTP layer", () => {
   });
 
   it("turns a worker's error event into an OpenAI error with the right status", async () => {
-    const { app } = setup({ script: (_r, emit) => emit([{ type: "start", worker_id: "w" }, { type: "error", code: "prompt_too_long", message: "too long", retryable: false }]) });
-    const res = await app.inject({ method: "POST", url: "/v1/chat/completions", headers: auth, payload: { model: "m", messages: [{ role: "user", content: "x" }] } });
+    const { app } = setup({
+      script: (_r, emit) =>
+        emit([
+          { type: "start", worker_id: "w" },
+          { type: "error", code: "prompt_too_long", message: "too long", retryable: false },
+        ]),
+    });
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/chat/completions",
+      headers: auth,
+      payload: { model: "m", messages: [{ role: "user", content: "x" }] },
+    });
     assert.equal(res.statusCode, 400);
     assert.equal(res.json().error.code, "context_length_exceeded");
     const { app: app2 } = setup({ script: (_r, emit) => emit([{ type: "error", code: "gpu_on_fire", message: "?", retryable: true }]) });
-    const odd = await app2.inject({ method: "POST", url: "/v1/chat/completions", headers: auth, payload: { model: "m", messages: [{ role: "user", content: "x" }] } });
+    const odd = await app2.inject({
+      method: "POST",
+      url: "/v1/chat/completions",
+      headers: auth,
+      payload: { model: "m", messages: [{ role: "user", content: "x" }] },
+    });
     assert.equal(odd.statusCode, 502, "an unknown worker error is a bad gateway, never a 500");
   });
 
@@ -136,7 +166,14 @@ describe("gateway HTTP layer", () => {
     const states = new Map<string, ConversationState>([
       ["c1", { v: 1, type: "conversation", conversation_id: "c1", tenant: "acme", messages: [], applied: [], turns: 0, created_at: 1, updated_at: 1 }],
     ]);
-    const applied = setup({ memory: states, script: (_r, emit) => emit([{ type: "start", worker_id: "w" }, { type: "final", reply: "", stop_reason: "stop", usage, timings }]) });
+    const applied = setup({
+      memory: states,
+      script: (_r, emit) =>
+        emit([
+          { type: "start", worker_id: "w" },
+          { type: "final", reply: "", stop_reason: "stop", usage, timings },
+        ]),
+    });
     assert.equal((await applied.app.inject({ method: "DELETE", url: "/v1/conversations/c1", headers: auth })).statusCode, 204);
     assert.equal((await applied.app.inject({ method: "DELETE", url: "/v1/conversations/c1", headers: { authorization: "Bearer k2" } })).statusCode, 404);
     const idle = setup({ memory: states });
@@ -156,7 +193,20 @@ describe("gateway HTTP layer", () => {
     const accepted = (await app.inject({ method: "POST", url: "/v1/conversations/c1/messages", headers: auth, payload: { content: "Hi" } })).json();
     assert.equal((await app.inject({ method: "POST", url: `/v1/requests/${accepted.request_id}/cancel`, headers: auth })).statusCode, 202);
     assert.deepEqual(cancels, [accepted.request_id]);
-    hub.accept({ v: 1, request_id: accepted.request_id, conversation_id: "c1", tenant: "acme", attempt: "a", seq: 0, at: 0, type: "final", reply: "", stop_reason: "cancelled", usage, timings });
+    hub.accept({
+      v: 1,
+      request_id: accepted.request_id,
+      conversation_id: "c1",
+      tenant: "acme",
+      attempt: "a",
+      seq: 0,
+      at: 0,
+      type: "final",
+      reply: "",
+      stop_reason: "cancelled",
+      usage,
+      timings,
+    });
     const again = await app.inject({ method: "POST", url: `/v1/requests/${accepted.request_id}/cancel`, headers: auth });
     assert.equal(again.json().status, "cancelled");
     assert.equal(cancels.length, 1);

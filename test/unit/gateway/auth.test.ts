@@ -30,7 +30,13 @@ describe("API keys", () => {
   });
 
   it("maps a key to its tenant and nothing else to anything", () => {
-    const store = new ApiKeyStore([{ tenant: "a", key: "k1" }, { tenant: "b", key: "k2" }], null);
+    const store = new ApiKeyStore(
+      [
+        { tenant: "a", key: "k1" },
+        { tenant: "b", key: "k2" },
+      ],
+      null,
+    );
     assert.equal(store.load(), 2);
     assert.equal(store.tenantOf("k1"), "a");
     assert.equal(store.tenantOf("k2"), "b");
@@ -40,12 +46,22 @@ describe("API keys", () => {
   });
 
   it("refuses one key for two tenants, and an empty key set", () => {
-    assert.throws(() => new ApiKeyStore([{ tenant: "a", key: "dup-secret" }, { tenant: "b", key: "dup-secret" }], null).load(), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.match(err.problems[0]!, /the same API key is given to tenants a and b/);
-      assert.ok(!err.message.includes("dup-secret"), "the key itself is not in the message");
-      return true;
-    });
+    assert.throws(
+      () =>
+        new ApiKeyStore(
+          [
+            { tenant: "a", key: "dup-secret" },
+            { tenant: "b", key: "dup-secret" },
+          ],
+          null,
+        ).load(),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.problems[0]!, /the same API key is given to tenants a and b/);
+        assert.ok(!err.message.includes("dup-secret"), "the key itself is not in the message");
+        return true;
+      },
+    );
     assert.throws(() => new ApiKeyStore([], null).load(), /no API key was found/);
   });
 
@@ -75,7 +91,11 @@ describe("API keys", () => {
     assert.equal(auth.authenticate("Bearer k1"), "acme");
     assert.equal(auth.authenticate("bearer   k1 "), "acme");
     for (const header of [undefined, "", "Bearer", "Bearer k2", "Basic k1", "k1", "Bearer k1 k1"]) {
-      assert.throws(() => auth.authenticate(header), (err: unknown) => err instanceof ApiError && err.code === "unauthorized", String(header));
+      assert.throws(
+        () => auth.authenticate(header),
+        (err: unknown) => err instanceof ApiError && err.code === "unauthorized",
+        String(header),
+      );
     }
     auth.stop();
     const open = createAuthenticator({ mode: "none", keysText: "", keysFile: null }, silent);

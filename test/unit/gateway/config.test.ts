@@ -78,5 +78,4 @@ describe("gateway config", () => {
     assert.match(text, /^KAFKA_SEND_TIMEOUT_MS: must be an integer/m);
     assert.match(text, /^MODEL_NAME: must be 1-256 printable characters/m);
   });
-
 });

@@ -54,7 +54,11 @@ describe("EventHub", () => {
     assert.equal(hub.accept({ ...final(2), attempt: "a2" }), true);
     assert.equal(hub.accept({ ...final(7), attempt: "a0" }), false, "one final per request");
     assert.deepEqual(seen, ["a1:start:0", "a1:delta:1", "a2:start:0", "a2:delta:1", "a2:final:2"]);
-    assert.deepEqual(hub.get("r1")?.events.map((e) => e.seq), [0, 1, 2], "only the last attempt is kept");
+    assert.deepEqual(
+      hub.get("r1")?.events.map((e) => e.seq),
+      [0, 1, 2],
+      "only the last attempt is kept",
+    );
     const resumed: string[] = [];
     hub.follow("r1", { seq: 1, attempt: "a1" }, (e) => resumed.push(`${e.attempt}:${e.seq}`));
     assert.deepEqual(resumed, ["a2:0", "a2:1", "a2:2"], "resuming from another attempt replays the current one whole");
@@ -70,7 +74,10 @@ describe("EventHub", () => {
   it("returns null for unknown requests and evicts by TTL and by count", () => {
     let now = 0;
     const hub = new EventHub({ ttlMs: 100, maxTracked: 2, now: () => now });
-    assert.equal(hub.follow("nope", null, () => {}), null);
+    assert.equal(
+      hub.follow("nope", null, () => {}),
+      null,
+    );
     hub.track("a", "c", "t");
     hub.track("b", "c", "t");
     hub.track("c", "c", "t");

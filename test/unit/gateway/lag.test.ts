@@ -8,14 +8,23 @@ describe("consumer group lag", () => {
       { partition: 1, high: "10", low: "0" },
       { partition: 0, high: "7", low: "0" },
     ];
-    assert.deepEqual(computeLag(ends, [{ partition: 0, offset: "7" }, { partition: 1, offset: "4" }]), [
-      { partition: 0, lag: 0 },
-      { partition: 1, lag: 6 },
-    ]);
+    assert.deepEqual(
+      computeLag(ends, [
+        { partition: 0, offset: "7" },
+        { partition: 1, offset: "4" },
+      ]),
+      [
+        { partition: 0, lag: 0 },
+        { partition: 1, lag: 6 },
+      ],
+    );
   });
 
   it("counts every retained record of a partition the group never committed", () => {
-    const ends = [{ partition: 0, high: "12", low: "5" }, { partition: 1, high: "3", low: "0" }];
+    const ends = [
+      { partition: 0, high: "12", low: "5" },
+      { partition: 1, high: "3", low: "0" },
+    ];
     assert.deepEqual(computeLag(ends, [{ partition: 0, offset: "-1" }]), [
       { partition: 0, lag: 7 },
       { partition: 1, lag: 3 },

@@ -23,7 +23,13 @@ describe("OpenAI chat completion bodies", () => {
     { role: "developer", content: "Be kind." },
     { role: "user", content: "Hi" },
     { role: "assistant", content: "Hello" },
-    { role: "user", content: [{ type: "text", text: "Tell " }, { type: "text", text: "me more." }] },
+    {
+      role: "user",
+      content: [
+        { type: "text", text: "Tell " },
+        { type: "text", text: "me more." },
+      ],
+    },
   ];
 
   it("makes a stateless turn: the messages before the last are the context, the last is the content", () => {
@@ -121,7 +127,11 @@ describe("OpenAI sampling and output parameters", () => {
       required: ["name", "colour"],
       additionalProperties: false,
     };
-    const turn = toTurnRequest(parse({ messages: user, response_format: { type: "json_schema", json_schema: { name: "cat", schema, strict: true } } }), "t", null);
+    const turn = toTurnRequest(
+      parse({ messages: user, response_format: { type: "json_schema", json_schema: { name: "cat", schema, strict: true } } }),
+      "t",
+      null,
+    );
     assert.deepEqual(turn.params?.response_format, {
       type: "json_schema",
       json_schema: {
@@ -142,15 +152,24 @@ describe("OpenAI sampling and output parameters", () => {
       /"minimum" on this type cannot be expressed by the grammar/,
     );
     rejects({ messages: user, response_format: { type: "xml" } }, "response_format.type", /"text", "json_object" or "json_schema"/);
-    assert.deepEqual(toTurnRequest(parse({ messages: user, response_format: { type: "json_object" } }), "t", null).params, { response_format: { type: "json_object" } });
+    assert.deepEqual(toTurnRequest(parse({ messages: user, response_format: { type: "json_object" } }), "t", null).params, {
+      response_format: { type: "json_object" },
+    });
   });
 
-  const weather = { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } };
+  const weather = {
+    type: "function",
+    function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } },
+  };
 
   it("carries tools and tool_choice, and checks that they agree", () => {
     const turn = toTurnRequest(parse({ messages: user, tools: [weather], tool_choice: "required", parallel_tool_calls: false }), "t", null);
     assert.deepEqual(turn.params, { tools: [weather], tool_choice: "required", parallel_tool_calls: false });
-    rejects({ messages: user, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } }, "tool_choice", /"nope", which is not in tools/);
+    rejects(
+      { messages: user, tools: [weather], tool_choice: { type: "function", function: { name: "nope" } } },
+      "tool_choice",
+      /"nope", which is not in tools/,
+    );
     rejects({ messages: user, tool_choice: "required" }, "tool_choice", /needs tools/);
     rejects({ messages: user, tools: [weather, weather] }, "tools", /"get_weather" twice/);
     rejects({ messages: user, tools: [{ type: "function", function: { name: "bad name" } }] }, "tools.0.function.name", /letters, digits/);

@@ -15,7 +15,17 @@ function gateway(env: Record<string, string> = {}) {
   const config = loadGatewayConfig({ GATEWAY_API_KEYS: "acme:k1", ...env });
   // Only the config is used by the routes this file calls; the rest must not be reached.
   const unused = new Proxy({}, { get: () => assert.fail("not used by these routes") });
-  const deps = { config, logger: pino({ level: "silent" }), hub: unused, memory: null, metrics: unused, publisher: unused, authenticate: () => "acme", ready: () => true, failure: () => null };
+  const deps = {
+    config,
+    logger: pino({ level: "silent" }),
+    hub: unused,
+    memory: null,
+    metrics: unused,
+    publisher: unused,
+    authenticate: () => "acme",
+    ready: () => true,
+    failure: () => null,
+  };
   return buildGateway(deps as unknown as GatewayDeps);
 }
 
@@ -29,7 +39,10 @@ function routesOf(tree: string): Set<string> {
     const depth = match[1]!.length / 4;
     stack.length = depth;
     stack.push(match[2]!);
-    const url = stack.join("").replace(/\/\//g, "/").replace(/:([A-Za-z]+)/g, "{$1}");
+    const url = stack
+      .join("")
+      .replace(/\/\//g, "/")
+      .replace(/:([A-Za-z]+)/g, "{$1}");
     const path = url.startsWith("/") ? url : `/${url}`;
     for (const method of match[3]!.split(", ")) if (method !== "HEAD") routes.add(`${method} ${path === "/" ? "/" : path.replace(/\/$/, "")}`);
   }
@@ -58,7 +71,8 @@ describe("OpenAPI document", () => {
     assert.ok(routes.has("POST /v1/chat/completions") && routes.has("GET /v1/requests/{id}/events"), `route tree parsed: ${[...routes].join(", ")}`);
     const documented = new Set<string>();
     for (const [path, item] of Object.entries(openApiDocument({ maxContentChars: 100 }).paths ?? {})) {
-      for (const method of ["get", "post", "put", "patch", "delete"]) if ((item as Record<string, unknown>)[method]) documented.add(`${method.toUpperCase()} ${path}`);
+      for (const method of ["get", "post", "put", "patch", "delete"])
+        if ((item as Record<string, unknown>)[method]) documented.add(`${method.toUpperCase()} ${path}`);
     }
     assert.deepEqual([...routes].sort(), [...documented].sort());
   });

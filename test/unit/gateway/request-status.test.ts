@@ -20,7 +20,12 @@ describe("request status", () => {
   });
 
   it("is completed, cancelled or failed by the terminal event", () => {
-    for (const [reason, status] of [["stop", "completed"], ["length", "completed"], ["cancelled", "cancelled"], ["error", "failed"]] as const) {
+    for (const [reason, status] of [
+      ["stop", "completed"],
+      ["length", "completed"],
+      ["cancelled", "cancelled"],
+      ["error", "failed"],
+    ] as const) {
       const s = requestStatus("r1", snapshot([start, delta(1, "a"), final(reason, "a")]));
       assert.equal(s.status, status, reason);
       assert.equal(s.stop_reason, reason);
@@ -38,7 +43,10 @@ describe("request status", () => {
     const withCall = requestStatus("r1", snapshot([start, { ...final("tool_calls", ""), tool_calls: [call] } as ChatEvent]));
     assert.equal(withCall.status, "completed");
     assert.deepEqual(withCall.tool_calls, [call]);
-    const choices = [{ index: 0, reply: "a", stop_reason: "stop" as const }, { index: 1, reply: "b", stop_reason: "length" as const }];
+    const choices = [
+      { index: 0, reply: "a", stop_reason: "stop" as const },
+      { index: 1, reply: "b", stop_reason: "length" as const },
+    ];
     assert.deepEqual(requestStatus("r1", snapshot([start, { ...final("stop", "a"), choices } as ChatEvent])).choices, choices);
     const plain = requestStatus("r1", snapshot([start, final("stop", "a")]));
     assert.ok(!("tool_calls" in plain) && !("choices" in plain));

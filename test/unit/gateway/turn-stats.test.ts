@@ -3,7 +3,11 @@ import { describe, it } from "node:test";
 import type { ChatEvent } from "../../../contracts/records.js";
 import { TurnStats } from "../../../gateway/turn-stats.js";
 
-const final = (at: number, generationMs: number, extra: Partial<{ stop_reason: "stop" | "length" | "cancelled" | "error"; completion_tokens: number }> = {}): ChatEvent => ({
+const final = (
+  at: number,
+  generationMs: number,
+  extra: Partial<{ stop_reason: "stop" | "length" | "cancelled" | "error"; completion_tokens: number }> = {},
+): ChatEvent => ({
   v: 1,
   request_id: `r${at}`,
   conversation_id: "c",

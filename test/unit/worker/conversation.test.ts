@@ -11,7 +11,12 @@ describe("a conversation's tool calls and results", () => {
   it("remembers a reply's calls, then the results that answer them, and prompts with both", () => {
     let state = newConversation("c", "t", 1);
     state = applyTurn(state, { requestId: "r1", userContent: "Weather in Rome?", reply: "", final, now: 2, toolCalls: [call] }, 1000, words);
-    state = applyTurn(state, { requestId: "r2", userContent: "", reply: "It rains.", final, now: 3, toolResults: [{ tool_call_id: "call_1", content: "Rainy." }] }, 1000, words);
+    state = applyTurn(
+      state,
+      { requestId: "r2", userContent: "", reply: "It rains.", final, now: 3, toolResults: [{ tool_call_id: "call_1", content: "Rainy." }] },
+      1000,
+      words,
+    );
     assert.deepEqual(
       state.messages.map((m) => [m.role, m.content, m.tool_calls?.[0]?.id ?? m.tool_call_id ?? null]),
       [
@@ -22,7 +27,11 @@ describe("a conversation's tool calls and results", () => {
       ],
     );
     const prompt = promptFor(state, "", "sys", [{ tool_call_id: "call_2", content: "x" }]);
-    assert.deepEqual(prompt.map((m) => m.role), ["system", "user", "assistant", "tool", "assistant", "tool"], "no empty user message after tool results");
+    assert.deepEqual(
+      prompt.map((m) => m.role),
+      ["system", "user", "assistant", "tool", "assistant", "tool"],
+      "no empty user message after tool results",
+    );
     assert.deepEqual(prompt[2]!.tool_calls, [call]);
   });
 
@@ -35,6 +44,9 @@ describe("a conversation's tool calls and results", () => {
       { role: "assistant", content: "six", at },
       { role: "user", content: "seven", at },
     ];
-    assert.deepEqual(trimToBudget(messages, 3, words).map((m) => m.role), ["assistant", "user"]);
+    assert.deepEqual(
+      trimToBudget(messages, 3, words).map((m) => m.role),
+      ["assistant", "user"],
+    );
   });
 });

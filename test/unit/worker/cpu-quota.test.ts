@@ -14,8 +14,14 @@ describe("threads from the CPU quota", () => {
       "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "300000\n",
       "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
     };
-    assert.equal(cgroupCpuLimit((p) => files[p] ?? null), 3);
-    assert.equal(cgroupCpuLimit(() => null), null);
+    assert.equal(
+      cgroupCpuLimit((p) => files[p] ?? null),
+      3,
+    );
+    assert.equal(
+      cgroupCpuLimit(() => null),
+      null,
+    );
   });
 
   it("uses the quota, not the host's cores, and never less than one thread", () => {

@@ -17,7 +17,14 @@ describe("Lifecycle", () => {
     assert.equal(lifecycle.ready, false);
     assert.equal(lifecycle.stopping, true);
     assert.ok(lifecycle.to("stopped"));
-    assert.deepEqual(seen, ["starting->starting", "starting->loading_model", "loading_model->joining", "joining->running", "running->draining", "draining->stopped"]);
+    assert.deepEqual(seen, [
+      "starting->starting",
+      "starting->loading_model",
+      "loading_model->joining",
+      "joining->running",
+      "running->draining",
+      "draining->stopped",
+    ]);
   });
 
   it("refuses moves that are not allowed, so a start-up racing a SIGTERM never becomes ready", () => {

@@ -63,18 +63,27 @@ describe("TurnScheduler", () => {
     held[1]!.finish();
     await tick();
     assert.equal(held.length, 2, "offset 11 ran once");
-    assert.deepEqual(log.filter((l) => l.startsWith("run")), ["run 1/10", "run 1/11"]);
+    assert.deepEqual(
+      log.filter((l) => l.startsWith("run")),
+      ["run 1/10", "run 1/11"],
+    );
   });
 
   it("runs at most `concurrency` turns, first come first served across partitions", async () => {
     const { scheduler, held, tick } = harness(2);
     for (const p of [3, 1, 2, 0]) scheduler.offer(record(p, 0));
     await tick();
-    assert.deepEqual(held.map((h) => h.record.partition), [3, 1]);
+    assert.deepEqual(
+      held.map((h) => h.record.partition),
+      [3, 1],
+    );
     assert.equal(scheduler.running, 2);
     held[1]!.finish();
     await tick();
-    assert.deepEqual(held.map((h) => h.record.partition), [3, 1, 2]);
+    assert.deepEqual(
+      held.map((h) => h.record.partition),
+      [3, 1, 2],
+    );
   });
 
   it("retries a record whose turn asked for it, on the partition it still owns", async () => {
@@ -84,7 +93,10 @@ describe("TurnScheduler", () => {
     held[0]!.finish("retry");
     await tick();
     await tick();
-    assert.deepEqual(log.filter((l) => l.startsWith("run")), ["run 0/7", "run 0/7"]);
+    assert.deepEqual(
+      log.filter((l) => l.startsWith("run")),
+      ["run 0/7", "run 0/7"],
+    );
     assert.ok(!log.includes("resume 0"), "not resumed while the record is still to be done");
   });
 
@@ -100,7 +112,11 @@ describe("TurnScheduler", () => {
     held[0]!.finish();
     await revoked;
     await tick();
-    assert.deepEqual(log.filter((l) => l.startsWith("run")), ["run 0/1"], "partition 1's record never started");
+    assert.deepEqual(
+      log.filter((l) => l.startsWith("run")),
+      ["run 0/1"],
+      "partition 1's record never started",
+    );
     assert.ok(!log.some((l) => l.startsWith("revoked")), "the turn finished on its own");
     assert.ok(!log.includes("resume 0"), "a revoked partition is not resumed");
   });
@@ -127,7 +143,11 @@ describe("TurnScheduler", () => {
     held[0]!.finish();
     await closed;
     await tick();
-    assert.deepEqual(log.filter((l) => l.startsWith("run")), ["run 0/1"], "nothing fetched after the signal starts");
+    assert.deepEqual(
+      log.filter((l) => l.startsWith("run")),
+      ["run 0/1"],
+      "nothing fetched after the signal starts",
+    );
   });
 });
 

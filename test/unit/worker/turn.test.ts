@@ -134,9 +134,16 @@ describe("runTurn", () => {
     assert.equal(h.log.at(-1), "commit");
     const final = h.events.find((e) => e.type === "final") as FinalEvent;
     assert.equal(final.reply, "Once upon a time.");
-    assert.deepEqual(h.events.map((e) => e.seq), h.events.map((_, i) => i), "seqs without a gap");
+    assert.deepEqual(
+      h.events.map((e) => e.seq),
+      h.events.map((_, i) => i),
+      "seqs without a gap",
+    );
     const state = h.written[0]!.state!;
-    assert.deepEqual(state.messages.map((m) => m.role), ["user", "assistant"]);
+    assert.deepEqual(
+      state.messages.map((m) => m.role),
+      ["user", "assistant"],
+    );
     assert.equal(state.applied.at(-1)?.request_id, "r-1");
   });
 
@@ -194,7 +201,10 @@ describe("runTurn", () => {
     assert.ok(!h.log.includes("commit") && !h.log.includes("event:final"));
     const handover = h.handedOver()!;
     assert.equal(handover.reply, "Once upon");
-    const streamed = h.events.filter((e) => e.type === "delta").map((e) => (e.type === "delta" ? e.text : "")).join("");
+    const streamed = h.events
+      .filter((e) => e.type === "delta")
+      .map((e) => (e.type === "delta" ? e.text : ""))
+      .join("");
     assert.equal(streamed, handover.reply, "the handover holds exactly the streamed text");
     assert.equal(handover.next_seq, h.events.length, "the next owner numbers on after the last event sent");
     assert.equal(handover.attempt, h.events[0]!.attempt);
@@ -221,7 +231,10 @@ describe("runTurn", () => {
     assert.equal(h.seen[0]!.continueFrom, "Once upon");
     assert.ok(!h.events.some((e) => e.type === "start"), "no second start");
     assert.ok(h.events.every((e) => e.attempt === "w-old.1"));
-    assert.deepEqual(h.events.map((e) => e.seq), h.events.map((_, i) => 4 + i));
+    assert.deepEqual(
+      h.events.map((e) => e.seq),
+      h.events.map((_, i) => 4 + i),
+    );
     const final = h.events.at(-1) as FinalEvent;
     assert.equal(final.reply, "Once upon a time.");
     assert.equal(final.usage.completion_tokens, 5, "tokens of both workers");
