@@ -11,7 +11,8 @@ ensure_base
 ensure_python_tools
 . scripts/deploy/tools.sh
 ensure_deploy_tools
-log "typecheck and build"
+log "lint (tsc, typescript-eslint, prettier) and build"
+npm run --silent lint
 npm run --silent build
 log "test model: $(npx tsx scripts/models.ts test)"
 npx tsx scripts/kafka-broker.ts fetch >/dev/null
