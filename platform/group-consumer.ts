@@ -24,6 +24,7 @@ export type GroupProtocol = "consumer" | "classic";
 export interface GroupRecord {
   readonly topic: string;
   readonly partition: number;
+  /** The record's offset, as a decimal string. */
   readonly offset: string;
   readonly key: Buffer | null;
   readonly value: Buffer | null;

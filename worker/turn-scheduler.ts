@@ -19,18 +19,11 @@
  * the bound it is asked to hand over (stop at a token boundary and leave the partial reply
  * for the next owner). A partition that is lost (the member was fenced) is stopped at once.
  */
+import type { GroupRecord } from "../platform/group-consumer.js";
 import type { Logger } from "../platform/logger.js";
 
-/** What the consumer delivers: one record of chat.requests. */
-export interface RequestRecord {
-  readonly topic: string;
-  readonly partition: number;
-  /** The record's offset, as a decimal string. */
-  readonly offset: string;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly headers?: Readonly<Record<string, Buffer | string | undefined>>;
-}
+/** What the consumer delivers: one record of chat.requests (the lag is the consumer's business). */
+export type RequestRecord = Omit<GroupRecord, "lag">;
 
 /** Why a running turn is asked to stop early. */
 export type RevokeCause = { kind: "handover" } | { kind: "lost" };
