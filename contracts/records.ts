@@ -188,17 +188,19 @@ export const startEventSchema = z.object({
   type: z.literal("start"),
   worker_id: z.string(),
 });
+/** The choice an event belongs to, for a request with n > 1; absent means 0. */
+const choiceIndex = z
+  .number()
+  .int()
+  .min(0)
+  .max(MAX_CHOICES - 1)
+  .optional();
 export const deltaEventSchema = z.object({
   ...eventBase,
   type: z.literal("delta"),
   text: z.string().min(1),
   /** Which choice the text belongs to, for a request with n > 1; absent means 0. */
-  choice: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX_CHOICES - 1)
-    .optional(),
+  choice: choiceIndex,
 });
 /**
  * A fragment of a tool call's arguments as the model writes them (OpenAI route with tools):
@@ -209,12 +211,7 @@ export const toolCallDeltaEventSchema = z.object({
   ...eventBase,
   type: z.literal("tool_call_delta"),
   /** Which choice, for a request with n > 1; absent means 0. */
-  choice: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX_CHOICES - 1)
-    .optional(),
+  choice: choiceIndex,
   /** The call's position among the reply's calls. */
   index: z
     .number()
