@@ -85,7 +85,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
   const accepted = registry.register("AcceptedRequest", r.acceptedRequest);
   // The record of chat.events, as each SSE message of a native stream carries it.
   registry.register("ChatEvent", chatEventSchema);
-  const chatEventStream = sseMessage(
+  const chatEventMessage = sseMessage(
     {
       event: { type: "string", enum: chatEventSchema.options.map((o) => o.shape.type.value) },
       id: { type: "string", pattern: "^[0-9]+@.+$", description: "<seq>@<attempt>: send it back as Last-Event-ID to resume" },
@@ -94,6 +94,20 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     ["event", "id", "data"],
     "One chat event; the stream ends after the final or error event",
   );
+  // While no worker has started the request: the gateway's own notice, without an id (not replayed on resume).
+  const queuedMessage = sseMessage(
+    {
+      event: { type: "string", const: "queued" },
+      data: {
+        type: "string",
+        contentMediaType: "application/json",
+        description: "{type: queued, request_id, partition, ahead (requests before it on its partition), worker_assigned, workers, at}",
+      },
+    },
+    ["event", "data"],
+    "The request waits for a worker: sent at once and every QUEUE_NOTICE_MS until its start event",
+  );
+  const chatEventStream = { oneOf: [chatEventMessage, queuedMessage] } as MediaSchema;
   const chunkStream = sseMessage(
     { data: { type: "string", description: "A chat.completion.chunk object as JSON (an error body on failure), or [DONE] last" } },
     ["data"],

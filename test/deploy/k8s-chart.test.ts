@@ -172,7 +172,11 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       if (variant === "gpu") assert.ok(kinds.has("ServiceMonitor"), "a Prometheus Operator kind, through its CRD");
       if (variant === "keda") assert.ok(kinds.has("ScaledObject") && kinds.has("PodMonitor"), "KEDA's and the Operator's kinds");
 
-      const gpu = variant === "gpu" || variant === "external-kafka";
+      // GPU workers (the chart's default) request nvidia.com/gpu; the cpu variant turns that off.
+      const workerDeployment = objects.find((o) => o.kind === "Deployment" && o.metadata.labels?.["app.kubernetes.io/component"] === "worker") as
+        { spec: { template: { spec: { containers: Array<{ resources?: { limits?: Record<string, unknown> } }> } } } } | undefined;
+      const gpu = workerDeployment?.spec.template.spec.containers.some((c) => c.resources?.limits?.["nvidia.com/gpu"] !== undefined) ?? false;
+      assert.equal(gpu, variant !== "cpu", "GPU workers unless the values say otherwise");
       const workers = pods(cp, ns, WORKERS);
       if (variant === "keda") {
         // minReplicas 0: nothing runs until KEDA activates the Deployment.
@@ -249,7 +253,17 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
         120_000,
       );
       assert.equal(left.length, kept.length, `${variant}: only the kept objects remain (${left.join(", ")})`);
-      const leftPods = pods(cp, ns, `app.kubernetes.io/instance=${RELEASE}`);
+      // Pods go last: the garbage collector deletes them after their ReplicaSets.
+      const leftPods = await cp
+        .waitFor(
+          `the ${variant} release's pods gone`,
+          () => {
+            const list = pods(cp, ns, `app.kubernetes.io/instance=${RELEASE}`);
+            return list.length === 0 ? list : undefined;
+          },
+          60_000,
+        )
+        .catch(() => pods(cp, ns, `app.kubernetes.io/instance=${RELEASE}`));
       assert.deepEqual(
         leftPods.map((p) => p.name),
         [],

@@ -19,7 +19,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -64,7 +64,13 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
   it("answers no 5xx, and every answer matches the document", async (t) => {
     const document = (await (await fetch(`${gateway.baseUrl}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const operations = Object.values(document.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+    // A body over GATEWAY_BODY_LIMIT_BYTES is refused as too large (413) before its schema
+    // is looked at: a rejection too, which schemathesis's default list leaves out.
+    const config = path.join(reports, "schemathesis.toml");
+    await writeFile(config, "[checks.negative_data_rejection]\nexpected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]\n");
     const args = [
+      "--config-file",
+      config,
       "run",
       `${gateway.baseUrl}/openapi.json`,
       "--header",
@@ -100,7 +106,12 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
       (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" }),
     );
     const output = `${result.stdout}\n${result.stderr}`;
-    assert.equal(result.code, 0, `schemathesis found problems (seed ${SEED}):\n${output.slice(-20_000)}`);
+    // Long lines (a generated body of thousands of characters) would push the failure itself out of the message.
+    const readable = output
+      .split("\n")
+      .map((l) => (l.length > 300 ? `${l.slice(0, 300)}… (${l.length} characters)` : l))
+      .join("\n");
+    assert.equal(result.code, 0, `schemathesis found problems (seed ${SEED}):\n${readable.slice(-20_000)}`);
     // Loaded from a URL, schemathesis leaves out the operation that serves the document itself.
     const selected = Number(/Selected: (\d+)\/\d+/.exec(output)?.[1]);
     const tested = Number(/Tested: (\d+)/.exec(output)?.[1]);
