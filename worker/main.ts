@@ -13,7 +13,7 @@ import { loadLlm } from "./llm.js";
 import { MemoryStore } from "./memory-store.js";
 import { Lifecycle, WORKER_STATES } from "./lifecycle.js";
 import { createWorkerMetrics, type WorkerMetrics } from "./metrics.js";
-import { startPodDeletionCost } from "./pod-deletion-cost.js";
+import { inClusterPod, startPodDeletionCost } from "./pod-deletion-cost.js";
 import { startRequestLoop, type RequestLoop } from "./request-loop.js";
 import { shutdown, type ShutdownSteps } from "./shutdown.js";
 import { SlotPool } from "./slot-pool.js";
@@ -127,8 +127,11 @@ async function main(): Promise<void> {
 
   // Scale-down removes idle workers first: the pod's deletion cost follows its running generations.
   if (config.podDeletionCostIntervalMs > 0) {
-    const deletionCost = startPodDeletionCost({ logger, activeGenerations: () => slots.busyCount, intervalMs: config.podDeletionCostIntervalMs });
-    release.push(() => deletionCost.stop());
+    const pod = inClusterPod(logger);
+    if (pod) {
+      const deletionCost = startPodDeletionCost(pod, { logger, activeGenerations: () => slots.busyCount, intervalMs: config.podDeletionCostIntervalMs });
+      release.push(() => deletionCost.stop());
+    }
   }
 
   // Ready once the group has assigned this worker its partitions (possibly none).

@@ -63,53 +63,49 @@ export function findPodTarget(env: Env, serviceAccountDir: string, fileExists = 
 /** Sets the annotation on one pod; the Kubernetes client behind it is an implementation detail. */
 export type AnnotatePod = (cost: number) => Promise<void>;
 
+/** A pod and the client that annotates it. */
+export interface AnnotatablePod {
+  readonly name: string;
+  readonly namespace: string;
+  readonly annotate: AnnotatePod;
+}
+
 export interface PodDeletionCostOptions {
   readonly logger: Logger;
   /** Generations running now (0 when idle). */
   readonly activeGenerations: () => number;
   /** How often the value is looked at, in ms; default 5000. A PATCH happens only on change. */
   readonly intervalMs?: number;
-  /** Default process.env. */
-  readonly env?: Env;
-  /**
-   * Prefix for the service account paths (tests point it at a temporary directory);
-   * default "" (the real /var/run/secrets/...).
-   */
-  readonly pathPrefix?: string;
 }
 
 export interface PodDeletionCost {
-  /** False outside a cluster: nothing is sent, ever. */
-  readonly enabled: boolean;
   /** Looks at the value now and PATCHes if it changed; resolves when done (never rejects). */
   sync(): Promise<void>;
   /** Stops the timer and waits for a PATCH in flight. */
   stop(): Promise<void>;
 }
 
-const DISABLED: PodDeletionCost = {
-  enabled: false,
-  sync: async () => {},
-  stop: async () => {},
-};
-
-export function startPodDeletionCost(options: PodDeletionCostOptions): PodDeletionCost {
-  const env = options.env ?? process.env;
-  const prefix = options.pathPrefix ?? "";
-  const logger = options.logger.child({ component: "pod-deletion-cost" });
-  const target = findPodTarget(env, prefix + SERVICE_ACCOUNT_DIR);
+/**
+ * The pod this process runs in, with an in-cluster client (the service account in
+ * `serviceAccountDir`, the API server from KUBERNETES_SERVICE_HOST/PORT, the pod from the
+ * downward API's POD_NAME/POD_NAMESPACE), or null outside a cluster; a pod that is in a
+ * cluster but cannot be annotated is logged as a warning.
+ */
+export function inClusterPod(logger: Logger, env: Env = process.env, serviceAccountDir = SERVICE_ACCOUNT_DIR): AnnotatablePod | null {
+  const target = findPodTarget(env, serviceAccountDir);
   if (!target.inCluster) {
-    if (target.misconfigured) logger.warn({ reason: target.reason }, "pod deletion cost disabled");
-    else logger.debug({ reason: target.reason }, "pod deletion cost disabled");
-    return DISABLED;
+    const log = logger.child({ component: "pod-deletion-cost" });
+    if (target.misconfigured) log.warn({ reason: target.reason }, "pod deletion cost disabled");
+    else log.debug({ reason: target.reason }, "pod deletion cost disabled");
+    return null;
   }
-  const annotate = inClusterAnnotator(target.name, target.namespace, env, prefix);
-  return runSync(annotate, { ...options, logger }, target);
+  return { name: target.name, namespace: target.namespace, annotate: inClusterAnnotator(target.name, target.namespace, env, serviceAccountDir) };
 }
 
-/** The loop, separate from the client so that it can be driven by any AnnotatePod. */
-export function runSync(annotate: AnnotatePod, options: PodDeletionCostOptions, pod: { name: string; namespace: string }): PodDeletionCost {
-  const { logger } = options;
+/** Keeps `pod`'s deletion cost at the running generations, through whatever client annotates it. */
+export function startPodDeletionCost(pod: AnnotatablePod, options: PodDeletionCostOptions): PodDeletionCost {
+  const logger = options.logger.child({ component: "pod-deletion-cost" });
+  const { annotate } = pod;
   let patched: number | null = null; // the value the API server holds, as far as we know
   let inFlight: Promise<void> | null = null;
   let lastError = "";
@@ -150,7 +146,6 @@ export function runSync(annotate: AnnotatePod, options: PodDeletionCostOptions, 
   logger.info({ pod: pod.name, namespace: pod.namespace }, "keeping the pod deletion cost up to date");
 
   return {
-    enabled: true,
     sync,
     async stop() {
       stopped = true;
@@ -160,14 +155,14 @@ export function runSync(annotate: AnnotatePod, options: PodDeletionCostOptions, 
   };
 }
 
-function inClusterAnnotator(name: string, namespace: string, env: Env, prefix: string): AnnotatePod {
+function inClusterAnnotator(name: string, namespace: string, env: Env, serviceAccountDir: string): AnnotatePod {
   // Loaded on first use: the client is large and most runs outside a cluster never need it.
   let api: Promise<(cost: number) => Promise<void>> | null = null;
   const load = async () => {
     const k8s = await import("@kubernetes/client-node");
     const kc = new k8s.KubeConfig();
     // loadFromCluster reads the host and port from process.env; honour the env we were given.
-    withEnv(env, () => kc.loadFromCluster(prefix));
+    withEnv(env, () => kc.loadFromCluster(serviceAccountRoot(serviceAccountDir)));
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const headers = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
     return async (cost: number) => {
@@ -184,6 +179,11 @@ function inClusterAnnotator(name: string, namespace: string, env: Env, prefix: s
       await api
     )(cost);
   };
+}
+
+/** loadFromCluster takes a prefix to the standard path: the root above `serviceAccountDir`. */
+function serviceAccountRoot(serviceAccountDir: string): string {
+  return serviceAccountDir.endsWith(SERVICE_ACCOUNT_DIR) ? serviceAccountDir.slice(0, -SERVICE_ACCOUNT_DIR.length) : serviceAccountDir;
 }
 
 function withEnv(env: Env, fn: () => void): void {

@@ -25,7 +25,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { POD_DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, startPodDeletionCost } from "../../worker/pod-deletion-cost.js";
+import { inClusterPod, POD_DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, startPodDeletionCost } from "../../worker/pod-deletion-cost.js";
 import { stackEnv, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
@@ -294,14 +294,14 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       const { Writable } = await import("node:stream");
       const logger = pino({ level: "warn" }, new Writable({ write: (c: Buffer, _e, done) => (warnings.push(c.toString()), done()) }));
       const port = new URL(cp.server).port;
-      const pdc = startPodDeletionCost({
+      // The worker's own in-cluster adapter: the API server from the env, the chart's service account's token mounted.
+      const target = inClusterPod(
         logger,
-        activeGenerations: () => active,
-        intervalMs: 3_600_000,
-        pathPrefix: mountToken(sa),
-        env: { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: port, POD_NAME: pod, POD_NAMESPACE: ns },
-      });
-      assert.equal(pdc.enabled, true);
+        { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: port, POD_NAME: pod, POD_NAMESPACE: ns },
+        path.join(mountToken(sa), SERVICE_ACCOUNT_DIR),
+      );
+      assert.ok(target, "in a cluster: a pod to annotate");
+      const pdc = startPodDeletionCost(target, { logger, activeGenerations: () => active, intervalMs: 3_600_000 });
       await pdc.sync();
       await pdc.stop();
       return warnings;

@@ -19,7 +19,15 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
-import { deletionCost, findPodTarget, POD_DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, startPodDeletionCost } from "../../worker/pod-deletion-cost.js";
+import {
+  deletionCost,
+  findPodTarget,
+  inClusterPod,
+  POD_DELETION_COST_ANNOTATION,
+  SERVICE_ACCOUNT_DIR,
+  startPodDeletionCost,
+  type PodDeletionCostOptions,
+} from "../../worker/pod-deletion-cost.js";
 
 function memoryLogger() {
   const lines: Array<{ level: number; msg: string; [k: string]: unknown }> = [];
@@ -67,23 +75,20 @@ describe("findPodTarget", () => {
 });
 
 describe("outside a cluster", () => {
-  it("sends nothing and logs nothing above debug", async () => {
+  it("has no pod to annotate, and logs nothing above debug", async () => {
     const { logger, warnings, lines } = memoryLogger();
-    let asked = 0;
-    const pdc = startPodDeletionCost({
-      logger,
-      activeGenerations: () => ++asked,
-      env: { POD_NAME: "w-0", POD_NAMESPACE: "llm" },
-      intervalMs: 10,
-    });
-    assert.equal(pdc.enabled, false);
-    await pdc.sync();
-    await pdc.stop();
-    assert.equal(asked, 0);
+    assert.equal(inClusterPod(logger, { POD_NAME: "w-0", POD_NAMESPACE: "llm" }), null);
     assert.deepEqual(warnings(), []);
     assert.ok(lines.every((l) => l.level <= 20));
   });
 });
+
+/** The worker's own in-cluster pod (env and a mounted service account under `root`), kept up to date. */
+function startInCluster(options: PodDeletionCostOptions & { env: Record<string, string>; root: string }) {
+  const pod = inClusterPod(options.logger, options.env, path.join(options.root, SERVICE_ACCOUNT_DIR));
+  assert.ok(pod, "in a cluster: a pod to annotate");
+  return startPodDeletionCost(pod, options);
+}
 
 interface Received {
   method: string;
@@ -202,14 +207,13 @@ describe("in a cluster (real client, stand-in API server over TLS)", { timeout: 
   it("PATCHes the annotation with a merge patch and the token, and only when the value changes", async () => {
     const { logger, warnings } = memoryLogger();
     let active = 0;
-    const pdc = startPodDeletionCost({
+    const pdc = startInCluster({
       logger,
       activeGenerations: () => active,
       env: env(),
-      pathPrefix: tmp,
+      root: tmp,
       intervalMs: 3_600_000, // driven by sync() here
     });
-    assert.equal(pdc.enabled, true);
     try {
       await pdc.sync(); // the first value is always sent: the pod starts without the annotation
       assert.equal(api.received.length, 1);
@@ -243,7 +247,7 @@ describe("in a cluster (real client, stand-in API server over TLS)", { timeout: 
     const { logger, warnings } = memoryLogger();
     const before = api.received.length;
     let active = 5;
-    const pdc = startPodDeletionCost({ logger, activeGenerations: () => active, env: env(), pathPrefix: tmp, intervalMs: 3_600_000 });
+    const pdc = startInCluster({ logger, activeGenerations: () => active, env: env(), root: tmp, intervalMs: 3_600_000 });
     try {
       await pdc.sync(); // the start-up sync: value 5 goes through
       assert.equal(api.annotations[POD_DELETION_COST_ANNOTATION], "5");
@@ -266,7 +270,7 @@ describe("in a cluster (real client, stand-in API server over TLS)", { timeout: 
   it("keeps the annotation up to date on its own timer", async () => {
     const { logger } = memoryLogger();
     let active = 2;
-    const pdc = startPodDeletionCost({ logger, activeGenerations: () => active, env: env(), pathPrefix: tmp, intervalMs: 20 });
+    const pdc = startInCluster({ logger, activeGenerations: () => active, env: env(), root: tmp, intervalMs: 20 });
     try {
       await waitFor(() => api.annotations[POD_DELETION_COST_ANNOTATION] === "2");
       active = 7;
@@ -286,11 +290,11 @@ describe("in a cluster (real client, stand-in API server over TLS)", { timeout: 
     mkdirSync(sa, { recursive: true });
     writeFileSync(path.join(sa, "ca.crt"), readFileSync(path.join(tmp, SERVICE_ACCOUNT_DIR, "ca.crt")));
     writeFileSync(path.join(sa, "token"), "not-the-token");
-    const pdc = startPodDeletionCost({
+    const pdc = startInCluster({
       logger,
       activeGenerations: () => 4,
       env: env(),
-      pathPrefix: path.join(tmp, "other"),
+      root: path.join(tmp, "other"),
       intervalMs: 3_600_000,
     });
     try {
