@@ -8,9 +8,9 @@ import { after, before, describe, it } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
 import type { ChatEvent, FinalEvent } from "../../contracts/records.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
-import { ensureTestModel } from "../../scripts/models.js";
+import { stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
-import { freePort, startService, type Service } from "../helpers/services.js";
+import type { Service } from "../helpers/services.js";
 import { chatEvents, readSse } from "../helpers/sse.js";
 
 describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
@@ -22,37 +22,9 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = {
-      KAFKA_BROKERS: kafka.brokers,
-      KAFKA_TOPIC_PREFIX: prefix,
-      KAFKA_REQUEST_PARTITIONS: "2",
-      KAFKA_REPLICATION_FACTOR: "1",
-    };
-    const gatewayPort = await freePort();
-    gateway = await startService({
-      name: "gateway",
-      entry: "gateway/main.ts",
-      port: gatewayPort,
-      readyPath: "/healthz",
-      env: { ...common, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(gatewayPort), GATEWAY_AUTH: "none" },
-    });
-    const workerPort = await freePort();
-    worker = await startService({
-      name: "worker",
-      entry: "worker/main.ts",
-      port: workerPort,
-      readyPath: "/readyz",
-      env: {
-        ...common,
-        KAFKA_GROUP_ID: `${prefix}workers`,
-        WORKER_ID: "worker-a",
-        WORKER_HTTP_HOST: "127.0.0.1",
-        WORKER_HTTP_PORT: String(workerPort),
-        MODEL: await ensureTestModel(),
-        LLAMA_THREADS: "1",
-        DEFAULT_MAX_TOKENS: "200",
-      },
-    });
+    const common = stackEnv(kafka.brokers, prefix, 2);
+    gateway = await startGateway(common, { GATEWAY_AUTH: "none" });
+    worker = await startWorker(common, { DEFAULT_MAX_TOKENS: "200" }, "worker-a");
   });
 
   after(async () => {

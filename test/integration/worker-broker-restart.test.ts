@@ -12,10 +12,10 @@ import { after, before, describe, it } from "node:test";
 import { isTerminalEvent } from "../../contracts/records.js";
 import { topicNames } from "../../contracts/topics.js";
 import { startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
-import { ensureTestModel } from "../../scripts/models.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
+import { stackEnv, startWorker } from "../helpers/gateway.js";
 import { uniquePrefix } from "../helpers/kafka.js";
-import { freePort, startService, type Service } from "../helpers/services.js";
+import type { Service } from "../helpers/services.js";
 
 describe("broker restart", { timeout: 300_000 }, () => {
   let dataDir: string;
@@ -35,27 +35,9 @@ describe("broker restart", { timeout: 300_000 }, () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-restart-"));
     broker = await startBroker({ dataDir });
     port = broker.port;
-    const httpPort = await freePort();
-    worker = await startService({
-      name: "worker",
-      entry: "worker/main.ts",
-      port: httpPort,
-      readyPath: "/readyz",
-      env: {
-        KAFKA_BROKERS: broker.brokers,
-        KAFKA_TOPIC_PREFIX: prefix,
-        KAFKA_REQUEST_PARTITIONS: "2",
-        KAFKA_REPLICATION_FACTOR: "1",
-        KAFKA_GROUP_ID: `${prefix}workers`,
-        WORKER_HTTP_HOST: "127.0.0.1",
-        WORKER_HTTP_PORT: String(httpPort),
-        MODEL: await ensureTestModel(),
-        LLAMA_THREADS: "1",
-        MEMORY_MAX_TOKENS: "4000",
-        DEFAULT_MAX_TOKENS: "16",
-        SESSION_TIMEOUT_MS: "6000",
-        HEARTBEAT_INTERVAL_MS: "1000",
-      },
+    worker = await startWorker(stackEnv(broker.brokers, prefix, 2), {
+      MEMORY_MAX_TOKENS: "4000",
+      DEFAULT_MAX_TOKENS: "16",
     });
     chat = new ChatOverKafka(broker.brokers, topicNames(prefix));
     await chat.start();
