@@ -86,56 +86,46 @@ export function kafkaErrorType(err: unknown): string | undefined {
 }
 
 /**
- * The one crash handler of the kafkajs consumers: a crash kafkajs restarts from is a warning;
- * one it gives up on is an error, remembered (for /healthz) and passed to `onFatal`, because
- * a reader that reads nothing must not look alive.
+ * The one crash handler of the kafkajs consumers. A crash kafkajs restarts from is a
+ * warning. One it gives up on (it deems "Failed to find group coordinator" during a broker
+ * restart non-retriable, for one) leaves a consumer that reads nothing, silently: with
+ * `restart` (connect, subscribe, run) the consumer is run again here, with a back-off,
+ * until it is back; without, the failure is remembered and returned (the gateway's
+ * /healthz fails on it, so the pod is restarted).
  */
-export function watchConsumerCrash(
+export function handleConsumerCrash(
   consumer: import("kafkajs").Consumer,
-  options: { name: string; logger: Logger; onFatal?: (error: Error) => void },
+  options: { name: string; logger: Logger; restart?: () => Promise<void> },
 ): () => string | null {
   let failure: string | null = null;
+  let stopped = false;
+  consumer.on(consumer.events.STOP, () => {
+    stopped = true;
+  });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     const err = payload.error;
     if (payload.restart) {
       options.logger.warn({ err }, `${options.name} stopped; kafkajs restarts it`);
       return;
     }
-    failure = `the ${options.name} stopped: ${err?.message ?? "unknown error"}`;
-    options.logger.error({ err }, `${options.name} stopped for good`);
-    options.onFatal?.(err);
-  });
-  return () => failure;
-}
-
-/**
- * Keeps a worker's sole reader (memory, cancels) reading. kafkajs restarts a consumer after a
- * crash it deems retriable, but gives up on some it meets during a broker restart ("Failed
- * to find group coordinator" is non-retriable to it): such a reader would then read nothing,
- * silently. Here it is connected and run again (`run`: connect, subscribe, run), with a
- * back-off, until it is back.
- */
-export function keepReading(consumer: import("kafkajs").Consumer, run: () => Promise<void>, options: { name: string; logger: Logger }): void {
-  let stopped = false;
-  consumer.on(consumer.events.STOP, () => {
-    stopped = true;
-  });
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    if (payload.restart) {
-      options.logger.warn({ err: payload.error }, `${options.name} stopped; kafkajs restarts it`);
+    const restart = options.restart;
+    if (!restart) {
+      failure = `the ${options.name} stopped: ${err?.message ?? "unknown error"}`;
+      options.logger.error({ err }, `${options.name} stopped for good`);
       return;
     }
-    options.logger.warn({ err: payload.error }, `${options.name} stopped and kafkajs gave up; starting it again`);
+    options.logger.warn({ err }, `${options.name} stopped and kafkajs gave up; starting it again`);
     const again = (attempt: number) => {
       if (stopped) return;
-      run().then(
+      restart().then(
         () => options.logger.info({ attempt }, `${options.name} reading again`),
-        (err: unknown) => {
-          options.logger.warn({ err, attempt }, `${options.name} could not start again; retrying`);
+        (e: unknown) => {
+          options.logger.warn({ err: e, attempt }, `${options.name} could not start again; retrying`);
           setTimeout(() => again(attempt + 1), Math.min(5000, 500 * 2 ** attempt));
         },
       );
     };
     setTimeout(() => again(1), 500);
   });
+  return () => failure;
 }

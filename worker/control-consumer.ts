@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { Consumer, Kafka } from "kafkajs";
 import { controlRecordSchema, decodeRecord } from "../contracts/records.js";
-import { SOLE_READER, keepReading } from "../platform/kafka.js";
+import { SOLE_READER, handleConsumerCrash } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
 import { CANCEL_MEMORY_MS, type Cancellations } from "./cancellations.js";
 
@@ -39,7 +39,7 @@ export async function startControlConsumer(options: {
     await consumer.run({ autoCommit: false, eachMessage: async ({ message }) => apply(message.value, message.offset) });
   };
   // A cancel reader that stopped would let cancels go unheard: run it again.
-  keepReading(consumer, run, { name: "cancel reader", logger: options.logger });
+  handleConsumerCrash(consumer, { name: "cancel reader", logger: options.logger, restart: run });
   await run();
   return consumer;
 }

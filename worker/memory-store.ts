@@ -25,7 +25,7 @@ import {
   type ConversationState,
   type Handover,
 } from "../contracts/records.js";
-import { SOLE_READER, keepReading } from "../platform/kafka.js";
+import { SOLE_READER, handleConsumerCrash } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
 
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
@@ -111,7 +111,7 @@ export class MemoryStore {
       });
     };
     // A reader that stopped restores nothing: run it again (its join re-drives running restores).
-    keepReading(reader, run, { name: "memory reader", logger: this.#logger });
+    handleConsumerCrash(reader, { name: "memory reader", logger: this.#logger, restart: run });
     await run();
     await joined;
     this.#watchdog = setInterval(() => this.#redriveStalled(), STALL_CHECK_MS);

@@ -18,7 +18,7 @@ import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
 import { chatEventSchema, chatRequestSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
-import { watchConsumerCrash } from "../../platform/kafka.js";
+import { handleConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub } from "../event-hub.js";
 import { ReadProgress, type Offsets } from "./read-progress.js";
@@ -101,7 +101,7 @@ export async function startEventConsumer(options: {
   void lookBackRead;
 
   // /healthz fails once this is set, so the gateway is restarted.
-  const failure = watchConsumerCrash(consumer, { name: "chat.events consumer", logger: log });
+  const failure = handleConsumerCrash(consumer, { name: "chat.events consumer", logger: log });
 
   return {
     caughtUp: () => caughtUp,

@@ -19,7 +19,7 @@ import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
 import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
-import { watchConsumerCrash } from "../../platform/kafka.js";
+import { handleConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import { withDeadline } from "./deadline.js";
 import { ReadProgress } from "./read-progress.js";
@@ -152,7 +152,7 @@ export async function startMemoryView(options: {
     },
   });
   // /healthz fails once this is set, so the gateway is restarted.
-  const failure = watchConsumerCrash(consumer, { name: "chat.memory consumer", logger: log });
+  const failure = handleConsumerCrash(consumer, { name: "chat.memory consumer", logger: log });
 
   return {
     get: (id) => store.get(id),
