@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { startBroker } from "../scripts/kafka-broker.js";
+import { defaultVersion } from "../scripts/kafka/jars.js";
 import { ensureTestModel } from "../scripts/models.js";
 import { describeEnvironment } from "./lib/env.js";
 import { killAll, REPO_ROOT } from "../test/helpers/services.js";
@@ -60,7 +61,7 @@ async function main(): Promise<number> {
 
   const model = process.env.BENCH_MODEL || (await ensureTestModel());
   const external = process.env.KAFKA_BROKERS?.trim();
-  const kafkaVersion = process.env.KAFKA_VERSION || "3.9.1";
+  const kafkaVersion = defaultVersion();
   log(external ? `using KAFKA_BROKERS=${external}` : `starting a local Kafka ${kafkaVersion} broker`);
   const broker = external ? null : await startBroker();
   running.broker = broker;

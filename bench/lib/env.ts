@@ -31,8 +31,17 @@ function git(args: string[]): string {
   }
 }
 
+function packageVersion(name: string): string {
+  try {
+    return (createRequire(import.meta.url)(`${name}/package.json`) as { version: string }).version;
+  } catch {
+    return "not installed";
+  }
+}
+
 export async function describeEnvironment(modelPath: string, kafkaVersion: string, quick: boolean): Promise<Environment> {
-  const kafkajsVersion = (createRequire(import.meta.url)("kafkajs/package.json") as { version: string }).version;
+  const kafkajsVersion = packageVersion("kafkajs");
+  const librdkafkaClient = packageVersion("@confluentinc/kafka-javascript");
   return {
     at: new Date().toISOString(),
     commit: git(["rev-parse", "HEAD"]),
@@ -44,7 +53,7 @@ export async function describeEnvironment(modelPath: string, kafkaVersion: strin
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
     kafkaVersion,
-    kafkaClient: `kafkajs ${kafkajsVersion}`,
+    kafkaClient: `kafkajs ${kafkajsVersion} (producers, admin, gateway readers); @confluentinc/kafka-javascript ${librdkafkaClient} (the workers' group)`,
     model: { file: modelPath, sha256: await sha256File(modelPath) },
     llama: describeLlama(),
     quick,
