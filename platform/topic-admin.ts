@@ -42,11 +42,13 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
       })),
     });
     logger.info({ topics: missing.map((s) => s.name) }, "created topics");
-    await waitUntilServed(
-      admin,
-      missing.map((s) => s.name),
-    );
   }
+  // Every topic, not only those this process created: a replica starting beside the one
+  // that created them lists them before their leaders serve them.
+  await waitUntilServed(
+    admin,
+    specs.map((s) => s.name),
+  );
 
   const mismatches = await findMismatches(admin, existing);
   if (mismatches.length > 0) throw new TopicMismatchError(mismatches);
@@ -56,7 +58,7 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
 /**
  * New partitions are in the metadata before their leader serves them (KRaft propagates
  * leadership asynchronously): until then ListOffsets answers NOT_LEADER. Wait until every
- * new topic answers, so callers can read offsets straight after ensureTopics.
+ * topic answers, so callers can read offsets straight after ensureTopics.
  */
 async function waitUntilServed(admin: Admin, topics: readonly string[], timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -64,6 +64,17 @@ export async function startEventConsumer(options: {
   ).flat();
   for (const s of starts) progress.advance(s.topic, s.partition, BigInt(s.offset));
 
+  // Seek on every join, not once after run(): run() comes back without a group when
+  // kafkajs's first join failed (a broker whose group coordinator is still loading) and it
+  // joins again later. Each join carries on from where this replica has read, the look-back
+  // start at first; anything fetched before a seek applies is read again, and the hub
+  // ignores it as a duplicate.
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    for (const { topic, partition } of starts) {
+      const next = progress.next(topic, partition);
+      if (next !== undefined) consumer.seek({ topic, partition, offset: next.toString() });
+    }
+  });
   await consumer.connect();
   for (const topic of read) await consumer.subscribe({ topic, fromBeginning: false });
   await consumer.run({
@@ -87,9 +98,6 @@ export async function startEventConsumer(options: {
       if (hub.accept(decoded.value)) options.onEvent?.(decoded.value);
     },
   });
-  // Seeks apply before the next fetch; anything fetched from "latest" before that is read
-  // again, which the hub ignores as duplicates.
-  for (const s of starts) consumer.seek({ topic: s.topic, partition: s.partition, offset: s.offset });
 
   let caughtUp = false;
   const lookBackRead = progress.waitFor(ends, 60_000).then((reached) => {

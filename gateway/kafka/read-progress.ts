@@ -28,6 +28,11 @@ export class ReadProgress {
     for (const wake of [...this.#waiters]) wake();
   }
 
+  /** The next offset to read in a partition, or undefined before anything is known of it. */
+  next(topic: string, partition: number): bigint | undefined {
+    return this.#next.get(`${topic}/${partition}`);
+  }
+
   /** True when every partition named has been read up to (not including) its offset. */
   reached(targets: Offsets): boolean {
     return targets.every(({ topic, partition, offset }) => {
