@@ -22,6 +22,7 @@
  */
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -46,6 +47,27 @@ const BURST = 20;
 const COOLDOWN_S = 10;
 /** The chart's scale-down window is 300 s; the test's values shorten it (the controller still decides). */
 const DOWN_WINDOW_S = 5;
+
+/** The group's type as the broker describes it (ConsumerGroupDescribe / DescribeGroups, librdkafka's admin). */
+async function groupType(brokers: string, group: string): Promise<string> {
+  const { KafkaJS } = createRequire(import.meta.url)("@confluentinc/kafka-javascript") as {
+    KafkaJS: {
+      Kafka: new (c: object) => {
+        admin(): { connect(): Promise<void>; disconnect(): Promise<void>; describeGroups(g: string[]): Promise<{ groups: Array<{ type: number }> }> };
+      };
+      ConsumerGroupTypes: Record<string, number>;
+    };
+  };
+  const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: brokers.split(","), logLevel: 0 } }).admin();
+  await admin.connect();
+  try {
+    const { groups } = await admin.describeGroups([group]);
+    const names = Object.fromEntries(Object.entries(KafkaJS.ConsumerGroupTypes).map(([k, v]) => [v, k.toLowerCase()]));
+    return names[groups[0]!.type] ?? "unknown";
+  } finally {
+    await admin.disconnect();
+  }
+}
 
 interface Sample {
   t: number;
@@ -319,6 +341,9 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
       () => samples.find((s, i) => i > 0 && s.lag === 0 && samples.slice(0, i).some((p) => (p.lag ?? 0) > 0)),
       120_000,
     );
+    // The lag KEDA read through its kafka-go admin calls fell to 0 on a KIP-848 group: the
+    // broker says the group is on the consumer protocol, its offsets at the partitions' ends.
+    assert.equal(await groupType(kafka.brokers, group), "consumer", "the workers' group runs the consumer (KIP-848) protocol");
     await worker.stop();
     worker = undefined;
     const zero = await cp.waitFor("KEDA to scale the workers back to 0", () => samples.find((s) => s.t > drained.t && s.replicas === 0), 120_000);
