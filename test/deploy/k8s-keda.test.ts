@@ -1,17 +1,28 @@
 /**
- * KEDA's operator decides scale from zero. On a control plane (lib/control-plane.ts),
- * the chart with ci/keda-values.yaml (minReplicas 0) renders a ScaledObject whose
- * Prometheus trigger points at a real Prometheus scraping a local broker and gateway
- * (no worker). KEDA's operator (built by scripts/deploy/k8s/build.sh) scales the worker Deployment to 0 while nothing waits; the
- * first waiting request makes it activate the Deployment (0 → 1) while the request's event
- * stream says it waits for a worker; a worker started then answers it, and after the
- * cooldown KEDA scales back to 0.
+ * KEDA decides, from zero and back. On a control plane (lib/control-plane.ts), KEDA's
+ * operator and its metrics server (built by scripts/deploy/k8s/build.sh; the metrics
+ * server registered as the external.metrics.k8s.io APIService) run the ScaledObject the
+ * chart renders with ci/keda-values.yaml: KEDA's Apache Kafka scaler reading the workers'
+ * consumer-group lag on chat.requests from the local real broker.
  *
- * KEDA's metrics server (1 → N through the HPA KEDA creates) is not run here: the HPA
- * controller's side is k8s-autoscaling.test.ts's.
+ * - Nothing waits: KEDA scales the worker Deployment to 0, and its metrics server serves
+ *   the group's lag (0) through the API server.
+ * - A burst of requests through a real gateway, nothing consuming: the lag KEDA reads is
+ *   the burst (the group has never committed: offsetResetPolicy earliest counts every
+ *   retained record), KEDA activates the Deployment (0 → 1) and the HPA KEDA made,
+ *   driven by kube-controller-manager on the metric from KEDA's metrics server, raises it
+ *   to maxReplicas (1 → N); meanwhile the first request's stream says it waits for a worker.
+ * - A real worker of the group (KIP-848 consumer protocol) answers and commits: the lag
+ *   KEDA reads falls to 0, and after the cooldown KEDA scales the workers back to 0.
+ *
+ * The Deployment's pods are kwok's (no containers): the local worker does the work, the
+ * controllers' decisions move the Deployment. k8s-autoscaling.test.ts registers
+ * prometheus-adapter for the same APIService on a control plane of its own; the files run
+ * one after the other (scripts/deploy/checks.sh), each stopping its own.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -22,42 +33,88 @@ import { freePort, type Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
 import { bin, crdFiles, makeServingCert, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { helmOk } from "./lib/helm-cluster.js";
-import { startPrometheus, type Prometheus } from "./lib/prometheus.js";
+import { parseQuantity } from "./lib/hpa.js";
 
 const NAMESPACE = "kafka-llm";
 const RELEASE = "llm";
+const WORKER = `${RELEASE}-kafka-llm-worker`;
 const KEY = "keda-key-0123456789";
+const PARTITIONS = 4;
+/** lagThreshold: waiting requests per worker. */
+const LAG_TARGET = 5;
+/** BURST ÷ LAG_TARGET = PARTITIONS workers: maxReplicas, within the scaler's one-per-partition cap. */
+const BURST = 20;
 const COOLDOWN_S = 10;
+/** The chart's scale-down window is 300 s; the test's values shorten it (the controller still decides). */
+const DOWN_WINDOW_S = 5;
 
-describe("KEDA scales the workers from zero on the waiting requests", { timeout: 600_000 }, () => {
+/** The group's type as the broker describes it (ConsumerGroupDescribe / DescribeGroups, librdkafka's admin). */
+async function groupType(brokers: string, group: string): Promise<string> {
+  const { KafkaJS } = createRequire(import.meta.url)("@confluentinc/kafka-javascript") as {
+    KafkaJS: {
+      Kafka: new (c: object) => {
+        admin(): { connect(): Promise<void>; disconnect(): Promise<void>; describeGroups(g: string[]): Promise<{ groups: Array<{ type: number }> }> };
+      };
+      ConsumerGroupTypes: Record<string, number>;
+    };
+  };
+  const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: brokers.split(","), logLevel: 0 } }).admin();
+  await admin.connect();
+  try {
+    const { groups } = await admin.describeGroups([group]);
+    const names = Object.fromEntries(Object.entries(KafkaJS.ConsumerGroupTypes).map(([k, v]) => [v, k.toLowerCase()]));
+    return names[groups[0]!.type] ?? "unknown";
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+interface Sample {
+  t: number;
+  replicas: number;
+  lag: number | null;
+}
+
+describe("KEDA's Kafka scaler scales the workers from zero to N and back on the group's lag", { timeout: 600_000 }, () => {
   let cp: ControlPlane;
   let kafka: TestKafka;
   let common: Record<string, string>;
+  let group: string;
   let gateway: Service;
   let worker: Service | undefined;
-  let prom: Prometheus;
   const tmp = mkdtempSync(path.join(os.tmpdir(), "k8s-keda-"));
   const t0 = Date.now();
+  const timeline: string[] = [];
+  const samples: Sample[] = [];
+  let sampling: Promise<void> | undefined;
+  let stopSampling = false;
+  /** The waiting requests' event streams, read to their end. */
+  let streams: Array<Promise<string>> = [];
+  const abort = new AbortController();
 
   before(async () => {
-    cp = await startControlPlane({ hpaSyncPeriod: "3s" });
+    cp = await startControlPlane({ hpaSyncPeriod: "2s" });
+    console.log(`# control plane up in ${cp.startSeconds.toFixed(1)} s`);
     const keda = cp.parts.keda;
     if (!keda) throw new Error("KEDA is not built: run bash scripts/deploy/k8s/build.sh (without KAFKA_LLM_SKIP_KEDA=1)");
     kafka = await useKafka();
-    common = stackEnv(kafka.brokers, uniquePrefix("k8s-keda"), 2);
+    const prefix = uniquePrefix("k8s-keda");
+    common = stackEnv(kafka.brokers, prefix, PARTITIONS);
+    group = `${prefix}workers`;
+    // The gateway creates the topics and tells a waiting request's stream that it waits.
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, LAG_REFRESH_MS: "1000", QUEUE_NOTICE_MS: "1000" });
-    const labels = { namespace: NAMESPACE, app_kubernetes_io_instance: RELEASE, app_kubernetes_io_component: "gateway" };
-    prom = await startPrometheus([{ job: "kafka-llm-gateway", address: new URL(gateway.baseUrl).host, labels }]);
 
     // KEDA's CRDs, and the Prometheus Operator's for the PodMonitors ci/keda-values.yaml asks for.
     for (const f of [...crdFiles(cp.parts["keda-crds"]), ...crdFiles(cp.parts["prometheus-operator-crds"])]) cp.kc(["apply", "--server-side", "-f", f]);
     cp.kc(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
     cp.kc(["create", "namespace", "keda"]);
-    // The operator's gRPC metrics service wants a certificate (its metrics server would
-    // be the client); from the control plane's CA.
+    // One certificate from the control plane's CA for the operator's gRPC metrics service,
+    // the metrics server's client of it, and the metrics server's own HTTPS.
     const certs = path.join(tmp, "certs");
     mkdirSync(certs);
-    makeServingCert(cp, certs);
+    makeServingCert(cp, certs, "keda");
+    const kedaEnv = { KUBECONFIG: cp.kubeconfig, WATCH_NAMESPACE: "", POD_NAMESPACE: "keda", KEDA_CLUSTER_OBJECT_NAMESPACE: "keda" };
+    const grpcPort = await freePort();
     cp.startExtra(
       "keda-operator",
       bin(keda, "keda-operator"),
@@ -65,30 +122,100 @@ describe("KEDA scales the workers from zero on the waiting requests", { timeout:
         "--leader-elect=false",
         `--metrics-bind-address=127.0.0.1:${await freePort()}`,
         `--health-probe-bind-address=127.0.0.1:${await freePort()}`,
-        `--metrics-service-bind-address=127.0.0.1:${await freePort()}`,
+        `--metrics-service-bind-address=127.0.0.1:${grpcPort}`,
         `--cert-dir=${certs}`,
         "--enable-cert-rotation=false",
         "--enable-webhook-patching=false",
         "--enable-apiservice-patching=false",
         "--zap-log-level=info",
       ],
-      { KUBECONFIG: cp.kubeconfig, WATCH_NAMESPACE: "", POD_NAMESPACE: "keda", KEDA_CLUSTER_OBJECT_NAMESPACE: "keda" },
+      kedaEnv,
+    );
+    const metricsPort = await freePort();
+    cp.startExtra(
+      "keda-metrics-apiserver",
+      bin(keda, "keda-metrics-apiserver"),
+      [
+        "--bind-address=127.0.0.1",
+        `--secure-port=${metricsPort}`,
+        `--port=${await freePort()}`,
+        `--cert-dir=${certs}`,
+        `--tls-cert-file=${path.join(certs, "tls.crt")}`,
+        `--tls-private-key-file=${path.join(certs, "tls.key")}`,
+        `--lister-kubeconfig=${cp.kubeconfig}`,
+        `--authentication-kubeconfig=${cp.kubeconfig}`,
+        `--authorization-kubeconfig=${cp.kubeconfig}`,
+        `--metrics-service-address=127.0.0.1:${grpcPort}`,
+        "--zap-log-level=info",
+      ],
+      kedaEnv,
+    );
+    // The aggregator dials the Service: an ExternalName "localhost" Service (a ClusterIP
+    // would route nowhere without kube-proxy, and loopback Endpoints are refused).
+    cp.apply([
+      {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "keda-operator-metrics-apiserver", namespace: "keda" },
+        spec: { type: "ExternalName", externalName: "localhost", ports: [{ name: "https", port: metricsPort }] },
+      },
+      {
+        apiVersion: "apiregistration.k8s.io/v1",
+        kind: "APIService",
+        metadata: { name: "v1beta1.external.metrics.k8s.io" },
+        spec: {
+          group: "external.metrics.k8s.io",
+          version: "v1beta1",
+          service: { name: "keda-operator-metrics-apiserver", namespace: "keda", port: metricsPort },
+          insecureSkipTLSVerify: true,
+          groupPriorityMinimum: 100,
+          versionPriority: 100,
+        },
+      },
+    ]);
+    await cp.waitFor(
+      "KEDA's metrics server Available as the external metrics APIService",
+      () => {
+        const s = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["get", "apiservice", "v1beta1.external.metrics.k8s.io"]);
+        return s.status.conditions?.some((c) => c.type === "Available" && c.status === "True");
+      },
+      120_000,
     );
   });
 
   after(async () => {
-    await cp?.stop();
-    await prom?.stop();
-    await gateway?.stop();
+    stopSampling = true;
+    await sampling;
     await worker?.stop();
+    await gateway?.stop();
+    await cp?.stop();
     await kafka?.stop();
     rmSync(tmp, { recursive: true, force: true });
-    console.log(`# KEDA on a real control plane: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(`# KEDA on a real control plane: ${((Date.now() - t0) / 1000).toFixed(0)} s; ${timeline.join("; ")}`);
   });
 
-  const replicas = () => cp.getJson<{ spec: { replicas?: number } }>(["-n", NAMESPACE, "get", "deployment", `${RELEASE}-kafka-llm-worker`]).spec.replicas ?? 1;
+  const replicas = () => cp.getJson<{ spec: { replicas?: number } }>(["-n", NAMESPACE, "get", "deployment", WORKER]).spec.replicas ?? 1;
+  /** The external metric of the HPA KEDA made, as kube-controller-manager reads it: through the API server. */
+  let metricPath = "";
+  const lag = (): number | null => {
+    const r = cp.kubectl(["get", "--raw", metricPath]);
+    if (r.status !== 0) return null;
+    const items = (JSON.parse(r.stdout) as { items: Array<{ value: string }> }).items;
+    return items.length > 0 ? parseQuantity(items[0]!.value) : null;
+  };
+  const condition = (type: string) =>
+    cp
+      .getJson<{ status: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> } }>([
+        "-n",
+        NAMESPACE,
+        "get",
+        "scaledobject",
+        WORKER,
+      ])
+      .status.conditions?.find((c) => c.type === type);
+  const since = () => (Date.now() - t0) / 1000;
 
-  it("with nothing waiting, KEDA scales the chart's worker Deployment to zero", async () => {
+  it("with nothing waiting, KEDA scales the chart's worker Deployment to zero and serves the group's lag (0)", async () => {
     cp.kc(["create", "namespace", NAMESPACE]);
     await helmOk(cp, [
       "install",
@@ -99,57 +226,132 @@ describe("KEDA scales the workers from zero on the waiting requests", { timeout:
       "-f",
       "ci/keda-values.yaml",
       "--set",
-      `autoscaling.keda.prometheusAddress=${prom.url}`,
+      `kafka.brokers=${kafka.brokers.replaceAll(",", "\\,")}`,
       "--set",
-      "autoscaling.keda.pollingInterval=2",
+      `kafka.topicPrefix=${common.KAFKA_TOPIC_PREFIX}`,
+      "--set",
+      `kafka.groupId=${group}`,
+      "--set",
+      `kafka.requestPartitions=${PARTITIONS}`,
+      "--set",
+      `autoscaling.maxReplicas=${PARTITIONS}`,
+      "--set",
+      `autoscaling.target.lag=${LAG_TARGET}`,
+      "--set",
+      "autoscaling.keda.pollingInterval=1",
       "--set",
       `autoscaling.keda.cooldownPeriod=${COOLDOWN_S}`,
+      "--set-json",
+      `autoscaling.behavior.scaleDown=${JSON.stringify({ stabilizationWindowSeconds: DOWN_WINDOW_S, selectPolicy: "Max", policies: [{ type: "Percent", value: 100, periodSeconds: 5 }] })}`,
       "--set",
       "topics.job.enabled=false",
       "--wait",
       "--timeout=5m",
     ]);
     await cp.waitFor("KEDA to scale the workers to 0", () => replicas() === 0, 120_000);
-    const so = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>([
-      "-n",
-      NAMESPACE,
-      "get",
-      "scaledobject",
-      `${RELEASE}-kafka-llm-worker`,
-    ]);
-    assert.ok(
-      so.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
-      "the ScaledObject is Ready (its trigger reads Prometheus)",
+    timeline.push(`t=${since().toFixed(0)}s scaled to 0`);
+    const ready = await cp.waitFor(
+      "the ScaledObject Ready (its Kafka trigger reads the broker)",
+      () => (condition("Ready")?.status === "True" ? true : undefined),
+      60_000,
     );
+    assert.ok(ready);
+    assert.equal(condition("Active")?.status, "False", "nothing waits: not active");
+
+    // The HPA KEDA made for the ScaledObject (named by the chart), on KEDA's external metric.
+    const hpa = await cp.waitFor("KEDA's HPA", () => {
+      const r = cp.kubectl(["-n", NAMESPACE, "get", "hpa", WORKER, "-o", "json"]);
+      return r.status === 0
+        ? (JSON.parse(r.stdout) as {
+            spec: {
+              minReplicas: number;
+              maxReplicas: number;
+              metrics: Array<{ external: { metric: { name: string; selector: { matchLabels: Record<string, string> } } } }>;
+            };
+          })
+        : undefined;
+    });
+    assert.deepEqual([hpa.spec.minReplicas, hpa.spec.maxReplicas], [1, PARTITIONS], "KEDA's HPA works from 1 to maxReplicas; 0 is KEDA's own");
+    const metric = hpa.spec.metrics[0]!.external.metric;
+    assert.match(metric.name, /kafka/);
+    const selector = Object.entries(metric.selector.matchLabels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    metricPath = `/apis/external.metrics.k8s.io/v1beta1/namespaces/${NAMESPACE}/${metric.name}?labelSelector=${encodeURIComponent(selector)}`;
+    const value = await cp.waitFor("KEDA's metrics server to serve the lag through the API server", () => lag() ?? undefined, 60_000);
+    assert.equal(value, 0, `nothing waits on ${common.KAFKA_TOPIC_PREFIX}chat.requests for ${group}`);
   });
 
-  it("the first waiting request activates the Deployment, its stream says it waits, and a worker then answers it", async (t) => {
+  it(`${BURST} waiting requests: KEDA activates the Deployment (0 → 1) and its HPA raises it to ${PARTITIONS}, while the streams say they wait`, async () => {
     const api = apiClient(gateway.baseUrl, KEY);
-    const posted = await api("POST", "/v1/conversations/from-zero/messages", { content: "Hello!", max_tokens: 8 });
-    assert.equal(posted.status, 202, posted.text);
-    const started = Date.now();
-    const abort = new AbortController();
-    const stream = fetch(`${gateway.baseUrl}${posted.body.events_url}`, { headers: { authorization: `Bearer ${KEY}` }, signal: abort.signal }).then((r) =>
-      r.text(),
+    const start = Date.now();
+    sampling = (async () => {
+      while (!stopSampling) {
+        try {
+          const s = { t: (Date.now() - start) / 1000, replicas: replicas(), lag: lag() };
+          const prev = samples.at(-1);
+          samples.push(s);
+          if (!prev || prev.replicas !== s.replicas) timeline.push(`t=${s.t.toFixed(1)}s lag=${s.lag} → ${s.replicas} workers`);
+        } catch {
+          // A kubectl call that failed (the API server busy): the next sample tries again.
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    const posted = [];
+    for (let i = 0; i < BURST; i++) {
+      const res = await api("POST", `/v1/conversations/keda-${i}/messages`, { content: `Story ${i}.`, max_tokens: 8 });
+      assert.equal(res.status, 202, res.text);
+      posted.push(res.body as { events_url: string });
+    }
+    const postedAt = (Date.now() - start) / 1000;
+    // Every stream, read to its end (the answers come in the next test).
+    streams = posted.map((p) =>
+      fetch(`${gateway.baseUrl}${p.events_url}`, { headers: { authorization: `Bearer ${KEY}` }, signal: abort.signal }).then((r) => r.text()),
     );
-    stream.catch(() => {}); // awaited below; aborted if the test fails before
-    t.after(() => abort.abort());
-    await cp.waitFor("KEDA to activate the workers (0 → 1)", () => replicas() >= 1, 120_000);
-    const activatedS = (Date.now() - started) / 1000;
-    // The pod KEDA asked for is kwok's; the worker that does the work is a local process.
-    await new Promise((r) => setTimeout(r, 1500));
-    worker = await startWorker(common);
-    const messages = parseSse(await stream);
-    const types = messages.map((m) => m.event);
-    console.log(`# scale from zero: KEDA activated the Deployment ${activatedS.toFixed(1)} s after the request; events: ${[...new Set(types)].join(", ")}`);
-    const notices = messages.filter((m) => m.event === "queued").map((m) => JSON.parse(m.data) as QueuedNotice);
-    assert.ok(notices.length > 0 && notices[0]!.worker_assigned === false, "the stream said no worker had the request");
-    assert.equal(types.at(-1), "final", "answered once a worker ran");
+    for (const s of streams) s.catch(() => {});
+
+    const activated = await cp.waitFor("KEDA to activate the workers (0 → 1)", () => samples.find((s) => s.replicas >= 1), 120_000);
+    const full = await cp.waitFor(`KEDA's HPA to raise the workers to ${PARTITIONS}`, () => samples.find((s) => s.replicas === PARTITIONS), 120_000);
+    const whole = await cp.waitFor("KEDA's metric to show the whole burst", () => samples.find((s) => s.t > postedAt && s.lag !== null), 60_000);
+    assert.equal(whole.lag, BURST, "the lag KEDA reads is the burst: nothing committed, every retained record counts");
+    const peakLag = Math.max(...samples.map((s) => s.lag ?? 0));
+    console.log(
+      `# scale from zero: activated ${activated.t.toFixed(1)} s after the first request (lag ${activated.lag}), ${PARTITIONS} workers at ${full.t.toFixed(1)} s; peak lag through the API server ${peakLag}`,
+    );
+    assert.equal(peakLag, BURST, "never more than what was produced");
+    assert.equal(condition("Active")?.status, "True");
+    assert.ok(
+      samples.every((s) => s.replicas <= PARTITIONS),
+      "never above maxReplicas",
+    );
   });
 
-  it(`after the drain and the ${COOLDOWN_S} s cooldown, KEDA scales back to zero`, async () => {
-    await worker?.stop();
+  it(`a worker of the group answers and commits: the lag goes to 0, and after the ${COOLDOWN_S} s cooldown KEDA scales back to zero`, async (t) => {
+    t.after(() => abort.abort());
+    worker = await startWorker(common, { KAFKA_GROUP_PROTOCOL: "consumer", WORKER_SLOTS: "4", DEFAULT_MAX_TOKENS: "8" });
+    const answered = await Promise.all(streams);
+    const first = parseSse(answered[0]!);
+    const notices = first.filter((m) => m.event === "queued").map((m) => JSON.parse(m.data) as QueuedNotice);
+    assert.ok(notices.length > 0 && notices[0]!.worker_assigned === false, "the stream said no worker had the request");
+    for (const text of answered) assert.equal(parseSse(text).at(-1)?.event, "final", "every waiting request answered once a worker ran");
+
+    const drained = await cp.waitFor(
+      "the lag KEDA reads to fall to 0 (the worker's commits)",
+      () => samples.find((s, i) => i > 0 && s.lag === 0 && samples.slice(0, i).some((p) => (p.lag ?? 0) > 0)),
+      120_000,
+    );
+    // The lag KEDA read through its kafka-go admin calls fell to 0 on a KIP-848 group: the
+    // broker says the group is on the consumer protocol, its offsets at the partitions' ends.
+    assert.equal(await groupType(kafka.brokers, group), "consumer", "the workers' group runs the consumer (KIP-848) protocol");
+    await worker.stop();
     worker = undefined;
-    await cp.waitFor("KEDA to scale the workers back to 0", () => replicas() === 0, 120_000);
+    const zero = await cp.waitFor("KEDA to scale the workers back to 0", () => samples.find((s) => s.t > drained.t && s.replicas === 0), 120_000);
+    // KEDA's cooldown runs from its last poll that saw lag, which is no earlier than a
+    // poll interval (1 s) before the last sample that saw lag.
+    const lastLag = samples.filter((s) => s.t < drained.t && (s.lag ?? 0) > 0).at(-1)!;
+    console.log(`# back down: last lag ${lastLag.lag} at ${lastLag.t.toFixed(1)} s, lag 0 at ${drained.t.toFixed(1)} s, 0 workers at ${zero.t.toFixed(1)} s`);
+    assert.ok(zero.t - lastLag.t >= COOLDOWN_S - 1.5, `not before the cooldown (${(zero.t - lastLag.t).toFixed(1)} s after the last lag seen)`);
+    assert.equal(condition("Active")?.status, "False");
   });
 });

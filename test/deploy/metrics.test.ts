@@ -48,7 +48,13 @@ const pod = (o: K8sObject): PodSpec => (o.kind === "Pod" ? (o.spec as PodSpec) :
 describe("autoscaling signals and dashboards: a real Prometheus scraping a local run", { timeout: 360_000 }, () => {
   const secrets = mkdtempSync(path.join(os.tmpdir(), "metrics-secrets-"));
   const objects = render({ release: RELEASE, namespace: NAMESPACE });
-  const kedaObjects = render({ release: RELEASE, namespace: NAMESPACE, valuesFiles: VARIANTS.keda });
+  // KEDA's Prometheus trigger (ci/keda-values.yaml has its Kafka trigger, which reads the broker).
+  const kedaObjects = render({
+    release: RELEASE,
+    namespace: NAMESPACE,
+    valuesFiles: VARIANTS.keda,
+    set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": "backlogSeconds" },
+  });
   const adapterRules = (
     parseYaml(readFileSync(path.join(REPO_ROOT, "deploy/prometheus-adapter/values.yaml"), "utf8")) as {
       rules: { external: Array<{ seriesQuery: string; name: { as: string }; metricsQuery: string }> };
@@ -271,7 +277,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
         release: RELEASE,
         namespace: NAMESPACE,
         valuesFiles: VARIANTS.keda,
-        set: { "autoscaling.signal": signal, "worker.slots": 1, "autoscaling.backlog.minTurnSeconds": 1 },
+        set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": signal, "worker.slots": 1, "autoscaling.backlog.minTurnSeconds": 1 },
       });
       const q = (find(keda, "ScaledObject").spec as { triggers: Array<{ metadata: { query: string } }> }).triggers[0]!.metadata.query;
       assert.equal(adapterQuery(metric), q, signal);

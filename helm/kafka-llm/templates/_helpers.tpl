@@ -183,6 +183,17 @@ max(kafka_llm_consumer_group_total_lag{ {{- $m -}} }) * scalar(clamp_min(max(kaf
 {{- if and (eq $a.engine "hpa") (lt (int $a.minReplicas) 1) -}}
 {{- fail "autoscaling.minReplicas 0 needs autoscaling.engine keda (an HPA cannot scale to zero)" -}}
 {{- end -}}
+{{- if and (eq $a.engine "keda") (eq $a.keda.trigger "kafka") -}}
+{{- if ne $a.signal "lag" -}}
+{{- fail (printf "autoscaling.keda.trigger kafka scales on the group's lag (waiting requests), not %s: set autoscaling.signal lag (target autoscaling.target.lag), or autoscaling.keda.trigger prometheus" $a.signal) -}}
+{{- end -}}
+{{- if or (lt (float64 $a.target.lag) 1.0) (ne (float64 $a.target.lag) (floor $a.target.lag)) -}}
+{{- fail (printf "autoscaling.target.lag (%v) must be a whole number of requests, at least 1, for autoscaling.keda.trigger kafka (its lagThreshold)" $a.target.lag) -}}
+{{- end -}}
+{{- if ne (float64 $a.keda.activationThreshold) (floor $a.keda.activationThreshold) -}}
+{{- fail (printf "autoscaling.keda.activationThreshold (%v) must be a whole number of requests for autoscaling.keda.trigger kafka (its activationLagThreshold)" $a.keda.activationThreshold) -}}
+{{- end -}}
+{{- end -}}
 {{- else if gt (int .Values.worker.replicas) (int .Values.kafka.requestPartitions) -}}
 {{- fail (printf "worker.replicas (%d) is more than kafka.requestPartitions (%d): the extra workers would get no work" (int .Values.worker.replicas) (int .Values.kafka.requestPartitions)) -}}
 {{- end -}}

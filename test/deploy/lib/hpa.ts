@@ -79,7 +79,8 @@ export function hpaSpecFrom(obj: { kind: string; spec?: unknown }): HpaSpec {
       // KEDA's HPA never goes below 1; below that is KEDA's own activation.
       minReplicas: Math.max(1, s.minReplicaCount ?? 0),
       maxReplicas: s.maxReplicaCount ?? 100,
-      target: parseQuantity(t.metadata.threshold!),
+      // The Prometheus scaler's threshold, or the Kafka scaler's lagThreshold.
+      target: parseQuantity((t.metadata.threshold ?? t.metadata.lagThreshold)!),
       scaleUp: rules(b?.scaleUp, defaults.scaleUp),
       scaleDown: rules(b?.scaleDown, defaults.scaleDown),
     };
