@@ -25,6 +25,7 @@ import type { RecordSink } from "../../../worker/event-writer.js";
 import type { GenerateInput, GenerateResult } from "../../../worker/generator.js";
 import { createWorkerMetrics } from "../../../worker/metrics.js";
 import { SlotPool } from "../../../worker/slot-pool.js";
+import { HistoryWriter } from "../../../worker/history-writer.js";
 import { runTurn, type MemoryPort, type TurnContext, type TurnRecord } from "../../../worker/turn.js";
 
 const topics = topicNames("");
@@ -35,6 +36,7 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
   const events: ChatEvent[] = [];
   const written: Array<{ key: string; state: ConversationState | null }> = [];
   let handedOver: Handover | null = null;
+  let historyOffset = 0;
   const producer: RecordSink = {
     send: async (r) => {
       for (const m of r.messages) {
@@ -92,6 +94,15 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
     topics,
     producer,
     memory,
+    history: new HistoryWriter(
+      {
+        send: async (r) => {
+          log.push(`history:${r.messages.length}`);
+          return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(historyOffset++) }];
+        },
+      },
+      topics.history,
+    ),
     slots: new SlotPool([generator]),
     cancellations: new Cancellations(),
     metrics: createWorkerMetrics("w-test"),
