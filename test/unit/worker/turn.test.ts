@@ -156,6 +156,39 @@ describe("runTurn", () => {
       ["user", "assistant"],
     );
     assert.equal(state.applied.at(-1)?.request_id, "r-1");
+    const historyAt = h.log.indexOf("history:1");
+    assert.ok(historyAt > 0 && historyAt < memoryAt, `history before the memory record that points at it: ${h.log.join(", ")}`);
+    assert.deepEqual(state.history && { records: state.history.records, messages: state.history.messages }, { records: 1, messages: 2 });
+  });
+
+  it("appends messages without a reply: history, then memory with the head, then the final", async () => {
+    const h = harness({ state: newConversation("c-1", "t", 1) });
+    const append = {
+      v: SCHEMA_VERSION,
+      type: "append",
+      request_id: "r-2",
+      conversation_id: "c-1",
+      tenant: "t",
+      created_at: Date.now(),
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "Hi." },
+      ],
+    };
+    assert.equal(await runTurn(h.record(encodeRecord(append)), h.ctx), "completed");
+    assert.equal(h.seen.length, 0, "nothing generated");
+    // The start event is sent beside the writes (its order with them does not matter).
+    assert.deepEqual(
+      h.log.filter((l) => l !== "event:start"),
+      ["history:1", "memory:c-1", "event:final", "commit"],
+    );
+    const state = h.written[0]!.state!;
+    assert.equal(state.system, "Be brief.");
+    assert.deepEqual(
+      state.messages.map((m) => m.content),
+      ["Hi."],
+    );
+    assert.equal(state.history?.messages, 2);
   });
 
   it("re-announces a request already applied instead of generating it again", async () => {
