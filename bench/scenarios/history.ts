@@ -96,7 +96,8 @@ async function timeReads(baseUrl: string, id: string, query: string, repeats: nu
     const res = await fetch(`${baseUrl}/v1/conversations/${id}/messages${query}`);
     const body = (await res.json()) as { messages: unknown[] };
     samples.push(performance.now() - t0);
-    if (res.status !== 200 || body.messages.length !== expect) throw new Error(`GET ${query}: ${res.status}, ${body.messages?.length} messages (expected ${expect})`);
+    if (res.status !== 200 || body.messages.length !== expect)
+      throw new Error(`GET ${query}: ${res.status}, ${body.messages?.length} messages (expected ${expect})`);
   }
   return samples;
 }
