@@ -133,11 +133,16 @@ export const historyScenario: Scenario = {
     const gateway = await startGateway(spec);
     const reads: Record<string, ReturnType<typeof summarize>> = {};
     try {
-      for (const id of ["crowded", "alone"]) {
-        await timeReads(gateway.baseUrl, id, "?limit=500", 2, 2 * TURNS); // warm the pool and the page cache
-        reads[`${id} last 50`] = summarize(await timeReads(gateway.baseUrl, id, "?from=latest&limit=50", repeats, 50));
-        reads[`${id} all 200`] = summarize(await timeReads(gateway.baseUrl, id, "?from=beginning&limit=500", repeats, 2 * TURNS));
+      for (const id of ["crowded", "alone"]) await timeReads(gateway.baseUrl, id, "?limit=500", 2, 2 * TURNS); // warm the pool and the page cache
+      // Alternated, so load from other processes falls on both alike.
+      const samples: Record<string, number[]> = {};
+      for (let i = 0; i < repeats; i++) {
+        for (const id of ["crowded", "alone"]) {
+          (samples[`${id} last 50`] ??= []).push(...(await timeReads(gateway.baseUrl, id, "?from=latest&limit=50", 1, 50)));
+          (samples[`${id} all 200`] ??= []).push(...(await timeReads(gateway.baseUrl, id, "?from=beginning&limit=500", 1, 2 * TURNS)));
+        }
       }
+      for (const [k, v] of Object.entries(samples)) reads[k] = summarize(v);
     } finally {
       await gateway.stop();
     }
