@@ -6,7 +6,8 @@
  * read_committed, so nothing of an aborted write is ever seen.
  *
  * A pool: each read takes one consumer for all its hops (a consumer serves one position
- * at a time), so concurrent reads do not move each other's position.
+ * at a time), so concurrent reads do not move each other's position; consumers are opened
+ * as concurrent reads need them, up to the pool's size.
  */
 import { createRequire } from "node:module";
 import type { KafkaConfig } from "../../contracts/config.js";
@@ -97,6 +98,10 @@ class Fetcher implements OffsetFetcher {
   }
 }
 
+/**
+ * Starts the pool: one consumer at once (so a missing binding or an unreachable cluster
+ * shows at start), the others, up to `size`, when reads need them at the same time.
+ */
 export async function startOffsetReader(options: { kafka: KafkaConfig; topic: string; size: number; logger: Logger }): Promise<OffsetReader> {
   const log = options.logger.child({ component: "offset-reader", topic: options.topic });
   const require = createRequire(import.meta.url);
@@ -104,7 +109,11 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
   const idle: Fetcher[] = [];
   const all: NativeConsumer[] = [];
   const waiting: Array<(f: Fetcher) => void> = [];
-  for (let i = 0; i < options.size; i++) {
+  let opened = 0;
+  let warnedAt = 0;
+
+  async function open(): Promise<Fetcher> {
+    opened++;
     const consumer = new KafkaConsumer({
       ...librdkafkaConnection(options.kafka),
       // A group id librdkafka wants; nothing is ever committed under it.
@@ -122,12 +131,24 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
       "fetch.queue.backoff.ms": 0,
       "queued.max.messages.kbytes": 64,
     });
-    consumer.on("event.error", (err) => log.warn({ err }, "offset reader: client error (librdkafka retries)"));
-    await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+    // librdkafka reports every failed reconnect while a broker is away: say so once a minute.
+    consumer.on("event.error", (err) => {
+      if (Date.now() - warnedAt < 60_000) return;
+      warnedAt = Date.now();
+      log.warn({ err }, "offset reader: client error (librdkafka retries; history reads answer 503 meanwhile)");
+    });
+    try {
+      await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      opened--;
+      throw new KafkaLlmError("kafka_unavailable", "chat.history cannot be read just now; try again shortly", { cause: err });
+    }
     consumer.setDefaultConsumeTimeout(100);
     all.push(consumer);
-    idle.push(new Fetcher(consumer, options.topic));
+    return new Fetcher(consumer, options.topic);
   }
+
+  idle.push(await open());
   const release = (f: Fetcher) => {
     const next = waiting.shift();
     if (next) next(f);
@@ -135,7 +156,7 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
   };
   return {
     async withFetcher(read) {
-      const fetcher = idle.pop() ?? (await new Promise<Fetcher>((resolve) => waiting.push(resolve)));
+      const fetcher = idle.pop() ?? (opened < options.size ? await open() : await new Promise<Fetcher>((resolve) => waiting.push(resolve)));
       try {
         return await read(fetcher);
       } finally {

@@ -168,6 +168,10 @@ describe("conversation history store", { timeout: 300_000 }, () => {
       window.messages,
       whole.messages.filter((m) => m.created_at === mid.created_at),
     );
+    // More reads at once than the gateway has fetchers (4): each gets its own page, whole.
+    const pages = await Promise.all(Array.from({ length: 10 }, (_, i) => read(longId, `?from=beginning&limit=${i + 1}`)));
+    pages.forEach((p, i) => assert.deepEqual(p.messages, whole.messages.slice(0, i + 1), `concurrent read ${i}`));
+
     const none = await read(longId, `?since=${whole.messages.at(-1)!.created_at + 1}`);
     assert.deepEqual(none.messages, []);
     assert.equal(none.first_cursor, null);
