@@ -7,6 +7,7 @@
  */
 import { BaseListChatMessageHistory } from "@langchain/core/chat_history";
 import type { BaseMessage } from "@langchain/core/messages";
+import { KafkaChatHistoryError } from "./errors.js";
 import { GatewayClient, type HistoryPage, type HistoryQuery } from "./gateway-client.js";
 import { fromHistoryRecord, toHistoryInput } from "./message-mapping.js";
 
@@ -174,12 +175,12 @@ export class KafkaChatMessageHistory extends BaseListChatMessageHistory {
     const { max, since } = this.bounds(options);
     const records = [];
     while (records.length < max) {
-      const page = await this.client.readPage(this.sessionId, {
-        from: "last_consumed",
-        reader: this.reader,
-        limit: Math.min(max - records.length, PAGE_LIMIT),
-        since,
-      });
+      const reader = this.reader;
+      const page: HistoryPage | null = await this.client
+        .readPage(this.sessionId, { from: "last_consumed", reader, limit: Math.min(max - records.length, PAGE_LIMIT), since })
+        .catch((err: unknown) => {
+          throw withReaderHint(err, reader);
+        });
       if (page === null) break;
       records.push(...page.messages);
       if (!page.has_more_after || page.messages.length === 0) break;
@@ -194,6 +195,20 @@ export class KafkaChatMessageHistory extends BaseListChatMessageHistory {
     const maxTimeMs = options.maxTimeMs ?? this.defaults.maxTimeMs;
     return { max: maxMessageCount ?? Infinity, since: maxTimeMs === undefined ? undefined : Math.floor(Date.now() - maxTimeMs) };
   }
+}
+
+/** The gateway's "unknown reader" 400, with the calls that start a reader in this package's terms. */
+function withReaderHint(err: unknown, reader: string): unknown {
+  if (!(err instanceof KafkaChatHistoryError) || err.status !== 400 || !/unknown reader/i.test(err.message)) return err;
+  return new KafkaChatHistoryError(
+    `${err.message}; with KafkaChatMessageHistory, start reader "${reader}" with messagesFromBeginning() or messagesFromLatest()`,
+    {
+      status: err.status,
+      code: err.code,
+      retryable: err.retryable,
+      cause: err,
+    },
+  );
 }
 
 function readOptionProblems(options: ReadOptions): string[] {
