@@ -101,7 +101,7 @@ export function asyncApiDocument(): Record<string, unknown> {
     channels: {
       requests: channel(
         "requests",
-        "Everything that changes a conversation (turn, open, delete), applied in order by the worker that owns the partition (consumer group KAFKA_GROUP_ID). A record that fails the schema goes to chat.requests.dlq. " +
+        "Everything that changes a conversation (turn, open, append, delete), applied in order by the worker that owns the partition (consumer group KAFKA_GROUP_ID). A record that fails the schema goes to chat.requests.dlq. " +
           PARTITIONING,
         "chatRequest",
         message("requests", "conversation"),
@@ -133,6 +133,13 @@ export function asyncApiDocument(): Record<string, unknown> {
             RECORD_SCHEMAS.find((r) => r.title === "Handover")!,
           ),
         },
+      ),
+      history: channel(
+        "history",
+        "Every message of every conversation, once: one record per applied request, written by the owning worker before the memory record that points at it. Not compacted; retention.ms is HISTORY_RETENTION_MS. Records link to earlier records of their conversation by offset (a skip list), so gateways read a conversation at exact offsets from the head in its memory record; a record that no head reaches (its worker died before writing memory) is never read.",
+        "historyRecord",
+        message("history", "conversation"),
+        { topicConfiguration: { "cleanup.policy": ["delete"] } },
       ),
       control: channel("control", "Cancels, read by every worker.", "controlRecord", message("control", "request"), { partitions: 1 }),
       deadLetter: {
@@ -190,6 +197,18 @@ export function asyncApiDocument(): Record<string, unknown> {
         title: "Restore conversations (workers) and answer history (gateways)",
         channel: channelRef("memory"),
         messages: [messageRef("memory", "conversationState")],
+      },
+      appendHistory: {
+        action: "send",
+        title: "Append a request's messages (the owning worker)",
+        channel: channelRef("history"),
+        messages: [messageRef("history", "historyRecord")],
+      },
+      readHistory: {
+        action: "receive",
+        title: "Read a conversation at exact offsets (gateways)",
+        channel: channelRef("history"),
+        messages: [messageRef("history", "historyRecord")],
       },
       sendCancel: {
         action: "send",

@@ -80,6 +80,9 @@ const kafkaFields = {
   KAFKA_REPLICATION_FACTOR: int(-1, -1, 32).refine((n) => n !== 0, "must be -1 (broker default) or >= 1"),
   KAFKA_ENSURE_TOPICS: bool(true),
   CONVERSATION_TTL_MS: int(7 * 24 * 3_600_000, 60_000),
+  HISTORY_RETENTION_MS: int(0, 0).refine((n) => n === 0 || n >= 60_000, "must be 0 (CONVERSATION_TTL_MS) or >= 60000"),
+  HISTORY_PARTITIONS: int(0, 0, 10_000),
+  HISTORY_REPLICATION_FACTOR: int(0, -1, 32),
   KAFKA_SASL_MECHANISM: z.enum(["none", "plain", "scram-sha-256", "scram-sha-512"]).default("none"),
   KAFKA_SASL_USERNAME: z.string().optional(),
   KAFKA_SASL_PASSWORD: z.string().max(4096, "must be at most 4096 characters").optional(),
@@ -192,6 +195,8 @@ export interface KafkaConfig {
   readonly ensureTopics: boolean;
   /** retention.ms of chat.memory: a conversation untouched this long is forgotten. */
   readonly conversationTtlMs: number;
+  /** chat.history's own settings: retention.ms (its TTL), partitions and replication factor. */
+  readonly history: { readonly retentionMs: number; readonly partitions: number; readonly replicationFactor: number };
   readonly sasl: { readonly mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; readonly username: string; readonly password: string } | null;
   /** null: plaintext. Files are read at start; their contents are PEM. */
   readonly tls: { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly rejectUnauthorized: boolean } | null;
@@ -246,6 +251,11 @@ function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
     replicationFactor: e.KAFKA_REPLICATION_FACTOR,
     ensureTopics: e.KAFKA_ENSURE_TOPICS,
     conversationTtlMs: e.CONVERSATION_TTL_MS,
+    history: {
+      retentionMs: e.HISTORY_RETENTION_MS || e.CONVERSATION_TTL_MS,
+      partitions: e.HISTORY_PARTITIONS || e.KAFKA_REQUEST_PARTITIONS,
+      replicationFactor: e.HISTORY_REPLICATION_FACTOR || e.KAFKA_REPLICATION_FACTOR,
+    },
     ...kafkaSecurity(e),
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { z } from "zod";
 import { zodToJsonSchema } from "zod-to-json-schema";
-import { chatEventSchema, chatRequestSchema, controlRecordSchema, conversationStateSchema, handoverSchema } from "./records.js";
+import { chatEventSchema, chatRequestSchema, controlRecordSchema, conversationStateSchema, handoverSchema, historyRecordSchema } from "./records.js";
 import type { TopicRole } from "./topics.js";
 
 export interface RecordSchemaSpec {
@@ -24,7 +24,7 @@ export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
     title: "ChatRequest",
     topic: "requests",
     schema: chatRequestSchema,
-    description: "A value on chat.requests: a turn, an open or a delete, keyed by conversation_id.",
+    description: "A value on chat.requests: a turn, an open, an append (messages without a reply) or a delete, keyed by conversation_id.",
   },
   {
     file: "chat-event.schema.json",
@@ -54,6 +54,14 @@ export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
     schema: handoverSchema,
     description:
       "A value on chat.memory under the key '#handover:<request_id>': a reply a worker stopped at a token boundary while giving its partition up; the partition's next owner continues it under the same attempt, then writes a tombstone.",
+  },
+  {
+    file: "history-record.schema.json",
+    title: "HistoryRecord",
+    topic: "history",
+    schema: historyRecordSchema,
+    description:
+      "A value on chat.history: the messages one applied request added to a conversation, keyed by conversation_id. links[k] is the offset (same partition) of the newest earlier record of the chain whose seq is a multiple of 2^k; the conversation's memory record holds the head. Only records reachable from the head belong to the conversation.",
   },
 ];
 

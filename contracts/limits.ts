@@ -11,3 +11,5 @@ export const MAX_STOP_CHARS = 256;
 export const MAX_TOOLS = 128;
 /** The most choices (n) one request may ask for; each takes a sequence of the owning worker. */
 export const MAX_CHOICES = 4;
+/** Messages one POST /history (an append request) may carry. */
+export const MAX_APPEND_MESSAGES = 100;

@@ -4,7 +4,7 @@
  * `v` is the schema version: readers reject versions they do not know.
  */
 import { z } from "zod";
-import { MAX_CHOICES, MAX_CONTENT_CHARS, MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "./limits.js";
+import { MAX_APPEND_MESSAGES, MAX_CHOICES, MAX_CONTENT_CHARS, MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "./limits.js";
 import { generationParamsSchema, toolCallSchema } from "./generation-params.js";
 
 export * from "./limits.js";
@@ -113,6 +113,28 @@ export const openRequestSchema = z
   })
   .strict();
 
+/** A message as the history keeps it: `system` is a change of system prompt. */
+export const historyMessageSchema = z
+  .object({
+    role: z.enum(["system", "user", "assistant"]),
+    content: z.string().max(MAX_CONTENT_CHARS),
+  })
+  .strict();
+export type HistoryMessage = z.infer<typeof historyMessageSchema>;
+
+/**
+ * Appends messages to a conversation without generating a reply (POST /history; what
+ * LangChain's addMessages does): into the history and the prompt memory, in order with the
+ * conversation's turns. A `system` message changes the conversation's system prompt.
+ */
+export const appendRequestSchema = z
+  .object({
+    ...requestBase,
+    type: z.literal("append"),
+    messages: z.array(historyMessageSchema).min(1).max(MAX_APPEND_MESSAGES),
+  })
+  .strict();
+
 /** Deletes a conversation: the worker writes a tombstone to chat.memory. */
 export const deleteRequestSchema = z.object({ ...requestBase, type: z.literal("delete") }).strict();
 
@@ -121,12 +143,13 @@ export const deleteRequestSchema = z.object({ ...requestBase, type: z.literal("d
  * owning worker applies it in order with the conversation's turns. Key: conversation_id.
  */
 export const chatRequestSchema = z
-  .discriminatedUnion("type", [turnRequestSchema, openRequestSchema, deleteRequestSchema])
+  .discriminatedUnion("type", [turnRequestSchema, openRequestSchema, appendRequestSchema, deleteRequestSchema])
   .superRefine((r, ctx) => (r.type === "turn" ? checkTurnContent(r, ctx) : undefined));
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type TurnRequest = z.infer<typeof turnRequestSchema>;
 export type OpenRequest = z.infer<typeof openRequestSchema>;
 export type DeleteRequest = z.infer<typeof deleteRequestSchema>;
+export type AppendRequest = z.infer<typeof appendRequestSchema>;
 
 /** Why generation stopped. Names follow OpenAI's finish_reason where one exists. */
 export const stopReasonSchema = z.enum(["stop", "length", "tool_calls", "cancelled", "error"]);
@@ -291,6 +314,53 @@ export const memoryMessageSchema = z
   .strict();
 export type MemoryMessage = z.infer<typeof memoryMessageSchema>;
 
+const offsetSchema = z.number().int().nonnegative();
+
+/**
+ * Where a conversation's history chain ends (see HistoryRecord): its partition of
+ * chat.history, how many records and messages it holds, and `fingers[k]`, the offset of
+ * the newest record whose seq is a multiple of 2^k (fingers[0] is the newest record).
+ * `epoch` names the chain: a conversation deleted and opened again starts a new one.
+ */
+export const historyHeadSchema = z
+  .object({
+    epoch: z.string().min(1).max(32),
+    partition: z.number().int().nonnegative(),
+    records: z.number().int().positive(),
+    messages: z.number().int().nonnegative(),
+    fingers: z.array(offsetSchema).min(1).max(64),
+  })
+  .strict();
+export type HistoryHead = z.infer<typeof historyHeadSchema>;
+
+/**
+ * chat.history: the messages one applied request added to a conversation, appended once.
+ * Key: conversation_id. Kafka has no index by key, so records link themselves: `links[k]`
+ * is the offset (same partition) of the newest earlier record of this chain whose seq is a
+ * multiple of 2^k, a skip list that finds any record from the head (in the memory record)
+ * in O(log n) hops. A record that no memory record's chain reaches (its worker died before
+ * writing memory) is never read: that is what keeps the history exactly-once.
+ */
+export const historyRecordSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    type: z.literal("history"),
+    conversation_id: conversationIdSchema,
+    tenant: tenantSchema,
+    epoch: z.string().min(1).max(32),
+    /** This record's 0-based position in the chain. */
+    seq: z.number().int().nonnegative(),
+    /** The 0-based position in the conversation of this record's first message. */
+    index: z.number().int().nonnegative(),
+    request_id: requestIdSchema,
+    /** Milliseconds since the epoch when the worker applied the request (non-decreasing along the chain). */
+    at: z.number().int().nonnegative(),
+    messages: z.array(historyMessageSchema).min(1),
+    links: z.array(offsetSchema).max(64),
+  })
+  .strict();
+export type HistoryRecord = z.infer<typeof historyRecordSchema>;
+
 /**
  * chat.memory: a conversation's state, the whole of it in each record (the topic is
  * compacted, so the latest record per key is the state). Key: conversation_id; a null
@@ -310,6 +380,8 @@ export const conversationStateSchema = z
      * produced: a replayed request found here is re-announced, never run again.
      */
     applied: z.array(z.object({ request_id: requestIdSchema, final: z.union([finalEventSchema, errorEventSchema]) })),
+    /** The end of the conversation's chain in chat.history; absent until it has a message. */
+    history: historyHeadSchema.optional(),
     /** Requests applied since the conversation was opened; grows by one per turn. */
     turns: z.number().int().nonnegative(),
     created_at: z.number().int().nonnegative(),

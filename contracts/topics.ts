@@ -7,6 +7,7 @@
  * | chat.requests       | conversation id  | ChatRequest                   | gateway    | workers (group)  |
  * | chat.events         | conversation id  | ChatEvent (start/delta/final) | workers    | every gateway    |
  * | chat.memory         | conversation id  | conversation state, compacted | workers    | workers          |
+ * | chat.history        | conversation id  | HistoryRecord, append-only    | workers    | gateways (exact) |
  * | chat.control        | request id       | ControlRecord (cancel)        | gateway    | every worker     |
  * | chat.requests.dlq   | original key     | original bytes + reason hdrs  | workers    | operators        |
  */
@@ -15,6 +16,7 @@ export const TOPIC_BASE_NAMES = {
   requests: "chat.requests",
   events: "chat.events",
   memory: "chat.memory",
+  history: "chat.history",
   control: "chat.control",
   deadLetter: "chat.requests.dlq",
 } as const;
@@ -47,6 +49,8 @@ export interface TopicSettings {
   replicationFactor: number;
   /** Conversation time to live: retention.ms of chat.memory. */
   conversationTtlMs: number;
+  /** chat.history's own: retention.ms, partitions (need not match the requests'), replication. */
+  history: { retentionMs: number; partitions: number; replicationFactor: number };
 }
 
 /**
@@ -65,6 +69,14 @@ export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
       // compact keeps each conversation's latest state; delete forgets conversations
       // untouched for the TTL (a write refreshes it, as every record is the whole state).
       configs: { "cleanup.policy": "compact,delete", "retention.ms": String(s.conversationTtlMs) },
+    },
+    {
+      name: names.history,
+      partitions: s.history.partitions,
+      replicationFactor: s.history.replicationFactor,
+      // Every message once, read at exact offsets (records link to earlier ones, the memory
+      // record holds the newest): never compacted, aged out after its own TTL.
+      configs: { "cleanup.policy": "delete", "retention.ms": String(s.history.retentionMs) },
     },
     { name: names.control, partitions: 1, replicationFactor: rf, configs: {} },
     { name: names.deadLetter, partitions: 1, replicationFactor: rf, configs: {} },

@@ -7,6 +7,8 @@ import type { Logger } from "../platform/logger.js";
 import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";
 import type { MemoryView } from "./kafka/memory-view.js";
+import type { OffsetReader } from "./kafka/offset-reader.js";
+import type { ReaderPositions } from "./kafka/reader-positions.js";
 import type { Publisher } from "./kafka/publisher.js";
 import type { QueueWatch } from "./kafka/queue-watch.js";
 import type { GatewayMetrics } from "./metrics.js";
@@ -19,6 +21,8 @@ export interface GatewayDeps {
   publisher: Publisher;
   /** The view of chat.memory; null while it is not running (history then answers 503). */
   memory: MemoryView | null;
+  /** Reads of chat.history at exact offsets and the named readers' positions; null while not running (history reads then answer 503). */
+  history: { reader: OffsetReader; positions: ReaderPositions } | null;
   authenticate: Authenticator;
   /** Sends `queued` notices on the streams of requests no worker has started; absent: none. */
   queueWatch?: QueueWatch;

@@ -12,6 +12,11 @@ import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
 import { startMemoryView } from "./kafka/memory-view.js";
+import { startOffsetReader } from "./kafka/offset-reader.js";
+import { kafkaReaderPositions } from "./kafka/reader-positions.js";
+
+/** History reads served at once (each holds one exact-offset consumer for its few ms of hops). */
+const HISTORY_FETCHERS = 4;
 import { QueueWatch } from "./kafka/queue-watch.js";
 import { KafkaPublisher } from "./kafka/publisher.js";
 import { createGatewayMetrics } from "./metrics.js";
@@ -39,6 +44,7 @@ async function main(): Promise<void> {
     }),
     publisher,
     memory: null,
+    history: null,
     authenticate: auth.authenticate,
     ready: () => events.caughtUp() && (deps.memory?.caughtUp() ?? false),
     failure: () => events.failure() ?? deps.memory?.failure() ?? null,
@@ -80,6 +86,8 @@ async function main(): Promise<void> {
     logger,
     onEvict: (n) => deps.metrics.memoryViewEvicted.inc(n),
   });
+  const historyReader = await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: HISTORY_FETCHERS, logger });
+  deps.history = { reader: historyReader, positions: kafkaReaderPositions(admin, topics.history, config.kafka.topicPrefix) };
   const lag = new LagExporter({
     admin,
     topic: topics.requests,
@@ -107,7 +115,7 @@ async function main(): Promise<void> {
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([events.stop(), deps.memory?.stop(), publisher.disconnect()]);
+      await Promise.all([events.stop(), deps.memory?.stop(), historyReader.stop(), publisher.disconnect()]);
       await admin.disconnect();
       process.exit(0);
     } catch (err) {

@@ -1,5 +1,5 @@
 /** The gateway's Prometheus metrics, on a registry of its own. */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
@@ -106,6 +106,12 @@ export function createGatewayMetrics(sources: MetricSources) {
       collect() {
         this.set(sources.recentTurns().meanSeconds);
       },
+    }),
+    historyReadHops: new Histogram({
+      name: "kafka_llm_gateway_history_read_fetches",
+      help: "Records of chat.history fetched at exact offsets per history read (grows with what the read returns, plus O(log n) to find it)",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers,
     }),
     recentTurns: new Gauge({
       name: "kafka_llm_recent_turns",

@@ -3,7 +3,15 @@
  * how the history is trimmed to its token budget, how a prompt is built from it, and how
  * a replayed request is recognised. No I/O here; worker/turn.ts does the writing.
  */
-import { APPLIED_WINDOW, SCHEMA_VERSION, type ConversationState, type ErrorEvent, type FinalEvent, type MemoryMessage } from "../contracts/records.js";
+import {
+  APPLIED_WINDOW,
+  SCHEMA_VERSION,
+  type ConversationState,
+  type ErrorEvent,
+  type FinalEvent,
+  type HistoryMessage,
+  type MemoryMessage,
+} from "../contracts/records.js";
 import type { ChatMessage } from "./generator.js";
 
 export function newConversation(conversationId: string, tenant: string, now: number, system?: string): ConversationState {
@@ -146,4 +154,52 @@ export function openConversation(
   const state = newConversation(conversationId, tenant, now, options.system);
   if (options.greeting) state.messages.push({ role: "assistant", content: options.greeting, at: now });
   return state;
+}
+
+/**
+ * What a turn adds to the history: a changed system prompt, the user's message and the
+ * reply (a failed turn adds only the system change; tool calls and results stay in memory).
+ */
+export function turnHistory(before: ConversationState | undefined, turn: TurnResult): HistoryMessage[] {
+  const failed = turn.final.type === "error";
+  return [
+    ...(turn.system !== undefined && turn.system !== before?.system ? [{ role: "system" as const, content: turn.system }] : []),
+    ...(!failed && turn.userContent ? [{ role: "user" as const, content: turn.userContent }] : []),
+    ...(!failed && turn.reply ? [{ role: "assistant" as const, content: turn.reply }] : []),
+  ];
+}
+
+/** What opening a conversation adds to the history: its system prompt and greeting. */
+export function openHistory(system: string | undefined, greeting: string | null): HistoryMessage[] {
+  return [
+    ...(system === undefined ? [] : [{ role: "system" as const, content: system }]),
+    ...(greeting ? [{ role: "assistant" as const, content: greeting }] : []),
+  ];
+}
+
+/**
+ * The state after appending messages without a reply (POST /history): a system message
+ * replaces the system prompt, the others join the memory (trimmed), and the request is
+ * recorded as applied.
+ */
+export function applyAppend(
+  state: ConversationState,
+  append: { requestId: string; messages: readonly HistoryMessage[]; final: FinalEvent | ErrorEvent; now: number },
+  maxTokens: number,
+  countTokens: (text: string) => number,
+): ConversationState {
+  let system = state.system;
+  const added: MemoryMessage[] = [];
+  for (const m of append.messages) {
+    if (m.role === "system") system = m.content;
+    else added.push({ role: m.role, content: m.content, request_id: append.requestId, at: append.now });
+  }
+  return {
+    ...state,
+    ...(system === undefined ? {} : { system }),
+    messages: trimToBudget([...state.messages, ...added], maxTokens, countTokens),
+    applied: recordApplied(state, append.requestId, append.final),
+    turns: state.turns + 1,
+    updated_at: append.now,
+  };
 }

@@ -1,6 +1,7 @@
 /** Worker entry point: wires config, logger, model, Kafka and signals. */
 import { loadWorkerConfig } from "../contracts/config.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
+import { HistoryWriter } from "./history-writer.js";
 import { createKafka, createProducer } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
 import { createLogger, type Logger } from "../platform/logger.js";
@@ -117,6 +118,7 @@ async function main(): Promise<void> {
       topics,
       producer,
       memory,
+      history: new HistoryWriter(producer, topics.history),
       slots,
       cancellations,
       metrics,

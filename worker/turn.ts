@@ -5,7 +5,7 @@
  *   decode ─▶ load ─▶ already applied? ─▶ re-announce its final ─▶ commit
  *                              │ no
  *                              ▼
- *          build prompt ─▶ generate & stream ─▶ write memory ─▶ final event ─▶ commit
+ *          build prompt ─▶ generate & stream ─▶ write history ─▶ write memory ─▶ final event ─▶ commit
  *                                   │ partition given up, drain bound passed
  *                                   ▼
  *                        hand the partial reply over (memory log), left uncommitted
@@ -15,6 +15,10 @@
  * the memory write leaves the request to the next owner, which runs it again (a new
  * attempt); one that dies after it leaves a request the next owner finds applied, and
  * re-announces instead of generating again. Clients see one final per request.
+ *
+ * History: the messages a request adds go to chat.history first, then the memory record
+ * that points at them (the chain's head); a record no memory record reaches is never read,
+ * so a re-run request adds its messages once (worker/history-writer.ts).
  *
  * Fencing without transactions: the worker that owns a partition is the only writer of
  * its memory partition, so loading a conversation catches up with anything another worker
@@ -37,6 +41,7 @@ import {
   loggableReason,
   type ChatEvent,
   type ConversationState,
+  type AppendRequest,
   type DeleteRequest,
   type ErrorEvent,
   type FinalEvent,
@@ -47,13 +52,25 @@ import {
 import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
 import { stopCauseOf, type Cancellations } from "./cancellations.js";
-import { appliedResult, applyTurn, newConversation, openConversation, promptFor, recordApplied } from "./conversation.js";
+import {
+  appliedResult,
+  applyAppend,
+  applyTurn,
+  newConversation,
+  openConversation,
+  openHistory,
+  promptFor,
+  recordApplied,
+  turnHistory,
+  type TurnResult,
+} from "./conversation.js";
 import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import { EventWriter, type RecordSink } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
+import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
 import type { SlotPool } from "./slot-pool.js";
@@ -65,6 +82,8 @@ export interface TurnContext {
   /** Where events, dead letters and re-announcements go (a kafkajs producer; a stand-in in unit tests). */
   readonly producer: RecordSink;
   readonly memory: MemoryPort;
+  /** Where the messages a request adds are appended, before the memory record that points at them. */
+  readonly history: HistoryPort;
   readonly slots: SlotPool<Pick<SequenceGenerator, "generate">>;
   readonly cancellations: Cancellations;
   readonly metrics: WorkerMetrics;
@@ -143,6 +162,9 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     case "open":
       outcome = await open(request, state, record.partition, events, ctx);
       break;
+    case "append":
+      outcome = await append(request, state, record.partition, events, ctx);
+      break;
     case "delete":
       outcome = await remove(request, record.partition, events, ctx);
       break;
@@ -220,21 +242,18 @@ async function chatTurn(
   const queueWaitMs = Math.max(0, turnStartedAt - request.created_at);
   const final = terminalEvent(events, withHandover(generated, continued), queueWaitMs);
   if (!stateless) {
-    const next = applyTurn(
-      conversation,
-      {
-        requestId: request.request_id,
-        userContent: request.content,
-        reply: generated.ok ? generated.result.reply : "",
-        final,
-        now: Date.now(),
-        ...(request.system === undefined ? {} : { system: request.system }),
-        ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
-        ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
-      },
-      ctx.config.memory.maxTokens,
-      ctx.countTokens,
-    );
+    const turn: TurnResult = {
+      requestId: request.request_id,
+      userContent: request.content,
+      reply: generated.ok ? generated.result.reply : "",
+      final,
+      now: Date.now(),
+      ...(request.system === undefined ? {} : { system: request.system }),
+      ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
+      ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
+    };
+    const remembered = applyTurn(conversation, turn, ctx.config.memory.maxTokens, ctx.countTokens);
+    const next = await ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
     if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
   } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
     return "retry";
@@ -412,13 +431,32 @@ async function open(
       greeting,
       ...(request.system === undefined ? {} : { system: request.system }),
     });
-  const next = { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now };
+  const opened = { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now };
+  const next = state ? opened : await ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);
   return "completed";
 }
 
-/** Deletes a conversation: a tombstone in chat.memory. */
+/** Appends messages without a reply (POST /history), to memory and history alike. */
+async function append(
+  request: AppendRequest,
+  state: ConversationState | undefined,
+  partition: number,
+  events: EventWriter,
+  ctx: TurnContext,
+): Promise<TurnOutcome> {
+  const now = Date.now();
+  const final = events.next(emptyFinal(""));
+  const base = state ?? newConversation(request.conversation_id, request.tenant, now);
+  const remembered = applyAppend(base, { requestId: request.request_id, messages: request.messages, final, now }, ctx.config.memory.maxTokens, ctx.countTokens);
+  const next = await ctx.history.append(remembered, request.messages, request.request_id, now);
+  if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
+  events.send(final);
+  return "completed";
+}
+
+/** Deletes a conversation: a tombstone in chat.memory (its history chain is then unreachable). */
 async function remove(request: DeleteRequest, partition: number, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, null))) return "retry";
   ctx.slots.forget(request.conversation_id);

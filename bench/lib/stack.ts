@@ -56,6 +56,7 @@ export async function createTopics(spec: StackSpec): Promise<void> {
         eventPartitions: spec.partitions,
         replicationFactor: 1,
         conversationTtlMs: 7 * 24 * 3_600_000,
+        history: { retentionMs: 7 * 24 * 3_600_000, partitions: spec.partitions, replicationFactor: 1 },
       }),
       logger,
     );

@@ -11,7 +11,16 @@ import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../co
 import { HTTP_STATUS, type Dialect } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
-import { cancelBody, eventsQuery, historyQuery, openConversationBody, openConversationQuery, postMessageBody } from "../routes/schemas.js";
+import {
+  appendHistoryBody,
+  cancelBody,
+  eventsQuery,
+  historyQueryFields,
+  memoryQuery,
+  openConversationBody,
+  openConversationQuery,
+  postMessageBody,
+} from "../routes/schemas.js";
 import * as r from "./responses.js";
 
 extendZodWithOpenApi(z);
@@ -163,11 +172,43 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
   registry.registerPath({
     method: "get",
     path: "/v1/conversations/{id}/messages",
-    summary: "The stored history, oldest first",
-    description: "What the worker remembers, trimmed to its memory budget. from=latest&limit=n gives the last n messages.",
+    summary: "The whole conversation, a page at a time, oldest first",
+    description:
+      "Every message from chat.history (never trimmed). Start from=beginning or from=latest (the default), after= or before= a cursor of a previous read, or from=last_consumed where a named reader stopped; bounded by limit and by since/until. Every read that names a reader records the last message it returned as that reader's position, kept in Kafka.",
     security: secured,
-    request: { params: conversationParams, query: historyQuery },
-    responses: { 200: { description: "The history", content: json(r.conversationHistory) }, ...errors("native", [...AUTHED, 404]) },
+    request: { params: conversationParams, query: historyQueryFields },
+    responses: { 200: { description: "A page of the history", content: json(r.historyPage) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/conversations/{id}/memory",
+    summary: "The prompt memory, oldest first",
+    description: "What the worker remembers for the next prompt, trimmed to MEMORY_MAX_TOKENS. from=latest&limit=n gives the last n messages.",
+    security: secured,
+    request: { params: conversationParams, query: memoryQuery },
+    responses: { 200: { description: "The prompt memory", content: json(r.conversationHistory) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/conversations/{id}/history",
+    summary: "Append messages without a reply",
+    description:
+      "Appends messages to the history and the prompt memory (a system message changes the system prompt), in order with the conversation's turns; creates the conversation when new. 200 once applied within GATEWAY_APPLY_WAIT_MS, else 202 with the request to follow.",
+    security: secured,
+    request: {
+      params: conversationParams,
+      headers: z.object({
+        "idempotency-key": z.string().regex(IDEMPOTENCY_KEY).optional().openapi({ description: "Retries with the same key are applied once" }),
+      }),
+      body: { content: json(appendHistoryBody(max)), required: true },
+    },
+    responses: {
+      200: { description: "Applied", content: json(r.appendedHistory) },
+      202: { description: "Queued; not applied yet", content: json(accepted) },
+      ...errors("native", [...WITH_BODY, 404, 502]),
+    },
   });
 
   registry.registerPath({

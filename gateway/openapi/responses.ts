@@ -63,6 +63,34 @@ export const conversationSummary = z.object({
   updated_at: millis,
 });
 
+/** GET /messages: a page of the conversation's history (chat.history). */
+export const historyPage = z.object({
+  conversation_id: conversationIdSchema,
+  messages: z.array(
+    z.object({
+      index: z.number().int().nonnegative().describe("The message's 0-based position in the conversation"),
+      role: z.enum(["system", "user", "assistant"]).describe("system: a change of system prompt; assistant: the greeting and replies"),
+      content: z.string(),
+      created_at: millis,
+      request_id: requestIdSchema,
+    }),
+  ),
+  first_cursor: z.string().nullable().describe("Opaque; pass as before= to read older messages (null when no messages)"),
+  last_cursor: z.string().nullable().describe("Opaque; pass as after= to read newer messages (null when no messages)"),
+  has_more_before: z.boolean(),
+  has_more_after: z.boolean(),
+  total: z.number().int().nonnegative().describe("Messages in the whole conversation"),
+});
+
+/** POST /history, once applied. */
+export const appendedHistory = z.object({
+  conversation_id: conversationIdSchema,
+  request_id: requestIdSchema,
+  appended: z.number().int().positive(),
+  total: z.number().int().nonnegative(),
+});
+
+/** GET /memory: the prompt memory (trimmed to MEMORY_MAX_TOKENS). */
 export const conversationHistory = z.object({
   conversation_id: conversationIdSchema,
   system: z.string().nullable(),

@@ -1,7 +1,8 @@
 /**
- * Conversations: open one, send a message (a turn), read the stored history, delete it.
- * Everything that changes a conversation is a request on chat.requests, applied in order
- * by the worker that owns the conversation's partition; reads come from the memory view.
+ * Conversations: open one, send a message (a turn), append messages, read the history or
+ * the prompt memory, delete it. Everything that changes a conversation is a request on
+ * chat.requests, applied in order by the worker that owns the conversation's partition;
+ * memory reads come from the memory view, history reads from chat.history at exact offsets.
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
@@ -9,7 +10,18 @@ import { SCHEMA_VERSION, conversationIdSchema, type ChatRequest } from "../../co
 import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { assertNotForeign, awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
-import { emptyQuery, historyQuery, objectBody, openConversationBody, openConversationQuery, paramsOf, postMessageBody } from "./schemas.js";
+import { historyHead, readHistory } from "../history/read.js";
+import {
+  appendHistoryBody,
+  emptyQuery,
+  historyQuery,
+  memoryQuery,
+  objectBody,
+  openConversationBody,
+  openConversationQuery,
+  paramsOf,
+  postMessageBody,
+} from "./schemas.js";
 
 type IdParams = { id: string };
 
@@ -17,6 +29,19 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
   const maxChars = deps.config.maxContentChars;
   const messageBody = postMessageBody(maxChars);
   const openBody = openConversationBody(maxChars);
+  const appendBody = appendHistoryBody(maxChars);
+
+  /** The request's terminal event once applied, or null past GATEWAY_APPLY_WAIT_MS. */
+  async function applied(requestId: string) {
+    // A plain timer, not AbortSignal.timeout(): that one is unref'd and would not keep the wait alive by itself.
+    const wait = new AbortController();
+    const timer = setTimeout(() => wait.abort(), deps.config.applyWaitMs);
+    try {
+      return await awaitTerminal(deps, requestId, wait.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   /** Opens a conversation with a new id; the greeting (when asked) comes as the open request's reply. */
   app.post("/v1/conversations", async (request, reply) => {
@@ -78,13 +103,22 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
   });
 
   /**
-   * The stored history, oldest first. `from=latest&limit=n` gives the last n messages,
-   * `from=beginning&limit=n` the first n. It is what the worker remembers: trimmed to its
-   * memory budget, so the oldest turns of a long conversation are gone.
+   * The whole conversation from chat.history, a page at a time, oldest first: from an end,
+   * after or before a cursor, within since/until, or where a named reader stopped.
    */
   app.get<{ Params: IdParams }>("/v1/conversations/:id/messages", async (request) => {
     const conversationId = parseInput(conversationIdSchema, request.params.id, "conversation id");
     const query = parseInput(historyQuery, request.query, "query");
+    return readHistory(deps, conversationId, request.tenant, query);
+  });
+
+  /**
+   * The prompt memory, oldest first: what the worker remembers for the next prompt, trimmed
+   * to its token budget (MEMORY_MAX_TOKENS), with the system prompt.
+   */
+  app.get<{ Params: IdParams }>("/v1/conversations/:id/memory", async (request) => {
+    const conversationId = parseInput(conversationIdSchema, request.params.id, "conversation id");
+    const query = parseInput(memoryQuery, request.query, "query");
     const state = await findConversation(deps, conversationId, request.tenant);
     const all = state.messages;
     const messages = query.from === "beginning" ? all.slice(0, query.limit) : all.slice(Math.max(0, all.length - query.limit));
@@ -97,6 +131,33 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       turns: state.turns,
       updated_at: state.updated_at,
     };
+  });
+
+  /**
+   * Appends messages without a reply (what LangChain's addMessages does), in order with the
+   * conversation's turns; creates the conversation when new. 200 once a worker applied it
+   * within GATEWAY_APPLY_WAIT_MS, else 202 with the request to follow.
+   */
+  app.post<{ Params: IdParams }>("/v1/conversations/:id/history", async (request, reply) => {
+    const conversationId = parseInput(conversationIdSchema, request.params.id, "conversation id");
+    parseInput(emptyQuery, request.query, "query");
+    const body = parseInput(appendBody, objectBody(request.body, '{"messages": [{"role": "user", "content": "Hello"}]}'), "body");
+    assertNotForeign(deps, conversationId, request.tenant);
+    const append: ChatRequest = {
+      v: SCHEMA_VERSION,
+      type: "append",
+      request_id: newRequestId(request.tenant, conversationId, request.headers["idempotency-key"]),
+      conversation_id: conversationId,
+      tenant: request.tenant,
+      messages: body.messages,
+      created_at: Date.now(),
+    };
+    await submit(deps, append, request.log);
+    const outcome = await applied(append.request_id);
+    if (outcome === null) return reply.code(202).send({ request_id: append.request_id, conversation_id: conversationId, ...requestLinks(append.request_id) });
+    if (outcome.type === "error") throw errorOfEvent(outcome);
+    const { head } = await historyHead(deps, conversationId, request.tenant);
+    return { conversation_id: conversationId, request_id: append.request_id, appended: body.messages.length, total: head?.messages ?? 0 };
   });
 
   /**
@@ -117,11 +178,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       created_at: Date.now(),
     };
     await submit(deps, del, request.log);
-    // A plain timer, not AbortSignal.timeout(): that one is unref'd and would not keep the wait alive by itself.
-    const wait = new AbortController();
-    const timer = setTimeout(() => wait.abort(), deps.config.applyWaitMs);
-    const outcome = await awaitTerminal(deps, del.request_id, wait.signal);
-    clearTimeout(timer);
+    const outcome = await applied(del.request_id);
     if (outcome === null) return reply.code(202).send({ request_id: del.request_id, conversation_id: conversationId, ...requestLinks(del.request_id) });
     if (outcome.type === "error") throw errorOfEvent(outcome);
     return reply.code(204).send();

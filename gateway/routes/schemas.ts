@@ -5,7 +5,7 @@
  * schema before it is queued.
  */
 import { z } from "zod";
-import { checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/records.js";
+import { MAX_APPEND_MESSAGES, checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/records.js";
 import { ApiError } from "../errors.js";
 
 /** Generation parameters, as the native API and the OpenAI route take them. */
@@ -73,7 +73,54 @@ const booleanQuery = z
 
 export const openConversationQuery = z.object({ greeting: booleanQuery.optional() }).strict();
 
-export const historyQuery = z
+/** A time as RFC 3339 or epoch milliseconds, in ms. */
+const timeQuery = z.string().transform((v, ctx) => {
+  const ms = /^\d{1,15}$/.test(v) ? Number(v) : /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(v) ? Date.parse(v) : NaN;
+  if (Number.isNaN(ms)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: "must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds" });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** Names of history readers: also in their consumer group's id (hashed). */
+export const READER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+export const HISTORY_MAX_LIMIT = 500;
+
+/** The history query's fields (the OpenAPI document's parameters); historyQuery adds the checks across them. */
+export const historyQueryFields = z
+  .object({
+    from: z.enum(["beginning", "latest", "last_consumed"], { errorMap: () => ({ message: 'must be "beginning", "latest" or "last_consumed"' }) }).optional(),
+    limit: z.coerce
+      .number({ invalid_type_error: "must be an integer" })
+      .int("must be an integer")
+      .min(1, "must be >= 1")
+      .max(HISTORY_MAX_LIMIT, `must be <= ${HISTORY_MAX_LIMIT}`)
+      .default(50),
+    after: z.string().optional(),
+    before: z.string().optional(),
+    since: timeQuery.optional(),
+    until: timeQuery.optional(),
+    reader: z.string().regex(READER_NAME, "must be 1 to 64 letters, digits, '.', '_' or '-'").optional(),
+  })
+  .strict();
+
+export const historyQuery = historyQueryFields.superRefine((q, ctx) => {
+  const starts = [q.from !== undefined && "from", q.after !== undefined && "after", q.before !== undefined && "before"].filter(Boolean);
+  if (starts.length > 1)
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: [starts[1] as string], message: `give one of from, after and before, not ${starts.join(" and ")}` });
+  if (q.from === "last_consumed" && q.reader === undefined)
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ["reader"],
+      message: "is required with from=last_consumed: name the reader whose position to continue from",
+    });
+  if (q.since !== undefined && q.until !== undefined && q.since > q.until)
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["since"], message: "must not be after until" });
+});
+export type HistoryQuery = z.infer<typeof historyQuery>;
+
+export const memoryQuery = z
   .object({
     from: z.enum(["beginning", "latest"], { errorMap: () => ({ message: 'must be "beginning" or "latest"' }) }).default("beginning"),
     limit: z.coerce
@@ -84,6 +131,26 @@ export const historyQuery = z
       .default(100),
   })
   .strict();
+
+/** POST /history: messages appended without a reply. */
+export function appendHistoryBody(maxChars: number) {
+  return z
+    .object({
+      messages: z
+        .array(
+          z
+            .object({
+              role: z.enum(["user", "assistant", "system"], { errorMap: () => ({ message: 'must be "user", "assistant" or "system"' }) }),
+              content: text(maxChars).min(1, "must not be empty"),
+            })
+            .strict(),
+          { required_error: "is required", invalid_type_error: "must be an array of messages" },
+        )
+        .min(1, "must hold at least one message")
+        .max(MAX_APPEND_MESSAGES, `must hold at most ${MAX_APPEND_MESSAGES} messages`),
+    })
+    .strict();
+}
 
 export const eventsQuery = z.object({ last_event_id: z.string().max(300).optional() }).strict();
 

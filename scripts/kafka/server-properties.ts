@@ -30,6 +30,10 @@ export function serverProperties(
     "transaction.state.log.num.partitions": "1",
     // Tests want consumers assigned now, not after the 3 s wait for more members.
     "group.initial.rebalance.delay.ms": "0",
+    // How long a group's committed offsets outlive its last commit: named history readers'
+    // positions are such offsets (gateway/kafka/reader-positions.ts). Kafka's default, said
+    // out loud because it should match the default conversation TTL (7 days).
+    "offsets.retention.minutes": "10080",
     // Topics come from the app's topic admin; a typo must fail, not create a topic.
     "auto.create.topics.enable": "false",
   };

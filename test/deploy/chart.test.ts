@@ -353,8 +353,14 @@ describe("topics, config and secrets", () => {
     const cfg = loadKafkaConfig(podEnv(objs, job));
     assert.equal(cfg.requestPartitions, 6);
     assert.equal(cfg.conversationTtlMs, 604_800_000);
+    assert.deepEqual(
+      cfg.history,
+      { retentionMs: 604_800_000, partitions: 6, replicationFactor: -1 },
+      "chat.history defaults to the memory's TTL and the requests' partitions",
+    );
     const extObjs = rendered["external-kafka"]!;
     const ext = loadKafkaConfig(podEnv(extObjs, find(extObjs, "Job")));
+    assert.deepEqual(ext.history, { retentionMs: 2_592_000_000, partitions: 24, replicationFactor: 3 });
     assert.deepEqual([ext.topicPrefix, ext.requestPartitions, ext.replicationFactor, ext.ensureTopics], ["team-a.", 12, 3, false]);
     assert.equal(ext.sasl?.mechanism, "scram-sha-512");
     assert.equal(ext.sasl?.password, "stand-in-password", "the password is read from the mounted Secret file");

@@ -248,7 +248,8 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     );
     const reply = answered.choices[0]!.message.content!;
     assert.ok(reply.length > 0);
-    const history = await api("GET", `/v1/conversations/${conversation}/messages`);
+    // The prompt memory keeps tool calls and results (the history keeps text messages).
+    const history = await api("GET", `/v1/conversations/${conversation}/memory`);
     assert.equal(history.status, 200, history.text);
     const shape = history.body.messages.map((m: { role: string; content: string; tool_calls?: Array<{ id: string }>; tool_call_id?: string }) => [
       m.role,

@@ -148,7 +148,7 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
       },
       { headers },
     );
-    const history = await api("GET", "/v1/conversations/oa-memory-1/messages");
+    const history = await api("GET", "/v1/conversations/oa-memory-1/memory");
     assert.equal(history.status, 200, history.text);
     assert.deepEqual(
       history.body.messages.map((m: { role: string; content: string }) => [m.role, m.content]),

@@ -40,6 +40,7 @@ function setup(options: { script?: Script; failSends?: boolean; env?: Record<str
     logger,
     hub,
     memory,
+    history: null,
     metrics: createGatewayMetrics({ trackedRequests: () => hub.size, memoryView: () => null, recentTurns: () => ({ meanSeconds: 0, count: 0 }) }),
     authenticate: createAuthenticator(config.auth, logger).authenticate,
     ready: () => true,

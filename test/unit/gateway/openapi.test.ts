@@ -84,7 +84,7 @@ describe("OpenAPI document", () => {
     assert.equal(chat.properties.max_tokens.maximum, 8192);
     assert.equal(chat.properties.top_p.exclusiveMinimum, 0);
     const history = doc.paths!["/v1/conversations/{id}/messages"]!.get!.parameters as any[];
-    assert.deepEqual(history.find((p) => p.name === "limit").schema, { type: "integer", minimum: 1, maximum: 1000, default: 100 });
+    assert.deepEqual(history.find((p) => p.name === "limit").schema, { type: "integer", minimum: 1, maximum: 500, default: 50 });
     const errors = doc.paths!["/v1/requests/{id}"]!.get!.responses!;
     assert.ok(errors["401"] && errors["404"], "error bodies are described");
   });

@@ -25,6 +25,7 @@ import type { RecordSink } from "../../../worker/event-writer.js";
 import type { GenerateInput, GenerateResult } from "../../../worker/generator.js";
 import { createWorkerMetrics } from "../../../worker/metrics.js";
 import { SlotPool } from "../../../worker/slot-pool.js";
+import { HistoryWriter } from "../../../worker/history-writer.js";
 import { runTurn, type MemoryPort, type TurnContext, type TurnRecord } from "../../../worker/turn.js";
 
 const topics = topicNames("");
@@ -35,6 +36,7 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
   const events: ChatEvent[] = [];
   const written: Array<{ key: string; state: ConversationState | null }> = [];
   let handedOver: Handover | null = null;
+  let historyOffset = 0;
   const producer: RecordSink = {
     send: async (r) => {
       for (const m of r.messages) {
@@ -92,6 +94,15 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
     topics,
     producer,
     memory,
+    history: new HistoryWriter(
+      {
+        send: async (r) => {
+          log.push(`history:${r.messages.length}`);
+          return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(historyOffset++) }];
+        },
+      },
+      topics.history,
+    ),
     slots: new SlotPool([generator]),
     cancellations: new Cancellations(),
     metrics: createWorkerMetrics("w-test"),
@@ -145,6 +156,39 @@ describe("runTurn", () => {
       ["user", "assistant"],
     );
     assert.equal(state.applied.at(-1)?.request_id, "r-1");
+    const historyAt = h.log.indexOf("history:1");
+    assert.ok(historyAt > 0 && historyAt < memoryAt, `history before the memory record that points at it: ${h.log.join(", ")}`);
+    assert.deepEqual(state.history && { records: state.history.records, messages: state.history.messages }, { records: 1, messages: 2 });
+  });
+
+  it("appends messages without a reply: history, then memory with the head, then the final", async () => {
+    const h = harness({ state: newConversation("c-1", "t", 1) });
+    const append = {
+      v: SCHEMA_VERSION,
+      type: "append",
+      request_id: "r-2",
+      conversation_id: "c-1",
+      tenant: "t",
+      created_at: Date.now(),
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "Hi." },
+      ],
+    };
+    assert.equal(await runTurn(h.record(encodeRecord(append)), h.ctx), "completed");
+    assert.equal(h.seen.length, 0, "nothing generated");
+    // The start event is sent beside the writes (its order with them does not matter).
+    assert.deepEqual(
+      h.log.filter((l) => l !== "event:start"),
+      ["history:1", "memory:c-1", "event:final", "commit"],
+    );
+    const state = h.written[0]!.state!;
+    assert.equal(state.system, "Be brief.");
+    assert.deepEqual(
+      state.messages.map((m) => m.content),
+      ["Hi."],
+    );
+    assert.equal(state.history?.messages, 2);
   });
 
   it("re-announces a request already applied instead of generating it again", async () => {

@@ -1,0 +1,90 @@
+/**
+ * GET /v1/conversations/{id}/messages: a page of the conversation's history, from the
+ * chain in chat.history that the conversation's memory record points at. Finds the head
+ * (historyHead), works out the index range (read-plan.ts), walks the chain for it
+ * (chain-walk.ts) and, for a named reader, records where it stopped (reader-positions.ts).
+ */
+import type { ConversationState, HistoryHead } from "../../contracts/records.js";
+import type { GatewayDeps } from "../deps.js";
+import { ApiError } from "../errors.js";
+import { findConversation } from "../intake.js";
+import type { HistoryQuery } from "../routes/schemas.js";
+import { ChainWalk, type IndexedMessage } from "./chain-walk.js";
+import { decodeCursor, encodeCursor, readRange, type ReadStart } from "./read-plan.js";
+
+export interface HistoryPage {
+  conversation_id: string;
+  messages: IndexedMessage[];
+  first_cursor: string | null;
+  last_cursor: string | null;
+  has_more_before: boolean;
+  has_more_after: boolean;
+  total: number;
+}
+
+/**
+ * The head of a conversation's chain, from the memory view (404 for an unknown or another
+ * tenant's conversation). The one place that knows where heads are found.
+ */
+export async function historyHead(
+  deps: GatewayDeps,
+  conversationId: string,
+  tenant: string,
+): Promise<{ state: ConversationState; head: HistoryHead | undefined }> {
+  const state = await findConversation(deps, conversationId, tenant);
+  return { state, head: state.history };
+}
+
+export async function readHistory(deps: GatewayDeps, conversationId: string, tenant: string, query: HistoryQuery): Promise<HistoryPage> {
+  const history = deps.history;
+  if (!history) throw new ApiError("kafka_unavailable", "conversation history is not available yet; try again shortly");
+  const { head } = await historyHead(deps, conversationId, tenant);
+  const position = query.reader && head ? { tenant, conversationId, epoch: head.epoch, reader: query.reader } : null;
+
+  let start: ReadStart;
+  if (query.after !== undefined) start = { after: decodeCursor(query.after, "after", head?.epoch) };
+  else if (query.before !== undefined) start = { before: decodeCursor(query.before, "before", head?.epoch) };
+  else if (query.from === "last_consumed") {
+    const next = position ? await history.positions.get(position) : undefined;
+    if (next === undefined)
+      throw new ApiError(
+        "invalid_request",
+        `query reader: unknown reader ${JSON.stringify(query.reader)} for this conversation: make a first read with from=beginning&reader=${query.reader} or from=latest&reader=${query.reader}`,
+      );
+    start = { after: next - 1 };
+  } else start = { from: query.from ?? "latest" };
+
+  const total = head?.messages ?? 0;
+  const empty: HistoryPage = {
+    conversation_id: conversationId,
+    messages: [],
+    first_cursor: null,
+    last_cursor: null,
+    has_more_before: false,
+    has_more_after: false,
+    total,
+  };
+  if (!head || total === 0) return empty;
+
+  const page = await history.reader.withFetcher(async (fetcher) => {
+    const walk = new ChainWalk(fetcher, conversationId, head);
+    const windowLo = query.since === undefined ? 0 : await walk.firstIndexSince(query.since);
+    const windowHi = query.until === undefined ? total - 1 : await walk.lastIndexUntil(query.until);
+    const range = readRange(start, query.limit, windowLo, windowHi);
+    const messages = await walk.messages(range.lo, range.hi);
+    deps.metrics.historyReadHops.observe(walk.hops);
+    // A read that reached records past the retention returns the newer part only.
+    const truncated = messages.length > 0 && messages[0]!.index > range.lo;
+    return { range, messages, truncated };
+  });
+  const { messages, range } = page;
+  if (position && messages.length > 0) await history.positions.set(position, messages.at(-1)!.index + 1);
+  return {
+    ...empty,
+    messages,
+    first_cursor: messages.length ? encodeCursor(head.epoch, messages[0]!.index) : null,
+    last_cursor: messages.length ? encodeCursor(head.epoch, messages.at(-1)!.index) : null,
+    has_more_before: page.truncated ? false : range.hasMoreBefore,
+    has_more_after: range.hasMoreAfter,
+  };
+}

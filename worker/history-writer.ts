@@ -1,0 +1,65 @@
+/**
+ * Appends a request's new messages to chat.history, one record per applied request, and
+ * gives back the conversation state with the chain's new head. The turn writes that state
+ * to memory afterwards: only a memory record makes the history record reachable, so a
+ * worker that dies between the two writes leaves a record no read ever finds, and the
+ * re-run request appends its own (exactly once, like memory; no transaction needed).
+ */
+import { randomBytes } from "node:crypto";
+import { nextFingers } from "../contracts/history-chain.js";
+import { SCHEMA_VERSION, encodeRecord, type ConversationState, type HistoryMessage, type HistoryRecord } from "../contracts/records.js";
+import type { RecordSink } from "./event-writer.js";
+
+/** What a turn asks of the history: add these messages, get the state that points at them. */
+export interface HistoryPort {
+  /** Writes `messages` (none: writes nothing) and returns `state` with the new head (acks=all). */
+  append(state: ConversationState, messages: readonly HistoryMessage[], requestId: string, now: number): Promise<ConversationState>;
+}
+
+export class HistoryWriter implements HistoryPort {
+  readonly #producer: RecordSink;
+  readonly #topic: string;
+
+  constructor(producer: RecordSink, topic: string) {
+    this.#producer = producer;
+    this.#topic = topic;
+  }
+
+  async append(state: ConversationState, messages: readonly HistoryMessage[], requestId: string, now: number): Promise<ConversationState> {
+    if (messages.length === 0) return state;
+    const head = state.history;
+    const seq = head?.records ?? 0;
+    const record: HistoryRecord = {
+      v: SCHEMA_VERSION,
+      type: "history",
+      conversation_id: state.conversation_id,
+      tenant: state.tenant,
+      epoch: head?.epoch ?? randomBytes(6).toString("hex"),
+      seq,
+      index: head?.messages ?? 0,
+      request_id: requestId,
+      at: now,
+      messages: [...messages],
+      links: head?.fingers ?? [],
+    };
+    // The chain stays in its first record's partition (links are offsets there), even if
+    // the topic gains partitions later.
+    const [meta] = await this.#producer.send({
+      topic: this.#topic,
+      acks: -1,
+      messages: [{ key: state.conversation_id, value: encodeRecord(record), ...(head && { partition: head.partition }) }],
+    });
+    if (meta?.baseOffset === undefined) throw new Error(`chat.history did not return the offset of ${state.conversation_id}'s record`);
+    const offset = Number(meta.baseOffset);
+    return {
+      ...state,
+      history: {
+        epoch: record.epoch,
+        partition: meta.partition,
+        records: seq + 1,
+        messages: record.index + messages.length,
+        fingers: nextFingers(head?.fingers ?? [], seq, offset),
+      },
+    };
+  }
+}
