@@ -20,6 +20,7 @@ import type { Scenario, ScenarioResult } from "./lib/scenario.js";
 import { batchingScenario } from "./scenarios/batching.js";
 import { failoverScenario } from "./scenarios/failover.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
+import { historyScenario } from "./scenarios/history.js";
 import { kvReuseScenario } from "./scenarios/kv-reuse.js";
 import { llamaNativeScenario } from "./scenarios/llama-native.js";
 import { openaiScenario } from "./scenarios/openai.js";
@@ -39,6 +40,7 @@ const SCENARIOS: Scenario[] = [
   scaleScenario,
   llamaNativeScenario,
   openaiScenario,
+  historyScenario,
 ];
 
 async function main(): Promise<number> {

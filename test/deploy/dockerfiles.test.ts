@@ -126,8 +126,11 @@ describe("Dockerfile.gateway", () => {
     assert.ok(existsSync(path.join(REPO_ROOT, "gateway/web/index.html")));
     assert.match(read("gateway/routes/web.ts"), /"\.\.\/web\/index\.html"/, "gateway/routes/web.ts still looks in ../web");
   });
-  it("leaves out the llama.cpp binaries", () => {
-    assert.match(runCommands(nodeModulesStage(gateway)), /npm ci [^\n]*--omit=optional/);
+  it("leaves out the llama.cpp binaries, keeps librdkafka's (history reads)", () => {
+    const run = runCommands(nodeModulesStage(gateway));
+    assert.match(run, /npm ci [^\n]*--omit=dev/);
+    assert.match(run, /rm -rf node_modules\/@node-llama-cpp/);
+    assert.match(run, /require\('@confluentinc\/kafka-javascript'\)/);
   });
 });
 

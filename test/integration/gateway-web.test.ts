@@ -4,7 +4,8 @@
  * greeting streams in), send a message, watch the reply stream in, press Stop and see the
  * stop reason, reload and find the history, then let a reply run to its end; and at a
  * phone's width, type a message and press Enter to start a conversation without "New
- * conversation", on a layout that fits the screen.
+ * conversation", on a layout that fits the screen; and a long conversation shown whole
+ * after a refresh, oldest first, its older messages loaded on demand.
  */
 import assert from "node:assert/strict";
 import { mkdtemp } from "node:fs/promises";
@@ -155,6 +156,52 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
       await phone.reload();
       await phone.locator(".message.user").first().waitFor();
       assert.deepEqual(await phone.locator(".message.user .text").allTextContents(), ["Tell me about a dog."]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("shows a long conversation whole after a refresh, oldest first, loading older messages on demand", async () => {
+    const id = `web-long-${Date.now()}`;
+    const messages = Array.from({ length: 70 }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: `message ${i}` }));
+    const res = await fetch(`${gateway.baseUrl}/v1/conversations/${id}/history`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ messages }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    try {
+      const tab = await context.newPage();
+      tab.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
+      await tab.goto(gateway.baseUrl);
+      await tab.evaluate(
+        ([key, conversation]) => {
+          localStorage.setItem("kafka-llm.key", key!);
+          localStorage.setItem("kafka-llm.conversations", JSON.stringify([{ id: conversation, title: "long", created_at: Date.now() }]));
+          localStorage.setItem("kafka-llm.current", conversation!);
+        },
+        [KEY, id],
+      );
+      await tab.reload();
+      await tab.locator("#load-older").waitFor();
+      const texts = () => tab.locator(".message .text").allTextContents();
+      assert.deepEqual(
+        await texts(),
+        messages.slice(20).map((m) => m.content),
+        "the newest 50, oldest first",
+      );
+      await tab.click("#load-older");
+      await tab.locator("#load-older").waitFor({ state: "detached" });
+      assert.deepEqual(
+        await texts(),
+        messages.map((m) => m.content),
+        "the whole conversation once the older page is in",
+      );
+      assert.deepEqual(
+        await tab.locator(".message").evaluateAll((nodes) => nodes.map((n) => n.className)),
+        messages.map((m) => `message ${m.role}`),
+      );
     } finally {
       await context.close();
     }

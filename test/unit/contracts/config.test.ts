@@ -26,6 +26,16 @@ describe("worker config", () => {
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.model), "config is frozen");
   });
 
+  it("gives chat.history its own settings, defaulting to the memory's TTL and the requests' partitions and replication", () => {
+    const defaults = loadWorkerConfig({ MODEL: "m", CONVERSATION_TTL_MS: "3600000", KAFKA_REQUEST_PARTITIONS: "4", KAFKA_REPLICATION_FACTOR: "3" });
+    assert.deepEqual(defaults.kafka.history, { retentionMs: 3_600_000, partitions: 4, replicationFactor: 3 });
+    const own = loadGatewayConfig({ GATEWAY_AUTH: "none", HISTORY_RETENTION_MS: "2592000000", HISTORY_PARTITIONS: "24", HISTORY_REPLICATION_FACTOR: "-1" });
+    assert.deepEqual(own.kafka.history, { retentionMs: 2_592_000_000, partitions: 24, replicationFactor: -1 });
+    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m", HISTORY_RETENTION_MS: "1000", HISTORY_PARTITIONS: "-2" })).join("\n");
+    assert.match(problems, /^HISTORY_RETENTION_MS: must be 0 \(CONVERSATION_TTL_MS\) or >= 60000/m);
+    assert.match(problems, /^HISTORY_PARTITIONS: must be >= 0/m);
+  });
+
   it("parses values and treats empty strings as unset", () => {
     const c = loadWorkerConfig({
       MODEL: "hf:org/repo/file.gguf",

@@ -27,7 +27,10 @@ describe("history read plan", () => {
   it("round-trips a cursor of its chain and rejects anything else with what to do", () => {
     const c = encodeCursor("a1b2", 41);
     assert.equal(decodeCursor(c, "after", "a1b2"), 41);
-    assert.throws(() => decodeCursor("%%%", "after", "a1b2"), (e: unknown) => e instanceof ApiError && /after: not a cursor/.test(e.message));
+    assert.throws(
+      () => decodeCursor("%%%", "after", "a1b2"),
+      (e: unknown) => e instanceof ApiError && /after: not a cursor/.test(e.message),
+    );
     assert.throws(() => decodeCursor(Buffer.from("a1b2:x").toString("base64url"), "before", "a1b2"), /before: not a cursor/);
     assert.throws(() => decodeCursor(c, "after", "ffff"), /earlier conversation with this id/);
   });
