@@ -43,7 +43,8 @@ describe("KafkaChatMessageHistory (LangChain.js) against a real gateway, broker 
     const common = stackEnv(kafka.brokers, prefix, 2);
     const env = { GATEWAY_API_KEYS: `team:${KEY},other:${OTHER_KEY}`, MODEL_NAME: MODEL, GATEWAY_MAX_CONTENT_CHARS: String(MAX_CONTENT_CHARS) };
     gateway = await startGateway(common, env, "gateway-a");
-    replica = await startGateway(common, env, "gateway-b");
+    // The replica answers every change with 202 at once (it waits 0 ms for the worker), so the package's wait on status_url is what holds.
+    replica = await startGateway(common, { ...env, GATEWAY_APPLY_WAIT_MS: "0" }, "gateway-b");
     worker = await startWorker(common, { DELTA_FLUSH_MS: "10" });
   });
 
@@ -100,6 +101,20 @@ describe("KafkaChatMessageHistory (LangChain.js) against a real gateway, broker 
     await h.clear(); // nothing left to clear: no error
     await h.addMessage(new HumanMessage("A new start."));
     assert.deepEqual(said(await h.getMessages()), ["human:A new start."], "a cleared conversation starts empty");
+  });
+
+  it("waits for a change the gateway only queued (202) until a worker applied it: the next read sees it", async () => {
+    const id = convo("queued");
+    const onReplica = new KafkaChatMessageHistory({ baseUrl: replica.baseUrl, sessionId: id, apiKey: KEY });
+    const api = apiClient(replica.baseUrl, KEY);
+    const queued = await api("POST", `/v1/conversations/${id}/history`, { messages: [{ role: "user", content: "first, by hand" }] });
+    assert.equal(queued.status, 202, `the replica does not wait for the worker: ${queued.text}`);
+    for (let i = 0; i < 3; i++) {
+      await onReplica.addMessages([new HumanMessage(`q${i}`), new AIMessage(`a${i}`)]);
+      assert.equal((await history(id).getMessages()).length, 3 + 2 * i, `append ${i} was applied when addMessages resolved`);
+    }
+    await onReplica.clear();
+    assert.deepEqual(await history(id).getMessages(), [], "cleared when clear resolved");
   });
 
   it("refuses what the history cannot hold, and surfaces the gateway's own 400", async () => {
