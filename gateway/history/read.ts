@@ -45,7 +45,7 @@ export async function readHistory(deps: GatewayDeps, conversationId: string, ten
   if (query.after !== undefined) start = { after: decodeCursor(query.after, "after", head?.epoch) };
   else if (query.before !== undefined) start = { before: decodeCursor(query.before, "before", head?.epoch) };
   else if (query.from === "last_consumed") {
-    const next = position ? await history.positions.get(position) : undefined;
+    const next = position ? await unavailableIfThrown(history.positions.get(position)) : undefined;
     if (next === undefined)
       throw new ApiError(
         "invalid_request",
@@ -78,7 +78,7 @@ export async function readHistory(deps: GatewayDeps, conversationId: string, ten
     return { range, messages, truncated };
   });
   const { messages, range } = page;
-  if (position && messages.length > 0) await history.positions.set(position, messages.at(-1)!.index + 1);
+  if (position && messages.length > 0) await unavailableIfThrown(history.positions.set(position, messages.at(-1)!.index + 1));
   return {
     ...empty,
     messages,
@@ -87,4 +87,13 @@ export async function readHistory(deps: GatewayDeps, conversationId: string, ten
     has_more_before: page.truncated ? false : range.hasMoreBefore,
     has_more_after: range.hasMoreAfter,
   };
+}
+
+/** A reader position Kafka could not read or write: a 503 to retry, not a 500. */
+async function unavailableIfThrown<T>(op: Promise<T>): Promise<T> {
+  try {
+    return await op;
+  } catch (err) {
+    throw new ApiError("kafka_unavailable", "a reader's position cannot be read or kept just now; try again shortly", { cause: err });
+  }
 }

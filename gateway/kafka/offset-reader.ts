@@ -10,6 +10,7 @@
  */
 import { createRequire } from "node:module";
 import type { KafkaConfig } from "../../contracts/config.js";
+import { KafkaLlmError } from "../../contracts/errors.js";
 import type { Logger } from "../../platform/logger.js";
 import { librdkafkaConnection } from "../../platform/group-consumer.js";
 
@@ -21,7 +22,10 @@ export interface FetchedRecord {
 
 /** One consumer of the pool, held by one read. */
 export interface OffsetFetcher {
-  /** The record at exactly `offset` of the partition; null when it is not there (aged out, or past the end). */
+  /**
+   * The record at exactly `offset` of the partition; null when it is not there (aged out,
+   * or past the end). Throws kafka_unavailable when Kafka does not answer.
+   */
   fetch(partition: number, offset: number): Promise<FetchedRecord | null>;
 }
 
@@ -73,7 +77,7 @@ class Fetcher implements OffsetFetcher {
           this.#consumer.consume(1, (err, m) => {
             // An offset outside the partition (aged out, or not written): auto.offset.reset=error says so.
             if (err && (err as Error & { code?: number }).code === ERR_AUTO_OFFSET_RESET) resolve(null);
-            else if (err) reject(err);
+            else if (err) reject(new KafkaLlmError("kafka_unavailable", "chat.history cannot be read just now; try again shortly", { cause: err }));
             else resolve(m);
           }),
         );
@@ -84,7 +88,9 @@ class Fetcher implements OffsetFetcher {
         if (m.partition !== partition || m.offset !== offset) return null;
         return { offset: m.offset, key: m.key ?? null, value: m.value };
       }
-      return null;
+      // Not "absent": a record that exists may simply not have come (a broker away). Saying
+      // so keeps a read from passing a slow fetch off as the end of the history.
+      throw new KafkaLlmError("kafka_unavailable", `chat.history did not answer within ${FETCH_TIMEOUT_MS / 1000} s; try again shortly`);
     } finally {
       this.#consumer.unassign();
     }

@@ -2,8 +2,8 @@
  * The chart's topics Job, run for real: its command (scripts/deploy/create-topics.ts, as
  * dist/scripts/deploy/create-topics.js in the image) with the environment the rendered Job
  * gives it, against a real Kafka broker. The topics come out with the chart's partitions,
- * replication and chat.memory's compaction; a second run is a no-op; a run whose
- * settings disagree with the topics fails and says how.
+ * replication, chat.memory's compaction and chat.history's own settings; a second run is
+ * a no-op; a run whose settings disagree with the topics fails and says how.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -44,8 +44,14 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
     });
   }
 
-  it("creates the topics with the chart's partitions and chat.memory compacted, once", async () => {
-    const env = jobEnv({ "kafka.requestPartitions": 3, "autoscaling.maxReplicas": 3, "kafka.conversationTtlMs": 3_600_000 });
+  it("creates the topics with the chart's partitions and chat.memory compacted, chat.history with its own settings, once", async () => {
+    const env = jobEnv({
+      "kafka.requestPartitions": 3,
+      "autoscaling.maxReplicas": 3,
+      "kafka.conversationTtlMs": 3_600_000,
+      "kafka.history.partitions": 2,
+      "kafka.history.retentionMs": 7_200_000,
+    });
     const first = runJob(env);
     assert.equal(first.status, 0, first.stdout + first.stderr);
     assert.match(first.stdout, /"created":\[/);
@@ -60,15 +66,18 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
         [names.requests]: 3,
         [names.events]: 3,
         [names.memory]: 3,
+        [names.history]: 2,
         [names.control]: 1,
         [names.deadLetter]: 1,
       });
       const configs = await admin.describeConfigs({
         includeSynonyms: false,
-        resources: [{ type: ConfigResourceTypes.TOPIC, name: names.memory, configNames: ["cleanup.policy", "retention.ms"] }],
+        resources: [names.memory, names.history].map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms"] })),
       });
-      const entries = Object.fromEntries(configs.resources[0]!.configEntries.map((e) => [e.configName, e.configValue]));
-      assert.deepEqual(entries, { "cleanup.policy": "compact,delete", "retention.ms": "3600000" });
+      const entries = (name: string) =>
+        Object.fromEntries(configs.resources.find((r) => r.resourceName === name)!.configEntries.map((e) => [e.configName, e.configValue]));
+      assert.deepEqual(entries(names.memory), { "cleanup.policy": "compact,delete", "retention.ms": "3600000" });
+      assert.deepEqual(entries(names.history), { "cleanup.policy": "delete", "retention.ms": "7200000" });
     } finally {
       await admin.disconnect();
     }
@@ -79,7 +88,15 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
   });
 
   it("fails, naming the difference, when the chart's partitions no longer match the topics", () => {
-    const r = runJob(jobEnv({ "kafka.requestPartitions": 4, "autoscaling.maxReplicas": 4, "kafka.conversationTtlMs": 3_600_000 }));
+    const r = runJob(
+      jobEnv({
+        "kafka.requestPartitions": 4,
+        "autoscaling.maxReplicas": 4,
+        "kafka.conversationTtlMs": 3_600_000,
+        "kafka.history.partitions": 2,
+        "kafka.history.retentionMs": 7_200_000,
+      }),
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /existing topics do not match the configuration/);
     assert.match(r.stderr, new RegExp(`${prefix.replace(/\./g, "\\.")}chat\\.requests`));

@@ -85,6 +85,11 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
       // The request that ended needs no cancel record, so its cancel still answers 202.
       assert.ok(res.status === 503 || (p.endsWith("/cancel") && res.status === 202), `${method} ${p} → ${res.status}`);
     }
+    // The history is read from Kafka: a 503 to retry, never a page passed off as the whole.
+    const history = await api("GET", "/v1/conversations/outage-1/messages");
+    assert.equal(history.status, 503, history.text);
+    assert.equal(history.body.error.code, "kafka_unavailable");
+    assert.equal(history.headers.get("retry-after"), "2");
     // What the gateway already holds is still served: the finished request's status.
     assert.equal((await api("GET", before.body.status_url)).body.status, "completed");
     assert.equal((await fetch(`${gateway.baseUrl}/healthz`)).status, 200);
@@ -102,6 +107,12 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
     const events = chatEvents(await readEvents(gateway.baseUrl + after.body.events_url, KEY, undefined, 120_000));
     assert.equal(events.at(-1)!.type, "final", "the reply streams again: the gateway's consumer is back too");
     assert.equal(gateway.proc.exitCode, null, "the gateway was never restarted");
+    const whole = await api("GET", "/v1/conversations/outage-1/messages");
+    assert.equal(whole.status, 200, whole.text);
+    // (The 503'd "During." may have reached Kafka after all, as a POST without an Idempotency-Key can.)
+    const users = whole.body.messages.filter((m: { role: string }) => m.role === "user").map((m: { content: string }) => m.content);
+    assert.equal(users[0], "Before.", "the history reads again, from its beginning");
+    assert.ok(users.includes("After."), `the history reads again, to its end: ${JSON.stringify(users)}`);
     const metrics = await (await fetch(`${gateway.baseUrl}/metrics`)).text();
     assert.match(metrics, /kafka_llm_gateway_kafka_send_failures_total [1-9]/);
   });
