@@ -232,7 +232,7 @@ async function chatTurn(
         ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
         ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
       },
-      ctx.config.memory.maxTokens,
+      ctx.config.memory,
       ctx.countTokens,
     );
     if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
