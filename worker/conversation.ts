@@ -67,7 +67,8 @@ export interface MemoryBudget {
  * budget (a low watermark) keeps the remembered history, the start of every prompt, the
  * same for the next few turns, so the slot's KV cache keeps matching it and only a turn's
  * new tokens are evaluated; trimming just to fit would change the prompt's start, and
- * evaluate the whole history again, on every turn once the budget is reached.
+ * evaluate the whole history again, on every turn once the budget is reached. The newest
+ * exchange is kept whenever it fits the budget, even when it alone passes the watermark.
  * A user message and the reply after it go together, so the history never starts with a
  * reply to a question it no longer holds (the greeting, which answers nothing, may stay alone).
  */
@@ -76,8 +77,12 @@ export function trimToBudget(messages: readonly MemoryMessage[], budget: MemoryB
   let total = counts.reduce((a, b) => a + b, 0);
   if (total <= budget.maxTokens) return [...messages];
   const target = Math.min(budget.maxTokens, budget.trimToTokens);
+  // The newest exchange stays when it fits the budget, even if it alone passes the watermark.
+  let newest = messages.length - 1;
+  while (newest >= 0 && messages[newest]!.role !== "user") newest--;
   let start = 0;
   while (total > target && start < messages.length) {
+    if (start >= newest && newest >= 0 && total <= budget.maxTokens) break;
     total -= counts[start]!;
     start++;
     // Don't leave a reply whose question was just dropped at the front.

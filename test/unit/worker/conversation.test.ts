@@ -110,6 +110,21 @@ describe("the memory budget's low watermark", () => {
     );
   });
 
+  it("keeps the newest exchange when it fits the budget, even when it alone passes the watermark", () => {
+    const at = 1;
+    const messages: MemoryMessage[] = [
+      { role: "user", content: "a b c", at },
+      { role: "assistant", content: "d e f", at },
+      { role: "user", content: "g h i j k l", at },
+      { role: "assistant", content: "m n o p q r s", at },
+    ];
+    assert.deepEqual(
+      trimToBudget(messages, { maxTokens: 15, trimToTokens: 7 }, words).map((m) => m.content),
+      ["g h i j k l", "m n o p q r s"],
+    );
+    assert.deepEqual(trimToBudget(messages, { maxTokens: 12, trimToTokens: 6 }, words), [], "nothing is kept that passes the budget");
+  });
+
   it("comes from MEMORY_MAX_TOKENS and MEMORY_TRIM_TO_PERCENT, validated", () => {
     const memory = loadWorkerConfig({ MODEL: "m.gguf" }).memory;
     assert.deepEqual([memory.maxTokens, memory.trimToTokens], [300, 150]);
