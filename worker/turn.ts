@@ -58,6 +58,7 @@ import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
 import type { SlotPool } from "./slot-pool.js";
 import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
+import { TurnPhases } from "./turn-phases.js";
 
 export interface TurnContext {
   readonly config: WorkerConfig;
@@ -110,7 +111,9 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const request = decoded.value;
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
 
+  const phases = new TurnPhases((phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds));
   const { state, handover } = await ctx.memory.load(record.partition, request.conversation_id, request.request_id);
+  phases.mark("load");
 
   const applied = appliedResult(state, request.request_id);
   if (applied) {
@@ -147,7 +150,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
       outcome = await remove(request, record.partition, events, ctx);
       break;
     case "turn":
-      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt);
+      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt, phases);
       break;
   }
   if (outcome === "handed_over" || outcome === "lost" || outcome === "retry") {
@@ -157,9 +160,12 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     return outcome;
   }
   await events.settle();
+  phases.mark("events");
   ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
   log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
-  return commitTurn(outcome, record, ctx);
+  await commitTurn(outcome, record, ctx);
+  phases.mark("commit");
+  return outcome;
 }
 
 async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
@@ -177,6 +183,7 @@ async function chatTurn(
   events: EventWriter,
   ctx: TurnContext,
   startedAt: number,
+  phases: TurnPhases,
 ): Promise<TurnOutcome> {
   const stateless = request.context !== undefined;
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
@@ -197,7 +204,7 @@ async function chatTurn(
     generated =
       (request.params?.n ?? 1) > 1
         ? await choicesOf(request, prompt, events, stop, ctx)
-        : await generateStreaming(request, prompt, continued, events, stop, ctx);
+        : await generateStreaming(request, prompt, continued, events, stop, ctx, phases);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
@@ -236,6 +243,7 @@ async function chatTurn(
       ctx.countTokens,
     );
     if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
+    phases.mark("memory_write");
   } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
     return "retry";
   }
@@ -318,6 +326,7 @@ async function generateStreaming(
   events: EventWriter,
   signal: AbortSignal,
   ctx: TurnContext,
+  phases?: TurnPhases,
 ): Promise<Generated> {
   const batcher = new DeltaBatcher({
     flushMs: ctx.config.stream.flushMs,
@@ -326,6 +335,7 @@ async function generateStreaming(
   });
   const toolCalls = new ToolCallStream(events, ctx.config.stream);
   const slot = await ctx.slots.acquire(request.conversation_id);
+  phases?.mark("slot_wait");
   ctx.metrics.activeGenerations.inc();
   try {
     const result = await slot.generator.generate({
@@ -343,6 +353,7 @@ async function generateStreaming(
       },
       toolCallId: stableCallId(request.request_id, 0),
     });
+    phases?.split("first_token", result.timeToFirstTokenMs, "generate");
     if (continued) ctx.metrics.handovers.inc({ direction: "in" });
     batcher.flush();
     toolCalls.flush();
