@@ -336,6 +336,7 @@ async function generateStreaming(
   const toolCalls = new ToolCallStream(events, ctx.config.stream);
   const slot = await ctx.slots.acquire(request.conversation_id);
   phases?.mark("slot_wait");
+  ctx.logger.debug({ request_id: request.request_id, conversation_id: request.conversation_id, slot: slot.index }, "slot taken");
   ctx.metrics.activeGenerations.inc();
   try {
     const result = await slot.generator.generate({
