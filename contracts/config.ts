@@ -124,6 +124,7 @@ const workerFields = {
   WORKER_SLOTS: int(4, 1, 64),
   POD_DELETION_COST_INTERVAL_MS: int(5000, 0, 3_600_000),
   MEMORY_MAX_TOKENS: int(300, 16, 1_000_000),
+  MEMORY_TRIM_TO_PERCENT: int(50, 1, 100),
   SYSTEM_PROMPT: str("You are Kafka, a friendly and concise assistant. Answer in a few sentences."),
   GREETING: str("Hello! I'm Kafka, your assistant. What would you like to talk about?"),
 };
@@ -284,7 +285,14 @@ export interface WorkerConfig {
     /** Plain-text stop triggers besides the chat template's turn markers. */
     readonly stopTriggers: readonly string[];
   };
-  readonly memory: { readonly maxTokens: number; readonly systemPrompt: string; readonly greeting: string };
+  readonly memory: {
+    /** Most tokens of remembered messages a prompt carries (MEMORY_MAX_TOKENS). */
+    readonly maxTokens: number;
+    /** Past maxTokens, the oldest messages are dropped down to this many tokens (MEMORY_TRIM_TO_PERCENT of maxTokens). */
+    readonly trimToTokens: number;
+    readonly systemPrompt: string;
+    readonly greeting: string;
+  };
   readonly stream: { readonly flushMs: number; readonly maxChars: number };
   readonly consumer: {
     /** `consumer`: KIP-848, the broker assigns and moves only what changes; `classic`: cooperative-sticky. */
@@ -333,7 +341,12 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       ...(e.DEFAULT_REPEAT_PENALTY === undefined ? {} : { defaultRepeatPenalty: e.DEFAULT_REPEAT_PENALTY }),
       stopTriggers: e.STOP_TRIGGERS,
     },
-    memory: { maxTokens: e.MEMORY_MAX_TOKENS, systemPrompt: e.SYSTEM_PROMPT, greeting: e.GREETING },
+    memory: {
+      maxTokens: e.MEMORY_MAX_TOKENS,
+      trimToTokens: Math.floor((e.MEMORY_MAX_TOKENS * e.MEMORY_TRIM_TO_PERCENT) / 100),
+      systemPrompt: e.SYSTEM_PROMPT,
+      greeting: e.GREETING,
+    },
     stream: { flushMs: e.DELTA_FLUSH_MS, maxChars: e.DELTA_MAX_CHARS },
     consumer: {
       groupProtocol: e.KAFKA_GROUP_PROTOCOL,

@@ -71,6 +71,7 @@ interface NativeConsumer {
   subscribe(topics: string[]): void;
   consume(n: number, cb: (err: NativeError | null, messages: NativeMessage[]) => void): void;
   setDefaultConsumeTimeout(ms: number): void;
+  setDefaultIsTimeoutOnlyForFirstMessage(onlyFirst: boolean): void;
   pause(tps: Array<{ topic: string; partition: number }>): void;
   resume(tps: Array<{ topic: string; partition: number }>): void;
   incrementalAssign(tps: Array<{ topic: string; partition: number }>): void;
@@ -231,6 +232,10 @@ export class GroupConsumer {
     });
     await new Promise<void>((resolve, reject) => native.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve())));
     native.setDefaultConsumeTimeout(100);
+    // consume(64) waits up to the timeout for each of the 64 records by default, so a lone
+    // request sat 100 ms in the worker before its turn began: wait only for the first,
+    // then take what is already fetched.
+    native.setDefaultIsTimeoutOnlyForFirstMessage(true);
     native.subscribe([o.topic]);
     this.#poll();
   }

@@ -60,15 +60,37 @@ export function promptFor(state: ConversationState, userContent: string, default
 }
 
 /**
- * Drops the oldest whole messages until the messages' tokens fit `maxTokens`. A user
- * message and the reply after it go together, so the history never starts with a reply
- * to a question it no longer holds (the greeting, which answers nothing, may stay alone).
+ * The memory budget: the remembered messages never carry more than `maxTokens`; once they
+ * would, the oldest are dropped down to `trimToTokens` (at most `maxTokens`) in one go
+ * (WorkerConfig.memory: MEMORY_MAX_TOKENS and MEMORY_TRIM_TO_PERCENT of it).
  */
-export function trimToBudget(messages: readonly MemoryMessage[], maxTokens: number, countTokens: (text: string) => number): MemoryMessage[] {
+export interface MemoryBudget {
+  readonly maxTokens: number;
+  readonly trimToTokens: number;
+}
+
+/**
+ * Keeps the messages whole while their tokens fit `budget.maxTokens`; past it, drops the
+ * oldest whole messages until what is left fits `budget.trimToTokens`. Trimming below the
+ * budget (a low watermark) keeps the remembered history, the start of every prompt, the
+ * same for the next few turns, so the slot's KV cache keeps matching it and only a turn's
+ * new tokens are evaluated; trimming just to fit would change the prompt's start, and
+ * evaluate the whole history again, on every turn once the budget is reached. The newest
+ * exchange is kept whenever it fits the budget, even when it alone passes the watermark.
+ * A user message and the reply after it go together, so the history never starts with a
+ * reply to a question it no longer holds (the greeting, which answers nothing, may stay alone).
+ */
+export function trimToBudget(messages: readonly MemoryMessage[], budget: MemoryBudget, countTokens: (text: string) => number): MemoryMessage[] {
   const counts = messages.map((m) => countTokens(m.tool_calls ? m.content + JSON.stringify(m.tool_calls) : m.content));
   let total = counts.reduce((a, b) => a + b, 0);
+  if (total <= budget.maxTokens) return [...messages];
+  const target = Math.min(budget.maxTokens, budget.trimToTokens);
+  // The newest exchange stays when it fits the budget, even if it alone passes the watermark.
+  let newest = messages.length - 1;
+  while (newest >= 0 && messages[newest]!.role !== "user") newest--;
   let start = 0;
-  while (total > maxTokens && start < messages.length) {
+  while (total > target && start < messages.length) {
+    if (start >= newest && newest >= 0 && total <= budget.maxTokens) break;
     total -= counts[start]!;
     start++;
     // Don't leave a reply whose question was just dropped at the front.
@@ -104,7 +126,7 @@ export interface TurnResult {
  * what was generated until the cancel, since the user saw it), trimmed, and the request
  * recorded as applied. A failed turn is recorded as applied but adds no messages.
  */
-export function applyTurn(state: ConversationState, turn: TurnResult, maxTokens: number, countTokens: (text: string) => number): ConversationState {
+export function applyTurn(state: ConversationState, turn: TurnResult, budget: MemoryBudget, countTokens: (text: string) => number): ConversationState {
   const added: MemoryMessage[] =
     turn.final.type === "error"
       ? []
@@ -132,7 +154,7 @@ export function applyTurn(state: ConversationState, turn: TurnResult, maxTokens:
   return {
     ...state,
     ...(turn.system === undefined ? {} : { system: turn.system }),
-    messages: trimToBudget([...state.messages, ...added], maxTokens, countTokens),
+    messages: trimToBudget([...state.messages, ...added], budget, countTokens),
     applied: recordApplied(state, turn.requestId, turn.final),
     turns: state.turns + 1,
     updated_at: turn.now,
@@ -185,7 +207,7 @@ export function openHistory(system: string | undefined, greeting: string | null)
 export function applyAppend(
   state: ConversationState,
   append: { requestId: string; messages: readonly HistoryMessage[]; final: FinalEvent | ErrorEvent; now: number },
-  maxTokens: number,
+  budget: MemoryBudget,
   countTokens: (text: string) => number,
 ): ConversationState {
   let system = state.system;
@@ -197,7 +219,7 @@ export function applyAppend(
   return {
     ...state,
     ...(system === undefined ? {} : { system }),
-    messages: trimToBudget([...state.messages, ...added], maxTokens, countTokens),
+    messages: trimToBudget([...state.messages, ...added], budget, countTokens),
     applied: recordApplied(state, append.requestId, append.final),
     turns: state.turns + 1,
     updated_at: append.now,

@@ -1,7 +1,10 @@
 /**
  * Writes one request's events to chat.events in order, numbering them 0, 1, 2, … without
- * gaps. Sends are chained so a slow send never lets a later event overtake it; the first
- * failure is kept and reported by `settle()`, which the turn awaits before it commits.
+ * gaps. One send is in flight at a time, so a slow send never lets a later event overtake
+ * it; events queued meanwhile go together in the next send (one record batch, one
+ * acks=all round trip), so a reply's deltas cost round trips at the pace Kafka acks them,
+ * not one each. The first failure is kept and reported by `settle()`, which the turn
+ * awaits before it commits.
  */
 import type { Producer } from "kafkajs";
 
@@ -15,8 +18,12 @@ type RequestKeys = Pick<ChatRequest, "request_id" | "conversation_id" | "tenant"
 
 export class EventWriter {
   #seq = 0;
-  #tail: Promise<void> = Promise.resolve();
+  /** Events queued behind the send in flight. */
+  #queued: Array<{ key: string; value: Buffer }> = [];
+  /** The send loop while it runs; null when everything queued is written. */
+  #sending: Promise<void> | null = null;
   #failure: unknown = null;
+  #sends = 0;
   readonly #producer: RecordSink;
   readonly #topic: string;
   readonly #request: RequestKeys;
@@ -46,17 +53,13 @@ export class EventWriter {
     } as unknown as Extract<ChatEvent, { type: B["type"] }>;
   }
 
-  /** Queues an event made by next() (or stored earlier); returns at once. */
+  /** Queues an event made by next() (or stored earlier); returns at once. It is sent now if no send is in flight. */
   send(event: ChatEvent): void {
-    const message = { key: event.conversation_id, value: encodeRecord(event) };
-    this.#tail = this.#tail.then(async () => {
-      if (this.#failure !== null) return;
-      try {
-        await this.#producer.send({ topic: this.#topic, acks: -1, messages: [message] });
-      } catch (err) {
-        this.#failure = err;
-      }
-    });
+    // After a failure nothing more is sent: a later event must not land without those before it.
+    if (this.#failure !== null) return;
+    this.#queued.push({ key: event.conversation_id, value: encodeRecord(event) });
+    // The loop awaits a send before it ends, so it never finishes inside this call.
+    this.#sending ??= this.#sendQueued();
   }
 
   /** next() then send(). */
@@ -66,12 +69,33 @@ export class EventWriter {
 
   /** Waits for every queued event; throws the first send failure. */
   async settle(): Promise<void> {
-    await this.#tail;
+    while (this.#sending) await this.#sending;
     if (this.#failure !== null) throw this.#failure;
   }
 
   /** The seq the next event takes (events numbered so far, including any before a handover). */
   get eventsWritten(): number {
     return this.#seq;
+  }
+
+  /** Producer calls made so far (each carries every event queued when it began). */
+  get sends(): number {
+    return this.#sends;
+  }
+
+  async #sendQueued(): Promise<void> {
+    // Starts in the caller's tick: the first event of a quiet writer goes out at once.
+    while (this.#queued.length > 0 && this.#failure === null) {
+      const messages = this.#queued;
+      this.#queued = [];
+      this.#sends++;
+      try {
+        await this.#producer.send({ topic: this.#topic, acks: -1, messages });
+      } catch (err) {
+        this.#failure = err;
+      }
+    }
+    this.#queued = [];
+    this.#sending = null;
   }
 }

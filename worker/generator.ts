@@ -97,13 +97,18 @@ export class SequenceGenerator {
     this.#turnStops = turnStopTriggers(this.#chat.chatWrapper, options.stopTriggers);
   }
 
-  /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
-  countPromptTokens(messages: readonly ChatMessage[], tools: ToolPlan = { mode: "none" }, replyStart = ""): number {
+  /** The prompt for `messages` as tokens, rendered with the model's chat template. */
+  promptTokens(messages: readonly ChatMessage[], tools: ToolPlan = { mode: "none" }, replyStart = ""): Token[] {
     const { contextText } = this.#chat.chatWrapper.generateContextState({
       chatHistory: toChatHistory(messages, replyStart),
       ...(tools.mode === "auto" ? { availableFunctions: tools.functions, documentFunctionParams: true } : {}),
     });
-    return contextText.tokenize(this.#sequence.model.tokenizer).length;
+    return contextText.tokenize(this.#sequence.model.tokenizer);
+  }
+
+  /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
+  countPromptTokens(messages: readonly ChatMessage[], tools: ToolPlan = { mode: "none" }, replyStart = ""): number {
+    return this.promptTokens(messages, tools, replyStart).length;
   }
 
   /**
@@ -194,7 +199,7 @@ export class SequenceGenerator {
           reply: replyStart + streamed,
           stopReason: "cancelled",
           promptTokens,
-          cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
+          cachedPromptTokens: cachedOf(promptTokens, used),
           completionTokens: used.usedOutputTokens,
           timeToFirstTokenMs: (firstTokenAt ?? ended) - started,
           generationMs: ended - started,
@@ -229,7 +234,7 @@ export class SequenceGenerator {
       stopReason,
       ...(toolCalls === undefined ? {} : { toolCalls }),
       promptTokens,
-      cachedPromptTokens: Math.max(0, promptTokens - used.usedInputTokens),
+      cachedPromptTokens: cachedOf(promptTokens, used),
       completionTokens,
       timeToFirstTokenMs: (firstTokenAt ?? ended) - started,
       generationMs: ended - started,
@@ -269,6 +274,16 @@ class ContinuationSeam {
     }
     return this.prefix + chunk;
   }
+}
+
+/**
+ * Prompt tokens found in the sequence's KV cache. node-llama-cpp evaluates the prompt's last
+ * token with the first generation step and meters it as output, so once anything was
+ * generated one of the prompt's tokens is missing from the input count; without this the
+ * figure was one more than the tokens reused (1 for a slot that held nothing).
+ */
+function cachedOf(promptTokens: number, used: { usedInputTokens: number; usedOutputTokens: number }): number {
+  return Math.max(0, promptTokens - used.usedInputTokens - (used.usedOutputTokens > 0 ? 1 : 0));
 }
 
 function mapStopReason(reason: string): StopReason {

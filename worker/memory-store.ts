@@ -194,11 +194,10 @@ export class MemoryStore {
    */
   async writeIfOwner(partition: number, conversationId: string, state: ConversationState | null, clearHandover?: string): Promise<boolean> {
     if (!(await this.isCurrent(partition))) return false;
-    await this.put(partition, conversationId, state);
-    if (clearHandover && this.#partitions.get(partition)?.handovers.has(clearHandover)) {
-      await this.#send(partition, `${HANDOVER_KEY_PREFIX}${clearHandover}`, null);
-      this.#partitions.get(partition)?.handovers.delete(clearHandover);
-    }
+    // The state and the handover's tombstone go in one send (one batch of the partition).
+    const clears = clearHandover !== undefined && this.#partitions.get(partition)?.handovers.has(clearHandover) === true;
+    await this.put(partition, conversationId, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : []);
+    if (clears) this.#partitions.get(partition)?.handovers.delete(clearHandover);
     return true;
   }
 
@@ -246,9 +245,14 @@ export class MemoryStore {
     return decoded.value;
   }
 
-  /** Writes a conversation's new state (or a tombstone, for null) to memory partition p. */
-  async put(partition: number, conversationId: string, state: ConversationState | null): Promise<void> {
-    await this.#send(partition, conversationId, state === null ? null : encodeRecord(state));
+  /** Writes a conversation's new state (or a tombstone, for null) to memory partition p, with `also` after it in the same send. */
+  async put(
+    partition: number,
+    conversationId: string,
+    state: ConversationState | null,
+    also: ReadonlyArray<{ key: string; value: Buffer | null }> = [],
+  ): Promise<void> {
+    await this.#sendAll(partition, [{ key: conversationId, value: state === null ? null : encodeRecord(state) }, ...also]);
     const owned = this.#partitions.get(partition);
     if (!owned) return;
     if (state === null) owned.conversations.delete(conversationId);
@@ -258,9 +262,14 @@ export class MemoryStore {
 
   /** Writes one record to memory partition p; the store's position follows its own writes. */
   async #send(partition: number, key: string, value: Buffer | null): Promise<void> {
-    const [meta] = await this.#producer.send({ topic: this.#topic, acks: -1, messages: [{ partition, key, value }] });
+    await this.#sendAll(partition, [{ key, value }]);
+  }
+
+  /** Writes records to memory partition p in one batch; the store's position follows to after the last. */
+  async #sendAll(partition: number, records: ReadonlyArray<{ key: string; value: Buffer | null }>): Promise<void> {
+    const [meta] = await this.#producer.send({ topic: this.#topic, acks: -1, messages: records.map((r) => ({ partition, ...r })) });
     const owned = this.#partitions.get(partition);
-    if (owned && meta?.baseOffset !== undefined && !owned.restoring) owned.nextOffset = BigInt(meta.baseOffset) + 1n;
+    if (owned && meta?.baseOffset !== undefined && !owned.restoring) owned.nextOffset = BigInt(meta.baseOffset) + BigInt(records.length);
   }
 
   #restore(partition: number): Promise<void> {

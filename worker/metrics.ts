@@ -38,6 +38,13 @@ export function createWorkerMetrics(workerId: string) {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
+    turnPhase: new Histogram({
+      name: "kafka_llm_turn_phase_seconds",
+      help: "Where a chat turn's time goes on the worker, by phase (worker/turn-phases.ts): load, slot_wait, first_token, generate, memory_write, events, commit",
+      labelNames: ["phase"] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+      registers: [registry],
+    }),
     queueWait: new Histogram({
       name: "kafka_llm_queue_wait_seconds",
       help: "From the gateway accepting a request to a worker starting it",

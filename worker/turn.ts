@@ -75,6 +75,7 @@ import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
 import type { SlotPool } from "./slot-pool.js";
 import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
+import { TurnPhases } from "./turn-phases.js";
 
 export interface TurnContext {
   readonly config: WorkerConfig;
@@ -129,7 +130,9 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const request = decoded.value;
   const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
 
+  const phases = new TurnPhases((phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds));
   const { state, handover } = await ctx.memory.load(record.partition, request.conversation_id, request.request_id);
+  phases.mark("load");
 
   const applied = appliedResult(state, request.request_id);
   if (applied) {
@@ -169,7 +172,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
       outcome = await remove(request, record.partition, events, ctx);
       break;
     case "turn":
-      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt);
+      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt, phases);
       break;
   }
   if (outcome === "handed_over" || outcome === "lost" || outcome === "retry") {
@@ -179,9 +182,12 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     return outcome;
   }
   await events.settle();
+  phases.mark("events");
   ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
   log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
-  return commitTurn(outcome, record, ctx);
+  await commitTurn(outcome, record, ctx);
+  phases.mark("commit");
+  return outcome;
 }
 
 async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
@@ -199,6 +205,7 @@ async function chatTurn(
   events: EventWriter,
   ctx: TurnContext,
   startedAt: number,
+  phases: TurnPhases,
 ): Promise<TurnOutcome> {
   const stateless = request.context !== undefined;
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
@@ -219,7 +226,7 @@ async function chatTurn(
     generated =
       (request.params?.n ?? 1) > 1
         ? await choicesOf(request, prompt, events, stop, ctx)
-        : await generateStreaming(request, prompt, continued, events, stop, ctx);
+        : await generateStreaming(request, prompt, continued, events, stop, ctx, phases);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
@@ -252,9 +259,10 @@ async function chatTurn(
       ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
       ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
     };
-    const remembered = applyTurn(conversation, turn, ctx.config.memory.maxTokens, ctx.countTokens);
+    const remembered = applyTurn(conversation, turn, ctx.config.memory, ctx.countTokens);
     const next = await ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
     if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
+    phases.mark("memory_write");
   } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
     return "retry";
   }
@@ -337,6 +345,7 @@ async function generateStreaming(
   events: EventWriter,
   signal: AbortSignal,
   ctx: TurnContext,
+  phases?: TurnPhases,
 ): Promise<Generated> {
   const batcher = new DeltaBatcher({
     flushMs: ctx.config.stream.flushMs,
@@ -345,6 +354,8 @@ async function generateStreaming(
   });
   const toolCalls = new ToolCallStream(events, ctx.config.stream);
   const slot = await ctx.slots.acquire(request.conversation_id);
+  phases?.mark("slot_wait");
+  ctx.logger.debug({ request_id: request.request_id, conversation_id: request.conversation_id, slot: slot.index }, "slot taken");
   ctx.metrics.activeGenerations.inc();
   try {
     const result = await slot.generator.generate({
@@ -362,6 +373,7 @@ async function generateStreaming(
       },
       toolCallId: stableCallId(request.request_id, 0),
     });
+    phases?.split("first_token", result.timeToFirstTokenMs, "generate");
     if (continued) ctx.metrics.handovers.inc({ direction: "in" });
     batcher.flush();
     toolCalls.flush();
@@ -449,7 +461,7 @@ async function append(
   const now = Date.now();
   const final = events.next(emptyFinal(""));
   const base = state ?? newConversation(request.conversation_id, request.tenant, now);
-  const remembered = applyAppend(base, { requestId: request.request_id, messages: request.messages, final, now }, ctx.config.memory.maxTokens, ctx.countTokens);
+  const remembered = applyAppend(base, { requestId: request.request_id, messages: request.messages, final, now }, ctx.config.memory, ctx.countTokens);
   const next = await ctx.history.append(remembered, request.messages, request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);

@@ -10,9 +10,10 @@
  *             so nothing of A's prompt is left in any slot.
  *
  * Four worker configurations, two settings each way:
- *   memory        MEMORY_MAX_TOKENS=300, the default (from about turn 8 on every turn drops
- *                 the oldest messages), or 100000, so 20 turns never trim (they fit
- *                 stories260K's 2,048-token context);
+ *   memory        MEMORY_MAX_TOKENS=300, the default (from about turn 8 on the history
+ *                 overflows it every few turns and is trimmed to MEMORY_TRIM_TO_PERCENT=50,
+ *                 so the turns between trims reuse the slot's prefix), or 100000, so 20
+ *                 turns never trim (they fit stories260K's 2,048-token context);
  *   flash attention  what worker/llm.ts ships, or the other setting (off vs node-llama-cpp's
  *                 "auto", which llama.cpp turns on for the CPU too), forced by
  *                 bench/variants/worker-flash-attention.ts.
@@ -145,7 +146,7 @@ export const kvReuseScenario: Scenario = {
         ...(ratio <= 1.5
           ? {}
           : {
-              why: "once the history passes MEMORY_MAX_TOKENS every turn drops its oldest messages, so the prompt no longer starts with what the slot holds and the whole remembered history is evaluated again (see the cached/prompt tokens: from turn 10 on only the system prompt is reused). The rows beside it show what the budget and flash attention each do (on a CPU, with flash attention, evaluating a turn's few new tokens costs more the longer the sequence already is). Fix: trim in larger steps (e.g. down to half the budget when it overflows) so the prefix stays stable for several turns",
+              why: "a turn right after a trim (the history passed MEMORY_MAX_TOKENS and was cut to MEMORY_TRIM_TO_PERCENT of it) evaluates the remembered history again, since the prompt no longer starts with what the slot holds; see the cached/prompt tokens. A lower MEMORY_TRIM_TO_PERCENT trims less often. The rows beside it show what the budget and flash attention each do (on a CPU, with flash attention, evaluating a turn's few new tokens costs more the longer the sequence already is)",
             }),
       });
     }

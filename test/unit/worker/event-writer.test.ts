@@ -1,0 +1,67 @@
+/**
+ * The event writer's ordering and batching with a stand-in producer whose sends the test
+ * completes by hand, so what is in flight, what waits and what goes together is exact.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { chatEventSchema } from "../../../contracts/records.js";
+import { EventWriter, type RecordSink } from "../../../worker/event-writer.js";
+
+/** A producer whose every send waits until the test settles it. */
+function heldProducer() {
+  const sends: Array<{ seqs: number[]; done(err?: Error): void }> = [];
+  const producer: RecordSink = {
+    send: (r) =>
+      new Promise((resolve, reject) => {
+        const seqs = r.messages.map((m) => chatEventSchema.parse(JSON.parse(String(m.value))).seq);
+        sends.push({ seqs, done: (err) => (err ? reject(err) : resolve([])) });
+      }),
+  };
+  return { producer, sends };
+}
+
+const request = { request_id: "r1", conversation_id: "c1", tenant: "t" };
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("the event writer", () => {
+  it("sends the first event at once and everything queued behind it together, in order", async () => {
+    const { producer, sends } = heldProducer();
+    const events = new EventWriter(producer, "events", request, "a1");
+    events.write({ type: "start", worker_id: "w" });
+    assert.deepEqual(
+      sends.map((s) => s.seqs),
+      [[0]],
+      "the start event is sent in the caller's tick, waiting for nothing",
+    );
+    for (let i = 0; i < 3; i++) events.write({ type: "delta", text: `t${i}` });
+    await tick();
+    assert.equal(sends.length, 1, "nothing overtakes the send in flight");
+    sends[0]!.done();
+    await tick();
+    assert.deepEqual(sends[1]?.seqs, [1, 2, 3], "the deltas queued meanwhile go in one send");
+    events.write({ type: "delta", text: "t3" });
+    sends[1]!.done();
+    await tick();
+    assert.deepEqual(sends[2]?.seqs, [4]);
+    let settled = false;
+    const settling = events.settle().then(() => (settled = true));
+    await tick();
+    assert.equal(settled, false, "settle waits for the send in flight");
+    sends[2]!.done();
+    await settling;
+    assert.deepEqual([events.sends, events.eventsWritten], [3, 5]);
+  });
+
+  it("reports the first failure from settle and sends nothing after it", async () => {
+    const { producer, sends } = heldProducer();
+    const events = new EventWriter(producer, "events", request, "a1");
+    events.write({ type: "start", worker_id: "w" });
+    events.write({ type: "delta", text: "x" });
+    sends[0]!.done(new Error("broker away"));
+    await tick();
+    events.write({ type: "delta", text: "y" });
+    await tick();
+    assert.equal(sends.length, 1, "no send after a failure: a later event must not land without the ones before it");
+    await assert.rejects(events.settle(), /broker away/);
+  });
+});
