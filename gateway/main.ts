@@ -87,7 +87,8 @@ async function main(): Promise<void> {
     onEvict: (n) => deps.metrics.memoryViewEvicted.inc(n),
   });
   const historyReader = await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: HISTORY_FETCHERS, logger });
-  deps.history = { reader: historyReader, positions: kafkaReaderPositions(admin, topics.history, config.kafka.topicPrefix) };
+  const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.kafka.topicPrefix);
+  deps.history = { reader: historyReader, positions: readerPositions };
   const lag = new LagExporter({
     admin,
     topic: topics.requests,
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([events.stop(), deps.memory?.stop(), historyReader.stop(), publisher.disconnect()]);
+      await Promise.all([events.stop(), deps.memory?.stop(), historyReader.stop(), readerPositions.close(), publisher.disconnect()]);
       await admin.disconnect();
       process.exit(0);
     } catch (err) {

@@ -6,7 +6,10 @@
  * librdkafka's (createGroupConsumer), which speaks the KIP-848 consumer rebalance protocol
  * and lets a revoked partition's turn finish before the partition moves; everything else
  * (producers, admin, the gateway's and the memory store's readers, each the only member of
- * its group) is kafkajs, whose rebalances never touch them.
+ * its group) is kafkajs, whose rebalances never touch them. Two gateway parts read Kafka
+ * in ways kafkajs has no call for: history hops at exact offsets (librdkafka,
+ * gateway/kafka/offset-reader.ts) and named readers' positions, committed without joining
+ * a group (@platformatic/kafka's admin, gateway/kafka/reader-positions.ts).
  */
 import { Kafka, logLevel, Partitioners, type LogEntry, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";
 import type { KafkaConfig } from "../contracts/config.js";

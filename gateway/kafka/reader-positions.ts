@@ -10,7 +10,8 @@
  * again has a new epoch, so its readers start afresh.
  */
 import { createHash } from "node:crypto";
-import type { Admin } from "kafkajs";
+import { Admin, type SASLMechanismValue } from "@platformatic/kafka";
+import type { KafkaConfig } from "../../contracts/config.js";
 
 export interface ReaderPosition {
   tenant: string;
@@ -23,6 +24,7 @@ export interface ReaderPositions {
   /** Messages the reader has consumed (the index of the next it reads), or undefined when it has no position yet. */
   get(at: ReaderPosition): Promise<number | undefined>;
   set(at: ReaderPosition, next: number): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** The group that holds one reader's position: hashed, so any tenant or reader name makes a valid, bounded id. */
@@ -31,16 +33,42 @@ export function readerGroupId(prefix: string, at: ReaderPosition): string {
   return `${prefix}kafka-llm-history-reader.${h.slice(0, 40)}`;
 }
 
-/** `prefix`: the install's topic prefix, so installs sharing a cluster keep apart. The position is kept on partition 0. */
-export function kafkaReaderPositions(admin: Admin, topic: string, prefix: string): ReaderPositions {
+/**
+ * `prefix`: the install's topic prefix, so installs sharing a cluster keep apart. The
+ * position is kept on partition 0.
+ *
+ * The admin client is @platformatic/kafka's: its OffsetCommit and OffsetFetch name any
+ * group without joining it (one round trip each, a few ms). kafkajs can commit only as a
+ * group member (its admin.setOffsets joins the group first, seconds on a broker's initial
+ * rebalance delay), and librdkafka ties a client to one group id.
+ */
+export function kafkaReaderPositions(kafka: KafkaConfig, topic: string, prefix: string): ReaderPositions {
+  const admin = new Admin({
+    clientId: `${kafka.clientId}-history-readers`,
+    bootstrapBrokers: [...kafka.brokers],
+    ...(kafka.tls && { tls: { ...kafka.tls } }),
+    ...(kafka.sasl && {
+      sasl: { mechanism: kafka.sasl.mechanism.toUpperCase() as SASLMechanismValue, username: kafka.sasl.username, password: kafka.sasl.password },
+    }),
+    // A read that names a reader answers 503 within seconds when Kafka is away, not after long retries.
+    connectTimeout: 3000,
+    requestTimeout: 3000,
+    retries: 2,
+    retryDelay: 200,
+  });
   return {
     async get(at) {
-      const groups = await admin.fetchOffsets({ groupId: readerGroupId(prefix, at), topics: [topic] });
-      const offset = groups.find((g) => g.topic === topic)?.partitions.find((p) => p.partition === 0)?.offset;
-      return offset === undefined || Number(offset) < 0 ? undefined : Number(offset);
+      const groupId = readerGroupId(prefix, at);
+      const [group] = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: [0] }] }] });
+      const offset = group?.topics.find((t) => t.name === topic)?.partitions.find((p) => p.partitionIndex === 0)?.committedOffset;
+      return offset === undefined || offset < 0n ? undefined : Number(offset);
     },
     async set(at, next) {
-      await admin.setOffsets({ groupId: readerGroupId(prefix, at), topic, partitions: [{ partition: 0, offset: String(next) }] });
+      await admin.alterConsumerGroupOffsets({
+        groupId: readerGroupId(prefix, at),
+        topics: [{ name: topic, partitionOffsets: [{ partition: 0, offset: BigInt(next) }] }],
+      });
     },
+    close: () => admin.close(),
   };
 }
