@@ -34,6 +34,8 @@ import type { Service } from "../helpers/services.js";
 const PARTITIONS = 6;
 const CONVERSATIONS = 8;
 const ROUNDS = 5;
+/** Rounds of the first two conversations alone before the others join. */
+const ALONE_ROUNDS = 3;
 const USER = ["Tell me a story.", "What happened next?", "Who was there?", "And then?", "Why did they go?"];
 const ANIMALS = ["cat", "dog", "bird", "fish", "frog", "horse", "duck", "bear"];
 
@@ -127,13 +129,15 @@ describe("slots never cross conversations", { timeout: 300_000 }, () => {
       turns.set(requestId, { requestId, conversation: c, prompt, final: f });
     };
 
-    // Rounds: first two conversations alone (each keeps its slot), then all of them at once
-    // (each conversation's turns in order, conversations interleaved, every third a cancel).
-    for (let round = 0; round < 2; round++) for (const c of conversations.slice(0, 2)) await runTurn(c, round, false);
+    // Rounds: first two conversations alone, one turn at a time (each keeps its slot: with
+    // LRU picking, their 2nd and 3rd turns find their own, so at least 4 such turns whatever
+    // happens later), then all of them at once (each conversation's turns in order,
+    // conversations interleaved, every third a cancel).
+    for (let round = 0; round < ALONE_ROUNDS; round++) for (const c of conversations.slice(0, 2)) await runTurn(c, round, false);
     for (let round = 0; round < ROUNDS; round++) {
       await Promise.all(conversations.map((c, i) => runTurn(c, round, (i + round) % 3 === 0 && round > 0)));
     }
-    for (const c of conversations.slice(0, 2)) await runTurn(c, ROUNDS, false);
+    for (const c of conversations.slice(0, 2)) await runTurn(c, ALONE_ROUNDS + ROUNDS, false);
 
     // Which slot ran which turn, in the order the worker took them.
     const taken = worker.logs
