@@ -21,7 +21,7 @@ import { ensureTestModel } from "../../scripts/models.js";
 import { apiClient, stackEnv, startGateway } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
-import { bin, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
+import { bin, registerExternalMetrics, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { helmOk, pods } from "./lib/helm-cluster.js";
 import { POD_DELETION_COST_ANNOTATION } from "../../worker/pod-deletion-cost.js";
 import { startPrometheus, type Prometheus } from "./lib/prometheus.js";
@@ -102,38 +102,8 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
       `--cert-dir=${path.join(tmp, "adapter-certs")}`,
       "--v=1",
     ]);
-    // The aggregator dials the Service: an ExternalName "localhost" Service (a ClusterIP
-    // would route nowhere without kube-proxy, and loopback Endpoints are refused).
     cp.kc(["create", "namespace", "monitoring"]);
-    cp.apply([
-      {
-        apiVersion: "v1",
-        kind: "Service",
-        metadata: { name: "prometheus-adapter", namespace: "monitoring" },
-        spec: { type: "ExternalName", externalName: "localhost", ports: [{ name: "https", port: adapterPort }] },
-      },
-      {
-        apiVersion: "apiregistration.k8s.io/v1",
-        kind: "APIService",
-        metadata: { name: "v1beta1.external.metrics.k8s.io" },
-        spec: {
-          group: "external.metrics.k8s.io",
-          version: "v1beta1",
-          service: { name: "prometheus-adapter", namespace: "monitoring", port: adapterPort },
-          insecureSkipTLSVerify: true,
-          groupPriorityMinimum: 100,
-          versionPriority: 100,
-        },
-      },
-    ]);
-    await cp.waitFor(
-      "the external metrics APIService Available",
-      () => {
-        const s = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["get", "apiservice", "v1beta1.external.metrics.k8s.io"]);
-        return s.status.conditions?.some((c) => c.type === "Available" && c.status === "True");
-      },
-      120_000,
-    );
+    await registerExternalMetrics(cp, { name: "prometheus-adapter", namespace: "monitoring", port: adapterPort }, "the external metrics APIService Available");
   });
 
   after(async () => {

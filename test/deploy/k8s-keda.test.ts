@@ -31,7 +31,7 @@ import { apiClient, stackEnv, startGateway, startWorker } from "../helpers/gatew
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, type Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
-import { bin, crdFiles, makeServingCert, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
+import { bin, crdFiles, makeServingCert, registerExternalMetrics, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { helmOk } from "./lib/helm-cluster.js";
 import { parseQuantity } from "./lib/hpa.js";
 
@@ -150,36 +150,10 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
       ],
       kedaEnv,
     );
-    // The aggregator dials the Service: an ExternalName "localhost" Service (a ClusterIP
-    // would route nowhere without kube-proxy, and loopback Endpoints are refused).
-    cp.apply([
-      {
-        apiVersion: "v1",
-        kind: "Service",
-        metadata: { name: "keda-operator-metrics-apiserver", namespace: "keda" },
-        spec: { type: "ExternalName", externalName: "localhost", ports: [{ name: "https", port: metricsPort }] },
-      },
-      {
-        apiVersion: "apiregistration.k8s.io/v1",
-        kind: "APIService",
-        metadata: { name: "v1beta1.external.metrics.k8s.io" },
-        spec: {
-          group: "external.metrics.k8s.io",
-          version: "v1beta1",
-          service: { name: "keda-operator-metrics-apiserver", namespace: "keda", port: metricsPort },
-          insecureSkipTLSVerify: true,
-          groupPriorityMinimum: 100,
-          versionPriority: 100,
-        },
-      },
-    ]);
-    await cp.waitFor(
+    await registerExternalMetrics(
+      cp,
+      { name: "keda-operator-metrics-apiserver", namespace: "keda", port: metricsPort },
       "KEDA's metrics server Available as the external metrics APIService",
-      () => {
-        const s = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["get", "apiservice", "v1beta1.external.metrics.k8s.io"]);
-        return s.status.conditions?.some((c) => c.type === "Available" && c.status === "True");
-      },
-      120_000,
     );
   });
 

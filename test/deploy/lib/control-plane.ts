@@ -452,3 +452,42 @@ export function crdFiles(partDir: string): string[] {
     .filter((n) => n.endsWith(".yaml"))
     .map((n) => path.join(d, n));
 }
+
+/**
+ * Registers a metrics server listening on 127.0.0.1:`port` as the external metrics
+ * APIService (prometheus-adapter's or KEDA's: only one at a time), and waits until the
+ * aggregator finds it Available. The aggregator dials the Service: an ExternalName
+ * "localhost" Service (a ClusterIP would route nowhere without kube-proxy, and loopback
+ * Endpoints are refused).
+ */
+export async function registerExternalMetrics(cp: ControlPlane, service: { name: string; namespace: string; port: number }, what: string): Promise<void> {
+  cp.apply([
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: service.name, namespace: service.namespace },
+      spec: { type: "ExternalName", externalName: "localhost", ports: [{ name: "https", port: service.port }] },
+    },
+    {
+      apiVersion: "apiregistration.k8s.io/v1",
+      kind: "APIService",
+      metadata: { name: "v1beta1.external.metrics.k8s.io" },
+      spec: {
+        group: "external.metrics.k8s.io",
+        version: "v1beta1",
+        service: { name: service.name, namespace: service.namespace, port: service.port },
+        insecureSkipTLSVerify: true,
+        groupPriorityMinimum: 100,
+        versionPriority: 100,
+      },
+    },
+  ]);
+  await cp.waitFor(
+    what,
+    () => {
+      const s = cp.getJson<{ status: { conditions?: Array<{ type: string; status: string }> } }>(["get", "apiservice", "v1beta1.external.metrics.k8s.io"]);
+      return s.status.conditions?.some((c) => c.type === "Available" && c.status === "True");
+    },
+    120_000,
+  );
+}
