@@ -25,6 +25,7 @@ import type { ClientConversation } from "./client.js";
 import type { FaultRecord } from "./faults.js";
 import type { LoggedRecord } from "./kafka-log.js";
 import { tallyClientTurns } from "./accounting/client-turns.js";
+import { checkHistory } from "./accounting/history.js";
 import { checkMemory } from "./accounting/memory.js";
 import { countOutOfOrder } from "./accounting/order.js";
 import { measureRecoveries, type FaultRecovery } from "./accounting/recovery.js";
@@ -43,6 +44,7 @@ export interface AccountingInput {
   readonly requests: readonly LoggedRecord[];
   readonly events: readonly LoggedRecord[];
   readonly memory: readonly LoggedRecord[];
+  readonly history: readonly LoggedRecord[];
 }
 
 export interface Accounting {
@@ -61,6 +63,9 @@ export interface Accounting {
   readonly undelivered: number;
   readonly memoryChecked: number;
   readonly memoryMismatches: number;
+  /** Conversations whose chat.history chain was checked, and those whose chain is not every applied turn once, in order. */
+  readonly historyChecked: number;
+  readonly historyMismatches: number;
   readonly longestRecoveryMs: number | null;
   readonly recoveries: FaultRecovery[];
   /**
@@ -103,6 +108,7 @@ export function account(input: AccountingInput): Accounting {
   const { ghosts, strangers } = findStrays(turns.clientTurns, acceptedIds, input.idempotencyKeys, index, anomalies);
   const outOfOrder = countOutOfOrder(input.conversations, acceptedIds, index, anomalies);
   const { memoryChecked, memoryMismatches } = checkMemory(input.conversations, input.memory, clientIds, index, anomalies);
+  const { historyChecked, historyMismatches } = checkHistory(input.conversations, input.memory, input.history, index, anomalies);
   const { recoveries, longestRecoveryMs } = measureRecoveries(input.faults, index, verdicts);
 
   const notSent = turns.planned - turns.sent;
@@ -114,6 +120,7 @@ export function account(input: AccountingInput): Accounting {
     turns.failed === 0 &&
     turns.undelivered === 0 &&
     memoryMismatches === 0 &&
+    historyMismatches === 0 &&
     strangers === 0 &&
     (!input.idempotencyKeys || ghosts === 0) &&
     turns.textMismatches === 0 &&
@@ -130,6 +137,8 @@ export function account(input: AccountingInput): Accounting {
     undelivered: turns.undelivered,
     memoryChecked,
     memoryMismatches,
+    historyChecked,
+    historyMismatches,
     longestRecoveryMs,
     recoveries,
     ghosts,

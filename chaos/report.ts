@@ -37,6 +37,7 @@ export function formatReport(options: ChaosOptions, a: Accounting, faults: reado
     ["not delivered to client", a.undelivered],
     ["not sent (client gave up)", a.notSent],
     ["memory holds every turn once, in order", `${a.memoryChecked - a.memoryMismatches}/${a.memoryChecked}`],
+    ["history holds every turn once, in order", `${a.historyChecked - a.historyMismatches}/${a.historyChecked}`],
     ["longest recovery", seconds(a.longestRecoveryMs), worstText],
     ["", ""],
     [`turns applied twice after a 503 (${options.idempotencyKeys ? "with" : "without"} Idempotency-Key)`, a.ghosts],

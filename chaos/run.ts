@@ -86,7 +86,12 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
 
     const kafka = readerClient(cluster.brokers);
     const topics = topicNames(cluster.prefix);
-    const [requests, events, memory] = [await readTopic(kafka, topics.requests), await readTopic(kafka, topics.events), await readTopic(kafka, topics.memory)];
+    const [requests, events, memory, history] = [
+      await readTopic(kafka, topics.requests),
+      await readTopic(kafka, topics.events),
+      await readTopic(kafka, topics.memory),
+      await readTopic(kafka, topics.history),
+    ];
     const accounting = account({
       conversations,
       turnsPerConversation: options.turns,
@@ -95,6 +100,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       requests,
       events,
       memory,
+      history,
     });
     const report = formatReport(options, accounting, faults, health, Date.now() - began);
     const file = await writeResult(options, { accounting, faults, health, conversations, cluster, report });

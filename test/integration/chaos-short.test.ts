@@ -43,6 +43,8 @@ describe("chaos (short form)", { timeout: 420_000 }, () => {
     assert.equal(a.ghosts, 0, "no turn applied twice after a 503 (Idempotency-Key)");
     assert.equal(a.memoryMismatches, 0, "every conversation's memory holds each turn once, in order");
     assert.equal(a.memoryChecked, 20);
+    assert.equal(a.historyMismatches, 0, "every conversation's history chain holds each turn once, in order");
+    assert.equal(a.historyChecked, 20);
     assert.equal(a.answeredOnce, 60, "every client received its one final");
     assert.ok(a.ok, `the accounting found problems:\n${a.anomalies.join("\n")}\n(result: ${result.file})`);
   });

@@ -10,18 +10,23 @@ import { account, type AccountingInput } from "../../../chaos/accounting.js";
 import { turnContent, type ClientConversation, type ClientTurn } from "../../../chaos/client.js";
 import type { FaultRecord } from "../../../chaos/faults.js";
 import type { LoggedRecord } from "../../../chaos/kafka-log.js";
+import { nextFingers } from "../../../contracts/history-chain.js";
 import type { ChatEvent, FinalEvent } from "../../../contracts/records.js";
 
 const T0 = 1_700_000_000_000;
+
+type StoredMessage = { role: "user" | "assistant"; content: string; request_id: string; at: number };
 
 /** A small world: conversations c0, c1 on partitions 0 and 1, two turns each, all well. */
 class World {
   requests: LoggedRecord[] = [];
   events: LoggedRecord[] = [];
   memory: LoggedRecord[] = [];
+  history: LoggedRecord[] = [];
   conversations: ClientConversation[] = [];
   faults: FaultRecord[] = [];
   #offsets = new Map<string, bigint>();
+  #epochs = 0;
 
   constructor(
     conversations = 2,
@@ -31,7 +36,7 @@ class World {
     for (let c = 0; c < conversations; c++) {
       const id = `c${c}`;
       const conversation: ClientConversation = { id, turns: [], gaveUp: null };
-      const messages: Array<{ role: "user" | "assistant"; content: string; request_id: string; at: number }> = [];
+      const messages: StoredMessage[] = [];
       for (let n = 1; n <= turns; n++) {
         const requestId = `${id}-r${n}`;
         const content = turnContent(id, n, options.keys === false ? 1 : null);
@@ -55,6 +60,7 @@ class World {
       requests: this.requests,
       events: this.events,
       memory: this.memory,
+      history: this.history,
     };
   }
 
@@ -85,7 +91,39 @@ class World {
     this.events.push(this.#record("chat.events", partition, event.conversation_id, event));
   }
 
-  remember(conversationId: string, partition: number, messages: unknown[], turns: number): void {
+  /**
+   * The conversation's chat.memory state holding `messages`, and the chat.history chain it
+   * points at, one record per request, holding `historyMessages` (default: the same). Each
+   * call writes a new chain: the earlier one's records stay on the topic, reached by nothing.
+   */
+  remember(conversationId: string, partition: number, messages: StoredMessage[], turns: number, historyMessages: StoredMessage[] = messages): void {
+    const epoch = `e${++this.#epochs}`;
+    let fingers: number[] = [];
+    let seq = 0;
+    let index = 0;
+    for (let i = 0; i < historyMessages.length;) {
+      const requestId = historyMessages[i]!.request_id;
+      const group: StoredMessage[] = [];
+      while (i < historyMessages.length && historyMessages[i]!.request_id === requestId) group.push(historyMessages[i++]!);
+      const record = {
+        v: 1,
+        type: "history",
+        conversation_id: conversationId,
+        tenant: "chaos",
+        epoch,
+        seq,
+        index,
+        request_id: requestId,
+        at: T0,
+        messages: group.map(({ role, content }) => ({ role, content })),
+        links: fingers,
+      };
+      const logged = this.#record("chat.history", partition, conversationId, record);
+      this.history.push(logged);
+      fingers = nextFingers(fingers, seq, Number(logged.offset));
+      seq++;
+      index += group.length;
+    }
     const state = {
       v: 1,
       type: "conversation",
@@ -96,6 +134,7 @@ class World {
       turns,
       created_at: T0,
       updated_at: T0,
+      ...(seq > 0 && { history: { epoch, partition, records: seq, messages: index, fingers } }),
     };
     this.memory.push(this.#record("chat.memory", partition, conversationId, state));
   }
@@ -137,6 +176,32 @@ describe("chaos accounting", () => {
     const a = account(new World().input());
     assert.equal(a.ok, true, a.anomalies.join("\n"));
     assert.deepEqual([a.planned, a.sent, a.answeredOnce, a.lost, a.answeredTwice, a.outOfOrder, a.memoryChecked, a.memoryMismatches], [4, 4, 4, 0, 0, 0, 2, 0]);
+    assert.deepEqual([a.historyChecked, a.historyMismatches], [2, 0]);
+  });
+
+  it("finds a history chain that misses a turn, repeats one, or has them out of order, and ignores records no chain reaches", () => {
+    for (const change of [
+      (m: StoredMessage[]) => m.slice(0, 2),
+      (m: StoredMessage[]) => [...m, ...m.slice(2)],
+      (m: StoredMessage[]) => [...m.slice(2), ...m.slice(0, 2)],
+    ]) {
+      const w = new World(1, 2);
+      const state = JSON.parse(w.memory[0]!.value!.toString());
+      w.remember("c0", 0, state.messages, 2, change(state.messages));
+      const a = account(w.input());
+      assert.equal(a.memoryMismatches, 0, a.anomalies.join("\n"));
+      assert.equal(a.historyMismatches, 1, JSON.stringify(change(state.messages)));
+      assert.equal(a.ok, false);
+    }
+    // A chain written again (a worker died between its history and memory writes, the next
+    // one wrote its own): the first chain's records stay on the topic, reached by nothing.
+    const w = new World(1, 2);
+    const state = JSON.parse(w.memory[0]!.value!.toString());
+    w.remember("c0", 0, state.messages, 2);
+    const a = account(w.input());
+    assert.equal(w.history.length, 4, "two chains of two records on the topic");
+    assert.deepEqual([a.historyChecked, a.historyMismatches], [1, 0], a.anomalies.join("\n"));
+    assert.equal(a.ok, true, a.anomalies.join("\n"));
   });
 
   it("counts a request with no terminal event as lost", () => {
