@@ -8,7 +8,7 @@ import { isDeepStrictEqual } from "node:util";
 import { conversationStateSchema, decodeRecord, historyRecordSchema, type HistoryRecord } from "../../contracts/records.js";
 import type { ClientConversation } from "../client.js";
 import type { LoggedRecord } from "../kafka-log.js";
-import type { TopicIndex } from "./topics.js";
+import { appliedMessages, type TopicIndex } from "./topics.js";
 
 export function checkHistory(
   conversations: readonly ClientConversation[],
@@ -31,11 +31,7 @@ export function checkHistory(
     const onKafka = index.byConversation.get(conversation.id) ?? [];
     if (onKafka.length === 0) continue;
     historyChecked++;
-    const expected = onKafka.flatMap(({ request }) => {
-      const t = index.firstTerminal(request.request_id)?.event;
-      const reply = t?.type === "final" ? t.reply : "";
-      return [`user:${request.request_id}:${request.content}`, ...(reply ? [`assistant:${request.request_id}:${reply}`] : [])];
-    });
+    const expected = appliedMessages(index, conversation.id, { emptyReplies: false });
     const walked = walkChain(conversation.id, heads.get(conversation.id) ?? null, byOffset);
     const problem =
       typeof walked === "string"

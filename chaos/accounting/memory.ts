@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from "node:util";
 import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
 import type { ClientConversation } from "../client.js";
 import type { LoggedRecord } from "../kafka-log.js";
-import type { TopicIndex } from "./topics.js";
+import { appliedMessages, type TopicIndex } from "./topics.js";
 
 export function checkMemory(
   conversations: readonly ClientConversation[],
@@ -22,11 +22,7 @@ export function checkMemory(
     const onKafka = index.byConversation.get(conversation.id) ?? [];
     if (onKafka.length === 0) continue;
     memoryChecked++;
-    const expected = onKafka.flatMap(({ request }) => {
-      const t = index.firstTerminal(request.request_id)?.event;
-      const reply = t?.type === "final" ? t.reply : "";
-      return [`user:${request.request_id}:${request.content}`, `assistant:${request.request_id}:${reply}`];
-    });
+    const expected = appliedMessages(index, conversation.id, { emptyReplies: true });
     const state = states.get(conversation.id);
     const actual = state ? state.messages.map((m) => `${m.role}:${m.request_id ?? ""}:${m.content}`) : [];
     const problem = !state

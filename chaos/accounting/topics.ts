@@ -86,3 +86,16 @@ export function indexTopics(
 export function compareOffsets(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/**
+ * What a conversation should remember, from the topics alone: for each of its requests on
+ * chat.requests, in order, "user:<request id>:<content>" then "assistant:<request id>:<reply
+ * of its first terminal event>" (the memory keeps an empty reply; the history does not).
+ */
+export function appliedMessages(index: TopicIndex, conversationId: string, options: { emptyReplies: boolean }): string[] {
+  return (index.byConversation.get(conversationId) ?? []).flatMap(({ request }) => {
+    const t = index.firstTerminal(request.request_id)?.event;
+    const reply = t?.type === "final" ? t.reply : "";
+    return [`user:${request.request_id}:${request.content}`, ...(reply || options.emptyReplies ? [`assistant:${request.request_id}:${reply}`] : [])];
+  });
+}

@@ -8,8 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import type { QueuedNotice } from "../../gateway/kafka/queue-watch.js";
+import { launchChromium } from "../helpers/browser.js";
 import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
@@ -99,18 +100,7 @@ describe("queued notices while no worker takes a request", { timeout: 240_000 },
   });
 
   it("the page shows that the reply waits for a worker", async () => {
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
     const page = await browser.newPage();
     page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
     await page.goto(gateway.baseUrl);

@@ -12,7 +12,8 @@ import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../helpers/browser.js";
 import { stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
@@ -35,18 +36,7 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `web:${KEY}` });
     // Long replies, streamed in small deltas: there is time to see text arrive and press Stop.
     worker = await startWorker(common, { GREETING, DEFAULT_MAX_TOKENS: "1900", DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000" });
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
     page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
     shots = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-web-"));
