@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   kafka_unavailable: { retryable: true },
   prompt_too_long: { retryable: false },
   generation_failed: { retryable: true },
+  /** The request was applied once; its reply is no longer kept on chat.events (read the conversation's messages). */
+  already_applied: { retryable: false },
   config_invalid: { retryable: false },
   internal: { retryable: true },
 } as const;

@@ -39,6 +39,12 @@ const requestBase = {
   tenant: tenantSchema,
   /** Milliseconds since the epoch when the gateway accepted the request. */
   created_at: z.number().int().nonnegative(),
+  /**
+   * The chat.events partition every event of this request goes to (the gateway replica that
+   * accepted it reads that partition). Absent, or not a partition of chat.events: the
+   * producer's partitioner by conversation id.
+   */
+  events_partition: z.number().int().nonnegative().optional(),
 };
 
 /**
@@ -295,7 +301,7 @@ export const controlRecordSchema = z
   .strict();
 export type ControlRecord = z.infer<typeof controlRecordSchema>;
 
-/** How many applied request ids (with their final events) a conversation remembers. */
+/** How many applied request ids a conversation remembers (with where their terminal events are). */
 export const APPLIED_WINDOW = 32;
 
 export const memoryMessageSchema = z
@@ -362,6 +368,42 @@ export const historyRecordSchema = z
 export type HistoryRecord = z.infer<typeof historyRecordSchema>;
 
 /**
+ * A final event as the newest applied entry keeps it: `reply` (and any `choices[i].reply`)
+ * left out when it is the assistant message of the history record the state's head
+ * (history.fingers[0]) points at, which holds it already. Filled in from there when sent.
+ */
+export const finalSummarySchema = finalEventSchema.extend({
+  reply: z.string().optional(),
+  choices: z.array(choiceSchema.extend({ reply: z.string().optional() })).optional(),
+});
+export type FinalSummary = z.infer<typeof finalSummarySchema>;
+
+/**
+ * One request a conversation applied, and where its terminal event is on chat.events:
+ * `events.offset` is that event's offset when `exact`, else the offset of the first event
+ * its last attempt wrote, which its terminal event follows (a lower bound). Only the newest
+ * entry keeps its terminal event (`final`, a summary: see finalSummarySchema; an error
+ * whole), so that a final the worker never got to send can still be sent. Nothing here
+ * grows with the number of turns or the length of a reply.
+ */
+export const appliedEntrySchema = z
+  .object({
+    request_id: requestIdSchema,
+    events: z.object({ partition: z.number().int().nonnegative(), offset: offsetSchema }).strict(),
+    exact: z.literal(true).optional(),
+    final: z.union([finalSummarySchema, errorEventSchema]).optional(),
+  })
+  .strict();
+
+/** An entry as records written before bounded entries hold it: the whole terminal event. Still honoured; converted on the next write. */
+export const legacyAppliedEntrySchema = z.object({ request_id: requestIdSchema, final: z.union([finalEventSchema, errorEventSchema]) });
+
+export const anyAppliedEntrySchema = z.union([appliedEntrySchema, legacyAppliedEntrySchema]);
+export type AppliedEntry = z.infer<typeof appliedEntrySchema>;
+export type LegacyAppliedEntry = z.infer<typeof legacyAppliedEntrySchema>;
+export type AnyAppliedEntry = z.infer<typeof anyAppliedEntrySchema>;
+
+/**
  * chat.memory: a conversation's state, the whole of it in each record (the topic is
  * compacted, so the latest record per key is the state). Key: conversation_id; a null
  * value (tombstone) deletes the conversation.
@@ -376,10 +418,10 @@ export const conversationStateSchema = z
     /** Oldest first, trimmed to the token budget (oldest whole messages dropped first). */
     messages: z.array(memoryMessageSchema),
     /**
-     * The last APPLIED_WINDOW requests applied to this state, with the terminal event each
-     * produced: a replayed request found here is re-announced, never run again.
+     * The last APPLIED_WINDOW requests applied to this state, and where each one's terminal
+     * event is: a replayed request found here is re-announced, never run again.
      */
-    applied: z.array(z.object({ request_id: requestIdSchema, final: z.union([finalEventSchema, errorEventSchema]) })),
+    applied: z.array(anyAppliedEntrySchema),
     /** The end of the conversation's chain in chat.history; absent until it has a message. */
     history: historyHeadSchema.optional(),
     /** Requests applied since the conversation was opened; grows by one per turn. */

@@ -7,7 +7,7 @@ import type { Logger } from "../platform/logger.js";
 import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";
 import type { MemoryView } from "./kafka/memory-view.js";
-import type { OffsetReader } from "./kafka/offset-reader.js";
+import type { OffsetReader } from "../platform/offset-reader.js";
 import type { ReaderPositions } from "./kafka/reader-positions.js";
 import type { Publisher } from "./kafka/publisher.js";
 import type { QueueWatch } from "./kafka/queue-watch.js";

@@ -20,6 +20,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   prompt_too_long: 400,
   kafka_unavailable: 503,
   generation_failed: 502,
+  already_applied: 409,
   config_invalid: 500,
   internal: 500,
 };

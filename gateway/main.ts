@@ -12,7 +12,7 @@ import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
 import { startMemoryView } from "./kafka/memory-view.js";
-import { startOffsetReader } from "./kafka/offset-reader.js";
+import { startOffsetReader } from "../platform/offset-reader.js";
 import { kafkaReaderPositions } from "./kafka/reader-positions.js";
 
 /** History reads served at once (each holds one exact-offset consumer for its few ms of hops). */

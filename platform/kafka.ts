@@ -8,7 +8,7 @@
  * (producers, admin, the gateway's and the memory store's readers, each the only member of
  * its group) is kafkajs, whose rebalances never touch them. Two gateway parts read Kafka
  * in ways kafkajs has no call for: history hops at exact offsets (librdkafka,
- * gateway/kafka/offset-reader.ts) and named readers' positions, committed without joining
+ * platform/offset-reader.ts) and named readers' positions, committed without joining
  * a group (@platformatic/kafka's admin, gateway/kafka/reader-positions.ts).
  */
 import { Kafka, logLevel, Partitioners, type LogEntry, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";

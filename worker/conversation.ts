@@ -1,17 +1,22 @@
 /**
  * A conversation's memory as pure functions over ConversationState: what a turn adds,
  * how the history is trimmed to its token budget, how a prompt is built from it, and how
- * a replayed request is recognised. No I/O here; worker/turn.ts does the writing.
+ * a replayed request is recognised and where its terminal event is kept. No I/O here;
+ * worker/turn.ts does the writing, worker/replay.ts the reading back.
  */
 import {
   APPLIED_WINDOW,
   SCHEMA_VERSION,
+  type AnyAppliedEntry,
+  type AppliedEntry,
   type ConversationState,
   type ErrorEvent,
   type FinalEvent,
+  type FinalSummary,
   type HistoryMessage,
   type MemoryMessage,
 } from "../contracts/records.js";
+import type { EventPosition } from "./event-writer.js";
 import type { ChatMessage } from "./generator.js";
 
 export function newConversation(conversationId: string, tenant: string, now: number, system?: string): ConversationState {
@@ -29,9 +34,54 @@ export function newConversation(conversationId: string, tenant: string, now: num
   };
 }
 
-/** The terminal event stored for `requestId`, when this state already applied it. */
-export function appliedResult(state: ConversationState | undefined, requestId: string): FinalEvent | ErrorEvent | undefined {
-  return state?.applied.find((a) => a.request_id === requestId)?.final;
+/** The entry of `requestId` when this state already applied it; `newest` when it is the last one applied. */
+export function appliedEntry(state: ConversationState | undefined, requestId: string): { entry: AnyAppliedEntry; newest: boolean } | undefined {
+  const i = state?.applied.findIndex((a) => a.request_id === requestId) ?? -1;
+  if (!state || i < 0) return undefined;
+  return { entry: state.applied[i]!, newest: i === state.applied.length - 1 };
+}
+
+/**
+ * Where a request being applied stands on chat.events, and what the worker knows of the
+ * requests before it (what recordApplied needs to keep every entry small).
+ */
+export interface AppliedContext {
+  /** The first event this request's attempt wrote: its terminal event follows it. */
+  readonly events: EventPosition;
+  /** Where a request's final landed, when this worker sent it (and still remembers). */
+  finalAt(requestId: string): EventPosition | undefined;
+  /** The chat.events partition of the conversation's key, where records written before bounded entries sent their finals. */
+  readonly keyPartition: number;
+}
+
+/**
+ * The newest entry's terminal event as stored: a final without the reply (and the choices'
+ * replies) that `heldReply`, the assistant message of the request's history record, holds
+ * already; an error whole.
+ */
+export function summarizeFinal(final: FinalEvent | ErrorEvent, heldReply: string | undefined): FinalSummary | ErrorEvent {
+  if (final.type === "error" || heldReply === undefined || heldReply === "") return final;
+  const { reply, choices, ...rest } = final;
+  return {
+    ...rest,
+    ...(reply === heldReply ? {} : { reply }),
+    ...(choices === undefined ? {} : { choices: choices.map(({ reply: r, ...c }) => ({ ...c, ...(r === heldReply ? {} : { reply: r }) })) }),
+  };
+}
+
+/** True when a stored final lacks text that its history record holds. */
+export function needsHeldReply(final: FinalSummary | ErrorEvent): final is FinalSummary {
+  return final.type === "final" && (final.reply === undefined || (final.choices ?? []).some((c) => c.reply === undefined));
+}
+
+/** A stored final made whole again with the history record's assistant message. */
+export function fillFinal(final: FinalSummary, heldReply: string): FinalEvent {
+  const { reply, choices, ...rest } = final;
+  return {
+    ...rest,
+    reply: reply ?? heldReply,
+    ...(choices === undefined ? {} : { choices: choices.map((c) => ({ ...c, reply: c.reply ?? heldReply })) }),
+  };
 }
 
 /** A turn's tool results: they answer the tool calls of the conversation's last reply. */
@@ -119,6 +169,8 @@ export interface TurnResult {
   toolResults?: readonly ToolResult[];
   /** The calls the reply made. */
   toolCalls?: FinalEvent["tool_calls"];
+  /** Where the turn's events are (see recordApplied). */
+  applied: AppliedContext;
 }
 
 /**
@@ -155,15 +207,40 @@ export function applyTurn(state: ConversationState, turn: TurnResult, budget: Me
     ...state,
     ...(turn.system === undefined ? {} : { system: turn.system }),
     messages: trimToBudget([...state.messages, ...added], budget, countTokens),
-    applied: recordApplied(state, turn.requestId, turn.final),
+    // The history record this turn writes holds the reply whenever turnHistory includes it.
+    applied: recordApplied(state, turn.requestId, turn.final, turn.final.type !== "error" && turn.reply ? turn.reply : undefined, turn.applied),
     turns: state.turns + 1,
     updated_at: turn.now,
   };
 }
 
-/** Records a request as applied, keeping the last APPLIED_WINDOW. */
-export function recordApplied(state: ConversationState, requestId: string, final: FinalEvent | ErrorEvent): ConversationState["applied"] {
-  return [...state.applied, { request_id: requestId, final }].slice(-APPLIED_WINDOW);
+/**
+ * Records a request as applied, keeping the last APPLIED_WINDOW entries, each small: the
+ * new (newest) one keeps its terminal event as summarizeFinal makes it (`heldReply`: the
+ * assistant message its history record holds), in case its final is never sent; the one
+ * before it gives its event up for the exact offset of its final when this worker sent it
+ * (else its lower bound). Entries of records written before bounded entries are converted:
+ * their finals went to the key's partition, at an offset that the partition's start bounds.
+ */
+export function recordApplied(
+  state: ConversationState,
+  requestId: string,
+  final: FinalEvent | ErrorEvent,
+  heldReply: string | undefined,
+  at: AppliedContext,
+): AppliedEntry[] {
+  const older = state.applied.map((a): AppliedEntry => {
+    const sent = at.finalAt(a.request_id);
+    if (sent) return { request_id: a.request_id, events: { partition: sent.partition, offset: sent.offset }, exact: true };
+    if (!("events" in a)) return { request_id: a.request_id, events: { partition: at.keyPartition, offset: 0 } };
+    return { request_id: a.request_id, events: a.events, ...(a.exact ? { exact: true as const } : {}) };
+  });
+  const entry: AppliedEntry = {
+    request_id: requestId,
+    events: { partition: at.events.partition, offset: at.events.offset },
+    final: summarizeFinal(final, heldReply),
+  };
+  return [...older, entry].slice(-APPLIED_WINDOW);
 }
 
 /** The state of a conversation opened with the greeting as its first message. */
@@ -206,7 +283,7 @@ export function openHistory(system: string | undefined, greeting: string | null)
  */
 export function applyAppend(
   state: ConversationState,
-  append: { requestId: string; messages: readonly HistoryMessage[]; final: FinalEvent | ErrorEvent; now: number },
+  append: { requestId: string; messages: readonly HistoryMessage[]; final: FinalEvent | ErrorEvent; now: number; applied: AppliedContext },
   budget: MemoryBudget,
   countTokens: (text: string) => number,
 ): ConversationState {
@@ -220,7 +297,8 @@ export function applyAppend(
     ...state,
     ...(system === undefined ? {} : { system }),
     messages: trimToBudget([...state.messages, ...added], budget, countTokens),
-    applied: recordApplied(state, append.requestId, append.final),
+    // An append's final has an empty reply: nothing to leave out.
+    applied: recordApplied(state, append.requestId, append.final, undefined, append.applied),
     turns: state.turns + 1,
     updated_at: append.now,
   };

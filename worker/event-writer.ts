@@ -5,8 +5,14 @@
  * acks=all round trip), so a reply's deltas cost round trips at the pace Kafka acks them,
  * not one each. The first failure is kept and reported by `settle()`, which the turn
  * awaits before it commits.
+ *
+ * Every event goes to the request's `events_partition` when it names a partition of
+ * chat.events (the gateway replica that reads it), else to the key's partition. Kafka's
+ * answer to each send gives the offset of every event in it (the batch's base offset plus
+ * its index): the turn stores where its events start, and learns where its final landed.
  */
-import type { Producer } from "kafkajs";
+import { Partitioners, type PartitionMetadata, type Producer } from "kafkajs";
+import type { Logger } from "../platform/logger.js";
 
 /** The one producer call the worker's writers make (a kafkajs producer; a stand-in in unit tests). */
 export type RecordSink = Pick<Producer, "send">;
@@ -16,10 +22,46 @@ export type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "requ
 
 type RequestKeys = Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">;
 
+/** Where an event is on chat.events. */
+export interface EventPosition {
+  readonly partition: number;
+  readonly offset: number;
+}
+
+const keyPartitioner = Partitioners.DefaultPartitioner();
+
+/** The partition the producers' partitioner (murmur2, as platform/kafka.ts sets it) gives `key` among `partitions`. */
+export function keyPartition(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0 }) as PartitionMetadata);
+  return keyPartitioner({ topic: "", partitionMetadata, message: { key, value: null } });
+}
+
+/**
+ * The chat.events partition a request's events go to: its `events_partition` when that is
+ * a partition of the topic (0 ≤ p < `eventPartitions`); undefined (the key's partition)
+ * when absent or out of range, which is logged once, here.
+ */
+export function eventsPartitionOf(request: Pick<ChatRequest, "request_id" | "events_partition">, eventPartitions: number, logger: Logger): number | undefined {
+  const p = request.events_partition;
+  if (p === undefined) return undefined;
+  if (p < eventPartitions) return p;
+  logger.warn(
+    { request_id: request.request_id, events_partition: p, event_partitions: eventPartitions },
+    "events_partition is not a partition of chat.events; its events go to the conversation's partition",
+  );
+  return undefined;
+}
+
 export class EventWriter {
   #seq = 0;
   /** Events queued behind the send in flight. */
-  #queued: Array<{ key: string; value: Buffer }> = [];
+  #queued: Array<{ key: string; value: Buffer; seq: number }> = [];
+  /** Where the first event this writer sent landed; null until its send is acked. */
+  #first: EventPosition | null = null;
+  /** Where the last terminal event (final or error) this writer sent landed. */
+  #terminal: EventPosition | undefined;
+  readonly #terminalSeqs = new Set<number>();
+  readonly #partition: number | undefined;
   /** The send loop while it runs; null when everything queued is written. */
   #sending: Promise<void> | null = null;
   #failure: unknown = null;
@@ -30,9 +72,13 @@ export class EventWriter {
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
 
-  /** `firstSeq`: where numbering starts (a reply continued from a handover goes on from there). */
-  constructor(producer: RecordSink, topic: string, request: RequestKeys, attempt: string, firstSeq = 0) {
+  /**
+   * `firstSeq`: where numbering starts (a reply continued from a handover goes on from there).
+   * `partition`: the chat.events partition (eventsPartitionOf); undefined: the key's.
+   */
+  constructor(producer: RecordSink, topic: string, request: RequestKeys, attempt: string, firstSeq = 0, partition?: number) {
     this.#seq = firstSeq;
+    this.#partition = partition;
     this.#producer = producer;
     this.#topic = topic;
     this.#request = request;
@@ -57,7 +103,8 @@ export class EventWriter {
   send(event: ChatEvent): void {
     // After a failure nothing more is sent: a later event must not land without those before it.
     if (this.#failure !== null) return;
-    this.#queued.push({ key: event.conversation_id, value: encodeRecord(event) });
+    if (event.type === "final" || event.type === "error") this.#terminalSeqs.add(event.seq);
+    this.#queued.push({ key: event.conversation_id, value: encodeRecord(event), seq: event.seq });
     // The loop awaits a send before it ends, so it never finishes inside this call.
     this.#sending ??= this.#sendQueued();
   }
@@ -71,6 +118,26 @@ export class EventWriter {
   async settle(): Promise<void> {
     while (this.#sending) await this.#sending;
     if (this.#failure !== null) throw this.#failure;
+  }
+
+  /** The partition given at construction (undefined: the key's). */
+  get partition(): number | undefined {
+    return this.#partition;
+  }
+
+  /**
+   * Where the first event this writer sent landed, once Kafka acked it (waits for a send in
+   * flight); null when nothing was sent. Throws the send's failure.
+   */
+  async firstPosition(): Promise<EventPosition | null> {
+    while (this.#first === null && this.#sending) await this.#sending;
+    if (this.#failure !== null) throw this.#failure;
+    return this.#first;
+  }
+
+  /** Where the terminal event this writer sent landed, once its send was acked (see settle). */
+  get terminalPosition(): EventPosition | undefined {
+    return this.#terminal;
   }
 
   /** The seq the next event takes (events numbered so far, including any before a handover). */
@@ -90,7 +157,21 @@ export class EventWriter {
       this.#queued = [];
       this.#sends++;
       try {
-        await this.#producer.send({ topic: this.#topic, acks: -1, messages });
+        const partition = this.#partition;
+        const meta = await this.#producer.send({
+          topic: this.#topic,
+          acks: -1,
+          messages: messages.map((m) => ({ key: m.key, value: m.value, ...(partition === undefined ? {} : { partition }) })),
+        });
+        // One key (or one partition) per writer: one batch, its records at consecutive offsets.
+        const m = meta[0];
+        if (m?.baseOffset !== undefined && Number(m.baseOffset) >= 0) {
+          const base = Number(m.baseOffset);
+          this.#first ??= { partition: m.partition, offset: base };
+          messages.forEach((q, i) => {
+            if (this.#terminalSeqs.has(q.seq)) this.#terminal = { partition: m.partition, offset: base + i };
+          });
+        }
       } catch (err) {
         this.#failure = err;
       }

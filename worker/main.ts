@@ -5,6 +5,7 @@ import { HistoryWriter } from "./history-writer.js";
 import { createKafka, createProducer } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
 import { createLogger, type Logger } from "../platform/logger.js";
+import { startOffsetReader } from "../platform/offset-reader.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { ensureTopics } from "../platform/topic-admin.js";
 import { Cancellations } from "./cancellations.js";
@@ -15,6 +16,7 @@ import { MemoryStore } from "./memory-store.js";
 import { Lifecycle, WORKER_STATES } from "./lifecycle.js";
 import { createWorkerMetrics, type WorkerMetrics } from "./metrics.js";
 import { inClusterPod, startPodDeletionCost } from "./pod-deletion-cost.js";
+import { FinalPositions } from "./replay.js";
 import { startRequestLoop, type RequestLoop } from "./request-loop.js";
 import { shutdown, type ShutdownSteps } from "./shutdown.js";
 import { SlotPool } from "./slot-pool.js";
@@ -84,6 +86,13 @@ async function main(): Promise<void> {
   const producer = createProducer(kafka);
   await producer.connect();
   release.push(() => producer.disconnect());
+  // A replayed request's terminal event is read back from chat.events (its reply, for the newest, from chat.history).
+  const replay = {
+    events: await startOffsetReader({ kafka: config.kafka, topic: topics.events, size: 2, logger }),
+    history: await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: 1, logger }),
+  };
+  release.push(() => replay.events.stop());
+  release.push(() => replay.history.stop());
 
   const groupPrefix = `${config.groupId}.${config.workerId}`;
   const memory = new MemoryStore({
@@ -124,6 +133,8 @@ async function main(): Promise<void> {
       metrics,
       logger,
       countTokens: (text) => llm.model.tokenize(text).length,
+      replay,
+      finals: new FinalPositions(),
     },
   });
 

@@ -2,7 +2,7 @@
  * A worker's turn, from record to commit. Everything a turn does is in runTurn; the
  * helpers below each do one step:
  *
- *   decode ─▶ load ─▶ already applied? ─▶ re-announce its final ─▶ commit
+ *   decode ─▶ load ─▶ already applied? ─▶ re-announce its terminal event (worker/replay.ts) ─▶ commit
  *                              │ no
  *                              ▼
  *          build prompt ─▶ generate & stream ─▶ write history ─▶ write memory ─▶ final event ─▶ commit
@@ -10,11 +10,14 @@
  *                                   ▼
  *                        hand the partial reply over (memory log), left uncommitted
  *
- * Exactly once: the memory state records the requests it has applied with their final
- * events, and is written before the final event and the commit. A worker that dies before
- * the memory write leaves the request to the next owner, which runs it again (a new
- * attempt); one that dies after it leaves a request the next owner finds applied, and
- * re-announces instead of generating again. Clients see one final per request.
+ * Exactly once: the memory state records the requests it has applied and where their
+ * terminal events are on chat.events (the newest one keeps its final, as a summary whose
+ * reply is in its history record), and is written before the final event and the commit.
+ * A worker that dies before the memory write leaves the request to the next owner, which
+ * runs it again (a new attempt); one that dies after it leaves a request the next owner
+ * finds applied, and re-announces instead of generating again: the newest request's final
+ * from the state, an older one's from chat.events, or `already_applied` once chat.events
+ * no longer holds it. Clients see one final per request.
  *
  * History: the messages a request adds go to chat.history first, then the memory record
  * that points at them (the chain's head); a record no memory record reaches is never read,
@@ -53,7 +56,7 @@ import type { TopicNames } from "../contracts/topics.js";
 import type { Logger } from "../platform/logger.js";
 import { stopCauseOf, type Cancellations } from "./cancellations.js";
 import {
-  appliedResult,
+  appliedEntry,
   applyAppend,
   applyTurn,
   newConversation,
@@ -62,13 +65,15 @@ import {
   promptFor,
   recordApplied,
   turnHistory,
+  type AppliedContext,
   type TurnResult,
 } from "./conversation.js";
 import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
-import { EventWriter, type RecordSink } from "./event-writer.js";
+import { EventWriter, eventsPartitionOf, keyPartition, type EventPosition, type RecordSink } from "./event-writer.js";
+import { storedTerminal, type FinalPositions, type ReplaySources } from "./replay.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
 import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
@@ -91,6 +96,10 @@ export interface TurnContext {
   readonly logger: Logger;
   /** Tokens of a text with the model's tokenizer (for the memory budget). */
   countTokens(text: string): number;
+  /** Where a replayed request's terminal event is read back from (chat.events, chat.history). */
+  readonly replay: ReplaySources;
+  /** Where the finals this worker sent landed (bounded), for the next entry's exact offset. */
+  readonly finals: FinalPositions;
 }
 
 /** What a turn asks of the state store: the two verbs of a conversation, and the handover's. */
@@ -134,18 +143,34 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const { state, handover } = await ctx.memory.load(record.partition, request.conversation_id, request.request_id);
   phases.mark("load");
 
-  const applied = appliedResult(state, request.request_id);
-  if (applied) {
-    await reannounce(ctx.producer, ctx.topics.events, applied);
-    log.info({ offset: record.offset }, "request already applied: re-announced its final event");
+  const eventsPartition = eventsPartitionOf(request, ctx.config.kafka.eventPartitions, log);
+  const found = appliedEntry(state, request.request_id);
+  if (state && found) {
+    const stored = await storedTerminal(state, found, ctx.replay);
+    if (stored.ok) {
+      const at = await reannounce(ctx.producer, ctx.topics.events, request.conversation_id, stored.value, eventsPartition);
+      if (at) ctx.finals.set(request.request_id, at);
+      log.info({ offset: record.offset, newest: found.newest }, "request already applied: re-announced its terminal event");
+    } else {
+      // Never a second generation: say it was applied, and where its reply is.
+      const events = new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${Date.now().toString(36)}`, 0, eventsPartition);
+      events.write({
+        type: "error",
+        code: "already_applied",
+        message: `request ${request.request_id} was applied; its reply is no longer kept on chat.events and can be read in the conversation's messages`,
+        retryable: false,
+      });
+      await events.settle();
+      log.info({ offset: record.offset, why: stored.why }, "request already applied, its terminal event no longer kept: answered already_applied");
+    }
     return commitTurn("replayed", record, ctx);
   }
 
   const startedAt = Date.now();
   const continued = request.type === "turn" ? handover : undefined;
   const events = continued
-    ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq)
-    : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`);
+    ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq, eventsPartition)
+    : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`, 0, eventsPartition);
   // A continued reply keeps its attempt: no new start event, so the client's reply goes on.
   if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId });
   log.info(
@@ -182,12 +207,35 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     return outcome;
   }
   await events.settle();
+  rememberFinal(request.request_id, events, ctx);
   phases.mark("events");
   ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
   log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
   await commitTurn(outcome, record, ctx);
   phases.mark("commit");
   return outcome;
+}
+
+/** Keeps where this request's final landed, for the entry the next request leaves behind. */
+function rememberFinal(requestId: string, events: EventWriter, ctx: TurnContext): void {
+  const at = events.terminalPosition;
+  if (at) ctx.finals.set(requestId, at);
+}
+
+/**
+ * What recordApplied needs to know about a request being applied: where its events start
+ * (its first event, acked; a continued reply that wrote none yet starts at the partition's
+ * end, which its final follows), and the finals this worker sent.
+ */
+async function appliedContext(conversationId: string, events: EventWriter, ctx: TurnContext): Promise<AppliedContext> {
+  const key = keyPartition(conversationId, ctx.config.kafka.eventPartitions);
+  let first = await events.firstPosition();
+  if (!first) {
+    const partition = events.partition ?? key;
+    const { high } = await ctx.replay.events.withFetcher((f) => f.watermarks(partition));
+    first = { partition, offset: high };
+  }
+  return { events: first, finalAt: (id) => ctx.finals.get(id), keyPartition: key };
 }
 
 async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
@@ -258,6 +306,7 @@ async function chatTurn(
       ...(request.system === undefined ? {} : { system: request.system }),
       ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
       ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
+      applied: await appliedContext(request.conversation_id, events, ctx),
     };
     const remembered = applyTurn(conversation, turn, ctx.config.memory, ctx.countTokens);
     const next = await ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
@@ -443,7 +492,9 @@ async function open(
       greeting,
       ...(request.system === undefined ? {} : { system: request.system }),
     });
-  const opened = { ...base, applied: recordApplied(base, request.request_id, final), updated_at: now };
+  // A new conversation's history record holds the greeting (the final's reply).
+  const applied = recordApplied(base, request.request_id, final, state ? undefined : (greeting ?? undefined), await appliedContext(request.conversation_id, events, ctx));
+  const opened = { ...base, applied, updated_at: now };
   const next = state ? opened : await ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);
@@ -461,7 +512,12 @@ async function append(
   const now = Date.now();
   const final = events.next(emptyFinal(""));
   const base = state ?? newConversation(request.conversation_id, request.tenant, now);
-  const remembered = applyAppend(base, { requestId: request.request_id, messages: request.messages, final, now }, ctx.config.memory, ctx.countTokens);
+  const remembered = applyAppend(
+    base,
+    { requestId: request.request_id, messages: request.messages, final, now, applied: await appliedContext(request.conversation_id, events, ctx) },
+    ctx.config.memory,
+    ctx.countTokens,
+  );
   const next = await ctx.history.append(remembered, request.messages, request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);
@@ -486,9 +542,13 @@ function emptyFinal(reply: string) {
   };
 }
 
-/** Sends a stored terminal event again, unchanged, so gateways that missed it learn the end. */
-async function reannounce(producer: RecordSink, topic: string, event: ChatEvent): Promise<void> {
-  await producer.send({ topic, acks: -1, messages: [{ key: event.conversation_id, value: encodeRecord(event) }] });
+/**
+ * Sends a stored terminal event again, unchanged, so gateways that missed it learn the end;
+ * to the replayed request's events partition (undefined: the key's). Returns where it landed.
+ */
+async function reannounce(producer: RecordSink, topic: string, key: string, value: Buffer, partition: number | undefined): Promise<EventPosition | undefined> {
+  const [meta] = await producer.send({ topic, acks: -1, messages: [{ key, value, ...(partition === undefined ? {} : { partition }) }] });
+  return meta?.baseOffset !== undefined && Number(meta.baseOffset) >= 0 ? { partition: meta.partition, offset: Number(meta.baseOffset) } : undefined;
 }
 
 function round(ms: number): number {

@@ -7,7 +7,7 @@
  */
 import { hopToward } from "../../contracts/history-chain.js";
 import { decodeRecord, historyRecordSchema, type HistoryHead, type HistoryMessage, type HistoryRecord } from "../../contracts/records.js";
-import type { OffsetFetcher } from "../kafka/offset-reader.js";
+import type { OffsetFetcher } from "../../platform/offset-reader.js";
 
 export interface IndexedMessage extends HistoryMessage {
   index: number;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encodeRecord, type ConversationState, type HistoryMessage } from "../../../contracts/records.js";
 import { ChainWalk } from "../../../gateway/history/chain-walk.js";
-import type { FetchedRecord, OffsetFetcher } from "../../../gateway/kafka/offset-reader.js";
+import type { FetchedRecord, OffsetFetcher } from "../../../platform/offset-reader.js";
 import { newConversation } from "../../../worker/conversation.js";
 import type { RecordSink } from "../../../worker/event-writer.js";
 import { HistoryWriter } from "../../../worker/history-writer.js";
@@ -31,6 +31,8 @@ function partition() {
       const r = p === 0 ? log[offset] : undefined;
       return r ? { offset, ...r } : null;
     },
+    scan: async () => assert.fail("a chain walk reads records at their offsets, never scans"),
+    watermarks: async () => ({ low: 0, high: log.length }),
   };
   return { log, sink, fetcher, fetches: () => fetches };
 }

@@ -2,20 +2,22 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { FinalEvent, MemoryMessage } from "../../../contracts/records.js";
 import { loadWorkerConfig } from "../../../contracts/config.js";
-import { applyTurn, newConversation, promptFor, trimToBudget, type MemoryBudget } from "../../../worker/conversation.js";
+import { applyTurn, newConversation, promptFor, trimToBudget, type AppliedContext, type MemoryBudget } from "../../../worker/conversation.js";
 
 const final = { type: "final", stop_reason: "tool_calls" } as FinalEvent;
 const call = { id: "call_1", type: "function" as const, function: { name: "get_weather", arguments: '{"city":"Rome"}' } };
 const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
 const fits = (maxTokens: number): MemoryBudget => ({ maxTokens, trimToTokens: maxTokens });
+/** Where a turn's events are: not what these tests look at. */
+const applied: AppliedContext = { events: { partition: 0, offset: 0 }, finalAt: () => undefined, keyPartition: 0 };
 
 describe("a conversation's tool calls and results", () => {
   it("remembers a reply's calls, then the results that answer them, and prompts with both", () => {
     let state = newConversation("c", "t", 1);
-    state = applyTurn(state, { requestId: "r1", userContent: "Weather in Rome?", reply: "", final, now: 2, toolCalls: [call] }, fits(1000), words);
+    state = applyTurn(state, { requestId: "r1", userContent: "Weather in Rome?", reply: "", final, now: 2, toolCalls: [call], applied }, fits(1000), words);
     state = applyTurn(
       state,
-      { requestId: "r2", userContent: "", reply: "It rains.", final, now: 3, toolResults: [{ tool_call_id: "call_1", content: "Rainy." }] },
+      { requestId: "r2", userContent: "", reply: "It rains.", final, now: 3, toolResults: [{ tool_call_id: "call_1", content: "Rainy." }], applied },
       fits(1000),
       words,
     );
@@ -57,7 +59,7 @@ describe("the memory budget's low watermark", () => {
   const budget: MemoryBudget = { maxTokens: 20, trimToTokens: 10 };
   /** One turn: a 2-word question and a 3-word reply (5 tokens). */
   const turn = (state: ReturnType<typeof newConversation>, i: number) =>
-    applyTurn(state, { requestId: `r${i}`, userContent: `question ${i}`, reply: `reply number ${i}`, final, now: i }, budget, words);
+    applyTurn(state, { requestId: `r${i}`, userContent: `question ${i}`, reply: `reply number ${i}`, final, now: i, applied }, budget, words);
   const tokens = (state: ReturnType<typeof newConversation>) => state.messages.reduce((a, m) => a + words(m.content), 0);
 
   it("keeps every message while they fit the budget, then drops to the watermark in one go", () => {
@@ -90,7 +92,7 @@ describe("the memory budget's low watermark", () => {
     let tightTrims = 0;
     for (let i = 1; i <= 40; i++) {
       const before = tight.messages.length;
-      tight = applyTurn(tight, { requestId: `r${i}`, userContent: `question ${i}`, reply: `reply number ${i}`, final, now: i }, fits(20), words);
+      tight = applyTurn(tight, { requestId: `r${i}`, userContent: `question ${i}`, reply: `reply number ${i}`, final, now: i, applied }, fits(20), words);
       if (tight.messages.length <= before) tightTrims++;
     }
     assert.equal(tightTrims, 36, "trimming just to fit changes the prefix on every turn once full");

@@ -10,6 +10,7 @@ import { loadWorkerConfig } from "../../../contracts/config.js";
 import {
   SCHEMA_VERSION,
   chatEventSchema,
+  conversationStateSchema,
   encodeRecord,
   type ChatEvent,
   type ConversationState,
@@ -20,8 +21,10 @@ import {
 import { topicNames } from "../../../contracts/topics.js";
 import { createLogger } from "../../../platform/logger.js";
 import { Cancellations } from "../../../worker/cancellations.js";
-import { newConversation, recordApplied } from "../../../worker/conversation.js";
-import type { RecordSink } from "../../../worker/event-writer.js";
+import { newConversation } from "../../../worker/conversation.js";
+import { keyPartition, type RecordSink } from "../../../worker/event-writer.js";
+import type { OffsetFetcher } from "../../../platform/offset-reader.js";
+import { FinalPositions, type ReplaySources } from "../../../worker/replay.js";
 import type { GenerateInput, GenerateResult } from "../../../worker/generator.js";
 import { createWorkerMetrics } from "../../../worker/metrics.js";
 import { SlotPool } from "../../../worker/slot-pool.js";
@@ -36,25 +39,61 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
   const events: ChatEvent[] = [];
   const written: Array<{ key: string; state: ConversationState | null }> = [];
   let handedOver: Handover | null = null;
-  let historyOffset = 0;
+  let current = options.state;
+  const config = loadWorkerConfig({ MODEL: "m", WORKER_ID: "w-test", DELTA_FLUSH_MS: "1" });
+  /** chat.events and chat.history as the stand-in producer wrote them, by partition; `low`: each partition's log start. */
+  const topicLog = (): { records: Map<number, Buffer[]>; low: Map<number, number> } => ({ records: new Map(), low: new Map() });
+  const eventLog = topicLog();
+  const historyLog = topicLog();
+  const appendTo = (t: ReturnType<typeof topicLog>, partition: number, values: Buffer[]): number => {
+    const records = t.records.get(partition) ?? [];
+    t.records.set(partition, records);
+    records.push(...values);
+    return records.length - values.length;
+  };
   const producer: RecordSink = {
     send: async (r) => {
-      for (const m of r.messages) {
-        if (r.topic === topics.events) {
+      if (r.topic === topics.events) {
+        const first = r.messages[0]!;
+        const partition = first.partition ?? keyPartition(String(first.key), config.kafka.eventPartitions);
+        for (const m of r.messages) {
+          assert.equal(m.partition ?? keyPartition(String(m.key), config.kafka.eventPartitions), partition, "one send, one partition");
           const e = chatEventSchema.parse(JSON.parse(String(m.value)));
           events.push(e);
           log.push(`event:${e.type}`);
-        } else log.push(r.topic === topics.deadLetter ? "dlq" : `send:${r.topic}`);
+        }
+        const base = appendTo(eventLog, partition, r.messages.map((m) => m.value as Buffer));
+        return [{ topicName: r.topic, partition, errorCode: 0, baseOffset: String(base) }];
       }
+      for (const _ of r.messages) log.push(r.topic === topics.deadLetter ? "dlq" : `send:${r.topic}`);
       return [];
     },
   };
+  const reader = (t: ReturnType<typeof topicLog>): ReplaySources["events"] => {
+    const at = (p: number, o: number) => {
+      const value = t.records.get(p)?.[o];
+      return value && o >= (t.low.get(p) ?? 0) ? { offset: o, key: null, value } : null;
+    };
+    const fetcher: OffsetFetcher = {
+      fetch: async (p, o) => at(p, o),
+      scan: async (p, from, end, visit) => {
+        for (let o = Math.max(from, t.low.get(p) ?? 0); o < end; o++) {
+          const r = at(p, o);
+          if (r && visit(r)) return r;
+        }
+        return null;
+      },
+      watermarks: async (p) => ({ low: t.low.get(p) ?? 0, high: t.records.get(p)?.length ?? 0 }),
+    };
+    return { withFetcher: (read) => read(fetcher) };
+  };
   const memory: MemoryPort = {
-    load: async () => ({ ...(options.state && { state: options.state }), ...(options.handover && { handover: options.handover }) }),
+    load: async () => ({ ...(current && { state: current }), ...(options.handover && { handover: options.handover }) }),
     writeIfOwner: async (_p, key, state) => {
       if (options.owner === false) return false;
       written.push({ key, state });
       log.push(`memory:${key}`);
+      current = state ?? undefined;
       return true;
     },
     handOver: async (_p, h) => {
@@ -88,7 +127,6 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       };
     },
   };
-  const config = loadWorkerConfig({ MODEL: "m", WORKER_ID: "w-test", DELTA_FLUSH_MS: "1" });
   const ctx: TurnContext = {
     config,
     topics,
@@ -98,7 +136,8 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       {
         send: async (r) => {
           log.push(`history:${r.messages.length}`);
-          return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(historyOffset++) }];
+          const base = appendTo(historyLog, 0, r.messages.map((m) => m.value as Buffer));
+          return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(base) }];
         },
       },
       topics.history,
@@ -108,6 +147,8 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
     metrics: createWorkerMetrics("w-test"),
     logger: createLogger("test", "silent"),
     countTokens: (t) => t.split(/\s+/).length,
+    replay: { events: reader(eventLog), history: reader(historyLog) },
+    finals: new FinalPositions(),
   };
   const revoke = new AbortController();
   const record = (value: Buffer | null, offset = 7): TurnRecord => ({
@@ -121,7 +162,20 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       log.push("commit");
     },
   });
-  return { ctx, log, events, written, seen, revoke, record, handedOver: () => handedOver };
+  return {
+    ctx,
+    log,
+    events,
+    written,
+    seen,
+    revoke,
+    record,
+    eventLog,
+    handedOver: () => handedOver,
+    state: () => current,
+    /** Moves a chat.events partition's log start past `offset` (retention). */
+    ageOut: (partition: number, offset: number) => eventLog.low.set(partition, offset + 1),
+  };
 }
 
 const turn = (over: Partial<TurnRequest> = {}): TurnRequest => ({
@@ -207,11 +261,17 @@ describe("runTurn", () => {
       usage: { prompt_tokens: 1, cached_prompt_tokens: 0, completion_tokens: 1 },
       timings: { queue_wait_ms: 0, time_to_first_token_ms: 0, generation_ms: 0 },
     };
-    const h = harness({ state: { ...base, applied: recordApplied(base, "r-1", final) } });
+    // A record as the code before bounded entries wrote it: the whole final in its entry.
+    const legacy = conversationStateSchema.parse(JSON.parse(JSON.stringify({ ...base, applied: [{ request_id: "r-1", final }] })));
+    const h = harness({ state: legacy });
     assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "replayed");
     assert.equal(h.seen.length, 0, "nothing generated");
     assert.deepEqual(h.log, ["event:final", "commit"]);
     assert.deepEqual(h.events[0], final, "the stored final, unchanged");
+    // The next write converts the legacy entry: where its final went (the key's partition, from its start), not the final.
+    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-2" }))), h.ctx), "completed");
+    const converted = h.state()!.applied[0]!;
+    assert.deepEqual(converted, { request_id: "r-1", events: { partition: keyPartition("c-1", h.ctx.config.kafka.eventPartitions), offset: 0 }, exact: true });
   });
 
   it("dead-letters a record that is not a request and commits past it", async () => {

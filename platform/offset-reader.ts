@@ -1,19 +1,21 @@
 /**
- * Reads single records at exact offsets: what a history read does, hop by hop, along the
- * links its records carry. librdkafka's consumer (no group: assign at an offset, consume
- * one record), because kafkajs reads only through a consumer group. Fetch sizes are small
- * so one hop does not pull megabytes of the partition's other conversations, and reads are
- * read_committed, so nothing of an aborted write is ever seen.
+ * Reads records at exact offsets of one topic: what a history read does, hop by hop, along
+ * the links its records carry, and what a worker's replay does to find a request's terminal
+ * event on chat.events (one record, or a bounded scan forward from a lower bound).
+ * librdkafka's consumer (no group: assign at an offset, consume), because kafkajs reads
+ * only through a consumer group. Fetch sizes are small so one hop does not pull megabytes
+ * of the partition's other conversations, and reads are read_committed, so nothing of an
+ * aborted write is ever seen.
  *
  * A pool: each read takes one consumer for all its hops (a consumer serves one position
  * at a time), so concurrent reads do not move each other's position; consumers are opened
  * as concurrent reads need them, up to the pool's size.
  */
 import { createRequire } from "node:module";
-import type { KafkaConfig } from "../../contracts/config.js";
-import { KafkaLlmError } from "../../contracts/errors.js";
-import type { Logger } from "../../platform/logger.js";
-import { librdkafkaConnection } from "../../platform/group-consumer.js";
+import type { KafkaConfig } from "../contracts/config.js";
+import { KafkaLlmError } from "../contracts/errors.js";
+import type { Logger } from "./logger.js";
+import { librdkafkaConnection } from "./group-consumer.js";
 
 export interface FetchedRecord {
   readonly offset: number;
@@ -28,6 +30,15 @@ export interface OffsetFetcher {
    * or past the end). Throws kafka_unavailable when Kafka does not answer.
    */
   fetch(partition: number, offset: number): Promise<FetchedRecord | null>;
+  /**
+   * Reads the partition forward from `from` up to (not including) `end`, calling `visit` on
+   * each record until it returns true; returns that record, or null when none did before
+   * `end`. `from` below the log start starts at the log start. Throws kafka_unavailable when
+   * the partition stops answering before `end`.
+   */
+  scan(partition: number, from: number, end: number, visit: (record: FetchedRecord) => boolean): Promise<FetchedRecord | null>;
+  /** The partition's log start (`low`, the oldest offset still kept) and end (`high`, the next offset written). */
+  watermarks(partition: number): Promise<{ low: number; high: number }>;
 }
 
 export interface OffsetReader {
@@ -48,6 +59,8 @@ interface NativeConsumer {
   assign(tps: Array<{ topic: string; partition: number; offset: number }>): void;
   unassign(): void;
   consume(n: number, cb: (err: Error | null, messages: NativeMessage[]) => void): void;
+  queryWatermarkOffsets(topic: string, partition: number, timeout: number, cb: (err: Error | null, offsets: { lowOffset: number; highOffset: number }) => void): void;
+  position(toppars: Array<{ topic: string; partition: number }>): Array<{ offset?: number }>;
   setDefaultConsumeTimeout(ms: number): void;
   on(event: string, listener: (...args: unknown[]) => void): void;
 }
@@ -58,6 +71,8 @@ const ERR_AUTO_OFFSET_RESET = -140;
 const FETCH_TIMEOUT_MS = 3000;
 /** Bytes fetched per hop: enough for one batch holding a history record (a turn is a few KB). */
 const FETCH_BYTES = 64 * 1024;
+/** Records one consume of a scan asks for. */
+const SCAN_BATCH = 100;
 
 class Fetcher implements OffsetFetcher {
   readonly #consumer: NativeConsumer;
@@ -78,7 +93,7 @@ class Fetcher implements OffsetFetcher {
           this.#consumer.consume(1, (err, m) => {
             // An offset outside the partition (aged out, or not written): auto.offset.reset=error says so.
             if (err && (err as Error & { code?: number }).code === ERR_AUTO_OFFSET_RESET) resolve(null);
-            else if (err) reject(new KafkaLlmError("kafka_unavailable", "chat.history cannot be read just now; try again shortly", { cause: err }));
+            else if (err) reject(unavailable(this.#topic, err));
             else resolve(m);
           }),
         );
@@ -91,11 +106,57 @@ class Fetcher implements OffsetFetcher {
       }
       // Not "absent": a record that exists may simply not have come (a broker away). Saying
       // so keeps a read from passing a slow fetch off as the end of the history.
-      throw new KafkaLlmError("kafka_unavailable", `chat.history did not answer within ${FETCH_TIMEOUT_MS / 1000} s; try again shortly`);
+      throw new KafkaLlmError("kafka_unavailable", `${this.#topic} did not answer within ${FETCH_TIMEOUT_MS / 1000} s; try again shortly`);
     } finally {
       this.#consumer.unassign();
     }
   }
+
+  async scan(partition: number, from: number, end: number, visit: (record: FetchedRecord) => boolean): Promise<FetchedRecord | null> {
+    const { low } = await this.watermarks(partition);
+    const start = Math.max(from, low);
+    if (start >= end) return null;
+    this.#consumer.assign([{ topic: this.#topic, partition, offset: start }]);
+    // The deadline is for progress: a scan of many records takes as long as it takes.
+    let deadline = Date.now() + FETCH_TIMEOUT_MS;
+    try {
+      while (Date.now() < deadline) {
+        const messages = await new Promise<NativeMessage[] | null>((resolve, reject) =>
+          this.#consumer.consume(SCAN_BATCH, (err, m) => {
+            // The start aged out between the watermarks and the fetch: nothing left to find there.
+            if (err && (err as Error & { code?: number }).code === ERR_AUTO_OFFSET_RESET) resolve(null);
+            else if (err) reject(unavailable(this.#topic, err));
+            else resolve(m);
+          }),
+        );
+        if (messages === null) return null;
+        for (const m of messages) {
+          if (m.partition !== partition || m.offset >= end) return null;
+          const record = { offset: m.offset, key: m.key ?? null, value: m.value };
+          if (visit(record)) return record;
+        }
+        if (messages.length > 0) deadline = Date.now() + FETCH_TIMEOUT_MS;
+        // Offsets a fetch skips (compacted away, control records) still move the position on.
+        const position = this.#consumer.position([{ topic: this.#topic, partition }])[0]?.offset;
+        if (position !== undefined && position >= end) return null;
+      }
+      throw new KafkaLlmError("kafka_unavailable", `${this.#topic} did not answer within ${FETCH_TIMEOUT_MS / 1000} s; try again shortly`);
+    } finally {
+      this.#consumer.unassign();
+    }
+  }
+
+  watermarks(partition: number): Promise<{ low: number; high: number }> {
+    return new Promise((resolve, reject) =>
+      this.#consumer.queryWatermarkOffsets(this.#topic, partition, FETCH_TIMEOUT_MS, (err, offsets) =>
+        err ? reject(unavailable(this.#topic, err)) : resolve({ low: Number(offsets.lowOffset), high: Number(offsets.highOffset) }),
+      ),
+    );
+  }
+}
+
+function unavailable(topic: string, cause: unknown): KafkaLlmError {
+  return new KafkaLlmError("kafka_unavailable", `${topic} cannot be read just now; try again shortly`, { cause });
 }
 
 /**
@@ -135,13 +196,13 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
     consumer.on("event.error", (err) => {
       if (Date.now() - warnedAt < 60_000) return;
       warnedAt = Date.now();
-      log.warn({ err }, "offset reader: client error (librdkafka retries; history reads answer 503 meanwhile)");
+      log.warn({ err }, "offset reader: client error (librdkafka retries; reads fail as unavailable meanwhile)");
     });
     try {
       await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       opened--;
-      throw new KafkaLlmError("kafka_unavailable", "chat.history cannot be read just now; try again shortly", { cause: err });
+      throw unavailable(options.topic, err);
     }
     consumer.setDefaultConsumeTimeout(100);
     all.push(consumer);
