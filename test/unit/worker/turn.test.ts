@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { loadWorkerConfig } from "../../../contracts/config.js";
 import {
+  APPLIED_WINDOW,
   SCHEMA_VERSION,
   chatEventSchema,
   conversationStateSchema,
@@ -343,5 +344,131 @@ describe("runTurn", () => {
     assert.equal(final.reply, "Once upon a time.");
     assert.equal(final.usage.completion_tokens, 5, "tokens of both workers");
     assert.equal(final.timings.time_to_first_token_ms, 3, "the first worker's time to first token");
+  });
+});
+
+describe("bounded memory records", () => {
+  const finalOf = (events: readonly ChatEvent[], requestId: string) => events.find((e) => e.type === "final" && e.request_id === requestId) as FinalEvent;
+  const bytes = (state: ConversationState) => encodeRecord(state).length;
+
+  for (const words of [3, 200]) {
+    it(`keeps the record's size bounded by the memory budget over 200 turns (replies of ${words} words)`, async (t) => {
+      const reply = Array.from({ length: words }, (_, i) => `w${i % 10}`).join(" ");
+      const h = harness({ chunks: [reply] });
+      const sizes = new Map<number, number>();
+      for (let i = 1; i <= 200; i++) {
+        assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: `r-${i}` }))), h.ctx), "completed");
+        sizes.set(i, bytes(h.state()!));
+      }
+      const state = h.state()!;
+      t.diagnostic(`record bytes at turns 1/10/40/200 with ${reply.length}-character replies: ${[1, 10, 40, 200].map((i) => sizes.get(i)).join(" / ")}`);
+      assert.equal(state.applied.length, APPLIED_WINDOW);
+      assert.ok(!JSON.stringify(state.applied).includes(reply), "no entry holds a reply");
+      assert.ok(
+        state.applied.slice(0, -1).every((a) => !("final" in a) && "events" in a && a.exact === true),
+        "older entries: only where their final is (exact: this worker sent it)",
+      );
+      const newest = state.applied.at(-1)!;
+      assert.ok("final" in newest && newest.final?.type === "final" && newest.final.reply === undefined, "the newest final's reply is in its history record");
+      // Everything but the remembered messages (which the budget bounds) is a constant: from
+      // turn 40 to 200 only the digits of offsets and the history head's fingers (log2 of
+      // the records) grow, where whole finals would have added nothing but kept 32 replies.
+      const overhead = (s: ConversationState) => bytes(s) - JSON.stringify(s.messages).length;
+      assert.ok(overhead(state) <= APPLIED_WINDOW * 120 + 1200, `${overhead(state)} bytes besides the messages`);
+      assert.ok(sizes.get(200)! - sizes.get(40)! <= 128, `turn 40: ${sizes.get(40)} bytes, turn 200: ${sizes.get(200)}`);
+      const messageChars = state.messages.reduce((a, m) => a + m.content.length, 0);
+      assert.ok(messageChars <= h.ctx.config.memory.maxTokens * 4, "the messages themselves stay within the budget");
+    });
+  }
+
+  it("a legacy record (whole finals in its entries) still decodes", () => {
+    const base = newConversation("c-1", "t", 1);
+    const final = { v: 1, type: "error", request_id: "r-0", conversation_id: "c-1", tenant: "t", attempt: "a", seq: 1, at: 1, code: "generation_failed", message: "x", retryable: true };
+    const parsed = conversationStateSchema.parse({ ...base, applied: [{ request_id: "r-0", final }] });
+    assert.deepEqual(parsed.applied[0], { request_id: "r-0", final });
+  });
+
+  it("replays the newest request from its stored summary, the reply filled in from its history record", async () => {
+    const h = harness({ chunks: ["Once upon", " a time."] });
+    await runTurn(h.record(encodeRecord(turn())), h.ctx);
+    const sent = finalOf(h.events, "r-1");
+    const generations = h.seen.length;
+    h.events.length = 0;
+    h.log.length = 0;
+    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "replayed");
+    assert.equal(h.seen.length, generations, "nothing generated");
+    assert.deepEqual(h.log, ["event:final", "commit"], "no start: the stored final only");
+    assert.deepEqual(h.events[0], sent, "the final as it was sent, reply and all");
+  });
+
+  it("replays an older request from chat.events: at its exact offset, or found from its lower bound after a move", async () => {
+    const h = harness();
+    for (const id of ["r-1", "r-2", "r-3"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
+    const partition = keyPartition("c-1", h.ctx.config.kafka.eventPartitions);
+    const log = h.eventLog.records.get(partition)!;
+    const r1 = h.state()!.applied[0]!;
+    assert.ok("events" in r1 && r1.exact === true);
+    assert.deepEqual(chatEventSchema.parse(JSON.parse(String(log[r1.events.offset]))), finalOf(h.events, "r-1"), "the exact offset of r-1's final");
+    const sent = finalOf(h.events, "r-1");
+    const sent3 = finalOf(h.events, "r-3");
+    h.events.length = 0;
+    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-1" }))), h.ctx), "replayed");
+    assert.deepEqual(h.events, [sent], "r-1's final, read back and sent again");
+
+    // The partition moved to a worker that never sent r-3's final: r-3's entry keeps its lower bound.
+    const moved = { ...h.ctx, finals: new FinalPositions() };
+    await runTurn(h.record(encodeRecord(turn({ request_id: "r-4" }))), moved);
+    const r3 = h.state()!.applied.find((a) => a.request_id === "r-3")!;
+    assert.ok("events" in r3 && r3.exact === undefined && !("final" in r3), JSON.stringify(r3));
+    assert.equal(chatEventSchema.parse(JSON.parse(String(log[r3.events.offset]))).type, "start", "the lower bound is r-3's first event");
+    h.events.length = 0;
+    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-3" }))), moved), "replayed");
+    assert.deepEqual(h.events, [sent3], "found by scanning from the lower bound");
+  });
+
+  it("answers already_applied, generating nothing, once the final aged out of chat.events", async () => {
+    const h = harness();
+    for (const id of ["r-1", "r-2"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
+    const r1 = h.state()!.applied[0]!;
+    assert.ok("events" in r1);
+    h.ageOut(r1.events.partition, r1.events.offset);
+    const generations = h.seen.length;
+    const turns = h.state()!.turns;
+    h.events.length = 0;
+    h.log.length = 0;
+    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-1" }))), h.ctx), "replayed");
+    assert.deepEqual(h.log, ["event:error", "commit"], "no start of a new attempt, no memory write");
+    const error = h.events[0]!;
+    assert.ok(error.type === "error" && error.code === "already_applied" && !error.retryable, JSON.stringify(error));
+    assert.match(error.message, /was applied.*conversation's messages/);
+    assert.equal(h.seen.length, generations, "nothing generated");
+    assert.equal(h.state()!.turns, turns);
+  });
+
+  it("sends every event of a request to its events_partition; one out of range goes to the key's partition", async () => {
+    const h = harness();
+    const partitions = h.ctx.config.kafka.eventPartitions;
+    const key = keyPartition("c-1", partitions);
+    const k = (key + 1) % partitions;
+    await runTurn(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx);
+    const on = (p: number) => (h.eventLog.records.get(p) ?? []).map((v) => chatEventSchema.parse(JSON.parse(String(v))));
+    assert.deepEqual(
+      on(k).map((e) => e.type),
+      h.events.map((e) => e.type),
+      "start, deltas and final all on partition k",
+    );
+    assert.ok(h.events.length >= 3);
+    assert.equal((h.state()!.applied[0] as { events: { partition: number } }).events.partition, k);
+    // Its replay (say, by a gateway reading partition k again) is re-announced there too.
+    assert.equal(await runTurn(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx), "replayed");
+    assert.equal(on(k).at(-1)?.type, "final");
+    const before = on(key).length;
+    await runTurn(h.record(encodeRecord(turn({ request_id: "r-2", events_partition: partitions + 5 }))), h.ctx);
+    assert.ok(on(key).length > before, "out of range: the key's partition");
+    assert.ok(
+      on(key)
+        .slice(before)
+        .every((e) => e.request_id === "r-2"),
+    );
   });
 });
