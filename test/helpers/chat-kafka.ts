@@ -22,6 +22,8 @@ const { Kafka, Partitioners, logLevel } = kafkajs;
 
 export class ChatOverKafka {
   readonly events = new Map<string, ChatEvent[]>();
+  /** The chat.events partition of each event in `events`, by request id, in the same order. */
+  readonly partitions = new Map<string, number[]>();
   readonly #waiters = new Map<string, Array<() => void>>();
   readonly #kafka: KafkaClient;
   readonly #topics: TopicNames;
@@ -45,11 +47,12 @@ export class ChatOverKafka {
     await this.#consumer.subscribe({ topic: this.#topics.events, fromBeginning: true });
     await this.#consumer.run({
       autoCommit: false,
-      eachMessage: async ({ message }) => {
+      eachMessage: async ({ message, partition }) => {
         const event = chatEventSchema.parse(JSON.parse(message.value!.toString()));
         const list = this.events.get(event.request_id) ?? [];
         list.push(event);
         this.events.set(event.request_id, list);
+        this.partitions.set(event.request_id, [...(this.partitions.get(event.request_id) ?? []), partition]);
         for (const wake of this.#waiters.get(event.request_id) ?? []) wake();
       },
     });

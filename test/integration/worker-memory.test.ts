@@ -1,12 +1,14 @@
 /**
  * The worker's conversation memory and turn handling against the real broker and a real
- * worker process with stories260K: greeting, trimming to the token budget, delete,
- * tenants, prompts too long, dead-lettering, cancel, and KV-cache reuse across turns.
+ * worker process with stories260K: greeting, trimming to the token budget, replays (from
+ * the record's summary, from chat.events, already_applied once aged out), events_partition,
+ * delete, tenants, prompts too long, dead-lettering, cancel, and KV-cache reuse across turns.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama, type LlamaModel } from "node-llama-cpp";
-import type { FinalEvent } from "../../contracts/records.js";
+import { SCHEMA_VERSION, encodeRecord, type ConversationState, type FinalEvent, type HistoryRecord } from "../../contracts/records.js";
+import { keyPartition } from "../../worker/event-writer.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";
@@ -101,6 +103,165 @@ describe("conversation memory", { timeout: 180_000 }, () => {
       ["user", "assistant"],
     );
     assert.equal(state.turns, 1);
+  });
+
+  /** The worker's count of generated tokens: what a second generation would raise. */
+  async function generatedTokens(): Promise<number> {
+    const text = await (await fetch(`${worker.baseUrl}/metrics`)).text();
+    return Number(/^kafka_llm_generated_tokens_total(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? NaN);
+  }
+
+  const turnRecord = (requestId: string, conversationId: string, content: string, extra: Record<string, unknown> = {}) => ({
+    v: 1,
+    type: "turn",
+    request_id: requestId,
+    conversation_id: conversationId,
+    tenant: "t1",
+    content,
+    created_at: Date.now(),
+    ...extra,
+  });
+
+  it("keeps no reply in the record's applied entries, and re-announces an older request's final read back from chat.events", async () => {
+    const a = turnRecord("old-req-a", "old-1", "First.");
+    await chat.produce(a, "old-1");
+    const first = asFinal(await chat.terminal("old-req-a"));
+    asFinal(await chat.terminal(await chat.turn("old-1", "Second.")));
+    const state = (await chat.readMemory()).get("old-1")!;
+    assert.equal(state.applied.length, 2);
+    const [older, newest] = state.applied as Array<Extract<ConversationState["applied"][number], { events: unknown }>>;
+    assert.deepEqual(
+      { ...older, events: { ...older!.events, offset: 0 } },
+      { request_id: "old-req-a", events: { partition: chat.partitions.get("old-req-a")!.at(-1)!, offset: 0 }, exact: true },
+      "the older entry: where its final is, and nothing else",
+    );
+    assert.ok(newest!.final?.type === "final" && newest!.final.reply === undefined, "the newest keeps its final, without the reply its history record holds");
+    const generated = await generatedTokens();
+    await chat.produce(a, "old-1");
+    await chat.waitFor("old-req-a", (events) => events.filter((e) => e.type === "final").length === 2);
+    const finals = chat.events.get("old-req-a")!.filter((e) => e.type === "final");
+    assert.deepEqual(finals[1], first, "the same final, from chat.events");
+    assert.equal(chat.events.get("old-req-a")!.filter((e) => e.type === "start").length, 1, "generated once");
+    assert.equal(await generatedTokens(), generated, "no tokens generated for the replay");
+  });
+
+  it("sends a final that was never sent from the newest entry's summary, its reply read from chat.history", async () => {
+    // A worker that died between its memory write and its final's send leaves this behind.
+    const id = "unsent-1";
+    const requestId = "unsent-req-1";
+    const reply = "The fox ran home to its den.";
+    const producer = chat.kafka.producer();
+    await producer.connect();
+    try {
+      const history: HistoryRecord = {
+        v: SCHEMA_VERSION,
+        type: "history",
+        conversation_id: id,
+        tenant: "t1",
+        epoch: "e1",
+        seq: 0,
+        index: 0,
+        request_id: requestId,
+        at: Date.now(),
+        messages: [
+          { role: "user", content: "Tell me about the fox." },
+          { role: "assistant", content: reply },
+        ],
+        links: [],
+      };
+      const [h] = await producer.send({ topic: topics.history, acks: -1, messages: [{ key: id, value: encodeRecord(history) }] });
+      const eventsPartition = keyPartition(id, 2);
+      const final = {
+        v: SCHEMA_VERSION,
+        type: "final",
+        request_id: requestId,
+        conversation_id: id,
+        tenant: "t1",
+        attempt: "w-dead.1",
+        seq: 5,
+        at: Date.now(),
+        stop_reason: "stop",
+        usage: { prompt_tokens: 20, cached_prompt_tokens: 0, completion_tokens: 8 },
+        timings: { queue_wait_ms: 1, time_to_first_token_ms: 2, generation_ms: 30 },
+      } as const;
+      const state: ConversationState = {
+        v: SCHEMA_VERSION,
+        type: "conversation",
+        conversation_id: id,
+        tenant: "t1",
+        messages: [
+          { role: "user", content: "Tell me about the fox.", request_id: requestId, at: 1 },
+          { role: "assistant", content: reply, request_id: requestId, at: 1 },
+        ],
+        applied: [{ request_id: requestId, events: { partition: eventsPartition, offset: 0 }, final }],
+        history: { epoch: "e1", partition: h!.partition, records: 1, messages: 2, fingers: [Number(h!.baseOffset)] },
+        turns: 1,
+        created_at: 1,
+        updated_at: 1,
+      };
+      await producer.send({ topic: topics.memory, acks: -1, messages: [{ key: id, value: encodeRecord(state) }] });
+    } finally {
+      await producer.disconnect();
+    }
+    assert.equal(chat.events.get(requestId), undefined, "nothing on chat.events for it yet");
+    const generated = await generatedTokens();
+    await chat.produce(turnRecord(requestId, id, "Tell me about the fox."), id);
+    const sent = asFinal(await chat.terminal(requestId));
+    assert.equal(sent.reply, reply, "the reply filled in from the history record");
+    assert.deepEqual(
+      { attempt: sent.attempt, seq: sent.seq, usage: sent.usage },
+      { attempt: "w-dead.1", seq: 5, usage: { prompt_tokens: 20, cached_prompt_tokens: 0, completion_tokens: 8 } },
+      "the final as the dead worker would have sent it",
+    );
+    assert.deepEqual(
+      chat.events.get(requestId)!.map((e) => e.type),
+      ["final"],
+      "no start: nothing generated",
+    );
+    assert.equal(await generatedTokens(), generated);
+  });
+
+  it("answers already_applied, generating nothing, when the final has aged out of chat.events", async () => {
+    const a = turnRecord("aged-req-a", "aged-1", "First.");
+    await chat.produce(a, "aged-1");
+    asFinal(await chat.terminal("aged-req-a"));
+    asFinal(await chat.terminal(await chat.turn("aged-1", "Second.")));
+    const partition = chat.partitions.get("aged-req-a")!.at(-1)!;
+    // Retention, sped up: the partition's log start moves past everything written so far.
+    const admin = chat.kafka.admin();
+    await admin.connect();
+    try {
+      const offsets = await admin.fetchTopicOffsets(topics.events);
+      const high = offsets.find((o) => o.partition === partition)!.high;
+      await admin.deleteTopicRecords({ topic: topics.events, partitions: [{ partition, offset: high }] });
+    } finally {
+      await admin.disconnect();
+    }
+    const turns = (await chat.readMemory()).get("aged-1")!.turns;
+    const generated = await generatedTokens();
+    await chat.produce(a, "aged-1");
+    await chat.waitFor("aged-req-a", (events) => events.some((e) => e.type === "error"));
+    const error = chat.events.get("aged-req-a")!.find((e) => e.type === "error")!;
+    assert.ok(error.type === "error" && error.code === "already_applied" && error.retryable === false, JSON.stringify(error));
+    assert.match(error.message, /applied.*no longer kept on chat\.events.*conversation's messages/);
+    assert.equal(chat.events.get("aged-req-a")!.filter((e) => e.type === "start").length, 1, "no start of a new attempt");
+    assert.equal(await generatedTokens(), generated, "no tokens generated");
+    assert.equal((await chat.readMemory()).get("aged-1")!.turns, turns, "not applied again");
+  });
+
+  it("sends every event of a request to its events_partition, and one out of range to the conversation's partition", async () => {
+    const key = keyPartition("route-1", 2);
+    const k = 1 - key;
+    await chat.produce(turnRecord("route-req-1", "route-1", "Where?", { events_partition: k }), "route-1");
+    asFinal(await chat.terminal("route-req-1"));
+    const routed = chat.partitions.get("route-req-1")!;
+    assert.ok(routed.length >= 3, `start, deltas and final: ${routed.length} events`);
+    assert.deepEqual(new Set(routed), new Set([k]), "all on partition k");
+    await chat.produce(turnRecord("route-req-2", "route-1", "And then?", { events_partition: 7 }), "route-1");
+    asFinal(await chat.terminal("route-req-2"));
+    assert.deepEqual(new Set(chat.partitions.get("route-req-2")), new Set([key]), "out of range: the key's partition");
+    const warned = worker.logs.some((l) => l.record.request_id === "route-req-2" && /events_partition is not a partition/.test(String(l.record.msg)));
+    assert.ok(warned, "the out-of-range partition is logged");
   });
 
   it("deletes a conversation with a tombstone; the next turn starts afresh", async () => {
