@@ -59,7 +59,12 @@ interface NativeConsumer {
   assign(tps: Array<{ topic: string; partition: number; offset: number }>): void;
   unassign(): void;
   consume(n: number, cb: (err: Error | null, messages: NativeMessage[]) => void): void;
-  queryWatermarkOffsets(topic: string, partition: number, timeout: number, cb: (err: Error | null, offsets: { lowOffset: number; highOffset: number }) => void): void;
+  queryWatermarkOffsets(
+    topic: string,
+    partition: number,
+    timeout: number,
+    cb: (err: Error | null, offsets: { lowOffset: number; highOffset: number }) => void,
+  ): void;
   position(toppars: Array<{ topic: string; partition: number }>): Array<{ offset?: number }>;
   setDefaultConsumeTimeout(ms: number): void;
   on(event: string, listener: (...args: unknown[]) => void): void;

@@ -40,9 +40,7 @@ import {
   SCHEMA_VERSION,
   chatRequestSchema,
   decodeRecord,
-  encodeRecord,
   loggableReason,
-  type ChatEvent,
   type ConversationState,
   type AppendRequest,
   type DeleteRequest,
@@ -493,7 +491,13 @@ async function open(
       ...(request.system === undefined ? {} : { system: request.system }),
     });
   // A new conversation's history record holds the greeting (the final's reply).
-  const applied = recordApplied(base, request.request_id, final, state ? undefined : (greeting ?? undefined), await appliedContext(request.conversation_id, events, ctx));
+  const applied = recordApplied(
+    base,
+    request.request_id,
+    final,
+    state ? undefined : (greeting ?? undefined),
+    await appliedContext(request.conversation_id, events, ctx),
+  );
   const opened = { ...base, applied, updated_at: now };
   const next = state ? opened : await ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";

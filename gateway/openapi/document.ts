@@ -52,6 +52,7 @@ const ERROR_MEANING: Record<number, string> = {
   400: "Invalid input; the message says what to fix",
   401: "Missing or unknown API key",
   404: "No such resource for this tenant",
+  409: "The request (by its Idempotency-Key) was applied before and its reply is no longer kept on chat.events; read it in the conversation's messages",
   413: "The body is larger than GATEWAY_BODY_LIMIT_BYTES",
   415: "The body is not JSON",
   500: "Internal error",
@@ -207,7 +208,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     responses: {
       200: { description: "Applied", content: json(r.appendedHistory) },
       202: { description: "Queued; not applied yet", content: json(accepted) },
-      ...errors("native", [...WITH_BODY, 404, 502]),
+      ...errors("native", [...WITH_BODY, 404, 409, 502]),
     },
   });
 
@@ -284,7 +285,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
         description: "The completion (JSON), or its chunks as Server-Sent Events when stream=true",
         content: { ...json(r.chatCompletion), "text/event-stream": { schema: chunkStream } },
       },
-      ...errors("openai", [...WITH_BODY, 404, 502]),
+      ...errors("openai", [...WITH_BODY, 404, 409, 502]),
     },
   });
 

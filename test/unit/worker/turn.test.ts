@@ -63,7 +63,11 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
           events.push(e);
           log.push(`event:${e.type}`);
         }
-        const base = appendTo(eventLog, partition, r.messages.map((m) => m.value as Buffer));
+        const base = appendTo(
+          eventLog,
+          partition,
+          r.messages.map((m) => m.value as Buffer),
+        );
         return [{ topicName: r.topic, partition, errorCode: 0, baseOffset: String(base) }];
       }
       for (const _ of r.messages) log.push(r.topic === topics.deadLetter ? "dlq" : `send:${r.topic}`);
@@ -137,7 +141,11 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       {
         send: async (r) => {
           log.push(`history:${r.messages.length}`);
-          const base = appendTo(historyLog, 0, r.messages.map((m) => m.value as Buffer));
+          const base = appendTo(
+            historyLog,
+            0,
+            r.messages.map((m) => m.value as Buffer),
+          );
           return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(base) }];
         },
       },
@@ -383,7 +391,19 @@ describe("bounded memory records", () => {
 
   it("a legacy record (whole finals in its entries) still decodes", () => {
     const base = newConversation("c-1", "t", 1);
-    const final = { v: 1, type: "error", request_id: "r-0", conversation_id: "c-1", tenant: "t", attempt: "a", seq: 1, at: 1, code: "generation_failed", message: "x", retryable: true };
+    const final = {
+      v: 1,
+      type: "error",
+      request_id: "r-0",
+      conversation_id: "c-1",
+      tenant: "t",
+      attempt: "a",
+      seq: 1,
+      at: 1,
+      code: "generation_failed",
+      message: "x",
+      retryable: true,
+    };
     const parsed = conversationStateSchema.parse({ ...base, applied: [{ request_id: "r-0", final }] });
     assert.deepEqual(parsed.applied[0], { request_id: "r-0", final });
   });
