@@ -14,6 +14,9 @@
  * once a partition held more than one fetch response (10 MB), fixed in cefa4d6.
  */
 import { randomUUID } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { SCHEMA_VERSION, conversationStateSchema, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import type { Admin, Kafka } from "kafkajs";
 import { createKafka, createProducer } from "../../platform/kafka.js";
@@ -195,6 +198,7 @@ async function restoreOnce(
   recordBytes: number,
   logger: ReturnType<typeof createLogger>,
   variant: Variant,
+  stateDir = mkdtempSync(path.join(os.tmpdir(), "bench-restore-")),
 ): Promise<Measure> {
   let conversations = 0;
   const store = new MemoryStore({
@@ -205,6 +209,9 @@ async function restoreOnce(
     groupPrefix: `bench-restore-${randomUUID()}`,
     logger,
     metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: (v) => (conversations = v) } },
+    stateDir,
+    conversationTtlMs: 7 * 24 * 3_600_000,
+    partitions: PARTITIONS,
   });
   await store.start();
   try {
