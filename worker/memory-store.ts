@@ -66,6 +66,8 @@ interface PartitionState {
     records: number;
     /** Why it is cold, if it is. */
     reason?: string;
+    /** The store transaction of the last batch applied (awaited before the next one returns). */
+    writing: Promise<void>;
     startedAt: number;
     lastDrivenAt: number;
     done: Promise<void>;
@@ -369,11 +371,17 @@ export class MemoryStore {
     return this.#store;
   }
 
-  /** A store write the caller does not wait for (it reads its own writes); a failure is logged. */
+  /**
+   * A store write the caller does not wait for (it reads its own writes). A failure is logged
+   * and drops the partition's checkpoint: the store now lacks a record, so the next restore
+   * of the partition is cold.
+   */
   #storeWrite(partition: number, writes: RecordWrite[]): Promise<void> {
-    return this.#requireStore()
-      .write(partition, writes)
-      .catch((err: unknown) => this.#logger.error({ partition, err }, "state store write failed"));
+    const store = this.#requireStore();
+    return store.write(partition, writes).catch((err: unknown) => {
+      this.#logger.error({ partition, err }, "state store write failed; the partition's next restore reads from the beginning");
+      return store.dropCheckpoint(partition).catch(() => {});
+    });
   }
 
   /** Writes one record to memory partition p; the store's position follows its own writes. */
@@ -419,7 +427,19 @@ export class MemoryStore {
     });
     const fenceKey = `${FENCE_PREFIX}${randomUUID()}`;
     const startedAt = performance.now();
-    state.restoring = { fenceKey, started: false, kind: "warm", from: 0n, records: 0, startedAt, lastDrivenAt: startedAt, done, resolve, reject };
+    state.restoring = {
+      fenceKey,
+      started: false,
+      kind: "warm",
+      from: 0n,
+      records: 0,
+      writing: Promise.resolve(),
+      startedAt,
+      lastDrivenAt: startedAt,
+      done,
+      resolve,
+      reject,
+    };
     this.#partitions.set(partition, state);
     void this.#startReading(partition, fenceKey).catch((err: Error) => {
       if (state.restoring?.fenceKey === fenceKey) state.restoring = null;
@@ -525,9 +545,18 @@ export class MemoryStore {
       writes.push(recordWrite(key, message.value, Number(message.timestamp)));
       if (!key.startsWith(HANDOVER_KEY_PREFIX)) this.#cache.delete(cacheKey(partition, key));
     }
-    if (writes.length) await this.#requireStore().write(partition, writes);
-    if (state.restoring !== restoring) return; // revoked meanwhile: what was written stays above the checkpoint
+    // One batch's transaction commits while the next is fetched; RAM holds at most two.
+    const previous = restoring.writing;
+    const written = writes.length
+      ? this.#requireStore()
+          .writeBulk(partition, writes)
+          .catch((err: unknown) => this.#failRestore(partition, restoring, err))
+      : Promise.resolve();
+    restoring.writing = written;
     restoring.records += writes.length;
+    await previous;
+    if (fenceOffset !== null) await written;
+    if (state.restoring !== restoring) return; // revoked meanwhile: what was written stays above the checkpoint
     if (fenceOffset === null) return;
     state.nextOffset = fenceOffset + 1n;
     state.restoring = null;
@@ -545,6 +574,17 @@ export class MemoryStore {
     );
     void this.#sweep(partition);
     restoring.resolve();
+  }
+
+  /** A restore whose store write failed (disk full?): it fails (a turn of the partition restores again). */
+  #failRestore(partition: number, restoring: NonNullable<PartitionState["restoring"]>, err: unknown): void {
+    const state = this.#partitions.get(partition);
+    if (state?.restoring !== restoring) return;
+    this.#logger.error({ partition, err }, "state store write failed during a restore");
+    this.#partitions.delete(partition);
+    this.#evict(partition);
+    this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
+    restoring.reject(err instanceof Error ? err : new Error(String(err)));
   }
 
   /** Removes partition p's conversations past the TTL from the store. */

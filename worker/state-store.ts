@@ -149,6 +149,12 @@ export class StateStore {
     return this.#meta.put(String(p), { next_offset: nextOffset.toString(), written_at: now }).then(() => undefined);
   }
 
+  /** Forgets partition p's checkpoint (a write to it failed): its next restore is cold. */
+  dropCheckpoint(p: number): Promise<void> {
+    this.#checkpoints.delete(p);
+    return this.#meta.remove(String(p)).then(() => undefined);
+  }
+
   /** Forgets partition p (its checkpoint first, so a crash midway leaves a store that restores cold). */
   async clearPartition(p: number): Promise<void> {
     this.#checkpoints.delete(p);
@@ -173,6 +179,22 @@ export class StateStore {
       });
     }
     return last.then(() => undefined);
+  }
+
+  /**
+   * Applies a restore's batch of writes to partition p in one transaction, without the
+   * read-your-writes overlay (nothing reads a restoring partition before its fence, which
+   * waits for this commit): one promise for the batch instead of one per record.
+   */
+  writeBulk(p: number, writes: readonly RecordWrite[]): Promise<void> {
+    const dbs = this.#partition(p);
+    return this.#root.transaction(() => {
+      for (const w of writes) {
+        const db = w.kind === "conversation" ? dbs.conversations : dbs.handovers;
+        if (w.value === null) db.removeSync(w.id);
+        else db.putSync(w.id, withHeader(w.value, w.writtenAt));
+      }
+    });
   }
 
   get(p: number, kind: RecordKind, id: string): StoredRecord | undefined {
