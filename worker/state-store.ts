@@ -167,18 +167,21 @@ export class StateStore {
   /** Applies writes to partition p in one transaction; resolves once it is committed. */
   write(p: number, writes: readonly RecordWrite[]): Promise<void> {
     const dbs = this.#partition(p);
-    let last: Promise<boolean> = Promise.resolve(true);
+    const done: Array<Promise<boolean>> = [];
     for (const w of writes) {
       const db = w.kind === "conversation" ? dbs.conversations : dbs.handovers;
       const key = pendingKey(p, w.kind, w.id);
       const value = w.value === null ? null : withHeader(w.value, w.writtenAt);
       this.#pending.set(key, value);
-      last = value === null ? db.remove(w.id) : db.put(w.id, value);
-      void last.finally(() => {
+      const last = value === null ? db.remove(w.id) : db.put(w.id, value);
+      done.push(last);
+      // Settled either way (a failed write is the caller's to report, through the returned promise).
+      const settle = () => {
         if (this.#pending.get(key) === value) this.#pending.delete(key);
-      });
+      };
+      void last.then(settle, settle);
     }
-    return last.then(() => undefined);
+    return Promise.all(done).then(() => undefined);
   }
 
   /**
