@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import path from "node:path";
 import { z } from "zod";
 import { KafkaLlmError } from "./errors.js";
 import { MAX_CONTENT_CHARS } from "./records.js";
@@ -127,6 +128,7 @@ const workerFields = {
   MEMORY_TRIM_TO_PERCENT: int(50, 1, 100),
   SYSTEM_PROMPT: str("You are Kafka, a friendly and concise assistant. Answer in a few sentences."),
   GREETING: str("Hello! I'm Kafka, your assistant. What would you like to talk about?"),
+  WORKER_STATE_DIR: z.string().min(1, "must be a directory path").optional(),
 };
 
 const gatewayFields = {
@@ -292,6 +294,8 @@ export interface WorkerConfig {
     readonly trimToTokens: number;
     readonly systemPrompt: string;
     readonly greeting: string;
+    /** Where the disk-backed state store lives (WORKER_STATE_DIR; default under the OS temp dir, named for the worker). */
+    readonly stateDir: string;
   };
   readonly stream: { readonly flushMs: number; readonly maxChars: number };
   readonly consumer: {
@@ -346,6 +350,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       trimToTokens: Math.floor((e.MEMORY_MAX_TOKENS * e.MEMORY_TRIM_TO_PERCENT) / 100),
       systemPrompt: e.SYSTEM_PROMPT,
       greeting: e.GREETING,
+      stateDir: e.WORKER_STATE_DIR ?? path.join(os.tmpdir(), `kafka-llm-state-${e.WORKER_ID.replace(/[^A-Za-z0-9._-]/g, "_")}`),
     },
     stream: { flushMs: e.DELTA_FLUSH_MS, maxChars: e.DELTA_MAX_CHARS },
     consumer: {

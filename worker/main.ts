@@ -102,7 +102,10 @@ async function main(): Promise<void> {
     topic: topics.memory,
     groupPrefix,
     logger,
-    metrics: { restoreSeconds: metrics.memoryRestore, conversations: metrics.memoryConversations },
+    metrics: { restoreSeconds: metrics.memoryRestore, restoredRecords: metrics.memoryRestoredRecords, conversations: metrics.memoryConversations },
+    stateDir: config.memory.stateDir,
+    conversationTtlMs: config.kafka.conversationTtlMs,
+    partitions: config.kafka.requestPartitions,
   });
   await memory.start();
   release.push(() => memory.stop());

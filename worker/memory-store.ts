@@ -8,14 +8,23 @@
  * partition p and reads until it sees that record, so everything written before, by any
  * earlier owner, has been applied. A partition kept across a rebalance is caught up the
  * same way from where the store last was, so a write by another owner in between is never
- * missed. A revoked partition's state is dropped.
+ * missed.
+ *
+ * The state lives on disk (worker/state-store.ts, LMDB under WORKER_STATE_DIR) with the
+ * next offset applied per partition, as a Kafka Streams store keeps its checkpoint: a
+ * partition this worker held before is read only from there (a warm restore); one it never
+ * held, or whose checkpoint is unusable (see worker/restore-plan.ts), from the beginning (a
+ * cold restore), into the store, one fetch at a time. The JS heap holds only a bounded cache
+ * of decoded conversations. A revoked partition's data stays on disk but is not served.
+ * Conversations not written for CONVERSATION_TTL_MS are not served and are swept from the
+ * store (Kafka's retention drops them without tombstones).
  *
  * A single reader consumer (its own group, never committing) does the reading; it keeps
  * every partition paused except those being restored. While the worker owns p it is the
  * only writer of memory p, so between restores its own writes are the truth.
  */
 import { randomUUID } from "node:crypto";
-import type { Admin, Consumer, Kafka, Producer } from "kafkajs";
+import kafkajs, { type Admin, type Consumer, type Kafka, type Producer } from "kafkajs";
 import {
   HANDOVER_KEY_PREFIX,
   conversationStateSchema,
@@ -27,22 +36,38 @@ import {
 } from "../contracts/records.js";
 import { SOLE_READER, handleConsumerCrash } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
+import { DEFAULT_DELETE_RETENTION_MS, planRestore, type RestorePlan } from "./restore-plan.js";
+import { StateStore, type RecordWrite } from "./state-store.js";
+
+const { ConfigResourceTypes } = kafkajs;
 
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
 const FENCE_PREFIX = "#fence:";
 /** A restore that has not reached its fence for this long is driven again (seek + resume). */
 const STALL_MS = 10_000;
 const STALL_CHECK_MS = 2_000;
+/** Decoded conversations kept in the JS heap (the rest stay on disk until a turn needs them). */
+const DEFAULT_CACHE_ENTRIES = 1000;
+/** How often expired conversations are swept and idle partitions' checkpoints refreshed. */
+const DEFAULT_MAINTENANCE_MS = 10 * 60_000;
+
+export type RestoreKind = "cold" | "warm";
 
 interface PartitionState {
-  conversations: Map<string, Buffer | ConversationState>;
-  /** Replies handed over by a previous owner, by request id. */
-  handovers: Map<string, Buffer | Handover>;
-  /** Where the next restore or catch-up starts reading. */
+  /** The end of the log as this store last saw it (isCurrent compares against it). */
   nextOffset: bigint;
   restoring: {
     fenceKey: string;
+    /** False until the plan is made (and a cold store cleared): until then nothing is read. */
+    started: boolean;
+    kind: RestoreKind;
     from: bigint;
+    /** Records applied to the store by this restore. */
+    records: number;
+    /** Why it is cold, if it is. */
+    reason?: string;
+    /** The store transaction of the last batch applied (awaited before the next one returns). */
+    writing: Promise<void>;
     startedAt: number;
     lastDrivenAt: number;
     done: Promise<void>;
@@ -52,8 +77,40 @@ interface PartitionState {
 }
 
 export interface MemoryStoreMetrics {
-  restoreSeconds: { observe(v: number): void };
+  restoreSeconds: { observe(labels: { kind: RestoreKind }, v: number): void };
+  restoredRecords?: { inc(labels: { kind: RestoreKind }, v: number): void };
   conversations: { set(v: number): void };
+}
+
+/** What the last finished restore of a partition did. */
+export interface RestoreStats {
+  kind: RestoreKind;
+  /** The offset it read from (the log start for a cold restore). */
+  from: bigint;
+  /** Records it read and applied (fences not counted). */
+  records: number;
+  /** Why it was cold, if it was. */
+  reason?: string;
+}
+
+export interface MemoryStoreOptions {
+  kafka: Kafka;
+  admin: Admin;
+  producer: Producer;
+  topic: string;
+  groupPrefix: string;
+  logger: Logger;
+  metrics: MemoryStoreMetrics;
+  /** WORKER_STATE_DIR: where the state store lives. */
+  stateDir: string;
+  /** CONVERSATION_TTL_MS: conversations not written for this long are not served. */
+  conversationTtlMs: number;
+  /** The most memory partitions (KAFKA_REQUEST_PARTITIONS); sizes the store's table of databases. */
+  partitions: number;
+  /** Decoded conversations kept in the heap; default 1000. */
+  cacheEntries?: number;
+  /** How often expired conversations are swept, ms; default 10 minutes. */
+  maintenanceIntervalMs?: number;
 }
 
 export class MemoryStore {
@@ -65,11 +122,19 @@ export class MemoryStore {
   readonly #groupPrefix: string;
   readonly #logger: Logger;
   readonly #metrics: MemoryStoreMetrics;
+  readonly #options: MemoryStoreOptions;
+  readonly #cacheEntries: number;
+  /** Decoded conversations, least recently used first (Map order). */
+  readonly #cache = new Map<string, { state: ConversationState; writtenAt: number }>();
+  readonly #lastRestore = new Map<number, RestoreStats>();
+  #store: StateStore | null = null;
   #reader: Consumer | null = null;
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
+  #maintenance: NodeJS.Timeout | null = null;
 
-  constructor(options: { kafka: Kafka; admin: Admin; producer: Producer; topic: string; groupPrefix: string; logger: Logger; metrics: MemoryStoreMetrics }) {
+  constructor(options: MemoryStoreOptions) {
+    this.#options = options;
     this.#kafka = options.kafka;
     this.#admin = options.admin;
     this.#producer = options.producer;
@@ -77,10 +142,24 @@ export class MemoryStore {
     this.#groupPrefix = options.groupPrefix;
     this.#logger = options.logger.child({ component: "memory" });
     this.#metrics = options.metrics;
+    this.#cacheEntries = options.cacheEntries ?? DEFAULT_CACHE_ENTRIES;
   }
 
-  /** Starts the reader and waits until it has joined its group (all memory partitions). */
+  /** Decoded conversations held in the JS heap now (bounded by cacheEntries). */
+  get cacheSize(): number {
+    return this.#cache.size;
+  }
+
+  /** What the last finished restore of partition p did, if one did. */
+  lastRestore(partition: number): RestoreStats | undefined {
+    return this.#lastRestore.get(partition);
+  }
+
+  /** Opens the state store, starts the reader and waits until it has joined its group (all memory partitions). */
   async start(): Promise<void> {
+    const store = StateStore.open({ dir: this.#options.stateDir, topic: this.#topic, partitions: this.#options.partitions, logger: this.#logger });
+    this.#store = store;
+    this.#logger.info({ path: store.path, replaced: store.fellBack }, "state store opened");
     const reader = this.#kafka.consumer({
       ...SOLE_READER,
       groupId: `${this.#groupPrefix}.memory.${randomUUID()}`,
@@ -95,7 +174,7 @@ export class MemoryStore {
         // driven again from where they started; their fences are still ahead of them.
         const idle = this.#readerPartitions.filter((p) => !this.#partitions.get(p)?.restoring);
         if (idle.length) reader.pause([{ topic: this.#topic, partitions: idle }]);
-        for (const [p, state] of this.#partitions) if (state.restoring) this.#seekAndResume(p, state.restoring.from);
+        for (const [p, state] of this.#partitions) if (state.restoring?.started) this.#seekAndResume(p, state.restoring.from);
         resolve();
       });
     });
@@ -116,12 +195,17 @@ export class MemoryStore {
     await joined;
     this.#watchdog = setInterval(() => this.#redriveStalled(), STALL_CHECK_MS);
     this.#watchdog.unref();
+    this.#maintenance = setInterval(() => void this.#maintain(), this.#options.maintenanceIntervalMs ?? DEFAULT_MAINTENANCE_MS);
+    this.#maintenance.unref();
   }
 
   async stop(): Promise<void> {
     if (this.#watchdog) clearInterval(this.#watchdog);
+    if (this.#maintenance) clearInterval(this.#maintenance);
     await this.#reader?.disconnect();
     this.#reader = null;
+    await this.#store?.close();
+    this.#store = null;
   }
 
   /** Sets the partitions this worker owns: drops the others, restores or catches up these. */
@@ -130,6 +214,7 @@ export class MemoryStore {
       if (!partitions.includes(p)) {
         this.#partitions.get(p)?.restoring?.reject(new Error(`partition ${p} was revoked during its restore`));
         this.#partitions.delete(p);
+        this.#evict(p);
       }
     }
     for (const p of partitions) {
@@ -195,9 +280,8 @@ export class MemoryStore {
   async writeIfOwner(partition: number, conversationId: string, state: ConversationState | null, clearHandover?: string): Promise<boolean> {
     if (!(await this.isCurrent(partition))) return false;
     // The state and the handover's tombstone go in one send (one batch of the partition).
-    const clears = clearHandover !== undefined && this.#partitions.get(partition)?.handovers.has(clearHandover) === true;
+    const clears = clearHandover !== undefined && this.#partitions.has(partition) && this.#requireStore().has(partition, "handover", clearHandover);
     await this.put(partition, conversationId, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : []);
-    if (clears) this.#partitions.get(partition)?.handovers.delete(clearHandover);
     return true;
   }
 
@@ -205,7 +289,6 @@ export class MemoryStore {
   async handOver(partition: number, handover: Handover): Promise<boolean> {
     if (!(await this.isCurrent(partition))) return false;
     await this.#send(partition, `${HANDOVER_KEY_PREFIX}${handover.request_id}`, encodeRecord(handover));
-    this.#partitions.get(partition)?.handovers.set(handover.request_id, handover);
     return true;
   }
 
@@ -213,35 +296,42 @@ export class MemoryStore {
   async clearHandover(partition: number, requestId: string): Promise<boolean> {
     if (!(await this.isCurrent(partition))) return false;
     await this.#send(partition, `${HANDOVER_KEY_PREFIX}${requestId}`, null);
-    this.#partitions.get(partition)?.handovers.delete(requestId);
     return true;
   }
 
   #handover(partition: number, requestId: string): Handover | undefined {
-    const handovers = this.#partitions.get(partition)?.handovers;
-    const value = handovers?.get(requestId);
-    if (value === undefined || !Buffer.isBuffer(value)) return value;
-    const decoded = decodeRecord(handoverSchema, value);
+    if (!this.#partitions.has(partition)) return undefined;
+    const stored = this.#requireStore().get(partition, "handover", requestId);
+    if (!stored) return undefined;
+    const decoded = decodeRecord(handoverSchema, stored.bytes);
     if (!decoded.ok) {
       this.#logger.error({ partition, request_id: requestId, reason: decoded.reason }, "unreadable handover record; the request runs afresh");
-      handovers!.delete(requestId);
+      void this.#storeWrite(partition, [{ kind: "handover", id: requestId, value: null, writtenAt: Date.now() }]);
       return undefined;
     }
-    handovers!.set(requestId, decoded.value);
     return decoded.value;
   }
 
+  /** A conversation of an owned partition as this store has it (undefined past the TTL). */
   get(partition: number, conversationId: string): ConversationState | undefined {
-    const conversations = this.#partitions.get(partition)?.conversations;
-    const value = conversations?.get(conversationId);
-    if (value === undefined || !Buffer.isBuffer(value)) return value;
-    const decoded = decodeRecord(conversationStateSchema, value);
+    if (!this.#partitions.has(partition)) return undefined;
+    const key = cacheKey(partition, conversationId);
+    const cached = this.#cache.get(key);
+    if (cached) {
+      if (this.#expired(cached.writtenAt)) return undefined;
+      this.#cache.delete(key);
+      this.#cache.set(key, cached);
+      return cached.state;
+    }
+    const stored = this.#requireStore().get(partition, "conversation", conversationId);
+    if (!stored || this.#expired(stored.writtenAt)) return undefined;
+    const decoded = decodeRecord(conversationStateSchema, stored.bytes);
     if (!decoded.ok) {
       this.#logger.error({ partition, conversation_id: conversationId, reason: decoded.reason }, "unreadable memory record; starting the conversation afresh");
-      conversations!.delete(conversationId);
+      void this.#storeWrite(partition, [{ kind: "conversation", id: conversationId, value: null, writtenAt: Date.now() }]);
       return undefined;
     }
-    conversations!.set(conversationId, decoded.value);
+    this.#remember(key, decoded.value, stored.writtenAt);
     return decoded.value;
   }
 
@@ -253,11 +343,45 @@ export class MemoryStore {
     also: ReadonlyArray<{ key: string; value: Buffer | null }> = [],
   ): Promise<void> {
     await this.#sendAll(partition, [{ key: conversationId, value: state === null ? null : encodeRecord(state) }, ...also]);
-    const owned = this.#partitions.get(partition);
-    if (!owned) return;
-    if (state === null) owned.conversations.delete(conversationId);
-    else owned.conversations.set(conversationId, state);
+    if (!this.#partitions.has(partition)) return;
+    const key = cacheKey(partition, conversationId);
+    if (state === null) this.#cache.delete(key);
+    else this.#remember(key, state, Date.now());
     this.#updateGauge();
+  }
+
+  #expired(writtenAt: number): boolean {
+    return writtenAt + this.#options.conversationTtlMs < Date.now();
+  }
+
+  #remember(key: string, state: ConversationState, writtenAt: number): void {
+    this.#cache.delete(key);
+    this.#cache.set(key, { state, writtenAt });
+    while (this.#cache.size > this.#cacheEntries) this.#cache.delete(this.#cache.keys().next().value!);
+  }
+
+  /** Drops partition p's decoded conversations from the heap (revoked, or about to be rewritten by a restore). */
+  #evict(partition: number): void {
+    const prefix = cacheKey(partition, "");
+    for (const key of [...this.#cache.keys()]) if (key.startsWith(prefix)) this.#cache.delete(key);
+  }
+
+  #requireStore(): StateStore {
+    if (!this.#store) throw new Error("the memory store is not started");
+    return this.#store;
+  }
+
+  /**
+   * A store write the caller does not wait for (it reads its own writes). A failure is logged
+   * and drops the partition's checkpoint: the store now lacks a record, so the next restore
+   * of the partition is cold.
+   */
+  #storeWrite(partition: number, writes: RecordWrite[]): Promise<void> {
+    const store = this.#requireStore();
+    return store.write(partition, writes).catch((err: unknown) => {
+      this.#logger.error({ partition, err }, "state store write failed; the partition's next restore reads from the beginning");
+      return store.dropCheckpoint(partition).catch(() => {});
+    });
   }
 
   /** Writes one record to memory partition p; the store's position follows its own writes. */
@@ -269,13 +393,32 @@ export class MemoryStore {
   async #sendAll(partition: number, records: ReadonlyArray<{ key: string; value: Buffer | null }>): Promise<void> {
     const [meta] = await this.#producer.send({ topic: this.#topic, acks: -1, messages: records.map((r) => ({ partition, ...r })) });
     const owned = this.#partitions.get(partition);
-    if (owned && meta?.baseOffset !== undefined && !owned.restoring) owned.nextOffset = BigInt(meta.baseOffset) + BigInt(records.length);
+    if (!owned) return;
+    const now = Date.now();
+    const store = this.#requireStore();
+    void this.#storeWrite(
+      partition,
+      records.map((r) => recordWrite(r.key, r.value, now)),
+    );
+    if (meta?.baseOffset === undefined || owned.restoring) return;
+    const base = BigInt(meta.baseOffset);
+    const next = base + BigInt(records.length);
+    owned.nextOffset = next;
+    // The checkpoint follows only when nothing came between it and these records (another
+    // writer's would be missing from the store): else the next restore reads from before them.
+    if (store.checkpoint(partition)?.next_offset === base) void this.#setCheckpoint(partition, next);
+  }
+
+  #setCheckpoint(partition: number, next: bigint): Promise<void> {
+    return this.#requireStore()
+      .setCheckpoint(partition, next)
+      .catch((err: unknown) => this.#logger.error({ partition, err }, "state store checkpoint write failed"));
   }
 
   #restore(partition: number): Promise<void> {
     const existing = this.#partitions.get(partition);
     if (existing?.restoring) return existing.restoring.done;
-    const state: PartitionState = existing ?? { conversations: new Map(), handovers: new Map(), nextOffset: 0n, restoring: null };
+    const state: PartitionState = existing ?? { nextOffset: 0n, restoring: null };
     let resolve!: () => void;
     let reject!: (e: Error) => void;
     const done = new Promise<void>((res, rej) => {
@@ -284,9 +427,21 @@ export class MemoryStore {
     });
     const fenceKey = `${FENCE_PREFIX}${randomUUID()}`;
     const startedAt = performance.now();
-    state.restoring = { fenceKey, from: state.nextOffset, startedAt, lastDrivenAt: startedAt, done, resolve, reject };
+    state.restoring = {
+      fenceKey,
+      started: false,
+      kind: "warm",
+      from: 0n,
+      records: 0,
+      writing: Promise.resolve(),
+      startedAt,
+      lastDrivenAt: startedAt,
+      done,
+      resolve,
+      reject,
+    };
     this.#partitions.set(partition, state);
-    void this.#startReading(partition, fenceKey, state.nextOffset).catch((err: Error) => {
+    void this.#startReading(partition, fenceKey).catch((err: Error) => {
       if (state.restoring?.fenceKey === fenceKey) state.restoring = null;
       this.#partitions.delete(partition);
       reject(err);
@@ -294,10 +449,51 @@ export class MemoryStore {
     return done;
   }
 
-  async #startReading(partition: number, fenceKey: string, from: bigint): Promise<void> {
+  async #startReading(partition: number, fenceKey: string): Promise<void> {
     if (!this.#reader) throw new Error("the memory store is not started");
+    const plan = await this.#plan(partition);
+    const restoring = this.#partitions.get(partition)?.restoring;
+    if (restoring?.fenceKey !== fenceKey) return; // revoked meanwhile (its promise was rejected)
+    this.#evict(partition);
+    if (plan.kind === "cold") {
+      this.#logger.info({ partition, reason: plan.reason }, "memory partition restores from the beginning");
+      await this.#requireStore().clearPartition(partition);
+    }
+    if (plan.kind === "cold") restoring.reason = plan.reason;
+    restoring.kind = plan.kind;
+    restoring.from = plan.from;
     await this.#producer.send({ topic: this.#topic, acks: -1, messages: [{ partition, key: fenceKey, value: null }] });
-    this.#seekAndResume(partition, from);
+    if (this.#partitions.get(partition)?.restoring !== restoring) return;
+    restoring.started = true;
+    this.#seekAndResume(partition, plan.from);
+  }
+
+  /** Warm from the store's checkpoint, or cold (see planRestore), from the log's offsets and delete.retention.ms now. */
+  async #plan(partition: number): Promise<RestorePlan> {
+    const offsets = await this.#admin.fetchTopicOffsets(this.#topic);
+    const o = offsets.find((x) => x.partition === partition);
+    if (!o) throw new Error(`memory topic ${this.#topic} has no partition ${partition}`);
+    return planRestore({
+      checkpoint: this.#requireStore().checkpoint(partition),
+      logStart: BigInt(o.low),
+      logEnd: BigInt(o.high),
+      deleteRetentionMs: await this.#deleteRetentionMs(),
+      now: Date.now(),
+    });
+  }
+
+  async #deleteRetentionMs(): Promise<number> {
+    try {
+      const described = await this.#admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: this.#topic, configNames: ["delete.retention.ms"] }],
+      });
+      const value = Number(described.resources[0]?.configEntries.find((c) => c.configName === "delete.retention.ms")?.configValue);
+      return Number.isFinite(value) && value > 0 ? value : DEFAULT_DELETE_RETENTION_MS;
+    } catch (err) {
+      this.#logger.warn({ err }, "cannot read delete.retention.ms of the memory topic; assuming Kafka's default (1 day)");
+      return DEFAULT_DELETE_RETENTION_MS;
+    }
   }
 
   #seekAndResume(partition: number, from: bigint): void {
@@ -317,45 +513,130 @@ export class MemoryStore {
     const now = performance.now();
     for (const [p, state] of this.#partitions) {
       const r = state.restoring;
-      if (!r || now - r.startedAt < STALL_MS || now - r.lastDrivenAt < STALL_MS) continue;
+      if (!r || !r.started || now - r.startedAt < STALL_MS || now - r.lastDrivenAt < STALL_MS) continue;
       r.lastDrivenAt = now;
       this.#logger.warn({ partition: p, waiting_ms: Math.round(now - r.startedAt) }, "memory restore stalled; reading again from its start");
       this.#seekAndResume(p, r.from);
     }
   }
 
-  #applyBatch(partition: number, messages: ReadonlyArray<{ offset: string; key: Buffer | null; value: Buffer | null }>): void {
+  /**
+   * Applies a fetched batch of a restoring partition to the store, in one transaction that
+   * is committed before the next batch is taken (so RAM holds one fetch, not the partition).
+   */
+  async #applyBatch(
+    partition: number,
+    messages: ReadonlyArray<{ offset: string; timestamp: string; key: Buffer | null; value: Buffer | null }>,
+  ): Promise<void> {
     const state = this.#partitions.get(partition);
     const restoring = state?.restoring;
-    if (!state || !restoring) return; // not ours, or already caught up: our writes are the truth
+    if (!state || !restoring?.started) return; // not ours, or already caught up: our writes are the truth
+    const writes: RecordWrite[] = [];
+    let fenceOffset: bigint | null = null;
     for (const message of messages) {
       const offset = BigInt(message.offset);
       if (offset < restoring.from) continue;
       const key = message.key?.toString("utf8") ?? "";
       if (key.startsWith(FENCE_PREFIX)) {
         if (key !== restoring.fenceKey) continue;
-        state.nextOffset = offset + 1n;
-        state.restoring = null;
-        this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
-        const seconds = (performance.now() - restoring.startedAt) / 1000;
-        this.#metrics.restoreSeconds.observe(seconds);
-        this.#updateGauge();
-        this.#logger.info(
-          { partition, conversations: state.conversations.size, from: restoring.from.toString(), restore_ms: Math.round(seconds * 1000) },
-          "memory partition restored",
-        );
-        restoring.resolve();
-        return;
+        fenceOffset = offset;
+        break;
       }
-      const [map, id] = key.startsWith(HANDOVER_KEY_PREFIX) ? [state.handovers, key.slice(HANDOVER_KEY_PREFIX.length)] : [state.conversations, key];
-      if (message.value === null) map.delete(id);
-      else map.set(id, message.value);
+      writes.push(recordWrite(key, message.value, Number(message.timestamp)));
+      if (!key.startsWith(HANDOVER_KEY_PREFIX)) this.#cache.delete(cacheKey(partition, key));
+    }
+    // One batch's transaction commits while the next is fetched; RAM holds at most two.
+    const previous = restoring.writing;
+    const written = writes.length
+      ? this.#requireStore()
+          .writeBulk(partition, writes)
+          .catch((err: unknown) => this.#failRestore(partition, restoring, err))
+      : Promise.resolve();
+    restoring.writing = written;
+    restoring.records += writes.length;
+    await previous;
+    if (fenceOffset !== null) await written;
+    if (state.restoring !== restoring) return; // revoked meanwhile: what was written stays above the checkpoint
+    if (fenceOffset === null) return;
+    state.nextOffset = fenceOffset + 1n;
+    state.restoring = null;
+    this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
+    void this.#setCheckpoint(partition, state.nextOffset);
+    const seconds = (performance.now() - restoring.startedAt) / 1000;
+    const reason = restoring.reason;
+    this.#lastRestore.set(partition, { kind: restoring.kind, from: restoring.from, records: restoring.records, ...(reason !== undefined && { reason }) });
+    this.#metrics.restoreSeconds.observe({ kind: restoring.kind }, seconds);
+    this.#metrics.restoredRecords?.inc({ kind: restoring.kind }, restoring.records);
+    this.#updateGauge();
+    this.#logger.info(
+      { partition, kind: restoring.kind, records: restoring.records, from: restoring.from.toString(), restore_ms: Math.round(seconds * 1000) },
+      "memory partition restored",
+    );
+    void this.#sweep(partition);
+    restoring.resolve();
+  }
+
+  /** A restore whose store write failed (disk full?): it fails (a turn of the partition restores again). */
+  #failRestore(partition: number, restoring: NonNullable<PartitionState["restoring"]>, err: unknown): void {
+    const state = this.#partitions.get(partition);
+    if (state?.restoring !== restoring) return;
+    this.#logger.error({ partition, err }, "state store write failed during a restore");
+    this.#partitions.delete(partition);
+    this.#evict(partition);
+    this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
+    restoring.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  /** Removes partition p's conversations past the TTL from the store. */
+  async #sweep(partition: number): Promise<void> {
+    try {
+      const removed = await this.#requireStore().sweep(partition, Date.now() - this.#options.conversationTtlMs);
+      if (removed) {
+        this.#evict(partition);
+        this.#logger.info({ partition, removed }, "expired conversations swept from the state store");
+        this.#updateGauge();
+      }
+    } catch (err) {
+      this.#logger.warn({ partition, err }, "state store sweep failed; expired conversations stay unserved until the next");
+    }
+  }
+
+  /**
+   * Sweeps the owned partitions, and refreshes the checkpoint time of those whose log has not
+   * moved since (their checkpoint is still the log's end, so it stays usable however long
+   * the partition was idle).
+   */
+  async #maintain(): Promise<void> {
+    const idle = [...this.#partitions].filter(([, s]) => !s.restoring).map(([p]) => p);
+    for (const p of idle) await this.#sweep(p);
+    try {
+      const store = this.#requireStore();
+      for (const p of idle) {
+        const state = this.#partitions.get(p);
+        if (state && !state.restoring && store.checkpoint(p)?.next_offset === state.nextOffset && (await this.isCurrent(p)))
+          await this.#setCheckpoint(p, state.nextOffset);
+      }
+    } catch (err) {
+      this.#logger.warn({ err }, "cannot refresh the state store's checkpoints");
     }
   }
 
   #updateGauge(): void {
+    const store = this.#store;
+    if (!store) return;
     let n = 0;
-    for (const p of this.#partitions.values()) n += p.conversations.size;
+    for (const p of this.#partitions.keys()) n += store.count(p);
     this.#metrics.conversations.set(n);
   }
+}
+
+function cacheKey(partition: number, conversationId: string): string {
+  return `${partition}\u0000${conversationId}`;
+}
+
+/** A memory record (by its key: a conversation or a handover) as a store write. */
+function recordWrite(key: string, value: Buffer | null, writtenAt: number): RecordWrite {
+  return key.startsWith(HANDOVER_KEY_PREFIX)
+    ? { kind: "handover", id: key.slice(HANDOVER_KEY_PREFIX.length), value, writtenAt }
+    : { kind: "conversation", id: key, value, writtenAt };
 }

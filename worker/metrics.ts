@@ -79,13 +79,20 @@ export function createWorkerMetrics(workerId: string) {
     }),
     memoryRestore: new Histogram({
       name: "kafka_llm_memory_restore_seconds",
-      help: "Time to read a chat.memory partition to its end after gaining it",
+      help: "Time to read a chat.memory partition to its end after gaining it, by kind: warm (from the state store's checkpoint) or cold (from the beginning)",
+      labelNames: ["kind"] as const,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    memoryRestoredRecords: new Counter({
+      name: "kafka_llm_memory_restored_records_total",
+      help: "chat.memory records read by restores, by kind (warm: since the state store's checkpoint; cold: from the beginning)",
+      labelNames: ["kind"] as const,
       registers: [registry],
     }),
     memoryConversations: new Gauge({
       name: "kafka_llm_memory_conversations",
-      help: "Conversations held in memory for the assigned partitions",
+      help: "Conversations held in the state store for the assigned partitions",
       registers: [registry],
     }),
     cancelLatency: new Histogram({

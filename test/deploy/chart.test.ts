@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -232,6 +232,29 @@ describe("the worker Deployment", () => {
     const gpuInit = podOf(workerOf(gpu)).initContainers![0]!;
     assert.ok(gpuInit.env!.some((e) => e.name === "HF_TOKEN_PATH"));
     assert.ok(!JSON.stringify(gpu.filter((o) => o.kind !== "Secret")).includes("hf_example_token_for_rendering"));
+  });
+
+  it("state store: the worker mounts its volume at WORKER_STATE_DIR, an emptyDir by default, any volume source as an option", () => {
+    const objs = rendered.default!;
+    const spec = podOf(workerOf(objs));
+    const dir = containerEnv(objs, spec.containers[0]!).WORKER_STATE_DIR!;
+    assert.equal(dir, "/var/lib/kafka-llm/state");
+    const mount = spec.containers[0]!.volumeMounts!.find((m) => m.mountPath === dir);
+    assert.ok(mount, "a volume is mounted at the state dir");
+    assert.deepEqual(spec.volumes!.find((v) => v.name === mount.name)!.emptyDir, { sizeLimit: "2Gi" });
+    const file = path.join(secretsRoot, "state-ephemeral.yaml");
+    writeFileSync(
+      file,
+      "worker:\n  stateStore:\n    volume:\n      emptyDir: null\n      ephemeral:\n        volumeClaimTemplate:\n          spec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 4Gi } } }\n",
+    );
+    const eph = podOf(workerOf(render({ valuesFiles: [file] })));
+    const vol = eph.volumes!.find((v) => v.name === mount.name)!;
+    assert.equal(vol.emptyDir, undefined);
+    assert.deepEqual((vol as { ephemeral?: unknown }).ephemeral, {
+      volumeClaimTemplate: { spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "4Gi" } } } },
+    });
+    writeFileSync(file, "worker:\n  stateStore:\n    volume:\n      hostPath: { path: /x }\n");
+    assert.match(renderError({ valuesFiles: [file] }), /worker\.stateStore\.volume: Must have at most 1 properties/, "two sources at once are refused");
   });
 
   it("model from a PVC: mounted read-only, MODEL is the file in it, no init container", () => {

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import os from "node:os";
+import path from "node:path";
 import { ConfigError, loadGatewayConfig, loadWorkerConfig } from "../../../contracts/config.js";
 
 function problemsOf(load: () => unknown): string[] {
@@ -24,6 +26,11 @@ describe("worker config", () => {
     assert.equal(c.model.gpu, "auto");
     assert.equal(c.stream.flushMs, 50);
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.model), "config is frozen");
+  });
+
+  it("keeps the state store under WORKER_STATE_DIR, by default a directory of the OS temp dir named for the worker", () => {
+    assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_ID: "w/1" }).memory.stateDir, path.join(os.tmpdir(), "kafka-llm-state-w_1"));
+    assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_STATE_DIR: "/var/lib/kafka-llm" }).memory.stateDir, "/var/lib/kafka-llm");
   });
 
   it("gives chat.history its own settings, defaulting to the memory's TTL and the requests' partitions and replication", () => {

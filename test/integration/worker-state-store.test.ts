@@ -1,0 +1,294 @@
+/**
+ * The worker's disk-backed state store (worker/state-store.ts behind worker/memory-store.ts)
+ * against the real broker: a cold restore, a warm one that reads only what changed since the
+ * checkpoint, the fall-backs to cold (records deleted below the checkpoint, an unusable
+ * directory), RAM bounded by the decoded cache, and conversations past the TTL not served.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Admin, Kafka, Producer } from "kafkajs";
+import { loadKafkaConfig } from "../../contracts/config.js";
+import { SCHEMA_VERSION, conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../../contracts/records.js";
+import { topicNames, topicSpecs } from "../../contracts/topics.js";
+import { createKafka, createProducer } from "../../platform/kafka.js";
+import { createLogger } from "../../platform/logger.js";
+import { ensureTopics } from "../../platform/topic-admin.js";
+import { MemoryStore, type RestoreKind } from "../../worker/memory-store.js";
+import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+
+const PARTITIONS = 2;
+const TTL_MS = 7 * 24 * 3_600_000;
+const logger = createLogger("test", "fatal");
+
+function state(id: string, note: string, at = Date.now()): ConversationState {
+  return conversationStateSchema.parse({
+    v: SCHEMA_VERSION,
+    type: "conversation",
+    conversation_id: id,
+    tenant: "t1",
+    messages: [{ role: "user", content: note, request_id: `r-${id}`, at }],
+    applied: [],
+    turns: 1,
+    created_at: at,
+    updated_at: at,
+  });
+}
+
+describe("worker state store", { timeout: 240_000 }, () => {
+  let kafka: TestKafka;
+  let client: Kafka;
+  let admin: Admin;
+  let producer: Producer;
+  const dirs: string[] = [];
+
+  before(async () => {
+    kafka = await useKafka();
+    client = createKafka(loadKafkaConfig({ KAFKA_BROKERS: kafka.brokers, KAFKA_CLIENT_ID: "state-store-test", KAFKA_REPLICATION_FACTOR: "1" }), logger);
+    admin = client.admin();
+    await admin.connect();
+    producer = createProducer(client);
+    await producer.connect();
+  });
+
+  after(async () => {
+    await producer?.disconnect();
+    await admin?.disconnect();
+    await kafka?.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  /** A memory topic of its own, with `n` conversations in each partition. */
+  async function memoryTopic(n: number, at = Date.now()): Promise<{ topic: string; ids: string[][] }> {
+    const names = topicNames(uniquePrefix("state"));
+    await ensureTopics(
+      admin,
+      topicSpecs(names, {
+        requestPartitions: PARTITIONS,
+        eventPartitions: PARTITIONS,
+        replicationFactor: 1,
+        conversationTtlMs: TTL_MS,
+        history: { retentionMs: TTL_MS, partitions: PARTITIONS, replicationFactor: 1 },
+      }),
+      logger,
+    );
+    const ids: string[][] = [];
+    for (let p = 0; p < PARTITIONS; p++) {
+      ids.push(Array.from({ length: n }, (_, i) => `c-${p}-${i}`));
+      for (let i = 0; i < n; i += 500) {
+        const messages = ids[p]!.slice(i, i + 500).map((id) => ({ partition: p, key: id, value: encodeRecord(state(id, "first", at)), timestamp: String(at) }));
+        await producer.send({ topic: names.memory, acks: -1, messages });
+      }
+    }
+    return { topic: names.memory, ids };
+  }
+
+  function newStore(topic: string, dir: string, options: { cacheEntries?: number } = {}) {
+    const restores: Array<{ kind: RestoreKind; seconds: number }> = [];
+    const store = new MemoryStore({
+      kafka: client,
+      admin,
+      producer,
+      topic,
+      groupPrefix: uniquePrefix("state-reader"),
+      logger,
+      metrics: { restoreSeconds: { observe: ({ kind }, seconds) => restores.push({ kind, seconds }) }, conversations: { set: () => {} } },
+      stateDir: dir,
+      conversationTtlMs: TTL_MS,
+      partitions: PARTITIONS,
+      ...options,
+    });
+    return { store, restores };
+  }
+
+  function tempDir(): string {
+    const d = mkdtempSync(path.join(os.tmpdir(), "state-store-test-"));
+    dirs.push(d);
+    return d;
+  }
+
+  /** Partition p of the topic as the log has it, read from the beginning by a plain consumer. */
+  async function logState(topic: string, p: number): Promise<Map<string, ConversationState>> {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const end = BigInt(offsets.find((o) => o.partition === p)!.high);
+    const out = new Map<string, ConversationState>();
+    const consumer = client.consumer({ groupId: uniquePrefix("state-log") });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      consumer
+        .run({
+          eachMessage: async ({ partition, message }) => {
+            if (partition !== p) return;
+            const key = message.key!.toString();
+            if (!key.startsWith("#")) {
+              if (message.value === null) out.delete(key);
+              else {
+                const decoded = decodeRecord(conversationStateSchema, message.value);
+                assert.ok(decoded.ok);
+                out.set(key, decoded.value);
+              }
+            }
+            if (BigInt(message.offset) + 1n >= end) resolve();
+          },
+        })
+        .catch(reject);
+    });
+    await consumer.disconnect();
+    return out;
+  }
+
+  it("restores cold into the store, then warm after 1% changed elsewhere: reads only what changed, and ends with the log's state", async () => {
+    const n = 1000;
+    const { topic, ids } = await memoryTopic(n);
+    const dir = tempDir();
+
+    const first = newStore(topic, dir, { cacheEntries: 50 });
+    await first.store.start();
+    first.store.assign([0, 1]);
+    await Promise.all([first.store.ready(0), first.store.ready(1)]);
+    const cold = first.store.lastRestore(0)!;
+    assert.equal(cold.kind, "cold");
+    assert.equal(cold.reason, "no checkpoint in the state store");
+    assert.equal(cold.records, n, "a cold restore reads every record of the partition");
+    assert.deepEqual(first.store.get(0, "c-0-7")?.messages[0]?.content, "first");
+    assert.deepEqual(
+      first.restores.map((r) => r.kind),
+      ["cold", "cold"],
+    );
+    // Its own write moves the checkpoint with it.
+    assert.ok(await first.store.writeIfOwner(0, "c-0-1", state("c-0-1", "own write")));
+
+    // Partition 0 is revoked; another writer (the partition's next owner) changes 1% of it
+    // and deletes one conversation.
+    first.store.assign([1]);
+    assert.equal(first.store.get(0, "c-0-7"), undefined, "a revoked partition is not served");
+    const changed = ids[0]!.slice(100, 100 + n / 100);
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: [...changed.map((id) => ({ partition: 0, key: id, value: encodeRecord(state(id, "changed")) })), { partition: 0, key: "c-0-3", value: null }],
+    });
+
+    first.store.assign([0, 1]);
+    await first.store.ready(0);
+    const warm = first.store.lastRestore(0)!;
+    assert.equal(warm.kind, "warm");
+    assert.equal(warm.records, changed.length + 1, "a warm restore reads only the records written after its checkpoint");
+    const log = await logState(topic, 0);
+    for (const id of ids[0]!) assert.deepEqual(first.store.get(0, id), log.get(id), `conversation ${id} as the log has it`);
+    assert.equal(first.store.get(0, "c-0-3"), undefined, "the tombstone was applied");
+    assert.equal(first.store.get(0, "c-0-1")?.messages[0]?.content, "own write");
+    await first.store.stop();
+
+    // A new process on the same directory (a restarted pod on its emptyDir) restores warm too.
+    await producer.send({ topic, acks: -1, messages: [{ partition: 1, key: "c-1-5", value: encodeRecord(state("c-1-5", "while stopped")) }] });
+    const second = newStore(topic, dir);
+    await second.store.start();
+    second.store.assign([0, 1]);
+    await Promise.all([second.store.ready(0), second.store.ready(1)]);
+    assert.deepEqual(
+      [second.store.lastRestore(0)!.kind, second.store.lastRestore(0)!.records, second.store.lastRestore(1)!.kind, second.store.lastRestore(1)!.records],
+      ["warm", 0, "warm", 1],
+    );
+    assert.equal(second.store.get(1, "c-1-5")?.messages[0]?.content, "while stopped");
+    assert.equal(second.store.get(0, "c-0-150")?.messages[0]?.content, "first");
+    assert.equal(second.store.get(0, "c-0-100")?.messages[0]?.content, "changed");
+    assert.ok(await second.store.isCurrent(0));
+    await second.store.stop();
+  });
+
+  it("falls back to a cold restore when records below its checkpoint were deleted, or its directory is unusable", async () => {
+    const { topic } = await memoryTopic(200);
+    const dir = tempDir();
+    const first = newStore(topic, dir);
+    await first.store.start();
+    first.store.assign([0, 1]);
+    await Promise.all([first.store.ready(0), first.store.ready(1)]);
+    first.store.assign([]);
+    await first.store.stop();
+
+    // Records the checkpoint had not seen are deleted (retention, or deleteRecords).
+    await producer.send({ topic, acks: -1, messages: [{ partition: 0, key: "c-0-late", value: encodeRecord(state("c-0-late", "late")) }] });
+    const high = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === 0)!.high;
+    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: high }] });
+    const second = newStore(topic, dir);
+    await second.store.start();
+    second.store.assign([0, 1]);
+    await Promise.all([second.store.ready(0), second.store.ready(1)]);
+    assert.equal(second.store.lastRestore(0)!.kind, "cold");
+    assert.match(second.store.lastRestore(0)!.reason!, /below the log start/);
+    assert.equal(second.store.get(0, "c-0-late"), undefined, "the cold restore starts from the log as it is, not the store");
+    assert.equal(second.store.get(0, "c-0-5"), undefined, "the deleted records' conversations are gone from the store too");
+    assert.equal(second.store.lastRestore(1)!.kind, "warm", "the other partition is still warm");
+    await second.store.stop();
+
+    // A directory that holds no usable environment: a file of garbage where it should be.
+    const spoiled = tempDir();
+    writeFileSync(path.join(spoiled, `${topic}.lmdb`), Buffer.alloc(64 * 1024, 0x5a));
+    const third = newStore(topic, spoiled);
+    await third.store.start();
+    third.store.assign([1]);
+    await third.store.ready(1);
+    assert.equal(third.store.lastRestore(1)!.kind, "cold");
+    assert.equal(third.store.lastRestore(1)!.records, 200);
+    assert.equal(third.store.get(1, "c-1-9")?.messages[0]?.content, "first");
+    await third.store.stop();
+
+    // A directory where the environment's file should be.
+    const garbage = tempDir();
+    mkdirSync(path.join(garbage, `${topic}.lmdb`, "x"), { recursive: true });
+    const fourth = newStore(topic, garbage);
+    await fourth.store.start();
+    fourth.store.assign([1]);
+    await fourth.store.ready(1);
+    assert.equal(fourth.store.lastRestore(1)!.kind, "cold");
+    assert.equal(fourth.store.get(1, "c-1-9")?.messages[0]?.content, "first");
+    await fourth.store.stop();
+  });
+
+  it("keeps RAM bounded: restoring many conversations leaves at most the cache's entries decoded in the heap", async () => {
+    const n = 3000;
+    const { topic, ids } = await memoryTopic(n);
+    const { store } = newStore(topic, tempDir(), { cacheEntries: 20 });
+    await store.start();
+    store.assign([0, 1]);
+    await Promise.all([store.ready(0), store.ready(1)]);
+    assert.equal(store.cacheSize, 0, "a restore decodes nothing");
+    for (const id of ids[0]!) assert.equal(store.get(0, id)?.conversation_id, id);
+    assert.equal(store.cacheSize, 20, "reading every conversation keeps only the cache's entries");
+    await store.stop();
+  });
+
+  it("does not serve conversations past the TTL after a restore, and sweeps them from the store", async () => {
+    const old = Date.now() - TTL_MS - 60_000;
+    const { topic } = await memoryTopic(50, old);
+    await producer.send({ topic, acks: -1, messages: [{ partition: 0, key: "c-0-fresh", value: encodeRecord(state("c-0-fresh", "fresh")) }] });
+    let gauge = -1;
+    const store = new MemoryStore({
+      kafka: client,
+      admin,
+      producer,
+      topic,
+      groupPrefix: uniquePrefix("state-reader"),
+      logger,
+      metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: (v) => (gauge = v) } },
+      stateDir: tempDir(),
+      conversationTtlMs: TTL_MS,
+      partitions: PARTITIONS,
+    });
+    await store.start();
+    store.assign([0]);
+    await store.ready(0);
+    assert.equal(store.get(0, "c-0-1"), undefined, "expired: written longer ago than the TTL");
+    assert.equal(store.get(0, "c-0-fresh")?.messages[0]?.content, "fresh");
+    const load = await store.load(0, "c-0-2", "r-x");
+    assert.equal(load.state, undefined, "a turn starts an expired conversation afresh");
+    // The sweep after the restore removes them from disk: the gauge counts what is stored.
+    for (let i = 0; i < 100 && gauge !== 1; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(gauge, 1, "only the fresh conversation is left in the store");
+    await store.stop();
+  });
+});
