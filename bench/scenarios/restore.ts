@@ -55,20 +55,31 @@ export function sampleState(id: string, now = Date.now()): ConversationState {
   for (let turn = 0; turn < 3; turn++) {
     const requestId = randomUUID();
     // The applied entry as the worker records it (worker/conversation.ts), whatever its shape.
-    const applied = recordApplied(state, requestId, {
-      v: SCHEMA_VERSION,
-      type: "final",
-      request_id: requestId,
-      conversation_id: id,
-      tenant: "bench",
-      attempt: `w-1.${now.toString(36)}`,
-      seq: 7,
-      at: now,
-      reply: REPLY,
-      stop_reason: "stop",
-      usage: { prompt_tokens: 180, cached_prompt_tokens: 120, completion_tokens: 64 },
-      timings: { queue_wait_ms: 3, time_to_first_token_ms: 2.5, generation_ms: 45.1 },
-    });
+    const applied = recordApplied(
+      state,
+      requestId,
+      {
+        v: SCHEMA_VERSION,
+        type: "final",
+        request_id: requestId,
+        conversation_id: id,
+        tenant: "bench",
+        attempt: `w-1.${now.toString(36)}`,
+        seq: 7,
+        at: now,
+        reply: REPLY,
+        stop_reason: "stop",
+        usage: { prompt_tokens: 180, cached_prompt_tokens: 120, completion_tokens: 64 },
+        timings: { queue_wait_ms: 3, time_to_first_token_ms: 2.5, generation_ms: 45.1 },
+      },
+      REPLY,
+      {
+        // As a worker that sent each final writes them: exact offsets, the reply held by the history.
+        events: { partition: 0, offset: 1000 + turn * 40 },
+        finalAt: (rid) => ({ partition: 0, offset: 1000 + state.applied.findIndex((a) => a.request_id === rid) * 40 + 39 }),
+        keyPartition: 0,
+      },
+    );
     state = {
       ...state,
       messages: [
