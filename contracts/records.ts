@@ -39,6 +39,11 @@ const requestBase = {
   tenant: tenantSchema,
   /** Milliseconds since the epoch when the gateway accepted the request. */
   created_at: z.number().int().nonnegative(),
+  /**
+   * The chat.events partition the worker sends this request's events to (one the accepting
+   * gateway replica reads); absent, or past the topic's partitions: by key, as Kafka's default partitioner.
+   */
+  events_partition: z.number().int().nonnegative().optional(),
 };
 
 /**

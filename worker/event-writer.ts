@@ -16,10 +16,20 @@ export type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "requ
 
 type RequestKeys = Pick<ChatRequest, "request_id" | "conversation_id" | "tenant">;
 
+/**
+ * The chat.events partition a request's events go to: the one its gateway asked for
+ * (a partition that replica reads), or undefined (Kafka's default partitioner by key) when
+ * it asked for none or for one the topic does not have.
+ */
+export function eventsPartitionOf(request: Pick<ChatRequest, "events_partition">, eventPartitions: number): number | undefined {
+  const p = request.events_partition;
+  return p !== undefined && p < eventPartitions ? p : undefined;
+}
+
 export class EventWriter {
   #seq = 0;
   /** Events queued behind the send in flight. */
-  #queued: Array<{ key: string; value: Buffer }> = [];
+  #queued: Array<{ key: string; value: Buffer; partition?: number }> = [];
   /** The send loop while it runs; null when everything queued is written. */
   #sending: Promise<void> | null = null;
   #failure: unknown = null;
@@ -27,12 +37,17 @@ export class EventWriter {
   readonly #producer: RecordSink;
   readonly #topic: string;
   readonly #request: RequestKeys;
+  readonly #partition: number | undefined;
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
 
-  /** `firstSeq`: where numbering starts (a reply continued from a handover goes on from there). */
-  constructor(producer: RecordSink, topic: string, request: RequestKeys, attempt: string, firstSeq = 0) {
+  /**
+   * `firstSeq`: where numbering starts (a reply continued from a handover goes on from there);
+   * `partition`: the chat.events partition to write to (see eventsPartitionOf), undefined: by key.
+   */
+  constructor(producer: RecordSink, topic: string, request: RequestKeys, attempt: string, firstSeq = 0, partition?: number) {
     this.#seq = firstSeq;
+    this.#partition = partition;
     this.#producer = producer;
     this.#topic = topic;
     this.#request = request;
@@ -57,7 +72,7 @@ export class EventWriter {
   send(event: ChatEvent): void {
     // After a failure nothing more is sent: a later event must not land without those before it.
     if (this.#failure !== null) return;
-    this.#queued.push({ key: event.conversation_id, value: encodeRecord(event) });
+    this.#queued.push({ key: event.conversation_id, value: encodeRecord(event), ...(this.#partition !== undefined && { partition: this.#partition }) });
     // The loop awaits a send before it ends, so it never finishes inside this call.
     this.#sending ??= this.#sendQueued();
   }

@@ -68,7 +68,7 @@ import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
-import { EventWriter, type RecordSink } from "./event-writer.js";
+import { EventWriter, eventsPartitionOf, type RecordSink } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
 import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
@@ -134,9 +134,10 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const { state, handover } = await ctx.memory.load(record.partition, request.conversation_id, request.request_id);
   phases.mark("load");
 
+  const eventsPartition = eventsPartitionOf(request, ctx.config.kafka.eventPartitions);
   const applied = appliedResult(state, request.request_id);
   if (applied) {
-    await reannounce(ctx.producer, ctx.topics.events, applied);
+    await reannounce(ctx.producer, ctx.topics.events, applied, eventsPartition);
     log.info({ offset: record.offset }, "request already applied: re-announced its final event");
     return commitTurn("replayed", record, ctx);
   }
@@ -144,8 +145,8 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   const startedAt = Date.now();
   const continued = request.type === "turn" ? handover : undefined;
   const events = continued
-    ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq)
-    : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`);
+    ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq, eventsPartition)
+    : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`, 0, eventsPartition);
   // A continued reply keeps its attempt: no new start event, so the client's reply goes on.
   if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId });
   log.info(
@@ -487,8 +488,9 @@ function emptyFinal(reply: string) {
 }
 
 /** Sends a stored terminal event again, unchanged, so gateways that missed it learn the end. */
-async function reannounce(producer: RecordSink, topic: string, event: ChatEvent): Promise<void> {
-  await producer.send({ topic, acks: -1, messages: [{ key: event.conversation_id, value: encodeRecord(event) }] });
+async function reannounce(producer: RecordSink, topic: string, event: ChatEvent, partition: number | undefined): Promise<void> {
+  const message = { key: event.conversation_id, value: encodeRecord(event), ...(partition !== undefined && { partition }) };
+  await producer.send({ topic, acks: -1, messages: [message] });
 }
 
 function round(ms: number): number {
