@@ -208,7 +208,11 @@ export class EventPartitions {
     for (const p of partitions) {
       this.#owned.delete(p);
       this.#catchingUp.delete(p);
-      this.#release(p);
+      // Its owner now reads it; this replica goes on only for its followers here.
+      if (!this.#followers.has(p)) {
+        this.#clearLinger(p);
+        this.#reader.remove(p);
+      }
     }
     this.#log.info({ partitions, owned: this.owned }, "gave up chat.events partitions");
   }
@@ -228,7 +232,7 @@ export class EventPartitions {
     };
   }
 
-  /** Stops reading a partition no one needs, after the linger (at once for one given up with no followers). */
+  /** Stops reading a partition no one here needs any more, after the linger. */
   #release(p: number): void {
     if (this.#owned.has(p) || this.#followers.has(p) || this.#lingers.has(p)) return;
     const timer = setTimeout(() => {
