@@ -64,7 +64,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
     await kafka?.stop();
   });
 
-  it("reads at each replica only the partitions it owns, where its own requests' events go", async () => {
+  it("reads at each replica only the partitions it owns, where its own requests' events go", async (t) => {
     const ownA = ownedBy(a);
     const ownB = ownedBy(b);
     assert.deepEqual([...ownA, ...ownB].sort(), [0, 1, 2, 3], "each partition has one owner");
@@ -101,6 +101,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
       // Its own partitions' records, each read once: not the fleet's.
       assert.equal(read, sum(own), `${gateway.name} read ${read} events; its partitions ${JSON.stringify(own)} hold ${sum(own)}, all ${total}`);
       assert.ok(read < total);
+      t.diagnostic(`${gateway.name}: read ${read} of the ${total} events on chat.events (partitions ${own.join(",")})`);
     }
   });
 
