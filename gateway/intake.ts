@@ -49,7 +49,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export async function submit(deps: GatewayDeps, request: ChatRequest, log: FastifyBaseLogger): Promise<void> {
   // Its events come to this replica: a partition of chat.events it reads (none while it owns none).
-  const eventsPartition = request.events_partition ?? deps.events?.pick();
+  const eventsPartition = request.events_partition ?? deps.events?.pick(request.conversation_id);
   if (eventsPartition !== undefined) request = { ...request, events_partition: eventsPartition };
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
   const checked = chatRequestSchema.safeParse(request);

@@ -4,7 +4,7 @@
  *
  * - Owned: the replicas form one consumer group on chat.events (GATEWAY_EVENTS_GROUP_ID,
  *   KIP-848), which shares the partitions out. A request this replica accepts names one of
- *   its partitions (`events_partition`, round-robin over them), and the worker sends the
+ *   its partitions (`events_partition`, chosen by conversation), and the worker sends the
  *   request's events there. A partition gained is read from the look-back (the first record
  *   newer than now - REQUEST_STATE_TTL_MS), so the requests of a replica that left are
  *   still known here (a client resumes with Last-Event-ID).
@@ -60,6 +60,14 @@ export function defaultEventsPartition(conversationId: string, partitions: numbe
   return partitioner({ topic: "", partitionMetadata, message: { key: conversationId, value: null } });
 }
 
+/** See EventPartitions.pick: `owned` sorted, all below `partitions`. */
+export function pickEventsPartition(conversationId: string, owned: readonly number[], partitions: number): number | undefined {
+  if (owned.length === 0) return undefined;
+  const byKey = defaultEventsPartition(conversationId, partitions);
+  if (owned.includes(byKey)) return byKey;
+  return owned[defaultEventsPartition(conversationId, owned.length)];
+}
+
 export class EventPartitions {
   readonly #o: EventPartitionsOptions;
   readonly #log: Logger;
@@ -74,7 +82,6 @@ export class EventPartitions {
   /** Owned partitions still reading their look-back (readiness waits for them). */
   readonly #catchingUp = new Set<number>();
   #partitionCount = 0;
-  #next = 0;
   #startedAt = 0;
   #failure: string | null = null;
   #stopping = false;
@@ -120,11 +127,15 @@ export class EventPartitions {
     });
   }
 
-  /** The partition for a new request's events: one this replica owns, in turn; undefined while it owns none. */
-  pick(): number | undefined {
-    const owned = [...this.#owned].sort((a, b) => a - b);
-    if (owned.length === 0) return undefined;
-    return owned[this.#next++ % owned.length];
+  /**
+   * The partition for a new request's events: one this replica owns, undefined while it
+   * owns none. Chosen by conversation, so a conversation's events stay in order on one
+   * partition while the ownership holds, spread over the owned partitions: its key's own
+   * partition when this replica owns that one (a lone replica owns all, and the layout is
+   * the default partitioner's), else one of the owned picked by the same hash.
+   */
+  pick(conversationId: string): number | undefined {
+    return pickEventsPartition(conversationId, this.owned, this.#partitionCount);
   }
 
   /** The partition a request's events use: the one read or asked for, else the default partitioner's. */
@@ -146,10 +157,14 @@ export class EventPartitions {
     const p = this.partitionOf(snapshot);
     if (this.#owned.has(p) && !this.#catchingUp.has(p)) return;
     const release = this.#claim(p);
+    const deadline = Date.now() + PREPARE_TIMEOUT_MS;
+    const left = () => Math.max(1, deadline - Date.now());
     try {
-      await this.#adding.get(p);
-      const end = await this.#reader.end(p, PREPARE_TIMEOUT_MS);
-      if (!(await this.#reader.waitFor(p, end, PREPARE_TIMEOUT_MS)))
+      // The look-up of where to start (kafkajs retries it while Kafka is away) is bounded too.
+      const adding = this.#adding.get(p);
+      if (adding) await Promise.race([adding, new Promise((resolve) => setTimeout(resolve, left()).unref())]);
+      const end = await this.#reader.end(p, left());
+      if (!(await this.#reader.waitFor(p, end, left())))
         this.#log.warn({ partition: p }, "chat.events partition not read to its end in time; answering from what was read");
     } catch (err) {
       this.#log.warn({ err, partition: p }, "could not read a chat.events partition for a follower; answering from what was read");
