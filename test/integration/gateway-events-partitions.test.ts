@@ -3,14 +3,17 @@
  * partitions through their consumer group, each reads only its share (counted against the
  * records Kafka holds per partition), a request accepted at one is followed at the other
  * (which then reads that partition on demand), an Idempotency-Key retry at the other
- * replica is answered once, and a client whose replica was SIGKILLed mid-stream resumes at
+ * replica is answered once, a request that names no partition is followed on its key's
+ * partition (the default partitioner's, as the worker then writes), and a client whose replica was SIGKILLed mid-stream resumes at
  * the other with Last-Event-ID and gets the rest exactly once, in order.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Kafka, logLevel } from "kafkajs";
+import { randomUUID } from "node:crypto";
+import { Kafka, Partitioners, logLevel } from "kafkajs";
+import { defaultEventsPartition } from "../../gateway/kafka/event-partitions.js";
 import { topicNames } from "../../contracts/topics.js";
-import type { ChatEvent } from "../../contracts/records.js";
+import { SCHEMA_VERSION, type ChatEvent, type ChatRequest } from "../../contracts/records.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
@@ -155,6 +158,43 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
     assert.equal(messages.status, 200, messages.text);
     const users = (messages.body.messages as Array<{ role: string; request_id?: string }>).filter((m) => m.role === "user").map((m) => m.request_id);
     assert.deepEqual(users, [first.request_id], "the turn is in memory once");
+  });
+
+  it("follows a request that names no events partition (produced straight to chat.requests) on its key's partition", async () => {
+    // A conversation whose key's partition is A's: B reads it on demand, by the default partitioner.
+    const ownA = ownedBy(a);
+    let i = 0;
+    while (!ownA.includes(defaultEventsPartition(`by-key-${i}`, PARTITIONS))) i++;
+    const conversationId = `by-key-${i}`;
+    // B reads nothing but its own partitions now, so only the right partition brings it the events.
+    await eventually(
+      async () => (metricValue(await metrics(b), "kafka_llm_gateway_events_partitions", { role: "followed" }) === 0 ? true : undefined),
+      60_000,
+      "B to stop reading other partitions",
+    );
+    const request: ChatRequest = {
+      v: SCHEMA_VERSION,
+      type: "turn",
+      request_id: randomUUID(),
+      conversation_id: conversationId,
+      tenant: "t",
+      content: "Once upon a time",
+      params: { max_tokens: 16 },
+      created_at: Date.now(),
+    };
+    const producer = new Kafka({ brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING }).producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    await producer.connect();
+    try {
+      await producer.send({ topic: topicNames(prefix).requests, messages: [{ key: conversationId, value: JSON.stringify(request) }] });
+    } finally {
+      await producer.disconnect();
+    }
+    const fromB = chatEvents(await readEvents(`${b.baseUrl}/v1/requests/${request.request_id}/events`, KEY));
+    assert.equal(fromB.at(-1)!.type, "final");
+    const fromA = chatEvents(await readEvents(`${a.baseUrl}/v1/requests/${request.request_id}/events`, KEY));
+    assert.deepEqual(fromB, fromA);
   });
 
   it("resumes at B, after A was SIGKILLed mid-stream, with the rest of the events exactly once and in order", async () => {
