@@ -152,6 +152,12 @@ const gatewayFields = {
   LAG_REFRESH_MS: int(5000, 500, 3_600_000),
   QUEUE_NOTICE_MS: int(3000, 500, 600_000),
   WORKER_GROUP_ID: str("kafka-llm-workers"),
+  GATEWAY_EVENTS_GROUP_ID: str(""),
+  GATEWAY_EVENTS_GROUP_PROTOCOL: z
+    .enum(["consumer", "classic"], {
+      errorMap: () => ({ message: 'must be "consumer" (KIP-848, Kafka 4.0+) or "classic" (older clusters)' }),
+    })
+    .default("consumer"),
   TURN_STATS_WINDOW_MS: int(5 * 60_000, 1000, 24 * 3_600_000),
   MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
   MODEL_NAME: z
@@ -390,6 +396,8 @@ export interface GatewayConfig {
   /** How long DELETE waits for a worker to apply the deletion before answering 202, ms. */
   readonly applyWaitMs: number;
   readonly lag: { readonly refreshMs: number; readonly workerGroupId: string };
+  /** The gateway replicas' consumer group on chat.events (each replica reads the partitions it is given). */
+  readonly events: { readonly groupId: string; readonly groupProtocol: "consumer" | "classic" };
   /** How often a waiting request's event stream gets a `queued` notice, ms. */
   readonly queueNoticeMs: number;
   /** Window of the recent mean turn duration, ms. */
@@ -429,6 +437,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     kafkaSendTimeoutMs: e.KAFKA_SEND_TIMEOUT_MS,
     applyWaitMs: e.GATEWAY_APPLY_WAIT_MS,
     lag: { refreshMs: e.LAG_REFRESH_MS, workerGroupId: e.WORKER_GROUP_ID },
+    events: { groupId: e.GATEWAY_EVENTS_GROUP_ID || `${e.KAFKA_TOPIC_PREFIX}kafka-llm-gateways`, groupProtocol: e.GATEWAY_EVENTS_GROUP_PROTOCOL },
     queueNoticeMs: e.QUEUE_NOTICE_MS,
     turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,
     memoryViewMaxBytes: e.MEMORY_VIEW_MAX_BYTES,

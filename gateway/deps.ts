@@ -6,6 +6,7 @@ import type { GatewayConfig } from "../contracts/config.js";
 import type { Logger } from "../platform/logger.js";
 import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";
+import type { EventPartitions } from "./kafka/event-partitions.js";
 import type { MemoryView } from "./kafka/memory-view.js";
 import type { OffsetReader } from "../platform/offset-reader.js";
 import type { ReaderPositions } from "./kafka/reader-positions.js";
@@ -17,6 +18,8 @@ export interface GatewayDeps {
   config: GatewayConfig;
   logger: Logger;
   hub: EventHub;
+  /** Which chat.events partitions this replica reads (its own, and those followers here need); absent: the hub is fed otherwise (unit tests). */
+  events?: EventPartitions;
   metrics: GatewayMetrics;
   publisher: Publisher;
   /** The view of chat.memory; null while it is not running (history then answers 503). */

@@ -8,11 +8,17 @@
  * event replaces what the hub held of the earlier one. A terminal event ends the request
  * whichever attempt it belongs to (a worker re-announces the stored final event of a
  * request it finds already applied); anything after that is ignored.
+ *
+ * Each request's events come on one chat.events partition; the hub remembers which, and
+ * asks `onFollow` (set by the gateway) to read it while a listener here follows the
+ * request, so a replica that does not read that partition reads it for as long as needed.
  */
 import { isTerminalEvent, type ChatEvent } from "../contracts/records.js";
 import type { ResumePoint } from "./sse.js";
 
 export type EventListener = (event: ChatEvent) => void;
+
+const noop = () => {};
 
 interface RequestState {
   conversationId: string;
@@ -20,9 +26,15 @@ interface RequestState {
   attempt: string | null;
   events: ChatEvent[];
   done: boolean;
-  listeners: Set<EventListener>;
+  /** The chat.events partition its events use, once known (from its request or its events). */
+  partition: number | null;
+  /** Each listener with what ends its claim on the request's partition. */
+  listeners: Map<EventListener, () => void>;
   touchedAt: number;
 }
+
+/** Called when a listener starts following a request; returns what to call when it stops. */
+export type FollowHook = (requestId: string, snapshot: RequestSnapshot) => () => void;
 
 export interface RequestSnapshot {
   readonly conversationId: string;
@@ -31,6 +43,8 @@ export interface RequestSnapshot {
   readonly attempt: string | null;
   readonly events: readonly ChatEvent[];
   readonly done: boolean;
+  /** The chat.events partition its events use; null while unknown. */
+  readonly partition: number | null;
 }
 
 export class EventHub {
@@ -40,6 +54,8 @@ export class EventHub {
   readonly #ttlMs: number;
   readonly #maxTracked: number;
   readonly #now: () => number;
+  /** Told when a request gains a listener (the gateway then reads its partition). */
+  onFollow: FollowHook | null = null;
 
   constructor(options: { ttlMs: number; maxTracked: number; now?: () => number }) {
     this.#ttlMs = options.ttlMs;
@@ -47,9 +63,13 @@ export class EventHub {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Starts tracking a request that was just accepted, before any event exists for it. */
-  track(requestId: string, conversationId: string, tenant: string): void {
-    this.#stateFor(requestId, conversationId, tenant);
+  /**
+   * Starts tracking a request that was just accepted, before any event exists for it;
+   * `partition`: the chat.events partition its events use, when known.
+   */
+  track(requestId: string, conversationId: string, tenant: string, partition?: number): void {
+    const state = this.#stateFor(requestId, conversationId, tenant);
+    if (partition !== undefined && state.partition === null) state.partition = partition;
   }
 
   has(requestId: string): boolean {
@@ -58,6 +78,8 @@ export class EventHub {
 
   /** Forgets a request, e.g. one whose publish failed. Its followers are not told. */
   forget(requestId: string): void {
+    const state = this.#requests.get(requestId);
+    if (state) this.#release(state);
     this.#requests.delete(requestId);
   }
 
@@ -99,9 +121,10 @@ export class EventHub {
     return n;
   }
 
-  /** Takes an event read from chat.events; returns whether it was new. */
-  accept(event: ChatEvent): boolean {
+  /** Takes an event read from chat.events (at `partition`); returns whether it was new. */
+  accept(event: ChatEvent, partition?: number): boolean {
     const state = this.#stateFor(event.request_id, event.conversation_id, event.tenant);
+    if (partition !== undefined) state.partition = partition;
     if (state.done) return false;
     if (event.attempt !== state.attempt) {
       if (event.type === "start" && event.seq === 0) {
@@ -116,8 +139,8 @@ export class EventHub {
     state.events.push(event);
     state.touchedAt = this.#now();
     if (isTerminalEvent(event)) state.done = true;
-    for (const listener of state.listeners) listener(event);
-    if (state.done) state.listeners.clear();
+    for (const listener of [...state.listeners.keys()]) listener(event);
+    if (state.done) this.#release(state);
     return true;
   }
 
@@ -135,8 +158,30 @@ export class EventHub {
       if (event.seq > afterSeq || (isTerminalEvent(event) && event.attempt !== from?.attempt)) listener(event);
     }
     if (state.done) return () => {};
-    state.listeners.add(listener);
-    return () => state.listeners.delete(listener);
+    // Events read after this (a partition this replica starts reading for the follower) may
+    // still be ones the client had: never hand those over twice.
+    const live: EventListener =
+      from === null
+        ? listener
+        : (event) => {
+            const sameAttempt = from.attempt === null || from.attempt === event.attempt;
+            if (sameAttempt && event.seq <= from.seq && !(isTerminalEvent(event) && from.attempt === null)) return;
+            listener(event);
+          };
+    state.listeners.set(live, this.onFollow?.(requestId, state) ?? noop);
+    return () => {
+      const release = state.listeners.get(live);
+      if (!release) return;
+      state.listeners.delete(live);
+      release();
+    };
+  }
+
+  /** Ends every listener's claim on a request that is done. */
+  #release(state: RequestState): void {
+    const releases = [...state.listeners.values()];
+    state.listeners.clear();
+    for (const release of releases) release();
   }
 
   /** Drops requests idle for longer than the TTL; returns how many were dropped. */
@@ -155,7 +200,7 @@ export class EventHub {
   #stateFor(requestId: string, conversationId: string, tenant: string | null): RequestState {
     let state = this.#requests.get(requestId);
     if (!state) {
-      state = { conversationId, tenant, attempt: null, events: [], done: false, listeners: new Set(), touchedAt: this.#now() };
+      state = { conversationId, tenant, attempt: null, events: [], done: false, partition: null, listeners: new Map(), touchedAt: this.#now() };
       this.#requests.set(requestId, state);
       this.#evictOverflow();
       const waiters = this.#waiters.get(requestId);
@@ -166,8 +211,9 @@ export class EventHub {
 
   /** Map iteration is insertion order: the oldest tracked request goes first. */
   #evictOverflow(): void {
-    for (const [id] of this.#requests) {
+    for (const [id, state] of this.#requests) {
       if (this.#requests.size <= this.#maxTracked) return;
+      this.#release(state);
       this.#requests.delete(id);
     }
   }

@@ -48,6 +48,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * events can never arrive for a request the hub does not know; a failed publish forgets it.
  */
 export async function submit(deps: GatewayDeps, request: ChatRequest, log: FastifyBaseLogger): Promise<void> {
+  // Its events come to this replica: a partition of chat.events it reads (none while it owns none).
+  const eventsPartition = request.events_partition ?? deps.events?.pick(request.conversation_id);
+  if (eventsPartition !== undefined) request = { ...request, events_partition: eventsPartition };
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
   const checked = chatRequestSchema.safeParse(request);
   if (!checked.success) throw new ApiError("invalid_request", `the request cannot be queued: ${describeIssues(checked.error)}`);
@@ -56,7 +59,7 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
     log.info({ request_id: request.request_id }, "idempotent retry of an accepted request");
     return;
   }
-  deps.hub.track(request.request_id, request.conversation_id, request.tenant);
+  deps.hub.track(request.request_id, request.conversation_id, request.tenant, request.events_partition);
   try {
     await deps.publisher.publishRequest(request);
   } catch (err) {
@@ -81,10 +84,13 @@ export async function cancel(deps: GatewayDeps, requestId: string, tenant: strin
 
 /**
  * The tenant's request, waiting briefly for one this replica has not read yet (accepted
- * by another replica a few ms ago); 404 when unknown or another tenant's.
+ * by another replica a few ms ago); 404 when unknown or another tenant's. Its events are
+ * read up to now first when they are on a partition this replica was not reading.
  */
 export async function findRequest(deps: GatewayDeps, requestId: string, tenant: string): Promise<RequestSnapshot> {
   if (!deps.hub.has(requestId) && UUID.test(requestId)) await deps.hub.whenKnown(requestId, deps.config.requests.unknownWaitMs);
+  const known = deps.hub.get(requestId);
+  if (known && known.tenant === tenant) await deps.events?.prepare(known);
   const snapshot = deps.hub.get(requestId);
   if (!snapshot || snapshot.tenant !== tenant)
     throw notFound(`no request ${requestId} is known here (requests are kept ${Math.round(deps.config.requests.stateTtlMs / 1000)} s after their last event)`);

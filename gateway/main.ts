@@ -10,6 +10,7 @@ import type { GatewayDeps } from "./deps.js";
 import { createAuthenticator } from "./auth.js";
 import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
+import { EventPartitions } from "./kafka/event-partitions.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
 import { startMemoryView } from "./kafka/memory-view.js";
 import { startOffsetReader } from "../platform/offset-reader.js";
@@ -41,13 +42,14 @@ async function main(): Promise<void> {
       eventListeners: () => hub.listenerCount,
       memoryView: () => (deps.memory ? { conversations: deps.memory.size, bytes: deps.memory.bytes } : null),
       recentTurns: () => ({ meanSeconds: turnStats.meanSeconds(), count: turnStats.count() }),
+      eventPartitions: () => eventPartitions.counts(),
     }),
     publisher,
     memory: null,
     history: null,
     authenticate: auth.authenticate,
-    ready: () => events.caughtUp() && (deps.memory?.caughtUp() ?? false),
-    failure: () => events.failure() ?? deps.memory?.failure() ?? null,
+    ready: () => events.caughtUp() && eventPartitions.caughtUp() && (deps.memory?.caughtUp() ?? false),
+    failure: () => events.failure() ?? eventPartitions.failure() ?? deps.memory?.failure() ?? null,
   };
 
   // One admin connection for topic checks, look-back offsets, the memory view's syncs and the lag.
@@ -75,9 +77,24 @@ async function main(): Promise<void> {
     hub,
     lookBackMs: config.requests.stateTtlMs,
     logger,
-    onEvent: (event) => turnStats.record(event),
     onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
   });
+  // chat.events: this replica's share (the gateways' group) and what its followers need.
+  const eventPartitions = new EventPartitions({
+    kafka: config.kafka,
+    admin,
+    topic: topics.events,
+    hub,
+    groupId: config.events.groupId,
+    protocol: config.events.groupProtocol,
+    lookBackMs: config.requests.stateTtlMs,
+    logger,
+    onRecord: () => deps.metrics.eventsRead.inc(),
+    onEvent: (event) => turnStats.record(event),
+  });
+  hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);
+  await eventPartitions.start();
+  deps.events = eventPartitions;
   deps.memory = await startMemoryView({
     kafka,
     admin,
@@ -116,7 +133,7 @@ async function main(): Promise<void> {
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([events.stop(), deps.memory?.stop(), historyReader.stop(), readerPositions.close(), publisher.disconnect()]);
+      await Promise.all([events.stop(), eventPartitions.stop(), deps.memory?.stop(), historyReader.stop(), readerPositions.close(), publisher.disconnect()]);
       await admin.disconnect();
       process.exit(0);
     } catch (err) {

@@ -10,6 +10,8 @@ export interface MetricSources {
   eventListeners?(): number;
   memoryView(): { conversations: number; bytes: number } | null;
   recentTurns(): { meanSeconds: number; count: number };
+  /** chat.events partitions this replica reads: given it by the gateways' group, and read for a follower only. */
+  eventPartitions?(): { owned: number; followed: number };
 }
 
 export function createGatewayMetrics(sources: MetricSources) {
@@ -119,6 +121,22 @@ export function createGatewayMetrics(sources: MetricSources) {
       registers,
       collect() {
         this.set(sources.recentTurns().count);
+      },
+    }),
+    eventsRead: new Counter({
+      name: "kafka_llm_gateway_events_read_total",
+      help: "Records this replica read from chat.events (its own partitions, and those it reads for a follower)",
+      registers,
+    }),
+    eventPartitions: new Gauge({
+      name: "kafka_llm_gateway_events_partitions",
+      help: "chat.events partitions this replica reads, by role (owned: given it by the gateways' group; followed: read only while a client here follows one of its requests)",
+      labelNames: ["role"] as const,
+      registers,
+      collect() {
+        const p = sources.eventPartitions?.() ?? { owned: 0, followed: 0 };
+        this.set({ role: "owned" }, p.owned);
+        this.set({ role: "followed" }, p.followed);
       },
     }),
   };

@@ -1,11 +1,11 @@
 /**
- * Every gateway replica reads all of chat.events and chat.requests (a consumer group of
- * its own) and feeds the hub, so any replica can answer status and events for any
- * request, whichever replica accepted it:
- *
- * - chat.requests tells it a request exists (status "queued") before a worker starts it;
- *   only ids and the tenant are kept, never the content.
- * - chat.events carries everything after that.
+ * Every gateway replica reads all of chat.requests (a consumer group of its own) and feeds
+ * the hub, so any replica can answer status for any request, whichever replica accepted
+ * it: chat.requests tells it a request exists (status "queued") before a worker starts it,
+ * and which chat.events partition its events use (its `events_partition`, else the
+ * default partitioner's by key); only ids, the tenant and that partition are kept, never
+ * the content. chat.events is read by partition (event-partitions.ts): each replica reads
+ * its own share, and others while a client here follows one of their requests.
  *
  * A new replica looks back: on start each partition is read from the first record newer
  * than now - REQUEST_STATE_TTL_MS, so it knows the requests still within their TTL. The
@@ -16,7 +16,7 @@
 import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
-import { chatEventSchema, chatRequestSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
+import { chatRequestSchema, decodeRecord } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { handleConsumerCrash } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
@@ -24,7 +24,7 @@ import type { EventHub } from "../event-hub.js";
 import { ReadProgress, type Offsets } from "./read-progress.js";
 
 export interface EventConsumer {
-  /** True once the look-back has been read (or timed out): the replica then knows recent requests. */
+  /** True once the look-back of chat.requests has been read (or timed out): the replica then knows recent requests. */
   caughtUp(): boolean;
   /** Why the consumer stopped for good (kafkajs gave up restarting it), or null while it runs. */
   failure(): string | null;
@@ -38,14 +38,12 @@ export async function startEventConsumer(options: {
   hub: EventHub;
   lookBackMs: number;
   logger: Logger;
-  /** Called with each event the hub took as new (not duplicates). */
-  onEvent?: (event: ChatEvent) => void;
   /** Called with where each request was read in chat.requests (for the queue position). */
   onRequestRead?: (requestId: string, partition: number, offset: string) => void;
 }): Promise<EventConsumer> {
   const { kafka, admin, topics, hub, logger } = options;
   const log = logger.child({ component: "event-consumer" });
-  const read = [topics.requests, topics.events];
+  const read = [topics.requests];
   const consumer: Consumer = kafka.consumer({
     groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`,
     allowAutoTopicCreation: false,
@@ -80,22 +78,14 @@ export async function startEventConsumer(options: {
   await consumer.run({
     autoCommit: true,
     autoCommitInterval: 1000,
-    eachMessage: async ({ topic, partition, message }) => {
-      if (topic === topics.requests) {
-        const decoded = decodeRecord(chatRequestSchema, message.value);
-        // A malformed request is the workers' to dead-letter; nothing to track.
-        if (decoded.ok) {
-          hub.track(decoded.value.request_id, decoded.value.conversation_id, decoded.value.tenant);
-          options.onRequestRead?.(decoded.value.request_id, partition, message.offset);
-        }
-        return;
+    eachMessage: async ({ partition, message }) => {
+      const decoded = decodeRecord(chatRequestSchema, message.value);
+      // A malformed request is the workers' to dead-letter; nothing to track.
+      if (decoded.ok) {
+        const r = decoded.value;
+        hub.track(r.request_id, r.conversation_id, r.tenant, r.events_partition);
+        options.onRequestRead?.(r.request_id, partition, message.offset);
       }
-      const decoded = decodeRecord(chatEventSchema, message.value);
-      if (!decoded.ok) {
-        log.warn({ partition, offset: message.offset, reason: decoded.reason }, "ignored malformed event");
-        return;
-      }
-      if (hub.accept(decoded.value)) options.onEvent?.(decoded.value);
     },
   });
 
@@ -103,7 +93,7 @@ export async function startEventConsumer(options: {
   const lookBackRead = progress.waitFor(ends, 60_000).then((reached) => {
     caughtUp = true;
     const counts = { tracked: hub.size, look_back_ms: options.lookBackMs };
-    if (reached) log.info(counts, "read the look-back of chat.requests and chat.events");
+    if (reached) log.info(counts, "read the look-back of chat.requests");
     else log.warn(counts, "look-back not read within 60 s; serving what has been read");
   });
   void lookBackRead;

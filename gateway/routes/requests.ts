@@ -1,7 +1,8 @@
 /**
  * A request after it was accepted: its status (to poll), its events (to stream, resumable
  * with Last-Event-ID) and its cancellation. Any replica answers for any request: each
- * reads every request and event from Kafka.
+ * reads every request, and the events of one it does not read while it follows it
+ * (gateway/kafka/event-partitions.ts).
  */
 import type { FastifyInstance } from "fastify";
 import { isTerminalEvent, requestIdSchema } from "../../contracts/records.js";

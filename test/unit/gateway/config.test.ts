@@ -62,6 +62,22 @@ describe("gateway config", () => {
     assert.match(problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "off" }))[0]!, /^GATEWAY_AUTH: must be "keys"/);
   });
 
+  it("names the gateways' chat.events group after the topic prefix unless told otherwise", () => {
+    assert.deepEqual(loadGatewayConfig({ GATEWAY_AUTH: "none" }).events, { groupId: "kafka-llm-gateways", groupProtocol: "consumer" });
+    assert.equal(loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_TOPIC_PREFIX: "staging." }).events.groupId, "staging.kafka-llm-gateways");
+    const set = loadGatewayConfig({
+      GATEWAY_AUTH: "none",
+      KAFKA_TOPIC_PREFIX: "staging.",
+      GATEWAY_EVENTS_GROUP_ID: "gw",
+      GATEWAY_EVENTS_GROUP_PROTOCOL: "classic",
+    });
+    assert.deepEqual(set.events, { groupId: "gw", groupProtocol: "classic" });
+    assert.match(
+      problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", GATEWAY_EVENTS_GROUP_PROTOCOL: "eager" }))[0]!,
+      /^GATEWAY_EVENTS_GROUP_PROTOCOL: must be "consumer"/,
+    );
+  });
+
   it("rejects out-of-range values by name", () => {
     const problems = problemsOf(() =>
       loadGatewayConfig({

@@ -103,4 +103,69 @@ describe("EventHub", () => {
     hub.forget("r1");
     assert.equal(hub.has("r1"), false);
   });
+
+  it("claims a request's partition while a listener follows it and releases it when the request ends or the listener stops", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    const claims: string[] = [];
+    hub.onFollow = (id, snapshot) => {
+      claims.push(`+${id}@${snapshot.partition}`);
+      return () => claims.push(`-${id}`);
+    };
+    hub.track("r1", "c1", "t", 3);
+    hub.track("r1", "c1", "t", 5);
+    assert.equal(hub.get("r1")?.partition, 3, "the partition first known is kept");
+    const stop = hub.follow("r1", null, () => {})!;
+    hub.follow("r1", null, () => {});
+    assert.deepEqual(claims, ["+r1@3", "+r1@3"]);
+    stop();
+    stop();
+    assert.deepEqual(claims, ["+r1@3", "+r1@3", "-r1"], "a stop releases its claim once");
+    hub.accept(start, 3);
+    hub.accept(final(1), 3);
+    assert.deepEqual(claims, ["+r1@3", "+r1@3", "-r1", "-r1"], "the final releases the claims still held");
+    hub.follow("r1", null, () => {});
+    assert.equal(claims.length, 4, "following a request that is done claims nothing");
+  });
+
+  it("releases the claims of a request evicted from a full hub", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 1 });
+    let held = 0;
+    hub.onFollow = () => {
+      held++;
+      return () => held--;
+    };
+    hub.track("r1", "c1", "t");
+    hub.follow("r1", null, () => {});
+    assert.equal(held, 1);
+    hub.track("r2", "c2", "t");
+    assert.equal(hub.has("r1"), false);
+    assert.equal(held, 0);
+  });
+
+  it("takes the partition an event was read from", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    hub.accept(start, 2);
+    assert.equal(hub.get("r1")?.partition, 2);
+  });
+
+  it("never hands a resumed follower an event it had, when the events are read only after it resumed", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    hub.track("r1", "c1", "t");
+    const seen: number[] = [];
+    // Known from chat.requests only: this replica starts reading the request's partition now.
+    hub.follow("r1", { seq: 2, attempt: "a1" }, (e) => seen.push(e.seq));
+    for (const e of [start, delta(1, "a"), delta(2, "b"), delta(3, "c"), final(4)]) hub.accept(e);
+    assert.deepEqual(seen, [3, 4]);
+  });
+
+  it("hands a resumed follower every event of a newer attempt", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    hub.track("r1", "c1", "t");
+    const seen: string[] = [];
+    hub.follow("r1", { seq: 2, attempt: "a1" }, (e) => seen.push(`${e.attempt}:${e.seq}`));
+    const again = { ...base, attempt: "a2" };
+    hub.accept({ ...again, seq: 0, type: "start", worker_id: "w2" });
+    hub.accept({ ...again, seq: 1, type: "delta", text: "z" });
+    assert.deepEqual(seen, ["a2:0", "a2:1"]);
+  });
 });

@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { chatEventSchema } from "../../../contracts/records.js";
-import { EventWriter, type RecordSink } from "../../../worker/event-writer.js";
+import { createLogger } from "../../../platform/logger.js";
+import { EventWriter, eventsPartitionOf, type RecordSink } from "../../../worker/event-writer.js";
 
 /** A producer whose every send waits until the test settles it. */
 function heldProducer() {
@@ -63,5 +64,32 @@ describe("the event writer", () => {
     await tick();
     assert.equal(sends.length, 1, "no send after a failure: a later event must not land without the ones before it");
     await assert.rejects(events.settle(), /broker away/);
+  });
+
+  it("sends to the partition its request names, or by key when it names none or one the topic lacks", async () => {
+    const quiet = createLogger("test", "silent");
+    assert.equal(eventsPartitionOf({ request_id: "r", events_partition: 2 }, 4, quiet), 2);
+    assert.equal(eventsPartitionOf({ request_id: "r", events_partition: 4 }, 4, quiet), undefined);
+    assert.equal(eventsPartitionOf({ request_id: "r" }, 4, quiet), undefined);
+    const messages: Array<{ key?: unknown; partition?: number }> = [];
+    const producer: RecordSink = {
+      send: async (r) => {
+        messages.push(...r.messages);
+        return [];
+      },
+    };
+    const routed = new EventWriter(producer, "events", request, "a1", 0, 2);
+    routed.write({ type: "start", worker_id: "w" });
+    await routed.settle();
+    const byKey = new EventWriter(producer, "events", request, "a2");
+    byKey.write({ type: "start", worker_id: "w" });
+    await byKey.settle();
+    assert.deepEqual(
+      messages.map((m) => [m.key, m.partition]),
+      [
+        ["c1", 2],
+        ["c1", undefined],
+      ],
+    );
   });
 });

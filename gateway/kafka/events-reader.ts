@@ -1,0 +1,183 @@
+/**
+ * Reads chosen partitions of chat.events into the hub: librdkafka's consumer with no group
+ * (incremental assign at an offset, as the offset reader does), so partitions are added and
+ * dropped one at a time without disturbing the others. Which partitions, and from where, is
+ * the caller's (gateway/kafka/event-partitions.ts): those the gateways' group gives this
+ * replica and those a follower here needs.
+ *
+ * chat.events is not written in transactions, so a partition is read to its end when the
+ * next offset to read reaches the high watermark.
+ */
+import { createRequire } from "node:module";
+import type { KafkaConfig } from "../../contracts/config.js";
+import { chatEventSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
+import type { Logger } from "../../platform/logger.js";
+import { librdkafkaConnection } from "../../platform/group-consumer.js";
+
+interface NativeMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  value: Buffer | null;
+}
+interface NativeConsumer {
+  connect(options: Record<string, unknown>, cb: (err: Error | null) => void): void;
+  disconnect(cb: (err: Error | null) => void): void;
+  incrementalAssign(tps: Array<{ topic: string; partition: number; offset?: number }>): void;
+  incrementalUnassign(tps: Array<{ topic: string; partition: number }>): void;
+  consume(n: number, cb: (err: (Error & { code?: number }) | null, messages: NativeMessage[]) => void): void;
+  setDefaultConsumeTimeout(ms: number): void;
+  setDefaultIsTimeoutOnlyForFirstMessage(onlyFirst: boolean): void;
+  queryWatermarkOffsets(
+    topic: string,
+    partition: number,
+    timeout: number,
+    cb: (err: Error | null, offsets: { highOffset: number; lowOffset: number }) => void,
+  ): void;
+  on(event: string, listener: (...args: any[]) => void): void;
+}
+
+/** librdkafka's RD_KAFKA_RESP_ERR__TIMED_OUT (a consume that found nothing). */
+const ERR_TIMED_OUT = -185;
+
+export interface EventsReaderOptions {
+  readonly kafka: KafkaConfig;
+  readonly topic: string;
+  readonly logger: Logger;
+  /** Each event read, with its partition; returns whether the hub took it as new. */
+  onEvent(event: ChatEvent, partition: number): void;
+  /** Each record read (events and malformed ones alike), for the events_read counter. */
+  onRecord?(partition: number): void;
+}
+
+export class EventsReader {
+  readonly #options: EventsReaderOptions;
+  readonly #log: Logger;
+  #native: NativeConsumer | null = null;
+  /** Partition → next offset to read. */
+  readonly #next = new Map<number, number>();
+  readonly #waiters = new Set<() => void>();
+  #closing = false;
+  #warnedAt = 0;
+
+  constructor(options: EventsReaderOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: "events-reader" });
+  }
+
+  async start(): Promise<void> {
+    const require = createRequire(import.meta.url);
+    const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
+    const native = new KafkaConsumer({
+      ...librdkafkaConnection(this.#options.kafka),
+      // A group id librdkafka wants; nothing is committed under it and it never joins.
+      "group.id": "kafka-llm-gateway-events-reader",
+      "enable.auto.commit": false,
+      "enable.auto.offset.store": false,
+      // An offset aged out between the look-up and the fetch: start at what is left.
+      "auto.offset.reset": "earliest",
+      "fetch.wait.max.ms": 50,
+      "fetch.queue.backoff.ms": 0,
+      "fetch.error.backoff.ms": 100,
+      "log.connection.close": false,
+    });
+    native.on("event.error", (err: Error) => {
+      if (Date.now() - this.#warnedAt < 60_000) return;
+      this.#warnedAt = Date.now();
+      this.#log.warn({ err }, "chat.events reader: client error (librdkafka retries)");
+    });
+    await new Promise<void>((resolve, reject) => native.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve())));
+    native.setDefaultConsumeTimeout(100);
+    native.setDefaultIsTimeoutOnlyForFirstMessage(true);
+    this.#native = native;
+    this.#poll();
+  }
+
+  /** Partitions being read. */
+  get partitions(): number[] {
+    return [...this.#next.keys()].sort((a, b) => a - b);
+  }
+
+  reads(partition: number): boolean {
+    return this.#next.has(partition);
+  }
+
+  /** Starts reading a partition at `offset` (nothing when it is read already). */
+  add(partition: number, offset: number): void {
+    if (this.#next.has(partition) || !this.#native || this.#closing) return;
+    this.#next.set(partition, offset);
+    this.#native.incrementalAssign([{ topic: this.#options.topic, partition, offset }]);
+    this.#log.debug({ partition, offset }, "reading a chat.events partition");
+  }
+
+  /** Stops reading a partition. */
+  remove(partition: number): void {
+    if (!this.#next.delete(partition) || !this.#native) return;
+    try {
+      this.#native.incrementalUnassign([{ topic: this.#options.topic, partition }]);
+    } catch (err) {
+      this.#log.warn({ err, partition }, "could not stop reading a chat.events partition");
+    }
+    this.#log.debug({ partition }, "stopped reading a chat.events partition");
+    for (const check of [...this.#waiters]) check();
+  }
+
+  /** The partition's end (high watermark) now. */
+  end(partition: number, timeoutMs: number): Promise<number> {
+    const native = this.#native;
+    if (!native) return Promise.reject(new Error("the chat.events reader is not started"));
+    return new Promise((resolve, reject) =>
+      native.queryWatermarkOffsets(this.#options.topic, partition, timeoutMs, (err, offsets) => (err ? reject(err) : resolve(offsets.highOffset))),
+    );
+  }
+
+  /** Resolves true once the partition is read up to `offset` (exclusive), false after `timeoutMs` or when it stops being read. */
+  waitFor(partition: number, offset: number, timeoutMs: number): Promise<boolean> {
+    const reached = () => (this.#next.get(partition) ?? -1) >= offset;
+    if (reached()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = () => {
+        if (reached()) finish(true);
+        else if (!this.#next.has(partition)) finish(false);
+      };
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.#waiters.add(check);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#closing = true;
+    const native = this.#native;
+    this.#native = null;
+    if (native) await new Promise<void>((resolve) => native.disconnect(() => resolve()));
+  }
+
+  #poll(): void {
+    const native = this.#native;
+    if (!native || this.#closing) return;
+    native.consume(256, (err, messages) => {
+      if (err && err.code !== ERR_TIMED_OUT) this.#log.debug({ err: { message: err.message, code: err.code } }, "chat.events consume failed; retrying");
+      let moved = false;
+      for (const m of messages ?? []) moved = this.#deliver(m) || moved;
+      if (moved) for (const check of [...this.#waiters]) check();
+      setImmediate(() => this.#poll());
+    });
+  }
+
+  #deliver(m: NativeMessage): boolean {
+    const next = this.#next.get(m.partition);
+    // A record of a partition dropped since it was fetched, or one read already.
+    if (next === undefined || m.offset < next) return false;
+    this.#next.set(m.partition, m.offset + 1);
+    this.#options.onRecord?.(m.partition);
+    const decoded = decodeRecord(chatEventSchema, m.value);
+    if (!decoded.ok) this.#log.warn({ partition: m.partition, offset: m.offset, reason: decoded.reason }, "ignored malformed event");
+    else this.#options.onEvent(decoded.value, m.partition);
+    return true;
+  }
+}
