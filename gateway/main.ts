@@ -1,4 +1,4 @@
-/** Gateway entry point: wires config, logger, Kafka clients, the hub, the views and the HTTP server. */
+/** Gateway entry point: wires config, logger, Kafka clients, the hub, the conversation lookup and the HTTP server. */
 import { loadGatewayConfig } from "../contracts/config.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { createKafka } from "../platform/kafka.js";
@@ -11,7 +11,8 @@ import { createAuthenticator } from "./auth.js";
 import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
-import { startMemoryView } from "./kafka/memory-view.js";
+import { withDeadline } from "./kafka/deadline.js";
+import { OwnerLookup, nativeGroupDescriber } from "./kafka/owners.js";
 import { startOffsetReader } from "./kafka/offset-reader.js";
 import { kafkaReaderPositions } from "./kafka/reader-positions.js";
 
@@ -39,18 +40,18 @@ async function main(): Promise<void> {
     metrics: createGatewayMetrics({
       trackedRequests: () => hub.size,
       eventListeners: () => hub.listenerCount,
-      memoryView: () => (deps.memory ? { conversations: deps.memory.size, bytes: deps.memory.bytes } : null),
+      conversationOwners: () => deps.conversations?.cachedOwners ?? 0,
       recentTurns: () => ({ meanSeconds: turnStats.meanSeconds(), count: turnStats.count() }),
     }),
     publisher,
-    memory: null,
+    conversations: null,
     history: null,
     authenticate: auth.authenticate,
-    ready: () => events.caughtUp() && (deps.memory?.caughtUp() ?? false),
-    failure: () => events.failure() ?? deps.memory?.failure() ?? null,
+    ready: () => events.caughtUp(),
+    failure: () => events.failure(),
   };
 
-  // One admin connection for topic checks, look-back offsets, the memory view's syncs and the lag.
+  // One admin connection for topic checks, look-back offsets, the partition count and the lag.
   const admin = kafka.admin();
   await admin.connect();
   if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
@@ -78,13 +79,16 @@ async function main(): Promise<void> {
     onEvent: (event) => turnStats.record(event),
     onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
   });
-  deps.memory = await startMemoryView({
-    kafka,
-    admin,
-    topic: topics.memory,
-    maxBytes: config.memoryViewMaxBytes,
+  const groupDescriber = nativeGroupDescriber(config.kafka, config.lag.workerGroupId, topics.requests);
+  deps.conversations = new OwnerLookup({
+    describe: groupDescriber.describe,
+    partitions: async () => (await withDeadline(admin.fetchTopicOffsets(topics.requests), 3000, "chat.requests partitions")).length,
+    groupId: config.lag.workerGroupId,
+    timeoutMs: config.conversations.lookupTimeoutMs,
+    token: config.conversations.internalToken,
+    metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
     logger,
-    onEvict: (n) => deps.metrics.memoryViewEvicted.inc(n),
+    onStop: async () => groupDescriber.close(),
   });
   const historyReader = await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: HISTORY_FETCHERS, logger });
   const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.kafka.topicPrefix);
@@ -116,7 +120,7 @@ async function main(): Promise<void> {
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([events.stop(), deps.memory?.stop(), historyReader.stop(), readerPositions.close(), publisher.disconnect()]);
+      await Promise.all([events.stop(), deps.conversations?.stop(), historyReader.stop(), readerPositions.close(), publisher.disconnect()]);
       await admin.disconnect();
       process.exit(0);
     } catch (err) {
