@@ -191,7 +191,7 @@ export class OwnerLookup implements ConversationLookup {
     try {
       res = await fetch(url, {
         headers: this.#token === "" ? {} : { authorization: `Bearer ${this.#token}` },
-        signal: AbortSignal.timeout(Math.max(1, Math.min(CALL_MS, deadline - performance.now()))),
+        signal: AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(CALL_MS, deadline - performance.now())))),
       });
     } catch (err) {
       // The worker is gone (stopped, its pod replaced) or slow: ask the group again.
