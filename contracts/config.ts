@@ -95,6 +95,7 @@ const kafkaFields = {
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   // Secret: the Bearer token of the workers' /internal routes (gateway -> worker conversation reads).
   KAFKA_LLM_INTERNAL_TOKEN: z.string().default(""),
+  KAFKA_LLM_INTERNAL_TOKEN_FILE: str(""),
 };
 
 const workerFields = {
@@ -248,6 +249,17 @@ function kafkaSecurity(e: z.infer<z.ZodObject<typeof kafkaFields>>): Pick<KafkaC
   return { sasl, tls };
 }
 
+/** The shared token of the workers' /internal routes: the variable, or the file it is mounted as (a Secret). */
+function internalToken(e: z.infer<z.ZodObject<typeof kafkaFields>>): string {
+  if (!e.KAFKA_LLM_INTERNAL_TOKEN_FILE) return e.KAFKA_LLM_INTERNAL_TOKEN.trim();
+  const problems: string[] = [];
+  if (e.KAFKA_LLM_INTERNAL_TOKEN) problems.push("KAFKA_LLM_INTERNAL_TOKEN_FILE: set it or KAFKA_LLM_INTERNAL_TOKEN, not both");
+  const token = readConfigFile("KAFKA_LLM_INTERNAL_TOKEN_FILE", e.KAFKA_LLM_INTERNAL_TOKEN_FILE, problems)?.trim();
+  if (token === "") problems.push(`KAFKA_LLM_INTERNAL_TOKEN_FILE: ${e.KAFKA_LLM_INTERNAL_TOKEN_FILE} is empty`);
+  if (problems.length) throw new ConfigError(problems);
+  return token ?? "";
+}
+
 function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
   return {
     brokers: e.KAFKA_BROKERS,
@@ -340,7 +352,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     groupId: e.KAFKA_GROUP_ID,
     workerId: e.WORKER_ID,
     http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
-    query: { address: e.WORKER_QUERY_ADDRESS ?? null, token: e.KAFKA_LLM_INTERNAL_TOKEN },
+    query: { address: e.WORKER_QUERY_ADDRESS ?? null, token: internalToken(e) },
     model: {
       source: e.MODEL,
       directory: e.MODEL_DIR,
@@ -443,7 +455,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     lag: { refreshMs: e.LAG_REFRESH_MS, workerGroupId: e.WORKER_GROUP_ID },
     queueNoticeMs: e.QUEUE_NOTICE_MS,
     turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,
-    conversations: { lookupTimeoutMs: e.CONVERSATION_LOOKUP_TIMEOUT_MS, internalToken: e.KAFKA_LLM_INTERNAL_TOKEN },
+    conversations: { lookupTimeoutMs: e.CONVERSATION_LOOKUP_TIMEOUT_MS, internalToken: internalToken(e) },
     modelName: e.MODEL_NAME,
   });
 }
