@@ -138,7 +138,7 @@ export class OwnerLookup implements ConversationLookup {
   }
 
   async #get(conversationId: string, deadline: number, wait: boolean): Promise<ConversationState | undefined> {
-    let problem = "";
+    let problem: string;
     let refreshed = false;
     for (;;) {
       let partition: number | null = null;
