@@ -5,7 +5,7 @@
  *
  *   GET /internal/v1/partitions/{p}/conversations/{id}
  *     200 { state }  the conversation as the log has it (restored, caught up)
- *     404            this worker owns p and has no such conversation
+ *     404            this worker owns p and has no such conversation ({ found: false })
  *     421            this worker does not own p (any more): the gateway asks the group again
  *     503            the partition's restore did not finish within the bound
  *     401            KAFKA_LLM_INTERNAL_TOKEN is set and the request does not carry it
@@ -90,7 +90,8 @@ export function queryRoute(options: { memory: ConversationSource; token: string;
           send(res, 421, { error: `this worker does not own partition ${partition}` });
         } else if (!answer.state) {
           queries.inc({ outcome: "not_found" });
-          send(res, 404, { error: "no such conversation" });
+          // `found: false` tells this 404 from one of a server that has no such route.
+          send(res, 404, { error: "no such conversation", found: false });
         } else {
           queries.inc({ outcome: "found" });
           send(res, 200, { state: answer.state });

@@ -83,6 +83,8 @@ export interface LookupMetrics {
 const RETRY_MS = 250;
 /** One HTTP call's bound; the worker answers at once or after its own restore wait (5 s). */
 const CALL_MS = 6000;
+/** The bound of a lookup that does not wait (a write's tenant pre-check): an owner answers in ms. */
+const NO_WAIT_MS = 1000;
 
 export class OwnerLookup implements ConversationLookup {
   readonly #describe: DescribeGroup;
@@ -125,7 +127,7 @@ export class OwnerLookup implements ConversationLookup {
 
   async get(conversationId: string, options: { wait?: boolean } = {}): Promise<ConversationState | undefined> {
     const started = performance.now();
-    const deadline = started + (options.wait === false ? Math.min(this.#timeoutMs, CALL_MS) : this.#timeoutMs);
+    const deadline = started + (options.wait === false ? Math.min(this.#timeoutMs, NO_WAIT_MS) : this.#timeoutMs);
     let outcome: LookupOutcome = "unavailable";
     try {
       const state = await this.#get(conversationId, deadline, options.wait !== false);
@@ -199,15 +201,16 @@ export class OwnerLookup implements ConversationLookup {
       return { kind: "moved", problem: `the owner of partition ${partition} (${owner}) did not answer (${(err as Error).message})` };
     }
     const text = await res.text();
-    if (res.status === 404) return { kind: "none" };
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    // Only the owner's own "not found" counts, not a 404 of something else at that address.
+    if (res.status === 404 && (body as { found?: unknown } | undefined)?.found === false) return { kind: "none" };
     if (res.status === 421) return { kind: "moved", problem: `partition ${partition} is moving to another worker` };
     if (res.status === 200) {
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
       const parsed = conversationStateSchema.safeParse((body as { state?: unknown } | undefined)?.state);
       if (parsed.success) return { kind: "state", state: parsed.data };
       this.#logger.error({ partition, owner }, "the owner answered with a state that does not match the schema");

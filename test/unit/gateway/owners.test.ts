@@ -34,7 +34,7 @@ async function fakeWorker(status: () => number, seen: string[] = []): Promise<{ 
     const s = status();
     const id = decodeURIComponent((req.url ?? "").split("/").at(-1)!);
     res.writeHead(s, { "content-type": "application/json" });
-    res.end(JSON.stringify(s === 200 ? { state: state(id) } : { error: String(s) }));
+    res.end(JSON.stringify(s === 200 ? { state: state(id) } : s === 404 ? { error: "none", found: false } : { error: String(s) }));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
@@ -146,6 +146,25 @@ describe("conversation owners", () => {
     const { l, counts } = lookup(async () => ({ state: "Stable", members: [{ clientId: `c@${w.url}`, partitions: [0, 1] }] }));
     assert.equal(await l.get("nobody"), undefined);
     assert.equal(counts.not_found, 1);
+  });
+
+  it("never takes a 404 that is not the owner's own answer (a server without the route) for a missing conversation", async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: "no route" }));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    servers.push({
+      close: () =>
+        new Promise((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        }),
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { l, counts } = lookup(async () => ({ state: "Stable", members: [{ clientId: `c@${url}`, partitions: [0, 1] }] }), 600);
+    await assert.rejects(l.get("c"), LookupUnavailable);
+    assert.deepEqual([counts.not_found, counts.unavailable], [0, 1]);
   });
 
   it("says no worker runs when the group has no members, after its bound; without waiting when told not to", async () => {
