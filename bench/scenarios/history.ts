@@ -171,7 +171,7 @@ export const historyScenario: Scenario = {
       rows,
       targets: [],
       notes: [
-        `Reads through a real gateway (HTTP, memory view, exact-offset fetches); ${repeats} reads each after two warm-up reads; ${counter.others} records of ${OTHER_CONVERSATIONS} other conversations share the partition with the crowded one.`,
+        `Reads through a real gateway (HTTP, the owning worker's answer, exact-offset fetches); ${repeats} reads each after two warm-up reads; ${counter.others} records of ${OTHER_CONVERSATIONS} other conversations share the partition with the crowded one.`,
         "Bytes are the record's key and value as produced; Kafka's batch and record headers (about 70 B per batch, under 20 B per record) come on top.",
       ],
       raw: { turns: TURNS, otherRecords: counter.others, otherMessages: 2 * counter.others, reads, bytesPerTurn: bytes, textBytesPerTurn: content },
