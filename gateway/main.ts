@@ -12,7 +12,7 @@ import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
 import { withDeadline } from "./kafka/deadline.js";
-import { OwnerLookup, nativeGroupDescriber } from "./kafka/owners.js";
+import { OwnerLookup, groupDescriber } from "./kafka/owners.js";
 import { startOffsetReader } from "./kafka/offset-reader.js";
 import { kafkaReaderPositions } from "./kafka/reader-positions.js";
 
@@ -79,16 +79,16 @@ async function main(): Promise<void> {
     onEvent: (event) => turnStats.record(event),
     onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
   });
-  const groupDescriber = nativeGroupDescriber(config.kafka, config.lag.workerGroupId, topics.requests);
+  const owners = groupDescriber(config.kafka, config.lag.workerGroupId, topics.requests);
   deps.conversations = new OwnerLookup({
-    describe: groupDescriber.describe,
+    describe: owners.describe,
     partitions: async () => (await withDeadline(admin.fetchTopicOffsets(topics.requests), 3000, "chat.requests partitions")).length,
     groupId: config.lag.workerGroupId,
     timeoutMs: config.conversations.lookupTimeoutMs,
     token: config.conversations.internalToken,
     metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
     logger,
-    onStop: async () => groupDescriber.close(),
+    onStop: () => owners.close(),
   });
   const historyReader = await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: HISTORY_FETCHERS, logger });
   const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.kafka.topicPrefix);

@@ -3,7 +3,7 @@
  * the worker that owns partition p of chat.requests holds partition p of chat.memory, so
  * the gateway asks that worker. The partition comes from the partitioner the publisher
  * uses (kafkajs's default: the Java client's murmur2); the owner from the worker group's
- * description (librdkafka's admin, which describes KIP-848 and classic groups alike), whose
+ * description (ConsumerGroupDescribe for KIP-848 groups, DescribeGroups for classic ones), whose
  * members advertise their query address at the end of their client.id
  * (`<client id>@http://HOST:PORT`, worker/query-server.ts).
  *
@@ -15,11 +15,23 @@
  * During a rebalance (no owner yet, or the new owner still restoring) a read waits up to
  * CONVERSATION_LOOKUP_TIMEOUT_MS, then answers 503 with what was missing.
  */
-import { createRequire } from "node:module";
+import {
+  Admin as PlatformaticAdmin,
+  FindCoordinatorKeyTypes,
+  consumerGroupDescribeV0,
+  kGetApi,
+  kGetBootstrapConnection,
+  kGetConnection,
+  type Connection,
+  type findCoordinatorV6,
+  type SASLMechanismValue,
+} from "@platformatic/kafka";
 import { Partitioners } from "kafkajs";
+
+type ConsumerGroupDescribeResponse = consumerGroupDescribeV0.ConsumerGroupDescribeResponse;
+type FindCoordinatorResponse = findCoordinatorV6.FindCoordinatorResponse;
 import type { KafkaConfig } from "../../contracts/config.js";
 import { conversationStateSchema, type ConversationState } from "../../contracts/records.js";
-import { librdkafkaConnection } from "../../platform/group-consumer.js";
 import type { Logger } from "../../platform/logger.js";
 
 /** The partition of chat.requests (and chat.memory) a conversation id lands on: the publisher's partitioner. */
@@ -241,49 +253,93 @@ export class OwnerLookup implements ConversationLookup {
   }
 }
 
-/** librdkafka's describe of one group: its members' client ids and assigned partitions of `topic`. */
-interface NativeAdmin {
-  describeGroups(
-    groupIds: string[],
-    options: { timeout?: number },
-    cb: (
-      err: Error | null,
-      result: {
-        groups: Array<{
-          groupId: string;
-          state: unknown;
-          error?: Error;
-          members: Array<{ clientId: string; assignment?: { topicPartitions?: Array<{ topic: string; partition: number }> } }>;
-        }>;
-      },
-    ) => void,
-  ): void;
-  disconnect(): void;
+/**
+ * The worker group's description through @platformatic/kafka: ConsumerGroupDescribe (the
+ * KIP-848 API, Kafka 4.0+) at the group's coordinator, or, for a classic group (it answers
+ * "not a consumer group"), DescribeGroups with the assignments decoded. Not librdkafka's
+ * admin: its describeGroups crashes the process (a NULL string, SIGSEGV) when the brokers
+ * are unreachable (confluentinc/confluent-kafka-javascript#531), and a gateway must ride
+ * out a broker outage. `close` closes the client.
+ */
+export function groupDescriber(kafka: KafkaConfig, groupId: string, topic: string): { describe: DescribeGroup; close(): Promise<void> } {
+  const admin = new PlatformaticAdmin({
+    clientId: `${kafka.clientId}-gateway-owners`,
+    bootstrapBrokers: [...kafka.brokers],
+    ...(kafka.tls && { tls: { ...kafka.tls } }),
+    ...(kafka.sasl && {
+      sasl: { mechanism: kafka.sasl.mechanism.toUpperCase() as SASLMechanismValue, username: kafka.sasl.username, password: kafka.sasl.password },
+    }),
+    // A read waiting for an owner retries by itself: each describe answers within seconds.
+    connectTimeout: 3000,
+    requestTimeout: 3000,
+    retries: 1,
+    retryDelay: 200,
+  });
+  const call = <T>(start: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
+    new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
+
+  const consumerGroup = async (): Promise<{ members: GroupMember[]; state: string } | null> => {
+    const bootstrap = await call<Connection>((cb) => admin[kGetBootstrapConnection](cb));
+    const findApi = await call<
+      (c: Connection, keyType: number, keys: string[], cb: (err: Error | null | undefined, r?: FindCoordinatorResponse) => void) => void
+    >((cb) => admin[kGetApi]<[number, string[]], FindCoordinatorResponse>("FindCoordinator", cb));
+    const found = await call<FindCoordinatorResponse>((cb) => findApi(bootstrap, FindCoordinatorKeyTypes.GROUP, [groupId], cb));
+    const coordinator = found.coordinators.find((c) => c.key === groupId);
+    if (!coordinator || coordinator.errorCode !== 0) throw new Error(`no coordinator for group ${groupId} (error ${coordinator?.errorCode ?? "none"})`);
+    const connection = await call<Connection>((cb) => admin[kGetConnection]({ host: coordinator.host, port: coordinator.port }, cb));
+    const described = await call<ConsumerGroupDescribeResponse>((cb) => consumerGroupDescribeV0.api(connection, [groupId], false, cb));
+    const group = described.groups.find((g) => g.groupId === groupId);
+    if (!group || group.members.length === 0) return null;
+    return {
+      state: group.groupState,
+      members: group.members.map((m) => ({
+        clientId: m.clientId,
+        partitions: m.assignment.topicPartitions.filter((tp) => tp.topicName === topic).flatMap((tp) => tp.partitions),
+      })),
+    };
+  };
+
+  const classicGroup = async (): Promise<{ members: GroupMember[]; state: string } | null> => {
+    const groups = await admin.describeGroups({ groups: [groupId] });
+    const group = groups.get(groupId);
+    if (!group || group.members.size === 0) return null;
+    return {
+      state: String(group.state),
+      members: [...group.members.values()].map((m) => ({
+        clientId: m.clientId,
+        partitions: [...(m.assignments?.values() ?? [])].filter((a) => a.topic === topic).flatMap((a) => a.partitions),
+      })),
+    };
+  };
+
+  const describe: DescribeGroup = async () => {
+    try {
+      return await consumerGroup();
+    } catch (err) {
+      // GROUP_ID_NOT_FOUND: a classic group (or none at all), which DescribeGroups describes.
+      if (!errorCodes(err).includes(GROUP_ID_NOT_FOUND)) throw err;
+      return classicGroup();
+    }
+  };
+  return { describe, close: () => admin.close() };
 }
 
-const GROUP_STATES = ["Unknown", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty"];
+/** Kafka's GROUP_ID_NOT_FOUND: ConsumerGroupDescribe's answer for a classic or unknown group. */
+const GROUP_ID_NOT_FOUND = 69;
 
-/** The worker group's description through librdkafka's admin client; `close` disconnects it. */
-export function nativeGroupDescriber(kafka: KafkaConfig, groupId: string, topic: string, timeoutMs = 3000): { describe: DescribeGroup; close(): void } {
-  const require = createRequire(import.meta.url);
-  const { AdminClient } = require("@confluentinc/kafka-javascript") as { AdminClient: { create(conf: Record<string, unknown>): NativeAdmin } };
-  const admin = AdminClient.create({ ...librdkafkaConnection(kafka), "client.id": `${kafka.clientId}-gateway-owners`, "log.connection.close": false });
-  const describe: DescribeGroup = () =>
-    new Promise((resolve, reject) => {
-      admin.describeGroups([groupId], { timeout: timeoutMs }, (err, result) => {
-        if (err) return reject(err);
-        const group = result.groups.find((g) => g.groupId === groupId);
-        // A group that does not exist (never joined, or deleted) describes as Dead with no members.
-        if (!group || group.members.length === 0) return resolve(null);
-        const state = typeof group.state === "number" ? (GROUP_STATES[group.state] ?? String(group.state)) : String(group.state);
-        resolve({
-          state,
-          members: group.members.map((m) => ({
-            clientId: m.clientId,
-            partitions: (m.assignment?.topicPartitions ?? []).filter((tp) => tp.topic === topic).map((tp) => tp.partition),
-          })),
-        });
-      });
-    });
-  return { describe, close: () => admin.disconnect() };
+/** The Kafka error codes in a @platformatic/kafka error (a ResponseError, possibly nested in MultipleErrors). */
+function errorCodes(err: unknown): number[] {
+  const codes: number[] = [];
+  const visit = (e: unknown, depth: number) => {
+    if (!e || typeof e !== "object" || depth > 4) return;
+    const o = e as { apiCode?: unknown; errors?: unknown; response?: unknown; cause?: unknown };
+    if (typeof o.apiCode === "number") codes.push(o.apiCode);
+    if (Array.isArray(o.errors)) for (const inner of o.errors) visit(inner, depth + 1);
+    if (o.errors && typeof o.errors === "object" && !Array.isArray(o.errors)) {
+      for (const v of Object.values(o.errors)) if (Array.isArray(v) && typeof v[0] === "number") codes.push(v[0]);
+    }
+    visit(o.cause, depth + 1);
+  };
+  visit(err, 0);
+  return codes;
 }
