@@ -27,6 +27,7 @@ import {
   type SASLMechanismValue,
 } from "@platformatic/kafka";
 import { Partitioners } from "kafkajs";
+import { withDeadline } from "./deadline.js";
 
 type ConsumerGroupDescribeResponse = consumerGroupDescribeV0.ConsumerGroupDescribeResponse;
 type FindCoordinatorResponse = findCoordinatorV6.FindCoordinatorResponse;
@@ -95,6 +96,8 @@ export interface LookupMetrics {
 const RETRY_MS = 250;
 /** One HTTP call's bound; the worker answers at once or after its own restore wait (5 s). */
 const CALL_MS = 6000;
+/** The most one description of the worker group may take. */
+const DESCRIBE_MS = 5000;
 /** The bound of a lookup that does not wait (a write's tenant pre-check): an owner answers in ms. */
 const NO_WAIT_MS = 1000;
 
@@ -157,10 +160,10 @@ export class OwnerLookup implements ConversationLookup {
     for (;;) {
       let partition: number | null = null;
       try {
-        partition = conversationPartition(conversationId, await this.#partitionCountNow());
+        partition = conversationPartition(conversationId, await this.#partitionCountNow(deadline));
         let owner = this.#owners.get(partition);
         if (owner === undefined && !refreshed) {
-          await this.#refresh();
+          await this.#refreshWithin(deadline);
           refreshed = true;
           owner = this.#owners.get(partition);
         }
@@ -184,13 +187,13 @@ export class OwnerLookup implements ConversationLookup {
         throw new LookupUnavailable(`${problem}; try again shortly`);
       }
       await new Promise((r) => setTimeout(r, RETRY_MS));
-      await this.#refresh().catch(() => {});
+      await this.#refreshWithin(deadline).catch(() => {});
       refreshed = true;
     }
   }
 
-  async #partitionCountNow(): Promise<number> {
-    this.#partitionCount ??= await this.#partitions();
+  async #partitionCountNow(deadline: number): Promise<number> {
+    this.#partitionCount ??= await withDeadline(this.#partitions(), Math.max(1, Math.ceil(deadline - performance.now())), "chat.requests partitions");
     return this.#partitionCount;
   }
 
@@ -232,11 +235,17 @@ export class OwnerLookup implements ConversationLookup {
     return { kind: "failed", problem: `the owner of partition ${partition} answered ${res.status} (restoring its memory)` };
   }
 
+  /** #refresh, given up on (it goes on, shared) once the read's deadline passes. */
+  #refreshWithin(deadline: number): Promise<void> {
+    return withDeadline(this.#refresh(), Math.max(1, Math.ceil(deadline - performance.now())), "the worker group's description");
+  }
+
   /** Reads the group's assignment again; concurrent callers share one description. */
   #refresh(): Promise<void> {
     this.#refreshing ??= (async () => {
       try {
-        const group = await this.#describe();
+        // Bounded, so a description Kafka never answers cannot hold every later refresh.
+        const group = await withDeadline(this.#describe(), DESCRIBE_MS, "the worker group's description");
         this.#members = group?.members.length ?? 0;
         // A partition count read before the topic grew, or while Kafka was away, is read again.
         this.#partitionCount = null;
