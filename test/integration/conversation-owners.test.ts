@@ -129,8 +129,14 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
     }
   });
 
-  it("keeps no per-conversation state in the gateway: an owner per partition, no copy of chat.memory", async () => {
+  it("keeps no per-conversation state in the gateway: an owner per partition, no copy of chat.memory", async (t) => {
     const gw = await metrics(gateway);
+    // Figures for the record (not asserted: timing and RSS are the benchmarks' business).
+    const sum = metricValue(gw, "kafka_llm_gateway_conversation_lookup_seconds_sum") ?? 0;
+    const count = metricValue(gw, "kafka_llm_gateway_conversation_lookup_seconds_count") ?? 0;
+    t.diagnostic(
+      `mean conversation lookup ${((sum / Math.max(1, count)) * 1000).toFixed(1)} ms over ${count}; gateway RSS ${(gateway.memory().rss / 2 ** 20).toFixed(0)} MiB with ${GENERATED} conversations stored`,
+    );
     const owners = metricValue(gw, "kafka_llm_gateway_conversation_owners");
     assert.ok(owners !== undefined && owners > 0 && owners <= PARTITIONS, `owners cached: ${owners}`);
     assert.ok(!gw.includes("memory_view"), "no memory view metrics");
