@@ -94,6 +94,9 @@ const kafkaFields = {
   KAFKA_TLS_KEY_FILE: z.string().optional(),
   KAFKA_TLS_REJECT_UNAUTHORIZED: bool(true),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  // Secret: the Bearer token of the workers' /internal routes (gateway -> worker conversation reads).
+  KAFKA_LLM_INTERNAL_TOKEN: z.string().default(""),
+  KAFKA_LLM_INTERNAL_TOKEN_FILE: str(""),
 };
 
 const workerFields = {
@@ -102,6 +105,10 @@ const workerFields = {
   WORKER_ID: str(os.hostname()),
   WORKER_HTTP_HOST: str("0.0.0.0"),
   WORKER_HTTP_PORT: int(9090, 0, 65535),
+  WORKER_QUERY_ADDRESS: z
+    .string()
+    .regex(/^https?:\/\/[^\s/@]+$/, "must be http://HOST:PORT (no path), e.g. http://10.1.2.3:9090")
+    .optional(),
   MODEL: z.string({ required_error: "required: a GGUF file path or an hf: URI" }).min(1, "required: a GGUF file path or an hf: URI"),
   MODEL_DIR: str(".cache/models"),
   LLAMA_GPU: z.enum(["auto", "cuda", "vulkan", "metal", "false"]).default("auto"),
@@ -159,7 +166,7 @@ const gatewayFields = {
     })
     .default("consumer"),
   TURN_STATS_WINDOW_MS: int(5 * 60_000, 1000, 24 * 3_600_000),
-  MEMORY_VIEW_MAX_BYTES: int(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+  CONVERSATION_LOOKUP_TIMEOUT_MS: int(5000, 100, 600_000),
   MODEL_NAME: z
     .string()
     .regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces")
@@ -250,6 +257,17 @@ function kafkaSecurity(e: z.infer<z.ZodObject<typeof kafkaFields>>): Pick<KafkaC
   return { sasl, tls };
 }
 
+/** The shared token of the workers' /internal routes: the variable, or the file it is mounted as (a Secret). */
+function internalToken(e: z.infer<z.ZodObject<typeof kafkaFields>>): string {
+  if (!e.KAFKA_LLM_INTERNAL_TOKEN_FILE) return e.KAFKA_LLM_INTERNAL_TOKEN.trim();
+  const problems: string[] = [];
+  if (e.KAFKA_LLM_INTERNAL_TOKEN) problems.push("KAFKA_LLM_INTERNAL_TOKEN_FILE: set it or KAFKA_LLM_INTERNAL_TOKEN, not both");
+  const token = readConfigFile("KAFKA_LLM_INTERNAL_TOKEN_FILE", e.KAFKA_LLM_INTERNAL_TOKEN_FILE, problems)?.trim();
+  if (token === "") problems.push(`KAFKA_LLM_INTERNAL_TOKEN_FILE: ${e.KAFKA_LLM_INTERNAL_TOKEN_FILE} is empty`);
+  if (problems.length) throw new ConfigError(problems);
+  return token ?? "";
+}
+
 function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
   return {
     brokers: e.KAFKA_BROKERS,
@@ -275,6 +293,12 @@ export interface WorkerConfig {
   readonly groupId: string;
   readonly workerId: string;
   readonly http: { readonly host: string; readonly port: number };
+  /**
+   * Conversation reads the gateways send to the owner of a partition: the base URL this
+   * worker advertises in its group member's client.id (null: from the pod IP, the HTTP host
+   * or the host name, and the ops server's port), and the Bearer token they must carry ("" = none).
+   */
+  readonly query: { readonly address: string | null; readonly token: string };
   readonly model: {
     /** A GGUF file path or an hf: URI. */
     readonly source: string;
@@ -338,6 +362,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     groupId: e.KAFKA_GROUP_ID,
     workerId: e.WORKER_ID,
     http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
+    query: { address: e.WORKER_QUERY_ADDRESS ?? null, token: internalToken(e) },
     model: {
       source: e.MODEL,
       directory: e.MODEL_DIR,
@@ -402,8 +427,12 @@ export interface GatewayConfig {
   readonly queueNoticeMs: number;
   /** Window of the recent mean turn duration, ms. */
   readonly turnStatsWindowMs: number;
-  /** Most bytes of conversation state the gateway's view of chat.memory holds. */
-  readonly memoryViewMaxBytes: number;
+  /**
+   * Conversation reads, answered by the worker owning the conversation's partition: how
+   * long one may wait for an owner (a rebalance, a restore) before 503, ms, and the Bearer
+   * token the workers' /internal routes want ("" = none).
+   */
+  readonly conversations: { readonly lookupTimeoutMs: number; readonly internalToken: string };
   /** The model id /v1/models lists and OpenAI responses carry. */
   readonly modelName: string;
 }
@@ -440,7 +469,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     events: { groupId: e.GATEWAY_EVENTS_GROUP_ID || `${e.KAFKA_TOPIC_PREFIX}kafka-llm-gateways`, groupProtocol: e.GATEWAY_EVENTS_GROUP_PROTOCOL },
     queueNoticeMs: e.QUEUE_NOTICE_MS,
     turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,
-    memoryViewMaxBytes: e.MEMORY_VIEW_MAX_BYTES,
+    conversations: { lookupTimeoutMs: e.CONVERSATION_LOOKUP_TIMEOUT_MS, internalToken: internalToken(e) },
     modelName: e.MODEL_NAME,
   });
 }

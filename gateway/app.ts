@@ -1,7 +1,7 @@
 /**
  * The gateway's HTTP server: error mapping, authentication, metrics per response, and
  * the route modules. Routes validate their input, put requests on Kafka and answer from
- * the hub and the memory view; no route talks to a model.
+ * the hub and the conversations' owning workers; no route talks to a model.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { KafkaLlmError } from "../contracts/errors.js";

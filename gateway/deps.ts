@@ -7,7 +7,7 @@ import type { Logger } from "../platform/logger.js";
 import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";
 import type { EventPartitions } from "./kafka/event-partitions.js";
-import type { MemoryView } from "./kafka/memory-view.js";
+import type { ConversationLookup } from "./kafka/owners.js";
 import type { OffsetReader } from "../platform/offset-reader.js";
 import type { ReaderPositions } from "./kafka/reader-positions.js";
 import type { Publisher } from "./kafka/publisher.js";
@@ -22,8 +22,8 @@ export interface GatewayDeps {
   events?: EventPartitions;
   metrics: GatewayMetrics;
   publisher: Publisher;
-  /** The view of chat.memory; null while it is not running (history then answers 503). */
-  memory: MemoryView | null;
+  /** Conversations, asked of the worker owning each one's partition; null while not running (reads then answer 503). */
+  conversations: ConversationLookup | null;
   /** Reads of chat.history at exact offsets and the named readers' positions; null while not running (history reads then answer 503). */
   history: { reader: OffsetReader; positions: ReaderPositions } | null;
   authenticate: Authenticator;

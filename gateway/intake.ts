@@ -20,6 +20,7 @@ import type { GatewayDeps } from "./deps.js";
 import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
 import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
 import type { RequestSnapshot } from "./event-hub.js";
+import { LookupUnavailable } from "./kafka/owners.js";
 
 export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -97,19 +98,43 @@ export async function findRequest(deps: GatewayDeps, requestId: string, tenant: 
   return snapshot;
 }
 
-/** The stored state of the tenant's conversation, read after the view caught up with Kafka. */
+/**
+ * The stored state of the tenant's conversation, as the worker owning its partition has it
+ * now (gateway/kafka/owners.ts): 404 when the owner has none or it is another tenant's,
+ * 503 when no owner answered in time (no workers running, or a rebalance past the bound).
+ */
 export async function findConversation(deps: GatewayDeps, conversationId: string, tenant: string): Promise<ConversationState> {
-  if (!deps.memory) throw new ApiError("kafka_unavailable", "conversation history is not available yet; try again shortly");
-  await deps.memory.sync();
-  const state = deps.memory.get(conversationId);
+  if (!deps.conversations) throw new ApiError("kafka_unavailable", "conversation reads are not available yet; try again shortly");
+  let state: ConversationState | undefined;
+  try {
+    state = await deps.conversations.get(conversationId);
+  } catch (err) {
+    if (err instanceof LookupUnavailable) throw new ApiError("kafka_unavailable", `cannot read conversation ${conversationId}: ${err.message}`);
+    throw err;
+  }
   if (!state || state.tenant !== tenant) throw notFound(`no conversation ${conversationId}`);
   return state;
 }
 
-/** Rejects a turn on a conversation the view knows to be another tenant's (the worker checks too). */
-export function assertNotForeign(deps: GatewayDeps, conversationId: string, tenant: string): void {
-  const state = deps.memory?.get(conversationId);
-  if (state && state.tenant !== tenant) throw notFound(`no conversation ${conversationId}`);
+/**
+ * The foreign-tenant check of a write (a turn, an append), started before the request is
+ * published and awaited after it, so it adds no round trip: the owner is asked while Kafka
+ * takes the request. The returned function throws 404 when the owner says the conversation
+ * is another tenant's; the published request then changes nothing, because the worker
+ * refuses it too (its check is the one that counts: it sees every request in order). When
+ * the owner cannot tell at once (no worker running, a rebalance) nothing is waited for.
+ */
+export function checkNotForeign(deps: GatewayDeps, conversationId: string, tenant: string): () => Promise<void> {
+  const lookup = deps.conversations;
+  const foreign = lookup
+    ? lookup.get(conversationId, { wait: false }).then(
+        (state) => state !== undefined && state.tenant !== tenant,
+        () => false,
+      )
+    : Promise.resolve(false);
+  return async () => {
+    if (await foreign) throw notFound(`no conversation ${conversationId}`);
+  };
 }
 
 /**

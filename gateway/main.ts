@@ -1,4 +1,4 @@
-/** Gateway entry point: wires config, logger, Kafka clients, the hub, the views and the HTTP server. */
+/** Gateway entry point: wires config, logger, Kafka clients, the hub, the conversation lookup and the HTTP server. */
 import { loadGatewayConfig } from "../contracts/config.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { createKafka } from "../platform/kafka.js";
@@ -12,8 +12,9 @@ import { EventHub } from "./event-hub.js";
 import { startEventConsumer } from "./kafka/event-consumer.js";
 import { EventPartitions } from "./kafka/event-partitions.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
-import { startMemoryView } from "./kafka/memory-view.js";
 import { startOffsetReader } from "../platform/offset-reader.js";
+import { withDeadline } from "./kafka/deadline.js";
+import { OwnerLookup, groupDescriber } from "./kafka/owners.js";
 import { kafkaReaderPositions } from "./kafka/reader-positions.js";
 
 /** History reads served at once (each holds one exact-offset consumer for its few ms of hops). */
@@ -40,19 +41,19 @@ async function main(): Promise<void> {
     metrics: createGatewayMetrics({
       trackedRequests: () => hub.size,
       eventListeners: () => hub.listenerCount,
-      memoryView: () => (deps.memory ? { conversations: deps.memory.size, bytes: deps.memory.bytes } : null),
+      conversationOwners: () => deps.conversations?.cachedOwners ?? 0,
       recentTurns: () => ({ meanSeconds: turnStats.meanSeconds(), count: turnStats.count() }),
       eventPartitions: () => eventPartitions.counts(),
     }),
     publisher,
-    memory: null,
+    conversations: null,
     history: null,
     authenticate: auth.authenticate,
-    ready: () => events.caughtUp() && eventPartitions.caughtUp() && (deps.memory?.caughtUp() ?? false),
-    failure: () => events.failure() ?? eventPartitions.failure() ?? deps.memory?.failure() ?? null,
+    ready: () => events.caughtUp() && eventPartitions.caughtUp(),
+    failure: () => events.failure() ?? eventPartitions.failure() ?? null,
   };
 
-  // One admin connection for topic checks, look-back offsets, the memory view's syncs and the lag.
+  // One admin connection for topic checks, look-back offsets, the partition count and the lag.
   const admin = kafka.admin();
   await admin.connect();
   if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
@@ -95,13 +96,16 @@ async function main(): Promise<void> {
   hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);
   await eventPartitions.start();
   deps.events = eventPartitions;
-  deps.memory = await startMemoryView({
-    kafka,
-    admin,
-    topic: topics.memory,
-    maxBytes: config.memoryViewMaxBytes,
+  const owners = groupDescriber(config.kafka, config.lag.workerGroupId, topics.requests);
+  deps.conversations = new OwnerLookup({
+    describe: owners.describe,
+    partitions: async () => (await withDeadline(admin.fetchTopicOffsets(topics.requests), 3000, "chat.requests partitions")).length,
+    groupId: config.lag.workerGroupId,
+    timeoutMs: config.conversations.lookupTimeoutMs,
+    token: config.conversations.internalToken,
+    metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
     logger,
-    onEvict: (n) => deps.metrics.memoryViewEvicted.inc(n),
+    onStop: () => owners.close(),
   });
   const historyReader = await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: HISTORY_FETCHERS, logger });
   const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.kafka.topicPrefix);
@@ -133,7 +137,14 @@ async function main(): Promise<void> {
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([events.stop(), eventPartitions.stop(), deps.memory?.stop(), historyReader.stop(), readerPositions.close(), publisher.disconnect()]);
+      await Promise.all([
+        events.stop(),
+        eventPartitions.stop(),
+        deps.conversations?.stop(),
+        historyReader.stop(),
+        readerPositions.close(),
+        publisher.disconnect(),
+      ]);
       await admin.disconnect();
       process.exit(0);
     } catch (err) {

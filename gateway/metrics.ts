@@ -8,7 +8,8 @@ export interface MetricSources {
   trackedRequests(): number;
   /** Listeners the hub holds (each open event stream has one). */
   eventListeners?(): number;
-  memoryView(): { conversations: number; bytes: number } | null;
+  /** Partitions whose owner the conversation lookup has cached. */
+  conversationOwners?(): number;
   recentTurns(): { meanSeconds: number; count: number };
   /** chat.events partitions this replica reads: given it by the gateways' group, and read for a follower only. */
   eventPartitions?(): { owned: number; followed: number };
@@ -59,26 +60,25 @@ export function createGatewayMetrics(sources: MetricSources) {
         this.set(sources.eventListeners?.() ?? 0);
       },
     }),
-    memoryViewConversations: new Gauge({
-      name: "kafka_llm_gateway_memory_view_conversations",
-      help: "Conversations held by this gateway's view of chat.memory",
+    conversationLookups: new Counter({
+      name: "kafka_llm_gateway_conversation_lookups_total",
+      help: "Conversation reads asked of the worker owning the conversation's partition, by outcome (found, not_found, unavailable: no owner answered in time)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    conversationLookupSeconds: new Histogram({
+      name: "kafka_llm_gateway_conversation_lookup_seconds",
+      help: "Time to get a conversation from its partition's owner, including waits for an owner during a rebalance",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    conversationOwners: new Gauge({
+      name: "kafka_llm_gateway_conversation_owners",
+      help: "Partitions whose owning worker this gateway has cached (at most the partition count: the gateway keeps no per-conversation state)",
       registers,
       collect() {
-        this.set(sources.memoryView()?.conversations ?? 0);
+        this.set(sources.conversationOwners?.() ?? 0);
       },
-    }),
-    memoryViewBytes: new Gauge({
-      name: "kafka_llm_gateway_memory_view_bytes",
-      help: "Bytes of conversation state held by this gateway's view of chat.memory",
-      registers,
-      collect() {
-        this.set(sources.memoryView()?.bytes ?? 0);
-      },
-    }),
-    memoryViewEvicted: new Counter({
-      name: "kafka_llm_gateway_memory_view_evicted_total",
-      help: "Conversations dropped from the memory view to stay within MEMORY_VIEW_MAX_BYTES",
-      registers,
     }),
     consumerGroupLag: new Gauge({
       name: "kafka_llm_consumer_group_lag",

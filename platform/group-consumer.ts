@@ -61,6 +61,11 @@ export interface GroupConsumerOptions {
    * above the drain bound.
    */
   readonly rebalanceTimeoutMs: number;
+  /**
+   * The member's client.id, when not the connection's KAFKA_CLIENT_ID: the worker appends
+   * its query address (`@http://HOST:PORT`), which the group's description shows the gateways.
+   */
+  readonly clientId?: string;
   readonly logger: Logger;
 }
 
@@ -181,6 +186,7 @@ export class GroupConsumer {
     const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
     const conf: Record<string, unknown> = {
       ...librdkafkaConnection(o.kafka),
+      ...(o.clientId !== undefined && { "client.id": o.clientId }),
       "group.id": o.groupId,
       "group.protocol": o.protocol,
       "enable.auto.commit": false,

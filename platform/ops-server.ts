@@ -1,6 +1,7 @@
 /**
  * The small HTTP server a worker exposes for Kubernetes and Prometheus:
- * /healthz (the process is alive), /readyz (ready for work), /metrics.
+ * /healthz (the process is alive), /readyz (ready for work), /metrics, and whatever
+ * `route` answers (the worker's conversation reads for the gateways, worker/query-server.ts).
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -8,12 +9,21 @@ import type { Registry } from "prom-client";
 
 export interface OpsServer {
   readonly port: number;
+  /** Adds (or replaces) the extra route, e.g. once what it serves exists. */
+  setRoute(route: OpsRoute): void;
   close(): Promise<void>;
 }
 
-export async function startOpsServer(options: { host: string; port: number; registry: Registry; ready: () => boolean }): Promise<OpsServer> {
+/**
+ * A route besides the built-in ones: returns true when it took the request (and answers
+ * it, possibly later), false to let the server answer 404. It must not throw.
+ */
+export type OpsRoute = (req: http.IncomingMessage, res: http.ServerResponse, path: string) => boolean;
+
+export async function startOpsServer(options: { host: string; port: number; registry: Registry; ready: () => boolean; route?: OpsRoute }): Promise<OpsServer> {
+  let route = options.route ?? null;
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: "method not allowed" });
     if (path === "/healthz") return send(res, 200, { status: "ok" });
     if (path === "/readyz") {
@@ -30,6 +40,7 @@ export async function startOpsServer(options: { host: string; port: number; regi
       );
       return;
     }
+    if (route?.(req, res, path)) return;
     send(res, 404, { error: `no route ${path}` });
   });
   await new Promise<void>((resolve, reject) => {
@@ -38,11 +49,19 @@ export async function startOpsServer(options: { host: string; port: number; regi
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    setRoute(next) {
+      route = next;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Gateways keep connections open for their reads: they would hold close() until they time out.
+        server.closeAllConnections();
+      }),
   };
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
+export function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" });
   res.end(JSON.stringify(body));
 }

@@ -17,6 +17,7 @@ import { Lifecycle, WORKER_STATES } from "./lifecycle.js";
 import { createWorkerMetrics, type WorkerMetrics } from "./metrics.js";
 import { inClusterPod, startPodDeletionCost } from "./pod-deletion-cost.js";
 import { FinalPositions } from "./replay.js";
+import { advertisedClientId, queryAddress, queryRoute } from "./query-server.js";
 import { startRequestLoop, type RequestLoop } from "./request-loop.js";
 import { shutdown, type ShutdownSteps } from "./shutdown.js";
 import { SlotPool } from "./slot-pool.js";
@@ -109,6 +110,10 @@ async function main(): Promise<void> {
   });
   await memory.start();
   release.push(() => memory.stop());
+  // Gateways read conversations from their partition's owner, here (worker/query-server.ts).
+  ops.setRoute(queryRoute({ memory, token: config.query.token, registry: metrics.registry, logger }));
+  const address = queryAddress(config.query.address, config.http.host, ops.port);
+  logger.info({ address }, "answering conversation reads for the owned partitions");
   const cancellations = new Cancellations();
   const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger });
   release.push(() => control.disconnect());
@@ -120,6 +125,7 @@ async function main(): Promise<void> {
     memory,
     metrics,
     logger,
+    clientId: advertisedClientId(config.kafka.clientId, address),
     onFatal: (error) => {
       lifecycle.to("failed", { reason: error.message });
       logger.fatal({ err: error }, "the request consumer stopped for good; exiting so the partitions move");

@@ -115,6 +115,8 @@ export interface MemoryStoreOptions {
 
 export class MemoryStore {
   readonly #partitions = new Map<number, PartitionState>();
+  /** The partitions the group gave this worker (assign), whose conversations it answers for. */
+  #owned = new Set<number>();
   readonly #kafka: Kafka;
   readonly #admin: Admin;
   readonly #producer: Producer;
@@ -210,6 +212,7 @@ export class MemoryStore {
 
   /** Sets the partitions this worker owns: drops the others, restores or catches up these. */
   assign(partitions: readonly number[]): void {
+    this.#owned = new Set(partitions);
     for (const p of [...this.#partitions.keys()]) {
       if (!partitions.includes(p)) {
         this.#partitions.get(p)?.restoring?.reject(new Error(`partition ${p} was revoked during its restore`));
@@ -269,6 +272,33 @@ export class MemoryStore {
     const state = this.get(partition, conversationId);
     const handover = this.#handover(partition, requestId);
     return { ...(state && { state }), ...(handover && { handover }) };
+  }
+
+  /**
+   * A conversation for a reader elsewhere (a gateway), as the log has it: waits up to
+   * `timeoutMs` for the partition's restore and catches up with what another worker wrote.
+   * `owned: false` when partition p is not this worker's (any more); rejects when the
+   * restore did not finish within the bound.
+   */
+  async lookup(partition: number, conversationId: string, timeoutMs = 5000): Promise<{ owned: false } | { owned: true; state?: ConversationState }> {
+    if (!this.#owned.has(partition)) return { owned: false };
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`memory partition ${partition} not restored within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const current = (async () => {
+      await this.ready(partition);
+      await this.catchUp(partition);
+    })();
+    current.catch(() => {}); // past the bound nobody awaits it; a turn of p restores again
+    try {
+      await Promise.race([current, bound]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!this.#owned.has(partition)) return { owned: false };
+    const state = this.get(partition, conversationId);
+    return state ? { owned: true, state } : { owned: true };
   }
 
   /**

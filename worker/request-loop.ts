@@ -41,6 +41,8 @@ export async function startRequestLoop(options: {
   logger: Logger;
   /** Called when the consumer stopped for good. */
   onFatal(error: Error): void;
+  /** The group member's client.id (it carries the worker's query address); default KAFKA_CLIENT_ID. */
+  clientId?: string;
 }): Promise<RequestLoop> {
   const { config, topics, memory, metrics, logger } = options;
   const consumer: GroupConsumer = createGroupConsumer(config.kafka, {
@@ -50,6 +52,7 @@ export async function startRequestLoop(options: {
     sessionTimeoutMs: config.consumer.sessionTimeoutMs,
     heartbeatIntervalMs: config.consumer.heartbeatIntervalMs,
     rebalanceTimeoutMs: config.consumer.rebalanceTimeoutMs,
+    ...(options.clientId !== undefined && { clientId: options.clientId }),
     logger,
   });
 

@@ -8,7 +8,8 @@
  * written by the worker's own HistoryWriter (so their links are what a worker writes), a
  * turn (a question and a story-length reply) at a time, with 500 records (1,000 messages)
  * of other conversations between two of its turns; then its memory record (with the head)
- * goes to chat.memory, where the gateway finds it. The comparison: the same reads on a
+ * goes to chat.memory, where the worker owning the partition restores it and the gateway
+ * asks that worker for the head. The comparison: the same reads on a
  * conversation alone in its partition, which a scan would answer as fast, so equal figures
  * mean the other conversations cost the read nothing.
  */
@@ -20,7 +21,7 @@ import { newConversation } from "../../worker/conversation.js";
 import type { RecordSink } from "../../worker/event-writer.js";
 import { HistoryWriter } from "../../worker/history-writer.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt, ms } from "../lib/scenario.js";
-import { benchKafkaConfig, createTopics, stackSpec, startGateway } from "../lib/stack.js";
+import { benchKafkaConfig, createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
 import { summarize } from "../lib/stats.js";
 
 const TURNS = 100; // 200 messages
@@ -130,7 +131,8 @@ export const historyScenario: Scenario = {
     } finally {
       await producer.disconnect();
     }
-    const gateway = await startGateway(spec);
+    // Conversation reads (the chain's head) are answered by the worker owning the partition.
+    const [gateway, worker] = await Promise.all([startGateway(spec), startWorker(spec, ctx.model, "history-worker")]);
     const reads: Record<string, ReturnType<typeof summarize>> = {};
     try {
       for (const id of ["crowded", "alone"]) await timeReads(gateway.baseUrl, id, "?limit=500", 2, 2 * TURNS); // warm the pool and the page cache
@@ -144,7 +146,7 @@ export const historyScenario: Scenario = {
       }
       for (const [k, v] of Object.entries(samples)) reads[k] = summarize(v);
     } finally {
-      await gateway.stop();
+      await Promise.all([gateway.stop(), worker.stop()]);
     }
     const bytes = crowded.bytes;
     const perTurn = bytes.reduce((a, b) => a + b, 0) / bytes.length;
@@ -171,7 +173,7 @@ export const historyScenario: Scenario = {
       rows,
       targets: [],
       notes: [
-        `Reads through a real gateway (HTTP, memory view, exact-offset fetches); ${repeats} reads each after two warm-up reads; ${counter.others} records of ${OTHER_CONVERSATIONS} other conversations share the partition with the crowded one.`,
+        `Reads through a real gateway (HTTP, the owning worker's answer, exact-offset fetches); ${repeats} reads each after two warm-up reads; ${counter.others} records of ${OTHER_CONVERSATIONS} other conversations share the partition with the crowded one.`,
         "Bytes are the record's key and value as produced; Kafka's batch and record headers (about 70 B per batch, under 20 B per record) come on top.",
       ],
       raw: { turns: TURNS, otherRecords: counter.others, otherMessages: 2 * counter.others, reads, bytesPerTurn: bytes, textBytesPerTurn: content },

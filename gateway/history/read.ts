@@ -23,8 +23,9 @@ export interface HistoryPage {
 }
 
 /**
- * The head of a conversation's chain, from the memory view (404 for an unknown or another
- * tenant's conversation). The one place that knows where heads are found.
+ * The head of a conversation's chain, from the worker owning the conversation's partition
+ * (404 for an unknown or another tenant's conversation). The one place that knows where
+ * heads are found.
  */
 export async function historyHead(
   deps: GatewayDeps,

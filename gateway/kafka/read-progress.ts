@@ -1,7 +1,6 @@
 /**
  * How far a consumer has read each partition, and a way to wait until it has read up to
- * given offsets: the basis of "caught up" (readiness) and of read-your-writes on the
- * memory view. Positions come from kafkajs's end-of-batch events, which also fire for
+ * given offsets: the basis of "caught up" (readiness). Positions come from kafkajs's end-of-batch events, which also fire for
  * batches of control records only (transaction markers), so a partition whose last
  * offset is a marker still counts as read to its end.
  */

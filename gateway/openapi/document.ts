@@ -57,7 +57,7 @@ const ERROR_MEANING: Record<number, string> = {
   415: "The body is not JSON",
   500: "Internal error",
   502: "The worker could not generate a reply",
-  503: "Kafka is unreachable or the gateway is not ready yet; retry after Retry-After seconds",
+  503: "Kafka is unreachable, the gateway is not ready yet, or no worker answers for the conversation (none running, or its partition moving); retry after Retry-After seconds",
 };
 
 type ErrorBodies = Record<Dialect, z.ZodTypeAny>;

@@ -2,14 +2,15 @@
  * Conversations: open one, send a message (a turn), append messages, read the history or
  * the prompt memory, delete it. Everything that changes a conversation is a request on
  * chat.requests, applied in order by the worker that owns the conversation's partition;
- * memory reads come from the memory view, history reads from chat.history at exact offsets.
+ * conversation and memory reads are answered by that worker (gateway/kafka/owners.ts),
+ * history reads come from chat.history at exact offsets.
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { SCHEMA_VERSION, conversationIdSchema, type ChatRequest } from "../../contracts/records.js";
 import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
-import { assertNotForeign, awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
+import { awaitTerminal, checkNotForeign, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
 import { historyHead, readHistory } from "../history/read.js";
 import {
   appendHistoryBody,
@@ -70,7 +71,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     const conversationId = parseInput(conversationIdSchema, request.params.id, "conversation id");
     parseInput(emptyQuery, request.query, "query");
     const body = parseInput(messageBody, objectBody(request.body, '{"content": "Hello"}'), "body");
-    assertNotForeign(deps, conversationId, request.tenant);
+    const notForeign = checkNotForeign(deps, conversationId, request.tenant);
     const params = paramsOf(body);
     const turn: ChatRequest = {
       v: SCHEMA_VERSION,
@@ -84,6 +85,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       created_at: Date.now(),
     };
     await submit(deps, turn, request.log);
+    await notForeign();
     return reply.code(202).send({ request_id: turn.request_id, conversation_id: conversationId, ...requestLinks(turn.request_id) });
   });
 
@@ -142,7 +144,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     const conversationId = parseInput(conversationIdSchema, request.params.id, "conversation id");
     parseInput(emptyQuery, request.query, "query");
     const body = parseInput(appendBody, objectBody(request.body, '{"messages": [{"role": "user", "content": "Hello"}]}'), "body");
-    assertNotForeign(deps, conversationId, request.tenant);
+    const notForeign = checkNotForeign(deps, conversationId, request.tenant);
     const append: ChatRequest = {
       v: SCHEMA_VERSION,
       type: "append",
@@ -153,6 +155,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       created_at: Date.now(),
     };
     await submit(deps, append, request.log);
+    await notForeign();
     const outcome = await applied(append.request_id);
     if (outcome === null) return reply.code(202).send({ request_id: append.request_id, conversation_id: conversationId, ...requestLinks(append.request_id) });
     if (outcome.type === "error") throw errorOfEvent(outcome);

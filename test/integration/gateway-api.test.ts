@@ -271,6 +271,9 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     assert.ok((metricValue(text, "kafka_llm_gateway_requests_accepted_total", { type: "open" }) ?? 0) >= 3);
     assert.ok((metricValue(text, "kafka_llm_gateway_cancels_total", { origin: "api" }) ?? 0) >= 1);
     assert.ok((metricValue(text, "kafka_llm_gateway_http_responses_total", { status: "400" }) ?? 0) >= 1);
-    assert.ok((metricValue(text, "kafka_llm_gateway_memory_view_conversations") ?? 0) >= 3);
+    // Conversation reads were asked of the owning worker: found ones, and the unknown "nope".
+    assert.ok((metricValue(text, "kafka_llm_gateway_conversation_lookups_total", { outcome: "found" }) ?? 0) >= 1);
+    assert.ok((metricValue(text, "kafka_llm_gateway_conversation_lookups_total", { outcome: "not_found" }) ?? 0) >= 1);
+    assert.ok((metricValue(text, "kafka_llm_gateway_conversation_lookup_seconds_count") ?? 0) >= 2);
   });
 });

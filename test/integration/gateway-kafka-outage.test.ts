@@ -107,9 +107,8 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
     const events = chatEvents(await readEvents(gateway.baseUrl + after.body.events_url, KEY, undefined, 120_000));
     assert.equal(events.at(-1)!.type, "final", "the reply streams again: the gateway's consumer is back too");
     assert.equal(gateway.proc.exitCode, null, "the gateway was never restarted");
-    // The history's head comes from the gateway's memory view, which may still be catching
-    // up on chat.memory after the restart (its read-your-writes wait is 2 s): the newest
-    // turn shows once it has.
+    // The history's head comes from the worker owning the conversation, which may still be
+    // catching up with Kafka after the restart: the newest turn shows once it has.
     const userMessages = async () => {
       const whole = await api("GET", "/v1/conversations/outage-1/messages");
       assert.equal(whole.status, 200, whole.text);

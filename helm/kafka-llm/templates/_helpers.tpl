@@ -80,8 +80,38 @@ app.kubernetes.io/part-of: kafka-llm
 {{- and .Values.model.hfToken (not .Values.model.hfTokenSecret) (eq .Values.model.source "download") -}}
 {{- end -}}
 
+{{- define "kafka-llm.internalTokenFromChart" -}}
+{{- not .Values.internalToken.existingSecret -}}
+{{- end -}}
+
 {{- define "kafka-llm.hasSecret" -}}
-{{- or (eq (include "kafka-llm.apiKeysFromChart" .) "true") (eq (include "kafka-llm.saslPasswordFromChart" .) "true") (eq (include "kafka-llm.hfTokenFromChart" .) "true") -}}
+{{- or (eq (include "kafka-llm.apiKeysFromChart" .) "true") (eq (include "kafka-llm.saslPasswordFromChart" .) "true") (eq (include "kafka-llm.hfTokenFromChart" .) "true") (eq (include "kafka-llm.internalTokenFromChart" .) "true") -}}
+{{- end -}}
+
+{{/* The workers' internal token: the one already in the release's Secret (kept across upgrades), else a new random one. */}}
+{{- define "kafka-llm.internalToken" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "kafka-llm.secretName" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "internal-token") -}}
+{{- index $existing.data "internal-token" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The internal token's volume and mount, for the gateway and the worker (KAFKA_LLM_INTERNAL_TOKEN_FILE). */}}
+{{- define "kafka-llm.internalTokenVolume" -}}
+- name: internal-token
+  secret:
+    secretName: {{ default (include "kafka-llm.secretName" .) .Values.internalToken.existingSecret }}
+    items:
+      - key: {{ ternary .Values.internalToken.existingSecretKey "internal-token" (not (empty .Values.internalToken.existingSecret)) }}
+        path: token
+{{- end -}}
+
+{{- define "kafka-llm.internalTokenVolumeMount" -}}
+- name: internal-token
+  mountPath: /etc/kafka-llm/internal
+  readOnly: true
 {{- end -}}
 
 {{/*
@@ -106,6 +136,7 @@ upgrades), else a new random key for tenant "default".
 {{- define "kafka-llm.saslPasswordFile" -}}/etc/kafka-llm/kafka-sasl/password{{- end -}}
 {{- define "kafka-llm.kafkaCaFile" -}}/etc/kafka-llm/kafka-ca/ca.crt{{- end -}}
 {{- define "kafka-llm.hfTokenFile" -}}/etc/kafka-llm/hf/token{{- end -}}
+{{- define "kafka-llm.internalTokenFile" -}}/etc/kafka-llm/internal/token{{- end -}}
 
 {{/* Kafka credential volumes (SASL password, CA), for every pod that talks to Kafka. */}}
 {{- define "kafka-llm.kafkaVolumes" -}}

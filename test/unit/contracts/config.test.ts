@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { describe, it } from "node:test";
 import { ConfigError, loadGatewayConfig, loadWorkerConfig } from "../../../contracts/config.js";
 
 function problemsOf(load: () => unknown): string[] {
@@ -141,5 +142,32 @@ describe("Kafka security config", () => {
     );
     assert.match(bad.join("\n"), /^KAFKA_SASL_PASSWORD: must be at most 4096 characters$/m);
     assert.ok(!bad.join("\n").includes("hunter2"), "the value of a secret is never echoed");
+  });
+});
+
+describe("conversation reads config", () => {
+  it("takes the internal token from the variable or a mounted file, never both, and never echoes it", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "token-"));
+    const file = path.join(dir, "token");
+    writeFileSync(file, "from-the-file\n");
+    assert.equal(loadWorkerConfig({ MODEL: "m" }).query.token, "");
+    assert.equal(loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN: "abc" }).query.token, "abc");
+    assert.equal(loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }).query.token, "from-the-file");
+    assert.equal(loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }).conversations.internalToken, "from-the-file");
+    const both = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN: "abc", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }));
+    assert.match(both.join("\n"), /KAFKA_LLM_INTERNAL_TOKEN_FILE: set it or KAFKA_LLM_INTERNAL_TOKEN, not both/);
+    assert.ok(!both.join("\n").includes("abc"));
+    const missing = problemsOf(() => loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN_FILE: path.join(dir, "nope") }));
+    assert.match(missing.join("\n"), /KAFKA_LLM_INTERNAL_TOKEN_FILE: cannot read/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("checks WORKER_QUERY_ADDRESS is a base URL", () => {
+    assert.equal(loadWorkerConfig({ MODEL: "m" }).query.address, null);
+    assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_QUERY_ADDRESS: "http://10.0.0.1:9090" }).query.address, "http://10.0.0.1:9090");
+    assert.match(
+      problemsOf(() => loadWorkerConfig({ MODEL: "m", WORKER_QUERY_ADDRESS: "10.0.0.1:9090/x" })).join("\n"),
+      /^WORKER_QUERY_ADDRESS: must be http:\/\/HOST:PORT/m,
+    );
   });
 });

@@ -13,7 +13,7 @@ import { buildGateway } from "../../../gateway/app.js";
 import { createAuthenticator } from "../../../gateway/auth.js";
 import { ApiError } from "../../../gateway/errors.js";
 import { EventHub } from "../../../gateway/event-hub.js";
-import type { MemoryView } from "../../../gateway/kafka/memory-view.js";
+import type { ConversationLookup } from "../../../gateway/kafka/owners.js";
 import { createGatewayMetrics } from "../../../gateway/metrics.js";
 import { parseSse } from "../../helpers/sse.js";
 
@@ -26,22 +26,18 @@ function setup(options: { script?: Script; failSends?: boolean; env?: Record<str
   const published: ChatRequest[] = [];
   const cancels: string[] = [];
   const states = options.memory === undefined ? new Map<string, ConversationState>() : options.memory;
-  const memory: MemoryView | null = states && {
-    get: (id) => states.get(id),
-    sync: async () => true,
-    caughtUp: () => true,
-    failure: () => null,
-    size: 0,
-    bytes: 0,
+  const conversations: ConversationLookup | null = states && {
+    get: async (id) => states.get(id),
+    cachedOwners: 0,
     stop: async () => {},
   };
   const app = buildGateway({
     config,
     logger,
     hub,
-    memory,
+    conversations,
     history: null,
-    metrics: createGatewayMetrics({ trackedRequests: () => hub.size, memoryView: () => null, recentTurns: () => ({ meanSeconds: 0, count: 0 }) }),
+    metrics: createGatewayMetrics({ trackedRequests: () => hub.size, recentTurns: () => ({ meanSeconds: 0, count: 0 }) }),
     authenticate: createAuthenticator(config.auth, logger).authenticate,
     ready: () => true,
     failure: () => null,
@@ -183,7 +179,7 @@ describe("gateway HTTP layer", () => {
     assert.match(res.json().status_url, /^\/v1\/requests\//);
   });
 
-  it("answers 503 for history while there is no memory view", async () => {
+  it("answers 503 for history while conversation reads are not running", async () => {
     const { app } = setup({ memory: null });
     const res = await app.inject({ method: "GET", url: "/v1/conversations/c1/messages", headers: auth });
     assert.equal(res.statusCode, 503);

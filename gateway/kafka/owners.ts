@@ -1,0 +1,354 @@
+/**
+ * Conversation reads without a copy of chat.memory (Kafka Streams' interactive queries):
+ * the worker that owns partition p of chat.requests holds partition p of chat.memory, so
+ * the gateway asks that worker. The partition comes from the partitioner the publisher
+ * uses (kafkajs's default: the Java client's murmur2); the owner from the worker group's
+ * description (ConsumerGroupDescribe for KIP-848 groups, DescribeGroups for classic ones), whose
+ * members advertise their query address at the end of their client.id
+ * (`<client id>@http://HOST:PORT`, worker/query-server.ts).
+ *
+ * What the gateway keeps is one address per partition (bounded by the partition count),
+ * refreshed when a partition has no known owner or the one asked says it is no longer the
+ * owner (421). Nothing grows with the number of conversations; every answer about a
+ * conversation, its tenant included, is the owner's answer of the moment.
+ *
+ * During a rebalance (no owner yet, or the new owner still restoring) a read waits up to
+ * CONVERSATION_LOOKUP_TIMEOUT_MS, then answers 503 with what was missing.
+ */
+import {
+  Admin as PlatformaticAdmin,
+  FindCoordinatorKeyTypes,
+  consumerGroupDescribeV0,
+  kGetApi,
+  kGetBootstrapConnection,
+  kGetConnection,
+  type Connection,
+  type findCoordinatorV6,
+  type SASLMechanismValue,
+} from "@platformatic/kafka";
+import { Partitioners } from "kafkajs";
+import { withDeadline } from "./deadline.js";
+
+type ConsumerGroupDescribeResponse = consumerGroupDescribeV0.ConsumerGroupDescribeResponse;
+type FindCoordinatorResponse = findCoordinatorV6.FindCoordinatorResponse;
+import type { KafkaConfig } from "../../contracts/config.js";
+import { conversationStateSchema, type ConversationState } from "../../contracts/records.js";
+import type { Logger } from "../../platform/logger.js";
+
+/** The partition of chat.requests (and chat.memory) a conversation id lands on: the publisher's partitioner. */
+export function conversationPartition(conversationId: string, partitions: number): number {
+  const partitioner = DEFAULT_PARTITIONER;
+  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+  return partitioner({ topic: "chat.requests", partitionMetadata, message: { key: conversationId, value: null } });
+}
+const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner();
+
+/** The query address in a member's client.id (`...@http://HOST:PORT`), or null when it advertises none. */
+export function advertisedAddress(clientId: string): string | null {
+  const at = clientId.lastIndexOf("@");
+  if (at < 0) return null;
+  const address = clientId.slice(at + 1);
+  return /^https?:\/\/[^\s/@]+$/.test(address) ? address : null;
+}
+
+/** One member of the worker group as its description shows it. */
+export interface GroupMember {
+  clientId: string;
+  partitions: number[];
+}
+
+/** Who owns what, read from Kafka; null when the group has no members (no workers run). */
+export type DescribeGroup = () => Promise<{ members: GroupMember[]; state: string } | null>;
+
+/** Partition → owner address, from a group description (members that advertise no address are skipped). */
+export function ownerMap(members: readonly GroupMember[]): Map<number, string> {
+  const owners = new Map<number, string>();
+  for (const m of members) {
+    const address = advertisedAddress(m.clientId);
+    if (address) for (const p of m.partitions) owners.set(p, address);
+  }
+  return owners;
+}
+
+/** The answer-level problem behind a 503: what the gateway could not find. */
+export class LookupUnavailable extends Error {}
+
+export type LookupOutcome = "found" | "not_found" | "unavailable";
+
+export interface ConversationLookup {
+  /**
+   * The conversation's state from its partition's owner; undefined when the owner has
+   * none. Throws LookupUnavailable when no owner answered within the bound. `wait: false`
+   * tries the owner known now (after one refresh) and gives up at once otherwise.
+   */
+  get(conversationId: string, options?: { wait?: boolean }): Promise<ConversationState | undefined>;
+  /** Partitions whose owner is cached (at most the partition count). */
+  readonly cachedOwners: number;
+  stop(): Promise<void>;
+}
+
+export interface LookupMetrics {
+  lookups: { inc(labels: { outcome: LookupOutcome }): void };
+  lookupSeconds: { observe(v: number): void };
+}
+
+/** Pause between tries while a partition has no owner that answers (a rebalance, a restore). */
+const RETRY_MS = 250;
+/** One HTTP call's bound; the worker answers at once or after its own restore wait (5 s). */
+const CALL_MS = 6000;
+/** The most one description of the worker group may take. */
+const DESCRIBE_MS = 5000;
+/** The bound of a lookup that does not wait (a write's tenant pre-check): an owner answers in ms. */
+const NO_WAIT_MS = 1000;
+
+export class OwnerLookup implements ConversationLookup {
+  readonly #describe: DescribeGroup;
+  readonly #partitions: () => Promise<number>;
+  readonly #timeoutMs: number;
+  readonly #token: string;
+  readonly #metrics: LookupMetrics;
+  readonly #logger: Logger;
+  readonly #groupId: string;
+  #owners = new Map<number, string>();
+  #members = -1;
+  #partitionCount: number | null = null;
+  #refreshing: Promise<void> | null = null;
+  readonly #onStop: () => Promise<void>;
+
+  constructor(options: {
+    describe: DescribeGroup;
+    /** The partition count of chat.requests (asked once, again after a failure). */
+    partitions: () => Promise<number>;
+    groupId: string;
+    timeoutMs: number;
+    token: string;
+    metrics: LookupMetrics;
+    logger: Logger;
+    onStop?: () => Promise<void>;
+  }) {
+    this.#describe = options.describe;
+    this.#partitions = options.partitions;
+    this.#groupId = options.groupId;
+    this.#timeoutMs = options.timeoutMs;
+    this.#token = options.token;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger.child({ component: "owners" });
+    this.#onStop = options.onStop ?? (async () => {});
+  }
+
+  get cachedOwners(): number {
+    return this.#owners.size;
+  }
+
+  async get(conversationId: string, options: { wait?: boolean } = {}): Promise<ConversationState | undefined> {
+    const started = performance.now();
+    const deadline = started + (options.wait === false ? Math.min(this.#timeoutMs, NO_WAIT_MS) : this.#timeoutMs);
+    let outcome: LookupOutcome = "unavailable";
+    try {
+      const state = await this.#get(conversationId, deadline, options.wait !== false);
+      outcome = state ? "found" : "not_found";
+      return state;
+    } finally {
+      this.#metrics.lookups.inc({ outcome });
+      this.#metrics.lookupSeconds.observe((performance.now() - started) / 1000);
+    }
+  }
+
+  async #get(conversationId: string, deadline: number, wait: boolean): Promise<ConversationState | undefined> {
+    let problem: string;
+    let refreshed = false;
+    for (;;) {
+      let partition: number | null = null;
+      try {
+        partition = conversationPartition(conversationId, await this.#partitionCountNow(deadline));
+        let owner = this.#owners.get(partition);
+        if (owner === undefined && !refreshed) {
+          await this.#refreshWithin(deadline);
+          refreshed = true;
+          owner = this.#owners.get(partition);
+        }
+        if (owner === undefined) {
+          problem =
+            this.#members === 0
+              ? `no worker is running (the worker group ${this.#groupId} has no members), so conversation reads cannot be answered; they work again once a worker runs`
+              : `no worker owns partition ${partition} of chat.requests right now (the worker group ${this.#groupId} is rebalancing)`;
+        } else {
+          const answer = await this.#ask(owner, partition, conversationId, deadline);
+          if (answer.kind === "state") return answer.state;
+          if (answer.kind === "none") return undefined;
+          problem = answer.problem;
+          if (answer.kind === "moved") this.#owners.delete(partition);
+        }
+      } catch (err) {
+        problem = `Kafka did not say who owns the conversation's partition (${(err as Error).message})`;
+      }
+      if (!wait || performance.now() + RETRY_MS >= deadline) {
+        this.#logger.warn({ partition, problem }, "conversation read not answered");
+        throw new LookupUnavailable(`${problem}; try again shortly`);
+      }
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+      await this.#refreshWithin(deadline).catch(() => {});
+      refreshed = true;
+    }
+  }
+
+  async #partitionCountNow(deadline: number): Promise<number> {
+    this.#partitionCount ??= await withDeadline(this.#partitions(), Math.max(1, Math.ceil(deadline - performance.now())), "chat.requests partitions");
+    return this.#partitionCount;
+  }
+
+  async #ask(
+    owner: string,
+    partition: number,
+    conversationId: string,
+    deadline: number,
+  ): Promise<{ kind: "state"; state: ConversationState } | { kind: "none" } | { kind: "moved" | "failed"; problem: string }> {
+    const url = `${owner}/internal/v1/partitions/${partition}/conversations/${encodeURIComponent(conversationId)}`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: this.#token === "" ? {} : { authorization: `Bearer ${this.#token}` },
+        signal: AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(CALL_MS, deadline - performance.now())))),
+      });
+    } catch (err) {
+      // The worker is gone (stopped, its pod replaced) or slow: ask the group again.
+      this.#owners.delete(partition);
+      return { kind: "moved", problem: `the owner of partition ${partition} (${owner}) did not answer (${(err as Error).message})` };
+    }
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    // Only the owner's own "not found" counts, not a 404 of something else at that address.
+    if (res.status === 404 && (body as { found?: unknown } | undefined)?.found === false) return { kind: "none" };
+    if (res.status === 421) return { kind: "moved", problem: `partition ${partition} is moving to another worker` };
+    if (res.status === 200) {
+      const parsed = conversationStateSchema.safeParse((body as { state?: unknown } | undefined)?.state);
+      if (parsed.success) return { kind: "state", state: parsed.data };
+      this.#logger.error({ partition, owner }, "the owner answered with a state that does not match the schema");
+      return { kind: "failed", problem: `the owner of partition ${partition} answered with an unreadable state` };
+    }
+    if (res.status === 401) this.#logger.error({ owner }, "a worker refused the internal token: set the same KAFKA_LLM_INTERNAL_TOKEN on gateways and workers");
+    return { kind: "failed", problem: `the owner of partition ${partition} answered ${res.status} (restoring its memory)` };
+  }
+
+  /** #refresh, given up on (it goes on, shared) once the read's deadline passes. */
+  #refreshWithin(deadline: number): Promise<void> {
+    return withDeadline(this.#refresh(), Math.max(1, Math.ceil(deadline - performance.now())), "the worker group's description");
+  }
+
+  /** Reads the group's assignment again; concurrent callers share one description. */
+  #refresh(): Promise<void> {
+    this.#refreshing ??= (async () => {
+      try {
+        // Bounded, so a description Kafka never answers cannot hold every later refresh.
+        const group = await withDeadline(this.#describe(), DESCRIBE_MS, "the worker group's description");
+        this.#members = group?.members.length ?? 0;
+        // A partition count read before the topic grew, or while Kafka was away, is read again.
+        this.#partitionCount = null;
+        this.#owners = ownerMap(group?.members ?? []);
+      } finally {
+        this.#refreshing = null;
+      }
+    })();
+    return this.#refreshing;
+  }
+
+  stop(): Promise<void> {
+    return this.#onStop();
+  }
+}
+
+/**
+ * The worker group's description through @platformatic/kafka: ConsumerGroupDescribe (the
+ * KIP-848 API, Kafka 4.0+) at the group's coordinator, or, for a classic group (it answers
+ * "not a consumer group"), DescribeGroups with the assignments decoded. Not librdkafka's
+ * admin: its describeGroups crashes the process (a NULL string, SIGSEGV) when the brokers
+ * are unreachable (confluentinc/confluent-kafka-javascript#531), and a gateway must ride
+ * out a broker outage. `close` closes the client.
+ */
+export function groupDescriber(kafka: KafkaConfig, groupId: string, topic: string): { describe: DescribeGroup; close(): Promise<void> } {
+  const admin = new PlatformaticAdmin({
+    clientId: `${kafka.clientId}-gateway-owners`,
+    bootstrapBrokers: [...kafka.brokers],
+    ...(kafka.tls && { tls: { ...kafka.tls } }),
+    ...(kafka.sasl && {
+      sasl: { mechanism: kafka.sasl.mechanism.toUpperCase() as SASLMechanismValue, username: kafka.sasl.username, password: kafka.sasl.password },
+    }),
+    // A read waiting for an owner retries by itself: each describe answers within seconds.
+    connectTimeout: 3000,
+    requestTimeout: 3000,
+    retries: 1,
+    retryDelay: 200,
+  });
+  const call = <T>(start: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
+    new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
+
+  const consumerGroup = async (): Promise<{ members: GroupMember[]; state: string } | null> => {
+    const bootstrap = await call<Connection>((cb) => admin[kGetBootstrapConnection](cb));
+    const findApi = await call<
+      (c: Connection, keyType: number, keys: string[], cb: (err: Error | null | undefined, r?: FindCoordinatorResponse) => void) => void
+    >((cb) => admin[kGetApi]<[number, string[]], FindCoordinatorResponse>("FindCoordinator", cb));
+    const found = await call<FindCoordinatorResponse>((cb) => findApi(bootstrap, FindCoordinatorKeyTypes.GROUP, [groupId], cb));
+    const coordinator = found.coordinators.find((c) => c.key === groupId);
+    if (!coordinator || coordinator.errorCode !== 0) throw new Error(`no coordinator for group ${groupId} (error ${coordinator?.errorCode ?? "none"})`);
+    const connection = await call<Connection>((cb) => admin[kGetConnection]({ host: coordinator.host, port: coordinator.port }, cb));
+    const described = await call<ConsumerGroupDescribeResponse>((cb) => consumerGroupDescribeV0.api(connection, [groupId], false, cb));
+    const group = described.groups.find((g) => g.groupId === groupId);
+    if (!group || group.members.length === 0) return null;
+    return {
+      state: group.groupState,
+      members: group.members.map((m) => ({
+        clientId: m.clientId,
+        partitions: m.assignment.topicPartitions.filter((tp) => tp.topicName === topic).flatMap((tp) => tp.partitions),
+      })),
+    };
+  };
+
+  const classicGroup = async (): Promise<{ members: GroupMember[]; state: string } | null> => {
+    const groups = await admin.describeGroups({ groups: [groupId] });
+    const group = groups.get(groupId);
+    if (!group || group.members.size === 0) return null;
+    return {
+      state: String(group.state),
+      members: [...group.members.values()].map((m) => ({
+        clientId: m.clientId,
+        partitions: [...(m.assignments?.values() ?? [])].filter((a) => a.topic === topic).flatMap((a) => a.partitions),
+      })),
+    };
+  };
+
+  const describe: DescribeGroup = async () => {
+    try {
+      return await consumerGroup();
+    } catch (err) {
+      // GROUP_ID_NOT_FOUND: a classic group (or none at all), which DescribeGroups describes.
+      if (!errorCodes(err).includes(GROUP_ID_NOT_FOUND)) throw err;
+      return classicGroup();
+    }
+  };
+  return { describe, close: () => admin.close() };
+}
+
+/** Kafka's GROUP_ID_NOT_FOUND: ConsumerGroupDescribe's answer for a classic or unknown group. */
+const GROUP_ID_NOT_FOUND = 69;
+
+/** The Kafka error codes in a @platformatic/kafka error (a ResponseError, possibly nested in MultipleErrors). */
+function errorCodes(err: unknown): number[] {
+  const codes: number[] = [];
+  const visit = (e: unknown, depth: number) => {
+    if (!e || typeof e !== "object" || depth > 4) return;
+    const o = e as { apiCode?: unknown; errors?: unknown; response?: unknown; cause?: unknown };
+    if (typeof o.apiCode === "number") codes.push(o.apiCode);
+    if (Array.isArray(o.errors)) for (const inner of o.errors) visit(inner, depth + 1);
+    if (o.errors && typeof o.errors === "object" && !Array.isArray(o.errors)) {
+      for (const v of Object.values(o.errors)) if (Array.isArray(v) && typeof v[0] === "number") codes.push(v[0]);
+    }
+    visit(o.cause, depth + 1);
+  };
+  visit(err, 0);
+  return codes;
+}
