@@ -5,7 +5,8 @@
  * from /proc, and kills every child still running when this process exits.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -57,6 +58,21 @@ process.on("exit", () => {
   for (const proc of running) proc.kill("SIGKILL");
 });
 
+/**
+ * Workers keep their state store (LMDB) under WORKER_STATE_DIR: a child not given one gets a
+ * directory of this process's own (one per service name, so a worker started again under
+ * its name finds its store, as a restarted container does), removed when this process exits.
+ */
+let stateRoot: string | null = null;
+function stateDirFor(name: string): string {
+  if (stateRoot === null) {
+    const root = mkdtempSync(path.join(os.tmpdir(), "kafka-llm-test-state-"));
+    stateRoot = root;
+    process.on("exit", () => rmSync(root, { recursive: true, force: true }));
+  }
+  return path.join(stateRoot, name.replace(/[^A-Za-z0-9._-]/g, "_"));
+}
+
 /** Kills every child still running (SIGKILL); for the end of a failed run. */
 export function killAll(): void {
   for (const proc of running) proc.kill("SIGKILL");
@@ -75,7 +91,12 @@ export async function startService(options: {
 }): Promise<Service> {
   const proc = spawn(process.execPath, ["--import", "tsx", options.entry], {
     cwd: REPO_ROOT,
-    env: { ...process.env, LOG_LEVEL: "info", ...options.env },
+    env: {
+      ...process.env,
+      LOG_LEVEL: "info",
+      ...(options.entry.endsWith("worker/main.ts") && { WORKER_STATE_DIR: stateDirFor(options.name) }),
+      ...options.env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(proc);
