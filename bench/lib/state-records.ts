@@ -117,3 +117,34 @@ export async function readTopic(kafka: Kafka, admin: Admin, topic: string, each:
     await consumer.disconnect();
   }
 }
+
+/**
+ * Bytes of one conversation's records per turn (1-based). A record names its turn by a
+ * numeric field: a memory state's `turns` (requests applied so far), a history record's
+ * `seq` (0-based, so + 1); one without it (not JSON, or another shape) counts as the turn
+ * after the previous record's.
+ */
+export class TurnTally {
+  readonly #turns = new Map<number, { bytes: number; records: number }>();
+  #last = 0;
+  constructor(private readonly field: "turns" | "seq") {}
+
+  add(value: Buffer): void {
+    let turn = this.#last + 1;
+    try {
+      const n = (JSON.parse(value.toString()) as Record<string, unknown>)[this.field];
+      if (typeof n === "number") turn = this.field === "seq" ? n + 1 : n;
+    } catch {
+      // not JSON: counted by order
+    }
+    this.#last = turn;
+    const t = this.#turns.get(turn) ?? { bytes: 0, records: 0 };
+    t.bytes += value.length;
+    t.records++;
+    this.#turns.set(turn, t);
+  }
+
+  at(turn: number): { bytes: number; records: number } {
+    return this.#turns.get(turn) ?? { bytes: 0, records: 0 };
+  }
+}

@@ -16,7 +16,7 @@ import type { CodeTree } from "./before-tree.js";
 import { gatewayEvents, gatewayPost, keepAliveAgent, type HttpTimeline } from "./http-clients.js";
 import { type ScenarioContext, fmt, sleep } from "./scenario.js";
 import { benchKafkaConfig, createTopics, stackSpec, startGateway, startWorker, type StackSpec } from "./stack.js";
-import { generatedId, generatedState, readTopic, writeStates } from "./state-records.js";
+import { TurnTally, generatedId, generatedState, readTopic, writeStates } from "./state-records.js";
 
 const MB = 1024 * 1024;
 export const USER_MESSAGE = "Tell me a story about a little dog who finds a red ball in the park and learns to share it with his friends.";
@@ -90,35 +90,19 @@ export async function memoryPerTurn(ctx: ScenarioContext, tree: CodeTree, turns:
       newText.push(Buffer.byteLength(USER_MESSAGE) + Buffer.byteLength(reply));
     }
     await stopAll(stack);
-    // Each record is attributed to its turn by the state's `turns` (records without one: by order).
-    const memory = new Map<number, { bytes: number; records: number }>();
-    let ordinal = 0;
+    const memory = new TurnTally("turns");
     await readTopic(kafka, admin, stack.spec.topics.memory, (r) => {
-      if (r.key !== conversation || !r.value) return;
-      ordinal++;
-      let turn = ordinal;
-      try {
-        const parsed = JSON.parse(r.value.toString()) as { turns?: unknown };
-        if (typeof parsed.turns === "number") turn = parsed.turns;
-      } catch {
-        // not JSON: counted by order
-      }
-      const m = memory.get(turn) ?? { bytes: 0, records: 0 };
-      m.bytes += r.value.length;
-      m.records++;
-      memory.set(turn, m);
+      if (r.key === conversation && r.value) memory.add(r.value);
     });
-    const history = new Map<number, number>();
+    const history = new TurnTally("seq");
     await readTopic(kafka, admin, stack.spec.topics.history, (r) => {
-      if (r.key !== conversation || !r.value) return;
-      const seq = (JSON.parse(r.value.toString()) as { seq?: number }).seq ?? history.size;
-      history.set(seq + 1, (history.get(seq + 1) ?? 0) + r.value.length);
+      if (r.key === conversation && r.value) history.add(r.value);
     });
     return newText.map((text, i) => ({
       turn: i + 1,
-      memoryBytes: memory.get(i + 1)?.bytes ?? 0,
-      memoryRecords: memory.get(i + 1)?.records ?? 0,
-      historyBytes: history.get(i + 1) ?? 0,
+      memoryBytes: memory.at(i + 1).bytes,
+      memoryRecords: memory.at(i + 1).records,
+      historyBytes: history.at(i + 1).bytes,
       newTextBytes: text,
     }));
   } finally {
@@ -135,7 +119,8 @@ export interface RssMeasure {
   readyS: number;
   rssMB: number;
   firstStatus: number;
-  lastStatus: number;
+  /** Statuses of GETs of SAMPLED conversations spread evenly over the written ones (the last included). */
+  sample: Record<string, number>;
   /** Seconds from the gateway's readiness to the first-written conversation's answer. */
   firstReadS: number;
   /** The worker's RSS (after only: it owns the partitions), MB. */
@@ -152,6 +137,8 @@ async function readConversation(baseUrl: string, id: string, timeoutMs: number):
     await sleep(500);
   }
 }
+
+const SAMPLED = 100;
 
 async function settledRss(gateway: Service): Promise<number> {
   await sleep(3000);
@@ -181,6 +168,9 @@ export async function gatewayRss(
   try {
     let written = 0;
     for (const size of sizes) {
+      // Only a partition's owner writes its memory, so the generator writes while no worker runs.
+      await worker?.stop();
+      worker = null;
       ctx.log(`writing ${size - written} conversation states (${sample.length} B each) to chat.memory`);
       const t0 = performance.now();
       await writeStates(kafka, spec.topics.memory, written, size);
@@ -188,7 +178,8 @@ export async function gatewayRss(
       ctx.log(`  written in ${fmt(writeS.at(-1)!, 1)} s`);
       written = size;
       for (const tree of trees) {
-        // After: conversation reads go to the owning worker, which must run and restore.
+        // After: conversation reads go to the owning worker, which must run and restore (the
+        // same state dir each time: from what it applied before, where the tree has a store).
         if (tree.label === "after" && !worker)
           worker = await startWorker(spec, ctx.model, "w-rss", { LOG_LEVEL: "warn", WORKER_STATE_DIR: stateDir }, tree.entry("worker/main.ts"));
         const started = performance.now();
@@ -198,12 +189,17 @@ export async function gatewayRss(
           const t1 = performance.now();
           const firstStatus = await readConversation(gateway.baseUrl, generatedId(0), 300_000);
           const firstReadS = (performance.now() - t1) / 1000;
-          const lastStatus = await readConversation(gateway.baseUrl, generatedId(size - 1), 60_000);
+          const sample: Record<string, number> = {};
+          const ids = Array.from({ length: SAMPLED }, (_, i) => generatedId(i === SAMPLED - 1 ? size - 1 : Math.floor((i * size) / SAMPLED)));
+          for (let i = 0; i < ids.length; i += 8) {
+            const statuses = await Promise.all(ids.slice(i, i + 8).map((id) => readConversation(gateway.baseUrl, id, 60_000)));
+            for (const st of statuses) sample[st] = (sample[st] ?? 0) + 1;
+          }
           const rssMB = (await settledRss(gateway)) / MB;
           const workerRssMB = tree.label === "after" && worker ? worker.memory().rss / MB : null;
-          measures.push({ tree: tree.label, conversations: size, readyS, rssMB, firstStatus, lastStatus, firstReadS, workerRssMB });
+          measures.push({ tree: tree.label, conversations: size, readyS, rssMB, firstStatus, sample, firstReadS, workerRssMB });
           ctx.log(
-            `  ${tree.label}, ${size} conversations: ready in ${fmt(readyS, 1)} s, RSS ${fmt(rssMB, 0)} MB, first-written ${firstStatus} (after ${fmt(firstReadS, 1)} s), last-written ${lastStatus}`,
+            `  ${tree.label}, ${size} conversations: ready in ${fmt(readyS, 1)} s, RSS ${fmt(rssMB, 0)} MB, first-written ${firstStatus} (after ${fmt(firstReadS, 1)} s), ${SAMPLED} sampled: ${JSON.stringify(sample)}`,
           );
         } finally {
           await gateway.stop().catch(() => null);
@@ -255,7 +251,8 @@ async function drive(gateways: Service[], label: string, turns: number, concurre
   return perGateway;
 }
 
-const IDLE_S = 4;
+/** Seconds over which each replica's idle CPU rate is read (/proc counts 10 ms ticks). */
+const IDLE_S = 8;
 
 export async function gatewayCpu(ctx: ScenarioContext, tree: CodeTree, turns: number, concurrency: number): Promise<CpuMeasure[]> {
   const maxTokens = 64;

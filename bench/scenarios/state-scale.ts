@@ -8,7 +8,8 @@
  * 1. Bytes written to chat.memory per turn at turns 1, 10 and 40 of one conversation (40
  *    turns through the gateway, default max tokens), beside the turn's new text.
  * 2. Gateway RSS with 10k, 100k and 1M stored conversations, written to chat.memory by a
- *    generator, and a read of the first-written conversation (GET /v1/conversations/{id}).
+ *    generator, and reads of the first-written conversation and of 100 spread over all
+ *    (GET /v1/conversations/{id}).
  * 3. Gateway CPU per delivered token: 3 replicas with the clients spread over them vs 1.
  * 4. Restore of a 100k-conversation partition by a worker process: cold, then warm (same
  *    state dir) after 1% changed. The in-process store's rates are `--only restore`'s.
@@ -18,6 +19,7 @@ import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, typ
 import {
   type CpuMeasure,
   type RestoreMeasure,
+  type RssMeasure,
   type TurnBytes,
   USER_MESSAGE,
   gatewayCpu,
@@ -31,6 +33,12 @@ import {
 export const BASE = "618f663";
 
 const ratio = (before: number, after: number) => (before > 0 ? `${fmt(after / before, 2)}x` : "n/a");
+const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+/** "98 of 100 sampled answer 200 (404: 2)". */
+const sampled = (m: RssMeasure) => {
+  const others = Object.entries(m.sample).filter(([status]) => status !== "200");
+  return `${m.sample["200"] ?? 0} of ${total(m.sample)} sampled answer 200${others.length ? ` (${others.map(([st, n]) => `${st}: ${n}`).join(", ")})` : ""}`;
+};
 const kilo = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`);
 
 export const stateScaleScenario: Scenario = {
@@ -96,7 +104,7 @@ export const stateScaleScenario: Scenario = {
       rows.push({
         figure: `gateway RSS with ${kilo(n)} stored conversations; GET of the first-written one`,
         measured: `before ${fmt(b.rssMB, 0)} MB → after ${fmt(a.rssMB, 0)} MB (${ratio(b.rssMB, a.rssMB)}); first-written: before ${b.firstStatus}, after ${a.firstStatus}`,
-        compared: `goal: after within 1.2x of its RSS at ${kilo(sizes[0]!)}, no 404; last-written ${b.lastStatus} / ${a.lastStatus}; gateway ready in ${fmt(b.readyS, 1)} / ${fmt(a.readyS, 1)} s; after's worker RSS ${a.workerRssMB === null ? "n/a" : `${fmt(a.workerRssMB, 0)} MB`}`,
+        compared: `goal: after within 1.2x of its RSS at ${kilo(sizes[0]!)}, no 404; ${sampled(b)} / ${sampled(a)}; gateway ready in ${fmt(b.readyS, 1)} / ${fmt(a.readyS, 1)} s; after's worker RSS ${a.workerRssMB === null ? "n/a" : `${fmt(a.workerRssMB, 0)} MB`}`,
       });
     }
     const small = rssOf("after", sizes[0]!);
@@ -108,10 +116,11 @@ export const stateScaleScenario: Scenario = {
       met: rssMet,
       ...(rssMet ? {} : { why: "the gateway still holds the memory view (every conversation of chat.memory, up to MEMORY_VIEW_MAX_BYTES)" }),
     });
-    const missing = rss.measures.filter((m) => m.tree === "after" && (m.firstStatus !== 200 || m.lastStatus !== 200));
+    const missing = rss.measures.filter((m) => m.tree === "after" && (m.firstStatus !== 200 || (m.sample["200"] ?? 0) !== total(m.sample)));
     targets.push({
-      target: "no 404 for any stored conversation (the first- and last-written, after)",
-      measured: missing.length === 0 ? "200 at every size" : missing.map((m) => `${kilo(m.conversations)}: ${m.firstStatus} / ${m.lastStatus}`).join("; "),
+      target: "no 404 for any stored conversation (after: the first-written and 100 spread over all, the last included)",
+      measured:
+        missing.length === 0 ? "200 at every size" : missing.map((m) => `${kilo(m.conversations)}: first-written ${m.firstStatus}, ${sampled(m)}`).join("; "),
       met: missing.length === 0,
       ...(missing.length === 0 ? {} : { why: "the memory view evicted the conversations written longest ago (or no owner answered)" }),
     });
@@ -132,10 +141,12 @@ export const stateScaleScenario: Scenario = {
             : `3 replicas vs 1: before ${fmt(perK(b) / perK(cpuOf("before", 1)), 2)}x, after ${fmt(perK(a) / perK(cpuOf("after", 1)), 2)}x; per replica before ${each(b)}, after ${each(a)}`,
       });
     }
-    const cpu3 = perK(cpuOf("after", 3)) / perK(cpuOf("after", 1));
+    // Each replica's idle cost (its readers polling) is paid however events are routed: the
+    // target compares what delivering tokens costs, less that.
+    const cpu3 = net(cpuOf("after", 3)) / net(cpuOf("after", 1));
     targets.push({
-      target: "3 gateway replicas together spend ≤ 1.5x one replica's CPU per delivered token (each reads its clients' events, not the fleet's)",
-      measured: `${fmt(cpu3, 2)}x (before: ${fmt(perK(cpuOf("before", 3)) / perK(cpuOf("before", 1)), 2)}x)`,
+      target: "3 gateway replicas together spend ≤ 1.5x one replica's CPU per delivered token, less idle (each reads its clients' events, not the fleet's)",
+      measured: `${fmt(cpu3, 2)}x (before: ${fmt(net(cpuOf("before", 3)) / net(cpuOf("before", 1)), 2)}x; with idle: after ${fmt(perK(cpuOf("after", 3)) / perK(cpuOf("after", 1)), 2)}x, before ${fmt(perK(cpuOf("before", 3)) / perK(cpuOf("before", 1)), 2)}x)`,
       met: cpu3 <= 1.5,
       ...(cpu3 <= 1.5 ? {} : { why: "every replica still reads every event of the fleet from chat.events" }),
     });
@@ -166,8 +177,8 @@ export const stateScaleScenario: Scenario = {
       notes: [
         `Before: commit ${before.commit.slice(0, 12)} run from a worktree at .cache/bench-before (node_modules linked to the repo's); after: the working tree (${after.commit.slice(0, 12)}). Each runs its own gateway and worker processes against the same broker, on topics of their own.`,
         `Memory bytes: one conversation, ${turns} turns through the gateway's API, a ${Buffer.byteLength(USER_MESSAGE)}-byte user message, default max tokens; the chat.memory records keyed by the conversation, read back from the topic, each attributed to its turn by the state's \`turns\` (by order where absent). New text = user message + reply, UTF-8 bytes.`,
-        `RSS: ${sizes.map(kilo).join(" / ")} generated states of ${rss.recordBytes} B each (3 short turns, tenant "local", no applied window, so the same bytes are valid before and after) over 6 partitions, written in ${rss.writeS.map((s) => fmt(s, 1)).join(" / ")} s (cumulative sizes); a fresh gateway per size and tree; its VmRSS the median of 3 samples 1 s apart after ready, the two reads and a 3 s settle. After runs one worker (state dir in a temp dir) for the whole measure, since conversation reads go to the partition's owner; its read of the first-written conversation retries 503 for up to 300 s while that worker restores.`,
-        `CPU: one worker (4 slots) on stories260K, ${concurrency} concurrent SSE clients spread round-robin over the replicas (each posts to and follows at its replica), ${cpuTurns} turns of max_tokens 64 after a warm-up; CPU = user+system from /proc over the window; "less idle" subtracts each replica's idle CPU rate, measured over 4 s just before. Tokens = completion tokens of the finals each replica delivered.`,
+        `RSS: ${sizes.map(kilo).join(" / ")} generated states of ${rss.recordBytes} B each (3 short turns, tenant "local", no applied window, so the same bytes are valid before and after) over 6 partitions, written in ${rss.writeS.map((s) => fmt(s, 1)).join(" / ")} s (cumulative sizes); a fresh gateway per size and tree; its VmRSS the median of 3 samples 1 s apart after ready, the reads (the first-written, then 100 spread over all, 8 at a time) and a 3 s settle. After runs a worker, since conversation reads go to the partition's owner: stopped while the generator writes (only an owner writes its partitions' memory), started again for each size on the same WORKER_STATE_DIR; its read of the first-written conversation retries 503 for up to 300 s while that worker restores.`,
+        `CPU: one worker (4 slots) on stories260K, ${concurrency} concurrent SSE clients spread round-robin over the replicas (each posts to and follows at its replica), ${cpuTurns} turns of max_tokens 64 after a warm-up; CPU = user+system from /proc over the window; "less idle" subtracts each replica's idle CPU rate, measured over 8 s just before (the target uses it: idle polling is paid however events are routed). Tokens = completion tokens of the finals each replica delivered.`,
         `Restore: a 1-partition stack; a worker of the tree starts (cold, empty WORKER_STATE_DIR), serves one turn of a stored conversation, stops (SIGTERM); 1% of the conversations are rewritten; it starts again on the same WORKER_STATE_DIR. The figure is kafka_llm_memory_restore_seconds' sum on the worker (spawn to first delta when it has no such metric). The in-process store's restore rates are in \`npm run bench -- --only restore\`.`,
       ],
       raw: { before: before.commit, after: after.commit, memory, rss, cpu, restores },
