@@ -28,7 +28,14 @@ export function workingTree(): CodeTree {
 
 /** A worktree of `commit` under .cache/bench-before, as "before"; made (or moved) on first use. */
 export function beforeTree(commit: string, dir = path.join(REPO_ROOT, ".cache", "bench-before")): CodeTree {
-  const full = git(["rev-parse", "--verify", `${commit}^{commit}`]);
+  let full: string;
+  try {
+    full = git(["rev-parse", "--verify", `${commit}^{commit}`]);
+  } catch {
+    throw new Error(
+      `the "before" commit ${commit} is not in this clone (a shallow one?): fetch it (git fetch --unshallow) or name another with BENCH_BEFORE_COMMIT`,
+    );
+  }
   if (!existsSync(path.join(dir, ".git"))) {
     git(["worktree", "prune"]);
     git(["worktree", "add", "--detach", "--force", dir, full]);

@@ -13,7 +13,7 @@ import { createLogger } from "../../platform/logger.js";
 import type { Service } from "../../test/helpers/services.js";
 import { SseReader } from "../../test/helpers/sse.js";
 import type { CodeTree } from "./before-tree.js";
-import { gatewayEvents, gatewayPost, keepAliveAgent, type HttpTimeline } from "./http-clients.js";
+import { gatewayEvents, keepAliveAgent, type HttpTimeline } from "./http-clients.js";
 import { type ScenarioContext, fmt, sleep } from "./scenario.js";
 import { benchKafkaConfig, createTopics, stackSpec, startGateway, startWorker, type StackSpec } from "./stack.js";
 import { TurnTally, generatedId, generatedState, readTopic, writeStates } from "./state-records.js";
@@ -33,17 +33,36 @@ async function stopAll(stack: Stack): Promise<void> {
   stack.worker = null;
 }
 
+/**
+ * POSTs a turn; the request id. A 503 (no partition owner known yet: a worker still
+ * starting or restoring, once conversation checks ask the owner) is retried every 100 ms
+ * until `timeoutMs`; anything else but 202 throws.
+ */
+async function postTurn(baseUrl: string, conversationId: string, body: { content: string; max_tokens?: number }, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = (await res.json()) as { request_id?: string };
+    if (res.status === 202 && answer.request_id) return answer.request_id;
+    if (res.status !== 503 || Date.now() > deadline) throw new Error(`gateway answered ${res.status}: ${JSON.stringify(answer)}`);
+    await sleep(100);
+  }
+}
+
+/** A fresh WORKER_STATE_DIR for one worker (removed by the caller), so no two share a store. */
+async function stateDirFor(name: string): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), `bench-${name}-`));
+}
+
 /** POSTs a turn (default max tokens) and follows its SSE stream; the final event's reply. */
 async function turnReply(baseUrl: string, conversationId: string, content: string): Promise<string> {
-  const res = await fetch(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ content }),
-  });
-  const body = (await res.json()) as { request_id?: string };
-  if (res.status !== 202 || !body.request_id) throw new Error(`gateway answered ${res.status}: ${JSON.stringify(body)}`);
+  const requestId = await postTurn(baseUrl, conversationId, { content });
   return new Promise((resolve, reject) => {
-    const req = http.get(`${baseUrl}/v1/requests/${body.request_id}/events`, { headers: { accept: "text/event-stream" } }, (stream) => {
+    const req = http.get(`${baseUrl}/v1/requests/${requestId}/events`, { headers: { accept: "text/event-stream" } }, (stream) => {
       if (stream.statusCode !== 200) return reject(new Error(`SSE: HTTP ${stream.statusCode}`));
       const sse = new SseReader();
       stream.on("data", (chunk: Buffer) => {
@@ -80,8 +99,15 @@ export async function memoryPerTurn(ctx: ScenarioContext, tree: CodeTree, turns:
   const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-state-scale"), createLogger("bench", "fatal"));
   const admin = kafka.admin();
   await admin.connect();
+  const stateDir = await stateDirFor("state-mem");
   try {
-    stack.worker = await startWorker(stack.spec, ctx.model, `w-mem-${tree.label}`, { LOG_LEVEL: "warn" }, tree.entry("worker/main.ts"));
+    stack.worker = await startWorker(
+      stack.spec,
+      ctx.model,
+      `w-mem-${tree.label}`,
+      { LOG_LEVEL: "warn", WORKER_STATE_DIR: stateDir },
+      tree.entry("worker/main.ts"),
+    );
     stack.gateways.push(await startGateway(stack.spec, { LOG_LEVEL: "warn" }, tree.entry("gateway/main.ts")));
     const conversation = `mem-${tree.label}-${Date.now().toString(36)}`;
     const newText: number[] = [];
@@ -108,6 +134,7 @@ export async function memoryPerTurn(ctx: ScenarioContext, tree: CodeTree, turns:
   } finally {
     await stopAll(stack);
     await admin.disconnect();
+    await rm(stateDir, { recursive: true, force: true });
   }
 }
 
@@ -163,7 +190,7 @@ export async function gatewayRss(
   if (!valid.ok) throw new Error(`the generator's record is not a valid ConversationState for the working tree: ${JSON.stringify(valid)}`);
   const measures: RssMeasure[] = [];
   const writeS: number[] = [];
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), "bench-state-scale-"));
+  const stateDir = await stateDirFor("state-rss");
   let worker: Service | null = null;
   try {
     let written = 0;
@@ -239,7 +266,7 @@ async function drive(gateways: Service[], label: string, turns: number, concurre
         while (next < turns) {
           const i = next++;
           const t: HttpTimeline = { sentAt: performance.now(), completionTokens: 0, events: 0 };
-          const id = await gatewayPost(gateways[g]!.baseUrl, conversation, `Tell me story number ${i} about a cat.`, maxTokens, agents[g]!);
+          const id = await postTurn(gateways[g]!.baseUrl, conversation, { content: `Tell me story number ${i} about a cat.`, max_tokens: maxTokens });
           await gatewayEvents(gateways[g]!.baseUrl, id, agents[g]!, t);
           perGateway[g]!.tokens += t.completionTokens;
         }
@@ -260,8 +287,15 @@ export async function gatewayCpu(ctx: ScenarioContext, tree: CodeTree, turns: nu
   await createTopics(stack.spec);
   const env = { LOG_LEVEL: "warn", GATEWAY_EVENTS_GROUP_ID: `${stack.spec.prefix}gateways` };
   const out: CpuMeasure[] = [];
+  const stateDir = await stateDirFor("state-cpu");
   try {
-    stack.worker = await startWorker(stack.spec, ctx.model, `w-cpu-${tree.label}`, { LOG_LEVEL: "warn", WORKER_SLOTS: "4" }, tree.entry("worker/main.ts"));
+    stack.worker = await startWorker(
+      stack.spec,
+      ctx.model,
+      `w-cpu-${tree.label}`,
+      { LOG_LEVEL: "warn", WORKER_SLOTS: "4", WORKER_STATE_DIR: stateDir },
+      tree.entry("worker/main.ts"),
+    );
     for (const replicas of [1, 3]) {
       while (stack.gateways.length < replicas) stack.gateways.push(await startGateway(stack.spec, env, tree.entry("gateway/main.ts")));
       await sleep(2000);
@@ -294,6 +328,7 @@ export async function gatewayCpu(ctx: ScenarioContext, tree: CodeTree, turns: nu
     }
   } finally {
     await stopAll(stack);
+    await rm(stateDir, { recursive: true, force: true });
   }
   return out;
 }
@@ -325,22 +360,6 @@ async function restoreMetric(worker: Service): Promise<number | null> {
   }
 }
 
-/** POSTs a turn, retrying a 503 (no owner yet, after issue 12) every 100 ms; the request id. */
-async function postWhenOwned(baseUrl: string, conversationId: string, content: string, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await fetch(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ content, max_tokens: 16 }),
-    });
-    const body = (await res.json()) as { request_id?: string };
-    if (res.status === 202 && body.request_id) return body.request_id;
-    if (res.status !== 503 || Date.now() > deadline) throw new Error(`gateway answered ${res.status}: ${JSON.stringify(body)}`);
-    await sleep(100);
-  }
-}
-
 /**
  * One chat.memory partition of `size` generated conversations; a worker of `tree` starts on it
  * (cold: an empty state dir), serves a turn, stops (SIGTERM); 1% of the conversations change;
@@ -351,7 +370,7 @@ export async function workerRestore(ctx: ScenarioContext, tree: CodeTree, size: 
   await createTopics(spec);
   const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-state-scale"), createLogger("bench", "fatal"));
   await writeStates(kafka, spec.topics.memory, 0, size);
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), "bench-state-restore-"));
+  const stateDir = await stateDirFor("state-restore");
   const gateway = await startGateway(spec, { LOG_LEVEL: "warn" }, tree.entry("gateway/main.ts"), 300_000);
   const out: RestoreMeasure[] = [];
   try {
@@ -369,7 +388,7 @@ export async function workerRestore(ctx: ScenarioContext, tree: CodeTree, size: 
       try {
         const readyS = (performance.now() - started) / 1000;
         const t: HttpTimeline = { sentAt: performance.now(), completionTokens: 0, events: 0 };
-        const id = await postWhenOwned(gateway.baseUrl, conversation, "And then?", 300_000);
+        const id = await postTurn(gateway.baseUrl, conversation, { content: "And then?", max_tokens: 16 }, 300_000);
         await gatewayEvents(gateway.baseUrl, id, false, t, { timeoutMs: 300_000 });
         const servedS = (t.firstTextAt! - started) / 1000;
         const m: RestoreMeasure = { tree: tree.label, kind, conversations: size, readyS, servedS, restoreMetricS: await restoreMetric(worker) };
