@@ -28,6 +28,7 @@ import { openaiScenario } from "./scenarios/openai.js";
 import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
+import { stateScaleScenario } from "./scenarios/state-scale.js";
 
 const running: { broker: Awaited<ReturnType<typeof startBroker>> | null } = { broker: null };
 
@@ -42,6 +43,7 @@ const SCENARIOS: Scenario[] = [
   llamaNativeScenario,
   openaiScenario,
   historyScenario,
+  stateScaleScenario,
 ];
 
 async function main(): Promise<number> {

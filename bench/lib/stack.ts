@@ -88,15 +88,15 @@ export async function startWorker(spec: StackSpec, model: string, name: string, 
   });
 }
 
-/** A gateway without auth (GATEWAY_AUTH=none: everything runs as tenant "local"). */
-export async function startGateway(spec: StackSpec, env: Record<string, string> = {}): Promise<Service> {
+/** A gateway without auth (GATEWAY_AUTH=none: everything runs as tenant "local"). `entry` may be another tree's. */
+export async function startGateway(spec: StackSpec, env: Record<string, string> = {}, entry = "gateway/main.ts", timeoutMs = 120_000): Promise<Service> {
   const port = await freePort();
   return startService({
     name: "gateway",
-    entry: "gateway/main.ts",
+    entry,
     port,
     readyPath: "/readyz",
-    timeoutMs: 120_000,
+    timeoutMs,
     env: {
       ...spec.common,
       GATEWAY_HOST: "127.0.0.1",

@@ -1,0 +1,150 @@
+/**
+ * chat.memory at scale for a benchmark, through Kafka only: a generator that writes many
+ * conversation states fast (batches, several sends in flight, no compression), and a
+ * reader that walks a topic from its start to its end offsets handing each record to a
+ * callback (nothing kept), so a scenario can measure what any version of the code wrote.
+ */
+import { randomUUID } from "node:crypto";
+import type { Admin, Kafka } from "kafkajs";
+import { createProducer } from "../../platform/kafka.js";
+
+/** A conversation state of three short turns as the base code writes it, tenant "local" (GATEWAY_AUTH=none). */
+export function generatedState(id: string, at: number): string {
+  const messages = [
+    ["user", "Tell me a story about a cat."],
+    ["assistant", "A cat named Tom found a ball."],
+    ["user", "What did Tom do?"],
+    ["assistant", "He rolled it to Sue."],
+    ["user", "Thanks!"],
+    ["assistant", "The end."],
+  ].map(([role, content], i) => ({ role, content, ...(i % 2 === 0 ? { request_id: `r-${id}-${i / 2}` } : {}), at }));
+  return JSON.stringify({
+    v: 1,
+    type: "conversation",
+    conversation_id: id,
+    tenant: "local",
+    messages,
+    applied: [],
+    turns: 3,
+    created_at: at,
+    updated_at: at,
+  });
+}
+
+export function generatedId(i: number): string {
+  return `state-${i.toString().padStart(7, "0")}`;
+}
+
+/**
+ * Writes states generatedId(from) … generatedId(to - 1) to `topic`, keyed by id (the default
+ * partitioner spreads them), `batch` records a send with `inFlight` sends at once. A send's
+ * records for one partition go as one batch, which the broker caps at 1 MB by default: a
+ * batch of 1,000 records of under 1 KB fits even when every record goes to one partition.
+ */
+export async function writeStates(
+  kafka: Kafka,
+  topic: string,
+  from: number,
+  to: number,
+  options: { batch?: number; inFlight?: number; at?: number } = {},
+): Promise<void> {
+  const batch = options.batch ?? 1000;
+  const inFlight = options.inFlight ?? 4;
+  const producer = createProducer(kafka, { idempotent: false, maxInFlightRequests: inFlight });
+  await producer.connect();
+  try {
+    const at = options.at ?? Date.now();
+    let next = from;
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < to) {
+          const start = next;
+          next = Math.min(to, next + batch);
+          const messages = [];
+          for (let i = start; i < next; i++) {
+            const id = generatedId(i);
+            messages.push({ key: id, value: generatedState(id, at) });
+          }
+          await producer.send({ topic, acks: 1, messages });
+        }
+      }),
+    );
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export interface ReadRecord {
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: Buffer | null;
+}
+
+/** Reads `topic` (or the given partitions) from the start to the end offsets of when it was called. */
+export async function readTopic(kafka: Kafka, admin: Admin, topic: string, each: (r: ReadRecord) => void, partitions?: readonly number[]): Promise<void> {
+  const ends = new Map<number, number>();
+  for (const o of await admin.fetchTopicOffsets(topic)) {
+    if (partitions && !partitions.includes(o.partition)) continue;
+    if (Number(o.high) > Number(o.low)) ends.set(o.partition, Number(o.high));
+  }
+  if (ends.size === 0) return;
+  const consumer = kafka.consumer({ groupId: `bench-read-${randomUUID()}`, maxWaitTimeInMs: 100, maxBytesPerPartition: 16 * 1024 * 1024 });
+  await consumer.connect();
+  try {
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    const left = new Set(ends.keys());
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        const end = ends.get(batch.partition);
+        if (end === undefined) return;
+        for (const m of batch.messages) {
+          const offset = Number(m.offset);
+          if (offset >= end) break;
+          each({ partition: batch.partition, offset, key: m.key?.toString() ?? null, value: m.value });
+          if (offset + 1 >= end) {
+            left.delete(batch.partition);
+            if (left.size === 0) done();
+          }
+        }
+      },
+    });
+    await finished;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+/**
+ * Bytes of one conversation's records per turn (1-based). A record names its turn by a
+ * numeric field: a memory state's `turns` (requests applied so far), a history record's
+ * `seq` (0-based, so + 1); one without it (not JSON, or another shape) counts as the turn
+ * after the previous record's.
+ */
+export class TurnTally {
+  readonly #turns = new Map<number, { bytes: number; records: number }>();
+  #last = 0;
+  constructor(private readonly field: "turns" | "seq") {}
+
+  add(value: Buffer): void {
+    let turn = this.#last + 1;
+    try {
+      const n = (JSON.parse(value.toString()) as Record<string, unknown>)[this.field];
+      if (typeof n === "number") turn = this.field === "seq" ? n + 1 : n;
+    } catch {
+      // not JSON: counted by order
+    }
+    this.#last = turn;
+    const t = this.#turns.get(turn) ?? { bytes: 0, records: 0 };
+    t.bytes += value.length;
+    t.records++;
+    this.#turns.set(turn, t);
+  }
+
+  at(turn: number): { bytes: number; records: number } {
+    return this.#turns.get(turn) ?? { bytes: 0, records: 0 };
+  }
+}
