@@ -11,7 +11,8 @@
  * platform/offset-reader.ts) and named readers' positions, committed without joining
  * a group (@platformatic/kafka's admin, gateway/kafka/reader-positions.ts).
  */
-import { Kafka, logLevel, Partitioners, type LogEntry, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";
+import type { SASLMechanismValue } from "@platformatic/kafka";
+import { Kafka, logLevel, Partitioners, type LogEntry, type PartitionMetadata, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";
 import type { KafkaConfig } from "../contracts/config.js";
 import { GroupConsumer, type GroupConsumerOptions } from "./group-consumer.js";
 import type { Logger } from "./logger.js";
@@ -48,6 +49,38 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
     // after kafkajs's default 30 s steps.
     retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 8 },
   });
+}
+
+const KEY_PARTITIONER = Partitioners.DefaultPartitioner();
+
+/**
+ * The partition a record keyed `key` lands on among `partitions` when no partition is named:
+ * the producers' partitioner (below), the Java client's murmur2. Where a conversation's
+ * requests and memory are (so who owns it), and where its events go by default.
+ */
+export function keyPartition(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }) as PartitionMetadata);
+  return KEY_PARTITIONER({ topic: "", partitionMetadata, message: { key, value: null } });
+}
+
+/**
+ * Connection options of a @platformatic/kafka client (its admin names groups without joining
+ * them): the brokers, TLS and SASL of KafkaConfig, and short timeouts, so that a call made
+ * for an HTTP request answers (or fails) within seconds when Kafka is away.
+ */
+export function platformaticConnection(kafka: KafkaConfig, clientIdSuffix: string, retries: number) {
+  return {
+    clientId: `${kafka.clientId}-${clientIdSuffix}`,
+    bootstrapBrokers: [...kafka.brokers],
+    ...(kafka.tls && { tls: { ...kafka.tls } }),
+    ...(kafka.sasl && {
+      sasl: { mechanism: kafka.sasl.mechanism.toUpperCase() as SASLMechanismValue, username: kafka.sasl.username, password: kafka.sasl.password },
+    }),
+    connectTimeout: 3000,
+    requestTimeout: 3000,
+    retries,
+    retryDelay: 200,
+  };
 }
 
 /**

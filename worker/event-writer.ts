@@ -11,7 +11,7 @@
  * answer to each send gives the offset of every event in it (the batch's base offset plus
  * its index): the turn stores where its events start, and learns where its final landed.
  */
-import { Partitioners, type PartitionMetadata, type Producer } from "kafkajs";
+import type { Producer } from "kafkajs";
 import type { Logger } from "../platform/logger.js";
 
 /** The one producer call the worker's writers make (a kafkajs producer; a stand-in in unit tests). */
@@ -28,13 +28,8 @@ export interface EventPosition {
   readonly offset: number;
 }
 
-const keyPartitioner = Partitioners.DefaultPartitioner();
-
-/** The partition the producers' partitioner (murmur2, as platform/kafka.ts sets it) gives `key` among `partitions`. */
-export function keyPartition(key: string, partitions: number): number {
-  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0 }) as PartitionMetadata);
-  return keyPartitioner({ topic: "", partitionMetadata, message: { key, value: null } });
-}
+/** The partition the producers' partitioner gives `key` among `partitions` (platform/kafka.ts). */
+export { keyPartition } from "../platform/kafka.js";
 
 /**
  * The chat.events partition a request's events go to: its `events_partition` when that is

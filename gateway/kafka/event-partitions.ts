@@ -17,10 +17,11 @@
  * consumer without a group (events-reader.ts) reads every partition that is owned or
  * followed, each once, so a partition both owned and followed is not read twice.
  */
-import { Partitioners, type Admin, type PartitionMetadata } from "kafkajs";
+import type { Admin } from "kafkajs";
 import type { KafkaConfig } from "../../contracts/config.js";
 import type { ChatEvent } from "../../contracts/records.js";
 import { GroupConsumer, type GroupProtocol } from "../../platform/group-consumer.js";
+import { keyPartition } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub, RequestSnapshot } from "../event-hub.js";
 import { EventsReader } from "./events-reader.js";
@@ -49,15 +50,7 @@ export interface EventPartitionsOptions {
 
 /** Kafka's default partitioner (murmur2 of the key), as the workers' producer uses when a request names no partition. */
 export function defaultEventsPartition(conversationId: string, partitions: number): number {
-  const partitioner = Partitioners.DefaultPartitioner();
-  const partitionMetadata: PartitionMetadata[] = Array.from({ length: partitions }, (_, partitionId) => ({
-    partitionId,
-    leader: 0,
-    partitionErrorCode: 0,
-    replicas: [0],
-    isr: [0],
-  }));
-  return partitioner({ topic: "", partitionMetadata, message: { key: conversationId, value: null } });
+  return keyPartition(conversationId, partitions);
 }
 
 /** See EventPartitions.pick: `owned` sorted, all below `partitions`. */

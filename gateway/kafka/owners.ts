@@ -24,24 +24,18 @@ import {
   kGetConnection,
   type Connection,
   type findCoordinatorV6,
-  type SASLMechanismValue,
 } from "@platformatic/kafka";
-import { Partitioners } from "kafkajs";
 import { withDeadline } from "./deadline.js";
 
 type ConsumerGroupDescribeResponse = consumerGroupDescribeV0.ConsumerGroupDescribeResponse;
 type FindCoordinatorResponse = findCoordinatorV6.FindCoordinatorResponse;
 import type { KafkaConfig } from "../../contracts/config.js";
 import { conversationStateSchema, type ConversationState } from "../../contracts/records.js";
+import { keyPartition, platformaticConnection } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 
 /** The partition of chat.requests (and chat.memory) a conversation id lands on: the publisher's partitioner. */
-export function conversationPartition(conversationId: string, partitions: number): number {
-  const partitioner = DEFAULT_PARTITIONER;
-  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
-  return partitioner({ topic: "chat.requests", partitionMetadata, message: { key: conversationId, value: null } });
-}
-const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner();
+export const conversationPartition: (conversationId: string, partitions: number) => number = keyPartition;
 
 /** The query address in a member's client.id (`...@http://HOST:PORT`), or null when it advertises none. */
 export function advertisedAddress(clientId: string): string | null {
@@ -271,19 +265,8 @@ export class OwnerLookup implements ConversationLookup {
  * out a broker outage. `close` closes the client.
  */
 export function groupDescriber(kafka: KafkaConfig, groupId: string, topic: string): { describe: DescribeGroup; close(): Promise<void> } {
-  const admin = new PlatformaticAdmin({
-    clientId: `${kafka.clientId}-gateway-owners`,
-    bootstrapBrokers: [...kafka.brokers],
-    ...(kafka.tls && { tls: { ...kafka.tls } }),
-    ...(kafka.sasl && {
-      sasl: { mechanism: kafka.sasl.mechanism.toUpperCase() as SASLMechanismValue, username: kafka.sasl.username, password: kafka.sasl.password },
-    }),
-    // A read waiting for an owner retries by itself: each describe answers within seconds.
-    connectTimeout: 3000,
-    requestTimeout: 3000,
-    retries: 1,
-    retryDelay: 200,
-  });
+  // A read waiting for an owner retries by itself: each describe answers within seconds.
+  const admin = new PlatformaticAdmin(platformaticConnection(kafka, "gateway-owners", 1));
   const call = <T>(start: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
     new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
 

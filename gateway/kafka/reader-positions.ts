@@ -10,8 +10,9 @@
  * again has a new epoch, so its readers start afresh.
  */
 import { createHash } from "node:crypto";
-import { Admin, type SASLMechanismValue } from "@platformatic/kafka";
+import { Admin } from "@platformatic/kafka";
 import type { KafkaConfig } from "../../contracts/config.js";
+import { platformaticConnection } from "../../platform/kafka.js";
 
 export interface ReaderPosition {
   tenant: string;
@@ -43,19 +44,8 @@ export function readerGroupId(prefix: string, at: ReaderPosition): string {
  * rebalance delay), and librdkafka ties a client to one group id.
  */
 export function kafkaReaderPositions(kafka: KafkaConfig, topic: string, prefix: string): ReaderPositions {
-  const admin = new Admin({
-    clientId: `${kafka.clientId}-history-readers`,
-    bootstrapBrokers: [...kafka.brokers],
-    ...(kafka.tls && { tls: { ...kafka.tls } }),
-    ...(kafka.sasl && {
-      sasl: { mechanism: kafka.sasl.mechanism.toUpperCase() as SASLMechanismValue, username: kafka.sasl.username, password: kafka.sasl.password },
-    }),
-    // A read that names a reader answers 503 within seconds when Kafka is away, not after long retries.
-    connectTimeout: 3000,
-    requestTimeout: 3000,
-    retries: 2,
-    retryDelay: 200,
-  });
+  // A read that names a reader answers 503 within seconds when Kafka is away, not after long retries.
+  const admin = new Admin(platformaticConnection(kafka, "history-readers", 2));
   return {
     async get(at) {
       const groupId = readerGroupId(prefix, at);
