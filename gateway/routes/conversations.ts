@@ -34,6 +34,8 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
 
   /** The request's terminal event once applied, or null past GATEWAY_APPLY_WAIT_MS. */
   async function applied(requestId: string) {
+    // 0: never wait, even for a worker quick enough to have applied it already (202 at once).
+    if (deps.config.applyWaitMs === 0) return null;
     // A plain timer, not AbortSignal.timeout(): that one is unref'd and would not keep the wait alive by itself.
     const wait = new AbortController();
     const timer = setTimeout(() => wait.abort(), deps.config.applyWaitMs);
