@@ -3,6 +3,7 @@
  * Field names are snake_case because they are also the HTTP API's names.
  * `v` is the schema version: readers reject versions they do not know.
  */
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { MAX_APPEND_MESSAGES, MAX_CHOICES, MAX_CONTENT_CHARS, MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "./limits.js";
 import { generationParamsSchema, toolCallSchema } from "./generation-params.js";
@@ -404,6 +405,22 @@ export type LegacyAppliedEntry = z.infer<typeof legacyAppliedEntrySchema>;
 export type AnyAppliedEntry = z.infer<typeof anyAppliedEntrySchema>;
 
 /**
+ * A request applied before the newest, compactly: `[digest, partition, offset, exact]`, the
+ * digest of its request id (requestIdDigest), and where its terminal event is on chat.events,
+ * as in an AppliedEntry (`exact` 1: the terminal event's own offset; 0: a lower bound). At
+ * turn 40 of a chat these were most of a record as objects with whole ids (about 77 bytes
+ * each against 27); a replay compares digests (72 bits: a collision among a window of 32 is
+ * some 10^-20) and reads the terminal event, whose own request id is checked, back from there.
+ */
+export const pastAppliedEntrySchema = z.tuple([z.string().length(12), z.number().int().nonnegative(), offsetSchema, z.union([z.literal(0), z.literal(1)])]);
+export type PastAppliedEntry = z.infer<typeof pastAppliedEntrySchema>;
+
+/** The digest a PastAppliedEntry keeps of a request id: the first 72 bits of its SHA-256, base64url. */
+export function requestIdDigest(requestId: string): string {
+  return createHash("sha256").update(requestId, "utf8").digest("base64url").slice(0, 12);
+}
+
+/**
  * chat.memory: a conversation's state, the whole of it in each record (the topic is
  * compacted, so the latest record per key is the state). Key: conversation_id; a null
  * value (tombstone) deletes the conversation.
@@ -419,9 +436,11 @@ export const conversationStateSchema = z
     messages: z.array(memoryMessageSchema),
     /**
      * The last APPLIED_WINDOW requests applied to this state, and where each one's terminal
-     * event is: a replayed request found here is re-announced, never run again.
+     * event is: a replayed request found here is re-announced, never run again. Oldest
+     * first; the newest an AppliedEntry, those before it PastAppliedEntry tuples (records
+     * written before bounded entries hold legacy entries, converted on the next write).
      */
-    applied: z.array(anyAppliedEntrySchema),
+    applied: z.array(z.union([anyAppliedEntrySchema, pastAppliedEntrySchema])),
     /** The end of the conversation's chain in chat.history; absent until it has a message. */
     history: historyHeadSchema.optional(),
     /** Requests applied since the conversation was opened; grows by one per turn. */

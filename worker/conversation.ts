@@ -7,8 +7,10 @@
 import {
   APPLIED_WINDOW,
   SCHEMA_VERSION,
+  requestIdDigest,
   type AnyAppliedEntry,
   type AppliedEntry,
+  type PastAppliedEntry,
   type ConversationState,
   type ErrorEvent,
   type FinalEvent,
@@ -34,11 +36,21 @@ export function newConversation(conversationId: string, tenant: string, now: num
   };
 }
 
-/** The entry of `requestId` when this state already applied it; `newest` when it is the last one applied. */
+/**
+ * The entry of `requestId` when this state already applied it (an older, compact entry
+ * given back whole: its request id and where its terminal event is); `newest` when it is
+ * the last one applied.
+ */
 export function appliedEntry(state: ConversationState | undefined, requestId: string): { entry: AnyAppliedEntry; newest: boolean } | undefined {
-  const i = state?.applied.findIndex((a) => a.request_id === requestId) ?? -1;
-  if (!state || i < 0) return undefined;
-  return { entry: state.applied[i]!, newest: i === state.applied.length - 1 };
+  if (!state) return undefined;
+  const digest = requestIdDigest(requestId);
+  const i = state.applied.findIndex((a) => (Array.isArray(a) ? a[0] === digest : a.request_id === requestId));
+  if (i < 0) return undefined;
+  const found = state.applied[i]!;
+  const entry: AnyAppliedEntry = Array.isArray(found)
+    ? { request_id: requestId, events: { partition: found[1], offset: found[2] }, ...(found[3] === 1 && { exact: true as const }) }
+    : found;
+  return { entry, newest: i === state.applied.length - 1 };
 }
 
 /**
@@ -228,12 +240,14 @@ export function recordApplied(
   final: FinalEvent | ErrorEvent,
   heldReply: string | undefined,
   at: AppliedContext,
-): AppliedEntry[] {
-  const older = state.applied.map((a): AppliedEntry => {
+): ConversationState["applied"] {
+  const older = state.applied.map((a): PastAppliedEntry => {
+    if (Array.isArray(a)) return a;
+    const digest = requestIdDigest(a.request_id);
     const sent = at.finalAt(a.request_id);
-    if (sent) return { request_id: a.request_id, events: { partition: sent.partition, offset: sent.offset }, exact: true };
-    if (!("events" in a)) return { request_id: a.request_id, events: { partition: at.keyPartition, offset: 0 } };
-    return { request_id: a.request_id, events: a.events, ...(a.exact ? { exact: true as const } : {}) };
+    if (sent) return [digest, sent.partition, sent.offset, 1];
+    if (!("events" in a)) return [digest, at.keyPartition, 0, 0];
+    return [digest, a.events.partition, a.events.offset, a.exact ? 1 : 0];
   });
   const entry: AppliedEntry = {
     request_id: requestId,

@@ -52,8 +52,10 @@ export function sampleState(id: string, now = Date.now()): ConversationState {
     created_at: now,
     updated_at: now,
   });
+  const ids: string[] = [];
   for (let turn = 0; turn < 3; turn++) {
     const requestId = randomUUID();
+    ids.push(requestId);
     // The applied entry as the worker records it (worker/conversation.ts), whatever its shape.
     const applied = recordApplied(
       state,
@@ -76,7 +78,7 @@ export function sampleState(id: string, now = Date.now()): ConversationState {
       {
         // As a worker that sent each final writes them: exact offsets, the reply held by the history.
         events: { partition: 0, offset: 1000 + turn * 40 },
-        finalAt: (rid) => ({ partition: 0, offset: 1000 + state.applied.findIndex((a) => a.request_id === rid) * 40 + 39 }),
+        finalAt: (rid) => ({ partition: 0, offset: 1000 + ids.indexOf(rid) * 40 + 39 }),
         keyPartition: 0,
       },
     );

@@ -7,7 +7,16 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama, type LlamaModel } from "node-llama-cpp";
-import { SCHEMA_VERSION, encodeRecord, type ConversationState, type FinalEvent, type HistoryRecord } from "../../contracts/records.js";
+import {
+  SCHEMA_VERSION,
+  encodeRecord,
+  requestIdDigest,
+  type AppliedEntry,
+  type ConversationState,
+  type FinalEvent,
+  type HistoryRecord,
+  type PastAppliedEntry,
+} from "../../contracts/records.js";
 import { keyPartition } from "../../worker/event-writer.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
@@ -129,12 +138,13 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     asFinal(await chat.terminal(await chat.turn("old-1", "Second.")));
     const state = (await chat.readMemory()).get("old-1")!;
     assert.equal(state.applied.length, 2);
-    const [older, newest] = state.applied as Array<Extract<ConversationState["applied"][number], { events: unknown }>>;
+    const [older, newest] = state.applied as [PastAppliedEntry, AppliedEntry];
     assert.deepEqual(
-      { ...older, events: { ...older!.events, offset: 0 } },
-      { request_id: "old-req-a", events: { partition: chat.partitions.get("old-req-a")!.at(-1)!, offset: 0 }, exact: true },
-      "the older entry: where its final is, and nothing else",
+      [older[0], older[1], older[3]],
+      [requestIdDigest("old-req-a"), chat.partitions.get("old-req-a")!.at(-1)!, 1],
+      "the older entry: its request id's digest and where its final is, exactly, and nothing else",
     );
+    assert.equal(older.length, 4);
     assert.ok(newest!.final?.type === "final" && newest!.final.reply === undefined, "the newest keeps its final, without the reply its history record holds");
     const generated = await generatedTokens();
     await chat.produce(a, "old-1");

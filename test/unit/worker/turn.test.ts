@@ -13,6 +13,7 @@ import {
   chatEventSchema,
   conversationStateSchema,
   encodeRecord,
+  requestIdDigest,
   type ChatEvent,
   type ConversationState,
   type FinalEvent,
@@ -22,7 +23,7 @@ import {
 import { topicNames } from "../../../contracts/topics.js";
 import { createLogger } from "../../../platform/logger.js";
 import { Cancellations } from "../../../worker/cancellations.js";
-import { newConversation } from "../../../worker/conversation.js";
+import { appliedEntry, newConversation } from "../../../worker/conversation.js";
 import { keyPartition, type RecordSink } from "../../../worker/event-writer.js";
 import type { OffsetFetcher } from "../../../platform/offset-reader.js";
 import { FinalPositions, type ReplaySources } from "../../../worker/replay.js";
@@ -218,7 +219,7 @@ describe("runTurn", () => {
       state.messages.map((m) => m.role),
       ["user", "assistant"],
     );
-    assert.equal(state.applied.at(-1)?.request_id, "r-1");
+    assert.equal(appliedEntry(state, "r-1")?.newest, true);
     const historyAt = h.log.indexOf("history:1");
     assert.ok(historyAt > 0 && historyAt < memoryAt, `history before the memory record that points at it: ${h.log.join(", ")}`);
     assert.deepEqual(state.history && { records: state.history.records, messages: state.history.messages }, { records: 1, messages: 2 });
@@ -279,8 +280,12 @@ describe("runTurn", () => {
     assert.deepEqual(h.events[0], final, "the stored final, unchanged");
     // The next write converts the legacy entry: where its final went (the key's partition, from its start), not the final.
     assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-2" }))), h.ctx), "completed");
-    const converted = h.state()!.applied[0]!;
-    assert.deepEqual(converted, { request_id: "r-1", events: { partition: keyPartition("c-1", h.ctx.config.kafka.eventPartitions), offset: 0 }, exact: true });
+    assert.deepEqual(h.state()!.applied[0], [requestIdDigest("r-1"), keyPartition("c-1", h.ctx.config.kafka.eventPartitions), 0, 1]);
+    assert.deepEqual(appliedEntry(h.state(), "r-1")?.entry, {
+      request_id: "r-1",
+      events: { partition: keyPartition("c-1", h.ctx.config.kafka.eventPartitions), offset: 0 },
+      exact: true,
+    });
   });
 
   it("dead-letters a record that is not a request and commits past it", async () => {
@@ -373,8 +378,8 @@ describe("bounded memory records", () => {
       assert.equal(state.applied.length, APPLIED_WINDOW);
       assert.ok(!JSON.stringify(state.applied).includes(reply), "no entry holds a reply");
       assert.ok(
-        state.applied.slice(0, -1).every((a) => !("final" in a) && "events" in a && a.exact === true),
-        "older entries: only where their final is (exact: this worker sent it)",
+        state.applied.slice(0, -1).every((a) => Array.isArray(a) && a[3] === 1),
+        "older entries: a digest and where their final is (exact: this worker sent it), nothing else",
       );
       const newest = state.applied.at(-1)!;
       assert.ok("final" in newest && newest.final?.type === "final" && newest.final.reply === undefined, "the newest final's reply is in its history record");
@@ -426,7 +431,8 @@ describe("bounded memory records", () => {
     for (const id of ["r-1", "r-2", "r-3"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
     const partition = keyPartition("c-1", h.ctx.config.kafka.eventPartitions);
     const log = h.eventLog.records.get(partition)!;
-    const r1 = h.state()!.applied[0]!;
+    const r1 = appliedEntry(h.state(), "r-1")!.entry;
+    assert.ok(Array.isArray(h.state()!.applied[0]), "an older entry is kept compact");
     assert.ok("events" in r1 && r1.exact === true);
     assert.deepEqual(chatEventSchema.parse(JSON.parse(String(log[r1.events.offset]))), finalOf(h.events, "r-1"), "the exact offset of r-1's final");
     const sent = finalOf(h.events, "r-1");
@@ -438,7 +444,7 @@ describe("bounded memory records", () => {
     // The partition moved to a worker that never sent r-3's final: r-3's entry keeps its lower bound.
     const moved = { ...h.ctx, finals: new FinalPositions() };
     await runTurn(h.record(encodeRecord(turn({ request_id: "r-4" }))), moved);
-    const r3 = h.state()!.applied.find((a) => a.request_id === "r-3")!;
+    const r3 = appliedEntry(h.state(), "r-3")!.entry;
     assert.ok("events" in r3 && r3.exact === undefined && !("final" in r3), JSON.stringify(r3));
     assert.equal(chatEventSchema.parse(JSON.parse(String(log[r3.events.offset]))).type, "start", "the lower bound is r-3's first event");
     h.events.length = 0;
@@ -449,7 +455,7 @@ describe("bounded memory records", () => {
   it("answers already_applied, generating nothing, once the final aged out of chat.events", async () => {
     const h = harness();
     for (const id of ["r-1", "r-2"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
-    const r1 = h.state()!.applied[0]!;
+    const r1 = appliedEntry(h.state(), "r-1")!.entry;
     assert.ok("events" in r1);
     h.ageOut(r1.events.partition, r1.events.offset);
     const generations = h.seen.length;
