@@ -139,6 +139,12 @@ export function handleConsumerCrash(
     stopped = true;
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
+    // kafkajs disconnects a crashed consumer before it emits CRASH, and that disconnect
+    // emits STOP: only a STOP after this point (our own disconnect) means "stay stopped".
+    // Without this reset a consumer kafkajs gave up on (a broker restart: "Failed to find
+    // group coordinator") was never started again; the memory reader's restores then
+    // stalled until its partitions moved (a 30 s recovery in the chaos run).
+    stopped = false;
     const err = payload.error;
     if (payload.restart) {
       options.logger.warn({ err }, `${options.name} stopped; kafkajs restarts it`);
