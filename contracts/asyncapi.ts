@@ -182,7 +182,7 @@ export function asyncApiDocument(): Record<string, unknown> {
       },
       receiveEvents: {
         action: "receive",
-        title: "Follow replies (every gateway; any consumer)",
+        title: "Follow replies (the gateways' group, each replica its share; any consumer)",
         channel: channelRef("events"),
         messages: [messageRef("events", "chatEvent")],
       },

@@ -2,14 +2,16 @@
  * The Kafka topics of kafka-llm: their names and the settings they are created with.
  * Every topic's record schema lives in ./records.ts; this file says where records go.
  *
- * | topic               | key              | value                         | written by | read by          |
- * | ------------------- | ---------------- | ----------------------------- | ---------- | ---------------- |
- * | chat.requests       | conversation id  | ChatRequest                   | gateway    | workers (group)  |
- * | chat.events         | conversation id  | ChatEvent (start/delta/final) | workers    | every gateway    |
- * | chat.memory         | conversation id  | conversation state, compacted | workers    | workers          |
- * | chat.history        | conversation id  | HistoryRecord, append-only    | workers    | gateways (exact) |
- * | chat.control        | request id       | ControlRecord (cancel)        | gateway    | every worker     |
- * | chat.requests.dlq   | original key     | original bytes + reason hdrs  | workers    | operators        |
+ * | topic               | key              | value                         | written by | read by                                 |
+ * | ------------------- | ---------------- | ----------------------------- | ---------- | --------------------------------------- |
+ * | chat.requests       | conversation id  | ChatRequest                   | gateway    | workers (group); every gateway (ids)    |
+ * | chat.events         | conversation id¹ | ChatEvent (start/delta/final) | workers    | gateways (group: each replica its share) |
+ * | chat.memory         | conversation id  | conversation state, compacted | workers    | workers (the owner; gateways ask it)    |
+ * | chat.history        | conversation id  | HistoryRecord, append-only    | workers    | gateways (exact offsets)                |
+ * | chat.control        | request id       | ControlRecord (cancel)        | gateway    | every worker                            |
+ * | chat.requests.dlq   | original key     | original bytes + reason hdrs  | workers    | operators                               |
+ *
+ * ¹ In the partition the request's `events_partition` names (one its gateway replica reads), else the key's.
  */
 
 export const TOPIC_BASE_NAMES = {
