@@ -247,6 +247,36 @@ export const restoreScenario: Scenario = {
   },
 };
 
+/** The worker's own store over `topic`, in `stateDir`, as a worker with `partitions` partitions makes it. */
+function benchStore(
+  deps: { kafka: Kafka; admin: Admin; producer: ReturnType<typeof createProducer>; logger: ReturnType<typeof createLogger> },
+  topic: string,
+  stateDir: string,
+  partitions: number,
+  onConversations: (n: number) => void = () => {},
+): MemoryStore {
+  return new MemoryStore({
+    ...deps,
+    topic,
+    groupPrefix: `bench-restore-${randomUUID()}`,
+    metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: onConversations } },
+    stateDir,
+    conversationTtlMs: 7 * 24 * 3_600_000,
+    partitions,
+  });
+}
+
+/** Waits for `ready`, or RESTORE_TIMEOUT_MS: a restore that never ends is a finding, not a hang. */
+async function readyOrStalled(ready: Promise<unknown>): Promise<"done" | "stalled"> {
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    ready.then(() => "done" as const),
+    new Promise<"stalled">((resolve) => (timer = setTimeout(() => resolve("stalled"), RESTORE_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
+  return outcome;
+}
+
 async function restoreOnce(
   kafka: Kafka,
   admin: Admin,
@@ -261,28 +291,12 @@ async function restoreOnce(
   // A fresh state directory: every restore here is cold, as the figures before the store were.
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "bench-restore-"));
   let conversations = 0;
-  const store = new MemoryStore({
-    kafka,
-    admin,
-    producer,
-    topic,
-    groupPrefix: `bench-restore-${randomUUID()}`,
-    logger,
-    metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: (v) => (conversations = v) } },
-    stateDir,
-    conversationTtlMs: 7 * 24 * 3_600_000,
-    partitions: PARTITIONS,
-  });
+  const store = benchStore({ kafka, admin, producer, logger }, topic, stateDir, PARTITIONS, (v) => (conversations = v));
   await store.start();
   try {
     const started = performance.now();
     store.assign(partitions);
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      Promise.all(partitions.map((p) => store.ready(p))).then(() => "done" as const),
-      new Promise<"stalled">((resolve) => (timer = setTimeout(() => resolve("stalled"), RESTORE_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
+    const outcome = await readyOrStalled(Promise.all(partitions.map((p) => store.ready(p))));
     const seconds = (performance.now() - started) / 1000;
     if (outcome === "done" && partitions.length === PARTITIONS && conversations !== total)
       throw new Error(`restored ${conversations} conversations, expected ${total}`);
@@ -339,28 +353,11 @@ async function measureWarmCold(
   ctx.log(`warm vs cold: writing ${conversations} conversations to one partition`);
   await write(Array.from({ length: conversations }, (_, i) => idOf(i)));
   const someChanged = (round: number) => Array.from({ length: changed }, (_, i) => idOf((i * 97 + round * 13) % conversations));
-  const newStore = (stateDir: string) =>
-    new MemoryStore({
-      kafka,
-      admin,
-      producer,
-      topic,
-      groupPrefix: `bench-restore-${randomUUID()}`,
-      logger,
-      metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: () => {} } },
-      stateDir,
-      conversationTtlMs: 7 * 24 * 3_600_000,
-      partitions: 1,
-    });
+  const newStore = (stateDir: string) => benchStore({ kafka, admin, producer, logger }, topic, stateDir, 1);
   const timed = async (store: MemoryStore): Promise<RestoreRun> => {
     const started = performance.now();
     store.assign([0]);
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      store.ready(0).then(() => "done" as const),
-      new Promise<"stalled">((resolve) => (timer = setTimeout(() => resolve("stalled"), RESTORE_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
+    const outcome = await readyOrStalled(store.ready(0));
     if (outcome === "stalled") throw new Error(`restore of ${conversations} conversations not done after ${RESTORE_TIMEOUT_MS / 1000} s`);
     const seconds = (performance.now() - started) / 1000;
     const last = store.lastRestore(0)!;

@@ -85,7 +85,8 @@ describe("worker state store", { timeout: 240_000 }, () => {
     return { topic: names.memory, ids };
   }
 
-  function newStore(topic: string, dir: string, options: { cacheEntries?: number } = {}) {
+  function newStore(topic: string, dir: string, options: { cacheEntries?: number; onConversations?: (n: number) => void } = {}) {
+    const { onConversations = () => {}, ...rest } = options;
     const restores: Array<{ kind: RestoreKind; seconds: number }> = [];
     const store = new MemoryStore({
       kafka: client,
@@ -94,11 +95,11 @@ describe("worker state store", { timeout: 240_000 }, () => {
       topic,
       groupPrefix: uniquePrefix("state-reader"),
       logger,
-      metrics: { restoreSeconds: { observe: ({ kind }, seconds) => restores.push({ kind, seconds }) }, conversations: { set: () => {} } },
+      metrics: { restoreSeconds: { observe: ({ kind }, seconds) => restores.push({ kind, seconds }) }, conversations: { set: onConversations } },
       stateDir: dir,
       conversationTtlMs: TTL_MS,
       partitions: PARTITIONS,
-      ...options,
+      ...rest,
     });
     return { store, restores };
   }
@@ -267,18 +268,7 @@ describe("worker state store", { timeout: 240_000 }, () => {
     const { topic } = await memoryTopic(50, old);
     await producer.send({ topic, acks: -1, messages: [{ partition: 0, key: "c-0-fresh", value: encodeRecord(state("c-0-fresh", "fresh")) }] });
     let gauge = -1;
-    const store = new MemoryStore({
-      kafka: client,
-      admin,
-      producer,
-      topic,
-      groupPrefix: uniquePrefix("state-reader"),
-      logger,
-      metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: (v) => (gauge = v) } },
-      stateDir: tempDir(),
-      conversationTtlMs: TTL_MS,
-      partitions: PARTITIONS,
-    });
+    const { store } = newStore(topic, tempDir(), { onConversations: (v) => (gauge = v) });
     await store.start();
     store.assign([0]);
     await store.ready(0);
