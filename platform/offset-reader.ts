@@ -44,6 +44,13 @@ export interface OffsetFetcher {
 export interface OffsetReader {
   /** Runs `read` with a consumer of the pool to itself. */
   withFetcher<T>(read: (fetcher: OffsetFetcher) => Promise<T>): Promise<T>;
+  /**
+   * The partition's end (the offset the next record written there gets, as the leader has
+   * it now): one ListOffsets request ("latest"), with librdkafka's cached metadata. Needs no
+   * consumer to itself (it moves no position). Throws kafka_unavailable when Kafka does not
+   * answer.
+   */
+  end(partition: number): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -65,11 +72,18 @@ interface NativeConsumer {
     timeout: number,
     cb: (err: Error | null, offsets: { lowOffset: number; highOffset: number }) => void,
   ): void;
+  offsetsForTimes(
+    toppars: Array<{ topic: string; partition: number; offset: number }>,
+    timeout: number,
+    cb: (err: Error | null, offsets: Array<{ partition: number; offset: number; error?: Error }>) => void,
+  ): void;
   position(toppars: Array<{ topic: string; partition: number }>): Array<{ offset?: number }>;
   setDefaultConsumeTimeout(ms: number): void;
   on(event: string, listener: (...args: unknown[]) => void): void;
 }
 
+/** The ListOffsets timestamp that asks for the end of the log. */
+const LATEST = -1;
 /** librdkafka's RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET. */
 const ERR_AUTO_OFFSET_RESET = -140;
 /** How long one hop waits for its record before taking it as absent. */
@@ -228,6 +242,18 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
       } finally {
         release(fetcher);
       }
+    },
+    end(partition) {
+      // kafkajs's admin.fetchTopicOffsets asks for the metadata of every topic it knows and
+      // both watermarks of every partition, three round trips; this is one.
+      const topic = options.topic;
+      return new Promise((resolve, reject) =>
+        all[0]!.offsetsForTimes([{ topic, partition, offset: LATEST }], FETCH_TIMEOUT_MS, (err, offsets) => {
+          const o = offsets?.find((x) => x.partition === partition);
+          if (err || !o || o.error || o.offset < 0) reject(unavailable(topic, err ?? o?.error ?? new Error(`no end offset for partition ${partition}`)));
+          else resolve(o.offset);
+        }),
+      );
     },
     async stop() {
       await Promise.all(all.map((c) => new Promise<void>((resolve) => c.disconnect(() => resolve()))));

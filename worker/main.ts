@@ -98,6 +98,7 @@ async function main(): Promise<void> {
   const groupPrefix = `${config.groupId}.${config.workerId}`;
   const memory = new MemoryStore({
     kafka,
+    kafkaConfig: config.kafka,
     admin,
     producer,
     topic: topics.memory,

@@ -36,6 +36,8 @@ import {
 } from "../contracts/records.js";
 import { SOLE_READER, handleConsumerCrash } from "../platform/kafka.js";
 import type { Logger } from "../platform/logger.js";
+import { startOffsetReader, type OffsetReader } from "../platform/offset-reader.js";
+import type { KafkaConfig } from "../contracts/config.js";
 import { DEFAULT_DELETE_RETENTION_MS, planRestore, type RestorePlan } from "./restore-plan.js";
 import { StateStore, type RecordWrite } from "./state-store.js";
 
@@ -97,6 +99,12 @@ export interface MemoryStoreOptions {
   kafka: Kafka;
   admin: Admin;
   producer: Producer;
+  /**
+   * The connection settings of `kafka`, for the librdkafka offset reader the store asks the
+   * ends of the topic's partitions: the ownership check before every load and write of a
+   * turn, one ListOffsets request each (kafkajs's admin takes three round trips).
+   */
+  kafkaConfig: KafkaConfig;
   topic: string;
   groupPrefix: string;
   logger: Logger;
@@ -131,6 +139,7 @@ export class MemoryStore {
   readonly #lastRestore = new Map<number, RestoreStats>();
   #store: StateStore | null = null;
   #reader: Consumer | null = null;
+  #ends: OffsetReader | null = null;
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
   #maintenance: NodeJS.Timeout | null = null;
@@ -162,6 +171,7 @@ export class MemoryStore {
     const store = StateStore.open({ dir: this.#options.stateDir, topic: this.#topic, partitions: this.#options.partitions, logger: this.#logger });
     this.#store = store;
     this.#logger.info({ path: store.path, replaced: store.fellBack }, "state store opened");
+    this.#ends = await startOffsetReader({ kafka: this.#options.kafkaConfig, topic: this.#topic, size: 1, logger: this.#logger });
     const reader = this.#kafka.consumer({
       ...SOLE_READER,
       groupId: `${this.#groupPrefix}.memory.${randomUUID()}`,
@@ -210,6 +220,8 @@ export class MemoryStore {
     if (this.#maintenance) clearInterval(this.#maintenance);
     await this.#reader?.disconnect();
     this.#reader = null;
+    await this.#ends?.stop();
+    this.#ends = null;
     await this.#store?.close();
     this.#store = null;
   }
@@ -249,9 +261,9 @@ export class MemoryStore {
   async isCurrent(partition: number): Promise<boolean> {
     const state = this.#partitions.get(partition);
     if (!state || state.restoring) return false;
-    const offsets = await this.#admin.fetchTopicOffsets(this.#topic);
-    const end = offsets.find((o) => o.partition === partition)?.high;
-    return end !== undefined && BigInt(end) === state.nextOffset;
+    if (!this.#ends) throw new Error("the memory store is not started");
+    const end = await this.#ends.end(partition);
+    return BigInt(end) === state.nextOffset;
   }
 
   /**
@@ -310,9 +322,19 @@ export class MemoryStore {
    * partition's only writer; returns false, writing nothing, when another worker has written
    * there since (it owns the partition now). `clearHandover` also removes that request's
    * handed-over reply, once its continuation is part of the state.
+   *
+   * `state` may still be in the making (its history record being written): the ownership
+   * check runs meanwhile, and the record is written once both are done, so the check costs
+   * a turn no round trip of its own.
    */
-  async writeIfOwner(partition: number, conversationId: string, state: ConversationState | null, clearHandover?: string): Promise<boolean> {
-    if (!(await this.isCurrent(partition))) return false;
+  async writeIfOwner(
+    partition: number,
+    conversationId: string,
+    pending: ConversationState | null | Promise<ConversationState>,
+    clearHandover?: string,
+  ): Promise<boolean> {
+    const [current, state] = await Promise.all([this.isCurrent(partition), pending]);
+    if (!current) return false;
     // The state and the handover's tombstone go in one send (one batch of the partition).
     const clears = clearHandover !== undefined && this.#partitions.has(partition) && this.#requireStore().has(partition, "handover", clearHandover);
     await this.put(partition, conversationId, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : []);

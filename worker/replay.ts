@@ -23,7 +23,8 @@ import { fillFinal, needsHeldReply } from "./conversation.js";
 
 /** What a replay reads: chat.events (its terminal events) and chat.history (the newest reply's text). */
 export interface ReplaySources {
-  readonly events: Pick<OffsetReader, "withFetcher">;
+  /** chat.events; `end` also gives where a request's events start when it has sent none yet. */
+  readonly events: Pick<OffsetReader, "withFetcher" | "end">;
   readonly history: Pick<OffsetReader, "withFetcher">;
 }
 

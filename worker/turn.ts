@@ -21,7 +21,8 @@
  *
  * History: the messages a request adds go to chat.history first, then the memory record
  * that points at them (the chain's head); a record no memory record reaches is never read,
- * so a re-run request adds its messages once (worker/history-writer.ts).
+ * so a re-run request adds its messages once (worker/history-writer.ts). The ownership
+ * check before the memory write runs while the history record is being written.
  *
  * Fencing without transactions: the worker that owns a partition is the only writer of
  * its memory partition, so loading a conversation catches up with anything another worker
@@ -230,8 +231,7 @@ async function appliedContext(conversationId: string, events: EventWriter, ctx: 
   let first = await events.firstPosition();
   if (!first) {
     const partition = events.partition ?? key;
-    const { high } = await ctx.replay.events.withFetcher((f) => f.watermarks(partition));
-    first = { partition, offset: high };
+    first = { partition, offset: await ctx.replay.events.end(partition) };
   }
   return { events: first, finalAt: (id) => ctx.finals.get(id), keyPartition: key };
 }
@@ -307,7 +307,7 @@ async function chatTurn(
       applied: await appliedContext(request.conversation_id, events, ctx),
     };
     const remembered = applyTurn(conversation, turn, ctx.config.memory, ctx.countTokens);
-    const next = await ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
+    const next = ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
     if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
     phases.mark("memory_write");
   } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
@@ -499,7 +499,7 @@ async function open(
     await appliedContext(request.conversation_id, events, ctx),
   );
   const opened = { ...base, applied, updated_at: now };
-  const next = state ? opened : await ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
+  const next = state ? opened : ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);
   return "completed";
@@ -522,7 +522,7 @@ async function append(
     ctx.config.memory,
     ctx.countTokens,
   );
-  const next = await ctx.history.append(remembered, request.messages, request.request_id, now);
+  const next = ctx.history.append(remembered, request.messages, request.request_id, now);
   if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
   events.send(final);
   return "completed";

@@ -27,6 +27,7 @@ import path from "node:path";
 import { SCHEMA_VERSION, conversationStateSchema, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import { recordApplied } from "../../worker/conversation.js";
 import type { Admin, Kafka } from "kafkajs";
+import type { KafkaConfig } from "../../contracts/config.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
 import { MemoryStore } from "../../worker/memory-store.js";
@@ -119,11 +120,13 @@ export const restoreScenario: Scenario = {
     const spec = stackSpec(ctx.brokers, "restore", PARTITIONS);
     await createTopics(spec);
     const logger = createLogger("bench", "fatal");
-    const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-restore"), logger);
+    const kafkaConfig = benchKafkaConfig(ctx.brokers, "bench-restore");
+    const kafka = createKafka(kafkaConfig, logger);
     const producer = createProducer(kafka);
     await producer.connect();
     const admin = kafka.admin();
     await admin.connect();
+    const deps: StoreDeps = { kafka, kafkaConfig, admin, producer, logger };
     const recordBytes = encodeRecord(sampleState("conversation-000000")).length;
     const allPartitions = Array.from({ length: PARTITIONS }, (_, p) => p);
     const measures: Measure[] = [];
@@ -144,9 +147,8 @@ export const restoreScenario: Scenario = {
         ctx.log(`  written in ${fmt((performance.now() - started) / 1000, 1)} s`);
         written = size;
         for (const variant of ["as shipped"] as const) {
-          const client = kafka;
           for (let r = 0; r < repeats; r++) {
-            const m = await restoreOnce(client, admin, producer, spec.topics.memory, size, allPartitions, recordBytes, logger, variant);
+            const m = await restoreOnce(deps, spec.topics.memory, size, allPartitions, recordBytes, variant);
             measures.push(m);
             ctx.log(
               `  ${variant}, all ${PARTITIONS} partitions: ${m.stalled ? `STALLED (not done after ${RESTORE_TIMEOUT_MS / 1000} s)` : `${fmt(m.perSecond, 0)} conversations/s`}`,
@@ -154,12 +156,12 @@ export const restoreScenario: Scenario = {
             if (m.stalled) break;
           }
           if (measures.at(-1)!.stalled) continue;
-          const one = await restoreOnce(client, admin, producer, spec.topics.memory, size, [0], recordBytes, logger, variant);
+          const one = await restoreOnce(deps, spec.topics.memory, size, [0], recordBytes, variant);
           measures.push(one);
           ctx.log(`  ${variant}, one partition: ${one.stalled ? "STALLED" : `${fmt(one.perSecond, 0)} conversations/s`}`);
         }
       }
-      warm = await measureWarmCold(ctx, kafka, admin, producer, logger);
+      warm = await measureWarmCold(ctx, deps);
     } finally {
       await producer.disconnect();
       await admin.disconnect();
@@ -247,14 +249,17 @@ export const restoreScenario: Scenario = {
   },
 };
 
+/** The clients a bench store is made with, as a worker's. */
+interface StoreDeps {
+  kafka: Kafka;
+  kafkaConfig: KafkaConfig;
+  admin: Admin;
+  producer: ReturnType<typeof createProducer>;
+  logger: ReturnType<typeof createLogger>;
+}
+
 /** The worker's own store over `topic`, in `stateDir`, as a worker with `partitions` partitions makes it. */
-function benchStore(
-  deps: { kafka: Kafka; admin: Admin; producer: ReturnType<typeof createProducer>; logger: ReturnType<typeof createLogger> },
-  topic: string,
-  stateDir: string,
-  partitions: number,
-  onConversations: (n: number) => void = () => {},
-): MemoryStore {
+function benchStore(deps: StoreDeps, topic: string, stateDir: string, partitions: number, onConversations: (n: number) => void = () => {}): MemoryStore {
   return new MemoryStore({
     ...deps,
     topic,
@@ -277,21 +282,11 @@ async function readyOrStalled(ready: Promise<unknown>): Promise<"done" | "stalle
   return outcome;
 }
 
-async function restoreOnce(
-  kafka: Kafka,
-  admin: Admin,
-  producer: ReturnType<typeof createProducer>,
-  topic: string,
-  total: number,
-  partitions: number[],
-  recordBytes: number,
-  logger: ReturnType<typeof createLogger>,
-  variant: Variant,
-): Promise<Measure> {
+async function restoreOnce(deps: StoreDeps, topic: string, total: number, partitions: number[], recordBytes: number, variant: Variant): Promise<Measure> {
   // A fresh state directory: every restore here is cold, as the figures before the store were.
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "bench-restore-"));
   let conversations = 0;
-  const store = benchStore({ kafka, admin, producer, logger }, topic, stateDir, PARTITIONS, (v) => (conversations = v));
+  const store = benchStore(deps, topic, stateDir, PARTITIONS, (v) => (conversations = v));
   await store.start();
   try {
     const started = performance.now();
@@ -330,13 +325,8 @@ interface WarmCold {
 }
 
 /** Cold and warm restores of one partition of its own topic (see the header). */
-async function measureWarmCold(
-  ctx: ScenarioContext,
-  kafka: Kafka,
-  admin: Admin,
-  producer: ReturnType<typeof createProducer>,
-  logger: ReturnType<typeof createLogger>,
-): Promise<WarmCold> {
+async function measureWarmCold(ctx: ScenarioContext, deps: StoreDeps): Promise<WarmCold> {
+  const { producer } = deps;
   const conversations = ctx.quick ? 10_000 : 100_000;
   const changed = conversations / 100;
   const repeats = ctx.quick ? 1 : 3;
@@ -353,7 +343,7 @@ async function measureWarmCold(
   ctx.log(`warm vs cold: writing ${conversations} conversations to one partition`);
   await write(Array.from({ length: conversations }, (_, i) => idOf(i)));
   const someChanged = (round: number) => Array.from({ length: changed }, (_, i) => idOf((i * 97 + round * 13) % conversations));
-  const newStore = (stateDir: string) => benchStore({ kafka, admin, producer, logger }, topic, stateDir, 1);
+  const newStore = (stateDir: string) => benchStore(deps, topic, stateDir, 1);
   const timed = async (store: MemoryStore): Promise<RestoreRun> => {
     const started = performance.now();
     store.assign([0]);

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Admin, Kafka, Producer } from "kafkajs";
-import { loadKafkaConfig } from "../../contracts/config.js";
+import { loadKafkaConfig, type KafkaConfig } from "../../contracts/config.js";
 import { SCHEMA_VERSION, conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
@@ -40,13 +40,15 @@ function state(id: string, note: string, at = Date.now()): ConversationState {
 describe("worker state store", { timeout: 240_000 }, () => {
   let kafka: TestKafka;
   let client: Kafka;
+  let kafkaConfig: KafkaConfig;
   let admin: Admin;
   let producer: Producer;
   const dirs: string[] = [];
 
   before(async () => {
     kafka = await useKafka();
-    client = createKafka(loadKafkaConfig({ KAFKA_BROKERS: kafka.brokers, KAFKA_CLIENT_ID: "state-store-test", KAFKA_REPLICATION_FACTOR: "1" }), logger);
+    kafkaConfig = loadKafkaConfig({ KAFKA_BROKERS: kafka.brokers, KAFKA_CLIENT_ID: "state-store-test", KAFKA_REPLICATION_FACTOR: "1" });
+    client = createKafka(kafkaConfig, logger);
     admin = client.admin();
     await admin.connect();
     producer = createProducer(client);
@@ -90,6 +92,7 @@ describe("worker state store", { timeout: 240_000 }, () => {
     const restores: Array<{ kind: RestoreKind; seconds: number }> = [];
     const store = new MemoryStore({
       kafka: client,
+      kafkaConfig,
       admin,
       producer,
       topic,

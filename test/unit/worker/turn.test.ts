@@ -91,11 +91,12 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       },
       watermarks: async (p) => ({ low: t.low.get(p) ?? 0, high: t.records.get(p)?.length ?? 0 }),
     };
-    return { withFetcher: (read) => read(fetcher) };
+    return { withFetcher: (read) => read(fetcher), end: async (p) => t.records.get(p)?.length ?? 0 };
   };
   const memory: MemoryPort = {
     load: async () => ({ ...(current && { state: current }), ...(options.handover && { handover: options.handover }) }),
-    writeIfOwner: async (_p, key, state) => {
+    writeIfOwner: async (_p, key, pending) => {
+      const state = await pending;
       if (options.owner === false) return false;
       written.push({ key, state });
       log.push(`memory:${key}`);
