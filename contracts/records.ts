@@ -211,7 +211,8 @@ const eventBase = {
  * The first event of an attempt. When a worker dies mid-generation, the next owner runs the
  * request again under a new `attempt`, whose events start again at seq 0: a client that
  * sees a second start discards the partial reply it has. Final events are never repeated
- * with different content (see RELIABILITY in README).
+ * with different content (see RELIABILITY in README). The worker sends it with the
+ * attempt's first delta (one write), or by itself after DELTA_FLUSH_MS with none.
  */
 export const startEventSchema = z.object({
   ...eventBase,

@@ -27,12 +27,17 @@ export class DeltaBatcher {
 
   /** Emits what is buffered now, if anything. */
   flush(): void {
+    const text = this.take();
+    if (text) this.#emit(text);
+  }
+
+  /** What is buffered (emitted by the caller, then), and stops the pending flush. */
+  take(): string {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    if (!this.#buffer) return;
     const text = this.#buffer;
     this.#buffer = "";
-    this.#sentFirst = true;
-    this.#emit(text);
+    if (text) this.#sentFirst = true;
+    return text;
   }
 }

@@ -3,8 +3,10 @@
  * gaps. One send is in flight at a time, so a slow send never lets a later event overtake
  * it; events queued meanwhile go together in the next send (one record batch, one
  * acks=all round trip), so a reply's deltas cost round trips at the pace Kafka acks them,
- * not one each. The first failure is kept and reported by `settle()`, which the turn
- * awaits before it commits.
+ * not one each. An event nothing waits for (the start, a reply's last delta) may be held
+ * for the next send, so it costs no round trip of its own: the start goes with the first
+ * delta, the last delta with the final. The first failure is kept and reported by
+ * `settle()`, which the turn awaits before it commits.
  *
  * Every event goes to the request's `events_partition` when it names a partition of
  * chat.events (the gateway replica that reads it), else to the key's partition. Kafka's
@@ -59,6 +61,8 @@ export class EventWriter {
   readonly #partition: number | undefined;
   /** The send loop while it runs; null when everything queued is written. */
   #sending: Promise<void> | null = null;
+  /** Sends what is held, if no other send took it first. */
+  #holdTimer: NodeJS.Timeout | null = null;
   #failure: unknown = null;
   #sends = 0;
   readonly #producer: RecordSink;
@@ -94,23 +98,28 @@ export class EventWriter {
     } as unknown as Extract<ChatEvent, { type: B["type"] }>;
   }
 
-  /** Queues an event made by next() (or stored earlier); returns at once. It is sent now if no send is in flight. */
-  send(event: ChatEvent): void {
+  /**
+   * Queues an event made by next() (or stored earlier); returns at once. It is sent now if
+   * no send is in flight, else with the next send. `holdMs`: it waits up to that long for
+   * a later event to go with (the next send() without it, settle() or firstPosition()).
+   */
+  send(event: ChatEvent, options: { holdMs?: number } = {}): void {
     // After a failure nothing more is sent: a later event must not land without those before it.
     if (this.#failure !== null) return;
     if (event.type === "final" || event.type === "error") this.#terminalSeqs.add(event.seq);
     this.#queued.push({ key: event.conversation_id, value: encodeRecord(event), seq: event.seq });
-    // The loop awaits a send before it ends, so it never finishes inside this call.
-    this.#sending ??= this.#sendQueued();
+    if (options.holdMs && !this.#sending) this.#holdTimer ??= setTimeout(() => this.#sendHeld(), options.holdMs);
+    else this.#sendHeld();
   }
 
   /** next() then send(). */
-  write(body: EventBody): void {
-    this.send(this.next(body));
+  write(body: EventBody, options: { holdMs?: number } = {}): void {
+    this.send(this.next(body), options);
   }
 
-  /** Waits for every queued event; throws the first send failure. */
+  /** Waits for every queued event (sending what is held); throws the first send failure. */
   async settle(): Promise<void> {
+    this.#sendHeld();
     while (this.#sending) await this.#sending;
     if (this.#failure !== null) throw this.#failure;
   }
@@ -125,6 +134,7 @@ export class EventWriter {
    * flight); null when nothing was sent. Throws the send's failure.
    */
   async firstPosition(): Promise<EventPosition | null> {
+    if (this.#first === null) this.#sendHeld();
     while (this.#first === null && this.#sending) await this.#sending;
     if (this.#failure !== null) throw this.#failure;
     return this.#first;
@@ -143,6 +153,14 @@ export class EventWriter {
   /** Producer calls made so far (each carries every event queued when it began). */
   get sends(): number {
     return this.#sends;
+  }
+
+  /** Starts the send loop for what is queued, unless it runs (it takes everything queued). */
+  #sendHeld(): void {
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
+    this.#holdTimer = null;
+    // The loop awaits a send before it ends, so it never finishes inside this call.
+    if (this.#queued.length > 0) this.#sending ??= this.#sendQueued();
   }
 
   async #sendQueued(): Promise<void> {

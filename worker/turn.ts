@@ -171,7 +171,8 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq, eventsPartition)
     : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`, 0, eventsPartition);
   // A continued reply keeps its attempt: no new start event, so the client's reply goes on.
-  if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId });
+  // Nothing waits for the start: it goes with the first delta, or alone after DELTA_FLUSH_MS.
+  if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId }, { holdMs: ctx.config.stream.flushMs });
   log.info(
     { type: request.type, partition: record.partition, offset: record.offset, ...(continued && { continues: continued.worker_id }) },
     continued ? "request continued from a handover" : "request started",
@@ -422,7 +423,9 @@ async function generateStreaming(
     });
     phases?.split("first_token", result.timeToFirstTokenMs, "generate");
     if (continued) ctx.metrics.handovers.inc({ direction: "in" });
-    batcher.flush();
+    // The reply's last text goes with the next event sent (the final, once memory is written).
+    const tail = batcher.take();
+    if (tail) events.write({ type: "delta", text: tail }, { holdMs: ctx.config.stream.flushMs });
     toolCalls.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);

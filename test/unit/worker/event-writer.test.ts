@@ -53,6 +53,58 @@ describe("the event writer", () => {
     assert.deepEqual([events.sends, events.eventsWritten], [3, 5]);
   });
 
+  it("holds an event for the next send, so the start goes with the first delta and the last delta with the final", async () => {
+    const { producer, sends } = heldProducer();
+    const events = new EventWriter(producer, "events", request, "a1");
+    events.write({ type: "start", worker_id: "w" }, { holdMs: 10_000 });
+    await tick();
+    assert.equal(sends.length, 0, "a held event waits for company");
+    events.write({ type: "delta", text: "first" });
+    assert.deepEqual(
+      sends.map((s) => s.seqs),
+      [[0, 1]],
+      "the first delta goes at once, and takes the held start with it",
+    );
+    sends[0]!.done();
+    await tick();
+    events.write({ type: "delta", text: "last" }, { holdMs: 10_000 });
+    await tick();
+    assert.equal(sends.length, 1, "the last delta is held while nothing is in flight");
+    events.send(events.next({ type: "error", code: "generation_failed", message: "x", retryable: false }));
+    assert.deepEqual(sends[1]?.seqs, [2, 3], "the terminal event takes the held delta with it, in order");
+    sends[1]!.done();
+    await events.settle();
+    assert.equal(events.sends, 2);
+  });
+
+  it("sends a held event alone once its hold ends, or when settled or asked where it landed", async () => {
+    const { producer, sends } = heldProducer();
+    const alone = new EventWriter(producer, "events", request, "a1");
+    alone.write({ type: "start", worker_id: "w" }, { holdMs: 5 });
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(
+      sends.map((s) => s.seqs),
+      [[0]],
+      "no company within the hold: it goes by itself",
+    );
+    sends[0]!.done();
+    await alone.settle();
+
+    const settled = new EventWriter(producer, "events", request, "a2");
+    settled.write({ type: "start", worker_id: "w" }, { holdMs: 10_000 });
+    const settling = settled.settle();
+    assert.equal(sends.length, 2, "settle sends what is held at once");
+    sends[1]!.done();
+    await settling;
+
+    const asked = new EventWriter(producer, "events", request, "a3");
+    asked.write({ type: "start", worker_id: "w" }, { holdMs: 10_000 });
+    const first = asked.firstPosition();
+    assert.equal(sends.length, 3, "firstPosition sends what is held: the position exists only once it is written");
+    sends[2]!.done();
+    await first;
+  });
+
   it("reports the first failure from settle and sends nothing after it", async () => {
     const { producer, sends } = heldProducer();
     const events = new EventWriter(producer, "events", request, "a1");
