@@ -82,7 +82,7 @@ async function main(): Promise<number> {
       const t0 = performance.now();
       const before = os.loadavg()[0]!;
       try {
-        const out = await scenario.run({ quick, brokers, model, env, log: (l) => log(`  ${scenario.id}: ${l}`) });
+        const out = await scenario.run({ quick, brokers, ...(broker && { brokerPid: broker.pid }), model, env, log: (l) => log(`  ${scenario.id}: ${l}`) });
         const result: ScenarioResult = {
           id: scenario.id,
           title: scenario.title,

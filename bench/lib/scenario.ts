@@ -4,6 +4,8 @@ import type { Environment } from "./env.js";
 export interface ScenarioContext {
   quick: boolean;
   brokers: string;
+  /** The local broker's process, when the run started one (none with KAFKA_BROKERS). */
+  brokerPid?: number;
   /** stories260K's path. */
   model: string;
   env: Environment;

@@ -15,6 +15,13 @@
  * generation), with concurrent conversations on distinct partitions (a worker runs one
  * turn per partition at a time).
  *
+ * Placement: during a route's turns the process that runs its model (the worker, the REST
+ * worker, or this process for in-process) has a CPU to itself, and the broker, the gateway
+ * and the clients share the other(s), as production keeps them off the GPU worker's
+ * machine; on a 2-CPU box they would otherwise take the generating thread's CPU. The
+ * worker's own Kafka work runs in its process, on the model's CPU, and is measured. One
+ * more comparison at WORKER_SLOTS concurrent runs with every process on every CPU.
+ *
  * Two models in one run: stories260K (1.2 MB, ~1,000 tokens/s on one thread, so the route's
  * fixed cost per turn weighs heavily) and the demo model Gemma 3 270M (~17 tokens/s, a
  * realistic ratio of generation to fixed cost), fewer turns on Gemma to keep the run short.
@@ -37,6 +44,7 @@ import { describeLlama } from "../lib/llama-settings.js";
 import { addPhaseDiff, meanPhaseMs, readTurnPhases, type PhaseTotals } from "../lib/turn-phases.js";
 import { KeyMaker } from "../lib/partitions.js";
 import { freePort, startService, type Service } from "../../test/helpers/services.js";
+import { cpuPlacement, placeProcess } from "../lib/cpu-placement.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, ms } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
 import { median, summarize, type Summary } from "../lib/stats.js";
@@ -157,6 +165,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
   const chat = new BenchChat(ctx.brokers, spec.topics);
   const agent = keepAliveAgent();
   const inproc = await loadInProcess(m.file, SLOTS);
+  const placement = cpuPlacement();
   try {
     ctx.log("starting worker, gateway and REST worker");
     const workerEnv = { WORKER_SLOTS: String(SLOTS) };
@@ -216,8 +225,27 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       },
     };
 
+    /**
+     * Gives `route`'s model process (the worker for kafka and gateway, the REST worker, or
+     * this process for in-process) a CPU to itself and every other process the rest, as
+     * production keeps the broker, the gateway and the clients off the GPU worker's machine
+     * (bench/lib/cpu-placement.ts); null: every process shares every CPU.
+     */
+    const place = (route: RouteName | null) => {
+      if (!placement) return;
+      const on = (runsModel: boolean) => (route === null ? placement.all : runsModel ? placement.model : placement.rest);
+      if (ctx.brokerPid !== undefined) placeProcess(ctx.brokerPid, on(false));
+      placeProcess(gateway.pid, on(false));
+      placeProcess(worker.pid, on(route === "kafka" || route === "gateway"));
+      placeProcess(rest.pid, on(route === "rest"));
+      placeProcess(process.pid, on(route === "in-process"));
+    };
+
     ctx.log("warm-up");
-    for (const route of ROUTES) await runPhase(calls[route], SLOTS, SLOTS * 2);
+    for (const route of ROUTES) {
+      place(route);
+      await runPhase(calls[route], SLOTS, SLOTS * 2);
+    }
 
     const seq = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
     const conc = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
@@ -227,6 +255,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       const order = ROUTES.map((_, i) => ROUTES[(i + round) % ROUTES.length]!);
       for (const route of order) {
         ctx.log(`round ${round + 1}/${rounds}: ${route}`);
+        place(route);
         if (route === "kafka") {
           kafkaTimes = breakdown;
           const before = await readTurnPhases(worker.baseUrl);
@@ -238,6 +267,19 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         }
         conc.get(route)!.push(await runPhase(calls[route], SLOTS, concPerRound));
         sat.get(route)!.push(await runPhase(calls[route], 2 * SLOTS, concPerRound));
+      }
+    }
+
+    // The same comparison at SLOTS concurrent with every process sharing every CPU, as the
+    // figures before placement were measured: what the broker and the clients cost the model here.
+    place(null);
+    const shared = { kafka: [] as PhaseResult[], "in-process": [] as PhaseResult[] };
+    if (placement) {
+      for (let round = 0; round < 2; round++) {
+        for (const route of round === 0 ? (["in-process", "kafka"] as const) : (["kafka", "in-process"] as const)) {
+          ctx.log(`shared CPUs, round ${round + 1}/2: ${route}`);
+          shared[route].push(await runPhase(calls[route], SLOTS, concPerRound));
+        }
       }
     }
 
@@ -302,6 +344,17 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       compared: `TTFT p50 +${fmt(figures.gateway.sequential.ttft.p50 - figures.rest.sequential.ttft.p50)} ms over REST`,
     });
 
+    const tokensPerS = (r: PhaseResult[]) => (r.reduce((a, p) => a + p.tokens, 0) / r.reduce((a, p) => a + p.wallMs, 0)) * 1000;
+    if (placement) {
+      const k = tokensPerS(shared.kafka);
+      const ip = tokensPerS(shared["in-process"]);
+      rows.push({
+        figure: `${L}, kafka: throughput, ${SLOTS} concurrent, every process sharing every CPU (no placement)`,
+        measured: `${fmt(k, 0)} tok/s`,
+        compared: `${fmt(k / ip, 3)}x in-process sharing them too (${fmt(ip, 0)} tok/s)`,
+      });
+    }
+
     // Where a sequential Kafka turn's time goes (medians of the client's timelines, means of the worker's phases).
     const med = (pick: (t: KafkaTurnTimes) => number) => median(breakdown.map(pick));
     const phaseMs = meanPhaseMs(phaseTotals, WORKER_PHASES);
@@ -331,7 +384,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         ...(ratio >= goal
           ? {}
           : {
-              why: `every turn pays a fixed cost besides generation (${fmt(clientFixedMs)} ms median, 1 at a time; see the breakdown rows: the request's way to the worker, the memory write, the final's way back, the commit) during which its slot is idle, beside ${fmt(generationMs, 1)} ms of generation; and on 2 cores the broker, the worker's event loop and the client take CPU from the generating thread`,
+              why: `every turn pays a fixed cost besides generation (${fmt(clientFixedMs)} ms median, 1 at a time; see the breakdown rows: the request's way to the worker, the memory write, the final's way back, the commit) during which its slot is idle, beside ${fmt(generationMs, 1)} ms of generation; and the worker's own Kafka work (its event loop: the producer's requests, the consumers, the state store) runs on the model's CPU between the generation's steps`,
             }),
       });
       const added = f.sequential.ttft.p50 - base.sequential.ttft.p50;
@@ -352,7 +405,9 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       notes: [
         `${L}: ${describeLlama()}, WORKER_SLOTS=${SLOTS}, max_tokens=${MAX_TOKENS}, greedy (same replies on every route: ${fmt(base.sequential.meanTokens)} tokens on average), ${rounds} interleaved round(s) of ${seqPerRound} sequential + ${concPerRound} concurrent turns per route.`,
         "Kafka turns are new conversations (one turn each), so each writes its memory record as production turns do; concurrent conversations are put on distinct partitions.",
-        "Every process shares the 2 cores: on the Kafka routes the broker, the worker's event loop and (for gateway) the gateway run beside the generating thread; that is part of the measured cost.",
+        placement
+          ? `Placement: during a route's turns its model process (the worker for kafka and gateway, the REST worker, or the bench process for in-process) has CPU ${placement.model} to itself; the broker, the gateway, the clients and the idle model processes share CPU ${placement.rest}, as production keeps them off the GPU worker's machine (bench/lib/cpu-placement.ts). The worker's own Kafka work (its event loop) shares the model's CPU with generation and is part of the measured cost. The "every process sharing every CPU" row repeats the ${SLOTS}-concurrent comparison without placement.`
+          : "Every process shares every CPU (taskset missing, or one CPU): on the Kafka routes the broker, the worker's event loop and (for gateway) the gateway run beside the generating thread; that is part of the measured cost.",
       ],
       raw: {
         rounds,
@@ -362,11 +417,18 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         slots: SLOTS,
         partitions: PARTITIONS,
         figures,
+        placement,
+        shared: placement ? { kafka: tokensPerS(shared.kafka), inProcess: tokensPerS(shared["in-process"]), perRound: shared } : null,
         perRound: { sequential: Object.fromEntries(seq), concurrent: Object.fromEntries(conc), saturated: Object.fromEntries(sat) },
         kafkaBreakdown: { workerPhaseMeanMs: phaseMs, turns: breakdown },
       },
     };
   } finally {
+    // The broker serves the next scenarios, and this process runs them: give them every CPU back.
+    if (placement) {
+      placeProcess(process.pid, placement.all);
+      if (ctx.brokerPid !== undefined) placeProcess(ctx.brokerPid, placement.all);
+    }
     await chat.stop().catch(() => {});
     for (const c of children.reverse()) await c.stop().catch(() => {});
     await inproc.dispose();
