@@ -77,6 +77,7 @@ interface NativeConsumer {
     timeout: number,
     cb: (err: Error | null, offsets: Array<{ partition: number; offset: number; error?: Error }>) => void,
   ): void;
+  getMetadata(options: { topic: string; timeout: number }, cb: (err: Error | null) => void): void;
   position(toppars: Array<{ topic: string; partition: number }>): Array<{ offset?: number }>;
   setDefaultConsumeTimeout(ms: number): void;
   on(event: string, listener: (...args: unknown[]) => void): void;
@@ -243,17 +244,28 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
         release(fetcher);
       }
     },
-    end(partition) {
+    async end(partition) {
       // kafkajs's admin.fetchTopicOffsets asks for the metadata of every topic it knows and
       // both watermarks of every partition, three round trips; this is one.
       const topic = options.topic;
-      return new Promise((resolve, reject) =>
-        all[0]!.offsetsForTimes([{ topic, partition, offset: LATEST }], FETCH_TIMEOUT_MS, (err, offsets) => {
-          const o = offsets?.find((x) => x.partition === partition);
-          if (err || !o || o.error || o.offset < 0) reject(unavailable(topic, err ?? o?.error ?? new Error(`no end offset for partition ${partition}`)));
-          else resolve(o.offset);
-        }),
-      );
+      const consumer = all[0]!;
+      const ask = () =>
+        new Promise<number>((resolve, reject) =>
+          consumer.offsetsForTimes([{ topic, partition, offset: LATEST }], FETCH_TIMEOUT_MS, (err, offsets) => {
+            const o = offsets?.find((x) => x.partition === partition);
+            if (err || !o || o.error || o.offset < 0) reject(unavailable(topic, err ?? o?.error ?? new Error(`no end offset for partition ${partition}`)));
+            else resolve(o.offset);
+          }),
+        );
+      try {
+        return await ask();
+      } catch {
+        // librdkafka finds the leader in its metadata cache, which a broker's restart can
+        // leave without the partition ("Unknown partition") for metadata.max.age.ms (15 min)
+        // when nothing reads the topic: ask for the topic's metadata, then once more.
+        await new Promise<void>((resolve) => consumer.getMetadata({ topic, timeout: FETCH_TIMEOUT_MS }, () => resolve()));
+        return ask();
+      }
     },
     async stop() {
       await Promise.all(all.map((c) => new Promise<void>((resolve) => c.disconnect(() => resolve()))));

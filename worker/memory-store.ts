@@ -140,6 +140,7 @@ export class MemoryStore {
   #store: StateStore | null = null;
   #reader: Consumer | null = null;
   #ends: OffsetReader | null = null;
+  #endsWarnedAt = 0;
   #readerPartitions: number[] = [];
   #watchdog: NodeJS.Timeout | null = null;
   #maintenance: NodeJS.Timeout | null = null;
@@ -261,9 +262,27 @@ export class MemoryStore {
   async isCurrent(partition: number): Promise<boolean> {
     const state = this.#partitions.get(partition);
     if (!state || state.restoring) return false;
+    return BigInt(await this.#logEnd(partition)) === state.nextOffset;
+  }
+
+  /**
+   * Memory partition p's end: one ListOffsets through librdkafka; should it fail, through
+   * kafkajs's admin (three round trips, but it refreshes its metadata by itself), so a
+   * librdkafka cache left stale by a broker's restart costs time, never availability.
+   */
+  async #logEnd(partition: number): Promise<number> {
     if (!this.#ends) throw new Error("the memory store is not started");
-    const end = await this.#ends.end(partition);
-    return BigInt(end) === state.nextOffset;
+    try {
+      return await this.#ends.end(partition);
+    } catch (err) {
+      if (Date.now() - this.#endsWarnedAt > 60_000) {
+        this.#endsWarnedAt = Date.now();
+        this.#logger.warn({ partition, err }, "memory partition end not known to librdkafka; asking kafkajs's admin");
+      }
+      const end = (await this.#admin.fetchTopicOffsets(this.#topic)).find((o) => o.partition === partition)?.high;
+      if (end === undefined) throw new Error(`memory topic ${this.#topic} has no partition ${partition}`, { cause: err });
+      return Number(end);
+    }
   }
 
   /**
