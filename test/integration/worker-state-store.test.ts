@@ -164,6 +164,10 @@ describe("worker state store", { timeout: 240_000 }, () => {
     );
     // Its own write moves the checkpoint with it.
     assert.ok(await first.store.writeIfOwner(0, "c-0-1", state("c-0-1", "own write")));
+    // A delete is read back at once, before the store's transaction has committed.
+    assert.ok(first.store.get(0, "c-0-2"));
+    assert.ok(await first.store.writeIfOwner(0, "c-0-2", null));
+    assert.equal(first.store.get(0, "c-0-2"), undefined, "a deleted conversation is gone the moment its tombstone is written");
 
     // Partition 0 is revoked; another writer (the partition's next owner) changes 1% of it
     // and deletes one conversation.
