@@ -29,7 +29,7 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
 
   function jobEnv(set: Record<string, string | number>): Record<string, string> {
     const objects = render({ set: { "kafka.topicPrefix": prefix, ...set } });
-    const job = find(objects, "Job");
+    const job = find(objects, "Job", "-topics-1");
     const c = (job.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers[0]!;
     assert.deepEqual(c.args, ["dist/scripts/deploy/create-topics.js"]);
     return { ...containerEnv(objects, c), KAFKA_BROKERS: kafka.brokers };

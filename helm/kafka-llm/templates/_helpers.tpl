@@ -63,46 +63,62 @@ app.kubernetes.io/part-of: kafka-llm
 {{- add (div (add (int .Values.worker.shutdownGraceMs) 999) 1000) (int .Values.worker.terminationExtraSeconds) -}}
 {{- end -}}
 
-{{/* The chart's own Secret: what it holds, if anything. */}}
+{{/* The chart's own Secret: what the values put in it, if anything. */}}
 {{- define "kafka-llm.secretName" -}}
 {{- include "kafka-llm.fullname" . -}}
 {{- end -}}
 
+{{/* API keys listed in the values go into the chart's Secret. */}}
 {{- define "kafka-llm.apiKeysFromChart" -}}
-{{- and (eq .Values.gateway.auth.mode "keys") (not .Values.gateway.auth.existingSecret) -}}
+{{- and (eq .Values.gateway.auth.mode "keys") (not .Values.gateway.auth.existingSecret) (not (empty .Values.gateway.auth.apiKeys)) -}}
 {{- end -}}
 
-{{- define "kafka-llm.saslPasswordFromChart" -}}
-{{- and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) -}}
+{{/* With mode keys and no key given, the generated-Secret Job makes one. */}}
+{{- define "kafka-llm.apiKeysGenerated" -}}
+{{- and (eq .Values.gateway.auth.mode "keys") (not .Values.gateway.auth.existingSecret) (empty .Values.gateway.auth.apiKeys) -}}
 {{- end -}}
 
 {{- define "kafka-llm.hfTokenFromChart" -}}
 {{- and .Values.model.hfToken (not .Values.model.hfTokenSecret) (eq .Values.model.source "download") -}}
 {{- end -}}
 
-{{- define "kafka-llm.internalTokenFromChart" -}}
-{{- not .Values.internalToken.existingSecret -}}
-{{- end -}}
-
 {{- define "kafka-llm.hasSecret" -}}
-{{- or (eq (include "kafka-llm.apiKeysFromChart" .) "true") (eq (include "kafka-llm.saslPasswordFromChart" .) "true") (eq (include "kafka-llm.hfTokenFromChart" .) "true") (eq (include "kafka-llm.internalTokenFromChart" .) "true") -}}
+{{- or (eq (include "kafka-llm.apiKeysFromChart" .) "true") (ne (include "kafka-llm.kafkaPasswordsFromChart" .) "") (eq (include "kafka-llm.hfTokenFromChart" .) "true") -}}
 {{- end -}}
 
-{{/* The workers' internal token: the one already in the release's Secret (kept across upgrades), else a new random one. */}}
-{{- define "kafka-llm.internalToken" -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "kafka-llm.secretName" .) -}}
-{{- if and $existing $existing.data (hasKey $existing.data "internal-token") -}}
-{{- index $existing.data "internal-token" | b64dec -}}
+{{/*
+The Secret the generated-Secret Job creates once and never changes (Helm does not own it,
+so no upgrade, `helm template` or sync can regenerate it), and what it holds:
+"key=kind" entries, kind token (the internal token) or api-key (tenant "default").
+*/}}
+{{- define "kafka-llm.generatedSecretName" -}}
+{{- include "kafka-llm.componentName" (list . "generated") -}}
+{{- end -}}
+
+{{- define "kafka-llm.generatedKeys" -}}
+{{- $keys := list -}}
+{{- if not .Values.internalToken.existingSecret -}}{{- $keys = append $keys "internal-token=token" -}}{{- end -}}
+{{- if eq (include "kafka-llm.apiKeysGenerated" .) "true" -}}{{- $keys = append $keys "api-keys=api-key" -}}{{- end -}}
+{{- join "," $keys -}}
+{{- end -}}
+
+{{/* Where the gateways' API keys come from: {"name", "key"} of a Secret. */}}
+{{- define "kafka-llm.apiKeysSecret" -}}
+{{- $a := .Values.gateway.auth -}}
+{{- if $a.existingSecret -}}
+{{- dict "name" $a.existingSecret "key" $a.existingSecretKey | toJson -}}
+{{- else if $a.apiKeys -}}
+{{- dict "name" (include "kafka-llm.secretName" .) "key" "api-keys" | toJson -}}
 {{- else -}}
-{{- randAlphaNum 48 -}}
+{{- dict "name" (include "kafka-llm.generatedSecretName" .) "key" "api-keys" | toJson -}}
 {{- end -}}
 {{- end -}}
 
-{{/* The internal token's volume and mount, for the gateway and the worker (KAFKA_LLM_INTERNAL_TOKEN_FILE). */}}
+{{/* The internal token's volume and mount, for the gateway and the worker (KAFKA_LLM_INTERNAL_TOKEN_FILE). A whole-Secret projection, not a subPath: the kubelet updates it in place when the Secret changes (rotation). */}}
 {{- define "kafka-llm.internalTokenVolume" -}}
 - name: internal-token
   secret:
-    secretName: {{ default (include "kafka-llm.secretName" .) .Values.internalToken.existingSecret }}
+    secretName: {{ default (include "kafka-llm.generatedSecretName" .) .Values.internalToken.existingSecret }}
     items:
       - key: {{ ternary .Values.internalToken.existingSecretKey "internal-token" (not (empty .Values.internalToken.existingSecret)) }}
         path: token
@@ -114,23 +130,6 @@ app.kubernetes.io/part-of: kafka-llm
   readOnly: true
 {{- end -}}
 
-{{/*
-API keys: the values' list, else the key already in the release's Secret (kept across
-upgrades), else a new random key for tenant "default".
-*/}}
-{{- define "kafka-llm.apiKeys" -}}
-{{- if .Values.gateway.auth.apiKeys -}}
-{{- join "\n" .Values.gateway.auth.apiKeys -}}
-{{- else -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "kafka-llm.secretName" .) -}}
-{{- if and $existing $existing.data (hasKey $existing.data "api-keys") -}}
-{{- index $existing.data "api-keys" | b64dec -}}
-{{- else -}}
-{{- printf "default:%s" (randAlphaNum 40) -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-
 {{/* Where secrets are mounted in the pods, as files (never environment variables). */}}
 {{- define "kafka-llm.apiKeysFile" -}}/etc/kafka-llm/api-keys/api-keys{{- end -}}
 {{- define "kafka-llm.saslPasswordFile" -}}/etc/kafka-llm/kafka-sasl/password{{- end -}}
@@ -138,22 +137,78 @@ upgrades), else a new random key for tenant "default".
 {{- define "kafka-llm.hfTokenFile" -}}/etc/kafka-llm/hf/token{{- end -}}
 {{- define "kafka-llm.internalTokenFile" -}}/etc/kafka-llm/internal/token{{- end -}}
 
-{{/* Kafka credential volumes (SASL password, CA), for every pod that talks to Kafka. */}}
+{{/* The gateways' consumer group on chat.events (GATEWAY_EVENTS_GROUP_ID), with contracts/config.ts's default. */}}
+{{- define "kafka-llm.gatewayGroupId" -}}
+{{- default (printf "%skafka-llm-gateways" .Values.kafka.topicPrefix) .Values.kafka.gatewayGroupId -}}
+{{- end -}}
+
+{{/* The components of this release that connect to Kafka, each as its own principal. */}}
+{{- define "kafka-llm.kafkaComponents" -}}
+{{- $c := list "gateway" "worker" -}}
+{{- if .Values.topics.job.enabled -}}{{- $c = append $c "topics" -}}{{- end -}}
+{{- $a := .Values.autoscaling -}}
+{{- if and $a.enabled (eq $a.engine "keda") (eq $a.keda.trigger "kafka") (not $a.keda.authenticationRef) -}}{{- $c = append $c "autoscaler" -}}{{- end -}}
+{{- join " " $c -}}
+{{- end -}}
+
+{{/* A component's Kafka user: the values' username, else <fullname>-<component> (the KafkaUser's name). */}}
+{{- define "kafka-llm.kafkaUsername" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- default (include "kafka-llm.componentName" (list $root $component)) (index $root.Values.kafka.sasl $component).username -}}
+{{- end -}}
+
+{{/* A component's password: {"name", "key"} of its Secret (its own, the KafkaUser's, or the chart's). */}}
+{{- define "kafka-llm.kafkaPasswordSecret" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- $u := index $root.Values.kafka.sasl $component -}}
+{{- if $u.existingSecret -}}
+{{- dict "name" $u.existingSecret "key" $u.existingSecretKey | toJson -}}
+{{- else if $root.Values.kafka.strimzi.users -}}
+{{- dict "name" (include "kafka-llm.kafkaUsername" (list $root $component)) "key" "password" | toJson -}}
+{{- else -}}
+{{- dict "name" (include "kafka-llm.secretName" $root) "key" (printf "kafka-%s-password" $component) | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Components whose password the values hold (into the chart's Secret), space-separated; empty when none. */}}
+{{- define "kafka-llm.kafkaPasswordsFromChart" -}}
+{{- $root := . -}}
+{{- $out := list -}}
+{{- if and .Values.kafka.sasl.enabled (not .Values.kafka.strimzi.users) -}}
+{{- range $c := splitList " " (include "kafka-llm.kafkaComponents" $root) -}}
+{{- $u := index $root.Values.kafka.sasl $c -}}
+{{- if and (not $u.existingSecret) $u.password -}}{{- $out = append $out $c -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- join " " $out -}}
+{{- end -}}
+
+{{/* A component's Kafka username as the pods read it (KAFKA_SASL_USERNAME); nothing without SASL. */}}
+{{- define "kafka-llm.kafkaUsernameEnv" -}}
+{{- $root := index . 0 -}}
+{{- if $root.Values.kafka.sasl.enabled }}
+KAFKA_SASL_USERNAME: {{ include "kafka-llm.kafkaUsername" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Kafka credential volumes (this component's SASL password, the CA), for every pod that talks to Kafka. */}}
 {{- define "kafka-llm.kafkaVolumes" -}}
-{{- if .Values.kafka.sasl.enabled }}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- if $root.Values.kafka.sasl.enabled }}
+{{- $s := include "kafka-llm.kafkaPasswordSecret" . | fromJson }}
 - name: kafka-sasl
   secret:
-    secretName: {{ default (include "kafka-llm.secretName" .) .Values.kafka.sasl.existingSecret }}
+    secretName: {{ $s.name }}
     items:
-      - key: {{ ternary .Values.kafka.sasl.existingSecretKey "kafka-sasl-password" (not (empty .Values.kafka.sasl.existingSecret)) }}
+      - key: {{ $s.key }}
         path: password
 {{- end }}
-{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+{{- if and $root.Values.kafka.tls.enabled $root.Values.kafka.tls.caSecret }}
 - name: kafka-ca
   secret:
-    secretName: {{ .Values.kafka.tls.caSecret }}
+    secretName: {{ $root.Values.kafka.tls.caSecret }}
     items:
-      - key: {{ .Values.kafka.tls.caSecretKey }}
+      - key: {{ $root.Values.kafka.tls.caSecretKey }}
         path: ca.crt
 {{- end }}
 {{- end -}}
@@ -168,6 +223,40 @@ upgrades), else a new random key for tenant "default".
 - name: kafka-ca
   mountPath: /etc/kafka-llm/kafka-ca
   readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
+A component's Kafka ACLs as Strimzi writes them, the same rules as contracts/kafka-acls.ts
+componentAcls (test/deploy/chart-kafka-users.test.ts holds them equal): each rule is
+[type, name, patternType, operations]; Kafka's "prefixed" is Strimzi's "prefix".
+*/}}
+{{- define "kafka-llm.kafkaAcls" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- $p := $root.Values.kafka.topicPrefix -}}
+{{- $requests := print $p "chat.requests" -}}{{- $events := print $p "chat.events" -}}{{- $memory := print $p "chat.memory" -}}
+{{- $history := print $p "chat.history" -}}{{- $control := print $p "chat.control" -}}{{- $dlq := print $p "chat.requests.dlq" -}}
+{{- $wg := $root.Values.kafka.groupId -}}
+{{- $gg := include "kafka-llm.gatewayGroupId" $root -}}
+{{- $rules := list -}}
+{{- if eq $component "gateway" -}}
+{{- $rules = list (list "topic" $requests "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $control "literal" (list "Write" "DescribeConfigs")) (list "topic" $events "literal" (list "Read" "DescribeConfigs")) (list "topic" $history "literal" (list "Read" "DescribeConfigs")) (list "group" $gg "literal" (list "Read")) (list "group" (print $gg ".") "prefix" (list "Read")) (list "group" $wg "literal" (list "Describe")) -}}
+{{- else if eq $component "worker" -}}
+{{- $rules = list (list "topic" $requests "literal" (list "Read" "DescribeConfigs")) (list "topic" $control "literal" (list "Read" "DescribeConfigs")) (list "topic" $events "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $memory "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $history "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $dlq "literal" (list "Write" "DescribeConfigs")) (list "group" $wg "literal" (list "Read")) (list "group" (print $wg ".") "prefix" (list "Read")) -}}
+{{- else if eq $component "topics" -}}
+{{- range $t := list $requests $events $memory $history $control $dlq -}}
+{{- $rules = append $rules (list "topic" $t "literal" (list "Create" "Describe" "DescribeConfigs")) -}}
+{{- end -}}
+{{- else if eq $component "autoscaler" -}}
+{{- $rules = list (list "topic" $requests "literal" (list "Describe")) (list "group" $wg "literal" (list "Describe")) -}}
+{{- end -}}
+{{- range $rules }}
+- resource:
+    type: {{ index . 0 }}
+    name: {{ index . 1 | quote }}
+    patternType: {{ index . 2 }}
+  operations: {{ index . 3 | toJson }}
+  host: "*"
 {{- end }}
 {{- end -}}
 
@@ -234,16 +323,46 @@ max(kafka_llm_consumer_group_total_lag{ {{- $m -}} }) * scalar(clamp_min(max(kaf
 {{- if and (eq .Values.model.source "download") (not (regexMatch "^(hf:|https?://)" .Values.model.uri)) -}}
 {{- fail (printf "model.source download needs model.uri to be an hf: URI or an https URL (got %q); for a file in a claim use model.source pvc" .Values.model.uri) -}}
 {{- end -}}
-{{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.username) -}}
-{{- fail "kafka.sasl.enabled needs kafka.sasl.username" -}}
-{{- end -}}
-{{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) (not .Values.kafka.sasl.password) -}}
-{{- fail "kafka.sasl.enabled needs kafka.sasl.password or kafka.sasl.existingSecret" -}}
-{{- end -}}
+{{- include "kafka-llm.validateKafkaAuth" . -}}
 {{- if gt (mul 3 (int .Values.worker.heartbeatIntervalMs)) (int .Values.worker.sessionTimeoutMs) -}}
 {{- fail "worker.heartbeatIntervalMs must be at most a third of worker.sessionTimeoutMs" -}}
 {{- end -}}
 {{- if and (eq .Values.gateway.auth.mode "none") (or .Values.gateway.auth.apiKeys .Values.gateway.auth.existingSecret) -}}
 {{- fail "gateway.auth.mode none, yet API keys are set: remove them or use mode keys" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kafka credentials: one principal per component, never a password in clear on the wire. */}}
+{{- define "kafka-llm.validateKafkaAuth" -}}
+{{- $root := . -}}
+{{- $k := .Values.kafka -}}
+{{- $wg := $k.groupId -}}{{- $gg := include "kafka-llm.gatewayGroupId" . -}}
+{{- if or (eq $wg $gg) (hasPrefix (print $gg ".") $wg) (hasPrefix (print $wg ".") $gg) -}}
+{{- fail (printf "kafka.groupId (%s) and the gateways' group (%s, kafka.gatewayGroupId) must not be one another or start with the other and a dot: each component's ACLs cover its group and \"<group>.\" as a prefix" $wg $gg) -}}
+{{- end -}}
+{{- if $k.strimzi.users -}}
+{{- if not $k.sasl.enabled -}}
+{{- fail "kafka.strimzi.users needs kafka.sasl.enabled (the KafkaUsers are SCRAM-SHA-512 users)" -}}
+{{- end -}}
+{{- if ne $k.sasl.mechanism "scram-sha-512" -}}
+{{- fail (printf "kafka.strimzi.users makes SCRAM-SHA-512 users: set kafka.sasl.mechanism scram-sha-512 (not %s)" $k.sasl.mechanism) -}}
+{{- end -}}
+{{- end -}}
+{{- if $k.sasl.enabled -}}
+{{- if and (eq $k.sasl.mechanism "plain") (not $k.tls.enabled) -}}
+{{- fail "kafka.sasl.mechanism plain without kafka.tls.enabled would send every password in clear: enable TLS, or use scram-sha-512 (local and CI only without TLS)" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $c := splitList " " (include "kafka-llm.kafkaComponents" $root) -}}
+{{- $u := index $k.sasl $c -}}
+{{- if not (or $u.existingSecret $k.strimzi.users $u.password) -}}
+{{- fail (printf "kafka.sasl.%s needs existingSecret (a Secret with its password), kafka.strimzi.users, or password (local and CI only)" $c) -}}
+{{- end -}}
+{{- $name := include "kafka-llm.kafkaUsername" (list $root $c) -}}
+{{- if hasKey $seen $name -}}
+{{- fail (printf "kafka.sasl.%s and kafka.sasl.%s are both user %s: each component needs a principal of its own (its own ACLs)" (get $seen $name) $c $name) -}}
+{{- end -}}
+{{- $_ := set $seen $name $c -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

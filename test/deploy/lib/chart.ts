@@ -7,6 +7,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import os from "node:os";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
+import { generateValue, type SecretKind } from "../../../scripts/deploy/ensure-secret.js";
 import { REPO_ROOT } from "../../helpers/services.js";
 import { toolPath } from "./tools.js";
 
@@ -21,6 +22,7 @@ export const VARIANTS: Readonly<Record<string, readonly string[]>> = {
   cpu: ["ci/cpu-values.yaml"],
   keda: ["ci/keda-values.yaml"],
   "external-kafka": ["ci/external-kafka-values.yaml"],
+  production: ["ci/production-values.yaml"],
 };
 
 export interface K8sObject {
@@ -32,7 +34,8 @@ export interface K8sObject {
 
 export interface RenderOptions {
   valuesFiles?: readonly string[];
-  set?: Readonly<Record<string, string | number | boolean>>;
+  /** Strings go through --set; anything else (numbers, booleans, lists, maps) through --set-json. */
+  set?: Readonly<Record<string, string | number | boolean | object>>;
   release?: string;
   namespace?: string;
   chartDir?: string;
@@ -194,8 +197,9 @@ export function containerEnv(objects: readonly K8sObject[], c: Container): Recor
  * The container's environment with its Secret volumes "mounted" under `root`: each file a
  * variable names under /etc/kafka-llm must come from a Secret volume item the container
  * mounts (else this throws), and is written there as the kubelet would project it (the
- * chart's own Secret's content, else a stand-in for a Secret the user brings); the
- * variable then names that file.
+ * chart's own Secret's content; for the Secret the chart's generated-Secret Job makes,
+ * values from that Job's own generator, the same for every pod of one render; else a
+ * stand-in for a Secret the user brings); the variable then names that file.
  */
 export function envWithMountedSecrets(objects: readonly K8sObject[], spec: PodSpec, c: Container, root: string): Record<string, string> {
   const env = containerEnv(objects, c);
@@ -209,13 +213,39 @@ export function envWithMountedSecrets(objects: readonly K8sObject[], spec: PodSp
     if (!item) throw new Error(`${c.name}: ${name}=${value} is not a file of the Secret volume ${mount.name}`);
     const file = path.join(root, value);
     mkdirSync(path.dirname(file), { recursive: true });
-    // The chart's own Secret holds real content (the generated API key); others get stand-ins.
     const own = objects.find((o) => o.kind === "Secret" && o.metadata.name === volume!.secret!.secretName);
     const data = (own?.data as Record<string, string> | undefined)?.[item.key];
-    writeFileSync(file, data !== undefined ? Buffer.from(data, "base64") : item.path.endsWith(".crt") ? STAND_IN_PEM : `stand-in-${item.key}\n`);
+    const generated = generatedSecret(objects, volume!.secret!.secretName, item.key);
+    writeFileSync(
+      file,
+      data !== undefined ? Buffer.from(data, "base64") : (generated ?? (item.path.endsWith(".crt") ? STAND_IN_PEM : `${STAND_IN}-${item.key}\n`)),
+    );
     env[name] = file;
   }
   return env;
 }
 
 const STAND_IN_PEM = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
+/** What a Secret the user brings holds here: long enough for a token (32 characters). */
+export const STAND_IN = "stand-in-0123456789abcdefghijklmnopqrstuvwxyz";
+
+const generatedValues = new WeakMap<readonly K8sObject[], Map<string, string>>();
+
+/**
+ * A value of the Secret the chart's generated-Secret Job creates (named by its
+ * ENSURE_SECRET_NAME, with the kinds of its ENSURE_SECRET_KEYS), made by the Job's own
+ * generator once per render; undefined for any other Secret or key.
+ */
+export function generatedSecret(objects: readonly K8sObject[], secretName: string, key: string): string | undefined {
+  const job = objects.find((o) => o.kind === "Job" && o.metadata.labels?.["app.kubernetes.io/component"] === "generated-secret");
+  if (!job) return undefined;
+  const env = Object.fromEntries(((job.spec as { template: { spec: PodSpec } }).template.spec.containers[0]!.env ?? []).map((e) => [e.name, e.value ?? ""]));
+  if (env.ENSURE_SECRET_NAME !== secretName) return undefined;
+  const kind = /(?:^|,)([^=,]+)=(token|api-key)/g;
+  const kinds = new Map([...(env.ENSURE_SECRET_KEYS ?? "").matchAll(kind)].map((m) => [m[1]!, m[2] as SecretKind]));
+  if (!kinds.has(key)) return undefined;
+  const values = generatedValues.get(objects) ?? new Map<string, string>();
+  generatedValues.set(objects, values);
+  if (!values.has(key)) values.set(key, generateValue(kinds.get(key)!));
+  return values.get(key);
+}

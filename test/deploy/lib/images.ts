@@ -9,4 +9,5 @@ export const IMAGE_ENTRY_POINTS: readonly string[] = [
   "dist/scripts/deploy/fetch-model.js",
   "dist/scripts/deploy/create-topics.js",
   "dist/scripts/deploy/chat-turn.js",
+  "dist/scripts/deploy/ensure-secret.js",
 ];
