@@ -12,13 +12,14 @@
  * field by field against Strimzi's API reference (v1beta2: KafkaUser, AclRule).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { loadGatewayConfig, loadKafkaConfig, loadWorkerConfig } from "../../contracts/config.js";
 import { componentAcls, KAFKA_COMPONENTS, type AclRule, type KafkaComponent } from "../../contracts/kafka-acls.js";
 import { topicNames } from "../../contracts/topics.js";
+import { REPO_ROOT } from "../helpers/services.js";
 import { containerEnv, envWithMountedSecrets, find, render, renderError, renderNotes, VARIANTS, type K8sObject, type PodSpec } from "./lib/chart.js";
 
 const secretsRoot = mkdtempSync(path.join(os.tmpdir(), "chart-users-"));
@@ -224,6 +225,29 @@ describe("what the chart refuses, saying why", () => {
     assert.match(renderError({ set: { "kafka.groupId": "kafka-llm-gateways.w" } }), /must not be one another/);
     // The same rule as the contract's.
     assert.throws(() => componentAcls({ topics: topicNames(""), workerGroup: "kafka-llm-workers", gatewayGroup: "kafka-llm-workers.gw" }));
+  });
+});
+
+describe("docs/kubernetes.md's kafka-acls.sh commands", () => {
+  it("grant each default user exactly componentAcls() for the default names", () => {
+    const doc = readFileSync(path.join(REPO_ROOT, "docs", "kubernetes.md"), "utf8");
+    const granted = new Map<string, AclRule[]>();
+    for (const m of doc.matchAll(/^acl User:llm-kafka-llm-(\w+) (.+)$/gm)) {
+      const args = m[2]!.split(/\s+/);
+      const arg = (flag: string) => args[args.indexOf(flag) + 1];
+      const type = args.includes("--topic") ? "topic" : "group";
+      const rule: AclRule = {
+        resource: {
+          type,
+          name: arg(`--${type}`)!,
+          patternType: args.includes("--resource-pattern-type") ? (arg("--resource-pattern-type") as "prefixed") : "literal",
+        },
+        operations: args.flatMap((a, i) => (args[i - 1] === "--operation" ? [a as AclRule["operations"][number]] : [])),
+      };
+      granted.set(m[1]!, [...(granted.get(m[1]!) ?? []), rule]);
+    }
+    const expected = componentAcls({ topics: topicNames(""), workerGroup: "kafka-llm-workers", gatewayGroup: "kafka-llm-gateways" });
+    assert.deepEqual(Object.fromEntries(granted), expected);
   });
 });
 
