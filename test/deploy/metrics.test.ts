@@ -119,6 +119,8 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
         ...gatewayEnv,
         ...local,
         WORKER_GROUP_ID: groupId,
+        // The chart names the gateways' group too: prefixed here like the workers' group.
+        GATEWAY_EVENTS_GROUP_ID: `${prefix}${gatewayEnv.GATEWAY_EVENTS_GROUP_ID}`,
         GATEWAY_HOST: "127.0.0.1",
         GATEWAY_PORT: String(gatewayPort),
         // Read the lag every second (the chart: every 5 s), so a short burst shows.
