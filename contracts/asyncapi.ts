@@ -6,7 +6,7 @@
  * Committed as docs/asyncapi.yaml by scripts/interfaces.ts; a unit test compares.
  */
 import { RECORD_SCHEMAS } from "./json-schema.js";
-import { conversationIdSchema, requestIdSchema } from "./records.js";
+import { requestIdSchema } from "./records.js";
 import { DLQ_HEADERS, TOPIC_BASE_NAMES, type TopicRole } from "./topics.js";
 import { zodToJsonSchema } from "zod-to-json-schema";
 
@@ -19,12 +19,18 @@ const PARTITIONING =
   "chat.requests and chat.memory have the same partition count (KAFKA_REQUEST_PARTITIONS): partition p of one goes with partition p of the other.";
 
 function keySchema(role: "conversation" | "request") {
-  const schema = zodToJsonSchema(role === "conversation" ? conversationIdSchema : requestIdSchema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<
-    string,
-    unknown
-  >;
+  if (role === "conversation") {
+    return {
+      type: "string",
+      // A tenant (1-64 of [A-Za-z0-9._-]), '/', a conversation id (1-128 of [A-Za-z0-9._:-]): contracts/conversation-key.ts.
+      pattern: "^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._:-]{1,128}$",
+      description:
+        "The conversation key (UTF-8): the record's tenant, '/', its conversation_id. A conversation is named by its tenant and id together, so one id used by two tenants is two conversations on their own partitions.",
+    };
+  }
+  const schema = zodToJsonSchema(requestIdSchema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<string, unknown>;
   delete schema.$schema;
-  return { ...schema, description: role === "conversation" ? "The conversation id (UTF-8)" : "The request id (UTF-8)" };
+  return { ...schema, description: "The request id (UTF-8)" };
 }
 
 function schemaOf(topic: TopicRole) {
@@ -92,7 +98,7 @@ export function asyncApiDocument(): Record<string, unknown> {
       version: "1",
       description:
         "The Kafka topics of kafka-llm. Values are UTF-8 JSON; `v` is the schema version (readers reject versions they do not know). " +
-        "To ask for a reply without the gateway, produce a ChatRequest to chat.requests keyed by its conversation_id, then read chat.events " +
+        "To ask for a reply without the gateway, produce a ChatRequest to chat.requests keyed by its conversation key (`<tenant>/<conversation_id>`), then read chat.events " +
         "for records with its request_id: a start, deltas, and a final (or an error) event.\n\n" +
         PARTITIONING,
       license: { name: "Apache-2.0" },
@@ -101,7 +107,7 @@ export function asyncApiDocument(): Record<string, unknown> {
     channels: {
       requests: channel(
         "requests",
-        "Everything that changes a conversation (turn, open, append, delete), applied in order by the worker that owns the partition (consumer group KAFKA_GROUP_ID). A record that fails the schema goes to chat.requests.dlq. " +
+        "Everything that changes a conversation (turn, open, append, delete), applied in order by the worker that owns the partition (consumer group KAFKA_GROUP_ID). A record that fails the schema, or whose key is not its conversation key, or which is not in that key's partition, goes to chat.requests.dlq. " +
           PARTITIONING,
         "chatRequest",
         message("requests", "conversation"),
@@ -194,7 +200,7 @@ export function asyncApiDocument(): Record<string, unknown> {
       },
       readMemory: {
         action: "receive",
-        title: "Restore conversations (workers) and answer history (gateways)",
+        title: "Restore conversations and answer the gateways' reads of them (workers)",
         channel: channelRef("memory"),
         messages: [messageRef("memory", "conversationState")],
       },

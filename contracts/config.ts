@@ -9,6 +9,7 @@ import path from "node:path";
 import { z } from "zod";
 import { KafkaLlmError } from "./errors.js";
 import { MAX_CONTENT_CHARS } from "./records.js";
+import { isLoopbackHost, parseTokens, tokensProblem } from "./internal-token.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -257,15 +258,39 @@ function kafkaSecurity(e: z.infer<z.ZodObject<typeof kafkaFields>>): Pick<KafkaC
   return { sasl, tls };
 }
 
-/** The shared token of the workers' /internal routes: the variable, or the file it is mounted as (a Secret). */
-function internalToken(e: z.infer<z.ZodObject<typeof kafkaFields>>): string {
-  if (!e.KAFKA_LLM_INTERNAL_TOKEN_FILE) return e.KAFKA_LLM_INTERNAL_TOKEN.trim();
+/**
+ * The shared secret of conversation reads (gateway -> worker, platform/internal-auth.ts): one
+ * token, or a file of tokens (one per line: the first signs, every one is accepted), which
+ * the services read again while they run; checked here once, at start.
+ */
+function internalToken(e: z.infer<z.ZodObject<typeof kafkaFields>>): InternalTokenConfig {
   const problems: string[] = [];
-  if (e.KAFKA_LLM_INTERNAL_TOKEN) problems.push("KAFKA_LLM_INTERNAL_TOKEN_FILE: set it or KAFKA_LLM_INTERNAL_TOKEN, not both");
-  const token = readConfigFile("KAFKA_LLM_INTERNAL_TOKEN_FILE", e.KAFKA_LLM_INTERNAL_TOKEN_FILE, problems)?.trim();
-  if (token === "") problems.push(`KAFKA_LLM_INTERNAL_TOKEN_FILE: ${e.KAFKA_LLM_INTERNAL_TOKEN_FILE} is empty`);
+  let config: InternalTokenConfig;
+  if (e.KAFKA_LLM_INTERNAL_TOKEN_FILE) {
+    if (e.KAFKA_LLM_INTERNAL_TOKEN) problems.push("KAFKA_LLM_INTERNAL_TOKEN_FILE: set it or KAFKA_LLM_INTERNAL_TOKEN, not both");
+    const text = readConfigFile("KAFKA_LLM_INTERNAL_TOKEN_FILE", e.KAFKA_LLM_INTERNAL_TOKEN_FILE, problems);
+    const problem = text === undefined ? null : tokensProblem(parseTokens(text));
+    if (problem) problems.push(`KAFKA_LLM_INTERNAL_TOKEN_FILE: ${e.KAFKA_LLM_INTERNAL_TOKEN_FILE} ${problem}`);
+    config = { token: "", file: e.KAFKA_LLM_INTERNAL_TOKEN_FILE };
+  } else {
+    const token = e.KAFKA_LLM_INTERNAL_TOKEN.trim();
+    const problem = token === "" ? null : tokensProblem([token]);
+    if (problem) problems.push(`KAFKA_LLM_INTERNAL_TOKEN: ${problem.replace(/^token 1 /, "")}`);
+    config = { token, file: null };
+  }
   if (problems.length) throw new ConfigError(problems);
-  return token ?? "";
+  return config;
+}
+
+/** The internal token as configured: one token ("" = none), or a file of tokens. */
+export interface InternalTokenConfig {
+  readonly token: string;
+  readonly file: string | null;
+}
+
+/** True when a token is set (a token or a file). */
+export function hasInternalToken(c: InternalTokenConfig): boolean {
+  return c.token !== "" || c.file !== null;
 }
 
 function kafkaConfig(e: z.infer<z.ZodObject<typeof kafkaFields>>): KafkaConfig {
@@ -296,9 +321,10 @@ export interface WorkerConfig {
   /**
    * Conversation reads the gateways send to the owner of a partition: the base URL this
    * worker advertises in its group member's client.id (null: from the pod IP, the HTTP host
-   * or the host name, and the ops server's port), and the Bearer token they must carry ("" = none).
+   * or the host name, and the ops server's port), and the shared token reads are signed with
+   * (required unless the ops server listens on loopback only).
    */
-  readonly query: { readonly address: string | null; readonly token: string };
+  readonly query: { readonly address: string | null; readonly token: InternalTokenConfig };
   readonly model: {
     /** A GGUF file path or an hf: URI. */
     readonly source: string;
@@ -355,6 +381,12 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   if (e.DRAIN_TIMEOUT_MS >= e.REBALANCE_TIMEOUT_MS) {
     problems.push(`DRAIN_TIMEOUT_MS: must be below REBALANCE_TIMEOUT_MS (${e.REBALANCE_TIMEOUT_MS}), or the group removes a worker that is still draining`);
   }
+  const token = internalToken(e);
+  if (!hasInternalToken(token) && !isLoopbackHost(e.WORKER_HTTP_HOST)) {
+    problems.push(
+      `KAFKA_LLM_INTERNAL_TOKEN: required when the worker's ops port, which answers conversation reads, listens beyond loopback (WORKER_HTTP_HOST=${e.WORKER_HTTP_HOST}): set KAFKA_LLM_INTERNAL_TOKEN or KAFKA_LLM_INTERNAL_TOKEN_FILE (at least 32 characters, the same as the gateways'), or WORKER_HTTP_HOST=127.0.0.1`,
+    );
+  }
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze({
     kafka: kafkaConfig(e),
@@ -362,7 +394,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     groupId: e.KAFKA_GROUP_ID,
     workerId: e.WORKER_ID,
     http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
-    query: { address: e.WORKER_QUERY_ADDRESS ?? null, token: internalToken(e) },
+    query: { address: e.WORKER_QUERY_ADDRESS ?? null, token },
     model: {
       source: e.MODEL,
       directory: e.MODEL_DIR,
@@ -429,10 +461,10 @@ export interface GatewayConfig {
   readonly turnStatsWindowMs: number;
   /**
    * Conversation reads, answered by the worker owning the conversation's partition: how
-   * long one may wait for an owner (a rebalance, a restore) before 503, ms, and the Bearer
-   * token the workers' /internal routes want ("" = none).
+   * long one may wait for an owner (a rebalance, a restore) before 503, ms, and the shared
+   * token reads are signed with (none: only owners on loopback are asked).
    */
-  readonly conversations: { readonly lookupTimeoutMs: number; readonly internalToken: string };
+  readonly conversations: { readonly lookupTimeoutMs: number; readonly internalToken: InternalTokenConfig };
   /** The model id /v1/models lists and OpenAI responses carry. */
   readonly modelName: string;
 }

@@ -24,14 +24,15 @@ export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
     title: "ChatRequest",
     topic: "requests",
     schema: chatRequestSchema,
-    description: "A value on chat.requests: a turn, an open, an append (messages without a reply) or a delete, keyed by conversation_id.",
+    description:
+      "A value on chat.requests: a turn, an open, an append (messages without a reply) or a delete, keyed by the conversation key (tenant/conversation_id).",
   },
   {
     file: "chat-event.schema.json",
     title: "ChatEvent",
     topic: "events",
     schema: chatEventSchema,
-    description: "A value on chat.events: start, delta, final or error of one request, keyed by conversation_id.",
+    description: "A value on chat.events: start, delta, final or error of one request, keyed by the conversation key (tenant/conversation_id).",
   },
   {
     file: "control-record.schema.json",
@@ -45,7 +46,8 @@ export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
     title: "ConversationState",
     topic: "memory",
     schema: conversationStateSchema,
-    description: "A value on chat.memory (compacted): a conversation's whole state, keyed by conversation_id; a null value deletes it.",
+    description:
+      "A value on chat.memory (compacted): a conversation's whole state, keyed by the conversation key (tenant/conversation_id); a null value deletes it.",
   },
   {
     file: "handover.schema.json",
@@ -61,7 +63,7 @@ export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
     topic: "history",
     schema: historyRecordSchema,
     description:
-      "A value on chat.history: the messages one applied request added to a conversation, keyed by conversation_id. links[k] is the offset (same partition) of the newest earlier record of the chain whose seq is a multiple of 2^k; the conversation's memory record holds the head. Only records reachable from the head belong to the conversation.",
+      "A value on chat.history: the messages one applied request added to a conversation, keyed by the conversation key (tenant/conversation_id). links[k] is the offset (same partition) of the newest earlier record of the chain whose seq is a multiple of 2^k; the conversation's memory record holds the head. Only records reachable from the head belong to the conversation.",
   },
 ];
 

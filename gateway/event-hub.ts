@@ -22,7 +22,7 @@ const noop = () => {};
 
 interface RequestState {
   conversationId: string;
-  tenant: string | null;
+  tenant: string;
   attempt: string | null;
   events: ChatEvent[];
   done: boolean;
@@ -38,7 +38,7 @@ export type FollowHook = (requestId: string, snapshot: RequestSnapshot) => () =>
 
 export interface RequestSnapshot {
   readonly conversationId: string;
-  readonly tenant: string | null;
+  readonly tenant: string;
   /** The attempt whose events are held; null before the first start event. */
   readonly attempt: string | null;
   readonly events: readonly ChatEvent[];
@@ -197,7 +197,7 @@ export class EventHub {
     return dropped;
   }
 
-  #stateFor(requestId: string, conversationId: string, tenant: string | null): RequestState {
+  #stateFor(requestId: string, conversationId: string, tenant: string): RequestState {
     let state = this.#requests.get(requestId);
     if (!state) {
       state = { conversationId, tenant, attempt: null, events: [], done: false, partition: null, listeners: new Map(), touchedAt: this.#now() };

@@ -1,8 +1,9 @@
 /**
  * What every route that changes something shares: checking a request against the record
  * schema workers read, tracking it, putting it on Kafka, and finding requests and
- * conversations for a tenant. Another tenant's request or conversation is "not found",
- * never "forbidden": its existence is not theirs to learn.
+ * conversations for a tenant. Another tenant's request is "not found", never "forbidden":
+ * its existence is not theirs to learn; a conversation is named by tenant and id together
+ * (contracts/conversation-key.ts), so another tenant's is simply another conversation.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
@@ -16,6 +17,7 @@ import {
   type ErrorEvent,
   type FinalEvent,
 } from "../contracts/records.js";
+import { conversationKey } from "../contracts/conversation-key.js";
 import type { GatewayDeps } from "./deps.js";
 import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
 import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
@@ -50,7 +52,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export async function submit(deps: GatewayDeps, request: ChatRequest, log: FastifyBaseLogger): Promise<void> {
   // Its events come to this replica: a partition of chat.events it reads (none while it owns none).
-  const eventsPartition = request.events_partition ?? deps.events?.pick(request.conversation_id);
+  const eventsPartition = request.events_partition ?? deps.events?.pick(conversationKey(request));
   if (eventsPartition !== undefined) request = { ...request, events_partition: eventsPartition };
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
   const checked = chatRequestSchema.safeParse(request);
@@ -100,41 +102,21 @@ export async function findRequest(deps: GatewayDeps, requestId: string, tenant: 
 
 /**
  * The stored state of the tenant's conversation, as the worker owning its partition has it
- * now (gateway/kafka/owners.ts): 404 when the owner has none or it is another tenant's,
- * 503 when no owner answered in time (no workers running, or a rebalance past the bound).
+ * now (gateway/kafka/owners.ts): 404 when the owner has none (another tenant's conversation
+ * of the same id is another conversation), 503 when no owner answered in time (no workers
+ * running, or a rebalance past the bound).
  */
 export async function findConversation(deps: GatewayDeps, conversationId: string, tenant: string): Promise<ConversationState> {
   if (!deps.conversations) throw new ApiError("kafka_unavailable", "conversation reads are not available yet; try again shortly");
   let state: ConversationState | undefined;
   try {
-    state = await deps.conversations.get(conversationId);
+    state = await deps.conversations.get({ tenant, conversation_id: conversationId });
   } catch (err) {
     if (err instanceof LookupUnavailable) throw new ApiError("kafka_unavailable", `cannot read conversation ${conversationId}: ${err.message}`);
     throw err;
   }
-  if (!state || state.tenant !== tenant) throw notFound(`no conversation ${conversationId}`);
+  if (!state) throw notFound(`no conversation ${conversationId}`);
   return state;
-}
-
-/**
- * The foreign-tenant check of a write (a turn, an append), started before the request is
- * published and awaited after it, so it adds no round trip: the owner is asked while Kafka
- * takes the request. The returned function throws 404 when the owner says the conversation
- * is another tenant's; the published request then changes nothing, because the worker
- * refuses it too (its check is the one that counts: it sees every request in order). When
- * the owner cannot tell at once (no worker running, a rebalance) nothing is waited for.
- */
-export function checkNotForeign(deps: GatewayDeps, conversationId: string, tenant: string): () => Promise<void> {
-  const lookup = deps.conversations;
-  const foreign = lookup
-    ? lookup.get(conversationId, { wait: false }).then(
-        (state) => state !== undefined && state.tenant !== tenant,
-        () => false,
-      )
-    : Promise.resolve(false);
-  return async () => {
-    if (await foreign) throw notFound(`no conversation ${conversationId}`);
-  };
 }
 
 /**

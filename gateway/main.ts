@@ -1,8 +1,10 @@
 /** Gateway entry point: wires config, logger, Kafka clients, the hub, the conversation lookup and the HTTP server. */
 import { loadGatewayConfig } from "../contracts/config.js";
+import { privateGroup } from "../contracts/kafka-acls.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { createKafka } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
+import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger } from "../platform/logger.js";
 import { ensureTopics } from "../platform/topic-admin.js";
 import { buildGateway } from "./app.js";
@@ -76,6 +78,7 @@ async function main(): Promise<void> {
     admin,
     topics,
     hub,
+    gatewayGroup: config.events.groupId,
     lookBackMs: config.requests.stateTtlMs,
     logger,
     onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
@@ -97,18 +100,28 @@ async function main(): Promise<void> {
   await eventPartitions.start();
   deps.events = eventPartitions;
   const owners = groupDescriber(config.kafka, config.lag.workerGroupId, topics.requests);
+  const internalKeys = InternalKeys.fromConfig(config.conversations.internalToken, logger);
   deps.conversations = new OwnerLookup({
     describe: owners.describe,
     partitions: async () => (await withDeadline(admin.fetchTopicOffsets(topics.requests), 3000, "chat.requests partitions")).length,
     groupId: config.lag.workerGroupId,
     timeoutMs: config.conversations.lookupTimeoutMs,
-    token: config.conversations.internalToken,
+    keys: internalKeys,
     metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
     logger,
-    onStop: () => owners.close(),
+    onStop: async () => {
+      internalKeys.stop();
+      await owners.close();
+    },
   });
-  const historyReader = await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: HISTORY_FETCHERS, logger });
-  const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.kafka.topicPrefix);
+  const historyReader = await startOffsetReader({
+    kafka: config.kafka,
+    topic: topics.history,
+    size: HISTORY_FETCHERS,
+    groupId: privateGroup(config.events.groupId, "offsets"),
+    logger,
+  });
+  const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.events.groupId);
   deps.history = { reader: historyReader, positions: readerPositions };
   const lag = new LagExporter({
     admin,

@@ -183,7 +183,14 @@ function unavailable(topic: string, cause: unknown): KafkaLlmError {
  * Starts the pool: one consumer at once (so a missing binding or an unreachable cluster
  * shows at start), the others, up to `size`, when reads need them at the same time.
  */
-export async function startOffsetReader(options: { kafka: KafkaConfig; topic: string; size: number; logger: Logger }): Promise<OffsetReader> {
+export async function startOffsetReader(options: {
+  kafka: KafkaConfig;
+  topic: string;
+  size: number;
+  /** The group id librdkafka wants (nothing is committed under it and it never joins): a private group of the component's (contracts/kafka-acls.ts). */
+  groupId: string;
+  logger: Logger;
+}): Promise<OffsetReader> {
   const log = options.logger.child({ component: "offset-reader", topic: options.topic });
   const require = createRequire(import.meta.url);
   const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
@@ -198,7 +205,7 @@ export async function startOffsetReader(options: { kafka: KafkaConfig; topic: st
     const consumer = new KafkaConsumer({
       ...librdkafkaConnection(options.kafka),
       // A group id librdkafka wants; nothing is ever committed under it.
-      "group.id": "kafka-llm-offset-reader",
+      "group.id": options.groupId,
       "enable.auto.commit": false,
       "enable.auto.offset.store": false,
       "auto.offset.reset": "error",

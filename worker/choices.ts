@@ -9,17 +9,18 @@
  * same n choices, and the choices differ from each other.
  */
 import type { WorkerConfig } from "../contracts/config.js";
+import { conversationKey } from "../contracts/conversation-key.js";
 import type { TurnRequest } from "../contracts/records.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import type { EventWriter } from "./event-writer.js";
-import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
+import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
 import type { WorkerMetrics } from "./metrics.js";
-import type { Slot, SlotPool } from "./slot-pool.js";
+import { slotOwner, type Slot, type SlotPool } from "./slot-pool.js";
 
 export interface ChoiceDeps {
   readonly config: WorkerConfig;
-  readonly slots: SlotPool<Pick<SequenceGenerator, "generate">>;
+  readonly slots: SlotPool<SlotGenerator>;
   readonly metrics: WorkerMetrics;
 }
 
@@ -46,9 +47,9 @@ export async function generateChoices(
       }),
   );
   const toolCalls = Array.from({ length: n }, (_, choice) => new ToolCallStream(events, deps.config.stream, choice));
-  const slots: Slot<Pick<SequenceGenerator, "generate">>[] = [await deps.slots.acquire(request.conversation_id)];
+  const slots: Slot<SlotGenerator>[] = [await deps.slots.acquire(slotOwner(request))];
   // acquire() takes a free slot synchronously, so this never waits.
-  while (slots.length < n && deps.slots.busyCount < deps.slots.size) slots.push(await deps.slots.acquire(request.conversation_id));
+  while (slots.length < n && deps.slots.busyCount < deps.slots.size) slots.push(await deps.slots.acquire(slotOwner(request)));
   deps.metrics.activeGenerations.inc(slots.length);
   const results: GenerateResult[] = new Array(n);
   try {
@@ -75,7 +76,7 @@ export async function generateChoices(
   } catch (err) {
     for (const b of batchers) b.flush();
     for (const t of toolCalls) t.flush();
-    deps.slots.forget(request.conversation_id);
+    deps.slots.forget(conversationKey(request));
     throw err;
   } finally {
     deps.metrics.activeGenerations.dec(slots.length);

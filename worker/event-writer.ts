@@ -9,7 +9,7 @@
  * `settle()`, which the turn awaits before it commits.
  *
  * Every event goes to the request's `events_partition` when it names a partition of
- * chat.events (the gateway replica that reads it), else to the key's partition. Kafka's
+ * chat.events (the gateway replica that reads it), else to the conversation key's partition. Kafka's
  * answer to each send gives the offset of every event in it (the batch's base offset plus
  * its index): the turn stores where its events start, and learns where its final landed.
  */
@@ -18,6 +18,7 @@ import type { Logger } from "../platform/logger.js";
 
 /** The one producer call the worker's writers make (a kafkajs producer; a stand-in in unit tests). */
 export type RecordSink = Pick<Producer, "send">;
+import { conversationKey } from "../contracts/conversation-key.js";
 import { SCHEMA_VERSION, encodeRecord, type ChatEvent, type ChatRequest } from "../contracts/records.js";
 
 export type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "request_id" | "conversation_id" | "tenant" | "attempt" | "seq" | "at"> : never;
@@ -107,7 +108,7 @@ export class EventWriter {
     // After a failure nothing more is sent: a later event must not land without those before it.
     if (this.#failure !== null) return;
     if (event.type === "final" || event.type === "error") this.#terminalSeqs.add(event.seq);
-    this.#queued.push({ key: event.conversation_id, value: encodeRecord(event), seq: event.seq });
+    this.#queued.push({ key: conversationKey(event), value: encodeRecord(event), seq: event.seq });
     if (options.holdMs && !this.#sending) this.#holdTimer ??= setTimeout(() => this.#sendHeld(), options.holdMs);
     else this.#sendHeld();
   }

@@ -82,6 +82,9 @@ export interface GeneratorOptions {
   readonly defaultRepeatPenalty?: number;
 }
 
+/** What a turn asks of a slot's generator. */
+export type SlotGenerator = Pick<SequenceGenerator, "generate" | "clearCache">;
+
 /** One context sequence and the chat state on it. Not safe for concurrent calls. */
 export class SequenceGenerator {
   readonly #chat: LlamaChat;
@@ -239,6 +242,11 @@ export class SequenceGenerator {
       timeToFirstTokenMs: (firstTokenAt ?? ended) - started,
       generationMs: ended - started,
     };
+  }
+
+  /** Empties the sequence's KV cache: the next prompt is evaluated whole (a slot passing to another tenant). */
+  async clearCache(): Promise<void> {
+    await this.#sequence.clearHistory();
   }
 
   dispose(): void {

@@ -6,6 +6,7 @@
  * re-run request appends its own (exactly once, like memory; no transaction needed).
  */
 import { randomBytes } from "node:crypto";
+import { conversationKey } from "../contracts/conversation-key.js";
 import { nextFingers } from "../contracts/history-chain.js";
 import { SCHEMA_VERSION, encodeRecord, type ConversationState, type HistoryMessage, type HistoryRecord } from "../contracts/records.js";
 import type { RecordSink } from "./event-writer.js";
@@ -47,7 +48,7 @@ export class HistoryWriter implements HistoryPort {
     const [meta] = await this.#producer.send({
       topic: this.#topic,
       acks: -1,
-      messages: [{ key: state.conversation_id, value: encodeRecord(record), ...(head && { partition: head.partition }) }],
+      messages: [{ key: conversationKey(state), value: encodeRecord(record), ...(head && { partition: head.partition }) }],
     });
     if (meta?.baseOffset === undefined) throw new Error(`chat.history did not return the offset of ${state.conversation_id}'s record`);
     const offset = Number(meta.baseOffset);

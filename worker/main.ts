@@ -1,16 +1,18 @@
 /** Worker entry point: wires config, logger, model, Kafka and signals. */
 import { loadWorkerConfig } from "../contracts/config.js";
+import { privateGroup } from "../contracts/kafka-acls.js";
 import { topicNames, topicSpecs } from "../contracts/topics.js";
 import { HistoryWriter } from "./history-writer.js";
 import { createKafka, createProducer } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
+import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger, type Logger } from "../platform/logger.js";
 import { startOffsetReader } from "../platform/offset-reader.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { ensureTopics } from "../platform/topic-admin.js";
 import { Cancellations } from "./cancellations.js";
 import { startControlConsumer } from "./control-consumer.js";
-import { SequenceGenerator } from "./generator.js";
+import { SequenceGenerator, type SlotGenerator } from "./generator.js";
 import { loadLlm } from "./llm.js";
 import { MemoryStore } from "./memory-store.js";
 import { Lifecycle, WORKER_STATES } from "./lifecycle.js";
@@ -73,7 +75,7 @@ async function main(): Promise<void> {
     for (const g of generators) g.dispose();
     await llm.dispose();
   });
-  const slots = new SlotPool(generators);
+  const slots = new SlotPool<SlotGenerator>(generators, { clear: (g) => g.clearCache() });
   metrics.slots.set(slots.size);
   if (stopping) return;
 
@@ -87,15 +89,17 @@ async function main(): Promise<void> {
   const producer = createProducer(kafka);
   await producer.connect();
   release.push(() => producer.disconnect());
+  // The worker's own groups are named under the workers' group (contracts/kafka-acls.ts).
+  const groupPrefix = privateGroup(config.groupId, config.workerId);
+  const offsetsGroup = privateGroup(groupPrefix, "offsets");
   // A replayed request's terminal event is read back from chat.events (its reply, for the newest, from chat.history).
   const replay = {
-    events: await startOffsetReader({ kafka: config.kafka, topic: topics.events, size: 2, logger }),
-    history: await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: 1, logger }),
+    events: await startOffsetReader({ kafka: config.kafka, topic: topics.events, size: 2, groupId: offsetsGroup, logger }),
+    history: await startOffsetReader({ kafka: config.kafka, topic: topics.history, size: 1, groupId: offsetsGroup, logger }),
   };
   release.push(() => replay.events.stop());
   release.push(() => replay.history.stop());
 
-  const groupPrefix = `${config.groupId}.${config.workerId}`;
   const memory = new MemoryStore({
     kafka,
     kafkaConfig: config.kafka,
@@ -111,10 +115,12 @@ async function main(): Promise<void> {
   });
   await memory.start();
   release.push(() => memory.stop());
-  // Gateways read conversations from their partition's owner, here (worker/query-server.ts).
-  ops.setRoute(queryRoute({ memory, token: config.query.token, registry: metrics.registry, logger }));
+  // Gateways read conversations from their partition's owner, here (worker/query-server.ts), signed with the internal token.
+  const keys = InternalKeys.fromConfig(config.query.token, logger);
+  release.push(() => keys.stop());
   const address = queryAddress(config.query.address, config.http.host, ops.port);
-  logger.info({ address }, "answering conversation reads for the owned partitions");
+  ops.setRoute(queryRoute({ memory, keys, address, registry: metrics.registry, logger }));
+  logger.info({ address, signed: keys.enabled }, "answering conversation reads for the owned partitions");
   const cancellations = new Cancellations();
   const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger });
   release.push(() => control.disconnect());

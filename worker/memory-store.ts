@@ -40,6 +40,7 @@ import { startOffsetReader, type OffsetReader } from "../platform/offset-reader.
 import type { KafkaConfig } from "../contracts/config.js";
 import { DEFAULT_DELETE_RETENTION_MS, planRestore, type RestorePlan } from "./restore-plan.js";
 import { StateStore, type RecordWrite } from "./state-store.js";
+import { conversationKey } from "../contracts/conversation-key.js";
 
 const { ConfigResourceTypes } = kafkajs;
 
@@ -172,7 +173,13 @@ export class MemoryStore {
     const store = StateStore.open({ dir: this.#options.stateDir, topic: this.#topic, partitions: this.#options.partitions, logger: this.#logger });
     this.#store = store;
     this.#logger.info({ path: store.path, replaced: store.fellBack }, "state store opened");
-    this.#ends = await startOffsetReader({ kafka: this.#options.kafkaConfig, topic: this.#topic, size: 1, logger: this.#logger });
+    this.#ends = await startOffsetReader({
+      kafka: this.#options.kafkaConfig,
+      topic: this.#topic,
+      size: 1,
+      groupId: `${this.#groupPrefix}.offsets`,
+      logger: this.#logger,
+    });
     const reader = this.#kafka.consumer({
       ...SOLE_READER,
       groupId: `${this.#groupPrefix}.memory.${randomUUID()}`,
@@ -299,13 +306,15 @@ export class MemoryStore {
   /**
    * A conversation as the log has it now: restores the partition or catches up with what
    * another worker wrote first, so a worker that woke from a freeze never answers from
-   * stale state. Also returns a reply a previous owner handed over for `requestId`.
+   * stale state. Also returns a reply a previous owner handed over for `requestId` of this
+   * conversation. `key`: the conversation key (tenant and id, contracts/conversation-key.ts).
    */
-  async load(partition: number, conversationId: string, requestId: string): Promise<{ state?: ConversationState; handover?: Handover }> {
+  async load(partition: number, key: string, requestId: string): Promise<{ state?: ConversationState; handover?: Handover }> {
     await this.ready(partition);
     await this.catchUp(partition);
-    const state = this.get(partition, conversationId);
-    const handover = this.#handover(partition, requestId);
+    const state = this.get(partition, key);
+    const handed = this.#handover(partition, requestId);
+    const handover = handed && conversationKey(handed) === key ? handed : undefined;
     return { ...(state && { state }), ...(handover && { handover }) };
   }
 
@@ -315,7 +324,7 @@ export class MemoryStore {
    * `owned: false` when partition p is not this worker's (any more); rejects when the
    * restore did not finish within the bound.
    */
-  async lookup(partition: number, conversationId: string, timeoutMs = 5000): Promise<{ owned: false } | { owned: true; state?: ConversationState }> {
+  async lookup(partition: number, key: string, timeoutMs = 5000): Promise<{ owned: false } | { owned: true; state?: ConversationState }> {
     if (!this.#owned.has(partition)) return { owned: false };
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<never>((_, reject) => {
@@ -332,7 +341,7 @@ export class MemoryStore {
       clearTimeout(timer);
     }
     if (!this.#owned.has(partition)) return { owned: false };
-    const state = this.get(partition, conversationId);
+    const state = this.get(partition, key);
     return state ? { owned: true, state } : { owned: true };
   }
 
@@ -346,17 +355,12 @@ export class MemoryStore {
    * check runs meanwhile, and the record is written once both are done, so the check costs
    * a turn no round trip of its own.
    */
-  async writeIfOwner(
-    partition: number,
-    conversationId: string,
-    pending: ConversationState | null | Promise<ConversationState>,
-    clearHandover?: string,
-  ): Promise<boolean> {
+  async writeIfOwner(partition: number, key: string, pending: ConversationState | null | Promise<ConversationState>, clearHandover?: string): Promise<boolean> {
     const [current, state] = await Promise.all([this.isCurrent(partition), pending]);
     if (!current) return false;
     // The state and the handover's tombstone go in one send (one batch of the partition).
     const clears = clearHandover !== undefined && this.#partitions.has(partition) && this.#requireStore().has(partition, "handover", clearHandover);
-    await this.put(partition, conversationId, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : []);
+    await this.put(partition, key, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : []);
     return true;
   }
 
@@ -387,41 +391,34 @@ export class MemoryStore {
     return decoded.value;
   }
 
-  /** A conversation of an owned partition as this store has it (undefined past the TTL). */
-  get(partition: number, conversationId: string): ConversationState | undefined {
+  /** A conversation (by its key) of an owned partition as this store has it (undefined past the TTL). */
+  get(partition: number, key: string): ConversationState | undefined {
     if (!this.#partitions.has(partition)) return undefined;
-    const key = cacheKey(partition, conversationId);
-    const cached = this.#cache.get(key);
+    const cached = this.#cache.get(cacheKey(partition, key));
     if (cached) {
       if (this.#expired(cached.writtenAt)) return undefined;
-      this.#cache.delete(key);
-      this.#cache.set(key, cached);
+      this.#cache.delete(cacheKey(partition, key));
+      this.#cache.set(cacheKey(partition, key), cached);
       return cached.state;
     }
-    const stored = this.#requireStore().get(partition, "conversation", conversationId);
+    const stored = this.#requireStore().get(partition, "conversation", key);
     if (!stored || this.#expired(stored.writtenAt)) return undefined;
     const decoded = decodeRecord(conversationStateSchema, stored.bytes);
     if (!decoded.ok) {
-      this.#logger.error({ partition, conversation_id: conversationId, reason: decoded.reason }, "unreadable memory record; starting the conversation afresh");
-      void this.#storeWrite(partition, [{ kind: "conversation", id: conversationId, value: null, writtenAt: Date.now() }]);
+      this.#logger.error({ partition, conversation_key: key, reason: decoded.reason }, "unreadable memory record; starting the conversation afresh");
+      void this.#storeWrite(partition, [{ kind: "conversation", id: key, value: null, writtenAt: Date.now() }]);
       return undefined;
     }
-    this.#remember(key, decoded.value, stored.writtenAt);
+    this.#remember(cacheKey(partition, key), decoded.value, stored.writtenAt);
     return decoded.value;
   }
 
-  /** Writes a conversation's new state (or a tombstone, for null) to memory partition p, with `also` after it in the same send. */
-  async put(
-    partition: number,
-    conversationId: string,
-    state: ConversationState | null,
-    also: ReadonlyArray<{ key: string; value: Buffer | null }> = [],
-  ): Promise<void> {
-    await this.#sendAll(partition, [{ key: conversationId, value: state === null ? null : encodeRecord(state) }, ...also]);
+  /** Writes a conversation's new state (or a tombstone, for null) under its key to memory partition p, with `also` after it in the same send. */
+  async put(partition: number, key: string, state: ConversationState | null, also: ReadonlyArray<{ key: string; value: Buffer | null }> = []): Promise<void> {
+    await this.#sendAll(partition, [{ key, value: state === null ? null : encodeRecord(state) }, ...also]);
     if (!this.#partitions.has(partition)) return;
-    const key = cacheKey(partition, conversationId);
-    if (state === null) this.#cache.delete(key);
-    else this.#remember(key, state, Date.now());
+    if (state === null) this.#cache.delete(cacheKey(partition, key));
+    else this.#remember(cacheKey(partition, key), state, Date.now());
     this.#updateGauge();
   }
 
@@ -705,8 +702,8 @@ export class MemoryStore {
   }
 }
 
-function cacheKey(partition: number, conversationId: string): string {
-  return `${partition}\u0000${conversationId}`;
+function cacheKey(partition: number, key: string): string {
+  return `${partition}\u0000${key}`;
 }
 
 /** A memory record (by its key: a conversation or a handover) as a store write. */

@@ -3,31 +3,37 @@
  * queries): the worker that owns partition p of chat.requests holds partition p of
  * chat.memory, so it answers for the conversations there, and no gateway keeps a copy.
  *
- *   GET /internal/v1/partitions/{p}/conversations/{id}
+ *   GET /internal/v1/partitions/{p}/tenants/{tenant}/conversations/{id}
  *     200 { state }  the conversation as the log has it (restored, caught up)
  *     404            this worker owns p and has no such conversation ({ found: false })
  *     421            this worker does not own p (any more): the gateway asks the group again
  *     503            the partition's restore did not finish within the bound
- *     401            KAFKA_LLM_INTERNAL_TOKEN is set and the request does not carry it
+ *     401            the read is not signed with the internal token, for this worker's address
+ *
+ * Reads are signed by the gateway and answers by the worker (platform/internal-auth.ts), so
+ * neither side hands the other anything reusable, and a gateway uses only answers signed
+ * with the shared token. Without a token (a worker listening on loopback only; the config
+ * refuses anything else) reads are not checked.
  *
  * The worker advertises where it answers in its group member's client.id
  * (`<KAFKA_CLIENT_ID>@http://HOST:PORT`), which a gateway reads with the group's description.
  */
-import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import os from "node:os";
 import { Counter, type Registry } from "prom-client";
-import { conversationIdSchema, type ConversationState } from "../contracts/records.js";
+import { conversationKey } from "../contracts/conversation-key.js";
+import { conversationIdSchema, tenantSchema, type ConversationState } from "../contracts/records.js";
+import { ANSWER_SIGNATURE_HEADER, signAnswer, verifyRead, type InternalKeys } from "../platform/internal-auth.js";
 import type { Logger } from "../platform/logger.js";
-import { send, type OpsRoute } from "../platform/ops-server.js";
+import type { OpsRoute } from "../platform/ops-server.js";
 
-export const QUERY_PATH = /^\/internal\/v1\/partitions\/(\d{1,6})\/conversations\/([^/]+)$/;
+export const QUERY_PATH = /^\/internal\/v1\/partitions\/(\d{1,6})\/tenants\/([^/]+)\/conversations\/([^/]+)$/;
 /** How long a read may wait for its partition's restore before 503 (the gateway retries within its own bound). */
 const RESTORE_WAIT_MS = 5000;
 
-/** What the endpoint needs of the memory store. */
+/** What the endpoint needs of the memory store: a conversation by its key. */
 export interface ConversationSource {
-  lookup(partition: number, conversationId: string, timeoutMs?: number): Promise<{ owned: false } | { owned: true; state?: ConversationState }>;
+  lookup(partition: number, key: string, timeoutMs?: number): Promise<{ owned: false } | { owned: true; state?: ConversationState }>;
 }
 
 /**
@@ -47,7 +53,19 @@ export function advertisedClientId(clientId: string, address: string): string {
   return `${clientId}@${address}`;
 }
 
-export function queryRoute(options: { memory: ConversationSource; token: string; registry: Registry; logger: Logger }): OpsRoute {
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * `address`: the base URL this worker advertises; a read signed for another one is refused.
+ * `keys`: the shared token (none: reads are not checked, the worker listens on loopback).
+ */
+export function queryRoute(options: { memory: ConversationSource; keys: InternalKeys; address: string; registry: Registry; logger: Logger }): OpsRoute {
   const log = options.logger.child({ component: "query-server" });
   const queries = new Counter({
     name: "kafka_llm_worker_conversation_queries_total",
@@ -55,54 +73,68 @@ export function queryRoute(options: { memory: ConversationSource; token: string;
     labelNames: ["outcome"] as const,
     registers: [options.registry],
   });
-  const expected = Buffer.from(`Bearer ${options.token}`);
-  const authorized = (req: http.IncomingMessage) => {
-    if (options.token === "") return true;
-    const given = Buffer.from(req.headers.authorization ?? "");
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  };
+  const authority = new URL(options.address).host;
+  let refusedAt = 0;
 
   return (req, res, path) => {
     if (!path.startsWith("/internal/")) return false;
+    let answer = (status: number, body: unknown) => send(res, status, body);
+    if (options.keys.enabled) {
+      const check = verifyRead(options.keys, { method: req.method ?? "GET", path, authorization: req.headers.authorization }, authority);
+      if (!check.ok) {
+        queries.inc({ outcome: "unauthorized" });
+        // Said once a minute: a rotation gone wrong, or someone probing.
+        if (Date.now() - refusedAt > 60_000) {
+          refusedAt = Date.now();
+          log.warn({ reason: check.reason, from: req.socket.remoteAddress }, "conversation read refused");
+        }
+        send(res, 401, {
+          error: `conversation reads must be signed with the internal token for ${options.address} (KAFKA_LLM_INTERNAL_TOKEN): ${check.reason}`,
+        });
+        return true;
+      }
+      answer = (status, body) => send(res, status, body, (bytes) => signAnswer(check.key, check.nonce, status, bytes));
+    }
     const match = QUERY_PATH.exec(path);
-    if (!authorized(req)) {
-      queries.inc({ outcome: "unauthorized" });
-      send(res, 401, { error: "this route needs the internal token (KAFKA_LLM_INTERNAL_TOKEN) as a Bearer token" });
+    if (!match) {
+      answer(404, { error: `no route ${path}` });
       return true;
     }
-    if (!match) return false;
     const partition = Number(match[1]);
-    let id: string;
-    try {
-      id = decodeURIComponent(match[2]!);
-    } catch {
-      id = "";
-    }
-    if (!conversationIdSchema.safeParse(id).success) {
+    const tenant = decodeSegment(match[2]!);
+    const id = decodeSegment(match[3]!);
+    if (!tenantSchema.safeParse(tenant).success || !conversationIdSchema.safeParse(id).success) {
       queries.inc({ outcome: "bad_request" });
-      send(res, 400, { error: "not a conversation id" });
+      answer(400, { error: "not a tenant and conversation id" });
       return true;
     }
-    options.memory.lookup(partition, id, RESTORE_WAIT_MS).then(
-      (answer) => {
-        if (!answer.owned) {
+    options.memory.lookup(partition, conversationKey({ tenant, conversation_id: id }), RESTORE_WAIT_MS).then(
+      (found) => {
+        if (!found.owned) {
           queries.inc({ outcome: "not_owner" });
-          send(res, 421, { error: `this worker does not own partition ${partition}` });
-        } else if (!answer.state) {
+          answer(421, { error: `this worker does not own partition ${partition}` });
+        } else if (!found.state) {
           queries.inc({ outcome: "not_found" });
           // `found: false` tells this 404 from one of a server that has no such route.
-          send(res, 404, { error: "no such conversation", found: false });
+          answer(404, { error: "no such conversation", found: false });
         } else {
           queries.inc({ outcome: "found" });
-          send(res, 200, { state: answer.state });
+          answer(200, { state: found.state });
         }
       },
       (err: unknown) => {
         queries.inc({ outcome: "unavailable" });
         log.warn({ err, partition }, "conversation read not answered: the partition's memory is not readable yet");
-        send(res, 503, { error: `partition ${partition}'s memory is not restored yet` });
+        answer(503, { error: `partition ${partition}'s memory is not restored yet` });
       },
     );
     return true;
   };
+}
+
+/** A JSON answer, with the signature header `sign` makes of its bytes. */
+function send(res: http.ServerResponse, status: number, body: unknown, sign?: (bytes: Buffer) => string): void {
+  const bytes = Buffer.from(JSON.stringify(body), "utf8");
+  res.writeHead(status, { "content-type": "application/json", ...(sign && { [ANSWER_SIGNATURE_HEADER]: sign(bytes) }) });
+  res.end(bytes);
 }

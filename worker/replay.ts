@@ -7,6 +7,7 @@
  * aged out of chat.events (or cannot be found) is answered with `already_applied`: the
  * reply is in the conversation's messages.
  */
+import { conversationKey, type ConversationRef } from "../contracts/conversation-key.js";
 import {
   chatEventSchema,
   decodeRecord,
@@ -48,7 +49,7 @@ export async function storedTerminal(
     if (held === null) return { ok: false, why: "history_gone" };
     return { ok: true, value: encodeRecord(finalEventSchema.parse(fillFinal(entry.final, held))) };
   }
-  const isTerminal = terminalOf(entry.request_id, state.conversation_id);
+  const isTerminal = terminalOf(entry.request_id, state);
   return sources.events.withFetcher(async (fetcher) => {
     const { partition, offset } = entry.events;
     const { low, high } = await fetcher.watermarks(partition);
@@ -66,14 +67,16 @@ export async function storedTerminal(
   });
 }
 
-/** Matches the terminal event of one request of one conversation. */
-function terminalOf(requestId: string, conversationId: string): (record: FetchedRecord) => boolean {
+/** Matches the terminal event of one request of one conversation (its tenant's). */
+function terminalOf(requestId: string, conversation: ConversationRef): (record: FetchedRecord) => boolean {
   const needle = Buffer.from(JSON.stringify(requestId));
   return (record) => {
     // Most of a partition is other requests' deltas: skip them without parsing.
     if (!record.value?.includes(needle)) return false;
     const decoded = decodeRecord(chatEventSchema, record.value);
-    return decoded.ok && decoded.value.request_id === requestId && decoded.value.conversation_id === conversationId && isTerminalEvent(decoded.value);
+    return (
+      decoded.ok && decoded.value.request_id === requestId && conversationKey(decoded.value) === conversationKey(conversation) && isTerminalEvent(decoded.value)
+    );
   };
 }
 
@@ -87,7 +90,7 @@ async function heldReply(state: ConversationState, requestId: string, sources: R
   if (!head) return null;
   const record = await sources.history.withFetcher((f) => f.fetch(head.partition, head.fingers[0]!));
   const decoded = decodeRecord(historyRecordSchema, record?.value ?? null);
-  if (!decoded.ok || decoded.value.request_id !== requestId || decoded.value.conversation_id !== state.conversation_id) return null;
+  if (!decoded.ok || decoded.value.request_id !== requestId || conversationKey(decoded.value) !== conversationKey(state)) return null;
   return [...decoded.value.messages].reverse().find((m) => m.role === "assistant")?.content ?? null;
 }
 

@@ -2,24 +2,57 @@
  * WORKER_SLOTS generations at once on one model: one context with that many sequences,
  * which node-llama-cpp evaluates in shared batches. A conversation's next turn goes back to
  * the slot that holds its previous turn in the KV cache, when that slot is free, so only
- * the new tokens are evaluated; otherwise the least recently used free slot is reclaimed.
+ * the new tokens are evaluated.
+ *
+ * A slot's KV cache never crosses tenants. A prompt reuses a slot's tokens as far as they
+ * are the same tokens, and a reply says how many of its prompt tokens were cached: left
+ * alone, a slot would let one tenant confirm another's system prompt token by token. So
+ * each slot remembers the tenant whose tokens it holds, a turn prefers a free slot of its
+ * own tenant (or an empty one), and a slot that passes to another tenant is cleared first.
  */
+
+import { conversationKey, type ConversationRef } from "../contracts/conversation-key.js";
+
+/** Who takes a slot: a conversation (its key: contracts/conversation-key.ts) of a tenant. */
+export interface SlotOwner {
+  readonly key: string;
+  readonly tenant: string;
+}
+
+/** The slot owner of a request's conversation. */
+export function slotOwner(ref: ConversationRef): SlotOwner {
+  return { key: conversationKey(ref), tenant: ref.tenant };
+}
+
 export interface Slot<G> {
   readonly index: number;
   readonly generator: G;
   /** The conversation whose tokens this slot's sequence holds, if any. */
-  conversationId: string | null;
+  key: string | null;
+  /** The tenant whose tokens this slot's sequence holds; null when it holds none. */
+  tenant: string | null;
   lastUsed: number;
   busy: boolean;
 }
 
+/** The tenant of a slot whose clearing failed: it matches no tenant, so whoever takes it next clears it again. */
+const UNKNOWN_TENANT = "#unknown";
+
+export interface SlotPoolOptions<G> {
+  /** Empties a slot's KV cache (before another tenant uses it). */
+  clear(generator: G): Promise<void>;
+}
+
 export class SlotPool<G> {
   readonly #slots: Slot<G>[];
-  readonly #waiting: Array<{ conversationId: string; resolve(slot: Slot<G>): void }> = [];
+  readonly #waiting: Array<{ owner: SlotOwner; resolve(slot: Slot<G>): void; reject(err: unknown): void }> = [];
+  readonly #clear: (generator: G) => Promise<void>;
   #clock = 0;
+  #clears = 0;
 
-  constructor(generators: readonly G[]) {
-    this.#slots = generators.map((generator, index) => ({ index, generator, conversationId: null, lastUsed: 0, busy: false }));
+  constructor(generators: readonly G[], options: SlotPoolOptions<G>) {
+    this.#slots = generators.map((generator, index) => ({ index, generator, key: null, tenant: null, lastUsed: 0, busy: false }));
+    this.#clear = options.clear;
   }
 
   get size(): number {
@@ -30,40 +63,65 @@ export class SlotPool<G> {
     return this.#slots.filter((s) => s.busy).length;
   }
 
-  /** A slot for `conversationId`: its own when free, else the least recently used free one. */
-  acquire(conversationId: string): Promise<Slot<G>> {
-    const slot = this.#pick(conversationId);
-    if (slot) return Promise.resolve(this.#take(slot, conversationId));
-    return new Promise((resolve) => this.#waiting.push({ conversationId, resolve }));
+  /** Slots cleared because they passed from one tenant to another, so far. */
+  get tenantClears(): number {
+    return this.#clears;
+  }
+
+  /**
+   * A slot for `owner`: the one holding its conversation when free; else the least recently
+   * used free slot of its tenant or an empty one; else the least recently used free slot,
+   * cleared. Waits for a release when none is free.
+   */
+  acquire(owner: SlotOwner): Promise<Slot<G>> {
+    const slot = this.#pick(owner);
+    if (slot) return this.#take(slot, owner);
+    return new Promise((resolve, reject) => this.#waiting.push({ owner, resolve, reject }));
   }
 
   release(slot: Slot<G>): void {
     slot.busy = false;
     const next = this.#waiting.shift();
-    if (next) next.resolve(this.#take(this.#pick(next.conversationId) ?? slot, next.conversationId));
+    if (next) this.#take(this.#pick(next.owner) ?? slot, next.owner).then(next.resolve, next.reject);
   }
 
-  /** Whether `conversationId`'s tokens are still held by a slot. */
-  holds(conversationId: string): boolean {
-    return this.#slots.some((s) => s.conversationId === conversationId);
+  /** Whether a conversation's tokens are still held by a slot. */
+  holds(key: string): boolean {
+    return this.#slots.some((s) => s.key === key);
   }
 
-  /** Forgets which conversation a slot holds (after a failure left its tokens unknown). */
-  forget(conversationId: string): void {
-    for (const s of this.#slots) if (s.conversationId === conversationId) s.conversationId = null;
+  /** Forgets which conversation a slot holds (after a failure left its tokens unknown); its tenant stays. */
+  forget(key: string): void {
+    for (const s of this.#slots) if (s.key === key) s.key = null;
   }
 
-  #pick(conversationId: string): Slot<G> | undefined {
+  #pick(owner: SlotOwner): Slot<G> | undefined {
     const free = this.#slots.filter((s) => !s.busy);
-    const own = free.find((s) => s.conversationId === conversationId);
+    const own = free.find((s) => s.key === owner.key);
     if (own) return own;
-    return free.sort((a, b) => a.lastUsed - b.lastUsed)[0];
+    const lru = (slots: Slot<G>[]) => slots.sort((a, b) => a.lastUsed - b.lastUsed)[0];
+    return lru(free.filter((s) => s.tenant === owner.tenant || s.tenant === null)) ?? lru(free);
   }
 
-  #take(slot: Slot<G>, conversationId: string): Slot<G> {
+  /** Marks the slot taken (at once, so no other turn picks it) and clears it when it held another tenant's tokens. */
+  async #take(slot: Slot<G>, owner: SlotOwner): Promise<Slot<G>> {
     slot.busy = true;
-    slot.conversationId = conversationId;
     slot.lastUsed = ++this.#clock;
+    const foreign = slot.tenant !== null && slot.tenant !== owner.tenant;
+    slot.key = owner.key;
+    slot.tenant = owner.tenant;
+    if (foreign) {
+      this.#clears++;
+      try {
+        await this.#clear(slot.generator);
+      } catch (err) {
+        // What it holds is unknown now: whoever takes it next clears it again.
+        slot.key = null;
+        slot.tenant = UNKNOWN_TENANT;
+        this.release(slot);
+        throw err;
+      }
+    }
     return slot;
   }
 }

@@ -37,11 +37,14 @@
  */
 import type { WorkerConfig } from "../contracts/config.js";
 import { KafkaLlmError } from "../contracts/errors.js";
+import { conversationKey } from "../contracts/conversation-key.js";
 import {
   SCHEMA_VERSION,
   chatRequestSchema,
   decodeRecord,
   loggableReason,
+  type ChatRequest,
+  type ParseResult,
   type ConversationState,
   type AppendRequest,
   type DeleteRequest,
@@ -73,11 +76,11 @@ import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import { EventWriter, eventsPartitionOf, keyPartition, type EventPosition, type RecordSink } from "./event-writer.js";
 import { storedTerminal, type FinalPositions, type ReplaySources } from "./replay.js";
-import type { ChatMessage, GenerateResult, SequenceGenerator } from "./generator.js";
+import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
 import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
-import type { SlotPool } from "./slot-pool.js";
+import { slotOwner, type SlotPool } from "./slot-pool.js";
 import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
 import { TurnPhases } from "./turn-phases.js";
 
@@ -89,7 +92,7 @@ export interface TurnContext {
   readonly memory: MemoryPort;
   /** Where the messages a request adds are appended, before the memory record that points at them. */
   readonly history: HistoryPort;
-  readonly slots: SlotPool<Pick<SequenceGenerator, "generate">>;
+  readonly slots: SlotPool<SlotGenerator>;
   readonly cancellations: Cancellations;
   readonly metrics: WorkerMetrics;
   readonly logger: Logger;
@@ -128,7 +131,7 @@ export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered"
  * the record is then left uncommitted and the scheduler runs it again.
  */
 export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
-  const decoded = decodeRecord(chatRequestSchema, record.value);
+  const decoded = requestOf(record, ctx.config.kafka.requestPartitions);
   if (!decoded.ok) {
     await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
     ctx.logger.warn({ partition: record.partition, offset: record.offset, reason: loggableReason(decoded.reason) }, "dead-lettered request");
@@ -136,10 +139,11 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     return commitTurn("dead_lettered", record, ctx);
   }
   const request = decoded.value;
-  const log = ctx.logger.child({ request_id: request.request_id, conversation_id: request.conversation_id });
+  const key = conversationKey(request);
+  const log = ctx.logger.child({ request_id: request.request_id, tenant: request.tenant, conversation_id: request.conversation_id });
 
   const phases = new TurnPhases((phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds));
-  const { state, handover } = await ctx.memory.load(record.partition, request.conversation_id, request.request_id);
+  const { state, handover } = await ctx.memory.load(record.partition, key, request.request_id);
   phases.mark("load");
 
   const eventsPartition = eventsPartitionOf(request, ctx.config.kafka.eventPartitions, log);
@@ -147,7 +151,7 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   if (state && found) {
     const stored = await storedTerminal(state, found, ctx.replay);
     if (stored.ok) {
-      const at = await reannounce(ctx.producer, ctx.topics.events, request.conversation_id, stored.value, eventsPartition);
+      const at = await reannounce(ctx.producer, ctx.topics.events, key, stored.value, eventsPartition);
       if (at) ctx.finals.set(request.request_id, at);
       log.info({ offset: record.offset, newest: found.newest }, "request already applied: re-announced its terminal event");
     } else {
@@ -177,13 +181,6 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
     { type: request.type, partition: record.partition, offset: record.offset, ...(continued && { continues: continued.worker_id }) },
     continued ? "request continued from a handover" : "request started",
   );
-
-  if (state && state.tenant !== request.tenant) {
-    // Another tenant's conversation: answer as if it did not exist, change nothing.
-    events.write({ type: "error", code: "not_found", message: `no conversation ${request.conversation_id}`, retryable: false });
-    await events.settle();
-    return commitTurn("failed", record, ctx);
-  }
 
   let outcome: TurnOutcome;
   switch (request.type) {
@@ -216,6 +213,26 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   return outcome;
 }
 
+/**
+ * The request a record carries, checked against where it is: its key must be its
+ * conversation key and its partition the one the producers' partitioner gives that key, or
+ * its memory would be looked for, and written, in a partition that does not hold it.
+ */
+function requestOf(record: TurnRecord, partitions: number): ParseResult<ChatRequest> {
+  const decoded = decodeRecord(chatRequestSchema, record.value);
+  if (!decoded.ok) return decoded;
+  const key = conversationKey(decoded.value);
+  if (record.key?.toString("utf8") !== key) return { ok: false, reason: `key: must be the conversation key "<tenant>/<conversation_id>" (${key})` };
+  const expected = keyPartition(key, partitions);
+  if (record.partition !== expected) {
+    return {
+      ok: false,
+      reason: `partition: the key's partition is ${expected} of ${partitions} (the Java client's murmur2 partitioner), not ${record.partition}`,
+    };
+  }
+  return decoded;
+}
+
 /** Keeps where this request's final landed, for the entry the next request leaves behind. */
 function rememberFinal(requestId: string, events: EventWriter, ctx: TurnContext): void {
   const at = events.terminalPosition;
@@ -227,14 +244,14 @@ function rememberFinal(requestId: string, events: EventWriter, ctx: TurnContext)
  * (its first event, acked; a continued reply that wrote none yet starts at the partition's
  * end, which its final follows), and the finals this worker sent.
  */
-async function appliedContext(conversationId: string, events: EventWriter, ctx: TurnContext): Promise<AppliedContext> {
-  const key = keyPartition(conversationId, ctx.config.kafka.eventPartitions);
+async function appliedContext(key: string, events: EventWriter, ctx: TurnContext): Promise<AppliedContext> {
+  const byKey = keyPartition(key, ctx.config.kafka.eventPartitions);
   let first = await events.firstPosition();
   if (!first) {
-    const partition = events.partition ?? key;
+    const partition = events.partition ?? byKey;
     first = { partition, offset: await ctx.replay.events.end(partition) };
   }
-  return { events: first, finalAt: (id) => ctx.finals.get(id), keyPartition: key };
+  return { events: first, finalAt: (id) => ctx.finals.get(id), keyPartition: byKey };
 }
 
 async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
@@ -305,11 +322,11 @@ async function chatTurn(
       ...(request.system === undefined ? {} : { system: request.system }),
       ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
       ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
-      applied: await appliedContext(request.conversation_id, events, ctx),
+      applied: await appliedContext(conversationKey(request), events, ctx),
     };
     const remembered = applyTurn(conversation, turn, ctx.config.memory, ctx.countTokens);
     const next = ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
-    if (!(await ctx.memory.writeIfOwner(record.partition, request.conversation_id, next, continued?.request_id))) return "retry";
+    if (!(await ctx.memory.writeIfOwner(record.partition, conversationKey(request), next, continued?.request_id))) return "retry";
     phases.mark("memory_write");
   } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
     return "retry";
@@ -401,9 +418,9 @@ async function generateStreaming(
     emit: (text) => events.write({ type: "delta", text }),
   });
   const toolCalls = new ToolCallStream(events, ctx.config.stream);
-  const slot = await ctx.slots.acquire(request.conversation_id);
+  const slot = await ctx.slots.acquire(slotOwner(request));
   phases?.mark("slot_wait");
-  ctx.logger.debug({ request_id: request.request_id, conversation_id: request.conversation_id, slot: slot.index }, "slot taken");
+  ctx.logger.debug({ request_id: request.request_id, tenant: request.tenant, conversation_id: request.conversation_id, slot: slot.index }, "slot taken");
   ctx.metrics.activeGenerations.inc();
   try {
     const result = await slot.generator.generate({
@@ -434,7 +451,7 @@ async function generateStreaming(
   } catch (err) {
     batcher.flush();
     toolCalls.flush();
-    ctx.slots.forget(request.conversation_id);
+    ctx.slots.forget(conversationKey(request));
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
     ctx.logger.warn({ request_id: request.request_id, code: error.code, err: error }, "generation failed");
     return { ok: false, error };
@@ -499,11 +516,11 @@ async function open(
     request.request_id,
     final,
     state ? undefined : (greeting ?? undefined),
-    await appliedContext(request.conversation_id, events, ctx),
+    await appliedContext(conversationKey(request), events, ctx),
   );
   const opened = { ...base, applied, updated_at: now };
   const next = state ? opened : ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
-  if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
+  if (!(await ctx.memory.writeIfOwner(partition, conversationKey(request), next))) return "retry";
   events.send(final);
   return "completed";
 }
@@ -521,20 +538,20 @@ async function append(
   const base = state ?? newConversation(request.conversation_id, request.tenant, now);
   const remembered = applyAppend(
     base,
-    { requestId: request.request_id, messages: request.messages, final, now, applied: await appliedContext(request.conversation_id, events, ctx) },
+    { requestId: request.request_id, messages: request.messages, final, now, applied: await appliedContext(conversationKey(request), events, ctx) },
     ctx.config.memory,
     ctx.countTokens,
   );
   const next = ctx.history.append(remembered, request.messages, request.request_id, now);
-  if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, next))) return "retry";
+  if (!(await ctx.memory.writeIfOwner(partition, conversationKey(request), next))) return "retry";
   events.send(final);
   return "completed";
 }
 
 /** Deletes a conversation: a tombstone in chat.memory (its history chain is then unreachable). */
 async function remove(request: DeleteRequest, partition: number, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
-  if (!(await ctx.memory.writeIfOwner(partition, request.conversation_id, null))) return "retry";
-  ctx.slots.forget(request.conversation_id);
+  if (!(await ctx.memory.writeIfOwner(partition, conversationKey(request), null))) return "retry";
+  ctx.slots.forget(conversationKey(request));
   events.write(emptyFinal(""));
   return "completed";
 }

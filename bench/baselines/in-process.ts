@@ -13,7 +13,7 @@ import { llamaSettings } from "../lib/llama-settings.js";
 export interface InProcessModel {
   readonly llm: LoadedLlm;
   readonly slots: SlotPool<SequenceGenerator>;
-  /** Generates on a free slot (the conversation's own when it holds one), as a worker turn does. */
+  /** Generates on a free slot (the conversation's own when it holds one), as a worker turn does; all as one tenant. */
   generate(conversationId: string, messages: readonly ChatMessage[], maxTokens: number, onText?: (text: string) => void): Promise<GenerateResult>;
   countTokens(text: string): number;
   dispose(): Promise<void>;
@@ -29,12 +29,12 @@ export async function loadInProcess(model: string, slots: number): Promise<InPro
   const logger = createLogger("bench", "error");
   const llm = await loadLlm(modelConfig(model), logger, slots);
   const generators = Array.from({ length: slots }, () => new SequenceGenerator(llm.context.getSequence()));
-  const pool = new SlotPool(generators);
+  const pool = new SlotPool(generators, { clear: (g) => g.clearCache() });
   return {
     llm,
     slots: pool,
     async generate(conversationId, messages, maxTokens, onText = () => {}) {
-      const slot = await pool.acquire(conversationId);
+      const slot = await pool.acquire({ key: conversationId, tenant: "bench" });
       try {
         return await slot.generator.generate({ messages, params: { max_tokens: maxTokens }, defaultMaxTokens: maxTokens, onText });
       } finally {

@@ -18,7 +18,7 @@ const modelPath = process.env.MODEL!;
 const turns = Number(process.env.TURNS ?? "8");
 const maxTokens = Number(process.env.MAX_TOKENS ?? "256");
 const settings = llamaSettings();
-const system = loadWorkerConfig({ MODEL: modelPath }).memory.systemPrompt;
+const system = loadWorkerConfig({ MODEL: modelPath, WORKER_HTTP_HOST: "127.0.0.1" }).memory.systemPrompt;
 const perf: string[] = [];
 const llama = await getLlama({
   gpu: settings.gpu === "false" ? false : settings.gpu,

@@ -15,6 +15,7 @@ import {
   type FinalEvent,
   type GenerationParams,
 } from "../../contracts/records.js";
+import { conversationKey } from "../../contracts/conversation-key.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
@@ -125,7 +126,7 @@ export class BenchChat {
       ...(options.params === undefined ? {} : { params: options.params }),
       created_at: Date.now(),
     };
-    await this.#producer!.send({ topic: this.#topics.requests, acks: -1, messages: [{ key: conversationId, value: encodeRecord(record) }] });
+    await this.#producer!.send({ topic: this.#topics.requests, acks: -1, messages: [{ key: conversationKey(record), value: encodeRecord(record) }] });
     return timeline;
   }
 

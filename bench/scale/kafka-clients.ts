@@ -22,7 +22,7 @@ import { benchKafkaConfig } from "../lib/stack.js";
 export type ClientKind = "kafkajs" | "platformatic-consumer" | "confluent-consumer" | "confluent-consumer-drain1s" | "confluent-classic";
 
 /** The shipped drain bound (DRAIN_TIMEOUT_MS's default). */
-const SHIPPED_DRAIN_MS = loadWorkerConfig({ MODEL: "-" }).drainTimeoutMs;
+const SHIPPED_DRAIN_MS = loadWorkerConfig({ MODEL: "-", WORKER_HTTP_HOST: "127.0.0.1" }).drainTimeoutMs;
 
 export interface ConsumerSettings {
   brokers: string;

@@ -49,7 +49,7 @@ export const batchingScenario: Scenario = {
   async run(ctx: ScenarioContext): Promise<ScenarioOutput> {
     // Each level runs about the same number of tokens per lane-slot, so the wall time per level is similar.
     const turnsAt = (c: number) => Math.max(2, Math.round((ctx.quick ? 12 : 48) / c));
-    const system = loadWorkerConfig({ MODEL: ctx.model }).memory.systemPrompt;
+    const system = loadWorkerConfig({ MODEL: ctx.model, WORKER_HTTP_HOST: "127.0.0.1" }).memory.systemPrompt;
     const spec = stackSpec(ctx.brokers, "batching", SLOTS);
     await createTopics(spec);
     const chat = new BenchChat(ctx.brokers, spec.topics);

@@ -110,7 +110,7 @@ export const openaiScenario: Scenario = {
     const rounds = ctx.quick ? 8 : 32;
     const choiceRounds = ctx.quick ? 3 : 10;
     const seedRounds = ctx.quick ? 4 : 12;
-    const system = loadWorkerConfig({ MODEL: ctx.model }).memory.systemPrompt;
+    const system = loadWorkerConfig({ MODEL: ctx.model, WORKER_HTTP_HOST: "127.0.0.1" }).memory.systemPrompt;
     const spec = stackSpec(ctx.brokers, "openai", PARTITIONS);
     await createTopics(spec);
     const children: Service[] = [];

@@ -158,7 +158,7 @@ export const routeScenario: Scenario = {
 
 async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Promise<ScenarioOutput> {
   const { rounds, seqPerRound, concPerRound } = m;
-  const system = loadWorkerConfig({ MODEL: m.file }).memory.systemPrompt;
+  const system = loadWorkerConfig({ MODEL: m.file, WORKER_HTTP_HOST: "127.0.0.1" }).memory.systemPrompt;
 
   const spec = stackSpec(ctx.brokers, name, PARTITIONS);
   await createTopics(spec);

@@ -37,9 +37,9 @@ const SLOTS = 4;
 const GEN_MS = 3000;
 const SESSION_TIMEOUT_MS = 10_000;
 /** The worker's default, as the real workers would heartbeat. */
-const HEARTBEAT_INTERVAL_MS = loadWorkerConfig({ MODEL: "-" }).consumer.heartbeatIntervalMs;
+const HEARTBEAT_INTERVAL_MS = loadWorkerConfig({ MODEL: "-", WORKER_HTTP_HOST: "127.0.0.1" }).consumer.heartbeatIntervalMs;
 /** The worker's default (above the drain bound). */
-const REBALANCE_TIMEOUT_MS = loadWorkerConfig({ MODEL: "-" }).consumer.rebalanceTimeoutMs;
+const REBALANCE_TIMEOUT_MS = loadWorkerConfig({ MODEL: "-", WORKER_HTTP_HOST: "127.0.0.1" }).consumer.rebalanceTimeoutMs;
 const STALL_MS = 250;
 /** Records queued per partition, kept so. */
 const BACKLOG = 2;

@@ -5,6 +5,7 @@
  * history and memory writes) are allowed: reads never see them.
  */
 import { isDeepStrictEqual } from "node:util";
+import { parseConversationKey } from "../../contracts/conversation-key.js";
 import { conversationStateSchema, decodeRecord, historyRecordSchema, type HistoryRecord } from "../../contracts/records.js";
 import type { ClientConversation } from "../client.js";
 import type { LoggedRecord } from "../kafka-log.js";
@@ -18,7 +19,10 @@ export function checkHistory(
   anomalies: string[],
 ): { historyChecked: number; historyMismatches: number } {
   const heads = new Map<string, ReturnType<typeof headOf>>();
-  for (const record of memory) if (record.key !== null && !record.key.startsWith("#")) heads.set(record.key, headOf(record));
+  for (const record of memory) {
+    const id = record.key === null ? undefined : parseConversationKey(record.key)?.conversation_id;
+    if (id !== undefined) heads.set(id, headOf(record));
+  }
   const byOffset = new Map<string, HistoryRecord>();
   for (const record of history) {
     const decoded = decodeRecord(historyRecordSchema, record.value);

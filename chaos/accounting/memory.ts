@@ -3,6 +3,7 @@
  * once, in chat.requests order (the user message, then the reply of its final event).
  */
 import { isDeepStrictEqual } from "node:util";
+import { parseConversationKey } from "../../contracts/conversation-key.js";
 import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
 import type { ClientConversation } from "../client.js";
 import type { LoggedRecord } from "../kafka-log.js";
@@ -40,18 +41,19 @@ export function checkMemory(
   return { memoryChecked, memoryMismatches };
 }
 
-/** The latest state per client conversation (null: a tombstone); keys starting "#" are the workers' own. */
+/** The latest state per client conversation id (null: a tombstone); keys that name no conversation ("#…") are the workers' own. */
 function latestStates(memory: readonly LoggedRecord[], clientIds: ReadonlySet<string>, anomalies: string[]): Map<string, ConversationState | null> {
   const states = new Map<string, ConversationState | null>();
   for (const record of memory) {
-    if (record.key === null || record.key.startsWith("#") || !clientIds.has(record.key)) continue;
+    const id = record.key === null ? undefined : parseConversationKey(record.key)?.conversation_id;
+    if (id === undefined || !clientIds.has(id)) continue;
     if (record.value === null) {
-      states.set(record.key, null);
+      states.set(id, null);
       continue;
     }
     const decoded = decodeRecord(conversationStateSchema, record.value);
     if (!decoded.ok) anomalies.push(`chat.memory ${record.partition}@${record.offset}: unreadable (${decoded.reason})`);
-    else states.set(record.key, decoded.value);
+    else states.set(id, decoded.value);
   }
   return states;
 }

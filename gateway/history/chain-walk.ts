@@ -5,6 +5,7 @@
  * messages walking back along links[0]. A read thus costs hops to what it returns, never
  * the partition's other conversations.
  */
+import { conversationKey, type ConversationRef } from "../../contracts/conversation-key.js";
 import { hopToward } from "../../contracts/history-chain.js";
 import { decodeRecord, historyRecordSchema, type HistoryHead, type HistoryMessage, type HistoryRecord } from "../../contracts/records.js";
 import type { OffsetFetcher } from "../../platform/offset-reader.js";
@@ -24,14 +25,15 @@ interface Node {
 export class ChainWalk {
   readonly #fetcher: OffsetFetcher;
   readonly #head: HistoryHead;
-  readonly #conversationId: string;
+  readonly #conversation: string;
   readonly #records = new Map<number, HistoryRecord | null>();
   /** Kafka fetches this walk made (what a read costs). */
   hops = 0;
 
-  constructor(fetcher: OffsetFetcher, conversationId: string, head: HistoryHead) {
+  /** `conversation`: the conversation key (tenant and id) whose chain this is. */
+  constructor(fetcher: OffsetFetcher, conversation: ConversationRef, head: HistoryHead) {
     this.#fetcher = fetcher;
-    this.#conversationId = conversationId;
+    this.#conversation = conversationKey(conversation);
     this.#head = head;
   }
 
@@ -61,7 +63,7 @@ export class ChainWalk {
     const decoded = fetched ? decodeRecord(historyRecordSchema, fetched.value) : null;
     const record = decoded?.ok ? decoded.value : null;
     // A record of this chain, where its link said: anything else means the chain is broken there (aged out).
-    const ok = record !== null && record.conversation_id === this.#conversationId && record.epoch === this.#head.epoch && record.seq === seq;
+    const ok = record !== null && conversationKey(record) === this.#conversation && record.epoch === this.#head.epoch && record.seq === seq;
     this.#records.set(seq, ok ? record : null);
     return ok ? record : null;
   }

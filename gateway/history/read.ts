@@ -23,9 +23,8 @@ export interface HistoryPage {
 }
 
 /**
- * The head of a conversation's chain, from the worker owning the conversation's partition
- * (404 for an unknown or another tenant's conversation). The one place that knows where
- * heads are found.
+ * The head of the tenant's conversation's chain, from the worker owning the conversation's
+ * partition (404 for an unknown conversation). The one place that knows where heads are found.
  */
 export async function historyHead(
   deps: GatewayDeps,
@@ -68,7 +67,7 @@ export async function readHistory(deps: GatewayDeps, conversationId: string, ten
   if (!head || total === 0) return empty;
 
   const page = await history.reader.withFetcher(async (fetcher) => {
-    const walk = new ChainWalk(fetcher, conversationId, head);
+    const walk = new ChainWalk(fetcher, { tenant, conversation_id: conversationId }, head);
     const windowLo = query.since === undefined ? 0 : await walk.firstIndexSince(query.since);
     const windowHi = query.until === undefined ? total - 1 : await walk.lastIndexUntil(query.until);
     const range = readRange(start, query.limit, windowLo, windowHi);

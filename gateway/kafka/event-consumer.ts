@@ -11,11 +11,13 @@
  * than now - REQUEST_STATE_TTL_MS, so it knows the requests still within their TTL. The
  * group commits its positions, so when the consumer restarts inside the process (after
  * Kafka was unreachable) it carries on where it was instead of skipping to the end.
- * The group id is unique per process; Kafka forgets it after offsets.retention.minutes.
+ * The group id is unique per process (a private group of the gateways':
+ * contracts/kafka-acls.ts); Kafka forgets it after offsets.retention.minutes.
  */
 import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { Admin, Consumer, Kafka } from "kafkajs";
+import { privateGroup } from "../../contracts/kafka-acls.js";
 import { chatRequestSchema, decodeRecord } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { handleConsumerCrash } from "../../platform/kafka.js";
@@ -36,6 +38,8 @@ export async function startEventConsumer(options: {
   admin: Admin;
   topics: TopicNames;
   hub: EventHub;
+  /** The gateways' group, under which this replica's own group is named. */
+  gatewayGroup: string;
   lookBackMs: number;
   logger: Logger;
   /** Called with where each request was read in chat.requests (for the queue position). */
@@ -45,7 +49,7 @@ export async function startEventConsumer(options: {
   const log = logger.child({ component: "event-consumer" });
   const read = [topics.requests];
   const consumer: Consumer = kafka.consumer({
-    groupId: `kafka-llm-gateway-${os.hostname()}-${randomUUID()}`,
+    groupId: privateGroup(options.gatewayGroup, `requests.${os.hostname()}.${randomUUID()}`),
     allowAutoTopicCreation: false,
     maxWaitTimeInMs: 250,
   });

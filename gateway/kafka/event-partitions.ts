@@ -21,6 +21,8 @@ import type { Admin } from "kafkajs";
 import type { KafkaConfig } from "../../contracts/config.js";
 import type { ChatEvent } from "../../contracts/records.js";
 import { GroupConsumer, type GroupProtocol } from "../../platform/group-consumer.js";
+import { conversationKey } from "../../contracts/conversation-key.js";
+import { privateGroup } from "../../contracts/kafka-acls.js";
 import { keyPartition } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub, RequestSnapshot } from "../event-hub.js";
@@ -48,17 +50,17 @@ export interface EventPartitionsOptions {
   onEvent?(event: ChatEvent): void;
 }
 
-/** Kafka's default partitioner (murmur2 of the key), as the workers' producer uses when a request names no partition. */
-export function defaultEventsPartition(conversationId: string, partitions: number): number {
-  return keyPartition(conversationId, partitions);
+/** Kafka's default partitioner (murmur2 of the conversation key), as the workers' producer uses when a request names no partition. */
+export function defaultEventsPartition(key: string, partitions: number): number {
+  return keyPartition(key, partitions);
 }
 
 /** See EventPartitions.pick: `owned` sorted, all below `partitions`. */
-export function pickEventsPartition(conversationId: string, owned: readonly number[], partitions: number): number | undefined {
+export function pickEventsPartition(key: string, owned: readonly number[], partitions: number): number | undefined {
   if (owned.length === 0) return undefined;
-  const byKey = defaultEventsPartition(conversationId, partitions);
+  const byKey = defaultEventsPartition(key, partitions);
   if (owned.includes(byKey)) return byKey;
-  return owned[defaultEventsPartition(conversationId, owned.length)];
+  return owned[defaultEventsPartition(key, owned.length)];
 }
 
 export class EventPartitions {
@@ -85,6 +87,7 @@ export class EventPartitions {
     this.#reader = new EventsReader({
       kafka: options.kafka,
       topic: options.topic,
+      groupId: privateGroup(options.groupId, "offsets"),
       logger: options.logger,
       onRecord: () => options.onRecord?.(),
       onEvent: (event, partition) => {
@@ -122,19 +125,20 @@ export class EventPartitions {
 
   /**
    * The partition for a new request's events: one this replica owns, undefined while it
-   * owns none. Chosen by conversation, so a conversation's events stay in order on one
+   * owns none. Chosen by conversation key, so a conversation's events stay in order on one
    * partition while the ownership holds, spread over the owned partitions: its key's own
    * partition when this replica owns that one (a lone replica owns all, and the layout is
    * the default partitioner's), else one of the owned picked by the same hash.
    */
-  pick(conversationId: string): number | undefined {
-    return pickEventsPartition(conversationId, this.owned, this.#partitionCount);
+  pick(key: string): number | undefined {
+    return pickEventsPartition(key, this.owned, this.#partitionCount);
   }
 
   /** The partition a request's events use: the one read or asked for, else the default partitioner's. */
-  partitionOf(snapshot: Pick<RequestSnapshot, "conversationId" | "partition">): number {
+  partitionOf(snapshot: Pick<RequestSnapshot, "conversationId" | "tenant" | "partition">): number {
     const p = snapshot.partition;
-    return p !== null && p < this.#partitionCount ? p : defaultEventsPartition(snapshot.conversationId, this.#partitionCount);
+    if (p !== null && p < this.#partitionCount) return p;
+    return defaultEventsPartition(conversationKey({ tenant: snapshot.tenant, conversation_id: snapshot.conversationId }), this.#partitionCount);
   }
 
   /** The hub's follow hook: reads the request's partition while the listener follows it. */

@@ -43,6 +43,8 @@ const ERR_TIMED_OUT = -185;
 export interface EventsReaderOptions {
   readonly kafka: KafkaConfig;
   readonly topic: string;
+  /** The group id librdkafka wants (it never joins, nothing is committed): a private group of the gateways'. */
+  readonly groupId: string;
   readonly logger: Logger;
   /** Each event read, with its partition; returns whether the hub took it as new. */
   onEvent(event: ChatEvent, partition: number): void;
@@ -71,7 +73,7 @@ export class EventsReader {
     const native = new KafkaConsumer({
       ...librdkafkaConnection(this.#options.kafka),
       // A group id librdkafka wants; nothing is committed under it and it never joins.
-      "group.id": "kafka-llm-gateway-events-reader",
+      "group.id": this.#options.groupId,
       "enable.auto.commit": false,
       "enable.auto.offset.store": false,
       // An offset aged out between the look-up and the fetch: start at what is left.

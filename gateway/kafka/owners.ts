@@ -10,7 +10,9 @@
  * What the gateway keeps is one address per partition (bounded by the partition count),
  * refreshed when a partition has no known owner or the one asked says it is no longer the
  * owner (421). Nothing grows with the number of conversations; every answer about a
- * conversation, its tenant included, is the owner's answer of the moment.
+ * conversation is the owner's answer of the moment, signed by it with the internal token
+ * (platform/internal-auth.ts): reads carry no reusable credential, and an answer that is
+ * not signed is not used, whoever advertised the address.
  *
  * During a rebalance (no owner yet, or the new owner still restoring) a read waits up to
  * CONVERSATION_LOOKUP_TIMEOUT_MS, then answers 503 with what was missing.
@@ -31,11 +33,13 @@ type ConsumerGroupDescribeResponse = consumerGroupDescribeV0.ConsumerGroupDescri
 type FindCoordinatorResponse = findCoordinatorV6.FindCoordinatorResponse;
 import type { KafkaConfig } from "../../contracts/config.js";
 import { conversationStateSchema, type ConversationState } from "../../contracts/records.js";
+import { conversationKey, type ConversationRef } from "../../contracts/conversation-key.js";
+import { ANSWER_SIGNATURE_HEADER, isLoopbackHost, signRead, verifyAnswer, type InternalKeys } from "../../platform/internal-auth.js";
 import { keyPartition, platformaticConnection } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 
-/** The partition of chat.requests (and chat.memory) a conversation id lands on: the publisher's partitioner. */
-export const conversationPartition: (conversationId: string, partitions: number) => number = keyPartition;
+/** The partition of chat.requests (and chat.memory) a conversation key lands on: the publisher's partitioner. */
+export const conversationPartition: (key: string, partitions: number) => number = keyPartition;
 
 /** The query address in a member's client.id (`...@http://HOST:PORT`), or null when it advertises none. */
 export function advertisedAddress(clientId: string): string | null {
@@ -71,11 +75,11 @@ export type LookupOutcome = "found" | "not_found" | "unavailable";
 
 export interface ConversationLookup {
   /**
-   * The conversation's state from its partition's owner; undefined when the owner has
-   * none. Throws LookupUnavailable when no owner answered within the bound. `wait: false`
-   * tries the owner known now (after one refresh) and gives up at once otherwise.
+   * The tenant's conversation's state from its partition's owner; undefined when the owner
+   * has none. Throws LookupUnavailable when no owner answered within the bound. `wait:
+   * false` tries the owner known now (after one refresh) and gives up at once otherwise.
    */
-  get(conversationId: string, options?: { wait?: boolean }): Promise<ConversationState | undefined>;
+  get(conversation: ConversationRef, options?: { wait?: boolean }): Promise<ConversationState | undefined>;
   /** Partitions whose owner is cached (at most the partition count). */
   readonly cachedOwners: number;
   stop(): Promise<void>;
@@ -99,7 +103,7 @@ export class OwnerLookup implements ConversationLookup {
   readonly #describe: DescribeGroup;
   readonly #partitions: () => Promise<number>;
   readonly #timeoutMs: number;
-  readonly #token: string;
+  readonly #keys: InternalKeys;
   readonly #metrics: LookupMetrics;
   readonly #logger: Logger;
   readonly #groupId: string;
@@ -115,7 +119,8 @@ export class OwnerLookup implements ConversationLookup {
     partitions: () => Promise<number>;
     groupId: string;
     timeoutMs: number;
-    token: string;
+    /** The shared token reads are signed with (none: only owners on loopback are asked). */
+    keys: InternalKeys;
     metrics: LookupMetrics;
     logger: Logger;
     onStop?: () => Promise<void>;
@@ -124,7 +129,7 @@ export class OwnerLookup implements ConversationLookup {
     this.#partitions = options.partitions;
     this.#groupId = options.groupId;
     this.#timeoutMs = options.timeoutMs;
-    this.#token = options.token;
+    this.#keys = options.keys;
     this.#metrics = options.metrics;
     this.#logger = options.logger.child({ component: "owners" });
     this.#onStop = options.onStop ?? (async () => {});
@@ -134,12 +139,12 @@ export class OwnerLookup implements ConversationLookup {
     return this.#owners.size;
   }
 
-  async get(conversationId: string, options: { wait?: boolean } = {}): Promise<ConversationState | undefined> {
+  async get(conversation: ConversationRef, options: { wait?: boolean } = {}): Promise<ConversationState | undefined> {
     const started = performance.now();
     const deadline = started + (options.wait === false ? Math.min(this.#timeoutMs, NO_WAIT_MS) : this.#timeoutMs);
     let outcome: LookupOutcome = "unavailable";
     try {
-      const state = await this.#get(conversationId, deadline, options.wait !== false);
+      const state = await this.#get(conversation, deadline, options.wait !== false);
       outcome = state ? "found" : "not_found";
       return state;
     } finally {
@@ -148,13 +153,13 @@ export class OwnerLookup implements ConversationLookup {
     }
   }
 
-  async #get(conversationId: string, deadline: number, wait: boolean): Promise<ConversationState | undefined> {
+  async #get(conversation: ConversationRef, deadline: number, wait: boolean): Promise<ConversationState | undefined> {
     let problem: string;
     let refreshed = false;
     for (;;) {
       let partition: number | null = null;
       try {
-        partition = conversationPartition(conversationId, await this.#partitionCountNow(deadline));
+        partition = conversationPartition(conversationKey(conversation), await this.#partitionCountNow(deadline));
         let owner = this.#owners.get(partition);
         if (owner === undefined && !refreshed) {
           await this.#refreshWithin(deadline);
@@ -167,7 +172,7 @@ export class OwnerLookup implements ConversationLookup {
               ? `no worker is running (the worker group ${this.#groupId} has no members), so conversation reads cannot be answered; they work again once a worker runs`
               : `no worker owns partition ${partition} of chat.requests right now (the worker group ${this.#groupId} is rebalancing)`;
         } else {
-          const answer = await this.#ask(owner, partition, conversationId, deadline);
+          const answer = await this.#ask(owner, partition, conversation, deadline);
           if (answer.kind === "state") return answer.state;
           if (answer.kind === "none") return undefined;
           problem = answer.problem;
@@ -194,38 +199,56 @@ export class OwnerLookup implements ConversationLookup {
   async #ask(
     owner: string,
     partition: number,
-    conversationId: string,
+    conversation: ConversationRef,
     deadline: number,
   ): Promise<{ kind: "state"; state: ConversationState } | { kind: "none" } | { kind: "moved" | "failed"; problem: string }> {
-    const url = `${owner}/internal/v1/partitions/${partition}/conversations/${encodeURIComponent(conversationId)}`;
+    const url = new URL(
+      `${owner}/internal/v1/partitions/${partition}/tenants/${encodeURIComponent(conversation.tenant)}/conversations/${encodeURIComponent(conversation.conversation_id)}`,
+    );
+    // Without a token, reads go only to owners on this machine (the workers refuse to listen
+    // elsewhere without one); with one, the read is signed for this address alone.
+    if (!this.#keys.enabled && !isLoopbackHost(url.hostname)) {
+      this.#logger.error({ owner }, "no internal token is set, so a conversation read is not sent to a worker beyond loopback: set KAFKA_LLM_INTERNAL_TOKEN");
+      return { kind: "failed", problem: `the owner of partition ${partition} is not on this machine and no internal token is set (KAFKA_LLM_INTERNAL_TOKEN)` };
+    }
+    const signed = signRead(this.#keys, "GET", url);
     let res: Response;
+    let body: Buffer;
     try {
       res = await fetch(url, {
-        headers: this.#token === "" ? {} : { authorization: `Bearer ${this.#token}` },
+        headers: signed ? { authorization: signed.authorization } : {},
         signal: AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(CALL_MS, deadline - performance.now())))),
       });
+      body = Buffer.from(await res.arrayBuffer());
     } catch (err) {
       // The worker is gone (stopped, its pod replaced) or slow: ask the group again.
       this.#owners.delete(partition);
       return { kind: "moved", problem: `the owner of partition ${partition} (${owner}) did not answer (${(err as Error).message})` };
     }
-    const text = await res.text();
-    let body: unknown;
+    // Nothing unsigned is believed, not even "not found" or "moved": a member of the group
+    // that is not a worker could say anything.
+    if (signed && !verifyAnswer(this.#keys, signed.nonce, res.status, body, res.headers.get(ANSWER_SIGNATURE_HEADER))) {
+      this.#owners.delete(partition);
+      if (res.status === 401)
+        this.#logger.error({ owner }, "a worker refused the signed read: set the same KAFKA_LLM_INTERNAL_TOKEN (or token file) on gateways and workers");
+      else this.#logger.error({ owner, status: res.status }, "an answer to a conversation read is not signed with the internal token: ignored");
+      return { kind: "failed", problem: `the owner of partition ${partition} (${owner}) did not answer as a worker` };
+    }
+    let parsed: unknown;
     try {
-      body = JSON.parse(text);
+      parsed = JSON.parse(body.toString("utf8"));
     } catch {
-      body = undefined;
+      parsed = undefined;
     }
     // Only the owner's own "not found" counts, not a 404 of something else at that address.
-    if (res.status === 404 && (body as { found?: unknown } | undefined)?.found === false) return { kind: "none" };
+    if (res.status === 404 && (parsed as { found?: unknown } | undefined)?.found === false) return { kind: "none" };
     if (res.status === 421) return { kind: "moved", problem: `partition ${partition} is moving to another worker` };
     if (res.status === 200) {
-      const parsed = conversationStateSchema.safeParse((body as { state?: unknown } | undefined)?.state);
-      if (parsed.success) return { kind: "state", state: parsed.data };
-      this.#logger.error({ partition, owner }, "the owner answered with a state that does not match the schema");
+      const state = conversationStateSchema.safeParse((parsed as { state?: unknown } | undefined)?.state);
+      if (state.success && conversationKey(state.data) === conversationKey(conversation)) return { kind: "state", state: state.data };
+      this.#logger.error({ partition, owner }, "the owner answered with a state that does not match the schema or the conversation asked for");
       return { kind: "failed", problem: `the owner of partition ${partition} answered with an unreadable state` };
     }
-    if (res.status === 401) this.#logger.error({ owner }, "a worker refused the internal token: set the same KAFKA_LLM_INTERNAL_TOKEN on gateways and workers");
     return { kind: "failed", problem: `the owner of partition ${partition} answered ${res.status} (restoring its memory)` };
   }
 

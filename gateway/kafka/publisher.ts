@@ -1,6 +1,6 @@
 /**
- * What the gateway writes to Kafka: requests to chat.requests (key = conversation id) and
- * cancels to chat.control (key = request id).
+ * What the gateway writes to Kafka: requests to chat.requests (key = the conversation key,
+ * tenant and id: contracts/conversation-key.ts) and cancels to chat.control (key = request id).
  *
  * A client waiting on an HTTP call should hear "try again" quickly when Kafka is down, so
  * a send has a budget of its own (KAFKA_SEND_TIMEOUT_MS) instead of kafkajs's long default
@@ -13,6 +13,7 @@
  * gets a new request id, and at worst both are answered.
  */
 import type { Kafka, Producer } from "kafkajs";
+import { conversationKey } from "../../contracts/conversation-key.js";
 import { encodeRecord, type ChatRequest, type ControlRecord } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { createProducer } from "../../platform/kafka.js";
@@ -52,7 +53,7 @@ export class KafkaPublisher implements Publisher {
   }
 
   publishRequest(request: ChatRequest): Promise<void> {
-    return this.#send(this.#topics.requests, request.conversation_id, encodeRecord(request), request.request_id);
+    return this.#send(this.#topics.requests, conversationKey(request), encodeRecord(request), request.request_id);
   }
 
   publishCancel(record: ControlRecord): Promise<void> {

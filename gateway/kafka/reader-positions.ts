@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import { Admin } from "@platformatic/kafka";
 import type { KafkaConfig } from "../../contracts/config.js";
+import { privateGroup } from "../../contracts/kafka-acls.js";
 import { platformaticConnection } from "../../platform/kafka.js";
 
 export interface ReaderPosition {
@@ -28,14 +29,18 @@ export interface ReaderPositions {
   close(): Promise<void>;
 }
 
-/** The group that holds one reader's position: hashed, so any tenant or reader name makes a valid, bounded id. */
-export function readerGroupId(prefix: string, at: ReaderPosition): string {
+/**
+ * The group that holds one reader's position: a private group of the gateways' (so only
+ * gateways may touch it: contracts/kafka-acls.ts), hashed, so any tenant or reader name
+ * makes a valid, bounded id.
+ */
+export function readerGroupId(gatewayGroup: string, at: ReaderPosition): string {
   const h = createHash("sha256").update(`${at.tenant}\0${at.conversationId}\0${at.epoch}\0${at.reader}`).digest("hex");
-  return `${prefix}kafka-llm-history-reader.${h.slice(0, 40)}`;
+  return privateGroup(gatewayGroup, `reader.${h.slice(0, 40)}`);
 }
 
 /**
- * `prefix`: the install's topic prefix, so installs sharing a cluster keep apart. The
+ * `gatewayGroup`: the gateways' group, so installs sharing a cluster keep apart. The
  * position is kept on partition 0.
  *
  * The admin client is @platformatic/kafka's: its OffsetCommit and OffsetFetch name any
@@ -43,19 +48,19 @@ export function readerGroupId(prefix: string, at: ReaderPosition): string {
  * group member (its admin.setOffsets joins the group first, seconds on a broker's initial
  * rebalance delay), and librdkafka ties a client to one group id.
  */
-export function kafkaReaderPositions(kafka: KafkaConfig, topic: string, prefix: string): ReaderPositions {
+export function kafkaReaderPositions(kafka: KafkaConfig, topic: string, gatewayGroup: string): ReaderPositions {
   // A read that names a reader answers 503 within seconds when Kafka is away, not after long retries.
   const admin = new Admin(platformaticConnection(kafka, "history-readers", 2));
   return {
     async get(at) {
-      const groupId = readerGroupId(prefix, at);
+      const groupId = readerGroupId(gatewayGroup, at);
       const [group] = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: [0] }] }] });
       const offset = group?.topics.find((t) => t.name === topic)?.partitions.find((p) => p.partitionIndex === 0)?.committedOffset;
       return offset === undefined || offset < 0n ? undefined : Number(offset);
     },
     async set(at, next) {
       await admin.alterConsumerGroupOffsets({
-        groupId: readerGroupId(prefix, at),
+        groupId: readerGroupId(gatewayGroup, at),
         topics: [{ name: topic, partitionOffsets: [{ partition: 0, offset: BigInt(next) }] }],
       });
     },

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { conversationIdSchema, type ChatEvent, type TurnRequest } from "../../contracts/records.js";
 import type { GatewayDeps } from "../deps.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
-import { awaitTerminal, checkNotForeign, cancel, errorOfEvent, submit } from "../intake.js";
+import { awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
 import { choicesOf, chunk, completion, finishReason, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
 import { SseWriter } from "../sse.js";
@@ -32,7 +32,6 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): v
     const input = parseCompletionBody(objectBody(request.body, '{"model": "...", "messages": [...]}'), deps.config.maxContentChars);
     const header = request.headers["x-conversation-id"];
     let conversationId: string | null = null;
-    let notForeign: (() => Promise<void>) | undefined;
     if (header !== undefined) {
       const parsed = conversationIdSchema.safeParse(Array.isArray(header) ? header[0] : header);
       if (!parsed.success) {
@@ -40,11 +39,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): v
         throw new ApiError("invalid_request", `X-Conversation-Id: ${parsed.error.issues.map((i) => i.message).join("; ")}`, { param: "X-Conversation-Id" });
       }
       conversationId = parsed.data;
-      notForeign = checkNotForeign(deps, conversationId, request.tenant);
     }
     const turn = toTurnRequest(input, request.tenant, conversationId);
     await submit(deps, turn, request.log);
-    await notForeign?.();
     const meta: CompletionMeta = { requestId: turn.request_id, model: deps.config.modelName, created: Math.floor(turn.created_at / 1000) };
     reply.header("x-request-id", turn.request_id);
     if (input.stream) return streamCompletion(deps, request, reply, turn, input, meta);

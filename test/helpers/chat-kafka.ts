@@ -17,6 +17,7 @@ import {
   type GenerationParams,
 } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
+import { conversationKey, parseConversationKey } from "../../contracts/conversation-key.js";
 
 const { Kafka, Partitioners, logLevel } = kafkajs;
 
@@ -63,7 +64,8 @@ export class ChatOverKafka {
     await this.#producer?.disconnect();
   }
 
-  async produce(value: unknown, key: string): Promise<void> {
+  /** Produces a request record, keyed as the gateway keys it: its conversation key (or `key`, to test a wrong one). */
+  async produce(value: { tenant: string; conversation_id: string; [field: string]: unknown }, key = conversationKey(value)): Promise<void> {
     await this.produceRaw(Buffer.from(JSON.stringify(value)), key);
   }
 
@@ -78,39 +80,30 @@ export class ChatOverKafka {
     extra: { params?: GenerationParams; system?: string; tenant?: string; context?: unknown[] } = {},
   ): Promise<string> {
     const requestId = randomUUID();
-    await this.produce(
-      {
-        v: SCHEMA_VERSION,
-        type: "turn",
-        request_id: requestId,
-        conversation_id: conversationId,
-        tenant: extra.tenant ?? "t1",
-        content,
-        ...(extra.system === undefined ? {} : { system: extra.system }),
-        ...(extra.params === undefined ? {} : { params: extra.params }),
-        ...(extra.context === undefined ? {} : { context: extra.context }),
-        created_at: Date.now(),
-      },
-      conversationId,
-    );
+    await this.produce({
+      v: SCHEMA_VERSION,
+      type: "turn",
+      request_id: requestId,
+      conversation_id: conversationId,
+      tenant: extra.tenant ?? "t1",
+      content,
+      ...(extra.system === undefined ? {} : { system: extra.system }),
+      ...(extra.params === undefined ? {} : { params: extra.params }),
+      ...(extra.context === undefined ? {} : { context: extra.context }),
+      created_at: Date.now(),
+    });
     return requestId;
   }
 
   async open(conversationId: string, greeting: boolean, tenant = "t1"): Promise<string> {
     const requestId = randomUUID();
-    await this.produce(
-      { v: SCHEMA_VERSION, type: "open", request_id: requestId, conversation_id: conversationId, tenant, greeting, created_at: Date.now() },
-      conversationId,
-    );
+    await this.produce({ v: SCHEMA_VERSION, type: "open", request_id: requestId, conversation_id: conversationId, tenant, greeting, created_at: Date.now() });
     return requestId;
   }
 
   async remove(conversationId: string, tenant = "t1"): Promise<string> {
     const requestId = randomUUID();
-    await this.produce(
-      { v: SCHEMA_VERSION, type: "delete", request_id: requestId, conversation_id: conversationId, tenant, created_at: Date.now() },
-      conversationId,
-    );
+    await this.produce({ v: SCHEMA_VERSION, type: "delete", request_id: requestId, conversation_id: conversationId, tenant, created_at: Date.now() });
     return requestId;
   }
 
@@ -149,8 +142,8 @@ export class ChatOverKafka {
     return events.find(isTerminalEvent)!;
   }
 
-  /** chat.memory read to its current end: the latest state per conversation (null = deleted). */
-  async readMemory(): Promise<Map<string, ConversationState | null>> {
+  /** chat.memory read to its current end: the latest state of each of `tenant`'s conversations, by id (null = deleted). */
+  async readMemory(tenant = "t1"): Promise<Map<string, ConversationState | null>> {
     const admin = this.#kafka.admin();
     await admin.connect();
     const ends = await admin.fetchTopicOffsets(this.#topics.memory);
@@ -166,9 +159,9 @@ export class ChatOverKafka {
       void consumer.run({
         autoCommit: false,
         eachMessage: async ({ partition, message }) => {
-          const key = message.key!.toString();
-          if (!key.startsWith("#")) {
-            states.set(key, message.value === null ? null : conversationStateSchema.parse(JSON.parse(message.value.toString())));
+          const ref = parseConversationKey(message.key!.toString());
+          if (ref?.tenant === tenant) {
+            states.set(ref.conversation_id, message.value === null ? null : conversationStateSchema.parse(JSON.parse(message.value.toString())));
           }
           if (BigInt(message.offset) + 1n >= target.get(partition)!) {
             pending.delete(partition);

@@ -1,7 +1,7 @@
 """A service on the same Kafka that knows kafka-llm only from its published contract.
 
 It reads nothing of the project's code: only the JSON Schemas under contracts/schema/
-and what docs/asyncapi.yaml says (topic names, key = conversation id, murmur2
+and what docs/asyncapi.yaml says (topic names, key = "<tenant>/<conversation id>", murmur2
 partitioning, the events that answer a request). It builds a turn request, checks it
 against chat-request.schema.json, produces it with kafka-python, follows chat.events
 for that request id, checks every event against chat-event.schema.json, and prints
@@ -38,12 +38,15 @@ def main() -> int:
     jsonschema.Draft7Validator.check_schema(event_schema)
 
     conversation_id = f"plain-{uuid.uuid4()}"
+    tenant = "plain-client"
+    # The conversation key: a conversation is named by its tenant and its id together.
+    key = f"{tenant}/{conversation_id}"
     request = {
         "v": 1,
         "type": "turn",
         "request_id": str(uuid.uuid4()),
         "conversation_id": conversation_id,
-        "tenant": "plain-client",
+        "tenant": tenant,
         "content": args.content,
         "params": {"max_tokens": args.max_tokens},
         "created_at": int(time.time() * 1000),
@@ -66,7 +69,7 @@ def main() -> int:
     producer = KafkaProducer(bootstrap_servers=args.brokers, acks="all")
     sent = producer.send(
         f"{args.prefix}chat.requests",
-        key=conversation_id.encode("utf-8"),
+        key=key.encode("utf-8"),
         value=json.dumps(request).encode("utf-8"),
     ).get(timeout=30)
     producer.flush()
@@ -80,8 +83,8 @@ def main() -> int:
             if event.get("request_id") != request["request_id"]:
                 continue
             jsonschema.validate(event, event_schema, cls=jsonschema.Draft7Validator)
-            if record.key.decode("utf-8") != conversation_id:
-                print(json.dumps({"error": f"event keyed {record.key!r}, not by the conversation id"}))
+            if record.key.decode("utf-8") != key:
+                print(json.dumps({"error": f"event keyed {record.key!r}, not by the conversation key"}))
                 return 3
             seen.append(event)
             if event["type"] in ("final", "error"):
@@ -94,6 +97,7 @@ def main() -> int:
             {
                 "request_id": request["request_id"],
                 "conversation_id": conversation_id,
+                "key": key,
                 "request_partition": sent.partition,
                 "events": [{"type": e["type"], "seq": e["seq"], "attempt": e["attempt"]} for e in seen],
                 "final": final,

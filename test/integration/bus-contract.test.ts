@@ -67,7 +67,7 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
       "seq counts up from 0 without gaps",
     );
 
-    // The partition the plain client chose is the one the contract names (murmur2 of the key),
+    // The partition the plain client chose is the one the contract names (murmur2 of the conversation key),
     // the one the gateway would have chosen: the worker's memory is co-partitioned with it.
     const partitioner = kafkajs.Partitioners.DefaultPartitioner();
     const partitionMetadata = Array.from({ length: PARTITIONS }, (_, partitionId) => ({
@@ -77,7 +77,8 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
       replicas: [0],
       isr: [0],
     }));
-    const expected = partitioner({ topic: `${prefix}chat.requests`, partitionMetadata, message: { key: seen.conversation_id, value: "" } });
+    const expected = partitioner({ topic: `${prefix}chat.requests`, partitionMetadata, message: { key: seen.key, value: "" } });
+    assert.equal(seen.key, `plain-client/${seen.conversation_id}`);
     assert.equal(seen.request_partition, expected);
   });
 });

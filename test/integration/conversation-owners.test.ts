@@ -4,15 +4,18 @@
  * workers sharing four partitions, every read is answered by its partition's owner (the
  * workers' query counters add up to the reads, both answer, none was asked for a partition
  * it does not own), the gateway caches no more than an owner per partition, another tenant
- * gets 404 on every route, reads keep answering while a partition moves to the other
- * worker, and with no worker running a read is a 503 that says so, never a 404.
+ * using the same id has a conversation of its own (its reads answer as for an id nobody
+ * used), reads keep answering while a partition moves to the other worker, and with no
+ * worker running a read is a 503 that says so, never a 404.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
 import { topicNames } from "../../contracts/topics.js";
 import { SCHEMA_VERSION, encodeRecord, type ConversationState } from "../../contracts/records.js";
+import { conversationKey } from "../../contracts/conversation-key.js";
 import { conversationPartition } from "../../gateway/kafka/owners.js";
+import { InternalKeys, signRead } from "../../platform/internal-auth.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
@@ -69,14 +72,14 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
     for (let start = 0; start < GENERATED; start += 2000) {
       const messages = Array.from({ length: 2000 }, (_, k) => {
         const state = generated(start + k, now);
-        return { key: state.conversation_id, value: encodeRecord(state) };
+        return { key: conversationKey(state), value: encodeRecord(state) };
       });
       await producer.send({ topic: topicNames(prefix).memory, acks: -1, messages });
     }
     await producer.disconnect();
     const byPartition = new Map<number, string>();
-    for (let i = 0; byPartition.size < PARTITIONS; i++)
-      if (!byPartition.has(conversationPartition(`gen-${i}`, PARTITIONS))) byPartition.set(conversationPartition(`gen-${i}`, PARTITIONS), `gen-${i}`);
+    const partitionOf = (id: string) => conversationPartition(conversationKey({ tenant: "t", conversation_id: id }), PARTITIONS);
+    for (let i = 0; byPartition.size < PARTITIONS; i++) if (!byPartition.has(partitionOf(`gen-${i}`))) byPartition.set(partitionOf(`gen-${i}`), `gen-${i}`);
     probes.push(...new Set(["gen-0", ...byPartition.values()]));
     [w1, w2] = await Promise.all([startWorker(common, {}, "owner-1"), startWorker(common, {}, "owner-2")]);
   });
@@ -124,7 +127,7 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
       assert.equal(
         metricValue(await metrics(w), "kafka_llm_worker_conversation_queries_total", { outcome: "unauthorized" }),
         undefined,
-        "the gateway sent the token",
+        "the gateway signed its reads",
       );
     }
   });
@@ -154,32 +157,49 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
     assert.equal(info.body.turns, 1);
     const history = await api("GET", "/v1/conversations/owners-chat/messages");
     assert.equal(history.body.total, 2);
-    const p = conversationPartition("owners-chat", PARTITIONS);
+    const p = conversationPartition(conversationKey({ tenant: "t", conversation_id: "owners-chat" }), PARTITIONS);
+    const path = `/internal/v1/partitions/${p}/tenants/t/conversations/owners-chat`;
     for (const w of [w1, w2]) {
-      const res = await fetch(`${w.baseUrl}/internal/v1/partitions/${p}/conversations/owners-chat`);
+      const res = await fetch(`${w.baseUrl}${path}`);
       assert.equal(res.status, 401);
+      const bearer = await fetch(`${w.baseUrl}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(bearer.status, 401, "the token itself is not a credential: reads are signed");
     }
+    const keys = InternalKeys.of([TOKEN]);
     const answers = await Promise.all(
-      [w1, w2].map((w) => fetch(`${w.baseUrl}/internal/v1/partitions/${p}/conversations/owners-chat`, { headers: { authorization: `Bearer ${TOKEN}` } })),
+      [w1, w2].map((w) => {
+        const url = new URL(`${w.baseUrl}${path}`);
+        return fetch(url, { headers: { authorization: signRead(keys, "GET", url)!.authorization } });
+      }),
     );
     assert.deepEqual(answers.map((r) => r.status).sort(), [200, 421], "the owner answers, the other worker says it is not the owner");
   });
 
-  it("answers another tenant 404 on every route for a conversation it does not own", async () => {
+  it("gives another tenant using the same id a conversation of its own, and its reads answer as for an id nobody used", async () => {
     const other = apiClient(gateway.baseUrl, OTHER);
-    for (const [method, path, body] of [
-      ["GET", "/v1/conversations/gen-0"],
-      ["GET", "/v1/conversations/gen-0/memory"],
-      ["GET", "/v1/conversations/gen-0/messages"],
-      ["DELETE", "/v1/conversations/gen-0"],
-      ["POST", "/v1/conversations/gen-0/messages", { content: "mine?" }],
-      ["POST", "/v1/conversations/gen-0/history", { messages: [{ role: "user", content: "mine?" }] }],
-    ] as Array<[string, string, unknown?]>) {
-      const res = await other(method, path, body);
-      assert.equal(res.status, 404, `${method} ${path} as another tenant → ${res.status} ${res.text}`);
+    const reads = (id: string) => [`/v1/conversations/${id}`, `/v1/conversations/${id}/memory`, `/v1/conversations/${id}/messages`];
+    for (const [i, path] of reads("gen-0").entries()) {
+      const taken = await other("GET", path);
+      const never = await other("GET", reads("never-used-anywhere")[i]!);
+      assert.equal(taken.status, 404, `GET ${path} as another tenant → ${taken.status} ${taken.text}`);
+      assert.equal(taken.text.replaceAll("gen-0", "ID"), never.text.replaceAll("never-used-anywhere", "ID"), "the same answer as for an id nobody used");
     }
+    assert.equal((await other("DELETE", "/v1/conversations/gen-0")).status, 404);
+    // Writes make the other tenant's own conversation gen-0, as for any new id.
+    const append = await other("POST", "/v1/conversations/gen-0/history", { messages: [{ role: "user", content: "mine" }] });
+    assert.equal(append.status, 200, append.text);
+    assert.equal(append.body.total, 1, "a conversation of its own: only its message");
+    const theirs = await other("GET", "/v1/conversations/gen-0/memory");
+    assert.deepEqual(
+      theirs.body.messages.map((m: { content: string }) => m.content),
+      ["mine"],
+    );
     const mine = await apiClient(gateway.baseUrl, KEY)("GET", "/v1/conversations/gen-0/memory");
-    assert.equal(mine.body.messages.length, 2, "nothing the other tenant sent changed it");
+    assert.deepEqual(
+      mine.body.messages.map((m: { content: string }) => m.content),
+      ["question 0", "answer 0"],
+      "nothing the other tenant sent changed it",
+    );
   });
 
   it("keeps answering while a partition moves to the other worker (never 404)", async () => {
@@ -224,7 +244,7 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
     );
     assert.equal(res.body.error.code, "kafka_unavailable");
     assert.equal((await api("GET", "/v1/conversations/gen-0/messages")).status, 503);
-    // A turn is still accepted (queued for when a worker runs): the tenant pre-check never blocks it.
+    // A turn is still accepted (queued for when a worker runs).
     assert.equal((await api("POST", "/v1/conversations/gen-0/messages", { content: "later" })).status, 202);
   });
 });

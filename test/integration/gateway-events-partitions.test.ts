@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { randomUUID } from "node:crypto";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
 import { defaultEventsPartition } from "../../gateway/kafka/event-partitions.js";
+import { conversationKey } from "../../contracts/conversation-key.js";
 import { topicNames } from "../../contracts/topics.js";
 import { SCHEMA_VERSION, type ChatEvent, type ChatRequest } from "../../contracts/records.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
@@ -187,7 +188,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
     });
     await producer.connect();
     try {
-      await producer.send({ topic: topicNames(prefix).requests, messages: [{ key: conversationId, value: JSON.stringify(request) }] });
+      await producer.send({ topic: topicNames(prefix).requests, messages: [{ key: conversationKey(request), value: JSON.stringify(request) }] });
     } finally {
       await producer.disconnect();
     }

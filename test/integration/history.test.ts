@@ -205,7 +205,7 @@ describe("conversation history store", { timeout: 300_000 }, () => {
       created_at: Date.now(),
     };
     const before = (bus.events.get(first.body.request_id) ?? []).filter((e) => e.type === "final").length;
-    await bus.produce(replayed, id);
+    await bus.produce(replayed);
     await bus.waitFor(first.body.request_id, (events) => events.filter((e) => e.type === "final").length > before);
     // A marker after the replay: once applied, everything before it in the partition is too.
     const marker = await api("POST", `/v1/conversations/${id}/history`, { messages: [{ role: "user", content: "Marker." }] });

@@ -99,8 +99,8 @@ describe("conversation memory", { timeout: 180_000 }, () => {
 
   it("applies a request that reaches Kafka twice once, and re-announces the same final", async () => {
     const record = { v: 1, type: "turn", request_id: "dup-req-1", conversation_id: "dup-1", tenant: "t1", content: "Once.", created_at: Date.now() };
-    await chat.produce(record, "dup-1");
-    await chat.produce(record, "dup-1");
+    await chat.produce(record);
+    await chat.produce(record);
     const first = asFinal(await chat.terminal("dup-req-1"));
     await chat.waitFor("dup-req-1", (events) => events.filter((e) => e.type === "final").length === 2);
     const finals = chat.events.get("dup-req-1")!.filter((e) => e.type === "final");
@@ -133,7 +133,7 @@ describe("conversation memory", { timeout: 180_000 }, () => {
 
   it("keeps no reply in the record's applied entries, and re-announces an older request's final read back from chat.events", async () => {
     const a = turnRecord("old-req-a", "old-1", "First.");
-    await chat.produce(a, "old-1");
+    await chat.produce(a);
     const first = asFinal(await chat.terminal("old-req-a"));
     asFinal(await chat.terminal(await chat.turn("old-1", "Second.")));
     const state = (await chat.readMemory()).get("old-1")!;
@@ -147,7 +147,7 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     assert.equal(older.length, 4);
     assert.ok(newest!.final?.type === "final" && newest!.final.reply === undefined, "the newest keeps its final, without the reply its history record holds");
     const generated = await generatedTokens();
-    await chat.produce(a, "old-1");
+    await chat.produce(a);
     await chat.waitFor("old-req-a", (events) => events.filter((e) => e.type === "final").length === 2);
     const finals = chat.events.get("old-req-a")!.filter((e) => e.type === "final");
     assert.deepEqual(finals[1], first, "the same final, from chat.events");
@@ -179,8 +179,9 @@ describe("conversation memory", { timeout: 180_000 }, () => {
         ],
         links: [],
       };
-      const [h] = await producer.send({ topic: topics.history, acks: -1, messages: [{ key: id, value: encodeRecord(history) }] });
-      const eventsPartition = keyPartition(id, 2);
+      const key = `t1/${id}`;
+      const [h] = await producer.send({ topic: topics.history, acks: -1, messages: [{ key, value: encodeRecord(history) }] });
+      const eventsPartition = keyPartition(key, 2);
       const final = {
         v: SCHEMA_VERSION,
         type: "final",
@@ -209,13 +210,13 @@ describe("conversation memory", { timeout: 180_000 }, () => {
         created_at: 1,
         updated_at: 1,
       };
-      await producer.send({ topic: topics.memory, acks: -1, messages: [{ key: id, value: encodeRecord(state) }] });
+      await producer.send({ topic: topics.memory, acks: -1, messages: [{ key, value: encodeRecord(state) }] });
     } finally {
       await producer.disconnect();
     }
     assert.equal(chat.events.get(requestId), undefined, "nothing on chat.events for it yet");
     const generated = await generatedTokens();
-    await chat.produce(turnRecord(requestId, id, "Tell me about the fox."), id);
+    await chat.produce(turnRecord(requestId, id, "Tell me about the fox."));
     const sent = asFinal(await chat.terminal(requestId));
     assert.equal(sent.reply, reply, "the reply filled in from the history record");
     assert.deepEqual(
@@ -233,7 +234,7 @@ describe("conversation memory", { timeout: 180_000 }, () => {
 
   it("answers already_applied, generating nothing, when the final has aged out of chat.events", async () => {
     const a = turnRecord("aged-req-a", "aged-1", "First.");
-    await chat.produce(a, "aged-1");
+    await chat.produce(a);
     asFinal(await chat.terminal("aged-req-a"));
     asFinal(await chat.terminal(await chat.turn("aged-1", "Second.")));
     const partition = chat.partitions.get("aged-req-a")!.at(-1)!;
@@ -249,7 +250,7 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     }
     const turns = (await chat.readMemory()).get("aged-1")!.turns;
     const generated = await generatedTokens();
-    await chat.produce(a, "aged-1");
+    await chat.produce(a);
     await chat.waitFor("aged-req-a", (events) => events.some((e) => e.type === "error"));
     const error = chat.events.get("aged-req-a")!.find((e) => e.type === "error")!;
     assert.ok(error.type === "error" && error.code === "already_applied" && error.retryable === false, JSON.stringify(error));
@@ -260,14 +261,14 @@ describe("conversation memory", { timeout: 180_000 }, () => {
   });
 
   it("sends every event of a request to its events_partition, and one out of range to the conversation's partition", async () => {
-    const key = keyPartition("route-1", 2);
+    const key = keyPartition("t1/route-1", 2);
     const k = 1 - key;
-    await chat.produce(turnRecord("route-req-1", "route-1", "Where?", { events_partition: k }), "route-1");
+    await chat.produce(turnRecord("route-req-1", "route-1", "Where?", { events_partition: k }));
     asFinal(await chat.terminal("route-req-1"));
     const routed = chat.partitions.get("route-req-1")!;
     assert.ok(routed.length >= 3, `start, deltas and final: ${routed.length} events`);
     assert.deepEqual(new Set(routed), new Set([k]), "all on partition k");
-    await chat.produce(turnRecord("route-req-2", "route-1", "And then?", { events_partition: 7 }), "route-1");
+    await chat.produce(turnRecord("route-req-2", "route-1", "And then?", { events_partition: 7 }));
     asFinal(await chat.terminal("route-req-2"));
     assert.deepEqual(new Set(chat.partitions.get("route-req-2")), new Set([key]), "out of range: the key's partition");
     const warned = worker.logs.some((l) => l.record.request_id === "route-req-2" && /events_partition is not a partition/.test(String(l.record.msg)));
@@ -284,15 +285,20 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     assert.equal(state.turns, 1);
   });
 
-  it("answers another tenant's request on a conversation with not_found and changes nothing", async () => {
+  it("keeps two tenants' conversations of one id apart: each its own memory, a delete of one leaves the other", async () => {
     asFinal(await chat.terminal(await chat.turn("tenant-1", "Mine.", { tenant: "t1" })));
-    const before = (await chat.readMemory()).get("tenant-1")!;
-    const answer = await chat.terminal(await chat.turn("tenant-1", "Let me in.", { tenant: "t2" }));
-    assert.equal(answer.type, "error");
-    assert.equal(answer.type === "error" && answer.code, "not_found");
-    const del = await chat.terminal(await chat.remove("tenant-1", "t2"));
-    assert.equal(del.type, "error");
-    assert.deepEqual((await chat.readMemory()).get("tenant-1"), before);
+    const before = (await chat.readMemory("t1")).get("tenant-1")!;
+    asFinal(await chat.terminal(await chat.turn("tenant-1", "Also mine.", { tenant: "t2" })));
+    const other = (await chat.readMemory("t2")).get("tenant-1")!;
+    assert.deepEqual(
+      other.messages.filter((m) => m.role === "user").map((m) => m.content),
+      ["Also mine."],
+      "t2's conversation holds only its own turn",
+    );
+    assert.equal(other.tenant, "t2");
+    asFinal(await chat.terminal(await chat.remove("tenant-1", "t2")));
+    assert.equal((await chat.readMemory("t2")).get("tenant-1"), null, "t2's is deleted");
+    assert.deepEqual((await chat.readMemory("t1")).get("tenant-1"), before, "t1's is untouched");
   });
 
   it("answers a prompt that cannot fit the context with an error that says so", async () => {
@@ -305,15 +311,18 @@ describe("conversation memory", { timeout: 180_000 }, () => {
   });
 
   it("dead-letters requests with out-of-bounds parameters or unknown fields, and carries on", async () => {
-    await chat.produce(
-      { v: 1, type: "turn", request_id: "bad-1", conversation_id: "dlq-1", tenant: "t1", content: "hi", params: { temperature: 9 }, created_at: 1 },
-      "dlq-1",
-    );
-    await chat.produce(
-      { v: 1, type: "turn", request_id: "bad-2", conversation_id: "dlq-1", tenant: "t1", content: "hi", colour: "blue", created_at: 1 },
-      "dlq-1",
-    );
-    await chat.produceRaw(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), "dlq-1");
+    await chat.produce({
+      v: 1,
+      type: "turn",
+      request_id: "bad-1",
+      conversation_id: "dlq-1",
+      tenant: "t1",
+      content: "hi",
+      params: { temperature: 9 },
+      created_at: 1,
+    });
+    await chat.produce({ v: 1, type: "turn", request_id: "bad-2", conversation_id: "dlq-1", tenant: "t1", content: "hi", colour: "blue", created_at: 1 });
+    await chat.produceRaw(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), "t1/dlq-1");
     const ok = asFinal(await chat.terminal(await chat.turn("dlq-1", "Still there?")));
     assert.ok(ok.usage.completion_tokens > 0);
     const consumer = chat.kafka.consumer({ groupId: `${prefix}dlq-check` });

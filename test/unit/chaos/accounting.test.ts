@@ -66,7 +66,7 @@ class World {
 
   request(conversationId: string, partition: number, requestId: string, content: string, createdAt: number): void {
     const value = { v: 1, type: "turn", request_id: requestId, conversation_id: conversationId, tenant: "chaos", content, created_at: createdAt };
-    this.requests.push(this.#record("chat.requests", partition, conversationId, value));
+    this.requests.push(this.#record("chat.requests", partition, `chaos/${conversationId}`, value));
   }
 
   /** start, one delta, final: returns the final. */
@@ -88,7 +88,7 @@ class World {
   }
 
   event(partition: number, event: ChatEvent): void {
-    this.events.push(this.#record("chat.events", partition, event.conversation_id, event));
+    this.events.push(this.#record("chat.events", partition, `chaos/${event.conversation_id}`, event));
   }
 
   /**
@@ -118,7 +118,7 @@ class World {
         messages: group.map(({ role, content }) => ({ role, content })),
         links: fingers,
       };
-      const logged = this.#record("chat.history", partition, conversationId, record);
+      const logged = this.#record("chat.history", partition, `chaos/${conversationId}`, record);
       this.history.push(logged);
       fingers = nextFingers(fingers, seq, Number(logged.offset));
       seq++;
@@ -136,7 +136,7 @@ class World {
       updated_at: T0,
       ...(seq > 0 && { history: { epoch, partition, records: seq, messages: index, fingers } }),
     };
-    this.memory.push(this.#record("chat.memory", partition, conversationId, state));
+    this.memory.push(this.#record("chat.memory", partition, `chaos/${conversationId}`, state));
   }
 
   /** Drops records matching `match` from a topic's list. */

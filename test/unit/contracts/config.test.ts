@@ -5,6 +5,9 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError, loadGatewayConfig, loadWorkerConfig } from "../../../contracts/config.js";
 
+/** A worker's config with its ops port on loopback (no internal token needed), as most of these cases want. */
+const workerConfig = (env: Record<string, string>) => loadWorkerConfig({ WORKER_HTTP_HOST: "127.0.0.1", ...env });
+
 function problemsOf(load: () => unknown): string[] {
   try {
     load();
@@ -17,7 +20,7 @@ function problemsOf(load: () => unknown): string[] {
 
 describe("worker config", () => {
   it("applies the documented defaults", () => {
-    const c = loadWorkerConfig({ MODEL: "/models/m.gguf" });
+    const c = workerConfig({ MODEL: "/models/m.gguf" });
     assert.deepEqual(c.kafka.brokers, ["127.0.0.1:9092"]);
     assert.equal(c.kafka.requestPartitions, 6);
     assert.equal(c.kafka.eventPartitions, 6, "events follow the request partition count");
@@ -30,22 +33,22 @@ describe("worker config", () => {
   });
 
   it("keeps the state store under WORKER_STATE_DIR, by default a directory of the OS temp dir named for the worker", () => {
-    assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_ID: "w/1" }).memory.stateDir, path.join(os.tmpdir(), "kafka-llm-state-w_1"));
-    assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_STATE_DIR: "/var/lib/kafka-llm" }).memory.stateDir, "/var/lib/kafka-llm");
+    assert.equal(workerConfig({ MODEL: "m", WORKER_ID: "w/1" }).memory.stateDir, path.join(os.tmpdir(), "kafka-llm-state-w_1"));
+    assert.equal(workerConfig({ MODEL: "m", WORKER_STATE_DIR: "/var/lib/kafka-llm" }).memory.stateDir, "/var/lib/kafka-llm");
   });
 
   it("gives chat.history its own settings, defaulting to the memory's TTL and the requests' partitions and replication", () => {
-    const defaults = loadWorkerConfig({ MODEL: "m", CONVERSATION_TTL_MS: "3600000", KAFKA_REQUEST_PARTITIONS: "4", KAFKA_REPLICATION_FACTOR: "3" });
+    const defaults = workerConfig({ MODEL: "m", CONVERSATION_TTL_MS: "3600000", KAFKA_REQUEST_PARTITIONS: "4", KAFKA_REPLICATION_FACTOR: "3" });
     assert.deepEqual(defaults.kafka.history, { retentionMs: 3_600_000, partitions: 4, replicationFactor: 3 });
     const own = loadGatewayConfig({ GATEWAY_AUTH: "none", HISTORY_RETENTION_MS: "2592000000", HISTORY_PARTITIONS: "24", HISTORY_REPLICATION_FACTOR: "-1" });
     assert.deepEqual(own.kafka.history, { retentionMs: 2_592_000_000, partitions: 24, replicationFactor: -1 });
-    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m", HISTORY_RETENTION_MS: "1000", HISTORY_PARTITIONS: "-2" })).join("\n");
+    const problems = problemsOf(() => workerConfig({ MODEL: "m", HISTORY_RETENTION_MS: "1000", HISTORY_PARTITIONS: "-2" })).join("\n");
     assert.match(problems, /^HISTORY_RETENTION_MS: must be 0 \(CONVERSATION_TTL_MS\) or >= 60000/m);
     assert.match(problems, /^HISTORY_PARTITIONS: must be >= 0/m);
   });
 
   it("parses values and treats empty strings as unset", () => {
-    const c = loadWorkerConfig({
+    const c = workerConfig({
       MODEL: "hf:org/repo/file.gguf",
       KAFKA_BROKERS: " a:1, b:2 ",
       KAFKA_REQUEST_PARTITIONS: "12",
@@ -60,7 +63,7 @@ describe("worker config", () => {
 
   it("names each bad variable, all at once", () => {
     const problems = problemsOf(() =>
-      loadWorkerConfig({
+      workerConfig({
         KAFKA_BROKERS: "localhost",
         KAFKA_REQUEST_PARTITIONS: "zero",
         WORKER_HTTP_PORT: "70000",
@@ -77,13 +80,13 @@ describe("worker config", () => {
   });
 
   it("reads STOP_TRIGGERS as a JSON list and DEFAULT_REPEAT_PENALTY as a number, both optional", () => {
-    const none = loadWorkerConfig({ MODEL: "m.gguf" });
+    const none = workerConfig({ MODEL: "m.gguf" });
     assert.deepEqual(none.generation.stopTriggers, []);
     assert.equal(none.generation.defaultRepeatPenalty, undefined);
-    const set = loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '["\\nUser:", "user\\n"]', DEFAULT_REPEAT_PENALTY: "1.3" });
+    const set = workerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '["\\nUser:", "user\\n"]', DEFAULT_REPEAT_PENALTY: "1.3" });
     assert.deepEqual(set.generation.stopTriggers, ["\nUser:", "user\n"]);
     assert.equal(set.generation.defaultRepeatPenalty, 1.3);
-    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: "user,model", DEFAULT_REPEAT_PENALTY: "3" }));
+    const problems = problemsOf(() => workerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: "user,model", DEFAULT_REPEAT_PENALTY: "3" }));
     assert.ok(
       problems.some((p) => /^STOP_TRIGGERS: must be a JSON array of non-empty strings/.test(p)),
       problems.join(),
@@ -92,11 +95,11 @@ describe("worker config", () => {
       problems.some((p) => /^DEFAULT_REPEAT_PENALTY: must be <= 2/.test(p)),
       problems.join(),
     );
-    assert.ok(problemsOf(() => loadWorkerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '[""]' })).some((p) => p.startsWith("STOP_TRIGGERS:")));
+    assert.ok(problemsOf(() => workerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '[""]' })).some((p) => p.startsWith("STOP_TRIGGERS:")));
   });
 
   it("rejects a heartbeat too slow for the session timeout", () => {
-    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }));
+    const problems = problemsOf(() => workerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }));
     assert.match(problems[0]!, /^HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS/);
   });
 });
@@ -146,27 +149,55 @@ describe("Kafka security config", () => {
 });
 
 describe("conversation reads config", () => {
-  it("takes the internal token from the variable or a mounted file, never both, and never echoes it", () => {
+  it("takes the internal token from the variable or a mounted file of tokens, never both, and never echoes it", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "token-"));
     const file = path.join(dir, "token");
-    writeFileSync(file, "from-the-file\n");
-    assert.equal(loadWorkerConfig({ MODEL: "m" }).query.token, "");
-    assert.equal(loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN: "abc" }).query.token, "abc");
-    assert.equal(loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }).query.token, "from-the-file");
-    assert.equal(loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }).conversations.internalToken, "from-the-file");
-    const both = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN: "abc", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }));
+    const token = "t".repeat(32);
+    writeFileSync(file, `# rotating\n${"n".repeat(40)}\n${token}\n`);
+    assert.deepEqual(workerConfig({ MODEL: "m" }).query.token, { token: "", file: null });
+    assert.deepEqual(workerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN: token }).query.token, { token, file: null });
+    assert.deepEqual(workerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }).query.token, { token: "", file });
+    assert.deepEqual(loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN_FILE: file }).conversations.internalToken, { token: "", file });
+    const both = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN: token, KAFKA_LLM_INTERNAL_TOKEN_FILE: file }));
     assert.match(both.join("\n"), /KAFKA_LLM_INTERNAL_TOKEN_FILE: set it or KAFKA_LLM_INTERNAL_TOKEN, not both/);
-    assert.ok(!both.join("\n").includes("abc"));
-    const missing = problemsOf(() => loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN_FILE: path.join(dir, "nope") }));
+    assert.ok(!both.join("\n").includes(token));
+    const missing = problemsOf(() => workerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN_FILE: path.join(dir, "nope") }));
     assert.match(missing.join("\n"), /KAFKA_LLM_INTERNAL_TOKEN_FILE: cannot read/);
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("checks WORKER_QUERY_ADDRESS is a base URL", () => {
-    assert.equal(loadWorkerConfig({ MODEL: "m" }).query.address, null);
-    assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_QUERY_ADDRESS: "http://10.0.0.1:9090" }).query.address, "http://10.0.0.1:9090");
+  it("refuses tokens that could be guessed from a signature, without quoting them", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "token-"));
+    const file = path.join(dir, "token");
+    writeFileSync(file, `${"n".repeat(40)}\nshort-one\n`);
+    const short = problemsOf(() => workerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN: "s3cret" })).join("\n");
+    assert.match(short, /^KAFKA_LLM_INTERNAL_TOKEN: is shorter than 32 characters$/m);
+    assert.ok(!short.includes("s3cret"));
+    const inFile = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN_FILE: file })).join("\n");
+    assert.match(inFile, /KAFKA_LLM_INTERNAL_TOKEN_FILE: .* token 2 is shorter than 32 characters/);
+    assert.ok(!inFile.includes("short-one"));
+    writeFileSync(file, "# nothing yet\n");
+    assert.match(problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", KAFKA_LLM_INTERNAL_TOKEN_FILE: file })).join("\n"), /holds no token/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("refuses to start a worker whose conversation reads listen beyond loopback without a token, and says what to set", () => {
+    const problems = problemsOf(() => loadWorkerConfig({ MODEL: "m" })).join("\n");
     assert.match(
-      problemsOf(() => loadWorkerConfig({ MODEL: "m", WORKER_QUERY_ADDRESS: "10.0.0.1:9090/x" })).join("\n"),
+      problems,
+      /^KAFKA_LLM_INTERNAL_TOKEN: required when the worker's ops port, which answers conversation reads, listens beyond loopback \(WORKER_HTTP_HOST=0\.0\.0\.0\)/m,
+    );
+    assert.match(problems, /set KAFKA_LLM_INTERNAL_TOKEN or KAFKA_LLM_INTERNAL_TOKEN_FILE/);
+    assert.match(problemsOf(() => loadWorkerConfig({ MODEL: "m", WORKER_HTTP_HOST: "10.1.2.3" })).join("\n"), /WORKER_HTTP_HOST=10\.1\.2\.3/);
+    for (const host of ["127.0.0.1", "localhost", "::1", "127.0.0.53"]) assert.equal(loadWorkerConfig({ MODEL: "m", WORKER_HTTP_HOST: host }).http.host, host);
+    assert.equal(loadWorkerConfig({ MODEL: "m", KAFKA_LLM_INTERNAL_TOKEN: "t".repeat(32) }).http.host, "0.0.0.0");
+  });
+
+  it("checks WORKER_QUERY_ADDRESS is a base URL", () => {
+    assert.equal(workerConfig({ MODEL: "m" }).query.address, null);
+    assert.equal(workerConfig({ MODEL: "m", WORKER_QUERY_ADDRESS: "http://10.0.0.1:9090" }).query.address, "http://10.0.0.1:9090");
+    assert.match(
+      problemsOf(() => workerConfig({ MODEL: "m", WORKER_QUERY_ADDRESS: "10.0.0.1:9090/x" })).join("\n"),
       /^WORKER_QUERY_ADDRESS: must be http:\/\/HOST:PORT/m,
     );
   });

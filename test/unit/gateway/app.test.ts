@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { loadGatewayConfig } from "../../../contracts/config.js";
+import { conversationKey } from "../../../contracts/conversation-key.js";
 import type { ChatEvent, ChatRequest, ConversationState } from "../../../contracts/records.js";
 import { buildGateway } from "../../../gateway/app.js";
 import { createAuthenticator } from "../../../gateway/auth.js";
@@ -27,7 +28,7 @@ function setup(options: { script?: Script; failSends?: boolean; env?: Record<str
   const cancels: string[] = [];
   const states = options.memory === undefined ? new Map<string, ConversationState>() : options.memory;
   const conversations: ConversationLookup | null = states && {
-    get: async (id) => states.get(id),
+    get: async (ref) => states.get(conversationKey(ref)),
     cachedOwners: 0,
     stop: async () => {},
   };
@@ -159,9 +160,9 @@ describe("gateway HTTP layer", () => {
     assert.equal(odd.statusCode, 502, "an unknown worker error is a bad gateway, never a 500");
   });
 
-  it("deletes with 204 once applied, 202 when no worker applied it in time, 404 for another tenant", async () => {
+  it("deletes with 204 once applied, 202 when no worker applied it in time, 404 for another tenant (whose c1 is another conversation)", async () => {
     const states = new Map<string, ConversationState>([
-      ["c1", { v: 1, type: "conversation", conversation_id: "c1", tenant: "acme", messages: [], applied: [], turns: 0, created_at: 1, updated_at: 1 }],
+      ["acme/c1", { v: 1, type: "conversation", conversation_id: "c1", tenant: "acme", messages: [], applied: [], turns: 0, created_at: 1, updated_at: 1 }],
     ]);
     const applied = setup({
       memory: states,

@@ -71,7 +71,7 @@ describe("history chain walk", () => {
       [7, 8],
       [31, 64],
     ] as const) {
-      const got = await new ChainWalk(fetcher, "c", head).messages(lo, hi);
+      const got = await new ChainWalk(fetcher, { tenant: "t", conversation_id: "c" }, head).messages(lo, hi);
       assert.deepEqual(
         got.map((m) => [m.index, m.content]),
         messages.slice(lo, hi + 1).map((m, i) => [lo + i, m.content]),
@@ -84,7 +84,7 @@ describe("history chain walk", () => {
     const crowded = await grow(128, 50);
     const alone = await grow(128, 0);
     const cost = async (g: typeof crowded, lo: number, hi: number) => {
-      const walk = new ChainWalk(g.fetcher, "c", g.head);
+      const walk = new ChainWalk(g.fetcher, { tenant: "t", conversation_id: "c" }, g.head);
       await walk.messages(lo, hi);
       return walk.hops;
     };
@@ -95,7 +95,7 @@ describe("history chain walk", () => {
 
   it("finds messages by time", async () => {
     const { fetcher, head } = await grow(20, 2);
-    const walk = new ChainWalk(fetcher, "c", head);
+    const walk = new ChainWalk(fetcher, { tenant: "t", conversation_id: "c" }, head);
     assert.equal(await walk.firstIndexSince(5000), 10, "turn 5 starts at message 10");
     assert.equal(await walk.firstIndexSince(5001), 12);
     assert.equal(await walk.firstIndexSince(0), 0);
@@ -108,9 +108,9 @@ describe("history chain walk", () => {
   it("stops at a record that aged out, returning the newer messages", async () => {
     const { fetcher, head, log } = await grow(10, 1);
     // Retention removed the oldest records: their offsets answer nothing.
-    const firstKept = log.findIndex((r, i) => i > 8 && r.key?.toString() === "c");
+    const firstKept = log.findIndex((r, i) => i > 8 && r.key?.toString() === "t/c");
     for (let i = 0; i < firstKept; i++) log[i] = { key: null, value: null };
-    const got = await new ChainWalk(fetcher, "c", head).messages(0, 19);
+    const got = await new ChainWalk(fetcher, { tenant: "t", conversation_id: "c" }, head).messages(0, 19);
     assert.ok(got.length > 0 && got.length < 20);
     assert.deepEqual(
       got.map((m) => m.index),

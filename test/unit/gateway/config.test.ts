@@ -24,7 +24,7 @@ describe("gateway config", () => {
     assert.equal(c.requests.unknownWaitMs, 2000);
     assert.deepEqual(c.lag, { refreshMs: 5000, workerGroupId: "kafka-llm-workers" });
     assert.equal(c.turnStatsWindowMs, 300_000);
-    assert.deepEqual(c.conversations, { lookupTimeoutMs: 5000, internalToken: "" });
+    assert.deepEqual(c.conversations, { lookupTimeoutMs: 5000, internalToken: { token: "", file: null } });
     assert.equal(c.modelName, "kafka-llm");
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.auth), "config is frozen");
   });
@@ -41,7 +41,7 @@ describe("gateway config", () => {
       WORKER_GROUP_ID: "team-a-workers",
       TURN_STATS_WINDOW_MS: "60000",
       CONVERSATION_LOOKUP_TIMEOUT_MS: "2500",
-      KAFKA_LLM_INTERNAL_TOKEN: "s3cret",
+      KAFKA_LLM_INTERNAL_TOKEN: "s3cret-s3cret-s3cret-s3cret-s3cret",
       MODEL_NAME: "gemma-3-1b-it",
     });
     assert.equal(c.auth.keysFile, "/etc/kafka-llm/keys");
@@ -50,7 +50,7 @@ describe("gateway config", () => {
     assert.equal(c.kafkaSendTimeoutMs, 1500);
     assert.equal(c.applyWaitMs, 0);
     assert.equal(c.lag.workerGroupId, "team-a-workers");
-    assert.deepEqual(c.conversations, { lookupTimeoutMs: 2500, internalToken: "s3cret" });
+    assert.deepEqual(c.conversations, { lookupTimeoutMs: 2500, internalToken: { token: "s3cret-s3cret-s3cret-s3cret-s3cret", file: null } });
     assert.equal(c.modelName, "gemma-3-1b-it");
   });
 

@@ -128,9 +128,9 @@ describe("the memory budget's low watermark", () => {
   });
 
   it("comes from MEMORY_MAX_TOKENS and MEMORY_TRIM_TO_PERCENT, validated", () => {
-    const memory = loadWorkerConfig({ MODEL: "m.gguf" }).memory;
+    const memory = loadWorkerConfig({ MODEL: "m.gguf", WORKER_HTTP_HOST: "127.0.0.1" }).memory;
     assert.deepEqual([memory.maxTokens, memory.trimToTokens], [300, 150]);
-    const custom = loadWorkerConfig({ MODEL: "m.gguf", MEMORY_MAX_TOKENS: "1000", MEMORY_TRIM_TO_PERCENT: "100" }).memory;
+    const custom = loadWorkerConfig({ MODEL: "m.gguf", WORKER_HTTP_HOST: "127.0.0.1", MEMORY_MAX_TOKENS: "1000", MEMORY_TRIM_TO_PERCENT: "100" }).memory;
     assert.equal(custom.trimToTokens, 1000, "100 trims just to fit");
     assert.throws(() => loadWorkerConfig({ MODEL: "m.gguf", MEMORY_TRIM_TO_PERCENT: "0" }), /MEMORY_TRIM_TO_PERCENT: must be >= 1/);
     assert.throws(() => loadWorkerConfig({ MODEL: "m.gguf", MEMORY_TRIM_TO_PERCENT: "101" }), /MEMORY_TRIM_TO_PERCENT: must be <= 100/);

@@ -118,7 +118,7 @@ describe("the event writer", () => {
     await assert.rejects(events.settle(), /broker away/);
   });
 
-  it("sends to the partition its request names, or by key when it names none or one the topic lacks", async () => {
+  it("sends to the partition its request names, or by conversation key when it names none or one the topic lacks", async () => {
     const quiet = createLogger("test", "silent");
     assert.equal(eventsPartitionOf({ request_id: "r", events_partition: 2 }, 4, quiet), 2);
     assert.equal(eventsPartitionOf({ request_id: "r", events_partition: 4 }, 4, quiet), undefined);
@@ -139,8 +139,8 @@ describe("the event writer", () => {
     assert.deepEqual(
       messages.map((m) => [m.key, m.partition]),
       [
-        ["c1", 2],
-        ["c1", undefined],
+        [`${request.tenant}/c1`, 2],
+        [`${request.tenant}/c1`, undefined],
       ],
     );
   });

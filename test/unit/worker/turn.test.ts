@@ -42,7 +42,7 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
   const written: Array<{ key: string; state: ConversationState | null }> = [];
   let handedOver: Handover | null = null;
   let current = options.state;
-  const config = loadWorkerConfig({ MODEL: "m", WORKER_ID: "w-test", DELTA_FLUSH_MS: "1" });
+  const config = loadWorkerConfig({ MODEL: "m", WORKER_ID: "w-test", WORKER_HTTP_HOST: "127.0.0.1", DELTA_FLUSH_MS: "1" });
   /** chat.events and chat.history as the stand-in producer wrote them, by partition; `low`: each partition's log start. */
   const topicLog = (): { records: Map<number, Buffer[]>; low: Map<number, number> } => ({ records: new Map(), low: new Map() });
   const eventLog = topicLog();
@@ -93,8 +93,12 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
     };
     return { withFetcher: (read) => read(fetcher), end: async (p) => t.records.get(p)?.length ?? 0 };
   };
+  const loads: string[] = [];
   const memory: MemoryPort = {
-    load: async () => ({ ...(current && { state: current }), ...(options.handover && { handover: options.handover }) }),
+    load: async (_p, key) => {
+      loads.push(key);
+      return { ...(current && { state: current }), ...(options.handover && { handover: options.handover }) };
+    },
     writeIfOwner: async (_p, key, pending) => {
       const state = await pending;
       if (options.owner === false) return false;
@@ -112,6 +116,7 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
   };
   const seen: GenerateInput[] = [];
   const generator = {
+    clearCache: async () => {},
     async generate(input: GenerateInput): Promise<GenerateResult> {
       seen.push(input);
       let text = "";
@@ -153,7 +158,7 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       },
       topics.history,
     ),
-    slots: new SlotPool([generator]),
+    slots: new SlotPool([generator], { clear: async () => {} }),
     cancellations: new Cancellations(),
     metrics: createWorkerMetrics("w-test"),
     logger: createLogger("test", "silent"),
@@ -162,20 +167,31 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
     finals: new FinalPositions(),
   };
   const revoke = new AbortController();
-  const record = (value: Buffer | null, offset = 7): TurnRecord => ({
-    topic: topics.requests,
-    partition: 0,
-    offset: String(offset),
-    key: Buffer.from("c-1"),
-    value,
-    revoke: revoke.signal,
-    commit: async () => {
-      log.push("commit");
-    },
-  });
+  /** A record of chat.requests as the gateway writes it: keyed by its conversation key, in that key's partition (unless told otherwise). */
+  const record = (value: Buffer | null, offset = 7, where: { key?: string; partition?: number } = {}): TurnRecord => {
+    let key = where.key ?? "t/c-1";
+    try {
+      const r = JSON.parse(String(value)) as { tenant?: string; conversation_id?: string };
+      if (where.key === undefined && r.tenant && r.conversation_id) key = `${r.tenant}/${r.conversation_id}`;
+    } catch {
+      // not JSON: the default key
+    }
+    return {
+      topic: topics.requests,
+      partition: where.partition ?? keyPartition(key, config.kafka.requestPartitions),
+      offset: String(offset),
+      key: Buffer.from(key),
+      value,
+      revoke: revoke.signal,
+      commit: async () => {
+        log.push("commit");
+      },
+    };
+  };
   return {
     ctx,
     log,
+    loads,
     events,
     written,
     seen,
@@ -205,7 +221,7 @@ describe("runTurn", () => {
     const h = harness();
     assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "completed");
     assert.equal(h.log[0], "event:start");
-    const memoryAt = h.log.indexOf("memory:c-1");
+    const memoryAt = h.log.indexOf("memory:t/c-1");
     assert.ok(memoryAt > 0 && memoryAt < h.log.indexOf("event:final"), `memory before the final: ${h.log.join(", ")}`);
     assert.equal(h.log.at(-1), "commit");
     const final = h.events.find((e) => e.type === "final") as FinalEvent;
@@ -245,7 +261,7 @@ describe("runTurn", () => {
     // The start event is sent beside the writes (its order with them does not matter).
     assert.deepEqual(
       h.log.filter((l) => l !== "event:start"),
-      ["history:1", "memory:c-1", "event:final", "commit"],
+      ["history:1", "memory:t/c-1", "event:final", "commit"],
     );
     const state = h.written[0]!.state!;
     assert.equal(state.system, "Be brief.");
@@ -281,10 +297,10 @@ describe("runTurn", () => {
     assert.deepEqual(h.events[0], final, "the stored final, unchanged");
     // The next write converts the legacy entry: where its final went (the key's partition, from its start), not the final.
     assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-2" }))), h.ctx), "completed");
-    assert.deepEqual(h.state()!.applied[0], [requestIdDigest("r-1"), keyPartition("c-1", h.ctx.config.kafka.eventPartitions), 0, 1]);
+    assert.deepEqual(h.state()!.applied[0], [requestIdDigest("r-1"), keyPartition("t/c-1", h.ctx.config.kafka.eventPartitions), 0, 1]);
     assert.deepEqual(appliedEntry(h.state(), "r-1")?.entry, {
       request_id: "r-1",
-      events: { partition: keyPartition("c-1", h.ctx.config.kafka.eventPartitions), offset: 0 },
+      events: { partition: keyPartition("t/c-1", h.ctx.config.kafka.eventPartitions), offset: 0 },
       exact: true,
     });
   });
@@ -295,13 +311,23 @@ describe("runTurn", () => {
     assert.deepEqual(h.log, ["dlq", "commit"]);
   });
 
-  it("answers another tenant's conversation as not found and changes nothing", async () => {
-    const h = harness({ state: newConversation("c-1", "someone-else", 1) });
-    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "failed");
-    const error = h.events.find((e) => e.type === "error");
-    assert.equal(error?.type === "error" && error.code, "not_found");
-    assert.equal(h.written.length, 0);
-    assert.equal(h.seen.length, 0);
+  it("loads and writes a conversation by its tenant and id together", async () => {
+    const h = harness();
+    assert.equal(await runTurn(h.record(encodeRecord(turn({ tenant: "b", conversation_id: "support-4711" }))), h.ctx), "completed");
+    assert.deepEqual(h.loads, ["b/support-4711"]);
+    assert.deepEqual(
+      h.written.map((w) => w.key),
+      ["b/support-4711"],
+    );
+  });
+
+  it("dead-letters a request whose key is not its conversation key, or not in that key's partition, and changes nothing", async () => {
+    for (const where of [{ key: "c-1" }, { key: "someone-else/c-1" }, { partition: (keyPartition("t/c-1", 6) + 1) % 6 }]) {
+      const h = harness();
+      assert.equal(await runTurn(h.record(encodeRecord(turn()), 7, where), h.ctx), "dead_lettered", JSON.stringify(where));
+      assert.deepEqual(h.log, ["dlq", "commit"]);
+      assert.deepEqual(h.loads, [], "nothing was read for it");
+    }
   });
 
   it("writes nothing and asks for a retry when another worker wrote the partition since it loaded", async () => {
@@ -430,7 +456,7 @@ describe("bounded memory records", () => {
   it("replays an older request from chat.events: at its exact offset, or found from its lower bound after a move", async () => {
     const h = harness();
     for (const id of ["r-1", "r-2", "r-3"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
-    const partition = keyPartition("c-1", h.ctx.config.kafka.eventPartitions);
+    const partition = keyPartition("t/c-1", h.ctx.config.kafka.eventPartitions);
     const log = h.eventLog.records.get(partition)!;
     const r1 = appliedEntry(h.state(), "r-1")!.entry;
     assert.ok(Array.isArray(h.state()!.applied[0]), "an older entry is kept compact");
@@ -475,7 +501,7 @@ describe("bounded memory records", () => {
   it("sends every event of a request to its events_partition; one out of range goes to the key's partition", async () => {
     const h = harness();
     const partitions = h.ctx.config.kafka.eventPartitions;
-    const key = keyPartition("c-1", partitions);
+    const key = keyPartition("t/c-1", partitions);
     const k = (key + 1) % partitions;
     await runTurn(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx);
     const on = (p: number) => (h.eventLog.records.get(p) ?? []).map((v) => chatEventSchema.parse(JSON.parse(String(v))));
