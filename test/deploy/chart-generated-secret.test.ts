@@ -75,7 +75,7 @@ describe("the generated-Secret Job", () => {
     assert.equal(config.name, "llm-kafka-llm-generated");
     assert.deepEqual(config.keys, { "internal-token": "token", "api-keys": "api-key" });
     assert.equal(config.labels["app.kubernetes.io/instance"], "llm");
-    const volume = (o: K8sObject, name: string) => (podOf(o).volumes!.find((v) => v.name === name) as { secret: unknown }).secret;
+    const volume = (o: K8sObject, name: string) => podOf(o).volumes!.find((v) => v.name === name)!.secret;
     for (const d of ["-gateway", "-worker"]) {
       assert.deepEqual(volume(find(objs, "Deployment", d), "internal-token"), {
         secretName: config.name,
@@ -123,7 +123,7 @@ describe("the internal token reaches the gateway and the workers as a file that 
         const mount = c.volumeMounts!.find((m) => m.name === "internal-token")!;
         assert.equal((mount as { subPath?: string }).subPath, undefined, `${d}: a subPath mount is never updated`);
         assert.equal(containerEnv(objs, c).KAFKA_LLM_INTERNAL_TOKEN_FILE, `${mount.mountPath}/token`);
-        assert.deepEqual((spec.volumes!.find((v) => v.name === "internal-token") as { secret: unknown }).secret, secret);
+        assert.deepEqual(spec.volumes!.find((v) => v.name === "internal-token")!.secret, secret);
       }
     });
   }

@@ -56,7 +56,7 @@ function namesFromServices(objs: K8sObject[], tag: string) {
 }
 
 describe("a KafkaUser per component, with exactly the ACLs of contracts/kafka-acls.ts", () => {
-  const cases = [
+  const cases: Array<{ label: string; set: Record<string, string>; expect: { prefix: string; workerGroup: string; gatewayGroup: string } }> = [
     { label: "default names", set: {}, expect: { prefix: "", workerGroup: "kafka-llm-workers", gatewayGroup: "kafka-llm-gateways" } },
     {
       label: "a topic prefix and custom groups",
@@ -131,7 +131,7 @@ describe("a KafkaUser per component, with exactly the ACLs of contracts/kafka-ac
 describe("each component authenticates as its own user, with its own Secret", () => {
   type Ref = { name: string; key: string };
   function saslSecret(spec: PodSpec): Ref {
-    const item = (spec.volumes!.find((v) => v.name === "kafka-sasl") as { secret: { secretName: string; items: Array<{ key: string; path: string }> } }).secret;
+    const item = spec.volumes!.find((v) => v.name === "kafka-sasl")!.secret as { secretName: string; items: Array<{ key: string; path: string }> };
     assert.deepEqual(
       item.items.map((i) => i.path),
       ["password"],
