@@ -32,6 +32,7 @@ import { freePort, REPO_ROOT, startService, type Service } from "../helpers/serv
 import { VARIANTS, type K8sObject } from "./lib/chart.js";
 import { bin, CPU_NODE, crdFiles, GPU_NODE, k8sParts, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { helmOk, helmOn, pods, releaseObjects } from "./lib/helm-cluster.js";
+import { serviceAccountToken, startLocalJobRunner, tokenKubeconfig, type LocalJobRunner } from "./lib/local-pods.js";
 
 const RELEASE = "llm";
 const PF_NAMESPACE = "pf";
@@ -56,6 +57,30 @@ function asDocuments(objects: readonly K8sObject[], namespace: string): string {
   return objects.map((o) => toYaml({ ...o, metadata: { ...o.metadata, namespace: o.metadata.namespace ?? namespace } })).join("\n---\n");
 }
 
+/**
+ * Strimzi's KafkaUser kind, so that the production values install: a stand-in CRD that
+ * accepts any spec (Strimzi's own CRD is in no package the registries here serve;
+ * chart-kafka-users.test.ts checks the objects' fields against its API reference).
+ */
+const KAFKA_USER_CRD = {
+  apiVersion: "apiextensions.k8s.io/v1",
+  kind: "CustomResourceDefinition",
+  metadata: { name: "kafkausers.kafka.strimzi.io" },
+  spec: {
+    group: "kafka.strimzi.io",
+    names: { kind: "KafkaUser", listKind: "KafkaUserList", plural: "kafkausers", singular: "kafkauser" },
+    scope: "Namespaced",
+    versions: [
+      {
+        name: "v1beta2",
+        served: true,
+        storage: true,
+        schema: { openAPIV3Schema: { type: "object", properties: { spec: { type: "object", "x-kubernetes-preserve-unknown-fields": true } } } },
+      },
+    ],
+  },
+};
+
 /** What an install of a variant needs that the chart expects to exist already. */
 function prerequisites(variant: string, namespace: string): object[] {
   const secret = (name: string, data: Record<string, string>) => ({
@@ -77,7 +102,8 @@ function prerequisites(variant: string, namespace: string): object[] {
     return [
       // Its dashboards go to Grafana's namespace, which the API server wants to exist.
       { apiVersion: "v1", kind: "Namespace", metadata: { name: "monitoring" } },
-      secret("team-a-llm-kafka", { password: "stand-in" }),
+      ...["gateway", "worker", "topics", "autoscaler"].map((c) => secret(`team-a-llm-kafka-${c}`, { password: "stand-in" })),
+      secret("team-a-llm-internal", { token: "stand-in-token-0123456789abcdefghijklmnopqrstuvwxyz" }),
       secret("kafka-cluster-ca", { "ca.crt": "stand-in" }),
       secret("team-a-llm-api-keys", { "keys.txt": "team-a:stand-in-key-0123456789" }),
       volume("llm-models", "manual", "10Gi"),
@@ -94,6 +120,7 @@ function prerequisites(variant: string, namespace: string): object[] {
 
 describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
   let cp: ControlPlane;
+  let runner: LocalJobRunner;
   let gatewayPort: number;
   const t0 = Date.now();
   const installed = new Map<string, K8sObject[]>();
@@ -102,6 +129,7 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
     const parts = k8sParts();
     gatewayPort = await freePort();
     cp = await startControlPlane({
+      localJobComponents: ["generated-secret"],
       kwokConfig: [
         helmTestStage(parts.kwok),
         {
@@ -117,10 +145,14 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
     // The CRDs of the kinds the chart renders, from the upstream modules' own files.
     const crds = [...crdFiles(parts["prometheus-operator-crds"]), ...crdFiles(parts["keda-crds"])];
     for (const file of crds) cp.kc(["apply", "--server-side", "-f", file]);
+    cp.kc(["apply", "--server-side", "-f", "-"], toYaml(KAFKA_USER_CRD));
     cp.kc(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    // Every install's generated-Secret hook really runs scripts/deploy/ensure-secret.ts.
+    runner = startLocalJobRunner(cp, ["generated-secret"]);
   });
 
   after(async () => {
+    await runner?.stop();
     await cp?.stop();
     console.log(`# chart on a real API server: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   });
@@ -193,8 +225,17 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
         assert.ok(p.ready);
       }
       const jobs = cp.getJson<{ items: Array<{ metadata: { name: string }; status: { succeeded?: number } }> }>(["-n", ns, "get", "jobs"]).items;
-      assert.equal(jobs.length, 1, "the topics Job");
+      assert.equal(jobs.length, 1, "the topics Job (the generated-Secret hook is gone once it succeeded)");
       assert.equal(jobs[0]!.status.succeeded, 1, "the topics Job completed");
+      // The hook ran ensure-secret.ts as its own account: the Secret the pods mount exists.
+      const generated = cp.kubectl(["-n", ns, "get", "secret", `${RELEASE}-kafka-llm-generated`, "-o", "json"]);
+      if (variant === "external-kafka") {
+        assert.notEqual(generated.status, 0, "every secret brought by the user: nothing generated");
+      } else {
+        assert.equal(generated.status, 0, generated.stderr);
+        const data = (JSON.parse(generated.stdout) as { data: Record<string, string> }).data;
+        assert.match(Buffer.from(data["internal-token"]!, "base64").toString(), /^[A-Za-z0-9]{48}\n$/);
+      }
     });
   }
 
@@ -253,6 +294,9 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
         120_000,
       );
       assert.equal(left.length, kept.length, `${variant}: only the kept objects remain (${left.join(", ")})`);
+      // Helm never owned the generated Secret: it stays, so a reinstall keeps the same token and key.
+      const generated = cp.kubectl(["-n", ns, "get", "secret", `${RELEASE}-kafka-llm-generated`]);
+      assert.equal(generated.status === 0, variant !== "external-kafka", `${variant}: the generated Secret is left`);
       // Pods go last: the garbage collector deletes them after their ReplicaSets.
       const leftPods = await cp
         .waitFor(
@@ -276,19 +320,24 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
     const ns = "pdc";
     const tmp = mkdtempSync(path.join(os.tmpdir(), "pdc-sa-"));
     after(() => rmSync(tmp, { recursive: true, force: true }));
+    const policy = `${RELEASE}-kafka-llm.${ns}.worker-pods`;
 
-    /** The service account directory a pod of `sa` would get, under tmp/<sa>. */
-    function mountToken(sa: string): string {
-      const prefix = path.join(tmp, sa);
+    /** A worker pod's name and uid, for a token bound to it. */
+    const podRef = (name: string) => ({ name, uid: cp.getJson<{ metadata: { uid: string } }>(["-n", ns, "get", "pod", name]).metadata.uid });
+
+    /** The service account directory the kubelet would give a pod of `sa`: a token bound to `boundTo`, or an unbound one. */
+    function mountToken(sa: string, boundTo?: { name: string; uid: string }): string {
+      const prefix = path.join(tmp, `${sa}-${boundTo?.name ?? "unbound"}`);
       const dir = path.join(prefix, SERVICE_ACCOUNT_DIR);
       mkdirSync(dir, { recursive: true });
-      writeFileSync(path.join(dir, "token"), cp.kc(["-n", ns, "create", "token", sa]).trim());
+      writeFileSync(path.join(dir, "token"), serviceAccountToken(cp, ns, sa, boundTo));
       writeFileSync(path.join(dir, "ca.crt"), readFileSync(cp.caFile));
       writeFileSync(path.join(dir, "namespace"), ns);
       return prefix;
     }
 
-    async function annotateAs(sa: string, pod: string, active: number) {
+    /** The worker's own module sets `pod`'s cost, with a token of `sa` bound to `boundTo` (default: that pod); the warnings it logs. */
+    async function annotateAs(sa: string, pod: string, active: number, boundTo: { name: string; uid: string } | null = podRef(pod)) {
       const warnings: string[] = [];
       const { pino } = await import("pino");
       const { Writable } = await import("node:stream");
@@ -298,7 +347,7 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       const target = inClusterPod(
         logger,
         { KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: port, POD_NAME: pod, POD_NAMESPACE: ns },
-        path.join(mountToken(sa), SERVICE_ACCOUNT_DIR),
+        path.join(mountToken(sa, boundTo ?? undefined), SERVICE_ACCOUNT_DIR),
       );
       assert.ok(target, "in a cluster: a pod to annotate");
       const pdc = startPodDeletionCost(target, { logger, activeGenerations: () => active, intervalMs: 3_600_000 });
@@ -307,7 +356,15 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       return warnings;
     }
 
-    it("a worker's patch is accepted with the chart's RBAC and refused without it; scale-down removes the lowest cost", async () => {
+    const workerSa = () =>
+      cp.getJson<{ spec: { template: { spec: { serviceAccountName: string } } } }>(["-n", ns, "get", "deployment", `${RELEASE}-kafka-llm-worker`]).spec.template
+        .spec.serviceAccountName;
+    const workerNames = () =>
+      pods(cp, ns, WORKERS)
+        .map((p) => p.name)
+        .sort();
+
+    it("a worker's patch of its own pod is accepted with the chart's RBAC and refused without it; scale-down removes the lowest cost", async () => {
       cp.kc(["create", "namespace", ns]);
       await helmOk(cp, [
         "install",
@@ -323,20 +380,18 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
         "--wait-for-jobs",
         "--timeout=5m",
       ]);
-      const sa = cp.getJson<{ spec: { template: { spec: { serviceAccountName: string } } } }>(["-n", ns, "get", "deployment", `${RELEASE}-kafka-llm-worker`])
-        .spec.template.spec.serviceAccountName;
-      const names = pods(cp, ns, WORKERS)
-        .map((p) => p.name)
-        .sort();
+      const sa = workerSa();
+      const names = workerNames();
       assert.equal(names.length, 3);
 
       // Without the chart's Role: a service account of its own, refused by RBAC.
       cp.kc(["-n", ns, "create", "serviceaccount", "no-rbac"]);
-      const refused = await annotateAs("no-rbac", names[0]!, 7);
+      // (Its token cannot be bound to a worker's pod: the pod runs as another account.)
+      const refused = await annotateAs("no-rbac", names[0]!, 7, null);
       assert.match(refused.join("\n"), /forbidden|403/i, "the API server refuses the patch");
       assert.equal(pods(cp, ns, WORKERS).find((p) => p.name === names[0])!.annotations[POD_DELETION_COST_ANNOTATION], undefined);
 
-      // With it: each worker sets its own cost (busy, idle, half busy).
+      // With it: each worker sets its own cost (busy, idle, half busy), with a token bound to its pod.
       const costs = [4, 0, 2];
       for (const [i, name] of names.entries()) {
         assert.deepEqual(await annotateAs(sa, name, costs[i]!), [], `${name}: accepted without a warning`);
@@ -347,10 +402,103 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       // The ReplicaSet controller picks the pod to remove: the idle one.
       cp.kc(["-n", ns, "scale", "deployment", `${RELEASE}-kafka-llm-worker`, "--replicas=2"]);
       const remaining = await cp.waitFor("one worker removed", () => {
-        const now = pods(cp, ns, WORKERS).map((p) => p.name);
-        return now.length === 2 ? now.sort() : undefined;
+        const now = workerNames();
+        return now.length === 2 ? now : undefined;
       });
       assert.deepEqual(remaining, [names[0], names[2]].sort(), `the idle pod ${names[1]} was removed`);
+    });
+
+    it("the admission policy holds a worker's token to the deletion cost of its own pod", async () => {
+      // The policy compiled: no type-checking warning, this generation observed.
+      const vap = await cp.waitFor("the policy's type check", () => {
+        const p = cp.getJson<{ metadata: { generation: number }; status?: { observedGeneration?: number; typeChecking?: { expressionWarnings?: unknown[] } } }>(
+          ["get", "validatingadmissionpolicy", policy],
+        );
+        return p.status?.observedGeneration === p.metadata.generation ? p : undefined;
+      });
+      assert.deepEqual(vap.status?.typeChecking?.expressionWarnings ?? [], []);
+
+      const [a, b] = workerNames();
+      const sa = workerSa();
+      // Worker A's API client (the worker's own library), with a token bound to pod A.
+      const k8s = await import("@kubernetes/client-node");
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(tokenKubeconfig(cp, tmp, serviceAccountToken(cp, ns, sa, podRef(a!)), ns));
+      const core = kc.makeApiClient(k8s.CoreV1Api);
+      const attempt = async (call: () => Promise<unknown>) => {
+        try {
+          await call();
+          return { code: 200, message: "" };
+        } catch (err) {
+          const e = err as { code?: number; body?: unknown };
+          return { code: e.code ?? 0, message: typeof e.body === "string" ? e.body : JSON.stringify(e.body ?? String(err)) };
+        }
+      };
+      const merge = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
+      // A strategic merge patch changes one container's image and keeps the rest of the pod valid.
+      const strategic = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.StrategicMergePatch);
+      const patch = (pod: string, body: object, dryRun = false) =>
+        attempt(() => core.patchNamespacedPod({ name: pod, namespace: ns, body, ...(dryRun && { dryRun: "All" }) }, merge));
+      const image = (pod: string) =>
+        attempt(() => core.patchNamespacedPod({ name: pod, namespace: ns, body: { spec: { containers: [{ name: "worker", image: "evil:1" }] } } }, strategic));
+      const cost = (value: string) => ({ metadata: { annotations: { [POD_DELETION_COST_ANNOTATION]: value } } });
+      // The API server loads a policy asynchronously: a dry run goes through admission without writing.
+      await cp.waitFor(
+        "the policy to be enforced",
+        async () => {
+          const r = await patch(b!, cost("9"), true);
+          if (!r.message.includes(policy)) throw new Error(`a dry run of another pod's cost: ${r.code} ${r.message}`);
+          return true;
+        },
+        30_000,
+      );
+
+      const get = cp.getJson<{
+        metadata: { annotations?: Record<string, string>; labels: Record<string, string> };
+        spec: { containers: Array<{ image: string }> };
+      }>;
+      const podA = get(["-n", ns, "get", "pod", a!]);
+      const podB = get(["-n", ns, "get", "pod", b!]);
+
+      // Its own pod's cost: accepted.
+      assert.deepEqual(await patch(a!, cost("5")), { code: 200, message: "" });
+
+      const refusals: Array<[string, () => Promise<{ code: number; message: string }>, number, RegExp]> = [
+        ["another pod's cost", () => patch(b!, cost("9")), 403, /a worker may change only its own pod/],
+        ["its own pod's image", () => image(a!), 403, /may not change a pod's spec/],
+        ["another pod's image", () => image(b!), 403, /only its own pod/],
+        [
+          "a label of its own pod",
+          () => patch(a!, { metadata: { labels: { "app.kubernetes.io/component": "gateway" } } }),
+          403,
+          /labels, finalizers or owners/,
+        ],
+        ["another annotation of its own pod", () => patch(a!, { metadata: { annotations: { "prometheus.io/scrape": "false" } } }), 403, /no annotation but/],
+        // Beyond RBAC: no status subresource, no delete, no read.
+        [
+          "its own pod's status",
+          () => attempt(() => core.patchNamespacedPodStatus({ name: a!, namespace: ns, body: { status: { phase: "Failed" } } }, merge)),
+          403,
+          /forbidden/,
+        ],
+        ["deleting its own pod", () => attempt(() => core.deleteNamespacedPod({ name: a!, namespace: ns })), 403, /forbidden/],
+        ["reading its own pod", () => attempt(() => core.readNamespacedPod({ name: a!, namespace: ns })), 403, /forbidden/],
+      ];
+      for (const [what, call, code, reason] of refusals) {
+        const r = await call();
+        assert.equal(r.code, code, `${what}: ${r.message}`);
+        assert.match(r.message, reason, what);
+      }
+      // The module's own patch of another pod, with a token bound to the wrong pod or to none.
+      assert.match((await annotateAs(sa, b!, 9, podRef(a!))).join("\n"), /only its own pod/);
+      assert.match((await annotateAs(sa, a!, 9, null)).join("\n"), /only its own pod/, "a token bound to no pod names no pod");
+
+      const afterA = get(["-n", ns, "get", "pod", a!]);
+      const afterB = get(["-n", ns, "get", "pod", b!]);
+      assert.equal(afterA.metadata.annotations?.[POD_DELETION_COST_ANNOTATION], "5", "only the accepted patch landed");
+      assert.deepEqual(afterB.metadata.annotations, podB.metadata.annotations, "the other pod is untouched");
+      assert.deepEqual(afterA.metadata.labels, podA.metadata.labels);
+      assert.deepEqual([afterA.spec.containers[0]!.image, afterB.spec.containers[0]!.image], [podA.spec.containers[0]!.image, podB.spec.containers[0]!.image]);
     });
   });
 
@@ -372,8 +520,8 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
     it("the NOTES.txt command reaches the gateway, and a chat turn goes through it", async () => {
       cp.kc(["create", "namespace", PF_NAMESPACE]);
       await helmOk(cp, ["install", RELEASE, ".", "-n", PF_NAMESPACE, "--wait", "--wait-for-jobs", "--timeout=5m"]);
-      // The release's generated key, read as NOTES.txt says.
-      const secret = cp.getJson<{ data: Record<string, string> }>(["-n", PF_NAMESPACE, "get", "secret", `${RELEASE}-kafka-llm`]);
+      // The release's generated key (made by its hook, ensure-secret.ts), read as NOTES.txt says.
+      const secret = cp.getJson<{ data: Record<string, string> }>(["-n", PF_NAMESPACE, "get", "secret", `${RELEASE}-kafka-llm-generated`]);
       const keyFile = path.join(keys, "api-keys");
       writeFileSync(keyFile, Buffer.from(secret.data["api-keys"]!, "base64"));
 

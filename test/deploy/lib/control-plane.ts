@@ -14,7 +14,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { stringify as toYaml } from "yaml";
+import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { freePort, REPO_ROOT } from "../../helpers/services.js";
 
 const BUILD_SCRIPT = path.join(REPO_ROOT, "scripts", "deploy", "k8s", "build.sh");
@@ -150,6 +150,12 @@ export interface ControlPlaneOptions {
   kwokConfig?: readonly object[];
   /** kube-controller-manager's --horizontal-pod-autoscaler-sync-period (default 15s). */
   hpaSyncPeriod?: string;
+  /**
+   * Job pods whose app.kubernetes.io/component is one of these are started by kwok but
+   * never ended by it: the test runs their work as a local process and ends them itself
+   * (lib/local-pods.ts), so a hook that really does something really runs.
+   */
+  localJobComponents?: readonly string[];
 }
 
 export const GPU_NODE = "kwok-gpu-0";
@@ -172,6 +178,8 @@ const CONTROLLERS = [
   "node-lifecycle-controller",
   "persistentvolume-binder-controller",
   "clusterrole-aggregation-controller",
+  // Type-checks ValidatingAdmissionPolicies and reports it in their status.
+  "validatingadmissionpolicy-status-controller",
 ];
 
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -290,7 +298,17 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     // are not applied), the nodes' kubelet endpoint at its own server (port-forward).
     const stages = readdirSync(path.join(parts.kwok, "stages"))
       .filter((n) => n.endsWith(".yaml"))
-      .map((n) => readFileSync(path.join(parts.kwok, "stages", n), "utf8"));
+      .map((n) => {
+        const text = readFileSync(path.join(parts.kwok, "stages", n), "utf8");
+        if (n !== "pod-complete.yaml" || !options.localJobComponents?.length) return text;
+        const stage = parseYaml(text) as { spec: { selector: { matchExpressions: object[] } } };
+        stage.spec.selector.matchExpressions.push({
+          key: '.metadata.labels["app.kubernetes.io/component"]',
+          operator: "NotIn",
+          values: [...options.localJobComponents],
+        });
+        return toYaml(stage);
+      });
     const kwokConfig = [
       toYaml({
         apiVersion: "config.kwok.x-k8s.io/v1alpha1",
