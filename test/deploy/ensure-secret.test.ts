@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { MIN_TOKEN_CHARS, parseTokens, tokensProblem } from "../../contracts/internal-token.js";
 import { EnsureSecretConfigError, generateValue, loadEnsureSecretConfig, randomToken, TOKEN_LENGTH } from "../../scripts/deploy/ensure-secret.js";
 
 describe("generated values", () => {
@@ -12,7 +13,9 @@ describe("generated values", () => {
     const tokens = Array.from({ length: 200 }, () => randomToken());
     for (const t of tokens) assert.match(t, /^[A-Za-z0-9]{48}$/);
     assert.equal(new Set(tokens).size, tokens.length);
-    assert.ok(TOKEN_LENGTH >= 32);
+    assert.ok(TOKEN_LENGTH >= MIN_TOKEN_CHARS);
+    // The file the pods mount is one the services' own token rules accept.
+    assert.equal(tokensProblem(parseTokens(generateValue("token"))), null);
   });
 
   it("uses the whole alphabet, evenly enough (no modulo bias toward the first characters)", () => {
