@@ -29,6 +29,7 @@ import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
 import { stateScaleScenario } from "./scenarios/state-scale.js";
+import { tenancyScenario } from "./scenarios/tenancy.js";
 
 const running: { broker: Awaited<ReturnType<typeof startBroker>> | null } = { broker: null };
 
@@ -44,6 +45,7 @@ const SCENARIOS: Scenario[] = [
   openaiScenario,
   historyScenario,
   stateScaleScenario,
+  tenancyScenario,
 ];
 
 async function main(): Promise<number> {
@@ -69,6 +71,8 @@ async function main(): Promise<number> {
   log(external ? `using KAFKA_BROKERS=${external}` : `starting a local Kafka ${kafkaVersion} broker`);
   const broker = external ? null : await startBroker();
   running.broker = broker;
+  // Services, simulators and the bench's clients log in with the broker's principals (bench/lib/stack.ts).
+  if (broker?.credentialsFile) process.env.KAFKA_CREDENTIALS_FILE = broker.credentialsFile;
   const brokers = external || broker!.brokers;
   const env = await describeEnvironment(model, external ? "external" : kafkaVersion, quick);
   await mkdir(values.out!, { recursive: true });

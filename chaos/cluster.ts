@@ -7,7 +7,7 @@ import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { startBroker, type RunningBroker } from "../scripts/kafka-broker.js";
+import { startBroker, type BrokerCredentials, type RunningBroker } from "../scripts/kafka-broker.js";
 import { stackEnv, startGateway, startWorker } from "../test/helpers/gateway.js";
 import { uniquePrefix } from "../test/helpers/kafka.js";
 import { freePort, type Service } from "../test/helpers/services.js";
@@ -66,6 +66,11 @@ export class Cluster {
     return `127.0.0.1:${this.#port}`;
   }
 
+  /** The broker's principals (the accounting reads the topics as the administrator). */
+  get credentials(): BrokerCredentials | null {
+    return this.#broker?.credentials ?? null;
+  }
+
   get gatewayUrl(): string {
     return this.gateway.baseUrl;
   }
@@ -78,7 +83,7 @@ export class Cluster {
     // An interrupted run (process.exit from a signal) still removes the broker's data.
     const dataDir = this.#dataDir;
     process.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
-    this.#common = stackEnv(this.brokers, this.prefix, this.options.partitions);
+    this.#common = stackEnv(this.#broker, this.prefix, this.options.partitions);
     this.gateway = await startGateway(this.#common, {
       GATEWAY_API_KEYS: `${TENANT}:${API_KEY}`,
       SSE_KEEPALIVE_MS: "5000",
@@ -195,11 +200,10 @@ export class Cluster {
   #startBroker(): Promise<RunningBroker> {
     return startBroker({
       port: this.#port,
+      // The same controller port every time, so the restarted broker is the same cluster.
+      controllerPort: this.#controllerPort,
       dataDir: this.#dataDir,
       serverProperties: {
-        // The same controller port every time, so the restarted broker is the same cluster.
-        listeners: `PLAINTEXT://127.0.0.1:\${port},CONTROLLER://127.0.0.1:${this.#controllerPort}`,
-        "controller.quorum.voters": `1@127.0.0.1:${this.#controllerPort}`,
         // The workers' group runs the consumer protocol (KIP-848), whose session is the broker's.
         "group.consumer.session.timeout.ms": String(this.options.sessionTimeoutMs),
         "group.consumer.min.session.timeout.ms": String(Math.min(this.options.sessionTimeoutMs, 1000)),

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import kafkajs, { type IHeaders, type Kafka } from "kafkajs";
+import { kafkajsLogin, type BrokerCredentials } from "../scripts/kafka/security.js";
 
 export interface LoggedRecord {
   readonly topic: string;
@@ -17,9 +18,9 @@ export interface LoggedRecord {
   readonly timestamp: number;
 }
 
-/** A plain kafkajs client for reading (no SASL, no TLS: the chaos broker is a local PLAINTEXT one). */
-export function readerClient(brokers: string): Kafka {
-  return new kafkajs.Kafka({ clientId: "chaos-accounting", brokers: [brokers], logLevel: kafkajs.logLevel.NOTHING });
+/** A kafkajs client for reading, logged in as the broker's administrator (the accounting reads every topic). */
+export function readerClient(brokers: string, credentials: BrokerCredentials | null): Kafka {
+  return new kafkajs.Kafka({ clientId: "chaos-accounting", brokers: [brokers], logLevel: kafkajs.logLevel.NOTHING, ...kafkajsLogin(credentials, "admin") });
 }
 
 /**

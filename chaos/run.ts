@@ -84,7 +84,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     await waitForCommits(cluster, 60_000, log);
     const health: WorkerHealth = { unexpectedExits: [...cluster.unexpectedExits], notReadyAtEnd: await cluster.notReady() };
 
-    const kafka = readerClient(cluster.brokers);
+    const kafka = readerClient(cluster.brokers, cluster.credentials);
     const topics = topicNames(cluster.prefix);
     const [requests, events, memory, history] = [
       await readTopic(kafka, topics.requests),
@@ -112,7 +112,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
 
 /** Waits until the worker group has committed every request: nothing can be run again after that. */
 async function waitForCommits(cluster: Cluster, timeoutMs: number, log: (line: string) => void): Promise<void> {
-  const admin = readerClient(cluster.brokers).admin();
+  const admin = readerClient(cluster.brokers, cluster.credentials).admin();
   await admin.connect();
   const topic = topicNames(cluster.prefix).requests;
   const deadline = Date.now() + timeoutMs;

@@ -69,19 +69,27 @@ const ownGroups = (name: string): AclRule[] => [group(name, "literal", "Read"), 
  *   offsets (Describe); reads no record and joins no group.
  */
 export function componentAcls(names: InstallNames): Record<KafkaComponent, AclRule[]> {
-  const { topics: t, workerGroup, gatewayGroup } = names;
+  const { workerGroup, gatewayGroup } = names;
   if (workerGroup === gatewayGroup || workerGroup.startsWith(`${gatewayGroup}.`) || gatewayGroup.startsWith(`${workerGroup}.`)) {
     throw new Error(`the workers' group (${workerGroup}) and the gateways' group (${gatewayGroup}) must not be one another or start with the other and a dot`);
   }
-  const all = [t.requests, t.events, t.memory, t.history, t.control, t.deadLetter];
+  const topics = topicRules(names.topics);
+  return {
+    gateway: [...topics.gateway, ...ownGroups(gatewayGroup), group(workerGroup, "literal", "Describe")],
+    worker: [...topics.worker, ...ownGroups(workerGroup)],
+    topics: topics.topics,
+    autoscaler: [...topics.autoscaler, group(workerGroup, "literal", "Describe")],
+  };
+}
+
+/** The topic part of componentAcls. */
+function topicRules(t: TopicNames): Record<KafkaComponent, AclRule[]> {
   return {
     gateway: [
       topic(t.requests, "Write", "Read", "DescribeConfigs"),
       topic(t.control, "Write", "DescribeConfigs"),
       topic(t.events, "Read", "DescribeConfigs"),
       topic(t.history, "Read", "DescribeConfigs"),
-      ...ownGroups(gatewayGroup),
-      group(workerGroup, "literal", "Describe"),
     ],
     worker: [
       topic(t.requests, "Read", "DescribeConfigs"),
@@ -90,15 +98,13 @@ export function componentAcls(names: InstallNames): Record<KafkaComponent, AclRu
       topic(t.memory, "Write", "Read", "DescribeConfigs"),
       topic(t.history, "Write", "Read", "DescribeConfigs"),
       topic(t.deadLetter, "Write", "DescribeConfigs"),
-      ...ownGroups(workerGroup),
     ],
-    topics: all.map((name) => topic(name, "Create", "Describe", "DescribeConfigs")),
-    autoscaler: [topic(t.requests, "Describe"), group(workerGroup, "literal", "Describe")],
+    topics: [t.requests, t.events, t.memory, t.history, t.control, t.deadLetter].map((name) => topic(name, "Create", "Describe", "DescribeConfigs")),
+    autoscaler: [topic(t.requests, "Describe")],
   };
 }
 
 /** The topics a component uses, which it checks at start (KAFKA_ENSURE_TOPICS): those its ACLs name. */
-export function topicsOf(names: InstallNames, component: KafkaComponent): string[] {
-  const rules = componentAcls(names)[component];
-  return rules.filter((r) => r.resource.type === "topic").map((r) => r.resource.name);
+export function topicsOf(topics: TopicNames, component: KafkaComponent): string[] {
+  return topicRules(topics)[component].map((r) => r.resource.name);
 }

@@ -1,12 +1,12 @@
 /** Gateway entry point: wires config, logger, Kafka clients, the hub, the conversation lookup and the HTTP server. */
 import { loadGatewayConfig } from "../contracts/config.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
-import { topicNames, topicSpecs } from "../contracts/topics.js";
+import { topicNames } from "../contracts/topics.js";
 import { createKafka } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
 import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger } from "../platform/logger.js";
-import { ensureTopics } from "../platform/topic-admin.js";
+import { componentTopicSpecs, ensureTopics } from "../platform/topic-admin.js";
 import { buildGateway } from "./app.js";
 import type { GatewayDeps } from "./deps.js";
 import { createAuthenticator } from "./auth.js";
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   // One admin connection for topic checks, look-back offsets, the partition count and the lag.
   const admin = kafka.admin();
   await admin.connect();
-  if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
+  if (config.kafka.ensureTopics) await ensureTopics(admin, componentTopicSpecs("gateway", topics, config.kafka), logger);
 
   const sweeper = setInterval(() => hub.sweep(), Math.min(60_000, config.requests.stateTtlMs));
   sweeper.unref();

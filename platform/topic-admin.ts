@@ -3,7 +3,8 @@
  * partitions or cleanup policy differ from what the design needs.
  */
 import kafkajs, { type Admin } from "kafkajs";
-import type { TopicSpec } from "../contracts/topics.js";
+import { topicsOf, type KafkaComponent } from "../contracts/kafka-acls.js";
+import { topicSpecs, type TopicNames, type TopicSettings, type TopicSpec } from "../contracts/topics.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import type { Logger } from "./logger.js";
 
@@ -24,7 +25,19 @@ export interface EnsureTopicsResult {
   existing: string[];
 }
 
-/** Creates missing topics; throws TopicMismatchError listing every difference found. */
+/**
+ * The topics a service uses and checks at start: only those (its principal may describe no
+ * others; contracts/kafka-acls.ts). The topics Job checks them all (topicSpecs).
+ */
+export function componentTopicSpecs(component: KafkaComponent, topics: TopicNames, settings: TopicSettings): TopicSpec[] {
+  const used = new Set(topicsOf(topics, component));
+  return topicSpecs(topics, settings).filter((s) => used.has(s.name));
+}
+
+/**
+ * Creates missing topics; throws TopicMismatchError listing every difference found, and a
+ * config_invalid error that says who may create them when Kafka refuses.
+ */
 export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], logger: Logger): Promise<EnsureTopicsResult> {
   const present = new Set(await admin.listTopics());
   const missing = specs.filter((s) => !present.has(s.name));
@@ -32,15 +45,18 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
 
   if (missing.length > 0) {
     // createTopics answers false (not an error) when a concurrent creator won the race.
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map((s) => ({
-        topic: s.name,
-        numPartitions: s.partitions,
-        replicationFactor: s.replicationFactor,
-        configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
-      })),
-    });
+    await withAuthorizationHint(
+      missing,
+      admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((s) => ({
+          topic: s.name,
+          numPartitions: s.partitions,
+          replicationFactor: s.replicationFactor,
+          configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+        })),
+      }),
+    );
     logger.info({ topics: missing.map((s) => s.name) }, "created topics");
   }
   // Every topic, not only those this process created: a replica starting beside the one
@@ -53,6 +69,21 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
   const mismatches = await findMismatches(admin, existing);
   if (mismatches.length > 0) throw new TopicMismatchError(mismatches);
   return { created: missing.map((s) => s.name), existing: existing.map((s) => s.name) };
+}
+
+/** A refused creation says what to do: the topics are created by a principal that may (the chart's topics Job). */
+async function withAuthorizationHint<T>(missing: readonly TopicSpec[], creating: Promise<T>): Promise<T> {
+  try {
+    return await creating;
+  } catch (err) {
+    const type = (err as { type?: string }).type ?? "";
+    if (!/AUTHORIZATION_FAILED/.test(type)) throw err;
+    throw new KafkaLlmError(
+      "config_invalid",
+      `topics ${missing.map((s) => s.name).join(", ")} do not exist, and Kafka refused to create them (${type}): this principal may not create topics; run the topics Job (scripts/deploy/create-topics.ts, the chart does) or create them as docs/security.md says`,
+      { cause: err },
+    );
+  }
 }
 
 /**

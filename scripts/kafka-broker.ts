@@ -1,12 +1,15 @@
 /**
  * A real single-node Apache Kafka broker (KRaft, broker+controller in one JVM) for local runs
  * and integration tests, built from the jars on Maven Central: no Docker, no tarball download.
+ * By default it is secured as production should be (kafka/security.ts): SASL/SCRAM logins,
+ * one principal per component, and the StandardAuthorizer denying what no ACL allows; the
+ * ACLs of an install come from kafka/provision.ts.
  *
  * As a module:  ensureKafkaJars(), startBroker()
  * Parts:        kafka/jars.ts (the jars from Maven Central), kafka/server-properties.ts,
  *               kafka/process-groups.ts (brokers killed when this process goes away)
  * As a CLI:     npx tsx scripts/kafka-broker.ts fetch
- *               npx tsx scripts/kafka-broker.ts start [--port N] [--data-dir D]
+ *               npx tsx scripts/kafka-broker.ts start [--port N] [--data-dir D] [--security scram|none]
  *
  * KAFKA_VERSION picks the Kafka release (default 4.1.1); 3.x works too (without KIP-848 groups).
  */
@@ -19,18 +22,30 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { Kafka, logLevel } from "kafkajs";
+import { Kafka, logLevel, type SASLOptions } from "kafkajs";
 import { DEFAULT_CACHE_DIR, DEFAULT_VERSION, defaultVersion, ensureKafkaJars, tailLines } from "./kafka/jars.js";
 import { signalGroup, track, untrack } from "./kafka/process-groups.js";
 import { LOG4J2_PROPERTIES, LOG4J_PROPERTIES, protocolOnPort, serverProperties, toPropertiesFile } from "./kafka/server-properties.js";
+import {
+  CREDENTIALS_FILE,
+  credentialsIn,
+  kafkajsLogin,
+  scramFormatArgs,
+  securedServerProperties,
+  type BrokerCredentials,
+  type BrokerTls,
+} from "./kafka/security.js";
 
 export { ensureKafkaJars } from "./kafka/jars.js";
+export type { BrokerCredentials } from "./kafka/security.js";
 
 export interface BrokerOptions {
   /** Kafka release; default process.env.KAFKA_VERSION ?? "4.1.1". */
   version?: string;
-  /** Broker (PLAINTEXT) listener port on 127.0.0.1; default: a free port. */
+  /** The client listener's port on 127.0.0.1; default: a free port. */
   port?: number;
+  /** The controller listener's port; default: a free port. A broker restarted on its data dir needs the same one. */
+  controllerPort?: number;
   /** Where server.properties, logs and the log dirs live; default: a fresh temp dir, removed on stop. */
   dataDir?: string;
   /** Jar cache; default <repo root>/.cache/kafka. */
@@ -49,6 +64,14 @@ export interface BrokerOptions {
    * to create SCRAM users (KRaft keeps them in its metadata log).
    */
   formatArgs?: string[];
+  /**
+   * "scram" (the default): SASL/SCRAM logins for every principal of kafka/security.ts and the
+   * StandardAuthorizer, deny by default. "none": one PLAINTEXT listener, no authorization
+   * (for tests of other listeners, which bring their own serverProperties).
+   */
+  security?: "scram" | "none";
+  /** With security "scram": the client listener is SASL_SSL with these PEM files (kafka/certificates.ts). */
+  tls?: BrokerTls;
 }
 
 export interface RunningBroker {
@@ -57,6 +80,10 @@ export interface RunningBroker {
   port: number;
   pid: number;
   dataDir: string;
+  /** The principals and passwords (security "scram"); null on a plaintext broker. */
+  credentials: BrokerCredentials | null;
+  /** Where they are kept (<dataDir>/credentials.json, mode 0600); null on a plaintext broker. */
+  credentialsFile: string | null;
   /** SIGTERM (controlled shutdown), SIGKILL after ~15 s; resolves once the JVM is gone. Idempotent. */
   stop(): Promise<void>;
 }
@@ -112,10 +139,11 @@ function delay(ms: number): Promise<void> {
 }
 
 /** True once the broker answers a metadata request and lists itself as a live broker. */
-async function answers(brokers: string, nodeId: number): Promise<boolean> {
+async function answers(brokers: string, nodeId: number, sasl?: SASLOptions): Promise<boolean> {
   const admin = new Kafka({
     clientId: "kafka-broker-probe",
     brokers: [brokers],
+    ...(sasl && { sasl }),
     logLevel: logLevel.NOTHING,
     connectionTimeout: 1000,
     requestTimeout: 2000,
@@ -154,7 +182,7 @@ async function launchBroker(opts: BrokerOptions = {}): Promise<Launched> {
     try {
       return await launchOnce(opts, version, libDir);
     } catch (err) {
-      if (!(err instanceof PortClashError) || opts.port !== undefined || attempt === 3) throw err;
+      if (!(err instanceof PortClashError) || opts.port !== undefined || opts.controllerPort !== undefined || attempt === 3) throw err;
     }
   }
 }
@@ -173,16 +201,22 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
   let exited: Promise<ExitInfo>;
   let logStart: number;
   let props: Record<string, string>;
+  let credentials: BrokerCredentials | null = null;
   const logFile = path.resolve(opts.logFile ?? path.join(dataDir, "broker.log"));
   try {
     await fsp.mkdir(dataDir, { recursive: true });
     const [freeA, freeB] = await freePorts(2);
     port = opts.port ?? freeA!;
-    const controllerPort = freeB === port ? freeA! : freeB!;
+    const controllerPort = opts.controllerPort ?? (freeB === port ? freeA! : freeB!);
 
-    props = serverProperties(version, port, controllerPort, path.join(dataDir, "kafka-logs"), opts.serverProperties ?? {});
+    // A secured broker's principals: new ones for a new data dir, the same again on a restart.
+    if ((opts.security ?? "scram") === "scram") credentials = credentialsIn(dataDir);
+    if (opts.tls && !credentials) throw new Error("startBroker: tls needs security scram (its listener is SASL_SSL)");
+    const security = credentials ? securedServerProperties(credentials, opts.tls) : {};
+    props = serverProperties(version, port, controllerPort, path.join(dataDir, "kafka-logs"), { ...security, ...opts.serverProperties });
     const configFile = path.join(dataDir, "server.properties");
-    await fsp.writeFile(configFile, toPropertiesFile(props));
+    // Passwords are in it: readable by this user only.
+    await fsp.writeFile(configFile, toPropertiesFile(props), { mode: 0o600 });
     await fsp.writeFile(path.join(dataDir, "log4j.properties"), LOG4J_PROPERTIES);
     await fsp.writeFile(path.join(dataDir, "log4j2.properties"), LOG4J2_PROPERTIES);
     const jvmOpts = [
@@ -202,7 +236,10 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
     const clusterIds = logDirs.map(readClusterId);
     if (clusterIds.some((id) => id === undefined)) {
       const clusterId = clusterIds.find((id) => id !== undefined) ?? newClusterId();
-      await formatStorage(jvmOpts, classpath, clusterId, configFile, dataDir, opts.formatArgs ?? []);
+      await formatStorage(jvmOpts, classpath, clusterId, configFile, dataDir, [
+        ...(credentials ? scramFormatArgs(credentials) : []),
+        ...(opts.formatArgs ?? []),
+      ]);
     }
 
     await fsp.mkdir(path.dirname(logFile), { recursive: true });
@@ -260,13 +297,22 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
   };
 
   const brokers = `127.0.0.1:${port}`;
-  const broker: RunningBroker = { brokers, port, pid, dataDir, stop };
+  const credentialsFile = credentials ? path.join(dataDir, CREDENTIALS_FILE) : null;
+  const broker: RunningBroker = { brokers, port, pid, dataDir, credentials, credentialsFile, stop };
   const nodeId = Number(props["node.id"]);
-  // The kafkajs probe speaks PLAINTEXT only. On a SASL/SSL listener we would need the caller's
-  // credentials, so there the broker's own "started" line (logged once the listeners accept,
-  // after the broker is unfenced) is the signal instead.
-  const plaintext = protocolOnPort(props, port) === "PLAINTEXT";
-  const ready = async () => (plaintext ? answers(brokers, nodeId) : (await readLogSince(logFile, logStart)).includes("Kafka Server started"));
+  // The kafkajs probe speaks PLAINTEXT, or SASL_PLAINTEXT as the administrator of a secured
+  // broker. On a listener a caller configured itself (SSL, its own SASL users) the broker's
+  // own "started" line (logged once the listeners accept, after the broker is unfenced) is
+  // the signal instead.
+  const protocol = protocolOnPort(props, port);
+  const probe =
+    protocol === "PLAINTEXT"
+      ? {}
+      : credentials && protocol === "SASL_PLAINTEXT" && !opts.serverProperties?.listeners
+        ? kafkajsLogin(credentials, "admin")
+        : null;
+  const ready = async () =>
+    probe ? answers(brokers, nodeId, probe.sasl as SASLOptions | undefined) : (await readLogSince(logFile, logStart)).includes("Kafka Server started");
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
   for (;;) {
     if (gone) {
@@ -329,7 +375,7 @@ function formatStorage(jvmOpts: string[], classpath: string, clusterId: string, 
 function usage(): never {
   process.stderr.write(
     "usage: tsx scripts/kafka-broker.ts fetch\n" +
-      "       tsx scripts/kafka-broker.ts start [--port N] [--data-dir D]\n" +
+      "       tsx scripts/kafka-broker.ts start [--port N] [--data-dir D] [--security scram|none]\n" +
       "env:   KAFKA_VERSION (default " +
       DEFAULT_VERSION +
       ")\n",
@@ -346,9 +392,9 @@ async function cli(argv: string[]): Promise<void> {
   if (command !== "start") usage();
 
   const opts: BrokerOptions = {};
-  let values: { port?: string; "data-dir"?: string };
+  let values: { port?: string; "data-dir"?: string; security?: string };
   try {
-    ({ values } = parseArgs({ args: rest, options: { port: { type: "string" }, "data-dir": { type: "string" } }, strict: true }));
+    ({ values } = parseArgs({ args: rest, options: { port: { type: "string" }, "data-dir": { type: "string" }, security: { type: "string" } }, strict: true }));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     usage();
@@ -358,10 +404,16 @@ async function cli(argv: string[]): Promise<void> {
     opts.port = Number(values.port);
   }
   if (values["data-dir"] !== undefined) opts.dataDir = values["data-dir"];
+  if (values.security !== undefined) {
+    if (values.security !== "scram" && values.security !== "none") usage();
+    opts.security = values.security;
+  }
 
   const { broker, exited } = await launchBroker(opts);
   process.stderr.write(`kafka ${opts.version ?? defaultVersion()} running: pid ${broker.pid}, data dir ${broker.dataDir}\n`);
   process.stdout.write(`KAFKA_BROKERS=${broker.brokers}\n`);
+  // The principals' passwords, for the scripts that start services and tests (never printed).
+  if (broker.credentialsFile) process.stdout.write(`KAFKA_CREDENTIALS_FILE=${broker.credentialsFile}\n`);
 
   // Signal handlers do not keep node alive; the broker child is unref'd. Hold the loop open.
   const keepAlive = setInterval(() => undefined, 1 << 30);

@@ -1,8 +1,10 @@
 /**
  * The whole system on this machine, as scripts/run-local.sh starts it (after building and
- * fetching the model): a Kafka broker (unless KAFKA_BROKERS names one), the gateway and
- * WORKERS workers, supervised like their Deployments (scripts/local/supervisor.ts): a
- * worker that dies is started again, the gateway or the broker dying ends the run.
+ * fetching the model): a Kafka broker (unless KAFKA_BROKERS names one), secured as a
+ * production cluster is (SCRAM logins, the install's ACLs, each service its own principal),
+ * the gateway and WORKERS workers, supervised like their Deployments
+ * (scripts/local/supervisor.ts): a worker that dies is started again, the gateway or the
+ * broker dying ends the run.
  * Ctrl-C stops everything (a second Ctrl-C kills what is left) and leaves nothing running.
  *
  *   MODEL (required), WORKERS=2, GATEWAY_PORT=8080, WORKER_PORT_BASE=9100 (worker i on
@@ -15,6 +17,10 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { loadKafkaConfig } from "../contracts/config.js";
+import { topicNames } from "../contracts/topics.js";
+import { provisionInstall } from "./kafka/provision.js";
+import { kafkaLoginEnv, readCredentials, type BrokerCredentials } from "./kafka/security.js";
 import { Supervisor, type ProcessSpec } from "./local/supervisor.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -115,8 +121,16 @@ const answers = async (url: string) => {
 };
 
 let brokers = process.env.KAFKA_BROKERS?.trim() ?? "";
+/**
+ * The broker's principals: the local broker's, or, with KAFKA_BROKERS, those of
+ * KAFKA_CREDENTIALS_FILE (a broker this project's script started); without one the services
+ * use the KAFKA_SASL_* you set.
+ */
+let credentials: BrokerCredentials | null = null;
 if (brokers) {
   log(`using Kafka at ${brokers}`);
+  const file = process.env.KAFKA_CREDENTIALS_FILE?.trim();
+  if (file) credentials = readCredentials(file);
 } else {
   const broker = spec(
     "broker",
@@ -127,17 +141,33 @@ if (brokers) {
   rmSync(broker.logFile, { force: true });
   supervisor.start(broker);
   await waitFor("the Kafka broker", broker.logFile, () => {
-    const found = existsSync(broker.logFile) ? /^KAFKA_BROKERS=(\S+)$/m.exec(readFileSync(broker.logFile, "utf8")) : null;
-    if (found) brokers = found[1]!;
-    return found !== null;
+    const text = existsSync(broker.logFile) ? readFileSync(broker.logFile, "utf8") : "";
+    const found = /^KAFKA_BROKERS=(\S+)$/m.exec(text);
+    const file = /^KAFKA_CREDENTIALS_FILE=(\S+)$/m.exec(text);
+    if (!found || !file) return false;
+    brokers = found[1]!;
+    credentials = readCredentials(file[1]!);
+    return true;
   });
   log(`Kafka broker up at ${brokers}`);
+}
+if (credentials) {
+  // The install's topics and ACLs, as an operator makes them (scripts/kafka/provision.ts).
+  const config = loadKafkaConfig({ ...process.env, KAFKA_BROKERS: brokers });
+  const names = {
+    topics: topicNames(config.topicPrefix),
+    workerGroup: process.env.KAFKA_GROUP_ID?.trim() || "kafka-llm-workers",
+    gatewayGroup: process.env.GATEWAY_EVENTS_GROUP_ID?.trim() || `${config.topicPrefix}kafka-llm-gateways`,
+  };
+  await provisionInstall({ brokers, credentials, names, settings: config });
+  log("Kafka: SCRAM logins, one principal per service, the install's ACLs");
 }
 
 const common = { KAFKA_BROKERS: brokers, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
 // Local runs listen on loopback only, without API keys unless asked (the gateway logs a warning).
 const gateway = spec("gateway", ["--import", "tsx", "gateway/main.ts"], {
   ...common,
+  ...kafkaLoginEnv(credentials, "gateway"),
   GATEWAY_AUTH: process.env.GATEWAY_AUTH ?? "none",
   GATEWAY_HOST: "127.0.0.1",
   GATEWAY_PORT: String(gatewayPort),
@@ -152,6 +182,7 @@ for (let i = 1; i <= workers; i++) {
       ["--import", "tsx", "worker/main.ts"],
       {
         ...common,
+        ...kafkaLoginEnv(credentials, "worker"),
         WORKER_ID: `worker-${i}`,
         WORKER_HTTP_HOST: "127.0.0.1",
         WORKER_HTTP_PORT: String(workerPort(i)),

@@ -119,7 +119,8 @@ ensure_python_tools() {
 }
 
 # Starts a broker with the project's script unless KAFKA_BROKERS is set; exports
-# KAFKA_BROKERS and BROKER_PID. Call stop_broker on exit.
+# KAFKA_BROKERS, KAFKA_CREDENTIALS_FILE (its principals: the broker is secured, SCRAM and
+# ACLs) and BROKER_PID. Call stop_broker on exit.
 start_broker() { # start_broker [PORT]
   if [ -n "${KAFKA_BROKERS:-}" ]; then
     log "using Kafka at $KAFKA_BROKERS"
@@ -134,9 +135,10 @@ start_broker() { # start_broker [PORT]
   node --import tsx scripts/kafka-broker.ts start "${port_args[@]}" >"$out" 2>.cache/broker-$$.err &
   BROKER_PID=$!
   for _ in $(seq 1 240); do
-    if grep -q '^KAFKA_BROKERS=' "$out" 2>/dev/null; then
-      export KAFKA_BROKERS
+    if grep -q '^KAFKA_CREDENTIALS_FILE=' "$out" 2>/dev/null; then
+      export KAFKA_BROKERS KAFKA_CREDENTIALS_FILE
       KAFKA_BROKERS=$(sed -n 's/^KAFKA_BROKERS=//p' "$out" | head -1)
+      KAFKA_CREDENTIALS_FILE=$(sed -n 's/^KAFKA_CREDENTIALS_FILE=//p' "$out" | head -1)
       log "Kafka broker up at $KAFKA_BROKERS"
       return 0
     fi

@@ -1,7 +1,7 @@
 /** Worker entry point: wires config, logger, model, Kafka and signals. */
 import { loadWorkerConfig } from "../contracts/config.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
-import { topicNames, topicSpecs } from "../contracts/topics.js";
+import { topicNames } from "../contracts/topics.js";
 import { HistoryWriter } from "./history-writer.js";
 import { createKafka, createProducer } from "../platform/kafka.js";
 import { runService } from "../platform/entrypoint.js";
@@ -9,7 +9,7 @@ import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger, type Logger } from "../platform/logger.js";
 import { startOffsetReader } from "../platform/offset-reader.js";
 import { startOpsServer } from "../platform/ops-server.js";
-import { ensureTopics } from "../platform/topic-admin.js";
+import { componentTopicSpecs, ensureTopics } from "../platform/topic-admin.js";
 import { Cancellations } from "./cancellations.js";
 import { startControlConsumer } from "./control-consumer.js";
 import { SequenceGenerator, type SlotGenerator } from "./generator.js";
@@ -75,7 +75,12 @@ async function main(): Promise<void> {
     for (const g of generators) g.dispose();
     await llm.dispose();
   });
-  const slots = new SlotPool<SlotGenerator>(generators, { clear: (g) => g.clearCache() });
+  const slots = new SlotPool<SlotGenerator>(generators, {
+    clear: async (g) => {
+      await g.clearCache();
+      metrics.slotTenantClears.inc();
+    },
+  });
   metrics.slots.set(slots.size);
   if (stopping) return;
 
@@ -85,7 +90,7 @@ async function main(): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   release.push(() => admin.disconnect());
-  if (config.kafka.ensureTopics) await ensureTopics(admin, topicSpecs(topics, config.kafka), logger);
+  if (config.kafka.ensureTopics) await ensureTopics(admin, componentTopicSpecs("worker", topics, config.kafka), logger);
   const producer = createProducer(kafka);
   await producer.connect();
   release.push(() => producer.disconnect());

@@ -61,6 +61,11 @@ export function createWorkerMetrics(workerId: string) {
       help: "Generations this worker can run at once (WORKER_SLOTS)",
       registers: [registry],
     }),
+    slotTenantClears: new Counter({
+      name: "kafka_llm_slot_tenant_clears_total",
+      help: "KV slots cleared because a turn of another tenant took them (its prompt is evaluated whole)",
+      registers: [registry],
+    }),
     assignedPartitions: new Gauge({
       name: "kafka_llm_assigned_partitions",
       help: "Partitions of chat.requests assigned to this worker",

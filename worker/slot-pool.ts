@@ -48,7 +48,6 @@ export class SlotPool<G> {
   readonly #waiting: Array<{ owner: SlotOwner; resolve(slot: Slot<G>): void; reject(err: unknown): void }> = [];
   readonly #clear: (generator: G) => Promise<void>;
   #clock = 0;
-  #clears = 0;
 
   constructor(generators: readonly G[], options: SlotPoolOptions<G>) {
     this.#slots = generators.map((generator, index) => ({ index, generator, key: null, tenant: null, lastUsed: 0, busy: false }));
@@ -61,11 +60,6 @@ export class SlotPool<G> {
 
   get busyCount(): number {
     return this.#slots.filter((s) => s.busy).length;
-  }
-
-  /** Slots cleared because they passed from one tenant to another, so far. */
-  get tenantClears(): number {
-    return this.#clears;
   }
 
   /**
@@ -111,7 +105,6 @@ export class SlotPool<G> {
     slot.key = owner.key;
     slot.tenant = owner.tenant;
     if (foreign) {
-      this.#clears++;
       try {
         await this.#clear(slot.generator);
       } catch (err) {

@@ -12,6 +12,7 @@ import {
   decodeRecord,
   encodeRecord,
   type ChatEvent,
+  type ContextMessage,
   type FinalEvent,
   type GenerationParams,
 } from "../../contracts/records.js";
@@ -19,7 +20,7 @@ import { conversationKey } from "../../contracts/conversation-key.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
-import { benchKafkaConfig } from "./stack.js";
+import { benchKafkaConfig, type StackSpec } from "./stack.js";
 
 export interface Timeline {
   requestId: string;
@@ -37,6 +38,9 @@ export interface Timeline {
   deltas: number;
 }
 
+/** The tenant of every conversation BenchChat makes. */
+export const BENCH_TENANT = "bench";
+
 export class BenchChat {
   readonly timelines = new Map<string, Timeline>();
   readonly #kafka: Kafka;
@@ -45,9 +49,10 @@ export class BenchChat {
   #producer: Producer | null = null;
   #consumer: Consumer | null = null;
 
-  constructor(brokers: string, topics: TopicNames) {
+  /** `spec`: the scenario's install, when its broker is not the run's (its principals, its TLS). */
+  constructor(brokers: string, topics: TopicNames, spec?: Pick<StackSpec, "common" | "credentialsFile">) {
     const logger = createLogger("bench", "fatal");
-    this.#kafka = createKafka(benchKafkaConfig(brokers, "bench"), logger);
+    this.#kafka = createKafka(spec ? benchKafkaConfig(brokers, "bench", spec.common, spec.credentialsFile) : benchKafkaConfig(brokers, "bench"), logger);
     this.#topics = topics;
   }
 
@@ -110,8 +115,16 @@ export class BenchChat {
     for (const wake of this.#waiters.get(event.request_id) ?? []) wake();
   }
 
-  /** Puts a user turn on chat.requests; returns its timeline (sentAt is stamped before the send). */
-  async turn(conversationId: string, content: string, options: { params?: GenerationParams; system?: string } = {}): Promise<Timeline> {
+  /**
+   * Puts a user turn on chat.requests; returns its timeline (sentAt is stamped before the
+   * send). `context`: a stateless turn's whole context (the OpenAI route's); `tenant`: whose
+   * conversation it is (default BENCH_TENANT).
+   */
+  async turn(
+    conversationId: string,
+    content: string,
+    options: { params?: GenerationParams; system?: string; context?: ContextMessage[]; tenant?: string } = {},
+  ): Promise<Timeline> {
     const requestId = randomUUID();
     const timeline: Timeline = { requestId, conversationId, sentAt: performance.now(), attempts: new Set(), deltas: 0 };
     this.timelines.set(requestId, timeline);
@@ -120,10 +133,11 @@ export class BenchChat {
       type: "turn",
       request_id: requestId,
       conversation_id: conversationId,
-      tenant: "bench",
+      tenant: options.tenant ?? BENCH_TENANT,
       content,
       ...(options.system === undefined ? {} : { system: options.system }),
       ...(options.params === undefined ? {} : { params: options.params }),
+      ...(options.context === undefined ? {} : { context: options.context }),
       created_at: Date.now(),
     };
     await this.#producer!.send({ topic: this.#topics.requests, acks: -1, messages: [{ key: conversationKey(record), value: encodeRecord(record) }] });

@@ -1,29 +1,29 @@
 /**
- * Which partition a key lands on, with the producers' own partitioner (kafkajs's
- * murmur2 DefaultPartitioner, the Java client's), so a benchmark can put concurrent
- * conversations on distinct partitions, as a worker runs one turn per partition at a time.
+ * Which partition a conversation lands on, with the producers' own partitioner (the Java
+ * client's murmur2, platform/kafka.ts) over its conversation key (tenant and id), so a
+ * benchmark can put concurrent conversations on distinct partitions, as a worker runs one
+ * turn per partition at a time.
  */
-import kafkajs from "kafkajs";
+import { conversationKey } from "../../contracts/conversation-key.js";
+import { keyPartition } from "../../platform/kafka.js";
 
-const partitioner = kafkajs.Partitioners.DefaultPartitioner();
-
-export function partitionOf(key: string, partitions: number): number {
-  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0 }));
-  return partitioner({ topic: "t", partitionMetadata: partitionMetadata as never, message: { key, value: null } });
+export function partitionOf(tenant: string, conversationId: string, partitions: number): number {
+  return keyPartition(conversationKey({ tenant, conversation_id: conversationId }), partitions);
 }
 
-/** Hands out fresh keys `${prefix}-…` that hash to a chosen partition. */
+/** Hands out fresh conversation ids `${prefix}-…` of `tenant` that hash to a chosen partition. */
 export class KeyMaker {
   #counter = 0;
   constructor(
     private readonly prefix: string,
     private readonly partitions: number,
+    private readonly tenant: string,
   ) {}
 
   next(partition: number): string {
     for (;;) {
-      const key = `${this.prefix}-${(this.#counter++).toString(36)}`;
-      if (partitionOf(key, this.partitions) === partition % this.partitions) return key;
+      const id = `${this.prefix}-${(this.#counter++).toString(36)}`;
+      if (partitionOf(this.tenant, id, this.partitions) === partition % this.partitions) return id;
     }
   }
 }

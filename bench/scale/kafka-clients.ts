@@ -163,9 +163,11 @@ async function confluentConsumer(s: ConsumerSettings, protocol: "consumer" | "cl
  */
 async function platformaticConsumer(s: ConsumerSettings): Promise<SimConsumer> {
   const { Consumer } = await import("@platformatic/kafka");
+  const login = benchKafkaConfig(s.brokers, s.memberName).sasl;
   const consumer = new Consumer({
     clientId: s.memberName,
     bootstrapBrokers: [s.brokers],
+    ...(login && { sasl: { mechanism: "SCRAM-SHA-512" as const, username: login.username, password: login.password } }),
     groupId: s.groupId,
     groupProtocol: "consumer",
     rebalanceTimeout: s.rebalanceTimeoutMs,

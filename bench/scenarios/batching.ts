@@ -8,7 +8,7 @@ import { loadWorkerConfig } from "../../contracts/config.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
 import { describeFlashAttention, otherFlashAttention, shippedFlashAttention, withFlashAttention } from "../variants/flash-attention.js";
-import { BenchChat } from "../lib/kafka-chat.js";
+import { BENCH_TENANT, BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
 import type { Service } from "../../test/helpers/services.js";
@@ -62,7 +62,7 @@ export const batchingScenario: Scenario = {
     try {
       worker = await startWorker(spec, ctx.model, "w-batching", { WORKER_SLOTS: String(SLOTS) });
       await chat.start();
-      const keys = new KeyMaker("batch", SLOTS);
+      const keys = new KeyMaker("batch", SLOTS, BENCH_TENANT);
       let unique = 0;
       const kafkaTurn = async (lane: number, i: number) => {
         const t = await chat.finished(await chat.turn(keys.next(lane), PROMPTS[(lane + i) % PROMPTS.length]!, { params: { max_tokens: MAX_TOKENS } }));

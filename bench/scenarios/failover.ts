@@ -19,7 +19,7 @@
  * signalled worker, so each repetition starts from two workers. On the KIP-848 protocol
  * the session timeout and heartbeat are the broker's (the local broker: 10 s and 1 s).
  */
-import { BenchChat, type Timeline } from "../lib/kafka-chat.js";
+import { BENCH_TENANT, BenchChat, type Timeline } from "../lib/kafka-chat.js";
 import { KeyMaker } from "../lib/partitions.js";
 import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
@@ -58,7 +58,7 @@ async function runPhase(ctx: ScenarioContext, heartbeatIntervalMs: number, signa
   };
   const chat = new BenchChat(ctx.brokers, spec.topics);
   const workers = new Map<string, Service>();
-  const keys = new KeyMaker("fo", 2);
+  const keys = new KeyMaker("fo", 2, BENCH_TENANT);
   const results: Rep[] = [];
   try {
     for (const name of ["w-a", "w-b"]) workers.set(name, await startWorker(spec, ctx.model, name, env));

@@ -11,6 +11,7 @@
  */
 import { gatewayEvents, gatewayPost, keepAliveAgent, type HttpTimeline } from "../lib/http-clients.js";
 import { KeyMaker } from "../lib/partitions.js";
+import { LOCAL_TENANT } from "../../gateway/auth.js";
 import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
@@ -49,7 +50,7 @@ export const fanoutScenario: Scenario = {
     try {
       gateway = await startGateway(spec);
       const gw = gateway;
-      const keys = new KeyMaker("fan", PARTITIONS);
+      const keys = new KeyMaker("fan", PARTITIONS, LOCAL_TENANT);
       // Warm-up: the gateway's code paths, with a worker, then the worker goes away.
       worker = await startWorker(spec, ctx.model, "w-fanout", workerEnv);
       await inBatches(40, 8, async (i) => {

@@ -18,6 +18,7 @@
 import OpenAI from "openai";
 import { loadWorkerConfig } from "../../contracts/config.js";
 import { KeyMaker } from "../lib/partitions.js";
+import { LOCAL_TENANT } from "../../gateway/auth.js";
 import type { Service } from "../../test/helpers/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt, ms } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
@@ -140,7 +141,7 @@ export const openaiScenario: Scenario = {
       const withSchema = grammarFigures(schema, true);
 
       // n=4 vs four separate requests at once, each on its own partition.
-      const keys = new KeyMaker("openai", PARTITIONS);
+      const keys = new KeyMaker("openai", PARTITIONS, LOCAL_TENANT);
       const nWall: number[] = [];
       const nTokens: number[] = [];
       const sepWall: number[] = [];

@@ -37,7 +37,8 @@ import { loadWorkerConfig } from "../../contracts/config.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
 import { gatewayTurn, keepAliveAgent, restGenerate } from "../lib/http-clients.js";
-import { BenchChat } from "../lib/kafka-chat.js";
+import { LOCAL_TENANT } from "../../gateway/auth.js";
+import { BENCH_TENANT, BenchChat } from "../lib/kafka-chat.js";
 import path from "node:path";
 import { ensureGemma270m } from "../../scripts/models.js";
 import { describeLlama } from "../lib/llama-settings.js";
@@ -186,8 +187,10 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
     children.push(rest);
     await chat.start();
 
-    const keys = new KeyMaker("route", PARTITIONS);
-    const messagesFor = (id: string, i: number) => promptFor(newConversation(id, "bench", Date.now()), PROMPTS[i % PROMPTS.length]!, system);
+    // Conversations are spread over partitions by their key, tenant and id: BenchChat's tenant, the gateway's (no auth).
+    const keys = new KeyMaker("route", PARTITIONS, BENCH_TENANT);
+    const gatewayKeys = new KeyMaker("route-gw", PARTITIONS, LOCAL_TENANT);
+    const messagesFor = (id: string, i: number) => promptFor(newConversation(id, BENCH_TENANT, Date.now()), PROMPTS[i % PROMPTS.length]!, system);
     let unique = 0;
     /** Set while the sequential Kafka turns run: their timelines are the breakdown's. */
     let kafkaTimes: KafkaTurnTimes[] | null = null;
@@ -221,7 +224,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         return { ttftMs: (t.firstDeltaAt ?? t.finalAt) - t.sentAt, totalMs: t.finalAt - t.sentAt, tokens: t.final.usage.completion_tokens };
       },
       gateway: async (lane, i) => {
-        const t = await gatewayTurn(gateway.baseUrl, keys.next(lane), PROMPTS[i % PROMPTS.length]!, MAX_TOKENS, agent);
+        const t = await gatewayTurn(gateway.baseUrl, gatewayKeys.next(lane), PROMPTS[i % PROMPTS.length]!, MAX_TOKENS, agent);
         return { ttftMs: (t.firstTextAt ?? t.finalAt!) - t.sentAt, totalMs: t.finalAt! - t.sentAt, tokens: t.completionTokens };
       },
     };

@@ -34,13 +34,15 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   node --import tsx scripts/kafka-broker.ts start >"$broker_out" 2>"$broker_out.err" &
   BROKER_PID=$!
   for _ in $(seq 1 240); do
-    grep -q '^KAFKA_BROKERS=' "$broker_out" && break
+    grep -q '^KAFKA_CREDENTIALS_FILE=' "$broker_out" && break
     kill -0 "$BROKER_PID" 2>/dev/null || { log "the Kafka broker did not start:"; cat "$broker_out.err" >&2; exit 1; }
     sleep 0.5
   done
   KAFKA_BROKERS=$(sed -n 's/^KAFKA_BROKERS=//p' "$broker_out" | head -1)
+  # The broker is secured (SCRAM, ACLs): its principals' passwords, for the checks' services.
+  KAFKA_CREDENTIALS_FILE=$(sed -n 's/^KAFKA_CREDENTIALS_FILE=//p' "$broker_out" | head -1)
   [ -n "$KAFKA_BROKERS" ] || { log "the Kafka broker did not answer in 120 s"; exit 1; }
-  export KAFKA_BROKERS
+  export KAFKA_BROKERS KAFKA_CREDENTIALS_FILE
   log "Kafka broker up at $KAFKA_BROKERS"
 fi
 

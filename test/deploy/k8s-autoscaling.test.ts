@@ -56,7 +56,7 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
     console.log(`# control plane up in ${cp.startSeconds.toFixed(1)} s`);
 
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, uniquePrefix("k8s-hpa"), 6);
+    const common = stackEnv(kafka, uniquePrefix("k8s-hpa"), 6);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, LAG_REFRESH_MS: "1000" });
     const workerPort = await freePort();
     const labels = (component: string) => ({ namespace: NAMESPACE, app_kubernetes_io_instance: RELEASE, app_kubernetes_io_component: component });

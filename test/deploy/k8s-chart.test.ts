@@ -526,7 +526,7 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       writeFileSync(keyFile, Buffer.from(secret.data["api-keys"]!, "base64"));
 
       kafka = await useKafka();
-      const common = stackEnv(kafka.brokers, uniquePrefix("k8s-pf"));
+      const common = stackEnv(kafka, uniquePrefix("k8s-pf"));
       // On the port kwok forwards the pods' 8080 to (fixed before kwok started).
       gateway = await startService({
         name: "gateway",

@@ -99,7 +99,7 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
     if (!keda) throw new Error("KEDA is not built: run bash scripts/deploy/k8s/build.sh (without KAFKA_LLM_SKIP_KEDA=1)");
     kafka = await useKafka();
     const prefix = uniquePrefix("k8s-keda");
-    common = stackEnv(kafka.brokers, prefix, PARTITIONS);
+    common = stackEnv(kafka, prefix, PARTITIONS);
     group = `${prefix}workers`;
     // The gateway creates the topics and tells a waiting request's stream that it waits.
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, LAG_REFRESH_MS: "1000", QUEUE_NOTICE_MS: "1000" });

@@ -18,6 +18,7 @@ import {
 } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { conversationKey, parseConversationKey } from "../../contracts/conversation-key.js";
+import { kafkajsClient, type TestKafka } from "./kafka.js";
 
 const { Kafka, Partitioners, logLevel } = kafkajs;
 
@@ -31,8 +32,9 @@ export class ChatOverKafka {
   #producer: Producer | null = null;
   #consumer: Consumer | null = null;
 
-  constructor(brokers: string, topics: TopicNames, security: Pick<KafkaConfig, "sasl" | "ssl"> = {}) {
-    this.#kafka = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING, clientId: "test-client", ...security });
+  /** Logged in as the broker's administrator (tests observe everything); `ssl` for a TLS listener. */
+  constructor(kafka: Pick<TestKafka, "brokers" | "credentials">, topics: TopicNames, options: Pick<KafkaConfig, "ssl"> = {}) {
+    this.#kafka = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING, clientId: "test-client", ...options });
     this.#topics = topics;
   }
 

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
 import { topicNames } from "../../contracts/topics.js";
+import { kafkajsClient, type TestKafka } from "./kafka.js";
 
 /** Counts of each status code, e.g. "200×3 400×12". */
 export function statusSummary(statuses: ReadonlyMap<number, number>): string {
@@ -16,8 +17,8 @@ export function statusSummary(statuses: ReadonlyMap<number, number>): string {
 }
 
 /** Asserts that the dead-letter topic of the install with this topic prefix is empty. */
-export async function assertNothingDeadLettered(brokers: string, prefix: string, message: string): Promise<void> {
-  const admin = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).admin();
+export async function assertNothingDeadLettered(kafka: TestKafka, prefix: string, message: string): Promise<void> {
+  const admin = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
     const dlq = await admin.fetchTopicOffsets(topicNames(prefix).deadLetter);

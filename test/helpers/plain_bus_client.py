@@ -8,10 +8,12 @@ for that request id, checks every event against chat-event.schema.json, and prin
 one JSON line describing what it saw. Exit code 0 only when a final event arrived.
 
     python plain_bus_client.py --brokers HOST:PORT --prefix PREFIX --schemas DIR --content TEXT
+        [--sasl-username U]   (password from KAFKA_SASL_PASSWORD; SCRAM-SHA-512)
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -29,7 +31,16 @@ def main() -> int:
     parser.add_argument("--content", required=True)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--sasl-username", default=None, help="log in with SASL/SCRAM-SHA-512 (password: KAFKA_SASL_PASSWORD)")
     args = parser.parse_args()
+    login = {}
+    if args.sasl_username:
+        login = {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": args.sasl_username,
+            "sasl_plain_password": os.environ["KAFKA_SASL_PASSWORD"],
+        }
 
     schemas = Path(args.schemas)
     request_schema = json.loads((schemas / "chat-request.schema.json").read_text())
@@ -54,7 +65,7 @@ def main() -> int:
     jsonschema.validate(request, request_schema, cls=jsonschema.Draft7Validator)
 
     events_topic = f"{args.prefix}chat.events"
-    consumer = KafkaConsumer(bootstrap_servers=args.brokers, enable_auto_commit=False, consumer_timeout_ms=500)
+    consumer = KafkaConsumer(bootstrap_servers=args.brokers, enable_auto_commit=False, consumer_timeout_ms=500, **login)
     partitions = [TopicPartition(events_topic, p) for p in sorted(consumer.partitions_for_topic(events_topic) or [])]
     if not partitions:
         print(json.dumps({"error": f"topic {events_topic} not found"}))
@@ -66,7 +77,7 @@ def main() -> int:
         consumer.position(tp)
 
     # kafka-python's default partitioner is the Java client's murmur2, as the contract asks.
-    producer = KafkaProducer(bootstrap_servers=args.brokers, acks="all")
+    producer = KafkaProducer(bootstrap_servers=args.brokers, acks="all", **login)
     sent = producer.send(
         f"{args.prefix}chat.requests",
         key=key.encode("utf-8"),

@@ -88,8 +88,8 @@ describe("bad records on chat.requests", { timeout: 300_000 }, () => {
   before(async () => {
     kafka = await useKafka();
     // One partition: the bad records and the good turn behind them are one ordered queue.
-    worker = await startWorker(stackEnv(kafka.brokers, prefix, 1), { DEFAULT_MAX_TOKENS: "8" }, "bad-input-worker");
-    chat = new ChatOverKafka(kafka.brokers, topics);
+    worker = await startWorker(stackEnv(kafka, prefix, 1), { DEFAULT_MAX_TOKENS: "8" }, "bad-input-worker");
+    chat = new ChatOverKafka(kafka, topics);
     await chat.start();
   });
 

@@ -1,8 +1,9 @@
 /**
  * The topics as a contract: a service that knows kafka-llm only from contracts/schema/
  * and docs/asyncapi.yaml (test/helpers/plain_bus_client.py: Python, kafka-python, no
- * code of this project) produces a turn to chat.requests and is answered on chat.events
- * by a real worker on the real broker, with events that match the published schema.
+ * code of this project), logged in as the gateway's principal (it does what a gateway
+ * does on the bus), produces a turn to chat.requests and is answered on chat.events by a
+ * real worker on the real broker, with events that match the published schema.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -26,7 +27,7 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
   before(async () => {
     kafka = await useKafka();
     prefix = uniquePrefix("bus");
-    worker = await startWorker(stackEnv(kafka.brokers, prefix, PARTITIONS));
+    worker = await startWorker(stackEnv(kafka, prefix, PARTITIONS));
   });
 
   after(async () => {
@@ -50,8 +51,9 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
         "Once upon a time",
         "--max-tokens",
         "12",
+        ...(kafka.credentials ? ["--sasl-username", kafka.credentials.users.gateway.username] : []),
       ],
-      { timeout: 150_000 },
+      { timeout: 150_000, env: { ...process.env, KAFKA_SASL_PASSWORD: kafka.credentials?.users.gateway.password ?? "" } },
     ).catch((err: { stdout?: string; stderr?: string }) => {
       throw new Error(`plain client failed: ${err.stdout ?? ""}\n${err.stderr ?? ""}\nworker:\n${worker.output().slice(-4000)}`);
     });

@@ -9,7 +9,7 @@ import { Kafka, logLevel } from "kafkajs";
 import type { ChatEvent, FinalEvent } from "../../contracts/records.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
 import { stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { useKafka, uniquePrefix, type TestKafka, kafkajsClient } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { chatEvents, readSse } from "../helpers/sse.js";
 
@@ -22,7 +22,7 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix, 2);
+    const common = stackEnv(kafka, prefix, 2);
     gateway = await startGateway(common, { GATEWAY_AUTH: "none" });
     worker = await startWorker(common, { DEFAULT_MAX_TOKENS: "200" }, "worker-a");
   });
@@ -132,7 +132,7 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
   });
 
   it("dead-letters a malformed request with its reason and carries on", async () => {
-    const client = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING });
+    const client = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING });
     const producer = client.producer();
     await producer.connect();
     await producer.send({ topic: topics.requests, messages: [{ key: "conv-dlq", value: "this is not json" }] });

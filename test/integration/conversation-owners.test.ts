@@ -17,7 +17,7 @@ import { conversationKey } from "../../contracts/conversation-key.js";
 import { conversationPartition } from "../../gateway/kafka/owners.js";
 import { InternalKeys, signRead } from "../../platform/internal-auth.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { useKafka, uniquePrefix, type TestKafka, kafkajsClient } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { chatEvents } from "../helpers/sse.js";
 
@@ -62,10 +62,10 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
 
   before(async () => {
     kafka = await useKafka();
-    common = { ...stackEnv(kafka.brokers, prefix, PARTITIONS), KAFKA_LLM_INTERNAL_TOKEN: TOKEN };
+    common = { ...stackEnv(kafka, prefix, PARTITIONS), KAFKA_LLM_INTERNAL_TOKEN: TOKEN };
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY},u:${OTHER}`, CONVERSATION_LOOKUP_TIMEOUT_MS: "4000" });
     // The generator: memory records written as a worker would (same key, the producer's partitioner).
-    const client = new Kafka({ brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING });
+    const client = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING });
     const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     const now = Date.now();

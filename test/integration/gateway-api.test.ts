@@ -24,7 +24,7 @@ describe("gateway native API", { timeout: 180_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix);
+    const common = stackEnv(kafka, prefix);
     gateway = await startGateway(common, {
       GATEWAY_API_KEYS: `acme:${KEY}`,
       GATEWAY_BODY_LIMIT_BYTES: "4096",

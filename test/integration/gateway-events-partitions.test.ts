@@ -16,7 +16,7 @@ import { conversationKey } from "../../contracts/conversation-key.js";
 import { topicNames } from "../../contracts/topics.js";
 import { SCHEMA_VERSION, type ChatEvent, type ChatRequest } from "../../contracts/records.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { useKafka, uniquePrefix, type TestKafka, kafkajsClient } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { SseReader, chatEvents } from "../helpers/sse.js";
 
@@ -44,10 +44,10 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix, PARTITIONS);
+    const common = stackEnv(kafka, prefix, PARTITIONS);
     [a, b] = await Promise.all([startGateway(common, keys, "gateway-a"), startGateway(common, keys, "gateway-b")]);
     worker = await startWorker(common, { DELTA_FLUSH_MS: "10" });
-    admin = new Kafka({ brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING }).admin();
+    admin = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     // The group has shared the partitions out once each replica owns some and together all.
     await eventually(
@@ -183,7 +183,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
       params: { max_tokens: 16 },
       created_at: Date.now(),
     };
-    const producer = new Kafka({ brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING }).producer({
+    const producer = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).producer({
       createPartitioner: Partitioners.DefaultPartitioner,
     });
     await producer.connect();

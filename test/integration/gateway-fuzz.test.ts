@@ -173,7 +173,7 @@ describe("gateway fuzz", { timeout: 240_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix);
+    const common = stackEnv(kafka, prefix);
     // Small limits so that the limits themselves are hit often; a short unknown-id wait so
     // that 300 lookups of random UUIDs take seconds, not minutes.
     gateway = await startGateway(common, {
@@ -221,6 +221,6 @@ describe("gateway fuzz", { timeout: 240_000 }, () => {
     assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
     assert.equal((await fetch(`${gateway.baseUrl}/healthz`)).status, 200);
     assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
-    await assertNothingDeadLettered(kafka.brokers, prefix, "nothing was dead-lettered");
+    await assertNothingDeadLettered(kafka, prefix, "nothing was dead-lettered");
   });
 });

@@ -28,22 +28,14 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
   const prefix = uniquePrefix("gw-outage");
 
   /** The same ports and data every time, so the restarted broker is the same cluster. */
-  const start = () =>
-    startBroker({
-      port,
-      dataDir,
-      serverProperties: {
-        listeners: `PLAINTEXT://127.0.0.1:\${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-        "controller.quorum.voters": `1@127.0.0.1:${controllerPort}`,
-      },
-    });
+  const start = () => startBroker({ port, controllerPort, dataDir });
 
   before(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-outage-"));
     port = await freePort();
     controllerPort = await freePort();
     broker = await start();
-    const common = stackEnv(broker.brokers, prefix);
+    const common = stackEnv(broker, prefix);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, KAFKA_SEND_TIMEOUT_MS: "1500", LAG_REFRESH_MS: "1000" });
     worker = await startWorker(common, { DELTA_FLUSH_MS: "10" });
     api = apiClient(gateway.baseUrl, KEY);

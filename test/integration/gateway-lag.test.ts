@@ -23,7 +23,7 @@ describe("consumer group lag exporter", { timeout: 180_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    common = stackEnv(kafka.brokers, prefix, 3);
+    common = stackEnv(kafka, prefix, 3);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, LAG_REFRESH_MS: "500" });
     api = apiClient(gateway.baseUrl, KEY);
   });

@@ -39,7 +39,7 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix, 4);
+    const common = stackEnv(kafka, prefix, 4);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `team:${KEY}`, MODEL_NAME: MODEL });
     workers = [
       await startWorker(common, { DELTA_FLUSH_MS: "10", WORKER_SLOTS: "4", SESSION_TIMEOUT_MS: "6000" }, "worker-a"),

@@ -25,7 +25,7 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix);
+    const common = stackEnv(kafka, prefix);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `team:${KEY}`, MODEL_NAME: MODEL, SSE_KEEPALIVE_MS: "200" });
     worker = await startWorker(common, { DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000", WORKER_SLOTS: "2" });
     client = new OpenAI({ baseURL: `${gateway.baseUrl}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });

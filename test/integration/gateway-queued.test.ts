@@ -55,7 +55,7 @@ describe("queued notices while no worker takes a request", { timeout: 240_000 },
 
   before(async () => {
     kafka = await useKafka();
-    common = stackEnv(kafka.brokers, uniquePrefix("gw-queued"), 2);
+    common = stackEnv(kafka, uniquePrefix("gw-queued"), 2);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `q:${KEY}`, QUEUE_NOTICE_MS: String(NOTICE_MS) });
     api = apiClient(gateway.baseUrl, KEY);
   });

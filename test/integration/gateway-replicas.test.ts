@@ -27,7 +27,7 @@ describe("several gateway replicas", { timeout: 240_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    common = stackEnv(kafka.brokers, prefix);
+    common = stackEnv(kafka, prefix);
     [a, b, shortLived] = await Promise.all([
       startGateway(common, keys, "gateway-a"),
       startGateway(common, keys, "gateway-b"),

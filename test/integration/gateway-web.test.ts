@@ -32,7 +32,7 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix);
+    const common = stackEnv(kafka, prefix);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `web:${KEY}` });
     // Long replies, streamed in small deltas: there is time to see text arrive and press Stop.
     worker = await startWorker(common, { GREETING, DEFAULT_MAX_TOKENS: "1900", DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000" });

@@ -17,7 +17,7 @@ import { createLogger } from "../../platform/logger.js";
 import { TopicMismatchError, ensureTopics } from "../../platform/topic-admin.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { apiClient, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { useKafka, uniquePrefix, type TestKafka, kafkaConfigFor } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { chatEvents } from "../helpers/sse.js";
 
@@ -54,12 +54,12 @@ describe("conversation history store", { timeout: 300_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    common = stackEnv(kafka.brokers, prefix);
+    common = stackEnv(kafka, prefix);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: keys });
     // A small prompt budget, so memory forgets what the history must keep.
     worker = await startWorker(common, { GREETING, DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "16" });
     api = apiClient(gateway.baseUrl, ACME);
-    bus = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    bus = new ChatOverKafka(kafka, topicNames(prefix));
     await bus.start();
   });
 
@@ -285,7 +285,7 @@ describe("conversation history store", { timeout: 300_000 }, () => {
     );
   });
 
-  it("answers bad input with a 400 that says what to fix, and another tenant's conversation with 404", async () => {
+  it("answers bad input with a 400 that says what to fix, and keeps another tenant's conversation of the same id apart", async () => {
     const bad = async (query: string, pattern: RegExp) => {
       const res = await api("GET", `/v1/conversations/${longId}/messages${query}`);
       assert.equal(res.status, 400, `${query}: ${res.text}`);
@@ -313,8 +313,10 @@ describe("conversation history store", { timeout: 300_000 }, () => {
     const stranger = apiClient(gateway.baseUrl, OTHER);
     assert.equal((await stranger("GET", `/v1/conversations/${longId}/messages`)).status, 404);
     assert.equal((await stranger("GET", `/v1/conversations/${longId}/memory`)).status, 404);
-    assert.equal((await stranger("POST", `/v1/conversations/${longId}/history`, { messages: [{ role: "user", content: "Mine?" }] })).status, 404);
-    assert.equal((await read(longId, "?limit=1")).total, whole.total + 2, "the stranger's append changed nothing");
+    const own = await stranger("POST", `/v1/conversations/${longId}/history`, { messages: [{ role: "user", content: "Mine?" }] });
+    assert.equal(own.status, 200, own.text);
+    assert.equal(own.body.total, 1, "the stranger's append starts the stranger's own conversation");
+    assert.equal((await read(longId, "?limit=1")).total, whole.total + 2, "and changes nothing of this one");
   });
 
   it("makes a deleted conversation's history unreadable at once; the id then starts afresh", async () => {
@@ -338,7 +340,7 @@ describe("conversation history store", { timeout: 300_000 }, () => {
 
   it("checks chat.history's own settings against an existing topic", async () => {
     const logger = createLogger("test", "silent");
-    const client = createKafka({ brokers: [kafka.brokers], clientId: "history-test", tls: null, sasl: null } as never, logger);
+    const client = createKafka(kafkaConfigFor(kafka), logger);
     const admin = client.admin();
     await admin.connect();
     try {

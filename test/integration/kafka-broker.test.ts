@@ -1,6 +1,9 @@
 /**
- * scripts/kafka-broker.ts against a real broker: start, topic, produce, consume in a group with
- * a commit, stop (process and port really gone), and the jar cache.
+ * scripts/kafka-broker.ts against a real broker: start (secured: SCRAM logins, deny by
+ * default), topic, produce, consume in a group with a commit as the administrator; a
+ * component's principal refused everything no ACL grants, a client without a login or with
+ * a wrong password refused; the principals kept across a restart on the same data dir; stop
+ * (process and port really gone), and the jar cache.
  * KAFKA_VERSION=4.1.0 runs the same against Kafka 4.
  */
 import { after, before, describe, test } from "node:test";
@@ -10,8 +13,9 @@ import fsp from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { Kafka, logLevel, type Consumer } from "kafkajs";
+import { Kafka, logLevel, type Consumer, type KafkaConfig } from "kafkajs";
 import { ensureKafkaJars, startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
+import { kafkajsClient } from "../helpers/kafka.js";
 
 const TOPIC = "broker-selftest";
 
@@ -26,13 +30,13 @@ function refusesConnections(port: number): Promise<boolean> {
   });
 }
 
-describe("kafka-broker script", { timeout: 110_000 }, () => {
+describe("kafka-broker script", { timeout: 240_000 }, () => {
   let broker: RunningBroker;
   let kafka: Kafka;
 
   before(async () => {
     broker = await startBroker({ startTimeoutMs: 60_000 });
-    kafka = new Kafka({ clientId: "broker-selftest", brokers: [broker.brokers], logLevel: logLevel.NOTHING });
+    kafka = new Kafka({ clientId: "broker-selftest", ...kafkajsClient(broker), logLevel: logLevel.NOTHING });
   });
 
   // Also runs when a test fails, so no broker outlives the file.
@@ -71,6 +75,47 @@ describe("kafka-broker script", { timeout: 110_000 }, () => {
       await consumer?.disconnect();
       await producer.disconnect();
       await admin.disconnect();
+    }
+  });
+
+  test("denies by default: a principal with no ACL, no login and a wrong password are all refused", { timeout: 60_000 }, async () => {
+    assert.ok(broker.credentials && broker.credentialsFile, "secured by default");
+    assert.equal((fs.statSync(broker.credentialsFile).mode & 0o077).toString(8), "0", "the credentials file is the owner's only");
+    const as = (extra: Partial<KafkaConfig>) =>
+      new Kafka({ brokers: [broker.brokers], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 3000, ...extra });
+    // The gateway's principal exists, but no ACL names it on this topic.
+    const gateway = as(kafkajsClient(broker, "gateway")).producer({ retry: { retries: 0 } });
+    await gateway.connect();
+    try {
+      await assert.rejects(gateway.send({ topic: TOPIC, messages: [{ value: "x" }] }), /not authorized|AUTHORIZATION/i);
+    } finally {
+      await gateway.disconnect();
+    }
+    const wrong = as({ sasl: { mechanism: "scram-sha-512", username: "admin", password: "not-it" } }).admin();
+    await assert.rejects(wrong.connect(), /SASL|[Aa]uthentication/);
+    const anonymous = as({}).admin();
+    await assert.rejects(anonymous.connect().then(() => anonymous.listTopics()));
+    await anonymous.disconnect().catch(() => {});
+  });
+
+  test("keeps its principals across a restart on the same data dir", { timeout: 120_000 }, async () => {
+    const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "kafka-llm-broker-again-"));
+    try {
+      const first = await startBroker({ dataDir });
+      const creds = first.credentials;
+      await first.stop();
+      const again = await startBroker({ dataDir });
+      try {
+        assert.deepEqual(again.credentials, creds, "the same passwords");
+        const admin = new Kafka({ ...kafkajsClient(again), logLevel: logLevel.NOTHING }).admin();
+        await admin.connect();
+        await admin.listTopics();
+        await admin.disconnect();
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await fsp.rm(dataDir, { recursive: true, force: true });
     }
   });
 

@@ -1,66 +1,163 @@
 /**
- * Kafka with authentication: a real broker whose only client listener takes SASL/SCRAM-
- * SHA-512. A worker with the right credentials (password from a file) answers a turn; one
- * with a wrong password does not start, and says why without printing the password.
+ * Kafka as a trust boundary, enforced by the real broker: SASL/SCRAM logins, one principal
+ * per component with the ACLs of contracts/kafka-acls.ts, and the StandardAuthorizer denying
+ * everything else (the broker every test runs on: scripts/kafka/security.ts).
+ *
+ *   - A worker logs in with its password from a file; a wrong password stops it at start,
+ *     saying why without printing the password; a missing file is named.
+ *   - Each principal does its job and is refused what it must not do: the gateway writing
+ *     chat.memory or joining the workers' group, a worker forging requests, the autoscaler
+ *     reading a record, the topics Job producing, anyone without a login.
+ *   - A process that tries to join the workers' group without worker credentials, and to
+ *     advertise its own address there, is refused by the broker: it never shows in the
+ *     group, receives no read and no credential, and every conversation read is answered by
+ *     the real worker.
  */
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import type { KafkaConfig as KafkaLlmConfig } from "../../contracts/config.js";
 import { topicNames } from "../../contracts/topics.js";
-import { startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
+import { groupDescriber } from "../../gateway/kafka/owners.js";
+import { librdkafkaConnection } from "../../platform/group-consumer.js";
+import { createLogger } from "../../platform/logger.js";
+import { startOffsetReader } from "../../platform/offset-reader.js";
+import { loginConfig } from "../../scripts/kafka/provision.js";
+import type { BrokerRole } from "../../scripts/kafka/security.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
-import { uniquePrefix } from "../helpers/kafka.js";
-import { freePort, startService } from "../helpers/services.js";
+import { apiClient, loggedIn, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { kafkajsClient, uniquePrefix, useKafka, type TestKafka } from "../helpers/kafka.js";
+import { freePort, startService, type Service } from "../helpers/services.js";
+import { chatEvents } from "../helpers/sse.js";
 
-const ADMIN = { name: "admin", password: "admin-Secret-1" };
-const APP = { name: "kafka-llm", password: "app-Secret-2" };
+const KEY = "security-test-key-12345";
+const TOKEN = "security-test-internal-token-0123456789";
 
-describe("Kafka SASL/SCRAM", { timeout: 180_000 }, () => {
-  let broker: RunningBroker;
+/** kafkajs's words for a refusal: a protocol error type, or "Not authorized to access …". */
+const REFUSED = /AUTHORIZATION_FAILED|[Nn]ot authorized/;
+
+/** The Kafka error type behind a kafkajs failure (it may be wrapped once or twice), else its message. */
+function kafkaType(err: unknown): string {
+  let e = err as { type?: string; cause?: unknown; errors?: unknown[]; message?: string } | undefined;
+  for (let i = 0; i < 4 && e; i++) {
+    if (e.type && e.type !== "UNKNOWN") return e.type;
+    e = (e.cause ?? e.errors?.[0]) as typeof e;
+  }
+  return String((err as Error)?.message ?? err);
+}
+
+async function refused(what: string, attempt: Promise<unknown>, type: RegExp): Promise<void> {
+  await assert.rejects(attempt, (err: unknown) => {
+    assert.match(kafkaType(err), type, `${what}: ${String(err)}`);
+    return true;
+  });
+}
+
+interface NativeConsumer {
+  connect(o: Record<string, unknown>, cb: (err: Error | null) => void): void;
+  subscribe(t: string[]): void;
+  consume(n: number, cb: (err: (Error & { code?: number }) | null, messages: unknown[]) => void): void;
+  on(e: string, l: (event: Error & { code?: number }) => void): void;
+  disconnect(cb: () => void): void;
+}
+
+/**
+ * Joins `groupId` on `topic` the way a worker does (librdkafka, the KIP-848 consumer
+ * protocol), logged in with `config` and advertising `clientId`; for up to 15 s. Resolves
+ * with "joined" once it is given partitions or what librdkafka said when the broker refused.
+ */
+async function joinAs(config: KafkaLlmConfig, clientId: string, groupId: string, topic: string): Promise<string> {
+  const require = createRequire(import.meta.url);
+  const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
+  const said: string[] = [];
+  let assigned = false;
+  const consumer = new KafkaConsumer({
+    ...librdkafkaConnection({ ...config, clientId }),
+    "group.id": groupId,
+    "group.protocol": "consumer",
+    // librdkafka says why a heartbeat failed in its group log.
+    debug: "cgrp",
+  });
+  consumer.on("event.error", (err) => said.push(`${err.code}: ${err.message}`));
+  consumer.on("event.log", (line) => {
+    if (/error|authoriz/i.test(line.message)) said.push(line.message);
+    if (/assignment.*: \S*\[\d/i.test(line.message)) assigned = true;
+  });
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+  try {
+    consumer.subscribe([topic]);
+    const refusal = () => said.find((e) => /authorization failed/i.test(e));
+    const deadline = Date.now() + 15_000;
+    while (!refusal() && !assigned && Date.now() < deadline) {
+      await new Promise<void>((r) =>
+        consumer.consume(1, (err, messages) => {
+          if (err && err.code !== -185) said.push(`${err.code}: ${err.message}`);
+          if (messages?.length) assigned = true;
+          r();
+        }),
+      );
+    }
+    return refusal() ?? (assigned ? "joined" : `no answer: ${said.join("; ")}`);
+  } finally {
+    await Promise.race([new Promise<void>((r) => consumer.disconnect(() => r())), new Promise((r) => setTimeout(r, 5000).unref())]);
+  }
+}
+
+describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, () => {
+  let kafka: TestKafka;
   let dir: string;
+  const prefix = uniquePrefix("acl");
+  const topics = topicNames(prefix);
+  const workerGroup = `${prefix}workers`;
+  const clients: Array<{ disconnect(): Promise<void> }> = [];
 
+  const client = (role: BrokerRole) => new Kafka({ ...kafkajsClient(kafka, role), logLevel: logLevel.NOTHING, clientId: `acl-${role}`, retry: { retries: 0 } });
+  const producer = async (role: BrokerRole) => {
+    const p = client(role).producer({ allowAutoTopicCreation: false, retry: { retries: 0 } });
+    clients.push(p);
+    await p.connect();
+    return p;
+  };
+  const admin = async (role: BrokerRole) => {
+    const a = client(role).admin({ retry: { retries: 0 } });
+    clients.push(a);
+    await a.connect();
+    return a;
+  };
   before(async () => {
+    kafka = await useKafka();
+    assert.ok(kafka.credentials, "the test broker is secured (SCRAM, ACLs)");
     dir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-sasl-"));
-    const jaas = `org.apache.kafka.common.security.scram.ScramLoginModule required username="${ADMIN.name}" password="${ADMIN.password}";`;
-    broker = await startBroker({
-      serverProperties: {
-        listeners: "SASL_PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}",
-        "advertised.listeners": "SASL_PLAINTEXT://127.0.0.1:${port}",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
-        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,
-      },
-      formatArgs: [
-        "--add-scram",
-        `SCRAM-SHA-512=[name=${ADMIN.name},password=${ADMIN.password}]`,
-        "--add-scram",
-        `SCRAM-SHA-512=[name=${APP.name},password=${APP.password}]`,
-      ],
-    });
+    // The install: topics and every component's ACLs, as an operator makes them.
+    await loggedIn(installEnv(), "worker");
   });
 
   after(async () => {
-    await broker?.stop();
+    // A client whose join the broker refused may never finish disconnecting: bounded.
+    for (const c of clients) await Promise.race([c.disconnect().catch(() => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
+    await kafka?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  async function workerEnv(prefix: string, passwordFile: string): Promise<{ env: Record<string, string>; port: number }> {
+  /** The install's env, with its workers' group. */
+  const installEnv = () => ({ ...stackEnv(kafka, prefix, 2), KAFKA_GROUP_ID: workerGroup });
+
+  async function workerEnv(passwordFile: string): Promise<{ env: Record<string, string>; port: number }> {
     const port = await freePort();
+    const login = await loggedIn(installEnv(), "worker");
+    const { KAFKA_SASL_PASSWORD: _password, ...env } = login;
     return {
       port,
       env: {
-        KAFKA_BROKERS: broker.brokers,
-        KAFKA_TOPIC_PREFIX: prefix,
-        KAFKA_REQUEST_PARTITIONS: "1",
-        KAFKA_REPLICATION_FACTOR: "1",
-        KAFKA_GROUP_ID: `${prefix}workers`,
-        KAFKA_SASL_MECHANISM: "scram-sha-512",
-        KAFKA_SASL_USERNAME: APP.name,
+        ...env,
         KAFKA_SASL_PASSWORD_FILE: passwordFile,
         WORKER_HTTP_HOST: "127.0.0.1",
         WORKER_HTTP_PORT: String(port),
@@ -71,20 +168,17 @@ describe("Kafka SASL/SCRAM", { timeout: 180_000 }, () => {
     };
   }
 
-  it("serves a turn with credentials read from a file", async () => {
-    const prefix = uniquePrefix("sasl");
+  it("serves a turn as the worker principal, its password read from a file", async () => {
     const passwordFile = path.join(dir, "password");
-    await writeFile(passwordFile, `${APP.password}\n`);
-    const { env, port } = await workerEnv(prefix, passwordFile);
+    await writeFile(passwordFile, `${kafka.credentials!.users.worker.password}\n`);
+    const { env, port } = await workerEnv(passwordFile);
     const worker = await startService({ name: "sasl-worker", entry: "worker/main.ts", env, port, readyPath: "/readyz" });
-    const chat = new ChatOverKafka(broker.brokers, topicNames(prefix), {
-      sasl: { mechanism: "scram-sha-512", username: APP.name, password: APP.password },
-    });
+    const chat = new ChatOverKafka(kafka, topics);
     try {
       await chat.start();
       const final = await chat.terminal(await chat.turn("sasl-1", "Hello over SASL."));
       assert.equal(final.type, "final");
-      assert.ok(!worker.output().includes(APP.password), "the password never reaches the logs");
+      assert.ok(!worker.output().includes(kafka.credentials!.users.worker.password), "the password never reaches the logs");
     } finally {
       await chat.stop();
       await worker.stop();
@@ -95,7 +189,7 @@ describe("Kafka SASL/SCRAM", { timeout: 180_000 }, () => {
     const wrong = "not-the-Password-3";
     const passwordFile = path.join(dir, "wrong");
     await writeFile(passwordFile, wrong);
-    const { env, port } = await workerEnv(uniquePrefix("sasl-bad"), passwordFile);
+    const { env, port } = await workerEnv(passwordFile);
     await assert.rejects(
       startService({ name: "sasl-bad", entry: "worker/main.ts", env: { ...env, LOG_LEVEL: "debug" }, port, readyPath: "/readyz", timeoutMs: 90_000 }),
       (err: Error) => {
@@ -108,10 +202,144 @@ describe("Kafka SASL/SCRAM", { timeout: 180_000 }, () => {
   });
 
   it("names a missing password file at start", async () => {
-    const { env, port } = await workerEnv(uniquePrefix("sasl-nofile"), path.join(dir, "no-such-file"));
+    const { env, port } = await workerEnv(path.join(dir, "no-such-file"));
     await assert.rejects(
       startService({ name: "sasl-nofile", entry: "worker/main.ts", env, port, readyPath: "/readyz" }),
       /KAFKA_SASL_PASSWORD_FILE: cannot read .*no-such-file \(ENOENT\)/,
     );
+  });
+
+  it("lets each principal do its job and refuses it the rest", async () => {
+    const record = { key: `t/acl-${randomUUID()}`, value: "{}" };
+    // The gateway writes requests and cancels, and nothing a worker writes.
+    const gateway = await producer("gateway");
+    await gateway.send({ topic: topics.requests, acks: -1, messages: [record] });
+    await gateway.send({ topic: topics.control, acks: -1, messages: [record] });
+    for (const topic of [topics.memory, topics.events, topics.history, topics.deadLetter]) {
+      await refused(`gateway writing ${topic}`, gateway.send({ topic, acks: -1, messages: [record] }), REFUSED);
+    }
+    assert.match(
+      await joinAs(login("gateway"), "acl-gateway", workerGroup, topics.requests),
+      /Group authorization failed/,
+      "the gateway cannot join the workers' group",
+    );
+
+    // A worker writes what a turn writes, never a request or a cancel, and joins no gateway group.
+    const worker = await producer("worker");
+    await worker.send({ topic: topics.memory, acks: -1, messages: [{ key: "#acl-check", value: null }] });
+    for (const topic of [topics.requests, topics.control]) {
+      await refused(`worker writing ${topic}`, worker.send({ topic, acks: -1, messages: [record] }), REFUSED);
+    }
+    assert.match(
+      await joinAs(login("worker"), "acl-worker", `${prefix}kafka-llm-gateways`, topics.events),
+      /Group authorization failed/,
+      "nor a worker the gateways'",
+    );
+    await refused("worker creating a topic", (await admin("worker")).createTopics({ topics: [{ topic: `${prefix}chat.extra` }] }), REFUSED);
+
+    // The autoscaler reads the workers' lag and no record.
+    const autoscaler = await admin("autoscaler");
+    const ends = await autoscaler.fetchTopicOffsets(topics.requests);
+    assert.ok(
+      ends.some((o) => Number(o.high) > 0),
+      "it sees where the request topic ends",
+    );
+    await autoscaler.fetchOffsets({ groupId: workerGroup, topics: [topics.requests] });
+    const logger = createLogger("acl-test", "silent");
+    const reader = await startOffsetReader({ kafka: autoscalerConfig(), topic: topics.requests, size: 1, groupId: workerGroup, logger });
+    try {
+      const partition = ends.find((o) => Number(o.high) > 0)!.partition;
+      await assert.rejects(
+        reader.withFetcher((f) => f.fetch(partition, 0)),
+        (err: Error & { cause?: Error }) => /authoriz/i.test(`${err.message} ${err.cause?.message ?? ""}`),
+        "the autoscaler cannot read a request",
+      );
+    } finally {
+      await reader.stop();
+    }
+    assert.match(await joinAs(login("autoscaler"), "acl-autoscaler", workerGroup, topics.requests), /Group authorization failed/, "nor the autoscaler");
+
+    // The topics Job creates and checks topics, and reads and writes no record.
+    await refused("topics writing a request", (await producer("topics")).send({ topic: topics.requests, messages: [record] }), REFUSED);
+    assert.ok((await (await admin("topics")).listTopics()).includes(topics.memory), "it sees the topics it made");
+
+    // Without a login, nothing.
+    const anonymous = new Kafka({ brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 3000 }).admin();
+    await assert.rejects(anonymous.connect().then(() => anonymous.listTopics()));
+    await anonymous.disconnect().catch(() => {});
+  });
+
+  function autoscalerConfig() {
+    return login("autoscaler");
+  }
+
+  function login(role: BrokerRole): KafkaLlmConfig {
+    return loginConfig(kafka.brokers, kafka.credentials!, role);
+  }
+
+  describe("a process that tries to pass for a worker", () => {
+    let gateway: Service;
+    let worker: Service;
+    let rogue: http.Server;
+    const received: string[] = [];
+    const roguePrefix = uniquePrefix("rogue");
+
+    before(async () => {
+      const common = { ...stackEnv(kafka, roguePrefix, 2), KAFKA_LLM_INTERNAL_TOKEN: TOKEN };
+      gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}` });
+      worker = await startWorker(common, { DEFAULT_MAX_TOKENS: "8" });
+      rogue = http.createServer((req, res) => {
+        received.push(`${req.method} ${req.url} ${req.headers.authorization ?? ""}`);
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ state: { forged: true } }));
+      });
+      await new Promise<void>((r) => rogue.listen(0, "127.0.0.1", r));
+    });
+
+    after(async () => {
+      await new Promise<void>((r) => rogue.close(() => r()));
+      await gateway?.stop();
+      await worker?.stop();
+    });
+
+    for (const role of ["gateway", "autoscaler", "topics"] as const) {
+      it(`with the ${role}'s credentials is refused the workers' group, and nothing it says is used`, async () => {
+        const api = apiClient(gateway.baseUrl, KEY);
+        const turn = await api("POST", `/v1/conversations/rogue-${role}/messages`, { content: "Hello.", max_tokens: 4 });
+        assert.equal(turn.status, 202, turn.text);
+        assert.equal(chatEvents(await readEvents(gateway.baseUrl + turn.body.events_url, KEY)).at(-1)!.type, "final");
+
+        // The rogue joins the workers' group the way a worker does (librdkafka, KIP-848),
+        // advertising its own address in its client id.
+        const address = `http://127.0.0.1:${(rogue.address() as AddressInfo).port}`;
+        const said = await joinAs(
+          loginConfig(kafka.brokers, kafka.credentials!, role),
+          `kafka-llm@${address}`,
+          `${roguePrefix}workers`,
+          topicNames(roguePrefix).requests,
+        );
+        assert.match(said, /Group authorization failed/, "the broker refused the join");
+
+        // The group is the real worker alone, and the gateway's reads go to it.
+        const described = groupDescriber(loginConfig(kafka.brokers, kafka.credentials!, "admin"), `${roguePrefix}workers`, topicNames(roguePrefix).requests);
+        try {
+          const group = await described.describe();
+          assert.deepEqual(
+            group?.members.map((m) => m.clientId.includes(address)),
+            [false],
+            "one member, the worker",
+          );
+        } finally {
+          await described.close();
+        }
+        for (let i = 0; i < 5; i++) {
+          const read = await api("GET", `/v1/conversations/rogue-${role}`);
+          assert.ok(read.status === 200 || read.status === 404, read.text);
+        }
+        const state = await api("GET", `/v1/conversations/rogue-${role}/memory`);
+        assert.equal(state.status, 200, state.text);
+        assert.equal(state.body.messages[0].content, "Hello.", "the real conversation, not a forged one");
+        assert.deepEqual(received, [], "the rogue address received nothing: no read, no credential");
+      });
+    }
   });
 });

@@ -22,8 +22,8 @@ describe(`Kafka ${KAFKA_4}`, { timeout: 240_000 }, () => {
 
   before(async () => {
     broker = await startBroker({ version: KAFKA_4 });
-    worker = await startWorker(stackEnv(broker.brokers, prefix), { MEMORY_MAX_TOKENS: "4000", DEFAULT_MAX_TOKENS: "16" }, "worker-k4");
-    chat = new ChatOverKafka(broker.brokers, topicNames(prefix));
+    worker = await startWorker(stackEnv(broker, prefix), { MEMORY_MAX_TOKENS: "4000", DEFAULT_MAX_TOKENS: "16" }, "worker-k4");
+    chat = new ChatOverKafka(broker, topicNames(prefix));
     await chat.start();
   });
 
@@ -37,7 +37,7 @@ describe(`Kafka ${KAFKA_4}`, { timeout: 240_000 }, () => {
     const first = await chat.terminal(await chat.turn("k4-1", "Hello, Kafka four."));
     assert.equal(first.type, "final");
     assert.equal(await worker.stop(), 0);
-    worker = await startWorker(stackEnv(broker.brokers, prefix), { MEMORY_MAX_TOKENS: "4000", DEFAULT_MAX_TOKENS: "16" }, "worker-k4b");
+    worker = await startWorker(stackEnv(broker, prefix), { MEMORY_MAX_TOKENS: "4000", DEFAULT_MAX_TOKENS: "16" }, "worker-k4b");
     const second = await chat.terminal(await chat.turn("k4-1", "And again."));
     assert.equal(second.type, "final");
     const state = (await chat.readMemory()).get("k4-1")!;

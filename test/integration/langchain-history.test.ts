@@ -40,7 +40,7 @@ describe("KafkaChatMessageHistory (LangChain.js) against a real gateway, broker 
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix, 2);
+    const common = stackEnv(kafka, prefix, 2);
     const env = { GATEWAY_API_KEYS: `team:${KEY},other:${OTHER_KEY}`, MODEL_NAME: MODEL, GATEWAY_MAX_CONTENT_CHARS: String(MAX_CONTENT_CHARS) };
     gateway = await startGateway(common, env, "gateway-a");
     // The replica answers every change with 202 at once (it waits 0 ms for the worker), so the package's wait on status_url is what holds.

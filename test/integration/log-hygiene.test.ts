@@ -33,10 +33,10 @@ describe("log hygiene", { timeout: 240_000 }, () => {
   before(async () => {
     kafka = await useKafka();
     const prefix = uniquePrefix("log-hygiene");
-    const common = stackEnv(kafka.brokers, prefix, 1);
+    const common = stackEnv(kafka, prefix, 1);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `acme:${API_KEY}` });
     worker = await startWorker(common, { DEFAULT_MAX_TOKENS: "24", DELTA_FLUSH_MS: "10" });
-    chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    chat = new ChatOverKafka(kafka, topicNames(prefix));
     await chat.start();
   });
 

@@ -45,7 +45,7 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix);
+    const common = stackEnv(kafka, prefix);
     reports = await mkdtemp(path.join(os.tmpdir(), "openapi-fuzz-"));
     // A short unknown-id wait so that lookups of random ids take milliseconds; short
     // replies so that the turns the fuzzer queues do not pile up behind each other.
@@ -136,6 +136,6 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 600_000 }, 
 
     assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
     assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
-    await assertNothingDeadLettered(kafka.brokers, prefix, "everything the gateway queued was readable by the worker");
+    await assertNothingDeadLettered(kafka, prefix, "everything the gateway queued was readable by the worker");
   });
 });

@@ -112,6 +112,7 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
         WORKER_PORT_BASE: String(base),
         LOG_DIR: logDir,
         KAFKA_BROKERS: kafka.brokers,
+        ...(kafka.credentialsFile && { KAFKA_CREDENTIALS_FILE: kafka.credentialsFile }),
         KAFKA_TOPIC_PREFIX: prefix,
         KAFKA_REQUEST_PARTITIONS: "2",
         KAFKA_REPLICATION_FACTOR: "1",

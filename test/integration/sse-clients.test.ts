@@ -81,7 +81,7 @@ describe("slow and abandoned event-stream clients", { timeout: 300_000 }, () => 
   before(async () => {
     kafka = await useKafka();
     const prefix = uniquePrefix("sse-clients");
-    common = stackEnv(kafka.brokers, prefix);
+    common = stackEnv(kafka, prefix);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, SSE_KEEPALIVE_MS: "1000" });
     api = apiClient(gateway.baseUrl, KEY);
     // No worker yet: these stay queued, so their streams stay open until the client leaves.

@@ -18,7 +18,7 @@ import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } 
 import OpenAI from "openai";
 import { ensureTestModel } from "../../scripts/models.js";
 import { SequenceGenerator } from "../../worker/generator.js";
-import { apiClient, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { apiClient, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { chatEvents } from "../helpers/sse.js";
@@ -45,7 +45,7 @@ describe("tenants", { timeout: 300_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix);
+    const common = stackEnv(kafka, prefix);
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `a:${KEY_A},b:${KEY_B}`, MODEL_NAME: MODEL });
     worker = await startWorker(common, { WORKER_SLOTS: "1", CONTEXT_SIZE: "2048", DEFAULT_MAX_TOKENS: "8", MEMORY_MAX_TOKENS: "4000" });
   });
@@ -155,11 +155,14 @@ describe("tenants", { timeout: 300_000 }, () => {
         assert.equal(res.usage?.prompt_tokens, prompt.length, "the worker's prompt is the one rendered here");
         return res.usage?.prompt_tokens_details?.cached_tokens ?? -1;
       };
+      const clears = async () => metricValue(await (await fetch(`${worker.baseUrl}/metrics`)).text(), "kafka_llm_slot_tenant_clears_total") ?? 0;
       await call(KEY_A);
       const aAgain = await call(KEY_A);
+      const clearsBefore = await clears();
       const bAfterA = await call(KEY_B);
       const bAgain = await call(KEY_B);
       const aAfterB = await call(KEY_A);
+      assert.equal((await clears()) - clearsBefore, 2, "the slot was cleared twice: when b took it from a, and a from b");
       t.diagnostic(
         `prompt ${prompt.length} tokens, fixed opening ${opening}; cached: a again ${aAgain}, b after a ${bAfterA}, b again ${bAgain}, a after b ${aAfterB}`,
       );

@@ -35,11 +35,11 @@ describe("broker restart", { timeout: 300_000 }, () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-restart-"));
     broker = await startBroker({ dataDir });
     port = broker.port;
-    worker = await startWorker(stackEnv(broker.brokers, prefix, 2), {
+    worker = await startWorker(stackEnv(broker, prefix, 2), {
       MEMORY_MAX_TOKENS: "4000",
       DEFAULT_MAX_TOKENS: "16",
     });
-    chat = new ChatOverKafka(broker.brokers, topicNames(prefix));
+    chat = new ChatOverKafka(broker, topicNames(prefix));
     await chat.start();
   });
 

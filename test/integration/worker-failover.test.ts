@@ -17,7 +17,7 @@ import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 
 function startWorker(kafka: TestKafka, prefix: string, id: string, env: Record<string, string> = {}): Promise<Service> {
-  return startTestWorker(stackEnv(kafka.brokers, prefix, 4), { WORKER_SLOTS: "2", MEMORY_MAX_TOKENS: "4000", ...env }, id);
+  return startTestWorker(stackEnv(kafka, prefix, 4), { WORKER_SLOTS: "2", MEMORY_MAX_TOKENS: "4000", ...env }, id);
 }
 
 async function metric(worker: Service, pattern: RegExp): Promise<number> {
@@ -52,7 +52,7 @@ describe("failover", { timeout: 240_000 }, () => {
     const env = { SESSION_TIMEOUT_MS: "6000", HEARTBEAT_INTERVAL_MS: "1000", DEFAULT_MAX_TOKENS: "200" };
     const a = await startWorker(kafka, prefix, "worker-a", env);
     const b = await startWorker(kafka, prefix, "worker-b", env);
-    const chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    const chat = new ChatOverKafka(kafka, topicNames(prefix));
     await chat.start();
     try {
       const conversations = Array.from({ length: 20 }, (_, i) => `conv-${i}`);
@@ -127,7 +127,7 @@ describe("failover", { timeout: 240_000 }, () => {
     const env = { SESSION_TIMEOUT_MS: "30000", HEARTBEAT_INTERVAL_MS: "3000", DEFAULT_MAX_TOKENS: "16" };
     const a = await startWorker(kafka, prefix, "worker-a", env);
     const b = await startWorker(kafka, prefix, "worker-b", env);
-    const chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    const chat = new ChatOverKafka(kafka, topicNames(prefix));
     await chat.start();
     try {
       // Warm up: both workers own partitions and have answered.
@@ -173,7 +173,7 @@ describe("failover", { timeout: 240_000 }, () => {
       const workers = new Map<string, Service>();
       workers.set("worker-a", await startWorker(kafka, prefix, "worker-a", env));
       workers.set("worker-b", await startWorker(kafka, prefix, "worker-b", env));
-      const chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+      const chat = new ChatOverKafka(kafka, topicNames(prefix));
       await chat.start();
       try {
         const requestId = await chat.turn("grace-1", "A long story, please.", { params: { max_tokens: 1500 } });
@@ -237,10 +237,10 @@ describe("failover", { timeout: 240_000 }, () => {
         "group.consumer.min.heartbeat.interval.ms": "100",
       },
     });
-    const own: TestKafka = { brokers: broker.brokers, stop: () => broker.stop() };
+    const own: TestKafka = broker;
     const prefix = uniquePrefix("long");
     const worker = await startWorker(own, prefix, "worker-long", { WORKER_SLOTS: "1" });
-    const chat = new ChatOverKafka(own.brokers, topicNames(prefix));
+    const chat = new ChatOverKafka(own, topicNames(prefix));
     await chat.start();
     try {
       const requestId = await chat.turn("long-1", "The longest story you know.", { params: { max_tokens: 1900 } });

@@ -28,7 +28,7 @@ import type { Service } from "../helpers/services.js";
 const GREETING = "Hello there, little one! What story shall we tell?";
 
 function startWorker(kafka: TestKafka, prefix: string, env: Record<string, string>): Promise<Service> {
-  return startTestWorker(stackEnv(kafka.brokers, prefix), { WORKER_ID: "w1", GREETING, ...env }, `worker-${prefix}`);
+  return startTestWorker(stackEnv(kafka, prefix), { WORKER_ID: "w1", GREETING, ...env }, `worker-${prefix}`);
 }
 
 function asFinal(event: unknown): FinalEvent {
@@ -49,7 +49,7 @@ describe("conversation memory", { timeout: 180_000 }, () => {
   before(async () => {
     kafka = await useKafka();
     worker = await startWorker(kafka, prefix, { MEMORY_MAX_TOKENS: String(budget), WORKER_SLOTS: "2", DEFAULT_MAX_TOKENS: "16" });
-    chat = new ChatOverKafka(kafka.brokers, topics);
+    chat = new ChatOverKafka(kafka, topics);
     await chat.start();
     const llama = await getLlama({ gpu: false, build: "never" });
     model = await llama.loadModel({ modelPath: await ensureTestModel() });
@@ -354,7 +354,7 @@ describe("cancel and KV reuse", { timeout: 180_000 }, () => {
   before(async () => {
     kafka = await useKafka();
     worker = await startWorker(kafka, prefix, { MEMORY_MAX_TOKENS: "4000", WORKER_SLOTS: "2", DEFAULT_MAX_TOKENS: "12", DELTA_FLUSH_MS: "10" });
-    chat = new ChatOverKafka(kafka.brokers, topics);
+    chat = new ChatOverKafka(kafka, topics);
     await chat.start();
   });
 

@@ -76,12 +76,12 @@ describe("slots never cross conversations, nor tenants", { timeout: 300_000 }, (
   before(async () => {
     kafka = await useKafka();
     worker = await startWorker(
-      stackEnv(kafka.brokers, prefix, PARTITIONS),
+      stackEnv(kafka, prefix, PARTITIONS),
       // No trimming: a conversation's previous prompt is always the start of its next one.
       { WORKER_SLOTS: "2", MEMORY_MAX_TOKENS: "100000", DEFAULT_MAX_TOKENS: "12", DELTA_FLUSH_MS: "5", LOG_LEVEL: "debug" },
       "worker-slots",
     );
-    chat = new ChatOverKafka(kafka.brokers, topics);
+    chat = new ChatOverKafka(kafka, topics);
     await chat.start();
     llama = await getLlama({ gpu: false, build: "never" });
     model = await llama.loadModel({ modelPath: await ensureTestModel() });

@@ -10,14 +10,14 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Admin, Kafka, Producer } from "kafkajs";
-import { loadKafkaConfig, type KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config.js";
 import { SCHEMA_VERSION, conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
 import { createKafka, createProducer } from "../../platform/kafka.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
 import { MemoryStore, type RestoreKind } from "../../worker/memory-store.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { useKafka, uniquePrefix, type TestKafka, kafkaConfigFor } from "../helpers/kafka.js";
 
 const PARTITIONS = 2;
 const TTL_MS = 7 * 24 * 3_600_000;
@@ -47,7 +47,8 @@ describe("worker state store", { timeout: 240_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    kafkaConfig = loadKafkaConfig({ KAFKA_BROKERS: kafka.brokers, KAFKA_CLIENT_ID: "state-store-test", KAFKA_REPLICATION_FACTOR: "1" });
+    // The store as a test drives it, logged in as the administrator (it makes its own topics).
+    kafkaConfig = { ...kafkaConfigFor(kafka), clientId: "state-store-test" };
     client = createKafka(kafkaConfig, logger);
     admin = client.admin();
     await admin.connect();

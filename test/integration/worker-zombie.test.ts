@@ -26,11 +26,11 @@ describe("a frozen worker wakes up replaced", { timeout: 240_000 }, () => {
 
   before(async () => {
     kafka = await useKafka();
-    const common = stackEnv(kafka.brokers, prefix, 1);
+    const common = stackEnv(kafka, prefix, 1);
     const env = { SESSION_TIMEOUT_MS: "6000", HEARTBEAT_INTERVAL_MS: "1000", DEFAULT_MAX_TOKENS: "8", MEMORY_MAX_TOKENS: "4000" };
     workers.set("zombie-a", await startWorker(common, env, "zombie-a"));
     workers.set("zombie-b", await startWorker(common, env, "zombie-b"));
-    chat = new ChatOverKafka(kafka.brokers, topicNames(prefix));
+    chat = new ChatOverKafka(kafka, topicNames(prefix));
     await chat.start();
   });
 
