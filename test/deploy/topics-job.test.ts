@@ -1,38 +1,63 @@
 /**
  * The chart's topics Job, run for real: its command (scripts/deploy/create-topics.ts, as
  * dist/scripts/deploy/create-topics.js in the image) with the environment the rendered Job
- * gives it, against a real Kafka broker. The topics come out with the chart's partitions,
- * replication, chat.memory's compaction and chat.history's own settings; a second run is
- * a no-op; a run whose settings disagree with the topics fails and says how.
+ * gives it (kafka.sasl on: the topics component's user, its password mounted from the
+ * chart's Secret), against a real Kafka broker secured as production should be
+ * (SASL/SCRAM, deny by default). With no ACL for the topics principal the broker refuses it
+ * and nothing is created; with that principal's ACLs alone (contracts/kafka-acls.ts, granted
+ * as an operator would) the Job creates the topics with the chart's partitions, replication,
+ * chat.memory's compaction and chat.history's own settings; a second run is a no-op; a run
+ * whose settings disagree with the topics fails and says how.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import kafkajs, { Kafka, logLevel } from "kafkajs";
 import { topicNames } from "../../contracts/topics.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { kafkajsClient, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { REPO_ROOT } from "../helpers/services.js";
-import { containerEnv, find, render, type Container } from "./lib/chart.js";
+import { envWithMountedSecrets, find, render, type PodSpec } from "./lib/chart.js";
+import { grantAcls, saslValues } from "./lib/kafka-login.js";
 
 const { ConfigResourceTypes } = kafkajs;
 
 describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
   let kafka: TestKafka;
   const prefix = uniquePrefix("chart-topics");
+  const names = topicNames(prefix);
+  const secrets = mkdtempSync(path.join(os.tmpdir(), "topics-job-"));
+  let renders = 0;
 
   before(async () => {
     kafka = await useKafka();
+    assert.ok(kafka.credentials, "a secured broker (KAFKA_CREDENTIALS_FILE): the Job logs in as the topics principal");
   });
   after(async () => {
     await kafka?.stop();
+    rmSync(secrets, { recursive: true, force: true });
   });
 
+  /** The Job's environment as rendered with kafka.sasl on, its password file "mounted" from the chart's Secret. */
   function jobEnv(set: Record<string, string | number>): Record<string, string> {
-    const objects = render({ set: { "kafka.topicPrefix": prefix, ...set } });
+    const objects = render({ set: { "kafka.topicPrefix": prefix, ...saslValues(kafka.credentials, ["gateway", "worker", "topics"]), ...set } });
     const job = find(objects, "Job", "-topics-1");
-    const c = (job.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers[0]!;
+    const spec = (job.spec as { template: { spec: PodSpec } }).template.spec;
+    const c = spec.containers[0]!;
     assert.deepEqual(c.args, ["dist/scripts/deploy/create-topics.js"]);
-    return { ...containerEnv(objects, c), KAFKA_BROKERS: kafka.brokers };
+    return { ...envWithMountedSecrets(objects, spec, c, path.join(secrets, String(renders++))), KAFKA_BROKERS: kafka.brokers };
+  }
+
+  async function existingTopics(): Promise<string[]> {
+    const admin = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      return (await admin.listTopics()).filter((t) => t.startsWith(prefix)).sort();
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   function runJob(env: Record<string, string>) {
@@ -44,20 +69,41 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
     });
   }
 
-  it("creates the topics with the chart's partitions and chat.memory compacted, chat.history with its own settings, once", async () => {
-    const env = jobEnv({
-      "kafka.requestPartitions": 3,
-      "autoscaling.maxReplicas": 3,
-      "kafka.conversationTtlMs": 3_600_000,
-      "kafka.history.partitions": 2,
-      "kafka.history.retentionMs": 7_200_000,
-    });
+  const settings = {
+    "kafka.requestPartitions": 3,
+    "autoscaling.maxReplicas": 3,
+    "kafka.conversationTtlMs": 3_600_000,
+    "kafka.history.partitions": 2,
+    "kafka.history.retentionMs": 7_200_000,
+  };
+
+  it("logs in as the topics principal from the chart's Secret; with no ACL for it the broker refuses and nothing is created", async () => {
+    const env = jobEnv(settings);
+    const topics = kafka.credentials!.users.topics;
+    assert.equal(env.KAFKA_SASL_MECHANISM, "scram-sha-512");
+    assert.equal(env.KAFKA_SASL_USERNAME, topics.username, "the topics component's own user, not another component's");
+    assert.equal(readFileSync(env.KAFKA_SASL_PASSWORD_FILE!, "utf8"), topics.password, "its password, mounted as a file");
+    assert.equal(env.KAFKA_SASL_PASSWORD, undefined, "never in an environment variable");
+
+    const refused = runJob(env);
+    assert.equal(refused.status, 1, refused.stdout + refused.stderr);
+    // platform/topic-admin.ts's hint ("Kafka refused to create them") when it recognizes the
+    // refusal; kafkajs's own aggregate message when it does not.
+    assert.match(refused.stderr, /create-topics: (.*Kafka refused to create them \(TOPIC_AUTHORIZATION_FAILED\)|Topic creation errors)/);
+    assert.deepEqual(await existingTopics(), [], "no topic of the install exists");
+  });
+
+  it("with only the topics principal's ACLs, creates the topics with the chart's partitions and chat.memory compacted, chat.history with its own settings, once", async () => {
+    // As an operator would, before the install: the Job's principal's ACLs, nobody else's.
+    const granted = await grantAcls(kafka, { topics: names, workerGroup: "kafka-llm-workers", gatewayGroup: `${prefix}kafka-llm-gateways` }, ["topics"]);
+    assert.deepEqual(new Set(granted.map((a) => a.principal)), new Set([`User:${kafka.credentials!.users.topics.username}`]));
+    const env = jobEnv(settings);
     const first = runJob(env);
     assert.equal(first.status, 0, first.stdout + first.stderr);
     assert.match(first.stdout, /"created":\[/);
 
-    const names = topicNames(prefix);
-    const admin = new Kafka({ brokers: [kafka.brokers], logLevel: logLevel.NOTHING }).admin();
+    assert.deepEqual(await existingTopics(), Object.values(names).sort());
+    const admin = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: Object.values(names) });
@@ -88,15 +134,7 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
   });
 
   it("fails, naming the difference, when the chart's partitions no longer match the topics", () => {
-    const r = runJob(
-      jobEnv({
-        "kafka.requestPartitions": 4,
-        "autoscaling.maxReplicas": 4,
-        "kafka.conversationTtlMs": 3_600_000,
-        "kafka.history.partitions": 2,
-        "kafka.history.retentionMs": 7_200_000,
-      }),
-    );
+    const r = runJob(jobEnv({ ...settings, "kafka.requestPartitions": 4, "autoscaling.maxReplicas": 4 }));
     assert.equal(r.status, 1);
     assert.match(r.stderr, /existing topics do not match the configuration/);
     assert.match(r.stderr, new RegExp(`${prefix.replace(/\./g, "\\.")}chat\\.requests`));
