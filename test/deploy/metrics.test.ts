@@ -2,7 +2,11 @@
  * The metrics the chart scales on and the dashboards it ships, against a real Prometheus
  * (Debian's package) scraping a real local run: a Kafka broker, the gateway and two
  * workers with stories260K, configured from the chart's own rendered ConfigMaps and
- * Secret (only addresses, ports, the model file and one CPU thread each are local).
+ * Secret (only addresses, ports, the model file and one CPU thread each are local). The
+ * broker is secured (SASL/SCRAM, deny by default): the chart renders kafka.sasl with each
+ * component's user and password, the install's topics and ACLs are made first as an
+ * operator would (scripts/kafka/provision.ts), and the gateway and workers log in with
+ * what the chart mounts (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD_FILE).
  * Series get the labels the chart's ServiceMonitor/PodMonitor give them in a cluster
  * (namespace, app_kubernetes_io_instance, app_kubernetes_io_component).
  *
@@ -22,10 +26,14 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
+import { loadKafkaConfig } from "../../contracts/config.js";
+import { topicNames } from "../../contracts/topics.js";
+import { provisionInstall } from "../../scripts/kafka/provision.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
 import { envWithMountedSecrets, find, render, VARIANTS, type K8sObject, type PodSpec } from "./lib/chart.js";
+import { saslValues } from "./lib/kafka-login.js";
 import { metricNames, startPrometheus, type Prometheus } from "./lib/prometheus.js";
 
 const NAMESPACE = "kafka-llm";
@@ -47,7 +55,8 @@ const pod = (o: K8sObject): PodSpec => (o.kind === "Pod" ? (o.spec as PodSpec) :
 
 describe("autoscaling signals and dashboards: a real Prometheus scraping a local run", { timeout: 360_000 }, () => {
   const secrets = mkdtempSync(path.join(os.tmpdir(), "metrics-secrets-"));
-  const objects = render({ release: RELEASE, namespace: NAMESPACE });
+  /** The release the services run from: rendered once the broker's principals are known. */
+  let objects: K8sObject[];
   // KEDA's Prometheus trigger (ci/keda-values.yaml has its Kafka trigger, which reads the broker).
   const kedaObjects = render({
     release: RELEASE,
@@ -89,6 +98,8 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
 
   before(async () => {
     kafka = await useKafka();
+    // Each component logs in as its own principal, from the chart's Secret.
+    objects = render({ release: RELEASE, namespace: NAMESPACE, set: saslValues(kafka.credentials, ["gateway", "worker", "topics"]) });
     const prefix = uniquePrefix("metrics");
     const model = await ensureTestModel();
     // The services get the chart's settings; only what is local differs.
@@ -102,12 +113,33 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     const gatewayEnv = envWithMountedSecrets(objects, pod(gw), pod(gw).containers[0]!, path.join(secrets, "gateway"));
     const workerEnv = envWithMountedSecrets(objects, pod(wk), pod(wk).containers[0]!, path.join(secrets, "worker"));
     apiKeysFile = gatewayEnv.GATEWAY_API_KEYS_FILE!;
-    for (const e of [workerEnv]) {
-      delete e.POD_NAME; // not in a cluster
-      delete e.POD_NAMESPACE;
+    // Not in a cluster: no downward API (the worker advertises the address it listens on).
+    for (const name of ["POD_NAME", "POD_NAMESPACE", "POD_IP"]) {
+      assert.match(workerEnv[name] ?? "", /^<from .*fieldRef/, `${name} comes from the downward API`);
+      delete workerEnv[name];
     }
     workerEnv.LLAMA_GPU = "false"; // the chart's default is CUDA; this machine runs the worker on its CPU
     const groupId = `${prefix}${workerEnv.KAFKA_GROUP_ID}`;
+    // The chart names the gateways' group too: prefixed here like the workers' group.
+    const gatewayGroupId = `${prefix}${gatewayEnv.GATEWAY_EVENTS_GROUP_ID}`;
+    if (kafka.credentials) {
+      for (const [component, env] of [
+        ["gateway", gatewayEnv],
+        ["worker", workerEnv],
+      ] as const) {
+        assert.equal(env.KAFKA_SASL_MECHANISM, "scram-sha-512", component);
+        assert.equal(env.KAFKA_SASL_USERNAME, kafka.credentials.users[component].username, `${component}: its own principal`);
+        assert.equal(readFileSync(env.KAFKA_SASL_PASSWORD_FILE!, "utf8"), kafka.credentials.users[component].password, `${component}: its password, mounted`);
+      }
+      // The install's ACLs and topics (with the chart's settings), as an operator makes them
+      // before the services start: the services may not create topics.
+      await provisionInstall({
+        brokers: kafka.brokers,
+        credentials: kafka.credentials,
+        names: { topics: topicNames(prefix), workerGroup: groupId, gatewayGroup: gatewayGroupId },
+        settings: loadKafkaConfig({ ...gatewayEnv, ...local }),
+      });
+    }
     const gatewayPort = await freePort();
     gateway = await startService({
       name: "gateway",
@@ -119,8 +151,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
         ...gatewayEnv,
         ...local,
         WORKER_GROUP_ID: groupId,
-        // The chart names the gateways' group too: prefixed here like the workers' group.
-        GATEWAY_EVENTS_GROUP_ID: `${prefix}${gatewayEnv.GATEWAY_EVENTS_GROUP_ID}`,
+        GATEWAY_EVENTS_GROUP_ID: gatewayGroupId,
         GATEWAY_HOST: "127.0.0.1",
         GATEWAY_PORT: String(gatewayPort),
         // Read the lag every second (the chart: every 5 s), so a short burst shows.
@@ -154,6 +185,8 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
             WORKER_HTTP_PORT: String(port),
             MODEL: model,
             MODEL_DIR: path.join(secrets, "models"),
+            // Each pod's own volume in a cluster (worker.stateStore): a directory each here.
+            WORKER_STATE_DIR: path.join(secrets, "state", id),
             // Two cores: llama.cpp's spinning threads must not outnumber them.
             LLAMA_THREADS: "1",
             // Short replies: the burst must drain within the check's few minutes.
