@@ -26,7 +26,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { inClusterPod, POD_DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, startPodDeletionCost } from "../../worker/pod-deletion-cost.js";
-import { stackEnv, startWorker } from "../helpers/gateway.js";
+import { loggedIn, stackEnv, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
 import { VARIANTS, type K8sObject } from "./lib/chart.js";
@@ -527,19 +527,23 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
 
       kafka = await useKafka();
       const common = stackEnv(kafka, uniquePrefix("k8s-pf"));
-      // On the port kwok forwards the pods' 8080 to (fixed before kwok started).
+      // On the port kwok forwards the pods' 8080 to (fixed before kwok started); logged in
+      // as the gateway's principal, the install's topics and ACLs made first.
       gateway = await startService({
         name: "gateway",
         entry: "gateway/main.ts",
         port: gatewayPort,
         readyPath: "/readyz",
-        env: {
-          ...common,
-          GATEWAY_HOST: "127.0.0.1",
-          GATEWAY_PORT: String(gatewayPort),
-          WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
-          GATEWAY_API_KEYS_FILE: keyFile,
-        },
+        env: await loggedIn(
+          {
+            ...common,
+            GATEWAY_HOST: "127.0.0.1",
+            GATEWAY_PORT: String(gatewayPort),
+            WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
+            GATEWAY_API_KEYS_FILE: keyFile,
+          },
+          "gateway",
+        ),
       });
       worker = await startWorker(common);
 
