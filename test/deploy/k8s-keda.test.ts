@@ -3,7 +3,11 @@
  * operator and its metrics server (built by scripts/deploy/k8s/build.sh; the metrics
  * server registered as the external.metrics.k8s.io APIService) run the ScaledObject the
  * chart renders with ci/keda-values.yaml: KEDA's Apache Kafka scaler reading the workers'
- * consumer-group lag on chat.requests from the local real broker.
+ * consumer-group lag on chat.requests from the local real broker, secured as production
+ * should be (SASL/SCRAM, deny by default): the chart's TriggerAuthentication gives the
+ * scaler the autoscaler principal's login (sasl scram_sha512, its username from the chart's
+ * ConfigMap, its password from the chart's Secret), and that principal holds only its ACLs
+ * (Describe on chat.requests and on the workers' group).
  *
  * - Nothing waits: KEDA scales the worker Deployment to 0, and its metrics server serves
  *   the group's lag (0) through the API server.
@@ -27,13 +31,15 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { QueuedNotice } from "../../gateway/kafka/queue-watch.js";
+import { topicNames } from "../../contracts/topics.js";
 import { apiClient, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { kafkajsClient, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, type Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
 import { bin, crdFiles, makeServingCert, registerExternalMetrics, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
 import { helmOk } from "./lib/helm-cluster.js";
 import { parseQuantity } from "./lib/hpa.js";
+import { aclsReaching, saslValues, setArgs } from "./lib/kafka-login.js";
 
 const NAMESPACE = "kafka-llm";
 const RELEASE = "llm";
@@ -48,8 +54,8 @@ const COOLDOWN_S = 10;
 /** The chart's scale-down window is 300 s; the test's values shorten it (the controller still decides). */
 const DOWN_WINDOW_S = 5;
 
-/** The group's type as the broker describes it (ConsumerGroupDescribe / DescribeGroups, librdkafka's admin). */
-async function groupType(brokers: string, group: string): Promise<string> {
+/** The group's type as the broker describes it (ConsumerGroupDescribe / DescribeGroups, librdkafka's admin, as the administrator). */
+async function groupType(kafka: TestKafka, group: string): Promise<string> {
   const { KafkaJS } = createRequire(import.meta.url)("@confluentinc/kafka-javascript") as {
     KafkaJS: {
       Kafka: new (c: object) => {
@@ -58,7 +64,7 @@ async function groupType(brokers: string, group: string): Promise<string> {
       ConsumerGroupTypes: Record<string, number>;
     };
   };
-  const admin = new KafkaJS.Kafka({ kafkaJS: { brokers: brokers.split(","), logLevel: 0 } }).admin();
+  const admin = new KafkaJS.Kafka({ kafkaJS: { ...kafkajsClient(kafka), logLevel: 0 } }).admin();
   await admin.connect();
   try {
     const { groups } = await admin.describeGroups([group]);
@@ -189,7 +195,8 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
       .status.conditions?.find((c) => c.type === type);
   const since = () => (Date.now() - t0) / 1000;
 
-  it("with nothing waiting, KEDA scales the chart's worker Deployment to zero and serves the group's lag (0)", async () => {
+  it("with nothing waiting, KEDA scales the chart's worker Deployment to zero and serves the group's lag (0), logged in as the autoscaler", async () => {
+    assert.ok(kafka.credentials, "a secured broker (KAFKA_CREDENTIALS_FILE): KEDA logs in as the autoscaler principal");
     cp.kc(["create", "namespace", NAMESPACE]);
     await helmOk(cp, [
       "install",
@@ -219,6 +226,9 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
       `autoscaling.behavior.scaleDown=${JSON.stringify({ stabilizationWindowSeconds: DOWN_WINDOW_S, selectPolicy: "Max", policies: [{ type: "Percent", value: 100, periodSeconds: 5 }] })}`,
       "--set",
       "topics.job.enabled=false",
+      // Each component's user and password (the chart's Secret: local and CI only); the
+      // scaler's through the chart's TriggerAuthentication.
+      ...setArgs(saslValues(kafka.credentials, ["gateway", "worker", "autoscaler"])),
       "--wait",
       "--timeout=5m",
     ]);
@@ -254,6 +264,40 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
     metricPath = `/apis/external.metrics.k8s.io/v1beta1/namespaces/${NAMESPACE}/${metric.name}?labelSelector=${encodeURIComponent(selector)}`;
     const value = await cp.waitFor("KEDA's metrics server to serve the lag through the API server", () => lag() ?? undefined, 60_000);
     assert.equal(value, 0, `nothing waits on ${common.KAFKA_TOPIC_PREFIX}chat.requests for ${group}`);
+
+    // What the scaler logged in with: SCRAM-SHA-512 as the autoscaler principal, through
+    // the chart's TriggerAuthentication (no other login is configured for it).
+    const autoscaler = kafka.credentials.users.autoscaler;
+    const so = cp.getJson<{ spec: { triggers: Array<{ metadata: Record<string, string>; authenticationRef?: { name: string } }> } }>([
+      "-n",
+      NAMESPACE,
+      "get",
+      "scaledobject",
+      WORKER,
+    ]);
+    const trigger = so.spec.triggers[0]!;
+    assert.equal(trigger.metadata.sasl, "scram_sha512");
+    const auth = cp.getJson<{
+      spec: {
+        configMapTargetRef: Array<{ parameter: string; name: string; key: string }>;
+        secretTargetRef: Array<{ parameter: string; name: string; key: string }>;
+      };
+    }>(["-n", NAMESPACE, "get", "triggerauthentication", trigger.authenticationRef!.name]);
+    const param = (refs: Array<{ parameter: string; name: string; key: string }>, p: string, kind: string) => {
+      const ref = refs.find((r) => r.parameter === p)!;
+      const data = cp.getJson<{ data: Record<string, string> }>(["-n", NAMESPACE, "get", kind, ref.name]).data[ref.key]!;
+      return kind === "secret" ? Buffer.from(data, "base64").toString() : data;
+    };
+    assert.equal(param(auth.spec.configMapTargetRef, "username", "configmap"), autoscaler.username, "the autoscaler's own user");
+    assert.equal(param(auth.spec.secretTargetRef, "password", "secret"), autoscaler.password, "its password");
+    // And that principal may do only this on the install: describe the request topic's
+    // offsets and the workers' group's (no record, no other topic or group).
+    const prefix = common.KAFKA_TOPIC_PREFIX!;
+    const install = [
+      ...Object.values(topicNames(prefix)).map((name) => ({ type: "topic" as const, name })),
+      ...[group, `${group}.memory`, `${prefix}kafka-llm-gateways`, `${prefix}kafka-llm-gateways.x`].map((name) => ({ type: "group" as const, name })),
+    ];
+    assert.deepEqual(await aclsReaching(kafka, "autoscaler", install), [`group:literal:${group} Describe`, `topic:literal:${prefix}chat.requests Describe`]);
   });
 
   it(`${BURST} waiting requests: KEDA activates the Deployment (0 → 1) and its HPA raises it to ${PARTITIONS}, while the streams say they wait`, async () => {
@@ -317,7 +361,7 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
     );
     // The lag KEDA read through its kafka-go admin calls fell to 0 on a KIP-848 group: the
     // broker says the group is on the consumer protocol, its offsets at the partitions' ends.
-    assert.equal(await groupType(kafka.brokers, group), "consumer", "the workers' group runs the consumer (KIP-848) protocol");
+    assert.equal(await groupType(kafka, group), "consumer", "the workers' group runs the consumer (KIP-848) protocol");
     await worker.stop();
     worker = undefined;
     const zero = await cp.waitFor("KEDA to scale the workers back to 0", () => samples.find((s) => s.t > drained.t && s.replicas === 0), 120_000);

@@ -59,7 +59,10 @@ export type AclText = string;
 
 const TYPE_NAMES: Record<number, string> = { [AclResourceTypes.TOPIC]: "topic", [AclResourceTypes.GROUP]: "group", [AclResourceTypes.CLUSTER]: "cluster" };
 const PATTERN_NAMES: Record<number, string> = { [ResourcePatternTypes.LITERAL]: "literal", [ResourcePatternTypes.PREFIXED]: "prefixed" };
-const OPERATION_NAMES: Record<number, string> = Object.fromEntries(Object.entries(AclOperationTypes).map(([k, v]) => [v, k]));
+/** Operations as Kafka and contracts/kafka-acls.ts spell them: DESCRIBE_CONFIGS is DescribeConfigs. */
+const OPERATION_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(AclOperationTypes).map(([k, v]) => [v, k.toLowerCase().replace(/(^|_)([a-z])/g, (_, _sep: string, c: string) => c.toUpperCase())]),
+);
 
 /**
  * Every ALLOW ACL the broker holds for a component's principal that reaches a resource of
