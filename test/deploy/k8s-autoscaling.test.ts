@@ -18,7 +18,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { ensureTestModel } from "../../scripts/models.js";
-import { apiClient, stackEnv, startGateway } from "../helpers/gateway.js";
+import { apiClient, loggedIn, stackEnv, startGateway } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
 import { bin, registerExternalMetrics, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
@@ -64,24 +64,29 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
       { job: "kafka-llm-gateway", address: new URL(gateway.baseUrl).host, labels: labels("gateway") },
       { job: "kafka-llm-worker", address: `127.0.0.1:${workerPort}`, labels: labels("worker") },
     ]);
-    // On the port Prometheus scrapes (fixed before it started, so it sees the worker start).
+    // On the port Prometheus scrapes (fixed before it started, so it sees the worker start),
+    // logged in as the workers' principal (the gateway, as the gateway's: its lag exporter
+    // describes the workers' group with it).
     worker = await startService({
       name: "worker",
       entry: "worker/main.ts",
       port: workerPort,
       readyPath: "/readyz",
       timeoutMs: 120_000,
-      env: {
-        ...common,
-        KAFKA_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
-        WORKER_ID: "worker",
-        WORKER_HTTP_HOST: "127.0.0.1",
-        WORKER_HTTP_PORT: String(workerPort),
-        MODEL: await ensureTestModel(),
-        LLAMA_THREADS: "1",
-        WORKER_SLOTS: "4",
-        DEFAULT_MAX_TOKENS: "48",
-      },
+      env: await loggedIn(
+        {
+          ...common,
+          KAFKA_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
+          WORKER_ID: "worker",
+          WORKER_HTTP_HOST: "127.0.0.1",
+          WORKER_HTTP_PORT: String(workerPort),
+          MODEL: await ensureTestModel(),
+          LLAMA_THREADS: "1",
+          WORKER_SLOTS: "4",
+          DEFAULT_MAX_TOKENS: "48",
+        },
+        "worker",
+      ),
     });
 
     // prometheus-adapter with the project's rules, as the prometheus-adapter chart turns
