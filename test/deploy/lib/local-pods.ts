@@ -42,7 +42,14 @@ export function tokenKubeconfig(cp: ControlPlane, dir: string, token: string, na
 
 /** kubectl as whoever `kubeconfig` names (not the admin). */
 export async function kubectlAs(cp: ControlPlane, kubeconfig: string, args: readonly string[]): Promise<KubectlResult> {
-  return run(bin(cp.parts.kubernetes, "kubectl"), ["--kubeconfig", kubeconfig, ...args], { PATH: process.env.PATH ?? "" }, 60_000);
+  // HOME beside the kubeconfig: kubectl keeps its discovery cache in $HOME/.kube (without a
+  // HOME, in the working directory: the repository).
+  return run(
+    bin(cp.parts.kubernetes, "kubectl"),
+    ["--kubeconfig", kubeconfig, ...args],
+    { PATH: process.env.PATH ?? "", HOME: path.dirname(kubeconfig) },
+    60_000,
+  );
 }
 
 export interface LocalRun {
