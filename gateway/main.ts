@@ -94,6 +94,7 @@ async function main(): Promise<void> {
     lookBackMs: config.requests.stateTtlMs,
     logger,
     onRecord: () => deps.metrics.eventsRead.inc(),
+    onReaderRestart: () => deps.metrics.eventsReaderRestarts.inc(),
     onEvent: (event) => turnStats.record(event),
   });
   hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);

@@ -128,6 +128,11 @@ export function createGatewayMetrics(sources: MetricSources) {
       help: "Records this replica read from chat.events (its own partitions, and those it reads for a follower)",
       registers,
     }),
+    eventsReaderRestarts: new Counter({
+      name: "kafka_llm_gateway_events_reader_restarts_total",
+      help: "Times the chat.events reader's consumer was replaced because it had stopped fetching while records waited (a broker restart can leave it so)",
+      registers,
+    }),
     eventPartitions: new Gauge({
       name: "kafka_llm_gateway_events_partitions",
       help: "chat.events partitions this replica reads, by role (owned: given it by the gateways' group; followed: read only while a client here follows one of its requests)",

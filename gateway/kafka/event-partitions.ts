@@ -27,6 +27,7 @@ import { keyPartition } from "../../platform/kafka.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub, RequestSnapshot } from "../event-hub.js";
 import { EventsReader } from "./events-reader.js";
+import { withDeadline } from "./deadline.js";
 
 /** How long a followed partition is still read after its last follower left (another often follows soon, e.g. status polls). */
 const LINGER_MS = 10_000;
@@ -46,6 +47,8 @@ export interface EventPartitionsOptions {
   readonly logger: Logger;
   /** Each record read from chat.events (the events_read counter). */
   onRecord?(): void;
+  /** The events reader's consumer was replaced because it stopped fetching. */
+  onReaderRestart?(): void;
   /** Each event the hub took as new. */
   onEvent?(event: ChatEvent): void;
 }
@@ -90,6 +93,9 @@ export class EventPartitions {
       groupId: privateGroup(options.groupId, "offsets"),
       logger: options.logger,
       onRecord: () => options.onRecord?.(),
+      onRestart: () => options.onReaderRestart?.(),
+      ends: async () =>
+        new Map((await withDeadline(options.admin.fetchTopicOffsets(options.topic), 3000, "chat.events ends")).map((o) => [o.partition, Number(o.high)])),
       onEvent: (event, partition) => {
         if (options.hub.accept(event, partition)) options.onEvent?.(event);
       },

@@ -7,6 +7,13 @@
  *
  * chat.events is not written in transactions, so a partition is read to its end when the
  * next offset to read reaches the high watermark.
+ *
+ * A consumer that only assigns can stop fetching after a broker restart and stay stopped
+ * until it is made again (librdkafka#5153; seen here once in a few broker restarts: every
+ * stream of the gateway went quiet for good while the workers kept answering). So a
+ * watchdog looks at partitions that delivered nothing for a while: when Kafka holds
+ * records past where one is read, the consumer is replaced by a new one that carries on
+ * from the same offsets.
  */
 import { createRequire } from "node:module";
 import type { KafkaConfig } from "../../contracts/config.js";
@@ -14,13 +21,14 @@ import { chatEventSchema, decodeRecord, type ChatEvent } from "../../contracts/r
 import type { Logger } from "../../platform/logger.js";
 import { librdkafkaConnection } from "../../platform/group-consumer.js";
 
-interface NativeMessage {
+export interface NativeMessage {
   topic: string;
   partition: number;
   offset: number;
   value: Buffer | null;
 }
-interface NativeConsumer {
+/** The part of librdkafka's KafkaConsumer the reader uses. */
+export interface EventsConsumer {
   connect(options: Record<string, unknown>, cb: (err: Error | null) => void): void;
   disconnect(cb: (err: Error | null) => void): void;
   incrementalAssign(tps: Array<{ topic: string; partition: number; offset?: number }>): void;
@@ -39,6 +47,10 @@ interface NativeConsumer {
 
 /** librdkafka's RD_KAFKA_RESP_ERR__TIMED_OUT (a consume that found nothing). */
 const ERR_TIMED_OUT = -185;
+/** A partition behind its end that delivered nothing for this long has stalled, ms. */
+const STALL_MS = 5000;
+/** How often the watchdog looks, ms. */
+const WATCH_MS = 2500;
 
 export interface EventsReaderOptions {
   readonly kafka: KafkaConfig;
@@ -50,15 +62,31 @@ export interface EventsReaderOptions {
   onEvent(event: ChatEvent, partition: number): void;
   /** Each record read (events and malformed ones alike), for the events_read counter. */
   onRecord?(partition: number): void;
+  /** The consumer was replaced because it stopped fetching (the restarts counter). */
+  onRestart?(): void;
+  /**
+   * The topic's partition ends (high watermarks) now, asked of another client than this
+   * reader's consumer (which may be the one that stopped answering).
+   */
+  ends(): Promise<ReadonlyMap<number, number>>;
+  /** Watchdog bounds, ms (tests shorten them): a quiet partition behind its end for `stallMs` has stalled; looked at every `watchMs`. */
+  readonly stallMs?: number;
+  readonly watchMs?: number;
+  /** Makes and connects a consumer (tests give a stand-in); default: librdkafka's. */
+  readonly makeConsumer?: () => Promise<EventsConsumer>;
 }
 
 export class EventsReader {
   readonly #options: EventsReaderOptions;
   readonly #log: Logger;
-  #native: NativeConsumer | null = null;
+  #native: EventsConsumer | null = null;
   /** Partition → next offset to read. */
   readonly #next = new Map<number, number>();
   readonly #waiters = new Set<() => void>();
+  /** Partition → when it last delivered a record, was added, or was found at its end. */
+  readonly #progress = new Map<number, number>();
+  #watchdog: NodeJS.Timeout | null = null;
+  #restarting = false;
   #closing = false;
   #warnedAt = 0;
 
@@ -68,8 +96,19 @@ export class EventsReader {
   }
 
   async start(): Promise<void> {
+    this.#native = await this.#connect();
+    this.#poll(this.#native);
+    this.#watchdog = setInterval(() => void this.#watch(), this.#options.watchMs ?? WATCH_MS);
+    this.#watchdog.unref();
+  }
+
+  #connect(): Promise<EventsConsumer> {
+    return this.#options.makeConsumer ? this.#options.makeConsumer() : this.#connectLibrdkafka();
+  }
+
+  async #connectLibrdkafka(): Promise<EventsConsumer> {
     const require = createRequire(import.meta.url);
-    const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
+    const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => EventsConsumer };
     const native = new KafkaConsumer({
       ...librdkafkaConnection(this.#options.kafka),
       // A group id librdkafka wants; nothing is committed under it and it never joins.
@@ -91,8 +130,55 @@ export class EventsReader {
     await new Promise<void>((resolve, reject) => native.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve())));
     native.setDefaultConsumeTimeout(100);
     native.setDefaultIsTimeoutOnlyForFirstMessage(true);
-    this.#native = native;
-    this.#poll();
+    return native;
+  }
+
+  /**
+   * Replaces a consumer whose partitions stalled: the partitions that delivered nothing for
+   * STALL_MS while Kafka holds records past where they are read. Nothing is done while Kafka
+   * cannot say where they end (it is away: the consumer will carry on by itself).
+   */
+  async #watch(): Promise<void> {
+    const native = this.#native;
+    if (!native || this.#restarting || this.#closing) return;
+    const now = Date.now();
+    const quiet = [...this.#next].filter(([p]) => now - (this.#progress.get(p) ?? now) >= (this.#options.stallMs ?? STALL_MS));
+    if (quiet.length === 0) return;
+    let ends: ReadonlyMap<number, number>;
+    try {
+      ends = await this.#options.ends();
+    } catch {
+      return;
+    }
+    const stalled: number[] = [];
+    for (const [p, next] of quiet) {
+      if ((ends.get(p) ?? 0) > next && this.#next.get(p) === next) stalled.push(p);
+      else this.#progress.set(p, Date.now());
+    }
+    if (stalled.length === 0 || this.#native !== native || this.#closing) return;
+    this.#log.warn(
+      { partitions: stalled },
+      "chat.events reader stopped fetching (records wait past where it reads); starting a new consumer from the same offsets",
+    );
+    this.#restarting = true;
+    try {
+      const fresh = await this.#connect();
+      if (this.#closing) {
+        fresh.disconnect(() => {});
+        return;
+      }
+      const from = [...this.#next].map(([partition, offset]) => ({ topic: this.#options.topic, partition, offset }));
+      if (from.length > 0) fresh.incrementalAssign(from);
+      this.#native = fresh;
+      for (const p of this.#next.keys()) this.#progress.set(p, Date.now());
+      this.#poll(fresh);
+      native.disconnect(() => {});
+      this.#options.onRestart?.();
+    } catch (err) {
+      this.#log.warn({ err }, "could not start a new chat.events consumer; the watchdog tries again");
+    } finally {
+      this.#restarting = false;
+    }
   }
 
   /** Partitions being read. */
@@ -108,12 +194,14 @@ export class EventsReader {
   add(partition: number, offset: number): void {
     if (this.#next.has(partition) || !this.#native || this.#closing) return;
     this.#next.set(partition, offset);
+    this.#progress.set(partition, Date.now());
     this.#native.incrementalAssign([{ topic: this.#options.topic, partition, offset }]);
     this.#log.debug({ partition, offset }, "reading a chat.events partition");
   }
 
   /** Stops reading a partition. */
   remove(partition: number): void {
+    this.#progress.delete(partition);
     if (!this.#next.delete(partition) || !this.#native) return;
     try {
       this.#native.incrementalUnassign([{ topic: this.#options.topic, partition }]);
@@ -154,20 +242,22 @@ export class EventsReader {
 
   async stop(): Promise<void> {
     this.#closing = true;
+    if (this.#watchdog) clearInterval(this.#watchdog);
     const native = this.#native;
     this.#native = null;
     if (native) await new Promise<void>((resolve) => native.disconnect(() => resolve()));
   }
 
-  #poll(): void {
-    const native = this.#native;
-    if (!native || this.#closing) return;
+  /** Consumes with `native` for as long as it is the reader's consumer. */
+  #poll(native: EventsConsumer): void {
+    if (this.#native !== native || this.#closing) return;
     native.consume(256, (err, messages) => {
       if (err && err.code !== ERR_TIMED_OUT) this.#log.debug({ err: { message: err.message, code: err.code } }, "chat.events consume failed; retrying");
       let moved = false;
-      for (const m of messages ?? []) moved = this.#deliver(m) || moved;
+      // A consumer replaced meanwhile: what it fetched is read by the new one again (from the same offsets).
+      if (this.#native === native) for (const m of messages ?? []) moved = this.#deliver(m) || moved;
       if (moved) for (const check of [...this.#waiters]) check();
-      setImmediate(() => this.#poll());
+      setImmediate(() => this.#poll(native));
     });
   }
 
@@ -176,6 +266,7 @@ export class EventsReader {
     // A record of a partition dropped since it was fetched, or one read already.
     if (next === undefined || m.offset < next) return false;
     this.#next.set(m.partition, m.offset + 1);
+    this.#progress.set(m.partition, Date.now());
     this.#options.onRecord?.(m.partition);
     const decoded = decodeRecord(chatEventSchema, m.value);
     if (!decoded.ok) this.#log.warn({ partition: m.partition, offset: m.offset, reason: decoded.reason }, "ignored malformed event");
