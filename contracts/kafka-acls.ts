@@ -7,7 +7,8 @@
  *
  * One table, three uses: the local and test brokers are provisioned from it
  * (scripts/kafka/provision.ts), the chart renders Strimzi KafkaUser resources that a test
- * checks against it, and docs/security.md lists it for other clusters.
+ * checks against it, and docs/kubernetes.md lists it as kafka-acls.sh commands for other
+ * clusters (a test holds them to it; docs/security.md says what it means).
  *
  * Group names follow one rule, so that one prefixed ACL covers a component's private groups:
  * the workers' group, and `<workers' group>.` before every group only a worker uses (its

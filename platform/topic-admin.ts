@@ -76,8 +76,10 @@ async function withAuthorizationHint<T>(missing: readonly TopicSpec[], creating:
   try {
     return await creating;
   } catch (err) {
-    const type = (err as { type?: string }).type ?? "";
-    if (!/AUTHORIZATION_FAILED/.test(type)) throw err;
+    // kafkajs reports per-topic failures in an aggregate error, each with its own type.
+    const e = err as { type?: string; errors?: Array<{ type?: string }> };
+    const type = [e.type, ...(e.errors ?? []).map((x) => x.type)].find((t) => t && /AUTHORIZATION_FAILED/.test(t));
+    if (!type) throw err;
     throw new KafkaLlmError(
       "config_invalid",
       `topics ${missing.map((s) => s.name).join(", ")} do not exist, and Kafka refused to create them (${type}): this principal may not create topics; run the topics Job (scripts/deploy/create-topics.ts, the chart does) or create them as docs/security.md says`,

@@ -111,6 +111,7 @@ export class OwnerLookup implements ConversationLookup {
   #members = -1;
   #partitionCount: number | null = null;
   #refreshing: Promise<void> | null = null;
+  #trustLoggedAt = -Infinity;
   readonly #onStop: () => Promise<void>;
 
   constructor(options: {
@@ -208,7 +209,7 @@ export class OwnerLookup implements ConversationLookup {
     // Without a token, reads go only to owners on this machine (the workers refuse to listen
     // elsewhere without one); with one, the read is signed for this address alone.
     if (!this.#keys.enabled && !isLoopbackHost(url.hostname)) {
-      this.#logger.error({ owner }, "no internal token is set, so a conversation read is not sent to a worker beyond loopback: set KAFKA_LLM_INTERNAL_TOKEN");
+      this.#trustProblem({ owner }, "no internal token is set, so a conversation read is not sent to a worker beyond loopback: set KAFKA_LLM_INTERNAL_TOKEN");
       return { kind: "failed", problem: `the owner of partition ${partition} is not on this machine and no internal token is set (KAFKA_LLM_INTERNAL_TOKEN)` };
     }
     const signed = signRead(this.#keys, "GET", url);
@@ -230,8 +231,8 @@ export class OwnerLookup implements ConversationLookup {
     if (signed && !verifyAnswer(this.#keys, signed.nonce, res.status, body, res.headers.get(ANSWER_SIGNATURE_HEADER))) {
       this.#owners.delete(partition);
       if (res.status === 401)
-        this.#logger.error({ owner }, "a worker refused the signed read: set the same KAFKA_LLM_INTERNAL_TOKEN (or token file) on gateways and workers");
-      else this.#logger.error({ owner, status: res.status }, "an answer to a conversation read is not signed with the internal token: ignored");
+        this.#trustProblem({ owner }, "a worker refused the signed read: set the same KAFKA_LLM_INTERNAL_TOKEN (or token file) on gateways and workers");
+      else this.#trustProblem({ owner, status: res.status }, "an answer to a conversation read is not signed with the internal token: ignored");
       return { kind: "failed", problem: `the owner of partition ${partition} (${owner}) did not answer as a worker` };
     }
     let parsed: unknown;
@@ -250,6 +251,18 @@ export class OwnerLookup implements ConversationLookup {
       return { kind: "failed", problem: `the owner of partition ${partition} answered with an unreadable state` };
     }
     return { kind: "failed", problem: `the owner of partition ${partition} answered ${res.status} (restoring its memory)` };
+  }
+
+  /**
+   * Logs why an owner's answer could not be trusted, at most every 10 s: a read retries
+   * every 250 ms until its deadline, and a misconfiguration or a rogue address would
+   * otherwise fill the log.
+   */
+  #trustProblem(fields: Record<string, unknown>, message: string): void {
+    const now = performance.now();
+    if (now - this.#trustLoggedAt < 10_000) return;
+    this.#trustLoggedAt = now;
+    this.#logger.error(fields, message);
   }
 
   /** #refresh, given up on (it goes on, shared) once the read's deadline passes. */

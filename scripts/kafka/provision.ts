@@ -77,7 +77,8 @@ export async function provisionInstall(options: {
   /** A TLS listener's settings (KafkaConfig's tls); none: SASL_PLAINTEXT. */
   tls?: KafkaConfig["tls"];
 }): Promise<void> {
-  const logger = createLogger("provision", "warn");
+  // kafkajs logs the retries of a topic not yet served as errors; what matters throws.
+  const logger = createLogger("provision", "fatal");
   const admin = createKafka(loginConfig(options.brokers, options.credentials, "admin", options.tls), logger).admin();
   await admin.connect();
   try {
