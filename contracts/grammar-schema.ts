@@ -1,14 +1,15 @@
 /**
  * The JSON Schemas a worker can turn into a grammar (node-llama-cpp's GbnfJsonSchema), for
  * structured outputs and tool parameters. Clients send ordinary JSON Schema (OpenAI's
- * strict subset, zod-to-json-schema's draft-07 output), so this normalizes what only
- * annotates or spells the same thing differently, and refuses, naming the keyword and where
- * it is, what the grammar cannot express. Pure: the gateway and the worker both run it,
+ * strict subset, what zod's toJSONSchema and zod-to-json-schema emit), so this normalizes
+ * what only annotates or spells the same thing differently, and refuses, naming the keyword
+ * and where it is, what the grammar cannot express. Pure: the gateway and the worker both run it,
  * through the record schema, so a schema is judged once, the same way on both sides.
  *
  * Normalized: annotations dropped ($schema, $id, $comment, title, default, examples,
  * readOnly, writeOnly, deprecated); `anyOf` becomes `oneOf` (the grammar emits exactly one
- * branch, which satisfies both); `definitions` becomes `$defs` and its refs follow.
+ * branch, which satisfies both); `definitions` becomes `$defs` and its refs follow; the
+ * safe-integer bounds zod 4 gives every integer dropped (see SAFE_INTEGER_BOUNDS).
  */
 
 /** A schema part the grammar cannot express: where (JSON path segments) and why. */
@@ -26,6 +27,19 @@ const ANNOTATIONS = new Set(["$schema", "$id", "$comment", "title", "default", "
 const PRIMITIVE_TYPES = new Set(["string", "number", "integer", "boolean", "null"]);
 const STRING_FORMATS = new Set(["date-time", "time", "date"]);
 const MAX_DEPTH = 32;
+
+/**
+ * zod 4 writes every integer (z.number().int(), z.int()) with JavaScript's safe range as
+ * bounds, so a client's zod schema (openai's zodResponseFormat, LangChain's
+ * withStructuredOutput) has them on each integer. The grammar cannot bound numbers; these
+ * bounds only rule out integers of 16 digits and more, so they are dropped, and any other
+ * bound is refused.
+ */
+const SAFE_INTEGER_BOUNDS: Readonly<Record<string, number>> = { minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER };
+
+function isSafeIntegerBound(schema: Record<string, unknown>, key: string): boolean {
+  return schema.type === "integer" && Object.hasOwn(SAFE_INTEGER_BOUNDS, key) && schema[key] === SAFE_INTEGER_BOUNDS[key];
+}
 
 /** Keywords allowed beside each kind of schema (besides description and $defs). */
 const KEYWORDS: Record<string, ReadonlySet<string>> = {
@@ -76,7 +90,7 @@ function normalize(schema: unknown, path: Path, depth: number): Record<string, J
   if (depth > MAX_DEPTH) throw new SchemaProblem(path, `nests deeper than ${MAX_DEPTH} levels`);
   if (!isObject(schema)) throw new SchemaProblem(path, "must be a JSON Schema object");
   const out: Record<string, Json> = {};
-  const given = Object.keys(schema).filter((k) => !ANNOTATIONS.has(k) && schema[k] !== undefined);
+  const given = Object.keys(schema).filter((k) => !ANNOTATIONS.has(k) && schema[k] !== undefined && !isSafeIntegerBound(schema, k));
 
   if (schema.description !== undefined) {
     if (typeof schema.description !== "string") throw new SchemaProblem([...path, "description"], "must be a string");

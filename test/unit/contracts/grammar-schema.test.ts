@@ -45,6 +45,27 @@ describe("JSON schemas for the grammar", () => {
     assert.deepEqual(normalizeJsonSchema(normalized), normalized);
   });
 
+  it("drops the safe-integer bounds zod 4 writes on every integer, and refuses any other bound", () => {
+    // What zod 4's toJSONSchema (behind openai's zodResponseFormat and LangChain's withStructuredOutput) writes.
+    const int = { type: "integer", minimum: -9007199254740991, maximum: 9007199254740991 };
+    const schema = {
+      $schema: "http://json-schema.org/draft-07/schema#",
+      type: "object",
+      properties: { age: int, lives: { anyOf: [int, { type: "null" }] } },
+      required: ["age", "lives"],
+      additionalProperties: false,
+    };
+    assert.deepEqual(normalizeJsonSchema(schema), {
+      type: "object",
+      properties: { age: { type: "integer" }, lives: { oneOf: [{ type: "integer" }, { type: "null" }] } },
+      required: ["age", "lives"],
+      additionalProperties: false,
+    });
+    problem({ type: "integer", minimum: 0, maximum: 9007199254740991 }, "minimum", /"minimum" on this type cannot be expressed/);
+    problem({ type: "integer", minimum: -9007199254740991, maximum: 10 }, "maximum", /"maximum" on this type cannot be expressed/);
+    problem({ type: "number", minimum: -9007199254740991, maximum: 9007199254740991 }, "minimum", /"minimum" on this type cannot be expressed/);
+  });
+
   it("names the part the grammar cannot express", () => {
     problem({ type: "string", pattern: "^a+$" }, "pattern", /"pattern" on a string schema cannot be expressed/);
     problem({ type: "object", properties: { a: { type: "number", maximum: 3 } } }, "properties.a.maximum", /"maximum" on this type/);
