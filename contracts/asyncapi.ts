@@ -5,10 +5,9 @@
  * For services on the same Kafka that produce requests or read events without this code.
  * Committed as docs/asyncapi.yaml by scripts/interfaces.ts; a unit test compares.
  */
-import { RECORD_SCHEMAS } from "./json-schema.js";
+import { RECORD_SCHEMAS, draft07Schema } from "./json-schema.js";
 import { requestIdSchema } from "./records.js";
 import { DLQ_HEADERS, TOPIC_BASE_NAMES, type TopicRole } from "./topics.js";
-import { zodToJsonSchema } from "zod-to-json-schema";
 
 const SCHEMA_FORMAT = "application/schema+json;version=draft-07";
 const KAFKA_BINDING = "0.5.0";
@@ -28,8 +27,7 @@ function keySchema(role: "conversation" | "request") {
         "The conversation key (UTF-8): the record's tenant, '/', its conversation_id. A conversation is named by its tenant and id together, so one id used by two tenants is two conversations on their own partitions.",
     };
   }
-  const schema = zodToJsonSchema(requestIdSchema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<string, unknown>;
-  delete schema.$schema;
+  const { $schema: _, ...schema } = draft07Schema(requestIdSchema);
   return { ...schema, description: "The request id (UTF-8)" };
 }
 

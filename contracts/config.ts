@@ -25,19 +25,12 @@ export class ConfigError extends KafkaLlmError {
 // Field builders. Env values are strings; an empty string counts as unset.
 const str = (def: string) => z.string().default(def);
 const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce
-    .number({ invalid_type_error: "must be an integer" })
-    .int("must be an integer")
-    .min(min, `must be >= ${min}`)
-    .max(max, `must be <= ${max}`)
-    .default(def);
+  z.coerce.number({ error: "must be an integer" }).int("must be an integer").min(min, `must be >= ${min}`).max(max, `must be <= ${max}`).default(def);
 const bool = (def: boolean) =>
   z
-    .enum(["true", "false", "1", "0", "yes", "no"], {
-      errorMap: () => ({ message: "must be true or false" }),
-    })
+    .enum(["true", "false", "1", "0", "yes", "no"], { error: "must be true or false" })
     .transform((v) => v === "true" || v === "1" || v === "yes")
-    .default(def ? "true" : "false");
+    .default(def);
 const brokerList = z
   .string()
   .default("127.0.0.1:9092")
@@ -63,12 +56,12 @@ const stringList = z
       value = undefined;
     }
     if (!Array.isArray(value) || !value.every((v): v is string => typeof v === "string" && v !== "")) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be a JSON array of non-empty strings, e.g. ["\\nUser:"]' });
+      ctx.addIssue({ code: "custom", message: 'must be a JSON array of non-empty strings, e.g. ["\\nUser:"]' });
       return z.NEVER;
     }
     return value;
   });
-const penalty = z.coerce.number({ invalid_type_error: "must be a number" }).min(0, "must be >= 0").max(2, "must be <= 2");
+const penalty = z.coerce.number({ error: "must be a number" }).min(0, "must be >= 0").max(2, "must be <= 2");
 
 const kafkaFields = {
   KAFKA_BROKERS: brokerList,
@@ -110,7 +103,7 @@ const workerFields = {
     .string()
     .regex(/^https?:\/\/[^\s/@]+$/, "must be http://HOST:PORT (no path), e.g. http://10.1.2.3:9090")
     .optional(),
-  MODEL: z.string({ required_error: "required: a GGUF file path or an hf: URI" }).min(1, "required: a GGUF file path or an hf: URI"),
+  MODEL: z.string({ error: "required: a GGUF file path or an hf: URI" }).min(1, "required: a GGUF file path or an hf: URI"),
   MODEL_DIR: str(".cache/models"),
   LLAMA_GPU: z.enum(["auto", "cuda", "vulkan", "metal", "false"]).default("auto"),
   LLAMA_THREADS: int(0, 0, 1024),
@@ -121,9 +114,7 @@ const workerFields = {
   DELTA_FLUSH_MS: int(50, 1, 10_000),
   DELTA_MAX_CHARS: int(2048, 1, 1_000_000),
   KAFKA_GROUP_PROTOCOL: z
-    .enum(["consumer", "classic"], {
-      errorMap: () => ({ message: 'must be "consumer" (KIP-848, Kafka 4.0+) or "classic" (older clusters)' }),
-    })
+    .enum(["consumer", "classic"], { error: 'must be "consumer" (KIP-848, Kafka 4.0+) or "classic" (older clusters)' })
     .default("consumer"),
   HEARTBEAT_INTERVAL_MS: int(1000, 100, 60_000),
   SESSION_TIMEOUT_MS: int(30_000, 1000, 3_600_000),
@@ -147,9 +138,7 @@ const gatewayFields = {
   REQUEST_STATE_TTL_MS: int(15 * 60_000, 1000, 7 * 24 * 3_600_000),
   MAX_TRACKED_REQUESTS: int(10_000, 1, 10_000_000),
   SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
-  GATEWAY_AUTH: z
-    .enum(["keys", "none"], { errorMap: () => ({ message: 'must be "keys" (API keys required) or "none" (no auth, local runs only)' }) })
-    .default("keys"),
+  GATEWAY_AUTH: z.enum(["keys", "none"], { error: 'must be "keys" (API keys required) or "none" (no auth, local runs only)' }).default("keys"),
   // Secrets: never refined by zod, whose messages would echo the value; see parseApiKeyList.
   GATEWAY_API_KEYS: z.string().default(""),
   GATEWAY_API_KEYS_FILE: str(""),
@@ -162,9 +151,7 @@ const gatewayFields = {
   WORKER_GROUP_ID: str("kafka-llm-workers"),
   GATEWAY_EVENTS_GROUP_ID: str(""),
   GATEWAY_EVENTS_GROUP_PROTOCOL: z
-    .enum(["consumer", "classic"], {
-      errorMap: () => ({ message: 'must be "consumer" (KIP-848, Kafka 4.0+) or "classic" (older clusters)' }),
-    })
+    .enum(["consumer", "classic"], { error: 'must be "consumer" (KIP-848, Kafka 4.0+) or "classic" (older clusters)' })
     .default("consumer"),
   TURN_STATS_WINDOW_MS: int(5 * 60_000, 1000, 24 * 3_600_000),
   CONVERSATION_LOOKUP_TIMEOUT_MS: int(5000, 100, 600_000),
@@ -183,7 +170,7 @@ export const CONFIG_FIELDS = { kafka: kafkaFields, worker: workerFields, gateway
 /** Variables whose values never appear in an error message or a log line. */
 const SECRET = /PASSWORD|API_KEYS|SECRET|TOKEN/;
 
-function parseEnv<S extends z.ZodRawShape>(shape: S, env: Env): z.infer<z.ZodObject<S>> {
+function parseEnv<S extends z.core.$ZodShape>(shape: S, env: Env): z.infer<z.ZodObject<S>> {
   const input: Record<string, string> = {};
   for (const key of Object.keys(shape)) {
     const value = env[key];

@@ -7,13 +7,14 @@ import { z } from "zod";
 import { SchemaProblem, normalizeJsonSchema } from "./grammar-schema.js";
 import { MAX_CHOICES, MAX_CONTENT_CHARS, MAX_STOP_CHARS, MAX_STOP_SEQUENCES, MAX_TOOLS } from "./limits.js";
 
-const finite = () => z.number().finite("must be a finite number");
+/** A number: zod 4's refuses Infinity and NaN by itself. */
+const finite = () => z.number();
 const integer = () => z.number().int("must be an integer");
 const between = (base: z.ZodNumber, min: number, max: number) => base.min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
 
 /** Names of functions and of json_schema formats, as OpenAI allows them. */
 const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-const functionName = z.string({ required_error: "is required" }).regex(FUNCTION_NAME, "must be 1-64 letters, digits, '_' or '-'");
+const functionName = z.string().regex(FUNCTION_NAME, "must be 1-64 letters, digits, '_' or '-'");
 
 /**
  * A JSON Schema the worker's grammar can express, normalized (contracts/grammar-schema.ts):
@@ -21,13 +22,13 @@ const functionName = z.string({ required_error: "is required" }).regex(FUNCTION_
  * unchanged. A part the grammar cannot express fails here, with its path.
  */
 export const grammarJsonSchema = z
-  .record(z.unknown(), { errorMap: () => ({ message: "must be a JSON Schema object" }) })
+  .record(z.string(), z.unknown(), { error: "must be a JSON Schema object" })
   .transform((value, ctx): Record<string, unknown> => {
     try {
       return normalizeJsonSchema(value);
     } catch (err) {
       if (!(err instanceof SchemaProblem)) throw err;
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...err.path], message: err.message });
+      ctx.addIssue({ code: "custom", path: [...err.path], message: err.message });
       return z.NEVER;
     }
   });
@@ -53,13 +54,13 @@ export const responseFormatSchema = z.discriminatedUnion(
       })
       .strict(),
   ],
-  { errorMap: () => ({ message: 'type must be "text", "json_object" or "json_schema"' }) },
+  { error: 'type must be "text", "json_object" or "json_schema"' },
 );
 export type ResponseFormat = z.infer<typeof responseFormatSchema>;
 
 export const toolSchema = z
   .object({
-    type: z.literal("function", { errorMap: () => ({ message: 'must be "function"' }) }),
+    type: z.literal("function", { error: 'must be "function"' }),
     function: z
       .object({
         name: functionName,
@@ -75,7 +76,7 @@ export type Tool = z.infer<typeof toolSchema>;
 
 export const toolChoiceSchema = z.union(
   [z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), function: z.object({ name: functionName }).strict() }).strict()],
-  { errorMap: () => ({ message: 'must be "none", "auto", "required" or {"type": "function", "function": {"name": "..."}}' }) },
+  { error: 'must be "none", "auto", "required" or {"type": "function", "function": {"name": "..."}}' },
 );
 export type ToolChoice = z.infer<typeof toolChoiceSchema>;
 
@@ -118,20 +119,20 @@ export function checkParamCombination(
   if (typeof choice === "object") {
     if (!p.tools?.some((t) => t.function.name === choice.function.name)) {
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: "custom",
         path: ["tool_choice"],
         message: `names the function ${JSON.stringify(choice.function.name)}, which is not in tools`,
       });
     }
   } else if (choice === "required" && p.tools === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_choice"], message: '"required" needs tools' });
+    ctx.addIssue({ code: "custom", path: ["tool_choice"], message: '"required" needs tools' });
   }
   const names = p.tools?.map((t) => t.function.name) ?? [];
   const twice = names.find((n, i) => names.indexOf(n) !== i);
-  if (twice !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tools"], message: `names the function ${JSON.stringify(twice)} twice` });
+  if (twice !== undefined) ctx.addIssue({ code: "custom", path: ["tools"], message: `names the function ${JSON.stringify(twice)} twice` });
   if (p.tools !== undefined && choice !== "none" && p.response_format !== undefined && p.response_format.type !== "text") {
     ctx.addIssue({
-      code: z.ZodIssueCode.custom,
+      code: "custom",
       path: ["response_format"],
       message: 'cannot be combined with tools (unless tool_choice is "none"): tool calls have their own grammar',
     });

@@ -3,8 +3,7 @@
  * of ./records.ts, for services that produce requests or read events without this code.
  * Committed under contracts/schema/ by scripts/interfaces.ts; a unit test compares.
  */
-import type { z } from "zod";
-import { zodToJsonSchema } from "zod-to-json-schema";
+import { z } from "zod";
 import { chatEventSchema, chatRequestSchema, controlRecordSchema, conversationStateSchema, handoverSchema, historyRecordSchema } from "./records.js";
 import type { TopicRole } from "./topics.js";
 
@@ -13,7 +12,7 @@ export interface RecordSchemaSpec {
   readonly file: string;
   readonly title: string;
   readonly topic: TopicRole;
-  readonly schema: z.ZodTypeAny;
+  readonly schema: z.ZodType;
   readonly description: string;
 }
 
@@ -70,9 +69,17 @@ export const RECORD_SCHEMAS: readonly RecordSchemaSpec[] = [
 /** Schema ids: names, not addresses (the files are in the repository, not on a server). */
 export const SCHEMA_ID_PREFIX = "urn:kafka-llm:schema:";
 
+/**
+ * The draft-07 JSON Schema of a zod schema, every part inline. It describes what a reader
+ * of the topic accepts (the schema's input): a part that transforms a value (a grammar
+ * schema, normalized on decode) is described by what it takes.
+ */
+export function draft07Schema(schema: z.ZodType): Record<string, unknown> {
+  return z.toJSONSchema(schema, { target: "draft-07", io: "input", reused: "inline" });
+}
+
 /** The JSON Schema document of one record type. */
 export function recordJsonSchema(spec: RecordSchemaSpec): Record<string, unknown> {
-  const generated = zodToJsonSchema(spec.schema, { target: "jsonSchema7", $refStrategy: "none" }) as Record<string, unknown>;
-  const { $schema, ...rest } = generated;
+  const { $schema, ...rest } = draft07Schema(spec.schema);
   return { $schema, $id: SCHEMA_ID_PREFIX + spec.title, title: spec.title, description: spec.description, ...rest };
 }

@@ -62,9 +62,9 @@ export const contextMessageSchema = z
   .strict()
   .superRefine((m, ctx) => {
     if (m.tool_calls !== undefined && m.role !== "assistant")
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "only assistant messages carry tool calls" });
+      ctx.addIssue({ code: "custom", path: ["tool_calls"], message: "only assistant messages carry tool calls" });
     if ((m.tool_call_id !== undefined) !== (m.role === "tool"))
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "a tool message, and only a tool message, needs tool_call_id" });
+      ctx.addIssue({ code: "custom", path: ["tool_call_id"], message: "a tool message, and only a tool message, needs tool_call_id" });
   });
 export type ContextMessage = z.infer<typeof contextMessageSchema>;
 
@@ -101,13 +101,13 @@ export const turnRequestSchema = z
 function checkTurnContent(t: z.infer<typeof turnRequestSchema>, ctx: z.RefinementCtx): void {
   if (t.tool_results !== undefined && t.context !== undefined)
     ctx.addIssue({
-      code: z.ZodIssueCode.custom,
+      code: "custom",
       path: ["tool_results"],
       message: "belongs to turns with memory; a stateless turn carries tool results in its context",
     });
   const afterTools = t.context?.at(-1)?.role === "tool" || t.tool_results !== undefined;
-  if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must not be empty" });
-  if (t.content.length > 0 && afterTools) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: "must be empty after tool results" });
+  if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: "custom", path: ["content"], message: "must not be empty" });
+  if (t.content.length > 0 && afterTools) ctx.addIssue({ code: "custom", path: ["content"], message: "must be empty after tool results" });
 }
 
 /** Opens a conversation: stores the system prompt and, when asked, the fixed greeting. */
@@ -486,16 +486,27 @@ export type Handover = z.infer<typeof handoverSchema>;
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 /**
- * A decode reason fit for a log line: without the values zod quotes ("received 'x'"), which
- * may be a client's text. The dead letter keeps the reason whole.
+ * A decode reason fit for a log line: without a quoted value (", received 'x'"), which may be
+ * a client's text. zod 4's messages name the received type, never the value (zod 3's enum
+ * and literal messages quoted it), so this is a guard for messages of that form. The dead
+ * letter keeps the reason whole.
  */
 export function loggableReason(reason: string): string {
   return reason.replace(/, received '[^']*'/g, "");
 }
 
+/**
+ * zod's own messages, except that a missing field says so: zod 4 reports one as "Invalid
+ * input: expected string, received undefined". Give it to every parse whose issues are
+ * shown to someone (`schema.safeParse(value, { error: requiredMessage })`); a schema's own
+ * message, where it has one, still comes first.
+ */
+export const requiredMessage: z.core.$ZodErrorMap = (issue) =>
+  issue.input === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value") ? "is required" : undefined;
+
 /** Formats zod issues as "path: message; path: message". */
 export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
+  return error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : "(root)"}: ${i.message}`).join("; ");
 }
 
 /**
@@ -519,7 +530,7 @@ export function decodeRecord<T>(schema: z.ZodType<T>, bytes: Buffer | null): Par
     const at = /at position (\d+)/.exec((err as Error).message)?.[1];
     return { ok: false, reason: at === undefined ? "value is not JSON" : `value is not JSON (error at character ${at})` };
   }
-  const parsed = schema.safeParse(json);
+  const parsed = schema.safeParse(json, { error: requiredMessage });
   if (!parsed.success) return { ok: false, reason: `schema: ${describeIssues(parsed.error)}` };
   return { ok: true, value: parsed.data };
 }

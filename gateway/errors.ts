@@ -10,6 +10,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply } from "fastify";
 import { z } from "zod";
 import { KafkaLlmError, type ErrorCode } from "../contracts/errors.js";
+import { requiredMessage } from "../contracts/records.js";
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
@@ -84,16 +85,17 @@ function openAiCode(code: ErrorCode): string {
 }
 
 /** Validates `value` with `schema`; a failure is a 400 naming each bad field and what to fix. */
-export function parseInput<S extends z.ZodTypeAny>(schema: S, value: unknown, what: string): z.output<S> {
-  const result = schema.safeParse(value);
+export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(value, { error: requiredMessage });
   if (result.success) return result.data;
   const issues = result.error.issues;
+  const pathOf = (i: z.core.$ZodIssue) => i.path.map(String).join(".");
   const message = issues
     .slice(0, 10)
-    .map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message))
+    .map((i) => (i.path.length ? `${pathOf(i)}: ${i.message}` : i.message))
     .join("; ");
   const first = issues[0];
-  const param = first && first.path.length > 0 ? first.path.join(".") : null;
+  const param = first && first.path.length > 0 ? pathOf(first) : null;
   throw new ApiError("invalid_request", `${what}: ${message}`, { param });
 }
 

@@ -12,6 +12,7 @@ import {
   chatRequestSchema,
   describeIssues,
   isTerminalEvent,
+  requiredMessage,
   type ChatRequest,
   type ConversationState,
   type ErrorEvent,
@@ -55,7 +56,7 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
   const eventsPartition = request.events_partition ?? deps.events?.pick(conversationKey(request));
   if (eventsPartition !== undefined) request = { ...request, events_partition: eventsPartition };
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
-  const checked = chatRequestSchema.safeParse(request);
+  const checked = chatRequestSchema.safeParse(request, { error: requiredMessage });
   if (!checked.success) throw new ApiError("invalid_request", `the request cannot be queued: ${describeIssues(checked.error)}`);
   // A retry (same Idempotency-Key) of a request this replica knows was accepted: nothing to send.
   if (deps.hub.get(request.request_id)?.tenant === request.tenant) {

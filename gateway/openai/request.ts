@@ -45,7 +45,7 @@ const UNSUPPORTED = new Map<string, string>(
   }),
 );
 
-const textPart = z.object({ type: z.literal("text", { errorMap: () => ({ message: 'only "text" content parts are supported' }) }), text: z.string() }).strict();
+const textPart = z.object({ type: z.literal("text", { error: 'only "text" content parts are supported' }), text: z.string() }).strict();
 
 const contentOf = (content: string | Array<{ text: string }> | null | undefined) =>
   content == null ? "" : typeof content === "string" ? content : content.map((p) => p.text).join("");
@@ -58,12 +58,10 @@ const echoedToolCall = toolCallSchema
 function messageSchema(maxChars: number) {
   return z
     .object({
-      role: z.enum(["system", "developer", "user", "assistant", "tool"], {
-        errorMap: () => ({ message: 'must be "system", "developer", "user", "assistant" or "tool"' }),
-      }),
+      role: z.enum(["system", "developer", "user", "assistant", "tool"], { error: 'must be "system", "developer", "user", "assistant" or "tool"' }),
       content: z
         .union([z.string(), z.array(textPart).max(64)], {
-          errorMap: (issue, ctx) => ({ message: issue.code === "invalid_union" ? "must be a string or an array of text parts" : ctx.defaultError }),
+          error: (issue) => (issue.code === "invalid_union" ? "must be a string or an array of text parts" : undefined),
         })
         .nullish(),
       name: z.string().max(256).optional(),
@@ -86,26 +84,24 @@ function messageSchema(maxChars: number) {
     }))
     .superRefine((m, ctx) => {
       if (m.content.length > maxChars)
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["content"], message: `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)` });
-      if (m.role === "tool" && m.tool_call_id === undefined)
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "is required on a tool message" });
-      if (m.role !== "tool" && m.tool_call_id !== undefined)
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_call_id"], message: "belongs on tool messages only" });
+        ctx.addIssue({ code: "custom", path: ["content"], message: `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)` });
+      if (m.role === "tool" && m.tool_call_id === undefined) ctx.addIssue({ code: "custom", path: ["tool_call_id"], message: "is required on a tool message" });
+      if (m.role !== "tool" && m.tool_call_id !== undefined) ctx.addIssue({ code: "custom", path: ["tool_call_id"], message: "belongs on tool messages only" });
       if (m.role !== "assistant" && m.tool_calls !== undefined)
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tool_calls"], message: "belongs on assistant messages only" });
+        ctx.addIssue({ code: "custom", path: ["tool_calls"], message: "belongs on assistant messages only" });
     });
 }
 
-const neutral = <T extends z.Primitive>(value: T, message: string) => z.literal(value, { errorMap: () => ({ message }) }).nullish();
+const neutral = <T extends z.core.util.Literal>(value: T, message: string) => z.literal(value, { error: message }).nullish();
 const f = generationParamFields;
 
 /** The body schema of POST /v1/chat/completions (exported for the OpenAPI document). */
 export function bodySchema(maxChars: number) {
   return z
     .object({
-      model: z.string({ required_error: "is required" }).min(1, "must not be empty").max(256),
+      model: z.string().min(1, "must not be empty").max(256),
       messages: z
-        .array(messageSchema(maxChars), { required_error: "is required" })
+        .array(messageSchema(maxChars))
         .min(1, "must hold at least one message")
         .max(MAX_CONTEXT_MESSAGES + 1, `must hold at most ${MAX_CONTEXT_MESSAGES + 1} messages`),
       stream: z.boolean().nullish(),
@@ -129,13 +125,10 @@ export function bodySchema(maxChars: number) {
         false,
         "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend",
       ),
-      logit_bias: z
-        .object({}, { errorMap: () => ({ message: "logit_bias is not supported (only {} is accepted)" }) })
-        .strict("logit_bias is not supported (only {} is accepted)")
-        .nullish(),
+      logit_bias: z.strictObject({}, { error: "logit_bias is not supported (only {} is accepted)" }).nullish(),
       // Sent by common clients without being asked; they change nothing about the reply.
       user: z.string().max(256).nullish(),
-      metadata: z.record(z.string().max(512)).nullish(),
+      metadata: z.record(z.string(), z.string().max(512)).nullish(),
       store: z.boolean().nullish(),
       service_tier: z.string().max(64).nullish(),
       prompt_cache_key: z.string().max(1024).nullish(),

@@ -5,7 +5,7 @@
  * it cannot drift from what the routes accept. Served at GET /openapi.json and committed
  * as docs/openapi.json (scripts/interfaces.ts writes it; a unit test compares).
  */
-import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi, type ResponseConfig } from "@asteasolutions/zod-to-openapi";
+import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi, type ResponseConfig, type ZodMediaTypeObject } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
 import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../contracts/records.js";
 import { HTTP_STATUS, type Dialect } from "../errors.js";
@@ -25,6 +25,14 @@ import * as r from "./responses.js";
 
 extendZodWithOpenApi(z);
 
+/**
+ * The schema with the .openapi() method registering needs. zod 4 gives a schema the methods
+ * extendZodWithOpenApi adds when the schema is made, not later, and the schemas of
+ * contracts/ and ./responses.ts are made when their modules load, before the call above:
+ * a clone made now has it.
+ */
+const withOpenApi = <T extends z.ZodType>(schema: T): T => schema.clone();
+
 export interface OpenApiOptions {
   /** GATEWAY_MAX_CONTENT_CHARS: the bound on every text field. */
   maxContentChars: number;
@@ -33,7 +41,7 @@ export interface OpenApiOptions {
 /** The version of the HTTP API: its paths start with /v1. */
 export const API_VERSION = "1";
 
-const json = (schema: z.ZodTypeAny) => ({ "application/json": { schema } });
+const json = (schema: z.ZodType) => ({ "application/json": { schema } });
 
 /**
  * The schema of one message of an SSE stream (its fields: event, id, data), which is how
@@ -45,7 +53,7 @@ function sseMessage(fields: Record<string, JsonSchema>, required: string[], desc
 }
 
 type JsonSchema = Record<string, unknown>;
-type MediaSchema = NonNullable<NonNullable<ResponseConfig["content"]>[string]>["schema"];
+type MediaSchema = ZodMediaTypeObject["schema"];
 
 /** What each error status means, as the error catalog (gateway/errors.ts) maps codes. */
 const ERROR_MEANING: Record<number, string> = {
@@ -60,7 +68,7 @@ const ERROR_MEANING: Record<number, string> = {
   503: "Kafka is unreachable, the gateway is not ready yet, or no worker answers for the conversation (none running, or its partition moving); retry after Retry-After seconds",
 };
 
-type ErrorBodies = Record<Dialect, z.ZodTypeAny>;
+type ErrorBodies = Record<Dialect, z.ZodType>;
 
 function errorResponses(bodies: ErrorBodies) {
   return (dialect: Dialect, statuses: number[]): Record<number, ResponseConfig> => {
@@ -91,10 +99,11 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
   const open: Array<Record<string, string[]>> = [];
   const max = options.maxContentChars;
   // Named components for what many responses share, so the document stays readable.
-  const errors = errorResponses({ native: registry.register("NativeError", r.nativeErrorBody), openai: registry.register("OpenAiError", r.openAiErrorBody) });
-  const accepted = registry.register("AcceptedRequest", r.acceptedRequest);
+  const component = (name: string, schema: z.ZodType) => registry.register(name, withOpenApi(schema));
+  const errors = errorResponses({ native: component("NativeError", r.nativeErrorBody), openai: component("OpenAiError", r.openAiErrorBody) });
+  const accepted = component("AcceptedRequest", r.acceptedRequest);
   // The record of chat.events, as each SSE message of a native stream carries it.
-  registry.register("ChatEvent", chatEventSchema);
+  component("ChatEvent", chatEventSchema);
   const chatEventMessage = sseMessage(
     {
       event: { type: "string", enum: chatEventSchema.options.map((o) => o.shape.type.value) },

@@ -14,7 +14,7 @@ export const generationParamShape = generationParamFields;
 /** `stop` as a string or a list of strings (OpenAI's shape); the record holds a list. */
 export const stopInput = z
   .union([generationParamFields.stop.element, generationParamFields.stop], {
-    errorMap: (issue, ctx) => ({ message: issue.code === "invalid_union" ? "must be a string or an array of up to 4 strings" : ctx.defaultError }),
+    error: (issue) => (issue.code === "invalid_union" ? "must be a string or an array of up to 4 strings" : undefined),
   })
   .transform((s) => (typeof s === "string" ? [s] : s));
 
@@ -30,8 +30,7 @@ export function paramsOf(input: GenerationParamInput): GenerationParams | undefi
   return Object.keys(params).length > 0 ? (params as GenerationParams) : undefined;
 }
 
-const text = (maxChars: number) =>
-  z.string({ required_error: "is required" }).max(maxChars, `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)`);
+const text = (maxChars: number) => z.string().max(maxChars, `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)`);
 
 /**
  * A message to a conversation: the OpenAI route's sampling and output parameters, without
@@ -67,9 +66,7 @@ export function openConversationBody(maxChars: number) {
     .strict();
 }
 
-const booleanQuery = z
-  .enum(["true", "false", "1", "0"], { errorMap: () => ({ message: "must be true or false" }) })
-  .transform((v) => v === "true" || v === "1");
+const booleanQuery = z.enum(["true", "false", "1", "0"], { error: "must be true or false" }).transform((v) => v === "true" || v === "1");
 
 export const openConversationQuery = z.object({ greeting: booleanQuery.optional() }).strict();
 
@@ -77,7 +74,7 @@ export const openConversationQuery = z.object({ greeting: booleanQuery.optional(
 const timeQuery = z.string().transform((v, ctx) => {
   const ms = /^\d{1,15}$/.test(v) ? Number(v) : /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(ms)) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: "must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds" });
+    ctx.addIssue({ code: "custom", message: "must be an RFC 3339 time (2026-01-31T12:00:00Z) or epoch milliseconds" });
     return z.NEVER;
   }
   return ms;
@@ -90,9 +87,9 @@ export const HISTORY_MAX_LIMIT = 500;
 /** The history query's fields (the OpenAPI document's parameters); historyQuery adds the checks across them. */
 export const historyQueryFields = z
   .object({
-    from: z.enum(["beginning", "latest", "last_consumed"], { errorMap: () => ({ message: 'must be "beginning", "latest" or "last_consumed"' }) }).optional(),
+    from: z.enum(["beginning", "latest", "last_consumed"], { error: 'must be "beginning", "latest" or "last_consumed"' }).optional(),
     limit: z.coerce
-      .number({ invalid_type_error: "must be an integer" })
+      .number({ error: "must be an integer" })
       .int("must be an integer")
       .min(1, "must be >= 1")
       .max(HISTORY_MAX_LIMIT, `must be <= ${HISTORY_MAX_LIMIT}`)
@@ -108,27 +105,22 @@ export const historyQueryFields = z
 export const historyQuery = historyQueryFields.superRefine((q, ctx) => {
   const starts = [q.from !== undefined && "from", q.after !== undefined && "after", q.before !== undefined && "before"].filter(Boolean);
   if (starts.length > 1)
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: [starts[1] as string], message: `give one of from, after and before, not ${starts.join(" and ")}` });
+    ctx.addIssue({ code: "custom", path: [starts[1] as string], message: `give one of from, after and before, not ${starts.join(" and ")}` });
   if (q.from === "last_consumed" && q.reader === undefined)
     ctx.addIssue({
-      code: z.ZodIssueCode.custom,
+      code: "custom",
       path: ["reader"],
       message: "is required with from=last_consumed: name the reader whose position to continue from",
     });
   if (q.since !== undefined && q.until !== undefined && q.since > q.until)
-    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["since"], message: "must not be after until" });
+    ctx.addIssue({ code: "custom", path: ["since"], message: "must not be after until" });
 });
 export type HistoryQuery = z.infer<typeof historyQuery>;
 
 export const memoryQuery = z
   .object({
-    from: z.enum(["beginning", "latest"], { errorMap: () => ({ message: 'must be "beginning" or "latest"' }) }).default("beginning"),
-    limit: z.coerce
-      .number({ invalid_type_error: "must be an integer" })
-      .int("must be an integer")
-      .min(1, "must be >= 1")
-      .max(1000, "must be <= 1000")
-      .default(100),
+    from: z.enum(["beginning", "latest"], { error: 'must be "beginning" or "latest"' }).default("beginning"),
+    limit: z.coerce.number({ error: "must be an integer" }).int("must be an integer").min(1, "must be >= 1").max(1000, "must be <= 1000").default(100),
   })
   .strict();
 
@@ -140,11 +132,11 @@ export function appendHistoryBody(maxChars: number) {
         .array(
           z
             .object({
-              role: z.enum(["user", "assistant", "system"], { errorMap: () => ({ message: 'must be "user", "assistant" or "system"' }) }),
+              role: z.enum(["user", "assistant", "system"], { error: 'must be "user", "assistant" or "system"' }),
               content: text(maxChars).min(1, "must not be empty"),
             })
             .strict(),
-          { required_error: "is required", invalid_type_error: "must be an array of messages" },
+          { error: (issue) => (issue.code !== "invalid_type" ? undefined : issue.input === undefined ? "is required" : "must be an array of messages") },
         )
         .min(1, "must hold at least one message")
         .max(MAX_APPEND_MESSAGES, `must hold at most ${MAX_APPEND_MESSAGES} messages`),

@@ -109,7 +109,7 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
       ["conv-x", "{not json", 400, /not valid JSON/],
       ["conv-x", {}, 400, /content: is required/],
       ["conv-x", { content: "" }, 400, /content: must not be empty/],
-      ["conv-x", { content: 42 }, 400, /content: Expected string/],
+      ["conv-x", { content: 42 }, 400, /content: Invalid input: expected string/],
       ["conv-x", { content: "hi", extra: 1 }, 400, /Unrecognized key.*extra/],
       ["conv-x", [1, 2], 400, /JSON object/],
       ["bad id!", { content: "hi" }, 400, /conversation id: .*letters, digits/],

@@ -228,14 +228,14 @@ describe("gateway native API", { timeout: 180_000 }, () => {
       ["POST", "/v1/conversations/c1/messages", { content: "hi", temperature: 3 }, 400, /temperature: must be <= 2/],
       ["POST", "/v1/conversations/c1/messages", { content: "hi", top_p: 0 }, 400, /top_p: must be > 0/],
       ["POST", "/v1/conversations/c1/messages", { content: "hi", top_k: -1 }, 400, /top_k: must be >= 0/],
-      ["POST", "/v1/conversations/c1/messages", { content: "hi", repeat_penalty: "high" }, 400, /repeat_penalty: Expected number/],
+      ["POST", "/v1/conversations/c1/messages", { content: "hi", repeat_penalty: "high" }, 400, /repeat_penalty: Invalid input: expected number/],
       ["POST", "/v1/conversations/c1/messages", { content: "x".repeat(1001) }, 400, /content: must be at most 1000 characters/],
       ["POST", "/v1/conversations/c1/messages", { content: "hi", system: "s".repeat(1001) }, 400, /system: must be at most 1000/],
       ["POST", "/v1/conversations/c1/messages", null, 400, /JSON object/],
-      ["POST", "/v1/conversations", { greeting: "yes" }, 400, /greeting: Expected boolean/],
+      ["POST", "/v1/conversations", { greeting: "yes" }, 400, /greeting: Invalid input: expected boolean/],
       ["POST", "/v1/conversations?greeting=maybe", undefined, 400, /greeting: must be true or false/],
       ["POST", "/v1/conversations", { colour: "red" }, 400, /Unrecognized key.*colour/],
-      ["POST", "/v1/requests/r1/cancel", { reason: 7 }, 400, /reason: Expected string/],
+      ["POST", "/v1/requests/r1/cancel", { reason: 7 }, 400, /reason: Invalid input: expected string/],
       ["GET", "/v1/requests/bad%20id", undefined, 400, /request id: may contain only/],
     ];
     for (const [method, path, body, status, message] of cases) {

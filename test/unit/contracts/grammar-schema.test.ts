@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { z } from "zod";
 import { SchemaProblem, normalizeJsonSchema } from "../../../contracts/grammar-schema.js";
 
 function problem(schema: unknown, path: string, message: RegExp): void {
@@ -55,6 +56,7 @@ describe("JSON schemas for the grammar", () => {
       required: ["age", "lives"],
       additionalProperties: false,
     };
+    assert.deepEqual(z.toJSONSchema(z.object({ age: z.number().int(), lives: z.int().nullable() }), { target: "draft-07" }), schema);
     assert.deepEqual(normalizeJsonSchema(schema), {
       type: "object",
       properties: { age: { type: "integer" }, lives: { oneOf: [{ type: "integer" }, { type: "null" }] } },

@@ -50,10 +50,10 @@ describe("interface documents", () => {
 
   it("the request schema requires what the worker's schema requires", () => {
     const schema = JSON.parse(readFileSync(path.join(REPO_ROOT, "contracts/schema/chat-request.schema.json"), "utf8"));
-    const turn = schema.anyOf.find((s: any) => s.properties.type.const === "turn");
+    const turn = schema.oneOf.find((s: any) => s.properties.type.const === "turn");
     const shape = turnRequestSchema.shape;
     const required = Object.entries(shape)
-      .filter(([, v]) => !v.isOptional())
+      .filter(([, v]) => !v.safeParse(undefined).success)
       .map(([k]) => k);
     assert.deepEqual([...turn.required].sort(), required.sort());
     assert.equal(turn.additionalProperties, false);

@@ -42,7 +42,7 @@ const IN_WORDS: Record<string, { words: string; code: unknown }> = {
 };
 
 /** The default the schema applies to an unset variable, as the doc writes it; null when there is none. */
-function codeDefault(schema: z.ZodTypeAny): string | null {
+function codeDefault(schema: z.ZodType): string | null {
   const parsed = schema.safeParse(undefined);
   if (!parsed.success || parsed.data === undefined) return null; // required, or optional without a default
   const value: unknown = parsed.data;
@@ -51,7 +51,7 @@ function codeDefault(schema: z.ZodTypeAny): string | null {
 }
 
 /** Problems with one row's default cell against the schema of `name`. */
-function defaultProblem(name: string, schema: z.ZodTypeAny, cell: string): string | null {
+function defaultProblem(name: string, schema: z.ZodType, cell: string): string | null {
   const words = IN_WORDS[name];
   if (words) {
     if (schema.safeParse(undefined).data !== words.code)
@@ -70,7 +70,7 @@ function defaultProblem(name: string, schema: z.ZodTypeAny, cell: string): strin
 }
 
 /** What is wrong with docs/configuration.md's `heading` table against `fields`: missing, extra or doubled rows, wrong defaults. */
-function tableProblems(markdown: string, heading: string, fields: Record<string, z.ZodTypeAny>): string[] {
+function tableProblems(markdown: string, heading: string, fields: Record<string, z.ZodType>): string[] {
   const rows = configTable(markdown, heading);
   const listed = rows.flatMap((r) => r.names);
   const problems: string[] = [];
@@ -81,8 +81,7 @@ function tableProblems(markdown: string, heading: string, fields: Record<string,
   return problems;
 }
 
-const without = (fields: Record<string, z.ZodTypeAny>, drop: Record<string, unknown>) =>
-  Object.fromEntries(Object.entries(fields).filter(([k]) => !(k in drop)));
+const without = (fields: Record<string, z.ZodType>, drop: Record<string, unknown>) => Object.fromEntries(Object.entries(fields).filter(([k]) => !(k in drop)));
 
 const doc = readFileSync(CONFIGURATION, "utf8");
 const workerOwn = without(CONFIG_FIELDS.worker, CONFIG_FIELDS.kafka);

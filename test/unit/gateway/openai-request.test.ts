@@ -112,7 +112,7 @@ describe("OpenAI sampling and output parameters", () => {
     const turn = toTurnRequest(parse({ messages: user, stop: "\n\n", seed: -7, presence_penalty: 1.5, frequency_penalty: -0.5 }), "t", null);
     assert.deepEqual(turn.params, { stop: ["\n\n"], seed: -7, presence_penalty: 1.5, frequency_penalty: -0.5 });
     assert.deepEqual(toTurnRequest(parse({ messages: user, stop: ["a", "b"] }), "t", null).params, { stop: ["a", "b"] });
-    rejects({ messages: user, stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4 stop texts/);
+    rejects({ messages: user, stop: ["a", "b", "c", "d", "e"] }, "stop", /must be a string or an array of up to 4 strings/);
     rejects({ messages: user, stop: [""] }, "stop.0", /must not be empty/);
     rejects({ messages: user, presence_penalty: 2.5 }, "presence_penalty", /must be <= 2/);
     rejects({ messages: user, seed: 1.5 }, "seed", /must be an integer/);
