@@ -35,7 +35,7 @@ const UNSUPPORTED = new Map<string, string>(
     functions: "the deprecated functions API is not supported; send tools",
     function_call: "the deprecated functions API is not supported; send tool_choice",
     top_logprobs:
-      "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend",
+      "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.22), which the workers run, reports no token probabilities on any backend",
     audio: "audio output is not supported",
     modalities: "only text output is supported",
     prediction: "predicted outputs are not supported",
@@ -123,7 +123,7 @@ export function bodySchema(maxChars: number) {
       n: f.n.nullish(),
       logprobs: neutral(
         false,
-        "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.21), which the workers run, reports no token probabilities on any backend",
+        "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.22), which the workers run, reports no token probabilities on any backend",
       ),
       logit_bias: z.strictObject({}, { error: "logit_bias is not supported (only {} is accepted)" }).nullish(),
       // Sent by common clients without being asked; they change nothing about the reply.
