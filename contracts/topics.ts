@@ -56,6 +56,17 @@ export interface TopicSettings {
 }
 
 /**
+ * chat.memory's delete.retention.ms: how long compaction keeps a tombstone (Kafka's default,
+ * one day, set explicitly). The workers rely on it without reading it back (librdkafka's
+ * binding cannot read a topic's configuration): a state store checkpoint older than this may
+ * have missed a tombstone compaction has since removed, so its restore is cold
+ * (worker/restore-plan.ts). The topic is created with it (the topics Job, or
+ * KAFKA_ENSURE_TOPICS); an operator who lowers it on the topic must know the workers assume
+ * this value, and would restore warm from checkpoints that are no longer safe.
+ */
+export const MEMORY_DELETE_RETENTION_MS = 86_400_000;
+
+/**
  * What each topic must look like. chat.memory is compacted and co-partitioned with
  * chat.requests: the worker that owns partition p of the requests owns the memory of p.
  */
@@ -70,7 +81,8 @@ export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
       replicationFactor: rf,
       // compact keeps each conversation's latest state; delete forgets conversations
       // untouched for the TTL (a write refreshes it, as every record is the whole state).
-      configs: { "cleanup.policy": "compact,delete", "retention.ms": String(s.conversationTtlMs) },
+      // delete.retention.ms: see MEMORY_DELETE_RETENTION_MS.
+      configs: { "cleanup.policy": "compact,delete", "retention.ms": String(s.conversationTtlMs), "delete.retention.ms": String(MEMORY_DELETE_RETENTION_MS) },
     },
     {
       name: names.history,

@@ -4,17 +4,15 @@
  */
 import type { Checkpoint } from "./state-store.js";
 
-/** Kafka's default delete.retention.ms (one day): how long compaction keeps a tombstone. */
-export const DEFAULT_DELETE_RETENTION_MS = 86_400_000;
-
 /** Where to read from: the checkpoint (warm), or the log start (cold: the store is cleared first). */
 export type RestorePlan = { kind: "warm"; from: bigint } | { kind: "cold"; from: bigint; reason: string };
 
 /**
  * `logStart`/`logEnd`: the memory partition's low and high offsets now. A checkpoint is
- * usable when it lies within them and is younger than delete.retention.ms: an older one may
- * have missed a tombstone that compaction has since removed, and the conversation it
- * deleted would come back from the store.
+ * usable when it lies within them and is younger than delete.retention.ms
+ * (`deleteRetentionMs`: chat.memory's, MEMORY_DELETE_RETENTION_MS of contracts/topics.ts): an
+ * older one may have missed a tombstone that compaction has since removed, and the
+ * conversation it deleted would come back from the store.
  */
 export function planRestore(input: {
   checkpoint: Checkpoint | undefined;

@@ -1,10 +1,11 @@
 /** When a memory partition restores warm from the state store's checkpoint, and when cold (worker/restore-plan.ts). */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_DELETE_RETENTION_MS, planRestore } from "../../../worker/restore-plan.js";
+import { MEMORY_DELETE_RETENTION_MS } from "../../../contracts/topics.js";
+import { planRestore } from "../../../worker/restore-plan.js";
 
 const now = 1_800_000_000_000;
-const base = { logStart: 100n, logEnd: 5000n, deleteRetentionMs: DEFAULT_DELETE_RETENTION_MS, now };
+const base = { logStart: 100n, logEnd: 5000n, deleteRetentionMs: MEMORY_DELETE_RETENTION_MS, now };
 
 describe("planRestore", () => {
   it("restores warm from a checkpoint within the log and younger than delete.retention.ms", () => {
@@ -35,10 +36,10 @@ describe("planRestore", () => {
   });
 
   it("restores cold when the checkpoint is older than delete.retention.ms (a tombstone may have been compacted away)", () => {
-    const stale = planRestore({ ...base, checkpoint: { next_offset: 4000n, written_at: now - DEFAULT_DELETE_RETENTION_MS - 1 } });
+    const stale = planRestore({ ...base, checkpoint: { next_offset: 4000n, written_at: now - MEMORY_DELETE_RETENTION_MS - 1 } });
     assert.equal(stale.kind, "cold");
     assert.match(stale.kind === "cold" ? stale.reason : "", /delete\.retention\.ms/);
-    const edge = planRestore({ ...base, checkpoint: { next_offset: 4000n, written_at: now - DEFAULT_DELETE_RETENTION_MS } });
+    const edge = planRestore({ ...base, checkpoint: { next_offset: 4000n, written_at: now - MEMORY_DELETE_RETENTION_MS } });
     assert.equal(edge.kind, "warm", "exactly at the retention is still within it");
     const shortRetention = planRestore({ ...base, deleteRetentionMs: 1000, checkpoint: { next_offset: 4000n, written_at: now - 2000 } });
     assert.equal(shortRetention.kind, "cold", "the topic's own delete.retention.ms rules");
