@@ -10,16 +10,16 @@
  *
  * Every event goes to the request's `events_partition` when it names a partition of
  * chat.events (the gateway replica that reads it), else to the conversation key's partition. Kafka's
- * answer to each send gives the offset of every event in it (the batch's base offset plus
- * its index): the turn stores where its events start, and learns where its final landed.
+ * answer to each send gives the offset of every event in it (one delivery report each): the
+ * turn stores where its events start, and learns where its final landed.
  */
-import type { Producer } from "kafkajs";
-import type { Logger } from "../platform/logger.js";
-
-/** The one producer call the worker's writers make (a kafkajs producer; a stand-in in unit tests). */
-export type RecordSink = Pick<Producer, "send">;
 import { conversationKey } from "../contracts/conversation-key.js";
 import { SCHEMA_VERSION, encodeRecord, type ChatEvent, type ChatRequest } from "../contracts/records.js";
+import type { RecordSink } from "../platform/kafka/producer.js";
+import type { Logger } from "../platform/logger.js";
+
+/** The one producer call the worker's writers make (platform/kafka/producer.ts; a stand-in in unit tests). */
+export type { Delivered, RecordSink } from "../platform/kafka/producer.js";
 
 export type EventBody<E = ChatEvent> = E extends ChatEvent ? Omit<E, "v" | "request_id" | "conversation_id" | "tenant" | "attempt" | "seq" | "at"> : never;
 
@@ -31,8 +31,8 @@ export interface EventPosition {
   readonly offset: number;
 }
 
-/** The partition the producers' partitioner gives `key` among `partitions` (platform/kafka.ts). */
-export { keyPartition } from "../platform/kafka.js";
+/** The partition the producers' partitioner gives `key` among `partitions` (platform/kafka/partitioner.ts). */
+export { keyPartition } from "../platform/kafka/partitioner.js";
 
 /**
  * The chat.events partition a request's events go to: its `events_partition` when that is
@@ -172,20 +172,18 @@ export class EventWriter {
       this.#sends++;
       try {
         const partition = this.#partition;
-        const meta = await this.#producer.send({
+        const delivered = await this.#producer.send({
           topic: this.#topic,
-          acks: -1,
           messages: messages.map((m) => ({ key: m.key, value: m.value, ...(partition === undefined ? {} : { partition }) })),
         });
-        // One key (or one partition) per writer: one batch, its records at consecutive offsets.
-        const m = meta[0];
-        if (m?.baseOffset !== undefined && Number(m.baseOffset) >= 0) {
-          const base = Number(m.baseOffset);
-          this.#first ??= { partition: m.partition, offset: base };
-          messages.forEach((q, i) => {
-            if (this.#terminalSeqs.has(q.seq)) this.#terminal = { partition: m.partition, offset: base + i };
-          });
-        }
+        // Where each event landed, in the order sent.
+        messages.forEach((q, i) => {
+          const at = delivered[i];
+          if (at === undefined || at.offset < 0) return;
+          const position = { partition: at.partition, offset: at.offset };
+          this.#first ??= position;
+          if (this.#terminalSeqs.has(q.seq)) this.#terminal = position;
+        });
       } catch (err) {
         this.#failure = err;
       }

@@ -9,11 +9,11 @@ import { randomBytes } from "node:crypto";
 import { conversationKey } from "../contracts/conversation-key.js";
 import { nextFingers } from "../contracts/history-chain.js";
 import { SCHEMA_VERSION, encodeRecord, type ConversationState, type HistoryMessage, type HistoryRecord } from "../contracts/records.js";
-import type { RecordSink } from "./event-writer.js";
+import type { RecordSink } from "../platform/kafka/producer.js";
 
 /** What a turn asks of the history: add these messages, get the state that points at them. */
 export interface HistoryPort {
-  /** Writes `messages` (none: writes nothing) and returns `state` with the new head (acks=all). */
+  /** Writes `messages` (none: writes nothing) and returns `state` with the new head (acked by all in-sync replicas). */
   append(state: ConversationState, messages: readonly HistoryMessage[], requestId: string, now: number): Promise<ConversationState>;
 }
 
@@ -47,11 +47,10 @@ export class HistoryWriter implements HistoryPort {
     // the topic gains partitions later.
     const [meta] = await this.#producer.send({
       topic: this.#topic,
-      acks: -1,
       messages: [{ key: conversationKey(state), value: encodeRecord(record), ...(head && { partition: head.partition }) }],
     });
-    if (meta?.baseOffset === undefined) throw new Error(`chat.history did not return the offset of ${state.conversation_id}'s record`);
-    const offset = Number(meta.baseOffset);
+    if (meta === undefined || meta.offset < 0) throw new Error(`chat.history did not return the offset of ${state.conversation_id}'s record`);
+    const offset = meta.offset;
     return {
       ...state,
       history: {

@@ -55,6 +55,8 @@ import {
   type TurnRequest,
 } from "../contracts/records.js";
 import type { TopicNames } from "../contracts/topics.js";
+import { keyPartition } from "../platform/kafka/partitioner.js";
+import type { RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import { stopCauseOf, type Cancellations } from "./cancellations.js";
 import {
@@ -74,7 +76,7 @@ import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
-import { EventWriter, eventsPartitionOf, keyPartition, type EventPosition, type RecordSink } from "./event-writer.js";
+import { EventWriter, eventsPartitionOf, type EventPosition } from "./event-writer.js";
 import { storedTerminal, type FinalPositions, type ReplaySources } from "./replay.js";
 import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
 import type { HistoryPort } from "./history-writer.js";
@@ -87,7 +89,7 @@ import { TurnPhases } from "./turn-phases.js";
 export interface TurnContext {
   readonly config: WorkerConfig;
   readonly topics: TopicNames;
-  /** Where events, dead letters and re-announcements go (a kafkajs producer; a stand-in in unit tests). */
+  /** Where events, dead letters and re-announcements go (a KafkaProducer; a stand-in in unit tests). */
   readonly producer: RecordSink;
   readonly memory: MemoryPort;
   /** Where the messages a request adds are appended, before the memory record that points at them. */
@@ -571,8 +573,8 @@ function emptyFinal(reply: string) {
  * to the replayed request's events partition (undefined: the key's). Returns where it landed.
  */
 async function reannounce(producer: RecordSink, topic: string, key: string, value: Buffer, partition: number | undefined): Promise<EventPosition | undefined> {
-  const [meta] = await producer.send({ topic, acks: -1, messages: [{ key, value, ...(partition === undefined ? {} : { partition }) }] });
-  return meta?.baseOffset !== undefined && Number(meta.baseOffset) >= 0 ? { partition: meta.partition, offset: Number(meta.baseOffset) } : undefined;
+  const [at] = await producer.send({ topic, messages: [{ key, value, ...(partition === undefined ? {} : { partition }) }] });
+  return at !== undefined && at.offset >= 0 ? { partition: at.partition, offset: at.offset } : undefined;
 }
 
 function round(ms: number): number {

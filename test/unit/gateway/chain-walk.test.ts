@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encodeRecord, type ConversationState, type HistoryMessage } from "../../../contracts/records.js";
 import { ChainWalk } from "../../../gateway/history/chain-walk.js";
-import type { FetchedRecord, OffsetFetcher } from "../../../platform/offset-reader.js";
+import type { FetchedRecord, OffsetFetcher } from "../../../platform/kafka/offset-reader.js";
 import { newConversation } from "../../../worker/conversation.js";
 import type { RecordSink } from "../../../worker/event-writer.js";
 import { HistoryWriter } from "../../../worker/history-writer.js";
@@ -21,7 +21,7 @@ function partition() {
     send: async (r) => {
       const base = log.length;
       for (const m of r.messages) log.push({ key: Buffer.from(String(m.key)), value: m.value as Buffer });
-      return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(base) }];
+      return r.messages.map((_, i) => ({ partition: 0, offset: base + i }));
     },
   };
   let fetches = 0;

@@ -24,8 +24,9 @@ import { topicNames } from "../../../contracts/topics.js";
 import { createLogger } from "../../../platform/logger.js";
 import { Cancellations } from "../../../worker/cancellations.js";
 import { appliedEntry, newConversation } from "../../../worker/conversation.js";
-import { keyPartition, type RecordSink } from "../../../worker/event-writer.js";
-import type { OffsetFetcher } from "../../../platform/offset-reader.js";
+import { keyPartition } from "../../../platform/kafka/partitioner.js";
+import type { RecordSink } from "../../../platform/kafka/producer.js";
+import type { OffsetFetcher } from "../../../platform/kafka/offset-reader.js";
 import { FinalPositions, type ReplaySources } from "../../../worker/replay.js";
 import type { GenerateInput, GenerateResult } from "../../../worker/generator.js";
 import { createWorkerMetrics } from "../../../worker/metrics.js";
@@ -69,10 +70,10 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
           partition,
           r.messages.map((m) => m.value as Buffer),
         );
-        return [{ topicName: r.topic, partition, errorCode: 0, baseOffset: String(base) }];
+        return r.messages.map((_, i) => ({ partition, offset: base + i }));
       }
       for (const _ of r.messages) log.push(r.topic === topics.deadLetter ? "dlq" : `send:${r.topic}`);
-      return [];
+      return r.messages.map((_, i) => ({ partition: 0, offset: i }));
     },
   };
   const reader = (t: ReturnType<typeof topicLog>): ReplaySources["events"] => {
@@ -153,7 +154,7 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
             0,
             r.messages.map((m) => m.value as Buffer),
           );
-          return [{ topicName: r.topic, partition: 0, errorCode: 0, baseOffset: String(base) }];
+          return r.messages.map((_, i) => ({ partition: 0, offset: base + i }));
         },
       },
       topics.history,
