@@ -18,7 +18,7 @@ import {
   type AnyAppliedEntry,
   type ConversationState,
 } from "../contracts/records.js";
-import type { FetchedRecord, OffsetReader } from "../platform/offset-reader.js";
+import type { FetchedRecord, OffsetReader } from "../platform/kafka/offset-reader.js";
 import type { EventPosition } from "./event-writer.js";
 import { fillFinal, needsHeldReply } from "./conversation.js";
 

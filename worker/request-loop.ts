@@ -1,7 +1,7 @@
 /**
  * The worker's membership in the group on chat.requests, in three parts:
  *
- *   group consumer (platform/group-consumer.ts) ─ records ─▶ turn scheduler ─▶ runTurn
+ *   group consumer (platform/kafka/group-consumer.ts) ─ records ─▶ turn scheduler ─▶ runTurn
  *        │ assigned / revoked                                   ▲ pause / resume
  *        └──────────────▶ memory store (restore, drop) ─────────┘ commit
  *
@@ -12,8 +12,7 @@
  */
 import type { WorkerConfig } from "../contracts/config.js";
 import type { TopicNames } from "../contracts/topics.js";
-import { createGroupConsumer } from "../platform/kafka.js";
-import type { GroupConsumer } from "../platform/group-consumer.js";
+import { GroupConsumer } from "../platform/kafka/group-consumer.js";
 import type { Logger } from "../platform/logger.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
@@ -45,7 +44,8 @@ export async function startRequestLoop(options: {
   clientId?: string;
 }): Promise<RequestLoop> {
   const { config, topics, memory, metrics, logger } = options;
-  const consumer: GroupConsumer = createGroupConsumer(config.kafka, {
+  const consumer = new GroupConsumer({
+    kafka: config.kafka,
     groupId: config.groupId,
     topic: topics.requests,
     protocol: config.consumer.groupProtocol,

@@ -19,7 +19,7 @@
  * the bound it is asked to hand over (stop at a token boundary and leave the partial reply
  * for the next owner). A partition that is lost (the member was fenced) is stopped at once.
  */
-import type { GroupRecord } from "../platform/group-consumer.js";
+import type { GroupRecord } from "../platform/kafka/group-consumer.js";
 import type { Logger } from "../platform/logger.js";
 
 /** What the consumer delivers: one record of chat.requests (the lag is the consumer's business). */
