@@ -15,9 +15,10 @@
  * fetching every partition while a rebalance callback runs, and caches records ahead of
  * the application in ways that hold one partition's records back behind another's.
  */
-import { createRequire } from "node:module";
-import type { KafkaConfig } from "../contracts/config.js";
-import type { Logger } from "./logger.js";
+import type { KafkaConfig } from "../../contracts/config.js";
+import type { Logger } from "../logger.js";
+import { librdkafkaConnection, SEVERITY } from "./connection.js";
+import { call, ErrorCode, rdkafka, type NativeConsumer, type NativeError, type NativeMessage } from "./native.js";
 
 export type GroupProtocol = "consumer" | "classic";
 
@@ -69,88 +70,8 @@ export interface GroupConsumerOptions {
   readonly logger: Logger;
 }
 
-/** The subset of the native KafkaConsumer this module uses (its .d.ts lacks some of it). */
-interface NativeConsumer {
-  connect(options: Record<string, unknown>, cb: (err: Error | null) => void): void;
-  disconnect(cb: (err: Error | null) => void): void;
-  subscribe(topics: string[]): void;
-  consume(n: number, cb: (err: NativeError | null, messages: NativeMessage[]) => void): void;
-  setDefaultConsumeTimeout(ms: number): void;
-  setDefaultIsTimeoutOnlyForFirstMessage(onlyFirst: boolean): void;
-  pause(tps: Array<{ topic: string; partition: number }>): void;
-  resume(tps: Array<{ topic: string; partition: number }>): void;
-  incrementalAssign(tps: Array<{ topic: string; partition: number }>): void;
-  incrementalUnassign(tps: Array<{ topic: string; partition: number }>): void;
-  assign(tps: Array<{ topic: string; partition: number }>): void;
-  unassign(): void;
-  assignmentLost(): boolean;
-  rebalanceProtocol(): string;
-  commitCb(tps: Array<{ topic: string; partition: number; offset: number }>, cb: (err: NativeError | null) => void): void;
-  getWatermarkOffsets(topic: string, partition: number): { highOffset: number; lowOffset: number };
-  on(event: string, listener: (...args: any[]) => void): void;
-  isConnected(): boolean;
-}
-interface NativeError extends Error {
-  code: number;
-  isFatal?: boolean;
-  isRetriable?: boolean;
-}
-interface NativeMessage {
-  topic: string;
-  partition: number;
-  offset: number;
-  key?: Buffer | null;
-  value: Buffer | null;
-  headers?: Array<Record<string, Buffer | string>>;
-}
-
 /** How long a member with no partitions talks to the coordinator before it counts as joined (ms). */
 const EMPTY_MEMBER_JOINED_MS = 3000;
-const ERR_ASSIGN = -175;
-const ERR_REVOKE = -174;
-const ERR_TIMED_OUT = -185;
-const ERR_NO_OFFSET = -168;
-
-/** librdkafka's syslog levels to pino's. */
-const SEVERITY: Record<number, "error" | "warn" | "info" | "debug"> = {
-  0: "error",
-  1: "error",
-  2: "error",
-  3: "error",
-  4: "warn",
-  5: "info",
-  6: "debug",
-  7: "debug",
-};
-
-/** librdkafka properties for the connection settings both protocols share. */
-export function librdkafkaConnection(config: KafkaConfig): Record<string, string | number | boolean> {
-  const props: Record<string, string | number | boolean> = {
-    "bootstrap.servers": config.brokers.join(","),
-    "client.id": config.clientId,
-    "socket.keepalive.enable": true,
-    // Back-off capped at 5 s, as the kafkajs clients are: back within seconds of a broker restart.
-    "reconnect.backoff.ms": 200,
-    "reconnect.backoff.max.ms": 5000,
-  };
-  const tls = config.tls;
-  const sasl = config.sasl;
-  props["security.protocol"] = `${sasl ? "sasl_" : ""}${tls ? "ssl" : "plaintext"}`;
-  if (sasl) {
-    props["sasl.mechanisms"] = sasl.mechanism.toUpperCase();
-    props["sasl.username"] = sasl.username;
-    props["sasl.password"] = sasl.password;
-  }
-  if (tls) {
-    if (tls.ca) props["ssl.ca.pem"] = tls.ca;
-    if (tls.cert) props["ssl.certificate.pem"] = tls.cert;
-    if (tls.key) props["ssl.key.pem"] = tls.key;
-    props["enable.ssl.certificate.verification"] = tls.rejectUnauthorized;
-    if (!tls.rejectUnauthorized) props["ssl.endpoint.identification.algorithm"] = "none";
-  }
-  return props;
-}
-
 export class GroupConsumer {
   readonly protocol: GroupProtocol;
   readonly #options: GroupConsumerOptions;
@@ -182,11 +103,9 @@ export class GroupConsumer {
   async start(handlers: GroupHandlers): Promise<void> {
     this.#handlers = handlers;
     const o = this.#options;
-    const require = createRequire(import.meta.url);
-    const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
+    const { KafkaConsumer } = rdkafka();
     const conf: Record<string, unknown> = {
-      ...librdkafkaConnection(o.kafka),
-      ...(o.clientId !== undefined && { "client.id": o.clientId }),
+      ...librdkafkaConnection(o.kafka, o.clientId),
       "group.id": o.groupId,
       "group.protocol": o.protocol,
       "enable.auto.commit": false,
@@ -205,7 +124,6 @@ export class GroupConsumer {
       // callback at all: it counts as joined once librdkafka's statistics show it has been
       // talking to the group coordinator for a few seconds (its heartbeats say it is there).
       "statistics.interval.ms": 1000,
-      "log.connection.close": false,
       rebalance_cb: (err: NativeError, assignment: Array<{ topic: string; partition: number }>) => this.#rebalance(err, assignment),
     };
     if (o.protocol === "classic") {
@@ -236,7 +154,7 @@ export class GroupConsumer {
       // Transient (a broker away, a timeout): librdkafka reconnects and retries by itself.
       this.#logger.warn({ err: { message: err.message, code: err.code } }, "request consumer error; retrying");
     });
-    await new Promise<void>((resolve, reject) => native.connect({ timeout: 30_000 }, (err) => (err ? reject(err) : resolve())));
+    await call((cb) => native.connect({ timeout: 30_000 }, cb));
     native.setDefaultConsumeTimeout(100);
     // consume(64) waits up to the timeout for each of the 64 records by default, so a lone
     // request sat 100 ms in the worker before its turn began: wait only for the first,
@@ -269,7 +187,7 @@ export class GroupConsumer {
     if (!native) return Promise.reject(new Error("the request consumer is not started"));
     return new Promise((resolve, reject) => {
       native.commitCb([{ topic: this.#options.topic, partition, offset: Number(nextOffset) }], (err) => {
-        if (err && err.code !== ERR_NO_OFFSET) reject(err);
+        if (err && err.code !== ErrorCode.NO_OFFSET) reject(err);
         else resolve();
       });
     });
@@ -294,7 +212,7 @@ export class GroupConsumer {
     const native = this.#native;
     if (!native || this.#closing) return;
     native.consume(64, (err, messages) => {
-      if (err && err.code !== ERR_TIMED_OUT) this.#logger.warn({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
+      if (err && err.code !== ErrorCode.TIMED_OUT) this.#logger.warn({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
       for (const m of messages ?? []) this.#deliver(m);
       // setImmediate: let the event loop run turns between polls, however busy the topic.
       setImmediate(() => this.#poll());
@@ -336,7 +254,7 @@ export class GroupConsumer {
     if (!native) return;
     const incremental = native.rebalanceProtocol() !== "EAGER";
     const partitions = assignment.map((a) => a.partition);
-    if (err.code === ERR_ASSIGN) {
+    if (err.code === ErrorCode.ASSIGN_PARTITIONS) {
       for (const p of partitions) this.#assigned.add(p);
       if (incremental) native.incrementalAssign(assignment);
       else native.assign(assignment);
@@ -347,7 +265,7 @@ export class GroupConsumer {
       this.#handlers!.onAssigned(partitions);
       return;
     }
-    if (err.code !== ERR_REVOKE) {
+    if (err.code !== ErrorCode.REVOKE_PARTITIONS) {
       this.#logger.error({ err: { message: err.message, code: err.code } }, "unexpected rebalance event");
       return;
     }

@@ -11,11 +11,11 @@
  * at a time), so concurrent reads do not move each other's position; consumers are opened
  * as concurrent reads need them, up to the pool's size.
  */
-import { createRequire } from "node:module";
-import type { KafkaConfig } from "../contracts/config.js";
-import { KafkaLlmError } from "../contracts/errors.js";
-import type { Logger } from "./logger.js";
-import { librdkafkaConnection } from "./group-consumer.js";
+import type { KafkaConfig } from "../../contracts/config.js";
+import { KafkaLlmError } from "../../contracts/errors.js";
+import type { Logger } from "../logger.js";
+import { librdkafkaConnection } from "./connection.js";
+import { call, ErrorCode, rdkafka, type NativeConsumer, type NativeMessage } from "./native.js";
 
 export interface FetchedRecord {
   readonly offset: number;
@@ -54,39 +54,8 @@ export interface OffsetReader {
   stop(): Promise<void>;
 }
 
-interface NativeMessage {
-  offset: number;
-  partition: number;
-  key?: Buffer | null;
-  value: Buffer | null;
-}
-interface NativeConsumer {
-  connect(options: Record<string, unknown>, cb: (err: Error | null) => void): void;
-  disconnect(cb: (err: Error | null) => void): void;
-  assign(tps: Array<{ topic: string; partition: number; offset: number }>): void;
-  unassign(): void;
-  consume(n: number, cb: (err: Error | null, messages: NativeMessage[]) => void): void;
-  queryWatermarkOffsets(
-    topic: string,
-    partition: number,
-    timeout: number,
-    cb: (err: Error | null, offsets: { lowOffset: number; highOffset: number }) => void,
-  ): void;
-  offsetsForTimes(
-    toppars: Array<{ topic: string; partition: number; offset: number }>,
-    timeout: number,
-    cb: (err: Error | null, offsets: Array<{ partition: number; offset: number; error?: Error }>) => void,
-  ): void;
-  getMetadata(options: { topic: string; timeout: number }, cb: (err: Error | null) => void): void;
-  position(toppars: Array<{ topic: string; partition: number }>): Array<{ offset?: number }>;
-  setDefaultConsumeTimeout(ms: number): void;
-  on(event: string, listener: (...args: unknown[]) => void): void;
-}
-
 /** The ListOffsets timestamp that asks for the end of the log. */
 const LATEST = -1;
-/** librdkafka's RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET. */
-const ERR_AUTO_OFFSET_RESET = -140;
 /** How long one hop waits for its record before taking it as absent. */
 const FETCH_TIMEOUT_MS = 3000;
 /** Bytes fetched per hop: enough for one batch holding a history record (a turn is a few KB). */
@@ -112,7 +81,7 @@ class Fetcher implements OffsetFetcher {
         const messages = await new Promise<NativeMessage[] | null>((resolve, reject) =>
           this.#consumer.consume(1, (err, m) => {
             // An offset outside the partition (aged out, or not written): auto.offset.reset=error says so.
-            if (err && (err as Error & { code?: number }).code === ERR_AUTO_OFFSET_RESET) resolve(null);
+            if (err && err.code === ErrorCode.AUTO_OFFSET_RESET) resolve(null);
             else if (err) reject(unavailable(this.#topic, err));
             else resolve(m);
           }),
@@ -144,7 +113,7 @@ class Fetcher implements OffsetFetcher {
         const messages = await new Promise<NativeMessage[] | null>((resolve, reject) =>
           this.#consumer.consume(SCAN_BATCH, (err, m) => {
             // The start aged out between the watermarks and the fetch: nothing left to find there.
-            if (err && (err as Error & { code?: number }).code === ERR_AUTO_OFFSET_RESET) resolve(null);
+            if (err && err.code === ErrorCode.AUTO_OFFSET_RESET) resolve(null);
             else if (err) reject(unavailable(this.#topic, err));
             else resolve(m);
           }),
@@ -192,8 +161,7 @@ export async function startOffsetReader(options: {
   logger: Logger;
 }): Promise<OffsetReader> {
   const log = options.logger.child({ component: "offset-reader", topic: options.topic });
-  const require = createRequire(import.meta.url);
-  const { KafkaConsumer } = require("@confluentinc/kafka-javascript") as { KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer };
+  const { KafkaConsumer } = rdkafka();
   const idle: Fetcher[] = [];
   const all: NativeConsumer[] = [];
   const waiting: Array<(f: Fetcher) => void> = [];
@@ -220,13 +188,13 @@ export async function startOffsetReader(options: {
       "queued.max.messages.kbytes": 64,
     });
     // librdkafka reports every failed reconnect while a broker is away: say so once a minute.
-    consumer.on("event.error", (err) => {
+    consumer.on("event.error", (err: Error) => {
       if (Date.now() - warnedAt < 60_000) return;
       warnedAt = Date.now();
       log.warn({ err }, "offset reader: client error (librdkafka retries; reads fail as unavailable meanwhile)");
     });
     try {
-      await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+      await call((cb) => consumer.connect({ timeout: 10_000 }, cb));
     } catch (err) {
       opened--;
       throw unavailable(options.topic, err);

@@ -1,6 +1,6 @@
 /**
- * The chat.events reader's watchdog (gateway/kafka/events-reader.ts), with a stand-in
- * consumer: a librdkafka consumer that only assigns can stop fetching after a broker restart
+ * The reader by assignment (platform/kafka/assigned-reader.ts), through the chat.events
+ * reader built on it (gateway/kafka/events-reader.ts), with a stand-in consumer. Its watchdog: a librdkafka consumer that only assigns can stop fetching after a broker restart
  * and stay stopped (librdkafka#5153; every stream of a gateway went quiet for good in a
  * chaos run). The reader notices that records wait past where it reads, replaces the
  * consumer with a new one from the same offsets, and delivers every record once, in order;
@@ -10,7 +10,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { SCHEMA_VERSION, encodeRecord, type ChatEvent } from "../../../contracts/records.js";
-import { EventsReader, type EventsConsumer, type NativeMessage } from "../../../gateway/kafka/events-reader.js";
+import { eventsReader } from "../../../gateway/kafka/events-reader.js";
+import { AssignedReader, type AssignedConsumer } from "../../../platform/kafka/assigned-reader.js";
+import type { NativeMessage } from "../../../platform/kafka/native.js";
 import type { KafkaConfig } from "../../../contracts/config.js";
 
 const TOPIC = "chat.events";
@@ -67,10 +69,8 @@ function standIn(log: Log) {
       }
       setTimeout(() => cb(null, out), 5);
     },
-    setDefaultConsumeTimeout: () => {},
-    setDefaultIsTimeoutOnlyForFirstMessage: () => {},
+    position: (tps: Array<{ partition: number }>) => tps.map((tp) => ({ partition: tp.partition, offset: positions.get(tp.partition) })),
     queryWatermarkOffsets: () => {},
-    on: () => {},
   };
   return consumer;
 }
@@ -79,7 +79,7 @@ function reader(log: Log) {
   const consumers: Array<ReturnType<typeof standIn>> = [];
   const seen: string[] = [];
   let restarts = 0;
-  const r = new EventsReader({
+  const r = eventsReader({
     kafka: {} as KafkaConfig,
     topic: TOPIC,
     groupId: "g.offsets",
@@ -92,7 +92,7 @@ function reader(log: Log) {
     makeConsumer: async () => {
       const c = standIn(log);
       consumers.push(c);
-      return c as unknown as EventsConsumer;
+      return c as unknown as AssignedConsumer;
     },
   });
   return { r, consumers, seen, restarts: () => restarts };
@@ -106,7 +106,7 @@ const until = async (cond: () => boolean, ms = 3000) => {
   }
 };
 
-describe("chat.events reader watchdog", () => {
+describe("the reader by assignment", () => {
   it("replaces a consumer that stopped fetching while records wait, and reads on from where it was, once each", async () => {
     const log = new Log();
     for (let s = 0; s < 3; s++) log.append(0, s);
@@ -141,5 +141,115 @@ describe("chat.events reader watchdog", () => {
     assert.equal(restarts(), 0);
     assert.equal(consumers.length, 1);
     await r.stop();
+  });
+});
+
+/**
+ * A consumer over raw offsets of partition 0: `data` offsets are delivered, the others
+ * (transaction markers) only move the position. Each consume takes what its position
+ * holds when it is called and answers `delayMs` later, as librdkafka's does from its
+ * thread; `during` runs while a consume is in flight.
+ */
+function rawStandIn(
+  end: () => number,
+  data: (offset: number) => boolean,
+  options: { delayMs?: number; batch?: number; during?: (position: number) => void } = {},
+) {
+  let position: number | undefined;
+  return {
+    disconnect: (cb: (err: null) => void) => cb(null),
+    incrementalAssign: (tps: Array<{ partition: number; offset?: number }>) => {
+      for (const tp of tps) position = tp.offset ?? 0;
+    },
+    incrementalUnassign: () => {
+      position = undefined;
+    },
+    consume(n: number, cb: (err: null, messages: NativeMessage[]) => void) {
+      const out: NativeMessage[] = [];
+      if (position !== undefined) {
+        let at = position;
+        for (; at < end() && out.length < Math.min(n, options.batch ?? n); at++)
+          if (data(at)) out.push({ topic: TOPIC, partition: 0, offset: at, value: Buffer.from(String(at)) });
+        const from = position;
+        position = at;
+        options.during?.(from);
+      }
+      setTimeout(() => cb(null, out), options.delayMs ?? 5);
+    },
+    position: () => [{ partition: 0, offset: position }],
+    queryWatermarkOffsets: () => {},
+  };
+}
+
+describe("the reader by assignment, positions", () => {
+  const logger = pino({ level: "silent" });
+
+  it("re-reads from a seek made while a consume of the old position was in flight, skipping nothing", async () => {
+    const seen: number[] = [];
+    let seeked = false;
+    let mark = -1;
+    const holder: { reader?: AssignedReader } = {};
+    const consumer = rawStandIn(
+      () => 20,
+      () => true,
+      {
+        delayMs: 30,
+        batch: 10,
+        // The consume that fetched 10..19 is in flight when the reader is sent back to 3.
+        during: (from) => {
+          if (from === 10 && !seeked) {
+            seeked = true;
+            queueMicrotask(() => {
+              mark = seen.length;
+              holder.reader!.seek(0, 3);
+            });
+          }
+        },
+      },
+    );
+    const reader = new AssignedReader({
+      kafka: {} as KafkaConfig,
+      topic: TOPIC,
+      name: "test-reader",
+      groupId: "g.offsets",
+      logger,
+      onRecords: (records) => seen.push(...records.map((r) => r.offset)),
+      makeConsumer: async () => consumer as unknown as AssignedConsumer,
+    });
+    holder.reader = reader;
+    await reader.start();
+    reader.add(0, 0);
+    await until(() => seeked && reader.next(0) === 20);
+    const afterSeek = seen.slice(mark);
+    assert.deepEqual(
+      afterSeek,
+      Array.from({ length: 17 }, (_, i) => i + 3),
+      `from the seek on, 3..19 once each, in order: ${seen.join(",")}`,
+    );
+    await reader.stop();
+  });
+
+  it("counts transaction markers it never delivers as read: waitFor reaches a partition's end past them", async () => {
+    const seen: number[] = [];
+    // 0 data, 1 marker, 2 data, 3 aborted, 4 marker: the end is 5.
+    const consumer = rawStandIn(
+      () => 5,
+      (o) => o === 0 || o === 2,
+    );
+    const reader = new AssignedReader({
+      kafka: {} as KafkaConfig,
+      topic: TOPIC,
+      name: "test-reader",
+      groupId: "g.offsets",
+      logger,
+      onRecords: (records) => seen.push(...records.map((r) => r.offset)),
+      makeConsumer: async () => consumer as unknown as AssignedConsumer,
+    });
+    await reader.start();
+    reader.add(0, 0);
+    assert.equal(await reader.waitFor(0, 5, 2000), true, "read to the end");
+    assert.deepEqual(seen, [0, 2]);
+    assert.equal(reader.next(0), 5);
+    await reader.stop();
   });
 });

@@ -1,0 +1,176 @@
+/**
+ * The project's admin client: librdkafka's, with the calls the services make. Every call has
+ * a timeout (a call made for an HTTP request answers, or fails, within seconds when Kafka
+ * is away).
+ *
+ * Not here: describing consumer groups, which librdkafka's binding can crash the process
+ * doing while the brokers are unreachable (group-describer.ts runs it in a child process),
+ * and reading a topic's configuration, which the binding does not offer
+ * (confluentinc/confluent-kafka-javascript#444): the topics are created with the
+ * configuration the design needs (contracts/topics.ts) and the workers take what they
+ * must know of it from there.
+ */
+import type { KafkaConfig } from "../../contracts/config.js";
+import { librdkafkaConnection } from "./connection.js";
+import { call, ErrorCode, rdkafka, type NativeAdmin, type NativeConsumer, type NativeError, type TopicPartitionOffset } from "./native.js";
+
+export interface NewTopic {
+  readonly name: string;
+  readonly partitions: number;
+  /** -1: the broker's default.replication.factor. */
+  readonly replicationFactor: number;
+  readonly configs: Readonly<Record<string, string>>;
+}
+
+export interface PartitionOffsets {
+  readonly partition: number;
+  /** The oldest offset still in the log. */
+  readonly low: number;
+  /** The offset the next record written gets (the high watermark). */
+  readonly high: number;
+}
+
+/** Kafka's "no committed offset" (librdkafka's RD_KAFKA_OFFSET_INVALID). */
+const OFFSET_INVALID = -1001;
+const EARLIEST = -2;
+const LATEST = -1;
+const READ_COMMITTED = 1;
+
+export class KafkaAdmin {
+  readonly #native: NativeAdmin;
+  readonly #config: KafkaConfig;
+  readonly #clientId: string;
+  readonly timeoutMs: number;
+
+  /** Makes the client (librdkafka connects as calls need it). */
+  constructor(config: KafkaConfig, options: { clientId?: string; timeoutMs?: number } = {}) {
+    this.#config = config;
+    this.#clientId = options.clientId ?? `${config.clientId}-admin`;
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.#native = rdkafka().AdminClient.create({ ...librdkafkaConnection(config, this.#clientId) });
+  }
+
+  close(): void {
+    this.#native.disconnect();
+  }
+
+  listTopics(timeoutMs = this.timeoutMs): Promise<string[]> {
+    return call<string[]>((cb) => this.#native.listTopics({ timeout: timeoutMs }, cb));
+  }
+
+  /**
+   * Creates topics; one that exists already (a concurrent creator won) is no error. Throws
+   * the first other refusal (its `code` is Kafka's: authorizationFailure() names it).
+   */
+  async createTopics(topics: readonly NewTopic[], timeoutMs = 30_000): Promise<void> {
+    for (const t of topics) {
+      try {
+        await call((cb) =>
+          this.#native.createTopic(
+            { topic: t.name, num_partitions: t.partitions, replication_factor: t.replicationFactor, config: { ...t.configs } },
+            timeoutMs,
+            cb,
+          ),
+        );
+      } catch (err) {
+        if ((err as NativeError).code !== ErrorCode.TOPIC_ALREADY_EXISTS) throw err;
+      }
+    }
+  }
+
+  /** Each topic's partition numbers, sorted; a topic that does not exist is refused with its error. */
+  async partitions(topics: readonly string[], timeoutMs = this.timeoutMs): Promise<Map<string, number[]>> {
+    const described = await call<Array<{ name: string; error?: NativeError; partitions: Array<{ partition: number }> }>>((cb) =>
+      this.#native.describeTopics([...topics], { timeout: timeoutMs }, cb),
+    );
+    const out = new Map<string, number[]>();
+    for (const d of described) {
+      if (d.error) throw d.error;
+      out.set(
+        d.name,
+        d.partitions.map((p) => p.partition).sort((a, b) => a - b),
+      );
+    }
+    return out;
+  }
+
+  /** Each partition's log start and end (high watermark), as the leaders have them now. */
+  async offsets(topic: string, timeoutMs = this.timeoutMs): Promise<PartitionOffsets[]> {
+    const partitions = (await this.partitions([topic], timeoutMs)).get(topic) ?? [];
+    const [low, high] = await Promise.all([this.#listOffsets(topic, partitions, EARLIEST, timeoutMs), this.#listOffsets(topic, partitions, LATEST, timeoutMs)]);
+    return partitions.map((partition) => ({ partition, low: low.get(partition) ?? 0, high: high.get(partition) ?? 0 }));
+  }
+
+  /**
+   * Per partition, the first offset whose record is at or after `timestamp` (ms), or the
+   * partition's end when none is.
+   */
+  async offsetsAt(topic: string, timestamp: number, timeoutMs = this.timeoutMs): Promise<Map<number, number>> {
+    const partitions = (await this.partitions([topic], timeoutMs)).get(topic) ?? [];
+    const [at, high] = await Promise.all([this.#listOffsets(topic, partitions, timestamp, timeoutMs), this.#listOffsets(topic, partitions, LATEST, timeoutMs)]);
+    return new Map(partitions.map((p) => [p, (at.get(p) ?? -1) >= 0 ? at.get(p)! : (high.get(p) ?? 0)]));
+  }
+
+  async #listOffsets(topic: string, partitions: readonly number[], timestamp: number, timeoutMs: number): Promise<Map<number, number>> {
+    if (partitions.length === 0) return new Map();
+    const listed = await call<Array<TopicPartitionOffset & { error?: NativeError }>>((cb) =>
+      this.#native.listOffsets(
+        partitions.map((partition) => ({ topic, partition, offset: { timestamp } })),
+        { timeout: timeoutMs, isolationLevel: READ_COMMITTED },
+        cb,
+      ),
+    );
+    const out = new Map<number, number>();
+    for (const o of listed) {
+      if (o.error) throw o.error;
+      out.set(o.partition, o.offset);
+    }
+    return out;
+  }
+
+  /** A group's committed offsets on `topic` (the next offset to read), by partition; partitions without one are absent. */
+  async committed(groupId: string, topic: string, partitions: readonly number[], timeoutMs = this.timeoutMs): Promise<Map<number, number>> {
+    const [group] = await call<Array<{ groupId: string; error?: NativeError; partitions: Array<TopicPartitionOffset & { error?: NativeError }> }>>((cb) =>
+      this.#native.listConsumerGroupOffsets([{ groupId, partitions: partitions.map((partition) => ({ topic, partition })) }], { timeout: timeoutMs }, cb),
+    );
+    if (group?.error) throw group.error;
+    const out = new Map<number, number>();
+    for (const p of group?.partitions ?? []) {
+      if (p.error) throw p.error;
+      if (p.offset !== OFFSET_INVALID && p.offset >= 0) out.set(p.partition, p.offset);
+    }
+    return out;
+  }
+
+  /**
+   * Commits offsets for a group without joining it (a group no member uses: a reader's
+   * position). librdkafka's admin has no AlterConsumerGroupOffsets, so a consumer of that
+   * group id that never subscribes commits them, then goes.
+   */
+  async commit(groupId: string, offsets: readonly TopicPartitionOffset[], timeoutMs = this.timeoutMs): Promise<void> {
+    const consumer: NativeConsumer = new (rdkafka().KafkaConsumer)({
+      ...librdkafkaConnection(this.#config, this.#clientId),
+      "group.id": groupId,
+      "enable.auto.commit": false,
+    });
+    await call((cb) => consumer.connect({ timeout: timeoutMs }, cb));
+    try {
+      await call((cb) => consumer.commitCb([...offsets], cb));
+    } finally {
+      await call((cb) => consumer.disconnect(cb)).catch(() => undefined);
+    }
+  }
+
+  deleteGroups(groupIds: readonly string[], timeoutMs = this.timeoutMs): Promise<Array<{ groupId: string; errorCode?: number }>> {
+    return call((cb) => this.#native.deleteGroups([...groupIds], { timeout: timeoutMs }, cb));
+  }
+
+  /** Deletes a partition's records below `offset` (its log start moves there, as retention would); resolves with the new log start. */
+  async deleteRecords(topic: string, partition: number, offset: number, timeoutMs = this.timeoutMs): Promise<number> {
+    const [result] = await call<Array<{ lowWatermark: number; error?: NativeError }>>((cb) =>
+      this.#native.deleteRecords([{ topic, partition, offset }], { timeout: timeoutMs, operationTimeout: timeoutMs }, cb),
+    );
+    if (result?.error) throw result.error;
+    return result?.lowWatermark ?? offset;
+  }
+}
