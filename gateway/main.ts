@@ -2,7 +2,8 @@
 import { loadGatewayConfig } from "../contracts/config.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
-import { createKafka } from "../platform/kafka.js";
+import { KafkaAdmin } from "../platform/kafka/admin.js";
+import { GroupDescriber } from "../platform/kafka/group-describer.js";
 import { runService } from "../platform/entrypoint.js";
 import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger } from "../platform/logger.js";
@@ -11,12 +12,12 @@ import { buildGateway } from "./app.js";
 import type { GatewayDeps } from "./deps.js";
 import { createAuthenticator } from "./auth.js";
 import { EventHub } from "./event-hub.js";
-import { startEventConsumer } from "./kafka/event-consumer.js";
 import { EventPartitions } from "./kafka/event-partitions.js";
 import { LagExporter } from "./kafka/lag-exporter.js";
-import { startOffsetReader } from "../platform/offset-reader.js";
+import { startOffsetReader } from "../platform/kafka/offset-reader.js";
 import { withDeadline } from "./kafka/deadline.js";
-import { OwnerLookup, groupDescriber } from "./kafka/owners.js";
+import { OwnerLookup, describeWorkers } from "./kafka/owners.js";
+import { startRequestsReader } from "./kafka/requests-reader.js";
 import { kafkaReaderPositions } from "./kafka/reader-positions.js";
 
 /** History reads served at once (each holds one exact-offset consumer for its few ms of hops). */
@@ -31,11 +32,10 @@ async function main(): Promise<void> {
   const logger = createLogger("gateway", config.logLevel);
   const auth = createAuthenticator(config.auth, logger);
   const topics = topicNames(config.kafka.topicPrefix);
-  const kafka = createKafka(config.kafka, logger);
 
   const hub = new EventHub({ ttlMs: config.requests.stateTtlMs, maxTracked: config.requests.maxTracked });
   const turnStats = new TurnStats({ windowMs: config.turnStatsWindowMs });
-  const publisher = new KafkaPublisher(kafka, topics, { timeoutMs: config.kafkaSendTimeoutMs, logger });
+  const publisher = await KafkaPublisher.connect(config.kafka, topics, { timeoutMs: config.kafkaSendTimeoutMs, logger });
   const deps: GatewayDeps = {
     config,
     logger,
@@ -51,21 +51,22 @@ async function main(): Promise<void> {
     conversations: null,
     history: null,
     authenticate: auth.authenticate,
-    ready: () => events.caughtUp() && eventPartitions.caughtUp(),
-    failure: () => events.failure() ?? eventPartitions.failure() ?? null,
+    ready: () => requests.caughtUp() && eventPartitions.caughtUp(),
+    failure: () => publisher.failure() ?? eventPartitions.failure() ?? null,
   };
 
-  // One admin connection for topic checks, look-back offsets, the partition count and the lag.
-  const admin = kafka.admin();
-  await admin.connect();
+  // One admin client for topic checks, look-back offsets, partitions, positions and the lag;
+  // one describer of the worker group for owner lookups and queued notices.
+  const admin = new KafkaAdmin(config.kafka, { timeoutMs: 3000 });
+  const describer = new GroupDescriber(config.kafka, { logger });
   if (config.kafka.ensureTopics) await ensureTopics(admin, componentTopicSpecs("gateway", topics, config.kafka), logger);
 
   const sweeper = setInterval(() => hub.sweep(), Math.min(60_000, config.requests.stateTtlMs));
   sweeper.unref();
 
-  await publisher.connect();
   const queueWatch = new QueueWatch({
     admin,
+    describer,
     topic: topics.requests,
     groupId: config.lag.workerGroupId,
     intervalMs: config.queueNoticeMs,
@@ -73,15 +74,16 @@ async function main(): Promise<void> {
     logger,
   });
   deps.queueWatch = queueWatch;
-  const events = await startEventConsumer({
-    kafka,
+  const requests = await startRequestsReader({
+    kafka: config.kafka,
     admin,
-    topics,
+    topic: topics.requests,
     hub,
     gatewayGroup: config.events.groupId,
     lookBackMs: config.requests.stateTtlMs,
     logger,
     onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
+    onRestart: () => deps.metrics.eventsReaderRestarts.inc(),
   });
   // chat.events: this replica's share (the gateways' group) and what its followers need.
   const eventPartitions = new EventPartitions({
@@ -100,11 +102,10 @@ async function main(): Promise<void> {
   hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);
   await eventPartitions.start();
   deps.events = eventPartitions;
-  const owners = groupDescriber(config.kafka, config.lag.workerGroupId, topics.requests);
   const internalKeys = InternalKeys.fromConfig(config.conversations.internalToken, logger);
   deps.conversations = new OwnerLookup({
-    describe: owners.describe,
-    partitions: async () => (await withDeadline(admin.fetchTopicOffsets(topics.requests), 3000, "chat.requests partitions")).length,
+    describe: describeWorkers(describer, config.lag.workerGroupId, topics.requests),
+    partitions: async () => (await withDeadline(admin.partitions([topics.requests]), 3000, "chat.requests partitions")).get(topics.requests)?.length ?? 0,
     groupId: config.lag.workerGroupId,
     timeoutMs: config.conversations.lookupTimeoutMs,
     keys: internalKeys,
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
     logger,
     onStop: async () => {
       internalKeys.stop();
-      await owners.close();
+      describer.close();
     },
   });
   const historyReader = await startOffsetReader({
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
     groupId: privateGroup(config.events.groupId, "offsets"),
     logger,
   });
-  const readerPositions = kafkaReaderPositions(config.kafka, topics.history, config.events.groupId);
+  const readerPositions = kafkaReaderPositions(admin, topics.history, config.events.groupId);
   deps.history = { reader: historyReader, positions: readerPositions };
   const lag = new LagExporter({
     admin,
@@ -151,15 +152,8 @@ async function main(): Promise<void> {
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([
-        events.stop(),
-        eventPartitions.stop(),
-        deps.conversations?.stop(),
-        historyReader.stop(),
-        readerPositions.close(),
-        publisher.disconnect(),
-      ]);
-      await admin.disconnect();
+      await Promise.all([requests.stop(), eventPartitions.stop(), deps.conversations?.stop(), historyReader.stop(), publisher.disconnect()]);
+      admin.close();
       process.exit(0);
     } catch (err) {
       logger.error({ err }, "unclean shutdown");

@@ -17,17 +17,17 @@
  * consumer without a group (events-reader.ts) reads every partition that is owned or
  * followed, each once, so a partition both owned and followed is not read twice.
  */
-import type { Admin } from "kafkajs";
 import type { KafkaConfig } from "../../contracts/config.js";
 import type { ChatEvent } from "../../contracts/records.js";
-import { GroupConsumer, type GroupProtocol } from "../../platform/group-consumer.js";
+import { GroupConsumer, type GroupProtocol } from "../../platform/kafka/group-consumer.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import { privateGroup } from "../../contracts/kafka-acls.js";
-import { keyPartition } from "../../platform/kafka.js";
+import type { KafkaAdmin } from "../../platform/kafka/admin.js";
+import type { AssignedReader } from "../../platform/kafka/assigned-reader.js";
+import { keyPartition } from "../../platform/kafka/partitioner.js";
 import type { Logger } from "../../platform/logger.js";
 import type { EventHub, RequestSnapshot } from "../event-hub.js";
-import { EventsReader } from "./events-reader.js";
-import { withDeadline } from "./deadline.js";
+import { eventsReader } from "./events-reader.js";
 
 /** How long a followed partition is still read after its last follower left (another often follows soon, e.g. status polls). */
 const LINGER_MS = 10_000;
@@ -38,7 +38,7 @@ const CATCH_UP_TIMEOUT_MS = 60_000;
 
 export interface EventPartitionsOptions {
   readonly kafka: KafkaConfig;
-  readonly admin: Admin;
+  readonly admin: KafkaAdmin;
   readonly topic: string;
   readonly hub: EventHub;
   readonly groupId: string;
@@ -69,7 +69,7 @@ export function pickEventsPartition(key: string, owned: readonly number[], parti
 export class EventPartitions {
   readonly #o: EventPartitionsOptions;
   readonly #log: Logger;
-  readonly #reader: EventsReader;
+  readonly #reader: AssignedReader;
   readonly #group: GroupConsumer;
   readonly #owned = new Set<number>();
   /** Partition → claims on it by followers here (listeners and status reads). */
@@ -87,15 +87,14 @@ export class EventPartitions {
   constructor(options: EventPartitionsOptions) {
     this.#o = options;
     this.#log = options.logger.child({ component: "event-partitions" });
-    this.#reader = new EventsReader({
+    this.#reader = eventsReader({
       kafka: options.kafka,
       topic: options.topic,
       groupId: privateGroup(options.groupId, "offsets"),
       logger: options.logger,
       onRecord: () => options.onRecord?.(),
       onRestart: () => options.onReaderRestart?.(),
-      ends: async () =>
-        new Map((await withDeadline(options.admin.fetchTopicOffsets(options.topic), 3000, "chat.events ends")).map((o) => [o.partition, Number(o.high)])),
+      ends: async () => new Map((await options.admin.offsets(options.topic, 3000)).map((o) => [o.partition, o.high])),
       onEvent: (event, partition) => {
         if (options.hub.accept(event, partition)) options.onEvent?.(event);
       },
@@ -114,8 +113,7 @@ export class EventPartitions {
 
   async start(): Promise<void> {
     this.#startedAt = Date.now();
-    const metadata = await this.#o.admin.fetchTopicMetadata({ topics: [this.#o.topic] });
-    this.#partitionCount = metadata.topics[0]?.partitions.length ?? 0;
+    this.#partitionCount = (await this.#o.admin.partitions([this.#o.topic])).get(this.#o.topic)?.length ?? 0;
     if (this.#partitionCount === 0) throw new Error(`topic ${this.#o.topic} has no partitions (does it exist?)`);
     await this.#reader.start();
     await this.#group.start({
@@ -163,7 +161,7 @@ export class EventPartitions {
     const deadline = Date.now() + PREPARE_TIMEOUT_MS;
     const left = () => Math.max(1, deadline - Date.now());
     try {
-      // The look-up of where to start (kafkajs retries it while Kafka is away) is bounded too.
+      // The look-up of where to start (retried while Kafka is away) is bounded too.
       const adding = this.#adding.get(p);
       if (adding) await Promise.race([adding, new Promise((resolve) => setTimeout(resolve, left()).unref())]);
       const end = await this.#reader.end(p, left());
@@ -275,10 +273,9 @@ export class EventPartitions {
     const started = (async () => {
       try {
         const since = Date.now() - this.#o.lookBackMs;
-        const offsets = await this.#o.admin.fetchTopicOffsetsByTimestamp(this.#o.topic, since);
-        const offset = offsets.find((o) => o.partition === p)?.offset;
+        const offset = (await this.#o.admin.offsetsAt(this.#o.topic, since)).get(p);
         if (offset === undefined) throw new Error(`no offset for partition ${p} of ${this.#o.topic}`);
-        if (this.#owned.has(p) || this.#followers.has(p)) this.#reader.add(p, Number(offset));
+        if (this.#owned.has(p) || this.#followers.has(p)) this.#reader.add(p, offset);
       } catch (err) {
         this.#log.warn({ err, partition: p }, "could not find where to read a chat.events partition from; retrying");
         setTimeout(() => {

@@ -11,7 +11,7 @@
  *
  * Every replica exports the same numbers: aggregate with max(), not sum().
  */
-import type { Admin } from "kafkajs";
+import type { KafkaAdmin, PartitionOffsets } from "../../platform/kafka/admin.js";
 import type { Logger } from "../../platform/logger.js";
 import type { GatewayMetrics } from "../metrics.js";
 import { withDeadline } from "./deadline.js";
@@ -21,25 +21,18 @@ export interface PartitionLag {
   lag: number;
 }
 
-/** Lag per partition from end offsets and committed offsets (-1 = none committed). */
-export function computeLag(
-  ends: ReadonlyArray<{ partition: number; high: string; low: string }>,
-  committed: ReadonlyArray<{ partition: number; offset: string }>,
-): PartitionLag[] {
-  const byPartition = new Map(committed.map((c) => [c.partition, BigInt(c.offset)]));
+/** Lag per partition from the partitions' offsets and the group's committed offsets (a partition absent: none committed). */
+export function computeLag(ends: readonly PartitionOffsets[], committed: ReadonlyMap<number, number>): PartitionLag[] {
   return ends
     .map(({ partition, high, low }) => {
-      const end = BigInt(high);
-      const done = byPartition.get(partition) ?? -1n;
-      const from = done < 0n ? BigInt(low) : done;
-      const lag = end - from;
-      return { partition, lag: Number(lag < 0n ? 0n : lag) };
+      const from = committed.get(partition) ?? low;
+      return { partition, lag: Math.max(0, high - from) };
     })
     .sort((a, b) => a.partition - b.partition);
 }
 
 export class LagExporter {
-  readonly #admin: Admin;
+  readonly #admin: KafkaAdmin;
   readonly #topic: string;
   readonly #groupId: string;
   readonly #metrics: GatewayMetrics;
@@ -48,7 +41,7 @@ export class LagExporter {
   #timer: NodeJS.Timeout | null = null;
   #failing = false;
 
-  constructor(options: { admin: Admin; topic: string; groupId: string; metrics: GatewayMetrics; refreshMs: number; logger: Logger }) {
+  constructor(options: { admin: KafkaAdmin; topic: string; groupId: string; metrics: GatewayMetrics; refreshMs: number; logger: Logger }) {
     this.#admin = options.admin;
     this.#topic = options.topic;
     this.#groupId = options.groupId;
@@ -74,11 +67,17 @@ export class LagExporter {
   async refresh(): Promise<void> {
     try {
       const budget = Math.max(1000, this.#refreshMs);
-      const [ends, groups] = await Promise.all([
-        withDeadline(this.#admin.fetchTopicOffsets(this.#topic), budget, "end offsets"),
-        withDeadline(this.#admin.fetchOffsets({ groupId: this.#groupId, topics: [this.#topic] }), budget, "committed offsets"),
-      ]);
-      const committed = groups.find((g) => g.topic === this.#topic)?.partitions ?? [];
+      const ends = await withDeadline(this.#admin.offsets(this.#topic, budget), budget, "end offsets");
+      const committed = await withDeadline(
+        this.#admin.committed(
+          this.#groupId,
+          this.#topic,
+          ends.map((e) => e.partition),
+          budget,
+        ),
+        budget,
+        "committed offsets",
+      );
       const lags = computeLag(ends, committed);
       let total = 0;
       for (const { partition, lag } of lags) {

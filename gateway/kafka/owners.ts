@@ -1,9 +1,10 @@
 /**
  * Conversation reads without a copy of chat.memory (Kafka Streams' interactive queries):
  * the worker that owns partition p of chat.requests holds partition p of chat.memory, so
- * the gateway asks that worker. The partition comes from the partitioner the publisher
- * uses (kafkajs's default: the Java client's murmur2); the owner from the worker group's
- * description (ConsumerGroupDescribe for KIP-848 groups, DescribeGroups for classic ones), whose
+ * the gateway asks that worker. The partition comes from the partitioner every producer
+ * uses (the Java client's murmur2, platform/kafka/partitioner.ts); the owner from the worker
+ * group's description (platform/kafka/group-describer.ts: ConsumerGroupDescribe for KIP-848
+ * groups, DescribeGroups for classic ones), whose
  * members advertise their query address at the end of their client.id
  * (`<client id>@http://HOST:PORT`, worker/query-server.ts).
  *
@@ -17,25 +18,12 @@
  * During a rebalance (no owner yet, or the new owner still restoring) a read waits up to
  * CONVERSATION_LOOKUP_TIMEOUT_MS, then answers 503 with what was missing.
  */
-import {
-  Admin as PlatformaticAdmin,
-  FindCoordinatorKeyTypes,
-  consumerGroupDescribeV0,
-  kGetApi,
-  kGetBootstrapConnection,
-  kGetConnection,
-  type Connection,
-  type findCoordinatorV6,
-} from "@platformatic/kafka";
 import { withDeadline } from "./deadline.js";
-
-type ConsumerGroupDescribeResponse = consumerGroupDescribeV0.ConsumerGroupDescribeResponse;
-type FindCoordinatorResponse = findCoordinatorV6.FindCoordinatorResponse;
-import type { KafkaConfig } from "../../contracts/config.js";
 import { conversationStateSchema, type ConversationState } from "../../contracts/records.js";
 import { conversationKey, type ConversationRef } from "../../contracts/conversation-key.js";
 import { ANSWER_SIGNATURE_HEADER, isLoopbackHost, signRead, verifyAnswer, type InternalKeys } from "../../platform/internal-auth.js";
-import { keyPartition, platformaticConnection } from "../../platform/kafka.js";
+import type { GroupDescriber } from "../../platform/kafka/group-describer.js";
+import { keyPartition } from "../../platform/kafka/partitioner.js";
 import type { Logger } from "../../platform/logger.js";
 
 /** The partition of chat.requests (and chat.memory) a conversation key lands on: the publisher's partitioner. */
@@ -292,82 +280,10 @@ export class OwnerLookup implements ConversationLookup {
   }
 }
 
-/**
- * The worker group's description through @platformatic/kafka: ConsumerGroupDescribe (the
- * KIP-848 API, Kafka 4.0+) at the group's coordinator, or, for a classic group (it answers
- * "not a consumer group"), DescribeGroups with the assignments decoded. Not librdkafka's
- * admin: its describeGroups crashes the process (a NULL string, SIGSEGV) when the brokers
- * are unreachable (confluentinc/confluent-kafka-javascript#531), and a gateway must ride
- * out a broker outage. `close` closes the client.
- */
-export function groupDescriber(kafka: KafkaConfig, groupId: string, topic: string): { describe: DescribeGroup; close(): Promise<void> } {
-  // A read waiting for an owner retries by itself: each describe answers within seconds.
-  const admin = new PlatformaticAdmin(platformaticConnection(kafka, "gateway-owners", 1));
-  const call = <T>(start: (cb: (err: Error | null | undefined, value?: T) => void) => void) =>
-    new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
-
-  const consumerGroup = async (): Promise<{ members: GroupMember[]; state: string } | null> => {
-    const bootstrap = await call<Connection>((cb) => admin[kGetBootstrapConnection](cb));
-    const findApi = await call<
-      (c: Connection, keyType: number, keys: string[], cb: (err: Error | null | undefined, r?: FindCoordinatorResponse) => void) => void
-    >((cb) => admin[kGetApi]<[number, string[]], FindCoordinatorResponse>("FindCoordinator", cb));
-    const found = await call<FindCoordinatorResponse>((cb) => findApi(bootstrap, FindCoordinatorKeyTypes.GROUP, [groupId], cb));
-    const coordinator = found.coordinators.find((c) => c.key === groupId);
-    if (!coordinator || coordinator.errorCode !== 0) throw new Error(`no coordinator for group ${groupId} (error ${coordinator?.errorCode ?? "none"})`);
-    const connection = await call<Connection>((cb) => admin[kGetConnection]({ host: coordinator.host, port: coordinator.port }, cb));
-    const described = await call<ConsumerGroupDescribeResponse>((cb) => consumerGroupDescribeV0.api(connection, [groupId], false, cb));
-    const group = described.groups.find((g) => g.groupId === groupId);
-    if (!group || group.members.length === 0) return null;
-    return {
-      state: group.groupState,
-      members: group.members.map((m) => ({
-        clientId: m.clientId,
-        partitions: m.assignment.topicPartitions.filter((tp) => tp.topicName === topic).flatMap((tp) => tp.partitions),
-      })),
-    };
+/** The worker group's description, from the gateway's group describer. */
+export function describeWorkers(describer: GroupDescriber, groupId: string, topic: string): DescribeGroup {
+  return async () => {
+    const group = await describer.describe(groupId, topic, DESCRIBE_MS);
+    return group && { state: String(group.state), members: group.members };
   };
-
-  const classicGroup = async (): Promise<{ members: GroupMember[]; state: string } | null> => {
-    const groups = await admin.describeGroups({ groups: [groupId] });
-    const group = groups.get(groupId);
-    if (!group || group.members.size === 0) return null;
-    return {
-      state: String(group.state),
-      members: [...group.members.values()].map((m) => ({
-        clientId: m.clientId,
-        partitions: [...(m.assignments?.values() ?? [])].filter((a) => a.topic === topic).flatMap((a) => a.partitions),
-      })),
-    };
-  };
-
-  const describe: DescribeGroup = async () => {
-    try {
-      return await consumerGroup();
-    } catch (err) {
-      // GROUP_ID_NOT_FOUND: a classic group (or none at all), which DescribeGroups describes.
-      if (!errorCodes(err).includes(GROUP_ID_NOT_FOUND)) throw err;
-      return classicGroup();
-    }
-  };
-  return { describe, close: () => admin.close() };
-}
-
-/** Kafka's GROUP_ID_NOT_FOUND: ConsumerGroupDescribe's answer for a classic or unknown group. */
-const GROUP_ID_NOT_FOUND = 69;
-
-/** The Kafka error codes in a @platformatic/kafka error (a ResponseError, possibly nested in MultipleErrors). */
-function errorCodes(err: unknown): number[] {
-  const codes: number[] = [];
-  const visit = (e: unknown, depth: number) => {
-    if (!e || typeof e !== "object" || depth > 4) return;
-    const o = e as { apiCode?: unknown; errors?: unknown; response?: unknown; cause?: unknown };
-    if (typeof o.apiCode === "number") codes.push(o.apiCode);
-    if (Array.isArray(o.errors)) for (const inner of o.errors) visit(inner, depth + 1);
-    if (o.errors && typeof o.errors === "object" && !Array.isArray(o.errors)) {
-      for (const v of Object.values(o.errors)) if (Array.isArray(v) && typeof v[0] === "number") codes.push(v[0]);
-    }
-    visit(o.cause, depth + 1);
-  };
-  visit(err, 0);
-  return codes;
 }

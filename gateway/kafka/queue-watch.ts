@@ -6,11 +6,14 @@
  * or during a rebalance).
  *
  * The request's partition and offset come from the gateway's own read of chat.requests
- * (event-consumer), so any replica can say it. One check per tick serves every waiting
- * stream: the group's committed offsets and its members' assignments (one fetchOffsets,
- * one describeGroups). When Kafka cannot be asked the notice is skipped, never guessed.
+ * (requests-reader.ts), so any replica can say it. One check per tick serves every waiting
+ * stream: the group's committed offsets and its members' assignments (one OffsetFetch, one
+ * group description: ConsumerGroupDescribe on the workers' KIP-848 group, where each
+ * member's assignment is what it owns now). When Kafka cannot be asked the notice is
+ * skipped, never guessed.
  */
-import { AssignerProtocol, type Admin } from "kafkajs";
+import type { KafkaAdmin } from "../../platform/kafka/admin.js";
+import type { GroupDescriber } from "../../platform/kafka/group-describer.js";
 import type { Logger } from "../../platform/logger.js";
 import { withDeadline } from "./deadline.js";
 
@@ -56,6 +59,9 @@ export function formatQueued(notice: QueuedNotice): string {
 }
 
 type Watcher = (notice: QueuedNotice) => void;
+
+/** librdkafka's ConsumerGroupState STABLE. */
+const CLASSIC_STABLE = 3;
 /** A stream's watcher and when it last got a notice (0: never). */
 interface Watch {
   send: Watcher;
@@ -63,7 +69,8 @@ interface Watch {
 }
 
 export class QueueWatch {
-  readonly #admin: Admin;
+  readonly #admin: KafkaAdmin;
+  readonly #describer: GroupDescriber;
   readonly #topic: string;
   readonly #groupId: string;
   readonly #intervalMs: number;
@@ -76,8 +83,17 @@ export class QueueWatch {
   #due = 0;
   #failing = false;
 
-  constructor(options: { admin: Admin; topic: string; groupId: string; intervalMs: number; maxPositions: number; logger: Logger }) {
+  constructor(options: {
+    admin: KafkaAdmin;
+    describer: GroupDescriber;
+    topic: string;
+    groupId: string;
+    intervalMs: number;
+    maxPositions: number;
+    logger: Logger;
+  }) {
     this.#admin = options.admin;
+    this.#describer = options.describer;
     this.#topic = options.topic;
     this.#groupId = options.groupId;
     this.#intervalMs = options.intervalMs;
@@ -85,7 +101,7 @@ export class QueueWatch {
     this.#logger = options.logger.child({ component: "queue-watch" });
   }
 
-  /** Records where a request was read in chat.requests (called by the event consumer). */
+  /** Records where a request was read in chat.requests (called by the requests reader). */
   place(requestId: string, partition: number, offset: string): void {
     this.#positions.delete(requestId);
     this.#positions.set(requestId, { partition, offset: BigInt(offset) });
@@ -159,26 +175,27 @@ export class QueueWatch {
   async #view(): Promise<GroupView | null> {
     try {
       const budget = Math.max(1000, this.#intervalMs);
-      const [offsets, ends, groups] = await Promise.all([
-        withDeadline(this.#admin.fetchOffsets({ groupId: this.#groupId, topics: [this.#topic] }), budget, "committed offsets"),
-        withDeadline(this.#admin.fetchTopicOffsets(this.#topic), budget, "topic offsets"),
-        withDeadline(this.#admin.describeGroups([this.#groupId]), budget, "group members"),
+      const [ends, group] = await Promise.all([
+        withDeadline(this.#admin.offsets(this.#topic, budget), budget, "topic offsets"),
+        this.#describer.describe(this.#groupId, this.#topic, budget),
       ]);
-      const committed = new Map<number, bigint>();
-      for (const p of offsets.find((o) => o.topic === this.#topic)?.partitions ?? []) {
-        if (BigInt(p.offset) >= 0n) committed.set(p.partition, BigInt(p.offset));
-      }
+      const committedOffsets = await withDeadline(
+        this.#admin.committed(
+          this.#groupId,
+          this.#topic,
+          ends.map((e) => e.partition),
+          budget,
+        ),
+        budget,
+        "committed offsets",
+      );
+      const committed = new Map([...committedOffsets].map(([p, o]) => [p, BigInt(o)] as const));
       const low = new Map(ends.map((e) => [e.partition, BigInt(e.low)] as const));
       const owned = new Set<number>();
-      const group = groups.groups.find((g) => g.groupId === this.#groupId);
-      // Assignments are only meaningful in a stable group; mid-rebalance nobody owns anything yet.
       const members = group?.members ?? [];
-      if (group?.state === "Stable") {
-        for (const m of members) {
-          const assignment = AssignerProtocol.MemberAssignment.decode(m.memberAssignment);
-          for (const p of assignment?.assignment[this.#topic] ?? []) owned.add(p);
-        }
-      }
+      // A KIP-848 member's assignment is what it owns now; a classic group's assignments
+      // mean something only while it is stable (mid-rebalance nobody owns anything yet).
+      if (group && (group.type === "consumer" || group.state === CLASSIC_STABLE)) for (const m of members) for (const p of m.partitions) owned.add(p);
       if (this.#failing) this.#logger.info("queue notices work again");
       this.#failing = false;
       return { committed, low, owned, members: members.length };

@@ -10,10 +10,8 @@
  * again has a new epoch, so its readers start afresh.
  */
 import { createHash } from "node:crypto";
-import { Admin } from "@platformatic/kafka";
-import type { KafkaConfig } from "../../contracts/config.js";
 import { privateGroup } from "../../contracts/kafka-acls.js";
-import { platformaticConnection } from "../../platform/kafka.js";
+import type { KafkaAdmin } from "../../platform/kafka/admin.js";
 
 export interface ReaderPosition {
   tenant: string;
@@ -26,7 +24,6 @@ export interface ReaderPositions {
   /** Messages the reader has consumed (the index of the next it reads), or undefined when it has no position yet. */
   get(at: ReaderPosition): Promise<number | undefined>;
   set(at: ReaderPosition, next: number): Promise<void>;
-  close(): Promise<void>;
 }
 
 /**
@@ -40,30 +37,21 @@ export function readerGroupId(gatewayGroup: string, at: ReaderPosition): string 
 }
 
 /**
- * `gatewayGroup`: the gateways' group, so installs sharing a cluster keep apart. The
- * position is kept on partition 0.
- *
- * The admin client is @platformatic/kafka's: its OffsetCommit and OffsetFetch name any
- * group without joining it (one round trip each, a few ms). kafkajs can commit only as a
- * group member (its admin.setOffsets joins the group first, seconds on a broker's initial
- * rebalance delay), and librdkafka ties a client to one group id.
+ * Positions through `admin`: OffsetFetch to read one; to set one, an OffsetCommit by a
+ * consumer of that group id that never joins it (librdkafka's admin has no
+ * AlterConsumerGroupOffsets, and a librdkafka client has one group id: a short-lived one per
+ * commit). Each call answers, or fails, within the admin's timeout (a read that names a
+ * reader answers 503 within seconds when Kafka is away). `gatewayGroup`: the gateways'
+ * group, so installs sharing a cluster keep apart. The position is kept on partition 0.
  */
-export function kafkaReaderPositions(kafka: KafkaConfig, topic: string, gatewayGroup: string): ReaderPositions {
-  // A read that names a reader answers 503 within seconds when Kafka is away, not after long retries.
-  const admin = new Admin(platformaticConnection(kafka, "history-readers", 2));
+export function kafkaReaderPositions(admin: KafkaAdmin, topic: string, gatewayGroup: string): ReaderPositions {
   return {
     async get(at) {
-      const groupId = readerGroupId(gatewayGroup, at);
-      const [group] = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: [0] }] }] });
-      const offset = group?.topics.find((t) => t.name === topic)?.partitions.find((p) => p.partitionIndex === 0)?.committedOffset;
-      return offset === undefined || offset < 0n ? undefined : Number(offset);
+      const committed = await admin.committed(readerGroupId(gatewayGroup, at), topic, [0]);
+      return committed.get(0);
     },
     async set(at, next) {
-      await admin.alterConsumerGroupOffsets({
-        groupId: readerGroupId(gatewayGroup, at),
-        topics: [{ name: topic, partitionOffsets: [{ partition: 0, offset: BigInt(next) }] }],
-      });
+      await admin.commit(readerGroupId(gatewayGroup, at), [{ topic, partition: 0, offset: next }]);
     },
-    close: () => admin.close(),
   };
 }

@@ -4,7 +4,10 @@
  * requests are ahead of it on its partition and that no worker owns the partition; the
  * page shows "waiting for a worker". Once a worker starts, the same stream gets the
  * start and final events (a request queued with nobody running is answered), and no
- * notice after the start.
+ * notice after the start. With the worker running and busy on the requests ahead of it, a
+ * waiting request is told that a worker owns its partition and how many workers there are:
+ * the worker group is a KIP-848 group (the workers' default), described with
+ * ConsumerGroupDescribe.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -43,7 +46,7 @@ function followSse(url: string) {
 
 const notices = (messages: SseMessage[]) => messages.filter((m) => m.event === "queued").map((m) => JSON.parse(m.data) as QueuedNotice);
 
-describe("queued notices while no worker takes a request", { timeout: 240_000 }, () => {
+describe("queued notices while a request waits", { timeout: 240_000 }, () => {
   let kafka: TestKafka;
   let common: Record<string, string>;
   let gateway: Service;
@@ -124,5 +127,31 @@ describe("queued notices while no worker takes a request", { timeout: 240_000 },
       assert.equal(types.at(-1), "final", `request ${i} answered`);
       assert.ok(!types.slice(start).includes("queued"), `request ${i}: no notice after the start`);
     }
+  });
+
+  it("behind a running, busy worker: the partition is owned and the worker counted", async () => {
+    // Five long replies of one conversation run one after another; the sixth waits behind them.
+    const busy = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await api("POST", "/v1/conversations/busy/messages", { content: "Tell me a very long story.", max_tokens: 1900 });
+      assert.equal(res.status, 202, res.text);
+      busy.push(res.body.request_id as string);
+    }
+    await eventually(
+      async () => ((await api("GET", `/v1/requests/${busy[0]}`)).body.status === "running" ? true : undefined),
+      30_000,
+      "the first reply to be running",
+    );
+    const waiting = await api("POST", "/v1/conversations/busy/messages", { content: "And then?", max_tokens: 8 });
+    assert.equal(waiting.status, 202, waiting.text);
+    const stream = followSse(`${gateway.baseUrl}/v1/requests/${waiting.body.request_id}/events`);
+    streams.push(stream);
+    const notice = await eventually(async () => notices(stream.messages)[0], 30_000, "a queued notice behind the busy worker");
+    assert.equal(notice.worker_assigned, true, `a worker owns the partition: ${JSON.stringify(notice)}`);
+    assert.equal(notice.workers, 1, "the running worker is counted");
+    assert.ok(notice.ahead >= 1, `requests ahead of it: ${notice.ahead}`);
+    for (const id of busy) await api("POST", `/v1/requests/${id}/cancel`, { reason: "test" });
+    await stream.done;
+    assert.equal(stream.messages.at(-1)?.event, "final", "answered once the worker gets to it");
   });
 });
