@@ -8,7 +8,7 @@ import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";
 import type { EventPartitions } from "./kafka/event-partitions.js";
 import type { ConversationLookup } from "./kafka/owners.js";
-import type { OffsetReader } from "../platform/offset-reader.js";
+import type { OffsetReader } from "../platform/kafka/offset-reader.js";
 import type { ReaderPositions } from "./kafka/reader-positions.js";
 import type { Publisher } from "./kafka/publisher.js";
 import type { QueueWatch } from "./kafka/queue-watch.js";

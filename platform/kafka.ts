@@ -14,7 +14,7 @@
 import type { SASLMechanismValue } from "@platformatic/kafka";
 import { Kafka, logLevel, Partitioners, type LogEntry, type PartitionMetadata, type Producer, type ProducerConfig, type SASLOptions } from "kafkajs";
 import type { KafkaConfig } from "../contracts/config.js";
-import { GroupConsumer, type GroupConsumerOptions } from "./group-consumer.js";
+import { GroupConsumer, type GroupConsumerOptions } from "./kafka/group-consumer.js";
 import type { Logger } from "./logger.js";
 
 export type { Admin, Consumer, Producer, EachMessagePayload, KafkaMessage } from "kafkajs";

@@ -8,7 +8,7 @@
 import { conversationKey, type ConversationRef } from "../../contracts/conversation-key.js";
 import { hopToward } from "../../contracts/history-chain.js";
 import { decodeRecord, historyRecordSchema, type HistoryHead, type HistoryMessage, type HistoryRecord } from "../../contracts/records.js";
-import type { OffsetFetcher } from "../../platform/offset-reader.js";
+import type { OffsetFetcher } from "../../platform/kafka/offset-reader.js";
 
 export interface IndexedMessage extends HistoryMessage {
   index: number;

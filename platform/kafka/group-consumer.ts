@@ -89,6 +89,16 @@ export class GroupConsumer {
     this.#logger = options.logger.child({ component: "group-consumer" });
   }
 
+  /**
+   * The native consumer, for a transactional producer: sendOffsetsToTransaction takes the
+   * group's metadata (member id and epoch) from it, so the broker refuses the offsets, and
+   * with them the transaction, of a member the group has replaced.
+   */
+  native(): NativeConsumer {
+    if (!this.#native) throw new Error("the group consumer is not started");
+    return this.#native;
+  }
+
   /** Partitions this member holds now. */
   get assigned(): number[] {
     return [...this.#assigned].sort((a, b) => a - b);

@@ -106,7 +106,8 @@ export class KafkaProducer implements RecordSink {
       "linger.ms": 0,
       "enable.idempotence": idempotent || options.transactionalId !== undefined,
       acks: -1,
-      "message.timeout.ms": options.deliveryTimeoutMs ?? 30_000,
+      // A transactional producer's records must be delivered within its transaction.
+      "message.timeout.ms": Math.min(options.deliveryTimeoutMs ?? 30_000, options.transactionTimeoutMs ?? 60_000),
       partitioner: "murmur2_random",
       ...(options.transactionalId !== undefined && {
         "transactional.id": options.transactionalId,
