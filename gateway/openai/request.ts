@@ -27,7 +27,7 @@ import {
   type TurnRequest,
 } from "../../contracts/records.js";
 import { ApiError, parseInput } from "../errors.js";
-import { paramsOf, stopInput } from "../routes/schemas.js";
+import { paramsOf, stopInput, unionWithListError } from "../routes/schemas.js";
 
 /** Parameters OpenAI defines that this server refuses when they are set, and why. */
 const UNSUPPORTED = new Map<string, string>(
@@ -59,11 +59,7 @@ function messageSchema(maxChars: number) {
   return z
     .object({
       role: z.enum(["system", "developer", "user", "assistant", "tool"], { error: 'must be "system", "developer", "user", "assistant" or "tool"' }),
-      content: z
-        .union([z.string(), z.array(textPart).max(64)], {
-          error: (issue) => (issue.code === "invalid_union" ? "must be a string or an array of text parts" : undefined),
-        })
-        .nullish(),
+      content: z.union([z.string(), z.array(textPart).max(64)], { error: unionWithListError("must be a string or an array of text parts") }).nullish(),
       name: z.string().max(256).optional(),
       tool_calls: z.array(echoedToolCall).max(MAX_TOOLS).nullish(),
       tool_call_id: z.string().min(1).max(256).optional(),

@@ -11,11 +11,22 @@ import { ApiError } from "../errors.js";
 /** Generation parameters, as the native API and the OpenAI route take them. */
 export const generationParamShape = generationParamFields;
 
+/**
+ * The error of a union whose last option is a list: `message`, except that an array the
+ * list refuses as a whole (too many items) is told so. zod 4 fails a list longer than its
+ * bound before reading its items, which fails the union with it.
+ */
+export function unionWithListError(message: string): z.core.$ZodErrorMap {
+  return (issue) => {
+    if (issue.code !== "invalid_union") return undefined;
+    const list = Array.isArray(issue.input) ? issue.errors.at(-1)?.find((i) => i.path.length === 0) : undefined;
+    return list?.message ?? message;
+  };
+}
+
 /** `stop` as a string or a list of strings (OpenAI's shape); the record holds a list. */
 export const stopInput = z
-  .union([generationParamFields.stop.element, generationParamFields.stop], {
-    error: (issue) => (issue.code === "invalid_union" ? "must be a string or an array of up to 4 strings" : undefined),
-  })
+  .union([generationParamFields.stop.element, generationParamFields.stop], { error: unionWithListError("must be a string or an array of up to 4 strings") })
   .transform((s) => (typeof s === "string" ? [s] : s));
 
 export type GenerationParamInput = { [K in keyof GenerationParams]?: GenerationParams[K] | null };

@@ -77,6 +77,8 @@ describe("OpenAI chat completion bodies", () => {
     rejects({ messages: user, constructor: 1 }, null, /Unrecognized key.*constructor/);
     rejects({ messages: [{ role: "user", content: "y".repeat(1001) }] }, "messages.0.content", /at most 1000 characters/);
     rejects({ messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] }, "messages.0.content", /string or an array of text parts/);
+    const parts = Array.from({ length: 65 }, () => ({ type: "text", text: "x" }));
+    rejects({ messages: [{ role: "user", content: parts }] }, "messages.0.content", /expected array to have <=64 items/);
     rejects({ messages: [{ role: "user", content: "" }] }, "messages", /must not be empty/);
     rejects({ messages: [{ role: "system", content: "x" }] }, "messages", /last message must be the user's/);
     assert.throws(() => parseCompletionBody({ messages: user }, 1000), /model: is required/);
@@ -112,7 +114,9 @@ describe("OpenAI sampling and output parameters", () => {
     const turn = toTurnRequest(parse({ messages: user, stop: "\n\n", seed: -7, presence_penalty: 1.5, frequency_penalty: -0.5 }), "t", null);
     assert.deepEqual(turn.params, { stop: ["\n\n"], seed: -7, presence_penalty: 1.5, frequency_penalty: -0.5 });
     assert.deepEqual(toTurnRequest(parse({ messages: user, stop: ["a", "b"] }), "t", null).params, { stop: ["a", "b"] });
-    rejects({ messages: user, stop: ["a", "b", "c", "d", "e"] }, "stop", /must be a string or an array of up to 4 strings/);
+    rejects({ messages: user, stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4 stop texts/);
+    rejects({ messages: user, stop: 5 }, "stop", /must be a string or an array of up to 4 strings/);
+    rejects({ messages: user, stop: ["a", 1] }, "stop", /must be a string or an array of up to 4 strings/);
     rejects({ messages: user, stop: [""] }, "stop.0", /must not be empty/);
     rejects({ messages: user, presence_penalty: 2.5 }, "presence_penalty", /must be <= 2/);
     rejects({ messages: user, seed: 1.5 }, "seed", /must be an integer/);
