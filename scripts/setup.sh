@@ -94,6 +94,8 @@ ensure_build_tools() {
 
 ensure_base() {
   ensure_command java openjdk-17-jre-headless
+  # javac: scripts/kafka/AdminTool.java (ACLs and topic configs through Kafka's Java AdminClient).
+  ensure_command javac openjdk-17-jdk-headless
   ensure_command mvn maven
   ensure_command python3 python3 python3-pip
   ensure_command chromium chromium

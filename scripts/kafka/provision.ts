@@ -5,23 +5,22 @@
  * administrator. Idempotent: run again, it creates nothing twice. Used by run-local, the
  * tests, the bench and the chaos run.
  */
-import kafkajs, { type AclEntry } from "kafkajs";
 import type { KafkaConfig } from "../../contracts/config.js";
 import { componentAcls, KAFKA_COMPONENTS, type AclOperation, type InstallNames } from "../../contracts/kafka-acls.js";
 import { topicSpecs, type TopicSettings } from "../../contracts/topics.js";
-import { createKafka } from "../../platform/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
+import { createAcls, type AclBinding } from "./admin-tool.js";
 import type { BrokerCredentials, BrokerRole } from "./security.js";
 
-const { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes } = kafkajs;
-
-const OPERATIONS: Record<AclOperation, number> = {
-  Read: AclOperationTypes.READ,
-  Write: AclOperationTypes.WRITE,
-  Create: AclOperationTypes.CREATE,
-  Describe: AclOperationTypes.DESCRIBE,
-  DescribeConfigs: AclOperationTypes.DESCRIBE_CONFIGS,
+/** contracts/kafka-acls.ts's operations in Kafka's enum names. */
+const OPERATIONS: Record<AclOperation, string> = {
+  Read: "READ",
+  Write: "WRITE",
+  Create: "CREATE",
+  Describe: "DESCRIBE",
+  DescribeConfigs: "DESCRIBE_CONFIGS",
 };
 
 /** The Kafka principal of a role's user. */
@@ -30,18 +29,18 @@ export function principalOf(credentials: BrokerCredentials, role: BrokerRole): s
 }
 
 /** Every component's ACLs for an install, as Kafka ACL bindings (one per operation). */
-export function aclBindings(credentials: BrokerCredentials, names: InstallNames): AclEntry[] {
+export function aclBindings(credentials: BrokerCredentials, names: InstallNames): AclBinding[] {
   const acls = componentAcls(names);
   return KAFKA_COMPONENTS.flatMap((component) =>
     acls[component].flatMap((rule) =>
       rule.operations.map((operation) => ({
+        resourceType: rule.resource.type === "topic" ? "TOPIC" : "GROUP",
+        resourceName: rule.resource.name,
+        patternType: rule.resource.patternType === "literal" ? "LITERAL" : "PREFIXED",
         principal: principalOf(credentials, component),
         host: "*",
         operation: OPERATIONS[operation],
-        permissionType: AclPermissionTypes.ALLOW,
-        resourceType: rule.resource.type === "topic" ? AclResourceTypes.TOPIC : AclResourceTypes.GROUP,
-        resourceName: rule.resource.name,
-        resourcePatternType: rule.resource.patternType === "literal" ? ResourcePatternTypes.LITERAL : ResourcePatternTypes.PREFIXED,
+        permission: "ALLOW",
       })),
     ),
   );
@@ -77,20 +76,15 @@ export async function provisionInstall(options: {
   /** A TLS listener's settings (KafkaConfig's tls); none: SASL_PLAINTEXT. */
   tls?: KafkaConfig["tls"];
 }): Promise<void> {
-  // kafkajs logs the retries of a topic not yet served as errors; what matters throws.
+  // The ACLs first (Kafka's Java AdminClient: librdkafka's binding has no ACL calls), so the
+  // topics principal may create the topics.
+  await createAcls(loginConfig(options.brokers, options.credentials, "admin", options.tls), aclBindings(options.credentials, options.names));
+  // What matters throws; the retries of a topic not yet served are noise here.
   const logger = createLogger("provision", "fatal");
-  const admin = createKafka(loginConfig(options.brokers, options.credentials, "admin", options.tls), logger).admin();
-  await admin.connect();
-  try {
-    await admin.createAcls({ acl: aclBindings(options.credentials, options.names) });
-  } finally {
-    await admin.disconnect();
-  }
-  const topics = createKafka(loginConfig(options.brokers, options.credentials, "topics", options.tls), logger).admin();
-  await topics.connect();
+  const topics = new KafkaAdmin(loginConfig(options.brokers, options.credentials, "topics", options.tls));
   try {
     await ensureTopics(topics, topicSpecs(options.names.topics, options.settings), logger);
   } finally {
-    await topics.disconnect();
+    topics.close();
   }
 }
