@@ -1,16 +1,18 @@
 /**
  * The chart's topics Job: creates kafka-llm's topics with the configured partitions,
- * replication and cleanup policies (chat.memory compacted), and checks existing ones.
+ * replication and cleanup policies (chat.memory compacted), and checks the partition counts
+ * of existing ones (not their configs: librdkafka's binding cannot read them, see
+ * platform/topic-admin.ts).
  * Uses the same Kafka settings (KAFKA_*) and the same code as the services' own
  * KAFKA_ENSURE_TOPICS, so a Job and a service never disagree about what a topic must be.
  *
  *   KAFKA_BROKERS=... KAFKA_REQUEST_PARTITIONS=12 node dist/scripts/deploy/create-topics.js
  *
- * Exit codes: 0 topics ready, 1 Kafka failed or existing topics differ, 2 bad configuration.
+ * Exit codes: 0 topics ready, 1 Kafka failed or existing topics' partitions differ, 2 bad configuration.
  */
 import { ConfigError, loadKafkaConfig } from "../../contracts/config.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
-import { createKafka } from "../../platform/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
 
@@ -26,15 +28,14 @@ async function main(): Promise<number> {
     throw err;
   }
   const logger = createLogger("create-topics", config.logLevel);
-  const admin = createKafka(config, logger).admin();
-  await admin.connect();
+  const admin = new KafkaAdmin(config);
   try {
     const specs = topicSpecs(topicNames(config.topicPrefix), config);
     const result = await ensureTopics(admin, specs, logger);
     logger.info({ ...result, brokers: config.brokers }, "topics ready");
     return 0;
   } finally {
-    await admin.disconnect();
+    admin.close();
   }
 }
 

@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { SCHEMA_VERSION } from "../../contracts/records.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
-import { createKafka } from "../../platform/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";
 import { TopicMismatchError, ensureTopics } from "../../platform/topic-admin.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
@@ -338,11 +338,9 @@ describe("conversation history store", { timeout: 300_000 }, () => {
     assert.match(stale.body.error.message, /earlier conversation with this id/);
   });
 
-  it("checks chat.history's own settings against an existing topic", async () => {
+  it("checks chat.history's own partition count against an existing topic", async () => {
     const logger = createLogger("test", "silent");
-    const client = createKafka(kafkaConfigFor(kafka), logger);
-    const admin = client.admin();
-    await admin.connect();
+    const admin = new KafkaAdmin(kafkaConfigFor(kafka));
     try {
       const names = topicNames(uniquePrefix("history-topics"));
       const settings = {
@@ -354,21 +352,21 @@ describe("conversation history store", { timeout: 300_000 }, () => {
       };
       const created = await ensureTopics(admin, topicSpecs(names, settings), logger);
       assert.ok(created.created.includes(names.history));
-      const meta = await admin.fetchTopicMetadata({ topics: [names.history] });
-      assert.equal(meta.topics[0]!.partitions.length, 3, "the history has its own partition count");
+      assert.equal((await admin.partitions([names.history])).get(names.history)?.length, 3, "the history has its own partition count");
+      // Configs of existing topics are not compared (librdkafka's binding cannot read them:
+      // platform/topic-admin.ts): a different retention alone is no mismatch.
       await assert.rejects(
         ensureTopics(admin, topicSpecs(names, { ...settings, history: { retentionMs: 3_600_000, partitions: 4, replicationFactor: 1 } }), logger),
         (err: unknown) => {
           assert.ok(err instanceof TopicMismatchError);
-          assert.deepEqual(
-            err.mismatches.filter((m) => m.startsWith(names.history)),
-            [`${names.history}: has 3 partitions, configuration says 4`, `${names.history}: retention.ms is "7200000", configuration says "3600000"`],
-          );
+          assert.deepEqual(err.mismatches, [`${names.history}: has 3 partitions, configuration says 4`]);
           return true;
         },
       );
+      const again = await ensureTopics(admin, topicSpecs(names, { ...settings, history: { ...settings.history, retentionMs: 3_600_000 } }), logger);
+      assert.deepEqual(again.created, [], "a second run creates nothing");
     } finally {
-      await admin.disconnect();
+      admin.close();
     }
   });
 });
