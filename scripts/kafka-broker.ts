@@ -22,19 +22,13 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { Kafka, logLevel, type SASLOptions } from "kafkajs";
+import type { KafkaConfig } from "../contracts/config.js";
+import { librdkafkaConnection } from "../platform/kafka/connection.js";
+import { call, rdkafka, type NativeMetadata } from "../platform/kafka/native.js";
 import { DEFAULT_CACHE_DIR, DEFAULT_VERSION, defaultVersion, ensureKafkaJars, tailLines } from "./kafka/jars.js";
 import { signalGroup, track, untrack } from "./kafka/process-groups.js";
 import { LOG4J2_PROPERTIES, LOG4J_PROPERTIES, protocolOnPort, serverProperties, toPropertiesFile } from "./kafka/server-properties.js";
-import {
-  CREDENTIALS_FILE,
-  credentialsIn,
-  kafkajsLogin,
-  scramFormatArgs,
-  securedServerProperties,
-  type BrokerCredentials,
-  type BrokerTls,
-} from "./kafka/security.js";
+import { CREDENTIALS_FILE, credentialsIn, scramFormatArgs, securedServerProperties, type BrokerCredentials, type BrokerTls } from "./kafka/security.js";
 
 export { ensureKafkaJars } from "./kafka/jars.js";
 export type { BrokerCredentials } from "./kafka/security.js";
@@ -75,7 +69,7 @@ export interface BrokerOptions {
 }
 
 export interface RunningBroker {
-  /** "127.0.0.1:PORT", ready for a kafkajs `brokers` list. */
+  /** "127.0.0.1:PORT", ready for KAFKA_BROKERS. */
   brokers: string;
   port: number;
   pid: number;
@@ -139,24 +133,31 @@ function delay(ms: number): Promise<void> {
 }
 
 /** True once the broker answers a metadata request and lists itself as a live broker. */
-async function answers(brokers: string, nodeId: number, sasl?: SASLOptions): Promise<boolean> {
-  const admin = new Kafka({
-    clientId: "kafka-broker-probe",
+async function answers(brokers: string, nodeId: number, sasl: KafkaConfig["sasl"]): Promise<boolean> {
+  const probe: KafkaConfig = {
     brokers: [brokers],
-    ...(sasl && { sasl }),
-    logLevel: logLevel.NOTHING,
-    connectionTimeout: 1000,
-    requestTimeout: 2000,
-    retry: { retries: 0 },
-  }).admin();
+    clientId: "kafka-broker-probe",
+    topicPrefix: "",
+    requestPartitions: 1,
+    eventPartitions: 1,
+    replicationFactor: -1,
+    ensureTopics: false,
+    conversationTtlMs: 0,
+    history: { retentionMs: 0, partitions: 1, replicationFactor: -1 },
+    sasl,
+    tls: null,
+  };
+  // A producer that sends nothing: its connect asks for the cluster's metadata. Without
+  // event_cb librdkafka keeps its connection errors to itself.
+  const producer = new (rdkafka().Producer)({ ...librdkafkaConnection(probe), "socket.connection.setup.timeout.ms": 1000 });
   try {
-    await admin.connect();
-    const cluster = await admin.describeCluster();
-    return cluster.brokers.some((b) => b.nodeId === nodeId);
+    await call((cb) => producer.connect({ timeout: 2000 }, cb));
+    const metadata = await call<NativeMetadata | undefined>((cb) => producer.getMetadata({ timeout: 2000 }, cb));
+    return metadata?.brokers.some((b) => b.id === nodeId) ?? false;
   } catch {
     return false;
   } finally {
-    await admin.disconnect().catch(() => undefined);
+    await call((cb) => producer.disconnect(cb)).catch(() => undefined);
   }
 }
 
@@ -300,19 +301,18 @@ async function launchOnce(opts: BrokerOptions, version: string, libDir: string):
   const credentialsFile = credentials ? path.join(dataDir, CREDENTIALS_FILE) : null;
   const broker: RunningBroker = { brokers, port, pid, dataDir, credentials, credentialsFile, stop };
   const nodeId = Number(props["node.id"]);
-  // The kafkajs probe speaks PLAINTEXT, or SASL_PLAINTEXT as the administrator of a secured
-  // broker. On a listener a caller configured itself (SSL, its own SASL users) the broker's
-  // own "started" line (logged once the listeners accept, after the broker is unfenced) is
-  // the signal instead.
+  // The probe (librdkafka) speaks PLAINTEXT, or SASL_PLAINTEXT as the administrator of a
+  // secured broker. On a listener a caller configured itself (SSL, its own SASL users) the
+  // broker's own "started" line (logged once the listeners accept, after the broker is
+  // unfenced) is the signal instead.
   const protocol = protocolOnPort(props, port);
-  const probe =
+  const probe: { sasl: KafkaConfig["sasl"] } | null =
     protocol === "PLAINTEXT"
-      ? {}
+      ? { sasl: null }
       : credentials && protocol === "SASL_PLAINTEXT" && !opts.serverProperties?.listeners
-        ? kafkajsLogin(credentials, "admin")
+        ? { sasl: { mechanism: credentials.mechanism, ...credentials.users.admin } }
         : null;
-  const ready = async () =>
-    probe ? answers(brokers, nodeId, probe.sasl as SASLOptions | undefined) : (await readLogSince(logFile, logStart)).includes("Kafka Server started");
+  const ready = async () => (probe ? answers(brokers, nodeId, probe.sasl) : (await readLogSince(logFile, logStart)).includes("Kafka Server started"));
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
   for (;;) {
     if (gone) {

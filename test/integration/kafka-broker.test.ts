@@ -13,11 +13,42 @@ import fsp from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { Kafka, logLevel, type Consumer, type KafkaConfig } from "kafkajs";
+import type { KafkaConfig } from "../../contracts/config.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { librdkafkaConnection } from "../../platform/kafka/connection.js";
+import { GroupConsumer, type GroupRecord } from "../../platform/kafka/group-consumer.js";
+import { call, rdkafka, type NativeError } from "../../platform/kafka/native.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
+import { createLogger } from "../../platform/logger.js";
 import { ensureKafkaJars, startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
-import { kafkajsClient } from "../helpers/kafka.js";
+import { defaultVersion, majorOf } from "../../scripts/kafka/jars.js";
+import { kafkaConfigFor } from "../helpers/kafka.js";
 
 const TOPIC = "broker-selftest";
+
+const logger = createLogger("broker-selftest", "silent");
+
+/**
+ * Connects a client logged in with `config` and returns what librdkafka said: the connect's
+ * error and the client's errors and error logs (a refused login surfaces there), or "connected".
+ */
+async function loginOutcome(config: KafkaConfig): Promise<string> {
+  const producer = new (rdkafka().Producer)({ ...librdkafkaConnection(config), event_cb: true });
+  const said: string[] = [];
+  producer.on("event.error", (err: NativeError) => said.push(err.message));
+  // A refused login is in librdkafka's log (FAIL, at error severity); the connect only times out.
+  producer.on("event.log", (log: { severity: number; message: string }) => {
+    if (log.severity <= 3) said.push(log.message);
+  });
+  try {
+    await call((cb) => producer.connect({ timeout: 5000 }, cb));
+    return "connected";
+  } catch (err) {
+    return [(err as Error).message, ...said].join("; ");
+  } finally {
+    await Promise.race([call((cb) => producer.disconnect(cb)).catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
+  }
+}
 
 function refusesConnections(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -32,70 +63,82 @@ function refusesConnections(port: number): Promise<boolean> {
 
 describe("kafka-broker script", { timeout: 240_000 }, () => {
   let broker: RunningBroker;
-  let kafka: Kafka;
+  let config: KafkaConfig;
 
   before(async () => {
     broker = await startBroker({ startTimeoutMs: 60_000 });
-    kafka = new Kafka({ clientId: "broker-selftest", ...kafkajsClient(broker), logLevel: logLevel.NOTHING });
+    config = { ...kafkaConfigFor(broker), clientId: "broker-selftest" };
   });
 
   // Also runs when a test fails, so no broker outlives the file.
   after(() => broker?.stop());
 
   test("produces and consumes a message through a consumer group", { timeout: 60_000 }, async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    const producer = kafka.producer();
-    let consumer: Consumer | undefined;
+    const admin = new KafkaAdmin(config);
+    const producer = await KafkaProducer.connect(config, { logger });
+    let consumer: GroupConsumer | undefined;
     try {
-      assert.equal(await admin.createTopics({ topics: [{ topic: TOPIC, numPartitions: 1 }], waitForLeaders: true }), true);
+      await admin.createTopics([{ name: TOPIC, partitions: 1, replicationFactor: -1, configs: {} }]);
+      assert.ok((await admin.listTopics()).includes(TOPIC), "the topic exists");
 
-      await producer.connect();
-      await producer.send({ topic: TOPIC, messages: [{ key: "k", value: "hello kafka" }] });
+      const [delivered] = await producer.send({ topic: TOPIC, messages: [{ key: "k", value: Buffer.from("hello kafka") }] });
+      assert.deepEqual(delivered, { partition: 0, offset: 0 });
 
       const groupId = `selftest-${process.pid}`;
-      consumer = kafka.consumer({ groupId });
-      await consumer.connect();
-      await consumer.subscribe({ topics: [TOPIC], fromBeginning: true });
-      const received = new Promise<{ value: string; offset: string }>((resolve) => {
-        void consumer!.run({
-          autoCommit: false,
-          eachMessage: async ({ message }) => resolve({ value: message.value?.toString() ?? "", offset: message.offset }),
+      // The workers' kind of member: the KIP-848 protocol on Kafka 4, the classic one on 3.x.
+      consumer = new GroupConsumer({
+        kafka: config,
+        groupId,
+        topic: TOPIC,
+        protocol: majorOf(defaultVersion()) >= 4 ? "consumer" : "classic",
+        sessionTimeoutMs: 10_000,
+        heartbeatIntervalMs: 1000,
+        rebalanceTimeoutMs: 30_000,
+        logger,
+      });
+      const received = new Promise<GroupRecord>((resolve, reject) => {
+        void consumer!.start({
+          onAssigned: () => {},
+          onRevoked: async () => {},
+          onRecord: resolve,
+          onFatal: reject,
         });
       });
       const message = await received;
-      assert.equal(message.value, "hello kafka");
+      assert.equal(message.value?.toString(), "hello kafka");
 
-      await consumer.commitOffsets([{ topic: TOPIC, partition: 0, offset: String(Number(message.offset) + 1) }]);
-      const committed = await admin.fetchOffsets({ groupId, topics: [TOPIC] });
-      assert.equal(committed[0]?.partitions[0]?.offset, "1");
-      const topicOffsets = await admin.fetchTopicOffsets(TOPIC);
-      assert.equal(topicOffsets[0]?.high, "1");
+      await consumer.commit(0, String(Number(message.offset) + 1));
+      // The binding's commit callback comes once the commit is sent (commitAsync), not acknowledged.
+      const deadline = Date.now() + 10_000;
+      let committed = await admin.committed(groupId, TOPIC, [0]);
+      while (committed.size === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        committed = await admin.committed(groupId, TOPIC, [0]);
+      }
+      assert.deepEqual(committed, new Map([[0, 1]]));
+      assert.deepEqual(await admin.offsets(TOPIC), [{ partition: 0, low: 0, high: 1 }]);
     } finally {
-      await consumer?.disconnect();
+      await consumer?.close();
       await producer.disconnect();
-      await admin.disconnect();
+      admin.close();
     }
   });
 
   test("denies by default: a principal with no ACL, no login and a wrong password are all refused", { timeout: 60_000 }, async () => {
     assert.ok(broker.credentials && broker.credentialsFile, "secured by default");
     assert.equal((fs.statSync(broker.credentialsFile).mode & 0o077).toString(8), "0", "the credentials file is the owner's only");
-    const as = (extra: Partial<KafkaConfig>) =>
-      new Kafka({ brokers: [broker.brokers], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 3000, ...extra });
-    // The gateway's principal exists, but no ACL names it on this topic.
-    const gateway = as(kafkajsClient(broker, "gateway")).producer({ retry: { retries: 0 } });
-    await gateway.connect();
+    // The gateway's principal exists, but no ACL names it on this topic. Not idempotent: an
+    // idempotent producer would be refused its producer id first (no Write on any topic).
+    const gateway = await KafkaProducer.connect(kafkaConfigFor(broker, "gateway"), { logger, idempotent: false, deliveryTimeoutMs: 10_000 });
     try {
-      await assert.rejects(gateway.send({ topic: TOPIC, messages: [{ value: "x" }] }), /not authorized|AUTHORIZATION/i);
+      await assert.rejects(gateway.send({ topic: TOPIC, messages: [{ value: Buffer.from("x") }] }), /[Aa]uthorization/);
     } finally {
       await gateway.disconnect();
     }
-    const wrong = as({ sasl: { mechanism: "scram-sha-512", username: "admin", password: "not-it" } }).admin();
-    await assert.rejects(wrong.connect(), /SASL|[Aa]uthentication/);
-    const anonymous = as({}).admin();
-    await assert.rejects(anonymous.connect().then(() => anonymous.listTopics()));
-    await anonymous.disconnect().catch(() => {});
+    const admin = kafkaConfigFor(broker);
+    assert.match(await loginOutcome({ ...admin, sasl: { mechanism: "scram-sha-512", username: "admin", password: "not-it" } }), /SASL|[Aa]uthentication/);
+    assert.notEqual(await loginOutcome({ ...admin, sasl: null }), "connected", "no login, no connection");
+    assert.equal(await loginOutcome(admin), "connected", "the administrator's login is accepted");
   });
 
   test("keeps its principals across a restart on the same data dir", { timeout: 120_000 }, async () => {
@@ -107,10 +150,12 @@ describe("kafka-broker script", { timeout: 240_000 }, () => {
       const again = await startBroker({ dataDir });
       try {
         assert.deepEqual(again.credentials, creds, "the same passwords");
-        const admin = new Kafka({ ...kafkajsClient(again), logLevel: logLevel.NOTHING }).admin();
-        await admin.connect();
-        await admin.listTopics();
-        await admin.disconnect();
+        const admin = new KafkaAdmin(kafkaConfigFor(again));
+        try {
+          await admin.listTopics();
+        } finally {
+          admin.close();
+        }
       } finally {
         await again.stop();
       }
