@@ -1,13 +1,20 @@
-/** Worker entry point: wires config, logger, model, Kafka and signals. */
+/**
+ * Worker entry point: wires config, logger, model, Kafka and signals. Every Kafka client is
+ * librdkafka's, made through platform/kafka/: one idempotent producer for everything the
+ * worker writes (events, memory, history, dead letters), one admin for offsets, the worker
+ * group's consumer (request-loop.ts) and readers that join no group (memory, cancels,
+ * replays).
+ */
 import { loadWorkerConfig } from "../contracts/config.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
 import { HistoryWriter } from "./history-writer.js";
-import { createKafka, createProducer } from "../platform/kafka.js";
+import { KafkaAdmin } from "../platform/kafka/admin.js";
+import { KafkaProducer } from "../platform/kafka/producer.js";
 import { runService } from "../platform/entrypoint.js";
 import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger, type Logger } from "../platform/logger.js";
-import { startOffsetReader } from "../platform/offset-reader.js";
+import { startOffsetReader } from "../platform/kafka/offset-reader.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { componentTopicSpecs, ensureTopics } from "../platform/topic-admin.js";
 import { Cancellations } from "./cancellations.js";
@@ -86,13 +93,19 @@ async function main(): Promise<void> {
 
   lifecycle.to("joining");
   const topics = topicNames(config.kafka.topicPrefix);
-  const kafka = createKafka(config.kafka, logger);
-  const admin = kafka.admin();
-  await admin.connect();
-  release.push(() => admin.disconnect());
+  const admin = new KafkaAdmin(config.kafka);
+  release.push(() => admin.close());
   if (config.kafka.ensureTopics) await ensureTopics(admin, componentTopicSpecs("worker", topics, config.kafka), logger);
-  const producer = createProducer(kafka);
-  await producer.connect();
+  // A producer that hit a fatal error (its idempotence state lost) fails every write from
+  // then on: every turn would retry forever, so the worker exits and its partitions move.
+  const producer = await KafkaProducer.connect(config.kafka, {
+    logger,
+    onFatal: (error) => {
+      lifecycle.to("failed", { reason: error.message });
+      logger.fatal({ err: error }, "the producer stopped for good; exiting so the partitions move");
+      process.exit(1);
+    },
+  });
   release.push(() => producer.disconnect());
   // The worker's own groups are named under the workers' group (contracts/kafka-acls.ts).
   const groupPrefix = privateGroup(config.groupId, config.workerId);
@@ -106,8 +119,7 @@ async function main(): Promise<void> {
   release.push(() => replay.history.stop());
 
   const memory = new MemoryStore({
-    kafka,
-    kafkaConfig: config.kafka,
+    kafka: config.kafka,
     admin,
     producer,
     topic: topics.memory,
@@ -127,8 +139,15 @@ async function main(): Promise<void> {
   ops.setRoute(queryRoute({ memory, keys, address, registry: metrics.registry, logger }));
   logger.info({ address, signed: keys.enabled }, "answering conversation reads for the owned partitions");
   const cancellations = new Cancellations();
-  const control = await startControlConsumer({ kafka, topic: topics.control, groupPrefix, cancellations, logger });
-  release.push(() => control.disconnect());
+  const control = await startControlConsumer({
+    kafka: config.kafka,
+    admin,
+    topic: topics.control,
+    groupId: privateGroup(groupPrefix, "control"),
+    cancellations,
+    logger,
+  });
+  release.push(() => control.stop());
   if (stopping) return;
 
   loop = await startRequestLoop({

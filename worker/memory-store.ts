@@ -19,12 +19,17 @@
  * Conversations not written for CONVERSATION_TTL_MS are not served and are swept from the
  * store (Kafka's retention drops them without tombstones).
  *
- * A single reader consumer (its own group, never committing) does the reading; it keeps
- * every partition paused except those being restored. While the worker owns p it is the
+ * A single reader (platform/kafka/assigned-reader.ts: no group, nothing committed) does the
+ * reading: a partition is given to it from where its restore starts and taken back at the
+ * fence, so it reads only partitions being restored. Should the store fall behind what the
+ * reader fetches, the partition is taken off the reader until the store has caught up, so RAM
+ * holds a bounded part of the partition, not all of it. While the worker owns p it is the
  * only writer of memory p, so between restores its own writes are the truth.
  */
 import { randomUUID } from "node:crypto";
-import kafkajs, { type Admin, type Consumer, type Kafka, type Producer } from "kafkajs";
+import type { KafkaConfig } from "../contracts/config.js";
+import { privateGroup } from "../contracts/kafka-acls.js";
+import { MEMORY_DELETE_RETENTION_MS } from "../contracts/topics.js";
 import {
   HANDOVER_KEY_PREFIX,
   conversationStateSchema,
@@ -34,21 +39,24 @@ import {
   type ConversationState,
   type Handover,
 } from "../contracts/records.js";
-import { SOLE_READER, handleConsumerCrash } from "../platform/kafka.js";
+import type { KafkaAdmin } from "../platform/kafka/admin.js";
+import { AssignedReader, type ReadRecord } from "../platform/kafka/assigned-reader.js";
+import type { RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
-import { startOffsetReader, type OffsetReader } from "../platform/offset-reader.js";
-import type { KafkaConfig } from "../contracts/config.js";
-import { DEFAULT_DELETE_RETENTION_MS, planRestore, type RestorePlan } from "./restore-plan.js";
+import { planRestore, type RestorePlan } from "./restore-plan.js";
 import { StateStore, type RecordWrite } from "./state-store.js";
 import { conversationKey } from "../contracts/conversation-key.js";
 
-const { ConfigResourceTypes } = kafkajs;
-
 /** Conversation ids cannot contain '#', so fence keys never collide with conversations. */
 const FENCE_PREFIX = "#fence:";
-/** A restore that has not reached its fence for this long is driven again (seek + resume). */
-const STALL_MS = 10_000;
-const STALL_CHECK_MS = 2_000;
+/** How often running restores are checked for a read that passed its fence without reading it. */
+const FENCE_CHECK_MS = 2_000;
+/** Bytes a restore may hold read and not yet in the store before its partition is taken off the reader. */
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+/** Bytes the reader fetches per partition and request (the kafkajs reader's maxBytesPerPartition was the same). */
+const FETCH_BYTES = 16 * 1024 * 1024;
+/** How long a partition end asked of the reader's consumer may take before the admin is asked (ms). */
+const END_TIMEOUT_MS = 3000;
 /** Decoded conversations kept in the JS heap (the rest stay on disk until a turn needs them). */
 const DEFAULT_CACHE_ENTRIES = 1000;
 /** How often expired conversations are swept and idle partitions' checkpoints refreshed. */
@@ -59,24 +67,36 @@ export type RestoreKind = "cold" | "warm";
 interface PartitionState {
   /** The end of the log as this store last saw it (isCurrent compares against it). */
   nextOffset: bigint;
-  restoring: {
-    fenceKey: string;
-    /** False until the plan is made (and a cold store cleared): until then nothing is read. */
-    started: boolean;
-    kind: RestoreKind;
-    from: bigint;
-    /** Records applied to the store by this restore. */
-    records: number;
-    /** Why it is cold, if it is. */
-    reason?: string;
-    /** The store transaction of the last batch applied (awaited before the next one returns). */
-    writing: Promise<void>;
-    startedAt: number;
-    lastDrivenAt: number;
-    done: Promise<void>;
-    resolve(): void;
-    reject(e: Error): void;
-  } | null;
+  restoring: Restoring | null;
+}
+
+interface Restoring {
+  fenceKey: string;
+  /** False until the plan is made (and a cold store cleared) and the fence written: until then nothing is read. */
+  started: boolean;
+  kind: RestoreKind;
+  from: bigint;
+  /** Where the fence landed (the producer's delivery report): the read must meet it there. */
+  fenceAt: bigint;
+  /** The next offset to read: where the reader takes the partition up again after a pause. */
+  readTo: bigint;
+  /** Records read and not yet handed to the store, and their bytes. */
+  pending: RecordWrite[];
+  pendingBytes: number;
+  /** A store transaction of this restore is in flight (one at a time, in read order). */
+  writing: boolean;
+  /** Taken off the reader until the store catches up with what was read. */
+  paused: boolean;
+  /** Set once the fence is read: nothing after it is, and the restore ends when the store has the rest. */
+  fenceOffset: bigint | null;
+  /** Records applied to the store by this restore. */
+  records: number;
+  /** Why it is cold, if it is. */
+  reason?: string;
+  startedAt: number;
+  done: Promise<void>;
+  resolve(): void;
+  reject(e: Error): void;
 }
 
 export interface MemoryStoreMetrics {
@@ -97,16 +117,14 @@ export interface RestoreStats {
 }
 
 export interface MemoryStoreOptions {
-  kafka: Kafka;
-  admin: Admin;
-  producer: Producer;
-  /**
-   * The connection settings of `kafka`, for the librdkafka offset reader the store asks the
-   * ends of the topic's partitions: the ownership check before every load and write of a
-   * turn, one ListOffsets request each (kafkajs's admin takes three round trips).
-   */
-  kafkaConfig: KafkaConfig;
+  /** The connection of the store's reader. */
+  kafka: KafkaConfig;
+  /** Partitions' log starts and ends: a restore's plan, the reader's watchdog, and the ownership check when the reader cannot answer. */
+  admin: KafkaAdmin;
+  /** Where the store writes (conversations, handovers, fences): acks=all, idempotent. */
+  producer: RecordSink;
   topic: string;
+  /** The worker's own groups' prefix (contracts/kafka-acls.ts privateGroup); the reader's group id is `<prefix>.memory`, never joined. */
   groupPrefix: string;
   logger: Logger;
   metrics: MemoryStoreMetrics;
@@ -126,11 +144,9 @@ export class MemoryStore {
   readonly #partitions = new Map<number, PartitionState>();
   /** The partitions the group gave this worker (assign), whose conversations it answers for. */
   #owned = new Set<number>();
-  readonly #kafka: Kafka;
-  readonly #admin: Admin;
-  readonly #producer: Producer;
+  readonly #admin: KafkaAdmin;
+  readonly #producer: RecordSink;
   readonly #topic: string;
-  readonly #groupPrefix: string;
   readonly #logger: Logger;
   readonly #metrics: MemoryStoreMetrics;
   readonly #options: MemoryStoreOptions;
@@ -139,20 +155,16 @@ export class MemoryStore {
   readonly #cache = new Map<string, { state: ConversationState; writtenAt: number }>();
   readonly #lastRestore = new Map<number, RestoreStats>();
   #store: StateStore | null = null;
-  #reader: Consumer | null = null;
-  #ends: OffsetReader | null = null;
+  #reader: AssignedReader | null = null;
   #endsWarnedAt = 0;
-  #readerPartitions: number[] = [];
-  #watchdog: NodeJS.Timeout | null = null;
+  #fenceCheck: NodeJS.Timeout | null = null;
   #maintenance: NodeJS.Timeout | null = null;
 
   constructor(options: MemoryStoreOptions) {
     this.#options = options;
-    this.#kafka = options.kafka;
     this.#admin = options.admin;
     this.#producer = options.producer;
     this.#topic = options.topic;
-    this.#groupPrefix = options.groupPrefix;
     this.#logger = options.logger.child({ component: "memory" });
     this.#metrics = options.metrics;
     this.#cacheEntries = options.cacheEntries ?? DEFAULT_CACHE_ENTRIES;
@@ -168,68 +180,39 @@ export class MemoryStore {
     return this.#lastRestore.get(partition);
   }
 
-  /** Opens the state store, starts the reader and waits until it has joined its group (all memory partitions). */
+  /** Opens the state store and starts the reader (it reads nothing until a restore gives it a partition). */
   async start(): Promise<void> {
     const store = StateStore.open({ dir: this.#options.stateDir, topic: this.#topic, partitions: this.#options.partitions, logger: this.#logger });
     this.#store = store;
     this.#logger.info({ path: store.path, replaced: store.fellBack }, "state store opened");
-    this.#ends = await startOffsetReader({
-      kafka: this.#options.kafkaConfig,
+    const reader = new AssignedReader({
+      kafka: this.#options.kafka,
       topic: this.#topic,
-      size: 1,
-      groupId: `${this.#groupPrefix}.offsets`,
+      name: "memory-reader",
+      groupId: privateGroup(this.#options.groupPrefix, "memory"),
       logger: this.#logger,
+      onRecords: (records) => this.#onRecords(records),
+      // Its watchdog replaces a consumer that stopped fetching (librdkafka#5153) while a
+      // restore's records wait: what the kafkajs reader's re-drive of stalled restores did.
+      ends: async () => new Map((await this.#admin.offsets(this.#topic)).map((o) => [o.partition, o.high])),
+      fetchBytes: FETCH_BYTES,
+      // A restore's records are all written before it starts reading (its fence is last):
+      // the only wait at the broker is for the fence's fetch, so keep it short.
+      fetchWaitMs: 10,
     });
-    const reader = this.#kafka.consumer({
-      ...SOLE_READER,
-      groupId: `${this.#groupPrefix}.memory.${randomUUID()}`,
-      maxBytesPerPartition: 16 * 1024 * 1024,
-      // With every partition paused (no restore running) kafkajs sleeps this long between
-      // looks, so it is also how long a restore waits for its first fetch: keep it short,
-      // or a warm restore of a few records costs about 100 ms of waiting (the bench's).
-      maxWaitTimeInMs: 10,
-    });
+    await reader.start();
     this.#reader = reader;
-    const joined = new Promise<void>((resolve) => {
-      reader.on(reader.events.GROUP_JOIN, ({ payload }) => {
-        this.#readerPartitions = payload.memberAssignment[this.#topic] ?? [];
-        // Idle partitions stay paused; restores resume the one they read. A re-join (after
-        // the reader lost the broker) forgets seeks and pauses, so running restores are
-        // driven again from where they started; their fences are still ahead of them.
-        const idle = this.#readerPartitions.filter((p) => !this.#partitions.get(p)?.restoring);
-        if (idle.length) reader.pause([{ topic: this.#topic, partitions: idle }]);
-        for (const [p, state] of this.#partitions) if (state.restoring?.started) this.#seekAndResume(p, state.restoring.from);
-        resolve();
-      });
-    });
-    const run = async () => {
-      await reader.connect();
-      await reader.subscribe({ topic: this.#topic, fromBeginning: true });
-      await reader.run({
-        autoCommit: false,
-        // Offsets must be resolved (nothing is committed): an unresolved batch is fetched
-        // again, so a partition larger than one fetch response never reached its fence.
-        eachBatchAutoResolve: true,
-        eachBatch: async ({ batch }) => this.#applyBatch(batch.partition, batch.messages),
-      });
-    };
-    // A reader that stopped restores nothing: run it again (its join re-drives running restores).
-    handleConsumerCrash(reader, { name: "memory reader", logger: this.#logger, restart: run });
-    await run();
-    await joined;
-    this.#watchdog = setInterval(() => this.#redriveStalled(), STALL_CHECK_MS);
-    this.#watchdog.unref();
+    this.#fenceCheck = setInterval(() => this.#checkFences(), FENCE_CHECK_MS);
+    this.#fenceCheck.unref();
     this.#maintenance = setInterval(() => void this.#maintain(), this.#options.maintenanceIntervalMs ?? DEFAULT_MAINTENANCE_MS);
     this.#maintenance.unref();
   }
 
   async stop(): Promise<void> {
-    if (this.#watchdog) clearInterval(this.#watchdog);
+    if (this.#fenceCheck) clearInterval(this.#fenceCheck);
     if (this.#maintenance) clearInterval(this.#maintenance);
-    await this.#reader?.disconnect();
+    await this.#reader?.stop();
     this.#reader = null;
-    await this.#ends?.stop();
-    this.#ends = null;
     await this.#store?.close();
     this.#store = null;
   }
@@ -241,6 +224,7 @@ export class MemoryStore {
       if (!partitions.includes(p)) {
         this.#partitions.get(p)?.restoring?.reject(new Error(`partition ${p} was revoked during its restore`));
         this.#partitions.delete(p);
+        this.#reader?.remove(p);
         this.#evict(p);
       }
     }
@@ -273,22 +257,24 @@ export class MemoryStore {
   }
 
   /**
-   * Memory partition p's end: one ListOffsets through librdkafka; should it fail, through
-   * kafkajs's admin (three round trips, but it refreshes its metadata by itself), so a
-   * librdkafka cache left stale by a broker's restart costs time, never availability.
+   * Memory partition p's end: one ListOffsets round trip through the reader's consumer (it
+   * need not read p to ask); should that fail, through the admin (a metadata request first,
+   * so a consumer's metadata cache left stale by a broker's restart costs time, never
+   * availability).
    */
   async #logEnd(partition: number): Promise<number> {
-    if (!this.#ends) throw new Error("the memory store is not started");
+    const reader = this.#reader;
+    if (!reader) throw new Error("the memory store is not started");
     try {
-      return await this.#ends.end(partition);
+      return await reader.end(partition, END_TIMEOUT_MS);
     } catch (err) {
       if (Date.now() - this.#endsWarnedAt > 60_000) {
         this.#endsWarnedAt = Date.now();
-        this.#logger.warn({ partition, err }, "memory partition end not known to librdkafka; asking kafkajs's admin");
+        this.#logger.warn({ partition, err }, "memory partition end not known to the reader's consumer; asking the admin");
       }
-      const end = (await this.#admin.fetchTopicOffsets(this.#topic)).find((o) => o.partition === partition)?.high;
+      const end = (await this.#admin.offsets(this.#topic)).find((o) => o.partition === partition)?.high;
       if (end === undefined) throw new Error(`memory topic ${this.#topic} has no partition ${partition}`, { cause: err });
-      return Number(end);
+      return end;
     }
   }
 
@@ -463,7 +449,7 @@ export class MemoryStore {
 
   /** Writes records to memory partition p in one batch; the store's position follows to after the last. */
   async #sendAll(partition: number, records: ReadonlyArray<{ key: string; value: Buffer | null }>): Promise<void> {
-    const [meta] = await this.#producer.send({ topic: this.#topic, acks: -1, messages: records.map((r) => ({ partition, ...r })) });
+    const delivered = await this.#producer.send({ topic: this.#topic, messages: records.map((r) => ({ partition, ...r })) });
     const owned = this.#partitions.get(partition);
     if (!owned) return;
     const now = Date.now();
@@ -472,13 +458,16 @@ export class MemoryStore {
       partition,
       records.map((r) => recordWrite(r.key, r.value, now)),
     );
-    if (meta?.baseOffset === undefined || owned.restoring) return;
-    const base = BigInt(meta.baseOffset);
-    const next = base + BigInt(records.length);
+    const first = delivered[0];
+    const last = delivered.at(-1);
+    if (first === undefined || last === undefined || owned.restoring) return;
+    const next = BigInt(last.offset) + 1n;
     owned.nextOffset = next;
-    // The checkpoint follows only when nothing came between it and these records (another
-    // writer's would be missing from the store): else the next restore reads from before them.
-    if (store.checkpoint(partition)?.next_offset === base) void this.#setCheckpoint(partition, next);
+    // The checkpoint follows only when nothing came between it and these records, nor among
+    // them (another writer's would be missing from the store): else the next restore reads
+    // from before them.
+    const contiguous = delivered.every((d, i) => d.offset === first.offset + i);
+    if (contiguous && store.checkpoint(partition)?.next_offset === BigInt(first.offset)) void this.#setCheckpoint(partition, next);
   }
 
   #setCheckpoint(partition: number, next: bigint): Promise<void> {
@@ -498,31 +487,38 @@ export class MemoryStore {
       reject = rej;
     });
     const fenceKey = `${FENCE_PREFIX}${randomUUID()}`;
-    const startedAt = performance.now();
     state.restoring = {
       fenceKey,
       started: false,
       kind: "warm",
       from: 0n,
+      fenceAt: 0n,
+      readTo: 0n,
+      pending: [],
+      pendingBytes: 0,
+      writing: false,
+      paused: false,
+      fenceOffset: null,
       records: 0,
-      writing: Promise.resolve(),
-      startedAt,
-      lastDrivenAt: startedAt,
+      startedAt: performance.now(),
       done,
       resolve,
       reject,
     };
     this.#partitions.set(partition, state);
     void this.#startReading(partition, fenceKey).catch((err: Error) => {
-      if (state.restoring?.fenceKey === fenceKey) state.restoring = null;
+      if (state.restoring?.fenceKey !== fenceKey) return; // revoked or failed meanwhile (its promise settled then)
+      state.restoring = null;
       this.#partitions.delete(partition);
+      this.#reader?.remove(partition);
       reject(err);
     });
     return done;
   }
 
   async #startReading(partition: number, fenceKey: string): Promise<void> {
-    if (!this.#reader) throw new Error("the memory store is not started");
+    const reader = this.#reader;
+    if (!reader) throw new Error("the memory store is not started");
     const plan = await this.#plan(partition);
     const restoring = this.#partitions.get(partition)?.restoring;
     if (restoring?.fenceKey !== fenceKey) return; // revoked meanwhile (its promise was rejected)
@@ -534,105 +530,115 @@ export class MemoryStore {
     if (plan.kind === "cold") restoring.reason = plan.reason;
     restoring.kind = plan.kind;
     restoring.from = plan.from;
-    await this.#producer.send({ topic: this.#topic, acks: -1, messages: [{ partition, key: fenceKey, value: null }] });
+    const [fence] = await this.#producer.send({ topic: this.#topic, messages: [{ partition, key: fenceKey, value: null }] });
     if (this.#partitions.get(partition)?.restoring !== restoring) return;
+    if (fence === undefined) throw new Error(`the fence of memory partition ${partition} was not acknowledged`);
+    restoring.fenceAt = BigInt(fence.offset);
+    restoring.readTo = plan.from;
     restoring.started = true;
-    this.#seekAndResume(partition, plan.from);
+    reader.seek(partition, Number(plan.from));
   }
 
-  /** Warm from the store's checkpoint, or cold (see planRestore), from the log's offsets and delete.retention.ms now. */
+  /** Warm from the store's checkpoint, or cold (see planRestore), from the log's offsets now and chat.memory's delete.retention.ms. */
   async #plan(partition: number): Promise<RestorePlan> {
-    const offsets = await this.#admin.fetchTopicOffsets(this.#topic);
-    const o = offsets.find((x) => x.partition === partition);
+    const o = (await this.#admin.offsets(this.#topic)).find((x) => x.partition === partition);
     if (!o) throw new Error(`memory topic ${this.#topic} has no partition ${partition}`);
     return planRestore({
       checkpoint: this.#requireStore().checkpoint(partition),
       logStart: BigInt(o.low),
       logEnd: BigInt(o.high),
-      deleteRetentionMs: await this.#deleteRetentionMs(),
+      // Not read from the topic (librdkafka's binding cannot): the topic is created with this
+      // value (contracts/topics.ts, the topics Job); an operator who lowers it on the topic
+      // must know the workers assume it.
+      deleteRetentionMs: MEMORY_DELETE_RETENTION_MS,
       now: Date.now(),
     });
   }
 
-  async #deleteRetentionMs(): Promise<number> {
-    try {
-      const described = await this.#admin.describeConfigs({
-        includeSynonyms: false,
-        resources: [{ type: ConfigResourceTypes.TOPIC, name: this.#topic, configNames: ["delete.retention.ms"] }],
-      });
-      const value = Number(described.resources[0]?.configEntries.find((c) => c.configName === "delete.retention.ms")?.configValue);
-      return Number.isFinite(value) && value > 0 ? value : DEFAULT_DELETE_RETENTION_MS;
-    } catch (err) {
-      this.#logger.warn({ err }, "cannot read delete.retention.ms of the memory topic; assuming Kafka's default (1 day)");
-      return DEFAULT_DELETE_RETENTION_MS;
+  /** Records the reader fetched, of the partitions being restored (in offset order per partition). */
+  #onRecords(records: readonly ReadRecord[]): void {
+    const byPartition = new Map<number, ReadRecord[]>();
+    for (const r of records) {
+      const list = byPartition.get(r.partition);
+      if (list) list.push(r);
+      else byPartition.set(r.partition, [r]);
     }
-  }
-
-  #seekAndResume(partition: number, from: bigint): void {
-    const reader = this.#reader;
-    if (!reader) return;
-    try {
-      reader.seek({ topic: this.#topic, partition, offset: from.toString() });
-      reader.resume([{ topic: this.#topic, partitions: [partition] }]);
-    } catch (err) {
-      // The reader is between sessions; its next join drives this restore again.
-      this.#logger.warn({ partition, err }, "memory reader not ready; the restore resumes when it rejoins");
-    }
-  }
-
-  /** Drives again any restore stuck past STALL_MS (its seek lost to a reader restart). */
-  #redriveStalled(): void {
-    const now = performance.now();
-    for (const [p, state] of this.#partitions) {
-      const r = state.restoring;
-      if (!r || !r.started || now - r.startedAt < STALL_MS || now - r.lastDrivenAt < STALL_MS) continue;
-      r.lastDrivenAt = now;
-      this.#logger.warn({ partition: p, waiting_ms: Math.round(now - r.startedAt) }, "memory restore stalled; reading again from its start");
-      this.#seekAndResume(p, r.from);
-    }
+    for (const [partition, list] of byPartition) this.#read(partition, list);
   }
 
   /**
-   * Applies a fetched batch of a restoring partition to the store, in one transaction that
-   * is committed before the next batch is taken (so RAM holds one fetch, not the partition).
+   * Takes a restoring partition's records up to its fence: their store writes are queued (one
+   * transaction at a time, in read order). Past the fence nothing is read: the partition is
+   * taken off the reader, and the restore ends once the store holds everything before it.
    */
-  async #applyBatch(
-    partition: number,
-    messages: ReadonlyArray<{ offset: string; timestamp: string; key: Buffer | null; value: Buffer | null }>,
-  ): Promise<void> {
+  #read(partition: number, records: readonly ReadRecord[]): void {
     const state = this.#partitions.get(partition);
     const restoring = state?.restoring;
-    if (!state || !restoring?.started) return; // not ours, or already caught up: our writes are the truth
-    const writes: RecordWrite[] = [];
-    let fenceOffset: bigint | null = null;
-    for (const message of messages) {
-      const offset = BigInt(message.offset);
-      if (offset < restoring.from) continue;
-      const key = message.key?.toString("utf8") ?? "";
+    // Not ours, or already caught up (our writes are the truth), or records fetched before a pause.
+    if (!restoring?.started || restoring.paused || restoring.fenceOffset !== null) return;
+    for (const record of records) {
+      const offset = BigInt(record.offset);
+      if (offset < restoring.readTo) continue;
+      restoring.readTo = offset + 1n;
+      const key = record.key?.toString("utf8") ?? "";
       if (key.startsWith(FENCE_PREFIX)) {
         if (key !== restoring.fenceKey) continue;
-        fenceOffset = offset;
+        restoring.fenceOffset = offset;
+        this.#reader?.remove(partition);
         break;
       }
-      writes.push(recordWrite(key, message.value, Number(message.timestamp)));
+      restoring.pending.push(recordWrite(key, record.value, record.timestamp));
+      restoring.pendingBytes += key.length + (record.value?.length ?? 0);
       if (!key.startsWith(HANDOVER_KEY_PREFIX)) this.#cache.delete(cacheKey(partition, key));
     }
-    // One batch's transaction commits while the next is fetched; RAM holds at most two.
-    const previous = restoring.writing;
-    const written = writes.length
-      ? this.#requireStore()
-          .writeBulk(partition, writes)
-          .catch((err: unknown) => this.#failRestore(partition, restoring, err))
-      : Promise.resolve();
-    restoring.writing = written;
-    restoring.records += writes.length;
-    await previous;
-    if (fenceOffset !== null) await written;
-    if (state.restoring !== restoring) return; // revoked meanwhile: what was written stays above the checkpoint
-    if (fenceOffset === null) return;
-    state.nextOffset = fenceOffset + 1n;
+    if (restoring.fenceOffset === null && restoring.writing && restoring.pendingBytes >= MAX_PENDING_BYTES) {
+      // The store is behind the reader: stop fetching until it has caught up.
+      restoring.paused = true;
+      this.#reader?.remove(partition);
+    }
+    this.#applyPending(partition, restoring);
+  }
+
+  /**
+   * Writes what a restore has read and the store lacks, in one transaction, and the next
+   * once it is committed; a partition paused for the store is read again meanwhile (its
+   * next fetch overlaps this transaction). Ends the restore once the fence is read and
+   * everything before it is in the store.
+   */
+  #applyPending(partition: number, restoring: Restoring): void {
+    if (restoring.writing || this.#partitions.get(partition)?.restoring !== restoring) return;
+    if (restoring.pending.length === 0) {
+      if (restoring.fenceOffset !== null) this.#finish(partition, restoring);
+      return;
+    }
+    const writes = restoring.pending;
+    restoring.pending = [];
+    restoring.pendingBytes = 0;
+    restoring.writing = true;
+    if (restoring.paused) {
+      restoring.paused = false;
+      this.#reader?.add(partition, Number(restoring.readTo));
+    }
+    const applied = (async () => this.#requireStore().writeBulk(partition, writes))();
+    applied.then(
+      () => {
+        restoring.writing = false;
+        restoring.records += writes.length;
+        this.#applyPending(partition, restoring);
+      },
+      (err: unknown) => {
+        restoring.writing = false;
+        this.#failRestore(partition, restoring, err);
+      },
+    );
+  }
+
+  /** The fence is read and everything before it is in the store: the partition is current. */
+  #finish(partition: number, restoring: Restoring): void {
+    const state = this.#partitions.get(partition);
+    if (!state || state.restoring !== restoring || restoring.fenceOffset === null) return;
+    state.nextOffset = restoring.fenceOffset + 1n;
     state.restoring = null;
-    this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
     void this.#setCheckpoint(partition, state.nextOffset);
     const seconds = (performance.now() - restoring.startedAt) / 1000;
     const reason = restoring.reason;
@@ -648,14 +654,38 @@ export class MemoryStore {
     restoring.resolve();
   }
 
-  /** A restore whose store write failed (disk full?): it fails (a turn of the partition restores again). */
-  #failRestore(partition: number, restoring: NonNullable<PartitionState["restoring"]>, err: unknown): void {
+  /**
+   * Fails a restore whose read went past its fence without meeting it: its start fell out
+   * of the log between the plan and the fetch (retention deleted a segment), and the
+   * consumer then jumps to the partition's end (librdkafka's auto.offset.reset). The next
+   * turn of the partition restores again, from a new plan. The reader's position passes
+   * the fence only where waitFor asks for it, so each running restore asks.
+   */
+  #checkFences(): void {
+    const reader = this.#reader;
+    if (!reader) return;
+    for (const [partition, state] of this.#partitions) {
+      const restoring = state.restoring;
+      if (!restoring?.started || restoring.paused || restoring.fenceOffset !== null) continue;
+      void reader.waitFor(partition, Number(restoring.fenceAt) + 1, FENCE_CHECK_MS).then((passed) => {
+        if (!passed || this.#partitions.get(partition)?.restoring !== restoring || restoring.paused || restoring.fenceOffset !== null) return;
+        this.#failRestore(
+          partition,
+          restoring,
+          new Error(`the read of memory partition ${partition} passed its fence at ${restoring.fenceAt} without reading it`),
+        );
+      });
+    }
+  }
+
+  /** A restore that cannot finish (a store write failed: disk full?, or its read skipped records): it fails, and a turn of the partition restores again. */
+  #failRestore(partition: number, restoring: Restoring, err: unknown): void {
     const state = this.#partitions.get(partition);
     if (state?.restoring !== restoring) return;
-    this.#logger.error({ partition, err }, "state store write failed during a restore");
+    this.#logger.error({ partition, err }, "memory restore failed");
     this.#partitions.delete(partition);
+    this.#reader?.remove(partition);
     this.#evict(partition);
-    this.#reader?.pause([{ topic: this.#topic, partitions: [partition] }]);
     restoring.reject(err instanceof Error ? err : new Error(String(err)));
   }
 

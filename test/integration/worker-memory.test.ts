@@ -17,12 +17,13 @@ import {
   type HistoryRecord,
   type PastAppliedEntry,
 } from "../../contracts/records.js";
-import { keyPartition } from "../../worker/event-writer.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { keyPartition } from "../../platform/kafka/partitioner.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
-import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { readTopic, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 
 const GREETING = "Hello there, little one! What story shall we tell?";
@@ -160,60 +161,54 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     const id = "unsent-1";
     const requestId = "unsent-req-1";
     const reply = "The fox ran home to its den.";
-    const producer = chat.kafka.producer();
-    await producer.connect();
-    try {
-      const history: HistoryRecord = {
-        v: SCHEMA_VERSION,
-        type: "history",
-        conversation_id: id,
-        tenant: "t1",
-        epoch: "e1",
-        seq: 0,
-        index: 0,
-        request_id: requestId,
-        at: Date.now(),
-        messages: [
-          { role: "user", content: "Tell me about the fox." },
-          { role: "assistant", content: reply },
-        ],
-        links: [],
-      };
-      const key = `t1/${id}`;
-      const [h] = await producer.send({ topic: topics.history, acks: -1, messages: [{ key, value: encodeRecord(history) }] });
-      const eventsPartition = keyPartition(key, 2);
-      const final = {
-        v: SCHEMA_VERSION,
-        type: "final",
-        request_id: requestId,
-        conversation_id: id,
-        tenant: "t1",
-        attempt: "w-dead.1",
-        seq: 5,
-        at: Date.now(),
-        stop_reason: "stop",
-        usage: { prompt_tokens: 20, cached_prompt_tokens: 0, completion_tokens: 8 },
-        timings: { queue_wait_ms: 1, time_to_first_token_ms: 2, generation_ms: 30 },
-      } as const;
-      const state: ConversationState = {
-        v: SCHEMA_VERSION,
-        type: "conversation",
-        conversation_id: id,
-        tenant: "t1",
-        messages: [
-          { role: "user", content: "Tell me about the fox.", request_id: requestId, at: 1 },
-          { role: "assistant", content: reply, request_id: requestId, at: 1 },
-        ],
-        applied: [{ request_id: requestId, events: { partition: eventsPartition, offset: 0 }, final }],
-        history: { epoch: "e1", partition: h!.partition, records: 1, messages: 2, fingers: [Number(h!.baseOffset)] },
-        turns: 1,
-        created_at: 1,
-        updated_at: 1,
-      };
-      await producer.send({ topic: topics.memory, acks: -1, messages: [{ key, value: encodeRecord(state) }] });
-    } finally {
-      await producer.disconnect();
-    }
+    const history: HistoryRecord = {
+      v: SCHEMA_VERSION,
+      type: "history",
+      conversation_id: id,
+      tenant: "t1",
+      epoch: "e1",
+      seq: 0,
+      index: 0,
+      request_id: requestId,
+      at: Date.now(),
+      messages: [
+        { role: "user", content: "Tell me about the fox." },
+        { role: "assistant", content: reply },
+      ],
+      links: [],
+    };
+    const key = `t1/${id}`;
+    const [h] = await chat.send(topics.history, [{ key, value: encodeRecord(history) }]);
+    const eventsPartition = keyPartition(key, 2);
+    const final = {
+      v: SCHEMA_VERSION,
+      type: "final",
+      request_id: requestId,
+      conversation_id: id,
+      tenant: "t1",
+      attempt: "w-dead.1",
+      seq: 5,
+      at: Date.now(),
+      stop_reason: "stop",
+      usage: { prompt_tokens: 20, cached_prompt_tokens: 0, completion_tokens: 8 },
+      timings: { queue_wait_ms: 1, time_to_first_token_ms: 2, generation_ms: 30 },
+    } as const;
+    const state: ConversationState = {
+      v: SCHEMA_VERSION,
+      type: "conversation",
+      conversation_id: id,
+      tenant: "t1",
+      messages: [
+        { role: "user", content: "Tell me about the fox.", request_id: requestId, at: 1 },
+        { role: "assistant", content: reply, request_id: requestId, at: 1 },
+      ],
+      applied: [{ request_id: requestId, events: { partition: eventsPartition, offset: 0 }, final }],
+      history: { epoch: "e1", partition: h!.partition, records: 1, messages: 2, fingers: [h!.offset] },
+      turns: 1,
+      created_at: 1,
+      updated_at: 1,
+    };
+    await chat.send(topics.memory, [{ key, value: encodeRecord(state) }]);
     assert.equal(chat.events.get(requestId), undefined, "nothing on chat.events for it yet");
     const generated = await generatedTokens();
     await chat.produce(turnRecord(requestId, id, "Tell me about the fox."));
@@ -239,14 +234,12 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     asFinal(await chat.terminal(await chat.turn("aged-1", "Second.")));
     const partition = chat.partitions.get("aged-req-a")!.at(-1)!;
     // Retention, sped up: the partition's log start moves past everything written so far.
-    const admin = chat.kafka.admin();
-    await admin.connect();
+    const admin = new KafkaAdmin(chat.config, { timeoutMs: 10_000 });
     try {
-      const offsets = await admin.fetchTopicOffsets(topics.events);
-      const high = offsets.find((o) => o.partition === partition)!.high;
-      await admin.deleteTopicRecords({ topic: topics.events, partitions: [{ partition, offset: high }] });
+      const high = (await admin.offsets(topics.events)).find((o) => o.partition === partition)!.high;
+      await admin.deleteRecords(topics.events, partition, high);
     } finally {
-      await admin.disconnect();
+      admin.close();
     }
     const turns = (await chat.readMemory()).get("aged-1")!.turns;
     const generated = await generatedTokens();
@@ -325,19 +318,9 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     await chat.produceRaw(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), "t1/dlq-1");
     const ok = asFinal(await chat.terminal(await chat.turn("dlq-1", "Still there?")));
     assert.ok(ok.usage.completion_tokens > 0);
-    const consumer = chat.kafka.consumer({ groupId: `${prefix}dlq-check` });
-    await consumer.connect();
-    await consumer.subscribe({ topic: topics.deadLetter, fromBeginning: true });
-    const reasons: string[] = [];
-    await new Promise<void>((resolve) => {
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          reasons.push(String(message.headers?.[DLQ_HEADERS.reason]));
-          if (reasons.length === 3) resolve();
-        },
-      });
-    });
-    await consumer.disconnect();
+    // Dead-lettered before the turn behind them was answered (one partition, in order).
+    const reasons = (await readTopic(chat.config, topics.deadLetter)).map((r) => String(r.headers[DLQ_HEADERS.reason]));
+    assert.equal(reasons.length, 3, reasons.join("\n"));
     assert.match(reasons[0]!, /params.temperature: must be <= 2/);
     assert.match(reasons[1]!, /Unrecognized key: "colour"/);
     assert.match(reasons[2]!, /not valid UTF-8/);

@@ -9,15 +9,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Admin, Kafka, Producer } from "kafkajs";
 import type { KafkaConfig } from "../../contracts/config.js";
 import { SCHEMA_VERSION, conversationStateSchema, decodeRecord, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
-import { createKafka, createProducer } from "../../platform/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
 import { MemoryStore, type RestoreKind } from "../../worker/memory-store.js";
-import { useKafka, uniquePrefix, type TestKafka, kafkaConfigFor } from "../helpers/kafka.js";
+import { useKafka, uniquePrefix, readTopic, type TestKafka, kafkaConfigFor } from "../helpers/kafka.js";
 
 const PARTITIONS = 2;
 const TTL_MS = 7 * 24 * 3_600_000;
@@ -39,26 +39,22 @@ function state(id: string, note: string, at = Date.now()): ConversationState {
 
 describe("worker state store", { timeout: 240_000 }, () => {
   let kafka: TestKafka;
-  let client: Kafka;
   let kafkaConfig: KafkaConfig;
-  let admin: Admin;
-  let producer: Producer;
+  let admin: KafkaAdmin;
+  let producer: KafkaProducer;
   const dirs: string[] = [];
 
   before(async () => {
     kafka = await useKafka();
     // The store as a test drives it, logged in as the administrator (it makes its own topics).
     kafkaConfig = { ...kafkaConfigFor(kafka), clientId: "state-store-test" };
-    client = createKafka(kafkaConfig, logger);
-    admin = client.admin();
-    await admin.connect();
-    producer = createProducer(client);
-    await producer.connect();
+    admin = new KafkaAdmin(kafkaConfig, { timeoutMs: 10_000 });
+    producer = await KafkaProducer.connect(kafkaConfig, { logger });
   });
 
   after(async () => {
     await producer?.disconnect();
-    await admin?.disconnect();
+    admin?.close();
     await kafka?.stop();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
@@ -81,8 +77,8 @@ describe("worker state store", { timeout: 240_000 }, () => {
     for (let p = 0; p < PARTITIONS; p++) {
       ids.push(Array.from({ length: n }, (_, i) => `c-${p}-${i}`));
       for (let i = 0; i < n; i += 500) {
-        const messages = ids[p]!.slice(i, i + 500).map((id) => ({ partition: p, key: id, value: encodeRecord(state(id, "first", at)), timestamp: String(at) }));
-        await producer.send({ topic: names.memory, acks: -1, messages });
+        const messages = ids[p]!.slice(i, i + 500).map((id) => ({ partition: p, key: id, value: encodeRecord(state(id, "first", at)), timestamp: at }));
+        await producer.send({ topic: names.memory, messages });
       }
     }
     return { topic: names.memory, ids };
@@ -92,8 +88,7 @@ describe("worker state store", { timeout: 240_000 }, () => {
     const { onConversations = () => {}, ...rest } = options;
     const restores: Array<{ kind: RestoreKind; seconds: number }> = [];
     const store = new MemoryStore({
-      kafka: client,
-      kafkaConfig,
+      kafka: kafkaConfig,
       admin,
       producer,
       topic,
@@ -114,34 +109,19 @@ describe("worker state store", { timeout: 240_000 }, () => {
     return d;
   }
 
-  /** Partition p of the topic as the log has it, read from the beginning by a plain consumer. */
+  /** Partition p of the topic as the log has it, read from the beginning. */
   async function logState(topic: string, p: number): Promise<Map<string, ConversationState>> {
-    const offsets = await admin.fetchTopicOffsets(topic);
-    const end = BigInt(offsets.find((o) => o.partition === p)!.high);
     const out = new Map<string, ConversationState>();
-    const consumer = client.consumer({ groupId: uniquePrefix("state-log") });
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      consumer
-        .run({
-          eachMessage: async ({ partition, message }) => {
-            if (partition !== p) return;
-            const key = message.key!.toString();
-            if (!key.startsWith("#")) {
-              if (message.value === null) out.delete(key);
-              else {
-                const decoded = decodeRecord(conversationStateSchema, message.value);
-                assert.ok(decoded.ok);
-                out.set(key, decoded.value);
-              }
-            }
-            if (BigInt(message.offset) + 1n >= end) resolve();
-          },
-        })
-        .catch(reject);
-    });
-    await consumer.disconnect();
+    for (const record of await readTopic(kafkaConfig, topic, { partitions: [p] })) {
+      const key = record.key!.toString();
+      if (key.startsWith("#")) continue;
+      if (record.value === null) out.delete(key);
+      else {
+        const decoded = decodeRecord(conversationStateSchema, record.value);
+        assert.ok(decoded.ok);
+        out.set(key, decoded.value);
+      }
+    }
     return out;
   }
 
@@ -177,7 +157,6 @@ describe("worker state store", { timeout: 240_000 }, () => {
     const changed = ids[0]!.slice(100, 100 + n / 100);
     await producer.send({
       topic,
-      acks: -1,
       messages: [...changed.map((id) => ({ partition: 0, key: id, value: encodeRecord(state(id, "changed")) })), { partition: 0, key: "c-0-3", value: null }],
     });
 
@@ -193,7 +172,7 @@ describe("worker state store", { timeout: 240_000 }, () => {
     await first.store.stop();
 
     // A new process on the same directory (a restarted pod on its emptyDir) restores warm too.
-    await producer.send({ topic, acks: -1, messages: [{ partition: 1, key: "c-1-5", value: encodeRecord(state("c-1-5", "while stopped")) }] });
+    await producer.send({ topic, messages: [{ partition: 1, key: "c-1-5", value: encodeRecord(state("c-1-5", "while stopped")) }] });
     const second = newStore(topic, dir);
     await second.store.start();
     second.store.assign([0, 1]);
@@ -220,9 +199,9 @@ describe("worker state store", { timeout: 240_000 }, () => {
     await first.store.stop();
 
     // Records the checkpoint had not seen are deleted (retention, or deleteRecords).
-    await producer.send({ topic, acks: -1, messages: [{ partition: 0, key: "c-0-late", value: encodeRecord(state("c-0-late", "late")) }] });
-    const high = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === 0)!.high;
-    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: high }] });
+    await producer.send({ topic, messages: [{ partition: 0, key: "c-0-late", value: encodeRecord(state("c-0-late", "late")) }] });
+    const high = (await admin.offsets(topic)).find((o) => o.partition === 0)!.high;
+    await admin.deleteRecords(topic, 0, high);
     const second = newStore(topic, dir);
     await second.store.start();
     second.store.assign([0, 1]);
@@ -274,7 +253,7 @@ describe("worker state store", { timeout: 240_000 }, () => {
   it("does not serve conversations past the TTL after a restore, and sweeps them from the store", async () => {
     const old = Date.now() - TTL_MS - 60_000;
     const { topic } = await memoryTopic(50, old);
-    await producer.send({ topic, acks: -1, messages: [{ partition: 0, key: "c-0-fresh", value: encodeRecord(state("c-0-fresh", "fresh")) }] });
+    await producer.send({ topic, messages: [{ partition: 0, key: "c-0-fresh", value: encodeRecord(state("c-0-fresh", "fresh")) }] });
     let gauge = -1;
     const { store } = newStore(topic, tempDir(), { onConversations: (v) => (gauge = v) });
     await store.start();
