@@ -110,10 +110,3 @@ export function kafkaLoginEnv(creds: BrokerCredentials | null, role: BrokerRole)
   const p = creds.users[role];
   return { KAFKA_SASL_MECHANISM: creds.mechanism, KAFKA_SASL_USERNAME: p.username, KAFKA_SASL_PASSWORD: p.password };
 }
-
-/** The same login for a kafkajs client. */
-export function kafkajsLogin(creds: BrokerCredentials | null, role: BrokerRole): { sasl?: { mechanism: "scram-sha-512"; username: string; password: string } } {
-  if (creds === null) return {};
-  const p = creds.users[role];
-  return { sasl: { mechanism: creds.mechanism, username: p.username, password: p.password } };
-}

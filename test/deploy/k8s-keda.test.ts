@@ -26,14 +26,15 @@
  */
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { QueuedNotice } from "../../gateway/kafka/queue-watch.js";
 import { topicNames } from "../../contracts/topics.js";
 import { apiClient, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { kafkajsClient, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { GroupDescriber } from "../../platform/kafka/group-describer.js";
+import { createLogger } from "../../platform/logger.js";
+import { kafkaConfigFor, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, type Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
 import { bin, crdFiles, makeServingCert, registerExternalMetrics, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
@@ -55,23 +56,12 @@ const COOLDOWN_S = 10;
 const DOWN_WINDOW_S = 5;
 
 /** The group's type as the broker describes it (ConsumerGroupDescribe / DescribeGroups, librdkafka's admin, as the administrator). */
-async function groupType(kafka: TestKafka, group: string): Promise<string> {
-  const { KafkaJS } = createRequire(import.meta.url)("@confluentinc/kafka-javascript") as {
-    KafkaJS: {
-      Kafka: new (c: object) => {
-        admin(): { connect(): Promise<void>; disconnect(): Promise<void>; describeGroups(g: string[]): Promise<{ groups: Array<{ type: number }> }> };
-      };
-      ConsumerGroupTypes: Record<string, number>;
-    };
-  };
-  const admin = new KafkaJS.Kafka({ kafkaJS: { ...kafkajsClient(kafka), logLevel: 0 } }).admin();
-  await admin.connect();
+async function groupType(kafka: TestKafka, group: string, topic: string): Promise<string> {
+  const describer = new GroupDescriber(kafkaConfigFor(kafka), { logger: createLogger("keda-test", "silent") });
   try {
-    const { groups } = await admin.describeGroups([group]);
-    const names = Object.fromEntries(Object.entries(KafkaJS.ConsumerGroupTypes).map(([k, v]) => [v, k.toLowerCase()]));
-    return names[groups[0]!.type] ?? "unknown";
+    return (await describer.describe(group, topic))?.type ?? "no members";
   } finally {
-    await admin.disconnect();
+    describer.close();
   }
 }
 
@@ -361,7 +351,11 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
     );
     // The lag KEDA read through its kafka-go admin calls fell to 0 on a KIP-848 group: the
     // broker says the group is on the consumer protocol, its offsets at the partitions' ends.
-    assert.equal(await groupType(kafka, group), "consumer", "the workers' group runs the consumer (KIP-848) protocol");
+    assert.equal(
+      await groupType(kafka, group, topicNames(common.KAFKA_TOPIC_PREFIX!).requests),
+      "consumer",
+      "the workers' group runs the consumer (KIP-848) protocol",
+    );
     await worker.stop();
     worker = undefined;
     const zero = await cp.waitFor("KEDA to scale the workers back to 0", () => samples.find((s) => s.t > drained.t && s.replicas === 0), 120_000);

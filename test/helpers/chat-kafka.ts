@@ -4,7 +4,7 @@
  * should not depend on the gateway.
  */
 import { randomUUID } from "node:crypto";
-import kafkajs, { type Consumer, type Kafka as KafkaClient, type KafkaConfig, type Producer } from "kafkajs";
+import type { KafkaConfig } from "../../contracts/config.js";
 import {
   SCHEMA_VERSION,
   chatEventSchema,
@@ -18,52 +18,98 @@ import {
 } from "../../contracts/records.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { conversationKey, parseConversationKey } from "../../contracts/conversation-key.js";
-import { kafkajsClient, type TestKafka } from "./kafka.js";
-
-const { Kafka, Partitioners, logLevel } = kafkajs;
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { AssignedReader } from "../../platform/kafka/assigned-reader.js";
+import { KafkaProducer, type Delivered, type OutgoingRecord } from "../../platform/kafka/producer.js";
+import { createLogger } from "../../platform/logger.js";
+import { kafkaConfigFor, readTopic, type TestKafka } from "../../testkit/kafka.js";
 
 export class ChatOverKafka {
   readonly events = new Map<string, ChatEvent[]>();
   /** The chat.events partition of each event in `events`, by request id, in the same order. */
   readonly partitions = new Map<string, number[]>();
   readonly #waiters = new Map<string, Array<() => void>>();
-  readonly #kafka: KafkaClient;
+  readonly #config: KafkaConfig;
   readonly #topics: TopicNames;
-  #producer: Producer | null = null;
-  #consumer: Consumer | null = null;
+  #producer: KafkaProducer | null = null;
+  #reader: AssignedReader | null = null;
+  readonly #unreadable: string[] = [];
 
-  /** Logged in as the broker's administrator (tests observe everything); `ssl` for a TLS listener. */
-  constructor(kafka: Pick<TestKafka, "brokers" | "credentials">, topics: TopicNames, options: Pick<KafkaConfig, "ssl"> = {}) {
-    this.#kafka = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING, clientId: "test-client", ...options });
+  /** Logged in as the broker's administrator (tests observe everything); `tls` for a TLS listener. */
+  constructor(kafka: Pick<TestKafka, "brokers" | "credentials">, topics: TopicNames, options: { tls?: KafkaConfig["tls"] } = {}) {
+    this.#config = { ...kafkaConfigFor(kafka, "admin", options.tls ?? null), clientId: "test-client" };
     this.#topics = topics;
   }
 
-  get kafka(): KafkaClient {
-    return this.#kafka;
+  /** The administrator's KafkaConfig this client uses, for a test's own clients (platform/kafka/). */
+  get config(): KafkaConfig {
+    return this.#config;
   }
 
+  /** Connects the producer and reads chat.events from its start (every partition, no group joined). */
   async start(): Promise<void> {
-    this.#producer = this.#kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await this.#producer.connect();
-    this.#consumer = this.#kafka.consumer({ groupId: `test-events-${randomUUID()}`, maxWaitTimeInMs: 100 });
-    await this.#consumer.connect();
-    await this.#consumer.subscribe({ topic: this.#topics.events, fromBeginning: true });
-    await this.#consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ message, partition }) => {
-        const event = chatEventSchema.parse(JSON.parse(message.value!.toString()));
-        const list = this.events.get(event.request_id) ?? [];
-        list.push(event);
-        this.events.set(event.request_id, list);
-        this.partitions.set(event.request_id, [...(this.partitions.get(event.request_id) ?? []), partition]);
-        for (const wake of this.#waiters.get(event.request_id) ?? []) wake();
+    const logger = createLogger("test-client", "fatal");
+    this.#producer = await KafkaProducer.connect(this.#config, { logger });
+    const partitions = await this.#eventPartitions();
+    this.#reader = new AssignedReader({
+      kafka: this.#config,
+      topic: this.#topics.events,
+      name: "test-events",
+      // Never joined: the administrator may name any group.
+      groupId: `test-events-${randomUUID()}`,
+      logger,
+      onRecords: (records) => {
+        for (const r of records) {
+          try {
+            this.#onEvent(r.partition, r.value);
+          } catch (err) {
+            // Not a chat event: said when a wait times out.
+            this.#unreadable.push(`${r.partition}@${r.offset}: ${(err as Error).message.slice(0, 200)}`);
+          }
+        }
       },
     });
+    await this.#reader.start();
+    for (const p of partitions) this.#reader.add(p, 0);
+  }
+
+  /** chat.events's partitions, once the topic exists (the services create it as they start). */
+  async #eventPartitions(): Promise<number[]> {
+    const admin = new KafkaAdmin(this.#config);
+    const deadline = Date.now() + 30_000;
+    try {
+      for (;;) {
+        try {
+          const partitions = (await admin.partitions([this.#topics.events])).get(this.#topics.events) ?? [];
+          if (partitions.length > 0) return partitions;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+        }
+        if (Date.now() > deadline) throw new Error(`${this.#topics.events} has no partitions`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      admin.close();
+    }
+  }
+
+  #onEvent(partition: number, value: Buffer | null): void {
+    const event = chatEventSchema.parse(JSON.parse(value!.toString()));
+    const list = this.events.get(event.request_id) ?? [];
+    list.push(event);
+    this.events.set(event.request_id, list);
+    this.partitions.set(event.request_id, [...(this.partitions.get(event.request_id) ?? []), partition]);
+    for (const wake of this.#waiters.get(event.request_id) ?? []) wake();
   }
 
   async stop(): Promise<void> {
-    await this.#consumer?.disconnect();
+    await this.#reader?.stop();
     await this.#producer?.disconnect();
+  }
+
+  /** Sends records to any topic with this client's producer (keyed records: the key's murmur2 partition); where each landed. */
+  send(topic: string, messages: readonly OutgoingRecord[]): Promise<Delivered[]> {
+    return this.#producer!.send({ topic, messages });
   }
 
   /** Produces a request record, keyed as the gateway keys it: its conversation key (or `key`, to test a wrong one). */
@@ -72,7 +118,7 @@ export class ChatOverKafka {
   }
 
   async produceRaw(value: Buffer, key: string): Promise<void> {
-    await this.#producer!.send({ topic: this.#topics.requests, messages: [{ key, value }] });
+    await this.send(this.#topics.requests, [{ key, value }]);
   }
 
   /** Sends a user turn; returns its request id. */
@@ -110,12 +156,12 @@ export class ChatOverKafka {
   }
 
   async cancel(requestId: string, tenant = "t1"): Promise<void> {
-    await this.#producer!.send({
-      topic: this.#topics.control,
-      messages: [
-        { key: requestId, value: JSON.stringify({ v: SCHEMA_VERSION, type: "cancel", request_id: requestId, tenant, reason: "test", at: Date.now() }) },
-      ],
-    });
+    await this.send(this.#topics.control, [
+      {
+        key: requestId,
+        value: Buffer.from(JSON.stringify({ v: SCHEMA_VERSION, type: "cancel", request_id: requestId, tenant, reason: "test", at: Date.now() })),
+      },
+    ]);
   }
 
   /** Resolves when `predicate` holds for the request's events (checked on each new event). */
@@ -123,7 +169,10 @@ export class ChatOverKafka {
     const deadline = Date.now() + timeoutMs;
     while (!predicate(this.events.get(requestId) ?? [])) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting on request ${requestId}: ${JSON.stringify(this.events.get(requestId) ?? [])}`);
+      if (left <= 0) {
+        const unreadable = this.#unreadable.length ? `; records on chat.events that are no chat event: ${this.#unreadable.join("; ")}` : "";
+        throw new Error(`timed out waiting on request ${requestId}: ${JSON.stringify(this.events.get(requestId) ?? [])}${unreadable}`);
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 1000));
         const list = this.#waiters.get(requestId) ?? [];
@@ -146,33 +195,13 @@ export class ChatOverKafka {
 
   /** chat.memory read to its current end: the latest state of each of `tenant`'s conversations, by id (null = deleted). */
   async readMemory(tenant = "t1"): Promise<Map<string, ConversationState | null>> {
-    const admin = this.#kafka.admin();
-    await admin.connect();
-    const ends = await admin.fetchTopicOffsets(this.#topics.memory);
-    await admin.disconnect();
-    const target = new Map(ends.map((o) => [o.partition, BigInt(o.high)]));
-    const pending = new Set([...target].filter(([, high]) => high > 0n).map(([p]) => p));
     const states = new Map<string, ConversationState | null>();
-    if (pending.size === 0) return states;
-    const consumer = this.#kafka.consumer({ groupId: `test-memory-${randomUUID()}`, maxWaitTimeInMs: 100 });
-    await consumer.connect();
-    await consumer.subscribe({ topic: this.#topics.memory, fromBeginning: true });
-    await new Promise<void>((resolve) => {
-      void consumer.run({
-        autoCommit: false,
-        eachMessage: async ({ partition, message }) => {
-          const ref = parseConversationKey(message.key!.toString());
-          if (ref?.tenant === tenant) {
-            states.set(ref.conversation_id, message.value === null ? null : conversationStateSchema.parse(JSON.parse(message.value.toString())));
-          }
-          if (BigInt(message.offset) + 1n >= target.get(partition)!) {
-            pending.delete(partition);
-            if (pending.size === 0) resolve();
-          }
-        },
-      });
-    });
-    await consumer.disconnect();
+    // In offset order per partition, and a conversation's records are all in one: the last one wins.
+    for (const record of await readTopic(this.#config, this.#topics.memory)) {
+      const ref = parseConversationKey(record.key!.toString());
+      if (ref?.tenant !== tenant) continue;
+      states.set(ref.conversation_id, record.value === null ? null : conversationStateSchema.parse(JSON.parse(record.value.toString())));
+    }
     return states;
   }
 }

@@ -4,9 +4,8 @@
  * was dead-lettered by the worker (every record it wrote is one the worker can read).
  */
 import assert from "node:assert/strict";
-import { Kafka, logLevel } from "kafkajs";
 import { topicNames } from "../../contracts/topics.js";
-import { kafkajsClient, type TestKafka } from "./kafka.js";
+import { kafkaConfigFor, topicEnds, type TestKafka } from "../../testkit/kafka.js";
 
 /** Counts of each status code, e.g. "200×3 400×12". */
 export function statusSummary(statuses: ReadonlyMap<number, number>): string {
@@ -18,16 +17,10 @@ export function statusSummary(statuses: ReadonlyMap<number, number>): string {
 
 /** Asserts that the dead-letter topic of the install with this topic prefix is empty. */
 export async function assertNothingDeadLettered(kafka: TestKafka, prefix: string, message: string): Promise<void> {
-  const admin = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const dlq = await admin.fetchTopicOffsets(topicNames(prefix).deadLetter);
-    assert.deepEqual(
-      dlq.map((p) => p.high),
-      dlq.map(() => "0"),
-      message,
-    );
-  } finally {
-    await admin.disconnect();
-  }
+  const dlq = await topicEnds(kafkaConfigFor(kafka), topicNames(prefix).deadLetter);
+  assert.deepEqual(
+    [...dlq.values()].map((p) => p.high),
+    [...dlq.values()].map(() => 0),
+    message,
+  );
 }

@@ -8,9 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Producer } from "kafkajs";
 import { readTopic, type LoggedRecord } from "../../chaos/kafka-log.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
+import { librdkafkaConnection } from "../../platform/kafka/connection.js";
+import { call, rdkafka, type DeliveryReport, type NativeError } from "../../platform/kafka/native.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { metricValue, stackEnv, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
@@ -100,24 +101,41 @@ describe("bad records on chat.requests", { timeout: 300_000 }, () => {
   });
 
   /** Produces `value` with a header naming the case; returns its offset on chat.requests. */
-  async function produce(producer: Producer, kind: string, value: Buffer | null): Promise<string> {
-    const [meta] = await producer.send({ topic: topics.requests, acks: -1, messages: [{ key: KEY, value, headers: { [CASE_HEADER]: kind } }] });
-    return meta!.baseOffset!;
+  async function produce(kind: string, value: Buffer | null): Promise<string> {
+    const [delivered] = await chat.send(topics.requests, [{ key: KEY, value, headers: { [CASE_HEADER]: kind } }]);
+    return String(delivered!.offset);
+  }
+
+  /**
+   * Produces a record past librdkafka's own default limit (message.max.bytes, 1,000,000 on
+   * the producer too), so the broker is what refuses a record over its limit; its offset.
+   */
+  async function produceLarge(kind: string, value: Buffer): Promise<string> {
+    const producer = new (rdkafka().Producer)({
+      ...librdkafkaConnection(chat.config),
+      dr_cb: true,
+      "message.max.bytes": 2_000_000,
+      "message.send.max.retries": 0,
+    });
+    await call((cb) => producer.connect({ timeout: 10_000 }, cb));
+    producer.setPollInBackground(true);
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        producer.on("delivery-report", (err: NativeError | null, report: DeliveryReport) => (err ? reject(err) : resolve(String(report.offset))));
+        producer.produce(topics.requests, null, value, KEY, null, null, [{ [CASE_HEADER]: kind }]);
+      });
+    } finally {
+      await call((cb) => producer.disconnect(cb)).catch(() => undefined);
+    }
   }
 
   async function deadLetters(): Promise<LoggedRecord[]> {
-    return readTopic(chat.kafka, topics.deadLetter);
+    return readTopic(chat.config, topics.deadLetter);
   }
 
   it("dead-letters every kind with its original key, bytes and a reason, and answers the turn behind them", async (t) => {
-    const producer = chat.kafka.producer();
-    await producer.connect();
     const offsets = new Map<string, string>();
-    try {
-      for (const c of CASES) offsets.set(c.kind, await produce(producer, c.kind, c.value));
-    } finally {
-      await producer.disconnect();
-    }
+    for (const c of CASES) offsets.set(c.kind, await produce(c.kind, c.value));
     const final = await chat.terminal(await chat.turn(KEY, "Still there after all that?"), 120_000);
     assert.equal(final.type, "final", JSON.stringify(final));
 
@@ -148,23 +166,17 @@ describe("bad records on chat.requests", { timeout: 300_000 }, () => {
     // The largest turn record the broker takes (message.max.bytes, 1 MB by default): its
     // content is far over the 32000-character limit, so the worker must dead-letter it,
     // and the dead letter (the same bytes plus five headers) is over the broker's limit.
-    const producer = chat.kafka.producer();
-    await producer.connect();
     let size = 1_048_588 - 61 - 40; // batch header and record overhead
     let offset: string | null = null;
     let value: Buffer = Buffer.alloc(0);
-    try {
-      for (; offset === null && size > 1_000_000; size -= 16) {
-        const head = '{"v":1,"type":"turn","request_id":"huge-1","conversation_id":"bad-input","tenant":"t1","created_at":1,"content":"';
-        value = Buffer.from(head + "x".repeat(size - head.length - 2) + '"}');
-        try {
-          offset = await produce(producer, "huge", value);
-        } catch (err) {
-          if (!/too large|MESSAGE_TOO_LARGE/i.test(String((err as Error).message))) throw err;
-        }
+    for (; offset === null && size > 1_000_000; size -= 16) {
+      const head = '{"v":1,"type":"turn","request_id":"huge-1","conversation_id":"bad-input","tenant":"t1","created_at":1,"content":"';
+      value = Buffer.from(head + "x".repeat(size - head.length - 2) + '"}');
+      try {
+        offset = await produceLarge("huge", value);
+      } catch (err) {
+        if (!/too large|MESSAGE_TOO_LARGE/i.test(String((err as Error).message))) throw err;
       }
-    } finally {
-      await producer.disconnect();
     }
     assert.ok(offset !== null, "a record near the limit was accepted");
     t.diagnostic(`the broker took a ${value.length}-byte record at offset ${offset}`);

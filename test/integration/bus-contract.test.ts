@@ -10,7 +10,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import kafkajs from "kafkajs";
+import { keyPartition } from "../../platform/kafka/partitioner.js";
 import { stackEnv, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { pythonTool } from "../helpers/python-tools.js";
@@ -71,15 +71,7 @@ describe("the bus contract, from a plain Kafka client", { timeout: 240_000 }, ()
 
     // The partition the plain client chose is the one the contract names (murmur2 of the conversation key),
     // the one the gateway would have chosen: the worker's memory is co-partitioned with it.
-    const partitioner = kafkajs.Partitioners.DefaultPartitioner();
-    const partitionMetadata = Array.from({ length: PARTITIONS }, (_, partitionId) => ({
-      partitionId,
-      leader: 0,
-      partitionErrorCode: 0,
-      replicas: [0],
-      isr: [0],
-    }));
-    const expected = partitioner({ topic: `${prefix}chat.requests`, partitionMetadata, message: { key: seen.key, value: "" } });
+    const expected = keyPartition(seen.key, PARTITIONS);
     assert.equal(seen.key, `plain-client/${seen.conversation_id}`);
     assert.equal(seen.request_partition, expected);
   });

@@ -5,11 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Kafka, logLevel } from "kafkajs";
 import type { ChatEvent, FinalEvent } from "../../contracts/records.js";
 import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
-import { stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka, kafkajsClient } from "../helpers/kafka.js";
+import { eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { kafkaConfigFor, produceRecords, readTopic, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { chatEvents, readSse } from "../helpers/sse.js";
 
@@ -132,24 +131,11 @@ describe("one chat turn through Kafka", { timeout: 240_000 }, () => {
   });
 
   it("dead-letters a malformed request with its reason and carries on", async () => {
-    const client = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING });
-    const producer = client.producer();
-    await producer.connect();
-    await producer.send({ topic: topics.requests, messages: [{ key: "conv-dlq", value: "this is not json" }] });
-    await producer.disconnect();
+    await produceRecords(kafkaConfigFor(kafka), topics.requests, [{ key: "conv-dlq", value: Buffer.from("this is not json") }]);
 
-    const consumer = client.consumer({ groupId: `${prefix}dlq-reader` });
-    await consumer.connect();
-    await consumer.subscribe({ topic: topics.deadLetter, fromBeginning: true });
-    const dead = await new Promise<{ value: string; headers: Record<string, string> }>((resolve) => {
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
-          resolve({ value: message.value!.toString(), headers });
-        },
-      });
-    });
-    await consumer.disconnect();
+    // The first record on the dead-letter topic, once there is one.
+    const record = await eventually(async () => (await readTopic(kafkaConfigFor(kafka), topics.deadLetter))[0], 60_000, "a dead letter");
+    const dead = { value: record.value!.toString(), headers: Object.fromEntries(Object.entries(record.headers).map(([k, v]) => [k, v.toString()])) };
     assert.equal(dead.value, "this is not json", "the original bytes are kept");
     assert.match(dead.headers[DLQ_HEADERS.reason]!, /not JSON/);
     assert.equal(dead.headers[DLQ_HEADERS.topic], topics.requests);

@@ -10,14 +10,15 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Kafka, Partitioners, logLevel } from "kafkajs";
 import { topicNames } from "../../contracts/topics.js";
 import { SCHEMA_VERSION, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import { conversationPartition } from "../../gateway/kafka/owners.js";
 import { InternalKeys, signRead } from "../../platform/internal-auth.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka, kafkajsClient } from "../helpers/kafka.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
+import { createLogger } from "../../platform/logger.js";
+import { kafkaConfigFor, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { chatEvents } from "../helpers/sse.js";
 
@@ -65,16 +66,14 @@ describe("conversation reads from the partition's owner", { timeout: 300_000 }, 
     common = { ...stackEnv(kafka, prefix, PARTITIONS), KAFKA_LLM_INTERNAL_TOKEN: TOKEN };
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY},u:${OTHER}`, CONVERSATION_LOOKUP_TIMEOUT_MS: "4000" });
     // The generator: memory records written as a worker would (same key, the producer's partitioner).
-    const client = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING });
-    const producer = client.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
+    const producer = await KafkaProducer.connect(kafkaConfigFor(kafka), { logger: createLogger("owners-test", "fatal") });
     const now = Date.now();
     for (let start = 0; start < GENERATED; start += 2000) {
       const messages = Array.from({ length: 2000 }, (_, k) => {
         const state = generated(start + k, now);
         return { key: conversationKey(state), value: encodeRecord(state) };
       });
-      await producer.send({ topic: topicNames(prefix).memory, acks: -1, messages });
+      await producer.send({ topic: topicNames(prefix).memory, messages });
     }
     await producer.disconnect();
     const byPartition = new Map<number, string>();

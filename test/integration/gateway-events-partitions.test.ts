@@ -10,13 +10,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { randomUUID } from "node:crypto";
-import { Kafka, Partitioners, logLevel } from "kafkajs";
 import { defaultEventsPartition } from "../../gateway/kafka/event-partitions.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import { topicNames } from "../../contracts/topics.js";
 import { SCHEMA_VERSION, type ChatEvent, type ChatRequest } from "../../contracts/records.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { useKafka, uniquePrefix, type TestKafka, kafkajsClient } from "../helpers/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { kafkaConfigFor, produceRecords, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { SseReader, chatEvents } from "../helpers/sse.js";
 
@@ -35,7 +35,7 @@ function ownedBy(gateway: Service): number[] {
 
 describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
   let kafka: TestKafka;
-  let admin: ReturnType<Kafka["admin"]>;
+  let admin: KafkaAdmin;
   let a: Service;
   let b: Service;
   let worker: Service;
@@ -47,8 +47,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
     const common = stackEnv(kafka, prefix, PARTITIONS);
     [a, b] = await Promise.all([startGateway(common, keys, "gateway-a"), startGateway(common, keys, "gateway-b")]);
     worker = await startWorker(common, { DELTA_FLUSH_MS: "10" });
-    admin = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).admin();
-    await admin.connect();
+    admin = new KafkaAdmin(kafkaConfigFor(kafka));
     // The group has shared the partitions out once each replica owns some and together all.
     await eventually(
       async () => {
@@ -63,7 +62,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
   });
 
   after(async () => {
-    await admin?.disconnect();
+    admin?.close();
     await Promise.all([a?.stop(), b?.stop(), worker?.stop()]);
     await kafka?.stop();
   });
@@ -90,8 +89,8 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
       assert.equal(events.at(-1)!.type, "final");
     }
     // Every event of a replica's requests went to a partition it owns.
-    const offsets = await admin.fetchTopicOffsets(topicNames(prefix).events);
-    const records = new Map(offsets.map((o) => [o.partition, Number(o.high) - Number(o.low)]));
+    const offsets = await admin.offsets(topicNames(prefix).events);
+    const records = new Map(offsets.map((o) => [o.partition, o.high - o.low]));
     const sum = (ps: number[]) => ps.reduce((n, p) => n + (records.get(p) ?? 0), 0);
     const total = sum([0, 1, 2, 3]);
     assert.ok(sum(ownA) > 0 && sum(ownB) > 0, `both replicas' partitions hold events: ${JSON.stringify([...records])}`);
@@ -183,15 +182,7 @@ describe("chat.events shared by gateway replicas", { timeout: 300_000 }, () => {
       params: { max_tokens: 16 },
       created_at: Date.now(),
     };
-    const producer = new Kafka({ ...kafkajsClient(kafka), logLevel: logLevel.NOTHING }).producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    await producer.connect();
-    try {
-      await producer.send({ topic: topicNames(prefix).requests, messages: [{ key: conversationKey(request), value: JSON.stringify(request) }] });
-    } finally {
-      await producer.disconnect();
-    }
+    await produceRecords(kafkaConfigFor(kafka), topicNames(prefix).requests, [{ key: conversationKey(request), value: Buffer.from(JSON.stringify(request)) }]);
     const fromB = chatEvents(await readEvents(`${b.baseUrl}/v1/requests/${request.request_id}/events`, KEY));
     assert.equal(fromB.at(-1)!.type, "final");
     const fromA = chatEvents(await readEvents(`${a.baseUrl}/v1/requests/${request.request_id}/events`, KEY));

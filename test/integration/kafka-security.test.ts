@@ -22,41 +22,33 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Kafka, logLevel } from "kafkajs";
 import type { KafkaConfig as KafkaLlmConfig } from "../../contracts/config.js";
 import { topicNames } from "../../contracts/topics.js";
-import { groupDescriber } from "../../gateway/kafka/owners.js";
-import { librdkafkaConnection } from "../../platform/group-consumer.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { librdkafkaConnection } from "../../platform/kafka/connection.js";
+import { GroupDescriber } from "../../platform/kafka/group-describer.js";
+import { authorizationFailure } from "../../platform/kafka/native.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
-import { startOffsetReader } from "../../platform/offset-reader.js";
+import { startOffsetReader } from "../../platform/kafka/offset-reader.js";
 import { loginConfig } from "../../scripts/kafka/provision.js";
 import type { BrokerRole } from "../../scripts/kafka/security.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { apiClient, loggedIn, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
-import { kafkajsClient, uniquePrefix, useKafka, type TestKafka } from "../helpers/kafka.js";
+import { uniquePrefix, useKafka, type TestKafka } from "../helpers/kafka.js";
 import { freePort, startService, type Service } from "../helpers/services.js";
 import { chatEvents } from "../helpers/sse.js";
 
 const KEY = "security-test-key-12345";
 const TOKEN = "security-test-internal-token-0123456789";
 
-/** kafkajs's words for a refusal: a protocol error type, or "Not authorized to access …". */
-const REFUSED = /AUTHORIZATION_FAILED|[Nn]ot authorized/;
-
-/** The Kafka error type behind a kafkajs failure (it may be wrapped once or twice), else its message. */
-function kafkaType(err: unknown): string {
-  let e = err as { type?: string; cause?: unknown; errors?: unknown[]; message?: string } | undefined;
-  for (let i = 0; i < 4 && e; i++) {
-    if (e.type && e.type !== "UNKNOWN") return e.type;
-    e = (e.cause ?? e.errors?.[0]) as typeof e;
-  }
-  return String((err as Error)?.message ?? err);
-}
+/** Kafka's refusals of a principal (authorizationFailure names them from the error's code). */
+const REFUSED = /^(TOPIC|GROUP|CLUSTER)_AUTHORIZATION_FAILED$/;
 
 async function refused(what: string, attempt: Promise<unknown>, type: RegExp): Promise<void> {
   await assert.rejects(attempt, (err: unknown) => {
-    assert.match(kafkaType(err), type, `${what}: ${String(err)}`);
+    assert.match(authorizationFailure(err) ?? `not an authorization error: ${String(err)}`, type, what);
     return true;
   });
 }
@@ -118,20 +110,20 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
   const topics = topicNames(prefix);
   const workerGroup = `${prefix}workers`;
   const clients: Array<{ disconnect(): Promise<void> }> = [];
+  const logger = createLogger("acl-test", "silent");
 
-  const client = (role: BrokerRole) => new Kafka({ ...kafkajsClient(kafka, role), logLevel: logLevel.NOTHING, clientId: `acl-${role}`, retry: { retries: 0 } });
+  /** A producer logged in as `role`: not idempotent (as the gateway's publisher), a refusal reported within seconds. */
   const producer = async (role: BrokerRole) => {
-    const p = client(role).producer({ allowAutoTopicCreation: false, retry: { retries: 0 } });
+    const p = await KafkaProducer.connect({ ...login(role), clientId: `acl-${role}` }, { logger, idempotent: false, deliveryTimeoutMs: 10_000 });
     clients.push(p);
-    await p.connect();
     return p;
   };
-  const admin = async (role: BrokerRole) => {
-    const a = client(role).admin({ retry: { retries: 0 } });
-    clients.push(a);
-    await a.connect();
+  const admin = (role: BrokerRole) => {
+    const a = new KafkaAdmin({ ...login(role), clientId: `acl-${role}` }, { timeoutMs: 10_000 });
+    clients.push({ disconnect: async () => a.close() });
     return a;
   };
+  const json = (value: unknown) => Buffer.from(JSON.stringify(value));
   before(async () => {
     kafka = await useKafka();
     assert.ok(kafka.credentials, "the test broker is secured (SCRAM, ACLs)");
@@ -210,13 +202,13 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
   });
 
   it("lets each principal do its job and refuses it the rest", async () => {
-    const record = { key: `t/acl-${randomUUID()}`, value: "{}" };
+    const record = { key: `t/acl-${randomUUID()}`, value: json({}) };
     // The gateway writes requests and cancels, and nothing a worker writes.
     const gateway = await producer("gateway");
-    await gateway.send({ topic: topics.requests, acks: -1, messages: [record] });
-    await gateway.send({ topic: topics.control, acks: -1, messages: [record] });
+    await gateway.send({ topic: topics.requests, messages: [record] });
+    await gateway.send({ topic: topics.control, messages: [record] });
     for (const topic of [topics.memory, topics.events, topics.history, topics.deadLetter]) {
-      await refused(`gateway writing ${topic}`, gateway.send({ topic, acks: -1, messages: [record] }), REFUSED);
+      await refused(`gateway writing ${topic}`, gateway.send({ topic, messages: [record] }), REFUSED);
     }
     assert.match(
       await joinAs(login("gateway"), "acl-gateway", workerGroup, topics.requests),
@@ -226,29 +218,36 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
 
     // A worker writes what a turn writes, never a request or a cancel, and joins no gateway group.
     const worker = await producer("worker");
-    await worker.send({ topic: topics.memory, acks: -1, messages: [{ key: "#acl-check", value: null }] });
+    await worker.send({ topic: topics.memory, messages: [{ key: "#acl-check", value: null }] });
     for (const topic of [topics.requests, topics.control]) {
-      await refused(`worker writing ${topic}`, worker.send({ topic, acks: -1, messages: [record] }), REFUSED);
+      await refused(`worker writing ${topic}`, worker.send({ topic, messages: [record] }), REFUSED);
     }
     assert.match(
       await joinAs(login("worker"), "acl-worker", `${prefix}kafka-llm-gateways`, topics.events),
       /Group authorization failed/,
       "nor a worker the gateways'",
     );
-    await refused("worker creating a topic", (await admin("worker")).createTopics({ topics: [{ topic: `${prefix}chat.extra` }] }), REFUSED);
+    await refused(
+      "worker creating a topic",
+      admin("worker").createTopics([{ name: `${prefix}chat.extra`, partitions: 1, replicationFactor: -1, configs: {} }]),
+      REFUSED,
+    );
 
     // The autoscaler reads the workers' lag and no record.
-    const autoscaler = await admin("autoscaler");
-    const ends = await autoscaler.fetchTopicOffsets(topics.requests);
+    const autoscaler = admin("autoscaler");
+    const ends = await autoscaler.offsets(topics.requests);
     assert.ok(
-      ends.some((o) => Number(o.high) > 0),
+      ends.some((o) => o.high > 0),
       "it sees where the request topic ends",
     );
-    await autoscaler.fetchOffsets({ groupId: workerGroup, topics: [topics.requests] });
-    const logger = createLogger("acl-test", "silent");
+    await autoscaler.committed(
+      workerGroup,
+      topics.requests,
+      ends.map((o) => o.partition),
+    );
     const reader = await startOffsetReader({ kafka: autoscalerConfig(), topic: topics.requests, size: 1, groupId: workerGroup, logger });
     try {
-      const partition = ends.find((o) => Number(o.high) > 0)!.partition;
+      const partition = ends.find((o) => o.high > 0)!.partition;
       await assert.rejects(
         reader.withFetcher((f) => f.fetch(partition, 0)),
         (err: Error & { cause?: Error }) => /authoriz/i.test(`${err.message} ${err.cause?.message ?? ""}`),
@@ -261,12 +260,15 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
 
     // The topics Job creates and checks topics, and reads and writes no record.
     await refused("topics writing a request", (await producer("topics")).send({ topic: topics.requests, messages: [record] }), REFUSED);
-    assert.ok((await (await admin("topics")).listTopics()).includes(topics.memory), "it sees the topics it made");
+    assert.ok((await admin("topics").listTopics()).includes(topics.memory), "it sees the topics it made");
 
     // Without a login, nothing.
-    const anonymous = new Kafka({ brokers: kafka.brokers.split(","), logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 3000 }).admin();
-    await assert.rejects(anonymous.connect().then(() => anonymous.listTopics()));
-    await anonymous.disconnect().catch(() => {});
+    const anonymous = new KafkaAdmin({ ...login("admin"), sasl: null, clientId: "acl-anonymous" }, { timeoutMs: 3000 });
+    try {
+      await assert.rejects(anonymous.listTopics());
+    } finally {
+      anonymous.close();
+    }
   });
 
   function autoscalerConfig() {
@@ -320,16 +322,16 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
         assert.match(said, /Group authorization failed/, "the broker refused the join");
 
         // The group is the real worker alone, and the gateway's reads go to it.
-        const described = groupDescriber(loginConfig(kafka.brokers, kafka.credentials!, "admin"), `${roguePrefix}workers`, topicNames(roguePrefix).requests);
+        const describer = new GroupDescriber(loginConfig(kafka.brokers, kafka.credentials!, "admin"), { logger: createLogger("acl-test", "silent") });
         try {
-          const group = await described.describe();
+          const group = await describer.describe(`${roguePrefix}workers`, topicNames(roguePrefix).requests);
           assert.deepEqual(
             group?.members.map((m) => m.clientId.includes(address)),
             [false],
             "one member, the worker",
           );
         } finally {
-          await described.close();
+          describer.close();
         }
         for (let i = 0; i < 5; i++) {
           const read = await api("GET", `/v1/conversations/rogue-${role}`);

@@ -37,7 +37,7 @@ describe("Kafka with SASL over TLS", { timeout: 240_000 }, () => {
   it("serves a turn over TLS with the CA from a file, logged in as the worker", async () => {
     const prefix = uniquePrefix("tls");
     const worker = await startWorker(stackEnv(broker, prefix, 1), { KAFKA_TLS: "true", KAFKA_TLS_CA_FILE: ca, DEFAULT_MAX_TOKENS: "8" }, "tls-worker");
-    const chat = new ChatOverKafka(broker, topicNames(prefix), { ssl: { ca: [await readFile(ca, "utf8")] } });
+    const chat = new ChatOverKafka(broker, topicNames(prefix), { tls: { ca: await readFile(ca, "utf8"), rejectUnauthorized: true } });
     try {
       await chat.start();
       const final = await chat.terminal(await chat.turn("tls-1", "Hello over TLS."));

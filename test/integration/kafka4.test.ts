@@ -1,7 +1,8 @@
 /**
- * The project on Kafka 4: kafkajs is old and Kafka 4 removed old protocol versions, so a
- * real worker serves real turns against a real 4.1 broker (topic creation and checks,
- * consumer groups with commits, the compacted memory topic, the fence-based restore).
+ * The project on another Kafka 4 release than the default (Kafka 4 removed old protocol
+ * versions): a real worker serves real turns against a real 4.1.0 broker (topic creation
+ * and checks, consumer groups with commits, the compacted memory topic, the fence-based
+ * restore).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";

@@ -1,0 +1,48 @@
+/**
+ * The one Server-Sent Events client parser of tests, bench and chaos: eventsource-parser
+ * (the WHATWG parsing rules: CRLF, multi-line data, comments, a BOM), wrapped to hand back
+ * whole messages, from a whole body or chunk by chunk.
+ */
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+import type { ChatEvent } from "../contracts/records.js";
+
+export type SseMessage = EventSourceMessage;
+
+/** An incremental reader: push bytes as they arrive, get the messages they complete. */
+export class SseReader {
+  readonly #decoder = new TextDecoder();
+  #completed: SseMessage[] = [];
+  readonly #parser = createParser({
+    onEvent: (message) => this.#completed.push(message),
+    onError: (err) => {
+      throw err;
+    },
+  });
+
+  /** Adds a chunk (bytes or text); returns the messages it completes. Comments (keepalives) are skipped. */
+  push(chunk: Uint8Array | string): SseMessage[] {
+    this.#parser.feed(typeof chunk === "string" ? chunk : this.#decoder.decode(chunk, { stream: true }));
+    const done = this.#completed;
+    this.#completed = [];
+    return done;
+  }
+}
+
+/** Every message of a whole SSE body. */
+export function parseSse(text: string): SseMessage[] {
+  return new SseReader().push(text);
+}
+
+/** Reads SSE messages until the server ends the stream or `timeoutMs` passes. */
+export async function readSse(url: string, options: { lastEventId?: string; timeoutMs?: number } = {}): Promise<SseMessage[]> {
+  const headers: Record<string, string> = { accept: "text/event-stream" };
+  if (options.lastEventId !== undefined) headers["last-event-id"] = options.lastEventId;
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(options.timeoutMs ?? 60_000) });
+  if (res.status !== 200) throw new Error(`SSE ${url}: HTTP ${res.status} ${await res.text()}`);
+  return parseSse(await res.text());
+}
+
+/** The chat events of a stream, without the gateway's `queued` notices (not chat events). */
+export function chatEvents(messages: SseMessage[]): ChatEvent[] {
+  return messages.filter((m) => m.event !== "queued").map((m) => JSON.parse(m.data) as ChatEvent);
+}
