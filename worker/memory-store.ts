@@ -53,7 +53,7 @@ const FENCE_PREFIX = "#fence:";
 const FENCE_CHECK_MS = 2_000;
 /** Bytes a restore may hold read and not yet in the store before its partition is taken off the reader. */
 const MAX_PENDING_BYTES = 16 * 1024 * 1024;
-/** Bytes the reader fetches per partition and request (the kafkajs reader's maxBytesPerPartition was the same). */
+/** Bytes the reader fetches per partition and request: a restore reads whole partitions, in few round trips. */
 const FETCH_BYTES = 16 * 1024 * 1024;
 /** How long a partition end asked of the reader's consumer may take before the admin is asked (ms). */
 const END_TIMEOUT_MS = 3000;
@@ -193,7 +193,7 @@ export class MemoryStore {
       logger: this.#logger,
       onRecords: (records) => this.#onRecords(records),
       // Its watchdog replaces a consumer that stopped fetching (librdkafka#5153) while a
-      // restore's records wait: what the kafkajs reader's re-drive of stalled restores did.
+      // restore's records wait, so a stalled restore is driven again from where it was.
       ends: async () => new Map((await this.#admin.offsets(this.#topic)).map((o) => [o.partition, o.high])),
       fetchBytes: FETCH_BYTES,
       // A restore's records are all written before it starts reading (its fence is last):
