@@ -99,6 +99,9 @@ export class AssignedReader {
   #given = new Set<number>();
   /** Set when someone waits: the next poll moves `next` on to the consumer's position. */
   #positionsWanted = false;
+  /** Consumes completed; partition → the count when it was last assigned. */
+  #polls = 0;
+  readonly #assignedPoll = new Map<number, number>();
   #watchdog: NodeJS.Timeout | null = null;
   #restarting = false;
   #closing = false;
@@ -177,6 +180,7 @@ export class AssignedReader {
   #assign(native: AssignedConsumer, partition: number, offset: number): void {
     if (this.#given.has(partition)) this.#assignedAt.set(partition, ++this.#assignments);
     this.#given.add(partition);
+    this.#assignedPoll.set(partition, this.#polls);
     native.incrementalAssign([{ topic: this.#options.topic, partition, offset }]);
   }
 
@@ -325,9 +329,13 @@ export class AssignedReader {
       if (err && err.code !== ErrorCode.TIMED_OUT) this.#log.debug({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
       // A consumer replaced meanwhile: what it fetched is read by the new one again (from the same offsets).
       if (this.#native === native && messages?.length) this.#deliver(native, messages, began);
+      this.#polls++;
       if (this.#native === native && this.#positionsWanted) {
         this.#positionsWanted = this.#waiters.size > 0;
-        this.#catchUpPositions(native, [...this.#next.keys()]);
+        // Not a partition (re)assigned within the last two consumes: librdkafka resets its
+        // position asynchronously, and until then it may still say where the old assignment was.
+        const settled = [...this.#next.keys()].filter((p) => this.#polls - (this.#assignedPoll.get(p) ?? 0) >= 2);
+        this.#catchUpPositions(native, settled);
       }
       setImmediate(() => this.#poll(native));
     });
