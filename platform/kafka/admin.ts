@@ -47,7 +47,26 @@ export class KafkaAdmin {
     this.#config = config;
     this.#clientId = options.clientId ?? `${config.clientId}-admin`;
     this.timeoutMs = options.timeoutMs ?? 5000;
-    this.#native = rdkafka().AdminClient.create({ ...librdkafkaConnection(config, this.#clientId) });
+    // librdkafka says why it cannot reach a broker (a refused SASL login, a certificate it
+    // cannot verify) only in its log; a call fails with "Broker transport failure". The last
+    // such line is added to a call's error, so a service that cannot start says why.
+    this.#native = rdkafka().AdminClient.create(
+      { ...librdkafkaConnection(config, this.#clientId), event_cb: true },
+      {
+        "event.log": (log: { severity: number; message: string }) => {
+          if (log.severity <= 3) this.#lastFailure = { at: Date.now(), message: log.message };
+        },
+      },
+    );
+  }
+
+  #lastFailure: { at: number; message: string } | null = null;
+
+  /** A call's error, with what librdkafka last logged about a broker it could not reach (within a minute); its code kept. */
+  #explained(err: unknown): unknown {
+    const failure = this.#lastFailure;
+    if (!(err instanceof Error) || !failure || Date.now() - failure.at > 60_000) return err;
+    return Object.assign(new Error(`${err.message} (librdkafka: ${failure.message})`, { cause: err }), { code: (err as NativeError).code });
   }
 
   close(): void {
@@ -55,7 +74,9 @@ export class KafkaAdmin {
   }
 
   listTopics(timeoutMs = this.timeoutMs): Promise<string[]> {
-    return call<string[]>((cb) => this.#native.listTopics({ timeout: timeoutMs }, cb));
+    return call<string[]>((cb) => this.#native.listTopics({ timeout: timeoutMs }, cb)).catch((err: unknown) => {
+      throw this.#explained(err);
+    });
   }
 
   /**
@@ -82,7 +103,9 @@ export class KafkaAdmin {
   async partitions(topics: readonly string[], timeoutMs = this.timeoutMs): Promise<Map<string, number[]>> {
     const described = await call<Array<{ name: string; error?: NativeError; partitions: Array<{ partition: number }> }>>((cb) =>
       this.#native.describeTopics([...topics], { timeout: timeoutMs }, cb),
-    );
+    ).catch((err: unknown) => {
+      throw this.#explained(err);
+    });
     const out = new Map<string, number[]>();
     for (const d of described) {
       if (d.error) throw d.error;

@@ -167,7 +167,8 @@ export interface NativeAdmin {
 export interface Binding {
   KafkaConsumer: new (conf: Record<string, unknown>) => NativeConsumer;
   Producer: new (conf: Record<string, unknown>) => NativeProducer;
-  AdminClient: { create(conf: Record<string, unknown>): NativeAdmin };
+  /** `handlers`: listeners of the client's events (with `event_cb`: "event.log", "event.error"). */
+  AdminClient: { create(conf: Record<string, unknown>, handlers?: Record<string, (...args: any[]) => void>): NativeAdmin };
 }
 
 let binding: Binding | null = null;
