@@ -14,7 +14,7 @@ const KAFKA_BINDING = "0.5.0";
 
 const PARTITIONING =
   "Records are partitioned by their key with the Java client's default partitioner: " +
-  "toPositive(murmur2(utf8(key))) % partitions (kafkajs: Partitioners.DefaultPartitioner; librdkafka: partitioner=murmur2_random). " +
+  "toPositive(murmur2(utf8(key))) % partitions (librdkafka: partitioner=murmur2_random). " +
   "chat.requests and chat.memory have the same partition count (KAFKA_REQUEST_PARTITIONS): partition p of one goes with partition p of the other.";
 
 function keySchema(role: "conversation" | "request") {

@@ -78,14 +78,14 @@ ensure_node_modules() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ "$built_for" != "$(node --version)" ]; then
     log "npm ci (builds librdkafka from source: a few minutes on a fresh machine)"
     npm ci --no-audit --no-fund --loglevel=error
-    # An optional dependency that failed to build leaves npm ci green: say so here instead.
+    # Say which native module failed to load rather than letting the first test find out.
     node -e "require('@confluentinc/kafka-javascript')" || {
-      log "@confluentinc/kafka-javascript (librdkafka) did not build; the worker cannot consume without it"; return 1; }
+      log "@confluentinc/kafka-javascript (librdkafka) did not build; no service can reach Kafka without it"; return 1; }
     node --version > node_modules/.built-for-node
   fi
 }
 
-# What librdkafka's build needs (the worker group's Kafka client is a native module).
+# What librdkafka's build needs (the Kafka client of every service is a native module).
 ensure_build_tools() {
   local missing=()
   for pkg in g++ make zlib1g-dev libssl-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done

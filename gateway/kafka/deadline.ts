@@ -1,4 +1,4 @@
-/** Bounds a Kafka call that would otherwise wait out kafkajs's own (long) retries. */
+/** Bounds a Kafka call that has no deadline of its own (a delivery, an owner lookup, a describe), so a request handler answers in time. */
 export async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {

@@ -220,8 +220,8 @@ export async function startOffsetReader(options: {
       }
     },
     async end(partition) {
-      // kafkajs's admin.fetchTopicOffsets asks for the metadata of every topic it knows and
-      // both watermarks of every partition, three round trips; this is one.
+      // One ListOffsets request for one partition, where an admin's call would ask for
+      // the metadata and both watermarks of every partition.
       const topic = options.topic;
       const consumer = all[0]!;
       const ask = () =>

@@ -138,7 +138,7 @@ describe(".dockerignore", () => {
   it("keeps dependencies, build output, caches, models, git and tests out of the context", () => {
     for (const p of [
       "node_modules",
-      "node_modules/kafkajs/package.json",
+      "node_modules/pino/package.json",
       "dist/worker/main.js",
       ".cache/models/a.gguf",
       ".git/HEAD",

@@ -131,7 +131,7 @@ describe("queued notices while a request waits", { timeout: 240_000 }, () => {
 
   it("behind a running, busy worker: the partition is owned and the worker counted", async () => {
     // Five long replies of one conversation run one after another; the sixth waits behind them.
-    const busy = [];
+    const busy: string[] = [];
     for (let i = 0; i < 5; i++) {
       const res = await api("POST", "/v1/conversations/busy/messages", { content: "Tell me a very long story.", max_tokens: 1900 });
       assert.equal(res.status, 202, res.text);
