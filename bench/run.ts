@@ -15,7 +15,7 @@ import { startBroker } from "../scripts/kafka-broker.js";
 import { defaultVersion } from "../scripts/kafka/jars.js";
 import { ensureTestModel } from "../scripts/models.js";
 import { describeEnvironment } from "./lib/env.js";
-import { killAll, REPO_ROOT } from "../test/helpers/services.js";
+import { killAll, REPO_ROOT } from "../testkit/services.js";
 import { renderSummary, renderTable } from "./lib/summary.js";
 import type { Scenario, ScenarioResult } from "./lib/scenario.js";
 import { batchingScenario } from "./scenarios/batching.js";

@@ -16,7 +16,7 @@
  * It records everything it did and saw; the accounting compares that with Kafka.
  */
 import type { ChatEvent, ErrorEvent, FinalEvent } from "../contracts/records.js";
-import { SseReader } from "../test/helpers/sse.js";
+import { SseReader } from "../testkit/sse.js";
 
 export type PostOutcome = "accepted" | "unavailable" | "timeout" | "network" | "rejected";
 

@@ -8,9 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { startBroker, type BrokerCredentials, type RunningBroker } from "../scripts/kafka-broker.js";
-import { stackEnv, startGateway, startWorker } from "../test/helpers/gateway.js";
-import { uniquePrefix } from "../test/helpers/kafka.js";
-import { freePort, type Service } from "../test/helpers/services.js";
+import { stackEnv, startGateway, startWorker } from "../testkit/stack.js";
+import { uniquePrefix } from "../testkit/kafka.js";
+import { freePort, type Service } from "../testkit/services.js";
 import type { ChaosOptions } from "./options.js";
 
 export const API_KEY = "chaos-key-0123456789";

@@ -18,7 +18,8 @@ import { account, type Accounting } from "./accounting.js";
 import { runConversation, type ClientConversation } from "./client.js";
 import { API_KEY, Cluster, type WorkerHealth } from "./cluster.js";
 import { injectFaults, type FaultRecord } from "./faults.js";
-import { readTopic, readerClient } from "./kafka-log.js";
+import { KafkaAdmin } from "../platform/kafka/admin.js";
+import { readTopic, readerConfig } from "./kafka-log.js";
 import { ChaosOptionsError, parseChaosOptions, seededRandom, type ChaosOptions } from "./options.js";
 import { formatReport } from "./report.js";
 
@@ -84,7 +85,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     await waitForCommits(cluster, 60_000, log);
     const health: WorkerHealth = { unexpectedExits: [...cluster.unexpectedExits], notReadyAtEnd: await cluster.notReady() };
 
-    const kafka = readerClient(cluster.brokers, cluster.credentials);
+    const kafka = readerConfig(cluster.brokers, cluster.credentials);
     const topics = topicNames(cluster.prefix);
     const [requests, events, memory, history] = [
       await readTopic(kafka, topics.requests),
@@ -112,18 +113,18 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
 
 /** Waits until the worker group has committed every request: nothing can be run again after that. */
 async function waitForCommits(cluster: Cluster, timeoutMs: number, log: (line: string) => void): Promise<void> {
-  const admin = readerClient(cluster.brokers, cluster.credentials).admin();
-  await admin.connect();
+  const admin = new KafkaAdmin(readerConfig(cluster.brokers, cluster.credentials), { timeoutMs: 10_000 });
   const topic = topicNames(cluster.prefix).requests;
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
-      const ends = await admin.fetchTopicOffsets(topic);
-      const [committed] = await admin.fetchOffsets({ groupId: `${cluster.prefix}workers`, topics: [topic] });
-      const behind = ends.filter((e) => {
-        const c = committed?.partitions.find((p) => p.partition === e.partition)?.offset ?? "-1";
-        return BigInt(e.high) > 0n && BigInt(c) < BigInt(e.high);
-      });
+      const ends = await admin.offsets(topic);
+      const committed = await admin.committed(
+        `${cluster.prefix}workers`,
+        topic,
+        ends.map((e) => e.partition),
+      );
+      const behind = ends.filter((e) => e.high > 0 && (committed.get(e.partition) ?? -1) < e.high);
       if (behind.length === 0) return;
       if (Date.now() > deadline) {
         log(`the workers still had uncommitted requests on partitions ${behind.map((b) => b.partition).join(",")}; accounting anyway`);
@@ -132,7 +133,7 @@ async function waitForCommits(cluster: Cluster, timeoutMs: number, log: (line: s
       await new Promise((r) => setTimeout(r, 500));
     }
   } finally {
-    await admin.disconnect();
+    admin.close();
   }
 }
 

@@ -7,7 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, symlinkSync } from "node:fs";
 import path from "node:path";
-import { REPO_ROOT } from "../../test/helpers/services.js";
+import { REPO_ROOT } from "../../testkit/services.js";
 
 /** Where a scenario's services come from: `entry` gives an entry point's path for startService. */
 export interface CodeTree {

@@ -40,7 +40,6 @@ function packageVersion(name: string): string {
 }
 
 export async function describeEnvironment(modelPath: string, kafkaVersion: string, quick: boolean): Promise<Environment> {
-  const kafkajsVersion = packageVersion("kafkajs");
   const librdkafkaClient = packageVersion("@confluentinc/kafka-javascript");
   return {
     at: new Date().toISOString(),
@@ -53,7 +52,7 @@ export async function describeEnvironment(modelPath: string, kafkaVersion: strin
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
     kafkaVersion,
-    kafkaClient: `kafkajs ${kafkajsVersion} (producers, admin, gateway readers); @confluentinc/kafka-javascript ${librdkafkaClient} (the workers' group)`,
+    kafkaClient: `@confluentinc/kafka-javascript ${librdkafkaClient} (librdkafka: every client, platform/kafka/)`,
     model: { file: modelPath, sha256: await sha256File(modelPath) },
     llama: describeLlama(),
     quick,

@@ -4,7 +4,7 @@
  * with performance.now() in this process, like BenchChat does for the Kafka route.
  */
 import http from "node:http";
-import { SseReader } from "../../test/helpers/sse.js";
+import { SseReader } from "../../testkit/sse.js";
 import type { ChatMessage } from "../../worker/generator.js";
 
 export interface HttpTimeline {

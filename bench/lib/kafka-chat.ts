@@ -5,7 +5,7 @@
  * clock, the client's.
  */
 import { randomUUID } from "node:crypto";
-import type { Consumer, Kafka, Producer } from "kafkajs";
+import type { KafkaConfig } from "../../contracts/config.js";
 import {
   SCHEMA_VERSION,
   chatEventSchema,
@@ -18,8 +18,10 @@ import {
 } from "../../contracts/records.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import type { TopicNames } from "../../contracts/topics.js";
-import { createKafka, createProducer } from "../../platform/kafka.js";
+import { AssignedReader } from "../../platform/kafka/assigned-reader.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
+import { topicEnds } from "../../testkit/kafka.js";
 import { benchKafkaConfig, type StackSpec } from "./stack.js";
 
 export interface Timeline {
@@ -43,42 +45,42 @@ export const BENCH_TENANT = "bench";
 
 export class BenchChat {
   readonly timelines = new Map<string, Timeline>();
-  readonly #kafka: Kafka;
+  readonly #kafka: KafkaConfig;
   readonly #topics: TopicNames;
   readonly #waiters = new Map<string, Array<() => void>>();
-  #producer: Producer | null = null;
-  #consumer: Consumer | null = null;
+  #producer: KafkaProducer | null = null;
+  #reader: AssignedReader | null = null;
 
   /** `spec`: the scenario's install, when its broker is not the run's (its principals, its TLS). */
   constructor(brokers: string, topics: TopicNames, spec?: Pick<StackSpec, "common" | "credentialsFile">) {
-    const logger = createLogger("bench", "fatal");
-    this.#kafka = createKafka(spec ? benchKafkaConfig(brokers, "bench", spec.common, spec.credentialsFile) : benchKafkaConfig(brokers, "bench"), logger);
+    this.#kafka = spec ? benchKafkaConfig(brokers, "bench", spec.common, spec.credentialsFile) : benchKafkaConfig(brokers, "bench");
     this.#topics = topics;
   }
 
-  get kafka(): Kafka {
-    return this.#kafka;
-  }
-
+  /** Connects the producer and follows chat.events from its ends now (every partition, no group joined). */
   async start(): Promise<void> {
+    const logger = createLogger("bench", "fatal");
     // As the gateway's publisher: not idempotent, acks from all replicas.
-    this.#producer = createProducer(this.#kafka, { idempotent: false });
-    await this.#producer.connect();
-    this.#consumer = this.#kafka.consumer({ groupId: `bench-events-${randomUUID()}`, maxWaitTimeInMs: 250 });
-    await this.#consumer.connect();
-    await this.#consumer.subscribe({ topic: this.#topics.events, fromBeginning: false });
-    let joined!: () => void;
-    const ready = new Promise<void>((resolve) => (joined = resolve));
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => joined());
-    await this.#consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ message }) => this.#onEvent(message.value),
+    this.#producer = await KafkaProducer.connect(this.#kafka, { logger, idempotent: false });
+    const ends = await topicEnds(this.#kafka, this.#topics.events);
+    this.#reader = new AssignedReader({
+      kafka: this.#kafka,
+      topic: this.#topics.events,
+      name: "bench-events",
+      // Never joined (the bench logs in as the administrator).
+      groupId: `bench-events-${randomUUID()}`,
+      logger,
+      readCommitted: true,
+      onRecords: (records) => {
+        for (const r of records) this.#onEvent(r.value);
+      },
     });
-    await ready;
+    await this.#reader.start();
+    for (const [partition, { high }] of ends) this.#reader.add(partition, high);
   }
 
   async stop(): Promise<void> {
-    await this.#consumer?.disconnect();
+    await this.#reader?.stop();
     await this.#producer?.disconnect();
   }
 
@@ -140,7 +142,7 @@ export class BenchChat {
       ...(options.context === undefined ? {} : { context: options.context }),
       created_at: Date.now(),
     };
-    await this.#producer!.send({ topic: this.#topics.requests, acks: -1, messages: [{ key: conversationKey(record), value: encodeRecord(record) }] });
+    await this.#producer!.send({ topic: this.#topics.requests, messages: [{ key: conversationKey(record), value: encodeRecord(record) }] });
     return timeline;
   }
 

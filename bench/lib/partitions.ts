@@ -1,11 +1,11 @@
 /**
  * Which partition a conversation lands on, with the producers' own partitioner (the Java
- * client's murmur2, platform/kafka.ts) over its conversation key (tenant and id), so a
+ * client's murmur2, platform/kafka/partitioner.ts) over its conversation key (tenant and id), so a
  * benchmark can put concurrent conversations on distinct partitions, as a worker runs one
  * turn per partition at a time.
  */
 import { conversationKey } from "../../contracts/conversation-key.js";
-import { keyPartition } from "../../platform/kafka.js";
+import { keyPartition } from "../../platform/kafka/partitioner.js";
 
 export function partitionOf(tenant: string, conversationId: string, partitions: number): number {
   return keyPartition(conversationKey({ tenant, conversation_id: conversationId }), partitions);

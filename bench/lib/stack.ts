@@ -10,14 +10,14 @@
 import { randomBytes } from "node:crypto";
 import { loadKafkaConfig } from "../../contracts/config.js";
 import { topicNames, topicSpecs, type TopicNames } from "../../contracts/topics.js";
-import { createKafka } from "../../platform/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";
 import { ensureTopics } from "../../platform/topic-admin.js";
 import { llamaSettings } from "./llama-settings.js";
 import { provisionInstall } from "../../scripts/kafka/provision.js";
 import { kafkaLoginEnv, readCredentials } from "../../scripts/kafka/security.js";
-import { loggedIn } from "../../test/helpers/gateway.js";
-import { freePort, startService, type Service } from "../../test/helpers/services.js";
+import { loggedIn } from "../../testkit/stack.js";
+import { freePort, startService, type Service } from "../../testkit/services.js";
 
 export interface StackSpec {
   brokers: string;
@@ -89,12 +89,11 @@ export async function createTopics(spec: StackSpec): Promise<void> {
     return;
   }
   const logger = createLogger("bench", "fatal");
-  const admin = createKafka(benchKafkaConfig(spec.brokers, "bench-admin", spec.common, null), logger).admin();
-  await admin.connect();
+  const admin = new KafkaAdmin(benchKafkaConfig(spec.brokers, "bench-admin", spec.common, null));
   try {
     await ensureTopics(admin, topicSpecs(spec.topics, settings), logger);
   } finally {
-    await admin.disconnect();
+    admin.close();
   }
 }
 

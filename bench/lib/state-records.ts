@@ -4,9 +4,10 @@
  * reader that walks a topic from its start to its end offsets handing each record to a
  * callback (nothing kept), so a scenario can measure what any version of the code wrote.
  */
-import { randomUUID } from "node:crypto";
-import type { Admin, Kafka } from "kafkajs";
-import { createProducer } from "../../platform/kafka.js";
+import type { KafkaConfig } from "../../contracts/config.js";
+import { KafkaProducer, type OutgoingRecord } from "../../platform/kafka/producer.js";
+import { createLogger } from "../../platform/logger.js";
+import { forEachRecord } from "../../testkit/kafka.js";
 
 /** A conversation state of three short turns as the base code writes it, tenant "local" (GATEWAY_AUTH=none). */
 export function generatedState(id: string, at: number): string {
@@ -36,13 +37,12 @@ export function generatedId(i: number): string {
 }
 
 /**
- * Writes states generatedId(from) … generatedId(to - 1) to `topic`, keyed by id (the default
- * partitioner spreads them), `batch` records a send with `inFlight` sends at once. A send's
- * records for one partition go as one batch, which the broker caps at 1 MB by default: a
- * batch of 1,000 records of under 1 KB fits even when every record goes to one partition.
+ * Writes states generatedId(from) … generatedId(to - 1) to `topic`, keyed by id (the key's
+ * murmur2 partition spreads them), `batch` records a send with `inFlight` sends at once. The
+ * producer (librdkafka) batches per partition as it goes, within the broker's 1 MB a batch.
  */
 export async function writeStates(
-  kafka: Kafka,
+  kafka: KafkaConfig,
   topic: string,
   from: number,
   to: number,
@@ -50,8 +50,7 @@ export async function writeStates(
 ): Promise<void> {
   const batch = options.batch ?? 1000;
   const inFlight = options.inFlight ?? 4;
-  const producer = createProducer(kafka, { idempotent: false, maxInFlightRequests: inFlight });
-  await producer.connect();
+  const producer = await KafkaProducer.connect(kafka, { logger: createLogger("bench", "fatal"), idempotent: false });
   try {
     const at = options.at ?? Date.now();
     let next = from;
@@ -60,12 +59,12 @@ export async function writeStates(
         while (next < to) {
           const start = next;
           next = Math.min(to, next + batch);
-          const messages = [];
+          const messages: OutgoingRecord[] = [];
           for (let i = start; i < next; i++) {
             const id = generatedId(i);
-            messages.push({ key: id, value: generatedState(id, at) });
+            messages.push({ key: id, value: Buffer.from(generatedState(id, at)) });
           }
-          await producer.send({ topic, acks: 1, messages });
+          await producer.send({ topic, messages });
         }
       }),
     );
@@ -82,40 +81,12 @@ export interface ReadRecord {
 }
 
 /** Reads `topic` (or the given partitions) from the start to the end offsets of when it was called. */
-export async function readTopic(kafka: Kafka, admin: Admin, topic: string, each: (r: ReadRecord) => void, partitions?: readonly number[]): Promise<void> {
-  const ends = new Map<number, number>();
-  for (const o of await admin.fetchTopicOffsets(topic)) {
-    if (partitions && !partitions.includes(o.partition)) continue;
-    if (Number(o.high) > Number(o.low)) ends.set(o.partition, Number(o.high));
-  }
-  if (ends.size === 0) return;
-  const consumer = kafka.consumer({ groupId: `bench-read-${randomUUID()}`, maxWaitTimeInMs: 100, maxBytesPerPartition: 16 * 1024 * 1024 });
-  await consumer.connect();
-  try {
-    let done!: () => void;
-    const finished = new Promise<void>((resolve) => (done = resolve));
-    const left = new Set(ends.keys());
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        const end = ends.get(batch.partition);
-        if (end === undefined) return;
-        for (const m of batch.messages) {
-          const offset = Number(m.offset);
-          if (offset >= end) break;
-          each({ partition: batch.partition, offset, key: m.key?.toString() ?? null, value: m.value });
-          if (offset + 1 >= end) {
-            left.delete(batch.partition);
-            if (left.size === 0) done();
-          }
-        }
-      },
-    });
-    await finished;
-  } finally {
-    await consumer.disconnect();
-  }
+export async function readTopic(kafka: KafkaConfig, topic: string, each: (r: ReadRecord) => void, partitions?: readonly number[]): Promise<void> {
+  await forEachRecord(kafka, topic, (r) => each({ partition: r.partition, offset: r.offset, key: r.key?.toString() ?? null, value: r.value }), {
+    fetchBytes: 16 * 1024 * 1024,
+    timeoutMs: 600_000,
+    ...(partitions && { partitions }),
+  });
 }
 
 /**

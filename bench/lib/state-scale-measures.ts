@@ -8,10 +8,8 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { conversationStateSchema, decodeRecord } from "../../contracts/records.js";
-import { createKafka } from "../../platform/kafka.js";
-import { createLogger } from "../../platform/logger.js";
-import type { Service } from "../../test/helpers/services.js";
-import { SseReader } from "../../test/helpers/sse.js";
+import type { Service } from "../../testkit/services.js";
+import { SseReader } from "../../testkit/sse.js";
 import type { CodeTree } from "./before-tree.js";
 import { gatewayEvents, keepAliveAgent, type HttpTimeline } from "./http-clients.js";
 import { type ScenarioContext, fmt, sleep } from "./scenario.js";
@@ -96,9 +94,7 @@ export interface TurnBytes {
 export async function memoryPerTurn(ctx: ScenarioContext, tree: CodeTree, turns: number): Promise<TurnBytes[]> {
   const stack: Stack = { spec: stackSpec(ctx.brokers, `state-mem-${tree.label}`, 2), gateways: [], worker: null };
   await createTopics(stack.spec);
-  const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-state-scale"), createLogger("bench", "fatal"));
-  const admin = kafka.admin();
-  await admin.connect();
+  const kafka = benchKafkaConfig(ctx.brokers, "bench-state-scale");
   const stateDir = await stateDirFor("state-mem");
   try {
     stack.worker = await startWorker(
@@ -117,11 +113,11 @@ export async function memoryPerTurn(ctx: ScenarioContext, tree: CodeTree, turns:
     }
     await stopAll(stack);
     const memory = new TurnTally("turns");
-    await readTopic(kafka, admin, stack.spec.topics.memory, (r) => {
+    await readTopic(kafka, stack.spec.topics.memory, (r) => {
       if (r.key === conversation && r.value) memory.add(r.value);
     });
     const history = new TurnTally("seq");
-    await readTopic(kafka, admin, stack.spec.topics.history, (r) => {
+    await readTopic(kafka, stack.spec.topics.history, (r) => {
       if (r.key === conversation && r.value) history.add(r.value);
     });
     return newText.map((text, i) => ({
@@ -133,7 +129,6 @@ export async function memoryPerTurn(ctx: ScenarioContext, tree: CodeTree, turns:
     }));
   } finally {
     await stopAll(stack);
-    await admin.disconnect();
     await rm(stateDir, { recursive: true, force: true });
   }
 }
@@ -184,7 +179,7 @@ export async function gatewayRss(
 ): Promise<{ measures: RssMeasure[]; recordBytes: number; writeS: number[] }> {
   const spec = stackSpec(ctx.brokers, "state-rss", 6);
   await createTopics(spec);
-  const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-state-scale"), createLogger("bench", "fatal"));
+  const kafka = benchKafkaConfig(ctx.brokers, "bench-state-scale");
   const sample = generatedState(generatedId(0), Date.now());
   const valid = decodeRecord(conversationStateSchema, Buffer.from(sample));
   if (!valid.ok) throw new Error(`the generator's record is not a valid ConversationState for the working tree: ${JSON.stringify(valid)}`);
@@ -368,7 +363,7 @@ async function restoreMetric(worker: Service): Promise<number | null> {
 export async function workerRestore(ctx: ScenarioContext, tree: CodeTree, size: number): Promise<RestoreMeasure[]> {
   const spec = stackSpec(ctx.brokers, `state-restore-${tree.label}`, 1);
   await createTopics(spec);
-  const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-state-scale"), createLogger("bench", "fatal"));
+  const kafka = benchKafkaConfig(ctx.brokers, "bench-state-scale");
   await writeStates(kafka, spec.topics.memory, 0, size);
   const stateDir = await stateDirFor("state-restore");
   const gateway = await startGateway(spec, { LOG_LEVEL: "warn" }, tree.entry("gateway/main.ts"), 300_000);

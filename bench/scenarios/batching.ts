@@ -11,7 +11,7 @@ import { describeFlashAttention, otherFlashAttention, shippedFlashAttention, wit
 import { BENCH_TENANT, BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama } from "../lib/llama-settings.js";
 import { KeyMaker } from "../lib/partitions.js";
-import type { Service } from "../../test/helpers/services.js";
+import type { Service } from "../../testkit/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { PROMPTS } from "./route.js";

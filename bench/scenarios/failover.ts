@@ -21,7 +21,7 @@
  */
 import { BENCH_TENANT, BenchChat, type Timeline } from "../lib/kafka-chat.js";
 import { KeyMaker } from "../lib/partitions.js";
-import type { Service } from "../../test/helpers/services.js";
+import type { Service } from "../../testkit/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
 import { assignedPartitions, createTopics, stackSpec, startWorker, type StackSpec } from "../lib/stack.js";
 import { median } from "../lib/stats.js";

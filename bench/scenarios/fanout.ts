@@ -12,7 +12,7 @@
 import { gatewayEvents, gatewayPost, keepAliveAgent, type HttpTimeline } from "../lib/http-clients.js";
 import { KeyMaker } from "../lib/partitions.js";
 import { LOCAL_TENANT } from "../../gateway/auth.js";
-import type { Service } from "../../test/helpers/services.js";
+import type { Service } from "../../testkit/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, sleep } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
 import { PROMPTS } from "./route.js";

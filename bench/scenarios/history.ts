@@ -14,8 +14,9 @@
  * mean the other conversations cost the read nothing.
  */
 import { randomUUID } from "node:crypto";
+import { conversationKey } from "../../contracts/conversation-key.js";
 import { SCHEMA_VERSION, encodeRecord, type ConversationState, type HistoryRecord } from "../../contracts/records.js";
-import { createKafka, createProducer } from "../../platform/kafka.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
 import { newConversation } from "../../worker/conversation.js";
 import type { RecordSink } from "../../worker/event-writer.js";
@@ -49,7 +50,7 @@ function otherRecord(i: number, now: number): { key: string; value: Buffer } {
     ],
     links: [],
   };
-  return { key: id, value: encodeRecord(record) };
+  return { key: conversationKey(record), value: encodeRecord(record) };
 }
 
 /** Writes a conversation of `turns` turns, with `between` other records before each; returns its state (head included) and its records' bytes. */
@@ -74,7 +75,7 @@ async function grow(
     for (let done = 0; done < between; done += 250) {
       const now = Date.now();
       const batch = Array.from({ length: Math.min(250, between - done) }, () => otherRecord(counter.others++, now));
-      await producer.send({ topic, acks: -1, messages: batch.map((m) => ({ ...m, partition: 0 })) });
+      await producer.send({ topic, messages: batch.map((m) => ({ ...m, partition: 0 })) });
     }
     const requestId = randomUUID();
     state = await writer.append(
@@ -113,9 +114,7 @@ export const historyScenario: Scenario = {
     const spec = stackSpec(ctx.brokers, "history", 1);
     await createTopics(spec);
     const logger = createLogger("bench", "fatal");
-    const kafka = createKafka(benchKafkaConfig(ctx.brokers, "bench-history"), logger);
-    const producer = createProducer(kafka);
-    await producer.connect();
+    const producer = await KafkaProducer.connect(benchKafkaConfig(ctx.brokers, "bench-history"), { logger });
     const counter = { others: 0 };
     let crowded: Awaited<ReturnType<typeof grow>>;
     let alone: Awaited<ReturnType<typeof grow>>;
@@ -126,7 +125,8 @@ export const historyScenario: Scenario = {
       ctx.log(`  ${counter.others} other records written in ${fmt((performance.now() - t0) / 1000)} s; then a conversation alone`);
       alone = await grow(producer, spec.topics.history, "alone", TURNS, 0, counter);
       for (const { state } of [crowded, alone]) {
-        await producer.send({ topic: spec.topics.memory, acks: -1, messages: [{ key: state.conversation_id, value: encodeRecord(state) }] });
+        // Keyed as a worker keys it: the conversation key (tenant and id).
+        await producer.send({ topic: spec.topics.memory, messages: [{ key: conversationKey(state), value: encodeRecord(state) }] });
       }
     } finally {
       await producer.disconnect();

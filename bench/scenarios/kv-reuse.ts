@@ -23,7 +23,7 @@
  * turn's generate call to the first token); the time the client saw is reported beside it.
  */
 import { BenchChat } from "../lib/kafka-chat.js";
-import type { Service } from "../../test/helpers/services.js";
+import type { Service } from "../../testkit/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { median } from "../lib/stats.js";

@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { BenchChat } from "../lib/kafka-chat.js";
 import { describeLlama, llamaSettings } from "../lib/llama-settings.js";
-import { REPO_ROOT, type Service } from "../../test/helpers/services.js";
+import { REPO_ROOT, type Service } from "../../testkit/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt } from "../lib/scenario.js";
 import { createTopics, stackSpec, startWorker } from "../lib/stack.js";
 import { median } from "../lib/stats.js";

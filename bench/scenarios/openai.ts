@@ -19,7 +19,7 @@ import OpenAI from "openai";
 import { loadWorkerConfig } from "../../contracts/config.js";
 import { KeyMaker } from "../lib/partitions.js";
 import { LOCAL_TENANT } from "../../gateway/auth.js";
-import type { Service } from "../../test/helpers/services.js";
+import type { Service } from "../../testkit/services.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt, ms } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";
 import { summarize, type Summary } from "../lib/stats.js";

@@ -26,9 +26,9 @@ import os from "node:os";
 import path from "node:path";
 import { SCHEMA_VERSION, conversationStateSchema, encodeRecord, type ConversationState } from "../../contracts/records.js";
 import { recordApplied } from "../../worker/conversation.js";
-import type { Admin, Kafka } from "kafkajs";
 import type { KafkaConfig } from "../../contracts/config.js";
-import { createKafka, createProducer } from "../../platform/kafka.js";
+import { KafkaAdmin } from "../../platform/kafka/admin.js";
+import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
 import { MemoryStore } from "../../worker/memory-store.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt } from "../lib/scenario.js";
@@ -120,13 +120,10 @@ export const restoreScenario: Scenario = {
     const spec = stackSpec(ctx.brokers, "restore", PARTITIONS);
     await createTopics(spec);
     const logger = createLogger("bench", "fatal");
-    const kafkaConfig = benchKafkaConfig(ctx.brokers, "bench-restore");
-    const kafka = createKafka(kafkaConfig, logger);
-    const producer = createProducer(kafka);
-    await producer.connect();
-    const admin = kafka.admin();
-    await admin.connect();
-    const deps: StoreDeps = { kafka, kafkaConfig, admin, producer, logger };
+    const kafka = benchKafkaConfig(ctx.brokers, "bench-restore");
+    const producer = await KafkaProducer.connect(kafka, { logger });
+    const admin = new KafkaAdmin(kafka);
+    const deps: StoreDeps = { kafka, admin, producer, logger };
     const recordBytes = encodeRecord(sampleState("conversation-000000")).length;
     const allPartitions = Array.from({ length: PARTITIONS }, (_, p) => p);
     const measures: Measure[] = [];
@@ -142,7 +139,7 @@ export const restoreScenario: Scenario = {
             const id = `conversation-${j.toString().padStart(6, "0")}`;
             messages.push({ key: id, value: encodeRecord(sampleState(id)) });
           }
-          await producer.send({ topic: spec.topics.memory, acks: -1, messages });
+          await producer.send({ topic: spec.topics.memory, messages });
         }
         ctx.log(`  written in ${fmt((performance.now() - started) / 1000, 1)} s`);
         written = size;
@@ -164,7 +161,7 @@ export const restoreScenario: Scenario = {
       warm = await measureWarmCold(ctx, deps);
     } finally {
       await producer.disconnect();
-      await admin.disconnect();
+      admin.close();
     }
 
     const rows: Row[] = [];
@@ -199,8 +196,8 @@ export const restoreScenario: Scenario = {
             ? {}
             : {
                 why: stalled
-                  ? "the restore never reached its fence: see the worker's memory reader (it must resolve the offsets of what it read, or kafkajs fetches the same batch again)"
-                  : "kafkajs copies every fetch response into one buffer and decodes record by record in JavaScript (profile: Buffer copies, GC); see the MB/s",
+                  ? "the restore never reached its fence: see the worker's memory reader (it must move on past what it read, or it fetches the same batch again)"
+                  : "the restore reads slower than the target; see the MB/s and profile the memory reader and the state store's writes",
               }),
         });
       }
@@ -239,7 +236,7 @@ export const restoreScenario: Scenario = {
       rows,
       targets,
       notes: [
-        `Each state is ${recordBytes} bytes of JSON (3 turns: 6 messages, 3 applied final events); ${PARTITIONS} partitions; kafkajs reader with maxBytesPerPartition 16 MB as the worker configures it. The store keeps records as bytes and decodes a conversation only when a turn needs it.`,
+        `Each state is ${recordBytes} bytes of JSON (3 turns: 6 messages, 3 applied final events); ${PARTITIONS} partitions; the worker's own memory reader (librdkafka by assignment, platform/kafka/assigned-reader.ts) as the worker configures it. The store keeps records as bytes and decodes a conversation only when a turn needs it.`,
         "The rate includes the fence write per partition that marks the end of the restore, and writing the records into the worker's LMDB state store (one transaction per fetch).",
         "Warm vs cold: the clock runs from assign() to the partition's fence being read (the store already started); a warm restore reads only the records after the store's checkpoint.",
       ],
@@ -251,17 +248,19 @@ export const restoreScenario: Scenario = {
 
 /** The clients a bench store is made with, as a worker's. */
 interface StoreDeps {
-  kafka: Kafka;
-  kafkaConfig: KafkaConfig;
-  admin: Admin;
-  producer: ReturnType<typeof createProducer>;
+  kafka: KafkaConfig;
+  admin: KafkaAdmin;
+  producer: KafkaProducer;
   logger: ReturnType<typeof createLogger>;
 }
 
 /** The worker's own store over `topic`, in `stateDir`, as a worker with `partitions` partitions makes it. */
 function benchStore(deps: StoreDeps, topic: string, stateDir: string, partitions: number, onConversations: (n: number) => void = () => {}): MemoryStore {
   return new MemoryStore({
-    ...deps,
+    kafka: deps.kafka,
+    admin: deps.admin,
+    producer: deps.producer,
+    logger: deps.logger,
     topic,
     groupPrefix: `bench-restore-${randomUUID()}`,
     metrics: { restoreSeconds: { observe: () => {} }, conversations: { set: onConversations } },
@@ -337,7 +336,7 @@ async function measureWarmCold(ctx: ScenarioContext, deps: StoreDeps): Promise<W
   const write = async (ids: string[]) => {
     // 200 records (~0.8 MB) per send: one partition's batch must stay under the broker's 1 MB.
     for (let i = 0; i < ids.length; i += 200) {
-      await producer.send({ topic, acks: -1, messages: ids.slice(i, i + 200).map((id) => ({ partition: 0, key: id, value: encodeRecord(sampleState(id)) })) });
+      await producer.send({ topic, messages: ids.slice(i, i + 200).map((id) => ({ partition: 0, key: id, value: encodeRecord(sampleState(id)) })) });
     }
   };
   ctx.log(`warm vs cold: writing ${conversations} conversations to one partition`);

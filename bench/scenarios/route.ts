@@ -44,7 +44,7 @@ import { ensureGemma270m } from "../../scripts/models.js";
 import { describeLlama } from "../lib/llama-settings.js";
 import { addPhaseDiff, meanPhaseMs, readTurnPhases, type PhaseTotals } from "../lib/turn-phases.js";
 import { KeyMaker } from "../lib/partitions.js";
-import { freePort, startService, type Service } from "../../test/helpers/services.js";
+import { freePort, startService, type Service } from "../../testkit/services.js";
 import { cpuPlacement, placeProcess } from "../lib/cpu-placement.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, type TargetCheck, fmt, ms } from "../lib/scenario.js";
 import { createTopics, stackSpec, startGateway, startWorker } from "../lib/stack.js";

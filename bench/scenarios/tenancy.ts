@@ -22,7 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
 import { makeBrokerCertificates } from "../../scripts/kafka/certificates.js";
-import type { Service } from "../../test/helpers/services.js";
+import type { Service } from "../../testkit/services.js";
 import { BENCH_TENANT, BenchChat } from "../lib/kafka-chat.js";
 import { KeyMaker } from "../lib/partitions.js";
 import { type Row, type Scenario, type ScenarioContext, type ScenarioOutput, fmt, ms } from "../lib/scenario.js";
