@@ -128,6 +128,8 @@ const workerFields = {
   SYSTEM_PROMPT: str("You are Kafka, a friendly and concise assistant. Answer in a few sentences."),
   GREETING: str("Hello! I'm Kafka, your assistant. What would you like to talk about?"),
   WORKER_STATE_DIR: z.string().min(1, "must be a directory path").optional(),
+  WORKER_TRANSACTIONS: bool(false),
+  WORKER_TRANSACTION_TIMEOUT_MS: int(15_000, 1000, 900_000),
 };
 
 const gatewayFields = {
@@ -351,6 +353,12 @@ export interface WorkerConfig {
     /** How long a revocation may take before the broker removes the member (max.poll.interval.ms). */
     readonly rebalanceTimeoutMs: number;
   };
+  /**
+   * How a turn's writes are fenced: null, by the memory log (the owner checks that nobody
+   * wrote its partition since, then writes); otherwise in one Kafka transaction with the
+   * request's offset, which the broker refuses from a worker the group has replaced.
+   */
+  readonly transactions: { readonly timeoutMs: number } | null;
   /** How long a revoked partition's running turn may go on before it is handed over, ms. */
   readonly drainTimeoutMs: number;
   /** How long SIGTERM lets running turns finish before they are handed over, ms. */
@@ -409,6 +417,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       sessionTimeoutMs: e.SESSION_TIMEOUT_MS,
       rebalanceTimeoutMs: e.REBALANCE_TIMEOUT_MS,
     },
+    transactions: e.WORKER_TRANSACTIONS ? { timeoutMs: e.WORKER_TRANSACTION_TIMEOUT_MS } : null,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     podDeletionCostIntervalMs: e.POD_DELETION_COST_INTERVAL_MS,

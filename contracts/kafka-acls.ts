@@ -24,7 +24,7 @@ export type KafkaComponent = (typeof KAFKA_COMPONENTS)[number];
 
 /** Kafka's ACL operations, spelled as Kafka and Strimzi spell them. */
 export type AclOperation = "Read" | "Write" | "Create" | "Describe" | "DescribeConfigs";
-export type AclResourceType = "topic" | "group";
+export type AclResourceType = "topic" | "group" | "transactionalId";
 export type AclPatternType = "literal" | "prefixed";
 
 /** One allow rule: the operations a component may do on the resources a name or prefix matches. */
@@ -42,6 +42,15 @@ export interface InstallNames {
   readonly gatewayGroup: string;
 }
 
+/**
+ * A worker's transactional id (WORKER_TRANSACTIONS): under the workers' group, so one
+ * prefixed ACL covers every worker's, and stable for a worker id (a pod restarted under its
+ * name aborts what its previous run left open).
+ */
+export function transactionalId(workerGroup: string, workerId: string): string {
+  return `${workerGroup}.tx.${workerId}`;
+}
+
 /** A private group of a component: its group, a dot, and what it is for. */
 export function privateGroup(componentGroup: string, purpose: string): string {
   return `${componentGroup}.${purpose}`;
@@ -51,6 +60,11 @@ const topic = (name: string, ...operations: AclOperation[]): AclRule => ({ resou
 const group = (name: string, patternType: AclPatternType, ...operations: AclOperation[]): AclRule => ({
   resource: { type: "group", name, patternType },
   operations,
+});
+/** The workers' transactional ids (WORKER_TRANSACTIONS): every id under `<group>.tx.`. */
+const transactionalIds = (workerGroup: string): AclRule => ({
+  resource: { type: "transactionalId", name: transactionalId(workerGroup, ""), patternType: "prefixed" },
+  operations: ["Write", "Describe"],
 });
 /** A component's group and every group named `<group>.…`: Read (which lets it join, commit and describe). */
 const ownGroups = (name: string): AclRule[] => [group(name, "literal", "Read"), group(`${name}.`, "prefixed", "Read")];
@@ -64,7 +78,8 @@ const ownGroups = (name: string): AclRule[] => [group(name, "literal", "Read"), 
  *   positions); describes the workers' group (who owns a partition, queued notices, lag).
  *   Nothing on chat.memory: conversation reads go to the owning worker.
  * - worker: reads requests (the workers' group) and cancels; writes events, memory,
- *   history and dead letters; reads memory (restores), events and history (replays).
+ *   history and dead letters; reads memory (restores), events and history (replays); with
+ *   WORKER_TRANSACTIONS, writes them in transactions under its transactional ids.
  * - topics: creates the topics and checks their settings; reads and writes no record.
  * - autoscaler: the workers' lag: the request topic's offsets and the group's committed
  *   offsets (Describe); reads no record and joins no group.
@@ -77,7 +92,7 @@ export function componentAcls(names: InstallNames): Record<KafkaComponent, AclRu
   const topics = topicRules(names.topics);
   return {
     gateway: [...topics.gateway, ...ownGroups(gatewayGroup), group(workerGroup, "literal", "Describe")],
-    worker: [...topics.worker, ...ownGroups(workerGroup)],
+    worker: [...topics.worker, ...ownGroups(workerGroup), transactionalIds(workerGroup)],
     topics: topics.topics,
     autoscaler: [...topics.autoscaler, group(workerGroup, "literal", "Describe")],
   };

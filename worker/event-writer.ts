@@ -113,6 +113,27 @@ export class EventWriter {
     else this.#sendHeld();
   }
 
+  /**
+   * Sends a terminal event through `transaction` (an open Kafka transaction, with the
+   * turn's memory record and its request's offset) once every event queued before it is
+   * acked, so it lands after them; it is seen when the transaction commits. Throws the
+   * send's failure, or an earlier one.
+   */
+  async sendThrough(transaction: RecordSink, event: ChatEvent): Promise<void> {
+    await this.settle();
+    this.#terminalSeqs.add(event.seq);
+    this.#sends++;
+    const partition = this.#partition;
+    const [at] = await transaction.send({
+      topic: this.#topic,
+      messages: [{ key: conversationKey(event), value: encodeRecord(event), ...(partition === undefined ? {} : { partition }) }],
+    });
+    if (at === undefined || at.offset < 0) return;
+    const position = { partition: at.partition, offset: at.offset };
+    this.#first ??= position;
+    this.#terminal = position;
+  }
+
   /** next() then send(). */
   write(body: EventBody, options: { holdMs?: number } = {}): void {
     this.send(this.next(body), options);

@@ -3,7 +3,8 @@
  * gives back the conversation state with the chain's new head. The turn writes that state
  * to memory afterwards: only a memory record makes the history record reachable, so a
  * worker that dies between the two writes leaves a record no read ever finds, and the
- * re-run request appends its own (exactly once, like memory; no transaction needed).
+ * re-run request appends its own (exactly once, like memory). With WORKER_TRANSACTIONS the
+ * record goes in the turn's transaction, and an aborted one leaves nothing to read.
  */
 import { randomBytes } from "node:crypto";
 import { conversationKey } from "../contracts/conversation-key.js";
@@ -13,8 +14,11 @@ import type { RecordSink } from "../platform/kafka/producer.js";
 
 /** What a turn asks of the history: add these messages, get the state that points at them. */
 export interface HistoryPort {
-  /** Writes `messages` (none: writes nothing) and returns `state` with the new head (acked by all in-sync replicas). */
-  append(state: ConversationState, messages: readonly HistoryMessage[], requestId: string, now: number): Promise<ConversationState>;
+  /**
+   * Writes `messages` (none: writes nothing) and returns `state` with the new head (acked by
+   * all in-sync replicas); through `transaction` when the turn writes in one.
+   */
+  append(state: ConversationState, messages: readonly HistoryMessage[], requestId: string, now: number, transaction?: RecordSink): Promise<ConversationState>;
 }
 
 export class HistoryWriter implements HistoryPort {
@@ -26,7 +30,13 @@ export class HistoryWriter implements HistoryPort {
     this.#topic = topic;
   }
 
-  async append(state: ConversationState, messages: readonly HistoryMessage[], requestId: string, now: number): Promise<ConversationState> {
+  async append(
+    state: ConversationState,
+    messages: readonly HistoryMessage[],
+    requestId: string,
+    now: number,
+    transaction?: RecordSink,
+  ): Promise<ConversationState> {
     if (messages.length === 0) return state;
     const head = state.history;
     const seq = head?.records ?? 0;
@@ -45,7 +55,7 @@ export class HistoryWriter implements HistoryPort {
     };
     // The chain stays in its first record's partition (links are offsets there), even if
     // the topic gains partitions later.
-    const [meta] = await this.#producer.send({
+    const [meta] = await (transaction ?? this.#producer).send({
       topic: this.#topic,
       messages: [{ key: conversationKey(state), value: encodeRecord(record), ...(head && { partition: head.partition }) }],
     });

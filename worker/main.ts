@@ -6,7 +6,7 @@
  * replays).
  */
 import { loadWorkerConfig } from "../contracts/config.js";
-import { privateGroup } from "../contracts/kafka-acls.js";
+import { privateGroup, transactionalId } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
 import { HistoryWriter } from "./history-writer.js";
 import { KafkaAdmin } from "../platform/kafka/admin.js";
@@ -109,6 +109,22 @@ async function main(): Promise<void> {
   release.push(() => producer.disconnect());
   // The worker's own groups are named under the workers' group (contracts/kafka-acls.ts).
   const groupPrefix = privateGroup(config.groupId, config.workerId);
+  // WORKER_TRANSACTIONS: a turn's writes and its offset in one transaction (worker/turn.ts
+  // writeTurn). Its id is the worker's, stable across a restart of the same pod, so a
+  // restarted worker aborts a transaction its previous run left open at once.
+  const transactional = config.transactions
+    ? await KafkaProducer.connect(config.kafka, {
+        logger,
+        transactionalId: transactionalId(config.groupId, config.workerId),
+        transactionTimeoutMs: config.transactions.timeoutMs,
+        onFatal: (error) => {
+          lifecycle.to("failed", { reason: error.message });
+          logger.fatal({ err: error }, "the transactional producer stopped for good; exiting so the partitions move");
+          process.exit(1);
+        },
+      })
+    : null;
+  if (transactional) release.push(() => transactional.disconnect());
   const offsetsGroup = privateGroup(groupPrefix, "offsets");
   // A replayed request's terminal event is read back from chat.events (its reply, for the newest, from chat.history).
   const replay = {
@@ -157,6 +173,7 @@ async function main(): Promise<void> {
     metrics,
     logger,
     clientId: advertisedClientId(config.kafka.clientId, address),
+    transactional,
     onFatal: (error) => {
       lifecycle.to("failed", { reason: error.message });
       logger.fatal({ err: error }, "the request consumer stopped for good; exiting so the partitions move");

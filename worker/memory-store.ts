@@ -341,13 +341,49 @@ export class MemoryStore {
    * check runs meanwhile, and the record is written once both are done, so the check costs
    * a turn no round trip of its own.
    */
-  async writeIfOwner(partition: number, key: string, pending: ConversationState | null | Promise<ConversationState>, clearHandover?: string): Promise<boolean> {
-    const [current, state] = await Promise.all([this.isCurrent(partition), pending]);
+  async writeIfOwner(
+    partition: number,
+    key: string,
+    pending: ConversationState | null | Promise<ConversationState>,
+    clearHandover?: string,
+    transaction?: RecordSink,
+  ): Promise<boolean> {
+    // In a transaction the broker is the fence (it refuses the transaction of a replaced
+    // worker): no check of the log first.
+    const [current, state] = await Promise.all([transaction ? true : this.isCurrent(partition), pending]);
     if (!current) return false;
     // The state and the handover's tombstone go in one send (one batch of the partition).
     const clears = clearHandover !== undefined && this.#partitions.has(partition) && this.#requireStore().has(partition, "handover", clearHandover);
-    await this.put(partition, key, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : []);
+    await this.put(partition, key, state, clears ? [{ key: `${HANDOVER_KEY_PREFIX}${clearHandover}`, value: null }] : [], transaction);
     return true;
+  }
+
+  /**
+   * The transaction that wrote memory partition p (writeIfOwner with `transaction`)
+   * committed: the partition's end is past its commit marker, one offset after its records.
+   */
+  committed(partition: number): void {
+    const owned = this.#partitions.get(partition);
+    if (!owned || owned.restoring) return;
+    const store = this.#requireStore();
+    const checkpointed = store.checkpoint(partition)?.next_offset === owned.nextOffset;
+    owned.nextOffset += 1n;
+    if (checkpointed) void this.#setCheckpoint(partition, owned.nextOffset);
+  }
+
+  /**
+   * The transaction that wrote memory partition p was aborted: what this store took from
+   * its records is not in the log. The partition is read again from the log before its next
+   * turn (its cached conversations dropped, its position no longer the log's end).
+   */
+  forget(partition: number): void {
+    const owned = this.#partitions.get(partition);
+    if (!owned || owned.restoring) return;
+    this.#evict(partition);
+    owned.nextOffset = -1n;
+    void this.#requireStore()
+      .dropCheckpoint(partition)
+      .catch(() => {});
   }
 
   /** Leaves a stopped reply for the partition's next owner (see Handover); false when no longer the owner. */
@@ -358,9 +394,9 @@ export class MemoryStore {
   }
 
   /** Removes a request's handed-over reply (its continuation is done); false when no longer the owner. */
-  async clearHandover(partition: number, requestId: string): Promise<boolean> {
-    if (!(await this.isCurrent(partition))) return false;
-    await this.#send(partition, `${HANDOVER_KEY_PREFIX}${requestId}`, null);
+  async clearHandover(partition: number, requestId: string, transaction?: RecordSink): Promise<boolean> {
+    if (!transaction && !(await this.isCurrent(partition))) return false;
+    await this.#sendAll(partition, [{ key: `${HANDOVER_KEY_PREFIX}${requestId}`, value: null }], transaction);
     return true;
   }
 
@@ -400,8 +436,14 @@ export class MemoryStore {
   }
 
   /** Writes a conversation's new state (or a tombstone, for null) under its key to memory partition p, with `also` after it in the same send. */
-  async put(partition: number, key: string, state: ConversationState | null, also: ReadonlyArray<{ key: string; value: Buffer | null }> = []): Promise<void> {
-    await this.#sendAll(partition, [{ key, value: state === null ? null : encodeRecord(state) }, ...also]);
+  async put(
+    partition: number,
+    key: string,
+    state: ConversationState | null,
+    also: ReadonlyArray<{ key: string; value: Buffer | null }> = [],
+    transaction?: RecordSink,
+  ): Promise<void> {
+    await this.#sendAll(partition, [{ key, value: state === null ? null : encodeRecord(state) }, ...also], transaction);
     if (!this.#partitions.has(partition)) return;
     if (state === null) this.#cache.delete(cacheKey(partition, key));
     else this.#remember(cacheKey(partition, key), state, Date.now());
@@ -447,9 +489,12 @@ export class MemoryStore {
     await this.#sendAll(partition, [{ key, value }]);
   }
 
-  /** Writes records to memory partition p in one batch; the store's position follows to after the last. */
-  async #sendAll(partition: number, records: ReadonlyArray<{ key: string; value: Buffer | null }>): Promise<void> {
-    const delivered = await this.#producer.send({ topic: this.#topic, messages: records.map((r) => ({ partition, ...r })) });
+  /**
+   * Writes records to memory partition p in one batch (through `transaction` when given);
+   * the store's position follows to after the last.
+   */
+  async #sendAll(partition: number, records: ReadonlyArray<{ key: string; value: Buffer | null }>, transaction?: RecordSink): Promise<void> {
+    const delivered = await (transaction ?? this.#producer).send({ topic: this.#topic, messages: records.map((r) => ({ partition, ...r })) });
     const owned = this.#partitions.get(partition);
     if (!owned) return;
     const now = Date.now();

@@ -20,6 +20,12 @@ export function createWorkerMetrics(workerId: string) {
       help: "Tokens generated",
       registers: [registry],
     }),
+    transactions: new Counter({
+      name: "kafka_llm_turn_transactions_total",
+      help: "Turns written in a Kafka transaction (WORKER_TRANSACTIONS), by outcome: committed, aborted (the request runs again) or fenced (the broker refused a replaced worker)",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
     requests: new Counter({
       name: "kafka_llm_requests_total",
       help: "Chat requests handled, by outcome",

@@ -13,6 +13,7 @@
 import type { WorkerConfig } from "../contracts/config.js";
 import type { TopicNames } from "../contracts/topics.js";
 import { GroupConsumer } from "../platform/kafka/group-consumer.js";
+import type { KafkaProducer, RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
@@ -42,8 +43,11 @@ export async function startRequestLoop(options: {
   onFatal(error: Error): void;
   /** The group member's client.id (it carries the worker's query address); default KAFKA_CLIENT_ID. */
   clientId?: string;
+  /** WORKER_TRANSACTIONS: the producer a turn's transaction goes through, with its offset at this member's generation. */
+  transactional?: KafkaProducer | null;
 }): Promise<RequestLoop> {
   const { config, topics, memory, metrics, logger } = options;
+  const transactional = options.transactional ?? null;
   const consumer = new GroupConsumer({
     kafka: config.kafka,
     groupId: config.groupId,
@@ -67,6 +71,13 @@ export async function startRequestLoop(options: {
           ...record,
           revoke,
           commit: () => consumer.commit(record.partition, (BigInt(record.offset) + 1n).toString()),
+          ...(transactional && {
+            transaction: <T>(work: (sink: RecordSink) => Promise<T>) =>
+              transactional.transaction(work, {
+                consumer: consumer.native(),
+                offsets: [{ topic: topics.requests, partition: record.partition, offset: Number(record.offset) + 1 }],
+              }),
+          }),
         },
         options.turn,
       );

@@ -56,7 +56,7 @@ import {
 } from "../contracts/records.js";
 import type { TopicNames } from "../contracts/topics.js";
 import { keyPartition } from "../platform/kafka/partitioner.js";
-import type { RecordSink } from "../platform/kafka/producer.js";
+import { ProducerFenced, TransactionAborted, type RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import { stopCauseOf, type Cancellations } from "./cancellations.js";
 import {
@@ -107,11 +107,17 @@ export interface TurnContext {
 }
 
 /** What a turn asks of the state store: the two verbs of a conversation, and the handover's. */
-export type MemoryPort = Pick<MemoryStore, "load" | "writeIfOwner" | "handOver" | "clearHandover">;
+export type MemoryPort = Pick<MemoryStore, "load" | "writeIfOwner" | "handOver" | "clearHandover" | "committed" | "forget">;
 
 export interface TurnRecord extends RequestRecord {
   /** Commits this record's offset; called once the turn's effects are written. */
   commit(): Promise<void>;
+  /**
+   * With WORKER_TRANSACTIONS: runs `work` in a Kafka transaction that also commits this
+   * record's offset at the group's current generation (see writeTurn). Throws
+   * ProducerFenced when the group has replaced this worker, TransactionAborted otherwise.
+   */
+  transaction?<T>(work: (sink: RecordSink) => Promise<T>): Promise<T>;
   /**
    * Aborts (reason: RevokeCause) when the partition is being given up: `handover` once the
    * drain bound has passed (stop, hand the reply over), `lost` when it already moved on
@@ -187,13 +193,13 @@ export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<Tur
   let outcome: TurnOutcome;
   switch (request.type) {
     case "open":
-      outcome = await open(request, state, record.partition, events, ctx);
+      outcome = await open(request, state, record, events, ctx);
       break;
     case "append":
-      outcome = await append(request, state, record.partition, events, ctx);
+      outcome = await append(request, state, record, events, ctx);
       break;
     case "delete":
-      outcome = await remove(request, record.partition, events, ctx);
+      outcome = await remove(request, record, events, ctx);
       break;
     case "turn":
       outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt, phases);
@@ -257,7 +263,8 @@ async function appliedContext(key: string, events: EventWriter, ctx: TurnContext
 }
 
 async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
-  await record.commit();
+  // A turn written in a transaction committed its offset with it.
+  if (!committedInTransaction.has(record)) await record.commit();
   ctx.metrics.requests.inc({ outcome });
   return outcome;
 }
@@ -327,13 +334,23 @@ async function chatTurn(
       applied: await appliedContext(conversationKey(request), events, ctx),
     };
     const remembered = applyTurn(conversation, turn, ctx.config.memory, ctx.countTokens);
-    const next = ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now);
-    if (!(await ctx.memory.writeIfOwner(record.partition, conversationKey(request), next, continued?.request_id))) return "retry";
+    const written = await writeTurn(record, events, final, ctx, (sink) =>
+      ctx.memory.writeIfOwner(
+        record.partition,
+        conversationKey(request),
+        ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now, sink),
+        continued?.request_id,
+        sink,
+      ),
+    );
+    if (written !== "written") return written;
     phases.mark("memory_write");
-  } else if (continued && !(await ctx.memory.clearHandover(record.partition, continued.request_id))) {
-    return "retry";
+  } else {
+    const written = await writeTurn(record, events, final, ctx, async (sink) =>
+      continued ? ctx.memory.clearHandover(record.partition, continued.request_id, sink) : true,
+    );
+    if (written !== "written") return written;
   }
-  events.send(final);
   ctx.metrics.queueWait.observe(queueWaitMs / 1000);
   if (final.type === "error") return "failed";
   return final.stop_reason === "cancelled" ? "cancelled" : "completed";
@@ -499,7 +516,7 @@ function terminalEvent(events: EventWriter, generated: Generated, queueWaitMs: n
 async function open(
   request: OpenRequest,
   state: ConversationState | undefined,
-  partition: number,
+  record: TurnRecord,
   events: EventWriter,
   ctx: TurnContext,
 ): Promise<TurnOutcome> {
@@ -521,17 +538,23 @@ async function open(
     await appliedContext(conversationKey(request), events, ctx),
   );
   const opened = { ...base, applied, updated_at: now };
-  const next = state ? opened : ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now);
-  if (!(await ctx.memory.writeIfOwner(partition, conversationKey(request), next))) return "retry";
-  events.send(final);
-  return "completed";
+  const written = await writeTurn(record, events, final, ctx, (sink) =>
+    ctx.memory.writeIfOwner(
+      record.partition,
+      conversationKey(request),
+      state ? opened : ctx.history.append(opened, openHistory(request.system, greeting), request.request_id, now, sink),
+      undefined,
+      sink,
+    ),
+  );
+  return written === "written" ? "completed" : written;
 }
 
 /** Appends messages without a reply (POST /history), to memory and history alike. */
 async function append(
   request: AppendRequest,
   state: ConversationState | undefined,
-  partition: number,
+  record: TurnRecord,
   events: EventWriter,
   ctx: TurnContext,
 ): Promise<TurnOutcome> {
@@ -544,18 +567,93 @@ async function append(
     ctx.config.memory,
     ctx.countTokens,
   );
-  const next = ctx.history.append(remembered, request.messages, request.request_id, now);
-  if (!(await ctx.memory.writeIfOwner(partition, conversationKey(request), next))) return "retry";
-  events.send(final);
-  return "completed";
+  const written = await writeTurn(record, events, final, ctx, (sink) =>
+    ctx.memory.writeIfOwner(
+      record.partition,
+      conversationKey(request),
+      ctx.history.append(remembered, request.messages, request.request_id, now, sink),
+      undefined,
+      sink,
+    ),
+  );
+  return written === "written" ? "completed" : written;
 }
 
 /** Deletes a conversation: a tombstone in chat.memory (its history chain is then unreachable). */
-async function remove(request: DeleteRequest, partition: number, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
-  if (!(await ctx.memory.writeIfOwner(partition, conversationKey(request), null))) return "retry";
+async function remove(request: DeleteRequest, record: TurnRecord, events: EventWriter, ctx: TurnContext): Promise<TurnOutcome> {
+  const written = await writeTurn(record, events, events.next(emptyFinal("")), ctx, (sink) =>
+    ctx.memory.writeIfOwner(record.partition, conversationKey(request), null, undefined, sink),
+  );
+  if (written !== "written") return written;
   ctx.slots.forget(conversationKey(request));
-  events.write(emptyFinal(""));
   return "completed";
+}
+
+/** Records whose offset a turn's transaction committed (commitTurn leaves them be). */
+const committedInTransaction = new WeakSet<TurnRecord>();
+
+/**
+ * A turn's writes and its terminal event: `write` writes the history and memory records
+ * through the sink it is given (undefined: the worker's producer) and resolves false when
+ * another worker owns the partition.
+ *
+ * Fenced by the memory log (the default): `write` checks that nobody wrote the partition
+ * since this worker loaded it, then writes; the terminal event follows; runTurn commits the
+ * offset after. A worker that pauses between that check and its write is not stopped.
+ *
+ * In a transaction (WORKER_TRANSACTIONS): the events so far are acked first (deltas are
+ * not transactional: a client sees them as they come); then the history and memory
+ * records, the terminal event and the request's offset are committed together. The broker
+ * refuses the transaction of a worker whose group generation is no longer current, so a
+ * worker that was replaced, at any point, writes nothing a read_committed reader sees.
+ *
+ * "retry": another worker wrote there, or the transaction was aborted (the request runs
+ * again, from the log as it is); "lost": the group has given the partition to another.
+ */
+async function writeTurn(
+  record: TurnRecord,
+  events: EventWriter,
+  final: FinalEvent | ErrorEvent,
+  ctx: TurnContext,
+  write: (sink: RecordSink | undefined) => Promise<boolean>,
+): Promise<"written" | "retry" | "lost"> {
+  if (!record.transaction) {
+    if (!(await write(undefined))) return "retry";
+    events.send(final);
+    return "written";
+  }
+  await events.settle();
+  try {
+    const written = await record.transaction(async (sink) => {
+      if (!(await write(sink))) return false;
+      await events.sendThrough(sink, final);
+      return true;
+    });
+    if (!written) return "retry";
+    committedInTransaction.add(record);
+    ctx.memory.committed(record.partition);
+    ctx.metrics.transactions.inc({ outcome: "committed" });
+    return "written";
+  } catch (err) {
+    ctx.memory.forget(record.partition);
+    if (err instanceof ProducerFenced) {
+      ctx.metrics.transactions.inc({ outcome: "fenced" });
+      ctx.logger.warn(
+        { partition: record.partition, offset: record.offset, err: err.message },
+        "the broker refused the turn's transaction: this worker was replaced",
+      );
+      return "lost";
+    }
+    if (err instanceof TransactionAborted) {
+      ctx.metrics.transactions.inc({ outcome: "aborted" });
+      ctx.logger.warn(
+        { partition: record.partition, offset: record.offset, err: err.message },
+        "the turn's transaction was aborted; running the request again",
+      );
+      return "retry";
+    }
+    throw err;
+  }
 }
 
 function emptyFinal(reply: string) {

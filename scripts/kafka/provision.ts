@@ -6,7 +6,7 @@
  * tests, the bench and the chaos run.
  */
 import type { KafkaConfig } from "../../contracts/config.js";
-import { componentAcls, KAFKA_COMPONENTS, type AclOperation, type InstallNames } from "../../contracts/kafka-acls.js";
+import { componentAcls, KAFKA_COMPONENTS, type AclOperation, type AclResourceType, type InstallNames } from "../../contracts/kafka-acls.js";
 import { topicSpecs, type TopicSettings } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";
@@ -28,13 +28,16 @@ export function principalOf(credentials: BrokerCredentials, role: BrokerRole): s
   return `User:${credentials.users[role].username}`;
 }
 
+/** Kafka's ResourceType names. */
+const RESOURCE_TYPES: Record<AclResourceType, AclBinding["resourceType"]> = { topic: "TOPIC", group: "GROUP", transactionalId: "TRANSACTIONAL_ID" };
+
 /** Every component's ACLs for an install, as Kafka ACL bindings (one per operation). */
 export function aclBindings(credentials: BrokerCredentials, names: InstallNames): AclBinding[] {
   const acls = componentAcls(names);
   return KAFKA_COMPONENTS.flatMap((component) =>
     acls[component].flatMap((rule) =>
       rule.operations.map((operation) => ({
-        resourceType: rule.resource.type === "topic" ? "TOPIC" : "GROUP",
+        resourceType: RESOURCE_TYPES[rule.resource.type],
         resourceName: rule.resource.name,
         patternType: rule.resource.patternType === "literal" ? "LITERAL" : "PREFIXED",
         principal: principalOf(credentials, component),

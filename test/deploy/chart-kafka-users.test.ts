@@ -112,7 +112,7 @@ describe("a KafkaUser per component, with exactly the ACLs of contracts/kafka-ac
       for (const acl of aclsOf(u)) {
         assert.deepEqual(Object.keys(acl).sort(), ["host", "operations", "resource"]);
         assert.deepEqual(Object.keys(acl.resource).sort(), ["name", "patternType", "type"]);
-        assert.ok(["topic", "group"].includes(acl.resource.type), acl.resource.type);
+        assert.ok(["topic", "group", "transactionalId"].includes(acl.resource.type), `Strimzi's resource types: ${acl.resource.type}`);
         assert.ok(["literal", "prefix"].includes(acl.resource.patternType), `Strimzi's patternType enum: ${acl.resource.patternType}`);
         assert.ok(acl.operations.length > 0);
         for (const op of acl.operations) {
@@ -235,11 +235,12 @@ describe("docs/kubernetes.md's kafka-acls.sh commands", () => {
     for (const m of doc.matchAll(/^acl User:llm-kafka-llm-(\w+) (.+)$/gm)) {
       const args = m[2]!.split(/\s+/);
       const arg = (flag: string) => args[args.indexOf(flag) + 1];
-      const type = args.includes("--topic") ? "topic" : "group";
+      const flag = ["--topic", "--group", "--transactional-id"].find((f) => args.includes(f))!;
+      const type = ({ "--topic": "topic", "--group": "group", "--transactional-id": "transactionalId" } as const)[flag as "--topic"];
       const rule: AclRule = {
         resource: {
           type,
-          name: arg(`--${type}`)!,
+          name: arg(flag)!,
           patternType: args.includes("--resource-pattern-type") ? (arg("--resource-pattern-type") as "prefixed") : "literal",
         },
         operations: args.flatMap((a, i) => (args[i - 1] === "--operation" ? [a as AclRule["operations"][number]] : [])),

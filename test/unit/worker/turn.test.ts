@@ -114,6 +114,8 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
       return true;
     },
     clearHandover: async () => true,
+    committed: () => {},
+    forget: () => {},
   };
   const seen: GenerateInput[] = [];
   const generator = {
