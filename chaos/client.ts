@@ -15,7 +15,7 @@
  *
  * It records everything it did and saw; the accounting compares that with Kafka.
  */
-import type { ChatEvent, ErrorEvent, FinalEvent } from "../contracts/records.js";
+import type { ChatEvent, ErrorEvent, FinalEvent } from "../contracts/records/events.js";
 import { SseReader } from "../testkit/sse.js";
 
 export type PostOutcome = "accepted" | "unavailable" | "timeout" | "network" | "rejected";

@@ -2,7 +2,7 @@
  * Reads whole topics straight from Kafka, to the end offsets they have when the read
  * starts: the chaos accounting trusts what is on the topics, not what any service says.
  */
-import type { KafkaConfig } from "../contracts/config.js";
+import type { KafkaConfig } from "../contracts/config/shared.js";
 import type { BrokerCredentials } from "../scripts/kafka/security.js";
 import { kafkaConfigFor, readTopic as readWholeTopic } from "../testkit/kafka.js";
 

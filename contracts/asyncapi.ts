@@ -6,8 +6,9 @@
  * Committed as docs/asyncapi.yaml by scripts/interfaces.ts; a unit test compares.
  */
 import { RECORD_SCHEMAS, draft07Schema } from "./json-schema.js";
-import { requestIdSchema } from "./records.js";
-import { DLQ_HEADERS, TOPIC_BASE_NAMES, type TopicRole } from "./topics.js";
+import { requestIdSchema } from "./records/fields.js";
+import { DLQ_HEADERS } from "./records/dead-letter.js";
+import { TOPIC_BASE_NAMES, type TopicRole } from "./topics.js";
 
 const SCHEMA_FORMAT = "application/schema+json;version=draft-07";
 const KAFKA_BINDING = "0.5.0";

@@ -1,10 +1,14 @@
 /**
  * JSON Schemas (draft-07, which AsyncAPI's schema format extends) of every record on the bus, generated from the zod schemas
- * of ./records.ts, for services that produce requests or read events without this code.
+ * of ./records/, for services that produce requests or read events without this code.
  * Committed under contracts/schema/ by scripts/interfaces.ts; a unit test compares.
  */
 import { z } from "zod";
-import { chatEventSchema, chatRequestSchema, controlRecordSchema, conversationStateSchema, handoverSchema, historyRecordSchema } from "./records.js";
+import { chatEventSchema } from "./records/events.js";
+import { chatRequestSchema } from "./records/requests.js";
+import { controlRecordSchema } from "./records/control.js";
+import { conversationStateSchema, handoverSchema } from "./records/memory.js";
+import { historyRecordSchema } from "./records/history.js";
 import type { TopicRole } from "./topics.js";
 
 export interface RecordSchemaSpec {

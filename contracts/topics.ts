@@ -1,17 +1,21 @@
 /**
  * The Kafka topics of kafka-llm: their names and the settings they are created with.
- * Every topic's record schema lives in ./records.ts; this file says where records go.
+ * Each topic's record schema lives in its own module under ./records/; this file says
+ * where records go. A conversation's records are keyed by its conversation key,
+ * `<tenant>/<conversation id>` (./conversation-key.ts), so one conversation's requests,
+ * events, memory and history each stay in one partition.
  *
- * | topic               | key              | value                         | written by | read by                                 |
- * | ------------------- | ---------------- | ----------------------------- | ---------- | --------------------------------------- |
- * | chat.requests       | conversation id  | ChatRequest                   | gateway    | workers (group); every gateway (ids)    |
- * | chat.events         | conversation id¹ | ChatEvent (start/delta/final) | workers    | gateways (group: each replica its share) |
- * | chat.memory         | conversation id  | conversation state, compacted | workers    | workers (the owner; gateways ask it)    |
- * | chat.history        | conversation id  | HistoryRecord, append-only    | workers    | gateways (exact offsets)                |
- * | chat.control        | request id       | ControlRecord (cancel)        | gateway    | every worker                            |
- * | chat.requests.dlq   | original key     | original bytes + reason hdrs  | workers    | operators                               |
+ * | topic               | key               | value                         | written by | read by                                  |
+ * | ------------------- | ----------------- | ----------------------------- | ---------- | ---------------------------------------- |
+ * | chat.requests       | conversation key  | ChatRequest                   | gateway    | workers (group); every gateway (ids)     |
+ * | chat.events         | conversation key¹ | ChatEvent (start/delta/final) | workers    | gateways (group: each replica its share) |
+ * | chat.memory         | conversation key² | conversation state, compacted | workers    | workers (the owner; gateways ask it)     |
+ * | chat.history        | conversation key  | HistoryRecord, append-only    | workers    | gateways (exact offsets)                 |
+ * | chat.control        | request id        | ControlRecord (cancel)        | gateway    | every worker                             |
+ * | chat.requests.dlq   | original key      | original bytes + reason hdrs  | workers    | operators                                |
  *
  * ¹ In the partition the request's `events_partition` names (one its gateway replica reads), else the key's.
+ * ² Handovers under `#handover:<request id>` (./records/memory.ts).
  */
 
 export const TOPIC_BASE_NAMES = {
@@ -96,16 +100,3 @@ export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
     { name: names.deadLetter, partitions: 1, replicationFactor: rf, configs: {} },
   ];
 }
-
-/** Headers on a dead-lettered record: why it failed and where it came from. */
-export const DLQ_HEADERS = {
-  reason: "x-dlq-reason",
-  topic: "x-dlq-topic",
-  partition: "x-dlq-partition",
-  offset: "x-dlq-offset",
-  workerId: "x-dlq-worker-id",
-  /** Set when the value was cut to fit the broker's size limit. */
-  truncated: "x-dlq-truncated",
-  originalBytes: "x-dlq-original-bytes",
-  originalSha256: "x-dlq-original-sha256",
-} as const;

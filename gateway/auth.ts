@@ -8,8 +8,9 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { ConfigError, type GatewayConfig } from "../contracts/config.js";
-import { tenantSchema } from "../contracts/records.js";
+import { ConfigError } from "../contracts/config/env.js";
+import type { GatewayConfig } from "../contracts/config/gateway.js";
+import { tenantSchema } from "../contracts/records/fields.js";
 import type { Logger } from "../platform/logger.js";
 import { ApiError } from "./errors.js";
 

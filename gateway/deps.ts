@@ -2,7 +2,7 @@
  * What the gateway's routes are given: config, logger, the Kafka-facing parts and the
  * health probes. Its own module so that routes and app.ts do not import each other.
  */
-import type { GatewayConfig } from "../contracts/config.js";
+import type { GatewayConfig } from "../contracts/config/gateway.js";
 import type { Logger } from "../platform/logger.js";
 import type { Authenticator } from "./auth.js";
 import type { EventHub } from "./event-hub.js";

@@ -10,7 +10,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply } from "fastify";
 import { z } from "zod";
 import { KafkaLlmError, type ErrorCode } from "../contracts/errors.js";
-import { requiredMessage } from "../contracts/records.js";
+import { requiredMessage } from "../contracts/records/codec.js";
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,

@@ -13,7 +13,7 @@
  * asks `onFollow` (set by the gateway) to read it while a listener here follows the
  * request, so a replica that does not read that partition reads it for as long as needed.
  */
-import { isTerminalEvent, type ChatEvent } from "../contracts/records.js";
+import { isTerminalEvent, type ChatEvent } from "../contracts/records/events.js";
 import type { ResumePoint } from "./sse.js";
 
 export type EventListener = (event: ChatEvent) => void;

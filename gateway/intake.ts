@@ -7,17 +7,11 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import {
-  SCHEMA_VERSION,
-  chatRequestSchema,
-  describeIssues,
-  isTerminalEvent,
-  requiredMessage,
-  type ChatRequest,
-  type ConversationState,
-  type ErrorEvent,
-  type FinalEvent,
-} from "../contracts/records.js";
+import { SCHEMA_VERSION } from "../contracts/records/fields.js";
+import { chatRequestSchema, type ChatRequest } from "../contracts/records/requests.js";
+import { describeIssues, requiredMessage } from "../contracts/records/codec.js";
+import { isTerminalEvent, type ErrorEvent, type FinalEvent } from "../contracts/records/events.js";
+import type { ConversationState } from "../contracts/records/memory.js";
 import { conversationKey } from "../contracts/conversation-key.js";
 import type { GatewayDeps } from "./deps.js";
 import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";

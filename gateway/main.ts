@@ -1,5 +1,5 @@
 /** Gateway entry point: wires config, logger, Kafka clients, the hub, the conversation lookup and the HTTP server. */
-import { loadGatewayConfig } from "../contracts/config.js";
+import { loadGatewayConfig } from "../contracts/config/gateway.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
 import { KafkaAdmin } from "../platform/kafka/admin.js";

@@ -8,7 +8,8 @@
  *   cancelled  final event with stop_reason cancelled; `reply` is the partial reply
  *   failed     error event, or a final event with stop_reason error
  */
-import type { Choice, StopReason, Timings, ToolCall, Usage } from "../contracts/records.js";
+import type { Choice, StopReason, Timings, Usage } from "../contracts/records/events.js";
+import type { ToolCall } from "../contracts/generation-params.js";
 import type { RequestSnapshot } from "./event-hub.js";
 
 export type RequestStatusName = "queued" | "running" | "completed" | "cancelled" | "failed";

@@ -5,7 +5,7 @@
  * `data: [DONE]` (the official client rejects any other data frame).
  */
 import type { ServerResponse } from "node:http";
-import type { ChatEvent } from "../contracts/records.js";
+import type { ChatEvent } from "../contracts/records/events.js";
 
 export function openEventStream(res: ServerResponse, headers: Record<string, string> = {}): void {
   res.writeHead(200, {

@@ -9,7 +9,7 @@
  * window the last mean is kept: while workers are scaled to zero it is still the best
  * guess of what a turn costs (0 until the first turn).
  */
-import type { ChatEvent } from "../contracts/records.js";
+import type { ChatEvent } from "../contracts/records/events.js";
 
 /** A busy window is well described by its latest turns; this bounds the memory used. */
 const MAX_SAMPLES = 10_000;

@@ -3,7 +3,7 @@
  * (nothing else to say), anything else fatal exits 1 with its stack, and an unhandled
  * rejection is reported instead of passing silently.
  */
-import { ConfigError } from "../contracts/config.js";
+import { ConfigError } from "../contracts/config/env.js";
 
 export function runService(name: string, main: () => Promise<void>): void {
   process.on("unhandledRejection", (reason) => {

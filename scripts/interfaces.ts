@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { stringify } from "yaml";
 import { asyncApiDocument } from "../contracts/asyncapi.js";
 import { RECORD_SCHEMAS, recordJsonSchema } from "../contracts/json-schema.js";
-import { MAX_CONTENT_CHARS } from "../contracts/records.js";
+import { MAX_CONTENT_CHARS } from "../contracts/limits.js";
 import { openApiDocument } from "../gateway/openapi/document.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -22,7 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import type { KafkaConfig } from "../contracts/config.js";
+import type { KafkaConfig } from "../contracts/config/shared.js";
 import { librdkafkaConnection } from "../platform/kafka/connection.js";
 import { call, rdkafka, type NativeMetadata } from "../platform/kafka/native.js";
 import { DEFAULT_CACHE_DIR, DEFAULT_VERSION, defaultVersion, ensureKafkaJars, tailLines } from "./kafka/jars.js";

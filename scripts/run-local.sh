@@ -17,8 +17,9 @@ if [ -z "${MODEL:-}" ]; then
   MODEL=$(npx tsx scripts/models.ts demo)
   case "$MODEL" in
     *gemma-3-270m*)
-      # Demo defaults for a base model that continues text rather than answering (README,
-      # "The models", has the comparison); each can be overridden from the environment.
+      # Demo defaults for a base model that continues text rather than answering
+      # (docs/development.md, "The models", has the comparison); each can be overridden
+      # from the environment.
       # It spells the template's turn markers as stray tokens, then the role ("user\n",
       # "model\n"), or starts the next message with the template's "\n\n---".
       export SYSTEM_PROMPT=${SYSTEM_PROMPT:-"The assistant, Kafka, answers briefly and helpfully."}

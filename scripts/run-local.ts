@@ -17,7 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { loadKafkaConfig } from "../contracts/config.js";
+import { loadKafkaConfig } from "../contracts/config/shared.js";
 import { topicNames } from "../contracts/topics.js";
 import { provisionInstall } from "./kafka/provision.js";
 import { kafkaLoginEnv, readCredentials, type BrokerCredentials } from "./kafka/security.js";

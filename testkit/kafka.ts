@@ -8,7 +8,7 @@
  * should be (SASL/SCRAM, one principal per component, deny by default: scripts/kafka/security.ts).
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { KafkaConfig } from "../contracts/config.js";
+import type { KafkaConfig } from "../contracts/config/shared.js";
 import { KafkaAdmin } from "../platform/kafka/admin.js";
 import { AssignedReader, type ReadRecord } from "../platform/kafka/assigned-reader.js";
 import { KafkaProducer, type Delivered, type OutgoingRecord } from "../platform/kafka/producer.js";

@@ -4,7 +4,7 @@
  * whole messages, from a whole body or chunk by chunk.
  */
 import { createParser, type EventSourceMessage } from "eventsource-parser";
-import type { ChatEvent } from "../contracts/records.js";
+import type { ChatEvent } from "../contracts/records/events.js";
 
 export type SseMessage = EventSourceMessage;
 

@@ -3,7 +3,7 @@
  * against one broker and one topic prefix, each logged in as its own principal on a secured
  * broker (the install's topics and ACLs made first, as an operator would).
  */
-import { loadKafkaConfig } from "../contracts/config.js";
+import { loadKafkaConfig } from "../contracts/config/shared.js";
 import { topicNames } from "../contracts/topics.js";
 import { provisionInstall } from "../scripts/kafka/provision.js";
 import { kafkaLoginEnv, readCredentials, type BrokerRole } from "../scripts/kafka/security.js";

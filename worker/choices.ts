@@ -8,9 +8,9 @@
  * Choice i samples with seed + i when the request has a seed: the same request gives the
  * same n choices, and the choices differ from each other.
  */
-import type { WorkerConfig } from "../contracts/config.js";
+import type { WorkerConfig } from "../contracts/config/worker.js";
 import { conversationKey } from "../contracts/conversation-key.js";
-import type { TurnRequest } from "../contracts/records.js";
+import type { TurnRequest } from "../contracts/records/requests.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import type { EventWriter } from "./event-writer.js";

@@ -6,8 +6,9 @@
  * (the offsets of now minus rememberMs) and ignores records older than that memory, so a
  * worker that has just taken over a request still honours a cancel sent moments before.
  */
-import type { KafkaConfig } from "../contracts/config.js";
-import { controlRecordSchema, decodeRecord } from "../contracts/records.js";
+import type { KafkaConfig } from "../contracts/config/shared.js";
+import { controlRecordSchema } from "../contracts/records/control.js";
+import { decodeRecord } from "../contracts/records/codec.js";
 import type { KafkaAdmin } from "../platform/kafka/admin.js";
 import { AssignedReader } from "../platform/kafka/assigned-reader.js";
 import type { Logger } from "../platform/logger.js";

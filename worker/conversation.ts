@@ -6,18 +6,16 @@
  */
 import {
   APPLIED_WINDOW,
-  SCHEMA_VERSION,
   requestIdDigest,
-  type AnyAppliedEntry,
   type AppliedEntry,
   type PastAppliedEntry,
   type ConversationState,
-  type ErrorEvent,
-  type FinalEvent,
   type FinalSummary,
-  type HistoryMessage,
   type MemoryMessage,
-} from "../contracts/records.js";
+} from "../contracts/records/memory.js";
+import { SCHEMA_VERSION } from "../contracts/records/fields.js";
+import type { ErrorEvent, FinalEvent } from "../contracts/records/events.js";
+import type { HistoryMessage } from "../contracts/records/history.js";
 import type { EventPosition } from "./event-writer.js";
 import type { ChatMessage } from "./generator.js";
 
@@ -41,13 +39,13 @@ export function newConversation(conversationId: string, tenant: string, now: num
  * given back whole: its request id and where its terminal event is); `newest` when it is
  * the last one applied.
  */
-export function appliedEntry(state: ConversationState | undefined, requestId: string): { entry: AnyAppliedEntry; newest: boolean } | undefined {
+export function appliedEntry(state: ConversationState | undefined, requestId: string): { entry: AppliedEntry; newest: boolean } | undefined {
   if (!state) return undefined;
   const digest = requestIdDigest(requestId);
   const i = state.applied.findIndex((a) => (Array.isArray(a) ? a[0] === digest : a.request_id === requestId));
   if (i < 0) return undefined;
   const found = state.applied[i]!;
-  const entry: AnyAppliedEntry = Array.isArray(found)
+  const entry: AppliedEntry = Array.isArray(found)
     ? { request_id: requestId, events: { partition: found[1], offset: found[2] }, ...(found[3] === 1 && { exact: true as const }) }
     : found;
   return { entry, newest: i === state.applied.length - 1 };
@@ -62,7 +60,7 @@ export interface AppliedContext {
   readonly events: EventPosition;
   /** Where a request's final landed, when this worker sent it (and still remembers). */
   finalAt(requestId: string): EventPosition | undefined;
-  /** The chat.events partition of the conversation's key, where records written before bounded entries sent their finals. */
+  /** Read by nothing since records of whole finals are no longer accepted; goes when worker/turn.ts stops setting it. */
   readonly keyPartition: number;
 }
 
@@ -231,8 +229,7 @@ export function applyTurn(state: ConversationState, turn: TurnResult, budget: Me
  * new (newest) one keeps its terminal event as summarizeFinal makes it (`heldReply`: the
  * assistant message its history record holds), in case its final is never sent; the one
  * before it gives its event up for the exact offset of its final when this worker sent it
- * (else its lower bound). Entries of records written before bounded entries are converted:
- * their finals went to the key's partition, at an offset that the partition's start bounds.
+ * (else its lower bound).
  */
 export function recordApplied(
   state: ConversationState,
@@ -246,7 +243,6 @@ export function recordApplied(
     const digest = requestIdDigest(a.request_id);
     const sent = at.finalAt(a.request_id);
     if (sent) return [digest, sent.partition, sent.offset, 1];
-    if (!("events" in a)) return [digest, at.keyPartition, 0, 0];
     return [digest, a.events.partition, a.events.offset, a.exact ? 1 : 0];
   });
   const entry: AppliedEntry = {

@@ -4,7 +4,7 @@
  * operator can inspect or replay it.
  */
 import { createHash } from "node:crypto";
-import { DLQ_HEADERS } from "../contracts/topics.js";
+import { DLQ_HEADERS } from "../contracts/records/dead-letter.js";
 import { ErrorCode } from "../platform/kafka/native.js";
 import type { RecordSink } from "../platform/kafka/producer.js";
 import type { RequestRecord } from "./turn-scheduler.js";

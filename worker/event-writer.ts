@@ -14,7 +14,10 @@
  * turn stores where its events start, and learns where its final landed.
  */
 import { conversationKey } from "../contracts/conversation-key.js";
-import { SCHEMA_VERSION, encodeRecord, type ChatEvent, type ChatRequest } from "../contracts/records.js";
+import { SCHEMA_VERSION } from "../contracts/records/fields.js";
+import { encodeRecord } from "../contracts/records/codec.js";
+import type { ChatEvent } from "../contracts/records/events.js";
+import type { ChatRequest } from "../contracts/records/requests.js";
 import type { RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 

@@ -4,7 +4,8 @@
  * for the model), so any chat GGUF works without per-model prompt code.
  */
 import { LlamaChat, type ChatHistoryItem, type LLamaChatGenerateResponseOptions, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
-import type { Choice, GenerationParams, StopReason, ToolCall } from "../contracts/records.js";
+import type { Choice, StopReason } from "../contracts/records/events.js";
+import type { GenerationParams, ToolCall } from "../contracts/generation-params.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import { grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";

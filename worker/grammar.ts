@@ -5,7 +5,7 @@
  * fails on a bug, reported as generation_failed.
  */
 import type { GbnfJsonSchema, Llama, LlamaGrammar, LlamaJsonSchemaGrammar } from "node-llama-cpp";
-import type { ResponseFormat } from "../contracts/records.js";
+import type { ResponseFormat } from "../contracts/generation-params.js";
 
 const MAX_CACHED = 64;
 

@@ -9,7 +9,10 @@
 import { randomBytes } from "node:crypto";
 import { conversationKey } from "../contracts/conversation-key.js";
 import { nextFingers } from "../contracts/history-chain.js";
-import { SCHEMA_VERSION, encodeRecord, type ConversationState, type HistoryMessage, type HistoryRecord } from "../contracts/records.js";
+import { SCHEMA_VERSION } from "../contracts/records/fields.js";
+import { encodeRecord } from "../contracts/records/codec.js";
+import type { ConversationState } from "../contracts/records/memory.js";
+import type { HistoryMessage, HistoryRecord } from "../contracts/records/history.js";
 import type { RecordSink } from "../platform/kafka/producer.js";
 
 /** What a turn asks of the history: add these messages, get the state that points at them. */

@@ -4,7 +4,7 @@
  */
 import path from "node:path";
 import { getLlama, LlamaLogLevel, resolveModelFile, type Llama, type LlamaContext, type LlamaModel } from "node-llama-cpp";
-import type { WorkerConfig } from "../contracts/config.js";
+import type { WorkerConfig } from "../contracts/config/worker.js";
 import type { Logger } from "../platform/logger.js";
 import { generationThreads } from "./cpu-quota.js";
 

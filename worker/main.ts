@@ -5,7 +5,7 @@
  * group's consumer (request-loop.ts) and readers that join no group (memory, cancels,
  * replays).
  */
-import { loadWorkerConfig } from "../contracts/config.js";
+import { loadWorkerConfig } from "../contracts/config/worker.js";
 import { privateGroup, transactionalId } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
 import { HistoryWriter } from "./history-writer.js";

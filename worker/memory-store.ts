@@ -27,18 +27,11 @@
  * only writer of memory p, so between restores its own writes are the truth.
  */
 import { randomUUID } from "node:crypto";
-import type { KafkaConfig } from "../contracts/config.js";
+import type { KafkaConfig } from "../contracts/config/shared.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
 import { MEMORY_DELETE_RETENTION_MS } from "../contracts/topics.js";
-import {
-  HANDOVER_KEY_PREFIX,
-  conversationStateSchema,
-  decodeRecord,
-  encodeRecord,
-  handoverSchema,
-  type ConversationState,
-  type Handover,
-} from "../contracts/records.js";
+import { HANDOVER_KEY_PREFIX, conversationStateSchema, handoverSchema, type ConversationState, type Handover } from "../contracts/records/memory.js";
+import { decodeRecord, encodeRecord } from "../contracts/records/codec.js";
 import type { KafkaAdmin } from "../platform/kafka/admin.js";
 import { AssignedReader, type ReadRecord } from "../platform/kafka/assigned-reader.js";
 import type { RecordSink } from "../platform/kafka/producer.js";

@@ -8,16 +8,10 @@
  * reply is in the conversation's messages.
  */
 import { conversationKey, type ConversationRef } from "../contracts/conversation-key.js";
-import {
-  chatEventSchema,
-  decodeRecord,
-  encodeRecord,
-  finalEventSchema,
-  historyRecordSchema,
-  isTerminalEvent,
-  type AnyAppliedEntry,
-  type ConversationState,
-} from "../contracts/records.js";
+import { chatEventSchema, finalEventSchema, isTerminalEvent } from "../contracts/records/events.js";
+import { decodeRecord, encodeRecord } from "../contracts/records/codec.js";
+import { historyRecordSchema } from "../contracts/records/history.js";
+import type { AppliedEntry, ConversationState } from "../contracts/records/memory.js";
 import type { FetchedRecord, OffsetReader } from "../platform/kafka/offset-reader.js";
 import type { EventPosition } from "./event-writer.js";
 import { fillFinal, needsHeldReply } from "./conversation.js";
@@ -38,11 +32,10 @@ export type NotKept = "aged_out" | "not_found" | "history_gone";
  */
 export async function storedTerminal(
   state: ConversationState,
-  found: { entry: AnyAppliedEntry; newest: boolean },
+  found: { entry: AppliedEntry; newest: boolean },
   sources: ReplaySources,
 ): Promise<{ ok: true; value: Buffer } | { ok: false; why: NotKept }> {
   const { entry } = found;
-  if (!("events" in entry)) return { ok: true, value: encodeRecord(entry.final) };
   if (entry.final !== undefined) {
     if (!needsHeldReply(entry.final)) return { ok: true, value: encodeRecord(entry.final) };
     const held = await heldReply(state, entry.request_id, sources);

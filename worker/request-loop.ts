@@ -10,7 +10,7 @@
  * turn (within DRAIN_TIMEOUT_MS, then a handover) before the partition is released, so a
  * graceful move loses no work and the partitions that stay never stop.
  */
-import type { WorkerConfig } from "../contracts/config.js";
+import type { WorkerConfig } from "../contracts/config/worker.js";
 import type { TopicNames } from "../contracts/topics.js";
 import { GroupConsumer } from "../platform/kafka/group-consumer.js";
 import type { KafkaProducer, RecordSink } from "../platform/kafka/producer.js";

@@ -8,7 +8,7 @@
  * penalty) applies over the same window.
  */
 import type { LLamaChatGenerateResponseOptions } from "node-llama-cpp";
-import type { GenerationParams } from "../contracts/records.js";
+import type { GenerationParams } from "../contracts/generation-params.js";
 import { stopTriggers } from "./stop-triggers.js";
 
 type SamplingOptions = Pick<LLamaChatGenerateResponseOptions, "temperature" | "topP" | "topK" | "seed" | "repeatPenalty" | "customStopTriggers">;

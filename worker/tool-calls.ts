@@ -14,7 +14,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, GbnfJsonSchema } from "node-llama-cpp";
-import type { GenerationParams, Tool, ToolCall } from "../contracts/records.js";
+import type { GenerationParams, Tool, ToolCall } from "../contracts/generation-params.js";
 
 const NO_ARGUMENTS = { type: "object", properties: {} } as const;
 

@@ -35,25 +35,21 @@
  * the reply so far is handed to the next owner through the memory log, which continues it
  * under the same attempt (its events numbered on), so the client sees one reply.
  */
-import type { WorkerConfig } from "../contracts/config.js";
+import type { WorkerConfig } from "../contracts/config/worker.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import { conversationKey } from "../contracts/conversation-key.js";
+import { SCHEMA_VERSION } from "../contracts/records/fields.js";
 import {
-  SCHEMA_VERSION,
   chatRequestSchema,
-  decodeRecord,
-  loggableReason,
   type ChatRequest,
-  type ParseResult,
-  type ConversationState,
   type AppendRequest,
   type DeleteRequest,
-  type ErrorEvent,
-  type FinalEvent,
-  type Handover,
   type OpenRequest,
   type TurnRequest,
-} from "../contracts/records.js";
+} from "../contracts/records/requests.js";
+import { decodeRecord, loggableReason, type ParseResult } from "../contracts/records/codec.js";
+import type { ConversationState, Handover } from "../contracts/records/memory.js";
+import type { ErrorEvent, FinalEvent } from "../contracts/records/events.js";
 import type { TopicNames } from "../contracts/topics.js";
 import { keyPartition } from "../platform/kafka/partitioner.js";
 import { ProducerFenced, TransactionAborted, type RecordSink } from "../platform/kafka/producer.js";

@@ -3,7 +3,7 @@
  * generator (worker/llm.ts, worker/slot-pool.ts, worker/generator.ts) called in this
  * process, with no Kafka and no HTTP between the caller and the tokens.
  */
-import type { WorkerConfig } from "../../contracts/config.js";
+import type { WorkerConfig } from "../../contracts/config/worker.js";
 import { SequenceGenerator, type ChatMessage, type GenerateResult } from "../../worker/generator.js";
 import { loadLlm, type LoadedLlm } from "../../worker/llm.js";
 import { SlotPool } from "../../worker/slot-pool.js";

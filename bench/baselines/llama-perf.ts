@@ -8,7 +8,7 @@
  * Env: MODEL, TURNS, MAX_TOKENS, BENCH_LLAMA_GPU, BENCH_LLAMA_THREADS.
  */
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
-import { loadWorkerConfig } from "../../contracts/config.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { SequenceGenerator } from "../../worker/generator.js";
 import { llamaSettings } from "../lib/llama-settings.js";

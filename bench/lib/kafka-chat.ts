@@ -5,17 +5,12 @@
  * clock, the client's.
  */
 import { randomUUID } from "node:crypto";
-import type { KafkaConfig } from "../../contracts/config.js";
-import {
-  SCHEMA_VERSION,
-  chatEventSchema,
-  decodeRecord,
-  encodeRecord,
-  type ChatEvent,
-  type ContextMessage,
-  type FinalEvent,
-  type GenerationParams,
-} from "../../contracts/records.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
+import { chatEventSchema, type ChatEvent, type FinalEvent } from "../../contracts/records/events.js";
+import { decodeRecord, encodeRecord } from "../../contracts/records/codec.js";
+import type { ContextMessage } from "../../contracts/records/requests.js";
+import type { GenerationParams } from "../../contracts/generation-params.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { AssignedReader } from "../../platform/kafka/assigned-reader.js";

@@ -8,7 +8,7 @@
  * not the system).
  */
 import { randomBytes } from "node:crypto";
-import { loadKafkaConfig } from "../../contracts/config.js";
+import { loadKafkaConfig } from "../../contracts/config/shared.js";
 import { topicNames, topicSpecs, type TopicNames } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";

@@ -4,7 +4,7 @@
  * reader that walks a topic from its start to its end offsets handing each record to a
  * callback (nothing kept), so a scenario can measure what any version of the code wrote.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { KafkaProducer, type OutgoingRecord } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
 import { forEachRecord } from "../../testkit/kafka.js";

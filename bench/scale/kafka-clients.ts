@@ -14,7 +14,7 @@
  */
 import { GroupConsumer } from "../../platform/kafka/group-consumer.js";
 import { createLogger } from "../../platform/logger.js";
-import { loadWorkerConfig } from "../../contracts/config.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { TurnScheduler, type RequestRecord } from "../../worker/turn-scheduler.js";
 import { benchKafkaConfig } from "../lib/stack.js";
 

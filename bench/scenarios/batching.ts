@@ -4,7 +4,7 @@
  * run them at once), beside the same concurrency on the same model called in-process
  * (one context of 8 sequences, as the worker has).
  */
-import { loadWorkerConfig } from "../../contracts/config.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
 import { describeFlashAttention, otherFlashAttention, shippedFlashAttention, withFlashAttention } from "../variants/flash-attention.js";

@@ -15,7 +15,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { conversationKey } from "../../contracts/conversation-key.js";
-import { SCHEMA_VERSION, encodeRecord, type ConversationState, type HistoryRecord } from "../../contracts/records.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
+import { encodeRecord } from "../../contracts/records/codec.js";
+import type { ConversationState } from "../../contracts/records/memory.js";
+import type { HistoryRecord } from "../../contracts/records/history.js";
 import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";
 import { newConversation } from "../../worker/conversation.js";

@@ -16,7 +16,7 @@
  *              can change the floating-point sums, hence the sampled token.
  */
 import OpenAI from "openai";
-import { loadWorkerConfig } from "../../contracts/config.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { KeyMaker } from "../lib/partitions.js";
 import { LOCAL_TENANT } from "../../gateway/auth.js";
 import type { Service } from "../../testkit/services.js";

@@ -33,7 +33,7 @@
  * (kafka_llm_turn_phase_seconds from its /metrics, read around those turns: load, slot
  * wait, first token, generate, memory write, events, commit).
  */
-import { loadWorkerConfig } from "../../contracts/config.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { loadInProcess } from "../baselines/in-process.js";
 import { gatewayTurn, keepAliveAgent, restGenerate } from "../lib/http-clients.js";

@@ -24,7 +24,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { loadWorkerConfig } from "../../contracts/config.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { KafkaProducer } from "../../platform/kafka/producer.js";
 import { createLogger } from "../../platform/logger.js";

@@ -1,6 +1,6 @@
 /** What each client turn got, against what chat.events holds for its request. */
 import { isDeepStrictEqual } from "node:util";
-import type { FinalEvent } from "../../contracts/records.js";
+import type { FinalEvent } from "../../contracts/records/events.js";
 import type { ClientConversation, ClientTurn } from "../client.js";
 import type { TopicIndex } from "./topics.js";
 import type { RequestVerdicts } from "./verdicts.js";

@@ -6,7 +6,9 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { parseConversationKey } from "../../contracts/conversation-key.js";
-import { conversationStateSchema, decodeRecord, historyRecordSchema, type HistoryRecord } from "../../contracts/records.js";
+import { conversationStateSchema } from "../../contracts/records/memory.js";
+import { decodeRecord } from "../../contracts/records/codec.js";
+import { historyRecordSchema, type HistoryRecord } from "../../contracts/records/history.js";
 import type { ClientConversation } from "../client.js";
 import type { LoggedRecord } from "../kafka-log.js";
 import { appliedMessages, type TopicIndex } from "./topics.js";

@@ -4,7 +4,8 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { parseConversationKey } from "../../contracts/conversation-key.js";
-import { conversationStateSchema, decodeRecord, type ConversationState } from "../../contracts/records.js";
+import { conversationStateSchema, type ConversationState } from "../../contracts/records/memory.js";
+import { decodeRecord } from "../../contracts/records/codec.js";
 import type { ClientConversation } from "../client.js";
 import type { LoggedRecord } from "../kafka-log.js";
 import { appliedMessages, type TopicIndex } from "./topics.js";

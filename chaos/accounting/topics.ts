@@ -1,5 +1,7 @@
 /** The topics a chaos run left, indexed for the checks: requests by id and by conversation, events by request. */
-import { chatEventSchema, chatRequestSchema, decodeRecord, isTerminalEvent, type ChatEvent, type TurnRequest } from "../../contracts/records.js";
+import { chatEventSchema, isTerminalEvent, type ChatEvent } from "../../contracts/records/events.js";
+import { chatRequestSchema, type TurnRequest } from "../../contracts/records/requests.js";
+import { decodeRecord } from "../../contracts/records/codec.js";
 import type { LoggedRecord } from "../kafka-log.js";
 
 export interface RequestOnKafka {

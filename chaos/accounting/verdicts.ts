@@ -1,6 +1,6 @@
 /** Each request on chat.requests, by its terminal events: answered once, lost, answered twice, or failed. */
 import { isDeepStrictEqual } from "node:util";
-import { isTerminalEvent, type ErrorEvent, type FinalEvent } from "../../contracts/records.js";
+import { isTerminalEvent, type ErrorEvent, type FinalEvent } from "../../contracts/records/events.js";
 import type { TopicIndex } from "./topics.js";
 
 export type Verdict = "once" | "lost" | "twice" | "failed";

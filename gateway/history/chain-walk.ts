@@ -7,7 +7,8 @@
  */
 import { conversationKey, type ConversationRef } from "../../contracts/conversation-key.js";
 import { hopToward } from "../../contracts/history-chain.js";
-import { decodeRecord, historyRecordSchema, type HistoryHead, type HistoryMessage, type HistoryRecord } from "../../contracts/records.js";
+import { decodeRecord } from "../../contracts/records/codec.js";
+import { historyRecordSchema, type HistoryHead, type HistoryMessage, type HistoryRecord } from "../../contracts/records/history.js";
 import type { OffsetFetcher } from "../../platform/kafka/offset-reader.js";
 
 export interface IndexedMessage extends HistoryMessage {

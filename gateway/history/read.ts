@@ -4,7 +4,8 @@
  * (historyHead), works out the index range (read-plan.ts), walks the chain for it
  * (chain-walk.ts) and, for a named reader, records where it stopped (reader-positions.ts).
  */
-import type { ConversationState, HistoryHead } from "../../contracts/records.js";
+import type { ConversationState } from "../../contracts/records/memory.js";
+import type { HistoryHead } from "../../contracts/records/history.js";
 import type { GatewayDeps } from "../deps.js";
 import { ApiError } from "../errors.js";
 import { findConversation } from "../intake.js";

@@ -17,8 +17,8 @@
  * consumer without a group (events-reader.ts) reads every partition that is owned or
  * followed, each once, so a partition both owned and followed is not read twice.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
-import type { ChatEvent } from "../../contracts/records.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
+import type { ChatEvent } from "../../contracts/records/events.js";
 import { GroupConsumer, type GroupProtocol } from "../../platform/kafka/group-consumer.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import { privateGroup } from "../../contracts/kafka-acls.js";

@@ -5,8 +5,9 @@
  * (gateway/kafka/event-partitions.ts): those the gateways' group gives this replica and
  * those a follower here needs.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
-import { chatEventSchema, decodeRecord, type ChatEvent } from "../../contracts/records.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
+import { chatEventSchema, type ChatEvent } from "../../contracts/records/events.js";
+import { decodeRecord } from "../../contracts/records/codec.js";
 import { AssignedReader, type AssignedConsumer } from "../../platform/kafka/assigned-reader.js";
 import type { Logger } from "../../platform/logger.js";
 

@@ -19,7 +19,7 @@
  * CONVERSATION_LOOKUP_TIMEOUT_MS, then answers 503 with what was missing.
  */
 import { withDeadline } from "./deadline.js";
-import { conversationStateSchema, type ConversationState } from "../../contracts/records.js";
+import { conversationStateSchema, type ConversationState } from "../../contracts/records/memory.js";
 import { conversationKey, type ConversationRef } from "../../contracts/conversation-key.js";
 import { ANSWER_SIGNATURE_HEADER, isLoopbackHost, signRead, verifyAnswer, type InternalKeys } from "../../platform/internal-auth.js";
 import type { GroupDescriber } from "../../platform/kafka/group-describer.js";

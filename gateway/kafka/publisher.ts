@@ -13,9 +13,11 @@
  * timed out may still land afterwards; the 503 says "not accepted", the client's retry
  * gets a new request id, and at worst both are answered.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
-import { encodeRecord, type ChatRequest, type ControlRecord } from "../../contracts/records.js";
+import { encodeRecord } from "../../contracts/records/codec.js";
+import type { ChatRequest } from "../../contracts/records/requests.js";
+import type { ControlRecord } from "../../contracts/records/control.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { KafkaProducer } from "../../platform/kafka/producer.js";
 import type { Logger } from "../../platform/logger.js";

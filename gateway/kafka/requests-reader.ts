@@ -12,9 +12,10 @@
  * the requests still within their TTL. It joins no group and commits nothing; it keeps its
  * place itself, also across a consumer its watchdog replaces after a broker restart.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { privateGroup } from "../../contracts/kafka-acls.js";
-import { chatRequestSchema, decodeRecord } from "../../contracts/records.js";
+import { chatRequestSchema } from "../../contracts/records/requests.js";
+import { decodeRecord } from "../../contracts/records/codec.js";
 import type { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { AssignedReader } from "../../platform/kafka/assigned-reader.js";
 import type { Logger } from "../../platform/logger.js";

@@ -16,16 +16,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import {
-  MAX_CONTEXT_MESSAGES,
-  MAX_TOOLS,
-  SCHEMA_VERSION,
-  generationParamFields,
-  checkParamCombination,
-  toolCallSchema,
-  type ContextMessage,
-  type TurnRequest,
-} from "../../contracts/records.js";
+import { MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "../../contracts/limits.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
+import { generationParamFields, checkParamCombination, toolCallSchema } from "../../contracts/generation-params.js";
+import type { ContextMessage, TurnRequest } from "../../contracts/records/requests.js";
 import { ApiError, parseInput } from "../errors.js";
 import { paramsOf, stopInput, unionWithListError } from "../routes/schemas.js";
 

@@ -9,7 +9,7 @@
  * Tool calls stream as OpenAI streams them: per call, a chunk with its index, id, type and
  * name (arguments ""), then its arguments in fragments as the worker generates them.
  */
-import type { Choice, FinalEvent, Usage } from "../../contracts/records.js";
+import type { Choice, FinalEvent, Usage } from "../../contracts/records/events.js";
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 

@@ -7,7 +7,8 @@
  */
 import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi, type ResponseConfig, type ZodMediaTypeObject } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
-import { chatEventSchema, conversationIdSchema, requestIdSchema } from "../../contracts/records.js";
+import { chatEventSchema } from "../../contracts/records/events.js";
+import { conversationIdSchema, requestIdSchema } from "../../contracts/records/fields.js";
 import { HTTP_STATUS, type Dialect } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";

@@ -10,7 +10,9 @@
  */
 import { z } from "zod";
 import { ERROR_CODES, type ErrorCode } from "../../contracts/errors.js";
-import { conversationIdSchema, memoryMessageSchema, requestIdSchema, stopReasonSchema, timingsSchema, usageSchema } from "../../contracts/records.js";
+import { conversationIdSchema, requestIdSchema } from "../../contracts/records/fields.js";
+import { memoryMessageSchema } from "../../contracts/records/memory.js";
+import { stopReasonSchema, timingsSchema, usageSchema } from "../../contracts/records/events.js";
 
 const errorCodes = Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]];
 

@@ -7,7 +7,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
-import { SCHEMA_VERSION, conversationIdSchema, type ChatRequest } from "../../contracts/records.js";
+import { SCHEMA_VERSION, conversationIdSchema } from "../../contracts/records/fields.js";
+import type { ChatRequest } from "../../contracts/records/requests.js";
 import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";

@@ -6,7 +6,9 @@
  * waiting for a non-streamed reply) cancels the request: nobody is left to read it.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { conversationIdSchema, type ChatEvent, type TurnRequest } from "../../contracts/records.js";
+import { conversationIdSchema } from "../../contracts/records/fields.js";
+import type { ChatEvent } from "../../contracts/records/events.js";
+import type { TurnRequest } from "../../contracts/records/requests.js";
 import type { GatewayDeps } from "../deps.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
 import { awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";

@@ -5,7 +5,8 @@
  * (gateway/kafka/event-partitions.ts).
  */
 import type { FastifyInstance } from "fastify";
-import { isTerminalEvent, requestIdSchema } from "../../contracts/records.js";
+import { isTerminalEvent } from "../../contracts/records/events.js";
+import { requestIdSchema } from "../../contracts/records/fields.js";
 import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
 import { cancel, findRequest } from "../intake.js";

@@ -5,7 +5,8 @@
  * schema before it is queued.
  */
 import { z } from "zod";
-import { MAX_APPEND_MESSAGES, checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/records.js";
+import { MAX_APPEND_MESSAGES } from "../../contracts/limits.js";
+import { checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/generation-params.js";
 import { ApiError } from "../errors.js";
 
 /** Generation parameters, as the native API and the OpenAI route take them. */

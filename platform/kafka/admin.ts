@@ -10,7 +10,7 @@
  * configuration the design needs (contracts/topics.ts) and the workers take what they
  * must know of it from there.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { librdkafkaConnection } from "./connection.js";
 import { call, ErrorCode, rdkafka, type NativeAdmin, type NativeConsumer, type NativeError, type TopicPartitionOffset } from "./native.js";
 

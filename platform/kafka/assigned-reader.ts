@@ -15,7 +15,7 @@
  * Reads are read_committed unless told otherwise: nothing of an aborted transaction is
  * delivered, and a partition's end is its last stable offset.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
 import { librdkafkaConnection, SEVERITY } from "./connection.js";
 import { call, ErrorCode, rdkafka, type NativeError, type NativeMessage } from "./native.js";

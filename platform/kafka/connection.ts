@@ -2,7 +2,7 @@
  * librdkafka properties every client of the project shares: the brokers, TLS and SASL of
  * KafkaConfig, and reconnection that is back within seconds of a broker restart.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 
 export type LibrdkafkaProps = Record<string, string | number | boolean>;
 

@@ -15,7 +15,7 @@
  * fetching every partition while a rebalance callback runs, and caches records ahead of
  * the application in ways that hold one partition's records back behind another's.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
 import { librdkafkaConnection, SEVERITY } from "./connection.js";
 import { call, ErrorCode, rdkafka, type NativeConsumer, type NativeError, type NativeMessage } from "./native.js";

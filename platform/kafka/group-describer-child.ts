@@ -4,7 +4,7 @@
  * can crash its process while the brokers are unreachable
  * (confluentinc/confluent-kafka-javascript#531): here that ends this process only.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { librdkafkaConnection } from "./connection.js";
 import { rdkafka, type NativeAdmin, type NativeError, type NativeGroupDescription } from "./native.js";
 

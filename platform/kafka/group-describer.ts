@@ -12,7 +12,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
 import type { DescriberReply, DescriberRequest } from "./group-describer-child.js";
 

@@ -11,7 +11,7 @@
  * at a time), so concurrent reads do not move each other's position; consumers are opened
  * as concurrent reads need them, up to the pool's size.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { KafkaLlmError } from "../../contracts/errors.js";
 import type { Logger } from "../logger.js";
 import { librdkafkaConnection } from "./connection.js";

@@ -82,6 +82,11 @@ export class ProducerFenced extends Error {
   }
 }
 
+/** This producer was replaced by another with its transactional.id: it can do nothing more. */
+const PRODUCER_FENCED_CODES = new Set<number>([ErrorCode.FENCED, ErrorCode.PRODUCER_FENCED, ErrorCode.INVALID_PRODUCER_EPOCH]);
+/** The consumer's generation the offsets were sent at is no longer current: the group has replaced the member. */
+const MEMBER_FENCED_CODES = new Set<number>([ErrorCode.FENCED_MEMBER_EPOCH, ErrorCode.STALE_MEMBER_EPOCH, ErrorCode.ILLEGAL_GENERATION, ErrorCode.UNKNOWN_MEMBER_ID]);
+
 export class KafkaProducer implements RecordSink {
   readonly #native: NativeProducer;
   readonly #logger: Logger;
@@ -202,7 +207,11 @@ export class KafkaProducer implements RecordSink {
       return result;
     } catch (err) {
       const classified = this.#classify(err, "the transaction failed");
-      if (!(classified instanceof ProducerFenced)) {
+      // Abort whatever can be aborted, a transaction refused for its consumer's generation
+      // too: left open, it would hold back every read_committed reader of its partitions
+      // until the broker timed it out (transaction.timeout.ms and the sweep after it).
+      // Only a fenced producer cannot: the broker aborts its transaction for it.
+      if (!PRODUCER_FENCED_CODES.has((err as { code?: number }).code ?? 0)) {
         try {
           await call((cb) => native.abortTransaction(30_000, cb));
         } catch (abortErr) {
@@ -214,17 +223,11 @@ export class KafkaProducer implements RecordSink {
   }
 
   #classify(err: unknown, what: string): Error {
-    const code = (err as { code?: number }).code;
-    const fenced =
-      code === ErrorCode.FENCED ||
-      code === ErrorCode.PRODUCER_FENCED ||
-      code === ErrorCode.INVALID_PRODUCER_EPOCH ||
-      code === ErrorCode.FENCED_MEMBER_EPOCH ||
-      code === ErrorCode.STALE_MEMBER_EPOCH ||
-      code === ErrorCode.ILLEGAL_GENERATION ||
-      code === ErrorCode.UNKNOWN_MEMBER_ID;
+    const code = (err as { code?: number }).code ?? 0;
     const message = `${what}: ${(err as Error).message}`;
-    return fenced ? new ProducerFenced(message, { cause: err }) : new TransactionAborted(message, { cause: err });
+    return PRODUCER_FENCED_CODES.has(code) || MEMBER_FENCED_CODES.has(code)
+      ? new ProducerFenced(message, { cause: err })
+      : new TransactionAborted(message, { cause: err });
   }
 
   /** Waits until everything produced is acknowledged (or `timeoutMs` passes). */

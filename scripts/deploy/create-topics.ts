@@ -10,7 +10,8 @@
  *
  * Exit codes: 0 topics ready, 1 Kafka failed or existing topics' partitions differ, 2 bad configuration.
  */
-import { ConfigError, loadKafkaConfig } from "../../contracts/config.js";
+import { ConfigError } from "../../contracts/config/env.js";
+import { loadKafkaConfig } from "../../contracts/config/shared.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";

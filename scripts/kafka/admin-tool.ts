@@ -14,7 +14,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { DEFAULT_CACHE_DIR, defaultVersion, ensureKafkaJars, tailLines } from "./jars.js";
 
 const SOURCE = fileURLToPath(new URL("./AdminTool.java", import.meta.url));

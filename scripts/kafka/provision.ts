@@ -5,7 +5,7 @@
  * administrator. Idempotent: run again, it creates nothing twice. Used by run-local, the
  * tests, the bench and the chaos run.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { componentAcls, KAFKA_COMPONENTS, type AclOperation, type AclResourceType, type InstallNames } from "../../contracts/kafka-acls.js";
 import { topicSpecs, type TopicSettings } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";

@@ -104,7 +104,7 @@ export function scramFormatArgs(creds: BrokerCredentials): string[] {
   return BROKER_ROLES.flatMap((role) => ["--add-scram", `SCRAM-SHA-512=[name=${creds.users[role].username},password=${creds.users[role].password}]`]);
 }
 
-/** A service's Kafka login as environment variables (contracts/config.ts). */
+/** A service's Kafka login as environment variables (contracts/config/shared.ts). */
 export function kafkaLoginEnv(creds: BrokerCredentials | null, role: BrokerRole): Record<string, string> {
   if (creds === null) return {};
   const p = creds.users[role];

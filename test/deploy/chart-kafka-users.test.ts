@@ -16,7 +16,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { loadGatewayConfig, loadKafkaConfig, loadWorkerConfig } from "../../contracts/config.js";
+import { loadGatewayConfig } from "../../contracts/config/gateway.js";
+import { loadKafkaConfig } from "../../contracts/config/shared.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { componentAcls, KAFKA_COMPONENTS, type AclRule, type KafkaComponent } from "../../contracts/kafka-acls.js";
 import { topicNames } from "../../contracts/topics.js";
 import { REPO_ROOT } from "../helpers/services.js";
@@ -64,7 +66,7 @@ describe("a KafkaUser per component, with exactly the ACLs of contracts/kafka-ac
       expect: { prefix: "team-a.", workerGroup: "team-a-llm-workers", gatewayGroup: "team-a-llm-gateways" },
     },
     {
-      label: "a topic prefix and the gateways' default group (prefixed, as contracts/config.ts makes it)",
+      label: "a topic prefix and the gateways' default group (prefixed, as contracts/config/gateway.ts makes it)",
       set: { "kafka.topicPrefix": "t1-" },
       expect: { prefix: "t1-", workerGroup: "kafka-llm-workers", gatewayGroup: "t1-kafka-llm-gateways" },
     },

@@ -15,7 +15,9 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadGatewayConfig, loadKafkaConfig, loadWorkerConfig } from "../../contracts/config.js";
+import { loadGatewayConfig } from "../../contracts/config/gateway.js";
+import { loadKafkaConfig } from "../../contracts/config/shared.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { REPO_ROOT } from "../helpers/services.js";
 import {
   CHART_DIR,
@@ -540,7 +542,7 @@ describe("topics, config and secrets", () => {
     assert.deepEqual(
       [...unread.keys()],
       [],
-      `set by the chart but read by no code (add them to contracts/config.ts, or stop setting them):\n${[...unread].map(([n, where]) => `  ${n}: ${where.join(", ")}`).join("\n")}`,
+      `set by the chart but read by no code (add them to contracts/config/, or stop setting them):\n${[...unread].map(([n, where]) => `  ${n}: ${where.join(", ")}`).join("\n")}`,
     );
   });
 

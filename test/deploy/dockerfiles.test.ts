@@ -154,7 +154,7 @@ describe(".dockerignore", () => {
       "tsconfig.json",
       "worker/main.ts",
       "gateway/main.ts",
-      "contracts/config.ts",
+      "contracts/config/worker.ts",
       "platform/kafka.ts",
       "scripts/deploy/fetch-model.ts",
     ]) {

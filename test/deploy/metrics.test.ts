@@ -26,7 +26,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
-import { loadKafkaConfig } from "../../contracts/config.js";
+import { loadKafkaConfig } from "../../contracts/config/shared.js";
 import { topicNames } from "../../contracts/topics.js";
 import { provisionInstall } from "../../scripts/kafka/provision.js";
 import { ensureTestModel } from "../../scripts/models.js";

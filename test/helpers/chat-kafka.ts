@@ -4,18 +4,11 @@
  * should not depend on the gateway.
  */
 import { randomUUID } from "node:crypto";
-import type { KafkaConfig } from "../../contracts/config.js";
-import {
-  SCHEMA_VERSION,
-  chatEventSchema,
-  conversationStateSchema,
-  isTerminalEvent,
-  type ChatEvent,
-  type ConversationState,
-  type ErrorEvent,
-  type FinalEvent,
-  type GenerationParams,
-} from "../../contracts/records.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
+import { chatEventSchema, isTerminalEvent, type ChatEvent, type ErrorEvent, type FinalEvent } from "../../contracts/records/events.js";
+import { conversationStateSchema, type ConversationState } from "../../contracts/records/memory.js";
+import type { GenerationParams } from "../../contracts/generation-params.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { conversationKey, parseConversationKey } from "../../contracts/conversation-key.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";

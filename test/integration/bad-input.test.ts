@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { readTopic, type LoggedRecord } from "../../chaos/kafka-log.js";
-import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
+import { DLQ_HEADERS } from "../../contracts/records/dead-letter.js";
+import { topicNames } from "../../contracts/topics.js";
 import { librdkafkaConnection } from "../../platform/kafka/connection.js";
 import { call, rdkafka, type DeliveryReport, type NativeError } from "../../platform/kafka/native.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";

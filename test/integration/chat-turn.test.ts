@@ -5,8 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { ChatEvent, FinalEvent } from "../../contracts/records.js";
-import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
+import type { ChatEvent, FinalEvent } from "../../contracts/records/events.js";
+import { DLQ_HEADERS } from "../../contracts/records/dead-letter.js";
+import { topicNames } from "../../contracts/topics.js";
 import { eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { kafkaConfigFor, produceRecords, readTopic, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";

@@ -11,7 +11,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { topicNames } from "../../contracts/topics.js";
-import { SCHEMA_VERSION, encodeRecord, type ConversationState } from "../../contracts/records.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
+import { encodeRecord } from "../../contracts/records/codec.js";
+import type { ConversationState } from "../../contracts/records/memory.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
 import { conversationPartition } from "../../gateway/kafka/owners.js";
 import { InternalKeys, signRead } from "../../platform/internal-auth.js";

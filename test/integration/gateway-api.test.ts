@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { ChatEvent, FinalEvent } from "../../contracts/records.js";
+import type { ChatEvent, FinalEvent } from "../../contracts/records/events.js";
 import { apiClient, eventually, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";

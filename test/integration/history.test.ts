@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { SCHEMA_VERSION } from "../../contracts/records.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { createLogger } from "../../platform/logger.js";

@@ -13,7 +13,7 @@ import fsp from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { librdkafkaConnection } from "../../platform/kafka/connection.js";
 import { GroupConsumer, type GroupRecord } from "../../platform/kafka/group-consumer.js";

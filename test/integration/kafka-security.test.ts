@@ -22,7 +22,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { KafkaConfig as KafkaLlmConfig } from "../../contracts/config.js";
+import type { KafkaConfig as KafkaLlmConfig } from "../../contracts/config/shared.js";
 import { topicNames } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { librdkafkaConnection } from "../../platform/kafka/connection.js";

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { isTerminalEvent } from "../../contracts/records.js";
+import { isTerminalEvent } from "../../contracts/records/events.js";
 import { topicNames } from "../../contracts/topics.js";
 import { startBroker, type RunningBroker } from "../../scripts/kafka-broker.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { isTerminalEvent, type ChatEvent, type FinalEvent } from "../../contracts/records.js";
+import { isTerminalEvent, type ChatEvent, type FinalEvent } from "../../contracts/records/events.js";
 import { topicNames } from "../../contracts/topics.js";
 import { startBroker } from "../../scripts/kafka-broker.js";
 import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";

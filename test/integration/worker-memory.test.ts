@@ -7,19 +7,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama, type LlamaModel } from "node-llama-cpp";
-import {
-  SCHEMA_VERSION,
-  encodeRecord,
-  requestIdDigest,
-  type AppliedEntry,
-  type ConversationState,
-  type FinalEvent,
-  type HistoryRecord,
-  type PastAppliedEntry,
-} from "../../contracts/records.js";
+import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
+import { encodeRecord } from "../../contracts/records/codec.js";
+import { requestIdDigest, type AppliedEntry, type ConversationState, type PastAppliedEntry } from "../../contracts/records/memory.js";
+import type { FinalEvent } from "../../contracts/records/events.js";
+import type { HistoryRecord } from "../../contracts/records/history.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { keyPartition } from "../../platform/kafka/partitioner.js";
-import { DLQ_HEADERS, topicNames } from "../../contracts/topics.js";
+import { DLQ_HEADERS } from "../../contracts/records/dead-letter.js";
+import { topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";

@@ -22,8 +22,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
-import { loadWorkerConfig } from "../../contracts/config.js";
-import type { FinalEvent, MemoryMessage } from "../../contracts/records.js";
+import { loadWorkerConfig } from "../../contracts/config/worker.js";
+import type { FinalEvent } from "../../contracts/records/events.js";
+import type { MemoryMessage } from "../../contracts/records/memory.js";
 import { topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";

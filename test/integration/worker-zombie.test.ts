@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { isTerminalEvent } from "../../contracts/records.js";
+import { isTerminalEvent } from "../../contracts/records/events.js";
 import { topicNames } from "../../contracts/topics.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { stackEnv, startWorker } from "../helpers/gateway.js";

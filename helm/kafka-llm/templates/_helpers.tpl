@@ -137,7 +137,7 @@ so no upgrade, `helm template` or sync can regenerate it), and what it holds:
 {{- define "kafka-llm.hfTokenFile" -}}/etc/kafka-llm/hf/token{{- end -}}
 {{- define "kafka-llm.internalTokenFile" -}}/etc/kafka-llm/internal/token{{- end -}}
 
-{{/* The gateways' consumer group on chat.events (GATEWAY_EVENTS_GROUP_ID), with contracts/config.ts's default. */}}
+{{/* The gateways' consumer group on chat.events (GATEWAY_EVENTS_GROUP_ID), with contracts/config/gateway.ts's default. */}}
 {{- define "kafka-llm.gatewayGroupId" -}}
 {{- default (printf "%skafka-llm-gateways" .Values.kafka.topicPrefix) .Values.kafka.gatewayGroupId -}}
 {{- end -}}

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { conversationStateSchema, decodeRecord } from "../../../contracts/records.js";
+import { conversationStateSchema } from "../../../contracts/records/memory.js";
+import { decodeRecord } from "../../../contracts/records/codec.js";
 import { TurnTally, generatedId, generatedState } from "../../../bench/lib/state-records.js";
 
 describe("state-scale generator", () => {

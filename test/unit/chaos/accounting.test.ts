@@ -11,7 +11,7 @@ import { turnContent, type ClientConversation, type ClientTurn } from "../../../
 import type { FaultRecord } from "../../../chaos/faults.js";
 import type { LoggedRecord } from "../../../chaos/kafka-log.js";
 import { nextFingers } from "../../../contracts/history-chain.js";
-import type { ChatEvent, FinalEvent } from "../../../contracts/records.js";
+import type { ChatEvent, FinalEvent } from "../../../contracts/records/events.js";
 
 const T0 = 1_700_000_000_000;
 

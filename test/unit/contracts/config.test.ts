@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { ConfigError, loadGatewayConfig, loadWorkerConfig } from "../../../contracts/config.js";
+import { ConfigError } from "../../../contracts/config/env.js";
+import { loadGatewayConfig } from "../../../contracts/config/gateway.js";
+import { loadWorkerConfig } from "../../../contracts/config/worker.js";
 
 /** A worker's config with its ops port on loopback (no internal token needed), as most of these cases want. */
 const workerConfig = (env: Record<string, string>) => loadWorkerConfig({ WORKER_HTTP_HOST: "127.0.0.1", ...env });

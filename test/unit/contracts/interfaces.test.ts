@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import { parse } from "yaml";
-import { turnRequestSchema } from "../../../contracts/records.js";
+import { turnRequestSchema } from "../../../contracts/records/requests.js";
 import { interfaceDocuments, staleDocuments } from "../../../scripts/interfaces.js";
 import { REPO_ROOT } from "../../helpers/services.js";
 

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { chatEventSchema, chatRequestSchema, controlRecordSchema, decodeRecord, encodeRecord } from "../../../contracts/records.js";
+import { chatEventSchema } from "../../../contracts/records/events.js";
+import { chatRequestSchema } from "../../../contracts/records/requests.js";
+import { controlRecordSchema } from "../../../contracts/records/control.js";
+import { decodeRecord, encodeRecord } from "../../../contracts/records/codec.js";
 
 const valid = {
   v: 1,

@@ -7,9 +7,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
-import { loadGatewayConfig } from "../../../contracts/config.js";
+import { loadGatewayConfig } from "../../../contracts/config/gateway.js";
 import { conversationKey } from "../../../contracts/conversation-key.js";
-import type { ChatEvent, ChatRequest, ConversationState } from "../../../contracts/records.js";
+import type { ChatEvent } from "../../../contracts/records/events.js";
+import type { ChatRequest } from "../../../contracts/records/requests.js";
+import type { ConversationState } from "../../../contracts/records/memory.js";
 import { buildGateway } from "../../../gateway/app.js";
 import { createAuthenticator } from "../../../gateway/auth.js";
 import { ApiError } from "../../../gateway/errors.js";

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { pino } from "pino";
-import { ConfigError } from "../../../contracts/config.js";
+import { ConfigError } from "../../../contracts/config/env.js";
 import { ApiKeyStore, LOCAL_TENANT, createAuthenticator, parseApiKeyList, parseKeysFile } from "../../../gateway/auth.js";
 import { ApiError } from "../../../gateway/errors.js";
 

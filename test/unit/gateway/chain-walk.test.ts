@@ -7,7 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { encodeRecord, type ConversationState, type HistoryMessage } from "../../../contracts/records.js";
+import { encodeRecord } from "../../../contracts/records/codec.js";
+import type { ConversationState } from "../../../contracts/records/memory.js";
+import type { HistoryMessage } from "../../../contracts/records/history.js";
 import { ChainWalk } from "../../../gateway/history/chain-walk.js";
 import type { FetchedRecord, OffsetFetcher } from "../../../platform/kafka/offset-reader.js";
 import { newConversation } from "../../../worker/conversation.js";

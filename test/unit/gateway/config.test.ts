@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, loadGatewayConfig } from "../../../contracts/config.js";
+import { ConfigError } from "../../../contracts/config/env.js";
+import { loadGatewayConfig } from "../../../contracts/config/gateway.js";
 
 function problemsOf(load: () => unknown): string[] {
   try {

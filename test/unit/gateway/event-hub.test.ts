@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ChatEvent } from "../../../contracts/records.js";
+import type { ChatEvent } from "../../../contracts/records/events.js";
 import { EventHub } from "../../../gateway/event-hub.js";
 
 const base = { v: 1 as const, request_id: "r1", conversation_id: "c1", tenant: "t", attempt: "a1", at: 0 };

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
-import { loadGatewayConfig } from "../../../contracts/config.js";
+import { loadGatewayConfig } from "../../../contracts/config/gateway.js";
 import { buildGateway } from "../../../gateway/app.js";
 import type { GatewayDeps } from "../../../gateway/deps.js";
 import { openApiDocument } from "../../../gateway/openapi/document.js";

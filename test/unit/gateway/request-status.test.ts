@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ChatEvent, StopReason } from "../../../contracts/records.js";
+import type { ChatEvent, StopReason } from "../../../contracts/records/events.js";
 import type { RequestSnapshot } from "../../../gateway/event-hub.js";
 import { requestStatus } from "../../../gateway/request-status.js";
 

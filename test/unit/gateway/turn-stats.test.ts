@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ChatEvent } from "../../../contracts/records.js";
+import type { ChatEvent } from "../../../contracts/records/events.js";
 import { TurnStats } from "../../../gateway/turn-stats.js";
 
 const final = (

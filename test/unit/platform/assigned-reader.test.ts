@@ -9,11 +9,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
-import { SCHEMA_VERSION, encodeRecord, type ChatEvent } from "../../../contracts/records.js";
+import { SCHEMA_VERSION } from "../../../contracts/records/fields.js";
+import { encodeRecord } from "../../../contracts/records/codec.js";
+import type { ChatEvent } from "../../../contracts/records/events.js";
 import { eventsReader } from "../../../gateway/kafka/events-reader.js";
 import { AssignedReader, type AssignedConsumer } from "../../../platform/kafka/assigned-reader.js";
 import type { NativeMessage } from "../../../platform/kafka/native.js";
-import type { KafkaConfig } from "../../../contracts/config.js";
+import type { KafkaConfig } from "../../../contracts/config/shared.js";
 
 const TOPIC = "chat.events";
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { FinalEvent, MemoryMessage } from "../../../contracts/records.js";
-import { loadWorkerConfig } from "../../../contracts/config.js";
+import type { FinalEvent } from "../../../contracts/records/events.js";
+import type { MemoryMessage } from "../../../contracts/records/memory.js";
+import { loadWorkerConfig } from "../../../contracts/config/worker.js";
 import { applyTurn, newConversation, promptFor, trimToBudget, type AppliedContext, type MemoryBudget } from "../../../worker/conversation.js";
 
 const final = { type: "final", stop_reason: "tool_calls" } as FinalEvent;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { chatEventSchema } from "../../../contracts/records.js";
+import { chatEventSchema } from "../../../contracts/records/events.js";
 import { createLogger } from "../../../platform/logger.js";
 import { EventWriter, eventsPartitionOf, type RecordSink } from "../../../worker/event-writer.js";
 

@@ -6,20 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadWorkerConfig } from "../../../contracts/config.js";
-import {
-  APPLIED_WINDOW,
-  SCHEMA_VERSION,
-  chatEventSchema,
-  conversationStateSchema,
-  encodeRecord,
-  requestIdDigest,
-  type ChatEvent,
-  type ConversationState,
-  type FinalEvent,
-  type Handover,
-  type TurnRequest,
-} from "../../../contracts/records.js";
+import { loadWorkerConfig } from "../../../contracts/config/worker.js";
+import { APPLIED_WINDOW, conversationStateSchema, type ConversationState, type Handover } from "../../../contracts/records/memory.js";
+import { SCHEMA_VERSION } from "../../../contracts/records/fields.js";
+import { chatEventSchema, type ChatEvent, type FinalEvent } from "../../../contracts/records/events.js";
+import { encodeRecord } from "../../../contracts/records/codec.js";
+import type { TurnRequest } from "../../../contracts/records/requests.js";
 import { topicNames } from "../../../contracts/topics.js";
 import { createLogger } from "../../../platform/logger.js";
 import { Cancellations } from "../../../worker/cancellations.js";
@@ -275,39 +267,6 @@ describe("runTurn", () => {
     assert.equal(state.history?.messages, 2);
   });
 
-  it("re-announces a request already applied instead of generating it again", async () => {
-    const base = newConversation("c-1", "t", 1);
-    const final: FinalEvent = {
-      v: SCHEMA_VERSION,
-      type: "final",
-      request_id: "r-1",
-      conversation_id: "c-1",
-      tenant: "t",
-      attempt: "w-old.1",
-      seq: 3,
-      at: 1,
-      reply: "Told before.",
-      stop_reason: "stop",
-      usage: { prompt_tokens: 1, cached_prompt_tokens: 0, completion_tokens: 1 },
-      timings: { queue_wait_ms: 0, time_to_first_token_ms: 0, generation_ms: 0 },
-    };
-    // A record as the code before bounded entries wrote it: the whole final in its entry.
-    const legacy = conversationStateSchema.parse(JSON.parse(JSON.stringify({ ...base, applied: [{ request_id: "r-1", final }] })));
-    const h = harness({ state: legacy });
-    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "replayed");
-    assert.equal(h.seen.length, 0, "nothing generated");
-    assert.deepEqual(h.log, ["event:final", "commit"]);
-    assert.deepEqual(h.events[0], final, "the stored final, unchanged");
-    // The next write converts the legacy entry: where its final went (the key's partition, from its start), not the final.
-    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-2" }))), h.ctx), "completed");
-    assert.deepEqual(h.state()!.applied[0], [requestIdDigest("r-1"), keyPartition("t/c-1", h.ctx.config.kafka.eventPartitions), 0, 1]);
-    assert.deepEqual(appliedEntry(h.state(), "r-1")?.entry, {
-      request_id: "r-1",
-      events: { partition: keyPartition("t/c-1", h.ctx.config.kafka.eventPartitions), offset: 0 },
-      exact: true,
-    });
-  });
-
   it("dead-letters a record that is not a request and commits past it", async () => {
     const h = harness();
     assert.equal(await runTurn(h.record(Buffer.from("not json")), h.ctx), "dead_lettered");
@@ -424,7 +383,7 @@ describe("bounded memory records", () => {
     });
   }
 
-  it("a legacy record (whole finals in its entries) still decodes", () => {
+  it("refuses a record whose applied entry holds a whole final and no position on chat.events", () => {
     const base = newConversation("c-1", "t", 1);
     const final = {
       v: 1,
@@ -439,8 +398,9 @@ describe("bounded memory records", () => {
       message: "x",
       retryable: true,
     };
-    const parsed = conversationStateSchema.parse({ ...base, applied: [{ request_id: "r-0", final }] });
-    assert.deepEqual(parsed.applied[0], { request_id: "r-0", final });
+    assert.equal(conversationStateSchema.safeParse({ ...base, applied: [{ request_id: "r-0", final }] }).success, false);
+    const placed = { request_id: "r-0", events: { partition: 0, offset: 7 }, final };
+    assert.deepEqual(conversationStateSchema.parse({ ...base, applied: [placed] }).applied[0], placed, "the same entry with its position decodes");
   });
 
   it("replays the newest request from its stored summary, the reply filled in from its history record", async () => {
