@@ -9,7 +9,7 @@
  * transactional: `transaction()` writes records and a consumer's offsets atomically, and the
  * broker refuses a producer (or a consumer generation) that has been replaced.
  */
-import type { KafkaConfig } from "../../contracts/config.js";
+import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
 import { librdkafkaConnection, SEVERITY } from "./connection.js";
 import {
