@@ -1,8 +1,9 @@
 /**
  * chat.history: every message of a conversation, once, in the order it was applied; the
- * gateways read it for GET /history. Kafka has no index by key, so the records link
- * themselves into a skip list (../history-chain.ts) whose end the conversation's memory
- * record holds (HistoryHead). Key: the conversation key (../conversation-key.ts).
+ * gateways read it for GET /v1/conversations/{id}/messages. Kafka has no index by key, so
+ * the records link themselves into a skip list (../history-chain.ts) whose end the
+ * conversation's memory record holds (HistoryHead). Key: the conversation key
+ * (../conversation-key.ts).
  */
 import { z } from "zod";
 import { MAX_CONTENT_CHARS } from "../limits.js";
