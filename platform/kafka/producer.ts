@@ -85,7 +85,12 @@ export class ProducerFenced extends Error {
 /** This producer was replaced by another with its transactional.id: it can do nothing more. */
 const PRODUCER_FENCED_CODES = new Set<number>([ErrorCode.FENCED, ErrorCode.PRODUCER_FENCED, ErrorCode.INVALID_PRODUCER_EPOCH]);
 /** The consumer's generation the offsets were sent at is no longer current: the group has replaced the member. */
-const MEMBER_FENCED_CODES = new Set<number>([ErrorCode.FENCED_MEMBER_EPOCH, ErrorCode.STALE_MEMBER_EPOCH, ErrorCode.ILLEGAL_GENERATION, ErrorCode.UNKNOWN_MEMBER_ID]);
+const MEMBER_FENCED_CODES = new Set<number>([
+  ErrorCode.FENCED_MEMBER_EPOCH,
+  ErrorCode.STALE_MEMBER_EPOCH,
+  ErrorCode.ILLEGAL_GENERATION,
+  ErrorCode.UNKNOWN_MEMBER_ID,
+]);
 
 export class KafkaProducer implements RecordSink {
   readonly #native: NativeProducer;

@@ -36,10 +36,14 @@ describe("Kafka transactions fence a replaced group member", { timeout: 180_000 
   const group = `${prefix}group`;
 
   function member(name: string): Member {
-    const proc = spawn(process.execPath, ["--import", "tsx", path.join(REPO_ROOT, "test/helpers/transactional-member.ts"), group, input, output, `${prefix}tx.${name}`], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, TRANSACTIONAL_MEMBER_KAFKA: JSON.stringify(kafkaConfigFor(kafka)) },
-    });
+    const proc = spawn(
+      process.execPath,
+      ["--import", "tsx", path.join(REPO_ROOT, "test/helpers/transactional-member.ts"), group, input, output, `${prefix}tx.${name}`],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, TRANSACTIONAL_MEMBER_KAFKA: JSON.stringify(kafkaConfigFor(kafka)) },
+      },
+    );
     const lines: string[] = [];
     let partial = "";
     proc.stdout.on("data", (chunk: Buffer) => {
