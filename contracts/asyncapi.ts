@@ -106,7 +106,7 @@ export function asyncApiDocument(): Record<string, unknown> {
     channels: {
       requests: channel(
         "requests",
-        "Everything that changes a conversation (turn, open, append, delete), applied in order by the worker that owns the partition (consumer group KAFKA_GROUP_ID). A record that fails the schema, or whose key is not its conversation key, or which is not in that key's partition, goes to chat.requests.dlq. " +
+        "Everything that changes a conversation (turn, open, append, delete), applied in order by the worker that owns the partition (consumer group WORKER_GROUP_ID). A record that fails the schema, or whose key is not its conversation key, or which is not in that key's partition, goes to chat.requests.dlq. " +
           PARTITIONING,
         "chatRequest",
         message("requests", "conversation"),

@@ -36,7 +36,7 @@ export interface AclRule {
 /** The names of one install that its ACLs talk about. */
 export interface InstallNames {
   readonly topics: TopicNames;
-  /** The workers' consumer group (the workers' KAFKA_GROUP_ID, the gateways' WORKER_GROUP_ID). */
+  /** The workers' consumer group (the workers' WORKER_GROUP_ID, the gateways' WORKER_GROUP_ID). */
   readonly workerGroup: string;
   /** The gateways' consumer group on chat.events (GATEWAY_EVENTS_GROUP_ID). */
   readonly gatewayGroup: string;

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     admin,
     describer,
     topic: topics.requests,
-    groupId: config.lag.workerGroupId,
+    groupId: config.workerGroupId,
     intervalMs: config.queueNoticeMs,
     maxPositions: config.requests.maxTracked,
     logger,
@@ -104,9 +104,9 @@ async function main(): Promise<void> {
   deps.events = eventPartitions;
   const internalKeys = InternalKeys.fromConfig(config.conversations.internalToken, logger);
   deps.conversations = new OwnerLookup({
-    describe: describeWorkers(describer, config.lag.workerGroupId, topics.requests),
+    describe: describeWorkers(describer, config.workerGroupId, topics.requests),
     partitions: async () => (await withDeadline(admin.partitions([topics.requests]), 3000, "chat.requests partitions")).get(topics.requests)?.length ?? 0,
-    groupId: config.lag.workerGroupId,
+    groupId: config.workerGroupId,
     timeoutMs: config.conversations.lookupTimeoutMs,
     keys: internalKeys,
     metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   const lag = new LagExporter({
     admin,
     topic: topics.requests,
-    groupId: config.lag.workerGroupId,
+    groupId: config.workerGroupId,
     metrics: deps.metrics,
     refreshMs: config.lag.refreshMs,
     logger,

@@ -156,7 +156,7 @@ if (credentials) {
   const config = loadKafkaConfig({ ...process.env, KAFKA_BROKERS: brokers });
   const names = {
     topics: topicNames(config.topicPrefix),
-    workerGroup: process.env.KAFKA_GROUP_ID?.trim() || "kafka-llm-workers",
+    workerGroup: process.env.WORKER_GROUP_ID?.trim() || "kafka-llm-workers",
     gatewayGroup: process.env.GATEWAY_EVENTS_GROUP_ID?.trim() || `${config.topicPrefix}kafka-llm-gateways`,
   };
   await provisionInstall({ brokers, credentials, names, settings: config });

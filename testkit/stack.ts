@@ -37,7 +37,7 @@ const provisioned = new Map<string, Promise<void>>();
  * A service's env on its broker: on a secured one (KAFKA_CREDENTIALS_FILE in `env`), the
  * install's topics and ACLs are made first (once per install), and the service logs in as
  * its component's principal. The groups are the ones the service names: the workers'
- * (KAFKA_GROUP_ID or WORKER_GROUP_ID) and the gateways' (GATEWAY_EVENTS_GROUP_ID, or its
+ * (WORKER_GROUP_ID) and the gateways' (GATEWAY_EVENTS_GROUP_ID, or its
  * default). On a plaintext broker the env is left as it is.
  */
 export async function loggedIn(env: Record<string, string>, role: BrokerRole): Promise<Record<string, string>> {
@@ -47,7 +47,7 @@ export async function loggedIn(env: Record<string, string>, role: BrokerRole): P
   const prefix = env.KAFKA_TOPIC_PREFIX ?? "";
   const names = {
     topics: topicNames(prefix),
-    workerGroup: env.KAFKA_GROUP_ID ?? env.WORKER_GROUP_ID ?? "kafka-llm-workers",
+    workerGroup: env.WORKER_GROUP_ID ?? "kafka-llm-workers",
     gatewayGroup: env.GATEWAY_EVENTS_GROUP_ID || `${prefix}kafka-llm-gateways`,
   };
   const settings = loadKafkaConfig(rest);
@@ -90,7 +90,7 @@ export async function startWorker(common: Record<string, string>, env: Record<st
     env: await loggedIn(
       {
         ...common,
-        KAFKA_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX ?? ""}workers`,
+        WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX ?? ""}workers`,
         WORKER_ID: name,
         WORKER_HTTP_HOST: "127.0.0.1",
         WORKER_HTTP_PORT: String(port),

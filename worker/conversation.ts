@@ -167,7 +167,8 @@ export function trimToBudget(messages: readonly MemoryMessage[], budget: MemoryB
   return messages.slice(start);
 }
 
-export interface TurnResult {
+/** A turn that has run (completed, cancelled or failed), as it goes into the state and the history. */
+export interface CompletedTurn {
   requestId: string;
   userContent: string;
   /** The reply as generated (partial when cancelled); empty replies are not remembered. */
@@ -188,7 +189,7 @@ export interface TurnResult {
  * what was generated until the cancel, since the user saw it), trimmed, and the request
  * recorded as applied. A failed turn is recorded as applied but adds no messages.
  */
-export function applyTurn(state: ConversationState, turn: TurnResult, budget: MemoryBudget, countTokens: (text: string) => number): ConversationState {
+export function applyTurn(state: ConversationState, turn: CompletedTurn, budget: MemoryBudget, countTokens: (text: string) => number): ConversationState {
   const added: MemoryMessage[] =
     turn.final.type === "error"
       ? []
@@ -269,7 +270,7 @@ export function openConversation(
  * What a turn adds to the history: a changed system prompt, the user's message and the
  * reply (a failed turn adds only the system change; tool calls and results stay in memory).
  */
-export function turnHistory(before: ConversationState | undefined, turn: TurnResult): HistoryMessage[] {
+export function turnHistory(before: ConversationState | undefined, turn: CompletedTurn): HistoryMessage[] {
   const failed = turn.final.type === "error";
   return [
     ...(turn.system !== undefined && turn.system !== before?.system ? [{ role: "system" as const, content: turn.system }] : []),

@@ -108,14 +108,14 @@ async function main(): Promise<void> {
   });
   release.push(() => producer.disconnect());
   // The worker's own groups are named under the workers' group (contracts/kafka-acls.ts).
-  const groupPrefix = privateGroup(config.groupId, config.workerId);
+  const groupPrefix = privateGroup(config.workerGroupId, config.workerId);
   // WORKER_TRANSACTIONS: a turn's writes and its offset in one transaction (worker/turn.ts
   // writeTurn). Its id is the worker's, stable across a restart of the same pod, so a
   // restarted worker aborts a transaction its previous run left open at once.
   const transactional = config.transactions
     ? await KafkaProducer.connect(config.kafka, {
         logger,
-        transactionalId: transactionalId(config.groupId, config.workerId),
+        transactionalId: transactionalId(config.workerGroupId, config.workerId),
         transactionTimeoutMs: config.transactions.timeoutMs,
         onFatal: (error) => {
           lifecycle.to("failed", { reason: error.message });

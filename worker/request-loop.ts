@@ -1,7 +1,7 @@
 /**
  * The worker's membership in the group on chat.requests, in three parts:
  *
- *   group consumer (platform/kafka/group-consumer.ts) ─ records ─▶ turn scheduler ─▶ runTurn
+ *   group consumer (platform/kafka/group-consumer.ts) ─ records ─▶ turn scheduler ─▶ runRequest
  *        │ assigned / revoked                                   ▲ pause / resume
  *        └──────────────▶ memory store (restore, drop) ─────────┘ commit
  *
@@ -17,7 +17,7 @@ import type { KafkaProducer, RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
-import { runTurn, type TurnContext } from "./turn.js";
+import { runRequest, type TurnContext } from "./turn.js";
 import { TurnScheduler, type RequestRecord } from "./turn-scheduler.js";
 
 export interface RequestLoop {
@@ -50,7 +50,7 @@ export async function startRequestLoop(options: {
   const transactional = options.transactional ?? null;
   const consumer = new GroupConsumer({
     kafka: config.kafka,
-    groupId: config.groupId,
+    groupId: config.workerGroupId,
     topic: topics.requests,
     protocol: config.consumer.groupProtocol,
     sessionTimeoutMs: config.consumer.sessionTimeoutMs,
@@ -66,7 +66,7 @@ export async function startRequestLoop(options: {
     resume: (p) => consumer.resume(p),
     logger,
     run: async (record: RequestRecord, revoke: AbortSignal) => {
-      const outcome = await runTurn(
+      const outcome = await runRequest(
         {
           ...record,
           revoke,

@@ -29,11 +29,11 @@ export type RequestRecord = Omit<GroupRecord, "lag">;
 export type RevokeCause = { kind: "handover" } | { kind: "lost" };
 
 /**
- * A turn's result as the scheduler sees it: `done` (committed, or deliberately left for the
+ * What the scheduler does with a record once it has run: `done` (committed, or deliberately left for the
  * next owner), or `retry` (the turn was interrupted on a partition this worker still owns,
  * e.g. Kafka refused a write: run the same record again after a back-off).
  */
-export type TurnResult = "done" | "retry";
+export type RunVerdict = "done" | "retry";
 
 /** Records held ahead per partition (see flow control above). */
 export const DEFAULT_PREFETCH = 4;
@@ -42,7 +42,7 @@ export interface TurnSchedulerOptions {
   /** Turns run at once (the worker's generation slots). */
   readonly concurrency: number;
   /** Runs one record's turn; `revoke` aborts with a RevokeCause. Must not throw for a bad record. */
-  run(record: RequestRecord, revoke: AbortSignal): Promise<TurnResult>;
+  run(record: RequestRecord, revoke: AbortSignal): Promise<RunVerdict>;
   pause(partition: number): void;
   resume(partition: number): void;
   readonly logger: Logger;
@@ -183,7 +183,7 @@ export class TurnScheduler {
     state.running = { record, revoke, done };
   }
 
-  async #finished(partition: number, state: PartitionTurns, record: RequestRecord, result: TurnResult, revoked: AbortSignal): Promise<void> {
+  async #finished(partition: number, state: PartitionTurns, record: RequestRecord, result: RunVerdict, revoked: AbortSignal): Promise<void> {
     state.running = null;
     this.#active--;
     const owned = this.#partitions.get(partition) === state && !revoked.aborted;

@@ -1,6 +1,7 @@
 /**
- * A worker's turn, from record to commit. Everything a turn does is in runTurn; the
- * helpers below each do one step:
+ * A worker's handling of one chat.requests record, from record to commit: a chat turn,
+ * or opening, appending to or deleting a conversation. Everything it does is in
+ * runRequest; the helpers below each do one step:
  *
  *   decode ─▶ load ─▶ already applied? ─▶ re-announce its terminal event (worker/replay.ts) ─▶ commit
  *                              │ no
@@ -66,7 +67,7 @@ import {
   recordApplied,
   turnHistory,
   type AppliedContext,
-  type TurnResult,
+  type CompletedTurn,
 } from "./conversation.js";
 import { generateChoices } from "./choices.js";
 import { deadLetter } from "./dead-letter.js";
@@ -134,7 +135,7 @@ export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered"
  * Runs one record of chat.requests. Throws only when Kafka cannot take the turn's writes;
  * the record is then left uncommitted and the scheduler runs it again.
  */
-export async function runTurn(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
+export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
   const decoded = requestOf(record, ctx.config.kafka.requestPartitions);
   if (!decoded.ok) {
     await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
@@ -318,7 +319,7 @@ async function chatTurn(
   const queueWaitMs = Math.max(0, turnStartedAt - request.created_at);
   const final = terminalEvent(events, withHandover(generated, continued), queueWaitMs);
   if (!stateless) {
-    const turn: TurnResult = {
+    const turn: CompletedTurn = {
       requestId: request.request_id,
       userContent: request.content,
       reply: generated.ok ? generated.result.reply : "",
@@ -594,7 +595,7 @@ const committedInTransaction = new WeakSet<TurnRecord>();
  * another worker owns the partition.
  *
  * Fenced by the memory log (the default): `write` checks that nobody wrote the partition
- * since this worker loaded it, then writes; the terminal event follows; runTurn commits the
+ * since this worker loaded it, then writes; the terminal event follows; runRequest commits the
  * offset after. A worker that pauses between that check and its write is not stopped.
  *
  * In a transaction (WORKER_TRANSACTIONS): the events so far are acked first (deltas are

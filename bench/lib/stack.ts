@@ -109,7 +109,7 @@ export async function startWorker(spec: StackSpec, model: string, name: string, 
     env: await loggedIn(
       {
         ...spec.common,
-        KAFKA_GROUP_ID: `${spec.prefix}workers`,
+        WORKER_GROUP_ID: `${spec.prefix}workers`,
         WORKER_ID: name,
         WORKER_HTTP_HOST: "127.0.0.1",
         WORKER_HTTP_PORT: String(port),

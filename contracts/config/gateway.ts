@@ -65,7 +65,9 @@ export interface GatewayConfig {
   readonly kafkaSendTimeoutMs: number;
   /** How long DELETE waits for a worker to apply the deletion before answering 202, ms. */
   readonly applyWaitMs: number;
-  readonly lag: { readonly refreshMs: number; readonly workerGroupId: string };
+  /** The workers' consumer group (WORKER_GROUP_ID): described for owners and queued notices, its lag exported. */
+  readonly workerGroupId: string;
+  readonly lag: { readonly refreshMs: number };
   /** The gateway replicas' consumer group on chat.events (each replica reads the partitions it is given). */
   readonly events: { readonly groupId: string; readonly groupProtocol: "consumer" | "classic" };
   /** How often a waiting request's event stream gets a `queued` notice, ms. */
@@ -110,7 +112,8 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     maxContentChars: e.GATEWAY_MAX_CONTENT_CHARS,
     kafkaSendTimeoutMs: e.KAFKA_SEND_TIMEOUT_MS,
     applyWaitMs: e.GATEWAY_APPLY_WAIT_MS,
-    lag: { refreshMs: e.LAG_REFRESH_MS, workerGroupId: e.WORKER_GROUP_ID },
+    workerGroupId: e.WORKER_GROUP_ID,
+    lag: { refreshMs: e.LAG_REFRESH_MS },
     events: { groupId: e.GATEWAY_EVENTS_GROUP_ID || `${e.KAFKA_TOPIC_PREFIX}kafka-llm-gateways`, groupProtocol: e.GATEWAY_EVENTS_GROUP_PROTOCOL },
     queueNoticeMs: e.QUEUE_NOTICE_MS,
     turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,

@@ -36,7 +36,7 @@ const penalty = z.coerce.number({ error: "must be a number" }).min(0, "must be >
  */
 export const workerFields = {
   ...kafkaFields,
-  KAFKA_GROUP_ID: str("kafka-llm-workers"),
+  WORKER_GROUP_ID: str("kafka-llm-workers"),
   WORKER_ID: str(os.hostname()),
   WORKER_HTTP_HOST: str("0.0.0.0"),
   WORKER_HTTP_PORT: int(9090, 0, 65535),
@@ -74,7 +74,8 @@ export const workerFields = {
 export interface WorkerConfig {
   readonly kafka: KafkaConfig;
   readonly logLevel: string;
-  readonly groupId: string;
+  /** The workers' consumer group on chat.requests (WORKER_GROUP_ID, the gateways' name for it too). */
+  readonly workerGroupId: string;
   readonly workerId: string;
   readonly http: { readonly host: string; readonly port: number };
   /**
@@ -140,6 +141,9 @@ export interface WorkerConfig {
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   const e = parseEnv(workerFields, env);
   const problems: string[] = [];
+  if (env.KAFKA_GROUP_ID !== undefined) {
+    problems.push("KAFKA_GROUP_ID: renamed WORKER_GROUP_ID, the name the gateways use for the same group; set WORKER_GROUP_ID instead");
+  }
   if (e.HEARTBEAT_INTERVAL_MS * 3 > e.SESSION_TIMEOUT_MS) {
     problems.push(`HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS (${e.SESSION_TIMEOUT_MS})`);
   }
@@ -156,7 +160,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   return deepFreeze({
     kafka: kafkaConfig(e),
     logLevel: e.LOG_LEVEL,
-    groupId: e.KAFKA_GROUP_ID,
+    workerGroupId: e.WORKER_GROUP_ID,
     workerId: e.WORKER_ID,
     http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
     query: { address: e.WORKER_QUERY_ADDRESS ?? null, token },

@@ -24,7 +24,7 @@ export function firstKey(text: string): string | null {
   return null;
 }
 
-export interface TurnResult {
+export interface ChatTurnReply {
   readonly requestId: string;
   readonly conversationId: string;
   readonly type: "final" | "error";
@@ -38,7 +38,7 @@ export async function chatTurn(options: {
   content: string;
   conversationId?: string;
   timeoutMs?: number;
-}): Promise<TurnResult> {
+}): Promise<ChatTurnReply> {
   const signal = AbortSignal.timeout(options.timeoutMs ?? 120_000);
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;

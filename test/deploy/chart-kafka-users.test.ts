@@ -52,9 +52,9 @@ function namesFromServices(objs: K8sObject[], tag: string) {
   const env = (o: K8sObject) => envWithMountedSecrets(objs, podOf(o), podOf(o).containers[0]!, path.join(secretsRoot, tag, o.metadata.name));
   const w = loadWorkerConfig(env(find(objs, "Deployment", "-worker")));
   const g = loadGatewayConfig(env(find(objs, "Deployment", "-gateway")));
-  assert.equal(g.lag.workerGroupId, w.groupId, "the gateways describe the workers' group");
+  assert.equal(g.workerGroupId, w.workerGroupId, "the gateways describe the workers' group");
   assert.equal(g.kafka.topicPrefix, w.kafka.topicPrefix);
-  return { topics: topicNames(w.kafka.topicPrefix), workerGroup: w.groupId, gatewayGroup: g.events.groupId };
+  return { topics: topicNames(w.kafka.topicPrefix), workerGroup: w.workerGroupId, gatewayGroup: g.events.groupId };
 }
 
 describe("a KafkaUser per component, with exactly the ACLs of contracts/kafka-acls.ts", () => {

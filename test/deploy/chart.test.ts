@@ -389,7 +389,7 @@ describe("autoscaling", () => {
       },
       {
         bootstrapServers: kafka.KAFKA_BROKERS,
-        consumerGroup: worker.KAFKA_GROUP_ID,
+        consumerGroup: worker.WORKER_GROUP_ID,
         topic: `${kafka.KAFKA_TOPIC_PREFIX}chat.requests`,
         lagThreshold: "8",
         activationLagThreshold: "0",
@@ -515,7 +515,7 @@ describe("topics, config and secrets", () => {
       const objs = rendered[name]!;
       const w = loadWorkerConfig(podEnv(objs, workerOf(objs)));
       const g = loadGatewayConfig(podEnv(objs, gatewayOf(objs)));
-      assert.equal(g.lag.workerGroupId, w.groupId, "the gateway reads the lag of the workers' group");
+      assert.equal(g.workerGroupId, w.workerGroupId, "the gateway reads the lag of the workers' group");
       assert.equal(w.kafka.requestPartitions, g.kafka.requestPartitions);
       assert.equal(w.kafka.topicPrefix, g.kafka.topicPrefix);
       assert.equal(w.http.port, Number((podOf(workerOf(objs)).containers[0]! as { ports?: Array<{ containerPort: number }> }).ports?.[0]?.containerPort));

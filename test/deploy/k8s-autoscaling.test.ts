@@ -76,7 +76,7 @@ describe("the HPA controller scales the workers on the lag, through prometheus-a
       env: await loggedIn(
         {
           ...common,
-          KAFKA_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
+          WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX}workers`,
           WORKER_ID: "worker",
           WORKER_HTTP_HOST: "127.0.0.1",
           WORKER_HTTP_PORT: String(workerPort),

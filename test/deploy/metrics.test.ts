@@ -119,7 +119,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
       delete workerEnv[name];
     }
     workerEnv.LLAMA_GPU = "false"; // the chart's default is CUDA; this machine runs the worker on its CPU
-    const groupId = `${prefix}${workerEnv.KAFKA_GROUP_ID}`;
+    const groupId = `${prefix}${workerEnv.WORKER_GROUP_ID}`;
     // The chart names the gateways' group too: prefixed here like the workers' group.
     const gatewayGroupId = `${prefix}${gatewayEnv.GATEWAY_EVENTS_GROUP_ID}`;
     if (kafka.credentials) {
@@ -179,7 +179,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
           env: {
             ...workerEnv,
             ...local,
-            KAFKA_GROUP_ID: groupId,
+            WORKER_GROUP_ID: groupId,
             WORKER_ID: id,
             WORKER_HTTP_HOST: "127.0.0.1",
             WORKER_HTTP_PORT: String(port),

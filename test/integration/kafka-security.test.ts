@@ -140,7 +140,7 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
   });
 
   /** The install's env, with its workers' group. */
-  const installEnv = () => ({ ...stackEnv(kafka, prefix, 2), KAFKA_GROUP_ID: workerGroup });
+  const installEnv = () => ({ ...stackEnv(kafka, prefix, 2), WORKER_GROUP_ID: workerGroup });
 
   async function workerEnv(passwordFile: string): Promise<{ env: Record<string, string>; port: number }> {
     const port = await freePort();

@@ -116,7 +116,6 @@ describe("run-local supervisor", { timeout: 300_000 }, () => {
         KAFKA_TOPIC_PREFIX: prefix,
         KAFKA_REQUEST_PARTITIONS: "2",
         KAFKA_REPLICATION_FACTOR: "1",
-        KAFKA_GROUP_ID: `${prefix}workers`,
         WORKER_GROUP_ID: `${prefix}workers`,
         DEFAULT_MAX_TOKENS: "32",
       },

@@ -21,12 +21,17 @@ function problemsOf(load: () => unknown): string[] {
 }
 
 describe("worker config", () => {
+  it("refuses KAFKA_GROUP_ID, the workers' group's old name, and says what to set", () => {
+    assert.throws(() => workerConfig({ MODEL: "/models/m.gguf", KAFKA_GROUP_ID: "team-a-workers" }), /KAFKA_GROUP_ID: renamed WORKER_GROUP_ID/);
+    assert.equal(workerConfig({ MODEL: "/models/m.gguf", WORKER_GROUP_ID: "team-a-workers" }).workerGroupId, "team-a-workers");
+  });
+
   it("applies the documented defaults", () => {
     const c = workerConfig({ MODEL: "/models/m.gguf" });
     assert.deepEqual(c.kafka.brokers, ["127.0.0.1:9092"]);
     assert.equal(c.kafka.requestPartitions, 6);
     assert.equal(c.kafka.eventPartitions, 6, "events follow the request partition count");
-    assert.equal(c.groupId, "kafka-llm-workers");
+    assert.equal(c.workerGroupId, "kafka-llm-workers");
     assert.equal(c.http.port, 9090);
     assert.equal(c.model.threads, 0, "0 = from the CPU quota");
     assert.equal(c.model.gpu, "auto");

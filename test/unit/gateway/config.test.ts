@@ -23,7 +23,8 @@ describe("gateway config", () => {
     assert.equal(c.kafkaSendTimeoutMs, 3000);
     assert.equal(c.applyWaitMs, 10_000);
     assert.equal(c.requests.unknownWaitMs, 2000);
-    assert.deepEqual(c.lag, { refreshMs: 5000, workerGroupId: "kafka-llm-workers" });
+    assert.deepEqual(c.lag, { refreshMs: 5000 });
+    assert.equal(c.workerGroupId, "kafka-llm-workers");
     assert.equal(c.turnStatsWindowMs, 300_000);
     assert.deepEqual(c.conversations, { lookupTimeoutMs: 5000, internalToken: { token: "", file: null } });
     assert.equal(c.modelName, "kafka-llm");
@@ -50,7 +51,7 @@ describe("gateway config", () => {
     assert.equal(c.maxContentChars, 500);
     assert.equal(c.kafkaSendTimeoutMs, 1500);
     assert.equal(c.applyWaitMs, 0);
-    assert.equal(c.lag.workerGroupId, "team-a-workers");
+    assert.equal(c.workerGroupId, "team-a-workers");
     assert.deepEqual(c.conversations, { lookupTimeoutMs: 2500, internalToken: { token: "s3cret-s3cret-s3cret-s3cret-s3cret", file: null } });
     assert.equal(c.modelName, "gemma-3-1b-it");
   });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createLogger } from "../../../platform/logger.js";
-import { TurnScheduler, type RequestRecord, type RevokeCause, type TurnResult } from "../../../worker/turn-scheduler.js";
+import { TurnScheduler, type RequestRecord, type RevokeCause, type RunVerdict } from "../../../worker/turn-scheduler.js";
 
 const logger = createLogger("test", "silent");
 const record = (partition: number, offset: number): RequestRecord => ({ topic: "t", partition, offset: String(offset), key: null, value: null });
@@ -10,7 +10,7 @@ const record = (partition: number, offset: number): RequestRecord => ({ topic: "
 interface Held {
   record: RequestRecord;
   revoke: AbortSignal;
-  finish(result?: TurnResult): void;
+  finish(result?: RunVerdict): void;
 }
 
 function harness(concurrency: number, prefetch = 0) {
@@ -24,7 +24,7 @@ function harness(concurrency: number, prefetch = 0) {
     pause: (p) => log.push(`pause ${p}`),
     resume: (p) => log.push(`resume ${p}`),
     run: (r, revoke) =>
-      new Promise<TurnResult>((resolve) => {
+      new Promise<RunVerdict>((resolve) => {
         log.push(`run ${r.partition}/${r.offset}`);
         const h: Held = { record: r, revoke, finish: (result = "done") => resolve(result) };
         revoke.addEventListener("abort", () => {

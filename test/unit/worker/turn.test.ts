@@ -24,7 +24,7 @@ import type { GenerateInput, GenerateResult } from "../../../worker/generator.js
 import { createWorkerMetrics } from "../../../worker/metrics.js";
 import { SlotPool } from "../../../worker/slot-pool.js";
 import { HistoryWriter } from "../../../worker/history-writer.js";
-import { runTurn, type MemoryPort, type TurnContext, type TurnRecord } from "../../../worker/turn.js";
+import { runRequest, type MemoryPort, type TurnContext, type TurnRecord } from "../../../worker/turn.js";
 
 const topics = topicNames("");
 
@@ -211,10 +211,10 @@ const turn = (over: Partial<TurnRequest> = {}): TurnRequest => ({
   ...over,
 });
 
-describe("runTurn", () => {
+describe("runRequest", () => {
   it("streams, writes memory before the final event, and commits last", async () => {
     const h = harness();
-    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "completed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn())), h.ctx), "completed");
     assert.equal(h.log[0], "event:start");
     const memoryAt = h.log.indexOf("memory:t/c-1");
     assert.ok(memoryAt > 0 && memoryAt < h.log.indexOf("event:final"), `memory before the final: ${h.log.join(", ")}`);
@@ -251,7 +251,7 @@ describe("runTurn", () => {
         { role: "user", content: "Hi." },
       ],
     };
-    assert.equal(await runTurn(h.record(encodeRecord(append)), h.ctx), "completed");
+    assert.equal(await runRequest(h.record(encodeRecord(append)), h.ctx), "completed");
     assert.equal(h.seen.length, 0, "nothing generated");
     // The start event is sent beside the writes (its order with them does not matter).
     assert.deepEqual(
@@ -269,13 +269,13 @@ describe("runTurn", () => {
 
   it("dead-letters a record that is not a request and commits past it", async () => {
     const h = harness();
-    assert.equal(await runTurn(h.record(Buffer.from("not json")), h.ctx), "dead_lettered");
+    assert.equal(await runRequest(h.record(Buffer.from("not json")), h.ctx), "dead_lettered");
     assert.deepEqual(h.log, ["dlq", "commit"]);
   });
 
   it("loads and writes a conversation by its tenant and id together", async () => {
     const h = harness();
-    assert.equal(await runTurn(h.record(encodeRecord(turn({ tenant: "b", conversation_id: "support-4711" }))), h.ctx), "completed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn({ tenant: "b", conversation_id: "support-4711" }))), h.ctx), "completed");
     assert.deepEqual(h.loads, ["b/support-4711"]);
     assert.deepEqual(
       h.written.map((w) => w.key),
@@ -286,7 +286,7 @@ describe("runTurn", () => {
   it("dead-letters a request whose key is not its conversation key, or not in that key's partition, and changes nothing", async () => {
     for (const where of [{ key: "c-1" }, { key: "someone-else/c-1" }, { partition: (keyPartition("t/c-1", 6) + 1) % 6 }]) {
       const h = harness();
-      assert.equal(await runTurn(h.record(encodeRecord(turn()), 7, where), h.ctx), "dead_lettered", JSON.stringify(where));
+      assert.equal(await runRequest(h.record(encodeRecord(turn()), 7, where), h.ctx), "dead_lettered", JSON.stringify(where));
       assert.deepEqual(h.log, ["dlq", "commit"]);
       assert.deepEqual(h.loads, [], "nothing was read for it");
     }
@@ -294,14 +294,14 @@ describe("runTurn", () => {
 
   it("writes nothing and asks for a retry when another worker wrote the partition since it loaded", async () => {
     const h = harness({ owner: false });
-    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "retry");
+    assert.equal(await runRequest(h.record(encodeRecord(turn())), h.ctx), "retry");
     assert.ok(!h.log.includes("event:final"), "no final");
     assert.ok(!h.log.includes("commit"), "not committed");
   });
 
   it("hands a reply stopped at the drain bound over, uncommitted, with what the client has seen", async () => {
     const h = harness({ chunks: ["Once", " upon"], waitForAbort: true });
-    const running = runTurn(h.record(encodeRecord(turn())), h.ctx);
+    const running = runRequest(h.record(encodeRecord(turn())), h.ctx);
     await new Promise((r) => setTimeout(r, 30));
     h.revoke.abort({ kind: "handover" });
     assert.equal(await running, "handed_over");
@@ -334,7 +334,7 @@ describe("runTurn", () => {
       worker_id: "w-old",
     };
     const h = harness({ handover, chunks: [" a time."] });
-    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "completed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn())), h.ctx), "completed");
     assert.equal(h.seen[0]!.continueFrom, "Once upon");
     assert.ok(!h.events.some((e) => e.type === "start"), "no second start");
     assert.ok(h.events.every((e) => e.attempt === "w-old.1"));
@@ -359,7 +359,7 @@ describe("bounded memory records", () => {
       const h = harness({ chunks: [reply] });
       const sizes = new Map<number, number>();
       for (let i = 1; i <= 200; i++) {
-        assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: `r-${i}` }))), h.ctx), "completed");
+        assert.equal(await runRequest(h.record(encodeRecord(turn({ request_id: `r-${i}` }))), h.ctx), "completed");
         sizes.set(i, bytes(h.state()!));
       }
       const state = h.state()!;
@@ -405,12 +405,12 @@ describe("bounded memory records", () => {
 
   it("replays the newest request from its stored summary, the reply filled in from its history record", async () => {
     const h = harness({ chunks: ["Once upon", " a time."] });
-    await runTurn(h.record(encodeRecord(turn())), h.ctx);
+    await runRequest(h.record(encodeRecord(turn())), h.ctx);
     const sent = finalOf(h.events, "r-1");
     const generations = h.seen.length;
     h.events.length = 0;
     h.log.length = 0;
-    assert.equal(await runTurn(h.record(encodeRecord(turn())), h.ctx), "replayed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn())), h.ctx), "replayed");
     assert.equal(h.seen.length, generations, "nothing generated");
     assert.deepEqual(h.log, ["event:final", "commit"], "no start: the stored final only");
     assert.deepEqual(h.events[0], sent, "the final as it was sent, reply and all");
@@ -418,7 +418,7 @@ describe("bounded memory records", () => {
 
   it("replays an older request from chat.events: at its exact offset, or found from its lower bound after a move", async () => {
     const h = harness();
-    for (const id of ["r-1", "r-2", "r-3"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
+    for (const id of ["r-1", "r-2", "r-3"]) await runRequest(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
     const partition = keyPartition("t/c-1", h.ctx.config.kafka.eventPartitions);
     const log = h.eventLog.records.get(partition)!;
     const r1 = appliedEntry(h.state(), "r-1")!.entry;
@@ -428,23 +428,23 @@ describe("bounded memory records", () => {
     const sent = finalOf(h.events, "r-1");
     const sent3 = finalOf(h.events, "r-3");
     h.events.length = 0;
-    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-1" }))), h.ctx), "replayed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn({ request_id: "r-1" }))), h.ctx), "replayed");
     assert.deepEqual(h.events, [sent], "r-1's final, read back and sent again");
 
     // The partition moved to a worker that never sent r-3's final: r-3's entry keeps its lower bound.
     const moved = { ...h.ctx, finals: new FinalPositions() };
-    await runTurn(h.record(encodeRecord(turn({ request_id: "r-4" }))), moved);
+    await runRequest(h.record(encodeRecord(turn({ request_id: "r-4" }))), moved);
     const r3 = appliedEntry(h.state(), "r-3")!.entry;
     assert.ok("events" in r3 && r3.exact === undefined && !("final" in r3), JSON.stringify(r3));
     assert.equal(chatEventSchema.parse(JSON.parse(String(log[r3.events.offset]))).type, "start", "the lower bound is r-3's first event");
     h.events.length = 0;
-    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-3" }))), moved), "replayed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn({ request_id: "r-3" }))), moved), "replayed");
     assert.deepEqual(h.events, [sent3], "found by scanning from the lower bound");
   });
 
   it("answers already_applied, generating nothing, once the final aged out of chat.events", async () => {
     const h = harness();
-    for (const id of ["r-1", "r-2"]) await runTurn(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
+    for (const id of ["r-1", "r-2"]) await runRequest(h.record(encodeRecord(turn({ request_id: id }))), h.ctx);
     const r1 = appliedEntry(h.state(), "r-1")!.entry;
     assert.ok("events" in r1);
     h.ageOut(r1.events.partition, r1.events.offset);
@@ -452,7 +452,7 @@ describe("bounded memory records", () => {
     const turns = h.state()!.turns;
     h.events.length = 0;
     h.log.length = 0;
-    assert.equal(await runTurn(h.record(encodeRecord(turn({ request_id: "r-1" }))), h.ctx), "replayed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn({ request_id: "r-1" }))), h.ctx), "replayed");
     assert.deepEqual(h.log, ["event:error", "commit"], "no start of a new attempt, no memory write");
     const error = h.events[0]!;
     assert.ok(error.type === "error" && error.code === "already_applied" && !error.retryable, JSON.stringify(error));
@@ -466,7 +466,7 @@ describe("bounded memory records", () => {
     const partitions = h.ctx.config.kafka.eventPartitions;
     const key = keyPartition("t/c-1", partitions);
     const k = (key + 1) % partitions;
-    await runTurn(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx);
+    await runRequest(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx);
     const on = (p: number) => (h.eventLog.records.get(p) ?? []).map((v) => chatEventSchema.parse(JSON.parse(String(v))));
     assert.deepEqual(
       on(k).map((e) => e.type),
@@ -476,10 +476,10 @@ describe("bounded memory records", () => {
     assert.ok(h.events.length >= 3);
     assert.equal((h.state()!.applied[0] as { events: { partition: number } }).events.partition, k);
     // Its replay (say, by a gateway reading partition k again) is re-announced there too.
-    assert.equal(await runTurn(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx), "replayed");
+    assert.equal(await runRequest(h.record(encodeRecord(turn({ events_partition: k }))), h.ctx), "replayed");
     assert.equal(on(k).at(-1)?.type, "final");
     const before = on(key).length;
-    await runTurn(h.record(encodeRecord(turn({ request_id: "r-2", events_partition: partitions + 5 }))), h.ctx);
+    await runRequest(h.record(encodeRecord(turn({ request_id: "r-2", events_partition: partitions + 5 }))), h.ctx);
     assert.ok(on(key).length > before, "out of range: the key's partition");
     assert.ok(
       on(key)
