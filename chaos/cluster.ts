@@ -231,6 +231,7 @@ export class Cluster {
             DRAIN_TIMEOUT_MS: "10000",
             DELTA_FLUSH_MS: "20",
             SHUTDOWN_GRACE_MS: "2000",
+            WORKER_TRANSACTIONS: String(this.options.transactions),
           },
           name,
         );

@@ -41,6 +41,8 @@ export interface ChaosOptions {
   readonly idempotencyKeys: boolean;
   /** Chance that a client drops its event stream mid-reply and resumes with Last-Event-ID. */
   readonly sseDropRate: number;
+  /** The workers write each turn in a Kafka transaction (WORKER_TRANSACTIONS) instead of behind the memory log's fence. */
+  readonly transactions: boolean;
   /** The workers' session timeout (how fast a killed worker's partitions move), ms: the broker's group.consumer.session.timeout.ms. */
   readonly sessionTimeoutMs: number;
   /** Where the JSON result goes. */
@@ -72,6 +74,7 @@ export const FULL_RUN: Omit<ChaosOptions, "seed"> = {
   brokerSignal: "SIGTERM",
   idempotencyKeys: true,
   sseDropRate: 0.1,
+  transactions: false,
   sessionTimeoutMs: 6_000,
   resultsDir: "chaos/results",
   name: "chaos",
@@ -98,6 +101,7 @@ const FIELDS: Record<Exclude<keyof ChaosOptions, never>, Kind> = {
   brokerSignal: "signal",
   idempotencyKeys: "bool",
   sseDropRate: "number",
+  transactions: "bool",
   sessionTimeoutMs: "int",
   resultsDir: "string",
   name: "string",
