@@ -60,8 +60,6 @@ export interface AppliedContext {
   readonly events: EventPosition;
   /** Where a request's final landed, when this worker sent it (and still remembers). */
   finalAt(requestId: string): EventPosition | undefined;
-  /** Read by nothing since records of whole finals are no longer accepted; goes when worker/turn.ts stops setting it. */
-  readonly keyPartition: number;
 }
 
 /**

@@ -250,13 +250,12 @@ function rememberFinal(requestId: string, events: EventWriter, ctx: TurnContext)
  * end, which its final follows), and the finals this worker sent.
  */
 async function appliedContext(key: string, events: EventWriter, ctx: TurnContext): Promise<AppliedContext> {
-  const byKey = keyPartition(key, ctx.config.kafka.eventPartitions);
   let first = await events.firstPosition();
   if (!first) {
-    const partition = events.partition ?? byKey;
+    const partition = events.partition ?? keyPartition(key, ctx.config.kafka.eventPartitions);
     first = { partition, offset: await ctx.replay.events.end(partition) };
   }
-  return { events: first, finalAt: (id) => ctx.finals.get(id), keyPartition: byKey };
+  return { events: first, finalAt: (id) => ctx.finals.get(id) };
 }
 
 async function commitTurn(outcome: TurnOutcome, record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {

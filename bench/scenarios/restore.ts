@@ -82,7 +82,6 @@ export function sampleState(id: string, now = Date.now()): ConversationState {
         // As a worker that sent each final writes them: exact offsets, the reply held by the history.
         events: { partition: 0, offset: 1000 + turn * 40 },
         finalAt: (rid) => ({ partition: 0, offset: 1000 + ids.indexOf(rid) * 40 + 39 }),
-        keyPartition: 0,
       },
     );
     state = {

@@ -9,7 +9,7 @@
  * ignored because the server remembers them.
  *
  * Every parameter the record carries is validated by the record schema's own fields
- * (contracts/records.ts). Parameters the server cannot honour are refused with a 400 naming
+ * (contracts/generation-params.ts). Parameters the server cannot honour are refused with a 400 naming
  * the parameter, rather than silently ignored; those that common clients send without being
  * asked and that change nothing about the reply (`user`, `metadata`, `store`, ...) are
  * accepted and ignored. docs/gateway.md lists every field.

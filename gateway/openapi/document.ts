@@ -1,7 +1,7 @@
 /**
  * The OpenAPI 3.1 document of the gateway's HTTP API, generated from the zod schemas the
  * routes validate with (gateway/routes/schemas.ts, gateway/openai/request.ts, the id
- * schemas of contracts/records.ts) and the response schemas of ./responses.ts, so that
+ * schemas of contracts/records/) and the response schemas of ./responses.ts, so that
  * it cannot drift from what the routes accept. Served at GET /openapi.json and committed
  * as docs/openapi.json (scripts/interfaces.ts writes it; a unit test compares).
  */

@@ -1,6 +1,6 @@
 /**
  * Request bodies and queries of the native API, with messages that say what to fix.
- * Generation parameters are the record schema's own fields (contracts/records.ts), so a
+ * Generation parameters are the record schema's own fields (contracts/generation-params.ts), so a
  * bound changes in one place; the intake re-checks every request against the record
  * schema before it is queued.
  */

@@ -10,7 +10,7 @@ const call = { id: "call_1", type: "function" as const, function: { name: "get_w
 const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
 const fits = (maxTokens: number): MemoryBudget => ({ maxTokens, trimToTokens: maxTokens });
 /** Where a turn's events are: not what these tests look at. */
-const applied: AppliedContext = { events: { partition: 0, offset: 0 }, finalAt: () => undefined, keyPartition: 0 };
+const applied: AppliedContext = { events: { partition: 0, offset: 0 }, finalAt: () => undefined };
 
 describe("a conversation's tool calls and results", () => {
   it("remembers a reply's calls, then the results that answer them, and prompts with both", () => {
