@@ -1,7 +1,6 @@
 /**
  * How many threads llama.cpp may use. Its threads spin while they wait, so more threads
- * than CPUs makes generation orders of magnitude slower (measured: 4 threads on 2 cores
- * gave 1.8 tokens/s on stories260K, 1 thread gave ~1,780). In a pod the limit is the
+ * than CPUs makes generation orders of magnitude slower. In a pod the limit is the
  * cgroup CPU quota, not the host's core count that os.cpus() reports.
  */
 import { readFileSync } from "node:fs";

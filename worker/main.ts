@@ -1,7 +1,8 @@
 /**
  * Worker entry point: wires config, logger, model, Kafka and signals. Every Kafka client is
  * librdkafka's, made through platform/kafka/: one idempotent producer for everything the
- * worker writes (events, memory, history, dead letters), one admin for offsets, the worker
+ * worker writes (events, memory, history, dead letters), with WORKER_TRANSACTIONS a
+ * transactional one for a turn's writes and its offset, one admin for offsets, the worker
  * group's consumer (request-loop.ts) and readers that join no group (memory, cancels,
  * replays).
  */

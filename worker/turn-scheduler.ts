@@ -8,11 +8,10 @@
  *
  * Flow control: a partition is paused once it holds its running record and `prefetch`
  * more, and resumed when it holds fewer. Records held ahead matter twice: with none (pause
- * at once, resume after the commit) a partition's next turn waited 0.5-1 s for a fresh
- * fetch after each commit (bench: scale); and while a revocation drains, librdkafka
- * pauses fetching for every partition of the member, so a partition this worker keeps
- * goes on only with the records it already holds. Held records that never started are
- * dropped at a revocation (uncommitted: the next owner fetches them).
+ * at once, resume after the commit) a partition's next turn would wait for a fresh fetch
+ * after each commit; and while a revocation drains, librdkafka pauses fetching for every
+ * partition of the member, so a partition this worker keeps goes on only with the records
+ * it already holds.
  *
  * A revoked partition's records that have not started are dropped (they are uncommitted,
  * so its next owner fetches them). Its running turn may finish within a drain bound; past
