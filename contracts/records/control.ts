@@ -1,7 +1,7 @@
 /**
  * chat.control: instructions every worker reads, whichever partitions it owns, because the
- * gateway that takes a cancel does not know which worker runs the request. One record type
- * so far, a cancel. Key: the request id.
+ * gateway that takes a cancel does not know which worker runs the request. Its one record
+ * type is a cancel. Key: the request id.
  */
 import { z } from "zod";
 import { SCHEMA_VERSION, requestIdSchema, tenantSchema } from "./fields.js";

@@ -4,9 +4,8 @@
  * the gateway asks that worker. The partition comes from the partitioner every producer
  * uses (the Java client's murmur2, platform/kafka/partitioner.ts); the owner from the worker
  * group's description (platform/kafka/group-describer.ts: ConsumerGroupDescribe for KIP-848
- * groups, DescribeGroups for classic ones), whose
- * members advertise their query address at the end of their client.id
- * (`<client id>@http://HOST:PORT`, worker/query-server.ts).
+ * groups, DescribeGroups for classic ones), whose members advertise their query address at
+ * the end of their client.id (`<client id>@http://HOST:PORT`, worker/query-server.ts).
  *
  * What the gateway keeps is one address per partition (bounded by the partition count),
  * refreshed when a partition has no known owner or the one asked says it is no longer the

@@ -7,9 +7,8 @@
  *
  * Why this client: a revocation is acknowledged only when the application calls
  * incrementalUnassign, which this wrapper does once the worker's `onRevoked` has settled,
- * so a running turn can finish and commit before its partition moves. kafkajs has no
- * incremental protocol at all, and @platformatic/kafka acknowledges a revocation at once
- * with no hook to finish in-flight work (bench/scale measures all three).
+ * so a running turn can finish and commit before its partition moves, which neither
+ * kafkajs nor @platformatic/kafka allows (docs/benchmarks.md, "Which Kafka client").
  *
  * The low-level API is used (not the KafkaJS-compatible layer), because that layer stops
  * fetching every partition while a rebalance callback runs, and caches records ahead of

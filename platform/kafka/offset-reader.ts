@@ -2,10 +2,9 @@
  * Reads records at exact offsets of one topic: what a history read does, hop by hop, along
  * the links its records carry, and what a worker's replay does to find a request's terminal
  * event on chat.events (one record, or a bounded scan forward from a lower bound).
- * librdkafka's consumer (no group: assign at an offset, consume), because kafkajs reads
- * only through a consumer group. Fetch sizes are small so one hop does not pull megabytes
- * of the partition's other conversations, and reads are read_committed, so nothing of an
- * aborted write is ever seen.
+ * librdkafka's consumer (no group: assign at an offset, consume). Fetch sizes are small so
+ * one hop does not pull megabytes of the partition's other conversations, and reads are
+ * read_committed, so nothing of an aborted write is ever seen.
  *
  * A pool: each read takes one consumer for all its hops (a consumer serves one position
  * at a time), so concurrent reads do not move each other's position; consumers are opened
