@@ -26,7 +26,7 @@ import type { RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import { ConversationCache, DEFAULT_CACHE_ENTRIES } from "./memory/cache.js";
 import { Handovers } from "./memory/handovers.js";
-import type { MemoryRecord } from "./memory/keys.js";
+import { isFence, recordWrite, type MemoryRecord } from "./memory/keys.js";
 import { Ownership } from "./memory/ownership.js";
 import { systemClock, type MemoryReader, type MemoryState } from "./memory/ports.js";
 import { FENCE_CHECK_MS, Restores, type RestoreMetrics, type RestoreStats } from "./memory/restore.js";
@@ -125,9 +125,9 @@ export class MemoryStore {
       metrics,
       clock,
       logger,
-      onRestored: (p) => {
+      onRestored: (p, skipped) => {
         this.#updateGauge();
-        void this.#upkeep.sweep(p);
+        void this.#repair(p, skipped).finally(() => this.#upkeep.sweep(p));
       },
     });
   }
@@ -290,9 +290,9 @@ export class MemoryStore {
     // worker): no check of the log first.
     const [current, state] = await Promise.all([transaction ? true : this.isCurrent(partition), pending]);
     if (!current) return false;
-    // The state and the handover's tombstone go in one send (one batch of the partition).
-    await this.put(partition, key, state, this.#handovers.clearing(partition, clearHandover), transaction);
-    return true;
+    // The state and the handover's tombstone go in one send (one batch of the partition);
+    // false if they did not land where this worker expected (worker/memory/writes.ts).
+    return this.put(partition, key, state, this.#handovers.clearing(partition, clearHandover), transaction);
   }
 
   /**
@@ -328,13 +328,36 @@ export class MemoryStore {
     return this.#cache.get(partition, key);
   }
 
-  /** Writes a conversation's new state (or a tombstone, for null) under its key to memory partition p, with `also` after it in the same send. */
-  async put(partition: number, key: string, state: ConversationState | null, also: readonly MemoryRecord[] = [], transaction?: RecordSink): Promise<void> {
-    await this.#writer.send(partition, [{ key, value: state === null ? null : encodeRecord(state) }, ...also], transaction);
-    if (!this.#ownership.holds(partition)) return;
+  /**
+   * Writes a conversation's new state (or a tombstone, for null) under its key to memory
+   * partition p, with `also` after it in the same send. False when the records did not land
+   * where this worker expected: another worker wrote to the partition (worker/memory/writes.ts).
+   */
+  async put(partition: number, key: string, state: ConversationState | null, also: readonly MemoryRecord[] = [], transaction?: RecordSink): Promise<boolean> {
+    if (!(await this.#writer.send(partition, [{ key, value: state === null ? null : encodeRecord(state) }, ...also], transaction))) return false;
+    if (!this.#ownership.holds(partition)) return true;
     if (state === null) this.#cache.delete(partition, key);
     else this.#cache.remember(partition, key, state, Date.now());
     this.#updateGauge();
+    return true;
+  }
+
+  /**
+   * Writes again, as this store has them, the records under keys the restore skipped (a
+   * replaced worker's, which landed where their writer did not expect): left the latest of
+   * their key, compaction would in time drop the record before them that counts.
+   */
+  async #repair(partition: number, keys: ReadonlySet<string>): Promise<void> {
+    const store = this.#store;
+    const records: MemoryRecord[] = [];
+    for (const key of keys) {
+      if (isFence(key) || !store) continue;
+      const write = recordWrite(key, null, 0);
+      records.push({ key, value: store.get(partition, write.kind, write.id)?.bytes ?? null });
+    }
+    if (records.length === 0) return;
+    this.#logger.warn({ partition, records: records.length }, "memory records of a replaced worker skipped; writing their keys' state again");
+    await this.#writer.send(partition, records).catch((err: unknown) => this.#logger.warn({ partition, err }, "could not write the skipped keys' state again"));
   }
 
   #updateGauge(): void {

@@ -594,8 +594,11 @@ const committedInTransaction = new WeakSet<TurnRecord>();
  * another worker owns the partition.
  *
  * Fenced by the memory log (the default): `write` checks that nobody wrote the partition
- * since this worker loaded it, then writes; the terminal event follows; runRequest commits the
- * offset after. A worker that pauses between that check and its write is not stopped.
+ * since this worker loaded it, then writes records that say at which offset they must land
+ * (worker/memory/writes.ts). A worker that pauses between that check and its write, and
+ * was replaced meanwhile, finds its records landed elsewhere: no reader takes them, and it
+ * sends no terminal event. Otherwise the terminal event follows, and runRequest commits
+ * the offset after.
  *
  * In a transaction (WORKER_TRANSACTIONS): the events so far are acked first (deltas are
  * not transactional: a client sees them as they come); then the history and memory
@@ -620,12 +623,12 @@ async function writeTurn(
   }
   await events.settle();
   try {
-    const written = await record.transaction(async (sink) => {
-      if (!(await write(sink))) return false;
+    await record.transaction(async (sink) => {
+      // Memory records that landed where this worker did not expect: abort, so neither
+      // they nor the final nor the offset are committed.
+      if (!(await write(sink))) throw new Error("another worker wrote to the memory partition since this one read it");
       await events.sendThrough(sink, final);
-      return true;
     });
-    if (!written) return "retry";
     committedInTransaction.add(record);
     ctx.memory.committed(record.partition);
     ctx.metrics.transactions.inc({ outcome: "committed" });

@@ -135,3 +135,20 @@ export const handoverSchema = z
   })
   .strict();
 export type Handover = z.infer<typeof handoverSchema>;
+
+/**
+ * The header on every chat.memory record a worker writes: the offset the worker expects
+ * the record to land at, the partition's end as that worker, its owner and only writer,
+ * knows it. The broker gives each offset to one record, so only one writer's record can
+ * land where it expected: a record that landed elsewhere was written by a worker that was
+ * no longer the partition's only writer (one replaced while it was frozen, that woke and
+ * wrote), and every reader skips it. Records without the header (restore fences) are taken
+ * as they are.
+ */
+export const EXPECTED_OFFSET_HEADER = "kafka-llm-expected-offset";
+
+/** Whether a chat.memory record counts: it carries no expectation, or it landed where its writer expected. */
+export function landedAsExpected(record: { readonly offset: number; readonly headers?: Readonly<Record<string, Buffer | string>> }): boolean {
+  const expected = record.headers?.[EXPECTED_OFFSET_HEADER];
+  return expected === undefined || expected.toString() === String(record.offset);
+}

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
 import { chatEventSchema, isTerminalEvent, type ChatEvent, type ErrorEvent, type FinalEvent } from "../../contracts/records/events.js";
-import { conversationStateSchema, type ConversationState } from "../../contracts/records/memory.js";
+import { conversationStateSchema, landedAsExpected, type ConversationState } from "../../contracts/records/memory.js";
 import type { GenerationParams } from "../../contracts/generation-params.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { conversationKey, parseConversationKey } from "../../contracts/conversation-key.js";
@@ -191,6 +191,8 @@ export class ChatOverKafka {
     const states = new Map<string, ConversationState | null>();
     // In offset order per partition, and a conversation's records are all in one: the last one wins.
     for (const record of await readTopic(this.#config, this.#topics.memory)) {
+      // A replaced worker's record, which landed where it did not expect: no reader takes it.
+      if (!landedAsExpected(record)) continue;
       const ref = parseConversationKey(record.key!.toString());
       if (ref?.tenant !== tenant) continue;
       states.set(ref.conversation_id, record.value === null ? null : conversationStateSchema.parse(JSON.parse(record.value.toString())));

@@ -11,7 +11,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
-import { conversationStateSchema, type ConversationState } from "../../contracts/records/memory.js";
+import { conversationStateSchema, landedAsExpected, type ConversationState } from "../../contracts/records/memory.js";
 import { decodeRecord, encodeRecord } from "../../contracts/records/codec.js";
 import { topicNames, topicSpecs } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
@@ -117,7 +117,7 @@ describe("worker state store", { timeout: 240_000 }, () => {
     const out = new Map<string, ConversationState>();
     for (const record of await readTopic(kafkaConfig, topic, { partitions: [p] })) {
       const key = record.key!.toString();
-      if (key.startsWith("#")) continue;
+      if (key.startsWith("#") || !landedAsExpected(record)) continue;
       if (record.value === null) out.delete(key);
       else {
         const decoded = decodeRecord(conversationStateSchema, record.value);
@@ -189,6 +189,46 @@ describe("worker state store", { timeout: 240_000 }, () => {
     assert.equal(second.store.get(0, "c-0-100")?.messages[0]?.content, "changed");
     assert.ok(await second.store.isCurrent(0));
     await second.store.stop();
+  });
+
+  it("closes the fence's gap: a replaced owner's write after its check lands where it did not expect, and no reader takes it", async () => {
+    const { topic } = await memoryTopic(3);
+    const zombie = newStore(topic, tempDir());
+    await zombie.store.start();
+    zombie.store.assign([0]);
+    await zombie.store.ready(0);
+    assert.ok(await zombie.store.isCurrent(0), "the first owner passes its check");
+
+    // The partition moves on: its next owner restores it (writing its fence) and answers a turn.
+    const owner = newStore(topic, tempDir());
+    await owner.store.start();
+    owner.store.assign([0]);
+    await owner.store.ready(0);
+    assert.ok(await owner.store.writeIfOwner(0, "c-0-1", state("c-0-1", "the owner's")));
+
+    // The first owner, frozen between its check and its write, wakes and writes.
+    assert.equal(await zombie.store.put(0, "c-0-1", state("c-0-1", "the replaced owner's")), false, "it learns its write did not land where it expected");
+    assert.equal(zombie.store.get(0, "c-0-1")?.messages[0]?.content, "first", "and its store took nothing of it");
+
+    // The owner sees the log moved, catches up (skipping that record) and writes again.
+    assert.equal(await owner.store.writeIfOwner(0, "c-0-2", state("c-0-2", "the owner's too")), false, "someone wrote since: the turn runs again");
+    await owner.store.catchUp(0);
+    assert.equal(owner.store.get(0, "c-0-1")?.messages[0]?.content, "the owner's", "the catch-up skipped the replaced owner's record");
+    assert.ok(await owner.store.writeIfOwner(0, "c-0-2", state("c-0-2", "the owner's too")));
+
+    // Every reader has the owner's state; and the latest record of the key is the owner's
+    // again (written anew after the skipped one), so compaction cannot keep the skipped one alone.
+    const log = await logState(topic, 0);
+    assert.equal(log.get("c-0-1")?.messages[0]?.content, "the owner's");
+    assert.equal(log.get("c-0-2")?.messages[0]?.content, "the owner's too");
+    const last = (await readTopic(kafkaConfig, topic, { partitions: [0] })).filter((r) => r.key?.toString() === "c-0-1").at(-1)!;
+    assert.ok(landedAsExpected(last), "the key's latest record counts");
+    const fresh = newStore(topic, tempDir());
+    await fresh.store.start();
+    fresh.store.assign([0]);
+    await fresh.store.ready(0);
+    assert.equal(fresh.store.get(0, "c-0-1")?.messages[0]?.content, "the owner's", "a cold restore skips it too");
+    await Promise.all([zombie.store.stop(), owner.store.stop(), fresh.store.stop()]);
   });
 
   it("falls back to a cold restore when records below its checkpoint were deleted, or its directory is unusable", async () => {

@@ -37,16 +37,14 @@ export class Handovers {
   async handOver(partition: number, handover: Handover): Promise<boolean> {
     const { ownership, writer } = this.#options;
     if (!(await ownership.isCurrent(partition))) return false;
-    await writer.send(partition, [{ key: handoverKey(handover.request_id), value: encodeRecord(handover) }]);
-    return true;
+    return writer.send(partition, [{ key: handoverKey(handover.request_id), value: encodeRecord(handover) }]);
   }
 
   /** Removes a request's handed-over reply (its continuation is done); false when no longer the owner (checked outside a transaction only). */
   async clear(partition: number, requestId: string, transaction?: RecordSink): Promise<boolean> {
     const { ownership, writer } = this.#options;
     if (!transaction && !(await ownership.isCurrent(partition))) return false;
-    await writer.send(partition, [{ key: handoverKey(requestId), value: null }], transaction);
-    return true;
+    return writer.send(partition, [{ key: handoverKey(requestId), value: null }], transaction);
   }
 
   /** The tombstone of request `requestId`'s handover, to send with the conversation's state: none when the store has no such handover. */

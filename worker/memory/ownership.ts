@@ -181,4 +181,14 @@ export class Ownership {
     void this.#options.checkpoints.drop(partition);
     return true;
   }
+
+  /**
+   * Another writer's records are in memory p beyond this store's position (this store's
+   * own write landed after them): the position is no longer the log's end, so the next turn
+   * catches up from the log. The store took nothing of the write, so its checkpoint stands.
+   */
+  behind(partition: number): void {
+    const held = this.#held.get(partition);
+    if (held && !held.restoring) held.nextOffset = -1n;
+  }
 }

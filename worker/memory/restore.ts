@@ -18,6 +18,7 @@
  * reading it (the start fell out of the log meanwhile), or when the partition is revoked.
  */
 import { randomUUID } from "node:crypto";
+import { landedAsExpected } from "../../contracts/records/memory.js";
 import { MEMORY_DELETE_RETENTION_MS } from "../../contracts/topics.js";
 import type { ReadRecord } from "../../platform/kafka/assigned-reader.js";
 import type { RecordSink } from "../../platform/kafka/producer.js";
@@ -68,7 +69,11 @@ export interface RestoresOptions {
   clock: Clock;
   logger: Logger;
   /** Partition p's restore ended: the store holds p to its fence (the gauge and the TTL sweep follow). */
-  onRestored(partition: number): void;
+  /**
+   * The restore ended; `skipped`: keys of records it read that did not land where their
+   * writer expected (a replaced worker's), which it left out of the store.
+   */
+  onRestored(partition: number, skipped: ReadonlySet<string>): void;
   /** Tests shrink it; default MAX_PENDING_BYTES. */
   maxPendingBytes?: number;
 }
@@ -94,6 +99,8 @@ interface Restoring {
   fenceOffset: bigint | null;
   /** Records applied to the store by this restore. */
   records: number;
+  /** Keys of records read that did not land where their writer expected (skipped; see landedAsExpected). */
+  skipped: Set<string>;
   /** Why it is cold, if it is. */
   reason?: string;
   startedAt: number;
@@ -147,6 +154,7 @@ export class Restores {
       paused: false,
       fenceOffset: null,
       records: 0,
+      skipped: new Set(),
       startedAt: this.#options.clock.monotonic(),
       done,
       resolve,
@@ -236,6 +244,10 @@ export class Restores {
       if (offset < restoring.readTo) continue;
       restoring.readTo = offset + 1n;
       const key = record.key?.toString("utf8") ?? "";
+      if (!landedAsExpected(record)) {
+        restoring.skipped.add(key);
+        continue;
+      }
       if (isFence(key)) {
         if (key !== restoring.fenceKey) continue;
         restoring.fenceOffset = offset;
@@ -305,7 +317,7 @@ export class Restores {
       { partition, kind: restoring.kind, records: restoring.records, from: restoring.from.toString(), restore_ms: Math.round(seconds * 1000) },
       "memory partition restored",
     );
-    this.#options.onRestored(partition);
+    this.#options.onRestored(partition, restoring.skipped);
     restoring.resolve();
   }
 

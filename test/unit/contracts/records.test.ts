@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { chatEventSchema } from "../../../contracts/records/events.js";
 import { chatRequestSchema } from "../../../contracts/records/requests.js";
 import { controlRecordSchema } from "../../../contracts/records/control.js";
+import { EXPECTED_OFFSET_HEADER, landedAsExpected } from "../../../contracts/records/memory.js";
 import { decodeRecord, encodeRecord } from "../../../contracts/records/codec.js";
 
 const valid = {
@@ -72,5 +73,15 @@ describe("chat.events and chat.control records", () => {
   it("accepts a cancel and rejects one without a request id", () => {
     assert.ok(controlRecordSchema.safeParse({ v: 1, type: "cancel", request_id: "r", tenant: "t", at: 1 }).success);
     assert.equal(controlRecordSchema.safeParse({ v: 1, type: "cancel", tenant: "t", at: 1 }).success, false);
+  });
+});
+
+describe("chat.memory records: where each must land", () => {
+  it("counts a record that landed where its writer expected, or that says nothing, and no other", () => {
+    assert.equal(landedAsExpected({ offset: 7, headers: { [EXPECTED_OFFSET_HEADER]: "7" } }), true);
+    assert.equal(landedAsExpected({ offset: 7, headers: { [EXPECTED_OFFSET_HEADER]: Buffer.from("7") } }), true, "as librdkafka delivers it");
+    assert.equal(landedAsExpected({ offset: 8, headers: { [EXPECTED_OFFSET_HEADER]: "7" } }), false, "another writer took offset 7 first");
+    assert.equal(landedAsExpected({ offset: 8, headers: {} }), true, "restore fences and other writers' records say nothing");
+    assert.equal(landedAsExpected({ offset: 8 }), true);
   });
 });

@@ -140,6 +140,7 @@ export interface LoggedRecord {
   key: string;
   value: Buffer | null;
   timestamp: number;
+  headers?: Readonly<Record<string, string | Buffer>>;
 }
 
 /** chat.memory: one log per partition (an offset is an index), written through `sink` (or `append`, another writer). */
@@ -159,16 +160,16 @@ export class FakeLog implements LogOffsets {
       if (this.hold) await new Promise<void>((r) => this.hold!.push(r));
       if (this.failSend) throw this.failSend;
       const delivered: Delivered[] = [];
-      for (const m of batch.messages) delivered.push(this.append(m.partition ?? 0, String(m.key), m.value, m.timestamp));
+      for (const m of batch.messages) delivered.push(this.append(m.partition ?? 0, String(m.key), m.value, m.timestamp, m.headers));
       return this.noReports ? [] : delivered;
     },
   };
   constructor(partitions: number[] = [0]) {
     for (const p of partitions) this.partitions.set(p, []);
   }
-  append(partition: number, key: string, value: Buffer | null, timestamp = NOW): Delivered {
+  append(partition: number, key: string, value: Buffer | null, timestamp = NOW, headers?: Readonly<Record<string, string | Buffer>>): Delivered {
     const log = this.partitions.get(partition)!;
-    log.push({ key, value, timestamp });
+    log.push({ key, value, timestamp, ...(headers && { headers }) });
     return { partition, offset: log.length - 1 };
   }
   end(partition: number): number {
@@ -211,12 +212,12 @@ export class FakeReader implements MemoryReader {
   fetch(
     partition: number,
     max = Infinity,
-  ): Array<{ partition: number; offset: number; key: Buffer; value: Buffer | null; timestamp: number; headers: Record<string, never> }> {
+  ): Array<{ partition: number; offset: number; key: Buffer; value: Buffer | null; timestamp: number; headers: Readonly<Record<string, string | Buffer>> }> {
     const from = this.reading.get(partition);
     if (from === undefined) return [];
     const records = this.log.partitions.get(partition)!.slice(from, from + max);
     this.reading.set(partition, from + records.length);
-    return records.map((r, i) => ({ partition, offset: from + i, key: Buffer.from(r.key), value: r.value, timestamp: r.timestamp, headers: {} }));
+    return records.map((r, i) => ({ partition, offset: from + i, key: Buffer.from(r.key), value: r.value, timestamp: r.timestamp, headers: r.headers ?? {} }));
   }
 }
 

@@ -5,6 +5,7 @@
  * fence, the bound on what waits for the store, and each way a restore fails.
  */
 import assert from "node:assert/strict";
+import { EXPECTED_OFFSET_HEADER } from "../../../../contracts/records/memory.js";
 import { describe, it } from "node:test";
 import { encodeRecord } from "../../../../contracts/records/codec.js";
 import { ConversationCache } from "../../../../worker/memory/cache.js";
@@ -25,6 +26,7 @@ function setup(options: { maxPendingBytes?: number } = {}) {
   const observed: Array<{ kind: RestoreKind; seconds: number }> = [];
   const counted: Array<{ kind: RestoreKind; records: number }> = [];
   const restored: number[] = [];
+  const skipped: string[][] = [];
   const restores = new Restores({
     topic: "memory",
     admin: log,
@@ -40,13 +42,16 @@ function setup(options: { maxPendingBytes?: number } = {}) {
     },
     clock,
     logger,
-    onRestored: (p) => restored.push(p),
+    onRestored: (p, keys) => {
+      restored.push(p);
+      skipped.push([...keys]);
+    },
     ...options,
   });
   /** The reader delivers partition p's records from where it reads (up to `max`), as one fetch. */
   const fetch = (p: number, max?: number) => restores.onRecords(reader.fetch(p, max));
   const write = (p: number, id: string, note = "x") => log.append(p, `t/${id}`, encodeRecord(conversation(id, note)));
-  return { log, state, reader, clock, ownership, cache, restores, observed, counted, restored, messages, fetch, write };
+  return { log, state, reader, clock, ownership, cache, restores, observed, counted, restored, skipped, messages, fetch, write };
 }
 
 describe("memory restore", { timeout: 10_000 }, () => {
@@ -99,6 +104,20 @@ describe("memory restore", { timeout: 10_000 }, () => {
     assert.deepEqual(restores.last(0), { kind: "warm", from: 2n, records: 1 });
     assert.ok(state.has(0, "conversation", "t/c"));
     assert.equal(state.has(0, "conversation", "t/a"), false, "below the checkpoint: not read again");
+  });
+
+  it("skips a record that landed where its writer did not expect (a replaced owner's), and names its key", async () => {
+    const { log, state, restores, skipped, fetch, write } = setup();
+    write(0, "a");
+    log.append(0, "t/a", encodeRecord(conversation("a", "the replaced owner's")), NOW, { [EXPECTED_OFFSET_HEADER]: "0" }); // landed at 1
+    log.append(0, "t/b", encodeRecord(conversation("b", "where expected")), NOW, { [EXPECTED_OFFSET_HEADER]: "2" });
+    const done = restores.restore(0);
+    await settle();
+    fetch(0);
+    await done;
+    assert.ok(state.has(0, "conversation", "t/b"), "a record that landed where expected is taken");
+    assert.equal(JSON.parse(state.get(0, "conversation", "t/a")!.bytes.toString()).messages[0].content, "x", "the skipped record changed nothing");
+    assert.deepEqual(skipped.at(-1), ["t/a"], "its key is named, to be written again");
   });
 
   it("stops at its own fence: another restore's fence is passed over, and what was written after its fence is not read", async () => {
