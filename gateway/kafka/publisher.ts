@@ -10,8 +10,9 @@
  *
  * The producer is not idempotent: its retries are few by design, and a duplicate request
  * record is harmless (workers recognise a request id they already applied). A send that
- * timed out may still land afterwards; the 503 says "not accepted", the client's retry
- * gets a new request id, and at worst both are answered.
+ * timed out may still land afterwards; the 503 says "not accepted". A retry with the same
+ * Idempotency-Key gets the same request id (gateway/intake.ts), so the request is applied
+ * once; a retry without one is a new request, and then both may be answered.
  */
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { conversationKey } from "../../contracts/conversation-key.js";
