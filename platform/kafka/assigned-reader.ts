@@ -36,6 +36,7 @@ export interface AssignedConsumer {
   incrementalAssign(tps: Array<{ topic: string; partition: number; offset?: number }>): void;
   incrementalUnassign(tps: Array<{ topic: string; partition: number }>): void;
   consume(n: number, cb: (err: NativeError | null, messages: NativeMessage[]) => void): void;
+  setDefaultConsumeTimeout(ms: number): void;
   position(tps: Array<{ topic: string; partition: number }>): Array<{ partition?: number; offset?: number }>;
   queryWatermarkOffsets(
     topic: string,
@@ -82,6 +83,10 @@ export interface AssignedReaderOptions {
 const STALL_MS = 5000;
 /** How often the watchdog looks, ms. */
 const WATCH_MS = 2500;
+/** How long a consume waits for a record when none is fetched, ms. */
+const CONSUME_WAIT_MS = 100;
+/** How long after a partition's (re)assignment its consumer's position is trusted, ms. */
+const POSITION_SETTLE_MS = 10;
 
 export class AssignedReader {
   readonly #options: AssignedReaderOptions;
@@ -99,10 +104,12 @@ export class AssignedReader {
   #given = new Set<number>();
   /** Set when someone waits: the next poll moves `next` on to the consumer's position. */
   #positionsWanted = false;
-  /** Consumes completed; partition → the count when it was last assigned. */
+  /** Consumes completed; partition → the count, and the time (performance.now), when it was last assigned. */
   #polls = 0;
-  readonly #assignedPoll = new Map<number, number>();
+  readonly #assignedPoll = new Map<number, { polls: number; at: number }>();
   #watchdog: NodeJS.Timeout | null = null;
+  /** The last consume delivered records: the next takes what else is fetched, without waiting. */
+  #draining = false;
   #restarting = false;
   #closing = false;
 
@@ -148,9 +155,8 @@ export class AssignedReader {
     );
     native.on("event.error", (err: NativeError) => this.#log.debug({ err: { message: err.message, code: err.code } }, "consumer error; librdkafka retries"));
     await call((cb) => native.connect({ timeout: 30_000 }, cb));
-    native.setDefaultConsumeTimeout(100);
-    // Wait only for the first record of a consume, then take what is already fetched.
-    native.setDefaultIsTimeoutOnlyForFirstMessage(true);
+    // Every consume is told how long to wait (consumeWaiting), and that wait is for its first record.
+    native.setDefaultIsTimeoutOnlyForFirstMessage(false);
     return native;
   }
 
@@ -180,7 +186,7 @@ export class AssignedReader {
   #assign(native: AssignedConsumer, partition: number, offset: number): void {
     if (this.#given.has(partition)) this.#assignedAt.set(partition, ++this.#assignments);
     this.#given.add(partition);
-    this.#assignedPoll.set(partition, this.#polls);
+    this.#assignedPoll.set(partition, { polls: this.#polls, at: performance.now() });
     native.incrementalAssign([{ topic: this.#options.topic, partition, offset }]);
   }
 
@@ -325,16 +331,27 @@ export class AssignedReader {
   #poll(native: AssignedConsumer): void {
     if (this.#native !== native || this.#closing) return;
     const began = this.#assignments;
-    native.consume(256, (err, messages) => {
+    const draining = this.#draining;
+    this.#draining = false;
+    consumeWaiting(native, draining, 256, (err, messages) => {
       if (err && err.code !== ErrorCode.TIMED_OUT) this.#log.debug({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
       // A consumer replaced meanwhile: what it fetched is read by the new one again (from the same offsets).
-      if (this.#native === native && messages?.length) this.#deliver(native, messages, began);
+      if (this.#native === native && messages?.length) {
+        this.#draining = true;
+        this.#deliver(native, messages, began);
+      }
       this.#polls++;
       if (this.#native === native && this.#positionsWanted) {
         this.#positionsWanted = this.#waiters.size > 0;
-        // Not a partition (re)assigned within the last two consumes: librdkafka resets its
-        // position asynchronously, and until then it may still say where the old assignment was.
-        const settled = [...this.#next.keys()].filter((p) => this.#polls - (this.#assignedPoll.get(p) ?? 0) >= 2);
+        // Not a partition (re)assigned within the last two consumes or POSITION_SETTLE_MS:
+        // librdkafka resets its position asynchronously (its broker thread stops the old
+        // fetch), and until then it may still say where the old assignment was. A consume
+        // that takes what is fetched returns at once, so the count alone is no delay.
+        const now = performance.now();
+        const settled = [...this.#next.keys()].filter((p) => {
+          const assigned = this.#assignedPoll.get(p);
+          return !assigned || (this.#polls - assigned.polls >= 2 && now - assigned.at >= POSITION_SETTLE_MS);
+        });
         this.#catchUpPositions(native, settled);
       }
       setImmediate(() => this.#poll(native));
@@ -378,4 +395,23 @@ export class AssignedReader {
     }
     this.#wake();
   }
+}
+
+/**
+ * One consume of a poll loop, of two kinds: a wait (up to CONSUME_WAIT_MS) for one record,
+ * handed over the moment it is fetched, or, after a consume that returned records, up to
+ * `max` records already fetched, without waiting. The binding's consume(n) with its
+ * timeout "only for the first message" still waits 1 ms after each record for another,
+ * so a lone record (every turn's request, and its final) reached JavaScript 1-2 ms late.
+ * The consumer's timeout must apply to each record (setDefaultIsTimeoutOnlyForFirstMessage(false)):
+ * 0 for a drain.
+ */
+export function consumeWaiting(
+  native: Pick<AssignedConsumer, "consume" | "setDefaultConsumeTimeout">,
+  draining: boolean,
+  max: number,
+  cb: (err: NativeError | null, messages: NativeMessage[]) => void,
+): void {
+  native.setDefaultConsumeTimeout(draining ? 0 : CONSUME_WAIT_MS);
+  native.consume(draining ? max : 1, cb);
 }

@@ -16,6 +16,7 @@
  */
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
+import { consumeWaiting } from "./assigned-reader.js";
 import { librdkafkaConnection, SEVERITY } from "./connection.js";
 import { call, ErrorCode, rdkafka, type NativeConsumer, type NativeError, type NativeMessage } from "./native.js";
 
@@ -81,6 +82,8 @@ export class GroupConsumer {
   #closing = false;
   #revoking: Promise<void> = Promise.resolve();
   #rebalanced = false;
+  /** The last consume returned records: the next takes what else is fetched, without waiting. */
+  #draining = false;
 
   constructor(options: GroupConsumerOptions) {
     this.#options = options;
@@ -164,11 +167,9 @@ export class GroupConsumer {
       this.#logger.warn({ err: { message: err.message, code: err.code } }, "request consumer error; retrying");
     });
     await call((cb) => native.connect({ timeout: 30_000 }, cb));
-    native.setDefaultConsumeTimeout(100);
-    // consume(64) waits up to the timeout for each of the 64 records by default, so a lone
-    // request sat 100 ms in the worker before its turn began: wait only for the first,
-    // then take what is already fetched.
-    native.setDefaultIsTimeoutOnlyForFirstMessage(true);
+    // Each consume waits for one request, or takes what is fetched already (consumeWaiting):
+    // a lone request reaches its turn as soon as it is fetched.
+    native.setDefaultIsTimeoutOnlyForFirstMessage(false);
     native.subscribe([o.topic]);
     this.#poll();
   }
@@ -220,8 +221,9 @@ export class GroupConsumer {
   #poll(): void {
     const native = this.#native;
     if (!native || this.#closing) return;
-    native.consume(64, (err, messages) => {
+    consumeWaiting(native, this.#draining, 64, (err, messages) => {
       if (err && err.code !== ErrorCode.TIMED_OUT) this.#logger.warn({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
+      this.#draining = (messages?.length ?? 0) > 0;
       for (const m of messages ?? []) this.#deliver(m);
       // setImmediate: let the event loop run turns between polls, however busy the topic.
       setImmediate(() => this.#poll());

@@ -65,14 +65,16 @@ function standIn(log: Log) {
       if (!consumer.stalled) {
         for (const [p, at] of positions) {
           const records = log.partitions.get(p) ?? [];
-          for (let o = at; o < records.length && out.length < n; o++) out.push({ topic: TOPIC, partition: p, offset: o, value: records[o]! });
-          positions.set(p, Math.min(records.length, at + n));
+          let o = at;
+          for (; o < records.length && out.length < n; o++) out.push({ topic: TOPIC, partition: p, offset: o, value: records[o]! });
+          positions.set(p, o);
         }
       }
       setTimeout(() => cb(null, out), 5);
     },
     position: (tps: Array<{ partition: number }>) => tps.map((tp) => ({ partition: tp.partition, offset: positions.get(tp.partition) })),
     queryWatermarkOffsets: () => {},
+    setDefaultConsumeTimeout: () => {},
   };
   return consumer;
 }
@@ -180,6 +182,7 @@ function rawStandIn(
     },
     position: () => [{ partition: 0, offset: position }],
     queryWatermarkOffsets: () => {},
+    setDefaultConsumeTimeout: () => {},
   };
 }
 
@@ -197,9 +200,9 @@ describe("the reader by assignment, positions", () => {
       {
         delayMs: 30,
         batch: 10,
-        // The consume that fetched 10..19 is in flight when the reader is sent back to 3.
+        // The first consume that fetches from 10 on is in flight when the reader is sent back to 3.
         during: (from) => {
-          if (from === 10 && !seeked) {
+          if (from >= 10 && !seeked) {
             seeked = true;
             queueMicrotask(() => {
               mark = seen.length;
@@ -253,5 +256,46 @@ describe("the reader by assignment, positions", () => {
     assert.deepEqual(seen, [0, 2]);
     assert.equal(reader.next(0), 5);
     await reader.stop();
+  });
+});
+
+describe("the reader by assignment, consumes", () => {
+  it("waits for one record at a time, and after records takes what is fetched without waiting (a lone record is not held back)", async () => {
+    const calls: string[] = [];
+    let timeout = -1;
+    const pending = [0, 1, 2];
+    const consumer = {
+      disconnect: (cb: (err: null) => void) => cb(null),
+      incrementalAssign: () => {},
+      incrementalUnassign: () => {},
+      setDefaultConsumeTimeout: (ms: number) => {
+        timeout = ms;
+      },
+      consume(n: number, cb: (err: null, messages: NativeMessage[]) => void) {
+        calls.push(`${n}@${timeout}`);
+        const out = pending.splice(0, n).map((offset) => ({ topic: TOPIC, partition: 0, offset, value: Buffer.from("x") }));
+        setTimeout(() => cb(null, out), 1);
+      },
+      position: () => [],
+      queryWatermarkOffsets: () => {},
+    };
+    const seen: number[] = [];
+    const reader = new AssignedReader({
+      kafka: {} as KafkaConfig,
+      topic: TOPIC,
+      name: "test-reader",
+      groupId: "g.offsets",
+      logger: pino({ level: "silent" }),
+      onRecords: (records) => seen.push(...records.map((r) => r.offset)),
+      makeConsumer: async () => consumer as unknown as AssignedConsumer,
+    });
+    await reader.start();
+    reader.add(0, 0);
+    await until(() => seen.length === 3 && calls.length >= 4);
+    await reader.stop();
+    // A wait for one record (100 ms at most), handed over at once; then what else is fetched,
+    // without waiting, until a drain finds nothing; then a wait again.
+    assert.deepEqual(calls.slice(0, 4), ["1@100", "256@0", "256@0", "1@100"], calls.join(" "));
+    assert.deepEqual(seen, [0, 1, 2]);
   });
 });
