@@ -600,9 +600,10 @@ const committedInTransaction = new WeakSet<TurnRecord>();
  * sends no terminal event. Otherwise the terminal event follows, and runRequest commits
  * the offset after.
  *
- * In a transaction (WORKER_TRANSACTIONS): the events so far are acked first (deltas are
- * not transactional: a client sees them as they come); then the history and memory
- * records, the terminal event and the request's offset are committed together. The broker
+ * In a transaction (WORKER_TRANSACTIONS): the history and memory records, the terminal
+ * event and the request's offset are committed together. The terminal event is sent once
+ * the events before it are acked (deltas are not transactional: a client sees them as
+ * they come, and the final must land after them); the records go meanwhile. The broker
  * refuses the transaction of a worker whose group generation is no longer current, so a
  * worker that was replaced, at any point, writes nothing a read_committed reader sees.
  *
@@ -621,13 +622,20 @@ async function writeTurn(
     events.send(final);
     return "written";
   }
-  await events.settle();
+  const settled = events.settle();
+  // What a failed delta threw, once the events so far are settled (null: none failed).
+  const deltaFailure = settled.then(
+    () => null,
+    (err: unknown) => err,
+  );
   try {
     await record.transaction(async (sink) => {
+      const [written, sent] = await Promise.allSettled([write(sink), settled.then(() => events.sendThrough(sink, final))]);
+      if (sent.status === "rejected") throw sent.reason;
+      if (written.status === "rejected") throw written.reason;
       // Memory records that landed where this worker did not expect: abort, so neither
       // they nor the final nor the offset are committed.
-      if (!(await write(sink))) throw new Error("another worker wrote to the memory partition since this one read it");
-      await events.sendThrough(sink, final);
+      if (!written.value) throw new Error("another worker wrote to the memory partition since this one read it");
     });
     committedInTransaction.add(record);
     ctx.memory.committed(record.partition);
@@ -635,6 +643,9 @@ async function writeTurn(
     return "written";
   } catch (err) {
     ctx.memory.forget(record.partition);
+    // A delta Kafka did not take fails the turn (it runs again), as Kafka refusing any write does.
+    const failed = await deltaFailure;
+    if (failed !== null) throw failed;
     if (err instanceof ProducerFenced) {
       ctx.metrics.transactions.inc({ outcome: "fenced" });
       ctx.logger.warn(

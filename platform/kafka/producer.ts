@@ -206,10 +206,16 @@ export class KafkaProducer implements RecordSink {
       throw this.#classify(err, "could not begin a transaction");
     }
     try {
-      const result = await work({ send: (batch) => this.#produce(batch.topic, batch.messages) });
-      if (commit && commit.offsets.length > 0) await call((cb) => native.sendOffsetsToTransaction(commit.offsets, commit.consumer, 10_000, cb));
+      // The offsets go to the group's coordinator while `work` writes (the commit makes both
+      // visible at once): their two round trips overlap the records' instead of following them.
+      const offsets =
+        commit && commit.offsets.length > 0 ? call((cb) => native.sendOffsetsToTransaction(commit.offsets, commit.consumer, 10_000, cb)) : undefined;
+      // Both settle before an abort: librdkafka refuses a transactional call while another runs.
+      const [done, sent] = await Promise.allSettled([work({ send: (batch) => this.#produce(batch.topic, batch.messages) }), offsets]);
+      if (done.status === "rejected") throw done.reason;
+      if (sent.status === "rejected") throw sent.reason;
       await call((cb) => native.commitTransaction(30_000, cb));
-      return result;
+      return done.value;
     } catch (err) {
       const classified = this.#classify(err, "the transaction failed");
       // Abort whatever can be aborted, a transaction refused for its consumer's generation

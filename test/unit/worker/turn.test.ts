@@ -29,7 +29,17 @@ import { runRequest, type MemoryPort, type TurnContext, type TurnRecord } from "
 const topics = topicNames("");
 
 /** Everything the turn did, in order: "event:<type>", "dlq", "memory:<key>", "handover", "commit". */
-function harness(options: { state?: ConversationState; handover?: Handover; owner?: boolean; chunks?: string[]; waitForAbort?: boolean } = {}) {
+function harness(
+  options: {
+    state?: ConversationState;
+    handover?: Handover;
+    owner?: boolean;
+    chunks?: string[];
+    waitForAbort?: boolean;
+    /** Sends to chat.events after the first are acked only once this resolves ("acked:events" in the log). */
+    eventAcks?: Promise<void>;
+  } = {},
+) {
   const log: string[] = [];
   const events: ChatEvent[] = [];
   const written: Array<{ key: string; state: ConversationState | null }> = [];
@@ -62,6 +72,10 @@ function harness(options: { state?: ConversationState; handover?: Handover; owne
           partition,
           r.messages.map((m) => m.value as Buffer),
         );
+        if (options.eventAcks && base > 0) {
+          await options.eventAcks;
+          log.push("acked:events");
+        }
         return r.messages.map((_, i) => ({ partition, offset: base + i }));
       }
       for (const _ of r.messages) log.push(r.topic === topics.deadLetter ? "dlq" : `send:${r.topic}`);
@@ -290,6 +304,37 @@ describe("runRequest", () => {
       assert.deepEqual(h.log, ["dlq", "commit"]);
       assert.deepEqual(h.loads, [], "nothing was read for it");
     }
+  });
+
+  it("in a transaction, writes history and memory while deltas are unacked, and sends the final only after them, with the offset", async () => {
+    let ack!: () => void;
+    const h = harness({ chunks: ["Once", " upon", " a time."], eventAcks: new Promise<void>((resolve) => (ack = resolve)) });
+    const committed: string[] = [];
+    const record: TurnRecord = {
+      ...h.record(encodeRecord(turn())),
+      transaction: async (work) => {
+        const result = await work({
+          send: async (r) => {
+            for (const m of r.messages)
+              h.log.push(r.topic === topics.events ? `tx:${chatEventSchema.parse(JSON.parse(String(m.value))).type}` : `tx:${r.topic}`);
+            return r.messages.map((_, i) => ({ partition: 0, offset: 100 + i }));
+          },
+        });
+        committed.push("transaction");
+        return result;
+      },
+    };
+    const running = runRequest(record, h.ctx);
+    const deadline = Date.now() + 2000;
+    while (h.written.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    assert.equal(h.written.length, 1, "memory written while a delta waits for its ack");
+    assert.ok(h.log.includes(`tx:${topics.history}`), `history in the transaction: ${h.log.join(", ")}`);
+    assert.ok(!h.log.includes("tx:final"), "no final before the deltas are acked");
+    ack();
+    assert.equal(await running, "completed");
+    assert.ok(h.log.indexOf("tx:final") > h.log.lastIndexOf("acked:events"), `the final after every delta's ack: ${h.log.join(", ")}`);
+    assert.deepEqual(committed, ["transaction"]);
+    assert.ok(!h.log.includes("commit"), "the offset went with the transaction");
   });
 
   it("writes nothing and asks for a retry when another worker wrote the partition since it loaded", async () => {
