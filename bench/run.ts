@@ -5,9 +5,11 @@
  * Starts one local Kafka broker (or uses KAFKA_BROKERS), runs each scenario against
  * stories260K with one CPU thread per model, writes bench/results/<scenario>.json and
  * bench/results/SUMMARY.md, prints the table, and exits non-zero when a scenario failed.
- * Every figure is a ratio or a comparison measured in the same run.
+ * Every figure is a ratio or a comparison measured in the same run. A run of some
+ * scenarios (--only) replaces their sections of SUMMARY.md and keeps the others' (from
+ * their JSON), each section saying when and on which commit it was measured.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -114,11 +116,29 @@ async function main(): Promise<number> {
     await broker?.stop();
   }
   const totalS = Math.round((performance.now() - started) / 1000);
-  const summary = renderSummary(results, failures, env, totalS);
-  await writeFile(path.join(values.out!, only && !outGiven ? "SUMMARY.partial.md" : "SUMMARY.md"), summary);
+  const summarized = only && !outGiven ? await withStoredResults(values.out!, results) : results;
+  await writeFile(path.join(values.out!, "SUMMARY.md"), renderSummary(summarized, failures, env, totalS));
   process.stdout.write(`\n${renderTable(results)}\n`);
   log(`${results.length} scenario(s) done, ${failures.length} failed, ${totalS} s in all; results in ${path.relative(process.cwd(), values.out!)}`);
   return failures.length === 0 ? 0 : 1;
+}
+
+/** Every scenario's latest results, in the scenarios' order: this run's, else those stored in `dir`. */
+async function withStoredResults(dir: string, fresh: readonly ScenarioResult[]): Promise<ScenarioResult[]> {
+  const all: ScenarioResult[] = [];
+  for (const scenario of SCENARIOS) {
+    const result = fresh.find((r) => r.id === scenario.id);
+    if (result) {
+      all.push(result);
+      continue;
+    }
+    try {
+      all.push(JSON.parse(await readFile(path.join(dir, `${scenario.id}.json`), "utf8")) as ScenarioResult);
+    } catch {
+      // never measured here
+    }
+  }
+  return all;
 }
 
 // Ctrl-C or a kill: stop every child and the broker before going (the broker's stop

@@ -13,6 +13,8 @@ export interface HttpTimeline {
   finalAt?: number;
   completionTokens: number;
   events: number;
+  /** The worker's generation time, from the final's timings (the gateway's stream). */
+  generationMs?: number;
 }
 
 export function keepAliveAgent(maxSockets = 64): http.Agent {
@@ -102,7 +104,9 @@ export function gatewayEvents(
           if (type === "delta") t.firstTextAt ??= at;
           else if (type === "final" && t.finalAt === undefined) {
             t.finalAt = at;
-            t.completionTokens = (JSON.parse(message.data) as { usage: { completion_tokens: number } }).usage.completion_tokens;
+            const final = JSON.parse(message.data) as { usage: { completion_tokens: number }; timings?: { generation_ms?: number } };
+            t.completionTokens = final.usage.completion_tokens;
+            if (final.timings?.generation_ms !== undefined) t.generationMs = final.timings.generation_ms;
           } else if (type === "error") {
             reject(new Error(`request ${requestId} ended with an error event: ${message.data}`));
           }

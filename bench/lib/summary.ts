@@ -28,13 +28,21 @@ export function renderSummary(
   totalS: number,
 ): string {
   const out: string[] = [];
+  const oneRun = results.every((r) => r.environment.at === env.at);
   out.push("# kafka-llm benchmark results", "");
   out.push(
-    `Measured ${env.at} on ${env.cpus} × ${env.cpuModel}, ${env.memoryGiB} GiB, ${env.platform}; Node ${env.node}; ` +
+    `${oneRun ? "Measured" : "Latest run"} ${env.at} on ${env.cpus} × ${env.cpuModel}, ${env.memoryGiB} GiB, ${env.platform}; Node ${env.node}; ` +
       `Kafka ${env.kafkaVersion} (single local KRaft broker) with ${env.kafkaClient}; model ${env.model.file.split("/").pop()} ` +
-      `(sha256 ${env.model.sha256.slice(0, 12)}…), ${env.llama}; commit ${env.commit.slice(0, 12)}${env.dirty ? " (with uncommitted changes)" : ""}.` +
-      `${env.quick ? " **Quick (smoke) run: small sizes, not for comparison.**" : ""} Whole run: ${totalS} s.`,
+      `(sha256 ${env.model.sha256.slice(0, 12)}…), ${env.llama}; commit ${commitOf(env)}.` +
+      `${env.quick ? " **Quick (smoke) run: small sizes, not for comparison.**" : ""} ${oneRun ? "Whole run" : "That run"}: ${totalS} s.`,
     "",
+    ...(oneRun
+      ? []
+      : [
+          "The scenarios were measured in more than one run (`npm run bench -- --only NAME` replaces its scenarios' sections): " +
+            "each section's notes say when, and on which commit. Compare figures only within one scenario's rows.",
+          "",
+        ]),
     "The machine is shared and noisy (1-minute load average per scenario below): absolute times only mean something beside " +
       "their baseline from the same run. Every row compares figures measured in the same run.",
     "",
@@ -51,11 +59,15 @@ export function renderSummary(
     out.push(
       `### ${r.title}`,
       "",
-      `\`${r.command}\` — ${r.durationS} s, load average ${r.loadAverage.before} → ${r.loadAverage.after}; raw numbers in \`bench/results/${r.id}.json\`.`,
+      `\`${r.command}\` — measured ${r.environment.at} on commit ${commitOf(r.environment)}, ${r.durationS} s, load average ${r.loadAverage.before} → ${r.loadAverage.after}; raw numbers in \`bench/results/${r.id}.json\`.`,
       "",
     );
     for (const n of r.notes) out.push(`- ${n}`);
     out.push("");
   }
   return out.join("\n");
+}
+
+function commitOf(env: Environment): string {
+  return `${env.commit.slice(0, 12)}${env.dirty ? " (with uncommitted changes)" : ""}`;
 }

@@ -6,6 +6,9 @@
  *   rest           a plain HTTP call to one worker (bench/baselines/http-worker.ts)
  *   kafka          chat.requests → worker → chat.events, read by a Kafka client (no gateway)
  *   gateway        HTTP POST + SSE through the real gateway, then as `kafka`
+ *   kafka-tx       as `kafka`, to a worker with WORKER_TRANSACTIONS=true (stories260K only):
+ *                  what a turn costs when its writes and offset go in one Kafka transaction
+ *                  instead of behind the memory log's fence
  *
  * Time to first token is measured by the caller, on one clock, from just before the call
  * to the arrival of the first text. Throughput is completion tokens over wall time, at
@@ -31,7 +34,10 @@
  * Where a Kafka turn's fixed cost goes: the sequential Kafka turns' timelines (client side:
  * produce → start event seen → first delta → final seen) beside the worker's own phases
  * (kafka_llm_turn_phase_seconds from its /metrics, read around those turns: load, slot
- * wait, first token, generate, memory write, events, commit).
+ * wait, first token, generate, memory write, events, commit), for either fence. A turn's
+ * fixed cost is the client's final less the worker's generation time; through the gateway,
+ * from before the POST to the final on the SSE stream. Targets for stories260K: at most
+ * 5 ms p50 on the Kafka route, 10 ms through the gateway.
  */
 import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
@@ -64,13 +70,20 @@ const MAX_TOKENS = 64;
 const SLOTS = 4;
 const PARTITIONS = 8;
 
-type RouteName = "in-process" | "rest" | "kafka" | "gateway";
+type RouteName = "in-process" | "rest" | "kafka" | "gateway" | "kafka-tx";
 const ROUTES: RouteName[] = ["in-process", "rest", "kafka", "gateway"];
+/** The Kafka routes whose sequential turns are broken down (the route, and how its worker fences). */
+const BROKEN_DOWN = [
+  { route: "kafka", fence: "log fence" },
+  { route: "kafka-tx", fence: "WORKER_TRANSACTIONS=true" },
+] as const;
 
 interface Sample {
   ttftMs: number;
   totalMs: number;
   tokens: number;
+  /** The worker's generation time, where the route reports it (its final's timings). */
+  generationMs?: number;
 }
 
 interface PhaseResult {
@@ -113,10 +126,13 @@ interface ModelRun {
   concPerRound: number;
   /** Throughput target at SLOTS concurrent callers (x in-process). */
   concurrentTarget: number;
+  /** Also the kafka-tx route, with its fixed-cost comparison, and the fixed-cost targets. */
+  transactions: boolean;
 }
 
 interface RouteFigures {
-  sequential: { ttft: Summary; total: Summary; tokensPerS: number; requests: number; meanTokens: number };
+  /** `fixed`: a turn's time less the worker's generation, on the routes that report it. */
+  sequential: { ttft: Summary; total: Summary; tokensPerS: number; requests: number; meanTokens: number; fixed?: Summary };
   concurrent: { tokensPerS: number; requests: number; ttft: Summary };
   saturated: { tokensPerS: number; requests: number };
 }
@@ -133,6 +149,7 @@ export const routeScenario: Scenario = {
         seqPerRound: ctx.quick ? 12 : 50,
         concPerRound: ctx.quick ? 16 : 80,
         concurrentTarget: 0.8,
+        transactions: true,
       },
       {
         label: "gemma-3-270m",
@@ -142,6 +159,7 @@ export const routeScenario: Scenario = {
         seqPerRound: ctx.quick ? 2 : 4,
         concPerRound: ctx.quick ? 4 : 12,
         concurrentTarget: 0.95,
+        transactions: false,
       },
     ];
     const out: ScenarioOutput = { rows: [], targets: [], notes: [], raw: {} };
@@ -160,19 +178,26 @@ export const routeScenario: Scenario = {
 async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Promise<ScenarioOutput> {
   const { rounds, seqPerRound, concPerRound } = m;
   const system = loadWorkerConfig({ MODEL: m.file, WORKER_HTTP_HOST: "127.0.0.1" }).memory.systemPrompt;
+  const routes: RouteName[] = m.transactions ? [...ROUTES, "kafka-tx"] : ROUTES;
 
   const spec = stackSpec(ctx.brokers, name, PARTITIONS);
   await createTopics(spec);
+  // The transactional worker has an install of its own (topics, group), so both fences see the same empty partitions.
+  const txSpec = m.transactions ? stackSpec(ctx.brokers, `${name}tx`, PARTITIONS) : null;
+  if (txSpec) await createTopics(txSpec);
   const children: Service[] = [];
   const chat = new BenchChat(ctx.brokers, spec.topics);
+  const txChat = txSpec ? new BenchChat(ctx.brokers, txSpec.topics) : null;
   const agent = keepAliveAgent();
   const inproc = await loadInProcess(m.file, SLOTS);
   const placement = cpuPlacement();
   try {
-    ctx.log("starting worker, gateway and REST worker");
+    ctx.log(`starting worker${txSpec ? "s (log fence, WORKER_TRANSACTIONS)" : ""}, gateway and REST worker`);
     const workerEnv = { WORKER_SLOTS: String(SLOTS) };
     const worker = await startWorker(spec, m.file, `w-${name}`, workerEnv);
     children.push(worker);
+    const txWorker = txSpec ? await startWorker(txSpec, m.file, `w-${name}-tx`, { ...workerEnv, WORKER_TRANSACTIONS: "true" }) : null;
+    if (txWorker) children.push(txWorker);
     const gateway = await startGateway(spec);
     children.push(gateway);
     const restPort = await freePort();
@@ -186,16 +211,35 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
     });
     children.push(rest);
     await chat.start();
+    await txChat?.start();
 
     // Conversations are spread over partitions by their key, tenant and id: BenchChat's tenant, the gateway's (no auth).
     const keys = new KeyMaker("route", PARTITIONS, BENCH_TENANT);
     const gatewayKeys = new KeyMaker("route-gw", PARTITIONS, LOCAL_TENANT);
     const messagesFor = (id: string, i: number) => promptFor(newConversation(id, BENCH_TENANT, Date.now()), PROMPTS[i % PROMPTS.length]!, system);
     let unique = 0;
-    /** Set while the sequential Kafka turns run: their timelines are the breakdown's. */
+    /** Set while a Kafka route's sequential turns run: their timelines are the breakdown's. */
     let kafkaTimes: KafkaTurnTimes[] | null = null;
-    const breakdown: KafkaTurnTimes[] = [];
-    const phaseTotals: PhaseTotals = new Map();
+    const breakdown = new Map<RouteName, { times: KafkaTurnTimes[]; phases: PhaseTotals }>();
+    const kafkaCall =
+      (via: BenchChat): Call =>
+      async (lane, i) => {
+        const t = await via.finished(await via.turn(keys.next(lane), PROMPTS[i % PROMPTS.length]!, { params: { max_tokens: MAX_TOKENS } }));
+        kafkaTimes?.push({
+          startSeenMs: (t.startAt ?? t.finalAt) - t.sentAt,
+          firstDeltaSeenMs: (t.firstDeltaAt ?? t.finalAt) - t.sentAt,
+          finalSeenMs: t.finalAt - t.sentAt,
+          workerQueueWaitMs: t.final.timings.queue_wait_ms,
+          workerTtftMs: t.final.timings.time_to_first_token_ms,
+          workerGenerationMs: t.final.timings.generation_ms,
+        });
+        return {
+          ttftMs: (t.firstDeltaAt ?? t.finalAt) - t.sentAt,
+          totalMs: t.finalAt - t.sentAt,
+          tokens: t.final.usage.completion_tokens,
+          generationMs: t.final.timings.generation_ms,
+        };
+      };
     const calls: Record<RouteName, Call> = {
       "in-process": async (_lane, i) => {
         const id = `inproc-${unique++}`;
@@ -211,29 +255,25 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         const t = await restGenerate(rest.baseUrl, { conversation_id: id, messages: messagesFor(id, i), max_tokens: MAX_TOKENS }, agent);
         return { ttftMs: (t.firstTextAt ?? t.finalAt!) - t.sentAt, totalMs: t.finalAt! - t.sentAt, tokens: t.completionTokens };
       },
-      kafka: async (lane, i) => {
-        const t = await chat.finished(await chat.turn(keys.next(lane), PROMPTS[i % PROMPTS.length]!, { params: { max_tokens: MAX_TOKENS } }));
-        kafkaTimes?.push({
-          startSeenMs: (t.startAt ?? t.finalAt) - t.sentAt,
-          firstDeltaSeenMs: (t.firstDeltaAt ?? t.finalAt) - t.sentAt,
-          finalSeenMs: t.finalAt - t.sentAt,
-          workerQueueWaitMs: t.final.timings.queue_wait_ms,
-          workerTtftMs: t.final.timings.time_to_first_token_ms,
-          workerGenerationMs: t.final.timings.generation_ms,
-        });
-        return { ttftMs: (t.firstDeltaAt ?? t.finalAt) - t.sentAt, totalMs: t.finalAt - t.sentAt, tokens: t.final.usage.completion_tokens };
-      },
+      kafka: kafkaCall(chat),
+      "kafka-tx": txChat ? kafkaCall(txChat) : () => Promise.reject(new Error("no transactional worker in this run")),
       gateway: async (lane, i) => {
         const t = await gatewayTurn(gateway.baseUrl, gatewayKeys.next(lane), PROMPTS[i % PROMPTS.length]!, MAX_TOKENS, agent);
-        return { ttftMs: (t.firstTextAt ?? t.finalAt!) - t.sentAt, totalMs: t.finalAt! - t.sentAt, tokens: t.completionTokens };
+        return {
+          ttftMs: (t.firstTextAt ?? t.finalAt!) - t.sentAt,
+          totalMs: t.finalAt! - t.sentAt,
+          tokens: t.completionTokens,
+          ...(t.generationMs !== undefined && { generationMs: t.generationMs }),
+        };
       },
     };
 
     /**
-     * Gives `route`'s model process (the worker for kafka and gateway, the REST worker, or
-     * this process for in-process) a CPU to itself and every other process the rest, as
-     * production keeps the broker, the gateway and the clients off the GPU worker's machine
-     * (bench/lib/cpu-placement.ts); null: every process shares every CPU.
+     * Gives `route`'s model process (the worker for kafka and gateway, the transactional
+     * worker for kafka-tx, the REST worker, or this process for in-process) a CPU to itself
+     * and every other process the rest, as production keeps the broker, the gateway and the
+     * clients off the GPU worker's machine (bench/lib/cpu-placement.ts); null: every process
+     * shares every CPU.
      */
     const place = (route: RouteName | null) => {
       if (!placement) return;
@@ -241,30 +281,34 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       if (ctx.brokerPid !== undefined) placeProcess(ctx.brokerPid, on(false));
       placeProcess(gateway.pid, on(false));
       placeProcess(worker.pid, on(route === "kafka" || route === "gateway"));
+      if (txWorker) placeProcess(txWorker.pid, on(route === "kafka-tx"));
       placeProcess(rest.pid, on(route === "rest"));
       placeProcess(process.pid, on(route === "in-process"));
     };
+    const workerOf = (route: RouteName) => (route === "kafka-tx" ? txWorker! : worker);
 
     ctx.log("warm-up");
-    for (const route of ROUTES) {
+    for (const route of routes) {
       place(route);
       await runPhase(calls[route], SLOTS, SLOTS * 2);
     }
 
-    const seq = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
-    const conc = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
-    const sat = new Map<RouteName, PhaseResult[]>(ROUTES.map((r) => [r, []]));
+    const seq = new Map<RouteName, PhaseResult[]>(routes.map((r) => [r, []]));
+    const conc = new Map<RouteName, PhaseResult[]>(routes.map((r) => [r, []]));
+    const sat = new Map<RouteName, PhaseResult[]>(routes.map((r) => [r, []]));
     for (let round = 0; round < rounds; round++) {
       // Rotate the order each round so slow drift of the machine spreads over every route.
-      const order = ROUTES.map((_, i) => ROUTES[(i + round) % ROUTES.length]!);
+      const order = routes.map((_, i) => routes[(i + round) % routes.length]!);
       for (const route of order) {
         ctx.log(`round ${round + 1}/${rounds}: ${route}`);
         place(route);
-        if (route === "kafka") {
-          kafkaTimes = breakdown;
-          const before = await readTurnPhases(worker.baseUrl);
+        if (route === "kafka" || route === "kafka-tx") {
+          const into = breakdown.get(route) ?? { times: [], phases: new Map() };
+          breakdown.set(route, into);
+          kafkaTimes = into.times;
+          const before = await readTurnPhases(workerOf(route).baseUrl);
           seq.get(route)!.push(await runPhase(calls[route], 1, seqPerRound));
-          addPhaseDiff(phaseTotals, before, await readTurnPhases(worker.baseUrl));
+          addPhaseDiff(into.phases, before, await readTurnPhases(workerOf(route).baseUrl));
           kafkaTimes = null;
         } else {
           seq.get(route)!.push(await runPhase(calls[route], 1, seqPerRound));
@@ -288,12 +332,13 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
     }
 
     const figures = {} as Record<RouteName, RouteFigures>;
-    for (const route of ROUTES) {
+    for (const route of routes) {
       const s = seq.get(route)!;
       const c = conc.get(route)!;
       const x = sat.get(route)!;
       const sSamples = s.flatMap((p) => p.samples);
       const sTokens = s.reduce((a, p) => a + p.tokens, 0);
+      const fixed = sSamples.filter((x) => x.generationMs !== undefined).map((x) => x.totalMs - x.generationMs!);
       figures[route] = {
         sequential: {
           ttft: summarize(sSamples.map((x) => x.ttftMs)),
@@ -301,6 +346,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
           tokensPerS: (sTokens / s.reduce((a, p) => a + p.wallMs, 0)) * 1000,
           requests: sSamples.length,
           meanTokens: sTokens / sSamples.length,
+          ...(fixed.length > 0 && { fixed: summarize(fixed) }),
         },
         concurrent: {
           tokensPerS: (c.reduce((a, p) => a + p.tokens, 0) / c.reduce((a, p) => a + p.wallMs, 0)) * 1000,
@@ -317,7 +363,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
     const base = figures["in-process"];
     const L = m.label;
     const rows: Row[] = [];
-    for (const route of ROUTES) {
+    for (const route of routes) {
       const f = figures[route];
       const added = (q: "p50" | "p95" | "p99") => f.sequential.ttft[q] - base.sequential.ttft[q];
       rows.push({
@@ -359,24 +405,56 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       });
     }
 
-    // Where a sequential Kafka turn's time goes (medians of the client's timelines, means of the worker's phases).
-    const med = (pick: (t: KafkaTurnTimes) => number) => median(breakdown.map(pick));
-    const phaseMs = meanPhaseMs(phaseTotals, WORKER_PHASES);
-    const generationMs = phaseMs.first_token! + phaseMs.generate!;
-    const workerFixedMs = phaseMs.load! + phaseMs.slot_wait! + phaseMs.memory_write! + phaseMs.events!;
-    const clientFixedMs = med((t) => t.finalSeenMs - t.workerGenerationMs);
-    rows.push({
-      figure: `${L}, kafka: a turn, 1 at a time, as the client sees it (median ms from the produce call)`,
-      measured: `start ${fmt(med((t) => t.startSeenMs))} · first delta ${fmt(med((t) => t.firstDeltaSeenMs))} · final ${fmt(med((t) => t.finalSeenMs))}`,
-      compared: `worker: queue wait ${fmt(med((t) => t.workerQueueWaitMs))} (produce → turn starts), TTFT ${fmt(med((t) => t.workerTtftMs))}, generation ${fmt(med((t) => t.workerGenerationMs))}; fixed cost (final seen − generation) ${fmt(clientFixedMs)} ms`,
-    });
-    rows.push({
-      figure: `${L}, kafka: the worker's phases of a turn (mean ms, kafka_llm_turn_phase_seconds)`,
-      measured: WORKER_PHASES.map((p) => `${p} ${fmt(phaseMs[p]!, 2)}`).join(" · "),
-      compared: `fixed on the worker before the final is acked: ${fmt(workerFixedMs, 2)} ms (load + slot_wait + memory_write + events) beside ${fmt(generationMs, 1)} ms generating; the rest of the fixed cost is the request's and the final's way through Kafka (queue wait, final write → seen) and the commit (${fmt(phaseMs.commit!, 2)} ms), which the partition's next turn waits for`,
-    });
+    // Where a sequential Kafka turn's time goes (medians of the client's timelines, means of the worker's phases), for either fence.
+    const phaseMeans: Partial<Record<RouteName, Record<string, number>>> = {};
+    const fixedMs: Partial<Record<RouteName, number>> = {};
+    for (const { route, fence } of BROKEN_DOWN) {
+      const b = breakdown.get(route);
+      if (!b) continue;
+      const med = (pick: (t: KafkaTurnTimes) => number) => median(b.times.map(pick));
+      const phaseMs = meanPhaseMs(b.phases, WORKER_PHASES);
+      phaseMeans[route] = phaseMs;
+      const generationMs = phaseMs.first_token! + phaseMs.generate!;
+      const workerFixedMs = phaseMs.load! + phaseMs.slot_wait! + phaseMs.memory_write! + phaseMs.events!;
+      fixedMs[route] = med((t) => t.finalSeenMs - t.workerGenerationMs);
+      rows.push({
+        figure: `${L}, ${route} (${fence}): a turn, 1 at a time, as the client sees it (median ms from the produce call)`,
+        measured: `start ${fmt(med((t) => t.startSeenMs))} · first delta ${fmt(med((t) => t.firstDeltaSeenMs))} · final ${fmt(med((t) => t.finalSeenMs))}`,
+        compared: `worker: queue wait ${fmt(med((t) => t.workerQueueWaitMs))} (produce → turn starts), TTFT ${fmt(med((t) => t.workerTtftMs))}, generation ${fmt(med((t) => t.workerGenerationMs))}; fixed cost (final seen − generation) ${fmt(fixedMs[route]!)} ms`,
+      });
+      rows.push({
+        figure: `${L}, ${route} (${fence}): the worker's phases of a turn (mean ms, kafka_llm_turn_phase_seconds)`,
+        measured: WORKER_PHASES.map((p) => `${p} ${fmt(phaseMs[p]!, 2)}`).join(" · "),
+        compared: `fixed on the worker before the final is acked: ${fmt(workerFixedMs, 2)} ms (load + slot_wait + memory_write + events) beside ${fmt(generationMs, 1)} ms generating; the rest of the fixed cost is the request's and the final's way through Kafka (queue wait, final write → seen) and the commit (${fmt(phaseMs.commit!, 2)} ms), which the partition's next turn waits for`,
+      });
+    }
+    const gatewayFixed = figures.gateway.sequential.fixed;
+    if (gatewayFixed) {
+      rows.push({
+        figure: `${L}, gateway: a turn's fixed cost, 1 at a time (POST to the final on the SSE stream, less the worker's generation) p50/p95`,
+        measured: `${fmt(gatewayFixed.p50)} / ${fmt(gatewayFixed.p95)} ms`,
+        compared:
+          fixedMs.kafka === undefined
+            ? ""
+            : `+${fmt(gatewayFixed.p50 - fixedMs.kafka)} ms over the Kafka route's p50 (HTTP, the gateway's produce and its events reader)`,
+      });
+    }
+    if (fixedMs.kafka !== undefined && fixedMs["kafka-tx"] !== undefined) {
+      const fence = phaseMeans.kafka!;
+      const tx = phaseMeans["kafka-tx"]!;
+      const f = figures.kafka;
+      const t = figures["kafka-tx"];
+      rows.push({
+        figure: `${L}, a turn's fixed cost both ways, 1 at a time (median): log fence (default) vs WORKER_TRANSACTIONS=true`,
+        measured: `${fmt(fixedMs.kafka)} vs ${fmt(fixedMs["kafka-tx"])} ms (${fmt(fixedMs["kafka-tx"] / fixedMs.kafka, 2)}x)`,
+        compared: `memory write + events + commit (worker means): ${fmt(fence.memory_write! + fence.events! + fence.commit!, 2)} vs ${fmt(tx.memory_write! + tx.events! + tx.commit!, 2)} ms; throughput at ${SLOTS} concurrent ${fmt(f.concurrent.tokensPerS / base.concurrent.tokensPerS, 3)}x vs ${fmt(t.concurrent.tokensPerS / base.concurrent.tokensPerS, 3)}x in-process`,
+      });
+    }
 
     const targets: TargetCheck[] = [];
+    const clientFixedMs = fixedMs.kafka ?? NaN;
+    const fencePhases = phaseMeans.kafka ?? {};
+    const generationMs = (fencePhases.first_token ?? 0) + (fencePhases.generate ?? 0);
     for (const route of ["kafka", "gateway"] as const) {
       const f = figures[route];
       const ratio = f.concurrent.tokensPerS / base.concurrent.tokensPerS;
@@ -399,9 +477,26 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         ...(added <= 10
           ? {}
           : {
-              why: `before the first token a turn crosses Kafka twice: the request to the worker (queue wait ${fmt(med((t) => t.workerQueueWaitMs))} ms median, the worker's fetch included), the memory load (${fmt(phaseMs.load!, 2)} ms) and the first delta back; on this shared 2-core machine every hop also waits for a CPU. See the REST route's p50 for what one HTTP hop costs`,
+              why: `before the first token a turn crosses Kafka twice: the request to the worker (queue wait ${fmt(median(breakdown.get("kafka")?.times.map((t) => t.workerQueueWaitMs) ?? []))} ms median, the worker's fetch included), the memory load (${fmt(fencePhases.load ?? NaN, 2)} ms) and the first delta back; on this shared 2-core machine every hop also waits for a CPU. See the REST route's p50 for what one HTTP hop costs`,
             }),
       });
+    }
+    if (m.transactions) {
+      for (const [route, limit, fixed] of [
+        ["kafka", 5, clientFixedMs],
+        ["gateway", 10, gatewayFixed?.p50 ?? NaN],
+      ] as const) {
+        targets.push({
+          target: `${L}, ${route} route: a turn's fixed cost (final seen less generation, 1 at a time) <= ${limit} ms p50`,
+          measured: ms(fixed),
+          met: fixed <= limit,
+          ...(fixed <= limit
+            ? {}
+            : {
+                why: `a turn crosses Kafka in series: the request to the worker, the ownership check at load, the history record, then the memory record that points at it, then the final that must not announce a reply memory does not hold, each acks=all; see the breakdown rows for where it goes on this run's machine${route === "gateway" ? ", plus the POST, the gateway's produce and its read of chat.events" : ""}`,
+              }),
+        });
+      }
     }
     return {
       rows,
@@ -409,8 +504,13 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       notes: [
         `${L}: ${describeLlama()}, WORKER_SLOTS=${SLOTS}, max_tokens=${MAX_TOKENS}, greedy (same replies on every route: ${fmt(base.sequential.meanTokens)} tokens on average), ${rounds} interleaved round(s) of ${seqPerRound} sequential + ${concPerRound} concurrent turns per route.`,
         "Kafka turns are new conversations (one turn each), so each writes its memory record as production turns do; concurrent conversations are put on distinct partitions.",
+        ...(txSpec
+          ? [
+              "kafka-tx: the same turns to a second worker with WORKER_TRANSACTIONS=true on an install of its own (its own topics and group), in the same rounds: a turn's history and memory records, its final and its request offset in one Kafka transaction, the deltas outside it.",
+            ]
+          : []),
         placement
-          ? `Placement: during a route's turns its model process (the worker for kafka and gateway, the REST worker, or the bench process for in-process) has CPU ${placement.model} to itself; the broker, the gateway, the clients and the idle model processes share CPU ${placement.rest}, as production keeps them off the GPU worker's machine (bench/lib/cpu-placement.ts). The worker's own Kafka work (its event loop) shares the model's CPU with generation and is part of the measured cost. The "every process sharing every CPU" row repeats the ${SLOTS}-concurrent comparison without placement.`
+          ? `Placement: during a route's turns its model process (the worker for kafka and gateway, the transactional worker for kafka-tx, the REST worker, or the bench process for in-process) has CPU ${placement.model} to itself; the broker, the gateway, the clients and the idle model processes share CPU ${placement.rest}, as production keeps them off the GPU worker's machine (bench/lib/cpu-placement.ts). The worker's own Kafka work (its event loop) shares the model's CPU with generation and is part of the measured cost. The "every process sharing every CPU" row repeats the ${SLOTS}-concurrent comparison without placement.`
           : "Every process shares every CPU (taskset missing, or one CPU): on the Kafka routes the broker, the worker's event loop and (for gateway) the gateway run beside the generating thread; that is part of the measured cost.",
       ],
       raw: {
@@ -424,7 +524,9 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
         placement,
         shared: placement ? { kafka: tokensPerS(shared.kafka), inProcess: tokensPerS(shared["in-process"]), perRound: shared } : null,
         perRound: { sequential: Object.fromEntries(seq), concurrent: Object.fromEntries(conc), saturated: Object.fromEntries(sat) },
-        kafkaBreakdown: { workerPhaseMeanMs: phaseMs, turns: breakdown },
+        kafkaBreakdown: Object.fromEntries(
+          [...breakdown].map(([route, b]) => [route, { fixedMedianMs: fixedMs[route], workerPhaseMeanMs: phaseMeans[route], turns: b.times }]),
+        ),
       },
     };
   } finally {
@@ -434,6 +536,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
       if (ctx.brokerPid !== undefined) placeProcess(ctx.brokerPid, placement.all);
     }
     await chat.stop().catch(() => {});
+    await txChat?.stop().catch(() => {});
     for (const c of children.reverse()) await c.stop().catch(() => {});
     await inproc.dispose();
     agent.destroy();
