@@ -7,7 +7,10 @@
  * crashes its process while the brokers are unreachable
  * (confluentinc/confluent-kafka-javascript#531, open), and a gateway must ride out a broker
  * outage. A child that dies fails the calls in flight (the callers answer 503 and retry)
- * and is started again for the next call, at most once a second.
+ * and is started again for the next call: at most once a second, and while it keeps dying
+ * (the brokers are away) ever more rarely, up to once every 30 s, so that starting
+ * processes does not take the CPU the brokers' return and everything else need. The first
+ * answer it gives brings the pace back to once a second.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -30,7 +33,9 @@ export interface GroupDescription {
   readonly members: GroupMember[];
 }
 
+/** The least time between two starts of the child, ms; it doubles while the child keeps dying, up to MAX_RESPAWN_MS. */
 const RESPAWN_MS = 1000;
+const MAX_RESPAWN_MS = 30_000;
 
 function childModule(): string {
   // Under tsx the sources run as .ts; built, as .js beside this file.
@@ -44,6 +49,7 @@ export class GroupDescriber {
   readonly #logger: Logger;
   #child: ChildProcess | null = null;
   #startedAt = 0;
+  #respawnMs = RESPAWN_MS;
   #nextId = 0;
   readonly #pending = new Map<number, { resolve(g: DescriberReply): void; timer: NodeJS.Timeout }>();
   #closed = false;
@@ -92,10 +98,11 @@ export class GroupDescriber {
   #ensureChild(): ChildProcess | null {
     if (this.#child) return this.#child;
     const now = Date.now();
-    if (now - this.#startedAt < RESPAWN_MS) return null;
+    if (now - this.#startedAt < this.#respawnMs) return null;
     this.#startedAt = now;
     const child = fork(childModule(), [], { execArgv: process.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" });
     child.on("message", (reply: DescriberReply) => {
+      if (!("error" in reply)) this.#respawnMs = RESPAWN_MS;
       const p = this.#pending.get(reply.id);
       if (!p) return;
       clearTimeout(p.timer);
@@ -104,6 +111,8 @@ export class GroupDescriber {
     });
     child.on("exit", (code, signal) => {
       if (this.#child === child) this.#child = null;
+      // Died again before it answered: the next start waits longer.
+      this.#respawnMs = Math.min(this.#respawnMs * 2, MAX_RESPAWN_MS);
       if (!this.#closed) this.#logger.warn({ code, signal }, "the group description process ended; it is started again for the next call");
       for (const [id, p] of this.#pending) {
         clearTimeout(p.timer);
