@@ -18,7 +18,7 @@
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
 import { librdkafkaConnection, SEVERITY } from "./connection.js";
-import { call, ErrorCode, rdkafka, type NativeError, type NativeMessage } from "./native.js";
+import { call, ErrorCode, rdkafka, type NativeConsumer, type NativeError, type NativeMessage } from "./native.js";
 
 export interface ReadRecord {
   readonly partition: number;
@@ -30,21 +30,11 @@ export interface ReadRecord {
   readonly headers: Readonly<Record<string, Buffer | string>>;
 }
 
-/** The part of librdkafka's KafkaConsumer the reader uses (a stand-in in unit tests). */
-export interface AssignedConsumer {
-  disconnect(cb: (err: NativeError | null) => void): void;
-  incrementalAssign(tps: Array<{ topic: string; partition: number; offset?: number }>): void;
-  incrementalUnassign(tps: Array<{ topic: string; partition: number }>): void;
-  consume(n: number, cb: (err: NativeError | null, messages: NativeMessage[]) => void): void;
-  setDefaultConsumeTimeout(ms: number): void;
-  position(tps: Array<{ topic: string; partition: number }>): Array<{ partition?: number; offset?: number }>;
-  queryWatermarkOffsets(
-    topic: string,
-    partition: number,
-    timeoutMs: number,
-    cb: (err: NativeError | null, offsets: { lowOffset: number; highOffset: number }) => void,
-  ): void;
-}
+/** The part of librdkafka's KafkaConsumer the reader uses (a stand-in in unit tests): native.ts's typings. */
+export type AssignedConsumer = Pick<
+  NativeConsumer,
+  "disconnect" | "incrementalAssign" | "incrementalUnassign" | "consume" | "setDefaultConsumeTimeout" | "position" | "queryWatermarkOffsets"
+>;
 
 export interface AssignedReaderOptions {
   readonly kafka: KafkaConfig;
