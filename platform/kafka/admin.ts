@@ -12,7 +12,7 @@
  */
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import { librdkafkaConnection } from "./connection.js";
-import { call, ErrorCode, rdkafka, type NativeAdmin, type NativeConsumer, type NativeError, type TopicPartitionOffset } from "./native.js";
+import { call, ErrorCode, rdkafka, type NativeAdmin, type NativeConsumer, type NativeError, type NativeMetadata, type TopicPartitionOffset } from "./native.js";
 
 export interface NewTopic {
   readonly name: string;
@@ -51,7 +51,9 @@ export class KafkaAdmin {
     // cannot verify) only in its log; a call fails with "Broker transport failure". The last
     // such line is added to a call's error, so a service that cannot start says why.
     this.#native = rdkafka().AdminClient.create(
-      { ...librdkafkaConnection(config, this.#clientId), event_cb: true },
+      // allow.auto.create.topics (true by default on a producer's handle, which an admin's is):
+      // asking for a topic's metadata must never create it.
+      { ...librdkafkaConnection(config, this.#clientId), "allow.auto.create.topics": false, event_cb: true },
       {
         "event.log": (log: { severity: number; message: string }) => {
           if (log.severity <= 3) this.#lastFailure = { at: Date.now(), message: log.message };
@@ -99,19 +101,35 @@ export class KafkaAdmin {
     }
   }
 
-  /** Each topic's partition numbers, sorted; a topic that does not exist is refused with its error. */
+  /**
+   * Each topic's partition numbers, sorted; a topic the metadata does not list (it does not
+   * exist, or this principal may not describe it) is refused with UNKNOWN_TOPIC_OR_PART.
+   *
+   * A metadata request to any broker, not DescribeTopics: librdkafka sends DescribeTopics
+   * to the controller, and while no controller can be reached it asks for a connection to
+   * it every time a broker changes state, without the reconnect back-off, so every service
+   * that asked spun its librdkafka threads for the call's whole timeout and a broker
+   * restarting beside them was starved of CPU (RELIABILITY.md, "a broker restart"). The
+   * request asks for every topic the principal may describe: naming one makes the binding
+   * create a topic handle, after which the client's disconnect can hang for good.
+   */
   async partitions(topics: readonly string[], timeoutMs = this.timeoutMs): Promise<Map<string, number[]>> {
-    const described = await call<Array<{ name: string; error?: NativeError; partitions: Array<{ partition: number }> }>>((cb) =>
-      this.#native.describeTopics([...topics], { timeout: timeoutMs }, cb),
-    ).catch((err: unknown) => {
-      throw this.#explained(err);
-    });
+    const metadata = await call<NativeMetadata | undefined>((cb) => this.#native._client.getMetadata({ allTopics: true, timeout: timeoutMs }, cb)).catch(
+      (err: unknown) => {
+        throw this.#explained(err);
+      },
+    );
     const out = new Map<string, number[]>();
-    for (const d of described) {
-      if (d.error) throw d.error;
+    for (const topic of topics) {
+      const listed = metadata?.topics.find((t) => t.name === topic);
+      if (!listed || listed.partitions.length === 0) {
+        throw Object.assign(new Error(`topic ${topic} is not known to the brokers, or this principal may not describe it`), {
+          code: ErrorCode.UNKNOWN_TOPIC_OR_PART,
+        });
+      }
       out.set(
-        d.name,
-        d.partitions.map((p) => p.partition).sort((a, b) => a - b),
+        topic,
+        listed.partitions.map((p) => p.id).sort((a, b) => a - b),
       );
     }
     return out;

@@ -121,6 +121,18 @@ export interface NativeGroupDescription {
 }
 
 export interface NativeAdmin {
+  /**
+   * The binding's native handle, whose metadata request the binding's own listTopics makes:
+   * every topic's metadata from any broker, where DescribeTopics needs the controller
+   * (admin.ts partitions says why that matters). Never with a topic named: that makes a
+   * topic handle, and the client's disconnect can then hang.
+   */
+  readonly _client: {
+    getMetadata(
+      options: { allTopics: true; timeout: number },
+      cb: (err: NativeError | null, metadata?: NativeMetadata) => void,
+    ): void;
+  };
   connect(): void;
   disconnect(): void;
   createTopic(
@@ -129,11 +141,6 @@ export interface NativeAdmin {
     cb: (err: NativeError | null) => void,
   ): void;
   listTopics(options: { timeout: number }, cb: (err: NativeError | null, topics: string[]) => void): void;
-  describeTopics(
-    topics: string[],
-    options: { timeout: number },
-    cb: (err: NativeError | null, result: Array<{ name: string; error?: NativeError; partitions: Array<{ partition: number }> }>) => void,
-  ): void;
   listOffsets(
     partitions: Array<TopicPartition & { offset: { timestamp: number } }>,
     options: { timeout: number; isolationLevel?: number },
@@ -198,6 +205,8 @@ export const ErrorCode = {
   FENCED: -144,
   /** A record larger than message.max.bytes (librdkafka's own check, or the broker's). */
   MSG_SIZE_TOO_LARGE: 10,
+  /** A topic the brokers do not know (or the principal may not describe). */
+  UNKNOWN_TOPIC_OR_PART: 3,
   TOPIC_ALREADY_EXISTS: 36,
   TOPIC_AUTHORIZATION_FAILED: 29,
   GROUP_AUTHORIZATION_FAILED: 30,

@@ -17,13 +17,7 @@ describe("chaos (short form)", { timeout: 840_000 }, () => {
   for (const transactions of [false, true])
     it(
       `loses, doubles and reorders no turn while workers are killed, added and removed and the broker restarts${transactions ? " (WORKER_TRANSACTIONS)" : ""}`,
-      {
-        timeout: 420_000,
-        // Known regression, RELIABILITY.md "Open issues": after the broker restart a librdkafka
-        // client thread in every worker and gateway spins (a third of a core each), the
-        // restarted broker starves and the run stalls. It still runs and reports each time.
-        todo: "after a broker restart librdkafka threads spin in each service (RELIABILITY.md, Open issues)",
-      },
+      { timeout: 420_000 },
       async (t) => {
         const options = validated({
           ...FULL_RUN,

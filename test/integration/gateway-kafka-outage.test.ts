@@ -2,7 +2,8 @@
  * Kafka going away and coming back, with a broker of this file's own: while it is down
  * the gateway answers 503 with Retry-After quickly (never hangs, never 500), stays alive
  * and healthy; when a broker comes back on the same port with the same data, the gateway
- * takes requests again and streams their replies without being restarted.
+ * takes requests again and streams their replies without being restarted. While it is
+ * down, neither the gateway nor the worker spins (a broker starting beside them needs the CPU).
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -85,6 +86,19 @@ describe("gateway while Kafka is unreachable", { timeout: 240_000 }, () => {
     // What the gateway already holds is still served: the finished request's status.
     assert.equal((await api("GET", before.body.status_url)).body.status, "completed");
     assert.equal((await fetch(`${gateway.baseUrl}/healthz`)).status, 200);
+
+    // Nothing spins while Kafka is away. The gateway's lag exporter asks for the topic's
+    // offsets every second here, the worker's clients reconnect: a client that retries
+    // without its back-off (as librdkafka's DescribeTopics did, asking for a controller
+    // connection at every broker state change) burns a core per service, and on a shared
+    // node starves the broker that is starting again. Idle, each uses a few percent.
+    const window = 5000;
+    const cpuBefore = [gateway.cpuSeconds(), worker.cpuSeconds()];
+    await new Promise((r) => setTimeout(r, window));
+    const [gatewayCpu, workerCpu] = [gateway.cpuSeconds() - cpuBefore[0]!, worker.cpuSeconds() - cpuBefore[1]!];
+    t.diagnostic(`CPU while Kafka is away, over ${window / 1000} s: gateway ${gatewayCpu.toFixed(2)} s, worker ${workerCpu.toFixed(2)} s`);
+    assert.ok(gatewayCpu < (window / 1000) * 0.2, `the gateway used ${gatewayCpu.toFixed(2)} s of CPU in ${window / 1000} s while Kafka was away`);
+    assert.ok(workerCpu < (window / 1000) * 0.2, `the worker used ${workerCpu.toFixed(2)} s of CPU in ${window / 1000} s while Kafka was away`);
 
     broker = await start();
 
