@@ -14,7 +14,7 @@
 import type { KafkaAdmin, PartitionOffsets } from "../../platform/kafka/admin.js";
 import type { Logger } from "../../platform/logger.js";
 import type { GatewayMetrics } from "../metrics.js";
-import { withDeadline } from "./deadline.js";
+import { groupPositions } from "./group-positions.js";
 
 export interface PartitionLag {
   partition: number;
@@ -67,17 +67,7 @@ export class LagExporter {
   async refresh(): Promise<void> {
     try {
       const budget = Math.max(1000, this.#refreshMs);
-      const ends = await withDeadline(this.#admin.offsets(this.#topic, budget), budget, "end offsets");
-      const committed = await withDeadline(
-        this.#admin.committed(
-          this.#groupId,
-          this.#topic,
-          ends.map((e) => e.partition),
-          budget,
-        ),
-        budget,
-        "committed offsets",
-      );
+      const { ends, committed } = await groupPositions(this.#admin, this.#topic, this.#groupId, budget);
       const lags = computeLag(ends, committed);
       let total = 0;
       for (const { partition, lag } of lags) {

@@ -15,7 +15,7 @@
 import type { KafkaAdmin } from "../../platform/kafka/admin.js";
 import type { GroupDescriber } from "../../platform/kafka/group-describer.js";
 import type { Logger } from "../../platform/logger.js";
-import { withDeadline } from "./deadline.js";
+import { groupPositions } from "./group-positions.js";
 
 /** The SSE `queued` notice. Not a chat.events record: it has no seq and is not replayed. */
 export interface QueuedNotice {
@@ -175,20 +175,10 @@ export class QueueWatch {
   async #view(): Promise<GroupView | null> {
     try {
       const budget = Math.max(1000, this.#intervalMs);
-      const [ends, group] = await Promise.all([
-        withDeadline(this.#admin.offsets(this.#topic, budget), budget, "topic offsets"),
+      const [{ ends, committed: committedOffsets }, group] = await Promise.all([
+        groupPositions(this.#admin, this.#topic, this.#groupId, budget),
         this.#describer.describe(this.#groupId, this.#topic, budget),
       ]);
-      const committedOffsets = await withDeadline(
-        this.#admin.committed(
-          this.#groupId,
-          this.#topic,
-          ends.map((e) => e.partition),
-          budget,
-        ),
-        budget,
-        "committed offsets",
-      );
       const committed = new Map([...committedOffsets].map(([p, o]) => [p, BigInt(o)] as const));
       const low = new Map(ends.map((e) => [e.partition, BigInt(e.low)] as const));
       const owned = new Set<number>();
