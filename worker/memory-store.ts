@@ -27,7 +27,7 @@ import type { Logger } from "../platform/logger.js";
 import { ConversationCache, DEFAULT_CACHE_ENTRIES } from "./memory/cache.js";
 import { Handovers } from "./memory/handovers.js";
 import { isFence, recordWrite, type MemoryRecord } from "./memory/keys.js";
-import { Ownership } from "./memory/ownership.js";
+import { CONFIRMED_FRESH_MS, Ownership } from "./memory/ownership.js";
 import { systemClock, type MemoryReader, type MemoryState } from "./memory/ports.js";
 import { FENCE_CHECK_MS, Restores, type RestoreMetrics, type RestoreStats } from "./memory/restore.js";
 import { Checkpoints, Upkeep, ttlExpiry } from "./memory/upkeep.js";
@@ -223,7 +223,7 @@ export class MemoryStore {
    * successor applied (and re-announces it) instead of answering again from stale state.
    */
   async catchUp(partition: number): Promise<void> {
-    if (await this.isCurrent(partition)) return;
+    if (await this.#ownership.isCurrent(partition, CONFIRMED_FRESH_MS)) return;
     this.#logger.warn({ partition }, "memory partition was written by another worker; catching up");
     await this.#restores.restore(partition);
   }
@@ -271,13 +271,17 @@ export class MemoryStore {
 
   /**
    * Writes a conversation's new state (null: a tombstone) if this worker is still the
-   * partition's only writer; returns false, writing nothing, when another worker has written
-   * there since (it owns the partition now). `clearHandover` also removes that request's
-   * handed-over reply, once its continuation is part of the state.
+   * partition's only writer; returns false when another worker has written there since (it
+   * owns the partition now). `clearHandover` also removes that request's handed-over reply,
+   * once its continuation is part of the state.
    *
-   * `state` may still be in the making (its history record being written): the ownership
-   * check runs meanwhile, and the record is written once both are done, so the check costs
-   * a turn no round trip of its own.
+   * The write is its own fence: its records say where this store expects them to land (its
+   * position in the log), and count only if they land there (worker/memory/writes.ts); so
+   * no check of the log's end comes first. A partition being restored, or whose position is
+   * in doubt, is not written at all. In a transaction the broker is the fence too (it
+   * refuses the transaction of a replaced worker).
+   *
+   * `state` may still be in the making (its history record being written).
    */
   async writeIfOwner(
     partition: number,
@@ -286,10 +290,9 @@ export class MemoryStore {
     clearHandover?: string,
     transaction?: RecordSink,
   ): Promise<boolean> {
-    // In a transaction the broker is the fence (it refuses the transaction of a replaced
-    // worker): no check of the log first.
-    const [current, state] = await Promise.all([transaction ? true : this.isCurrent(partition), pending]);
-    if (!current) return false;
+    const state = await pending;
+    const at = this.#ownership.position(partition);
+    if (at === undefined || at < 0n) return false;
     // The state and the handover's tombstone go in one send (one batch of the partition);
     // false if they did not land where this worker expected (worker/memory/writes.ts).
     return this.put(partition, key, state, this.#handovers.clearing(partition, clearHandover), transaction);

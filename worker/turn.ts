@@ -22,14 +22,14 @@
  *
  * History: the messages a request adds go to chat.history first, then the memory record
  * that points at them (the chain's head); a record no memory record reaches is never read,
- * so a re-run request adds its messages once (worker/history-writer.ts). The ownership
- * check before the memory write runs while the history record is being written.
+ * so a re-run request adds its messages once (worker/history-writer.ts).
  *
  * Fencing without transactions: the worker that owns a partition is the only writer of
  * its memory partition, so loading a conversation catches up with anything another worker
- * wrote there, and writing checks first that nobody has (memory.writeIfOwner). A worker
- * that woke from a freeze after its partition moved on thus re-announces its successor's
- * answer, or stops, instead of answering a second time.
+ * wrote there, and the memory record says at which offset it must land, counting only if
+ * it lands there (memory.writeIfOwner). A worker that woke from a freeze after its
+ * partition moved on thus re-announces its successor's answer, or stops, instead of
+ * answering a second time.
  *
  * Graceful moves: a turn whose partition is being given up (a scale event, a SIGTERM) is
  * left to finish within the drain bound. Past it, generation stops at a token boundary and
@@ -593,11 +593,10 @@ const committedInTransaction = new WeakSet<TurnRecord>();
  * through the sink it is given (undefined: the worker's producer) and resolves false when
  * another worker owns the partition.
  *
- * Fenced by the memory log (the default): `write` checks that nobody wrote the partition
- * since this worker loaded it, then writes records that say at which offset they must land
- * (worker/memory/writes.ts). A worker that pauses between that check and its write, and
- * was replaced meanwhile, finds its records landed elsewhere: no reader takes them, and it
- * sends no terminal event. Otherwise the terminal event follows, and runRequest commits
+ * Fenced by the memory log (the default): `write` writes records that say at which offset
+ * they must land, this worker's position in the log (worker/memory/writes.ts). A worker
+ * that was replaced since it loaded the conversation (a freeze, a lost session) finds its
+ * records landed elsewhere: no reader takes them, and it sends no terminal event. Otherwise the terminal event follows, and runRequest commits
  * the offset after.
  *
  * In a transaction (WORKER_TRANSACTIONS): the history and memory records, the terminal

@@ -21,6 +21,18 @@ const END_TIMEOUT_MS = 3000;
 /** The least time between two warnings that the reader could not say a partition's end (ms). */
 const END_WARN_EVERY_MS = 60_000;
 
+/**
+ * How long this store counts as current, without asking the log, after the log last said
+ * so (an end it asked for, or its own write landing where it expected), for a turn's
+ * load (ms). Another worker can write to p only once the group gave it p, which a live
+ * member hears of (and lets go) first, or once this member's session expired, which
+ * takes seconds without a heartbeat: a process frozen that long finds the window past
+ * (the monotonic clock runs on while a process is stopped) and asks. The write itself
+ * stays fenced either way (worker/memory/writes.ts): the window saves a busy partition's
+ * turns one ListOffsets round trip each, and can cost at most a reply generated in vain.
+ */
+export const CONFIRMED_FRESH_MS = 1000;
+
 /** The store's checkpoints as ownership moves them (worker/memory/upkeep.ts Checkpoints). */
 export interface CheckpointPort {
   next(partition: number): bigint | undefined;
@@ -44,6 +56,8 @@ interface Held {
   nextOffset: bigint;
   /** Being restored: not current until the restore ends. */
   restoring: boolean;
+  /** When (monotonic ms) the log last said nextOffset is its end; undefined: not since the position was last in doubt. */
+  confirmedAt?: number;
 }
 
 export class Ownership {
@@ -89,8 +103,10 @@ export class Ownership {
   /** A restore of p begins: p is held (from 0 if it was not), and not current until `restored`. */
   beginRestore(partition: number): void {
     const held = this.#held.get(partition);
-    if (held) held.restoring = true;
-    else this.#held.set(partition, { nextOffset: 0n, restoring: true });
+    if (held) {
+      held.restoring = true;
+      held.confirmedAt = undefined;
+    } else this.#held.set(partition, { nextOffset: 0n, restoring: true });
   }
 
   /** p's restore read its fence: the store has the log below `next`, which is the log's end as far as it knows. */
@@ -106,11 +122,22 @@ export class Ownership {
     this.#held.delete(partition);
   }
 
-  /** Whether this store has seen all of memory p: held, not restoring, and its position is the log's end now. */
-  async isCurrent(partition: number): Promise<boolean> {
+  /**
+   * Whether this store has seen all of memory p: held, not restoring, and its position is
+   * the log's end now; or, with `freshForMs`, was so within that many ms (CONFIRMED_FRESH_MS
+   * says when that is enough).
+   */
+  async isCurrent(partition: number, freshForMs = 0): Promise<boolean> {
     const held = this.#held.get(partition);
     if (!held || held.restoring) return false;
-    return BigInt(await this.#logEnd(partition)) === held.nextOffset;
+    const { clock } = this.#options;
+    if (held.confirmedAt !== undefined && clock.monotonic() - held.confirmedAt < freshForMs) return true;
+    const asked = clock.monotonic();
+    const position = held.nextOffset;
+    const current = BigInt(await this.#logEnd(partition)) === position;
+    // The answer holds from when it was asked, if nothing moved the position meanwhile.
+    if (current && held.nextOffset === position && !held.restoring) held.confirmedAt = asked;
+    return current;
   }
 
   /**
@@ -147,7 +174,10 @@ export class Ownership {
     const last = delivered.at(-1);
     if (!held || held.restoring || first === undefined || last === undefined) return;
     const next = BigInt(last.offset) + 1n;
+    // Only ever called for records that landed where this store expected them: the log's end
+    // was this store's position until they did.
     held.nextOffset = next;
+    held.confirmedAt = this.#options.clock.monotonic();
     const contiguous = delivered.every((d, i) => d.offset === first.offset + i);
     const checkpoints = this.#options.checkpoints;
     if (contiguous && checkpoints.next(partition) === BigInt(first.offset)) void checkpoints.set(partition, next);
@@ -164,6 +194,7 @@ export class Ownership {
     const checkpoints = this.#options.checkpoints;
     const checkpointed = checkpoints.next(partition) === held.nextOffset;
     held.nextOffset += 1n;
+    held.confirmedAt = this.#options.clock.monotonic();
     if (checkpointed) void checkpoints.set(partition, held.nextOffset);
   }
 
@@ -178,6 +209,7 @@ export class Ownership {
     const held = this.#held.get(partition);
     if (!held || held.restoring) return false;
     held.nextOffset = -1n;
+    held.confirmedAt = undefined;
     void this.#options.checkpoints.drop(partition);
     return true;
   }
@@ -189,6 +221,9 @@ export class Ownership {
    */
   behind(partition: number): void {
     const held = this.#held.get(partition);
-    if (held && !held.restoring) held.nextOffset = -1n;
+    if (held && !held.restoring) {
+      held.nextOffset = -1n;
+      held.confirmedAt = undefined;
+    }
   }
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Ownership } from "../../../../worker/memory/ownership.js";
+import { CONFIRMED_FRESH_MS, Ownership } from "../../../../worker/memory/ownership.js";
 import { Checkpoints } from "../../../../worker/memory/upkeep.js";
 import { FakeClock, FakeLog, FakeReader, FakeState, recordingLogger } from "./fakes.js";
 
@@ -36,6 +36,57 @@ describe("memory ownership", { timeout: 10_000 }, () => {
     assert.equal(await ownership.isCurrent(0), true);
     log.append(0, "#fence:other", null);
     assert.equal(await ownership.isCurrent(0), false, "another worker wrote there (its restore fence): this store is behind");
+  });
+
+  it("counts as current without asking within the fresh window after the log last said so, and never once the position is in doubt", async () => {
+    const { log, reader, ownership, clock } = setup();
+    const asks = () => {
+      let n = 0;
+      const end = reader.end.bind(reader);
+      reader.end = async (p, t) => {
+        n++;
+        return end(p, t);
+      };
+      return () => n;
+    };
+    const count = asks();
+    ownership.beginRestore(0);
+    ownership.restored(0, 0n);
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), true);
+    assert.equal(count(), 1, "a restore's position is confirmed by asking");
+    // Another worker writes; within the window the store does not ask (the write's own
+    // fence, worker/memory/writes.ts, is what stops it) ...
+    log.append(0, "#fence:other", null);
+    clock.mono += CONFIRMED_FRESH_MS - 1;
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), true);
+    assert.equal(count(), 1);
+    // ... past it (a freeze longer than the window) it asks, and learns it is behind.
+    clock.mono += 2;
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), false);
+    assert.equal(count(), 2);
+    // Without a window every call asks.
+    assert.equal(await ownership.isCurrent(0), false);
+    assert.equal(count(), 3);
+
+    // Its own write landing where it expected confirms the position; behind() drops that.
+    ownership.release(0);
+    ownership.beginRestore(0);
+    ownership.restored(0, BigInt(log.end(0)));
+    ownership.wrote(0, [{ partition: 0, offset: log.end(0) }]);
+    log.append(0, "t/a", null);
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), true, "confirmed by its write, no question asked");
+    assert.equal(count(), 3);
+    ownership.behind(0);
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), false, "in doubt: never current from the window");
+    // forget() (an aborted transaction) and a new restore drop it too.
+    ownership.release(0);
+    ownership.beginRestore(0);
+    ownership.restored(0, BigInt(log.end(0)));
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), true);
+    ownership.forget(0);
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), false);
+    ownership.beginRestore(0);
+    assert.equal(await ownership.isCurrent(0, CONFIRMED_FRESH_MS), false, "being restored");
   });
 
   it("asks the admin for the log's end when the reader cannot say, warning at most once a minute", async () => {
