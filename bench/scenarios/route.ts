@@ -493,7 +493,7 @@ async function measureModel(ctx: ScenarioContext, m: ModelRun, name: string): Pr
           ...(fixed <= limit
             ? {}
             : {
-                why: `a turn crosses Kafka in series: the request to the worker, the ownership check at load, the history record, then the memory record that points at it, then the final that must not announce a reply memory does not hold, each acks=all; see the breakdown rows for where it goes on this run's machine${route === "gateway" ? ", plus the POST, the gateway's produce and its read of chat.events" : ""}`,
+                why: `a turn crosses Kafka in series: the request to the worker, the history record, then the memory record that points at it, then the final that must not announce a reply memory does not hold, each acks=all; see the breakdown rows for where it goes on this run's machine${route === "gateway" ? ", plus the POST, the gateway's produce and its read of chat.events" : ""}`,
               }),
         });
       }
