@@ -14,7 +14,12 @@ export interface GroupPositions {
 }
 
 /** The topic's offsets, then the group's commits on its partitions; each call bounded by `budgetMs`. */
-export async function groupPositions(admin: Pick<KafkaAdmin, "offsets" | "committed">, topic: string, groupId: string, budgetMs: number): Promise<GroupPositions> {
+export async function groupPositions(
+  admin: Pick<KafkaAdmin, "offsets" | "committed">,
+  topic: string,
+  groupId: string,
+  budgetMs: number,
+): Promise<GroupPositions> {
   const ends = await withDeadline(admin.offsets(topic, budgetMs), budgetMs, `${topic} offsets`);
   const committed = await withDeadline(
     admin.committed(

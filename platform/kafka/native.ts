@@ -128,10 +128,7 @@ export interface NativeAdmin {
    * topic handle, and the client's disconnect can then hang.
    */
   readonly _client: {
-    getMetadata(
-      options: { allTopics: true; timeout: number },
-      cb: (err: NativeError | null, metadata?: NativeMetadata) => void,
-    ): void;
+    getMetadata(options: { allTopics: true; timeout: number }, cb: (err: NativeError | null, metadata?: NativeMetadata) => void): void;
   };
   connect(): void;
   disconnect(): void;
