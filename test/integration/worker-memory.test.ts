@@ -17,6 +17,7 @@ import { keyPartition } from "../../platform/kafka/partitioner.js";
 import { DLQ_HEADERS } from "../../contracts/records/dead-letter.js";
 import { topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
+import { CONFIRMED_FRESH_MS } from "../../worker/memory/ownership.js";
 import { stackEnv, startWorker as startTestWorker } from "../helpers/gateway.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { readTopic, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
@@ -206,6 +207,13 @@ describe("conversation memory", { timeout: 180_000 }, () => {
     };
     await chat.send(topics.memory, [{ key, value: encodeRecord(state) }]);
     assert.equal(chat.events.get(requestId), undefined, "nothing on chat.events for it yet");
+    // That dead worker's write came before this worker owned the partition: a session
+    // timeout at least. Here the record is written while the worker holds the partition, so
+    // wait out the window in which the worker takes its position as confirmed without asking
+    // the log at load (CONFIRMED_FRESH_MS); within it, the worker would generate, find its
+    // memory write landed after this record (its fence), run the request again and send this
+    // same final, after a discarded start and deltas.
+    await new Promise((r) => setTimeout(r, CONFIRMED_FRESH_MS + 200));
     const generated = await generatedTokens();
     await chat.produce(turnRecord(requestId, id, "Tell me about the fox."));
     const sent = asFinal(await chat.terminal(requestId));
