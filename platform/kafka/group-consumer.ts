@@ -13,6 +13,15 @@
  * The low-level API is used (not the KafkaJS-compatible layer), because that layer stops
  * fetching every partition while a rebalance callback runs, and caches records ahead of
  * the application in ways that hold one partition's records back behind another's.
+ *
+ * A partition's fetch can stop after a broker restart and stay stopped while the member
+ * keeps its assignment and heartbeats (librdkafka#5153, the stall the assigned readers
+ * guard against too; seen once in CI: a request waited two minutes behind a worker that
+ * logged nothing). So a watchdog looks at assigned partitions that are not paused and
+ * delivered nothing for a while: when the broker holds records past the consumer's
+ * position, it resumes the partition and seeks it to that position, which restarts its fetch
+ * without leaving the group. Nothing delivered is fetched twice: the position is after the last
+ * record handed to the worker.
  */
 import type { KafkaConfig } from "../../contracts/config/shared.js";
 import type { Logger } from "../logger.js";
@@ -68,10 +77,43 @@ export interface GroupConsumerOptions {
    */
   readonly clientId?: string;
   readonly logger: Logger;
+  /** The fetch watchdog restarted a stalled partition's fetch (for a counter). */
+  readonly onStall?: (partition: number) => void;
 }
 
 /** How long a member with no partitions talks to the coordinator before it counts as joined (ms). */
 const EMPTY_MEMBER_JOINED_MS = 3000;
+/** How often the fetch watchdog looks, and how long a partition with records waiting may deliver nothing before it counts as stalled (ms). */
+const WATCH_MS = 2500;
+const STALL_MS = 5000;
+/** The bound on the watchdog's question to the broker (ms). */
+const END_QUERY_MS = 2000;
+
+/**
+ * The partitions whose fetch stalled: assigned, not paused, quiet (nothing delivered) for
+ * `stallMs`, with a known position that the log's end is past. Pure: the watchdog's rule.
+ */
+export function stalledPartitions(options: {
+  readonly now: number;
+  readonly stallMs: number;
+  /** When each assigned partition last delivered a record, or was assigned (ms). */
+  readonly progress: ReadonlyMap<number, number>;
+  readonly paused: ReadonlySet<number>;
+  /** The consumer's position (the next offset it hands out); absent or negative: not known yet. */
+  readonly positions: ReadonlyMap<number, number | undefined>;
+  /** The log's end per partition, as the broker said. */
+  readonly ends: ReadonlyMap<number, number>;
+}): number[] {
+  const stalled: number[] = [];
+  for (const [partition, at] of options.progress) {
+    if (options.paused.has(partition) || options.now - at < options.stallMs) continue;
+    const position = options.positions.get(partition);
+    const end = options.ends.get(partition);
+    if (position === undefined || position < 0 || end === undefined) continue;
+    if (end > position) stalled.push(partition);
+  }
+  return stalled.sort((a, b) => a - b);
+}
 export class GroupConsumer {
   readonly protocol: GroupProtocol;
   readonly #options: GroupConsumerOptions;
@@ -84,6 +126,12 @@ export class GroupConsumer {
   #rebalanced = false;
   /** The last consume returned records: the next takes what else is fetched, without waiting. */
   #draining = false;
+  /** Per assigned partition: when it last delivered a record or was assigned (the fetch watchdog's clock). */
+  #progress = new Map<number, number>();
+  /** Partitions the worker paused (flow control): quiet on purpose. */
+  #paused = new Set<number>();
+  #watchdog: NodeJS.Timeout | null = null;
+  #watching = false;
 
   constructor(options: GroupConsumerOptions) {
     this.#options = options;
@@ -172,14 +220,71 @@ export class GroupConsumer {
     native.setDefaultIsTimeoutOnlyForFirstMessage(false);
     native.subscribe([o.topic]);
     this.#poll();
+    this.#watchdog = setInterval(() => void this.#watch(), WATCH_MS);
+    this.#watchdog.unref();
   }
 
   pause(partition: number): void {
-    if (this.#assigned.has(partition)) this.#safely("pause", () => this.#native?.pause([{ topic: this.#options.topic, partition }]));
+    if (!this.#assigned.has(partition)) return;
+    this.#paused.add(partition);
+    this.#safely("pause", () => this.#native?.pause([{ topic: this.#options.topic, partition }]));
   }
 
   resume(partition: number): void {
-    if (this.#assigned.has(partition) && !this.#closing) this.#safely("resume", () => this.#native?.resume([{ topic: this.#options.topic, partition }]));
+    if (!this.#assigned.has(partition) || this.#closing) return;
+    this.#paused.delete(partition);
+    this.#progress.set(partition, Date.now());
+    this.#safely("resume", () => this.#native?.resume([{ topic: this.#options.topic, partition }]));
+  }
+
+  /** Seeks the partitions whose fetch stalled (stalledPartitions) to their position, which restarts their fetch. */
+  async #watch(): Promise<void> {
+    const native = this.#native;
+    if (!native || this.#closing || this.#watching) return;
+    const now = Date.now();
+    const topic = this.#options.topic;
+    const quiet = [...this.#progress].filter(([p, at]) => now - at >= STALL_MS && !this.#paused.has(p)).map(([p]) => p);
+    if (quiet.length === 0) return;
+    this.#watching = true;
+    try {
+      const positions = new Map<number, number | undefined>();
+      const ends = new Map<number, number>();
+      for (const partition of quiet) {
+        try {
+          positions.set(partition, native.position([{ topic, partition }])[0]?.offset);
+          const { highOffset } = await call<{ lowOffset: number; highOffset: number }>((cb) =>
+            native.queryWatermarkOffsets(topic, partition, END_QUERY_MS, cb),
+          );
+          ends.set(partition, highOffset);
+        } catch {
+          // Kafka cannot say where it ends (it is away): the consumer carries on by itself.
+        }
+      }
+      if (this.#native !== native || this.#closing) return;
+      const stalled = stalledPartitions({ now, stallMs: STALL_MS, progress: this.#progress, paused: this.#paused, positions, ends });
+      // A quiet partition found fetching (nothing waits past its position) is looked at again
+      // a STALL_MS later: an idle partition costs one ListOffsets per STALL_MS, not per look.
+      for (const partition of quiet)
+        if (ends.has(partition) && !stalled.includes(partition) && this.#progress.has(partition)) this.#progress.set(partition, Date.now());
+      for (const partition of stalled) {
+        const offset = positions.get(partition)!;
+        this.#logger.warn(
+          { partition, offset, end: ends.get(partition) },
+          "the request consumer stopped fetching a partition (records wait past its position); seeking to restart the fetch",
+        );
+        this.#progress.set(partition, Date.now());
+        this.#options.onStall?.(partition);
+        // librdkafka pauses a member's partitions while it rejoins; one left paused is resumed
+        // (the worker has not paused it), and the seek restarts a fetch stuck in any other state.
+        this.#safely("resume", () => native.resume([{ topic, partition }]));
+        native.seek({ topic, partition, offset }, 0, (err) => {
+          if (err)
+            this.#logger.warn({ err: { message: err.message, code: err.code }, partition }, "could not seek a stalled partition; the watchdog tries again");
+        });
+      }
+    } finally {
+      this.#watching = false;
+    }
   }
 
   /** librdkafka refuses some calls while the member is between states (e.g. leaving); never fatal here. */
@@ -206,6 +311,7 @@ export class GroupConsumer {
   /** Leaves the group (after the caller has drained its partitions) and disconnects. */
   async close(): Promise<void> {
     this.#closing = true;
+    if (this.#watchdog) clearInterval(this.#watchdog);
     const native = this.#native;
     if (!native) return;
     await this.#revoking;
@@ -232,6 +338,7 @@ export class GroupConsumer {
 
   #deliver(m: NativeMessage): void {
     if (!this.#assigned.has(m.partition) || this.#closing) return;
+    this.#progress.set(m.partition, Date.now());
     let high = -1;
     try {
       high = this.#native!.getWatermarkOffsets(m.topic, m.partition).highOffset;
@@ -266,7 +373,11 @@ export class GroupConsumer {
     const incremental = native.rebalanceProtocol() !== "EAGER";
     const partitions = assignment.map((a) => a.partition);
     if (err.code === ErrorCode.ASSIGN_PARTITIONS) {
-      for (const p of partitions) this.#assigned.add(p);
+      for (const p of partitions) {
+        this.#assigned.add(p);
+        this.#paused.delete(p);
+        this.#progress.set(p, Date.now());
+      }
       if (incremental) native.incrementalAssign(assignment);
       else native.assign(assignment);
       // librdkafka keeps a partition's pause across a revocation: one this member paused
@@ -283,7 +394,11 @@ export class GroupConsumer {
     const lost = native.assignmentLost();
     // No more records of these partitions reach the worker while their turns drain.
     this.#safely("pause", () => native.pause(assignment));
-    for (const p of partitions) this.#assigned.delete(p);
+    for (const p of partitions) {
+      this.#assigned.delete(p);
+      this.#progress.delete(p);
+      this.#paused.delete(p);
+    }
     const release = () => {
       try {
         if (incremental) native.incrementalUnassign(assignment);

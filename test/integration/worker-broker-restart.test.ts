@@ -58,8 +58,9 @@ describe("broker restart", { timeout: 300_000 }, () => {
       const log = worker
         .output()
         .split("\n")
-        .filter((l) => /"level":(40|50|60)|restart|crash|rejoin/i.test(l))
-        .slice(-40)
+        .filter((l) => /"level":(40|50|60)|restart|crash|rejoin|partitions|"msg":"worker /i.test(l))
+        .filter((l) => !/Connect to ipv4/.test(l))
+        .slice(-60)
         .join("\n");
       throw new Error(`${(err as Error).message}\n--- worker warnings and errors ---\n${log}`, { cause: err });
     }
