@@ -57,6 +57,20 @@ export interface TopicSettings {
   conversationTtlMs: number;
   /** chat.history's own: retention.ms, partitions (need not match the requests'), replication. */
   history: { retentionMs: number; partitions: number; replicationFactor: number };
+  /** min.insync.replicas; 0 or absent: derived per topic (minInsyncReplicasFor). */
+  minInsyncReplicas?: number;
+}
+
+/**
+ * A topic's min.insync.replicas: the configured value, or 2 where the replication factor is
+ * 3 or more (every producer here writes with acks=all, so an acknowledged record is then on
+ * two brokers, and losing one loses nothing while the other two still take writes); else
+ * none, the broker's default (a replication factor of 1 or 2, or -1, the broker's own, which
+ * cannot be known here).
+ */
+export function minInsyncReplicasFor(replicationFactor: number, configured = 0): number | undefined {
+  if (configured > 0) return configured;
+  return replicationFactor >= 3 ? 2 : undefined;
 }
 
 /**
@@ -76,7 +90,11 @@ export const MEMORY_DELETE_RETENTION_MS = 86_400_000;
  */
 export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
   const rf = s.replicationFactor;
-  return [
+  const withIsr = (spec: TopicSpec): TopicSpec => {
+    const isr = minInsyncReplicasFor(spec.replicationFactor, s.minInsyncReplicas);
+    return isr === undefined ? spec : { ...spec, configs: { ...spec.configs, "min.insync.replicas": String(isr) } };
+  };
+  const specs: TopicSpec[] = [
     { name: names.requests, partitions: s.requestPartitions, replicationFactor: rf, configs: {} },
     { name: names.events, partitions: s.eventPartitions, replicationFactor: rf, configs: {} },
     {
@@ -99,4 +117,5 @@ export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
     { name: names.control, partitions: 1, replicationFactor: rf, configs: {} },
     { name: names.deadLetter, partitions: 1, replicationFactor: rf, configs: {} },
   ];
+  return specs.map(withIsr);
 }

@@ -141,6 +141,7 @@ async function answers(brokers: string, nodeId: number, sasl: KafkaConfig["sasl"
     requestPartitions: 1,
     eventPartitions: 1,
     replicationFactor: -1,
+    minInsyncReplicas: 0,
     ensureTopics: false,
     conversationTtlMs: 0,
     history: { retentionMs: 0, partitions: 1, replicationFactor: -1 },

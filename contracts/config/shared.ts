@@ -41,6 +41,7 @@ export const kafkaFields = {
   HISTORY_RETENTION_MS: int(0, 0).refine((n) => n === 0 || n >= 60_000, "must be 0 (CONVERSATION_TTL_MS) or >= 60000"),
   HISTORY_PARTITIONS: int(0, 0, 10_000),
   HISTORY_REPLICATION_FACTOR: int(0, -1, 32),
+  KAFKA_MIN_INSYNC_REPLICAS: int(0, 0, 32),
   KAFKA_SASL_MECHANISM: z.enum(["none", "plain", "scram-sha-256", "scram-sha-512"]).default("none"),
   KAFKA_SASL_USERNAME: z.string().optional(),
   KAFKA_SASL_PASSWORD: z.string().max(4096, "must be at most 4096 characters").optional(),
@@ -66,6 +67,12 @@ export interface KafkaConfig {
   readonly requestPartitions: number;
   readonly eventPartitions: number;
   readonly replicationFactor: number;
+  /**
+   * min.insync.replicas of the topics this project creates: 0 derives it per topic (2 where
+   * the replication factor is 3 or more, else the broker's default; topicSpecs), so an
+   * acknowledged write (acks=all) is on two brokers and one broker lost loses nothing.
+   */
+  readonly minInsyncReplicas: number;
   readonly ensureTopics: boolean;
   /** retention.ms of chat.memory: a conversation untouched this long is forgotten. */
   readonly conversationTtlMs: number;
@@ -142,6 +149,13 @@ export function internalToken(e: SharedEnv): InternalTokenConfig {
 
 /** The Kafka connection and topic settings of parsed shared variables. */
 export function kafkaConfig(e: SharedEnv): KafkaConfig {
+  const historyReplicas = e.HISTORY_REPLICATION_FACTOR || e.KAFKA_REPLICATION_FACTOR;
+  const fewest = Math.min(...[e.KAFKA_REPLICATION_FACTOR, historyReplicas].filter((n) => n > 0));
+  if (e.KAFKA_MIN_INSYNC_REPLICAS > fewest) {
+    throw new ConfigError([
+      `KAFKA_MIN_INSYNC_REPLICAS: is ${e.KAFKA_MIN_INSYNC_REPLICAS}, more than a topic's replication factor (${fewest}): Kafka would refuse every write to it; set at most ${fewest}, or 0 to derive it`,
+    ]);
+  }
   return {
     brokers: e.KAFKA_BROKERS,
     clientId: e.KAFKA_CLIENT_ID,
@@ -149,12 +163,13 @@ export function kafkaConfig(e: SharedEnv): KafkaConfig {
     requestPartitions: e.KAFKA_REQUEST_PARTITIONS,
     eventPartitions: e.KAFKA_EVENT_PARTITIONS || e.KAFKA_REQUEST_PARTITIONS,
     replicationFactor: e.KAFKA_REPLICATION_FACTOR,
+    minInsyncReplicas: e.KAFKA_MIN_INSYNC_REPLICAS,
     ensureTopics: e.KAFKA_ENSURE_TOPICS,
     conversationTtlMs: e.CONVERSATION_TTL_MS,
     history: {
       retentionMs: e.HISTORY_RETENTION_MS || e.CONVERSATION_TTL_MS,
       partitions: e.HISTORY_PARTITIONS || e.KAFKA_REQUEST_PARTITIONS,
-      replicationFactor: e.HISTORY_REPLICATION_FACTOR || e.KAFKA_REPLICATION_FACTOR,
+      replicationFactor: historyReplicas,
     },
     ...kafkaSecurity(e),
   };

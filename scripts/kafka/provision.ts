@@ -59,6 +59,7 @@ export function loginConfig(brokers: string, credentials: BrokerCredentials, rol
     requestPartitions: 1,
     eventPartitions: 1,
     replicationFactor: -1,
+    minInsyncReplicas: 0,
     ensureTopics: false,
     conversationTtlMs: 0,
     history: { retentionMs: 0, partitions: 1, replicationFactor: -1 },
