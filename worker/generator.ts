@@ -7,7 +7,7 @@ import { LlamaChat, type ChatHistoryItem, type LLamaChatGenerateResponseOptions,
 import type { Choice, StopReason } from "../contracts/records/events.js";
 import type { GenerationParams, ToolCall } from "../contracts/generation-params.js";
 import { KafkaLlmError } from "../contracts/errors.js";
-import { grammarCacheFor } from "./grammar.js";
+import { assertParamsWithinGrammarBounds, grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";
 import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
 import {
@@ -122,6 +122,8 @@ export class SequenceGenerator {
    */
   async generate(input: GenerateInput): Promise<GenerateResult> {
     const p = input.params;
+    // Before the prompt is evaluated: a schema over the grammar bounds is never compiled.
+    assertParamsWithinGrammarBounds(p);
     const tools = planTools(p);
     const messages = withToolInstructions(input.messages, tools);
     const replyStart = input.continueFrom ?? "";
@@ -209,6 +211,8 @@ export class SequenceGenerator {
           generationMs: ended - started,
         };
       }
+      // Already says what failed (a grammar that could not be built), without the schema.
+      if (err instanceof KafkaLlmError) throw err;
       const message = (err as Error).message ?? String(err);
       if (/context size|too long|exceeds|does not fit/i.test(message)) {
         throw new KafkaLlmError("prompt_too_long", `the prompt does not fit the model's context: ${message}`, { cause: err });

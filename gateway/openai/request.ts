@@ -19,6 +19,7 @@ import { z } from "zod";
 import { MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "../../contracts/limits.js";
 import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
 import { generationParamFields, checkParamCombination, toolCallSchema } from "../../contracts/generation-params.js";
+import { addGrammarBoundIssue } from "../../contracts/grammar-bounds.js";
 import type { ContextMessage, TurnRequest } from "../../contracts/records/requests.js";
 import { ApiError, parseInput } from "../errors.js";
 import { paramsOf, stopInput, unionWithListError } from "../routes/schemas.js";
@@ -125,9 +126,11 @@ export function bodySchema(maxChars: number) {
       safety_identifier: z.string().max(256).nullish(),
     })
     .strict()
-    .superRefine((b, ctx) =>
-      checkParamCombination({ tools: b.tools ?? undefined, tool_choice: b.tool_choice ?? undefined, response_format: b.response_format ?? undefined }, ctx),
-    );
+    .superRefine((b, ctx) => {
+      checkParamCombination({ tools: b.tools ?? undefined, tool_choice: b.tool_choice ?? undefined, response_format: b.response_format ?? undefined }, ctx);
+      // What the schemas would cost the worker as a grammar (contracts/grammar-bounds.ts).
+      addGrammarBoundIssue(b, ctx);
+    });
 }
 
 export type ChatCompletionBody = z.infer<ReturnType<typeof bodySchema>>;

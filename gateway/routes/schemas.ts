@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { MAX_APPEND_MESSAGES } from "../../contracts/limits.js";
 import { checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/generation-params.js";
+import { addGrammarBoundIssue } from "../../contracts/grammar-bounds.js";
 import { ApiError } from "../errors.js";
 
 /** Generation parameters, as the native API and the OpenAI route take them. */
@@ -66,7 +67,10 @@ export function postMessageBody(maxChars: number) {
       response_format: f.response_format.optional(),
     })
     .strict()
-    .superRefine(checkParamCombination);
+    .superRefine((b, ctx) => {
+      checkParamCombination(b, ctx);
+      addGrammarBoundIssue(b, ctx);
+    });
 }
 
 export function openConversationBody(maxChars: number) {
