@@ -32,6 +32,12 @@ import { startRequestLoop, type RequestLoop } from "./request-loop.js";
 import { shutdown, type ShutdownSteps } from "./shutdown.js";
 import { SlotPool } from "./slot-pool.js";
 
+/**
+ * How long the request consumer's poll loop may go without an answer before the worker counts
+ * as hung (its liveness fails): each poll waits at most 100 ms, so this is never a busy worker.
+ */
+const POLL_STUCK_MS = 60_000;
+
 /** The lifecycle drives readiness, the state metric and a log line at every change. */
 function observeLifecycle(lifecycle: Lifecycle, metrics: WorkerMetrics, logger: Logger): void {
   lifecycle.onChange((state, previous, detail) => {
@@ -46,12 +52,26 @@ async function main(): Promise<void> {
   const metrics = createWorkerMetrics(config.workerId);
   const lifecycle = new Lifecycle();
   observeLifecycle(lifecycle, metrics, logger);
-  const ops = await startOpsServer({ ...config.http, registry: metrics.registry, ready: () => lifecycle.ready });
-  logger.info({ port: ops.port }, "ops server listening (/healthz, /readyz, /metrics)");
+  let loop: RequestLoop | null = null;
+  const ops = await startOpsServer({
+    ...config.http,
+    registry: metrics.registry,
+    ready: () => lifecycle.ready,
+    // The startup probe waits for the model (minutes for a large one on a cold node); the
+    // liveness probe starts only then.
+    started: () => lifecycle.state !== "starting" && lifecycle.state !== "loading_model",
+    live: () => {
+      if (lifecycle.state === "failed") return "the worker failed";
+      const polled = loop?.polledAt();
+      if (polled !== undefined && lifecycle.state === "running" && Date.now() - polled > POLL_STUCK_MS)
+        return `the request consumer's poll loop has not returned for ${Math.round((Date.now() - polled) / 1000)} s`;
+      return null;
+    },
+  });
+  logger.info({ port: ops.port }, "ops server listening (/startupz, /healthz, /readyz, /metrics)");
 
   // What has been started so far, for a SIGTERM at any point of the start-up.
   const release: Array<() => Promise<void> | void> = [() => ops.close()];
-  let loop: RequestLoop | null = null;
   let stopping = false;
   const onSignal = (signal: string) => {
     if (stopping) return;

@@ -132,6 +132,7 @@ export class GroupConsumer {
   #paused = new Set<number>();
   #watchdog: NodeJS.Timeout | null = null;
   #watching = false;
+  #polledAt = Date.now();
 
   constructor(options: GroupConsumerOptions) {
     this.#options = options;
@@ -152,6 +153,15 @@ export class GroupConsumer {
   /** Partitions this member holds now. */
   get assigned(): number[] {
     return [...this.#assigned].sort((a, b) => a - b);
+  }
+
+  /**
+   * When the poll loop last got an answer from librdkafka (ms since the epoch). Each consume
+   * waits at most CONSUME_WAIT_MS, so this stays within a fraction of a second of now unless
+   * the loop is stuck: the worker's liveness reads it.
+   */
+  get polledAt(): number {
+    return this.#polledAt;
   }
 
   /** True once the group has given this member partitions, or it has been a member with none for a few seconds. */
@@ -328,6 +338,7 @@ export class GroupConsumer {
     const native = this.#native;
     if (!native || this.#closing) return;
     consumeWaiting(native, this.#draining, 64, (err, messages) => {
+      this.#polledAt = Date.now();
       if (err && err.code !== ErrorCode.TIMED_OUT) this.#logger.warn({ err: { message: err.message, code: err.code } }, "consume failed; retrying");
       this.#draining = (messages?.length ?? 0) > 0;
       for (const m of messages ?? []) this.#deliver(m);

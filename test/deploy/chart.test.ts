@@ -182,9 +182,9 @@ describe("pods: non-root, read-only root filesystem, no capabilities", () => {
 });
 
 describe("the worker Deployment", () => {
-  it("probes /healthz (startup, liveness) and /readyz (readiness) on the metrics port", () => {
+  it("probes /startupz (startup: the model is loaded), /healthz (liveness) and /readyz (readiness) on the metrics port", () => {
     const c = podOf(workerOf(rendered.default!)).containers[0]!;
-    assert.equal(c.startupProbe?.httpGet?.path, "/healthz");
+    assert.equal(c.startupProbe?.httpGet?.path, "/startupz");
     assert.equal(c.livenessProbe?.httpGet?.path, "/healthz");
     assert.equal(c.readinessProbe?.httpGet?.path, "/readyz");
     assert.equal(c.readinessProbe?.httpGet?.port, "metrics");
