@@ -122,9 +122,10 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
   };
   if (walk.problem) return { estimate, problem: walk.problem };
   const where = schemas.length === 1 ? schemas[0]!.path : schemas.length > 0 ? [schemas[0]!.path[0]!] : [];
-  const total = schemas.length === 1 ? "the schema" : "the request's schemas together";
+  const subject = schemas.length === 1 ? "the schema" : "the request's schemas together";
+  const holds = schemas.length === 1 ? "holds" : "hold";
   const over = (figure: number, bound: number, what: string, name: string) =>
-    figure > bound ? { path: where, message: `${total} hold ${figure} ${what}, over the bound of ${bound} (${name})` } : null;
+    figure > bound ? { path: where, message: `${subject} ${holds} ${figure} ${what}, over the bound of ${bound} (${name})` } : null;
   const problem =
     over(estimate.subschemas, MAX_GRAMMAR_SUBSCHEMAS, "subschemas", "MAX_GRAMMAR_SUBSCHEMAS") ??
     over(estimate.enumValues, MAX_GRAMMAR_ENUM_VALUES, "enum values", "MAX_GRAMMAR_ENUM_VALUES") ??
@@ -132,7 +133,7 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
     (estimate.rules > MAX_GRAMMAR_RULES
       ? {
           path: where,
-          message: `${total} would make a grammar of about ${estimate.rules} rules, over the bound of ${MAX_GRAMMAR_RULES} (MAX_GRAMMAR_RULES); lower maxLength, maxItems or maxProperties, or use fewer properties`,
+          message: `${subject} would make a grammar of about ${estimate.rules} rules, over the bound of ${MAX_GRAMMAR_RULES} (MAX_GRAMMAR_RULES); lower maxLength, maxItems or maxProperties, or use fewer properties`,
         }
       : null);
   return { estimate, problem };
