@@ -11,12 +11,41 @@ import { readFileSync } from "node:fs";
 import { ConfigError } from "../contracts/config/env.js";
 import type { GatewayConfig } from "../contracts/config/gateway.js";
 import { tenantSchema } from "../contracts/records/fields.js";
+import { z } from "zod";
 import type { Logger } from "../platform/logger.js";
 import { ApiError } from "./errors.js";
+import type { TenantLimits } from "./quotas.js";
 
 export interface ApiKey {
   readonly tenant: string;
   readonly key: string;
+  /** The tenant's own quotas (gateway/quotas.ts), from the keys file's JSON entries. */
+  readonly limits?: Partial<TenantLimits>;
+}
+
+/**
+ * A keys-file entry's `limits`, in the file's snake_case: each a whole number, 0 for no limit.
+ * Limits are per tenant: every entry of a tenant that gives them must give the same.
+ */
+const limitsSchema = z
+  .object({
+    requests_per_minute: z.number().int().min(0),
+    tokens_per_minute: z.number().int().min(0),
+    concurrent_requests: z.number().int().min(0),
+    open_streams: z.number().int().min(0),
+    named_readers: z.number().int().min(0),
+  })
+  .partial()
+  .strict();
+
+function limitsOf(value: z.infer<typeof limitsSchema>): Partial<TenantLimits> {
+  return {
+    ...(value.requests_per_minute !== undefined && { requestsPerMinute: value.requests_per_minute }),
+    ...(value.tokens_per_minute !== undefined && { tokensPerMinute: value.tokens_per_minute }),
+    ...(value.concurrent_requests !== undefined && { concurrentRequests: value.concurrent_requests }),
+    ...(value.open_streams !== undefined && { openStreams: value.open_streams }),
+    ...(value.named_readers !== undefined && { namedReaders: value.named_readers }),
+  };
 }
 
 /** The tenant every request runs as when GATEWAY_AUTH=none. */
@@ -63,7 +92,8 @@ const digestOf = (key: string): Buffer => createHash("sha256").update(key, "utf8
 
 /**
  * Reads a keys file: either "tenant:key" lines (# comments allowed) or JSON, as
- * {"tenant": "key" | ["key", ...]} or [{"tenant": "...", "key": "..."}].
+ * {"tenant": "key" | ["key", ...]} or [{"tenant": "...", "key": "...", "limits": {...}}]
+ * (limits: the tenant's quotas, limitsSchema).
  */
 export function parseKeysFile(text: string, source: string): { keys: ApiKey[]; problems: string[] } {
   const trimmed = text.trim();
@@ -74,11 +104,11 @@ export function parseKeysFile(text: string, source: string): { keys: ApiKey[]; p
   } catch {
     return { keys: [], problems: [`${source}: looks like JSON but does not parse`] };
   }
-  const pairs: Array<[unknown, unknown]> = [];
+  const pairs: Array<[unknown, unknown, unknown?]> = [];
   if (Array.isArray(json)) {
     for (const item of json) {
-      const { tenant, key } = (item ?? {}) as { tenant?: unknown; key?: unknown };
-      pairs.push([tenant, key]);
+      const { tenant, key, limits } = (item ?? {}) as { tenant?: unknown; key?: unknown; limits?: unknown };
+      pairs.push([tenant, key, limits]);
     }
   } else if (json && typeof json === "object") {
     for (const [tenant, value] of Object.entries(json)) {
@@ -87,16 +117,26 @@ export function parseKeysFile(text: string, source: string): { keys: ApiKey[]; p
   }
   const keys: ApiKey[] = [];
   const problems: string[] = [];
-  pairs.forEach(([tenant, key], i) => {
+  pairs.forEach(([tenant, key, limits], i) => {
     const problem = typeof tenant === "string" && typeof key === "string" ? apiKeyProblem(tenant, key) : 'not in the form {"tenant": string, "key": string}';
-    if (problem === null) keys.push({ tenant: tenant as string, key: key as string });
-    else problems.push(`${source}: entry ${i + 1}: ${problem}`);
+    if (problem !== null) return problems.push(`${source}: entry ${i + 1}: ${problem}`);
+    if (limits === undefined) return keys.push({ tenant: tenant as string, key: key as string });
+    const parsed = limitsSchema.safeParse(limits);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const where = issue.path.length ? `limits.${issue.path.join(".")}` : "limits";
+      return problems.push(
+        `${source}: entry ${i + 1}: ${where}: ${issue.code === "unrecognized_keys" ? `unknown limit (use ${Object.keys(limitsSchema.shape).join(", ")})` : "must be a whole number >= 0 (0: no limit)"}`,
+      );
+    }
+    return keys.push({ tenant: tenant as string, key: key as string, limits: limitsOf(parsed.data) });
   });
   return { keys, problems };
 }
 
 export class ApiKeyStore {
   #entries: Entry[] = [];
+  #limits = new Map<string, Partial<TenantLimits>>();
   readonly #envKeys: readonly ApiKey[];
   readonly #file: string | null;
   #fileText: string | null = null;
@@ -123,15 +163,27 @@ export class ApiKeyStore {
       this.#fileText = text;
     }
     const owners = new Map<string, string>();
-    for (const { tenant, key } of keys) {
+    const limits = new Map<string, Partial<TenantLimits>>();
+    for (const { tenant, key, limits: own } of keys) {
       const other = owners.get(key);
       if (other !== undefined && other !== tenant) problems.push(`the same API key is given to tenants ${other} and ${tenant}`);
       owners.set(key, tenant);
+      if (own === undefined) continue;
+      const before = limits.get(tenant);
+      if (before !== undefined && JSON.stringify(before) !== JSON.stringify(own))
+        problems.push(`tenant ${tenant}: its entries give different limits (limits are per tenant)`);
+      limits.set(tenant, own);
     }
     if (keys.length === 0) problems.push("GATEWAY_AUTH=keys but no API key was found in GATEWAY_API_KEYS or GATEWAY_API_KEYS_FILE");
     if (problems.length > 0) throw new ConfigError(problems);
     this.#entries = keys.map(({ tenant, key }) => ({ digest: digestOf(key), tenant }));
+    this.#limits = limits;
     return this.#entries.length;
+  }
+
+  /** The tenant's own limits from the keys file, if it gives any. */
+  limitsOf(tenant: string): Partial<TenantLimits> | undefined {
+    return this.#limits.get(tenant);
   }
 
   /** Re-reads the file when its content changed; keeps the old keys when the new ones are unusable. */
@@ -146,11 +198,13 @@ export class ApiKeyStore {
     }
     if (text === this.#fileText) return;
     const previous = this.#entries;
+    const previousLimits = this.#limits;
     try {
       const count = this.load();
       logger.info({ keys: count }, "API keys file changed: keys reloaded");
     } catch (err) {
       this.#entries = previous;
+      this.#limits = previousLimits;
       this.#fileText = text; // don't report the same bad content every time
       logger.error({ problems: (err as ConfigError).problems }, "API keys file changed but is unusable; keeping the keys in use");
     }
@@ -170,13 +224,20 @@ export class ApiKeyStore {
 /** Resolves the tenant of an HTTP request; throws 401 when a key is required and not valid. */
 export type Authenticator = (authorization: string | undefined) => string;
 
-export function createAuthenticator(config: GatewayConfig["auth"], logger: Logger): { authenticate: Authenticator; stop(): void } {
+export interface Authentication {
+  authenticate: Authenticator;
+  /** A tenant's own quotas from the keys file (none: the defaults apply). */
+  limitsOf(tenant: string): Partial<TenantLimits> | undefined;
+  stop(): void;
+}
+
+export function createAuthenticator(config: GatewayConfig["auth"], logger: Logger): Authentication {
   if (config.mode === "none") {
     logger.warn(
       { tenant: LOCAL_TENANT },
       "GATEWAY_AUTH=none: the API is open to anyone who can reach it and every conversation belongs to one tenant; use this for local runs only",
     );
-    return { authenticate: () => LOCAL_TENANT, stop: () => {} };
+    return { authenticate: () => LOCAL_TENANT, limitsOf: () => undefined, stop: () => {} };
   }
   const fromEnv = parseApiKeyList(config.keysText, "GATEWAY_API_KEYS");
   if (fromEnv.problems.length > 0) throw new ConfigError(fromEnv.problems);
@@ -194,6 +255,7 @@ export function createAuthenticator(config: GatewayConfig["auth"], logger: Logge
       }
       return tenant;
     },
+    limitsOf: (tenant) => store.limitsOf(tenant),
     stop: () => {
       if (timer) clearInterval(timer);
     },

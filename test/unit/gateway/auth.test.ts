@@ -29,6 +29,46 @@ describe("API keys", () => {
     assert.deepEqual(parseKeysFile("{oops", "f").problems, ["f: looks like JSON but does not parse"]);
   });
 
+  it("reads a tenant's quotas from its JSON entries, and names a bad one without quoting a key", () => {
+    const file = JSON.stringify([
+      { tenant: "a", key: "k1", limits: { requests_per_minute: 60, open_streams: 4 } },
+      { tenant: "a", key: "k2", limits: { requests_per_minute: 60, open_streams: 4 } },
+      { tenant: "b", key: "k3" },
+    ]);
+    const parsed = parseKeysFile(file, "f");
+    assert.deepEqual(parsed.problems, []);
+    assert.deepEqual(parsed.keys[0], { tenant: "a", key: "k1", limits: { requestsPerMinute: 60, openStreams: 4 } });
+    const store = new ApiKeyStore(parsed.keys, null);
+    store.load();
+    assert.deepEqual(store.limitsOf("a"), { requestsPerMinute: 60, openStreams: 4 });
+    assert.equal(store.limitsOf("b"), undefined, "no limits of its own: the defaults");
+
+    const bad = parseKeysFile(
+      JSON.stringify([
+        { tenant: "a", key: "secret-1", limits: { requests_per_minute: -1 } },
+        { tenant: "b", key: "secret-2", limits: { rpm: 5 } },
+      ]),
+      "f",
+    ).problems;
+    assert.deepEqual(bad, [
+      "f: entry 1: limits.requests_per_minute: must be a whole number >= 0 (0: no limit)",
+      "f: entry 2: limits: unknown limit (use requests_per_minute, tokens_per_minute, concurrent_requests, open_streams, named_readers)",
+    ]);
+    assert.ok(!bad.join().includes("secret"), "no key in a problem");
+
+    const differ = new ApiKeyStore(
+      [
+        { tenant: "a", key: "k1", limits: { requestsPerMinute: 1 } },
+        { tenant: "a", key: "k2", limits: { requestsPerMinute: 2 } },
+      ],
+      null,
+    );
+    assert.throws(
+      () => differ.load(),
+      (err: unknown) => err instanceof ConfigError && err.problems.includes("tenant a: its entries give different limits (limits are per tenant)"),
+    );
+  });
+
   it("maps a key to its tenant and nothing else to anything", () => {
     const store = new ApiKeyStore(
       [

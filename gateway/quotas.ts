@@ -1,0 +1,246 @@
+/**
+ * Per-tenant quotas, the OpenAI way: requests and tokens per minute, and what a tenant may
+ * hold open at once (turns waiting or running, event streams, named history readers). Past
+ * a limit the answer is 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers, so the
+ * clients people use (the openai SDKs back off on exactly these) wait and retry by themselves.
+ *
+ * Limits come from the keys file, per tenant, over defaults from the environment; 0 is no
+ * limit. Every counter is per tenant, and only tenants with a key have counters, so the
+ * state is bounded by the keys file.
+ *
+ * Across replicas: each gateway enforces its share of a limit, the limit divided by the
+ * replicas it knows of (the members of the gateways' group on chat.events), rounded up. A
+ * tenant whose calls all reach one replica of N is held to about 1/N of its limit there,
+ * so the tolerance is one share: a tenant gets between limit/N (all its calls on one
+ * replica) and the limit plus N-1 (spread evenly, each share rounded up). Load balancers
+ * spread a tenant's connections, which keeps it near the limit; a shared store would be
+ * exact, and this avoids one on every call.
+ *
+ * Minute windows slide in one-second steps (sixty buckets), so a burst at the end of one
+ * minute and the start of the next is still one minute's worth.
+ */
+export interface TenantLimits {
+  /** Calls that create work (a turn, a completion, a conversation, an append) per minute. */
+  readonly requestsPerMinute: number;
+  /** Tokens (prompt and completion, from the usage of finished requests) per minute. */
+  readonly tokensPerMinute: number;
+  /** Requests accepted and not yet ended (waiting or generating). */
+  readonly concurrentRequests: number;
+  /** Event streams (SSE) open at once. */
+  readonly openStreams: number;
+  /** Named history readers (each is a Kafka consumer group). */
+  readonly namedReaders: number;
+}
+
+export type HeldKind = "concurrentRequests" | "openStreams" | "namedReaders";
+
+/** What a 429 says: which limit, when to retry, and the headers to send. */
+export class QuotaExceeded extends Error {
+  readonly limit: keyof TenantLimits;
+  readonly retryAfterSeconds: number;
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(limit: keyof TenantLimits, message: string, retryAfterSeconds: number, headers: Record<string, string>) {
+    super(message);
+    this.name = "QuotaExceeded";
+    this.limit = limit;
+    this.retryAfterSeconds = retryAfterSeconds;
+    this.headers = headers;
+  }
+}
+
+const BUCKETS = 60;
+const BUCKET_MS = 1000;
+
+/** A count over the last minute, in one-second buckets. */
+class MinuteWindow {
+  readonly #counts = new Float64Array(BUCKETS);
+  readonly #stamps = new Float64Array(BUCKETS).fill(-1);
+
+  add(now: number, n: number): void {
+    const second = Math.floor(now / BUCKET_MS);
+    const i = second % BUCKETS;
+    if (this.#stamps[i] !== second) {
+      this.#stamps[i] = second;
+      this.#counts[i] = 0;
+    }
+    this.#counts[i]! += n;
+  }
+
+  total(now: number): number {
+    const second = Math.floor(now / BUCKET_MS);
+    let sum = 0;
+    for (let i = 0; i < BUCKETS; i++) if (second - this.#stamps[i]! < BUCKETS) sum += this.#counts[i]!;
+    return sum;
+  }
+
+  /** Seconds until the window's total drops below `limit` (the oldest buckets age out first). */
+  secondsUntilBelow(now: number, limit: number): number {
+    const second = Math.floor(now / BUCKET_MS);
+    let total = this.total(now);
+    for (let age = BUCKETS - 1; age >= 0 && total >= limit; age--) {
+      const i = (((second - age) % BUCKETS) + BUCKETS) % BUCKETS;
+      if (this.#stamps[i] === second - age) total -= this.#counts[i]!;
+      if (total < limit) return BUCKETS - age;
+    }
+    return total < limit ? 0 : BUCKETS;
+  }
+}
+
+interface TenantState {
+  requests: MinuteWindow;
+  tokens: MinuteWindow;
+  held: Record<HeldKind, number>;
+}
+
+const HELD_NAMES: Record<HeldKind, string> = {
+  concurrentRequests: "requests waiting or running",
+  openStreams: "open event streams",
+  namedReaders: "named history readers",
+};
+
+/** OpenAI's reset format: "1s", "6m0s". */
+export function resetAfter(seconds: number): string {
+  const s = Math.max(0, Math.ceil(seconds));
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${s % 60}s`;
+}
+
+export class TenantQuotas {
+  readonly #defaults: TenantLimits;
+  readonly #perTenant: (tenant: string) => Partial<TenantLimits> | undefined;
+  readonly #replicas: () => number;
+  readonly #clock: () => number;
+  readonly #tenants = new Map<string, TenantState>();
+  readonly #onRejected: (tenant: string, limit: keyof TenantLimits) => void;
+
+  constructor(options: {
+    defaults: TenantLimits;
+    /** The tenant's own limits (from the keys file), over the defaults. */
+    perTenant?: (tenant: string) => Partial<TenantLimits> | undefined;
+    /** Gateway replicas sharing the limits (at least 1). */
+    replicas?: () => number;
+    clock?: () => number;
+    /** A rejection, for the per-tenant counter. */
+    onRejected?: (tenant: string, limit: keyof TenantLimits) => void;
+  }) {
+    this.#defaults = options.defaults;
+    this.#perTenant = options.perTenant ?? (() => undefined);
+    this.#replicas = options.replicas ?? (() => 1);
+    this.#clock = options.clock ?? Date.now;
+    this.#onRejected = options.onRejected ?? (() => {});
+  }
+
+  /** This replica's share of the tenant's limits (0: none). */
+  limits(tenant: string): TenantLimits {
+    const own = this.#perTenant(tenant) ?? {};
+    const replicas = Math.max(1, Math.floor(this.#replicas()));
+    const share = (n: number) => (n > 0 ? Math.ceil(n / replicas) : 0);
+    const pick = (k: keyof TenantLimits) => share(own[k] ?? this.#defaults[k]);
+    return {
+      requestsPerMinute: pick("requestsPerMinute"),
+      tokensPerMinute: pick("tokensPerMinute"),
+      concurrentRequests: pick("concurrentRequests"),
+      openStreams: pick("openStreams"),
+      namedReaders: pick("namedReaders"),
+    };
+  }
+
+  #state(tenant: string): TenantState {
+    let state = this.#tenants.get(tenant);
+    if (!state) {
+      state = { requests: new MinuteWindow(), tokens: new MinuteWindow(), held: { concurrentRequests: 0, openStreams: 0, namedReaders: 0 } };
+      this.#tenants.set(tenant, state);
+    }
+    return state;
+  }
+
+  /** OpenAI's x-ratelimit-* headers for the tenant now. */
+  headers(tenant: string): Record<string, string> {
+    const now = this.#clock();
+    const limits = this.limits(tenant);
+    const state = this.#state(tenant);
+    const headers: Record<string, string> = {};
+    if (limits.requestsPerMinute > 0) {
+      const used = state.requests.total(now);
+      headers["x-ratelimit-limit-requests"] = String(limits.requestsPerMinute);
+      headers["x-ratelimit-remaining-requests"] = String(Math.max(0, limits.requestsPerMinute - used));
+      // OpenAI's reset: until the whole budget is back (every counted call aged out).
+      headers["x-ratelimit-reset-requests"] = resetAfter(state.requests.secondsUntilBelow(now, 1));
+    }
+    if (limits.tokensPerMinute > 0) {
+      const used = state.tokens.total(now);
+      headers["x-ratelimit-limit-tokens"] = String(limits.tokensPerMinute);
+      headers["x-ratelimit-remaining-tokens"] = String(Math.max(0, limits.tokensPerMinute - used));
+      headers["x-ratelimit-reset-tokens"] = resetAfter(state.tokens.secondsUntilBelow(now, 1));
+    }
+    return headers;
+  }
+
+  /**
+   * One call that creates work: counted, or refused with QuotaExceeded when the tenant is
+   * at its requests or tokens per minute. Returns the headers to send with the answer.
+   */
+  admit(tenant: string): Record<string, string> {
+    const now = this.#clock();
+    const limits = this.limits(tenant);
+    const state = this.#state(tenant);
+    if (limits.requestsPerMinute > 0 && state.requests.total(now) >= limits.requestsPerMinute) {
+      const wait = Math.max(1, state.requests.secondsUntilBelow(now, limits.requestsPerMinute));
+      throw this.#reject(
+        tenant,
+        "requestsPerMinute",
+        `tenant ${tenant} is at its limit of ${limits.requestsPerMinute} requests per minute on this gateway; retry after ${wait} s`,
+        wait,
+      );
+    }
+    if (limits.tokensPerMinute > 0 && state.tokens.total(now) >= limits.tokensPerMinute) {
+      const wait = Math.max(1, state.tokens.secondsUntilBelow(now, limits.tokensPerMinute));
+      throw this.#reject(
+        tenant,
+        "tokensPerMinute",
+        `tenant ${tenant} is at its limit of ${limits.tokensPerMinute} tokens per minute on this gateway; retry after ${wait} s`,
+        wait,
+      );
+    }
+    state.requests.add(now, 1);
+    return this.headers(tenant);
+  }
+
+  /** Tokens a finished request of the tenant used (its usage), counted against tokens per minute. */
+  spend(tenant: string, tokens: number): void {
+    if (tokens > 0) this.#state(tenant).tokens.add(this.#clock(), tokens);
+  }
+
+  /**
+   * Takes one of what the tenant may hold open (a waiting request, a stream, a reader), or
+   * refuses with QuotaExceeded. The returned function gives it back (once; later calls do nothing).
+   */
+  hold(tenant: string, kind: HeldKind): () => void {
+    const limit = this.limits(tenant)[kind];
+    const state = this.#state(tenant);
+    if (limit > 0 && state.held[kind] >= limit) {
+      throw this.#reject(
+        tenant,
+        kind,
+        `tenant ${tenant} has ${state.held[kind]} ${HELD_NAMES[kind]} on this gateway, its limit; close one or wait for one to end`,
+        1,
+      );
+    }
+    state.held[kind]++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      state.held[kind]--;
+    };
+  }
+
+  /** What the tenant holds now, per kind. */
+  held(tenant: string): Readonly<Record<HeldKind, number>> {
+    return { ...this.#state(tenant).held };
+  }
+
+  #reject(tenant: string, limit: keyof TenantLimits, message: string, retryAfterSeconds: number): QuotaExceeded {
+    this.#onRejected(tenant, limit);
+    return new QuotaExceeded(limit, message, retryAfterSeconds, { ...this.headers(tenant), "retry-after": String(retryAfterSeconds) });
+  }
+}
