@@ -1,13 +1,92 @@
 /**
  * Sends a record that cannot be processed to chat.requests.dlq: the original key and
  * bytes, and headers saying why and where it came from, so nothing is lost and an
- * operator can inspect or replay it.
+ * operator can inspect or replay it. Its client is told too (deadLetterRequest): a
+ * terminal `error` event goes to chat.events whenever the record's request id, tenant and
+ * conversation can be read from it at all, even one that no longer matches the schema
+ * (a gateway and a worker of different versions during a rolling upgrade), so no client
+ * waits forever for a request nobody will answer.
  */
 import { createHash } from "node:crypto";
+import { z } from "zod";
+import type { ErrorCode as ApiErrorCode } from "../contracts/errors.js";
+import { loggableReason } from "../contracts/records/codec.js";
 import { DLQ_HEADERS } from "../contracts/records/dead-letter.js";
+import { conversationIdSchema, requestIdSchema, tenantSchema } from "../contracts/records/fields.js";
 import { ErrorCode } from "../platform/kafka/native.js";
 import type { RecordSink } from "../platform/kafka/producer.js";
+import type { Logger } from "../platform/logger.js";
+import type { GivenUp } from "./attempts.js";
+import { EventWriter, eventsPartitionOf } from "./event-writer.js";
+import type { WorkerMetrics } from "./metrics.js";
 import type { RequestRecord } from "./turn-scheduler.js";
+
+/** What deadLetterRequest needs of the turn's context (worker/turn.ts TurnContext). */
+export interface DeadLetterContext {
+  readonly producer: RecordSink;
+  readonly topics: { readonly deadLetter: string; readonly events: string };
+  readonly config: { readonly workerId: string; readonly kafka: { readonly eventPartitions: number } };
+  readonly metrics: Pick<WorkerMetrics, "deadLettered">;
+  readonly logger: Logger;
+}
+
+/** The fields of a request its client is found by, read from a record that may not be a valid request. */
+const requestIdentitySchema = z.object({
+  request_id: requestIdSchema,
+  tenant: tenantSchema,
+  conversation_id: conversationIdSchema,
+  events_partition: z.number().int().nonnegative().optional().catch(undefined),
+});
+
+/**
+ * Dead-letters a request (see deadLetter) and tells its client with a terminal error event
+ * (`record_too_large` or `request_dead_lettered`) when the record says who that is. The
+ * caller commits the record's offset after.
+ */
+export async function deadLetterRequest(record: RequestRecord, givenUp: GivenUp, ctx: DeadLetterContext): Promise<void> {
+  // A record that is no request says why as it always has; one given up says why it was.
+  const reason = givenUp.reason === "invalid_record" ? givenUp.detail : `${givenUp.reason}: ${givenUp.detail}`;
+  await deadLetter(ctx.producer, ctx.topics.deadLetter, record, reason, ctx.config.workerId);
+  ctx.metrics.deadLettered.inc({ reason: givenUp.reason });
+  const who = requestIdentity(record.value);
+  ctx.logger.warn(
+    {
+      partition: record.partition,
+      offset: record.offset,
+      reason: givenUp.reason,
+      detail: loggableReason(givenUp.detail),
+      ...(who && { request_id: who.request_id, tenant: who.tenant }),
+    },
+    "dead-lettered request",
+  );
+  if (!who) return;
+  const code: ApiErrorCode = givenUp.reason === "record_too_large" ? "record_too_large" : "request_dead_lettered";
+  const partition = eventsPartitionOf(who, ctx.config.kafka.eventPartitions, ctx.logger);
+  const events = new EventWriter(ctx.producer, ctx.topics.events, who, `${ctx.config.workerId}.${Date.now().toString(36)}`, 0, partition);
+  events.write({
+    type: "error",
+    code,
+    message:
+      code === "record_too_large"
+        ? `request ${who.request_id} failed: a record it writes is larger than its topic accepts`
+        : `request ${who.request_id} was not processed (${givenUp.reason}) and is kept on the dead letter topic`,
+    retryable: false,
+  });
+  await events.settle();
+}
+
+/** The request id, tenant, conversation and events partition of a record's value, if its JSON has them (best effort). */
+export function requestIdentity(value: Buffer | null): z.infer<typeof requestIdentitySchema> | null {
+  if (value === null) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value.toString("utf8"));
+  } catch {
+    return null;
+  }
+  const who = requestIdentitySchema.safeParse(parsed);
+  return who.success ? who.data : null;
+}
 
 /** How much of an oversized record's value a dead letter keeps. */
 const TRUNCATED_BYTES = 64 * 1024;

@@ -18,15 +18,16 @@
  */
 import type { KafkaConfig } from "../contracts/config/shared.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
-import { encodeRecord } from "../contracts/records/codec.js";
-import type { ConversationState, Handover } from "../contracts/records/memory.js";
+import { decodeRecord, encodeRecord } from "../contracts/records/codec.js";
+import { SCHEMA_VERSION } from "../contracts/records/fields.js";
+import { attemptsMarkerSchema, type AttemptsMarker, type ConversationState, type Handover } from "../contracts/records/memory.js";
 import type { KafkaAdmin } from "../platform/kafka/admin.js";
 import { AssignedReader } from "../platform/kafka/assigned-reader.js";
 import type { RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import { ConversationCache, DEFAULT_CACHE_ENTRIES } from "./memory/cache.js";
 import { Handovers } from "./memory/handovers.js";
-import { isFence, recordWrite, type MemoryRecord } from "./memory/keys.js";
+import { attemptsKey, isFence, recordWrite, type MemoryRecord } from "./memory/keys.js";
 import { CONFIRMED_FRESH_MS, Ownership } from "./memory/ownership.js";
 import { systemClock, type MemoryReader, type MemoryState } from "./memory/ports.js";
 import { FENCE_CHECK_MS, Restores, type RestoreMetrics, type RestoreStats } from "./memory/restore.js";
@@ -323,6 +324,32 @@ export class MemoryStore {
   /** Removes a request's handed-over reply (its continuation is done); false when no longer the owner. */
   clearHandover(partition: number, requestId: string, transaction?: RecordSink): Promise<boolean> {
     return this.#handovers.clear(partition, requestId, transaction);
+  }
+
+  /**
+   * The attempts an earlier owner recorded at the chat.requests record at `offset` of
+   * partition p (worker/attempts.ts), as the log has it: 0 when none (or unreadable).
+   */
+  async attemptsAt(partition: number, offset: string): Promise<number> {
+    await this.ready(partition);
+    await this.catchUp(partition);
+    const stored = this.#store?.get(partition, "conversation", attemptsKey(offset));
+    if (!stored) return 0;
+    const decoded = decodeRecord(attemptsMarkerSchema, stored.bytes);
+    if (decoded.ok) return decoded.value.attempts;
+    this.#logger.warn({ partition, offset, reason: decoded.reason }, "unreadable attempt marker; counting from none");
+    return 0;
+  }
+
+  /**
+   * Records `attempts` at the chat.requests record at `offset` of partition p (null: removes
+   * the marker, a tombstone); false, writing nothing, when this worker does not own p.
+   */
+  async markAttempts(partition: number, offset: string, attempts: number | null): Promise<boolean> {
+    const at = this.#ownership.position(partition);
+    if (at === undefined || at < 0n) return false;
+    const marker: AttemptsMarker | null = attempts === null ? null : { v: SCHEMA_VERSION, type: "attempts", attempts };
+    return this.#writer.send(partition, [{ key: attemptsKey(offset), value: marker === null ? null : encodeRecord(marker) }]);
   }
 
   /** A conversation (by its key) of an owned partition as this store has it (undefined past the TTL). */

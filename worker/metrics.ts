@@ -114,7 +114,8 @@ export function createWorkerMetrics(workerId: string) {
     }),
     deadLettered: new Counter({
       name: "kafka_llm_dead_lettered_total",
-      help: "Records sent to the dead letter topic",
+      help: "Requests sent to the dead letter topic, by reason: invalid_record (not a request, or not where its key belongs), attempts_exhausted (failed MAX_REQUEST_ATTEMPTS times, worker crashes included), record_too_large (a record it writes is over its topic's max.message.bytes)",
+      labelNames: ["reason"] as const,
       registers: [registry],
     }),
     handovers: new Counter({

@@ -8,7 +8,10 @@
  * The consumer only fetches and hands records over; the scheduler runs each partition's
  * turns one at a time off the fetch loop; a revocation waits for the partition's running
  * turn (within DRAIN_TIMEOUT_MS, then a handover) before the partition is released, so a
- * graceful move loses no work and the partitions that stay never stop.
+ * graceful move loses no work and the partitions that stay never stop. Attempts at each
+ * record are counted (worker/attempts.ts): one that has had MAX_REQUEST_ATTEMPTS, or can
+ * never succeed, is dead-lettered, its client told, and its offset committed, so its
+ * partition goes on.
  */
 import type { WorkerConfig } from "../contracts/config/worker.js";
 import type { TopicNames } from "../contracts/topics.js";
@@ -17,7 +20,9 @@ import type { KafkaProducer, RecordSink } from "../platform/kafka/producer.js";
 import type { Logger } from "../platform/logger.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
-import { runRequest, type TurnContext } from "./turn.js";
+import { AttemptLedger, type GivenUp } from "./attempts.js";
+import { deadLetterRequest } from "./dead-letter.js";
+import { runRequest, type TurnContext, type TurnOutcome } from "./turn.js";
 import { TurnScheduler, type RequestRecord } from "./turn-scheduler.js";
 
 export interface RequestLoop {
@@ -25,6 +30,8 @@ export interface RequestLoop {
   joined(): boolean;
   /** Turns running now. */
   running(): number;
+  /** When the request consumer's poll loop last returned (ms since the epoch): liveness. */
+  polledAt(): number;
   /**
    * SIGTERM: stops taking records, lets running turns finish within `drainMs` (then hands
    * them over), commits, and leaves the group. Resolves once the worker is out of the group.
@@ -48,6 +55,7 @@ export async function startRequestLoop(options: {
 }): Promise<RequestLoop> {
   const { config, topics, memory, metrics, logger } = options;
   const transactional = options.transactional ?? null;
+  const attempts = new AttemptLedger(memory, config.maxRequestAttempts, logger);
   const consumer = new GroupConsumer({
     kafka: config.kafka,
     groupId: config.workerGroupId,
@@ -65,23 +73,44 @@ export async function startRequestLoop(options: {
     pause: (p) => consumer.pause(p),
     resume: (p) => consumer.resume(p),
     logger,
-    run: async (record: RequestRecord, revoke: AbortSignal) => {
-      const outcome = await runRequest(
-        {
-          ...record,
-          revoke,
-          commit: () => consumer.commit(record.partition, (BigInt(record.offset) + 1n).toString()),
-          ...(transactional && {
-            transaction: <T>(work: (sink: RecordSink) => Promise<T>) =>
-              transactional.transaction(work, {
-                consumer: consumer.native(),
-                offsets: [{ topic: topics.requests, partition: record.partition, offset: Number(record.offset) + 1 }],
-              }),
-          }),
-        },
-        options.turn,
-      );
-      return outcome === "retry" ? "retry" : "done";
+    run: async (record: RequestRecord, revoke: AbortSignal, first: boolean) => {
+      const commit = () => consumer.commit(record.partition, (BigInt(record.offset) + 1n).toString());
+      // A request that will not succeed: dead-lettered, its client told, its offset committed.
+      const giveUp = async (why: GivenUp) => {
+        await deadLetterRequest(record, why, options.turn);
+        await commit();
+        metrics.requests.inc({ outcome: "dead_lettered" });
+        await attempts.done(record);
+        return "done" as const;
+      };
+      const refused = await attempts.begin(record, first);
+      if (refused) return giveUp(refused);
+      let outcome: TurnOutcome;
+      try {
+        outcome = await runRequest(
+          {
+            ...record,
+            revoke,
+            commit,
+            ...(transactional && {
+              transaction: <T>(work: (sink: RecordSink) => Promise<T>) =>
+                transactional.transaction(work, {
+                  consumer: consumer.native(),
+                  offsets: [{ topic: topics.requests, partition: record.partition, offset: Number(record.offset) + 1 }],
+                }),
+            }),
+          },
+          options.turn,
+        );
+      } catch (err) {
+        const failed = revoke.aborted ? null : attempts.failed(record, err);
+        if (!failed) throw err; // the scheduler runs it again after a back-off
+        return giveUp(failed);
+      }
+      if (outcome === "retry") return "retry";
+      // Handed over or lost: the next owner runs it, and reads its marker.
+      if (outcome !== "handed_over" && outcome !== "lost") await attempts.done(record);
+      return "done";
     },
   });
 
@@ -103,6 +132,7 @@ export async function startRequestLoop(options: {
       logger.info({ revoked: partitions, lost, running: scheduler.running }, lost ? "partitions lost" : "partitions revoked; draining their turns");
       const started = performance.now();
       await scheduler.revoke(partitions, { drainMs: config.drainTimeoutMs, lost });
+      for (const p of partitions) attempts.drop(p);
       updatePartitions();
       logger.info({ revoked: partitions, drain_ms: Math.round(performance.now() - started), partitions: consumer.assigned }, "partitions released");
     },
@@ -116,6 +146,7 @@ export async function startRequestLoop(options: {
   return {
     joined: () => consumer.joined,
     running: () => scheduler.running,
+    polledAt: () => consumer.polledAt,
     async drainAndLeave(drainMs: number) {
       await scheduler.close(drainMs);
       await consumer.close();

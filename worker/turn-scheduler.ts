@@ -40,8 +40,13 @@ export const DEFAULT_PREFETCH = 4;
 export interface TurnSchedulerOptions {
   /** Turns run at once (the worker's generation slots). */
   readonly concurrency: number;
-  /** Runs one record's turn; `revoke` aborts with a RevokeCause. Must not throw for a bad record. */
-  run(record: RequestRecord, revoke: AbortSignal): Promise<RunVerdict>;
+  /**
+   * Runs one record's turn; `revoke` aborts with a RevokeCause. `first`: the first record
+   * this scheduler starts of its partition since gaining it, the only one an earlier owner
+   * may have started (worker/attempts.ts). A throw is retried after a back-off: the caller
+   * decides when a record has failed often enough (it gives it up and returns `done`).
+   */
+  run(record: RequestRecord, revoke: AbortSignal, first: boolean): Promise<RunVerdict>;
   pause(partition: number): void;
   resume(partition: number): void;
   readonly logger: Logger;
@@ -59,6 +64,8 @@ interface PartitionTurns {
   lastOffset: bigint;
   retries: number;
   paused: boolean;
+  /** Whether a record of this partition has been started since it was gained. */
+  begun: boolean;
 }
 
 export class TurnScheduler {
@@ -148,7 +155,7 @@ export class TurnScheduler {
   #state(partition: number): PartitionTurns {
     let state = this.#partitions.get(partition);
     if (!state) {
-      state = { queue: [], running: null, lastOffset: -1n, retries: 0, paused: false };
+      state = { queue: [], running: null, lastOffset: -1n, retries: 0, paused: false, begun: false };
       this.#partitions.set(partition, state);
     }
     return state;
@@ -172,8 +179,10 @@ export class TurnScheduler {
   #start(partition: number, state: PartitionTurns, record: RequestRecord): void {
     this.#active++;
     const revoke = new AbortController();
+    const first = !state.begun;
+    state.begun = true;
     const done = this.#options
-      .run(record, revoke.signal)
+      .run(record, revoke.signal, first)
       .catch((err: unknown) => {
         this.#options.logger.error({ err, partition, offset: record.offset }, "turn failed unexpectedly; retrying the record");
         return "retry" as const;

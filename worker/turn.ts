@@ -48,7 +48,7 @@ import {
   type OpenRequest,
   type TurnRequest,
 } from "../contracts/records/requests.js";
-import { decodeRecord, loggableReason, type ParseResult } from "../contracts/records/codec.js";
+import { decodeRecord, type ParseResult } from "../contracts/records/codec.js";
 import type { ConversationState, Handover } from "../contracts/records/memory.js";
 import type { ErrorEvent, FinalEvent } from "../contracts/records/events.js";
 import type { TopicNames } from "../contracts/topics.js";
@@ -70,7 +70,7 @@ import {
   type CompletedTurn,
 } from "./conversation.js";
 import { generateChoices } from "./choices.js";
-import { deadLetter } from "./dead-letter.js";
+import { deadLetterRequest } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import { EventWriter, eventsPartitionOf, type EventPosition } from "./event-writer.js";
@@ -138,9 +138,7 @@ export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered"
 export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
   const decoded = requestOf(record, ctx.config.kafka.requestPartitions);
   if (!decoded.ok) {
-    await deadLetter(ctx.producer, ctx.topics.deadLetter, record, decoded.reason, ctx.config.workerId);
-    ctx.logger.warn({ partition: record.partition, offset: record.offset, reason: loggableReason(decoded.reason) }, "dead-lettered request");
-    ctx.metrics.deadLettered.inc();
+    await deadLetterRequest(record, { reason: "invalid_record", detail: decoded.reason }, ctx);
     return commitTurn("dead_lettered", record, ctx);
   }
   const request = decoded.value;

@@ -69,6 +69,7 @@ export const workerFields = {
   WORKER_STATE_DIR: z.string().min(1, "must be a directory path").optional(),
   WORKER_TRANSACTIONS: bool(false),
   WORKER_TRANSACTION_TIMEOUT_MS: int(15_000, 1000, 900_000),
+  MAX_REQUEST_ATTEMPTS: int(3, 1, 100),
 };
 
 export interface WorkerConfig {
@@ -132,6 +133,8 @@ export interface WorkerConfig {
   readonly transactions: { readonly timeoutMs: number } | null;
   /** How long a revoked partition's running turn may go on before it is handed over, ms. */
   readonly drainTimeoutMs: number;
+  /** Attempts at one request (counted across owners, worker/attempts.ts) before it is dead-lettered. */
+  readonly maxRequestAttempts: number;
   /** How long SIGTERM lets running turns finish before they are handed over, ms. */
   readonly shutdownGraceMs: number;
   /** How often the pod's deletion cost follows the running generations; 0 = never. */
@@ -193,6 +196,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     },
     transactions: e.WORKER_TRANSACTIONS ? { timeoutMs: e.WORKER_TRANSACTION_TIMEOUT_MS } : null,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    maxRequestAttempts: e.MAX_REQUEST_ATTEMPTS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     podDeletionCostIntervalMs: e.POD_DELETION_COST_INTERVAL_MS,
   });

@@ -152,3 +152,20 @@ export function landedAsExpected(record: { readonly offset: number; readonly hea
   const expected = record.headers?.[EXPECTED_OFFSET_HEADER];
   return expected === undefined || expected.toString() === String(record.offset);
 }
+
+/**
+ * chat.memory, key `#attempts:<offset>`: how many times workers started the chat.requests
+ * record at that offset of the partition with the same number (the topics are
+ * co-partitioned), written before an attempt that may be a redelivery runs, so a request
+ * that kills its worker every time is given up after MAX_REQUEST_ATTEMPTS
+ * (worker/attempts.ts). A tombstone once the request is done.
+ */
+export const ATTEMPTS_KEY_PREFIX = "#attempts:";
+export const attemptsMarkerSchema = z
+  .object({
+    v: z.literal(SCHEMA_VERSION),
+    type: z.literal("attempts"),
+    attempts: z.number().int().positive(),
+  })
+  .strict();
+export type AttemptsMarker = z.infer<typeof attemptsMarkerSchema>;

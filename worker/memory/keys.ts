@@ -1,11 +1,13 @@
 /**
- * The keys of chat.memory. One partition carries three kinds of record under one key
+ * The keys of chat.memory. One partition carries four kinds of record under one key
  * space: conversations (keyed by their conversation key), replies handed over to the
- * partition's next owner (`#handover:<request id>`) and restore fences (`#fence:<uuid>`).
- * Conversation keys cannot contain '#', so the three never collide; this module is the one
- * place that tells them apart.
+ * partition's next owner (`#handover:<request id>`), restore fences (`#fence:<uuid>`) and
+ * attempt markers (`#attempts:<offset>`, worker/attempts.ts). Conversation keys cannot
+ * contain '#', so they never collide; this module is the one place that tells them apart.
+ * The state store keeps attempt markers beside the conversations, under their whole key,
+ * so the TTL's sweep removes one a worker left behind.
  */
-import { HANDOVER_KEY_PREFIX } from "../../contracts/records/memory.js";
+import { ATTEMPTS_KEY_PREFIX, HANDOVER_KEY_PREFIX } from "../../contracts/records/memory.js";
 import type { RecordWrite } from "../state-store.js";
 
 /** A restore's marker record: a tombstone under a key no conversation can have. */
@@ -28,6 +30,11 @@ export function isHandover(key: string): boolean {
 /** The key of request `requestId`'s handed-over reply. */
 export function handoverKey(requestId: string): string {
   return `${HANDOVER_KEY_PREFIX}${requestId}`;
+}
+
+/** The key of the attempt marker of the chat.requests record at `offset` (worker/attempts.ts). */
+export function attemptsKey(offset: string): string {
+  return `${ATTEMPTS_KEY_PREFIX}${offset}`;
 }
 
 /** A memory record (by its key: a conversation or a handover) as a store write; `writtenAt` in ms. */

@@ -16,6 +16,7 @@ interface Held {
 function harness(concurrency: number, prefetch = 0) {
   const held: Held[] = [];
   const log: string[] = [];
+  const firsts: string[] = [];
   const scheduler = new TurnScheduler({
     concurrency,
     logger,
@@ -23,9 +24,10 @@ function harness(concurrency: number, prefetch = 0) {
     prefetch,
     pause: (p) => log.push(`pause ${p}`),
     resume: (p) => log.push(`resume ${p}`),
-    run: (r, revoke) =>
+    run: (r, revoke, first) =>
       new Promise<RunVerdict>((resolve) => {
         log.push(`run ${r.partition}/${r.offset}`);
+        if (first) firsts.push(`${r.partition}/${r.offset}`);
         const h: Held = { record: r, revoke, finish: (result = "done") => resolve(result) };
         revoke.addEventListener("abort", () => {
           log.push(`revoked ${r.partition}/${r.offset} ${(revoke.reason as RevokeCause).kind}`);
@@ -35,7 +37,7 @@ function harness(concurrency: number, prefetch = 0) {
       }),
   });
   const tick = () => new Promise((r) => setTimeout(r, 5));
-  return { scheduler, held, log, tick };
+  return { scheduler, held, log, firsts, tick };
 }
 
 describe("TurnScheduler", () => {
@@ -67,6 +69,23 @@ describe("TurnScheduler", () => {
       log.filter((l) => l.startsWith("run")),
       ["run 1/10", "run 1/11"],
     );
+  });
+
+  it("marks the first record it starts of a partition since gaining it, the only one an earlier owner may have started", async () => {
+    const { scheduler, held, firsts, tick } = harness(2);
+    scheduler.offer(record(4, 20));
+    scheduler.offer(record(4, 21));
+    await tick();
+    held[0]!.finish("retry");
+    await tick();
+    held[1]!.finish();
+    await tick();
+    held[2]!.finish();
+    await tick();
+    await scheduler.revoke([4], { drainMs: 0, lost: false });
+    scheduler.offer(record(4, 22));
+    await tick();
+    assert.deepEqual(firsts, ["4/20", "4/22"], "not a retry of the first, nor the record after it; again once the partition is gained anew");
   });
 
   it("runs at most `concurrency` turns, first come first served across partitions", async () => {

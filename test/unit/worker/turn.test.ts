@@ -301,7 +301,11 @@ describe("runRequest", () => {
     for (const where of [{ key: "c-1" }, { key: "someone-else/c-1" }, { partition: (keyPartition("t/c-1", 6) + 1) % 6 }]) {
       const h = harness();
       assert.equal(await runRequest(h.record(encodeRecord(turn()), 7, where), h.ctx), "dead_lettered", JSON.stringify(where));
-      assert.deepEqual(h.log, ["dlq", "commit"]);
+      // Its client is told before the offset moves on: the record names the request.
+      assert.deepEqual(h.log, ["dlq", "event:error", "commit"]);
+      const [error] = h.events;
+      assert.equal(error?.type === "error" && error.code, "request_dead_lettered");
+      assert.equal(error?.request_id, turn().request_id);
       assert.deepEqual(h.loads, [], "nothing was read for it");
     }
   });
