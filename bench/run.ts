@@ -23,6 +23,7 @@ import type { Scenario, ScenarioResult } from "./lib/scenario.js";
 import { batchingScenario } from "./scenarios/batching.js";
 import { failoverScenario } from "./scenarios/failover.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
+import { grammarScenario } from "./scenarios/grammar.js";
 import { historyScenario } from "./scenarios/history.js";
 import { kvReuseScenario } from "./scenarios/kv-reuse.js";
 import { llamaNativeScenario } from "./scenarios/llama-native.js";
@@ -48,6 +49,7 @@ const SCENARIOS: Scenario[] = [
   historyScenario,
   stateScaleScenario,
   tenancyScenario,
+  grammarScenario,
 ];
 
 async function main(): Promise<number> {

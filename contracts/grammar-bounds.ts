@@ -26,10 +26,11 @@ export const MAX_GRAMMAR_REPETITION = 1000;
 
 /**
  * Subschemas in one request's schemas together (every property, item, branch and
- * definition). OpenAI's structured outputs allow 5,000 object properties in a schema, so
- * what clients write for it fits.
+ * definition; all the tools' parameters count together, as "required" makes one grammar of
+ * them). Each costs about 16 rules, so this is where the rule bound stops a schema of plain
+ * properties, said in words a client can act on.
  */
-export const MAX_GRAMMAR_SUBSCHEMAS = 5000;
+export const MAX_GRAMMAR_SUBSCHEMAS = 1000;
 
 /** Enum values in one request's schemas together: OpenAI's limit. */
 export const MAX_GRAMMAR_ENUM_VALUES = 1000;
@@ -42,20 +43,25 @@ export const MAX_GRAMMAR_TEXT_CHARS = 120_000;
 
 /**
  * The estimated size of the grammar, in rules after llama.cpp's expansion of repetitions
- * (see grammarEstimate). Measured on this project's CI-class CPU (bench: `npm run bench --
- * --only grammar`): a schema at this estimate compiles in about 15 ms on the main thread, as
- * long as one token's evaluation, where the hostile schemas of issue 24 (thousands of
- * properties with distinct bounds) took seconds.
+ * (see the weights below). Measured with `npm run bench -- --only grammar` (stories260K on
+ * a 2-core machine): a turn under the most hostile schema of each shape this accepts stalls
+ * the worker's event loop at most 21 ms (median of 8 turns 7-17 ms; up to 95 ms with the
+ * machine's load average at 7), against 5 ms for an ordinary schema; the hostile schema of
+ * issue 24 (2,000 properties with 1,000 distinct bounds, about a million rules) stalled it
+ * 0.4-1 s.
  */
 export const MAX_GRAMMAR_RULES = 20_000;
 
 /**
- * Weights of the estimate, in rules. Each optional repetition (the n − m of `x{m,n}`) is a
- * rule of its own; a required one is copied inline into its rule (about 1/20 of a rule's
- * cost, measured); each subschema brings its value, key, separator and whitespace rules
- * (about 16 rules' cost, measured with 1,000 plain properties); grammar text costs about a
- * rule per 4 characters.
+ * Weights of the estimate, in rules (node-llama-cpp 3.21 with stories260K, schemas the
+ * grammar cache had not seen): each optional repetition (the n − m of `x{m,n}`) is a rule
+ * llama.cpp builds twice, when the grammar is made and again when a sequence's sampler is
+ * (about 1 µs each time); a required one is copied inline into its rule (about 1/20 of a
+ * rule); each subschema brings its value, key, separator and whitespace rules (about 16
+ * rules' cost, measured with 1,000 plain properties); grammar text costs about a rule per 4
+ * characters.
  */
+const RULES_PER_OPTIONAL_REPETITION = 2;
 const RULES_PER_SUBSCHEMA = 16;
 const RULES_PER_REQUIRED_REPETITION = 1 / 20;
 const CHARS_PER_RULE = 4;
@@ -127,7 +133,6 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
   const over = (figure: number, bound: number, what: string, name: string) =>
     figure > bound ? { path: where, message: `${subject} ${holds} ${figure} ${what}, over the bound of ${bound} (${name})` } : null;
   const problem =
-    over(estimate.subschemas, MAX_GRAMMAR_SUBSCHEMAS, "subschemas", "MAX_GRAMMAR_SUBSCHEMAS") ??
     over(estimate.enumValues, MAX_GRAMMAR_ENUM_VALUES, "enum values", "MAX_GRAMMAR_ENUM_VALUES") ??
     over(estimate.textChars, MAX_GRAMMAR_TEXT_CHARS, "characters of names, enum and const values", "MAX_GRAMMAR_TEXT_CHARS") ??
     (estimate.rules > MAX_GRAMMAR_RULES
@@ -135,7 +140,8 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
           path: where,
           message: `${subject} would make a grammar of about ${estimate.rules} rules, over the bound of ${MAX_GRAMMAR_RULES} (MAX_GRAMMAR_RULES); lower maxLength, maxItems or maxProperties, or use fewer properties`,
         }
-      : null);
+      : null) ??
+    over(estimate.subschemas, MAX_GRAMMAR_SUBSCHEMAS, "subschemas", "MAX_GRAMMAR_SUBSCHEMAS");
   return { estimate, problem };
 }
 
@@ -181,7 +187,7 @@ function visit(schema: unknown, path: Path, walk: Walk): void {
       if (walk.strings.has(key)) continue;
       walk.strings.add(key);
     }
-    walk.rules += lo * RULES_PER_REQUIRED_REPETITION + (typeof max === "number" ? max - lo : 1);
+    walk.rules += lo * RULES_PER_REQUIRED_REPETITION + (typeof max === "number" ? max - lo : 1) * RULES_PER_OPTIONAL_REPETITION;
   }
 
   if (Array.isArray(schema.enum)) {
