@@ -45,10 +45,10 @@ export const MAX_GRAMMAR_TEXT_CHARS = 120_000;
  * The estimated size of the grammar, in rules after llama.cpp's expansion of repetitions
  * (see the weights below). Measured with `npm run bench -- --only grammar` (stories260K on
  * a 2-core machine): a turn under the most hostile schema of each shape this accepts stalls
- * the worker's event loop at most 21 ms (median of 8 turns 7-17 ms; up to 95 ms with the
- * machine's load average at 7), against 5 ms for an ordinary schema; the hostile schema of
- * issue 24 (2,000 properties with 1,000 distinct bounds, about a million rules) stalled it
- * 0.4-1 s.
+ * the worker's event loop 7-21 ms (median of 8 turns), at most 21 ms with the machine's load
+ * average at 4 and up to 95 ms at 6-8, against 4-5 ms for an ordinary schema; the hostile
+ * schema of issue 24 (2,000 properties with 1,000 distinct bounds, about a million rules)
+ * stalled it 0.4-1 s.
  */
 export const MAX_GRAMMAR_RULES = 20_000;
 
