@@ -87,6 +87,8 @@ export interface GrammarEstimate {
 interface Walk extends GrammarEstimate {
   /** (min,max) of the string rules seen: node-llama-cpp makes one rule per distinct pair. */
   readonly strings: Set<string>;
+  /** The current schema's definitions, by name: where, and the definitions it starts with. */
+  readonly defs: Map<string, { path: Path; leading: Set<string> }>;
   problem: GrammarBoundProblem | null;
 }
 
@@ -115,9 +117,11 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
   estimate: GrammarEstimate;
   problem: GrammarBoundProblem | null;
 } {
-  const walk: Walk = { subschemas: 0, enumValues: 0, textChars: 0, rules: 0, strings: new Set(), problem: null };
+  const walk: Walk = { subschemas: 0, enumValues: 0, textChars: 0, rules: 0, strings: new Set(), defs: new Map(), problem: null };
   for (const { path, schema } of schemas) {
+    walk.defs.clear();
     visit(schema, path, walk);
+    walk.problem ??= leftRecursion(walk.defs);
     if (walk.problem) break;
   }
   const estimate = {
@@ -143,6 +147,49 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
       : null) ??
     over(estimate.subschemas, MAX_GRAMMAR_SUBSCHEMAS, "subschemas", "MAX_GRAMMAR_SUBSCHEMAS");
   return { estimate, problem };
+}
+
+/**
+ * The definitions a schema's grammar starts with: its $ref, or its branches' (a branch's
+ * value starts the union's). An object, array, string or literal starts with a character.
+ */
+function leadingRefs(schema: unknown, into: Set<string>): void {
+  if (!isObject(schema)) return;
+  if (typeof schema.$ref === "string") into.add(schema.$ref.slice("#/$defs/".length));
+  if (Array.isArray(schema.oneOf)) for (const branch of schema.oneOf) leadingRefs(branch, into);
+}
+
+/**
+ * A definition that reaches itself before any character (A: {$ref: A}, or A: {oneOf: [{$ref:
+ * A}, ...]}) is a left-recursive rule, which llama.cpp refuses. Definitions of one name in
+ * different scopes are taken together: a cycle may be reported that the scopes would break.
+ */
+function leftRecursion(defs: ReadonlyMap<string, { path: Path; leading: Set<string> }>): GrammarBoundProblem | null {
+  const done = new Set<string>();
+  const onPath = new Set<string>();
+  /** The definition that closes a cycle reached from `name`, or null. */
+  const cycleFrom = (name: string): string | null => {
+    if (onPath.has(name)) return name;
+    if (done.has(name) || !defs.has(name)) return null;
+    onPath.add(name);
+    for (const next of defs.get(name)!.leading) {
+      const closing = cycleFrom(next);
+      if (closing !== null) return closing;
+    }
+    onPath.delete(name);
+    done.add(name);
+    return null;
+  };
+  for (const name of defs.keys()) {
+    const closing = cycleFrom(name);
+    if (closing !== null) {
+      return {
+        path: defs.get(closing)!.path,
+        message: "refers back to itself through $ref and anyOf/oneOf before any value begins (left recursion), which llama.cpp's grammar refuses",
+      };
+    }
+  }
+  return null;
 }
 
 const REPETITIONS = [
@@ -200,6 +247,9 @@ function visit(schema: unknown, path: Path, walk: Walk): void {
   if (isObject(schema.$defs)) {
     for (const [name, def] of Object.entries(schema.$defs)) {
       walk.textChars += name.length;
+      const leading = new Set(walk.defs.get(name)?.leading);
+      leadingRefs(def, leading);
+      walk.defs.set(name, { path: [...path, "$defs", name], leading });
       visit(def, [...path, "$defs", name], walk);
     }
   }

@@ -117,6 +117,27 @@ describe("grammar bounds of a request's schemas", () => {
     assert.ok(refs.estimate.rules < 3000, String(refs.estimate.rules));
   });
 
+  it("refuses a definition that reaches itself before any value begins (llama.cpp refuses left recursion)", () => {
+    const refused: Array<[Record<string, unknown>, string]> = [
+      [{ $defs: { A: { $ref: "#/$defs/A" } }, $ref: "#/$defs/A" }, "A"],
+      [{ $defs: { A: { $ref: "#/$defs/B" }, B: { anyOf: [{ type: "null" }, { $ref: "#/$defs/A" }] } }, $ref: "#/$defs/A" }, "A"],
+      // B only leads into the cycle: the definition that closes it is named.
+      [{ $defs: { B: { $ref: "#/$defs/A" }, A: { oneOf: [{ $ref: "#/$defs/A" }, { type: "string" }] } }, $ref: "#/$defs/B" }, "A"],
+    ];
+    for (const [schema, def] of refused) {
+      const { problem } = check(schema);
+      assert.equal(problem?.path.join("."), `response_format.json_schema.schema.$defs.${def}`, JSON.stringify(schema));
+      assert.match(problem.message, /left recursion/);
+    }
+    // Recursion behind a character is fine: a linked list, a tree of arrays.
+    const list = {
+      $defs: { Node: { type: "object", properties: { next: { anyOf: [{ $ref: "#/$defs/Node" }, { type: "null" }] } }, required: ["next"] } },
+      $ref: "#/$defs/Node",
+    };
+    assert.equal(check(list).problem, null);
+    assert.equal(check({ $defs: { T: { type: "array", items: { $ref: "#/$defs/T" } } }, $ref: "#/$defs/T" }).problem, null);
+  });
+
   it("never names a schema's values or property names in a message", () => {
     const messages = [
       check({ type: "object", properties: { [SECRET]: { type: "string", maxLength: 5000 } } }).problem!.message,

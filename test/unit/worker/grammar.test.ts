@@ -65,6 +65,21 @@ describe("worker grammars on llama.cpp", { timeout: 120_000 }, () => {
     await assert.rejects(llama.createGrammarForJsonSchema(over as never), /Failed to parse grammar/);
   });
 
+  it("refuses the left recursion llama.cpp refuses, and compiles recursion behind a character", async () => {
+    const cache = new GrammarCache(llama);
+    const left = normalizeJsonSchema({ $defs: { A: { oneOf: [{ $ref: "#/$defs/A" }, { type: "string" }] } }, $ref: "#/$defs/A" });
+    await assert.rejects(llama.createGrammarForJsonSchema(left as never), /Failed to parse grammar/);
+    assert.throws(
+      () => cache.forSchema(left),
+      (err: unknown) => err instanceof KafkaLlmError && err.code === "invalid_request" && /left recursion/.test(err.message),
+    );
+    const list = {
+      $defs: { Node: { type: "object", properties: { next: { anyOf: [{ $ref: "#/$defs/Node" }, { type: "null" }] } }, required: ["next"] } },
+      $ref: "#/$defs/Node",
+    };
+    await assert.doesNotReject(cache.forSchema(normalizeJsonSchema(list)));
+  });
+
   it("refuses a schema over a bound before compiling it, with invalid_request and no value of the schema", () => {
     const cache = new GrammarCache(llama);
     assert.throws(
