@@ -234,7 +234,12 @@ function primitive(value: unknown, path: Path): Json {
   throw new SchemaProblem(path, "only strings, numbers, booleans and null can be expressed by the grammar here");
 }
 
-/** Bounds llama.cpp expands into grammar rules: kept to what a reply can hold. */
+/**
+ * The record's bound on a count. Requests are held to the tighter MAX_GRAMMAR_REPETITION
+ * (what llama.cpp accepts; contracts/grammar-bounds.ts) by the gateway and again by the
+ * worker before it builds a grammar; this one stays, so a record queued before that bound
+ * still decodes and ends with an error event rather than being dead-lettered.
+ */
 const MAX_COUNT = 32_000;
 
 function count(value: unknown, path: Path): number {
