@@ -119,7 +119,7 @@ export function asyncApiDocument(): Record<string, unknown> {
       ),
       memory: channel(
         "memory",
-        "Each conversation's whole state, written by the worker that owns it; the latest record per key is the state, a tombstone (null value) deletes it. Compacted, and retention.ms is CONVERSATION_TTL_MS: a conversation untouched that long is forgotten. Keys that start with '#' are the workers' own and never conversations: '#fence:<uuid>' tombstones mark where a restore reads to, and '#handover:<request_id>' holds a reply handed over at a partition move (schema handover.schema.json). Readers of conversations skip them.",
+        "Each conversation's whole state, written by the worker that owns it; the latest record per key is the state, a tombstone (null value) deletes it. Compacted, and retention.ms is CONVERSATION_TTL_MS: a conversation untouched that long is forgotten. Keys that start with '#' are the workers' own and never conversations: '#fence:<uuid>' tombstones mark where a restore reads to, '#handover:<request_id>' holds a reply handed over at a partition move (schema handover.schema.json), and '#attempts:<offset>' counts the workers that started the chat.requests record at that offset of the same partition ({\"v\":1,\"type\":\"attempts\",\"attempts\":n}; a tombstone once it is done). Readers of conversations skip them.",
         "conversationState",
         message("memory", "conversation"),
         { topicConfiguration: { "cleanup.policy": ["compact", "delete"] } },

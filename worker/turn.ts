@@ -69,6 +69,7 @@ import {
   type AppliedContext,
   type CompletedTurn,
 } from "./conversation.js";
+import { failureKind } from "./attempts.js";
 import { generateChoices } from "./choices.js";
 import { deadLetterRequest } from "./dead-letter.js";
 import { DeltaBatcher } from "./delta-batcher.js";
@@ -653,6 +654,9 @@ async function writeTurn(
     }
     if (err instanceof TransactionAborted) {
       ctx.metrics.transactions.inc({ outcome: "aborted" });
+      // Aborted because the broker refused a record (its size, its form): every run would be,
+      // so the request loop counts it as a failed attempt (worker/attempts.ts).
+      if (failureKind(err) !== "transient") throw err;
       ctx.logger.warn(
         { partition: record.partition, offset: record.offset, err: err.message },
         "the turn's transaction was aborted; running the request again",

@@ -47,46 +47,49 @@ describe("poison requests", { timeout: 240_000 }, () => {
     await kafka?.stop();
   });
 
-  it("fails a turn whose history record the broker refuses within seconds, and answers the next turn of its partition", async () => {
-    const prefix = uniquePrefix("poison-size");
-    const topics = topicNames(prefix);
-    // chat.history made before the install's, so it keeps a limit below a long turn's record.
-    const admin = new KafkaAdmin(kafkaConfigFor(kafka));
-    try {
-      await admin.createTopics([
-        { name: topics.history, partitions: PARTITIONS, replicationFactor: 1, configs: { "cleanup.policy": "delete", "max.message.bytes": "1000" } },
-      ]);
-    } finally {
-      admin.close();
-    }
-    const worker = await startWorker(kafka, prefix, "size-worker");
-    const chat = new ChatOverKafka(kafka, topics);
-    await chat.start();
-    try {
-      const [big, small] = samePartition("size", 2);
-      const sentAt = Date.now();
-      // Its history record (the user's message and the reply) is over 1,000 bytes; the next one is not.
-      const tooLarge = await chat.turn(big!, "Once upon a time there was a little dog. ".repeat(40));
-      const next = await chat.turn(small!, "Hi.");
-      const error = asError(await chat.terminal(tooLarge, 30_000));
-      const tookMs = Date.now() - sentAt;
-      assert.equal(error.code, "record_too_large");
-      assert.equal(error.retryable, false);
-      assert.ok(tookMs < 15_000, `the error came after ${tookMs} ms`);
-      const final = await chat.terminal(next, 60_000);
-      assert.equal(final.type, "final", JSON.stringify(final));
+  for (const transactions of [false, true]) {
+    it(`fails a turn whose history record the broker refuses within seconds, and answers the next turn of its partition${transactions ? " (WORKER_TRANSACTIONS)" : ""}`, async (t) => {
+      const prefix = uniquePrefix(transactions ? "poison-size-tx" : "poison-size");
+      const topics = topicNames(prefix);
+      // chat.history made before the install's, so it keeps a limit below a long turn's record.
+      const admin = new KafkaAdmin(kafkaConfigFor(kafka));
+      try {
+        await admin.createTopics([
+          { name: topics.history, partitions: PARTITIONS, replicationFactor: 1, configs: { "cleanup.policy": "delete", "max.message.bytes": "1000" } },
+        ]);
+      } finally {
+        admin.close();
+      }
+      const worker = await startWorker(kafka, prefix, "size-worker", { WORKER_TRANSACTIONS: String(transactions) });
+      const chat = new ChatOverKafka(kafka, topics);
+      await chat.start();
+      try {
+        const [big, small] = samePartition("size", 2);
+        const sentAt = Date.now();
+        // Its history record (the user's message and the reply) is over 1,000 bytes; the next one is not.
+        const tooLarge = await chat.turn(big!, "Once upon a time there was a little dog. ".repeat(40));
+        const next = await chat.turn(small!, "Hi.");
+        const error = asError(await chat.terminal(tooLarge, 30_000));
+        const tookMs = Date.now() - sentAt;
+        t.diagnostic(`the error event ${tookMs} ms after the request was sent`);
+        assert.equal(error.code, "record_too_large");
+        assert.equal(error.retryable, false);
+        assert.ok(tookMs < 15_000, `the error came after ${tookMs} ms`);
+        const final = await chat.terminal(next, 60_000);
+        assert.equal(final.type, "final", JSON.stringify(final));
 
-      const dead = await readTopic(chat.config, topics.deadLetter);
-      assert.equal(dead.length, 1);
-      assert.match(String(dead[0]!.headers[DLQ_HEADERS.reason]), /^record_too_large: /);
-      const metrics = await (await fetch(`${worker.baseUrl}/metrics`)).text();
-      assert.equal(metricValue(metrics, "kafka_llm_dead_lettered_total", { reason: "record_too_large" }), 1);
-      assert.equal((await chat.readMemory()).has(big!), false, "nothing of the failed turn was applied");
-    } finally {
-      await chat.stop();
-      await worker.stop();
-    }
-  });
+        const dead = await readTopic(chat.config, topics.deadLetter);
+        assert.equal(dead.length, 1);
+        assert.match(String(dead[0]!.headers[DLQ_HEADERS.reason]), /^record_too_large: /);
+        const metrics = await (await fetch(`${worker.baseUrl}/metrics`)).text();
+        assert.equal(metricValue(metrics, "kafka_llm_dead_lettered_total", { reason: "record_too_large" }), 1);
+        assert.equal((await chat.readMemory()).has(big!), false, "nothing of the failed turn was applied");
+      } finally {
+        await chat.stop();
+        await worker.stop();
+      }
+    });
+  }
 
   it("tells the client of a request dead-lettered for its schema (a newer gateway's field, in a rolling upgrade)", async () => {
     const prefix = uniquePrefix("poison-schema");
