@@ -11,6 +11,7 @@ import type { FastifyError, FastifyReply } from "fastify";
 import { z } from "zod";
 import { KafkaLlmError, type ErrorCode } from "../contracts/errors.js";
 import { requiredMessage } from "../contracts/records/codec.js";
+import { TRACKER_RETRY_AFTER_SECONDS } from "./event-hub.js";
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
@@ -22,12 +23,25 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   kafka_unavailable: 503,
   generation_failed: 502,
   already_applied: 409,
+  idempotency_key_reused: 422,
+  request_dead_lettered: 422,
+  record_too_large: 413,
+  deadline_exceeded: 504,
+  rate_limited: 429,
+  overloaded: 503,
   config_invalid: 500,
   internal: 500,
 };
 
 /** Seconds a client should wait before retrying while Kafka is unreachable. */
 export const RETRY_AFTER_SECONDS = 2;
+
+/** Retry-After, seconds, of the codes that send one. */
+const RETRY_AFTER: Partial<Record<ErrorCode, number>> = {
+  kafka_unavailable: RETRY_AFTER_SECONDS,
+  rate_limited: TRACKER_RETRY_AFTER_SECONDS,
+  overloaded: TRACKER_RETRY_AFTER_SECONDS,
+};
 
 /** Which error body a route speaks. */
 export type Dialect = "native" | "openai";
@@ -48,7 +62,8 @@ export function notFound(what: string): ApiError {
 
 export function sendError(reply: FastifyReply, error: KafkaLlmError, dialect: Dialect = "native"): FastifyReply {
   const status = HTTP_STATUS[error.code];
-  if (error.code === "kafka_unavailable") reply.header("retry-after", String(RETRY_AFTER_SECONDS));
+  const retryAfter = RETRY_AFTER[error.code];
+  if (retryAfter !== undefined) reply.header("retry-after", String(retryAfter));
   if (error.code === "unauthorized") reply.header("www-authenticate", 'Bearer realm="kafka-llm"');
   return reply.code(status).send(errorBody(error, dialect));
 }
@@ -69,6 +84,7 @@ function openAiType(code: ErrorCode): string {
   const status = HTTP_STATUS[code];
   if (status === 401) return "authentication_error";
   if (status === 404) return "not_found_error";
+  if (status === 429) return "rate_limit_error";
   if (status < 500) return "invalid_request_error";
   return status === 503 ? "service_unavailable" : "server_error";
 }
@@ -79,6 +95,8 @@ function openAiCode(code: ErrorCode): string {
       return "invalid_api_key";
     case "prompt_too_long":
       return "context_length_exceeded";
+    case "rate_limited":
+      return "rate_limit_exceeded";
     default:
       return code;
   }

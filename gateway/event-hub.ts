@@ -1,7 +1,17 @@
 /**
  * Holds the recent events of each request this gateway has seen, so a client can connect
  * before or after the worker started, and resume with Last-Event-ID. Bounded: at most
- * `maxTracked` requests, each dropped `ttlMs` after its last event.
+ * `maxTracked` requests, at most `maxPerTenant` of one tenant, each dropped `ttlMs` after
+ * its last event.
+ *
+ * A full hub drops the oldest request nobody needs, never one a client follows (an open
+ * stream, a call awaiting its reply) nor one accepted here that has not ended (its client
+ * is about to follow it or poll it) within `pinMs` of its acceptance: a tenant over its
+ * share drops its own requests first, so one tenant's flood cannot push out another's.
+ * When a new request could only be tracked by dropping such a request, `track` refuses it
+ * (429 for a tenant at its share, 503 for a hub full of them). Requests read from
+ * chat.requests that other replicas accepted (`observe`) are never refused: they are
+ * dropped first instead, and past the bound only while everything held is needed.
  *
  * Events of one request arrive in order (one key, one partition). A request may be run
  * more than once when its worker dies: each run is an attempt, and a new attempt's start
@@ -13,6 +23,7 @@
  * asks `onFollow` (set by the gateway) to read it while a listener here follows the
  * request, so a replica that does not read that partition reads it for as long as needed.
  */
+import { KafkaLlmError } from "../contracts/errors.js";
 import { isTerminalEvent, type ChatEvent } from "../contracts/records/events.js";
 import type { ResumePoint } from "./sse.js";
 
@@ -31,6 +42,8 @@ interface RequestState {
   /** Each listener with what ends its claim on the request's partition. */
   listeners: Map<EventListener, () => void>;
   touchedAt: number;
+  /** Until when (ms) a request accepted here is kept while it has not ended; 0: never (read from chat.requests). */
+  heldUntil: number;
 }
 
 /** Called when a listener starts following a request; returns what to call when it stops. */
@@ -47,27 +60,56 @@ export interface RequestSnapshot {
   readonly partition: number | null;
 }
 
+export interface EventHubOptions {
+  ttlMs: number;
+  maxTracked: number;
+  /** Most requests of one tenant (default: maxTracked). */
+  maxPerTenant?: number;
+  /** How long a request accepted here is kept while it has not ended (default: ttlMs). */
+  pinMs?: number;
+  now?: () => number;
+}
+
+/** Seconds a client refused for a full hub should wait before it tries again. */
+export const TRACKER_RETRY_AFTER_SECONDS = 5;
+
 export class EventHub {
   readonly #requests = new Map<string, RequestState>();
+  /** Each tenant's request ids, oldest first. */
+  readonly #byTenant = new Map<string, Set<string>>();
   /** Callers waiting for a request id to become known (see whenKnown). */
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #ttlMs: number;
   readonly #maxTracked: number;
+  readonly #maxPerTenant: number;
+  readonly #pinMs: number;
   readonly #now: () => number;
   /** Told when a request gains a listener (the gateway then reads its partition). */
   onFollow: FollowHook | null = null;
 
-  constructor(options: { ttlMs: number; maxTracked: number; now?: () => number }) {
+  constructor(options: EventHubOptions) {
     this.#ttlMs = options.ttlMs;
     this.#maxTracked = options.maxTracked;
+    this.#maxPerTenant = Math.min(options.maxPerTenant ?? options.maxTracked, options.maxTracked);
+    this.#pinMs = options.pinMs ?? options.ttlMs;
     this.#now = options.now ?? Date.now;
   }
 
   /**
-   * Starts tracking a request that was just accepted, before any event exists for it;
-   * `partition`: the chat.events partition its events use, when known.
+   * Starts tracking a request this gateway is accepting, before any event exists for it;
+   * `partition`: the chat.events partition its events use, when known. Throws a
+   * KafkaLlmError (rate_limited for a tenant whose share is all needed, overloaded for a
+   * hub that is) when it could be tracked only by dropping a request a client needs.
    */
   track(requestId: string, conversationId: string, tenant: string, partition?: number): void {
+    if (!this.#requests.has(requestId)) this.#admit(tenant);
+    const state = this.#stateFor(requestId, conversationId, tenant);
+    if (!state.done && state.heldUntil === 0) state.heldUntil = this.#now() + this.#pinMs;
+    if (partition !== undefined && state.partition === null) state.partition = partition;
+  }
+
+  /** Starts tracking a request read from chat.requests (perhaps another replica's); never refused. */
+  observe(requestId: string, conversationId: string, tenant: string, partition?: number): void {
     const state = this.#stateFor(requestId, conversationId, tenant);
     if (partition !== undefined && state.partition === null) state.partition = partition;
   }
@@ -79,8 +121,10 @@ export class EventHub {
   /** Forgets a request, e.g. one whose publish failed. Its followers are not told. */
   forget(requestId: string): void {
     const state = this.#requests.get(requestId);
-    if (state) this.#release(state);
-    this.#requests.delete(requestId);
+    if (state) {
+      this.#release(state);
+      this.#drop(requestId, state);
+    }
   }
 
   /**
@@ -112,6 +156,11 @@ export class EventHub {
 
   get size(): number {
     return this.#requests.size;
+  }
+
+  /** Requests of `tenant` held here. */
+  tenantSize(tenant: string): number {
+    return this.#byTenant.get(tenant)?.size ?? 0;
   }
 
   /** Listeners following requests (open event streams, calls awaiting a final): should fall back to 0 when clients leave. */
@@ -190,7 +239,7 @@ export class EventHub {
     let dropped = 0;
     for (const [id, state] of this.#requests) {
       if (state.touchedAt < cutoff && state.listeners.size === 0) {
-        this.#requests.delete(id);
+        this.#drop(id, state);
         dropped++;
       }
     }
@@ -200,21 +249,79 @@ export class EventHub {
   #stateFor(requestId: string, conversationId: string, tenant: string): RequestState {
     let state = this.#requests.get(requestId);
     if (!state) {
-      state = { conversationId, tenant, attempt: null, events: [], done: false, partition: null, listeners: new Map(), touchedAt: this.#now() };
+      state = { conversationId, tenant, attempt: null, events: [], done: false, partition: null, listeners: new Map(), touchedAt: this.#now(), heldUntil: 0 };
       this.#requests.set(requestId, state);
-      this.#evictOverflow();
+      let ids = this.#byTenant.get(tenant);
+      if (!ids) this.#byTenant.set(tenant, (ids = new Set()));
+      ids.add(requestId);
+      this.#evictOverflow(requestId, tenant);
       const waiters = this.#waiters.get(requestId);
       if (waiters) for (const wake of [...waiters]) wake();
     }
     return state;
   }
 
-  /** Map iteration is insertion order: the oldest tracked request goes first. */
-  #evictOverflow(): void {
-    for (const [id, state] of this.#requests) {
-      if (this.#requests.size <= this.#maxTracked) return;
-      this.#release(state);
-      this.#requests.delete(id);
+  /** Whether a client needs the request kept: one follows it, or it was accepted here and has not ended yet. */
+  #needed(state: RequestState): boolean {
+    return state.listeners.size > 0 || (!state.done && this.#now() < state.heldUntil);
+  }
+
+  /** Refuses a new request of `tenant` that could be tracked only by dropping a needed one. */
+  #admit(tenant: string): void {
+    const ids = this.#byTenant.get(tenant);
+    if (ids && ids.size >= this.#maxPerTenant && this.#firstUnneeded(ids) === null) {
+      throw new KafkaLlmError(
+        "rate_limited",
+        `tenant ${tenant} has ${ids.size} requests in flight or followed on this gateway, its most (MAX_TRACKED_REQUESTS_PER_TENANT=${this.#maxPerTenant}); retry once some have ended`,
+      );
     }
+    if (this.#requests.size >= this.#maxTracked && this.#firstUnneeded(this.#requests.keys()) === null) {
+      throw new KafkaLlmError(
+        "overloaded",
+        `this gateway holds ${this.#requests.size} requests in flight or followed, its most (MAX_TRACKED_REQUESTS=${this.#maxTracked}); retry once some have ended`,
+      );
+    }
+  }
+
+  #firstUnneeded(ids: Iterable<string>, except?: string): string | null {
+    for (const id of ids) {
+      if (id === except) continue;
+      const state = this.#requests.get(id);
+      if (state && !this.#needed(state)) return id;
+    }
+    return null;
+  }
+
+  /**
+   * Drops the oldest requests nobody needs, other than the one `added`: `tenant`'s own while
+   * it is over its share, then the largest tenant's while the hub is over its bound. Needed
+   * requests stay, even past the bound (only requests read from chat.requests, one at a
+   * time, can take it there).
+   */
+  #evictOverflow(added: string, tenant: string): void {
+    const own = this.#byTenant.get(tenant);
+    while (own && own.size > this.#maxPerTenant && this.#evictOldest(own, added)) {
+      /* dropped one */
+    }
+    while (this.#requests.size > this.#maxTracked) {
+      const tenants = [...this.#byTenant.values()].sort((a, b) => b.size - a.size);
+      if (!tenants.some((ids) => this.#evictOldest(ids, added))) return;
+    }
+  }
+
+  #evictOldest(ids: Set<string>, except: string): boolean {
+    const id = this.#firstUnneeded(ids, except);
+    const state = id === null ? undefined : this.#requests.get(id);
+    if (id === null || !state) return false;
+    this.#release(state);
+    this.#drop(id, state);
+    return true;
+  }
+
+  #drop(requestId: string, state: RequestState): void {
+    this.#requests.delete(requestId);
+    const ids = this.#byTenant.get(state.tenant);
+    ids?.delete(requestId);
+    if (ids?.size === 0) this.#byTenant.delete(state.tenant);
   }
 }

@@ -33,7 +33,12 @@ async function main(): Promise<void> {
   const auth = createAuthenticator(config.auth, logger);
   const topics = topicNames(config.kafka.topicPrefix);
 
-  const hub = new EventHub({ ttlMs: config.requests.stateTtlMs, maxTracked: config.requests.maxTracked });
+  const hub = new EventHub({
+    ttlMs: config.requests.stateTtlMs,
+    maxTracked: config.requests.maxTracked,
+    maxPerTenant: config.requests.maxTrackedPerTenant,
+    pinMs: config.requests.deadlineMs,
+  });
   const turnStats = new TurnStats({ windowMs: config.turnStatsWindowMs });
   const publisher = await KafkaPublisher.connect(config.kafka, topics, { timeoutMs: config.kafkaSendTimeoutMs, logger });
   const deps: GatewayDeps = {

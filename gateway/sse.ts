@@ -27,6 +27,7 @@ export function openEventStream(res: ServerResponse, headers: Record<string, str
 export class SseWriter {
   readonly #res: ServerResponse;
   readonly #keepalive: NodeJS.Timeout;
+  #deadline: NodeJS.Timeout | null = null;
   #ended = false;
 
   constructor(res: ServerResponse, keepaliveMs: number, headers: Record<string, string> = {}) {
@@ -47,6 +48,17 @@ export class SseWriter {
   /** One JSON data frame. */
   data(value: unknown): void {
     this.#write(`data: ${JSON.stringify(value)}\n\n`);
+  }
+
+  /**
+   * Calls `onExpired` after `ms` unless the stream ended first (GATEWAY_REQUEST_DEADLINE_MS:
+   * no wait is endless); `onExpired` says why to the client and ends the stream.
+   */
+  expireAfter(ms: number, onExpired: () => void): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = setTimeout(() => {
+      if (!this.#ended) onExpired();
+    }, ms);
   }
 
   /** A frame formatted elsewhere (e.g. the gateway's own `queued` notice). */
@@ -71,6 +83,7 @@ export class SseWriter {
     if (this.#ended) return;
     this.#ended = true;
     clearInterval(this.#keepalive);
+    if (this.#deadline) clearTimeout(this.#deadline);
     if (!this.#res.writableEnded) this.#res.end();
   }
 
@@ -88,6 +101,14 @@ export function eventId(event: ChatEvent): string {
 
 export function formatEvent(event: ChatEvent): string {
   return `id: ${eventId(event)}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/**
+ * A message of the gateway's own (a `queued` notice, the deadline's `error`) without an id:
+ * a client resuming with Last-Event-ID resumes after the last chat event it had.
+ */
+export function formatNotice(type: string, data: unknown): string {
+  return `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
 /** A comment line: keeps idle connections open through proxies without a client-visible event. */

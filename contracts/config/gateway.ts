@@ -17,8 +17,15 @@ export const gatewayFields = {
   GATEWAY_HOST: str("0.0.0.0"),
   GATEWAY_PORT: int(8080, 0, 65535),
   GATEWAY_BODY_LIMIT_BYTES: int(256 * 1024, 1024, 64 * 1024 * 1024),
+  GATEWAY_HEADERS_TIMEOUT_MS: int(10_000, 100, 600_000),
+  GATEWAY_REQUEST_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  GATEWAY_KEEP_ALIVE_TIMEOUT_MS: int(65_000, 100, 3_600_000),
+  GATEWAY_MAX_CONNECTIONS: int(10_000, 1, 1_000_000),
   REQUEST_STATE_TTL_MS: int(15 * 60_000, 1000, 7 * 24 * 3_600_000),
   MAX_TRACKED_REQUESTS: int(10_000, 1, 10_000_000),
+  // 0: a quarter of MAX_TRACKED_REQUESTS.
+  MAX_TRACKED_REQUESTS_PER_TENANT: int(0, 0, 10_000_000),
+  GATEWAY_REQUEST_DEADLINE_MS: int(10 * 60_000, 100, 24 * 3_600_000),
   SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
   GATEWAY_AUTH: z.enum(["keys", "none"], { error: 'must be "keys" (API keys required) or "none" (no auth, local runs only)' }).default("keys"),
   // Secrets: never refined by zod, whose messages would echo the value; see parseApiKeyList.
@@ -44,10 +51,30 @@ export const gatewayFields = {
 export interface GatewayConfig {
   readonly kafka: KafkaConfig;
   readonly logLevel: string;
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimitBytes: number;
+    /** How long a client may take to send a request's headers, ms. */
+    readonly headersTimeoutMs: number;
+    /** How long a client may take to send a whole request, headers and body, ms (a response, an SSE stream included, is not bounded by it). */
+    readonly requestTimeoutMs: number;
+    /** How long an idle keep-alive connection is kept open, ms. */
+    readonly keepAliveTimeoutMs: number;
+    /** Most connections open at once; past it new connections are closed on arrival. */
+    readonly maxConnections: number;
+  };
   readonly requests: {
     readonly stateTtlMs: number;
     readonly maxTracked: number;
+    /** Most requests of one tenant held at once; a new one past it that no finished one can make room for gets 429. */
+    readonly maxTrackedPerTenant: number;
+    /**
+     * How long any wait for a request's end may last (an event stream, a call awaiting its
+     * reply), ms: then the stream ends with an error event and the call answers 504, both
+     * naming the request to look up. A request accepted here and not ended is kept as long.
+     */
+    readonly deadlineMs: number;
     /** How long a lookup of an unknown (well-formed) request id waits for it to show up, ms. */
     readonly unknownWaitMs: number;
   };
@@ -97,14 +124,27 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   if (e.GATEWAY_AUTH === "none" && (keysText !== "" || e.GATEWAY_API_KEYS_FILE)) {
     problems.push("GATEWAY_AUTH: is none, yet API keys are set: remove the keys or set GATEWAY_AUTH=keys");
   }
+  if (e.GATEWAY_HEADERS_TIMEOUT_MS > e.GATEWAY_REQUEST_TIMEOUT_MS) {
+    problems.push("GATEWAY_HEADERS_TIMEOUT_MS: must not be above GATEWAY_REQUEST_TIMEOUT_MS (the headers are part of the request)");
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze({
     kafka: kafkaConfig(e),
     logLevel: e.LOG_LEVEL,
-    http: { host: e.GATEWAY_HOST, port: e.GATEWAY_PORT, bodyLimitBytes: e.GATEWAY_BODY_LIMIT_BYTES },
+    http: {
+      host: e.GATEWAY_HOST,
+      port: e.GATEWAY_PORT,
+      bodyLimitBytes: e.GATEWAY_BODY_LIMIT_BYTES,
+      headersTimeoutMs: e.GATEWAY_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.GATEWAY_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.GATEWAY_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.GATEWAY_MAX_CONNECTIONS,
+    },
     requests: {
       stateTtlMs: e.REQUEST_STATE_TTL_MS,
       maxTracked: e.MAX_TRACKED_REQUESTS,
+      maxTrackedPerTenant: Math.min(e.MAX_TRACKED_REQUESTS_PER_TENANT || Math.ceil(e.MAX_TRACKED_REQUESTS / 4), e.MAX_TRACKED_REQUESTS),
+      deadlineMs: e.GATEWAY_REQUEST_DEADLINE_MS,
       unknownWaitMs: e.UNKNOWN_REQUEST_WAIT_MS,
     },
     sseKeepaliveMs: e.SSE_KEEPALIVE_MS,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { ChatEvent } from "../../../contracts/records/events.js";
+import { KafkaLlmError } from "../../../contracts/errors.js";
 import { EventHub } from "../../../gateway/event-hub.js";
 
 const base = { v: 1 as const, request_id: "r1", conversation_id: "c1", tenant: "t", attempt: "a1", at: 0 };
@@ -78,9 +79,9 @@ describe("EventHub", () => {
       hub.follow("nope", null, () => {}),
       null,
     );
-    hub.track("a", "c", "t");
-    hub.track("b", "c", "t");
-    hub.track("c", "c", "t");
+    hub.observe("a", "c", "t");
+    hub.observe("b", "c", "t");
+    hub.observe("c", "c", "t");
     assert.equal(hub.size, 2);
     assert.equal(hub.has("a"), false, "the oldest request goes first");
     now = 101;
@@ -127,21 +128,6 @@ describe("EventHub", () => {
     assert.equal(claims.length, 4, "following a request that is done claims nothing");
   });
 
-  it("releases the claims of a request evicted from a full hub", () => {
-    const hub = new EventHub({ ttlMs: 1000, maxTracked: 1 });
-    let held = 0;
-    hub.onFollow = () => {
-      held++;
-      return () => held--;
-    };
-    hub.track("r1", "c1", "t");
-    hub.follow("r1", null, () => {});
-    assert.equal(held, 1);
-    hub.track("r2", "c2", "t");
-    assert.equal(hub.has("r1"), false);
-    assert.equal(held, 0);
-  });
-
   it("takes the partition an event was read from", () => {
     const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
     hub.accept(start, 2);
@@ -167,5 +153,150 @@ describe("EventHub", () => {
     hub.accept({ ...again, seq: 0, type: "start", worker_id: "w2" });
     hub.accept({ ...again, seq: 1, type: "delta", text: "z" });
     assert.deepEqual(seen, ["a2:0", "a2:1"]);
+  });
+});
+
+/** An error the hub threw, by code. */
+function refusal(fn: () => void): string {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof KafkaLlmError) return `${err.code}: ${err.message}`;
+    throw err;
+  }
+  return "admitted";
+}
+
+const finalOf = (requestId: string, tenant: string): ChatEvent => ({ ...final(0), request_id: requestId, tenant });
+
+describe("EventHub bounds", () => {
+  it("never drops a followed request, however many others arrive", () => {
+    const hub = new EventHub({ ttlMs: 60_000, maxTracked: 3 });
+    hub.observe("followed", "c", "a");
+    const seen: string[] = [];
+    hub.follow("followed", null, (e) => seen.push(e.type));
+    for (let i = 0; i < 50; i++) hub.observe(`b${i}`, `c${i}`, "b");
+    assert.equal(hub.has("followed"), true);
+    assert.equal(hub.size, 3, "the others are dropped oldest first");
+    assert.deepEqual([hub.has("b47"), hub.has("b48"), hub.has("b49")], [false, true, true]);
+    hub.accept(finalOf("followed", "a"));
+    assert.deepEqual(seen, ["final"], "its follower gets its end");
+    assert.equal(hub.listenerCount, 0);
+  });
+
+  it("keeps a tenant's flood to its own share: b's requests push out only b's", () => {
+    const hub = new EventHub({ ttlMs: 60_000, maxTracked: 30, maxPerTenant: 8 });
+    for (let i = 0; i < 5; i++) hub.observe(`a${i}`, `c${i}`, "a"); // nobody follows these
+    for (let i = 0; i < 80; i++) hub.observe(`b${i}`, `c${i}`, "b");
+    assert.equal(hub.tenantSize("a"), 5, "none of a's was dropped");
+    assert.equal(hub.tenantSize("b"), 8);
+    assert.equal(hub.has("b79"), true);
+    assert.equal(hub.has("b71"), false);
+  });
+
+  it("refuses a tenant's new request with rate_limited when its share is all in flight, and takes it once one ended", () => {
+    let now = 0;
+    const hub = new EventHub({ ttlMs: 60_000, maxTracked: 30, maxPerTenant: 3, pinMs: 10_000, now: () => now });
+    hub.track("a0", "c", "a");
+    for (let i = 0; i < 3; i++) hub.track(`b${i}`, `c${i}`, "b");
+    const refused = refusal(() => hub.track("b3", "c3", "b"));
+    assert.match(refused, /^rate_limited: tenant b has 3 requests in flight or followed.*MAX_TRACKED_REQUESTS_PER_TENANT=3/);
+    assert.equal(hub.has("b3"), false);
+    assert.equal(
+      refusal(() => hub.track("a1", "c", "a")),
+      "admitted",
+      "another tenant is not refused",
+    );
+    hub.accept(finalOf("b1", "b"));
+    assert.equal(
+      refusal(() => hub.track("b3", "c3", "b")),
+      "admitted",
+    );
+    assert.deepEqual(
+      ["b0", "b1", "b2", "b3"].map((id) => hub.has(id)),
+      [true, false, true, true],
+      "the one that ended made room",
+    );
+    assert.equal(
+      refusal(() => hub.track("b3", "c3", "b")),
+      "admitted",
+      "a request already held is never refused",
+    );
+    now = 10_001;
+    assert.equal(
+      refusal(() => hub.track("b4", "c4", "b")),
+      "admitted",
+      "past the deadline an unfollowed request is no longer held for its client",
+    );
+    assert.equal(hub.tenantSize("b"), 3);
+  });
+
+  it("holds a followed request past the deadline, and refuses a tenant whose share is all followed", () => {
+    let now = 0;
+    const hub = new EventHub({ ttlMs: 60_000, maxTracked: 30, maxPerTenant: 2, pinMs: 1000, now: () => now });
+    hub.track("b0", "c0", "b");
+    hub.track("b1", "c1", "b");
+    hub.follow("b0", null, () => {});
+    hub.follow("b1", null, () => {});
+    now = 5000;
+    assert.match(
+      refusal(() => hub.track("b2", "c2", "b")),
+      /^rate_limited/,
+    );
+    hub.observe("b3", "c3", "b");
+    assert.deepEqual(
+      ["b0", "b1", "b3"].map((id) => hub.has(id)),
+      [true, true, true],
+      "one read from chat.requests is held, past the share",
+    );
+    hub.observe("b4", "c4", "b");
+    assert.deepEqual(
+      ["b3", "b4"].map((id) => hub.has(id)),
+      [false, true],
+      "and dropped for the next",
+    );
+  });
+
+  it("refuses with overloaded when every request held is needed, and drops from the largest tenant when over the bound", () => {
+    const hub = new EventHub({ ttlMs: 60_000, maxTracked: 4, maxPerTenant: 3 });
+    hub.track("a0", "c", "a");
+    hub.track("b0", "c", "b");
+    hub.track("c0", "c", "c");
+    hub.track("d0", "c", "d");
+    assert.match(
+      refusal(() => hub.track("e0", "c", "e")),
+      /^overloaded: this gateway holds 4 requests.*MAX_TRACKED_REQUESTS=4/,
+    );
+    hub.accept(finalOf("c0", "c"));
+    assert.equal(
+      refusal(() => hub.track("e0", "c", "e")),
+      "admitted",
+    );
+    assert.equal(hub.has("c0"), false);
+
+    const mixed = new EventHub({ ttlMs: 60_000, maxTracked: 4, maxPerTenant: 3 });
+    mixed.observe("a0", "c", "a");
+    mixed.observe("b0", "c", "b");
+    mixed.observe("b1", "c", "b");
+    mixed.observe("b2", "c", "b");
+    mixed.observe("c0", "c", "c");
+    assert.deepEqual(
+      ["a0", "b0", "b1", "c0"].map((id) => mixed.has(id)),
+      [true, false, true, true],
+      "the largest tenant's oldest goes",
+    );
+  });
+
+  it("forgets a request with its tenant's count and its claims", () => {
+    const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
+    let held = 0;
+    hub.onFollow = () => {
+      held++;
+      return () => held--;
+    };
+    hub.track("r1", "c1", "t");
+    hub.follow("r1", null, () => {});
+    hub.forget("r1");
+    assert.deepEqual([hub.has("r1"), hub.tenantSize("t"), held], [false, 0, 0]);
   });
 });
