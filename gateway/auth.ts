@@ -14,7 +14,7 @@ import { tenantSchema } from "../contracts/records/fields.js";
 import { z } from "zod";
 import type { Logger } from "../platform/logger.js";
 import { ApiError } from "./errors.js";
-import type { TenantLimits } from "./quotas.js";
+import type { TenantLimits } from "../contracts/config/gateway.js";
 
 export interface ApiKey {
   readonly tenant: string;
@@ -33,7 +33,6 @@ const limitsSchema = z
     tokens_per_minute: z.number().int().min(0),
     concurrent_requests: z.number().int().min(0),
     open_streams: z.number().int().min(0),
-    named_readers: z.number().int().min(0),
   })
   .partial()
   .strict();
@@ -44,7 +43,6 @@ function limitsOf(value: z.infer<typeof limitsSchema>): Partial<TenantLimits> {
     ...(value.tokens_per_minute !== undefined && { tokensPerMinute: value.tokens_per_minute }),
     ...(value.concurrent_requests !== undefined && { concurrentRequests: value.concurrent_requests }),
     ...(value.open_streams !== undefined && { openStreams: value.open_streams }),
-    ...(value.named_readers !== undefined && { namedReaders: value.named_readers }),
   };
 }
 

@@ -13,6 +13,7 @@ import type { ReaderPositions } from "./kafka/reader-positions.js";
 import type { Publisher } from "./kafka/publisher.js";
 import type { QueueWatch } from "./kafka/queue-watch.js";
 import type { GatewayMetrics } from "./metrics.js";
+import type { TenantQuotas } from "./quotas.js";
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -27,6 +28,8 @@ export interface GatewayDeps {
   /** Reads of chat.history at exact offsets and the named readers' positions; null while not running (history reads then answer 503). */
   history: { reader: OffsetReader; positions: ReaderPositions } | null;
   authenticate: Authenticator;
+  /** The tenants' quotas (gateway/quota-hooks.ts applies them); absent: none. */
+  quotas?: TenantQuotas;
   /** Sends `queued` notices on the streams of requests no worker has started; absent: none. */
   queueWatch?: QueueWatch;
   /** True once the gateway has read what it needs to answer for recent requests. */

@@ -49,10 +49,13 @@ export type Dialect = "native" | "openai";
 /** An API error that can name the offending parameter (OpenAI's `param`). */
 export class ApiError extends KafkaLlmError {
   readonly param: string | null;
-  constructor(code: ErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
+  /** Headers the answer carries (a 429's Retry-After and x-ratelimit-*), over the code's own. */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(code: ErrorCode, message: string, options: { param?: string | null; cause?: unknown; headers?: Record<string, string> } = {}) {
     super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "ApiError";
     this.param = options.param ?? null;
+    this.headers = options.headers ?? {};
   }
 }
 
@@ -65,6 +68,7 @@ export function sendError(reply: FastifyReply, error: KafkaLlmError, dialect: Di
   const retryAfter = RETRY_AFTER[error.code];
   if (retryAfter !== undefined) reply.header("retry-after", String(retryAfter));
   if (error.code === "unauthorized") reply.header("www-authenticate", 'Bearer realm="kafka-llm"');
+  if (error instanceof ApiError) reply.headers(error.headers);
   return reply.code(status).send(errorBody(error, dialect));
 }
 

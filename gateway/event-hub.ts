@@ -163,6 +163,16 @@ export class EventHub {
     return this.#byTenant.get(tenant)?.size ?? 0;
   }
 
+  /** Requests of `tenant` accepted here that have not ended (waiting or generating): its quota of requests in flight. */
+  inFlight(tenant: string): number {
+    let n = 0;
+    for (const id of this.#byTenant.get(tenant) ?? []) {
+      const state = this.#requests.get(id);
+      if (state && !state.done && state.heldUntil > 0) n++;
+    }
+    return n;
+  }
+
   /** Listeners following requests (open event streams, calls awaiting a final): should fall back to 0 when clients leave. */
   get listenerCount(): number {
     let n = 0;

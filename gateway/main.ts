@@ -25,6 +25,7 @@ const HISTORY_FETCHERS = 4;
 import { QueueWatch } from "./kafka/queue-watch.js";
 import { KafkaPublisher } from "./kafka/publisher.js";
 import { createGatewayMetrics } from "./metrics.js";
+import { TenantQuotas } from "./quotas.js";
 import { TurnStats } from "./turn-stats.js";
 
 async function main(): Promise<void> {
@@ -56,6 +57,12 @@ async function main(): Promise<void> {
     conversations: null,
     history: null,
     authenticate: auth.authenticate,
+    quotas: new TenantQuotas({
+      defaults: config.quotas.defaults,
+      perTenant: auth.limitsOf,
+      replicas: () => config.quotas.replicas,
+      onRejected: (tenant, limit) => deps.metrics.rateLimited.inc({ tenant, limit }),
+    }),
     ready: () => requests.caughtUp() && eventPartitions.caughtUp(),
     failure: () => publisher.failure() ?? eventPartitions.failure() ?? null,
   };
@@ -102,7 +109,11 @@ async function main(): Promise<void> {
     logger,
     onRecord: () => deps.metrics.eventsRead.inc(),
     onReaderRestart: () => deps.metrics.eventsReaderRestarts.inc(),
-    onEvent: (event) => turnStats.record(event),
+    onEvent: (event) => {
+      turnStats.record(event);
+      // Tokens per minute are counted from what finished requests used.
+      if (event.type === "final") deps.quotas?.spend(event.tenant, event.usage.prompt_tokens + event.usage.completion_tokens);
+    },
   });
   hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);
   await eventPartitions.start();

@@ -38,6 +38,12 @@ export function createGatewayMetrics(sources: MetricSources) {
       help: "Records Kafka did not take within KAFKA_SEND_TIMEOUT_MS (answered 503)",
       registers,
     }),
+    rateLimited: new Counter({
+      name: "kafka_llm_gateway_rate_limited_total",
+      help: "Calls refused with 429 for a tenant's quota, by tenant (only tenants with a key) and limit (requestsPerMinute, tokensPerMinute, concurrentRequests, openStreams)",
+      labelNames: ["tenant", "limit"] as const,
+      registers,
+    }),
     cancels: new Counter({
       name: "kafka_llm_gateway_cancels_total",
       help: "Cancels written to chat.control, by origin (api: the cancel endpoint, disconnect: an OpenAI client left mid-reply)",

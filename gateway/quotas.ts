@@ -1,6 +1,6 @@
 /**
  * Per-tenant quotas, the OpenAI way: requests and tokens per minute, and what a tenant may
- * hold open at once (turns waiting or running, event streams, named history readers). Past
+ * hold open at once (requests waiting or running, event streams). Past
  * a limit the answer is 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers, so the
  * clients people use (the openai SDKs back off on exactly these) wait and retry by themselves.
  *
@@ -19,20 +19,11 @@
  * Minute windows slide in one-second steps (sixty buckets), so a burst at the end of one
  * minute and the start of the next is still one minute's worth.
  */
-export interface TenantLimits {
-  /** Calls that create work (a turn, a completion, a conversation, an append) per minute. */
-  readonly requestsPerMinute: number;
-  /** Tokens (prompt and completion, from the usage of finished requests) per minute. */
-  readonly tokensPerMinute: number;
-  /** Requests accepted and not yet ended (waiting or generating). */
-  readonly concurrentRequests: number;
-  /** Event streams (SSE) open at once. */
-  readonly openStreams: number;
-  /** Named history readers (each is a Kafka consumer group). */
-  readonly namedReaders: number;
-}
+import type { TenantLimits } from "../contracts/config/gateway.js";
 
-export type HeldKind = "concurrentRequests" | "openStreams" | "namedReaders";
+export type { TenantLimits };
+
+export type HeldKind = "concurrentRequests" | "openStreams";
 
 /** What a 429 says: which limit, when to retry, and the headers to send. */
 export class QuotaExceeded extends Error {
@@ -95,7 +86,6 @@ interface TenantState {
 const HELD_NAMES: Record<HeldKind, string> = {
   concurrentRequests: "requests waiting or running",
   openStreams: "open event streams",
-  namedReaders: "named history readers",
 };
 
 /** OpenAI's reset format: "1s", "6m0s". */
@@ -140,14 +130,13 @@ export class TenantQuotas {
       tokensPerMinute: pick("tokensPerMinute"),
       concurrentRequests: pick("concurrentRequests"),
       openStreams: pick("openStreams"),
-      namedReaders: pick("namedReaders"),
     };
   }
 
   #state(tenant: string): TenantState {
     let state = this.#tenants.get(tenant);
     if (!state) {
-      state = { requests: new MinuteWindow(), tokens: new MinuteWindow(), held: { concurrentRequests: 0, openStreams: 0, namedReaders: 0 } };
+      state = { requests: new MinuteWindow(), tokens: new MinuteWindow(), held: { concurrentRequests: 0, openStreams: 0 } };
       this.#tenants.set(tenant, state);
     }
     return state;
@@ -232,6 +221,14 @@ export class TenantQuotas {
       released = true;
       state.held[kind]--;
     };
+  }
+
+  /**
+   * Refuses a call for a limit counted elsewhere (e.g. requests in flight, which the request
+   * tracker knows): counted as a rejection, with the headers of any other.
+   */
+  refuse(tenant: string, limit: keyof TenantLimits, message: string, retryAfterSeconds = 1): never {
+    throw this.#reject(tenant, limit, message, retryAfterSeconds);
   }
 
   /** What the tenant holds now, per kind. */

@@ -26,6 +26,11 @@ export const gatewayFields = {
   // 0: a quarter of MAX_TRACKED_REQUESTS.
   MAX_TRACKED_REQUESTS_PER_TENANT: int(0, 0, 10_000_000),
   GATEWAY_REQUEST_DEADLINE_MS: int(10 * 60_000, 100, 24 * 3_600_000),
+  TENANT_REQUESTS_PER_MINUTE: int(0, 0, 1_000_000_000),
+  TENANT_TOKENS_PER_MINUTE: int(0, 0, 1_000_000_000),
+  TENANT_MAX_IN_FLIGHT: int(1000, 0, 10_000_000),
+  TENANT_MAX_STREAMS: int(2000, 0, 10_000_000),
+  GATEWAY_REPLICAS: int(1, 1, 1000),
   SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
   GATEWAY_AUTH: z.enum(["keys", "none"], { error: 'must be "keys" (API keys required) or "none" (no auth, local runs only)' }).default("keys"),
   // Secrets: never refined by zod, whose messages would echo the value; see parseApiKeyList.
@@ -47,6 +52,18 @@ export const gatewayFields = {
     .regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable characters without spaces")
     .default("kafka-llm"),
 };
+
+/** One tenant's quotas (gateway/quotas.ts); 0 is no limit. */
+export interface TenantLimits {
+  /** Calls that create work (a turn, a completion, a conversation, an append) per minute. */
+  readonly requestsPerMinute: number;
+  /** Tokens (prompt and completion, from the usage of finished requests) per minute. */
+  readonly tokensPerMinute: number;
+  /** Requests accepted and not yet ended (waiting or generating). */
+  readonly concurrentRequests: number;
+  /** Event streams (SSE) open at once. */
+  readonly openStreams: number;
+}
 
 export interface GatewayConfig {
   readonly kafka: KafkaConfig;
@@ -109,6 +126,11 @@ export interface GatewayConfig {
   readonly conversations: { readonly lookupTimeoutMs: number; readonly internalToken: InternalTokenConfig };
   /** The model id /v1/models lists and OpenAI responses carry. */
   readonly modelName: string;
+  /**
+   * Every tenant's quotas where the keys file gives it none (gateway/quotas.ts; 0: no
+   * limit), and the gateway replicas that share them (each enforces its share).
+   */
+  readonly quotas: { readonly defaults: TenantLimits; readonly replicas: number };
 }
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
@@ -159,5 +181,14 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     turnStatsWindowMs: e.TURN_STATS_WINDOW_MS,
     conversations: { lookupTimeoutMs: e.CONVERSATION_LOOKUP_TIMEOUT_MS, internalToken: internalToken(e) },
     modelName: e.MODEL_NAME,
+    quotas: {
+      defaults: {
+        requestsPerMinute: e.TENANT_REQUESTS_PER_MINUTE,
+        tokensPerMinute: e.TENANT_TOKENS_PER_MINUTE,
+        concurrentRequests: e.TENANT_MAX_IN_FLIGHT,
+        openStreams: e.TENANT_MAX_STREAMS,
+      },
+      replicas: e.GATEWAY_REPLICAS,
+    },
   });
 }

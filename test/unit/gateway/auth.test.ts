@@ -52,7 +52,7 @@ describe("API keys", () => {
     ).problems;
     assert.deepEqual(bad, [
       "f: entry 1: limits.requests_per_minute: must be a whole number >= 0 (0: no limit)",
-      "f: entry 2: limits: unknown limit (use requests_per_minute, tokens_per_minute, concurrent_requests, open_streams, named_readers)",
+      "f: entry 2: limits: unknown limit (use requests_per_minute, tokens_per_minute, concurrent_requests, open_streams)",
     ]);
     assert.ok(!bad.join().includes("secret"), "no key in a problem");
 

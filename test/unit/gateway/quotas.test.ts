@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { QuotaExceeded, TenantQuotas, resetAfter, type TenantLimits } from "../../../gateway/quotas.js";
 
-const none: TenantLimits = { requestsPerMinute: 0, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 0, namedReaders: 0 };
+const none: TenantLimits = { requestsPerMinute: 0, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 0 };
 
 function quotas(defaults: Partial<TenantLimits>, perTenant: Record<string, Partial<TenantLimits>> = {}, replicas = 1) {
   let now = 1_000_000;
@@ -75,17 +75,17 @@ describe("tenant quotas", () => {
   });
 
   it("gives held resources back once, and limits each kind on its own", () => {
-    const { q } = quotas({ openStreams: 2, namedReaders: 1 });
+    const { q } = quotas({ openStreams: 2, concurrentRequests: 1 });
     const first = q.hold("a", "openStreams");
     q.hold("a", "openStreams");
     assert.equal(refusal(() => q.hold("a", "openStreams")).limit, "openStreams");
-    q.hold("a", "namedReaders");
+    q.hold("a", "concurrentRequests");
     q.hold("b", "openStreams");
     first();
     first(); // a second release does not free another
     q.hold("a", "openStreams");
     assert.equal(refusal(() => q.hold("a", "openStreams")).limit, "openStreams");
-    assert.deepEqual(q.held("a"), { concurrentRequests: 0, openStreams: 2, namedReaders: 1 });
+    assert.deepEqual(q.held("a"), { concurrentRequests: 1, openStreams: 2 });
   });
 
   it("takes a tenant's own limits over the defaults; 0 is no limit", () => {
@@ -99,7 +99,7 @@ describe("tenant quotas", () => {
 
   it("enforces its share of a limit among the replicas, rounded up", () => {
     const { q } = quotas({ requestsPerMinute: 10, openStreams: 3 }, {}, 4);
-    assert.deepEqual(q.limits("a"), { requestsPerMinute: 3, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 1, namedReaders: 0 });
+    assert.deepEqual(q.limits("a"), { requestsPerMinute: 3, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 1 });
     for (let i = 0; i < 3; i++) q.admit("a");
     refusal(() => q.admit("a"));
   });

@@ -1,0 +1,67 @@
+/**
+ * Where the tenants' quotas (gateway/quotas.ts) apply, as one Fastify hook rather than a line
+ * in every route: a call that creates work is counted against its tenant's requests and tokens
+ * per minute, and against the requests it may have in flight; an event stream (a request's
+ * events, or a streamed chat completion) holds one of the tenant's open streams until its
+ * connection closes. A refusal is a 429 in the route's own error dialect, with Retry-After and
+ * OpenAI's x-ratelimit-* headers, which an admitted call carries too.
+ */
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { ApiError } from "./errors.js";
+import { QuotaExceeded, type TenantQuotas } from "./quotas.js";
+
+/** The calls that create work (a turn, a completion, a conversation, an append to history). */
+const CREATES_WORK = new Set([
+  "POST /v1/chat/completions",
+  "POST /v1/conversations",
+  "POST /v1/conversations/:id/messages",
+  "POST /v1/conversations/:id/history",
+]);
+
+function isStream(route: string, request: FastifyRequest): boolean {
+  if (route === "GET /v1/requests/:id/events") return true;
+  return route === "POST /v1/chat/completions" && (request.body as { stream?: unknown } | undefined)?.stream === true;
+}
+
+export function registerQuotas(
+  app: FastifyInstance,
+  quotas: TenantQuotas,
+  options: {
+    /** The tenant's requests accepted and not ended (waiting or generating), as this replica knows them. */
+    inFlight(tenant: string): number;
+  },
+): void {
+  app.addHook("preHandler", async (request, reply) => {
+    const tenant = request.tenant;
+    if (!tenant) return; // a public route
+    const route = `${request.method} ${request.routeOptions.url ?? ""}`;
+    const creates = CREATES_WORK.has(route);
+    const streams = isStream(route, request);
+    if (!creates && !streams) return;
+    try {
+      if (creates) {
+        const most = quotas.limits(tenant).concurrentRequests;
+        if (most > 0 && options.inFlight(tenant) >= most)
+          quotas.refuse(
+            tenant,
+            "concurrentRequests",
+            `tenant ${tenant} has ${most} requests waiting or running on this gateway, its limit; wait for one to end`,
+          );
+      }
+      // The stream first: a refused stream does not spend a request of the minute.
+      const release = streams ? quotas.hold(tenant, "openStreams") : null;
+      if (release) reply.raw.once("close", release);
+      if (creates) {
+        try {
+          reply.headers(quotas.admit(tenant));
+        } catch (err) {
+          release?.();
+          throw err;
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof QuotaExceeded)) throw err;
+      throw new ApiError("rate_limited", err.message, { headers: err.headers });
+    }
+  });
+}
