@@ -5,7 +5,8 @@
  * its existence is not theirs to learn; a conversation is named by tenant and id together
  * (contracts/conversation-key.ts), so another tenant's is simply another conversation.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
 import type { FastifyBaseLogger } from "fastify";
 import { SCHEMA_VERSION } from "../contracts/records/fields.js";
 import { chatRequestSchema, type ChatRequest } from "../contracts/records/requests.js";
@@ -22,20 +23,71 @@ import { LookupUnavailable } from "./kafka/owners.js";
 export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * The request id of a new request: random, or, when the client sends an Idempotency-Key,
- * derived from (tenant, conversation, key). A POST retried after a timeout or a 503 then
- * carries the same request id as the first, and the worker, which remembers the requests
- * it applied, answers it once however many copies reach Kafka.
+ * Scopes of keyed POSTs that name no conversation (a conversation id never holds a space),
+ * so each names its own request: one key may open a conversation and run a stateless
+ * completion without the two meeting.
  */
-export function newRequestId(tenant: string, conversationId: string, idempotencyKey: string | string[] | undefined): string {
-  const key = Array.isArray(idempotencyKey) ? idempotencyKey[0] : idempotencyKey;
-  if (key === undefined) return randomUUID();
+export const KEY_SCOPES = { open: "POST /v1/conversations", completion: "POST /v1/chat/completions" } as const;
+
+/** The request's Idempotency-Key, checked; undefined when it has none. */
+export function idempotencyKeyOf(headers: IncomingHttpHeaders): string | undefined {
+  const value = headers["idempotency-key"];
+  const key = Array.isArray(value) ? value[0] : value;
+  if (key === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(key)) {
-    throw new ApiError("invalid_request", "header Idempotency-Key: use 1 to 128 letters, digits, '.', '_', ':' or '-'");
+    throw new ApiError("invalid_request", "header Idempotency-Key: use 1 to 128 letters, digits, '.', '_', ':' or '-'", { param: "Idempotency-Key" });
   }
-  const h = createHash("sha256").update(`${tenant}\0${conversationId}\0${key}`).digest("hex");
+  return key;
+}
+
+/**
+ * The request id of a request made under an Idempotency-Key: derived from (tenant, scope,
+ * key), the scope being its conversation or one of KEY_SCOPES. Every replica derives the
+ * same id, so a POST retried after a timeout or a 503, here or at another replica, names
+ * the request the first made; the worker, which remembers the requests it applied,
+ * applies it once however many copies reach Kafka, and answers each with the same final.
+ */
+export function keyedRequestId(tenant: string, scope: string, key: string): string {
+  const h = createHash("sha256").update(`${tenant}\0${scope}\0${key}`).digest("hex");
   // Shaped as a UUID (version 8, RFC 9562's custom version) so it looks like any other request id.
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * What this replica remembers of the requests made under a key: a fingerprint of what was
+ * asked, so a key used again for a different request is refused (422) rather than answered
+ * with the first one's reply. Bounded like the hub and kept as long as a request's state;
+ * a replica that never saw the first request cannot tell, and answers as for a retry.
+ */
+export class KeyedRequests {
+  readonly #fingerprints = new Map<string, { fingerprint: string; at: number }>();
+  constructor(
+    readonly max: number,
+    readonly ttlMs: number,
+  ) {}
+
+  /** Throws when `requestId` was asked here for something else; remembers it otherwise. */
+  claim(requestId: string, fingerprint: string, now = Date.now()): void {
+    const known = this.#fingerprints.get(requestId);
+    if (known !== undefined && now - known.at <= this.ttlMs && known.fingerprint !== fingerprint) {
+      throw new ApiError(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for a different request; a retry must repeat the request unchanged (use a new key for a new request)",
+        { param: "Idempotency-Key" },
+      );
+    }
+    this.#fingerprints.delete(requestId);
+    this.#fingerprints.set(requestId, { fingerprint, at: now });
+    while (this.#fingerprints.size > this.max) this.#fingerprints.delete(this.#fingerprints.keys().next().value!);
+  }
+}
+
+const keyedRequests = new WeakMap<GatewayDeps, KeyedRequests>();
+
+/** What a request asks, without what differs between copies of it (its id, time and events partition). */
+export function requestFingerprint(request: ChatRequest): string {
+  const { request_id: _id, created_at: _at, events_partition: _partition, ...asked } = request;
+  return createHash("sha256").update(JSON.stringify(asked)).digest("base64url");
 }
 
 /** Request ids this gateway makes; only these are worth waiting for when unknown. */
@@ -45,13 +97,18 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * Puts a request on chat.requests. The request is tracked before it is published, so its
  * events can never arrive for a request the hub does not know; a failed publish forgets it.
  */
-export async function submit(deps: GatewayDeps, request: ChatRequest, log: FastifyBaseLogger): Promise<void> {
+export async function submit(deps: GatewayDeps, request: ChatRequest, log: FastifyBaseLogger, options: { keyed?: boolean } = {}): Promise<void> {
   // Its events come to this replica: a partition of chat.events it reads (none while it owns none).
   const eventsPartition = request.events_partition ?? deps.events?.pick(conversationKey(request));
   if (eventsPartition !== undefined) request = { ...request, events_partition: eventsPartition };
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
   const checked = chatRequestSchema.safeParse(request, { error: requiredMessage });
   if (!checked.success) throw new ApiError("invalid_request", `the request cannot be queued: ${describeIssues(checked.error)}`);
+  if (options.keyed) {
+    let keyed = keyedRequests.get(deps);
+    if (!keyed) keyedRequests.set(deps, (keyed = new KeyedRequests(deps.config.requests.maxTracked, deps.config.requests.stateTtlMs)));
+    keyed.claim(request.request_id, requestFingerprint(request));
+  }
   // A retry (same Idempotency-Key) of a request this replica knows was accepted: nothing to send.
   if (deps.hub.get(request.request_id)?.tenant === request.tenant) {
     log.info({ request_id: request.request_id }, "idempotent retry of an accepted request");

@@ -62,6 +62,7 @@ const ERROR_MEANING: Record<number, string> = {
   401: "Missing or unknown API key",
   404: "No such resource for this tenant",
   409: "The request (by its Idempotency-Key) was applied before and its reply is no longer kept on chat.events; read it in the conversation's messages",
+  422: "The Idempotency-Key was used for a different request (a retry must repeat the request unchanged)",
   413: "The body is larger than GATEWAY_BODY_LIMIT_BYTES",
   415: "The body is not JSON",
   500: "Internal error",
@@ -87,6 +88,11 @@ const AUTHED = [HTTP_STATUS.unauthorized, HTTP_STATUS.kafka_unavailable];
 const WITH_BODY = [...AUTHED, HTTP_STATUS.payload_too_large, HTTP_STATUS.unsupported_media_type];
 
 const conversationParams = z.object({ id: conversationIdSchema });
+
+/** The Idempotency-Key header of a POST that creates work (gateway/intake.ts). */
+const idempotencyKey = (what: string) => z.string().regex(IDEMPOTENCY_KEY).optional().openapi({ description: what });
+const keyed = (what: string) => z.object({ "idempotency-key": idempotencyKey(what) });
+const RETRIED_ONCE = "A retry with the same key, at any replica, gets the same answer and is applied once; the key used for a different request gets 422";
 const requestParams = z.object({ id: requestIdSchema });
 
 export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGeneratorV31["generateDocument"]> {
@@ -140,14 +146,18 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     summary: "Open a conversation",
     description: "Opens a conversation with a new id; with greeting, the fixed greeting comes as the open request's reply.",
     security: secured,
-    request: { query: openConversationQuery, body: { content: json(openConversationBody(max)), required: false } },
+    request: {
+      headers: keyed(`${RETRIED_ONCE} (the conversation id is derived from it)`),
+      query: openConversationQuery,
+      body: { content: json(openConversationBody(max)), required: false },
+    },
     responses: {
       201: {
         description: "Opened",
         headers: z.object({ location: z.string().openapi({ description: "The conversation's URL" }) }),
         content: json(r.openedConversation),
       },
-      ...errors("native", WITH_BODY),
+      ...errors("native", [...WITH_BODY, 422]),
     },
   });
 
@@ -159,16 +169,10 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     security: secured,
     request: {
       params: conversationParams,
-      headers: z.object({
-        "idempotency-key": z
-          .string()
-          .regex(IDEMPOTENCY_KEY)
-          .optional()
-          .openapi({ description: "Retries with the same key are answered once (the request id is derived from it)" }),
-      }),
+      headers: keyed(`${RETRIED_ONCE} (the request id is derived from it)`),
       body: { content: json(postMessageBody(max)), required: true },
     },
-    responses: { 202: { description: "Accepted and queued", content: json(accepted) }, ...errors("native", [...WITH_BODY, 404]) },
+    responses: { 202: { description: "Accepted and queued", content: json(accepted) }, ...errors("native", [...WITH_BODY, 404, 422]) },
   });
 
   registry.registerPath({
@@ -210,15 +214,13 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     security: secured,
     request: {
       params: conversationParams,
-      headers: z.object({
-        "idempotency-key": z.string().regex(IDEMPOTENCY_KEY).optional().openapi({ description: "Retries with the same key are applied once" }),
-      }),
+      headers: keyed(RETRIED_ONCE),
       body: { content: json(appendHistoryBody(max)), required: true },
     },
     responses: {
       200: { description: "Applied", content: json(r.appendedHistory) },
       202: { description: "Queued; not applied yet", content: json(accepted) },
-      ...errors("native", [...WITH_BODY, 404, 409, 502]),
+      ...errors("native", [...WITH_BODY, 404, 409, 422, 502]),
     },
   });
 
@@ -270,7 +272,11 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     summary: "Cancel a request",
     description: "Asks the worker running the request to stop; the request then ends as cancelled with the partial reply.",
     security: secured,
-    request: { params: requestParams, body: { content: json(cancelBody), required: false } },
+    request: {
+      params: requestParams,
+      headers: keyed("Accepted for symmetry with the other POSTs: a cancel is idempotent by itself (a second one changes nothing)"),
+      body: { content: json(cancelBody), required: false },
+    },
     responses: {
       202: { description: "Cancel requested (or the request had ended)", content: json(r.cancelAccepted) },
       ...errors("native", [...WITH_BODY, 404]),
@@ -287,6 +293,9 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     request: {
       headers: z.object({
         "x-conversation-id": conversationIdSchema.optional().openapi({ description: "Use the server-side memory of this conversation" }),
+        "idempotency-key": idempotencyKey(
+          `${RETRIED_ONCE}: the user's message is in the memory once, and every answer carries the same id. The openai SDKs send no key by themselves; pass one in the request options' headers and their automatic retries reuse it`,
+        ),
       }),
       body: { content: json(chatCompletionBodySchema(max)), required: true },
     },
@@ -295,7 +304,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
         description: "The completion (JSON), or its chunks as Server-Sent Events when stream=true",
         content: { ...json(r.chatCompletion), "text/event-stream": { schema: chunkStream } },
       },
-      ...errors("openai", [...WITH_BODY, 404, 409, 502]),
+      ...errors("openai", [...WITH_BODY, 404, 409, 422, 502]),
     },
   });
 

@@ -11,7 +11,7 @@ import { SCHEMA_VERSION, conversationIdSchema } from "../../contracts/records/fi
 import type { ChatRequest } from "../../contracts/records/requests.js";
 import type { GatewayDeps } from "../deps.js";
 import { parseInput } from "../errors.js";
-import { awaitTerminal, errorOfEvent, findConversation, newRequestId, requestLinks, submit } from "../intake.js";
+import { KEY_SCOPES, awaitTerminal, errorOfEvent, findConversation, idempotencyKeyOf, keyedRequestId, requestLinks, submit } from "../intake.js";
 import { historyHead, readHistory } from "../history/read.js";
 import {
   appendHistoryBody,
@@ -39,7 +39,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     if (deps.config.applyWaitMs === 0) return null;
     // A plain timer, not AbortSignal.timeout(): that one is unref'd and would not keep the wait alive by itself.
     const wait = new AbortController();
-    const timer = setTimeout(() => wait.abort(), deps.config.applyWaitMs);
+    const timer = setTimeout(() => wait.abort(), Math.min(deps.config.applyWaitMs, deps.config.requests.deadlineMs));
     try {
       return await awaitTerminal(deps, requestId, wait.signal);
     } finally {
@@ -47,22 +47,29 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     }
   }
 
-  /** Opens a conversation with a new id; the greeting (when asked) comes as the open request's reply. */
+  /**
+   * Opens a conversation with a new id; the greeting (when asked) comes as the open request's
+   * reply. Under an Idempotency-Key the conversation and request ids are derived from it, so
+   * a retry opens the same conversation, once.
+   */
   app.post("/v1/conversations", async (request, reply) => {
+    const key = idempotencyKeyOf(request.headers);
     const query = parseInput(openConversationQuery, request.query, "query");
     const body = parseInput(openBody, objectBody(request.body, '{"greeting": true}', true), "body");
-    const id = randomUUID();
+    const requestId = key === undefined ? randomUUID() : keyedRequestId(request.tenant, KEY_SCOPES.open, key);
+    // The request id names one request of this tenant; as a conversation id it is as unique.
+    const id = key === undefined ? randomUUID() : requestId;
     const open: ChatRequest = {
       v: SCHEMA_VERSION,
       type: "open",
-      request_id: randomUUID(),
+      request_id: requestId,
       conversation_id: id,
       tenant: request.tenant,
       greeting: body.greeting ?? query.greeting ?? false,
       ...(body.system === undefined ? {} : { system: body.system }),
       created_at: Date.now(),
     };
-    await submit(deps, open, request.log);
+    await submit(deps, open, request.log, { keyed: key !== undefined });
     return reply
       .code(201)
       .header("location", `/v1/conversations/${id}`)
@@ -75,10 +82,11 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     parseInput(emptyQuery, request.query, "query");
     const body = parseInput(messageBody, objectBody(request.body, '{"content": "Hello"}'), "body");
     const params = paramsOf(body);
+    const key = idempotencyKeyOf(request.headers);
     const turn: ChatRequest = {
       v: SCHEMA_VERSION,
       type: "turn",
-      request_id: newRequestId(request.tenant, conversationId, request.headers["idempotency-key"]),
+      request_id: key === undefined ? randomUUID() : keyedRequestId(request.tenant, conversationId, key),
       conversation_id: conversationId,
       tenant: request.tenant,
       content: body.content,
@@ -86,7 +94,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       ...(params === undefined ? {} : { params }),
       created_at: Date.now(),
     };
-    await submit(deps, turn, request.log);
+    await submit(deps, turn, request.log, { keyed: key !== undefined });
     return reply.code(202).send({ request_id: turn.request_id, conversation_id: conversationId, ...requestLinks(turn.request_id) });
   });
 
@@ -145,16 +153,17 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
     const conversationId = parseInput(conversationIdSchema, request.params.id, "conversation id");
     parseInput(emptyQuery, request.query, "query");
     const body = parseInput(appendBody, objectBody(request.body, '{"messages": [{"role": "user", "content": "Hello"}]}'), "body");
+    const key = idempotencyKeyOf(request.headers);
     const append: ChatRequest = {
       v: SCHEMA_VERSION,
       type: "append",
-      request_id: newRequestId(request.tenant, conversationId, request.headers["idempotency-key"]),
+      request_id: key === undefined ? randomUUID() : keyedRequestId(request.tenant, conversationId, key),
       conversation_id: conversationId,
       tenant: request.tenant,
       messages: body.messages,
       created_at: Date.now(),
     };
-    await submit(deps, append, request.log);
+    await submit(deps, append, request.log, { keyed: key !== undefined });
     const outcome = await applied(append.request_id);
     if (outcome === null) return reply.code(202).send({ request_id: append.request_id, conversation_id: conversationId, ...requestLinks(append.request_id) });
     if (outcome.type === "error") throw errorOfEvent(outcome);

@@ -11,10 +11,11 @@ import type { ChatEvent } from "../../contracts/records/events.js";
 import type { TurnRequest } from "../../contracts/records/requests.js";
 import type { GatewayDeps } from "../deps.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
-import { awaitTerminal, cancel, errorOfEvent, submit } from "../intake.js";
+import { KEY_SCOPES, awaitTerminal, cancel, errorOfEvent, idempotencyKeyOf, keyedRequestId, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
 import { choicesOf, chunk, completion, finishReason, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
 import { SseWriter } from "../sse.js";
+import { deadlineError } from "./requests.js";
 import { objectBody } from "./schemas.js";
 
 const openai = { config: { dialect: "openai" as const } };
@@ -42,13 +43,32 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): v
       }
       conversationId = parsed.data;
     }
-    const turn = toTurnRequest(input, request.tenant, conversationId);
-    await submit(deps, turn, request.log);
+    const key = idempotencyKeyOf(request.headers);
+    const turn = keyed(toTurnRequest(input, request.tenant, conversationId), key);
+    await submit(deps, turn, request.log, { keyed: key !== undefined });
+    // The openai SDKs retry without a key unless given one (X-Stainless-Retry-Count says it
+    // is a retry): say so, since such a retry is a new request.
+    const retry = Number(request.headers["x-stainless-retry-count"] ?? 0);
+    if (key === undefined && retry > 0)
+      request.log.warn({ request_id: turn.request_id, retry }, "an SDK retry without an Idempotency-Key: run as a new request");
     const meta: CompletionMeta = { requestId: turn.request_id, model: deps.config.modelName, created: Math.floor(turn.created_at / 1000) };
     reply.header("x-request-id", turn.request_id);
     if (input.stream) return streamCompletion(deps, request, reply, turn, input, meta);
     return wholeCompletion(deps, request, reply, turn, meta);
   });
+}
+
+/**
+ * Under an Idempotency-Key the request id is derived from it (gateway/intake.ts): with
+ * X-Conversation-Id as a native turn's is, so the user's message is in the memory once
+ * however often the call is retried, at whichever replica; a stateless call's conversation
+ * id is the derived id too, so its copies land on one partition.
+ */
+function keyed(turn: TurnRequest, key: string | undefined): TurnRequest {
+  if (key === undefined) return turn;
+  const stateless = turn.context !== undefined;
+  const requestId = keyedRequestId(turn.tenant, stateless ? KEY_SCOPES.completion : turn.conversation_id, key);
+  return { ...turn, request_id: requestId, ...(stateless ? { conversation_id: requestId } : {}) };
 }
 
 async function wholeCompletion(deps: GatewayDeps, request: FastifyRequest, reply: FastifyReply, turn: TurnRequest, meta: CompletionMeta) {
@@ -57,9 +77,17 @@ async function wholeCompletion(deps: GatewayDeps, request: FastifyRequest, reply
     if (!reply.raw.writableFinished) left.abort();
   };
   reply.raw.on("close", onClose);
+  // No wait is endless: past the deadline, 504 with the request to look up (it goes on).
+  let expired = false;
+  const deadline = setTimeout(() => {
+    expired = true;
+    left.abort();
+  }, deps.config.requests.deadlineMs);
   const terminal = await awaitTerminal(deps, turn.request_id, left.signal);
+  clearTimeout(deadline);
   reply.raw.off("close", onClose);
   if (terminal === null) {
+    if (expired) throw deadlineError(turn.request_id, deps.config.requests.deadlineMs);
     if (left.signal.aborted) await cancelForDisconnect(deps, request, turn);
     // The client is gone (or the request was evicted): there is nobody to answer.
     throw new ApiError("generation_failed", "the request ended without a reply");
@@ -161,6 +189,12 @@ function streamCompletion(
     if (early) void cancelForDisconnect(deps, request, turn);
   });
   stop = deps.hub.follow(turn.request_id, null, onEvent);
+  // No wait is endless: past the deadline an error chunk says where to look the request up.
+  sse.expireAfter(deps.config.requests.deadlineMs, () => {
+    if (deps.hub.get(turn.request_id)?.done) return end(); // its terminal event went out this very tick
+    sse.data(errorBody(deadlineError(turn.request_id, deps.config.requests.deadlineMs), "openai"));
+    end();
+  });
   if (stop === null) {
     sse.data(errorBody(new ApiError("generation_failed", "the request is no longer tracked"), "openai"));
     end();
@@ -169,6 +203,9 @@ function streamCompletion(
 
 async function cancelForDisconnect(deps: GatewayDeps, request: FastifyRequest, turn: TurnRequest): Promise<void> {
   if (deps.hub.get(turn.request_id)?.done) return;
+  // A client that sent an Idempotency-Key retries (the openai SDK does on a timeout or a
+  // dropped connection): the request goes on, for the retry to find.
+  if (request.headers["idempotency-key"] !== undefined) return;
   try {
     await cancel(deps, turn.request_id, turn.tenant, "the client disconnected", "disconnect");
     request.log.info({ request_id: turn.request_id, conversation_id: turn.conversation_id }, "client left mid-reply: request cancelled");

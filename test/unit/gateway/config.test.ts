@@ -81,6 +81,37 @@ describe("gateway config", () => {
     );
   });
 
+  it("bounds slow clients by default: headers, whole request, idle keep-alive, connections", () => {
+    const c = loadGatewayConfig({ GATEWAY_AUTH: "none" });
+    assert.deepEqual(
+      { ...c.http },
+      {
+        host: "0.0.0.0",
+        port: 8080,
+        bodyLimitBytes: 262_144,
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        keepAliveTimeoutMs: 65_000,
+        maxConnections: 10_000,
+      },
+    );
+    const set = loadGatewayConfig({
+      GATEWAY_AUTH: "none",
+      GATEWAY_HEADERS_TIMEOUT_MS: "2000",
+      GATEWAY_REQUEST_TIMEOUT_MS: "5000",
+      GATEWAY_KEEP_ALIVE_TIMEOUT_MS: "1000",
+      GATEWAY_MAX_CONNECTIONS: "50",
+    });
+    assert.deepEqual([set.http.headersTimeoutMs, set.http.requestTimeoutMs, set.http.keepAliveTimeoutMs, set.http.maxConnections], [2000, 5000, 1000, 50]);
+    // Node would refuse a headers timeout above the request's: said at start, by name.
+    const problems = problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", GATEWAY_HEADERS_TIMEOUT_MS: "6000", GATEWAY_REQUEST_TIMEOUT_MS: "5000" }));
+    assert.match(problems.join("\n"), /^GATEWAY_HEADERS_TIMEOUT_MS: must not be above GATEWAY_REQUEST_TIMEOUT_MS/m);
+    assert.match(
+      problemsOf(() => loadGatewayConfig({ GATEWAY_AUTH: "none", GATEWAY_MAX_CONNECTIONS: "0" })).join("\n"),
+      /^GATEWAY_MAX_CONNECTIONS: must be >= 1/m,
+    );
+  });
+
   it("rejects out-of-range values by name", () => {
     const problems = problemsOf(() =>
       loadGatewayConfig({
