@@ -28,10 +28,12 @@ export interface GatewayDeps {
   /** Reads of chat.history at exact offsets and the named readers' positions; null while not running (history reads then answer 503). */
   history: { reader: OffsetReader; positions: ReaderPositions } | null;
   authenticate: Authenticator;
-  /** The tenants' quotas (gateway/quota-hooks.ts applies them); absent: none. */
+  /** The tenants' quotas (gateway/admission.ts applies them); absent: none. */
   quotas?: TenantQuotas;
   /** Sends `queued` notices on the streams of requests no worker has started; absent: none. */
   queueWatch?: QueueWatch;
+  /** True once the gateway is shutting down: it takes no new work (gateway/admission.ts) and is not ready. */
+  draining?(): boolean;
   /** True once the gateway has read what it needs to answer for recent requests. */
   ready(): boolean;
   /** Why the gateway cannot work any more (a consumer stopped for good), or null. */

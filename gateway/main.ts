@@ -26,6 +26,7 @@ import { QueueWatch } from "./kafka/queue-watch.js";
 import { KafkaPublisher } from "./kafka/publisher.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { TenantQuotas } from "./quotas.js";
+import { openStreams, shutDownStreams } from "./sse.js";
 import { TurnStats } from "./turn-stats.js";
 
 async function main(): Promise<void> {
@@ -34,6 +35,7 @@ async function main(): Promise<void> {
   const auth = createAuthenticator(config.auth, logger);
   const topics = topicNames(config.kafka.topicPrefix);
 
+  let stopping = false;
   const hub = new EventHub({
     ttlMs: config.requests.stateTtlMs,
     maxTracked: config.requests.maxTracked,
@@ -63,7 +65,8 @@ async function main(): Promise<void> {
       replicas: () => config.quotas.replicas,
       onRejected: (tenant, limit) => deps.metrics.rateLimited.inc({ tenant, limit }),
     }),
-    ready: () => requests.caughtUp() && eventPartitions.caughtUp(),
+    draining: () => stopping,
+    ready: () => !stopping && requests.caughtUp() && eventPartitions.caughtUp(),
     failure: () => publisher.failure() ?? eventPartitions.failure() ?? null,
   };
 
@@ -155,16 +158,22 @@ async function main(): Promise<void> {
   await app.listen({ host: config.http.host, port: config.http.port });
   logger.info({ host: config.http.host, port: config.http.port, auth: config.auth.mode }, "gateway listening");
 
-  let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
+    // Not ready (the Service stops sending new clients), and no new work (admission.ts);
+    // what clients follow now may finish within the grace period.
+    const graceEnds = Date.now() + config.shutdownGraceMs;
+    logger.info({ signal, open_streams: openStreams(), listeners: hub.listenerCount, grace_ms: config.shutdownGraceMs }, "shutting down: draining");
+    while ((openStreams() > 0 || hub.listenerCount > 0) && Date.now() < graceEnds) await new Promise((r) => setTimeout(r, 100));
+    // Streams still open are told where to resume, then ended.
+    const ended = shutDownStreams();
+    logger.info({ ended_streams: ended, waiting_calls: hub.listenerCount }, "drained");
     try {
       lag.stop();
       queueWatch.stop();
       auth.stop();
-      // Open SSE streams would hold close() forever: end them, clients resume elsewhere.
+      // Calls still awaiting a reply are cut; the openai SDK retries them (idempotently) elsewhere.
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;

@@ -29,11 +29,14 @@ export class SseWriter {
   readonly #keepalive: NodeJS.Timeout;
   #deadline: NodeJS.Timeout | null = null;
   #ended = false;
+  /** Which API the stream speaks, from what it has sent: OpenAI's bare data frames, or native messages. */
+  #openai = false;
 
   constructor(res: ServerResponse, keepaliveMs: number, headers: Record<string, string> = {}) {
     this.#res = res;
     openEventStream(res, headers);
     this.#keepalive = setInterval(() => this.#write(KEEPALIVE), keepaliveMs);
+    OPEN.add(this);
   }
 
   get ended(): boolean {
@@ -47,6 +50,7 @@ export class SseWriter {
 
   /** One JSON data frame. */
   data(value: unknown): void {
+    this.#openai = true;
     this.#write(`data: ${JSON.stringify(value)}\n\n`);
   }
 
@@ -79,9 +83,23 @@ export class SseWriter {
     });
   }
 
+  /**
+   * The gateway is shutting down: says so in the stream's own terms, then ends it. A native
+   * stream is resumed elsewhere: its client reconnects to the same URL with Last-Event-ID
+   * (EventSource does by itself, after `retry`) and another replica answers from the log. An
+   * OpenAI stream cannot be resumed: an error frame says where the reply can be read.
+   */
+  shutDown(): void {
+    if (this.#ended) return;
+    if (this.#openai) this.data(SHUTDOWN_OPENAI);
+    else this.#write(`retry: ${SHUTDOWN_RETRY_MS}\n${formatNotice("reconnect", SHUTDOWN_NATIVE)}`);
+    this.end();
+  }
+
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
+    OPEN.delete(this);
     clearInterval(this.#keepalive);
     if (this.#deadline) clearTimeout(this.#deadline);
     if (!this.#res.writableEnded) this.#res.end();
@@ -93,6 +111,38 @@ export class SseWriter {
 }
 
 export const SSE_DONE = "data: [DONE]\n\n";
+
+/** Every stream this process has open (a gateway is one process). */
+const OPEN = new Set<SseWriter>();
+
+/** How soon a client of an ended native stream should reconnect, ms (SSE's `retry`). */
+const SHUTDOWN_RETRY_MS = 500;
+const SHUTDOWN_NATIVE = {
+  code: "gateway_shutting_down",
+  message: "this gateway is shutting down: reconnect to the same URL with Last-Event-ID, and another replica goes on from the last event you had",
+  retryable: true,
+};
+const SHUTDOWN_OPENAI = {
+  error: {
+    message:
+      "this gateway shut down before the reply ended; the request goes on: read its reply with GET /v1/requests/{id}, where id is this completion's id without its chatcmpl- prefix",
+    type: "server_error",
+    param: null,
+    code: "gateway_shutting_down",
+  },
+};
+
+/** Streams open now. */
+export function openStreams(): number {
+  return OPEN.size;
+}
+
+/** Ends every open stream with the word on where to resume (SseWriter.shutDown); returns how many. */
+export function shutDownStreams(): number {
+  const writers = [...OPEN];
+  for (const writer of writers) writer.shutDown();
+  return writers.length;
+}
 
 /** The SSE id of an event: "<seq>@<attempt>", so a resume can tell attempts apart. */
 export function eventId(event: ChatEvent): string {

@@ -31,6 +31,7 @@ export const gatewayFields = {
   TENANT_MAX_IN_FLIGHT: int(1000, 0, 10_000_000),
   TENANT_MAX_STREAMS: int(2000, 0, 10_000_000),
   GATEWAY_REPLICAS: int(1, 1, 1000),
+  GATEWAY_SHUTDOWN_GRACE_MS: int(20_000, 0, 3_600_000),
   SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
   GATEWAY_AUTH: z.enum(["keys", "none"], { error: 'must be "keys" (API keys required) or "none" (no auth, local runs only)' }).default("keys"),
   // Secrets: never refined by zod, whose messages would echo the value; see parseApiKeyList.
@@ -131,6 +132,11 @@ export interface GatewayConfig {
    * limit), and the gateway replicas that share them (each enforces its share).
    */
   readonly quotas: { readonly defaults: TenantLimits; readonly replicas: number };
+  /**
+   * On SIGTERM, how long open streams and calls awaiting a reply may go on before they are
+   * ended with a word on where to resume, ms (below the pod's termination grace period).
+   */
+  readonly shutdownGraceMs: number;
 }
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
@@ -190,5 +196,6 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
       },
       replicas: e.GATEWAY_REPLICAS,
     },
+    shutdownGraceMs: e.GATEWAY_SHUTDOWN_GRACE_MS,
   });
 }

@@ -181,6 +181,22 @@ describe("pods: non-root, read-only root filesystem, no capabilities", () => {
   });
 });
 
+describe("the gateway Deployment", () => {
+  it("sleeps in preStop, then has its drain and a margin before SIGKILL, for any grace", () => {
+    for (const graceMs of [0, 1, 20_000, 120_000]) {
+      const objs = render({ set: { "gateway.shutdownGraceMs": graceMs } });
+      const pod = podOf(gatewayOf(objs));
+      const env = containerEnv(objs, pod.containers[0]!);
+      assert.equal(Number(env.GATEWAY_SHUTDOWN_GRACE_MS), graceMs);
+      assert.deepEqual((pod.containers[0] as { lifecycle?: unknown }).lifecycle, { preStop: { sleep: { seconds: 5 } } });
+      assert.ok(
+        pod.terminationGracePeriodSeconds! * 1000 >= 5000 + graceMs + 2000,
+        `grace ${pod.terminationGracePeriodSeconds} s for a ${graceMs} ms drain after a 5 s preStop`,
+      );
+    }
+  });
+});
+
 describe("the worker Deployment", () => {
   it("probes /startupz (startup: the model is loaded), /healthz (liveness) and /readyz (readiness) on the metrics port", () => {
     const c = podOf(workerOf(rendered.default!)).containers[0]!;

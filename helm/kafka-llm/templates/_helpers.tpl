@@ -59,6 +59,11 @@ app.kubernetes.io/part-of: kafka-llm
 {{- end -}}
 
 {{/* The worker's grace period: its own SHUTDOWN_GRACE_MS, rounded up, plus the time to leave cleanly. */}}
+{{- define "kafka-llm.gatewayTerminationGraceSeconds" -}}
+{{- $g := .Values.gateway -}}
+{{- add (int $g.preStopSeconds) (div (add (int $g.shutdownGraceMs) 999) 1000) (int $g.terminationExtraSeconds) -}}
+{{- end -}}
+
 {{- define "kafka-llm.workerTerminationGraceSeconds" -}}
 {{- add (div (add (int .Values.worker.shutdownGraceMs) 999) 1000) (int .Values.worker.terminationExtraSeconds) -}}
 {{- end -}}

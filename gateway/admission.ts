@@ -1,10 +1,12 @@
 /**
- * Where the tenants' quotas (gateway/quotas.ts) apply, as one Fastify hook rather than a line
- * in every route: a call that creates work is counted against its tenant's requests and tokens
- * per minute, and against the requests it may have in flight; an event stream (a request's
- * events, or a streamed chat completion) holds one of the tenant's open streams until its
- * connection closes. A refusal is a 429 in the route's own error dialect, with Retry-After and
- * OpenAI's x-ratelimit-* headers, which an admitted call carries too.
+ * What a call must pass before a route does work for it, as one Fastify hook rather than a
+ * line in every route: a gateway shutting down takes no new work and opens no new stream
+ * (503: another replica answers the retry); and the tenants' quotas (gateway/quotas.ts): a
+ * call that creates work is counted against its tenant's requests and tokens per minute and
+ * the requests it may have in flight, and an event stream (a request's events, or a streamed
+ * chat completion) holds one of the tenant's open streams until its connection closes. A
+ * refusal is a 429 in the route's own error dialect, with Retry-After and OpenAI's
+ * x-ratelimit-* headers, which an admitted call carries too.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "./errors.js";
@@ -23,12 +25,15 @@ function isStream(route: string, request: FastifyRequest): boolean {
   return route === "POST /v1/chat/completions" && (request.body as { stream?: unknown } | undefined)?.stream === true;
 }
 
-export function registerQuotas(
+export function registerAdmission(
   app: FastifyInstance,
-  quotas: TenantQuotas,
   options: {
+    /** The tenants' quotas; absent: none. */
+    quotas?: TenantQuotas;
     /** The tenant's requests accepted and not ended (waiting or generating), as this replica knows them. */
     inFlight(tenant: string): number;
+    /** True once the gateway is shutting down. */
+    draining(): boolean;
   },
 ): void {
   app.addHook("preHandler", async (request, reply) => {
@@ -38,6 +43,9 @@ export function registerQuotas(
     const creates = CREATES_WORK.has(route);
     const streams = isStream(route, request);
     if (!creates && !streams) return;
+    if (options.draining()) throw new ApiError("overloaded", "this gateway is shutting down and takes no new work; retry, and another replica answers");
+    const quotas = options.quotas;
+    if (!quotas) return;
     try {
       if (creates) {
         const most = quotas.limits(tenant).concurrentRequests;
