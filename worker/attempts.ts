@@ -16,7 +16,8 @@
  *   that an earlier owner started and did not finish (every later one follows a commit of
  *   this worker's), so only that record reads and writes a marker, before it runs; every
  *   other turn pays nothing. When it is done its marker gets a tombstone, which compaction
- *   removes.
+ *   removes. A run stopped by a graceful move (handed over past the drain bound) takes its
+ *   attempt back: it did not fail.
  *
  * Why a marker and not counting the request's earlier `start` events on chat.events: those
  * are on the request's events partition at an offset nobody recorded, so finding them means
@@ -169,6 +170,22 @@ export class AttemptLedger {
           "could not remove the request's attempt marker; it expires with the memory's retention",
         ),
       );
+  }
+
+  /**
+   * The record's run was stopped by a partition move (handed over to the next owner, or the
+   * partition lost): not an attempt that failed, so its marker goes back to what earlier
+   * owners left, and a reply handed over at every scale event is never given up.
+   */
+  async interrupted(record: RequestRecord): Promise<void> {
+    const id = recordId(record);
+    const counted = this.#records.get(id);
+    this.#records.delete(id);
+    if (!counted?.marked) return;
+    const before = attemptOf(counted) - 1;
+    await this.#markers
+      .markAttempts(record.partition, record.offset, before > 0 ? before : null)
+      .catch((err: unknown) => this.#logger.warn({ partition: record.partition, offset: record.offset, err }, "could not take back the request's attempt"));
   }
 
   /** Forgets the counts of partition p's records (it was given up; its next owner reads the markers). */

@@ -109,7 +109,8 @@ export async function startRequestLoop(options: {
       }
       if (outcome === "retry") return "retry";
       // Handed over or lost: the next owner runs it, and reads its marker.
-      if (outcome !== "handed_over" && outcome !== "lost") await attempts.done(record);
+      if (outcome === "handed_over" || outcome === "lost") await attempts.interrupted(record);
+      else await attempts.done(record);
       return "done";
     },
   });

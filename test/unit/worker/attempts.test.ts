@@ -124,6 +124,26 @@ describe("AttemptLedger", () => {
     assert.equal(ledger.failed(record(14), kafkaError(ErrorCode.MSG_SIZE_TOO_LARGE, "Broker: Message size too large"))?.reason, "record_too_large");
   });
 
+  it("takes an attempt back when a partition move stopped it (a handover), so graceful moves are never counted", async () => {
+    const m = markers({ "2@16": 1 });
+    const first = new AttemptLedger(m.port, 2, logger);
+    assert.equal(await first.begin(record(16), true), null);
+    assert.equal(m.stored.get("2@16"), 2);
+    await first.interrupted(record(16));
+    assert.equal(m.stored.get("2@16"), 1, "back to what the earlier owner left");
+    // Handed over at every scale event, it still runs.
+    for (let move = 0; move < 3; move++) {
+      const owner = new AttemptLedger(m.port, 2, logger);
+      assert.equal(await owner.begin(record(16), true), null, `move ${move}`);
+      await owner.interrupted(record(16));
+    }
+    const fresh = markers();
+    const ledger = new AttemptLedger(fresh.port, 2, logger);
+    await ledger.begin(record(17), true);
+    await ledger.interrupted(record(17));
+    assert.equal(fresh.stored.has("2@17"), false, "a first attempt taken back leaves no marker");
+  });
+
   it("forgets a partition's counts when it is given up", async () => {
     const m = markers({ "2@15": 1 });
     const ledger = new AttemptLedger(m.port, 3, logger);
