@@ -67,7 +67,9 @@ const ERROR_MEANING: Record<number, string> = {
   415: "The body is not JSON",
   500: "Internal error",
   502: "The worker could not generate a reply",
-  503: "Kafka is unreachable, the gateway is not ready yet, or no worker answers for the conversation (none running, or its partition moving); retry after Retry-After seconds",
+  429: "The tenant is past a quota (requests or tokens per minute, requests in flight, open streams), or its share of the request tracker is all in use; retry after Retry-After seconds (x-ratelimit-* headers say more)",
+  503: "Kafka is unreachable, the gateway is not ready yet or shutting down, its request tracker is full, or no worker answers for the conversation (none running, or its partition moving); retry after Retry-After seconds",
+  504: "Not answered within GATEWAY_REQUEST_DEADLINE_MS; the body names the request, which goes on, to look up at /v1/requests/{id}",
 };
 
 type ErrorBodies = Record<Dialect, z.ZodType>;
@@ -157,7 +159,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
         headers: z.object({ location: z.string().openapi({ description: "The conversation's URL" }) }),
         content: json(r.openedConversation),
       },
-      ...errors("native", [...WITH_BODY, 422]),
+      ...errors("native", [...WITH_BODY, 422, 429]),
     },
   });
 
@@ -172,7 +174,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
       headers: keyed(`${RETRIED_ONCE} (the request id is derived from it)`),
       body: { content: json(postMessageBody(max)), required: true },
     },
-    responses: { 202: { description: "Accepted and queued", content: json(accepted) }, ...errors("native", [...WITH_BODY, 404, 422]) },
+    responses: { 202: { description: "Accepted and queued", content: json(accepted) }, ...errors("native", [...WITH_BODY, 404, 422, 429]) },
   });
 
   registry.registerPath({
@@ -220,7 +222,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     responses: {
       200: { description: "Applied", content: json(r.appendedHistory) },
       202: { description: "Queued; not applied yet", content: json(accepted) },
-      ...errors("native", [...WITH_BODY, 404, 409, 422, 502]),
+      ...errors("native", [...WITH_BODY, 404, 409, 422, 429, 502]),
     },
   });
 
@@ -262,7 +264,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     },
     responses: {
       200: { description: "The event stream", content: { "text/event-stream": { schema: chatEventStream } } },
-      ...errors("native", [...AUTHED, 404]),
+      ...errors("native", [...AUTHED, 404, 429]),
     },
   });
 
@@ -304,7 +306,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
         description: "The completion (JSON), or its chunks as Server-Sent Events when stream=true",
         content: { ...json(r.chatCompletion), "text/event-stream": { schema: chunkStream } },
       },
-      ...errors("openai", [...WITH_BODY, 404, 409, 422, 502]),
+      ...errors("openai", [...WITH_BODY, 404, 409, 422, 429, 502, 504]),
     },
   });
 
