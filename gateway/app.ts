@@ -3,13 +3,14 @@
  * the route modules. Routes validate their input, put requests on Kafka and answer from
  * the hub and the conversations' owning workers; no route talks to a model.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import { KafkaLlmError } from "../contracts/errors.js";
 import type { GatewayDeps } from "./deps.js";
 import { clientErrorHandler, sendError, toKafkaLlmError, type Dialect } from "./errors.js";
 import { registerConversationRoutes } from "./routes/conversations.js";
 import { registerOpenAiRoutes } from "./routes/openai.js";
 import { registerOpenApiRoute } from "./routes/openapi.js";
+import { registerAdmission } from "./admission.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerRequestRoutes } from "./routes/requests.js";
 import { registerWebRoutes } from "./routes/web.js";
@@ -29,15 +30,23 @@ declare module "fastify" {
   }
 }
 
+/** How often Node checks open connections against the header and request timeouts, ms (its own default is 30 s). */
+const TIMEOUT_CHECK_MS = 1000;
+
 export function buildGateway(deps: GatewayDeps): FastifyInstance {
+  const { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, maxConnections } = deps.config.http;
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.config.http.bodyLimitBytes,
     disableRequestLogging: true,
     // Ids in paths are at most 128 characters; anything longer is not ours.
     routerOptions: { maxParamLength: 256 },
-    // A proxy's idle stream (SSE) must not be cut by the server itself.
-    requestTimeout: 0,
+    // A client has this long to send its headers, and its whole request: one that sends a
+    // byte a second (slow loris) is cut with a 408. Node bounds only receiving the request,
+    // never the response, so a stream (SSE) lasts as long as it has to.
+    requestTimeout: requestTimeoutMs,
+    keepAliveTimeout: keepAliveTimeoutMs,
+    http: { headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs, connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS, headersTimeoutMs) },
     clientErrorHandler,
     // URLs the router rejects before any route runs (bad %-encoding, an over-long id) get
     // the same error body as everything else.
@@ -72,13 +81,26 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     return sendError(reply, new KafkaLlmError("not_found", `no route ${request.method} ${request.url.split("?")[0]}`), dialect);
   });
 
-  app.addHook("onRequest", async (request) => {
+  // At onRequest, before any of the body is read: a request without a valid key is answered
+  // at once, and its connection closed rather than drained of a body nobody will read.
+  app.addHook("onRequest", async (request, reply) => {
     if (request.routeOptions.config?.public) return;
-    request.tenant = deps.authenticate(request.headers.authorization);
+    try {
+      request.tenant = deps.authenticate(request.headers.authorization);
+    } catch (err) {
+      if (hasBody(request.headers)) reply.header("connection", "close");
+      throw err;
+    }
   });
 
   app.addHook("onResponse", async (request, reply) => {
     deps.metrics.httpResponses.inc({ route: request.routeOptions.url ?? "unknown", status: String(reply.statusCode) });
+  });
+
+  registerAdmission(app, {
+    ...(deps.quotas && { quotas: deps.quotas }),
+    inFlight: (tenant) => deps.hub.inFlight(tenant),
+    draining: () => deps.draining?.() ?? false,
   });
 
   registerOpsRoutes(app, deps);
@@ -87,5 +109,11 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   registerConversationRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerOpenAiRoutes(app, deps);
+  // Past the cap Node closes a new connection as it arrives (each open stream holds one).
+  app.server.maxConnections = maxConnections;
   return app;
+}
+
+function hasBody(headers: FastifyRequest["headers"]): boolean {
+  return headers["transfer-encoding"] !== undefined || (headers["content-length"] !== undefined && headers["content-length"] !== "0");
 }
