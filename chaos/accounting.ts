@@ -109,7 +109,12 @@ export function account(input: AccountingInput): Accounting {
   const outOfOrder = countOutOfOrder(input.conversations, acceptedIds, index, anomalies);
   const { memoryChecked, memoryMismatches } = checkMemory(input.conversations, input.memory, clientIds, index, anomalies);
   const { historyChecked, historyMismatches } = checkHistory(input.conversations, input.memory, input.history, index, anomalies);
-  const { recoveries, longestRecoveryMs } = measureRecoveries(input.faults, index, verdicts);
+  // A gateway kill stops no partition: its recovery is the clients' resume, measured by them.
+  const { recoveries, longestRecoveryMs } = measureRecoveries(
+    input.faults.filter((f) => f.kind !== "gateway_kill"),
+    index,
+    verdicts,
+  );
 
   const notSent = turns.planned - turns.sent;
   const ok =

@@ -12,6 +12,10 @@
  * - Follow the request's events over SSE until the final event. A `start` event begins a
  *   new attempt: the partial text of the previous one is thrown away. A stream that drops
  *   (or that the client drops on purpose, see dropRate) is resumed with Last-Event-ID.
+ * - Talk to one gateway replica (its home, spread over the replicas) until it fails it: a
+ *   POST with no answer or a 503, a stream cut off, a connection refused, or a `reconnect`
+ *   message from a draining replica moves the client to the next replica, where it posts the
+ *   same turn again or resumes the stream with the last event id it had.
  *
  * It records everything it did and saw; the accounting compares that with Kafka.
  */
@@ -47,6 +51,13 @@ export interface ClientTurn {
   drops: number;
   serverEnds: number;
   stalls: number;
+  /** Streams cut off by the server's side (a replica killed), and `reconnect` messages (a replica draining). */
+  lostStreams: number;
+  reconnectMessages: number;
+  /** Times the client moved to another gateway replica during this turn. */
+  gatewayMoves: number;
+  /** Longest time from a stream lost at a replica to a stream open at another, ms (0: none lost). */
+  longestResumeMs: number;
   /** Start events that replaced text of an earlier attempt (the client discarded it). */
   discardedAttempts: number;
   /** Something the client found wrong on the wire (not counted as lost or doubled by itself). */
@@ -61,7 +72,13 @@ export interface ClientConversation {
 }
 
 export interface ClientOptions {
-  readonly baseUrl: string;
+  /** Gateway replica i's URL now (a replaced replica's changes); i is taken modulo `gateways`. */
+  gatewayUrl(i: number): string;
+  readonly gateways: number;
+  /** The replica the client starts at. */
+  readonly home: number;
+  /** Where the client says which replica it is reading a reply from (the gateway kills aim there). */
+  readonly board?: StreamBoard;
   readonly apiKey: string;
   readonly conversationId: string;
   readonly turns: number;
@@ -92,9 +109,50 @@ export function parseTurnContent(content: string): { conversationId: string; n: 
   return m ? { conversationId: m[1]!, n: Number(m[2]), tryNo: m[3] === undefined ? null : Number(m[3]) } : null;
 }
 
+/**
+ * Which replicas have clients in the middle of a reply now: a stream counts from its first
+ * chat event to its end. A gateway kill aims at one that has some, so it cuts replies.
+ */
+export class StreamBoard {
+  readonly #midReply = new Map<number, number>();
+  enter(gateway: number): void {
+    this.#midReply.set(gateway, (this.#midReply.get(gateway) ?? 0) + 1);
+  }
+  leave(gateway: number): void {
+    this.#midReply.set(gateway, (this.#midReply.get(gateway) ?? 1) - 1);
+  }
+  midReply(gateway: number): number {
+    return this.#midReply.get(gateway) ?? 0;
+  }
+}
+
+/** Which replica a client talks to; it moves to the next one when its own fails it. */
+class Route {
+  #at: number;
+  constructor(
+    private readonly o: ClientOptions,
+    home: number,
+  ) {
+    this.#at = home;
+  }
+  get url(): string {
+    return this.o.gatewayUrl(this.#at);
+  }
+  /** The replica's index (0..gateways-1). */
+  get index(): number {
+    return this.#at % this.o.gateways;
+  }
+  move(turn: ClientTurn): void {
+    if (this.o.gateways < 2) return;
+    this.#at = (this.#at + 1) % this.o.gateways;
+    turn.gatewayMoves++;
+  }
+}
+
 export async function runConversation(o: ClientOptions): Promise<ClientConversation> {
   const conversation: ClientConversation = { id: o.conversationId, turns: [], gaveUp: null };
   const auth = { authorization: `Bearer ${o.apiKey}` };
+  const route = new Route(o, o.home);
   try {
     await sleep(o.startDelayMs, o.stop);
     for (let n = 1; n <= o.turns; n++) {
@@ -111,12 +169,16 @@ export async function runConversation(o: ClientOptions): Promise<ClientConversat
         drops: 0,
         serverEnds: 0,
         stalls: 0,
+        lostStreams: 0,
+        reconnectMessages: 0,
+        gatewayMoves: 0,
+        longestResumeMs: 0,
         discardedAttempts: 0,
         problems: [],
       };
       conversation.turns.push(turn);
-      const eventsUrl = await post(o, turn, auth);
-      await follow(o, turn, eventsUrl, auth);
+      const eventsUrl = await post(o, route, turn, auth);
+      await follow(o, route, turn, eventsUrl, auth);
       if (n < o.turns) await sleep(o.thinkMs(), o.stop);
     }
   } catch (err) {
@@ -126,17 +188,17 @@ export async function runConversation(o: ClientOptions): Promise<ClientConversat
 }
 
 /** POSTs the turn until the gateway accepts it; returns its events URL. */
-async function post(o: ClientOptions, turn: ClientTurn, auth: Record<string, string>): Promise<string> {
+async function post(o: ClientOptions, route: Route, turn: ClientTurn, auth: Record<string, string>): Promise<string> {
   for (let tryNo = 1; ; tryNo++) {
     o.stop.throwIfAborted();
     const content = turnContent(o.conversationId, turn.n, o.useIdempotencyKeys ? null : tryNo);
     const idempotency: Record<string, string> = o.useIdempotencyKeys ? { "idempotency-key": `${o.conversationId}-turn-${turn.n}` } : {};
     const at = Date.now();
-    let waitMs = 1000;
+    let waitMs: number;
     try {
       const signal = AbortSignal.any([o.stop, AbortSignal.timeout(POST_TIMEOUT_MS)]);
       const res = await unlessAborted(
-        fetch(`${o.baseUrl}/v1/conversations/${o.conversationId}/messages`, {
+        fetch(`${route.url}/v1/conversations/${o.conversationId}/messages`, {
           method: "POST",
           headers: { ...auth, ...idempotency, "content-type": "application/json" },
           body: JSON.stringify({ content }),
@@ -159,6 +221,8 @@ async function post(o: ClientOptions, turn: ClientTurn, auth: Record<string, str
       // Anything but 503 is the client's fault or a bug: retrying cannot help, the turn is not sent.
       if (outcome === "rejected") throw new Error(`POST answered ${res.status}: ${body?.error?.message ?? ""}`);
       waitMs = 1000 * Number(res.headers.get("retry-after") ?? "2");
+      // Unavailable here (a draining replica answers 503 too): the next try goes to another.
+      route.move(turn);
     } catch (err) {
       if (o.stop.aborted) throw err;
       if (turn.tries.at(-1)?.outcome === "rejected") throw err;
@@ -170,15 +234,24 @@ async function post(o: ClientOptions, turn: ClientTurn, auth: Record<string, str
         outcome: timedOut ? "timeout" : "network",
         detail: String((err as Error).cause ?? (err as Error).message),
       });
+      // No answer: the replica may be gone. The same Idempotency-Key names the same request at any replica.
+      route.move(turn);
+      waitMs = 200;
     }
     await sleep(waitMs, o.stop);
   }
 }
 
 /** Follows the request's events until its terminal event, resuming dropped streams. */
-async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, auth: Record<string, string>): Promise<void> {
+async function follow(o: ClientOptions, route: Route, turn: ClientTurn, eventsUrl: string, auth: Record<string, string>): Promise<void> {
   let lastEventId: string | undefined;
   let dropPending = o.random() < o.dropRate;
+  /** When the stream was lost at a replica, until one opens at another. */
+  let lostAt: number | null = null;
+  const lost = () => {
+    lostAt ??= Date.now();
+    route.move(turn);
+  };
   while (turn.terminal === null) {
     o.stop.throwIfAborted();
     const local = new AbortController();
@@ -188,11 +261,13 @@ async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, aut
       idle = setTimeout(() => local.abort(new StallError()), STREAM_IDLE_MS);
     };
     turn.connects++;
+    /** The replica this connection is on the board for, once its stream is open. */
+    let onBoard: number | null = null;
     try {
       touch();
       const signal = AbortSignal.any([o.stop, local.signal]);
       const res = await unlessAborted(
-        fetch(o.baseUrl + eventsUrl, {
+        fetch(route.url + eventsUrl, {
           headers: { ...auth, accept: "text/event-stream", ...(lastEventId === undefined ? {} : { "last-event-id": lastEventId }) },
           signal,
         }),
@@ -201,11 +276,17 @@ async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, aut
       if (res.status !== 200) {
         turn.problems.push(`events answered HTTP ${res.status}`);
         void res.body?.cancel().catch(() => {});
+        if (res.status === 503) lost();
         await sleep(1000, o.stop);
         continue;
       }
+      if (lostAt !== null) {
+        turn.longestResumeMs = Math.max(turn.longestResumeMs, Date.now() - lostAt);
+        lostAt = null;
+      }
       const parser = new SseReader();
       const reader = res.body!.getReader();
+      let moved = false;
       for (;;) {
         let next: ReadableStreamReadResult<Uint8Array>;
         try {
@@ -218,8 +299,19 @@ async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, aut
         touch();
         for (const message of parser.push(next.value)) {
           if (message.event === "queued") continue; // the gateway's notice while it waits, not a chat event
+          if (message.event === "reconnect") {
+            // A draining replica: resume at another with the last event id.
+            turn.reconnectMessages++;
+            lost();
+            moved = true;
+            break;
+          }
           if (message.id !== undefined) lastEventId = message.id;
           take(turn, JSON.parse(message.data) as ChatEvent);
+          if (onBoard === null) {
+            onBoard = route.index;
+            o.board?.enter(onBoard);
+          }
           if (turn.terminal !== null) break;
           if (dropPending && message.event === "delta") {
             // Gone: what else this chunk held is never read.
@@ -229,20 +321,28 @@ async function follow(o: ClientOptions, turn: ClientTurn, eventsUrl: string, aut
             break;
           }
         }
-        if (turn.terminal !== null) break;
+        if (turn.terminal !== null || moved) break;
       }
       void reader.cancel().catch(() => {});
-      if (turn.terminal === null) {
+      if (turn.terminal === null && !moved) {
         turn.serverEnds++;
         await sleep(200, o.stop);
       }
     } catch (err) {
       if (o.stop.aborted) throw err;
-      if (local.signal.reason instanceof StallError) turn.stalls++;
-      else if (!(local.signal.reason instanceof DropError)) turn.problems.push(`events stream failed: ${(err as Error).message}`);
+      if (local.signal.reason instanceof StallError) {
+        turn.stalls++;
+        lost();
+      } else if (!(local.signal.reason instanceof DropError)) {
+        // Cut off or refused: the replica is gone (killed). Resume at another.
+        turn.lostStreams++;
+        lost();
+        await sleep(100, o.stop);
+      }
     } finally {
       clearTimeout(idle);
       if (!local.signal.aborted) local.abort();
+      if (onBoard !== null) o.board?.leave(onBoard);
     }
   }
 }

@@ -1,10 +1,12 @@
 /**
  * The system under test, as real processes: one Kafka broker with a data dir of its own
- * (so it can be restarted on the same port with the same data), one gateway, N workers.
- * Workers can be killed and replaced; the broker can be bounced.
+ * (so it can be restarted on the same port with the same data), G gateway replicas, N
+ * workers. Workers and gateways can be killed and replaced; the broker can be bounced.
+ * The gateways read their keys from a keys file: the clients' tenant without limits, and a
+ * flooding tenant held to its requests per minute.
  */
 import { rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { startBroker, type BrokerCredentials, type RunningBroker } from "../scripts/kafka-broker.js";
@@ -15,6 +17,20 @@ import type { ChaosOptions } from "./options.js";
 
 export const API_KEY = "chaos-key-0123456789";
 export const TENANT = "chaos";
+/** The flooding tenant's key: it sends as fast as its requests-per-minute quota lets it. */
+export const FLOOD_API_KEY = "chaos-flood-key-0123456789";
+export const FLOOD_TENANT = "flood";
+
+export interface GatewaySlot {
+  /** Stable slot name (g1, g2); each incarnation is named `<slot>.<n>`. */
+  readonly slot: string;
+  incarnation: number;
+  /** Null while killed and its replacement starts. */
+  service: Service | null;
+  starting: Promise<void> | null;
+  /** Where its clients find it: the last incarnation's URL (a killed one refuses connections). */
+  baseUrl: string;
+}
 
 export interface WorkerSlot {
   /** Stable slot name (w1, w2, …); each incarnation gets WORKER_ID `<slot>.<n>`. */
@@ -47,14 +63,16 @@ export class Cluster {
   readonly workers: WorkerSlot[] = [];
   /** Workers that exited without being killed (each is restarted, as Kubernetes would). */
   readonly unexpectedExits: UnexpectedExit[] = [];
-  /** Logs of every service incarnation, by WORKER_ID or "gateway", kept for the result file. */
+  /** Logs of every service incarnation, by WORKER_ID or gateway name (g1.1, …), kept for the result file. */
   readonly logs = new Map<string, string>();
-  gateway!: Service;
+  readonly gateways: GatewaySlot[] = [];
   #broker: RunningBroker | null = null;
   #dataDir = "";
   #port = 0;
   #controllerPort = 0;
   #common: Record<string, string> = {};
+  #gatewayEnv: Record<string, string> = {};
+  #keysDir = "";
   #stopped = false;
 
   constructor(
@@ -71,8 +89,9 @@ export class Cluster {
     return this.#broker?.credentials ?? null;
   }
 
-  get gatewayUrl(): string {
-    return this.gateway.baseUrl;
+  /** Gateway slot i's URL now (its replacement's once restarted). */
+  gatewayUrl(i: number): string {
+    return this.gateways[i % this.gateways.length]!.baseUrl;
   }
 
   async start(): Promise<void> {
@@ -84,11 +103,27 @@ export class Cluster {
     const dataDir = this.#dataDir;
     process.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
     this.#common = stackEnv(this.#broker, this.prefix, this.options.partitions);
-    this.gateway = await startGateway(this.#common, {
-      GATEWAY_API_KEYS: `${TENANT}:${API_KEY}`,
+    this.#keysDir = await mkdtemp(path.join(os.tmpdir(), "kafka-llm-chaos-keys-"));
+    const keysDir = this.#keysDir;
+    process.once("exit", () => rmSync(keysDir, { recursive: true, force: true }));
+    const keysFile = path.join(this.#keysDir, "keys.json");
+    const flood = this.options.floodRequestsPerMinute;
+    await writeFile(
+      keysFile,
+      JSON.stringify([
+        { tenant: TENANT, key: API_KEY },
+        ...(flood > 0 ? [{ tenant: FLOOD_TENANT, key: FLOOD_API_KEY, limits: { requests_per_minute: flood } }] : []),
+      ]),
+    );
+    this.#gatewayEnv = {
+      GATEWAY_API_KEYS_FILE: keysFile,
+      // Each replica enforces its share of a tenant's limit.
+      GATEWAY_REPLICAS: String(this.options.gateways),
       SSE_KEEPALIVE_MS: "5000",
       LAG_REFRESH_MS: "5000",
-    });
+    };
+    for (let i = 1; i <= this.options.gateways; i++) this.gateways.push({ slot: `g${i}`, incarnation: 0, service: null, starting: null, baseUrl: "" });
+    await Promise.all(this.gateways.map((g) => this.#startGateway(g)));
     for (let i = 1; i <= this.options.workers; i++) this.workers.push({ slot: `w${i}`, incarnation: 0, service: null, starting: null });
     // One at a time: three model loads at once on two cores only slow each other down.
     for (const w of this.workers) await this.#startWorker(w);
@@ -97,6 +132,23 @@ export class Cluster {
   /** Live workers (started and not killed). */
   live(): WorkerSlot[] {
     return this.workers.filter((w) => !w.retired && w.service !== null && w.service.proc.exitCode === null && w.service.proc.signalCode === null);
+  }
+
+  /** Gateway replicas running (started and not killed). */
+  liveGateways(): GatewaySlot[] {
+    return this.gateways.filter((g) => g.service !== null && g.service.proc.exitCode === null && g.service.proc.signalCode === null);
+  }
+
+  /** SIGKILLs the gateway (its streams drop mid-reply) and starts its replacement in the background. */
+  async killGateway(g: GatewaySlot): Promise<string> {
+    const service = g.service!;
+    g.service = null;
+    await service.stop("SIGKILL");
+    this.logs.set(service.name, service.output());
+    g.starting = this.#startGateway(g).finally(() => {
+      g.starting = null;
+    });
+    return service.name;
   }
 
   /** A scale-out: one more worker joins the group. Resolves once it is ready. */
@@ -168,20 +220,20 @@ export class Cluster {
   /** Every service's log so far: the stopped ones' last words and the running ones' output. */
   snapshotLogs(): Map<string, string> {
     const logs = new Map(this.logs);
-    if (this.gateway) logs.set("gateway", this.gateway.output());
+    for (const g of this.gateways) if (g.service) logs.set(g.service.name, g.service.output());
     for (const w of this.workers) if (w.service) logs.set(w.service.name, w.service.output());
     return logs;
   }
 
   /** Waits for replacements still starting, so the run ends with every worker up. */
   async settle(): Promise<void> {
-    await Promise.all(this.workers.flatMap((w) => (w.starting ? [w.starting] : [])));
+    await Promise.all([...this.workers, ...this.gateways].flatMap((w) => (w.starting ? [w.starting] : [])));
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     // A replacement that fails to start is already logged by #startWorker.
-    await Promise.all(this.workers.flatMap((w) => (w.starting ? [w.starting.catch(() => {})] : [])));
+    await Promise.all([...this.workers, ...this.gateways].flatMap((w) => (w.starting ? [w.starting.catch(() => {})] : [])));
     await Promise.all(
       this.workers.map(async (w) => {
         if (!w.service) return;
@@ -189,12 +241,16 @@ export class Cluster {
         this.logs.set(w.service.name, w.service.output());
       }),
     );
-    if (this.gateway) {
-      await this.gateway.stop("SIGTERM");
-      this.logs.set("gateway", this.gateway.output());
-    }
+    await Promise.all(
+      this.gateways.map(async (g) => {
+        if (!g.service) return;
+        await g.service.stop("SIGTERM");
+        this.logs.set(g.service.name, g.service.output());
+      }),
+    );
     await this.#broker?.stop();
     if (this.#dataDir) await rm(this.#dataDir, { recursive: true, force: true });
+    if (this.#keysDir) await rm(this.#keysDir, { recursive: true, force: true });
   }
 
   #startBroker(): Promise<RunningBroker> {
@@ -209,6 +265,28 @@ export class Cluster {
         "group.consumer.min.session.timeout.ms": String(Math.min(this.options.sessionTimeoutMs, 1000)),
       },
     });
+  }
+
+  /** Starts the gateway slot's next incarnation; retries while the broker is away. */
+  async #startGateway(g: GatewaySlot): Promise<void> {
+    for (let tries = 1; !this.#stopped; tries++) {
+      g.incarnation++;
+      const name = `${g.slot}.${g.incarnation}`;
+      try {
+        const service = await startGateway(this.#common, this.#gatewayEnv, name);
+        if (this.#stopped) {
+          await service.stop("SIGTERM");
+          return;
+        }
+        g.service = service;
+        g.baseUrl = service.baseUrl;
+        return;
+      } catch (err) {
+        this.logs.set(name, (err as Error).message);
+        this.log(`${name} did not start (try ${tries}): ${(err as Error).message.split("\n")[0]}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   /** Starts the slot's next incarnation; retries while the broker is away (a worker cannot start without it). */

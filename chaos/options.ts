@@ -43,6 +43,17 @@ export interface ChaosOptions {
   readonly sseDropRate: number;
   /** The workers write each turn in a Kafka transaction (WORKER_TRANSACTIONS) instead of behind the memory log's fence. */
   readonly transactions: boolean;
+  /** Gateway replicas (GATEWAY_REPLICAS); clients are spread over them and move to another when theirs goes. */
+  readonly gateways: number;
+  /** A gateway replica is killed (SIGKILL, mid-stream) every gatewayKillMinMs..gatewayKillMaxMs and restarted; 0 kills none. */
+  readonly gatewayKillMinMs: number;
+  readonly gatewayKillMaxMs: number;
+  /** Most gateway kills in a run (0 = none); unlimited when absent. */
+  readonly maxGatewayKills: number;
+  /** A second tenant's requests per minute (its keys-file quota); it sends as fast as that lets it (0 = no flooding tenant). */
+  readonly floodRequestsPerMinute: number;
+  /** Records that are no valid request written straight to chat.requests over the window (0 = none). */
+  readonly poisonRecords: number;
   /** The workers' session timeout (how fast a killed worker's partitions move), ms: the broker's group.consumer.session.timeout.ms. */
   readonly sessionTimeoutMs: number;
   /** Where the JSON result goes. */
@@ -76,6 +87,12 @@ export const FULL_RUN: Omit<ChaosOptions, "seed"> = {
   sseDropRate: 0.1,
   transactions: false,
   sessionTimeoutMs: 6_000,
+  gateways: 2,
+  gatewayKillMinMs: 10_000,
+  gatewayKillMaxMs: 20_000,
+  maxGatewayKills: Number.POSITIVE_INFINITY,
+  floodRequestsPerMinute: 60,
+  poisonRecords: 12,
   resultsDir: "chaos/results",
   name: "chaos",
   verbose: true,
@@ -103,6 +120,12 @@ const FIELDS: Record<Exclude<keyof ChaosOptions, never>, Kind> = {
   sseDropRate: "number",
   transactions: "bool",
   sessionTimeoutMs: "int",
+  gateways: "int",
+  gatewayKillMinMs: "int",
+  gatewayKillMaxMs: "int",
+  maxGatewayKills: "int",
+  floodRequestsPerMinute: "int",
+  poisonRecords: "int",
   resultsDir: "string",
   name: "string",
   seed: "int",
@@ -180,6 +203,9 @@ export function validated(o: ChaosOptions, problems: string[] = []): ChaosOption
   if (o.conversations < 1 || o.turns < 1 || o.workers < 1) problems.push("conversations, turns and workers must be at least 1");
   if (o.killMinMs > o.killMaxMs) problems.push("killMinMs must not exceed killMaxMs");
   if (o.killMinMs < 500 && o.maxKills > 0) problems.push("killMinMs must be at least 500");
+  if (o.gateways < 1) problems.push("gateways must be at least 1");
+  if (o.gatewayKillMinMs > o.gatewayKillMaxMs) problems.push("gatewayKillMinMs must not exceed gatewayKillMaxMs");
+  if (o.gatewayKillMinMs < 1000 && o.maxGatewayKills > 0 && o.gateways > 1) problems.push("gatewayKillMinMs must be at least 1000");
   if (o.brokerRestartAt > 1) problems.push("brokerRestartAt is a fraction of the window (0..1)");
   if (o.sseDropRate > 1) problems.push("sseDropRate is a probability (0..1)");
   if (o.sessionTimeoutMs < 3000) problems.push("sessionTimeoutMs must be at least 3000 (the heartbeat is 1000)");

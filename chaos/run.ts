@@ -1,13 +1,16 @@
 /**
- * The chaos run: a real broker, a gateway and N workers as processes; concurrent clients
- * each holding a conversation through the gateway's HTTP API; workers SIGKILLed and
- * restarted every few seconds; one broker restart mid-run. At the end, an accounting
- * against what is on the topics, a table, and a JSON result in chaos/results/.
+ * The chaos run: a real broker, gateway replicas and N workers as processes; concurrent
+ * clients each holding a conversation through the gateways' HTTP API; workers SIGKILLed and
+ * restarted every few seconds, gateways SIGKILLed mid-stream (their clients resume at
+ * another replica with Last-Event-ID); one broker restart mid-run; a second tenant flooding
+ * at its quota; poison records on chat.requests. At the end, an accounting against what is
+ * on the topics, a table, and a JSON result in chaos/results/.
  *
  *   npm run chaos                                   # the full form: 100 x 5 turns, 3 workers
  *   npm run chaos -- --conversations 20 --turns 3   # flags (or CHAOS_* env) change it
  *
- * Exits 1 when any turn was lost, answered twice, reordered, undelivered or misremembered.
+ * Exits 1 when any turn was lost, answered twice, reordered, undelivered or misremembered,
+ * a poison request did not end with an error event, or a flood refusal had no Retry-After.
  */
 import { setMaxListeners } from "node:events";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -16,17 +19,39 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { landedAsExpected } from "../contracts/records/memory.js";
 import { topicNames } from "../contracts/topics.js";
 import { account, type Accounting } from "./accounting.js";
-import { runConversation, type ClientConversation } from "./client.js";
+import { runConversation, StreamBoard, type ClientConversation } from "./client.js";
 import { API_KEY, Cluster, type WorkerHealth } from "./cluster.js";
+import { flood, type FloodTally } from "./flood.js";
+import { injectPoison, poisonPositions, tallyPoison, type PoisonRecord, type PoisonTally } from "./poison.js";
 import { injectFaults, type FaultRecord } from "./faults.js";
 import { KafkaAdmin } from "../platform/kafka/admin.js";
 import { readTopic, readerConfig } from "./kafka-log.js";
 import { ChaosOptionsError, parseChaosOptions, seededRandom, type ChaosOptions } from "./options.js";
 import { formatReport } from "./report.js";
 
+/** What the clients saw of the gateway kills. */
+export interface GatewayTally {
+  readonly kills: number;
+  /** Kills with clients in the middle of a reply from that replica, and those clients. */
+  readonly killsMidReply: number;
+  readonly repliesCut: number;
+  /** Streams cut off or refused under a client, and `reconnect` messages. */
+  readonly lostStreams: number;
+  readonly reconnectMessages: number;
+  /** Times a client moved to another replica (a POST or a stream). */
+  readonly moves: number;
+  /** Longest time from a stream lost at a replica to one open at another, ms. */
+  readonly longestResumeMs: number;
+}
+
 export interface ChaosResult {
   readonly options: ChaosOptions;
   readonly accounting: Accounting;
+  readonly gateways: GatewayTally;
+  readonly flood: FloodTally;
+  readonly poison: PoisonTally;
+  /** The accounting's verdict, every poison request ended and every flood refusal with Retry-After. */
+  readonly ok: boolean;
   readonly faults: readonly FaultRecord[];
   readonly health: WorkerHealth;
   readonly report: string;
@@ -41,8 +66,10 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   const cluster = new Cluster(options, log);
   let conversations: ClientConversation[];
   let faults: FaultRecord[];
+  let floodTally: FloodTally;
+  let poison: PoisonRecord[];
   try {
-    log(`starting a broker, a gateway and ${options.workers} workers`);
+    log(`starting a broker, ${options.gateways} gateway(s) and ${options.workers} workers`);
     await cluster.start();
     log(`started in ${((Date.now() - began) / 1000).toFixed(0)} s; ${options.conversations} clients for ${options.durationMs / 1000} s`);
 
@@ -54,10 +81,14 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     const clientsDone = new AbortController();
     // Each client spreads its turns over ~80% of the window; starts are staggered over the first 20%.
     const spacing = (0.8 * options.durationMs) / options.turns;
+    const board = new StreamBoard();
     const clients = Array.from({ length: options.conversations }, (_, i) => {
       const random = seededRandom(options.seed + 1 + i);
       return runConversation({
-        baseUrl: cluster.gatewayUrl,
+        gatewayUrl: (g) => cluster.gatewayUrl(g),
+        gateways: options.gateways,
+        home: i % options.gateways,
+        board,
         apiKey: API_KEY,
         conversationId: `c${String(i).padStart(3, "0")}`,
         turns: options.turns,
@@ -70,9 +101,17 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       });
     });
     const progress = setInterval(() => {
-      log(`+${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${cluster.live().length}/${options.workers} workers up`);
+      log(
+        `+${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${cluster.live().length}/${options.workers} workers, ${cluster.liveGateways().length}/${options.gateways} gateways up`,
+      );
     }, 15_000);
-    const faulting = injectFaults({ cluster, chaos: options, random: seededRandom(options.seed), startedAt, stop: clientsDone.signal, log });
+    const faulting = injectFaults({ cluster, chaos: options, random: seededRandom(options.seed), startedAt, stop: clientsDone.signal, log, board });
+    // The flood runs through the window; the poison is spread over it.
+    const windowOver = AbortSignal.any([clientsDone.signal, AbortSignal.timeout(options.durationMs)]);
+    const flooding = flood({ cluster, requestsPerMinute: options.floodRequestsPerMinute, stop: windowOver });
+    const poisoning = injectPoison({ cluster, chaos: options, startedAt, stop: clientsDone.signal, log });
+    // Awaited below, once the clients are done: a failure meanwhile is not an unhandled rejection.
+    for (const work of [faulting, flooding, poisoning]) work.catch(() => {});
     try {
       conversations = await Promise.all(clients);
     } finally {
@@ -80,6 +119,8 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       clearTimeout(deadlineTimer);
       clearInterval(progress);
       faults = await faulting;
+      floodTally = await flooding;
+      poison = await poisoning;
     }
     log(`clients done after ${((Date.now() - startedAt) / 1000).toFixed(0)} s; waiting for the workers to commit everything`);
     await cluster.settle();
@@ -88,12 +129,15 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
 
     const kafka = readerConfig(cluster.brokers, cluster.credentials);
     const topics = topicNames(cluster.prefix);
-    const [requests, events, memory, history] = [
-      await readTopic(kafka, topics.requests),
+    // The poison is not the clients' turns: its own tally finds it.
+    const poisoned = poisonPositions(poison);
+    const [requests, events, memory, history, deadLetters] = [
+      (await readTopic(kafka, topics.requests)).filter((r) => !poisoned.has(`${r.partition}@${r.offset}`)),
       await readTopic(kafka, topics.events),
       // What every reader takes: a replaced worker's records, which landed where they did not expect, are skipped.
       (await readTopic(kafka, topics.memory)).filter((r) => landedAsExpected({ offset: Number(r.offset), headers: r.headers })),
       await readTopic(kafka, topics.history),
+      await readTopic(kafka, topics.deadLetter),
     ];
     const accounting = account({
       conversations,
@@ -105,12 +149,36 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       memory,
       history,
     });
-    const report = formatReport(options, accounting, faults, health, Date.now() - began);
-    const file = await writeResult(options, { accounting, faults, health, conversations, cluster, report });
-    return { options, accounting, faults, health, report, file };
+    const poisonTally = tallyPoison(poison, events, deadLetters);
+    const gateways = tallyGateways(faults, conversations);
+    const ok = accounting.ok && poisonTally.ok && floodTally.refused === floodTally.refusedWithRetryAfter;
+    const report = formatReport(options, accounting, faults, health, Date.now() - began, { gateways, flood: floodTally, poison: poisonTally, ok });
+    const file = await writeResult(options, {
+      accounting,
+      faults,
+      health,
+      conversations,
+      cluster,
+      report,
+      extra: { gateways, flood: floodTally, poison, poisonTally },
+    });
+    return { options, accounting, gateways, flood: floodTally, poison: poisonTally, ok, faults, health, report, file };
   } finally {
     await cluster.stop();
   }
+}
+
+function tallyGateways(faults: readonly FaultRecord[], conversations: readonly ClientConversation[]): GatewayTally {
+  const turns = conversations.flatMap((c) => c.turns);
+  return {
+    kills: faults.filter((f) => f.kind === "gateway_kill").length,
+    killsMidReply: faults.filter((f) => f.kind === "gateway_kill" && (f.midReply ?? 0) > 0).length,
+    repliesCut: faults.reduce((n, f) => n + (f.kind === "gateway_kill" ? (f.midReply ?? 0) : 0), 0),
+    lostStreams: turns.reduce((n, t) => n + t.lostStreams, 0),
+    reconnectMessages: turns.reduce((n, t) => n + t.reconnectMessages, 0),
+    moves: turns.reduce((n, t) => n + t.gatewayMoves, 0),
+    longestResumeMs: turns.reduce((n, t) => Math.max(n, t.longestResumeMs), 0),
+  };
 }
 
 /** Waits until the worker group has committed every request: nothing can be run again after that. */
@@ -141,7 +209,15 @@ async function waitForCommits(cluster: Cluster, timeoutMs: number, log: (line: s
 
 async function writeResult(
   options: ChaosOptions,
-  r: { accounting: Accounting; faults: readonly FaultRecord[]; health: WorkerHealth; conversations: ClientConversation[]; cluster: Cluster; report: string },
+  r: {
+    accounting: Accounting;
+    faults: readonly FaultRecord[];
+    health: WorkerHealth;
+    conversations: ClientConversation[];
+    cluster: Cluster;
+    report: string;
+    extra: Record<string, unknown>;
+  },
 ): Promise<string> {
   const dir = path.resolve(REPO_ROOT, options.resultsDir);
   await mkdir(dir, { recursive: true });
@@ -155,6 +231,7 @@ async function writeResult(
         (t) =>
           t.tries.length > 1 ||
           t.connects > 1 ||
+          t.gatewayMoves > 0 ||
           t.discardedAttempts > 0 ||
           t.problems.length > 0 ||
           t.terminal?.type !== "final" ||
@@ -166,7 +243,7 @@ async function writeResult(
   await writeFile(
     file,
     JSON.stringify(
-      { options, summary, anomalies, faults: r.faults, health: r.health, notableTurns: notable, report: r.report.split("\n") },
+      { options, summary, anomalies, ...r.extra, faults: r.faults, health: r.health, notableTurns: notable, report: r.report.split("\n") },
       (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v),
       2,
     ),
@@ -191,7 +268,7 @@ async function main(): Promise<void> {
   };
   const result = await runChaos(options, log);
   process.stdout.write(`${result.report}\n\nresult: ${path.relative(process.cwd(), result.file)}\n`);
-  process.exit(result.accounting.ok ? 0 : 1);
+  process.exit(result.ok ? 0 : 1);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {

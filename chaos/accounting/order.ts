@@ -4,7 +4,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { ClientConversation } from "../client.js";
-import { compareOffsets, type TopicIndex } from "./topics.js";
+import { compareOffsets, type EventOnKafka, type TopicIndex } from "./topics.js";
 
 /** The number of ordering faults (a conversation can have several). */
 export function countOutOfOrder(
@@ -26,11 +26,20 @@ export function countOutOfOrder(
       const before = index.firstTerminal(onKafka[i - 1]!.request.request_id);
       const nextEvents = index.eventsById.get(onKafka[i]!.request.request_id) ?? [];
       const earliest = nextEvents[0];
-      if (earliest && (!before || compareOffsets(earliest.offset, before.offset) < 0)) {
+      if (earliest && (!before || precedes(earliest, before))) {
         outOfOrder++;
         anomalies.push(`${conversation.id}: request ${onKafka[i]!.request.request_id} has an event before the final of the request before it`);
       }
     }
   }
   return outOfOrder;
+}
+
+/**
+ * Whether `a` came before `b`: by offset on one partition; across partitions (the requests
+ * were accepted by different gateway replicas, each naming its own events partition) by
+ * when the worker produced them, since no offset orders two partitions.
+ */
+function precedes(a: EventOnKafka, b: EventOnKafka): boolean {
+  return a.partition === b.partition ? compareOffsets(a.offset, b.offset) < 0 : a.event.at < b.event.at;
 }

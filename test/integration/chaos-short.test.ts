@@ -1,22 +1,30 @@
 /**
  * The chaos run in its short CI form (chaos/run.ts has the full one: `npm run chaos`):
- * a broker, a gateway and three workers as real processes; 20 concurrent clients with 3
- * turns each through the gateway's HTTP API; three workers SIGKILLed (and restarted), one
- * broker restart, and the scale events of an autoscaler (a fourth worker joins, a worker
- * is sent SIGTERM and not replaced) while they talk. Every turn must be answered exactly once, in
- * order, and remembered once, in order; the accounting reads the topics straight from
- * Kafka (chaos/accounting.ts, itself tested in test/unit/chaos/accounting.test.ts). It runs
- * with each fence: the memory log's (the default) and Kafka transactions (WORKER_TRANSACTIONS).
+ * a broker, gateways and three workers as real processes; 20 concurrent clients with 3 turns
+ * each through the gateways' HTTP API; three workers SIGKILLed (and restarted), one broker
+ * restart, and the scale events of an autoscaler (a fourth worker joins, a worker is sent
+ * SIGTERM and not replaced) while they talk. Every turn must be answered exactly once, in
+ * order, and remembered once, in order. The accounting reads the topics straight from Kafka
+ * (chaos/accounting.ts, itself tested in test/unit/chaos/). It runs with each fence: the
+ * memory log's (the default) and Kafka transactions (WORKER_TRANSACTIONS). The default mode
+ * also has two gateway replicas, one SIGKILLed mid-reply twice (its clients resume at the
+ * other with Last-Event-ID), a second tenant flooding at its quota, and three poison records
+ * on chat.requests, each that names a request to be ended with an error event.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FULL_RUN, validated } from "../../chaos/options.js";
 import { runChaos } from "../../chaos/run.js";
 
+/** Two gateway replicas, one killed mid-reply twice; a tenant flooding at 12 a minute; three poison records. */
+const NEW_FAULTS = { gateways: 2, gatewayKillMinMs: 8_000, gatewayKillMaxMs: 12_000, maxGatewayKills: 2, floodRequestsPerMinute: 12, poisonRecords: 3 };
+
 describe("chaos (short form)", { timeout: 840_000 }, () => {
   for (const transactions of [false, true])
     it(
-      `loses, doubles and reorders no turn while workers are killed, added and removed and the broker restarts${transactions ? " (WORKER_TRANSACTIONS)" : ""}`,
+      `loses, doubles and reorders no turn while workers are killed, added and removed and the broker restarts${
+        transactions ? " (WORKER_TRANSACTIONS)" : ", gateways are killed mid-reply, a tenant floods and poison lands"
+      }`,
       { timeout: 420_000 },
       async (t) => {
         const options = validated({
@@ -27,6 +35,9 @@ describe("chaos (short form)", { timeout: 840_000 }, () => {
           durationMs: 40_000,
           drainMs: 90_000,
           maxKills: 3,
+          // The new faults in the default mode only, which bounds the test's time: the fence
+          // makes no difference to them. The full run has both modes with every fault.
+          ...(transactions ? { gateways: 1, maxGatewayKills: 0, floodRequestsPerMinute: 0, poisonRecords: 0 } : NEW_FAULTS),
           brokerRestartAt: 0.5,
           name: transactions ? "chaos-short-tx" : "chaos-short",
           seed: Math.floor(Math.random() * 2 ** 31),
@@ -53,6 +64,23 @@ describe("chaos (short form)", { timeout: 840_000 }, () => {
         assert.equal(a.historyChecked, 20);
         assert.equal(a.answeredOnce, 60, "every client received its one final");
         assert.ok(a.ok, `the accounting found problems:\n${a.anomalies.join("\n")}\n(result: ${result.file})`);
+
+        assert.ok(result.ok, "the poison and the flood as expected too");
+        if (transactions) return;
+        assert.ok(result.gateways.kills >= 1, `a gateway was killed (${result.gateways.kills})`);
+        assert.ok(result.flood.accepted > 0, "the flooding tenant got some turns in");
+        assert.ok(
+          result.flood.accepted <= 12 + 6 * result.gateways.kills,
+          `within its quota, give or take a restarted replica's share (${result.flood.accepted})`,
+        );
+        assert.ok(result.flood.refused > 0, "and was refused past its quota");
+        assert.equal(result.flood.refusedWithRetryAfter, result.flood.refused, "every 429 says when to come back");
+        const p = result.poison;
+        assert.equal(p.sent, 3, `every poison record was written: ${p.problems.join("; ")}`);
+        assert.equal(p.named, 2);
+        assert.equal(p.endedWithError, 2, `every poison request ended with request_dead_lettered: ${p.problems.join("; ")}`);
+        assert.equal(p.deadLettered, 3, "every poison record is on the dead letter topic");
+        assert.equal(p.followedToError, 1, "the client following the misplaced request at a gateway was told");
       },
     );
 });

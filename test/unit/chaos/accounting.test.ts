@@ -166,6 +166,10 @@ function turn(n: number, requestId: string, content: string, final: FinalEvent, 
     drops: 0,
     serverEnds: 0,
     stalls: 0,
+    lostStreams: 0,
+    reconnectMessages: 0,
+    gatewayMoves: 0,
+    longestResumeMs: 0,
     discardedAttempts: 0,
     problems: [],
   };
@@ -247,6 +251,29 @@ describe("chaos accounting", () => {
     for (const i of order) w.event(0, values[i]!);
     const a = account(w.input());
     assert.ok(a.outOfOrder >= 1, a.anomalies.join("\n"));
+    assert.equal(a.ok, false);
+  });
+
+  it("orders events of turns on different events partitions (accepted by different gateway replicas) by when they were produced", () => {
+    // Turn 1's events on partition 3, turn 2's on partition 0 at lower offsets: in order by time.
+    const inOrder = new World(1, 2);
+    const values = inOrder.events.map((r) => JSON.parse(r.value!.toString()) as ChatEvent);
+    inOrder.events = [];
+    for (const v of values.slice(3)) inOrder.event(0, v);
+    for (const v of values.slice(0, 3)) inOrder.event(3, v);
+    let a = account(inOrder.input());
+    assert.equal(a.outOfOrder, 0, a.anomalies.join("\n"));
+    assert.ok(a.ok, a.anomalies.join("\n"));
+
+    // Turn 2 started (by its producer's clock) before turn 1's final, on another partition.
+    const early = new World(1, 2);
+    const shifted = early.events.map((r) => JSON.parse(r.value!.toString()) as ChatEvent);
+    early.events = [];
+    for (const v of shifted.slice(0, 3)) early.event(3, v);
+    early.event(0, { ...shifted[3]!, at: shifted[2]!.at - 1 });
+    for (const v of shifted.slice(4)) early.event(0, v);
+    a = account(early.input());
+    assert.equal(a.outOfOrder, 1, a.anomalies.join("\n"));
     assert.equal(a.ok, false);
   });
 

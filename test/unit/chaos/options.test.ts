@@ -33,4 +33,14 @@ describe("chaos options", () => {
       },
     );
   });
+
+  it("reads the gateway, flood and poison options, and refuses a gateway kill interval that is backwards", () => {
+    const o = parseChaosOptions(["--gateways", "3", "--flood-requests-per-minute", "0", "--poison-records", "5"], { CHAOS_MAX_GATEWAY_KILLS: "2" });
+    assert.deepEqual([o.gateways, o.floodRequestsPerMinute, o.poisonRecords, o.maxGatewayKills], [3, 0, 5, 2]);
+    assert.equal(FULL_RUN.gateways, 2, "the full run has two replicas");
+    assert.throws(
+      () => parseChaosOptions(["--gateway-kill-min-ms", "9000", "--gateway-kill-max-ms", "8000", "--gateways", "0"], {}),
+      /gateways must be at least 1\n {2}gatewayKillMinMs must not exceed gatewayKillMaxMs/,
+    );
+  });
 });
