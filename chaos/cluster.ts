@@ -44,6 +44,7 @@ export interface WorkerSlot {
 }
 
 export interface UnexpectedExit {
+  /** The worker's WORKER_ID or the gateway's name (g1.2, …). */
   readonly worker: string;
   readonly at: number;
   readonly code: number | null;
@@ -61,7 +62,7 @@ export interface WorkerHealth {
 export class Cluster {
   readonly prefix = uniquePrefix("chaos");
   readonly workers: WorkerSlot[] = [];
-  /** Workers that exited without being killed (each is restarted, as Kubernetes would). */
+  /** Workers and gateways that exited without being killed (each is restarted, as Kubernetes would). */
   readonly unexpectedExits: UnexpectedExit[] = [];
   /** Logs of every service incarnation, by WORKER_ID or gateway name (g1.1, …), kept for the result file. */
   readonly logs = new Map<string, string>();
@@ -197,7 +198,10 @@ export class Cluster {
     }
     await broker.stop();
     await new Promise((r) => setTimeout(r, downMs));
-    this.#broker = await this.#startBroker();
+    // Every service reconnecting at once competes with the broker's start for two cores (a
+    // gateway's librdkafka client was seen using most of one while the broker was away):
+    // more time than a first start gets, so that a slow start is measured, not a failed run.
+    this.#broker = await this.#startBroker(180_000);
   }
 
   /**
@@ -253,8 +257,9 @@ export class Cluster {
     if (this.#keysDir) await rm(this.#keysDir, { recursive: true, force: true });
   }
 
-  #startBroker(): Promise<RunningBroker> {
+  #startBroker(startTimeoutMs?: number): Promise<RunningBroker> {
     return startBroker({
+      ...(startTimeoutMs !== undefined && { startTimeoutMs }),
       port: this.#port,
       // The same controller port every time, so the restarted broker is the same cluster.
       controllerPort: this.#controllerPort,
@@ -280,6 +285,17 @@ export class Cluster {
         }
         g.service = service;
         g.baseUrl = service.baseUrl;
+        service.proc.once("exit", (code, signal) => {
+          if (g.service !== service || this.#stopped) return; // killed or stopped by us
+          // A replica that exits by itself is restarted, as Kubernetes would, and counted.
+          this.unexpectedExits.push({ worker: name, at: Date.now(), code, signal });
+          this.logs.set(name, service.output());
+          this.log(`gateway ${name} exited by itself (code ${code}, signal ${signal}); restarting it`);
+          g.service = null;
+          g.starting = this.#startGateway(g).finally(() => {
+            g.starting = null;
+          });
+        });
         return;
       } catch (err) {
         this.logs.set(name, (err as Error).message);

@@ -70,7 +70,7 @@ export function formatReport(
     ["streamed text not the start of the reply", a.textMismatches],
     ["deltas missing, completed by the final", a.deltaGaps],
     ["longest turn seen by a client", seconds(a.longestTurnMs)],
-    ["workers that exited by themselves", health.unexpectedExits.length, health.unexpectedExits.map((e) => ` ${e.worker}`).join("")],
+    ["workers and gateways that exited by themselves", health.unexpectedExits.length, health.unexpectedExits.map((e) => ` ${e.worker}`).join("")],
     ["workers alive but not ready at the end", health.notReadyAtEnd.length, health.notReadyAtEnd.map((n) => ` ${n}`).join("")],
     ["", ""],
     [`gateway SIGKILLs (of ${options.gateways} replicas, each restarted)`, x.gateways.kills],
