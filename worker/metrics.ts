@@ -1,8 +1,21 @@
 /** The worker's Prometheus metrics, on a registry of its own (no globals). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { DeadLetterReason } from "./attempts.js";
 
 /** Seconds, from 10 ms to 60 s: LLM latencies span that range. */
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
+
+/** Every reason a request is dead-lettered for (worker/attempts.ts's DeadLetterReason). */
+const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ["invalid_record", "attempts_exhausted", "record_too_large"];
+
+/**
+ * A labelled counter with each of its label values at 0 from the start: a dashboard's
+ * rate() over it returns 0, not "no data", until the first increment.
+ */
+function zeroed<L extends string>(counter: Counter<L>, label: L, values: readonly string[]): Counter<L> {
+  for (const value of values) counter.inc({ [label]: value } as Partial<Record<L, string>>, 0);
+  return counter;
+}
 
 export function createWorkerMetrics(workerId: string) {
   const registry = new Registry();
@@ -112,12 +125,16 @@ export function createWorkerMetrics(workerId: string) {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2],
       registers: [registry],
     }),
-    deadLettered: new Counter({
-      name: "kafka_llm_dead_lettered_total",
-      help: "Requests sent to the dead letter topic, by reason: invalid_record (not a request, or not where its key belongs), attempts_exhausted (failed MAX_REQUEST_ATTEMPTS times, worker crashes included), record_too_large (a record it writes is over its topic's max.message.bytes)",
-      labelNames: ["reason"] as const,
-      registers: [registry],
-    }),
+    deadLettered: zeroed(
+      new Counter({
+        name: "kafka_llm_dead_lettered_total",
+        help: "Requests sent to the dead letter topic, by reason: invalid_record (not a request, or not where its key belongs), attempts_exhausted (failed MAX_REQUEST_ATTEMPTS times, worker crashes included), record_too_large (a record it writes is over its topic's max.message.bytes)",
+        labelNames: ["reason"] as const,
+        registers: [registry],
+      }),
+      "reason",
+      DEAD_LETTER_REASONS,
+    ),
     handovers: new Counter({
       name: "kafka_llm_handovers_total",
       help: "Replies handed over at a partition move after the drain bound (direction=out) and continued here (direction=in)",
