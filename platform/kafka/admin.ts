@@ -35,12 +35,9 @@ const OFFSET_INVALID = -1001;
 const EARLIEST = -2;
 const LATEST = -1;
 const READ_COMMITTED = 1;
-/** How long a topic's partitions are taken as known for an offsets question (ms). */
-const PARTITIONS_CACHE_MS = 30_000;
 
 export class KafkaAdmin {
   readonly #native: NativeAdmin;
-  readonly #partitionsCache = new Map<string, { at: number; partitions: number[] }>();
   readonly #config: KafkaConfig;
   readonly #clientId: string;
   readonly timeoutMs: number;
@@ -138,23 +135,9 @@ export class KafkaAdmin {
     return out;
   }
 
-  /**
-   * A topic's partitions for an offsets question, remembered for PARTITIONS_CACHE_MS: the
-   * metadata answer lists every topic the principal may describe, which on a large cluster
-   * is a large answer to fetch every few seconds (the lag exporter, the memory ends). A
-   * partition added meanwhile is seen within that bound; partitions are never removed.
-   */
-  async #partitionsOf(topic: string, timeoutMs: number): Promise<number[]> {
-    const known = this.#partitionsCache.get(topic);
-    if (known && Date.now() - known.at < PARTITIONS_CACHE_MS) return known.partitions;
-    const partitions = (await this.partitions([topic], timeoutMs)).get(topic) ?? [];
-    this.#partitionsCache.set(topic, { at: Date.now(), partitions });
-    return partitions;
-  }
-
   /** Each partition's log start and end (high watermark), as the leaders have them now. */
   async offsets(topic: string, timeoutMs = this.timeoutMs): Promise<PartitionOffsets[]> {
-    const partitions = await this.#partitionsOf(topic, timeoutMs);
+    const partitions = (await this.partitions([topic], timeoutMs)).get(topic) ?? [];
     const [low, high] = await Promise.all([this.#listOffsets(topic, partitions, EARLIEST, timeoutMs), this.#listOffsets(topic, partitions, LATEST, timeoutMs)]);
     return partitions.map((partition) => ({ partition, low: low.get(partition) ?? 0, high: high.get(partition) ?? 0 }));
   }
@@ -164,7 +147,7 @@ export class KafkaAdmin {
    * partition's end when none is.
    */
   async offsetsAt(topic: string, timestamp: number, timeoutMs = this.timeoutMs): Promise<Map<number, number>> {
-    const partitions = await this.#partitionsOf(topic, timeoutMs);
+    const partitions = (await this.partitions([topic], timeoutMs)).get(topic) ?? [];
     const [at, high] = await Promise.all([this.#listOffsets(topic, partitions, timestamp, timeoutMs), this.#listOffsets(topic, partitions, LATEST, timeoutMs)]);
     return new Map(partitions.map((p) => [p, (at.get(p) ?? -1) >= 0 ? at.get(p)! : (high.get(p) ?? 0)]));
   }
