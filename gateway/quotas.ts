@@ -142,24 +142,26 @@ export class TenantQuotas {
     return state;
   }
 
+  /** The tenant's per-minute windows with their limits, as OpenAI names them in its headers. */
+  #windows(tenant: string) {
+    const limits = this.limits(tenant);
+    const state = this.#state(tenant);
+    return [
+      { limit: "requestsPerMinute", name: "requests", most: limits.requestsPerMinute, window: state.requests },
+      { limit: "tokensPerMinute", name: "tokens", most: limits.tokensPerMinute, window: state.tokens },
+    ] as const;
+  }
+
   /** OpenAI's x-ratelimit-* headers for the tenant now. */
   headers(tenant: string): Record<string, string> {
     const now = this.#clock();
-    const limits = this.limits(tenant);
-    const state = this.#state(tenant);
     const headers: Record<string, string> = {};
-    if (limits.requestsPerMinute > 0) {
-      const used = state.requests.total(now);
-      headers["x-ratelimit-limit-requests"] = String(limits.requestsPerMinute);
-      headers["x-ratelimit-remaining-requests"] = String(Math.max(0, limits.requestsPerMinute - used));
-      // OpenAI's reset: until the whole budget is back (every counted call aged out).
-      headers["x-ratelimit-reset-requests"] = resetAfter(state.requests.secondsUntilBelow(now, 1));
-    }
-    if (limits.tokensPerMinute > 0) {
-      const used = state.tokens.total(now);
-      headers["x-ratelimit-limit-tokens"] = String(limits.tokensPerMinute);
-      headers["x-ratelimit-remaining-tokens"] = String(Math.max(0, limits.tokensPerMinute - used));
-      headers["x-ratelimit-reset-tokens"] = resetAfter(state.tokens.secondsUntilBelow(now, 1));
+    for (const { name, most, window } of this.#windows(tenant)) {
+      if (most <= 0) continue;
+      headers[`x-ratelimit-limit-${name}`] = String(most);
+      headers[`x-ratelimit-remaining-${name}`] = String(Math.max(0, most - window.total(now)));
+      // OpenAI's reset: until the whole budget is back (everything counted aged out).
+      headers[`x-ratelimit-reset-${name}`] = resetAfter(window.secondsUntilBelow(now, 1));
     }
     return headers;
   }
@@ -170,27 +172,12 @@ export class TenantQuotas {
    */
   admit(tenant: string): Record<string, string> {
     const now = this.#clock();
-    const limits = this.limits(tenant);
-    const state = this.#state(tenant);
-    if (limits.requestsPerMinute > 0 && state.requests.total(now) >= limits.requestsPerMinute) {
-      const wait = Math.max(1, state.requests.secondsUntilBelow(now, limits.requestsPerMinute));
-      throw this.#reject(
-        tenant,
-        "requestsPerMinute",
-        `tenant ${tenant} is at its limit of ${limits.requestsPerMinute} requests per minute on this gateway; retry after ${wait} s`,
-        wait,
-      );
+    for (const { limit, name, most, window } of this.#windows(tenant)) {
+      if (most <= 0 || window.total(now) < most) continue;
+      const wait = Math.max(1, window.secondsUntilBelow(now, most));
+      throw this.#reject(tenant, limit, `tenant ${tenant} is at its limit of ${most} ${name} per minute on this gateway; retry after ${wait} s`, wait);
     }
-    if (limits.tokensPerMinute > 0 && state.tokens.total(now) >= limits.tokensPerMinute) {
-      const wait = Math.max(1, state.tokens.secondsUntilBelow(now, limits.tokensPerMinute));
-      throw this.#reject(
-        tenant,
-        "tokensPerMinute",
-        `tenant ${tenant} is at its limit of ${limits.tokensPerMinute} tokens per minute on this gateway; retry after ${wait} s`,
-        wait,
-      );
-    }
-    state.requests.add(now, 1);
+    this.#state(tenant).requests.add(now, 1);
     return this.headers(tenant);
   }
 
