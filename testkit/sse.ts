@@ -42,6 +42,26 @@ export async function readSse(url: string, options: { lastEventId?: string; time
   return parseSse(await res.text());
 }
 
+/**
+ * Follows a stream as it arrives: `messages` grows until the server ends it; `done` resolves
+ * true then, false when `close()` ended it first. `headers`: e.g. authorization, last-event-id.
+ */
+export function followSse(url: string, headers: Record<string, string> = {}) {
+  const messages: SseMessage[] = [];
+  const abort = new AbortController();
+  const done = (async () => {
+    const res = await fetch(url, { headers: { accept: "text/event-stream", ...headers }, signal: abort.signal });
+    if (res.status !== 200) throw new Error(`SSE ${url}: HTTP ${res.status} ${await res.text()}`);
+    const reader = new SseReader();
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) messages.push(...reader.push(chunk));
+    return true;
+  })().catch((err: Error) => {
+    if (err.name !== "AbortError") throw err;
+    return false;
+  });
+  return { messages, done, close: () => abort.abort() };
+}
+
 /** The chat events of a stream, without the gateway's `queued` notices (not chat events). */
 export function chatEvents(messages: SseMessage[]): ChatEvent[] {
   return messages.filter((m) => m.event !== "queued").map((m) => JSON.parse(m.data) as ChatEvent);

@@ -19,34 +19,10 @@ import { after, before, describe, it } from "node:test";
 import { apiClient, eventually, type ApiResponse, metricValue, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
-import { chatEvents, parseSse, type SseMessage } from "../helpers/sse.js";
+import { chatEvents, followSse, parseSse } from "../helpers/sse.js";
 
 const KEY_A = "bounds-a-key-0123456789";
 const KEY_B = "bounds-b-key-9876543210";
-
-/** Reads an SSE stream as it arrives; `messages` grows until the server ends it (`done` resolves then). */
-function followSse(url: string, key: string) {
-  const messages: SseMessage[] = [];
-  const abort = new AbortController();
-  const done = (async () => {
-    const res = await fetch(url, { headers: { accept: "text/event-stream", authorization: `Bearer ${key}` }, signal: abort.signal });
-    assert.equal(res.status, 200);
-    let buffer = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of res.body!) {
-      buffer += decoder.decode(chunk as Uint8Array, { stream: true });
-      const cut = buffer.lastIndexOf("\n\n");
-      if (cut < 0) continue;
-      messages.push(...parseSse(buffer.slice(0, cut + 2)));
-      buffer = buffer.slice(cut + 2);
-    }
-    return true;
-  })().catch((err: Error) => {
-    if (err.name !== "AbortError") throw err;
-    return false;
-  });
-  return { messages, done, close: () => abort.abort() };
-}
 
 const within = <T>(promise: Promise<T>, ms: number, what: string) =>
   Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms / 1000} s`)), ms).unref())]);
@@ -75,7 +51,7 @@ describe("gateway bounds", { timeout: 300_000 }, () => {
 
     const turn = await a("POST", "/v1/conversations/a-story/messages", { content: "Once upon a time", max_tokens: 4 });
     assert.equal(turn.status, 202, turn.text);
-    const stream = followSse(gateway.baseUrl + turn.body.events_url, KEY_A);
+    const stream = followSse(gateway.baseUrl + turn.body.events_url, { authorization: `Bearer ${KEY_A}` });
     streams.push(stream);
     await eventually(async () => (stream.messages.some((m) => m.event === "queued") ? true : undefined), 10_000, "a's stream to be open");
 

@@ -17,33 +17,12 @@ import { launchChromium } from "../helpers/browser.js";
 import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
-import { parseSse, type SseMessage } from "../helpers/sse.js";
+import { followSse, type SseMessage } from "../helpers/sse.js";
 
 const KEY = "queued-key-24680";
 const NOTICE_MS = 500;
 
-/** Reads an SSE stream as it arrives; `messages` grows until the server ends it. */
-function followSse(url: string) {
-  const messages: SseMessage[] = [];
-  const abort = new AbortController();
-  const done = (async () => {
-    const res = await fetch(url, { headers: { accept: "text/event-stream", authorization: `Bearer ${KEY}` }, signal: abort.signal });
-    assert.equal(res.status, 200);
-    let buffer = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of res.body!) {
-      buffer += decoder.decode(chunk as Uint8Array, { stream: true });
-      const cut = buffer.lastIndexOf("\n\n");
-      if (cut < 0) continue;
-      messages.push(...parseSse(buffer.slice(0, cut + 2)));
-      buffer = buffer.slice(cut + 2);
-    }
-  })().catch((err: Error) => {
-    if (err.name !== "AbortError") throw err;
-  });
-  return { messages, done, close: () => abort.abort() };
-}
-
+const auth = { authorization: `Bearer ${KEY}` };
 const notices = (messages: SseMessage[]) => messages.filter((m) => m.event === "queued").map((m) => JSON.parse(m.data) as QueuedNotice);
 
 describe("queued notices while a request waits", { timeout: 240_000 }, () => {
@@ -77,7 +56,7 @@ describe("queued notices while a request waits", { timeout: 240_000 }, () => {
       const res = await api("POST", "/v1/conversations/waiting/messages", { content: `Story ${i}.`, max_tokens: 8 });
       assert.equal(res.status, 202, res.text);
       ids.push(res.body.request_id);
-      streams.push(followSse(`${gateway.baseUrl}/v1/requests/${res.body.request_id}/events`));
+      streams.push(followSse(`${gateway.baseUrl}/v1/requests/${res.body.request_id}/events`, auth));
     }
     await eventually(async () => (streams.every((s) => notices(s.messages).length >= 3) ? true : undefined), 30_000, "three notices on each stream");
     for (const [i, s] of streams.entries()) {
@@ -144,7 +123,7 @@ describe("queued notices while a request waits", { timeout: 240_000 }, () => {
     );
     const waiting = await api("POST", "/v1/conversations/busy/messages", { content: "And then?", max_tokens: 8 });
     assert.equal(waiting.status, 202, waiting.text);
-    const stream = followSse(`${gateway.baseUrl}/v1/requests/${waiting.body.request_id}/events`);
+    const stream = followSse(`${gateway.baseUrl}/v1/requests/${waiting.body.request_id}/events`, auth);
     streams.push(stream);
     const notice = await eventually(async () => notices(stream.messages)[0], 30_000, "a queued notice behind the busy worker");
     assert.equal(notice.worker_assigned, true, `a worker owns the partition: ${JSON.stringify(notice)}`);

@@ -11,25 +11,7 @@ import { isTerminalEvent, type ChatEvent } from "../../contracts/records/events.
 import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
-import { SseReader, type SseMessage } from "../helpers/sse.js";
-
-/** Reads a stream's messages as they come, until the server ends it. */
-function follow(url: string, lastEventId?: string) {
-  const messages: SseMessage[] = [];
-  const controller = new AbortController();
-  const ended = (async () => {
-    const res = await fetch(url, {
-      headers: { accept: "text/event-stream", ...(lastEventId !== undefined && { "last-event-id": lastEventId }) },
-      signal: controller.signal,
-    });
-    assert.equal(res.status, 200);
-    const reader = new SseReader();
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) messages.push(...reader.push(chunk));
-  })().catch((err: unknown) => {
-    if (!controller.signal.aborted) throw err;
-  });
-  return { messages, ended, abort: () => controller.abort() };
-}
+import { followSse, type SseMessage } from "../helpers/sse.js";
 
 const chatEventsOf = (messages: SseMessage[]): ChatEvent[] => messages.filter((m) => m.id !== undefined).map((m) => JSON.parse(m.data) as ChatEvent);
 
@@ -61,7 +43,7 @@ describe("a gateway rollout", { timeout: 180_000 }, () => {
     const submitted = await apiClient(leaving.baseUrl)("POST", "/v1/conversations/rollout-1/messages", { content: "Once upon a time" });
     assert.equal(submitted.status, 202, submitted.text);
     const requestId = submitted.body.request_id as string;
-    const stream = follow(`${leaving.baseUrl}/v1/requests/${requestId}/events`);
+    const stream = followSse(`${leaving.baseUrl}/v1/requests/${requestId}/events`);
     await eventually(async () => (stream.messages.some((m) => m.event === "queued") ? true : undefined), 15_000, "a queued notice on the open stream");
 
     const exited = new Promise<number | null>((resolve) => leaving.proc.once("exit", (code) => resolve(code)));
@@ -76,7 +58,7 @@ describe("a gateway rollout", { timeout: 180_000 }, () => {
     assert.match(refused.body.error.message, /shutting down and takes no new work/);
 
     // At the end of the grace period the stream is told where to resume, and ends.
-    await stream.ended;
+    assert.equal(await stream.done, true, "the server ended the stream");
     const drainedAfter = Date.now() - signalled;
     assert.ok(drainedAfter >= 2500, `the stream stayed open through the grace period (${drainedAfter} ms)`);
     const reconnect = stream.messages.find((m) => m.event === "reconnect");
@@ -87,9 +69,9 @@ describe("a gateway rollout", { timeout: 180_000 }, () => {
     // The client resumes at the other replica, from the last event it had.
     const had = chatEventsOf(stream.messages);
     const lastId = [...stream.messages].reverse().find((m) => m.id !== undefined)?.id;
-    const resumed = follow(`${staying.baseUrl}/v1/requests/${requestId}/events`, lastId);
+    const resumed = followSse(`${staying.baseUrl}/v1/requests/${requestId}/events`, lastId === undefined ? {} : { "last-event-id": lastId });
     worker = await startWorker(common, { DEFAULT_MAX_TOKENS: "24" });
-    await resumed.ended;
+    await resumed.done;
     const events = [...had, ...chatEventsOf(resumed.messages)];
     const final = events.find(isTerminalEvent);
     assert.equal(final?.type, "final", JSON.stringify(events.map((e) => e.type)));
