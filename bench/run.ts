@@ -25,6 +25,7 @@ import { failoverScenario } from "./scenarios/failover.js";
 import { fanoutScenario } from "./scenarios/fanout.js";
 import { grammarScenario } from "./scenarios/grammar.js";
 import { historyScenario } from "./scenarios/history.js";
+import { noisyNeighbourScenario } from "./scenarios/noisy-neighbour.js";
 import { kvReuseScenario } from "./scenarios/kv-reuse.js";
 import { llamaNativeScenario } from "./scenarios/llama-native.js";
 import { openaiScenario } from "./scenarios/openai.js";
@@ -49,6 +50,7 @@ const SCENARIOS: Scenario[] = [
   historyScenario,
   stateScaleScenario,
   tenancyScenario,
+  noisyNeighbourScenario,
   grammarScenario,
 ];
 

@@ -1,7 +1,8 @@
 /**
  * HTTP clients for the routes that have one: the bench-only REST worker (NDJSON stream)
  * and the gateway (POST a message, then follow its Server-Sent Events). Both stamp times
- * with performance.now() in this process, like BenchChat does for the Kafka route.
+ * with performance.now() in this process, like BenchChat does for the Kafka route. A gateway
+ * with API keys takes the caller's `authorization` header in `headers`.
  */
 import http from "node:http";
 import { SseReader } from "../../testkit/sse.js";
@@ -17,16 +18,27 @@ export interface HttpTimeline {
   generationMs?: number;
 }
 
+/** A call the gateway answered with another status than the route's own (429 past a tenant's quota, say). */
+export class GatewayStatusError extends Error {
+  constructor(
+    readonly status: number,
+    body: string,
+  ) {
+    super(`gateway answered ${status}: ${body}`);
+    this.name = "GatewayStatusError";
+  }
+}
+
 export function keepAliveAgent(maxSockets = 64): http.Agent {
   return new http.Agent({ keepAlive: true, maxSockets });
 }
 
-function post(url: string, body: unknown, agent: http.Agent): Promise<http.IncomingMessage> {
+function post(url: string, body: unknown, agent: http.Agent, headers: Record<string, string> = {}): Promise<http.IncomingMessage> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } },
+      { method: "POST", agent, headers: { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(payload) } },
       resolve,
     );
     req.setTimeout(120_000, () => req.destroy(new Error(`POST ${url}: timed out`)));
@@ -66,12 +78,19 @@ export async function restGenerate(
   return t;
 }
 
-/** POSTs a message to the gateway; returns the request id. */
-export async function gatewayPost(baseUrl: string, conversationId: string, content: string, maxTokens: number, agent: http.Agent): Promise<string> {
-  const res = await post(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, { content, max_tokens: maxTokens }, agent);
+/** POSTs a message to the gateway; returns the request id, or throws GatewayStatusError for any answer but 202. */
+export async function gatewayPost(
+  baseUrl: string,
+  conversationId: string,
+  content: string,
+  maxTokens: number,
+  agent: http.Agent,
+  headers: Record<string, string> = {},
+): Promise<string> {
+  const res = await post(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, { content, max_tokens: maxTokens }, agent, headers);
   let text = "";
   for await (const chunk of res) text += (chunk as Buffer).toString();
-  if (res.statusCode !== 202) throw new Error(`gateway answered ${res.statusCode}: ${text}`);
+  if (res.statusCode !== 202) throw new GatewayStatusError(res.statusCode ?? 0, text);
   return (JSON.parse(text) as { request_id: string }).request_id;
 }
 
@@ -84,10 +103,11 @@ export function gatewayEvents(
   requestId: string,
   agent: http.Agent | false,
   t: HttpTimeline,
-  options: { timeoutMs?: number; onOpen?: () => void } = {},
+  options: { timeoutMs?: number; onOpen?: () => void; headers?: Record<string, string> } = {},
 ): Promise<HttpTimeline> {
   return new Promise((resolve, reject) => {
-    const req = http.get(`${baseUrl}/v1/requests/${requestId}/events`, { agent, headers: { accept: "text/event-stream" } }, (res) => {
+    const headers = { ...options.headers, accept: "text/event-stream" };
+    const req = http.get(`${baseUrl}/v1/requests/${requestId}/events`, { agent, headers }, (res) => {
       if (res.statusCode !== 200) {
         reject(new Error(`SSE for ${requestId}: HTTP ${res.statusCode}`));
         res.resume();
@@ -121,8 +141,15 @@ export function gatewayEvents(
 }
 
 /** A turn through the gateway: POST, then the SSE stream to the final event. */
-export async function gatewayTurn(baseUrl: string, conversationId: string, content: string, maxTokens: number, agent: http.Agent): Promise<HttpTimeline> {
+export async function gatewayTurn(
+  baseUrl: string,
+  conversationId: string,
+  content: string,
+  maxTokens: number,
+  agent: http.Agent,
+  headers: Record<string, string> = {},
+): Promise<HttpTimeline> {
   const t: HttpTimeline = { sentAt: performance.now(), completionTokens: 0, events: 0 };
-  const requestId = await gatewayPost(baseUrl, conversationId, content, maxTokens, agent);
-  return gatewayEvents(baseUrl, requestId, agent, t);
+  const requestId = await gatewayPost(baseUrl, conversationId, content, maxTokens, agent, headers);
+  return gatewayEvents(baseUrl, requestId, agent, t, { headers });
 }
