@@ -12,10 +12,12 @@
  *   attempts are counted by a marker on chat.memory, `#attempts:<offset>` in the partition
  *   of the same number (chat.memory is co-partitioned with chat.requests, so the offset
  *   names the record), which the memory store restores with the rest, so a new owner sees
- *   it. Only the first record a worker takes from a partition after gaining it can be one
- *   that an earlier owner started and did not finish (every later one follows a commit of
- *   this worker's), so only that record reads and writes a marker, before it runs; every
- *   other turn pays nothing. When it is done its marker gets a tombstone, which compaction
+ *   it. A new owner starts at the partition's committed offset, its lowest record not done,
+ *   which is the record an earlier owner that died on a request was running, or will be
+ *   once the records below it are done. So only the first record a worker takes from a
+ *   partition after gaining it reads and writes a marker, before it runs, and it runs alone
+ *   until it is done (worker/turn-scheduler.ts), so that the records beside it are not
+ *   counted for its crash; every other turn pays nothing. When it is done its marker gets a tombstone, which compaction
  *   removes. A run stopped by a graceful move (handed over past the drain bound) takes its
  *   attempt back: it did not fail.
  *
@@ -23,8 +25,9 @@
  * are on the request's events partition at an offset nobody recorded, so finding them means
  * reading the partition from the request's time on; the marker is one record in a log the
  * worker reads anyway. What it does not see: a worker that died on a request that was not
- * its first of the partition left no marker, so a request can run once more than
- * MAX_REQUEST_ATTEMPTS before it is given up.
+ * its first of the partition left no marker, so a request can run a few times more than
+ * MAX_REQUEST_ATTEMPTS before it is given up (once per owner until the records below it
+ * are done and it is the first).
  */
 import { ErrorCode } from "../platform/kafka/native.js";
 import { ProducerFenced, TransactionAborted } from "../platform/kafka/producer.js";

@@ -73,6 +73,7 @@ export class MemoryStore {
   readonly #logger: Logger;
   readonly #ownership: Ownership;
   readonly #writer: MemoryWriter;
+  readonly #isCurrent: (partition: number, freshForMs?: number) => Promise<boolean>;
   readonly #cache: ConversationCache;
   readonly #handovers: Handovers;
   readonly #restores: Restores;
@@ -103,11 +104,16 @@ export class MemoryStore {
       clock,
       logger,
     });
-    this.#handovers = new Handovers({ store, writer, ownership: this.#ownership, clock, logger });
+    // The fence's question, asked between this store's own writes to the partition (see MemoryWriter.between).
+    const ownership = this.#ownership;
+    const isCurrent = (p: number, freshForMs = 0): Promise<boolean> =>
+      ownership.fresh(p, freshForMs) ? Promise.resolve(true) : writer.between(p, () => ownership.isCurrent(p));
+    this.#isCurrent = isCurrent;
+    this.#handovers = new Handovers({ store, writer, ownership: { holds: (p) => ownership.holds(p), isCurrent }, clock, logger });
     this.#upkeep = new Upkeep({
       store,
       checkpoints,
-      partitions: this.#ownership,
+      partitions: { idle: () => ownership.idle(), position: (p) => ownership.position(p), isCurrent },
       cache: this.#cache,
       ttlMs: options.conversationTtlMs,
       clock,
@@ -215,7 +221,7 @@ export class MemoryStore {
    * took p over has written there.
    */
   isCurrent(partition: number): Promise<boolean> {
-    return this.#ownership.isCurrent(partition);
+    return this.#isCurrent(partition);
   }
 
   /**
@@ -224,7 +230,7 @@ export class MemoryStore {
    * successor applied (and re-announces it) instead of answering again from stale state.
    */
   async catchUp(partition: number): Promise<void> {
-    if (await this.#ownership.isCurrent(partition, CONFIRMED_FRESH_MS)) return;
+    if (await this.#isCurrent(partition, CONFIRMED_FRESH_MS)) return;
     this.#logger.warn({ partition }, "memory partition was written by another worker; catching up");
     await this.#restores.restore(partition);
   }

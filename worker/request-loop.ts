@@ -5,9 +5,10 @@
  *        │ assigned / revoked                                   ▲ pause / resume
  *        └──────────────▶ memory store (restore, drop) ─────────┘ commit
  *
- * The consumer only fetches and hands records over; the scheduler runs each partition's
- * turns one at a time off the fetch loop; a revocation waits for the partition's running
- * turn (within DRAIN_TIMEOUT_MS, then a handover) before the partition is released, so a
+ * The consumer only fetches and hands records over; the scheduler runs the turns off the
+ * fetch loop, a conversation's one at a time and a partition's conversations side by side,
+ * and commits each partition up to its lowest record not done; a revocation waits for the
+ * partition's running turns (within DRAIN_TIMEOUT_MS, then a handover) before it is released, so a
  * graceful move loses no work and the partitions that stay never stop. Attempts at each
  * record are counted (worker/attempts.ts): one that has had MAX_REQUEST_ATTEMPTS, or can
  * never succeed, is dead-lettered, its client told, and its offset committed, so its
@@ -23,7 +24,7 @@ import type { WorkerMetrics } from "./metrics.js";
 import { AttemptLedger, type GivenUp } from "./attempts.js";
 import { deadLetterRequest } from "./dead-letter.js";
 import { runRequest, type TurnContext, type TurnOutcome } from "./turn.js";
-import { TurnScheduler, type RequestRecord } from "./turn-scheduler.js";
+import { TurnScheduler, type RecordCommit, type RequestRecord } from "./turn-scheduler.js";
 
 export interface RequestLoop {
   /** True once the group has given this worker its first assignment. */
@@ -73,8 +74,12 @@ export async function startRequestLoop(options: {
     pause: (p) => consumer.pause(p),
     resume: (p) => consumer.resume(p),
     logger,
-    run: async (record: RequestRecord, revoke: AbortSignal, first: boolean) => {
-      const commit = () => consumer.commit(record.partition, (BigInt(record.offset) + 1n).toString());
+    run: async (record: RequestRecord, revoke: AbortSignal, first: boolean, position: RecordCommit) => {
+      // The partition's committed offset moves to its lowest record not done (turn-scheduler.ts).
+      const commit = async () => {
+        const to = position.next();
+        if (position.settle(to)) await consumer.commit(record.partition, to.toString());
+      };
       // A request that will not succeed: dead-lettered, its client told, its offset committed.
       const giveUp = async (why: GivenUp) => {
         await deadLetterRequest(record, why, options.turn);
@@ -93,11 +98,22 @@ export async function startRequestLoop(options: {
             revoke,
             commit,
             ...(transactional && {
-              transaction: <T>(work: (sink: RecordSink) => Promise<T>) =>
-                transactional.transaction(work, {
+              transaction: <T>(work: (sink: RecordSink) => Promise<T>, onCommitted?: () => void) => {
+                // Taken when the transaction begins (transactions run one after another), and
+                // settled as it commits, so the next one's offset counts this record done.
+                let to = 0n;
+                return transactional.transaction(work, {
                   consumer: consumer.native(),
-                  offsets: [{ topic: topics.requests, partition: record.partition, offset: Number(record.offset) + 1 }],
-                }),
+                  offsets: () => {
+                    to = position.next();
+                    return [{ topic: topics.requests, partition: record.partition, offset: Number(to) }];
+                  },
+                  onCommitted: () => {
+                    position.settle(to);
+                    onCommitted?.();
+                  },
+                });
+              },
             }),
           },
           options.turn,

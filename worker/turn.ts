@@ -115,7 +115,7 @@ export interface TurnRecord extends RequestRecord {
    * record's offset at the group's current generation (see writeTurn). Throws
    * ProducerFenced when the group has replaced this worker, TransactionAborted otherwise.
    */
-  transaction?<T>(work: (sink: RecordSink) => Promise<T>): Promise<T>;
+  transaction?<T>(work: (sink: RecordSink) => Promise<T>, onCommitted?: () => void): Promise<T>;
   /**
    * Aborts (reason: RevokeCause) when the partition is being given up: `handover` once the
    * drain bound has passed (stop, hand the reply over), `lost` when it already moved on
@@ -627,16 +627,20 @@ async function writeTurn(
     (err: unknown) => err,
   );
   try {
-    await record.transaction(async (sink) => {
-      const [written, sent] = await Promise.allSettled([write(sink), settled.then(() => events.sendThrough(sink, final))]);
-      if (sent.status === "rejected") throw sent.reason;
-      if (written.status === "rejected") throw written.reason;
-      // Memory records that landed where this worker did not expect: abort, so neither
-      // they nor the final nor the offset are committed.
-      if (!written.value) throw new Error("another worker wrote to the memory partition since this one read it");
-    });
+    await record.transaction(
+      async (sink) => {
+        const [written, sent] = await Promise.allSettled([write(sink), settled.then(() => events.sendThrough(sink, final))]);
+        if (sent.status === "rejected") throw sent.reason;
+        if (written.status === "rejected") throw written.reason;
+        // Memory records that landed where this worker did not expect: abort, so neither
+        // they nor the final nor the offset are committed.
+        if (!written.value) throw new Error("another worker wrote to the memory partition since this one read it");
+      },
+      // Before the next transaction begins: it may write to the same memory partition (another
+      // conversation of the request partition), past this one's commit marker.
+      () => ctx.memory.committed(record.partition),
+    );
     committedInTransaction.add(record);
-    ctx.memory.committed(record.partition);
     ctx.metrics.transactions.inc({ outcome: "committed" });
     return "written";
   } catch (err) {

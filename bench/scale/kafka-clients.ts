@@ -15,7 +15,7 @@
 import { GroupConsumer } from "../../platform/kafka/group-consumer.js";
 import { createLogger } from "../../platform/logger.js";
 import { loadWorkerConfig } from "../../contracts/config/worker.js";
-import { TurnScheduler, type RequestRecord } from "../../worker/turn-scheduler.js";
+import { TurnScheduler } from "../../worker/turn-scheduler.js";
 import { benchKafkaConfig } from "../lib/stack.js";
 
 export type ClientKind = "confluent-consumer" | "confluent-consumer-drain1s" | "confluent-classic";
@@ -51,16 +51,21 @@ export interface SimConsumer {
 }
 
 /** The worker's scheduler around a sim handler: the record's turn, committed by `commit`. */
-function simScheduler(s: ConsumerSettings, handler: Handler, io: { pause(p: number): void; resume(p: number): void; commit(r: RequestRecord): Promise<void> }) {
+function simScheduler(
+  s: ConsumerSettings,
+  handler: Handler,
+  io: { pause(p: number): void; resume(p: number): void; commit(partition: number, next: bigint): Promise<void> },
+) {
   return new TurnScheduler({
     concurrency: s.concurrency,
     logger: createLogger("sim", "fatal"),
     pause: io.pause,
     resume: io.resume,
-    run: async (record, revoke) => {
+    run: async (record, revoke, _first, position) => {
       await handler({ partition: record.partition, offset: record.offset, lost: revoke });
       if (revoke.aborted) return "done"; // handed over or lost: left uncommitted for the next owner
-      await io.commit(record);
+      const to = position.next();
+      if (position.settle(to)) await io.commit(record.partition, to);
       return "done";
     },
   });
@@ -84,7 +89,7 @@ async function confluentConsumer(s: ConsumerSettings, protocol: "consumer" | "cl
       const sched = simScheduler(s, handler, {
         pause: (p) => consumer.pause(p),
         resume: (p) => consumer.resume(p),
-        commit: (r) => consumer.commit(r.partition, (BigInt(r.offset) + 1n).toString()),
+        commit: (partition, next) => consumer.commit(partition, next.toString()),
       });
       scheduler = sched;
       await consumer.start({

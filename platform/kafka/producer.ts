@@ -66,6 +66,15 @@ interface Pending {
   reject(err: Error): void;
 }
 
+/** A consumer's offsets committed with a transaction. */
+export interface TransactionOffsets {
+  readonly consumer: NativeConsumer;
+  /** The offsets, or what gives them when the transaction begins (after the producer's earlier transactions ended). */
+  readonly offsets: TopicPartitionOffset[] | (() => TopicPartitionOffset[]);
+  /** Called once the transaction committed, before the producer's next transaction begins. */
+  readonly onCommitted?: () => void;
+}
+
 /** The transaction was aborted (or could not be begun); nothing of it is visible to read_committed readers. */
 export class TransactionAborted extends Error {
   constructor(message: string, options: { cause: unknown }) {
@@ -191,14 +200,14 @@ export class KafkaProducer implements RecordSink {
    * aborted (the caller may try again), ProducerFenced when this producer or the
    * consumer's generation was replaced (it must not).
    */
-  transaction<T>(work: (sink: RecordSink) => Promise<T>, commit?: { consumer: NativeConsumer; offsets: TopicPartitionOffset[] }): Promise<T> {
+  transaction<T>(work: (sink: RecordSink) => Promise<T>, commit?: TransactionOffsets): Promise<T> {
     if (!this.#transactional) return Promise.reject(new Error("this producer is not transactional"));
     const run = this.#txQueue.then(() => this.#runTransaction(work, commit));
     this.#txQueue = run.catch(() => undefined);
     return run;
   }
 
-  async #runTransaction<T>(work: (sink: RecordSink) => Promise<T>, commit?: { consumer: NativeConsumer; offsets: TopicPartitionOffset[] }): Promise<T> {
+  async #runTransaction<T>(work: (sink: RecordSink) => Promise<T>, commit?: TransactionOffsets): Promise<T> {
     const native = this.#native;
     try {
       await call((cb) => native.beginTransaction(cb));
@@ -208,13 +217,14 @@ export class KafkaProducer implements RecordSink {
     try {
       // The offsets go to the group's coordinator while `work` writes (the commit makes both
       // visible at once): their two round trips overlap the records' instead of following them.
-      const offsets =
-        commit && commit.offsets.length > 0 ? call((cb) => native.sendOffsetsToTransaction(commit.offsets, commit.consumer, 10_000, cb)) : undefined;
+      const list = typeof commit?.offsets === "function" ? commit.offsets() : commit?.offsets;
+      const offsets = commit && list && list.length > 0 ? call((cb) => native.sendOffsetsToTransaction(list, commit.consumer, 10_000, cb)) : undefined;
       // Both settle before an abort: librdkafka refuses a transactional call while another runs.
       const [done, sent] = await Promise.allSettled([work({ send: (batch) => this.#produce(batch.topic, batch.messages) }), offsets]);
       if (done.status === "rejected") throw done.reason;
       if (sent.status === "rejected") throw sent.reason;
       await call((cb) => native.commitTransaction(30_000, cb));
+      commit?.onCommitted?.();
       return done.value;
     } catch (err) {
       const classified = this.#classify(err, "the transaction failed");

@@ -9,7 +9,9 @@
  *     turn, or another conversation's of the same tenant), never more: another
  *     conversation's tokens are reused only as far as they are the same tokens (the chat
  *     template's start);
- *   - a slot that held another tenant's tokens reuses none of them (it is cleared first);
+ *   - a slot that held another tenant's tokens reuses none of them (it is cleared first;
+ *     while both tenants are active each keeps a share of the slots, so the test also runs
+ *     each tenant alone, when it may take the other's slot);
  *   - when the slot held this conversation's previous turn, the whole previous prompt is
  *     reused, and at most what was generated after it;
  *   - a conversation's turn goes back to the slot holding its previous turn whenever no
@@ -29,6 +31,7 @@ import { topicNames } from "../../contracts/topics.js";
 import { ensureTestModel } from "../../scripts/models.js";
 import { newConversation, promptFor } from "../../worker/conversation.js";
 import { SequenceGenerator } from "../../worker/generator.js";
+import { FAIR_SHARE_WINDOW_MS } from "../../worker/turn-scheduler.js";
 import { ChatOverKafka } from "../helpers/chat-kafka.js";
 import { stackEnv, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
@@ -39,6 +42,8 @@ const CONVERSATIONS = 8;
 const ROUNDS = 5;
 /** Rounds of the first two conversations alone before the others join. */
 const ALONE_ROUNDS = 3;
+/** Rounds of each tenant alone (all its conversations at once) after that. */
+const TENANT_ROUNDS = 2;
 const USER = ["Tell me a story.", "What happened next?", "Who was there?", "And then?", "Why did they go?"];
 const ANIMALS = ["cat", "dog", "bird", "fish", "frog", "horse", "duck", "bear"];
 
@@ -140,7 +145,16 @@ describe("slots never cross conversations, nor tenants", { timeout: 300_000 }, (
     for (let round = 0; round < ROUNDS; round++) {
       await Promise.all(conversations.map((c, i) => runTurn(c, round, (i + round) % 3 === 0 && round > 0)));
     }
-    for (const c of conversations.slice(0, 2)) await runTurn(c, ALONE_ROUNDS + ROUNDS, false);
+    // Then each tenant alone, all its conversations at once: once the other tenant has been
+    // quiet past the fair-share window, one tenant has both slots (worker/turn-scheduler.ts),
+    // so its turns take the slot the other tenant used last, which is cleared first.
+    for (let round = 0; round < TENANT_ROUNDS; round++) {
+      for (const tenant of ["t1", "t2"]) {
+        await new Promise((r) => setTimeout(r, FAIR_SHARE_WINDOW_MS + 500));
+        await Promise.all(conversations.filter((c) => c.tenant === tenant).map((c) => runTurn(c, ROUNDS + round, false)));
+      }
+    }
+    for (const c of conversations.slice(0, 2)) await runTurn(c, ALONE_ROUNDS + ROUNDS + TENANT_ROUNDS, false);
 
     // Which slot ran which turn, in the order the worker took them.
     const taken = worker.logs

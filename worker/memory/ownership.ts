@@ -131,13 +131,19 @@ export class Ownership {
     const held = this.#held.get(partition);
     if (!held || held.restoring) return false;
     const { clock } = this.#options;
-    if (held.confirmedAt !== undefined && clock.monotonic() - held.confirmedAt < freshForMs) return true;
+    if (this.fresh(partition, freshForMs)) return true;
     const asked = clock.monotonic();
     const position = held.nextOffset;
     const current = BigInt(await this.#logEnd(partition)) === position;
     // The answer holds from when it was asked, if nothing moved the position meanwhile.
     if (current && held.nextOffset === position && !held.restoring) held.confirmedAt = asked;
     return current;
+  }
+
+  /** Whether the log said within `freshForMs` that this store's position in p is its end (no question asked). */
+  fresh(partition: number, freshForMs: number): boolean {
+    const held = this.#held.get(partition);
+    return !!held && !held.restoring && held.confirmedAt !== undefined && this.#options.clock.monotonic() - held.confirmedAt < freshForMs;
   }
 
   /**

@@ -52,20 +52,32 @@ export class MemoryWriter {
    * position is forgotten so its next turn reads the log again.
    */
   send(partition: number, records: readonly MemoryRecord[], transaction?: RecordSink): Promise<boolean> {
+    return this.between(partition, () => this.#send(partition, records, transaction));
+  }
+
+  /**
+   * Runs `work` once partition p's writes so far have landed, and before any later one is
+   * sent. A question about the log's end asked this way is not confused by this worker's own
+   * write in flight (a partition's conversations run side by side, worker/turn-scheduler.ts):
+   * an end past the position then means another writer.
+   */
+  between<T>(partition: number, work: () => Promise<T>): Promise<T> {
     const previous = this.#queues.get(partition) ?? Promise.resolve();
-    const sent = previous.catch(() => undefined).then(() => this.#send(partition, records, transaction));
-    this.#queues.set(partition, sent);
-    void sent
+    const done = previous.catch(() => undefined).then(work);
+    this.#queues.set(partition, done);
+    void done
       .finally(() => {
-        if (this.#queues.get(partition) === sent) this.#queues.delete(partition);
+        if (this.#queues.get(partition) === done) this.#queues.delete(partition);
       })
       .catch(() => undefined);
-    return sent;
+    return done;
   }
 
   async #send(partition: number, records: readonly MemoryRecord[], transaction?: RecordSink): Promise<boolean> {
     const { topic, producer, positions, clock, logger } = this.#options;
     const at = positions.position(partition);
+    // A held partition being restored (or caught up) has no position to fence a write with.
+    if (at === undefined && positions.holds(partition)) return false;
     const messages = records.map((r, i) => ({
       partition,
       ...r,

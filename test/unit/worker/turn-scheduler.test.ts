@@ -1,34 +1,54 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createLogger } from "../../../platform/logger.js";
-import { TurnScheduler, type RequestRecord, type RevokeCause, type RunVerdict } from "../../../worker/turn-scheduler.js";
+import { MAX_DONE_AHEAD, TurnScheduler, type RequestRecord, type RevokeCause, type RunVerdict } from "../../../worker/turn-scheduler.js";
 
 const logger = createLogger("test", "silent");
-const record = (partition: number, offset: number): RequestRecord => ({ topic: "t", partition, offset: String(offset), key: null, value: null });
+/** A record of conversation `key` (tenant/id); unkeyed records are each a conversation of their own. */
+const record = (partition: number, offset: number, key?: string): RequestRecord => ({
+  topic: "t",
+  partition,
+  offset: String(offset),
+  key: key === undefined ? null : Buffer.from(key),
+  value: null,
+});
 
 /** A turn the test finishes by hand, or that ends when its revoke signal aborts. */
 interface Held {
   record: RequestRecord;
   revoke: AbortSignal;
+  /** Ends the turn; `done` settles it (its effects written) and commits where the scheduler says. */
   finish(result?: RunVerdict): void;
 }
 
-function harness(concurrency: number, prefetch = 0) {
+function harness(concurrency: number, prefetch = 0, options: { fairShareWindowMs?: number; now?: () => number } = {}) {
   const held: Held[] = [];
   const log: string[] = [];
   const firsts: string[] = [];
+  const commits: string[] = [];
   const scheduler = new TurnScheduler({
     concurrency,
     logger,
     retryBackoffMs: 1,
     prefetch,
+    ...options,
     pause: (p) => log.push(`pause ${p}`),
     resume: (p) => log.push(`resume ${p}`),
-    run: (r, revoke, first) =>
+    run: (r, revoke, first, commit) =>
       new Promise<RunVerdict>((resolve) => {
         log.push(`run ${r.partition}/${r.offset}`);
         if (first) firsts.push(`${r.partition}/${r.offset}`);
-        const h: Held = { record: r, revoke, finish: (result = "done") => resolve(result) };
+        const h: Held = {
+          record: r,
+          revoke,
+          finish: (result = "done") => {
+            if (result === "done") {
+              const to = commit.next();
+              if (commit.settle(to)) commits.push(`${r.partition}@${to}`);
+            }
+            resolve(result);
+          },
+        };
         revoke.addEventListener("abort", () => {
           log.push(`revoked ${r.partition}/${r.offset} ${(revoke.reason as RevokeCause).kind}`);
           resolve("done");
@@ -37,7 +57,8 @@ function harness(concurrency: number, prefetch = 0) {
       }),
   });
   const tick = () => new Promise((r) => setTimeout(r, 5));
-  return { scheduler, held, log, firsts, tick };
+  const runs = () => log.filter((l) => l.startsWith("run"));
+  return { scheduler, held, log, firsts, commits, tick, runs };
 }
 
 describe("TurnScheduler", () => {
@@ -171,14 +192,159 @@ describe("TurnScheduler", () => {
 });
 
 describe("TurnScheduler with records held ahead", () => {
-  it("pauses a partition only once it holds its running record and `prefetch` more, and starts the next at once", async () => {
+  it("pauses a partition once it holds more than `prefetch` records not started, and starts the next at once", async () => {
     const { scheduler, held, log, tick } = harness(2, 1);
-    scheduler.offer(record(0, 1));
-    scheduler.offer(record(0, 2));
+    for (const offset of [1, 2, 3]) scheduler.offer(record(0, offset, "a/c"));
     await tick();
-    assert.deepEqual(log, ["run 0/1", "pause 0"]);
+    assert.deepEqual(log, ["run 0/1", "pause 0"], "one conversation: 2 and 3 wait, and hold more than prefetch");
     held[0]!.finish();
     await tick();
     assert.deepEqual(log, ["run 0/1", "pause 0", "run 0/2", "resume 0"], "the held record starts without a fetch");
+  });
+});
+
+describe("TurnScheduler: conversations of one partition side by side", () => {
+  it("runs a conversation's records one at a time and other conversations of the partition beside them", async () => {
+    const { scheduler, held, runs, tick } = harness(4, 16);
+    scheduler.offer(record(0, 1, "a/x"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    for (const [offset, key] of [
+      [2, "b/long"],
+      [3, "b/long"],
+      [4, "a/short"],
+      [5, "b/other"],
+    ] as const)
+      scheduler.offer(record(0, offset, key));
+    await tick();
+    assert.deepEqual(runs(), ["run 0/1", "run 0/2", "run 0/4", "run 0/5"], "offset 3 waits for its conversation's 2; 4 and 5 do not");
+    held.find((h) => h.record.offset === "2")!.finish();
+    await tick();
+    assert.deepEqual(runs().at(-1), "run 0/3");
+  });
+
+  it("runs a partition's first record alone after gaining it: an earlier owner may have died on it", async () => {
+    const { scheduler, held, runs, firsts, tick } = harness(4, 16);
+    scheduler.offer(record(2, 40, "a/x"));
+    scheduler.offer(record(2, 41, "a/y"));
+    scheduler.offer(record(2, 42, "b/z"));
+    await tick();
+    assert.deepEqual(runs(), ["run 2/40"]);
+    held[0]!.finish("retry");
+    await tick();
+    await tick();
+    assert.deepEqual(runs(), ["run 2/40", "run 2/40"], "still alone on its retry");
+    held[1]!.finish();
+    await tick();
+    assert.deepEqual(runs(), ["run 2/40", "run 2/40", "run 2/41", "run 2/42"]);
+    assert.deepEqual(firsts, ["2/40"]);
+  });
+
+  it("commits each partition up to its lowest record not done, never backwards", async () => {
+    const { scheduler, held, commits, tick } = harness(4, 16);
+    scheduler.offer(record(0, 10, "a/first"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    assert.deepEqual(commits, ["0@11"]);
+    scheduler.offer(record(0, 11, "a/long"));
+    scheduler.offer(record(0, 12, "b/quick"));
+    scheduler.offer(record(0, 13, "c/quick"));
+    await tick();
+    held.find((h) => h.record.offset === "13")!.finish();
+    held.find((h) => h.record.offset === "12")!.finish();
+    await tick();
+    assert.deepEqual(commits, ["0@11"], "11 still runs: nothing past it is committed");
+    held.find((h) => h.record.offset === "11")!.finish();
+    await tick();
+    assert.deepEqual(commits, ["0@11", "0@14"], "11 done: past 12 and 13, done before it");
+  });
+
+  it("runs no further ahead of its lowest record not done than a conversation remembers applied requests", async () => {
+    const { scheduler, held, runs, commits, tick } = harness(2, 64);
+    scheduler.offer(record(0, 0, "x/first"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    scheduler.offer(record(0, 1, "a/long"));
+    for (let i = 2; i < MAX_DONE_AHEAD + 10; i++) scheduler.offer(record(0, i, "b/quick"));
+    for (let done = 0; done < MAX_DONE_AHEAD + 5; done++) {
+      await tick();
+      held.find((h) => h.record.key?.toString() === "b/quick" && !h.revoke.aborted && h.record.offset === String(done + 2))?.finish();
+    }
+    await tick();
+    assert.equal(runs().filter((r) => r !== "run 0/0" && r !== "run 0/1").length, MAX_DONE_AHEAD, "b's turns stop once that many are done above offset 1");
+    held.find((h) => h.record.offset === "1")!.finish();
+    await tick();
+    assert.deepEqual(commits, ["0@1", `0@${MAX_DONE_AHEAD + 2}`], "the long turn done: the commit passes every record done after it");
+    assert.equal(runs().at(-1), `run 0/${MAX_DONE_AHEAD + 2}`, "and the partition goes on");
+  });
+
+  it("keeps a record that ended without being done (handed over) below every commit", async () => {
+    const { scheduler, held, commits, tick } = harness(4, 16);
+    scheduler.offer(record(1, 0, "a/x"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    scheduler.offer(record(1, 1, "a/handed"));
+    scheduler.offer(record(1, 2, "b/y"));
+    await tick();
+    // The turn at 1 returns "done" without settling (a reply handed over past the drain bound).
+    const handed = held.find((h) => h.record.offset === "1")!;
+    held.find((h) => h.record.offset === "2")!.finish();
+    await tick();
+    assert.deepEqual(commits, ["1@1"]);
+    void handed;
+  });
+});
+
+describe("TurnScheduler: fair slots among tenants", () => {
+  it("starts the oldest record of the tenant with the fewest turns running, not the oldest record", async () => {
+    const { scheduler, held, runs, tick } = harness(2, 64);
+    scheduler.offer(record(0, 0, "b/warm"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    for (let i = 1; i <= 6; i++) scheduler.offer(record(0, i, `b/c${i}`));
+    scheduler.offer(record(0, 7, "a/c"));
+    await tick();
+    assert.deepEqual(runs(), ["run 0/0", "run 0/1", "run 0/2"], "b alone had both slots when its records came");
+    held.find((h) => h.record.offset === "1")!.finish();
+    await tick();
+    assert.deepEqual(runs().at(-1), "run 0/7", "a's record, behind four of b's, takes the slot b gave back");
+  });
+
+  it("keeps a share of the slots for a tenant between its turns, and gives them back after the window", async () => {
+    let now = 0;
+    const { scheduler, held, runs, tick } = harness(2, 64, { fairShareWindowMs: 1000, now: () => now });
+    scheduler.offer(record(0, 0, "a/c"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    for (let i = 1; i <= 4; i++) scheduler.offer(record(0, i, `b/c${i}`));
+    await tick();
+    assert.deepEqual(runs(), ["run 0/0", "run 0/1"], "a ended a turn just now: b may hold one slot of two");
+    scheduler.offer(record(0, 5, "a/c"));
+    await tick();
+    assert.deepEqual(runs().at(-1), "run 0/5", "a's next turn finds its slot free");
+    held.find((h) => h.record.offset === "5")!.finish();
+    await tick();
+    assert.equal(runs().length, 3, "b still holds one slot: a ended a turn just now");
+    now += 1500;
+    held.find((h) => h.record.offset === "1")!.finish();
+    await tick();
+    assert.deepEqual(runs().slice(-2), ["run 0/2", "run 0/3"], "a quiet for longer than the window: b has both slots");
+  });
+
+  it("gives one tenant alone every slot", async () => {
+    const { scheduler, held, runs, tick } = harness(3, 64);
+    scheduler.offer(record(0, 0, "b/c0"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    for (let i = 1; i <= 4; i++) scheduler.offer(record(0, i, `b/c${i}`));
+    await tick();
+    assert.equal(runs().length, 4, "three at once after the first");
   });
 });
