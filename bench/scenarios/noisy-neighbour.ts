@@ -148,7 +148,7 @@ export const noisyNeighbourScenario: Scenario = {
   id: "noisy",
   title: "14. Noisy neighbour: tenant a's time to first token while tenant b floods at its quota",
   async run(ctx: ScenarioContext): Promise<ScenarioOutput> {
-    const turns = ctx.quick ? 15 : 40;
+    const turns = ctx.quick ? 15 : 100;
     // Bounds each phase (today's worker may keep a's turns waiting for seconds under the flood).
     const phaseLimitMs = ctx.quick ? 40_000 : 120_000;
     const spec = stackSpec(ctx.brokers, "noisy", PARTITIONS);
