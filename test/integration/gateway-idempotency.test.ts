@@ -6,7 +6,9 @@
  * request is refused where it was seen. The openai SDK's own retries (it sends no key by
  * itself, only X-Stainless-Retry-Count: the key goes in the request options, or in its
  * idempotencyHeader) are safe across replicas: a proxy that loses the first answer sends
- * the retry to the other replica. Real broker, two gateway processes, one stories260K worker.
+ * the retry to the other replica. A key is the tenant's own: two tenants sending the same key
+ * (with the same body or not) to one conversation id each get their own request, applied once
+ * in their own conversation. Real broker, two gateway processes, one stories260K worker.
  */
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -19,6 +21,9 @@ import type { Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
 
 const KEY = "idem-test-key-123456";
+/** API keys of two more tenants, for the proof that one tenant's Idempotency-Key is not another's. */
+const TENANT_KEYS = { ta: "idem-tenant-a-key-123456", tb: "idem-tenant-b-key-123456" } as const;
+type Tenant = keyof typeof TENANT_KEYS;
 const MODEL = "stories-260k";
 
 interface HistoryMessage {
@@ -90,7 +95,7 @@ describe("Idempotency-Key across gateway replicas", { timeout: 240_000 }, () => 
   before(async () => {
     kafka = await useKafka();
     const common = stackEnv(kafka, prefix);
-    const env = { GATEWAY_API_KEYS: `t:${KEY}`, MODEL_NAME: MODEL };
+    const env = { GATEWAY_API_KEYS: `t:${KEY},ta:${TENANT_KEYS.ta},tb:${TENANT_KEYS.tb}`, MODEL_NAME: MODEL };
     [a, b] = await Promise.all([startGateway(common, env, "gateway-a"), startGateway(common, env, "gateway-b")]);
     worker = await startWorker(common, { DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000", WORKER_SLOTS: "2" });
   });
@@ -108,6 +113,17 @@ describe("Idempotency-Key across gateway replicas", { timeout: 240_000 }, () => 
     const res = await api(a)("GET", `/v1/conversations/${conversationId}/messages?from=beginning&limit=100`);
     assert.equal(res.status, 200, res.text);
     return res.body.messages as HistoryMessage[];
+  }
+
+  /** The request's status once it ended (a 202 or a 201 comes before the reply). */
+  async function ended(call: ReturnType<typeof apiClient>, requestId: string): Promise<{ status: string; reply: string }> {
+    for (let i = 0; i < 300; i++) {
+      const res = await call("GET", `/v1/requests/${requestId}`);
+      assert.equal(res.status, 200, res.text);
+      if (res.body.status !== "queued" && res.body.status !== "running") return res.body;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`request ${requestId} did not end`);
   }
 
   function reply(res: ApiResponse): string {
@@ -191,8 +207,8 @@ describe("Idempotency-Key across gateway replicas", { timeout: 240_000 }, () => 
     assert.equal(atB.status, 201, atB.text);
     assert.equal(atB.body.id, atA.body.id);
     assert.equal(atB.body.request_id, atA.body.request_id);
-    const done = await api(b)("GET", `/v1/requests/${atA.body.request_id}`);
-    assert.equal(done.status, 200, done.text);
+    // Its greeting is in the history once the request ended (known is not yet applied).
+    assert.equal((await ended(api(b), atA.body.request_id)).status, "completed");
     const again = await api(b)("POST", "/v1/conversations", { greeting: true }, headers);
     assert.equal(again.body.id, atA.body.id);
     assert.deepEqual(
@@ -239,6 +255,154 @@ describe("Idempotency-Key across gateway replicas", { timeout: 240_000 }, () => 
     assert.deepEqual(retry.body, first.body);
     const bad = await api(a)("POST", `/v1/requests/${turn.body.request_id}/cancel`, {}, { "idempotency-key": "x".repeat(129) });
     assert.equal(bad.status, 400, bad.text);
+  });
+
+  describe("two tenants under one key", () => {
+    const TENANTS = ["ta", "tb"] as const;
+    // Every call at one replica, so the key it saw first is in its store when the other tenant's comes.
+    const as = (tenant: Tenant) => apiClient(a.baseUrl, TENANT_KEYS[tenant]);
+
+    async function historyOf(tenant: Tenant, conversationId: string): Promise<HistoryMessage[]> {
+      const res = await as(tenant)("GET", `/v1/conversations/${conversationId}/messages?from=beginning&limit=100`);
+      assert.equal(res.status, 200, res.text);
+      return res.body.messages as HistoryMessage[];
+    }
+
+    /** Each tenant's user messages in its own conversation of the id: the content and the request that put it there. */
+    async function userMessages(conversationId: string): Promise<Record<Tenant, Array<[string, string | undefined]>>> {
+      const [ta, tb] = await Promise.all(TENANTS.map((t) => historyOf(t, conversationId)));
+      const users = (messages: HistoryMessage[]) =>
+        messages.filter((m) => m.role === "user").map((m): [string, string | undefined] => [m.content, m.request_id]);
+      return { ta: users(ta!), tb: users(tb!) };
+    }
+
+    it("applies a message under one key for each tenant on the same conversation id, once each", async () => {
+      const conv = "idem-tenants-messages";
+      const post = (tenant: Tenant, content: string, key: string) =>
+        as(tenant)("POST", `/v1/conversations/${conv}/messages`, { content, max_tokens: 8 }, { "idempotency-key": key });
+
+      // The same key and the same body: a's first, then b's while a's is known to the replica.
+      const same = { content: "Tell me about a dog.", key: "tenants-messages-same" };
+      const firstA = await post("ta", same.content, same.key);
+      assert.equal(firstA.status, 202, firstA.text);
+      const firstB = await post("tb", same.content, same.key);
+      assert.equal(firstB.status, 202, firstB.text);
+      assert.notEqual(firstB.body.request_id, firstA.body.request_id, "b's call is its own request, not a's");
+      const [endA, endB] = [await ended(as("ta"), firstA.body.request_id), await ended(as("tb"), firstB.body.request_id)];
+      assert.equal(endA.status, "completed");
+      assert.equal(endB.status, "completed");
+      // Neither tenant can see the other's request.
+      assert.equal((await as("tb")("GET", `/v1/requests/${firstA.body.request_id}`)).status, 404);
+      assert.equal((await as("ta")("GET", `/v1/requests/${firstB.body.request_id}`)).status, 404);
+
+      // The same key and different bodies: b's is not refused because a used the key...
+      const diff = { key: "tenants-messages-diff", ta: "A asks about a cat.", tb: "B asks about a bird." };
+      const diffA = await post("ta", diff.ta, diff.key);
+      assert.equal(diffA.status, 202, diffA.text);
+      const diffB = await post("tb", diff.tb, diff.key);
+      assert.equal(diffB.status, 202, diffB.text);
+      assert.notEqual(diffB.body.request_id, diffA.body.request_id);
+      // ...while a's own reuse of its key for b's body is (the store does refuse what it should).
+      const reusedByA = await post("ta", diff.tb, diff.key);
+      assert.equal(reusedByA.status, 422, reusedByA.text);
+      assert.equal(reusedByA.body.error.code, "idempotency_key_reused");
+      await Promise.all([ended(as("ta"), diffA.body.request_id), ended(as("tb"), diffB.body.request_id)]);
+
+      // Each tenant's repeat of its own calls answers with its own requests and replies.
+      for (const [tenant, first, end, content] of [
+        ["ta", firstA, endA, same.content],
+        ["tb", firstB, endB, same.content],
+      ] as const) {
+        const again = await post(tenant, content, same.key);
+        assert.equal(again.status, 202, again.text);
+        assert.deepEqual(again.body, first.body, `${tenant}'s repeat is answered as its first`);
+        assert.equal((await ended(as(tenant), again.body.request_id)).reply, end.reply);
+      }
+      for (const [tenant, first] of [
+        ["ta", diffA],
+        ["tb", diffB],
+      ] as const) {
+        const again = await post(tenant, diff[tenant], diff.key);
+        assert.deepEqual(again.body, first.body, `${tenant}'s repeat of its different body is answered as its first`);
+      }
+
+      assert.deepEqual(
+        await userMessages(conv),
+        {
+          ta: [
+            [same.content, firstA.body.request_id],
+            [diff.ta, diffA.body.request_id],
+          ],
+          tb: [
+            [same.content, firstB.body.request_id],
+            [diff.tb, diffB.body.request_id],
+          ],
+        },
+        "each tenant's conversation holds each of its own messages once, and none of the other's",
+      );
+    });
+
+    it("runs a chat completion with X-Conversation-Id under one key for each tenant, once each", async () => {
+      const conv = "idem-tenants-completion";
+      const complete = (tenant: Tenant, content: string, key: string) =>
+        as(tenant)(
+          "POST",
+          "/v1/chat/completions",
+          { model: MODEL, max_tokens: 12, messages: [{ role: "user", content }] },
+          { "x-conversation-id": conv, "idempotency-key": key },
+        );
+
+      const same = { content: "Where is the cat?", key: "tenants-completion-same" };
+      const firstA = await complete("ta", same.content, same.key);
+      const firstB = await complete("tb", same.content, same.key);
+      const replyA = reply(firstA);
+      const replyB = reply(firstB);
+      assert.notEqual(firstB.body.id, firstA.body.id, "b is not answered with a's stored answer");
+      assert.notEqual(firstB.headers.get("x-request-id"), firstA.headers.get("x-request-id"));
+
+      const diff = { key: "tenants-completion-diff", ta: "A: tell me about the sun.", tb: "B: tell me about the moon." };
+      const diffA = await complete("ta", diff.ta, diff.key);
+      reply(diffA);
+      const diffB = await complete("tb", diff.tb, diff.key);
+      reply(diffB); // 200, not 422: a's use of the key is not b's
+      assert.notEqual(diffB.body.id, diffA.body.id);
+      const reusedByA = await complete("ta", diff.tb, diff.key);
+      assert.equal(reusedByA.status, 422, reusedByA.text);
+      assert.equal(reusedByA.body.error.code, "idempotency_key_reused");
+
+      for (const [tenant, first, text] of [
+        ["ta", firstA, replyA],
+        ["tb", firstB, replyB],
+      ] as const) {
+        const again = await complete(tenant, same.content, same.key);
+        assert.equal(again.body.id, first.body.id, `${tenant}'s repeat carries its first answer's id`);
+        assert.equal(reply(again), text, `${tenant}'s repeat is its first reply`);
+      }
+      for (const [tenant, first] of [
+        ["ta", diffA],
+        ["tb", diffB],
+      ] as const) {
+        const again = await complete(tenant, diff[tenant], diff.key);
+        assert.equal(again.body.id, first.body.id);
+        assert.equal(reply(again), reply(first));
+      }
+
+      const requestId = (res: ApiResponse) => res.headers.get("x-request-id") ?? undefined;
+      assert.deepEqual(
+        await userMessages(conv),
+        {
+          ta: [
+            [same.content, requestId(firstA)],
+            [diff.ta, requestId(diffA)],
+          ],
+          tb: [
+            [same.content, requestId(firstB)],
+            [diff.tb, requestId(diffB)],
+          ],
+        },
+        "each tenant's conversation holds each of its own messages once, and none of the other's",
+      );
+    });
   });
 
   for (const how of ["a key in the request options", "the client's idempotencyHeader"] as const) {
