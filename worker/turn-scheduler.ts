@@ -388,16 +388,21 @@ export class TurnScheduler {
     else this.#runningOf.delete(held.tenant);
     this.#lastActive.set(held.tenant, this.#now());
     const owned = this.#partitions.get(partition) === state && !running.revoke.signal.aborted;
-    if (owned && result === "retry") {
-      // Back off before the same record runs again (a broker that refused a write); its
-      // conversation waits, the partition's others go on.
+    // A run that ended without its record done, on a partition still held, is run again: one
+    // that asked to be (a broker that refused a write), or one that was left for a next owner
+    // that is not coming (a transaction refused for a group generation that moved on while
+    // the member kept the partition). Left as it was, the record would hold every commit of
+    // the partition back, unanswered.
+    if (owned && (result === "retry" || state.pending.has(held.offset))) {
+      // Back off before the same record runs again; its conversation waits, the partition's
+      // others go on.
       held.notBefore = this.#now() + Math.min(5000, (this.#options.retryBackoffMs ?? 200) * 2 ** held.retries);
       held.retries++;
       const at = state.queue.findIndex((h) => h.offset > held.offset);
       state.queue.splice(at < 0 ? state.queue.length : at, 0, held);
       state.queuedBytes += held.bytes;
     }
-    // A record done without settling (handed over, lost) stays pending: no commit passes it.
+    // A revoked partition's record that ended without being done stays pending: no commit passes it.
     this.#pump();
     if (owned) this.#relieve(partition, state);
   }

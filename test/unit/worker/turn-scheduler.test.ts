@@ -17,8 +17,11 @@ const record = (partition: number, offset: number, key?: string): RequestRecord 
 interface Held {
   record: RequestRecord;
   revoke: AbortSignal;
-  /** Ends the turn; `done` settles it (its effects written) and commits where the scheduler says. */
-  finish(result?: RunVerdict): void;
+  /**
+   * Ends the turn; `done` settles it (its effects written) and commits where the scheduler
+   * says; `unsettled` returns done without that (left for a next owner).
+   */
+  finish(result?: RunVerdict | "unsettled"): void;
 }
 
 function harness(concurrency: number, prefetch = 0, options: { fairShareWindowMs?: number; now?: () => number } = {}) {
@@ -46,7 +49,7 @@ function harness(concurrency: number, prefetch = 0, options: { fairShareWindowMs
               const to = commit.next();
               if (commit.settle(to)) commits.push(`${r.partition}@${to}`);
             }
-            resolve(result);
+            resolve(result === "unsettled" ? "done" : result);
           },
         };
         revoke.addEventListener("abort", () => {
@@ -281,21 +284,39 @@ describe("TurnScheduler: conversations of one partition side by side", () => {
     assert.equal(runs().at(-1), `run 0/${MAX_DONE_AHEAD + 2}`, "and the partition goes on");
   });
 
-  it("keeps a record that ended without being done (handed over) below every commit", async () => {
-    const { scheduler, held, commits, tick } = harness(4, 16);
+  it("runs a record again that ended without being done on a partition it still holds, and commits no further meanwhile", async () => {
+    const { scheduler, held, runs, commits, tick } = harness(4, 16);
+    scheduler.offer(record(1, 0, "a/x"));
+    await tick();
+    held[0]!.finish();
+    await tick();
+    scheduler.offer(record(1, 1, "a/refused"));
+    scheduler.offer(record(1, 2, "b/y"));
+    await tick();
+    // The turn at 1 was left for a next owner (a transaction refused for a group generation
+    // that moved on) while this worker kept the partition: nobody else will run it.
+    held.find((h) => h.record.offset === "1")!.finish("unsettled");
+    held.find((h) => h.record.offset === "2")!.finish();
+    await tick();
+    await tick();
+    assert.deepEqual(commits, ["1@1"], "nothing past offset 1 is committed");
+    assert.deepEqual(runs(), ["run 1/0", "run 1/1", "run 1/2", "run 1/1"], "offset 1 runs again");
+    held.at(-1)!.finish();
+    await tick();
+    assert.deepEqual(commits, ["1@1", "1@3"]);
+  });
+
+  it("leaves a revoked partition's record that ended without being done to the next owner", async () => {
+    const { scheduler, held, runs, tick } = harness(4, 16);
     scheduler.offer(record(1, 0, "a/x"));
     await tick();
     held[0]!.finish();
     await tick();
     scheduler.offer(record(1, 1, "a/handed"));
-    scheduler.offer(record(1, 2, "b/y"));
     await tick();
-    // The turn at 1 returns "done" without settling (a reply handed over past the drain bound).
-    const handed = held.find((h) => h.record.offset === "1")!;
-    held.find((h) => h.record.offset === "2")!.finish();
+    await scheduler.revoke([1], { drainMs: 0, lost: false });
     await tick();
-    assert.deepEqual(commits, ["1@1"]);
-    void handed;
+    assert.deepEqual(runs(), ["run 1/0", "run 1/1"], "handed over, not run again here");
   });
 });
 
