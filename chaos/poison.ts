@@ -120,9 +120,15 @@ export async function injectPoison(options: {
   return written;
 }
 
+/** How long a misplaced request's client follows it before it counts as not ended (ms). */
+const FOLLOW_MS = 150_000;
+
 /** Follows a misplaced request's events at a gateway (the i-th replica, or the next if that one is away) until its terminal event. */
 async function followToEnd(cluster: Cluster, record: PoisonRecord, i: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
+  // As long as a client's turn may take across the run's faults: a record written just
+  // before the broker's restart is dead-lettered once the broker is back (a full run saw 57 s
+  // from write to error event, and the follower's earlier 60 s bound ran out at its gateway).
+  const deadline = Date.now() + FOLLOW_MS;
   let lastError = "";
   for (let at = i; Date.now() < deadline; at++) {
     try {
@@ -152,7 +158,7 @@ async function followToEnd(cluster: Cluster, record: PoisonRecord, i: number): P
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  record.followed = { failed: lastError || "no terminal event within 60 s" };
+  record.followed = { failed: lastError || `no terminal event within ${FOLLOW_MS / 1000} s` };
 }
 
 /** What became of the poison, from the topics: each one's dead letter, each named one's error event. */
