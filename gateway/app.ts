@@ -55,7 +55,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
         err.code === "FST_ERR_MAX_PARAM_LENGTH"
           ? "an id in the path is too long (ids are at most 128 characters)"
           : "the URL is malformed (check its %-encoding)";
-      void sendError(reply, new KafkaLlmError("invalid_request", message), request.url.startsWith("/v1/chat/") ? "openai" : "native");
+      void sendError(reply, new KafkaLlmError("invalid_request", message), dialectOfUrl(request.url));
     },
   });
 
@@ -77,8 +77,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     return sendError(reply, error, request.routeOptions.config?.dialect ?? "native");
   });
   app.setNotFoundHandler((request, reply) => {
-    const dialect: Dialect = request.url.startsWith("/v1/chat/") ? "openai" : "native";
-    return sendError(reply, new KafkaLlmError("not_found", `no route ${request.method} ${request.url.split("?")[0]}`), dialect);
+    return sendError(reply, new KafkaLlmError("not_found", `no route ${request.method} ${request.url.split("?")[0]}`), dialectOfUrl(request.url));
   });
 
   // At onRequest, before any of the body is read: a request without a valid key is answered
@@ -112,6 +111,11 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   // Past the cap Node closes a new connection as it arrives (each open stream holds one).
   app.server.maxConnections = maxConnections;
   return app;
+}
+
+/** The error body of a URL no route has taken yet: OpenAI's under the OpenAI-compatible paths (/v1/chat/, /v1/models). */
+function dialectOfUrl(url: string): Dialect {
+  return /^\/v1\/(chat\/|models(\/|\?|$))/.test(url) ? "openai" : "native";
 }
 
 function hasBody(headers: FastifyRequest["headers"]): boolean {

@@ -56,6 +56,13 @@ function sseMessage(fields: Record<string, JsonSchema>, required: string[], desc
 type JsonSchema = Record<string, unknown>;
 type MediaSchema = ZodMediaTypeObject["schema"];
 
+/**
+ * Node's parser refuses a request whose URL and headers pass its limit before any route
+ * runs (gateway/errors.ts, clientErrorHandler): any path may answer it, always in the
+ * native error shape, since no route has been chosen.
+ */
+const HEADERS_TOO_LARGE = "The URL and the headers together are over 16 KiB (Node's limit); answered before any route runs, in the native error shape";
+
 /** What each error status means, as the error catalog (gateway/errors.ts) maps codes. */
 const ERROR_MEANING: Record<number, string> = {
   400: "Invalid input; the message says what to fix",
@@ -81,6 +88,7 @@ function errorResponses(bodies: ErrorBodies) {
     for (const status of [...new Set([400, 500, ...statuses])].sort((a, b) => a - b)) {
       out[status] = { description: ERROR_MEANING[status] ?? `HTTP ${status}`, content: json(body) };
     }
+    out[431] = { description: HEADERS_TOO_LARGE, content: json(bodies.native) };
     return out;
   };
 }
@@ -109,7 +117,10 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
   const max = options.maxContentChars;
   // Named components for what many responses share, so the document stays readable.
   const component = (name: string, schema: z.ZodType) => registry.register(name, withOpenApi(schema));
-  const errors = errorResponses({ native: component("NativeError", r.nativeErrorBody), openai: component("OpenAiError", r.openAiErrorBody) });
+  const nativeError = component("NativeError", r.nativeErrorBody);
+  const errors = errorResponses({ native: nativeError, openai: component("OpenAiError", r.openAiErrorBody) });
+  // What the public routes (no key, no body) may refuse.
+  const headersTooLarge = { 431: { description: HEADERS_TOO_LARGE, content: json(nativeError) } };
   const accepted = component("AcceptedRequest", r.acceptedRequest);
   // The record of chat.events, as each SSE message of a native stream carries it.
   component("ChatEvent", chatEventSchema);
@@ -332,7 +343,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/healthz",
     summary: "Liveness: fails only when a restart is the cure",
     security: open,
-    responses: { 200: { description: "Alive", content: json(r.health) }, 503: { description: "Failed for good", content: json(r.health) } },
+    responses: { 200: { description: "Alive", content: json(r.health) }, 503: { description: "Failed for good", content: json(r.health) }, ...headersTooLarge },
   });
 
   registry.registerPath({
@@ -340,7 +351,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/readyz",
     summary: "Readiness: the replica has read the recent requests, events and memory",
     security: open,
-    responses: { 200: { description: "Ready", content: json(r.readiness) }, 503: { description: "Starting", content: json(r.readiness) } },
+    responses: { 200: { description: "Ready", content: json(r.readiness) }, 503: { description: "Starting", content: json(r.readiness) }, ...headersTooLarge },
   });
 
   registry.registerPath({
@@ -348,7 +359,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/metrics",
     summary: "Prometheus metrics",
     security: open,
-    responses: { 200: { description: "Prometheus text format", content: { "text/plain": { schema: z.string() } } } },
+    responses: { 200: { description: "Prometheus text format", content: { "text/plain": { schema: z.string() } } }, ...headersTooLarge },
   });
 
   registry.registerPath({
@@ -356,7 +367,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/openapi.json",
     summary: "This document",
     security: open,
-    responses: { 200: { description: "The OpenAPI document", content: json(z.object({ openapi: z.string() })) } },
+    responses: { 200: { description: "The OpenAPI document", content: json(z.object({ openapi: z.string() })) }, ...headersTooLarge },
   });
 
   registry.registerPath({
@@ -367,6 +378,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     responses: {
       200: { description: "The page", content: { "text/html": { schema: z.string() } } },
       404: { description: "This build has no page", content: json(r.nativeErrorBody) },
+      ...headersTooLarge,
     },
   });
 
@@ -375,7 +387,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/favicon.ico",
     summary: "No icon (answers 204 so browsers stop asking)",
     security: open,
-    responses: { 204: { description: "No content" } },
+    responses: { 204: { description: "No content" }, ...headersTooLarge },
   });
 
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({

@@ -188,6 +188,20 @@ describe("gateway HTTP layer", () => {
     assert.equal(res.statusCode, 503);
   });
 
+  it("refuses a URL before any route in the error shape of its path: OpenAI's under /v1/models and /v1/chat/", async () => {
+    const { app } = setup();
+    const openAiShape = ["code", "message", "param", "type"];
+    for (const url of [`/v1/models/${"m".repeat(300)}`, "/v1/models/m/x", `/v1/chat/${"c".repeat(300)}`]) {
+      const res = await app.inject({ method: "GET", url, headers: auth });
+      assert.ok(res.statusCode === 400 || res.statusCode === 404, `${url.slice(0, 20)}: ${res.statusCode}`);
+      assert.deepEqual(Object.keys(res.json().error).sort(), openAiShape, url.slice(0, 20));
+    }
+    const native = await app.inject({ method: "GET", url: `/v1/conversations/${"c".repeat(300)}`, headers: auth });
+    assert.equal(native.statusCode, 400);
+    assert.deepEqual(Object.keys(native.json().error).sort(), ["code", "message", "retryable"]);
+    assert.equal((await app.inject({ method: "GET", url: "/v1/modelsx", headers: auth })).json().error.retryable, false, "not a models path");
+  });
+
   it("writes a cancel only for a request that has not ended", async () => {
     const { app, cancels, hub } = setup();
     const accepted = (await app.inject({ method: "POST", url: "/v1/conversations/c1/messages", headers: auth, payload: { content: "Hi" } })).json();
