@@ -68,8 +68,12 @@ export function registerAdmission(
         }
       }
     } catch (err) {
-      if (!(err instanceof QuotaExceeded)) throw err;
-      throw new ApiError("rate_limited", err.message, { headers: err.headers });
+      throw asRateLimited(err);
     }
   });
+}
+
+/** A QuotaExceeded as the API's 429 (rate_limited, with Retry-After and the x-ratelimit-* headers); any other error as it is. */
+export function asRateLimited(err: unknown): unknown {
+  return err instanceof QuotaExceeded ? new ApiError("rate_limited", err.message, { headers: err.headers }) : err;
 }

@@ -33,6 +33,7 @@ const limitsSchema = z
     tokens_per_minute: z.number().int().min(0),
     concurrent_requests: z.number().int().min(0),
     open_streams: z.number().int().min(0),
+    named_readers: z.number().int().min(0),
   })
   .partial()
   .strict();
@@ -43,6 +44,7 @@ function limitsOf(value: z.infer<typeof limitsSchema>): Partial<TenantLimits> {
     ...(value.tokens_per_minute !== undefined && { tokensPerMinute: value.tokens_per_minute }),
     ...(value.concurrent_requests !== undefined && { concurrentRequests: value.concurrent_requests }),
     ...(value.open_streams !== undefined && { openStreams: value.open_streams }),
+    ...(value.named_readers !== undefined && { namedReaders: value.named_readers }),
   };
 }
 

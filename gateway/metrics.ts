@@ -40,7 +40,7 @@ export function createGatewayMetrics(sources: MetricSources) {
     }),
     rateLimited: new Counter({
       name: "kafka_llm_gateway_rate_limited_total",
-      help: "Calls refused with 429 for a tenant's quota, by tenant (only tenants with a key) and limit (requestsPerMinute, tokensPerMinute, concurrentRequests, openStreams)",
+      help: "Calls refused with 429 for a tenant's quota, by tenant (only tenants with a key) and limit (requestsPerMinute, tokensPerMinute, concurrentRequests, openStreams, namedReaders)",
       labelNames: ["tenant", "limit"] as const,
       registers,
     }),

@@ -1,6 +1,6 @@
 /**
  * Per-tenant quotas, the OpenAI way: requests and tokens per minute, and what a tenant may
- * hold open at once (requests waiting or running, event streams). Past
+ * hold at once (requests waiting or running, event streams, named history readers). Past
  * a limit the answer is 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers, so the
  * clients people use (the openai SDKs back off on exactly these) wait and retry by themselves.
  *
@@ -77,10 +77,18 @@ class MinuteWindow {
   }
 }
 
+/**
+ * How long a named reader counts after its last use: Kafka keeps an idle consumer group's
+ * offsets, the reader's position, for offsets.retention.minutes (7 days by default).
+ */
+export const READER_RETENTION_MS = 7 * 24 * 3_600_000;
+
 interface TenantState {
   requests: MinuteWindow;
   tokens: MinuteWindow;
   held: Record<HeldKind, number>;
+  /** Named readers this replica has kept a position for, by id, with when last used (ms). */
+  readers: Map<string, number>;
 }
 
 const HELD_NAMES: Record<HeldKind, string> = {
@@ -130,13 +138,14 @@ export class TenantQuotas {
       tokensPerMinute: pick("tokensPerMinute"),
       concurrentRequests: pick("concurrentRequests"),
       openStreams: pick("openStreams"),
+      namedReaders: pick("namedReaders"),
     };
   }
 
   #state(tenant: string): TenantState {
     let state = this.#tenants.get(tenant);
     if (!state) {
-      state = { requests: new MinuteWindow(), tokens: new MinuteWindow(), held: { concurrentRequests: 0, openStreams: 0 } };
+      state = { requests: new MinuteWindow(), tokens: new MinuteWindow(), held: { concurrentRequests: 0, openStreams: 0 }, readers: new Map() };
       this.#tenants.set(tenant, state);
     }
     return state;
@@ -208,6 +217,39 @@ export class TenantQuotas {
       released = true;
       state.held[kind]--;
     };
+  }
+
+  /**
+   * A read that keeps named reader `id`'s position: a reader this replica kept within
+   * READER_RETENTION_MS is used again; a new one is counted, or refused with QuotaExceeded
+   * when the tenant is at its named readers. Each reader is a Kafka consumer group, so this
+   * bounds the groups a tenant makes. Counted per replica (a reader used at two replicas
+   * counts at both; one made before a restart counts again once used), like the rest.
+   */
+  useReader(tenant: string, id: string): void {
+    const now = this.#clock();
+    const readers = this.#state(tenant).readers;
+    if (readers.has(id)) {
+      readers.delete(id); // re-inserted last: the map stays in order of last use
+      readers.set(id, now);
+      return;
+    }
+    for (const [old, at] of readers) {
+      if (now - at < READER_RETENTION_MS) break;
+      readers.delete(old);
+    }
+    const limit = this.limits(tenant).namedReaders;
+    if (limit > 0 && readers.size >= limit) {
+      const oldest = readers.values().next().value ?? now;
+      const wait = Math.max(1, Math.ceil((oldest + READER_RETENTION_MS - now) / 1000));
+      throw this.#reject(
+        tenant,
+        "namedReaders",
+        `tenant ${tenant} has ${readers.size} named history readers on this gateway, its limit: read with a reader it has used before, or without one (cursors need no reader)`,
+        wait,
+      );
+    }
+    readers.set(id, now);
   }
 
   /**

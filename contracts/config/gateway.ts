@@ -30,6 +30,7 @@ export const gatewayFields = {
   TENANT_TOKENS_PER_MINUTE: int(0, 0, 1_000_000_000),
   TENANT_MAX_IN_FLIGHT: int(1000, 0, 10_000_000),
   TENANT_MAX_STREAMS: int(2000, 0, 10_000_000),
+  TENANT_MAX_NAMED_READERS: int(1000, 0, 10_000_000),
   GATEWAY_REPLICAS: int(1, 1, 1000),
   GATEWAY_SHUTDOWN_GRACE_MS: int(20_000, 0, 3_600_000),
   SSE_KEEPALIVE_MS: int(15_000, 100, 600_000),
@@ -64,6 +65,8 @@ export interface TenantLimits {
   readonly concurrentRequests: number;
   /** Event streams (SSE) open at once. */
   readonly openStreams: number;
+  /** Named history readers (each a Kafka consumer group holding its position) kept at once. */
+  readonly namedReaders: number;
 }
 
 export interface GatewayConfig {
@@ -193,6 +196,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
         tokensPerMinute: e.TENANT_TOKENS_PER_MINUTE,
         concurrentRequests: e.TENANT_MAX_IN_FLIGHT,
         openStreams: e.TENANT_MAX_STREAMS,
+        namedReaders: e.TENANT_MAX_NAMED_READERS,
       },
       replicas: e.GATEWAY_REPLICAS,
     },

@@ -12,6 +12,8 @@ import { findConversation } from "../intake.js";
 import type { HistoryQuery } from "../routes/schemas.js";
 import { ChainWalk, type IndexedMessage } from "./chain-walk.js";
 import { decodeCursor, encodeCursor, readRange, type ReadStart } from "./read-plan.js";
+import { asRateLimited } from "../admission.js";
+import { readerKey } from "../kafka/reader-positions.js";
 
 export interface HistoryPage {
   conversation_id: string;
@@ -41,6 +43,14 @@ export async function readHistory(deps: GatewayDeps, conversationId: string, ten
   if (!history) throw new ApiError("kafka_unavailable", "conversation history is not available yet; try again shortly");
   const { head } = await historyHead(deps, conversationId, tenant);
   const position = query.reader && head ? { tenant, conversationId, epoch: head.epoch, reader: query.reader } : null;
+  // Each named reader is a Kafka consumer group: counted against the tenant's quota.
+  if (position && deps.quotas) {
+    try {
+      deps.quotas.useReader(tenant, readerKey(position));
+    } catch (err) {
+      throw asRateLimited(err);
+    }
+  }
 
   let start: ReadStart;
   if (query.after !== undefined) start = { after: decodeCursor(query.after, "after", head?.epoch) };

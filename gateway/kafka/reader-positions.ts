@@ -32,8 +32,12 @@ export interface ReaderPositions {
  * makes a valid, bounded id.
  */
 export function readerGroupId(gatewayGroup: string, at: ReaderPosition): string {
-  const h = createHash("sha256").update(`${at.tenant}\0${at.conversationId}\0${at.epoch}\0${at.reader}`).digest("hex");
-  return privateGroup(gatewayGroup, `reader.${h.slice(0, 40)}`);
+  return privateGroup(gatewayGroup, `reader.${readerKey(at)}`);
+}
+
+/** A reader's bounded name: the same for the same (tenant, conversation, epoch, reader), whatever their length. */
+export function readerKey(at: ReaderPosition): string {
+  return createHash("sha256").update(`${at.tenant}\0${at.conversationId}\0${at.epoch}\0${at.reader}`).digest("hex").slice(0, 40);
 }
 
 /**

@@ -2,7 +2,8 @@
  * Per-tenant quotas on a real gateway and broker (and a stories260K worker for the tokens):
  * each tenant's limits from the keys file, 429 with Retry-After and OpenAI's x-ratelimit-*
  * headers in each route's own error shape, a stream's hold given back when it closes, tokens
- * counted from usage, and a tenant at its limit never slowing or refusing another.
+ * counted from usage, named history readers (each a Kafka consumer group) counted, and a
+ * tenant at its limit never slowing or refusing another.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -13,7 +14,7 @@ import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../h
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 
-const KEYS = { a: "quota-a-key", b: "quota-b-key", c: "quota-c-key", d: "quota-d-key" };
+const KEYS = { a: "quota-a-key", b: "quota-b-key", c: "quota-c-key", d: "quota-d-key", e: "quota-e-key" };
 
 describe("tenant quotas", { timeout: 240_000 }, () => {
   let kafka: TestKafka;
@@ -35,6 +36,7 @@ describe("tenant quotas", { timeout: 240_000 }, () => {
         { tenant: "b", key: KEYS.b, limits: { requests_per_minute: 2 } },
         { tenant: "c", key: KEYS.c, limits: { tokens_per_minute: 5 } },
         { tenant: "d", key: KEYS.d, limits: { open_streams: 1 } },
+        { tenant: "e", key: KEYS.e, limits: { named_readers: 2 } },
       ]),
     );
     common = stackEnv(kafka, prefix);
@@ -139,5 +141,35 @@ describe("tenant quotas", { timeout: 240_000 }, () => {
       (await as("a")("POST", "/v1/chat/completions", { model: "kafka-llm", max_tokens: 4, messages: [{ role: "user", content: "hi" }] })).status,
       200,
     );
+  });
+
+  it("holds tenant e to two named history readers: a third is refused, those it has go on, and tenant a's are its own", async () => {
+    worker ??= await startWorker(common, { DEFAULT_MAX_TOKENS: "8" });
+    const messages = {
+      messages: [
+        { role: "user", content: "One." },
+        { role: "assistant", content: "Two." },
+      ],
+    };
+    for (const tenant of ["e", "a"] as const) {
+      const appended = await as(tenant)("POST", "/v1/conversations/readers/history", messages);
+      assert.equal(appended.status, 200, appended.text);
+    }
+    const read = (tenant: "a" | "e", query: string) => as(tenant)("GET", `/v1/conversations/readers/messages${query}`);
+    assert.equal((await read("e", "?from=beginning&reader=r1")).status, 200);
+    assert.equal((await read("e", "?from=beginning&reader=r2")).status, 200);
+    const refused = await read("e", "?from=beginning&reader=r3");
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal(refused.body.error.code, "rate_limited");
+    assert.match(refused.body.error.message, /tenant e has 2 named history readers on this gateway, its limit/);
+    assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+
+    const again = await read("e", "?from=last_consumed&reader=r1");
+    assert.equal(again.status, 200, "a reader it has goes on");
+    assert.equal((await read("e", "?from=beginning")).status, 200, "a read without a reader goes on");
+    assert.equal((await read("a", "?from=beginning&reader=r3")).status, 200, "tenant a's readers are not e's");
+
+    const metrics = await (await fetch(`${gateway.baseUrl}/metrics`)).text();
+    assert.match(metrics, /kafka_llm_gateway_rate_limited_total\{tenant="e",limit="namedReaders"\} 1/);
   });
 });

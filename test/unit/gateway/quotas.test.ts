@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { QuotaExceeded, TenantQuotas, resetAfter, type TenantLimits } from "../../../gateway/quotas.js";
+import { QuotaExceeded, READER_RETENTION_MS, TenantQuotas, resetAfter, type TenantLimits } from "../../../gateway/quotas.js";
 
-const none: TenantLimits = { requestsPerMinute: 0, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 0 };
+const none: TenantLimits = { requestsPerMinute: 0, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 0, namedReaders: 0 };
 
 function quotas(defaults: Partial<TenantLimits>, perTenant: Record<string, Partial<TenantLimits>> = {}, replicas = 1) {
   let now = 1_000_000;
@@ -99,9 +99,27 @@ describe("tenant quotas", () => {
 
   it("enforces its share of a limit among the replicas, rounded up", () => {
     const { q } = quotas({ requestsPerMinute: 10, openStreams: 3 }, {}, 4);
-    assert.deepEqual(q.limits("a"), { requestsPerMinute: 3, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 1 });
+    assert.deepEqual(q.limits("a"), { requestsPerMinute: 3, tokensPerMinute: 0, concurrentRequests: 0, openStreams: 1, namedReaders: 0 });
     for (let i = 0; i < 3; i++) q.admit("a");
     refusal(() => q.admit("a"));
+  });
+
+  it("counts each tenant's named readers: one used again is free, a new one past the limit is refused, and they age out", () => {
+    const { q, rejected, advance } = quotas({ namedReaders: 2 });
+    q.useReader("b", "r1");
+    q.useReader("b", "r2");
+    q.useReader("b", "r1");
+    const refused = refusal(() => q.useReader("b", "r3"));
+    assert.equal(refused.limit, "namedReaders");
+    assert.match(refused.message, /2 named history readers/);
+    assert.ok(Number(refused.headers["retry-after"]) > 0);
+    q.useReader("a", "r3"); // tenant a's readers are its own
+    assert.deepEqual(rejected, ["b:namedReaders"]);
+    advance(READER_RETENTION_MS - 1000);
+    q.useReader("b", "r1"); // used again: kept, r2 is now the oldest
+    advance(2000);
+    q.useReader("b", "r3"); // r2 is past its retention and no longer counts
+    assert.throws(() => q.useReader("b", "r4"), QuotaExceeded, "r1 and r3 are held");
   });
 
   it("writes resets as OpenAI does", () => {
