@@ -74,7 +74,7 @@ const ERROR_MEANING: Record<number, string> = {
   415: "The body is not JSON",
   500: "Internal error",
   502: "The worker could not generate a reply",
-  429: "The tenant is past a quota (requests or tokens per minute, requests in flight, open streams), or its share of the request tracker is all in use; retry after Retry-After seconds (x-ratelimit-* headers say more)",
+  429: "The tenant is past a quota (requests or tokens per minute, requests in flight, open streams, named history readers), or its share of the request tracker is all in use; retry after Retry-After seconds (x-ratelimit-* headers say more)",
   503: "Kafka is unreachable, the gateway is not ready yet or shutting down, its request tracker is full, or no worker answers for the conversation (none running, or its partition moving); retry after Retry-After seconds",
   504: "Not answered within GATEWAY_REQUEST_DEADLINE_MS; the body names the request, which goes on, to look up at /v1/requests/{id}",
 };
@@ -205,7 +205,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
       "Every message from chat.history (never trimmed). Start from=beginning or from=latest (the default), after= or before= a cursor of a previous read, or from=last_consumed where a named reader stopped; bounded by limit and by since/until. Every read that names a reader records the last message it returned as that reader's position, kept in Kafka.",
     security: secured,
     request: { params: conversationParams, query: historyQueryFields },
-    responses: { 200: { description: "A page of the history", content: json(r.historyPage) }, ...errors("native", [...AUTHED, 404]) },
+    responses: { 200: { description: "A page of the history", content: json(r.historyPage) }, ...errors("native", [...AUTHED, 404, 429]) },
   });
 
   registry.registerPath({
