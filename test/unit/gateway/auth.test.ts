@@ -31,16 +31,16 @@ describe("API keys", () => {
 
   it("reads a tenant's quotas from its JSON entries, and names a bad one without quoting a key", () => {
     const file = JSON.stringify([
-      { tenant: "a", key: "k1", limits: { requests_per_minute: 60, open_streams: 4 } },
-      { tenant: "a", key: "k2", limits: { requests_per_minute: 60, open_streams: 4 } },
+      { tenant: "a", key: "k1", limits: { requests_per_minute: 60, open_streams: 4, named_readers: 10 } },
+      { tenant: "a", key: "k2", limits: { requests_per_minute: 60, open_streams: 4, named_readers: 10 } },
       { tenant: "b", key: "k3" },
     ]);
     const parsed = parseKeysFile(file, "f");
     assert.deepEqual(parsed.problems, []);
-    assert.deepEqual(parsed.keys[0], { tenant: "a", key: "k1", limits: { requestsPerMinute: 60, openStreams: 4 } });
+    assert.deepEqual(parsed.keys[0], { tenant: "a", key: "k1", limits: { requestsPerMinute: 60, openStreams: 4, namedReaders: 10 } });
     const store = new ApiKeyStore(parsed.keys, null);
     store.load();
-    assert.deepEqual(store.limitsOf("a"), { requestsPerMinute: 60, openStreams: 4 });
+    assert.deepEqual(store.limitsOf("a"), { requestsPerMinute: 60, openStreams: 4, namedReaders: 10 });
     assert.equal(store.limitsOf("b"), undefined, "no limits of its own: the defaults");
 
     const bad = parseKeysFile(
@@ -52,7 +52,7 @@ describe("API keys", () => {
     ).problems;
     assert.deepEqual(bad, [
       "f: entry 1: limits.requests_per_minute: must be a whole number >= 0 (0: no limit)",
-      "f: entry 2: limits: unknown limit (use requests_per_minute, tokens_per_minute, concurrent_requests, open_streams)",
+      "f: entry 2: limits: unknown limit (use requests_per_minute, tokens_per_minute, concurrent_requests, open_streams, named_readers)",
     ]);
     assert.ok(!bad.join().includes("secret"), "no key in a problem");
 
