@@ -108,12 +108,14 @@ export interface TurnContext {
 export type MemoryPort = Pick<MemoryStore, "load" | "writeIfOwner" | "handOver" | "clearHandover" | "committed" | "forget">;
 
 export interface TurnRecord extends RequestRecord {
-  /** Commits this record's offset; called once the turn's effects are written. */
+  /** The record is done: commits its partition up to its lowest record not done (worker/turn-scheduler.ts); called once the turn's effects are written. */
   commit(): Promise<void>;
   /**
-   * With WORKER_TRANSACTIONS: runs `work` in a Kafka transaction that also commits this
-   * record's offset at the group's current generation (see writeTurn). Throws
-   * ProducerFenced when the group has replaced this worker, TransactionAborted otherwise.
+   * With WORKER_TRANSACTIONS: runs `work` in a Kafka transaction that also commits the
+   * record's partition, this record counted done, at the group's current generation (see
+   * writeTurn); `onCommitted` runs once it committed, before the worker's next transaction
+   * begins. Throws ProducerFenced when the group has replaced this worker,
+   * TransactionAborted otherwise.
    */
   transaction?<T>(work: (sink: RecordSink) => Promise<T>, onCommitted?: () => void): Promise<T>;
   /**
