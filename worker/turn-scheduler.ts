@@ -393,7 +393,8 @@ export class TurnScheduler {
     // that is not coming (a transaction refused for a group generation that moved on while
     // the member kept the partition). Left as it was, the record would hold every commit of
     // the partition back, unanswered.
-    if (owned && (result === "retry" || state.pending.has(held.offset))) {
+    const again = owned && (result === "retry" || state.pending.has(held.offset));
+    if (again) {
       // Back off before the same record runs again; its conversation waits, the partition's
       // others go on.
       held.notBefore = this.#now() + Math.min(5000, (this.#options.retryBackoffMs ?? 200) * 2 ** held.retries);
@@ -404,7 +405,8 @@ export class TurnScheduler {
     }
     // A revoked partition's record that ended without being done stays pending: no commit passes it.
     this.#pump();
-    if (owned) this.#relieve(partition, state);
+    // A partition whose record is to run again is not resumed for it (it may start at once, off the queue).
+    if (owned && !again) this.#relieve(partition, state);
   }
 
   /** Resumes a paused partition that holds few enough records again. */
