@@ -143,40 +143,41 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, 
     if (reports) await rm(reports, { recursive: true, force: true });
   });
 
-  it("answers no 5xx, and every answer matches the document", async (t) => {
+  /** schemathesis's arguments for one pass against the gateway's document, with every check but EXCLUDED. */
+  function runArgs(pass: { config: string; examples: number; seed: number; report: string; extra?: string[] }): string[] {
+    return [
+      ...["--config-file", pass.config, "run", `${gateway.baseUrl}/openapi.json`],
+      ...["--header", `Authorization: Bearer ${KEY}`, "--checks", "all", "--exclude-checks", EXCLUDED.join(",")],
+      ...(pass.extra ?? []),
+      ...["--max-examples", String(pass.examples), "--seed", String(pass.seed), "--workers", "1", "--request-timeout", "60"],
+      ...["--generation-database", "none", "--no-color", "--report", "ndjson", "--report-ndjson-path", pass.report],
+    ];
+  }
+
+  /** The operations the gateway's document lists. */
+  async function operationCount(): Promise<number> {
     const document = (await (await fetch(`${gateway.baseUrl}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
-    const operations = Object.values(document.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+    return Object.values(document.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+  }
+
+  /** After a pass: no 5xx, the gateway still up with nothing escaped, and nothing it queued dead-lettered. */
+  async function assertGatewayUnharmed(statuses: Map<number, number>, summary: string): Promise<void> {
+    assert.ok(
+      [...statuses.keys()].every((s) => s < 500),
+      `no 5xx: ${summary}`,
+    );
+    assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
+    assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
+    await assertNothingDeadLettered(kafka, prefix, "everything the gateway queued was readable by the worker");
+  }
+
+  it("answers no 5xx, and every answer matches the document", async (t) => {
+    const operations = await operationCount();
     // A body over GATEWAY_BODY_LIMIT_BYTES is refused as too large (413) before its schema
     // is looked at: a rejection too, which schemathesis's default list leaves out.
     const config = path.join(reports, "schemathesis.toml");
     await writeFile(config, "[checks.negative_data_rejection]\nexpected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]\n");
-    const args = [
-      "--config-file",
-      config,
-      "run",
-      `${gateway.baseUrl}/openapi.json`,
-      "--header",
-      `Authorization: Bearer ${KEY}`,
-      "--checks",
-      "all",
-      "--exclude-checks",
-      EXCLUDED.join(","),
-      "--max-examples",
-      String(EXAMPLES),
-      "--seed",
-      String(SEED),
-      "--workers",
-      "1",
-      "--request-timeout",
-      "60",
-      "--generation-database",
-      "none",
-      "--no-color",
-      "--report",
-      "ndjson",
-      "--report-ndjson-path",
-      path.join(reports, "events.ndjson"),
-    ];
+    const args = runArgs({ config, examples: EXAMPLES, seed: SEED, report: path.join(reports, "events.ndjson") });
     const { code, output, readable } = await schemathesis(args, reports, 480_000);
     assert.equal(code, 0, `schemathesis found problems (seed ${SEED}):\n${readable.slice(-20_000)}`);
     assertEveryOperationTested(output, operations);
@@ -189,55 +190,18 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, 
       [200, 201, 202, 400, 404].every((s) => (statuses.get(s) ?? 0) > 0),
       `accepted and refused requests were both reached: ${summary}`,
     );
-    assert.ok(
-      [...statuses.keys()].every((s) => s < 500),
-      `no 5xx: ${summary}`,
-    );
-
-    assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
-    assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
-    await assertNothingDeadLettered(kafka, prefix, "everything the gateway queued was readable by the worker");
+    await assertGatewayUnharmed(statuses, summary);
   });
 
   it("refuses large inputs as the document says, and answers no 5xx", async (t) => {
-    const document = (await (await fetch(`${gateway.baseUrl}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
-    const operations = Object.values(document.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+    const operations = await operationCount();
     // Headers over Node's limit are refused by its parser (431) before any route runs.
     const config = path.join(reports, "schemathesis-large.toml");
     await writeFile(config, "[checks.negative_data_rejection]\nexpected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, 431]\n");
     const report = path.join(reports, "events-large.ndjson");
-    const args = [
-      "--config-file",
-      config,
-      "run",
-      `${gateway.baseUrl}/openapi.json`,
-      "--header",
-      `Authorization: Bearer ${KEY}`,
-      "--checks",
-      "all",
-      "--exclude-checks",
-      EXCLUDED.join(","),
-      // Generated cases only, each grown by the hooks; a failure is reported as it was sent,
-      // unshrunk, with what was grown in the check's message.
-      "--phases",
-      "fuzzing",
-      "--no-shrink",
-      "--max-examples",
-      String(LARGE_EXAMPLES),
-      "--seed",
-      String(LARGE_SEED),
-      "--workers",
-      "1",
-      "--request-timeout",
-      "60",
-      "--generation-database",
-      "none",
-      "--no-color",
-      "--report",
-      "ndjson",
-      "--report-ndjson-path",
-      report,
-    ];
+    // Generated cases only, each grown by the hooks; a failure is reported as it was sent,
+    // unshrunk, with what was grown in the check's message.
+    const args = runArgs({ config, examples: LARGE_EXAMPLES, seed: LARGE_SEED, report, extra: ["--phases", "fuzzing", "--no-shrink"] });
     const started = Date.now();
     const { code, output, readable } = await schemathesis(args, reports, 180_000, { SCHEMATHESIS_HOOKS: HOOKS, FUZZ_LIMITS: JSON.stringify(LARGE_LIMITS) });
     t.diagnostic(`large pass: ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -252,13 +216,6 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, 
       [400, 413, 431].every((s) => (statuses.get(s) ?? 0) > 0) && [201, 202].some((s) => (statuses.get(s) ?? 0) > 0),
       `large inputs were refused at each bound, and some within them accepted: ${summary}`,
     );
-    assert.ok(
-      [...statuses.keys()].every((s) => s < 500),
-      `no 5xx: ${summary}`,
-    );
-
-    assert.equal(gateway.proc.exitCode, null, "the gateway is still running");
-    assert.doesNotMatch(gateway.output(), /unhandled error/, "no error escaped to the catch-all handler");
-    await assertNothingDeadLettered(kafka, prefix, "everything the gateway queued was readable by the worker");
+    await assertGatewayUnharmed(statuses, summary);
   });
 });
