@@ -13,6 +13,7 @@ import { registerOpenApiRoute } from "./routes/openapi.js";
 import { registerAdmission } from "./admission.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerRequestRoutes } from "./routes/requests.js";
+import { registerResponseRoutes } from "./routes/responses.js";
 import { registerWebRoutes } from "./routes/web.js";
 
 export type { GatewayDeps } from "./deps.js";
@@ -108,6 +109,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   registerConversationRoutes(app, deps);
   registerRequestRoutes(app, deps);
   registerOpenAiRoutes(app, deps);
+  registerResponseRoutes(app, deps);
   // Past the cap Node closes a new connection as it arrives (each open stream holds one).
   app.server.maxConnections = maxConnections;
   return app;
@@ -115,7 +117,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
 
 /** The error body of a URL no route has taken yet: OpenAI's under the OpenAI-compatible paths (/v1/chat/, /v1/models). */
 function dialectOfUrl(url: string): Dialect {
-  return /^\/v1\/(chat\/|models(\/|\?|$))/.test(url) ? "openai" : "native";
+  return /^\/v1\/(chat\/|responses(\/|\?|$)|models(\/|\?|$))/.test(url) ? "openai" : "native";
 }
 
 function hasBody(headers: FastifyRequest["headers"]): boolean {

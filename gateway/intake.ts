@@ -27,7 +27,7 @@ export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
  * so each names its own request: one key may open a conversation and run a stateless
  * completion without the two meeting.
  */
-export const KEY_SCOPES = { open: "POST /v1/conversations", completion: "POST /v1/chat/completions" } as const;
+export const KEY_SCOPES = { open: "POST /v1/conversations", completion: "POST /v1/chat/completions", response: "POST /v1/responses" } as const;
 
 /** The request's Idempotency-Key, checked; undefined when it has none. */
 export function idempotencyKeyOf(headers: IncomingHttpHeaders): string | undefined {

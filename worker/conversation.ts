@@ -92,6 +92,26 @@ export function fillFinal(final: FinalSummary, heldReply: string): FinalEvent {
   };
 }
 
+/** A message a turn brings before its news (TurnRequest.prelude): never a system message. */
+export interface PreludeMessage {
+  role: "user" | "assistant" | "tool";
+  content: string;
+  tool_calls?: MemoryMessage["tool_calls"];
+  tool_call_id?: string;
+}
+
+/** A prelude as memory messages of the request that brought it. */
+export function preludeMemory(prelude: readonly PreludeMessage[] | undefined, requestId: string, now: number): MemoryMessage[] {
+  return (prelude ?? []).map((m) => ({
+    role: m.role,
+    content: m.content,
+    ...(m.tool_calls === undefined ? {} : { tool_calls: m.tool_calls }),
+    ...(m.tool_call_id === undefined ? {} : { tool_call_id: m.tool_call_id }),
+    request_id: requestId,
+    at: now,
+  }));
+}
+
 /** A turn's tool results: they answer the tool calls of the conversation's last reply. */
 export interface ToolResult {
   tool_call_id: string;
@@ -176,6 +196,8 @@ export interface CompletedTurn {
   system?: string;
   /** The tool results this turn brought instead of a user message. */
   toolResults?: readonly ToolResult[];
+  /** Messages the request brought before its news (TurnRequest.prelude). */
+  prelude?: readonly PreludeMessage[];
   /** The calls the reply made. */
   toolCalls?: FinalEvent["tool_calls"];
   /** Where the turn's events are (see recordApplied). */
@@ -192,6 +214,7 @@ export function applyTurn(state: ConversationState, turn: CompletedTurn, budget:
     turn.final.type === "error"
       ? []
       : [
+          ...preludeMemory(turn.prelude, turn.requestId, turn.now),
           ...(turn.userContent ? [{ role: "user" as const, content: turn.userContent, request_id: turn.requestId, at: turn.now }] : []),
           ...(turn.toolResults ?? []).map((r) => ({
             role: "tool" as const,
@@ -272,6 +295,8 @@ export function turnHistory(before: ConversationState | undefined, turn: Complet
   const failed = turn.final.type === "error";
   return [
     ...(turn.system !== undefined && turn.system !== before?.system ? [{ role: "system" as const, content: turn.system }] : []),
+    // The history keeps text: a prelude's tool calls and results stay in the memory only, as a turn's own do.
+    ...(failed ? [] : (turn.prelude ?? []).flatMap((m) => (m.role !== "tool" && m.content ? [{ role: m.role, content: m.content }] : []))),
     ...(!failed && turn.userContent ? [{ role: "user" as const, content: turn.userContent }] : []),
     ...(!failed && turn.reply ? [{ role: "assistant" as const, content: turn.reply }] : []),
   ];

@@ -63,11 +63,13 @@ import {
   newConversation,
   openConversation,
   openHistory,
+  preludeMemory,
   promptFor,
   recordApplied,
   turnHistory,
   type AppliedContext,
   type CompletedTurn,
+  type PreludeMessage,
 } from "./conversation.js";
 import { failureKind } from "./attempts.js";
 import { generateChoices } from "./choices.js";
@@ -282,7 +284,11 @@ async function chatTurn(
   const prompt: ChatMessage[] = stateless
     ? [...request.context!, ...(request.content ? [{ role: "user" as const, content: request.content }] : [])]
     : promptFor(
-        { ...conversation, ...(request.system === undefined ? {} : { system: request.system }) },
+        {
+          ...conversation,
+          ...(request.system === undefined ? {} : { system: request.system }),
+          messages: [...conversation.messages, ...preludeMemory(preludeOf(request), request.request_id, startedAt)],
+        },
         request.content,
         ctx.config.memory.systemPrompt,
         request.tool_results,
@@ -327,6 +333,7 @@ async function chatTurn(
       now: Date.now(),
       ...(request.system === undefined ? {} : { system: request.system }),
       ...(request.tool_results === undefined ? {} : { toolResults: request.tool_results }),
+      ...(request.prelude === undefined ? {} : { prelude: preludeOf(request) }),
       ...(generated.ok && generated.result.toolCalls ? { toolCalls: generated.result.toolCalls } : {}),
       applied: await appliedContext(conversationKey(request), events, ctx),
     };
@@ -351,6 +358,11 @@ async function chatTurn(
   ctx.metrics.queueWait.observe(queueWaitMs / 1000);
   if (final.type === "error") return "failed";
   return final.stop_reason === "cancelled" ? "cancelled" : "completed";
+}
+
+/** The request's prelude (the record schema rules out its system messages). */
+function preludeOf(request: TurnRequest): PreludeMessage[] {
+  return (request.prelude ?? []).filter((m): m is PreludeMessage => m.role !== "system");
 }
 
 type Generated = { ok: true; result: GenerateResult } | { ok: false; error: KafkaLlmError };

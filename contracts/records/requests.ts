@@ -73,6 +73,13 @@ export const turnRequestSchema = z
       .min(1)
       .max(MAX_TOOLS)
       .optional(),
+    /**
+     * A turn with memory whose request brought more than its news (the Responses API's
+     * `input` items): messages, with their tool calls and results, that join the
+     * conversation before `content` or `tool_results`, in the memory and the history, as if
+     * appended just before. No system messages: a change of system prompt is `system`.
+     */
+    prelude: z.array(contextMessageSchema).min(1).max(MAX_CONTEXT_MESSAGES).optional(),
   })
   .strict();
 
@@ -83,6 +90,11 @@ function checkTurnContent(t: z.infer<typeof turnRequestSchema>, ctx: z.Refinemen
       path: ["tool_results"],
       message: "belongs to turns with memory; a stateless turn carries tool results in its context",
     });
+  if (t.prelude !== undefined && t.context !== undefined)
+    ctx.addIssue({ code: "custom", path: ["prelude"], message: "belongs to turns with memory; a stateless turn's earlier messages are its context" });
+  t.prelude?.forEach((m, i) => {
+    if (m.role === "system") ctx.addIssue({ code: "custom", path: ["prelude", i, "role"], message: "a system prompt goes in `system`, not the prelude" });
+  });
   const afterTools = t.context?.at(-1)?.role === "tool" || t.tool_results !== undefined;
   if (t.content.length === 0 && !afterTools) ctx.addIssue({ code: "custom", path: ["content"], message: "must not be empty" });
   if (t.content.length > 0 && afterTools) ctx.addIssue({ code: "custom", path: ["content"], message: "must be empty after tool results" });

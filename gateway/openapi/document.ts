@@ -12,6 +12,8 @@ import { conversationIdSchema, requestIdSchema } from "../../contracts/records/f
 import { HTTP_STATUS, type Dialect } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
+import { responsesBodySchema } from "../openai/responses-request.js";
+import { inputItemsQuery, retrieveQuery } from "../routes/responses.js";
 import {
   appendHistoryBody,
   cancelBody,
@@ -319,6 +321,70 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
       },
       ...errors("openai", [...WITH_BODY, 404, 409, 422, 429, 502, 504]),
     },
+  });
+
+  const responseStream = sseMessage(
+    {
+      event: { type: "string", description: "The event's type, as in its data" },
+      data: { type: "string", description: "A Responses stream event as JSON, with its sequence_number" },
+    },
+    ["data"],
+    "OpenAI's Responses stream: response.created first, response.completed (or .incomplete, .failed) last",
+  );
+  const responseParams = z.object({ id: z.string().min(1).max(256) });
+  const responseOrStream = {
+    description: "The response (JSON), or its events as Server-Sent Events when streamed",
+    content: { ...json(r.response), "text/event-stream": { schema: responseStream } },
+  };
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/responses",
+    summary: "OpenAI's Responses API: create a response",
+    description:
+      "A stored response (store: true, the default) is a turn of a conversation: without previous_response_id or conversation it opens one; with them it continues it from the worker's memory. store: false keeps nothing. background: true answers at once with status queued; stream: true answers with the Responses stream events. Hosted tools are left out of what the model is offered (header x-kafka-llm-tools-left-out).",
+    security: secured,
+    request: {
+      headers: keyed(`${RETRIED_ONCE}: the response is made once`),
+      body: { content: json(responsesBodySchema(max)), required: true },
+    },
+    responses: { 200: responseOrStream, ...errors("openai", [...WITH_BODY, 404, 422, 429, 502, 504]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/responses/{id}",
+    summary: "Retrieve a stored response, or stream its events (stream=true, after starting_after)",
+    security: secured,
+    request: { params: responseParams, query: retrieveQuery },
+    responses: { 200: responseOrStream, ...errors("openai", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "delete",
+    path: "/v1/responses/{id}",
+    summary: "Delete a stored response, with the conversation it opened",
+    security: secured,
+    request: { params: responseParams },
+    responses: { 200: { description: "Deleted", content: json(r.deletedResponse) }, ...errors("openai", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/responses/{id}/cancel",
+    summary: "Stop a response being generated; it ends cancelled with the text so far",
+    security: secured,
+    request: { params: responseParams, headers: keyed("A cancel is idempotent by itself") },
+    responses: { 200: { description: "The response", content: json(r.response) }, ...errors("openai", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/responses/{id}/input_items",
+    summary: "The items a stored response was given",
+    security: secured,
+    request: { params: responseParams, query: inputItemsQuery },
+    responses: { 200: { description: "The items", content: json(r.inputItemList) }, ...errors("openai", [...AUTHED, 404]) },
   });
 
   registry.registerPath({

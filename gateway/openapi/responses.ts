@@ -146,5 +146,40 @@ export const chatCompletion = z.object({
   system_fingerprint: z.null(),
 });
 
+const responseItem = z.looseObject({ id: z.string(), type: z.enum(["message", "function_call"]), status: z.string() });
+
+/** OpenAI's Response object (gateway/openai/responses-object.ts). */
+export const response = z.looseObject({
+  id: z.string().regex(/^resp_/),
+  object: z.literal("response"),
+  created_at: z.number().int(),
+  status: z.enum(["queued", "in_progress", "completed", "incomplete", "cancelled", "failed"]),
+  background: z.boolean(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  model: z.string(),
+  output: z.array(responseItem),
+  store: z.boolean(),
+  usage: z
+    .object({
+      input_tokens: z.number().int().nonnegative(),
+      input_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative() }),
+      output_tokens: z.number().int().nonnegative(),
+      output_tokens_details: z.object({ reasoning_tokens: z.number().int().nonnegative() }),
+      total_tokens: z.number().int().nonnegative(),
+    })
+    .nullable(),
+  metadata: z.record(z.string(), z.string()),
+});
+
+export const deletedResponse = z.object({ id: z.string(), object: z.literal("response"), deleted: z.literal(true) });
+
+export const inputItemList = z.object({
+  object: z.literal("list"),
+  data: z.array(z.looseObject({ id: z.string(), type: z.literal("message"), role: z.enum(["user", "assistant", "developer"]) })),
+  first_id: z.string().nullable(),
+  last_id: z.string().nullable(),
+  has_more: z.boolean(),
+});
+
 export const health = z.object({ status: z.enum(["ok", "failed"]), reason: z.string().optional() });
 export const readiness = z.object({ status: z.enum(["ready", "starting"]) });

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import type { FinalEvent } from "../../../contracts/records/events.js";
 import type { MemoryMessage } from "../../../contracts/records/memory.js";
 import { loadWorkerConfig } from "../../../contracts/config/worker.js";
-import { applyTurn, newConversation, promptFor, trimToBudget, type AppliedContext, type MemoryBudget } from "../../../worker/conversation.js";
+import { applyTurn, newConversation, promptFor, trimToBudget, turnHistory, type AppliedContext, type MemoryBudget } from "../../../worker/conversation.js";
 
 const final = { type: "final", stop_reason: "tool_calls" } as FinalEvent;
 const call = { id: "call_1", type: "function" as const, function: { name: "get_weather", arguments: '{"city":"Rome"}' } };
@@ -38,6 +38,47 @@ describe("a conversation's tool calls and results", () => {
       "no empty user message after tool results",
     );
     assert.deepEqual(prompt[2]!.tool_calls, [call]);
+  });
+
+  it("puts a turn's prelude (a Responses input's earlier items) before its news, in memory and history; not when it failed", () => {
+    const prelude = [
+      { role: "user" as const, content: "Weather in Rome?" },
+      { role: "assistant" as const, content: "", tool_calls: [call] },
+      { role: "tool" as const, content: "Rainy.", tool_call_id: "call_1" },
+    ];
+    const turn = {
+      requestId: "r1",
+      userContent: "And tomorrow?",
+      reply: "Sun.",
+      final: { ...final, stop_reason: "stop" } as FinalEvent,
+      now: 2,
+      prelude,
+      applied,
+    };
+    const state = applyTurn(newConversation("c", "t", 1), turn, fits(1000), words);
+    assert.deepEqual(
+      state.messages.map((m) => [m.role, m.content, m.request_id]),
+      [
+        ["user", "Weather in Rome?", "r1"],
+        ["assistant", "", "r1"],
+        ["tool", "Rainy.", "r1"],
+        ["user", "And tomorrow?", "r1"],
+        ["assistant", "Sun.", "r1"],
+      ],
+    );
+    assert.deepEqual(state.messages[1]!.tool_calls, [call]);
+    // The history keeps the text: the call and its result stay in the memory only.
+    assert.deepEqual(
+      turnHistory(undefined, turn).map((m) => [m.role, m.content]),
+      [
+        ["user", "Weather in Rome?"],
+        ["user", "And tomorrow?"],
+        ["assistant", "Sun."],
+      ],
+    );
+    const failed = { ...turn, final: { type: "error" } as never };
+    assert.deepEqual(applyTurn(newConversation("c", "t", 1), failed, fits(1000), words).messages, []);
+    assert.deepEqual(turnHistory(undefined, failed), []);
   });
 
   it("never leaves tool results at the front once their call is trimmed away", () => {
