@@ -8,10 +8,12 @@
  *
  * So the gateway refuses such a schema with a 400 naming the bound, and the worker checks
  * the same bounds before compiling (a record may come from an older gateway). Pure and cheap:
- * one walk of the normalized schema (contracts/grammar-schema.ts), no grammar built. The
+ * one walk of what the grammar holds of each schema (grammarSchemaOf, contracts/grammar-schema.ts:
+ * a keyword checked after generation costs the grammar nothing), no grammar built. The
  * record schema keeps its own looser bounds, so a record queued before a bound changed
  * still decodes, and ends with an error event instead of being dead-lettered.
  */
+import { grammarSchemaOf } from "./grammar-schema.js";
 
 /**
  * The most any repetition keyword (minLength, maxLength, minItems, maxItems, minProperties,
@@ -110,8 +112,8 @@ export function requestSchemas(params: {
 
 /**
  * Counts what a request's schemas (normalized, contracts/grammar-schema.ts) would cost as a
- * grammar, and the first bound they pass, or null. The counts are over all the schemas
- * together: tools in "required" mode become one grammar.
+ * grammar (what grammarSchemaOf keeps of them), and the first bound they pass, or null. The
+ * counts are over all the schemas together: tools in "required" mode become one grammar.
  */
 export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: unknown }>): {
   estimate: GrammarEstimate;
@@ -120,7 +122,7 @@ export function checkGrammarBounds(schemas: ReadonlyArray<{ path: Path; schema: 
   const walk: Walk = { subschemas: 0, enumValues: 0, textChars: 0, rules: 0, strings: new Set(), defs: new Map(), problem: null };
   for (const { path, schema } of schemas) {
     walk.defs.clear();
-    visit(schema, path, walk);
+    visit(isObject(schema) ? grammarSchemaOf(schema) : schema, path, walk);
     walk.problem ??= leftRecursion(walk.defs);
     if (walk.problem) break;
   }

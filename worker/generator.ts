@@ -9,6 +9,7 @@ import type { GenerationParams, ToolCall } from "../contracts/generation-params.
 import { KafkaLlmError } from "../contracts/errors.js";
 import { assertParamsWithinGrammarBounds, grammarCacheFor } from "./grammar.js";
 import { samplingOptions } from "./sampling.js";
+import { checkReply } from "./schema-check.js";
 import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
 import {
   forcedInstructions,
@@ -237,6 +238,8 @@ export class SequenceGenerator {
       toolCalls = response.functionCalls.map((c, i) => toolCall(c.functionName, argumentsText(paramsText.get(i), c.params), callId(i)));
       stopReason = "tool_calls";
     }
+    // What the grammar cannot hold of the request's schemas is checked on the finished reply.
+    checkReply(p, { text: reply, stopReason, toolCalls });
     return {
       reply,
       stopReason,

@@ -1,8 +1,9 @@
 /**
  * Grammars for structured outputs, made once per schema and kept: building a grammar from
  * a JSON schema costs milliseconds, and agents send the same schema turn after turn.
- * Schemas arrive normalized and checked (contracts/grammar-schema.ts), and a request's
- * schemas are held to the grammar bounds (contracts/grammar-bounds.ts) before any is built:
+ * Schemas arrive normalized (contracts/grammar-schema.ts); a grammar holds what
+ * grammarSchemaOf keeps of one (the rest is checked after generation, worker/schema-check.ts),
+ * and a request's schemas are held to the grammar bounds (contracts/grammar-bounds.ts) before any is built:
  * the gateway refuses what passes them, and a record from an older gateway ends with an
  * invalid_request error here. Building one then only fails on a bug, reported as
  * generation_failed without the schema: neither a grammar nor a schema's values are logged.
@@ -11,6 +12,7 @@ import type { GbnfJsonSchema, Llama, LlamaGrammar, LlamaJsonSchemaGrammar } from
 import { KafkaLlmError } from "../contracts/errors.js";
 import type { GenerationParams, ResponseFormat } from "../contracts/generation-params.js";
 import { checkGrammarBounds, requestSchemas } from "../contracts/grammar-bounds.js";
+import { grammarSchemaOf } from "../contracts/grammar-schema.js";
 
 const MAX_CACHED = 64;
 
@@ -32,10 +34,12 @@ export class GrammarCache {
   }
 
   /**
-   * The grammar of one JSON schema; least recently used ones are dropped past 64. A schema
-   * over the grammar bounds is refused (invalid_request) before anything is built.
+   * The grammar of one normalized JSON schema (what grammarSchemaOf keeps of it); least
+   * recently used ones are dropped past 64. A schema over the grammar bounds is refused
+   * (invalid_request) before anything is built.
    */
-  forSchema(schema: Record<string, unknown>): Promise<JsonGrammar> {
+  forSchema(normalized: Record<string, unknown>): Promise<JsonGrammar> {
+    const schema = grammarSchemaOf(normalized);
     const key = JSON.stringify(schema);
     let grammar = this.#bySchema.get(key);
     if (grammar === undefined) {

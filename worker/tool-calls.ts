@@ -2,7 +2,8 @@
  * Tool calling on node-llama-cpp. Three ways a request's tools are used:
  *
  *   auto      the model's chat wrapper documents the functions in the prompt and the model
- *             decides; node-llama-cpp constrains a call's arguments to its schema.
+ *             decides; node-llama-cpp constrains a call's arguments to what the grammar holds
+ *             of its schema (grammarSchemaOf; the rest is checked after, worker/schema-check.ts).
  *   forced    (tool_choice "required" or a named function) the reply is generated under a
  *             grammar that only admits a call: the function's arguments for a named one, or
  *             {"name", "arguments"} over the tools for "required". Valid whatever the model.
@@ -15,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, GbnfJsonSchema } from "node-llama-cpp";
 import type { GenerationParams, Tool, ToolCall } from "../contracts/generation-params.js";
+import { grammarSchemaOf } from "../contracts/grammar-schema.js";
 
 const NO_ARGUMENTS = { type: "object", properties: {} } as const;
 
@@ -32,7 +34,7 @@ export function planTools(p: GenerationParams): ToolPlan {
     for (const t of tools) {
       functions[t.function.name] = {
         ...(t.function.description === undefined ? {} : { description: t.function.description }),
-        params: (t.function.parameters ?? NO_ARGUMENTS) as GbnfJsonSchema,
+        params: grammarSchemaOf(t.function.parameters ?? NO_ARGUMENTS) as GbnfJsonSchema,
       };
     }
     return { mode: "auto", functions, maxParallel: p.parallel_tool_calls === false ? 1 : undefined };

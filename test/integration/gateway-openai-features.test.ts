@@ -119,7 +119,7 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
     assert.notEqual(other.reply, [...seen.values()][0], "another seed, another reply");
   });
 
-  it("holds a reply to a JSON schema (zodResponseFormat, streamed too) and refuses what the grammar cannot express", async () => {
+  it("holds a reply to a JSON schema (zodResponseFormat, streamed too) and refuses a schema no reply could be checked against", async () => {
     const completion = await client.chat.completions.parse({
       model: MODEL,
       messages: user("Describe a cat."),
@@ -149,15 +149,65 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
       client.chat.completions.create({
         model: MODEL,
         messages: user("x"),
-        response_format: { type: "json_schema", json_schema: { name: "n", schema: { type: "object", properties: { n: { type: "number", minimum: 0 } } } } },
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: "n", schema: { type: "object", properties: { n: { $ref: "https://example.com/n.json" } } } },
+        },
       }),
       (err: unknown) => {
         assert.ok(err instanceof OpenAI.BadRequestError, String(err));
-        assert.equal(err.param, "response_format.json_schema.schema.properties.n.minimum");
-        assert.match(err.message, /"minimum" on this type cannot be expressed by the grammar/);
+        assert.equal(err.param, "response_format.json_schema.schema.properties.n.$ref");
+        assert.match(err.message, /only references inside the schema are supported/);
         return true;
       },
     );
+  });
+
+  it("takes a tool schema with exclusiveMaximum and a pattern (Pydantic's gt/lt), and ends with arguments that satisfy it or an error naming the keyword", async (t) => {
+    // What Pydantic writes for Field(pattern=...) and Field(gt=0, lt=8): refused with a 400 before (issue 25).
+    const parameters = {
+      type: "object",
+      properties: {
+        city: { type: "string", pattern: "^[A-Z][a-z]{1,15}$", title: "City" },
+        days: { type: "integer", exclusiveMinimum: 0, exclusiveMaximum: 8, title: "Days" },
+      },
+      required: ["city", "days"],
+      title: "Forecast",
+    };
+    const ask = (seed: number) =>
+      client.chat.completions.create({
+        model: MODEL,
+        messages: user("The weather in Oslo for three days?"),
+        max_tokens: 60,
+        temperature: 0.8,
+        seed,
+        tools: [{ type: "function", function: { name: "forecast", parameters } }],
+        tool_choice: { type: "function", function: { name: "forecast" } },
+      });
+    const outcomes = { satisfied: 0, refused: 0 };
+    for (const seed of [1, 2, 3, 4]) {
+      try {
+        const choice = (await ask(seed)).choices[0]!;
+        if (choice.finish_reason === "length") continue;
+        assert.equal(choice.finish_reason, "tool_calls");
+        const call = choice.message.tool_calls![0]!;
+        assert.ok(call.type === "function" && call.function.name === "forecast");
+        const args = JSON.parse(call.function.arguments) as { city: string; days: number };
+        assert.match(args.city, /^[A-Z][a-z]{1,15}$/);
+        assert.ok(Number.isInteger(args.days) && args.days > 0 && args.days < 8, String(args.days));
+        outcomes.satisfied++;
+      } catch (err) {
+        // A tiny model writes what the grammar admits; the check after it says which keyword failed.
+        assert.ok(err instanceof OpenAI.APIError && !(err instanceof OpenAI.BadRequestError), String(err));
+        assert.match(
+          err.message,
+          /the arguments of forecast do not satisfy its parameters: \/(city must match pattern|days must be [<>]) .*\((pattern|exclusiveMaximum|exclusiveMinimum) /,
+        );
+        outcomes.refused++;
+      }
+    }
+    t.diagnostic(`calls that satisfied the schema: ${outcomes.satisfied}, failed by the check: ${outcomes.refused}`);
+    assert.ok(outcomes.satisfied + outcomes.refused > 0, "some call ran to its end");
   });
 
   it("holds a json_object reply to JSON", async () => {

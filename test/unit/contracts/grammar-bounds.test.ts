@@ -27,6 +27,19 @@ function check(schema: Record<string, unknown>) {
 }
 
 describe("grammar bounds of a request's schemas", () => {
+  it("measures what the grammar holds: a keyword checked after generation costs it nothing", () => {
+    const plain = check({ type: "object", properties: { when: { type: "string", format: "date" }, n: { type: "integer" } }, required: ["when", "n"] });
+    // The format is the grammar's; the length beside it and the bounds are checked after generation.
+    const checked = check({
+      type: "object",
+      properties: { when: { type: "string", format: "date", maxLength: 5000 }, n: { type: "integer", minimum: 1, exclusiveMaximum: 10, multipleOf: 3 } },
+      required: ["when", "n"],
+    });
+    assert.equal(checked.problem, null);
+    assert.deepEqual(checked.estimate, plain.estimate);
+    assert.match(check({ type: "string", maxLength: 5000 }).problem?.message ?? "", /maxLength is 5000, over the bound of 1000/);
+  });
+
   it("passes an ordinary schema, with a small estimate", () => {
     const { estimate, problem } = check({
       type: "object",

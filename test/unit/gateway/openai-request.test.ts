@@ -122,7 +122,7 @@ describe("OpenAI sampling and output parameters", () => {
     rejects({ messages: user, seed: 1.5 }, "seed", /must be an integer/);
   });
 
-  it("normalizes a JSON schema for the grammar and names the part it cannot express", () => {
+  it("normalizes a JSON schema and names the part no reply could be checked against", () => {
     const schema = {
       $schema: "http://json-schema.org/draft-07/schema#",
       type: "object",
@@ -143,17 +143,17 @@ describe("OpenAI sampling and output parameters", () => {
         strict: true,
         schema: {
           type: "object",
-          properties: { name: { type: "string" }, colour: { oneOf: [{ const: "black" }, { type: "null" }] } },
+          properties: { name: { type: "string" }, colour: { anyOf: [{ const: "black" }, { type: "null" }] } },
           required: ["name", "colour"],
           additionalProperties: false,
         },
       },
     });
-    const withMinimum = { type: "object", properties: { age: { type: "integer", minimum: 0 } } };
+    const remote = { type: "object", properties: { age: { $ref: "https://example.com/age.json" } } };
     rejects(
-      { messages: user, response_format: { type: "json_schema", json_schema: { name: "p", schema: withMinimum } } },
-      "response_format.json_schema.schema.properties.age.minimum",
-      /"minimum" on this type cannot be expressed by the grammar/,
+      { messages: user, response_format: { type: "json_schema", json_schema: { name: "p", schema: remote } } },
+      "response_format.json_schema.schema.properties.age.$ref",
+      /only references inside the schema are supported/,
     );
     rejects({ messages: user, response_format: { type: "xml" } }, "response_format.type", /"text", "json_object" or "json_schema"/);
     assert.deepEqual(toTurnRequest(parse({ messages: user, response_format: { type: "json_object" } }), "t", null).params, {

@@ -80,6 +80,27 @@ describe("worker grammars on llama.cpp", { timeout: 120_000 }, () => {
     await assert.doesNotReject(cache.forSchema(normalizeJsonSchema(list)));
   });
 
+  it("compiles what the grammar keeps of a schema with bounds, a pattern, formats, allOf and untyped values, and the grammar holds its shape", async () => {
+    const cache = new GrammarCache(llama);
+    const schema = normalizeJsonSchema({
+      type: "object",
+      properties: {
+        city: { type: "string", pattern: "^[A-Z][a-z]+$" },
+        days: { type: "integer", exclusiveMinimum: 0, exclusiveMaximum: 8 },
+        email: { type: "string", format: "email" },
+        anything: {},
+        both: { allOf: [{ type: "string" }, { minLength: 2 }] },
+        self: { $ref: "#" },
+      },
+      required: ["city", "days", "email", "anything", "both", "self"],
+    });
+    const grammar = await cache.forSchema(schema);
+    // The grammar's own parse holds a value to what it keeps: the shape, not the bounds.
+    const value = { city: "oslo", days: 99, email: "x", anything: [1, { a: null }], both: "b", self: { any: true } };
+    assert.deepEqual(grammar.parse(JSON.stringify(value)), value);
+    assert.throws(() => grammar.parse(JSON.stringify({ ...value, days: "7" })));
+  });
+
   it("refuses a schema over a bound before compiling it, with invalid_request and no value of the schema", () => {
     const cache = new GrammarCache(llama);
     assert.throws(
