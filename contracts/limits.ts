@@ -11,5 +11,9 @@ export const MAX_STOP_CHARS = 256;
 export const MAX_TOOLS = 128;
 /** The most choices (n) one request may ask for; each takes a sequence of the owning worker. */
 export const MAX_CHOICES = 4;
+/** Items of a conversation that can be deleted (hidden from its history and dropped from its memory). */
+export const MAX_HIDDEN_ITEMS = 1000;
+/** Key-value pairs of a conversation's metadata (OpenAI's bound), and their lengths. */
+export const MAX_METADATA_PAIRS = 16;
 /** Messages one POST /history (an append request) may carry. */
 export const MAX_APPEND_MESSAGES = 100;

@@ -280,11 +280,44 @@ export function openConversation(
   conversationId: string,
   tenant: string,
   now: number,
-  options: { greeting: string | null; system?: string },
+  options: { greeting: string | null; system?: string; metadata?: Record<string, string> },
 ): ConversationState {
   const state = newConversation(conversationId, tenant, now, options.system);
   if (options.greeting) state.messages.push({ role: "assistant", content: options.greeting, at: now });
+  if (options.metadata !== undefined) state.metadata = options.metadata;
   return state;
+}
+
+/** An item to delete: the history message at `index`, which `request_id` added with this role and content. */
+export interface HiddenItem {
+  index: number;
+  request_id: string;
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/**
+ * The state after an update (OpenAI's Conversations API): its metadata replaced, and/or
+ * an item deleted: its history index joins `hidden` (every history read leaves it out) and
+ * the memory forgets the message it is, found by its request, role and content (a system
+ * item is a past change of system prompt: nothing in the memory to forget).
+ */
+export function applyUpdate(
+  state: ConversationState,
+  update: { requestId: string; metadata?: Record<string, string>; hide?: HiddenItem; final: FinalEvent | ErrorEvent; now: number; applied: AppliedContext },
+): ConversationState {
+  const hide = update.hide;
+  const forgotten = hide
+    ? state.messages.findIndex((m) => (m.request_id === hide.request_id || m.request_id === undefined) && m.role === hide.role && m.content === hide.content)
+    : -1;
+  return {
+    ...state,
+    ...(update.metadata === undefined ? {} : { metadata: update.metadata }),
+    messages: forgotten < 0 ? state.messages : state.messages.filter((_, i) => i !== forgotten),
+    ...(hide === undefined ? {} : { hidden: [...new Set([...(state.hidden ?? []), hide.index])].sort((a, b) => a - b) }),
+    applied: recordApplied(state, update.requestId, update.final, undefined, update.applied),
+    updated_at: update.now,
+  };
 }
 
 /**

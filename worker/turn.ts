@@ -47,7 +47,9 @@ import {
   type DeleteRequest,
   type OpenRequest,
   type TurnRequest,
+  type UpdateRequest,
 } from "../contracts/records/requests.js";
+import { MAX_HIDDEN_ITEMS } from "../contracts/limits.js";
 import { decodeRecord, type ParseResult } from "../contracts/records/codec.js";
 import type { ConversationState, Handover } from "../contracts/records/memory.js";
 import type { ErrorEvent, FinalEvent } from "../contracts/records/events.js";
@@ -60,6 +62,7 @@ import {
   appliedEntry,
   applyAppend,
   applyTurn,
+  applyUpdate,
   newConversation,
   openConversation,
   openHistory,
@@ -200,6 +203,9 @@ export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<
       break;
     case "delete":
       outcome = await remove(request, record, events, ctx);
+      break;
+    case "update":
+      outcome = await update(request, state, record, events, ctx);
       break;
     case "turn":
       outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt, phases);
@@ -537,6 +543,7 @@ async function open(
     openConversation(request.conversation_id, request.tenant, now, {
       greeting,
       ...(request.system === undefined ? {} : { system: request.system }),
+      ...(request.metadata === undefined ? {} : { metadata: request.metadata }),
     });
   // A new conversation's history record holds the greeting (the final's reply).
   const applied = recordApplied(
@@ -584,6 +591,43 @@ async function append(
       undefined,
       sink,
     ),
+  );
+  return written === "written" ? "completed" : written;
+}
+
+/** Changes a conversation's metadata, or deletes one of its items (OpenAI's Conversations API). */
+async function update(
+  request: UpdateRequest,
+  state: ConversationState | undefined,
+  record: TurnRecord,
+  events: EventWriter,
+  ctx: TurnContext,
+): Promise<TurnOutcome> {
+  const refused = !state
+    ? new KafkaLlmError("not_found", `no conversation ${request.conversation_id}`)
+    : request.hide && !state.hidden?.includes(request.hide.index) && (state.hidden?.length ?? 0) >= MAX_HIDDEN_ITEMS
+      ? new KafkaLlmError(
+          "invalid_request",
+          `conversation ${request.conversation_id} has ${MAX_HIDDEN_ITEMS} deleted items, its most; delete the conversation instead`,
+        )
+      : null;
+  if (refused || !state) {
+    // Nothing changes: the error is the request's answer (it is not recorded as applied).
+    events.write({ type: "error", code: refused!.code, message: refused!.message, retryable: false });
+    return "failed";
+  }
+  const now = Date.now();
+  const final = events.next(emptyFinal(""));
+  const updated = applyUpdate(state, {
+    requestId: request.request_id,
+    ...(request.metadata === undefined ? {} : { metadata: request.metadata }),
+    ...(request.hide === undefined ? {} : { hide: request.hide }),
+    final,
+    now,
+    applied: await appliedContext(conversationKey(request), events, ctx),
+  });
+  const written = await writeTurn(record, events, final, ctx, (sink) =>
+    ctx.memory.writeIfOwner(record.partition, conversationKey(request), updated, undefined, sink),
   );
   return written === "written" ? "completed" : written;
 }

@@ -6,6 +6,7 @@
  * schema version, and readers reject versions they do not know.
  */
 import { z } from "zod";
+import { MAX_METADATA_PAIRS } from "../limits.js";
 
 export const SCHEMA_VERSION = 1;
 
@@ -28,6 +29,14 @@ export const tenantSchema = z
   .min(1)
   .max(64)
   .regex(/^[A-Za-z0-9._-]+$/, "may contain only letters, digits, '.', '_' and '-'");
+
+/**
+ * A conversation's metadata (OpenAI's Conversations API): at most 16 pairs, keys of at most
+ * 64 characters, values of at most 512.
+ */
+export const metadataSchema = z
+  .record(z.string().max(64, "keys must be at most 64 characters"), z.string().max(512, "values must be at most 512 characters"))
+  .refine((m) => Object.keys(m).length <= MAX_METADATA_PAIRS, `must hold at most ${MAX_METADATA_PAIRS} pairs`);
 
 /** A Kafka offset, as records that point at other records (chat.events, chat.history) hold it. */
 export const offsetSchema = z.number().int().nonnegative();

@@ -10,7 +10,8 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import { toolCallSchema } from "../generation-params.js";
 import { choiceSchema, errorEventSchema, finalEventSchema, usageSchema } from "./events.js";
-import { SCHEMA_VERSION, conversationIdSchema, offsetSchema, requestIdSchema, tenantSchema } from "./fields.js";
+import { MAX_HIDDEN_ITEMS } from "../limits.js";
+import { SCHEMA_VERSION, conversationIdSchema, metadataSchema, offsetSchema, requestIdSchema, tenantSchema } from "./fields.js";
 import { historyHeadSchema } from "./history.js";
 
 /** How many applied request ids a conversation remembers (with where their terminal events are). */
@@ -97,6 +98,10 @@ export const conversationStateSchema = z
     applied: z.array(z.union([appliedEntrySchema, pastAppliedEntrySchema])),
     /** The end of the conversation's chain in chat.history; absent until it has a message. */
     history: historyHeadSchema.optional(),
+    /** The client's key-value pairs (OpenAI's Conversations API). */
+    metadata: metadataSchema.optional(),
+    /** History indexes of deleted items, ascending: every history read leaves them out. */
+    hidden: z.array(offsetSchema).max(MAX_HIDDEN_ITEMS).optional(),
     /** Requests applied since the conversation was opened; grows by one per turn. */
     turns: z.number().int().nonnegative(),
     created_at: z.number().int().nonnegative(),

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { generationParamsSchema, toolCallSchema } from "../generation-params.js";
 import { MAX_APPEND_MESSAGES, MAX_CONTENT_CHARS, MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "../limits.js";
-import { SCHEMA_VERSION, conversationIdSchema, requestIdSchema, tenantSchema } from "./fields.js";
+import { SCHEMA_VERSION, conversationIdSchema, metadataSchema, offsetSchema, requestIdSchema, tenantSchema } from "./fields.js";
 import { historyMessageSchema } from "./history.js";
 
 const requestBase = {
@@ -107,6 +107,7 @@ export const openRequestSchema = z
     type: z.literal("open"),
     greeting: z.boolean(),
     system: z.string().max(MAX_CONTENT_CHARS).optional(),
+    metadata: metadataSchema.optional(),
   })
   .strict();
 
@@ -126,12 +127,38 @@ export const appendRequestSchema = z
 /** Deletes a conversation: the worker writes a tombstone to chat.memory. */
 export const deleteRequestSchema = z.object({ ...requestBase, type: z.literal("delete") }).strict();
 
+/**
+ * Changes a conversation without a reply (OpenAI's Conversations API): replaces its
+ * metadata, and/or deletes one of its items: the history message at `hide.index`, which the
+ * gateway read (its request and role name it in the memory), is hidden from every history
+ * read and dropped from the memory. The history itself is append-only: the text stays in
+ * chat.history until its retention removes it.
+ */
+export const updateRequestSchema = z
+  .object({
+    ...requestBase,
+    type: z.literal("update"),
+    metadata: metadataSchema.optional(),
+    hide: z
+      .object({
+        index: offsetSchema,
+        request_id: requestIdSchema,
+        role: z.enum(["system", "user", "assistant"]),
+        content: z.string().max(MAX_CONTENT_CHARS),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((u) => u.metadata !== undefined || u.hide !== undefined, { message: "must change the metadata or delete an item", path: ["metadata"] });
+
 /** A value on chat.requests. */
 export const chatRequestSchema = z
-  .discriminatedUnion("type", [turnRequestSchema, openRequestSchema, appendRequestSchema, deleteRequestSchema])
+  .discriminatedUnion("type", [turnRequestSchema, openRequestSchema, appendRequestSchema, deleteRequestSchema, updateRequestSchema])
   .superRefine((r, ctx) => (r.type === "turn" ? checkTurnContent(r, ctx) : undefined));
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type TurnRequest = z.infer<typeof turnRequestSchema>;
 export type OpenRequest = z.infer<typeof openRequestSchema>;
 export type DeleteRequest = z.infer<typeof deleteRequestSchema>;
 export type AppendRequest = z.infer<typeof appendRequestSchema>;
+export type UpdateRequest = z.infer<typeof updateRequestSchema>;

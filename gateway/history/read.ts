@@ -41,7 +41,7 @@ export async function historyHead(
 export async function readHistory(deps: GatewayDeps, conversationId: string, tenant: string, query: HistoryQuery): Promise<HistoryPage> {
   const history = deps.history;
   if (!history) throw new ApiError("kafka_unavailable", "conversation history is not available yet; try again shortly");
-  const { head } = await historyHead(deps, conversationId, tenant);
+  const { state, head } = await historyHead(deps, conversationId, tenant);
   const position = query.reader && head ? { tenant, conversationId, epoch: head.epoch, reader: query.reader } : null;
   // Each named reader is a Kafka consumer group: counted against the tenant's quota.
   if (position && deps.quotas) {
@@ -90,9 +90,11 @@ export async function readHistory(deps: GatewayDeps, conversationId: string, ten
   });
   const { messages, range } = page;
   if (position && messages.length > 0) await unavailableIfThrown(history.positions.set(position, messages.at(-1)!.index + 1));
+  // Deleted items (OpenAI's Conversations API) are left out; the cursors still span the page read.
+  const hidden = new Set(state.hidden ?? []);
   return {
     ...empty,
-    messages,
+    messages: hidden.size === 0 ? messages : messages.filter((m) => !hidden.has(m.index)),
     first_cursor: messages.length ? encodeCursor(head.epoch, messages[0]!.index) : null,
     last_cursor: messages.length ? encodeCursor(head.epoch, messages.at(-1)!.index) : null,
     has_more_before: page.truncated ? false : range.hasMoreBefore,

@@ -6,14 +6,20 @@
  */
 import type { GatewayDeps } from "../deps.js";
 import type { IndexedMessage } from "./chain-walk.js";
-import { readHistory } from "./read.js";
+import { historyHead, readHistory } from "./read.js";
 
 const PAGE = 500;
 export const MAX_SCANNED = 4 * PAGE;
 
-export async function messagesOfRequest(deps: GatewayDeps, conversationId: string, tenant: string, requestId: string): Promise<IndexedMessage[]> {
+export async function messagesOfRequest(
+  deps: GatewayDeps,
+  conversationId: string,
+  tenant: string,
+  requestId: string,
+): Promise<{ epoch: string; messages: IndexedMessage[] }> {
   const found: IndexedMessage[] = [];
   let before: string | undefined;
+  const { head } = await historyHead(deps, conversationId, tenant);
   for (let scanned = 0; scanned < MAX_SCANNED; scanned += PAGE) {
     const page = await readHistory(deps, conversationId, tenant, before === undefined ? { from: "latest", limit: PAGE } : { before, limit: PAGE });
     const mine = page.messages.filter((m) => m.request_id === requestId);
@@ -23,5 +29,5 @@ export async function messagesOfRequest(deps: GatewayDeps, conversationId: strin
     if (!page.has_more_before || page.first_cursor === null) break;
     before = page.first_cursor;
   }
-  return found;
+  return { epoch: head?.epoch ?? "", messages: found };
 }

@@ -13,6 +13,7 @@ import { HTTP_STATUS, type Dialect } from "../errors.js";
 import { IDEMPOTENCY_KEY } from "../intake.js";
 import { bodySchema as chatCompletionBodySchema } from "../openai/request.js";
 import { responsesBodySchema } from "../openai/responses-request.js";
+import { addItemsBody, includeQuery, itemsQuery, updateConversationBody } from "../openai/conversation-items.js";
 import { inputItemsQuery, retrieveQuery } from "../routes/responses.js";
 import {
   appendHistoryBody,
@@ -248,8 +249,71 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     security: secured,
     request: { params: conversationParams },
     responses: {
-      202: { description: "Queued; not applied yet", content: json(accepted) },
-      204: { description: "Deleted" },
+      200: { description: "Deleted (OpenAI's conversation.deleted object)", content: json(r.deletedConversation) },
+      202: { description: "Queued; not applied yet (deleted: false, with the request to follow)", content: json(r.deletedConversation) },
+      ...errors("native", [...AUTHED, 404, 502]),
+    },
+  });
+
+  const itemParams = z.object({ id: conversationIdSchema, item: z.string().min(1).max(100) });
+  const applyWait = "200 once a worker applied it within GATEWAY_APPLY_WAIT_MS, else 202 with the request to follow";
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/conversations/{id}",
+    summary: "Replace a conversation's metadata (OpenAI's Conversations API)",
+    description: `In order with the conversation's turns: ${applyWait}.`,
+    security: secured,
+    request: { params: conversationParams, headers: keyed(RETRIED_ONCE), body: { content: json(updateConversationBody), required: true } },
+    responses: {
+      200: { description: "The conversation", content: json(r.conversationSummary) },
+      202: { description: "Queued; not applied yet", content: json(r.pendingConversation) },
+      ...errors("native", [...WITH_BODY, 404, 422, 429, 502]),
+    },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/conversations/{id}/items",
+    summary: "The conversation's history as OpenAI's items, newest first unless order=asc",
+    security: secured,
+    request: { params: conversationParams, query: itemsQuery },
+    responses: { 200: { description: "A page of items", content: json(r.conversationItemList) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/conversations/{id}/items",
+    summary: "Add message items without a reply",
+    description: `As POST /v1/conversations/{id}/history: ${applyWait}.`,
+    security: secured,
+    request: { params: conversationParams, query: includeQuery, headers: keyed(RETRIED_ONCE), body: { content: json(addItemsBody(max)), required: true } },
+    responses: {
+      200: { description: "The items added", content: json(r.conversationItemList) },
+      202: { description: "Queued; not applied yet", content: json(r.conversationItemList) },
+      ...errors("native", [...WITH_BODY, 404, 422, 429, 502]),
+    },
+  });
+
+  registry.registerPath({
+    method: "get",
+    path: "/v1/conversations/{id}/items/{item}",
+    summary: "One item",
+    security: secured,
+    request: { params: itemParams, query: includeQuery },
+    responses: { 200: { description: "The item", content: json(r.conversationItem) }, ...errors("native", [...AUTHED, 404]) },
+  });
+
+  registry.registerPath({
+    method: "delete",
+    path: "/v1/conversations/{id}/items/{item}",
+    summary: "Delete an item: hidden from the history's reads and forgotten by the memory",
+    description: `The history is append-only: the text stays in chat.history until its retention removes it. ${applyWait}.`,
+    security: secured,
+    request: { params: itemParams },
+    responses: {
+      200: { description: "The conversation", content: json(r.conversationSummary) },
+      202: { description: "Queued; not applied yet", content: json(r.pendingConversation) },
       ...errors("native", [...AUTHED, 404, 502]),
     },
   });

@@ -43,6 +43,9 @@ const links = {
 
 export const openedConversation = z.object({
   id: conversationIdSchema,
+  object: z.literal("conversation"),
+  created_at: z.number().int().nonnegative(),
+  metadata: z.record(z.string(), z.string()),
   request_id: requestIdSchema,
   messages_url: z.string(),
   ...links,
@@ -56,14 +59,53 @@ export const acceptedRequest = z.object({
 
 const millis = z.number().int().nonnegative();
 
+const seconds = z.number().int().nonnegative();
+
+/** OpenAI's conversation object, with the native summary (gateway/routes/conversations.ts). */
 export const conversationSummary = z.object({
   id: conversationIdSchema,
+  object: z.literal("conversation"),
+  created_at: seconds,
+  metadata: z.record(z.string(), z.string()),
   system: z.string().nullable(),
   message_count: z.number().int().nonnegative(),
   turns: z.number().int().nonnegative(),
-  created_at: millis,
-  updated_at: millis,
+  updated_at: seconds,
 });
+
+export const pendingConversation = conversationSummary.extend({ request_id: requestIdSchema, ...links });
+
+export const deletedConversation = z.object({
+  id: conversationIdSchema,
+  object: z.literal("conversation.deleted"),
+  conversation_id: conversationIdSchema,
+  deleted: z.boolean(),
+  request_id: requestIdSchema.optional(),
+  status_url: z.string().optional(),
+  events_url: z.string().optional(),
+});
+
+const conversationItem = z.object({
+  id: z.string().regex(/^msg_/),
+  type: z.literal("message"),
+  status: z.literal("completed"),
+  role: z.enum(["user", "assistant", "system"]),
+  content: z.array(z.looseObject({ type: z.enum(["input_text", "output_text"]), text: z.string() })),
+  created_at: seconds,
+});
+
+export const conversationItemList = z.object({
+  object: z.literal("list"),
+  data: z.array(conversationItem),
+  first_id: z.string().nullable(),
+  last_id: z.string().nullable(),
+  has_more: z.boolean(),
+  request_id: requestIdSchema.optional(),
+  status_url: z.string().optional(),
+  events_url: z.string().optional(),
+});
+
+export { conversationItem };
 
 /** GET /messages: a page of the conversation's history (chat.history). */
 export const historyPage = z.object({
@@ -175,7 +217,7 @@ export const deletedResponse = z.object({ id: z.string(), object: z.literal("res
 
 export const inputItemList = z.object({
   object: z.literal("list"),
-  data: z.array(z.looseObject({ id: z.string(), type: z.literal("message"), role: z.enum(["user", "assistant", "developer"]) })),
+  data: z.array(z.looseObject({ id: z.string(), type: z.literal("message"), role: z.enum(["user", "assistant", "system"]) })),
   first_id: z.string().nullable(),
   last_id: z.string().nullable(),
   has_more: z.boolean(),

@@ -21,6 +21,7 @@ import { ApiError, notFound, parseInput } from "../errors.js";
 import type { RequestSnapshot } from "../event-hub.js";
 import { KEY_SCOPES, awaitTerminal, cancel, errorOfEvent, findConversation, findRequest, idempotencyKeyOf, keyedRequestId, submit } from "../intake.js";
 import { messagesOfRequest } from "../history/request-messages.js";
+import { messageItem } from "../openai/conversation-items.js";
 import { parseResponseId, responseId, type ResponseRef } from "../openai/response-id.js";
 import { checkToolOutputs, parseResponsesBody, splitNews, type ResponseInput } from "../openai/responses-request.js";
 import { ResponseStreamBuilder, defaultBase, responseObject, stateOfEvents, type ResponseBase } from "../openai/responses-object.js";
@@ -137,16 +138,11 @@ export function registerResponseRoutes(app: FastifyInstance, deps: GatewayDeps):
     if (ref.kind === "stateless") throw notFound(`no response ${request.params.id} is stored (responses made with store: false are not kept)`);
     const found = await findResponse(deps, ref, request.params.id, request.tenant);
     const reply = found.kind === "live" ? stateOfEvents(found.snapshot.events).text : stateOfEvents(found.events).text;
-    const messages = await messagesOfRequest(deps, ref.conversationId, request.tenant, ref.requestId);
+    const { epoch, messages } = await messagesOfRequest(deps, ref.conversationId, request.tenant, ref.requestId);
     // The reply is the request's last message; what came before it is what the response was given.
     const inputs = messages.at(-1)?.role === "assistant" && messages.at(-1)!.content === reply && reply !== "" ? messages.slice(0, -1) : messages;
-    let items = inputs.map((m) => ({
-      id: `msg_${ref.requestId.replaceAll("-", "")}_${m.index}`,
-      type: "message" as const,
-      status: "completed" as const,
-      role: m.role === "system" ? ("developer" as const) : m.role,
-      content: [{ type: m.role === "assistant" ? ("output_text" as const) : ("input_text" as const), text: m.content }],
-    }));
+    // The same items, with the same ids, as the conversation's (GET /v1/conversations/{id}/items).
+    let items = inputs.map((m) => messageItem(epoch, m));
     if ((query.order ?? "desc") === "desc") items = items.reverse();
     if (query.after !== undefined) {
       const at = items.findIndex((i) => i.id === query.after);
@@ -285,6 +281,7 @@ function baseOf(deps: GatewayDeps, input: ResponseInput, id: string, turn: TurnR
     topP: body.top_p ?? null,
     metadata: body.metadata ?? {},
     tools: input.tools.map((t) => ({ ...t, strict: t.strict ?? false, parameters: t.parameters ?? null, description: t.description ?? null })),
+    namespaces: input.namespaces,
     toolChoice: body.tool_choice ?? "auto",
     parallelToolCalls: body.parallel_tool_calls ?? true,
     text: { format: body.text?.format ?? { type: "text" } },
@@ -316,7 +313,7 @@ async function findResponse(deps: GatewayDeps, ref: ResponseRef, id: string, ten
   const state = await conversationOf(deps, ref.conversationId, tenant, `no response ${id} (its conversation was deleted or has expired)`);
   const base = defaultBase(id, ref.requestId, deps.config.modelName, Math.floor(state.created_at / 1000), conversationId, true);
   const newest = state.applied.at(-1);
-  const messages = await messagesOfRequest(deps, ref.conversationId, tenant, ref.requestId);
+  const { messages } = await messagesOfRequest(deps, ref.conversationId, tenant, ref.requestId);
   const reply = messages.filter((m) => m.role === "assistant").at(-1)?.content ?? "";
   const event = { v: SCHEMA_VERSION, request_id: ref.requestId, conversation_id: ref.conversationId, tenant, attempt: "stored", at: state.updated_at } as const;
   if (newest !== undefined && !Array.isArray(newest) && newest.request_id === ref.requestId && newest.final !== undefined) {

@@ -9,6 +9,8 @@ import { MAX_APPEND_MESSAGES } from "../../contracts/limits.js";
 import { checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/generation-params.js";
 import { addGrammarBoundIssue } from "../../contracts/grammar-bounds.js";
 import { ApiError } from "../errors.js";
+import { metadataSchema } from "../../contracts/records/fields.js";
+import { addedItems } from "../openai/conversation-items.js";
 
 /** Generation parameters, as the native API and the OpenAI route take them. */
 export const generationParamShape = generationParamFields;
@@ -73,11 +75,14 @@ export function postMessageBody(maxChars: number) {
     });
 }
 
+/** The native API's fields and OpenAI's Conversations API's (items, metadata): one conversation, either way. */
 export function openConversationBody(maxChars: number) {
   return z
     .object({
       greeting: z.boolean().optional(),
       system: text(maxChars).optional(),
+      items: addedItems(maxChars).optional(),
+      metadata: metadataSchema.optional(),
     })
     .strict();
 }

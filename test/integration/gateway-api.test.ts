@@ -209,13 +209,14 @@ describe("gateway native API", { timeout: 180_000 }, () => {
     assert.equal(again.body.status, "cancelled");
   });
 
-  it("deletes a conversation: 204, then 404 for its history and for a second delete", async () => {
+  it("deletes a conversation: 200, then 404 for its history and for a second delete", async () => {
     const opened = (await api("POST", "/v1/conversations", { greeting: true })).body;
     final(await events(opened.events_url));
     const id = opened.id as string;
     assert.equal((await api("GET", `/v1/conversations/${id}`)).status, 200);
     const del = await api("DELETE", `/v1/conversations/${id}`);
-    assert.equal(del.status, 204, del.text);
+    assert.equal(del.status, 200, del.text);
+    assert.deepEqual(del.body, { id, object: "conversation.deleted", conversation_id: id, deleted: true });
     assert.equal((await api("GET", `/v1/conversations/${id}/messages`)).status, 404);
     assert.equal((await api("GET", `/v1/conversations/${id}`)).status, 404);
     assert.equal((await api("DELETE", `/v1/conversations/${id}`)).status, 404);

@@ -268,6 +268,69 @@ describe("OpenAI Responses API", { timeout: 240_000 }, () => {
     assert.equal((await api("GET", `/v1/conversations/${mine.conversation!.id}`)).body.turns, 1);
   });
 
+  it("serves OpenAI's Conversations API on the same conversations the native API and responses see", async () => {
+    const conv = await a.conversations.create({ items: [{ type: "message", role: "user", content: "Hello there" }], metadata: { topic: "cats" } });
+    assert.equal(conv.object, "conversation");
+    assert.deepEqual(conv.metadata, { topic: "cats" });
+    // A response in that conversation: its prompt holds the item, from the worker's memory.
+    const replied = await a.responses.create({ model: MODEL, conversation: conv.id, input: "Tell me more", max_output_tokens: 6, temperature: 0 });
+    assert.equal(replied.conversation!.id, conv.id);
+    assert.match(replied.id, /^resp_x/);
+    assert.equal((await aElsewhere.responses.retrieve(replied.id)).output_text, replied.output_text);
+
+    const retrieved = await aElsewhere.conversations.retrieve(conv.id);
+    assert.deepEqual(retrieved.metadata, { topic: "cats" });
+    assert.ok(Math.abs(retrieved.created_at - Date.now() / 1000) < 600, "created_at in Unix seconds");
+    const updated = await a.conversations.update(conv.id, { metadata: { topic: "dogs" } });
+    assert.deepEqual(updated.metadata, { topic: "dogs" });
+    assert.deepEqual((await aElsewhere.conversations.retrieve(conv.id)).metadata, { topic: "dogs" });
+
+    const added = await a.conversations.items.create(conv.id, { items: [{ type: "message", role: "user", content: "A note" }] });
+    assert.equal(added.data.length, 1);
+    const listed = await a.conversations.items.list(conv.id, { order: "asc" });
+    const texts = listed.data.map((i) => (i.type === "message" ? [i.role, i.content.map((c) => ("text" in c ? c.text : "")).join("")] : [i.type]));
+    assert.deepEqual(texts.slice(0, 2), [
+      ["user", "Hello there"],
+      ["user", "Tell me more"],
+    ]);
+    assert.deepEqual(texts.at(-1), ["user", "A note"]);
+    // The same items, with the same ids, as the response's input items.
+    const inputs = await a.responses.inputItems.list(replied.id);
+    assert.deepEqual(
+      inputs.data.map((i) => i.id),
+      [listed.data[1]!.id],
+    );
+    const item = await aElsewhere.conversations.items.retrieve(listed.data[0]!.id!, { conversation_id: conv.id });
+    assert.equal(item.id, listed.data[0]!.id);
+
+    // Deleting an item hides it from every read, and the memory forgets it.
+    await a.conversations.items.delete(listed.data[0]!.id!, { conversation_id: conv.id });
+    const after = await a.conversations.items.list(conv.id, { order: "asc" });
+    assert.deepEqual(
+      after.data.map((i) => i.id),
+      listed.data.slice(1).map((i) => i.id),
+    );
+    const memory = await api("GET", `/v1/conversations/${conv.id}/memory`);
+    assert.ok(!memory.body.messages.some((m: { content: string }) => m.content === "Hello there"));
+    assert.ok(
+      !(await api("GET", `/v1/conversations/${conv.id}/messages?from=beginning`)).body.messages.some((m: { content: string }) => m.content === "Hello there"),
+    );
+    await assert.rejects(
+      a.conversations.items.retrieve(listed.data[0]!.id!, { conversation_id: conv.id }),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
+
+    // Another tenant's conversation of the same id is another conversation: not found.
+    await assert.rejects(b.conversations.retrieve(conv.id), (err: unknown) => err instanceof OpenAI.NotFoundError);
+    await assert.rejects(b.conversations.items.list(conv.id), (err: unknown) => err instanceof OpenAI.NotFoundError);
+    await assert.rejects(b.responses.create({ model: MODEL, conversation: conv.id, input: "Mine" }), (err: unknown) => err instanceof OpenAI.NotFoundError);
+
+    const deleted = await a.conversations.delete(conv.id);
+    assert.equal(deleted.deleted, true);
+    await assert.rejects(a.conversations.retrieve(conv.id), (err: unknown) => err instanceof OpenAI.NotFoundError);
+    await assert.rejects(a.responses.retrieve(replied.id), (err: unknown) => err instanceof OpenAI.NotFoundError);
+  });
+
   it("refuses what it cannot honour with a 400 that names it, and takes what changes nothing", async () => {
     const refused: Array<[Record<string, unknown>, RegExp]> = [
       [{ input: [{ type: "input_image", image_url: "x" }] }, /input_image/],

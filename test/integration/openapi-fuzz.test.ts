@@ -124,7 +124,7 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, 
     reports = await mkdtemp(path.join(os.tmpdir(), "openapi-fuzz-"));
     // A short unknown-id wait so that lookups of random ids take milliseconds; short
     // replies so that the turns the fuzzer queues do not pile up behind each other.
-    // A DELETE answers 204 once applied, 202 while still queued behind the conversation's
+    // A DELETE answers 200 once applied, 202 while still queued behind the conversation's
     // turns; the stateful phase takes any 2xx DELETE as done and fails a GET that still
     // finds it (ST301). 10 s covers a queued turn on a loaded 2-core machine (2 s did not).
     gateway = await startGateway(common, {

@@ -162,7 +162,7 @@ describe("gateway HTTP layer", () => {
     assert.equal(odd.statusCode, 502, "an unknown worker error is a bad gateway, never a 500");
   });
 
-  it("deletes with 204 once applied, 202 when no worker applied it in time, 404 for another tenant (whose c1 is another conversation)", async () => {
+  it("deletes with 200 (OpenAI's conversation.deleted) once applied, 202 when no worker applied it in time, 404 for another tenant (whose c1 is another conversation)", async () => {
     const states = new Map<string, ConversationState>([
       ["acme/c1", { v: 1, type: "conversation", conversation_id: "c1", tenant: "acme", messages: [], applied: [], turns: 0, created_at: 1, updated_at: 1 }],
     ]);
@@ -174,12 +174,15 @@ describe("gateway HTTP layer", () => {
           { type: "final", reply: "", stop_reason: "stop", usage, timings },
         ]),
     });
-    assert.equal((await applied.app.inject({ method: "DELETE", url: "/v1/conversations/c1", headers: auth })).statusCode, 204);
+    const deleted = await applied.app.inject({ method: "DELETE", url: "/v1/conversations/c1", headers: auth });
+    assert.equal(deleted.statusCode, 200);
+    assert.deepEqual(deleted.json(), { id: "c1", object: "conversation.deleted", conversation_id: "c1", deleted: true });
     assert.equal((await applied.app.inject({ method: "DELETE", url: "/v1/conversations/c1", headers: { authorization: "Bearer k2" } })).statusCode, 404);
     const idle = setup({ memory: states });
     const res = await idle.app.inject({ method: "DELETE", url: "/v1/conversations/c1", headers: auth });
     assert.equal(res.statusCode, 202);
     assert.match(res.json().status_url, /^\/v1\/requests\//);
+    assert.equal(res.json().deleted, false);
   });
 
   it("answers 503 for history while conversation reads are not running", async () => {
