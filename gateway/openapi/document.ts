@@ -160,7 +160,8 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     method: "post",
     path: "/v1/conversations",
     summary: "Open a conversation",
-    description: "Opens a conversation with a new id; with greeting, the fixed greeting comes as the open request's reply.",
+    description:
+      "Opens a conversation with a new id; with greeting, the fixed greeting comes as the open request's reply. OpenAI's Conversations API's body (items, metadata) is taken too: the items are appended after the open. Answered once a worker applied it within GATEWAY_APPLY_WAIT_MS (else at that bound: it is queued, and will be).",
     security: secured,
     request: {
       headers: keyed(`${RETRIED_ONCE} (the conversation id is derived from it)`),
@@ -173,7 +174,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
         headers: z.object({ location: z.string().openapi({ description: "The conversation's URL" }) }),
         content: json(r.openedConversation),
       },
-      ...errors("native", [...WITH_BODY, 422, 429]),
+      ...errors("native", [...WITH_BODY, 422, 429, 502]),
     },
   });
 

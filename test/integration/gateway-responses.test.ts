@@ -3,8 +3,9 @@
  * replicas, a broker and a worker: a stored response continued with previous_response_id
  * (its prompt from the worker's memory, its cache reused), retrieval and stream resumption
  * at the replica that did not take it, background mode with polling and cancel, function
- * calls and their outputs, store: false, deletion, and two tenants that cannot see each
- * other's responses.
+ * calls and their outputs, store: false, deletion, OpenAI's Conversations API on the same
+ * conversations, two tenants that cannot see each other's, and a background response whose
+ * worker is killed mid-generation.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +14,7 @@ import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../h
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
+import { parseResponseId } from "../../gateway/openai/response-id.js";
 
 const KEY_A = "responses-key-a-42";
 const KEY_B = "responses-key-b-42";
@@ -364,5 +366,68 @@ describe("OpenAI Responses API", { timeout: 240_000 }, () => {
       store: false,
     });
     assert.ok(taken.status === "completed" || taken.status === "incomplete");
+  });
+});
+
+describe("a background response when its worker dies", { timeout: 240_000 }, () => {
+  let kafka: TestKafka;
+  let gateway: Service;
+  const workers = new Map<string, Service>();
+  const prefix = uniquePrefix("gw-responses-kill");
+
+  before(async () => {
+    kafka = await useKafka();
+    const common = stackEnv(kafka, prefix);
+    gateway = await startGateway({ ...common, GATEWAY_API_KEYS: `a:${KEY_A}`, MODEL_NAME: MODEL });
+    const env = { SESSION_TIMEOUT_MS: "6000", HEARTBEAT_INTERVAL_MS: "1000", DELTA_FLUSH_MS: "10", MEMORY_MAX_TOKENS: "4000" };
+    for (const name of ["worker-a", "worker-b"]) workers.set(name, await startWorker(common, env, name));
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    for (const w of workers.values()) await w.stop();
+    await kafka?.stop();
+  });
+
+  it("is taken over by the other worker, polled to its end, and continued from", async () => {
+    const client = new OpenAI({ baseURL: `${gateway.baseUrl}/v1`, apiKey: KEY_A, maxRetries: 0, timeout: 60_000 });
+    const api = apiClient(gateway.baseUrl, KEY_A);
+    const long = await client.responses.create({ model: MODEL, input: "A long story, please.", max_output_tokens: 1500, temperature: 0, background: true });
+    const ref = parseResponseId(long.id)!;
+    // Killed while it streams: the worker that runs it has sent text and not ended.
+    const running = await eventually(
+      async () => {
+        const status = (await api("GET", `/v1/requests/${ref.requestId}`)).body;
+        return status.status === "running" && status.reply.length > 0 ? status : undefined;
+      },
+      60_000,
+      "the long response streaming",
+    );
+    const victim = running.worker_id as string;
+    await workers.get(victim)!.stop("SIGKILL");
+    workers.delete(victim);
+
+    const done = await eventually(
+      async () => {
+        const r = await client.responses.retrieve(long.id);
+        return r.status === "queued" || r.status === "in_progress" ? undefined : r;
+      },
+      120_000,
+      "the response ending on the survivor",
+    );
+    assert.ok(done.status === "completed" || done.status === "incomplete", done.status);
+    const status = (await api("GET", `/v1/requests/${ref.requestId}`)).body;
+    assert.notEqual(status.worker_id, victim, "the survivor ran it again");
+    assert.equal(status.reply, done.output_text);
+
+    // The conversation holds the reply once, and goes on from it.
+    const next = await client.responses.create({ model: MODEL, previous_response_id: long.id, input: "The end?", max_output_tokens: 4 });
+    assert.ok(next.status === "completed" || next.status === "incomplete");
+    const memory = (await api("GET", `/v1/conversations/${done.conversation!.id}/memory`)).body;
+    assert.deepEqual(
+      memory.messages.map((m: { role: string }) => m.role),
+      ["user", "assistant", "user", "assistant"],
+    );
+    assert.equal(memory.messages[1].content, done.output_text);
   });
 });
