@@ -54,7 +54,13 @@ export function addedItems(maxChars: number) {
             .literal("message", { error: 'only "message" items can be added to a conversation (function calls and their outputs come with responses)' })
             .optional(),
           role: z.enum(["user", "assistant", "system", "developer"], { error: 'must be "user", "assistant", "system" or "developer"' }),
-          content: z.union([z.string(), z.array(textPart).max(64)], { error: "must be a string or an array of input_text/output_text parts" }),
+          content: z.union(
+            [
+              z.string().min(1, "must not be empty").max(maxChars, `must be at most ${maxChars} characters (GATEWAY_MAX_CONTENT_CHARS)`),
+              z.array(textPart).min(1, "must hold at least one part").max(64, "must hold at most 64 parts"),
+            ],
+            { error: "must be a string or an array of input_text/output_text parts" },
+          ),
         })
         .strict()
         .transform((m): HistoryMessage => ({
