@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { SchemaProblem, normalizeJsonSchema } from "./grammar-schema.js";
-import { MAX_CHOICES, MAX_CONTENT_CHARS, MAX_STOP_CHARS, MAX_STOP_SEQUENCES, MAX_TOOLS } from "./limits.js";
+import { MAX_CHOICES, MAX_CONTENT_CHARS, MAX_STOP_CHARS, MAX_STOP_SEQUENCES, MAX_TOOLS, MAX_TOP_LOGPROBS } from "./limits.js";
 
 /** A number: zod 4's refuses Infinity and NaN by itself. */
 const finite = () => z.number();
@@ -108,12 +108,20 @@ export const generationParamFields = {
   parallel_tool_calls: z.boolean(),
   /** Choices generated side by side; choice i samples with seed + i when a seed is given. */
   n: between(integer(), 1, MAX_CHOICES),
+  /**
+   * Present: each generated token's log probability goes out with the reply's deltas, with
+   * this many most likely alternatives (0-20). The worker then generates with its own loop
+   * (worker/logprob-generation.ts), which cannot run tools.
+   */
+  logprobs: between(integer(), 0, MAX_TOP_LOGPROBS),
 };
 
 /** Parameters that only make sense together; the path names the one to fix. */
 export function checkParamCombination(
-  p: { tools?: Tool[] | undefined; tool_choice?: ToolChoice | undefined; response_format?: ResponseFormat | undefined },
+  p: { tools?: Tool[] | undefined; tool_choice?: ToolChoice | undefined; response_format?: ResponseFormat | undefined; logprobs?: number | undefined },
   ctx: z.RefinementCtx,
+  /** The request's own name of the logprobs parameter, for the issue's path. */
+  logprobsParam = "logprobs",
 ): void {
   const choice = p.tool_choice;
   if (typeof choice === "object") {
@@ -135,6 +143,13 @@ export function checkParamCombination(
       code: "custom",
       path: ["response_format"],
       message: 'cannot be combined with tools (unless tool_choice is "none"): tool calls have their own grammar',
+    });
+  }
+  if (p.tools !== undefined && choice !== "none" && p.logprobs !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: [logprobsParam],
+      message: 'cannot be combined with tools (unless tool_choice is "none"): token logprobs come from a generation loop that does not run tool calls',
     });
   }
 }

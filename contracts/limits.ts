@@ -11,6 +11,10 @@ export const MAX_STOP_CHARS = 256;
 export const MAX_TOOLS = 128;
 /** The most choices (n) one request may ask for; each takes a sequence of the owning worker. */
 export const MAX_CHOICES = 4;
+/** The most likely alternatives a request may ask for at each generated token (OpenAI's top_logprobs bound). */
+export const MAX_TOP_LOGPROBS = 20;
+/** Token logprobs one delta event carries at most: the worker flushes a delta at this many, so no event outgrows a record. */
+export const MAX_DELTA_LOGPROBS = 64;
 /** Items of a conversation that can be deleted (hidden from its history and dropped from its memory). */
 export const MAX_HIDDEN_ITEMS = 1000;
 /** Key-value pairs of a conversation's metadata (OpenAI's bound), and their lengths. */

@@ -43,7 +43,7 @@ export async function generateChoices(
       new DeltaBatcher({
         flushMs: deps.config.stream.flushMs,
         maxChars: deps.config.stream.maxChars,
-        emit: (text) => events.write({ type: "delta", text, choice }),
+        emit: (chunk) => events.write({ type: "delta", ...chunk, choice }),
       }),
   );
   const toolCalls = Array.from({ length: n }, (_, choice) => new ToolCallStream(events, deps.config.stream, choice));
@@ -61,7 +61,7 @@ export async function generateChoices(
             params: { ...params, n: undefined, ...(params.seed === undefined ? {} : { seed: params.seed + i }) },
             defaultMaxTokens: deps.config.generation.defaultMaxTokens,
             signal,
-            onText: (text) => batchers[i]!.push(text),
+            onText: (text, logprobs) => batchers[i]!.push(text, logprobs),
             onToolCall: (fragment) => {
               batchers[i]!.flush();
               toolCalls[i]!.push(fragment);

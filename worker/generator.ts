@@ -4,10 +4,11 @@
  * for the model), so any chat GGUF works without per-model prompt code.
  */
 import { LlamaChat, type ChatHistoryItem, type LLamaChatGenerateResponseOptions, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
-import type { Choice, StopReason } from "../contracts/records/events.js";
+import type { Choice, StopReason, TokenLogprob } from "../contracts/records/events.js";
 import type { GenerationParams, ToolCall } from "../contracts/generation-params.js";
 import { KafkaLlmError } from "../contracts/errors.js";
 import { assertParamsWithinGrammarBounds, grammarCacheFor } from "./grammar.js";
+import { generateWithLogprobs, stopText } from "./logprob-generation.js";
 import { samplingOptions } from "./sampling.js";
 import { checkReply } from "./schema-check.js";
 import { turnStopTriggers, type StopTrigger } from "./turn-stop-triggers.js";
@@ -35,7 +36,8 @@ export interface GenerateInput {
   params: GenerationParams;
   defaultMaxTokens: number;
   signal?: AbortSignal;
-  onText(text: string): void;
+  /** `logprobs`: the tokens of `text` (their texts join to it), when the request asked for them (`params.logprobs`). */
+  onText(text: string, logprobs?: TokenLogprob[]): void;
   /**
    * The start of the reply, already generated (and streamed) by another worker that handed
    * the turn over: generation continues it instead of starting the reply again. The result's
@@ -104,11 +106,15 @@ export class SequenceGenerator {
 
   /** The prompt for `messages` as tokens, rendered with the model's chat template. */
   promptTokens(messages: readonly ChatMessage[], tools: ToolPlan = { mode: "none" }, replyStart = ""): Token[] {
-    const { contextText } = this.#chat.chatWrapper.generateContextState({
+    return this.#contextState(messages, tools, replyStart).contextText.tokenize(this.#sequence.model.tokenizer);
+  }
+
+  /** What LlamaChat renders for `messages`: the prompt, and the template's own stop triggers. */
+  #contextState(messages: readonly ChatMessage[], tools: ToolPlan, replyStart: string) {
+    return this.#chat.chatWrapper.generateContextState({
       chatHistory: toChatHistory(messages, replyStart),
       ...(tools.mode === "auto" ? { availableFunctions: tools.functions, documentFunctionParams: true } : {}),
     });
-    return contextText.tokenize(this.#sequence.model.tokenizer);
   }
 
   /** Tokens of the prompt for `messages`, rendered with the model's chat template. */
@@ -137,6 +143,7 @@ export class SequenceGenerator {
         `the prompt is ${promptTokens} tokens and the model's context holds ${this.#sequence.contextSize}; send a shorter message`,
       );
     }
+    if (p.logprobs !== undefined) return this.#generateWithLogprobs(input, messages, tools, promptTokens, room);
     const meterBefore = this.#sequence.tokenMeter.getState();
     const started = performance.now();
     let firstTokenAt: number | null = null;
@@ -248,6 +255,59 @@ export class SequenceGenerator {
       cachedPromptTokens: cachedOf(promptTokens, used),
       completionTokens,
       timeToFirstTokenMs: (firstTokenAt ?? ended) - started,
+      generationMs: ended - started,
+    };
+  }
+
+  /**
+   * generate() for a request with `params.logprobs`: node-llama-cpp's token probabilities
+   * come from the sequence's own evaluation, not LlamaChat (worker/logprob-generation.ts).
+   */
+  async #generateWithLogprobs(
+    input: GenerateInput,
+    messages: readonly ChatMessage[],
+    tools: ToolPlan,
+    promptTokens: number,
+    room: number,
+  ): Promise<GenerateResult> {
+    const p = input.params;
+    // The request schema refuses this; a record written past it fails here, not as a reply without its calls.
+    if (tools.mode !== "none") throw new KafkaLlmError("invalid_request", "logprobs cannot be combined with tools");
+    const replyStart = input.continueFrom ?? "";
+    const state = this.#contextState(messages, tools, replyStart);
+    const meterBefore = this.#sequence.tokenMeter.getState();
+    const started = performance.now();
+    let out;
+    try {
+      const sampling = samplingOptions({ ...p, repeat_penalty: p.repeat_penalty ?? this.#defaultRepeatPenalty });
+      const grammar = await grammarCacheFor(this.#sequence.model.llama).forResponseFormat(p.response_format);
+      out = await generateWithLogprobs({
+        sequence: this.#sequence,
+        promptTokens: state.contextText.tokenize(this.#sequence.model.tokenizer),
+        maxTokens: Math.min(p.max_tokens ?? input.defaultMaxTokens, room),
+        sampling,
+        ...(grammar === undefined ? {} : { grammar }),
+        stops: [...state.stopGenerationTriggers, ...this.#turnStops, ...(sampling.customStopTriggers ?? [])].map((t) => stopText(t, this.#sequence.model)),
+        topLogprobs: p.logprobs ?? 0,
+        ...(input.signal === undefined ? {} : { signal: input.signal }),
+        onText: (text, logprobs) => input.onText(text, logprobs),
+      });
+    } catch (err) {
+      if (err instanceof KafkaLlmError) throw err;
+      const message = (err as Error).message ?? String(err);
+      throw new KafkaLlmError("generation_failed", `generation failed: ${message}`, { cause: err });
+    }
+    const ended = performance.now();
+    const used = this.#sequence.tokenMeter.diff(meterBefore);
+    const reply = replyStart + out.reply;
+    checkReply(p, { text: reply, stopReason: out.stopReason });
+    return {
+      reply,
+      stopReason: out.stopReason,
+      promptTokens,
+      cachedPromptTokens: cachedOf(promptTokens, used),
+      completionTokens: used.usedOutputTokens,
+      timeToFirstTokenMs: (out.firstTextAt ?? ended) - started,
       generationMs: ended - started,
     };
   }

@@ -11,7 +11,7 @@ import type { LLamaChatGenerateResponseOptions } from "node-llama-cpp";
 import type { GenerationParams } from "../contracts/generation-params.js";
 import { stopTriggers } from "./stop-triggers.js";
 
-type SamplingOptions = Pick<LLamaChatGenerateResponseOptions, "temperature" | "topP" | "topK" | "seed" | "repeatPenalty" | "customStopTriggers">;
+export type SamplingOptions = Pick<LLamaChatGenerateResponseOptions, "temperature" | "topP" | "topK" | "seed" | "repeatPenalty" | "customStopTriggers">;
 
 /** The seed as the sampler takes it: an unsigned 32-bit integer (any integer, modulo 2^32). */
 export function samplerSeed(seed: number): number {

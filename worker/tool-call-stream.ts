@@ -25,7 +25,7 @@ export class ToolCallStream {
     if (fragment.id !== undefined && fragment.name !== undefined) this.#heads.set(fragment.index, { id: fragment.id, name: fragment.name });
     let batcher = this.#batchers.get(fragment.index);
     if (batcher === undefined) {
-      batcher = new DeltaBatcher({ ...this.#options, emit: (text) => this.#emit(fragment.index, text) });
+      batcher = new DeltaBatcher({ ...this.#options, emit: (chunk) => this.#emit(fragment.index, chunk.text) });
       this.#batchers.set(fragment.index, batcher);
       // A head without arguments yet still goes out first, so the client learns the call.
       if (fragment.arguments === "") this.#emit(fragment.index, "");

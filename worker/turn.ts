@@ -449,7 +449,7 @@ async function generateStreaming(
   const batcher = new DeltaBatcher({
     flushMs: ctx.config.stream.flushMs,
     maxChars: ctx.config.stream.maxChars,
-    emit: (text) => events.write({ type: "delta", text }),
+    emit: (chunk) => events.write({ type: "delta", ...chunk }),
   });
   const toolCalls = new ToolCallStream(events, ctx.config.stream);
   const slot = await ctx.slots.acquire(slotOwner(request));
@@ -464,7 +464,7 @@ async function generateStreaming(
         ? Math.max(1, ctx.config.generation.defaultMaxTokens - continued.usage.completion_tokens)
         : ctx.config.generation.defaultMaxTokens,
       signal,
-      onText: (text) => batcher.push(text),
+      onText: (text, logprobs) => batcher.push(text, logprobs),
       ...(continued && { continueFrom: continued.reply }),
       onToolCall: (fragment) => {
         batcher.flush();
@@ -476,7 +476,7 @@ async function generateStreaming(
     if (continued) ctx.metrics.handovers.inc({ direction: "in" });
     // The reply's last text goes with the next event sent (the final, once memory is written).
     const tail = batcher.take();
-    if (tail) events.write({ type: "delta", text: tail }, { holdMs: ctx.config.stream.flushMs });
+    if (tail) events.write({ type: "delta", ...tail }, { holdMs: ctx.config.stream.flushMs });
     toolCalls.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);

@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { toolCallSchema } from "../generation-params.js";
-import { MAX_CHOICES, MAX_TOOLS } from "../limits.js";
+import { MAX_CHOICES, MAX_DELTA_LOGPROBS, MAX_TOOLS, MAX_TOP_LOGPROBS } from "../limits.js";
 import { SCHEMA_VERSION, conversationIdSchema, requestIdSchema, tenantSchema } from "./fields.js";
 
 /** Why generation stopped. Names follow OpenAI's finish_reason where one exists. */
@@ -78,12 +78,37 @@ const choiceIndex = z
   .min(0)
   .max(MAX_CHOICES - 1)
   .optional();
+/**
+ * A log probability: natural log, <= 0; a token the sampling ruled out is -9999 (OpenAI's
+ * stand-in for minus infinity, which JSON cannot hold).
+ */
+const logprob = z.number().min(-9999).max(0);
+/** A token's text is at most a few hundred characters in any vocabulary; bounded so a delta stays a record. */
+const tokenText = z.string().max(1024);
+/**
+ * One generated token of a request with `params.logprobs`: its text (the text it added to
+ * the reply: the token's texts join to the reply), its log probability and the most likely
+ * alternatives at its position, most likely first.
+ */
+export const tokenLogprobSchema = z.object({
+  token: tokenText,
+  logprob,
+  top_logprobs: z.array(z.object({ token: tokenText, logprob })).max(MAX_TOP_LOGPROBS),
+});
+export type TokenLogprob = z.infer<typeof tokenLogprobSchema>;
+
 export const deltaEventSchema = z.object({
   ...eventBase,
   type: z.literal("delta"),
   text: z.string().min(1),
   /** Which choice the text belongs to, for a request with n > 1; absent means 0. */
   choice: choiceIndex,
+  /**
+   * With `params.logprobs`: the tokens of `text`, in order (their texts join to it). Only
+   * deltas carry them, never the final event, which stays one bounded record whatever the
+   * reply's length: a gateway gathers them from the attempt's deltas.
+   */
+  logprobs: z.array(tokenLogprobSchema).max(MAX_DELTA_LOGPROBS).optional(),
 });
 /**
  * A fragment of a tool call's arguments as the model writes them (OpenAI route with tools):

@@ -34,8 +34,9 @@ const UNSUPPORTED = new Map<string, string>(
   }),
 );
 
-/** What `include` may ask for. Logprobs are not available yet; the rest name outputs of tools not run here (nothing to include). */
+/** What `include` may ask for: the output text's token logprobs; the rest name outputs of tools not run here (nothing to include). */
 const INCLUDABLE = new Set([
+  "message.output_text.logprobs",
   "reasoning.encrypted_content",
   "file_search_call.results",
   "web_search_call.results",
@@ -274,7 +275,7 @@ export function responsesBodySchema(maxChars: number) {
       max_output_tokens: f.max_tokens.nullish(),
       temperature: f.temperature.nullish(),
       top_p: f.top_p.nullish(),
-      top_logprobs: z.literal(0, { error: "logprobs are not available yet: only 0 is accepted" }).nullish(),
+      top_logprobs: f.logprobs.nullish(),
       tools: z.array(toolInput).max(MAX_TOOLS, `must hold at most ${MAX_TOOLS} tools`).nullish(),
       tool_choice: toolChoiceInput.nullish(),
       parallel_tool_calls: z.boolean().nullish(),
@@ -292,8 +293,7 @@ export function responsesBodySchema(maxChars: number) {
         .nullish()
         .superRefine((list, ctx) => {
           list?.forEach((what, i) => {
-            if (what === "message.output_text.logprobs") ctx.addIssue({ code: "custom", path: [i], message: "logprobs are not available yet" });
-            else if (!INCLUDABLE.has(what)) ctx.addIssue({ code: "custom", path: [i], message: `${JSON.stringify(what)} cannot be included` });
+            if (!INCLUDABLE.has(what)) ctx.addIssue({ code: "custom", path: [i], message: `${JSON.stringify(what)} cannot be included` });
           });
         }),
       // Accepted: they change nothing this server could honour (the model does not reason;
@@ -390,6 +390,8 @@ export function parseResponsesBody(raw: Record<string, unknown>, maxChars: numbe
     tools: tools.length > 0 ? tools : undefined,
     tool_choice: tools.length > 0 ? toolChoice : toolChoice === "none" ? undefined : toolChoice,
     parallel_tool_calls: tools.length > 0 ? body.parallel_tool_calls : undefined,
+    // Token logprobs, with top_logprobs alternatives, when the output text's logprobs are included or alternatives asked for.
+    logprobs: body.include?.includes("message.output_text.logprobs") || (body.top_logprobs ?? 0) > 0 ? (body.top_logprobs ?? 0) : undefined,
   });
 
   const items: InputItem[] = typeof body.input === "string" ? [{ kind: "message", role: "user", content: body.input }] : body.input;
@@ -422,9 +424,19 @@ function checkedParams(input: { [K in keyof GenerationParams]?: GenerationParams
       tools: z.array(f.tools.element).nullish(),
       tool_choice: f.tool_choice.nullish(),
       parallel_tool_calls: f.parallel_tool_calls.nullish(),
+      logprobs: f.logprobs.nullish(),
     })
     .superRefine((p, ctx) => {
-      checkParamCombination({ tools: p.tools ?? undefined, tool_choice: p.tool_choice ?? undefined, response_format: p.response_format ?? undefined }, ctx);
+      checkParamCombination(
+        {
+          tools: p.tools ?? undefined,
+          tool_choice: p.tool_choice ?? undefined,
+          response_format: p.response_format ?? undefined,
+          logprobs: p.logprobs ?? undefined,
+        },
+        ctx,
+        "top_logprobs",
+      );
       addGrammarBoundIssue(p, ctx);
     });
   const parsed = schema.safeParse(input);

@@ -110,7 +110,8 @@ describe("Responses request bodies", () => {
       [{ input: "x", prompt: { id: "p" } }, /^prompt: /],
       [{ input: "x", background: true, store: false }, /^background: /],
       [{ input: "x", previous_response_id: "resp_n1", conversation: "c" }, /previous_response_id and conversation/],
-      [{ input: "x", include: ["message.output_text.logprobs"] }, /include\.0: logprobs/],
+      [{ input: "x", include: ["message.output_text.logprobs"], tools: [{ type: "function", name: "f" }] }, /^top_logprobs: cannot be combined with tools/],
+      [{ input: "x", top_logprobs: 21 }, /^top_logprobs: /],
       [{ input: "x", tool_choice: { type: "web_search" } }, /^tool_choice: "web_search" tools are not run here/],
       [{ input: "x", text: { verbosity: "low" } }, /text\.verbosity/],
       [{ input: [{ type: "input_image" }] }, /input\.0\.type: "input_image" items are not supported/],
@@ -124,6 +125,13 @@ describe("Responses request bodies", () => {
         JSON.stringify(body),
       );
     }
+  });
+
+  it("asks for token logprobs when the output text's logprobs are included, with top_logprobs alternatives", () => {
+    assert.equal(parse({ input: "x", include: ["message.output_text.logprobs"], top_logprobs: 3 }).params?.logprobs, 3);
+    assert.equal(parse({ input: "x", include: ["message.output_text.logprobs"] }).params?.logprobs, 0);
+    assert.equal(parse({ input: "x", top_logprobs: 2 }).params?.logprobs, 2, "alternatives asked for are logprobs asked for");
+    assert.equal(parse({ input: "x", top_logprobs: 0 }).params?.logprobs, undefined, "top_logprobs 0 alone asks for nothing");
   });
 
   it("answers only after a user message or function call outputs", () => {
