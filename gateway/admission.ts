@@ -12,17 +12,23 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "./errors.js";
 import { QuotaExceeded, type TenantQuotas } from "./quotas.js";
 
-/** The calls that create work (a turn, a completion, a conversation, an append to history). */
+/** The calls that create work (a turn, a completion, a response, a conversation, a change to one). */
 const CREATES_WORK = new Set([
   "POST /v1/chat/completions",
+  "POST /v1/responses",
   "POST /v1/conversations",
+  "POST /v1/conversations/:id",
   "POST /v1/conversations/:id/messages",
   "POST /v1/conversations/:id/history",
+  "POST /v1/conversations/:id/items",
+  "DELETE /v1/conversations/:id/items/:item",
 ]);
 
 function isStream(route: string, request: FastifyRequest): boolean {
   if (route === "GET /v1/requests/:id/events") return true;
-  return route === "POST /v1/chat/completions" && (request.body as { stream?: unknown } | undefined)?.stream === true;
+  if (route === "GET /v1/responses/:id") return (request.query as { stream?: unknown } | undefined)?.stream === "true";
+  if (route !== "POST /v1/chat/completions" && route !== "POST /v1/responses") return false;
+  return (request.body as { stream?: unknown } | undefined)?.stream === true;
 }
 
 export function registerAdmission(

@@ -158,6 +158,16 @@ export class EventHub {
     return this.#requests.size;
   }
 
+  /** The newest request of the tenant's conversation that has not ended, as this replica knows it. */
+  pendingOf(tenant: string, conversationId: string): string | undefined {
+    let found: string | undefined;
+    for (const id of this.#byTenant.get(tenant) ?? []) {
+      const state = this.#requests.get(id);
+      if (state && !state.done && state.conversationId === conversationId) found = id;
+    }
+    return found;
+  }
+
   /** Requests of `tenant` held here. */
   tenantSize(tenant: string): number {
     return this.#byTenant.get(tenant)?.size ?? 0;

@@ -159,13 +159,29 @@ export async function findRequest(deps: GatewayDeps, requestId: string, tenant: 
  * running, or a rebalance past the bound).
  */
 export async function findConversation(deps: GatewayDeps, conversationId: string, tenant: string): Promise<ConversationState> {
-  if (!deps.conversations) throw new ApiError("kafka_unavailable", "conversation reads are not available yet; try again shortly");
-  let state: ConversationState | undefined;
-  try {
-    state = await deps.conversations.get({ tenant, conversation_id: conversationId });
-  } catch (err) {
-    if (err instanceof LookupUnavailable) throw new ApiError("kafka_unavailable", `cannot read conversation ${conversationId}: ${err.message}`);
-    throw err;
+  const conversations = deps.conversations;
+  if (!conversations) throw new ApiError("kafka_unavailable", "conversation reads are not available yet; try again shortly");
+  const read = async () => {
+    try {
+      return await conversations.get({ tenant, conversation_id: conversationId });
+    } catch (err) {
+      if (err instanceof LookupUnavailable) throw new ApiError("kafka_unavailable", `cannot read conversation ${conversationId}: ${err.message}`);
+      throw err;
+    }
+  };
+  let state = await read();
+  // Read your writes: a conversation opened (or written) a moment ago, whose request this
+  // replica knows and no worker has applied yet, is waited for (GATEWAY_APPLY_WAIT_MS).
+  const pending = state ? undefined : deps.hub.pendingOf(tenant, conversationId);
+  if (pending !== undefined && deps.config.applyWaitMs > 0) {
+    const wait = new AbortController();
+    const timer = setTimeout(() => wait.abort(), Math.min(deps.config.applyWaitMs, deps.config.requests.deadlineMs));
+    try {
+      await awaitTerminal(deps, pending, wait.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+    state = await read();
   }
   if (!state) throw notFound(`no conversation ${conversationId}`);
   return state;

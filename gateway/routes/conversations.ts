@@ -77,7 +77,6 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       created_at: Date.now(),
     };
     await submit(deps, open, request.log, { keyed: key !== undefined });
-    let last = open.request_id;
     // OpenAI's initial items: appended right after the open, in order with it.
     if (body.items !== undefined) {
       const append: ChatRequest = {
@@ -90,12 +89,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
         created_at: Date.now(),
       };
       await submit(deps, append, request.log, { keyed: key !== undefined });
-      last = append.request_id;
     }
-    // Answered once a worker applied it (within GATEWAY_APPLY_WAIT_MS), so that what the
-    // client does next (a response in it, reading its items) finds the conversation there.
-    const outcome = await applied(last);
-    if (outcome?.type === "error") throw errorOfEvent(outcome);
     return reply
       .code(201)
       .header("location", `/v1/conversations/${id}`)

@@ -69,12 +69,15 @@ describe("tenant quotas", { timeout: 240_000 }, () => {
     const openai = await b("POST", "/v1/chat/completions", { model: "kafka-llm", messages: [{ role: "user", content: "hi" }] });
     assert.equal(openai.status, 429);
     assert.equal(openai.body.error.type, "rate_limit_error", "OpenAI's shape, which its SDKs back off on");
+    const response = await b("POST", "/v1/responses", { model: "kafka-llm", input: "hi" });
+    assert.equal(response.status, 429, "a response is work like any turn");
+    assert.equal(response.body.error.type, "rate_limit_error");
 
     // Tenant a has no limit of its own, and b's is not a's.
     for (let i = 0; i < 4; i++) assert.equal((await as("a")("POST", "/v1/conversations", {})).status, 201);
 
     const metrics = await (await fetch(`${gateway.baseUrl}/metrics`)).text();
-    assert.match(metrics, /kafka_llm_gateway_rate_limited_total\{tenant="b",limit="requestsPerMinute"\} 2/);
+    assert.match(metrics, /kafka_llm_gateway_rate_limited_total\{tenant="b",limit="requestsPerMinute"\} 3/);
     assert.doesNotMatch(metrics, /rate_limited_total\{tenant="a"/);
   });
 
@@ -93,6 +96,9 @@ describe("tenant quotas", { timeout: 240_000 }, () => {
     assert.equal(second.status, 429);
     const body = (await second.json()) as { error: { message: string } };
     assert.match(body.error.message, /tenant d has 1 open event streams on this gateway, its limit/);
+    // A streamed response holds a stream like any other.
+    const streamed = await d("POST", "/v1/responses", { model: "kafka-llm", input: "hi", stream: true });
+    assert.equal(streamed.status, 429, streamed.text);
 
     // Another tenant's streams are its own.
     const a = await as("a")("POST", "/v1/conversations", {});

@@ -339,7 +339,7 @@ describe("OpenAI Responses API", { timeout: 240_000 }, () => {
       [{ input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] }, /input_text/],
       [{ input: "x", previous_response_id: "resp_x", conversation: "c1" }, /previous_response_id and conversation/],
       [{ input: "x", background: true, store: false }, /background/],
-      [{ input: "x", include: ["message.output_text.logprobs"] }, /logprobs/],
+      [{ input: "x", include: ["message.output_text.everything"] }, /cannot be included/],
       [{ input: "x", prompt: { id: "p" } }, /^prompt/],
       [{ input: "x", tools: [{ type: "function", name: "bad name!" }] }, /tools\.0\.function\.name|tools\.0/],
       [{ input: [{ role: "assistant", content: "hi" }] }, /last item/],
