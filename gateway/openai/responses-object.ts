@@ -34,6 +34,8 @@ export interface ResponseBase {
   topP: number | null;
   metadata: Record<string, string>;
   tools: unknown[];
+  /** The namespace tool each of its functions came from, by function name: a call names it (the client routes by it). */
+  namespaces?: Readonly<Record<string, string>>;
   toolChoice: unknown;
   parallelToolCalls: boolean;
   text: { format: unknown };
@@ -105,13 +107,15 @@ function messageItem(base: ResponseBase, text: string, status: "in_progress" | "
   };
 }
 
-function callItem(call: ToolCall, status: "in_progress" | "completed") {
+function callItem(base: ResponseBase | null, call: ToolCall, status: "in_progress" | "completed") {
+  const namespace = base?.namespaces?.[call.function.name];
   return {
     id: functionCallItemId(call.id),
     type: "function_call" as const,
     status,
     call_id: call.id,
     name: call.function.name,
+    ...(namespace === undefined ? {} : { namespace }),
     arguments: call.function.arguments,
   };
 }
@@ -122,7 +126,7 @@ export function responseObject(base: ResponseBase, state: ResponseState) {
   const output: unknown[] = [];
   if (state.text !== "" || (done && state.toolCalls.length === 0 && state.status !== "failed"))
     output.push(messageItem(base, state.text, !done ? "in_progress" : state.status === "completed" ? "completed" : "incomplete"));
-  for (const call of state.toolCalls) output.push(callItem(call, "completed"));
+  for (const call of state.toolCalls) output.push(callItem(base, call, "completed"));
   return {
     id: base.id,
     object: "response" as const,
@@ -285,7 +289,7 @@ export class ResponseStreamBuilder {
       this.#callIndex.set(i, index);
       this.#callArgs.set(i, "");
       this.state.toolCalls[i] = { id: head.id, type: "function", function: { name: head.name, arguments: "" } };
-      this.#emit("response.output_item.added", () => ({ output_index: index, item: callItem(this.state.toolCalls[i]!, "in_progress") }));
+      this.#emit("response.output_item.added", () => ({ output_index: index, item: callItem(this.#base, this.state.toolCalls[i]!, "in_progress") }));
     }
     const attempt = (this.#attemptArgs.get(i) ?? "") + args;
     this.#attemptArgs.set(i, attempt);
@@ -325,7 +329,7 @@ export class ResponseStreamBuilder {
         name: call.function.name,
         arguments: call.function.arguments,
       }));
-      this.#emit("response.output_item.done", () => ({ output_index: index, item: callItem(call, "completed") }));
+      this.#emit("response.output_item.done", () => ({ output_index: index, item: callItem(this.#base, call, "completed") }));
     }
     this.#callIndex.clear();
   }

@@ -7,7 +7,10 @@
  * `client_metadata`, `include` of what no tool here produces), or refused with a 400 that
  * names it (only where it would change the result). Hosted tools (web search, file search,
  * ...) are not run here: they are left out of what the model is offered, and the response
- * says which (see `ResponseInput.leftOut`). docs/gateway.md lists every field.
+ * says which (see `ResponseInput.leftOut`). A `namespace` tool (Codex CLI groups its
+ * sub-agent functions in one) is a group of function tools the client runs: its functions
+ * are offered by their own names, and a call of one names its namespace, as the client
+ * needs to route it (see `ResponseInput.namespaces`). docs/gateway.md lists every field.
  */
 import { z } from "zod";
 import { MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "../../contracts/limits.js";
@@ -61,7 +64,6 @@ const HOSTED_TOOLS = new Set([
   "shell",
   "apply_patch",
   "custom",
-  "namespace",
 ]);
 
 const textOf = (parts: ReadonlyArray<{ text?: string; refusal?: string }>) => parts.map((p) => p.text ?? p.refusal ?? "").join("");
@@ -99,6 +101,8 @@ const functionCallItem = z
     status: z.string().max(32).optional(),
     call_id: z.string().min(1).max(256),
     name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'"),
+    // The namespace tool the function came from, as the response named it: the model knows it by its name alone.
+    namespace: z.string().max(64).nullish(),
     arguments: z.string(),
   })
   .strict()
@@ -195,39 +199,80 @@ const functionTool = z
   })
   .strict();
 
-/** A tool as sent: a function (checked when it becomes the record's tool), or a hosted tool's type (left out). */
+type FunctionTool = z.infer<typeof functionTool>;
+
+/** A function tool as the model is offered it, and as the response echoes it. */
+function offeredFunction(fn: FunctionTool, namespace: string | null) {
+  return {
+    kind: "function" as const,
+    namespace,
+    offered: {
+      type: "function" as const,
+      function: {
+        name: fn.name,
+        ...(fn.description == null ? {} : { description: fn.description }),
+        ...(fn.parameters == null ? {} : { parameters: fn.parameters }),
+        ...(fn.strict == null ? {} : { strict: fn.strict }),
+      },
+    },
+    echo: fn,
+  };
+}
+
+type ToolEntry = ReturnType<typeof offeredFunction> | { kind: "hosted"; type: string };
+
+/** The issues of a failed parse, moved onto `ctx` (under `path`). */
+function copyIssues(ctx: z.RefinementCtx, issues: readonly z.core.$ZodIssue[], path: PropertyKey[] = []): void {
+  for (const issue of issues) ctx.addIssue({ ...issue, code: "custom", message: issue.message, path: [...path, ...issue.path] } as never);
+}
+
+/** A function or hosted tool (in a namespace too): the function checked here and as the record's tool, a hosted tool's type left out. */
+function toolEntry(t: { type: string }, namespace: string | null, ctx: z.RefinementCtx, path: PropertyKey[]): ToolEntry | null {
+  if (t.type === "function") {
+    const parsed = functionTool.safeParse(t);
+    if (parsed.success) return offeredFunction(parsed.data, namespace);
+    copyIssues(ctx, parsed.error.issues, path);
+    return null;
+  }
+  if (HOSTED_TOOLS.has(t.type)) return { kind: "hosted", type: t.type };
+  ctx.addIssue({
+    code: "custom",
+    path: [...path, "type"],
+    message: `${JSON.stringify(t.type)} tools are not supported (function tools and namespaces of them are; hosted tools are left out)`,
+  });
+  return null;
+}
+
+/**
+ * A namespace tool: a named group of tools the client runs (Codex CLI sends its sub-agent
+ * functions as one). Its functions are offered by their own names (a name the model is
+ * offered twice is refused, as for any function); the response's call names the namespace.
+ */
+const namespaceTool = z
+  .object({
+    type: z.literal("namespace"),
+    name: z.string().min(1).max(64),
+    description: z.string().nullish(),
+    tools: z.array(z.object({ type: z.string().max(64) }).loose()).max(MAX_TOOLS, `must hold at most ${MAX_TOOLS} tools`),
+  })
+  .strict();
+
+/** A tool as sent: a function, a namespace of them, or a hosted tool (left out); a list, as one namespace gives several. */
 const toolInput = z
   .object({ type: z.string().max(64) })
   .loose()
-  .transform((t, ctx) => {
-    if (t.type === "function") {
-      const parsed = functionTool.safeParse(t);
-      if (!parsed.success) {
-        for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, code: "custom", message: issue.message, path: issue.path } as never);
-        return z.NEVER;
-      }
-      const fn = parsed.data;
-      return {
-        kind: "function" as const,
-        offered: {
-          type: "function" as const,
-          function: {
-            name: fn.name,
-            ...(fn.description == null ? {} : { description: fn.description }),
-            ...(fn.parameters == null ? {} : { parameters: fn.parameters }),
-            ...(fn.strict == null ? {} : { strict: fn.strict }),
-          },
-        },
-        echo: fn,
-      };
+  .transform((t, ctx): ToolEntry[] => {
+    if (t.type !== "namespace") {
+      const entry = toolEntry(t, null, ctx, []);
+      return entry === null ? z.NEVER : [entry];
     }
-    if (HOSTED_TOOLS.has(t.type)) return { kind: "hosted" as const, type: t.type };
-    ctx.addIssue({
-      code: "custom",
-      path: ["type"],
-      message: `${JSON.stringify(t.type)} tools are not supported (function tools are; hosted tools are left out)`,
-    });
-    return z.NEVER;
+    const parsed = namespaceTool.safeParse(t);
+    if (!parsed.success) {
+      copyIssues(ctx, parsed.error.issues);
+      return z.NEVER;
+    }
+    const entries = parsed.data.tools.map((inner, i) => toolEntry(inner, parsed.data.name, ctx, ["tools", i]));
+    return entries.includes(null) ? z.NEVER : (entries as ToolEntry[]);
   });
 
 const toolChoiceInput = z.union(
@@ -324,8 +369,10 @@ export interface ResponseInput {
   system: string | undefined;
   /** Types of the hosted tools left out of what the model is offered. */
   leftOut: string[];
-  /** The function tools, as the response echoes them. */
-  tools: Array<z.infer<typeof functionTool>>;
+  /** The function tools, as the response echoes them (a namespace's among them). */
+  tools: FunctionTool[];
+  /** The namespace of each function offered from a namespace tool, by the function's name: a call of it names it. */
+  namespaces: Record<string, string>;
   store: boolean;
   background: boolean;
   stream: boolean;
@@ -348,8 +395,17 @@ export function parseResponsesBody(raw: Record<string, unknown>, maxChars: numbe
     });
   }
 
-  const tools = (body.tools ?? []).flatMap((t) => (t.kind === "function" ? [t.offered] : []));
-  const leftOut = (body.tools ?? []).flatMap((t) => (t.kind === "hosted" ? [t.type] : []));
+  const entries = (body.tools ?? []).flat();
+  if (entries.length > MAX_TOOLS)
+    throw new ApiError("invalid_request", `tools: at most ${MAX_TOOLS} tools, a namespace's counted one by one`, { param: "tools" });
+  const functions = entries.filter((t) => t.kind === "function");
+  // Where each offered function is in the body: tools.I, or tools.I.tools.J in a namespace.
+  const toolPaths = (body.tools ?? []).flatMap((list, i) =>
+    list.flatMap((t, j) => (t.kind !== "function" ? [] : t.namespace === null ? [[i]] : [[i, "tools", j]])),
+  );
+  const tools = functions.map((t) => t.offered);
+  const leftOut = entries.flatMap((t) => (t.kind === "hosted" ? [t.type] : []));
+  const namespaces = Object.fromEntries(functions.flatMap((t) => (t.namespace === null ? [] : [[t.echo.name, t.namespace]])));
   let toolChoice: ToolChoice | undefined;
   const choice = body.tool_choice;
   if (typeof choice === "string") toolChoice = choice;
@@ -382,7 +438,7 @@ export function parseResponsesBody(raw: Record<string, unknown>, maxChars: numbe
               ...(format.strict == null ? {} : { strict: format.strict }),
             },
           };
-  const params = checkedParams({
+  const params = checkedParams(toolPaths, {
     max_tokens: body.max_output_tokens,
     temperature: body.temperature,
     top_p: body.top_p,
@@ -405,7 +461,8 @@ export function parseResponsesBody(raw: Record<string, unknown>, maxChars: numbe
     params,
     system,
     leftOut,
-    tools: (body.tools ?? []).flatMap((t) => (t.kind === "function" ? [t.echo] : [])),
+    tools: functions.map((t) => t.echo),
+    namespaces,
     store,
     background,
     stream: body.stream === true,
@@ -414,7 +471,10 @@ export function parseResponsesBody(raw: Record<string, unknown>, maxChars: numbe
 }
 
 /** The record's params, checked by the record schema's own fields (a tool's name and schema, the combination). */
-function checkedParams(input: { [K in keyof GenerationParams]?: GenerationParams[K] | null }): GenerationParams | undefined {
+function checkedParams(
+  toolPaths: ReadonlyArray<ReadonlyArray<string | number>>,
+  input: { [K in keyof GenerationParams]?: GenerationParams[K] | null },
+): GenerationParams | undefined {
   const schema = z
     .object({
       max_tokens: f.max_tokens.nullish(),
@@ -450,7 +510,7 @@ function checkedParams(input: { [K in keyof GenerationParams]?: GenerationParams
         : head === "max_tokens"
           ? ["max_output_tokens"]
           : head === "tools"
-            ? ["tools", rest[0], ...rest.slice(2)]
+            ? ["tools", ...(typeof rest[0] === "number" ? (toolPaths[rest[0]] ?? [rest[0]]) : []), ...rest.slice(2)]
             : issue.path;
     const param = field.filter((p) => p !== undefined).join(".");
     throw new ApiError("invalid_request", `${param}: ${issue.message}`, { param });
