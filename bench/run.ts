@@ -29,6 +29,7 @@ import { kvReuseScenario } from "./scenarios/kv-reuse.js";
 import { llamaNativeScenario } from "./scenarios/llama-native.js";
 import { noisyNeighbourScenario } from "./scenarios/noisy-neighbour.js";
 import { openaiScenario } from "./scenarios/openai.js";
+import { responsesScenario } from "./scenarios/responses.js";
 import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
@@ -52,6 +53,7 @@ const SCENARIOS: Scenario[] = [
   tenancyScenario,
   noisyNeighbourScenario,
   grammarScenario,
+  responsesScenario,
 ];
 
 async function main(): Promise<number> {
