@@ -29,8 +29,6 @@ const UNSUPPORTED = new Map<string, string>(
   Object.entries({
     functions: "the deprecated functions API is not supported; send tools",
     function_call: "the deprecated functions API is not supported; send tool_choice",
-    top_logprobs:
-      "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.22), which the workers run, reports no token probabilities on any backend",
     audio: "audio output is not supported",
     modalities: "only text output is supported",
     prediction: "predicted outputs are not supported",
@@ -112,10 +110,9 @@ export function bodySchema(maxChars: number) {
       tool_choice: f.tool_choice.nullish(),
       parallel_tool_calls: f.parallel_tool_calls.nullish(),
       n: f.n.nullish(),
-      logprobs: neutral(
-        false,
-        "logprobs are not supported: node-llama-cpp's chat generation (LlamaChat, 3.22), which the workers run, reports no token probabilities on any backend",
-      ),
+      logprobs: z.boolean().nullish(),
+      /** Alternatives per token, with logprobs: true. */
+      top_logprobs: f.logprobs.nullish(),
       logit_bias: z.strictObject({}, { error: "logit_bias is not supported (only {} is accepted)" }).nullish(),
       // Sent by common clients without being asked; they change nothing about the reply.
       user: z.string().max(256).nullish(),
@@ -127,13 +124,22 @@ export function bodySchema(maxChars: number) {
     })
     .strict()
     .superRefine((b, ctx) => {
-      checkParamCombination({ tools: b.tools ?? undefined, tool_choice: b.tool_choice ?? undefined, response_format: b.response_format ?? undefined }, ctx);
+      checkParamCombination(
+        { tools: b.tools ?? undefined, tool_choice: b.tool_choice ?? undefined, response_format: b.response_format ?? undefined, logprobs: logprobsParam(b) },
+        ctx,
+      );
+      if (b.top_logprobs != null && b.logprobs !== true) ctx.addIssue({ code: "custom", path: ["top_logprobs"], message: "needs logprobs: true" });
       // What the schemas would cost the worker as a grammar (contracts/grammar-bounds.ts).
       addGrammarBoundIssue(b, ctx);
     });
 }
 
 export type ChatCompletionBody = z.infer<ReturnType<typeof bodySchema>>;
+
+/** The record's `logprobs` (alternatives per token) for a body: present only with logprobs: true. */
+function logprobsParam(b: { logprobs?: boolean | null | undefined; top_logprobs?: number | null | undefined }): number | undefined {
+  return b.logprobs === true ? (b.top_logprobs ?? 0) : undefined;
+}
 
 export interface CompletionInput {
   body: ChatCompletionBody;
@@ -185,6 +191,7 @@ export function toTurnRequest(input: CompletionInput, tenant: string, conversati
     parallel_tool_calls: body.parallel_tool_calls,
     // n=1 is the default: not worth carrying.
     n: body.n === 1 ? undefined : body.n,
+    logprobs: logprobsParam(body),
   });
   const base: Omit<TurnRequest, "conversation_id" | "content"> = {
     v: SCHEMA_VERSION,

@@ -8,8 +8,13 @@
  *
  * Tool calls stream as OpenAI streams them: per call, a chunk with its index, id, type and
  * name (arguments ""), then its arguments in fragments as the worker generates them.
+ *
+ * With logprobs, each content chunk carries the logprobs of its tokens, and the whole
+ * completion those gathered from the reply's deltas (gateway/openai/logprobs.ts); `null`
+ * where none were asked for or none are held (a replayed final).
  */
-import type { Choice, FinalEvent, Usage } from "../../contracts/records/events.js";
+import type { Choice, FinalEvent, TokenLogprob, Usage } from "../../contracts/records/events.js";
+import { chatLogprobs } from "./logprobs.js";
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 
@@ -43,7 +48,8 @@ export interface CompletionMeta {
   created: number;
 }
 
-export function completion(meta: CompletionMeta, final: FinalEvent) {
+/** `logprobs`: choice i's tokens, when asked for and held. */
+export function completion(meta: CompletionMeta, final: FinalEvent, logprobs: (choice: Choice) => TokenLogprob[] | null = () => null) {
   return {
     id: completionId(meta.requestId),
     object: "chat.completion" as const,
@@ -58,7 +64,7 @@ export function completion(meta: CompletionMeta, final: FinalEvent) {
         refusal: null,
         ...(c.tool_calls ? { tool_calls: c.tool_calls } : {}),
       },
-      logprobs: null,
+      logprobs: logprobsOf(logprobs(c)),
       finish_reason: finishReason(c),
     })),
     usage: openAiUsage(final.usage),
@@ -72,14 +78,21 @@ export interface ChunkDelta {
   tool_calls?: Array<{ index: number; id?: string; type?: "function"; function: { name?: string; arguments: string } }>;
 }
 
-export function chunk(meta: CompletionMeta, delta: ChunkDelta, finish: FinishReason | null, includeUsage: boolean, index = 0) {
+export function chunk(
+  meta: CompletionMeta,
+  delta: ChunkDelta,
+  finish: FinishReason | null,
+  includeUsage: boolean,
+  index = 0,
+  logprobs: readonly TokenLogprob[] | null = null,
+) {
   return {
     id: completionId(meta.requestId),
     object: "chat.completion.chunk" as const,
     created: meta.created,
     model: meta.model,
     system_fingerprint: null,
-    choices: [{ index, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index, delta, logprobs: logprobsOf(logprobs), finish_reason: finish }],
     // With include_usage, every chunk carries usage: null except the last one.
     ...(includeUsage ? { usage: null } : {}),
   };
@@ -97,3 +110,5 @@ export function usageChunk(meta: CompletionMeta, usage: Usage) {
     usage: openAiUsage(usage),
   };
 }
+
+const logprobsOf = (tokens: readonly TokenLogprob[] | null) => (tokens === null ? null : chatLogprobs(tokens));

@@ -11,8 +11,9 @@
  * `starting_after` goes on where it stopped. A takeover's new attempt sends only the text
  * beyond what the earlier attempt sent (as the chat completions stream does).
  */
-import type { ChatEvent, FinalEvent, Usage } from "../../contracts/records/events.js";
+import type { ChatEvent, FinalEvent, TokenLogprob, Usage } from "../../contracts/records/events.js";
 import type { ToolCall } from "../../contracts/generation-params.js";
+import { responseLogprobs } from "./logprobs.js";
 import { functionCallItemId, messageItemId } from "./response-id.js";
 
 export type ResponseStatus = "queued" | "in_progress" | "completed" | "incomplete" | "cancelled" | "failed";
@@ -72,6 +73,8 @@ export interface ResponseState {
   toolCalls: ToolCall[];
   usage: Usage | null;
   error: { code: string; message: string } | null;
+  /** The tokens of `text` sent so far, when logprobs were asked for (they come with the deltas only). */
+  logprobs?: TokenLogprob[];
 }
 
 export function responseUsage(usage: Usage) {
@@ -97,13 +100,13 @@ export function statusOfFinal(final: Pick<FinalEvent, "stop_reason">): ResponseS
   }
 }
 
-function messageItem(base: ResponseBase, text: string, status: "in_progress" | "completed" | "incomplete") {
+function messageItem(base: ResponseBase, text: string, status: "in_progress" | "completed" | "incomplete", logprobs: readonly TokenLogprob[] = []) {
   return {
     id: messageItemId(base.requestId),
     type: "message" as const,
     status,
     role: "assistant" as const,
-    content: [{ type: "output_text" as const, text, annotations: [], logprobs: [] }],
+    content: [{ type: "output_text" as const, text, annotations: [], logprobs: responseLogprobs(logprobs) }],
   };
 }
 
@@ -125,7 +128,7 @@ export function responseObject(base: ResponseBase, state: ResponseState) {
   const done = state.status !== "queued" && state.status !== "in_progress";
   const output: unknown[] = [];
   if (state.text !== "" || (done && state.toolCalls.length === 0 && state.status !== "failed"))
-    output.push(messageItem(base, state.text, !done ? "in_progress" : state.status === "completed" ? "completed" : "incomplete"));
+    output.push(messageItem(base, state.text, !done ? "in_progress" : state.status === "completed" ? "completed" : "incomplete", state.logprobs));
   for (const call of state.toolCalls) output.push(callItem(base, call, "completed"));
   return {
     id: base.id,
@@ -184,6 +187,8 @@ export class ResponseStreamBuilder {
   #attempt: string | null = null;
   /** What the current attempt generated: a new attempt sends only what lies beyond what was sent. */
   #attemptText = "";
+  /** With logprobs, the current attempt's tokens, each with where its text starts in the attempt's text. */
+  #attemptTokens: Array<{ at: number; token: TokenLogprob }> = [];
   #attemptArgs = new Map<number, string>();
 
   constructor(base: ResponseBase | null) {
@@ -208,6 +213,7 @@ export class ResponseStreamBuilder {
         if (event.attempt !== this.#attempt) {
           this.#attempt = event.attempt;
           this.#attemptText = "";
+          this.#attemptTokens = [];
           this.#attemptArgs = new Map();
         }
         if (this.state.status === "queued") {
@@ -217,7 +223,7 @@ export class ResponseStreamBuilder {
         return;
       case "delta":
         if ((event.choice ?? 0) !== 0) return;
-        return this.#text(event.text);
+        return this.#text(event.text, event.logprobs);
       case "tool_call_delta":
         if ((event.choice ?? 0) !== 0) return;
         return this.#call(event.index, event.id !== undefined && event.name !== undefined ? { id: event.id, name: event.name } : null, event.arguments);
@@ -255,12 +261,21 @@ export class ResponseStreamBuilder {
     this.#emit("error", () => ({ code, message, param: null }));
   }
 
-  #text(text: string): void {
+  #text(text: string, logprobs?: readonly TokenLogprob[]): void {
+    let at = this.#attemptText.length;
+    for (const token of logprobs ?? []) {
+      this.#attemptTokens.push({ at, token });
+      at += token.token.length;
+    }
     const attempt = this.#attemptText + text;
     this.#attemptText = attempt;
     if (attempt.length <= this.state.text.length) return;
-    const delta = attempt.slice(this.state.text.length);
+    const sent = this.state.text.length;
+    const delta = attempt.slice(sent);
     this.state.text = attempt;
+    // The tokens of the text that goes out (a re-run's tokens of text already sent stay back).
+    const tokens = this.#attemptTokens.filter((t) => t.at >= sent && t.at < attempt.length).map((t) => t.token);
+    if (tokens.length > 0) (this.state.logprobs ??= []).push(...tokens);
     if (this.#messageIndex === null) {
       this.#messageIndex = this.#outputs++;
       const index = this.#messageIndex;
@@ -278,7 +293,7 @@ export class ResponseStreamBuilder {
       output_index: index,
       content_index: 0,
       delta,
-      logprobs: [],
+      logprobs: responseLogprobs(tokens),
     }));
   }
 
@@ -308,15 +323,16 @@ export class ResponseStreamBuilder {
     this.#messageDone = true;
     const index = this.#messageIndex;
     const text = this.state.text;
+    const logprobs = this.state.logprobs ?? [];
     const itemId = messageItemId(this.#base?.requestId ?? "");
-    this.#emit("response.output_text.done", () => ({ item_id: itemId, output_index: index, content_index: 0, text, logprobs: [] }));
+    this.#emit("response.output_text.done", () => ({ item_id: itemId, output_index: index, content_index: 0, text, logprobs: responseLogprobs(logprobs) }));
     this.#emit("response.content_part.done", () => ({
       item_id: itemId,
       output_index: index,
       content_index: 0,
-      part: { type: "output_text", text, annotations: [], logprobs: [] },
+      part: { type: "output_text", text, annotations: [], logprobs: responseLogprobs(logprobs) },
     }));
-    this.#emit("response.output_item.done", () => ({ output_index: index, item: messageItem(this.#base!, text, status) }));
+    this.#emit("response.output_item.done", () => ({ output_index: index, item: messageItem(this.#base!, text, status, logprobs) }));
   }
 
   #closeItems(status: "completed" | "incomplete"): void {

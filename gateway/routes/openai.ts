@@ -13,7 +13,9 @@ import type { GatewayDeps } from "../deps.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
 import { KEY_SCOPES, awaitTerminal, cancel, errorOfEvent, idempotencyKeyOf, keyedRequestId, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
+import { gatheredLogprobs } from "../openai/logprobs.js";
 import { choicesOf, chunk, completion, finishReason, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
+import type { TokenLogprob } from "../../contracts/records/events.js";
 import { SseWriter } from "../sse.js";
 import { deadlineError } from "./requests.js";
 import { objectBody } from "./schemas.js";
@@ -93,7 +95,9 @@ async function wholeCompletion(deps: GatewayDeps, request: FastifyRequest, reply
     throw new ApiError("generation_failed", "the request ended without a reply");
   }
   if (terminal.type === "error") throw errorOfEvent(terminal);
-  return reply.send(completion(meta, terminal));
+  // Logprobs come with the deltas only: gathered from the attempt's events the hub holds.
+  const events = turn.params?.logprobs === undefined ? null : (deps.hub.get(turn.request_id)?.events ?? []);
+  return reply.send(completion(meta, terminal, (c) => (events === null ? null : gatheredLogprobs(events, c.index, c.reply))));
 }
 
 function streamCompletion(
@@ -106,7 +110,9 @@ function streamCompletion(
 ): void {
   reply.hijack();
   const sse = new SseWriter(reply.raw, deps.config.sseKeepaliveMs, { "x-request-id": turn.request_id });
-  const send = (delta: ChunkDelta, finish: FinishReason | null = null, index = 0) => sse.data(chunk(meta, delta, finish, input.includeUsage, index));
+  const withLogprobs = turn.params?.logprobs !== undefined;
+  const send = (delta: ChunkDelta, finish: FinishReason | null = null, index = 0, logprobs: TokenLogprob[] | null = null) =>
+    sse.data(chunk(meta, delta, finish, input.includeUsage, index, logprobs));
   const n = turn.params?.n ?? 1;
   for (let i = 0; i < n; i++) send({ role: "assistant", content: "" }, null, i);
 
@@ -115,18 +121,28 @@ function streamCompletion(
   // goes out.
   const sent: string[] = Array.from({ length: n }, () => "");
   let attemptText: string[] = Array.from({ length: n }, () => "");
+  // With logprobs, per choice the current attempt's tokens, each with where its text starts in the attempt's text.
+  let attemptTokens: Array<Array<{ at: number; token: TokenLogprob }>> = Array.from({ length: n }, () => []);
   let stop: (() => void) | null = null;
   const end = () => {
     stop?.();
     sse.end();
   };
-  const sendText = (index: number, text: string) => {
-    const attempt = (attemptText[index] ?? "") + text;
+  const sendText = (index: number, text: string, logprobs?: readonly TokenLogprob[]) => {
+    const before = attemptText[index] ?? "";
+    const attempt = before + text;
     attemptText[index] = attempt;
+    let at = before.length;
+    for (const token of logprobs ?? []) {
+      attemptTokens[index]?.push({ at, token });
+      at += token.token.length;
+    }
     const already = sent[index] ?? "";
     if (attempt.length <= already.length) return;
     sent[index] = attempt;
-    send({ content: attempt.slice(already.length) }, null, index);
+    // The tokens of the text that goes out (a re-run's tokens of text already sent stay back).
+    const tokens = withLogprobs ? (attemptTokens[index] ?? []).filter((t) => t.at >= already.length && t.at < attempt.length).map((t) => t.token) : null;
+    send({ content: attempt.slice(already.length) }, null, index, logprobs === undefined ? null : tokens);
   };
   // Tool calls the same way, per choice and call index: the head (id, name) once, then
   // only arguments beyond what was sent. Call ids are stable per request, so a re-run's
@@ -153,10 +169,11 @@ function streamCompletion(
     switch (event.type) {
       case "start":
         attemptText = Array.from({ length: n }, () => "");
+        attemptTokens = Array.from({ length: n }, () => []);
         callAttempt = new Map();
         return;
       case "delta":
-        return sendText(event.choice ?? 0, event.text);
+        return sendText(event.choice ?? 0, event.text, event.logprobs);
       case "tool_call_delta":
         return sendCall(
           event.choice ?? 0,

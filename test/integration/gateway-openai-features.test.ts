@@ -470,8 +470,8 @@ describe("OpenAI parameters: stop, seed, structured outputs, tools", { timeout: 
       (err: unknown) => err instanceof OpenAI.BadRequestError && /Unrecognized key.*colour/.test(err.message),
     );
     await assert.rejects(
-      client.chat.completions.create({ model: MODEL, messages: user("Hi"), logprobs: true }),
-      (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === "logprobs" && /node-llama-cpp/.test(err.message),
+      client.chat.completions.create({ model: MODEL, messages: user("Hi"), top_logprobs: 2 }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === "top_logprobs" && /needs logprobs: true/.test(err.message),
     );
   });
 

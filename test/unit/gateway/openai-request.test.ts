@@ -68,8 +68,9 @@ describe("OpenAI chat completion bodies", () => {
     rejects({ messages: user, tools: [] }, "tools", /at least one tool/);
     rejects({ messages: user, n: 5 }, "n", /must be <= 4/);
     rejects({ messages: user, n: 2 }, "n", /not supported with X-Conversation-Id/, "conv-1");
-    rejects({ messages: user, logprobs: true }, "logprobs", /logprobs are not supported: node-llama-cpp/);
-    rejects({ messages: user, top_logprobs: 2 }, "top_logprobs", /reports no token probabilities/);
+    rejects({ messages: user, top_logprobs: 2 }, "top_logprobs", /needs logprobs: true/);
+    rejects({ messages: user, logprobs: true, top_logprobs: 21 }, "top_logprobs", /must be <= 20/);
+    rejects({ messages: user, logprobs: true, tools: [{ type: "function", function: { name: "f" } }] }, "logprobs", /cannot be combined with tools/);
     rejects({ messages: user, logit_bias: { "50256": -100 } }, "logit_bias", /logit_bias is not supported/);
     rejects({ messages: user, functions: [{ name: "f" }] }, "functions", /send tools/);
     rejects({ messages: user, max_tokens: 3, max_completion_tokens: 4 }, "max_completion_tokens", /disagree/);
@@ -104,6 +105,12 @@ describe("OpenAI chat completion bodies", () => {
 
 describe("OpenAI sampling and output parameters", () => {
   const user = [{ role: "user", content: "x" }];
+
+  it("carries logprobs as the record's alternatives per token, only with logprobs: true", () => {
+    assert.deepEqual(toTurnRequest(parse({ messages: user, logprobs: true, top_logprobs: 2 }), "t", null).params, { logprobs: 2 });
+    assert.deepEqual(toTurnRequest(parse({ messages: user, logprobs: true }), "t", null).params, { logprobs: 0 });
+    assert.equal(toTurnRequest(parse({ messages: user, logprobs: false }), "t", null).params, undefined);
+  });
 
   it("carries n (choices) in the record, but not the default n=1", () => {
     assert.deepEqual(toTurnRequest(parse({ messages: user, n: 4 }), "t", null).params, { n: 4 });
