@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { SCHEMA_VERSION } from "../../contracts/records/fields.js";
 import type { ChatEvent, FinalEvent } from "../../contracts/records/events.js";
-import type { ConversationState } from "../../contracts/records/memory.js";
+import { requestIdDigest, type ConversationState } from "../../contracts/records/memory.js";
 import type { ContextMessage, DeleteRequest, TurnRequest } from "../../contracts/records/requests.js";
 import type { GatewayDeps } from "../deps.js";
 import { ApiError, notFound, parseInput } from "../errors.js";
@@ -188,7 +188,9 @@ async function turnFor(deps: GatewayDeps, input: ResponseInput, tenant: string, 
       tenant,
       `previous_response_id: no response ${previous} (its conversation was deleted or has expired)`,
     );
-    checkLatest(deps, state, ref.requestId, previous);
+    // A keyed retry of this very continuation finds it applied already: not a branch.
+    const retried = key !== undefined && input.store ? keyedRequestId(tenant, ref.conversationId, key) : undefined;
+    await checkLatest(deps, state, ref.requestId, previous, retried);
   } else if (input.conversation !== undefined) {
     conversationId = input.conversation;
     kind = "named";
@@ -247,11 +249,19 @@ async function conversationOf(deps: GatewayDeps, conversationId: string, tenant:
 
 /**
  * A conversation goes on from its latest response: `previous_response_id` must name the
- * request it applied last, or one still on its way (queued behind it, it will be).
+ * request it applied last, or one still on its way (queued behind it, it will be), unless
+ * this request is the keyed retry (`retried`, its id) of one made from it.
  */
-function checkLatest(deps: GatewayDeps, state: ConversationState, requestId: string, previous: string): void {
+async function checkLatest(deps: GatewayDeps, state: ConversationState, requestId: string, previous: string, retried: string | undefined): Promise<void> {
   const newest = state.applied.at(-1);
   if (newest !== undefined && !Array.isArray(newest) && newest.request_id === requestId) return;
+  if (
+    retried !== undefined &&
+    (deps.hub.has(retried) || state.applied.some((a) => (Array.isArray(a) ? a[0] === requestIdDigest(retried) : a.request_id === retried)))
+  )
+    return;
+  // Accepted a moment ago at another replica: this one reads it within a few ms.
+  if (!deps.hub.has(requestId)) await deps.hub.whenKnown(requestId, deps.config.requests.unknownWaitMs);
   const pending = deps.hub.get(requestId);
   if (pending !== undefined && !pending.done) return;
   throw new ApiError(

@@ -102,6 +102,14 @@ describe("OpenAI Responses API", { timeout: 240_000 }, () => {
       [["user", "The cat said"]],
     );
 
+    // A continuation retried under its Idempotency-Key is the same response, made once.
+    const keyed = { headers: { "Idempotency-Key": "continue-once" } };
+    const third = await a.responses.create({ model: MODEL, previous_response_id: second.id, input: "Once more", max_output_tokens: 4 }, keyed);
+    const retried = await aElsewhere.responses.create({ model: MODEL, previous_response_id: second.id, input: "Once more", max_output_tokens: 4 }, keyed);
+    assert.equal(retried.id, third.id);
+    assert.equal(retried.output_text, third.output_text);
+    assert.equal((await api("GET", `/v1/conversations/${conversation}`)).body.turns, 3);
+
     // Only the latest response of a conversation goes on: it does not branch.
     await assert.rejects(
       a.responses.create({ model: MODEL, previous_response_id: first.id, input: "Again", max_output_tokens: 4 }),
