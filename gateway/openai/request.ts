@@ -81,7 +81,6 @@ function messageSchema(maxChars: number) {
     });
 }
 
-const neutral = <T extends z.core.util.Literal>(value: T, message: string) => z.literal(value, { error: message }).nullish();
 const f = generationParamFields;
 
 /** The body schema of POST /v1/chat/completions (exported for the OpenAPI document). */
