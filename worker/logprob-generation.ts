@@ -12,9 +12,10 @@
  * The probabilities are llama.cpp's after its sampler chain, the distribution the token
  * was drawn from: the whole vocabulary, after the penalties, when greedy (temperature 0,
  * the default); only the candidates top-k and top-p keep, scaled by the temperature, when
- * sampling, so top_logprobs may then hold fewer alternatives than asked. A greedy token
- * costs a probability for every token of the vocabulary (node-llama-cpp hands them all
- * over): that is the loop's price in throughput.
+ * sampling, so top_logprobs may then hold fewer alternatives than asked. Alternatives of a
+ * greedy token cost a probability for every token of the vocabulary (node-llama-cpp hands
+ * them all over): that is the loop's price in throughput; without alternatives
+ * (top_logprobs 0) only the token's own probability crosses over.
  */
 import {
   LlamaGrammarEvaluationState,
@@ -101,8 +102,12 @@ export async function generateWithLogprobs(input: LogprobGenerationInput): Promi
   };
   let stopReason: LogprobGenerationResult["stopReason"] = "stop";
   let stopped = false;
-  const evaluation = sequence.evaluateWithMetadata([...fresh], { probabilities: true }, evaluateOptions(input, model, generated));
-  for await (const next of evaluation) {
+  // Without alternatives, the token's own probability (confidence) spares handing the whole vocabulary's over.
+  const metadata = { confidence: true, probabilities: input.topLogprobs > 0 };
+  const evaluation = sequence.evaluateWithMetadata([...fresh], metadata, evaluateOptions(input, model, generated));
+  for await (const out of evaluation) {
+    // Which of the two are there follows `metadata`, decided at run time.
+    const next = out as { token: Token; confidence?: number; probabilities?: Map<Token, number> };
     if (input.signal?.aborted) {
       stopReason = "cancelled";
       break;
@@ -111,12 +116,12 @@ export async function generateWithLogprobs(input: LogprobGenerationInput): Promi
     const top: TokenLogprob["top_logprobs"] = [];
     if (input.topLogprobs > 0) {
       // The map is sorted, most likely first.
-      for (const [token, probability] of next.probabilities) {
+      for (const [token, probability] of next.probabilities ?? []) {
         top.push({ token: texts.alternative(token), logprob: logprobOf(probability) });
         if (top.length === input.topLogprobs) break;
       }
     }
-    const group = texts.push(next.token, logprobOf(next.probabilities.get(next.token) ?? 0), top);
+    const group = texts.push(next.token, logprobOf(next.confidence ?? 0), top);
     if (group !== null) {
       const { out, stopped: hit } = stops.push(group);
       send(out);
