@@ -44,6 +44,8 @@ interface RequestState {
   touchedAt: number;
   /** Until when (ms) a request accepted here is kept while it has not ended; 0: never (read from chat.requests). */
   heldUntil: number;
+  /** An open request: the conversation exists once it is applied. */
+  opens: boolean;
 }
 
 /** Called when a listener starts following a request; returns what to call when it stops. */
@@ -101,16 +103,18 @@ export class EventHub {
    * KafkaLlmError (rate_limited for a tenant whose share is all needed, overloaded for a
    * hub that is) when it could be tracked only by dropping a request a client needs.
    */
-  track(requestId: string, conversationId: string, tenant: string, partition?: number): void {
+  track(requestId: string, conversationId: string, tenant: string, partition?: number, opens = false): void {
     if (!this.#requests.has(requestId)) this.#admit(tenant);
     const state = this.#stateFor(requestId, conversationId, tenant);
+    if (opens) state.opens = true;
     if (!state.done && state.heldUntil === 0) state.heldUntil = this.#now() + this.#pinMs;
     if (partition !== undefined && state.partition === null) state.partition = partition;
   }
 
   /** Starts tracking a request read from chat.requests (perhaps another replica's); never refused. */
-  observe(requestId: string, conversationId: string, tenant: string, partition?: number): void {
+  observe(requestId: string, conversationId: string, tenant: string, partition?: number, opens = false): void {
     const state = this.#stateFor(requestId, conversationId, tenant);
+    if (opens) state.opens = true;
     if (partition !== undefined && state.partition === null) state.partition = partition;
   }
 
@@ -158,14 +162,13 @@ export class EventHub {
     return this.#requests.size;
   }
 
-  /** The newest request of the tenant's conversation that has not ended, as this replica knows it. */
-  pendingOf(tenant: string, conversationId: string): string | undefined {
-    let found: string | undefined;
+  /** The open of the tenant's conversation that has not been applied yet, as this replica knows it. */
+  pendingOpen(tenant: string, conversationId: string): string | undefined {
     for (const id of this.#byTenant.get(tenant) ?? []) {
       const state = this.#requests.get(id);
-      if (state && !state.done && state.conversationId === conversationId) found = id;
+      if (state && state.opens && !state.done && state.conversationId === conversationId) return id;
     }
-    return found;
+    return undefined;
   }
 
   /** Requests of `tenant` held here. */
@@ -269,7 +272,18 @@ export class EventHub {
   #stateFor(requestId: string, conversationId: string, tenant: string): RequestState {
     let state = this.#requests.get(requestId);
     if (!state) {
-      state = { conversationId, tenant, attempt: null, events: [], done: false, partition: null, listeners: new Map(), touchedAt: this.#now(), heldUntil: 0 };
+      state = {
+        conversationId,
+        tenant,
+        attempt: null,
+        events: [],
+        done: false,
+        partition: null,
+        listeners: new Map(),
+        touchedAt: this.#now(),
+        heldUntil: 0,
+        opens: false,
+      };
       this.#requests.set(requestId, state);
       let ids = this.#byTenant.get(tenant);
       if (!ids) this.#byTenant.set(tenant, (ids = new Set()));

@@ -114,7 +114,7 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
     log.info({ request_id: request.request_id }, "idempotent retry of an accepted request");
     return;
   }
-  deps.hub.track(request.request_id, request.conversation_id, request.tenant, request.events_partition);
+  deps.hub.track(request.request_id, request.conversation_id, request.tenant, request.events_partition, request.type === "open");
   try {
     await deps.publisher.publishRequest(request);
   } catch (err) {
@@ -158,7 +158,15 @@ export async function findRequest(deps: GatewayDeps, requestId: string, tenant: 
  * of the same id is another conversation), 503 when no owner answered in time (no workers
  * running, or a rebalance past the bound).
  */
-export async function findConversation(deps: GatewayDeps, conversationId: string, tenant: string): Promise<ConversationState> {
+/** How long a response in a named conversation waits for that conversation's open, known here and not applied yet. */
+export const READ_YOUR_WRITES_MS = 2000;
+
+export async function findConversation(
+  deps: GatewayDeps,
+  conversationId: string,
+  tenant: string,
+  options: { waitForOpen?: boolean } = {},
+): Promise<ConversationState> {
   const conversations = deps.conversations;
   if (!conversations) throw new ApiError("kafka_unavailable", "conversation reads are not available yet; try again shortly");
   const read = async () => {
@@ -170,12 +178,13 @@ export async function findConversation(deps: GatewayDeps, conversationId: string
     }
   };
   let state = await read();
-  // Read your writes: a conversation opened (or written) a moment ago, whose request this
-  // replica knows and no worker has applied yet, is waited for (GATEWAY_APPLY_WAIT_MS).
-  const pending = state ? undefined : deps.hub.pendingOf(tenant, conversationId);
+  // Read your writes, where asked: a conversation opened a moment ago, whose open this
+  // replica knows and no worker has applied yet, is waited for, briefly (a worker applies
+  // an open in milliseconds).
+  const pending = state || !options.waitForOpen ? undefined : deps.hub.pendingOpen(tenant, conversationId);
   if (pending !== undefined && deps.config.applyWaitMs > 0) {
     const wait = new AbortController();
-    const timer = setTimeout(() => wait.abort(), Math.min(deps.config.applyWaitMs, deps.config.requests.deadlineMs));
+    const timer = setTimeout(() => wait.abort(), Math.min(deps.config.applyWaitMs, READ_YOUR_WRITES_MS));
     try {
       await awaitTerminal(deps, pending, wait.signal);
     } finally {

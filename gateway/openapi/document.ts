@@ -161,7 +161,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
     path: "/v1/conversations",
     summary: "Open a conversation",
     description:
-      "Opens a conversation with a new id; with greeting, the fixed greeting comes as the open request's reply. OpenAI's Conversations API's body (items, metadata) is taken too: the items are appended after the open. A conversation read or write that follows at once waits for the open (and its items) to be applied.",
+      "Opens a conversation with a new id; with greeting, the fixed greeting comes as the open request's reply. OpenAI's Conversations API's body (items, metadata) is taken too: the items are appended after the open. A response made in it at once waits briefly for the open to be applied.",
     security: secured,
     request: {
       headers: keyed(`${RETRIED_ONCE} (the conversation id is derived from it)`),

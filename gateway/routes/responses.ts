@@ -240,7 +240,8 @@ const toolMessages = (results: Array<{ tool_call_id: string; content: string }> 
 
 async function conversationOf(deps: GatewayDeps, conversationId: string, tenant: string, missing: string): Promise<ConversationState> {
   try {
-    return await findConversation(deps, conversationId, tenant);
+    // A response in a conversation opened a moment ago (OpenAI's clients create, then respond) finds it.
+    return await findConversation(deps, conversationId, tenant, { waitForOpen: true });
   } catch (err) {
     if (err instanceof ApiError && err.code === "not_found") throw notFound(missing);
     throw err;

@@ -168,9 +168,9 @@ describe("OpenAI-compatible API", { timeout: 180_000 }, () => {
     const cases: Array<[Record<string, unknown>, string, RegExp]> = [
       [{ n: 5 }, "n", /n: must be <= 4/],
       [
-        { tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { x: {} } } } }] },
-        "tools.0.function.parameters.properties.x",
-        /needs a type/,
+        { tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { x: { $ref: "#/$defs/nope" } } } } }] },
+        "tools.0.function.parameters.properties.x.$ref",
+        /not a schema of this document/,
       ],
       [{ stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4 stop texts/],
       [{ max_tokens: 0 }, "max_tokens", /max_tokens: must be >= 1/],

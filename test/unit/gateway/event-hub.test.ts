@@ -34,18 +34,18 @@ describe("EventHub", () => {
     assert.deepEqual(resumed, [2, 3], "Last-Event-ID 1 resumes at seq 2");
   });
 
-  it("names the newest request of a tenant's conversation that has not ended, and no other tenant's", () => {
+  it("names the open of a tenant's conversation that has not been applied, and no other tenant's", () => {
     const hub = new EventHub({ ttlMs: 1000, maxTracked: 10 });
-    hub.track("r1", "c1", "t");
+    hub.track("r1", "c1", "t", undefined, true);
     hub.observe("r2", "c1", "t");
-    hub.track("r3", "c1", "other");
+    hub.observe("r3", "c1", "other", undefined, true);
     hub.track("r4", "c2", "t");
-    assert.equal(hub.pendingOf("t", "c1"), "r2");
-    assert.equal(hub.pendingOf("other", "c1"), "r3");
-    assert.equal(hub.pendingOf("t", "c3"), undefined);
-    hub.accept({ ...base, request_id: "r2", seq: 0, type: "start", worker_id: "w" });
-    hub.accept({ ...final(1), request_id: "r2" });
-    assert.equal(hub.pendingOf("t", "c1"), "r1", "an ended request is not pending");
+    assert.equal(hub.pendingOpen("t", "c1"), "r1");
+    assert.equal(hub.pendingOpen("other", "c1"), "r3");
+    assert.equal(hub.pendingOpen("t", "c2"), undefined, "a turn is not an open");
+    hub.accept({ ...base, request_id: "r1", seq: 0, type: "start", worker_id: "w" });
+    hub.accept({ ...final(1), request_id: "r1" });
+    assert.equal(hub.pendingOpen("t", "c1"), undefined, "an applied open is not pending");
   });
 
   it("ignores duplicates and events that would leave a gap", () => {
