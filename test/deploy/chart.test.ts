@@ -104,6 +104,7 @@ describe("rendered objects against the schemas", () => {
       "keda.sh/v1alpha1/ScaledObject",
       "monitoring.coreos.com/v1/ServiceMonitor",
       "monitoring.coreos.com/v1/PodMonitor",
+      "monitoring.coreos.com/v1/PrometheusRule",
       "autoscaling/v2/HorizontalPodAutoscaler",
       "networking.k8s.io/v1/NetworkPolicy",
       "policy/v1/PodDisruptionBudget",

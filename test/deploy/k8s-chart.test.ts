@@ -201,8 +201,8 @@ describe("the chart on a real API server", { timeout: 1_500_000 }, () => {
       const count = onServer.items?.length ?? 1;
       assert.equal(count, objects.length, "every object of the manifest exists");
       const kinds = new Set(objects.map((o) => o.kind));
-      if (variant === "gpu") assert.ok(kinds.has("ServiceMonitor"), "a Prometheus Operator kind, through its CRD");
-      if (variant === "keda") assert.ok(kinds.has("ScaledObject") && kinds.has("PodMonitor"), "KEDA's and the Operator's kinds");
+      if (variant === "gpu") assert.ok(kinds.has("ServiceMonitor") && kinds.has("PrometheusRule"), "Prometheus Operator kinds, through their CRDs");
+      if (variant === "keda") assert.ok(kinds.has("ScaledObject") && kinds.has("PodMonitor") && kinds.has("PrometheusRule"), "KEDA's and the Operator's kinds");
 
       // GPU workers (the chart's default) request nvidia.com/gpu; the cpu variant turns that off.
       const workerDeployment = objects.find((o) => o.kind === "Deployment" && o.metadata.labels?.["app.kubernetes.io/component"] === "worker") as
