@@ -86,8 +86,8 @@ export interface GeneratorOptions {
   readonly defaultRepeatPenalty?: number;
 }
 
-/** What a turn asks of a slot's generator. */
-export type SlotGenerator = Pick<SequenceGenerator, "generate" | "clearCache">;
+/** What a turn asks of a slot's generator; the metrics read its KV cache when it has one. */
+export type SlotGenerator = Pick<SequenceGenerator, "generate" | "clearCache"> & Partial<Pick<SequenceGenerator, "kvCache">>;
 
 /** One context sequence and the chat state on it. Not safe for concurrent calls. */
 export class SequenceGenerator {
@@ -315,6 +315,12 @@ export class SequenceGenerator {
   /** Empties the sequence's KV cache: the next prompt is evaluated whole (a slot passing to another tenant). */
   async clearCache(): Promise<void> {
     await this.#sequence.clearHistory();
+  }
+
+  /** Tokens the sequence holds in the KV cache now, and the most it can hold (the context size of one sequence). */
+  kvCache(): { tokens: number; capacity: number } {
+    if (this.#sequence.disposed) return { tokens: 0, capacity: 0 };
+    return { tokens: this.#sequence.nextTokenIndex, capacity: this.#sequence.contextSize };
   }
 
   dispose(): void {

@@ -131,6 +131,8 @@ export async function startRequestLoop(options: {
     },
   });
 
+  metrics.watchEngine({ slots: options.turn.slots, scheduler });
+
   const updatePartitions = () => {
     const held = consumer.assigned;
     metrics.assignedPartitions.set(held.length);

@@ -62,6 +62,16 @@ export class SlotPool<G> {
     return this.#slots.filter((s) => s.busy).length;
   }
 
+  /** Acquires waiting for a release: the extra choices of an n > 1 request hold slots the scheduler counts as free. */
+  get waitingCount(): number {
+    return this.#waiting.length;
+  }
+
+  /** Every slot's generator, busy or not (the metrics read their KV caches). */
+  get generators(): readonly G[] {
+    return this.#slots.map((s) => s.generator);
+  }
+
   /**
    * A slot for `owner`: the one holding its conversation when free; else the least recently
    * used free slot of its tenant or an empty one; else the least recently used free slot,

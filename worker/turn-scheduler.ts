@@ -167,6 +167,13 @@ export class TurnScheduler {
     return this.#active;
   }
 
+  /** Records received and not started (their conversation's turn runs, their tenant is at its share, no slot is free, or a retry backs off). */
+  get waiting(): number {
+    let n = 0;
+    for (const state of this.#partitions.values()) n += state.queue.length;
+    return n;
+  }
+
   /** Partitions with a running turn or a record waiting. */
   get busyPartitions(): number[] {
     return [...this.#partitions].filter(([, s]) => s.running.size || s.queue.length).map(([p]) => p);

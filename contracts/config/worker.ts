@@ -28,6 +28,9 @@ const stringList = z
     }
     return value;
   });
+/** Tenants the worker's per-tenant metrics name (METRICS_MAX_TENANTS); later ones share one label value. */
+export const DEFAULT_METRICS_MAX_TENANTS = 100;
+
 const penalty = z.coerce.number({ error: "must be a number" }).min(0, "must be >= 0").max(2, "must be <= 2");
 
 /**
@@ -70,6 +73,7 @@ export const workerFields = {
   WORKER_TRANSACTIONS: bool(false),
   WORKER_TRANSACTION_TIMEOUT_MS: int(15_000, 1000, 900_000),
   MAX_REQUEST_ATTEMPTS: int(3, 1, 100),
+  METRICS_MAX_TENANTS: int(DEFAULT_METRICS_MAX_TENANTS, 0, 100_000),
 };
 
 export interface WorkerConfig {
@@ -139,6 +143,13 @@ export interface WorkerConfig {
   readonly shutdownGraceMs: number;
   /** How often the pod's deletion cost follows the running generations; 0 = never. */
   readonly podDeletionCostIntervalMs: number;
+  readonly metrics: {
+    /**
+     * Tenants that get their own `tenant` label value on the per-tenant token counter, the
+     * first ones seen; the others count as "_other", so the series stay bounded (0: all of them).
+     */
+    readonly maxTenants: number;
+  };
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
@@ -199,5 +210,6 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     maxRequestAttempts: e.MAX_REQUEST_ATTEMPTS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     podDeletionCostIntervalMs: e.POD_DELETION_COST_INTERVAL_MS,
+    metrics: { maxTenants: e.METRICS_MAX_TENANTS },
   });
 }
