@@ -14,6 +14,7 @@ import type { Publisher } from "./kafka/publisher.js";
 import type { QueueWatch } from "./kafka/queue-watch.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { TenantQuotas } from "./quotas.js";
+import type { RequestTraces } from "./tracing.js";
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -32,6 +33,8 @@ export interface GatewayDeps {
   quotas?: TenantQuotas;
   /** Sends `queued` notices on the streams of requests no worker has started; absent: none. */
   queueWatch?: QueueWatch;
+  /** The spans of requests accepted here (gateway/tracing.ts); absent while tracing is off. */
+  traces?: RequestTraces;
   /** True once the gateway is shutting down: it takes no new work (gateway/admission.ts) and is not ready. */
   draining?(): boolean;
   /** True once the gateway has read what it needs to answer for recent requests. */

@@ -46,6 +46,8 @@ interface RequestState {
   heldUntil: number;
   /** An open request: the conversation exists once it is applied. */
   opens: boolean;
+  /** The W3C traceparent its record carries (tracing on), so a later poll joins its trace. */
+  traceparent: string | null;
 }
 
 /** Called when a listener starts following a request; returns what to call when it stops. */
@@ -60,6 +62,8 @@ export interface RequestSnapshot {
   readonly done: boolean;
   /** The chat.events partition its events use; null while unknown. */
   readonly partition: number | null;
+  /** The W3C traceparent of its record; null without tracing. */
+  readonly traceparent: string | null;
 }
 
 export interface EventHubOptions {
@@ -103,18 +107,20 @@ export class EventHub {
    * KafkaLlmError (rate_limited for a tenant whose share is all needed, overloaded for a
    * hub that is) when it could be tracked only by dropping a request a client needs.
    */
-  track(requestId: string, conversationId: string, tenant: string, partition?: number, opens = false): void {
+  track(requestId: string, conversationId: string, tenant: string, partition?: number, opens = false, traceparent?: string): void {
     if (!this.#requests.has(requestId)) this.#admit(tenant);
     const state = this.#stateFor(requestId, conversationId, tenant);
     if (opens) state.opens = true;
+    if (traceparent !== undefined) state.traceparent ??= traceparent;
     if (!state.done && state.heldUntil === 0) state.heldUntil = this.#now() + this.#pinMs;
     if (partition !== undefined && state.partition === null) state.partition = partition;
   }
 
   /** Starts tracking a request read from chat.requests (perhaps another replica's); never refused. */
-  observe(requestId: string, conversationId: string, tenant: string, partition?: number, opens = false): void {
+  observe(requestId: string, conversationId: string, tenant: string, partition?: number, opens = false, traceparent?: string): void {
     const state = this.#stateFor(requestId, conversationId, tenant);
     if (opens) state.opens = true;
+    if (traceparent !== undefined) state.traceparent ??= traceparent;
     if (partition !== undefined && state.partition === null) state.partition = partition;
   }
 
@@ -283,6 +289,7 @@ export class EventHub {
         touchedAt: this.#now(),
         heldUntil: 0,
         opens: false,
+        traceparent: null,
       };
       this.#requests.set(requestId, state);
       let ids = this.#byTenant.get(tenant);

@@ -19,6 +19,8 @@ import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
 import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
 import type { RequestSnapshot } from "./event-hub.js";
 import { LookupUnavailable } from "./kafka/owners.js";
+import { SpanStatusCode } from "@opentelemetry/api";
+import { traceHeaders } from "../platform/tracing.js";
 
 export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -114,14 +116,20 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
     log.info({ request_id: request.request_id }, "idempotent retry of an accepted request");
     return;
   }
-  deps.hub.track(request.request_id, request.conversation_id, request.tenant, request.events_partition, request.type === "open");
+  // The produce's span: its context goes with the record, so the worker's spans join the call's trace.
+  const send = deps.traces?.sendSpan(request);
+  const headers = send && traceHeaders(send);
+  deps.hub.track(request.request_id, request.conversation_id, request.tenant, request.events_partition, request.type === "open", headers?.traceparent);
   try {
-    await deps.publisher.publishRequest(request);
+    await deps.publisher.publishRequest(request, headers);
   } catch (err) {
     deps.hub.forget(request.request_id);
     deps.metrics.kafkaSendFailures.inc();
+    send?.setStatus({ code: SpanStatusCode.ERROR, message: String(err) }).end();
     throw err;
   }
+  send?.end();
+  deps.traces?.produced(request.request_id);
   deps.metrics.requestsAccepted.inc({ type: request.type });
   log.info({ request_id: request.request_id, conversation_id: request.conversation_id, type: request.type }, "request accepted");
 }

@@ -1,5 +1,7 @@
 /** Gateway entry point: wires config, logger, Kafka clients, the hub, the conversation lookup and the HTTP server. */
+import os from "node:os";
 import { loadGatewayConfig } from "../contracts/config/gateway.js";
+import { loadTracingConfig } from "../contracts/config/tracing.js";
 import { privateGroup } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
 import { KafkaAdmin } from "../platform/kafka/admin.js";
@@ -7,6 +9,7 @@ import { GroupDescriber } from "../platform/kafka/group-describer.js";
 import { runService } from "../platform/entrypoint.js";
 import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger } from "../platform/logger.js";
+import { startTracing, tracingOn } from "../platform/tracing.js";
 import { componentTopicSpecs, ensureTopics } from "../platform/topic-admin.js";
 import { buildGateway } from "./app.js";
 import type { GatewayDeps } from "./deps.js";
@@ -28,10 +31,12 @@ import { createGatewayMetrics } from "./metrics.js";
 import { TenantQuotas } from "./quotas.js";
 import { openStreams, shutDownStreams } from "./sse.js";
 import { TurnStats } from "./turn-stats.js";
+import { RequestTraces } from "./tracing.js";
 
 async function main(): Promise<void> {
   const config = loadGatewayConfig();
   const logger = createLogger("gateway", config.logLevel);
+  const tracing = startTracing(loadTracingConfig("kafka-llm-gateway"), { instanceId: process.env.HOSTNAME ?? os.hostname(), logger });
   const auth = createAuthenticator(config.auth, logger);
   const topics = topicNames(config.kafka.topicPrefix);
 
@@ -65,6 +70,7 @@ async function main(): Promise<void> {
       replicas: () => config.quotas.replicas,
       onRejected: (tenant, limit) => deps.metrics.rateLimited.inc({ tenant, limit }),
     }),
+    ...(tracingOn() && { traces: new RequestTraces(topics, config.requests.maxTracked, config.requests.stateTtlMs) }),
     draining: () => stopping,
     ready: () => !stopping && requests.caughtUp() && eventPartitions.caughtUp(),
     failure: () => publisher.failure() ?? eventPartitions.failure() ?? null,
@@ -112,7 +118,8 @@ async function main(): Promise<void> {
     logger,
     onRecord: () => deps.metrics.eventsRead.inc(),
     onReaderRestart: () => deps.metrics.eventsReaderRestarts.inc(),
-    onEvent: (event) => {
+    onEvent: (event, headers) => {
+      deps.traces?.event(event, headers);
       turnStats.record(event);
       // Tokens per minute are counted from what finished requests used.
       if (event.type === "final") deps.quotas?.spend(event.tenant, event.usage.prompt_tokens + event.usage.completion_tokens);
@@ -179,6 +186,8 @@ async function main(): Promise<void> {
       await closing;
       await Promise.all([requests.stop(), eventPartitions.stop(), deps.conversations?.stop(), historyReader.stop(), publisher.disconnect()]);
       admin.close();
+      deps.traces?.close();
+      await tracing.shutdown();
       process.exit(0);
     } catch (err) {
       logger.error({ err }, "unclean shutdown");

@@ -5,6 +5,8 @@
  * `data: [DONE]` (the official client rejects any other data frame).
  */
 import type { ServerResponse } from "node:http";
+import type { Span } from "@opentelemetry/api";
+import { sseSpan } from "./tracing.js";
 import type { ChatEvent } from "../contracts/records/events.js";
 
 export function openEventStream(res: ServerResponse, headers: Record<string, string> = {}): void {
@@ -31,6 +33,10 @@ export class SseWriter {
   #ended = false;
   /** Which API the stream speaks, from what it has sent: OpenAI's bare data frames, or native messages. */
   #openai = false;
+  /** The stream's `write sse` span (gateway/tracing.ts), while tracing is on; frames and bytes counted for it. */
+  readonly #span: Span | undefined = sseSpan();
+  #frames = 0;
+  #bytes = 0;
 
   constructor(res: ServerResponse, keepaliveMs: number, headers: Record<string, string> = {}) {
     this.#res = res;
@@ -103,10 +109,15 @@ export class SseWriter {
     clearInterval(this.#keepalive);
     if (this.#deadline) clearTimeout(this.#deadline);
     if (!this.#res.writableEnded) this.#res.end();
+    this.#span?.setAttributes({ "kafka_llm.sse.frames": this.#frames, "kafka_llm.sse.bytes": this.#bytes, "kafka_llm.sse.openai": this.#openai }).end();
   }
 
   #write(text: string): void {
-    if (!this.#ended && !this.#res.writableEnded) this.#res.write(text);
+    if (this.#ended || this.#res.writableEnded) return;
+    this.#res.write(text);
+    if (this.#span === undefined || text === KEEPALIVE) return;
+    if (this.#frames++ === 0) this.#span.addEvent("first frame");
+    this.#bytes += Buffer.byteLength(text);
   }
 }
 

@@ -15,7 +15,7 @@ import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import type { EventWriter } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
-import type { WorkerMetrics } from "./metrics.js";
+import { observeWithTrace, type WorkerMetrics } from "./metrics.js";
 import { slotOwner, type Slot, type SlotPool } from "./slot-pool.js";
 
 export interface ChoiceDeps {
@@ -34,6 +34,8 @@ export async function generateChoices(
   events: EventWriter,
   signal: AbortSignal,
   deps: ChoiceDeps,
+  /** The turn's sampled trace id, for the time-to-first-token exemplar. */
+  traceId?: string,
 ): Promise<GenerateResult> {
   const params = request.params ?? {};
   const n = params.n ?? 1;
@@ -86,7 +88,7 @@ export async function generateChoices(
   const completionTokens = results.reduce((sum, r) => sum + r.completionTokens, 0);
   deps.metrics.promptTokens.inc(results.reduce((sum, r) => sum + r.promptTokens - r.cachedPromptTokens, 0));
   deps.metrics.generatedTokens.inc(completionTokens);
-  deps.metrics.timeToFirstToken.observe(first.timeToFirstTokenMs / 1000);
+  observeWithTrace(deps.metrics.timeToFirstToken, first.timeToFirstTokenMs / 1000, traceId);
   return {
     ...first,
     completionTokens,

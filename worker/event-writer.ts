@@ -74,6 +74,8 @@ export class EventWriter {
   readonly #request: RequestKeys;
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
+  /** The turn's trace context (traceparent), sent with every event so the gateway's read joins the trace; none while tracing is off. */
+  traceHeaders: Readonly<Record<string, string>> | undefined;
 
   /**
    * `firstSeq`: where numbering starts (a reply continued from a handover goes on from there).
@@ -129,7 +131,7 @@ export class EventWriter {
     const partition = this.#partition;
     const [at] = await transaction.send({
       topic: this.#topic,
-      messages: [{ key: conversationKey(event), value: encodeRecord(event), ...(partition === undefined ? {} : { partition }) }],
+      messages: [{ key: conversationKey(event), value: encodeRecord(event), ...(partition === undefined ? {} : { partition }), ...this.#headers() }],
     });
     if (at === undefined || at.offset < 0) return;
     const position = { partition: at.partition, offset: at.offset };
@@ -180,6 +182,10 @@ export class EventWriter {
     return this.#sends;
   }
 
+  #headers(): { headers?: Readonly<Record<string, string>> } {
+    return this.traceHeaders === undefined ? {} : { headers: this.traceHeaders };
+  }
+
   /** Starts the send loop for what is queued, unless it runs (it takes everything queued). */
   #sendHeld(): void {
     if (this.#holdTimer) clearTimeout(this.#holdTimer);
@@ -198,7 +204,7 @@ export class EventWriter {
         const partition = this.#partition;
         const delivered = await this.#producer.send({
           topic: this.#topic,
-          messages: messages.map((m) => ({ key: m.key, value: m.value, ...(partition === undefined ? {} : { partition }) })),
+          messages: messages.map((m) => ({ key: m.key, value: m.value, ...(partition === undefined ? {} : { partition }), ...this.#headers() })),
         });
         // Where each event landed, in the order sent.
         messages.forEach((q, i) => {

@@ -6,6 +6,7 @@
  * group's consumer (request-loop.ts) and readers that join no group (memory, cancels,
  * replays).
  */
+import { loadTracingConfig } from "../contracts/config/tracing.js";
 import { loadWorkerConfig } from "../contracts/config/worker.js";
 import { privateGroup, transactionalId } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
@@ -15,6 +16,8 @@ import { KafkaProducer } from "../platform/kafka/producer.js";
 import { runService } from "../platform/entrypoint.js";
 import { InternalKeys } from "../platform/internal-auth.js";
 import { createLogger, type Logger } from "../platform/logger.js";
+import { startTracing } from "../platform/tracing.js";
+import { modelNameOf } from "./turn-trace.js";
 import { startOffsetReader } from "../platform/kafka/offset-reader.js";
 import { startOpsServer } from "../platform/ops-server.js";
 import { componentTopicSpecs, ensureTopics } from "../platform/topic-admin.js";
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger("worker", config.logLevel).child({ worker_id: config.workerId });
   const metrics = createWorkerMetrics(config.workerId);
+  const tracing = startTracing(loadTracingConfig("kafka-llm-worker"), { instanceId: config.workerId, logger });
   const lifecycle = new Lifecycle();
   observeLifecycle(lifecycle, metrics, logger);
   let loop: RequestLoop | null = null;
@@ -71,7 +75,8 @@ async function main(): Promise<void> {
   logger.info({ port: ops.port }, "ops server listening (/startupz, /healthz, /readyz, /metrics)");
 
   // What has been started so far, for a SIGTERM at any point of the start-up.
-  const release: Array<() => Promise<void> | void> = [() => ops.close()];
+  // Released last to first: the spans of turns that drain are sent before the process ends.
+  const release: Array<() => Promise<void> | void> = [() => tracing.shutdown(), () => ops.close()];
   let stopping = false;
   const onSignal = (signal: string) => {
     if (stopping) return;
@@ -213,6 +218,7 @@ async function main(): Promise<void> {
       countTokens: (text) => llm.model.tokenize(text).length,
       replay,
       finals: new FinalPositions(),
+      trace: { topic: topics.requests, group: config.workerGroupId, workerId: config.workerId, model: modelNameOf(config.model.source) },
     },
   });
 

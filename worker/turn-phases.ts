@@ -20,18 +20,24 @@ export type TurnPhase =
   /** The offset commit. */
   | "commit";
 
+/** Told of each phase with its start and end (performance.now() milliseconds): the turn's trace (worker/turn-trace.ts). */
+export type PhaseSink = (phase: TurnPhase, start: number, end: number) => void;
+
 export class TurnPhases {
   #last = performance.now();
   readonly #observe: (phase: TurnPhase, seconds: number) => void;
+  readonly #sink: PhaseSink | undefined;
 
-  constructor(observe: (phase: TurnPhase, seconds: number) => void) {
+  constructor(observe: (phase: TurnPhase, seconds: number) => void, sink?: PhaseSink) {
     this.#observe = observe;
+    this.#sink = sink;
   }
 
   /** Ends `phase` now (ms since the previous mark); returns its milliseconds. */
   mark(phase: TurnPhase): number {
     const now = performance.now();
     const ms = now - this.#last;
+    this.#sink?.(phase, this.#last, now);
     this.#last = now;
     this.#observe(phase, ms / 1000);
     return ms;
@@ -42,6 +48,8 @@ export class TurnPhases {
     const now = performance.now();
     const total = now - this.#last;
     const a = Math.min(Math.max(0, firstMs), total);
+    this.#sink?.(first, this.#last, this.#last + a);
+    this.#sink?.(rest, this.#last + a, now);
     this.#last = now;
     this.#observe(first, a / 1000);
     this.#observe(rest, (total - a) / 1000);

@@ -84,10 +84,11 @@ import { storedTerminal, type FinalPositions, type ReplaySources } from "./repla
 import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
 import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
-import type { WorkerMetrics } from "./metrics.js";
+import { observeWithTrace, type WorkerMetrics } from "./metrics.js";
 import { slotOwner, type SlotPool } from "./slot-pool.js";
 import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
 import { TurnPhases } from "./turn-phases.js";
+import { NO_TRACE, startTurnTrace, type TurnTrace, type TurnTraceOptions } from "./turn-trace.js";
 
 export interface TurnContext {
   readonly config: WorkerConfig;
@@ -107,6 +108,8 @@ export interface TurnContext {
   readonly replay: ReplaySources;
   /** Where the finals this worker sent landed (bounded), for the next entry's exact offset. */
   readonly finals: FinalPositions;
+  /** What the turn's spans name (worker/turn-trace.ts); none: no spans (unit tests). */
+  readonly trace?: TurnTraceOptions;
 }
 
 /** What a turn asks of the state store: the two verbs of a conversation, and the handover's. */
@@ -144,16 +147,31 @@ export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered"
  * the record is then left uncommitted and the scheduler runs it again.
  */
 export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
+  const trace = ctx.trace ? startTurnTrace(record, ctx.trace) : NO_TRACE;
+  let outcome: TurnOutcome = "lost";
+  try {
+    outcome = await runTraced(record, ctx, trace);
+    return outcome;
+  } finally {
+    trace.end(outcome);
+  }
+}
+
+async function runTraced(record: TurnRecord, ctx: TurnContext, trace: TurnTrace): Promise<TurnOutcome> {
   const decoded = requestOf(record, ctx.config.kafka.requestPartitions);
   if (!decoded.ok) {
     await deadLetterRequest(record, { reason: "invalid_record", detail: decoded.reason }, ctx);
     return commitTurn("dead_lettered", record, ctx);
   }
   const request = decoded.value;
+  trace.request(request);
   const key = conversationKey(request);
   const log = ctx.logger.child({ request_id: request.request_id, tenant: request.tenant, conversation_id: request.conversation_id });
 
-  const phases = new TurnPhases((phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds));
+  const phases = new TurnPhases(
+    (phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds),
+    trace === NO_TRACE ? undefined : (phase, start, end) => trace.phase(phase, start, end),
+  );
   const { state, handover } = await ctx.memory.load(record.partition, key, request.request_id);
   phases.mark("load");
 
@@ -168,6 +186,7 @@ export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<
     } else {
       // Never a second generation: say it was applied, and where its reply is.
       const events = new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${Date.now().toString(36)}`, 0, eventsPartition);
+      events.traceHeaders = trace.headers;
       events.write({
         type: "error",
         code: "already_applied",
@@ -185,6 +204,7 @@ export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<
   const events = continued
     ? new EventWriter(ctx.producer, ctx.topics.events, request, continued.attempt, continued.next_seq, eventsPartition)
     : new EventWriter(ctx.producer, ctx.topics.events, request, `${ctx.config.workerId}.${startedAt.toString(36)}`, 0, eventsPartition);
+  events.traceHeaders = trace.headers;
   // A continued reply keeps its attempt: no new start event, so the client's reply goes on.
   // Nothing waits for the start: it goes with the first delta, or alone after DELTA_FLUSH_MS.
   if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId }, { holdMs: ctx.config.stream.flushMs });
@@ -208,7 +228,7 @@ export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<
       outcome = await update(request, state, record, events, ctx);
       break;
     case "turn":
-      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt, phases);
+      outcome = await chatTurn(request, state, continued, record, events, ctx, startedAt, phases, trace);
       break;
   }
   if (outcome === "handed_over" || outcome === "lost" || outcome === "retry") {
@@ -220,7 +240,7 @@ export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<
   await events.settle();
   rememberFinal(request.request_id, events, ctx);
   phases.mark("events");
-  ctx.metrics.turnDuration.observe((Date.now() - startedAt) / 1000);
+  observeWithTrace(ctx.metrics.turnDuration, (Date.now() - startedAt) / 1000, trace.traceId);
   log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
   await commitTurn(outcome, record, ctx);
   phases.mark("commit");
@@ -284,6 +304,7 @@ async function chatTurn(
   ctx: TurnContext,
   startedAt: number,
   phases: TurnPhases,
+  trace: TurnTrace,
 ): Promise<TurnOutcome> {
   const stateless = request.context !== undefined;
   const conversation = state ?? newConversation(request.conversation_id, request.tenant, startedAt, request.system);
@@ -307,11 +328,12 @@ async function chatTurn(
   try {
     generated =
       (request.params?.n ?? 1) > 1
-        ? await choicesOf(request, prompt, events, stop, ctx)
-        : await generateStreaming(request, prompt, continued, events, stop, ctx, phases);
+        ? await choicesOf(request, prompt, events, stop, ctx, trace)
+        : await generateStreaming(request, prompt, continued, events, stop, ctx, phases, trace);
   } finally {
     cancelLatencyMs = ctx.cancellations.finish(request.request_id);
   }
+  trace.generated(generated.ok ? generated.result : undefined, prompt, generated.ok ? undefined : generated.error);
   if (cancelLatencyMs !== null) {
     ctx.metrics.cancelLatency.observe(cancelLatencyMs / 1000);
     ctx.logger.info({ request_id: request.request_id, cancel_latency_ms: Math.round(cancelLatencyMs) }, "generation cancelled");
@@ -348,7 +370,7 @@ async function chatTurn(
       ctx.memory.writeIfOwner(
         record.partition,
         conversationKey(request),
-        ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now, sink),
+        trace.timed("write history", ctx.history.append(remembered, turnHistory(state, turn), request.request_id, turn.now, sink)),
         continued?.request_id,
         sink,
       ),
@@ -445,6 +467,7 @@ async function generateStreaming(
   signal: AbortSignal,
   ctx: TurnContext,
   phases?: TurnPhases,
+  trace: TurnTrace = NO_TRACE,
 ): Promise<Generated> {
   const batcher = new DeltaBatcher({
     flushMs: ctx.config.stream.flushMs,
@@ -464,9 +487,13 @@ async function generateStreaming(
         ? Math.max(1, ctx.config.generation.defaultMaxTokens - continued.usage.completion_tokens)
         : ctx.config.generation.defaultMaxTokens,
       signal,
-      onText: (text, logprobs) => batcher.push(text, logprobs),
+      onText: (text, logprobs) => {
+        trace.firstToken();
+        batcher.push(text, logprobs);
+      },
       ...(continued && { continueFrom: continued.reply }),
       onToolCall: (fragment) => {
+        trace.firstToken();
         batcher.flush();
         toolCalls.push(fragment);
       },
@@ -480,7 +507,7 @@ async function generateStreaming(
     toolCalls.flush();
     ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
     ctx.metrics.generatedTokens.inc(result.completionTokens);
-    ctx.metrics.timeToFirstToken.observe(result.timeToFirstTokenMs / 1000);
+    observeWithTrace(ctx.metrics.timeToFirstToken, result.timeToFirstTokenMs / 1000, trace.traceId);
     return { ok: true, result };
   } catch (err) {
     batcher.flush();
@@ -496,9 +523,16 @@ async function generateStreaming(
 }
 
 /** n > 1 (worker/choices.ts), as a Generated: never throws for a generation failure. */
-async function choicesOf(request: TurnRequest, prompt: ChatMessage[], events: EventWriter, signal: AbortSignal, ctx: TurnContext): Promise<Generated> {
+async function choicesOf(
+  request: TurnRequest,
+  prompt: ChatMessage[],
+  events: EventWriter,
+  signal: AbortSignal,
+  ctx: TurnContext,
+  trace: TurnTrace,
+): Promise<Generated> {
   try {
-    return { ok: true, result: await generateChoices(request, prompt, events, signal, ctx) };
+    return { ok: true, result: await generateChoices(request, prompt, events, signal, ctx, trace.traceId) };
   } catch (err) {
     const error = err instanceof KafkaLlmError ? err : new KafkaLlmError("generation_failed", String(err), { cause: err });
     ctx.logger.warn({ request_id: request.request_id, code: error.code, err }, "generation failed");

@@ -50,7 +50,7 @@ export interface EventPartitionsOptions {
   /** The events reader's consumer was replaced because it stopped fetching. */
   onReaderRestart?(): void;
   /** Each event the hub took as new. */
-  onEvent?(event: ChatEvent): void;
+  onEvent?(event: ChatEvent, headers: Readonly<Record<string, Buffer | string>>): void;
 }
 
 /** Kafka's default partitioner (murmur2 of the conversation key), as the workers' producer uses when a request names no partition. */
@@ -95,8 +95,8 @@ export class EventPartitions {
       onRecord: () => options.onRecord?.(),
       onRestart: () => options.onReaderRestart?.(),
       ends: async () => new Map((await options.admin.offsets(options.topic, 3000)).map((o) => [o.partition, o.high])),
-      onEvent: (event, partition) => {
-        if (options.hub.accept(event, partition)) options.onEvent?.(event);
+      onEvent: (event, partition, headers) => {
+        if (options.hub.accept(event, partition)) options.onEvent?.(event, headers);
       },
     });
     this.#group = new GroupConsumer({

@@ -18,7 +18,8 @@ export interface EventsReaderOptions {
   readonly groupId: string;
   readonly logger: Logger;
   /** Each event read, with its partition. */
-  onEvent(event: ChatEvent, partition: number): void;
+  /** `headers`: the record's (its writer's trace context). */
+  onEvent(event: ChatEvent, partition: number, headers: Readonly<Record<string, Buffer | string>>): void;
   /** Each record read (events and malformed ones alike), for the events_read counter. */
   onRecord?(partition: number): void;
   /** The consumer was replaced because it stopped fetching (the restarts counter). */
@@ -51,7 +52,7 @@ export function eventsReader(options: EventsReaderOptions): AssignedReader {
         options.onRecord?.(r.partition);
         const decoded = decodeRecord(chatEventSchema, r.value);
         if (!decoded.ok) log.warn({ partition: r.partition, offset: r.offset, reason: decoded.reason }, "ignored malformed event");
-        else options.onEvent(decoded.value, r.partition);
+        else options.onEvent(decoded.value, r.partition, r.headers);
       }
     },
   });

@@ -22,12 +22,14 @@ import type { ControlRecord } from "../../contracts/records/control.js";
 import type { TopicNames } from "../../contracts/topics.js";
 import { KafkaProducer } from "../../platform/kafka/producer.js";
 import type { Logger } from "../../platform/logger.js";
+import { traceHeaders } from "../../platform/tracing.js";
 import { ApiError } from "../errors.js";
 import { withDeadline } from "./deadline.js";
 
 export interface Publisher {
   /** Puts a request on chat.requests; throws ApiError kafka_unavailable when Kafka does not take it in time. */
-  publishRequest(request: ChatRequest): Promise<void>;
+  /** `headers`: the record's trace context (traceparent), when tracing is on. */
+  publishRequest(request: ChatRequest, headers?: Readonly<Record<string, string>>): Promise<void>;
   /** Puts a cancel on chat.control; same failure as publishRequest. */
   publishCancel(record: ControlRecord): Promise<void>;
 }
@@ -59,17 +61,17 @@ export class KafkaPublisher implements Publisher {
     return this.#producer.disconnect();
   }
 
-  publishRequest(request: ChatRequest): Promise<void> {
-    return this.#send(this.#topics.requests, conversationKey(request), encodeRecord(request), request.request_id);
+  publishRequest(request: ChatRequest, headers?: Readonly<Record<string, string>>): Promise<void> {
+    return this.#send(this.#topics.requests, conversationKey(request), encodeRecord(request), request.request_id, headers);
   }
 
   publishCancel(record: ControlRecord): Promise<void> {
-    return this.#send(this.#topics.control, record.request_id, encodeRecord(record), record.request_id);
+    return this.#send(this.#topics.control, record.request_id, encodeRecord(record), record.request_id, traceHeaders());
   }
 
-  async #send(topic: string, key: string, value: Buffer, requestId: string): Promise<void> {
+  async #send(topic: string, key: string, value: Buffer, requestId: string, headers?: Readonly<Record<string, string>>): Promise<void> {
     try {
-      await withDeadline(this.#producer.send({ topic, messages: [{ key, value }] }), this.#timeoutMs, `produce to ${topic}`);
+      await withDeadline(this.#producer.send({ topic, messages: [{ key, value, ...(headers && { headers }) }] }), this.#timeoutMs, `produce to ${topic}`);
     } catch (err) {
       this.#logger.warn({ topic, request_id: requestId, err }, "Kafka did not take a record");
       throw new ApiError("kafka_unavailable", "Kafka is not reachable right now; try again shortly", { cause: err });

@@ -61,7 +61,15 @@ export async function startRequestsReader(options: {
         // A malformed request is the workers' to dead-letter; nothing to track.
         if (!decoded.ok) continue;
         const r = decoded.value;
-        hub.observe(r.request_id, r.conversation_id, r.tenant, r.events_partition, r.type === "open");
+        const traceparent = record.headers.traceparent;
+        hub.observe(
+          r.request_id,
+          r.conversation_id,
+          r.tenant,
+          r.events_partition,
+          r.type === "open",
+          traceparent === undefined ? undefined : traceparent.toString(),
+        );
         options.onRequestRead?.(r.request_id, record.partition, String(record.offset));
       }
     },

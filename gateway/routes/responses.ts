@@ -19,6 +19,7 @@ import type { ContextMessage, DeleteRequest, TurnRequest } from "../../contracts
 import type { GatewayDeps } from "../deps.js";
 import { ApiError, notFound, parseInput } from "../errors.js";
 import type { RequestSnapshot } from "../event-hub.js";
+import { recordPoll } from "../tracing.js";
 import { KEY_SCOPES, awaitTerminal, cancel, errorOfEvent, findConversation, findRequest, idempotencyKeyOf, keyedRequestId, submit } from "../intake.js";
 import { messagesOfRequest } from "../history/request-messages.js";
 import { messageItem } from "../openai/conversation-items.js";
@@ -72,9 +73,17 @@ export function registerResponseRoutes(app: FastifyInstance, deps: GatewayDeps):
   });
 
   app.get<{ Params: IdParams }>("/v1/responses/:id", openai, async (request, reply) => {
+    const startedAt = Date.now();
     const ref = refOf(request.params.id);
     const query = parseInput(retrieveQuery, request.query, "query");
     const found = await findResponse(deps, ref, request.params.id, request.tenant);
+    if (found.kind === "live") {
+      recordPoll(found.snapshot.traceparent, startedAt, () => ({
+        "kafka_llm.request.id": ref.requestId,
+        "kafka_llm.response.status": stateOfEvents(found.snapshot.events).status,
+        "kafka_llm.stream": query.stream === "true",
+      }));
+    }
     if (query.stream === "true") {
       reply.header("x-request-id", ref.requestId);
       const events = found.kind === "live" ? null : found.events;

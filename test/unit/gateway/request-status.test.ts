@@ -10,7 +10,15 @@ const delta = (seq: number, text: string): ChatEvent => ({ ...base, seq, type: "
 const usage = { prompt_tokens: 5, cached_prompt_tokens: 0, completion_tokens: 2 };
 const timings = { queue_wait_ms: 1, time_to_first_token_ms: 2, generation_ms: 3 };
 const final = (stop_reason: StopReason, reply = "ab"): ChatEvent => ({ ...base, seq: 3, type: "final", reply, stop_reason, usage, timings });
-const snapshot = (events: ChatEvent[]): RequestSnapshot => ({ conversationId: "c1", tenant: "t", attempt: "a1", events, done: false, partition: null });
+const snapshot = (events: ChatEvent[]): RequestSnapshot => ({
+  conversationId: "c1",
+  tenant: "t",
+  attempt: "a1",
+  events,
+  done: false,
+  partition: null,
+  traceparent: null,
+});
 
 describe("request status", () => {
   it("is queued before the start event, running with the text so far after it", () => {
