@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadGatewayConfig } from "../../contracts/config/gateway.js";
+import { loadTracingConfig } from "../../contracts/config/tracing.js";
 import { loadKafkaConfig } from "../../contracts/config/shared.js";
 import { loadWorkerConfig } from "../../contracts/config/worker.js";
 import { REPO_ROOT } from "../helpers/services.js";
@@ -726,6 +727,35 @@ describe("helm test and NOTES.txt", () => {
     const open = renderNotes({ set: { "gateway.auth.mode": "none" } });
     assert.doesNotMatch(open, /Bearer/);
     assert.match(open, /curl -N http:\/\/127\.0\.0\.1:8080\/v1\/requests\/\$rid\/events/);
+  });
+
+  it("tracing: off by default; on, both services get the OTEL_* variables their config reads, and a restricted egress lets spans out", () => {
+    const env = (objs: K8sObject[], component: string) => find(objs, "ConfigMap", `-${component}`).data as Record<string, string>;
+    for (const component of ["gateway", "worker"]) {
+      const off = env(render(), component);
+      assert.equal(loadTracingConfig("x", off).enabled, false, `${component}: no span without tracing.enabled`);
+    }
+    const on = render({
+      set: {
+        "tracing.enabled": true,
+        "tracing.otlpEndpoint": "http://otel-collector.observability:4318",
+        "tracing.samplerRatio": 0.1,
+        "tracing.resourceAttributes": "deployment.environment.name=prod",
+        "networkPolicy.enabled": true,
+        "networkPolicy.egress.enabled": true,
+      },
+    });
+    for (const component of ["gateway", "worker"]) {
+      const config = loadTracingConfig(`kafka-llm-${component}`, env(on, component));
+      assert.equal(config.enabled, true);
+      assert.deepEqual(config.sampler, { kind: "parentbased_traceidratio", ratio: 0.1 });
+      assert.equal(config.captureContent, false, "prompt text stays out of spans unless asked");
+      assert.equal(env(on, component).OTEL_RESOURCE_ATTRIBUTES, "deployment.environment.name=prod");
+      const policy = on.find((o) => o.kind === "NetworkPolicy" && o.metadata.name.endsWith(component))!;
+      const ports = (policy.spec as { egress: Array<{ ports: Array<{ port: number }> }> }).egress.flatMap((e) => e.ports.map((p) => p.port));
+      assert.ok(ports.includes(4318), `${component}: egress to the collector's port (${ports.join(", ")})`);
+    }
+    assert.match(renderError({ set: { "tracing.enabled": true } }), /tracing\.otlpEndpoint/, "on without an endpoint is refused");
   });
 });
 

@@ -371,3 +371,17 @@ max(kafka_llm_consumer_group_total_lag{ {{- $m -}} }) * scalar(clamp_min(max(kaf
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The OTEL_* variables of tracing (docs/tracing.md); nothing while it is off. */}}
+{{- define "kafka-llm.tracingEnv" -}}
+{{- $t := .Values.tracing -}}
+{{- if $t.enabled }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ $t.otlpEndpoint | quote }}
+OTEL_TRACES_SAMPLER: {{ $t.sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ $t.samplerRatio | toString | quote }}
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: {{ $t.captureMessageContent | toString | quote }}
+{{- with $t.resourceAttributes }}
+OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
