@@ -11,6 +11,7 @@ import { registerConversationRoutes } from "./routes/conversations.js";
 import { registerOpenAiRoutes } from "./routes/openai.js";
 import { registerOpenApiRoute } from "./routes/openapi.js";
 import { registerAdmission } from "./admission.js";
+import { registerHttpMetrics } from "./http-metrics.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerRequestRoutes } from "./routes/requests.js";
 import { registerResponseRoutes } from "./routes/responses.js";
@@ -80,6 +81,8 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   app.setNotFoundHandler((request, reply) => {
     return sendError(reply, new KafkaLlmError("not_found", `no route ${request.method} ${request.url.split("?")[0]}`), dialectOfUrl(request.url));
   });
+
+  registerHttpMetrics(app, deps.metrics);
 
   // At onRequest, before any of the body is read: a request without a valid key is answered
   // at once, and its connection closed rather than drained of a body nobody will read.

@@ -33,6 +33,13 @@ export function createGatewayMetrics(sources: MetricSources) {
       labelNames: ["route", "status"] as const,
       registers,
     }),
+    httpRequestDuration: new Histogram({
+      name: "kafka_llm_gateway_http_request_duration_seconds",
+      help: 'HTTP calls from their headers to the response\'s end, by method, route template (route="unmatched" when no route took the call) and status code (499: the client left before a response began); a streamed response (SSE) counts until the stream ends or its client leaves (gateway/http-metrics.ts)',
+      labelNames: ["method", "route", "status_code"] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
     kafkaSendFailures: new Counter({
       name: "kafka_llm_gateway_kafka_send_failures_total",
       help: "Records Kafka did not take within KAFKA_SEND_TIMEOUT_MS (answered 503)",
