@@ -16,6 +16,7 @@ import { registerOpsRoutes } from "./routes/ops.js";
 import { registerRequestRoutes } from "./routes/requests.js";
 import { registerResponseRoutes } from "./routes/responses.js";
 import { registerWebRoutes } from "./routes/web.js";
+import { registerTracing } from "./tracing.js";
 
 export type { GatewayDeps } from "./deps.js";
 
@@ -82,6 +83,8 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     return sendError(reply, new KafkaLlmError("not_found", `no route ${request.method} ${request.url.split("?")[0]}`), dialectOfUrl(request.url));
   });
 
+  // Server spans (first, so that refused calls are traced too) and each handler in its call's span.
+  registerTracing(app, { model: deps.config.modelName });
   registerHttpMetrics(app, deps.metrics);
 
   // At onRequest, before any of the body is read: a request without a valid key is answered
