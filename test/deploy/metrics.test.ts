@@ -8,14 +8,18 @@
  * operator would (scripts/kafka/provision.ts), and the gateway and workers log in with
  * what the chart mounts (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD_FILE).
  * Series get the labels the chart's ServiceMonitor/PodMonitor give them in a cluster
- * (namespace, app_kubernetes_io_instance, app_kubernetes_io_component).
+ * (namespace, app_kubernetes_io_instance, app_kubernetes_io_component). Tracing is on, as
+ * the chart sets it (tracing.enabled, its endpoint a real Jaeger), and Prometheus keeps
+ * exemplars: the latency buckets' trace ids are read back and found in Jaeger.
  *
  * Under a burst of requests:
  * - the helm test's chat-turn script completes a turn with the release's API key;
  * - the HPA's metric query (the prometheus-adapter rule, expanded as the adapter expands
  *   it for the rendered HPA's selector) and KEDA's query return data, and the adapter rule
  *   is the chart's query;
- * - every query of every dashboard panel, and every dashboard variable, returns data.
+ * - every query of every dashboard panel, and every dashboard variable, returns data;
+ * - the time-to-first-token and turn-duration buckets (ours and the GenAI ones) carry
+ *   exemplars whose trace_id is a trace of the run in Jaeger.
  * A metric the services do not export fails the check, by name. What the HPA controller
  * does with the metric is k8s-autoscaling.test.ts's: the real controller decides there.
  */
@@ -30,6 +34,7 @@ import { loadKafkaConfig } from "../../contracts/config/shared.js";
 import { topicNames } from "../../contracts/topics.js";
 import { provisionInstall } from "../../scripts/kafka/provision.js";
 import { ensureTestModel } from "../../scripts/models.js";
+import { startJaeger, type Jaeger } from "../helpers/jaeger.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { freePort, REPO_ROOT, startService, type Service } from "../helpers/services.js";
 import { envWithMountedSecrets, find, render, VARIANTS, type K8sObject, type PodSpec } from "./lib/chart.js";
@@ -70,6 +75,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     }
   ).rules.external;
   let kafka: TestKafka;
+  let jaeger: Jaeger;
   let gateway: Service;
   const workers: Service[] = [];
   let prom: Prometheus;
@@ -98,8 +104,14 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
 
   before(async () => {
     kafka = await useKafka();
-    // Each component logs in as its own principal, from the chart's Secret.
-    objects = render({ release: RELEASE, namespace: NAMESPACE, set: saslValues(kafka.credentials, ["gateway", "worker", "topics"]) });
+    jaeger = await startJaeger();
+    // Each component logs in as its own principal, from the chart's Secret; both export
+    // their spans where the chart's tracing values say.
+    objects = render({
+      release: RELEASE,
+      namespace: NAMESPACE,
+      set: { ...saslValues(kafka.credentials, ["gateway", "worker", "topics"]), "tracing.enabled": true, "tracing.otlpEndpoint": jaeger.otlpHttpEndpoint },
+    });
     const prefix = uniquePrefix("metrics");
     const model = await ensureTestModel();
     // The services get the chart's settings; only what is local differs.
@@ -113,6 +125,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     const gatewayEnv = envWithMountedSecrets(objects, pod(gw), pod(gw).containers[0]!, path.join(secrets, "gateway"));
     const workerEnv = envWithMountedSecrets(objects, pod(wk), pod(wk).containers[0]!, path.join(secrets, "worker"));
     apiKeysFile = gatewayEnv.GATEWAY_API_KEYS_FILE!;
+    for (const env of [gatewayEnv, workerEnv]) assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, jaeger.otlpHttpEndpoint, "tracing on, from the chart");
     // Not in a cluster: no downward API (the worker advertises the address it listens on).
     for (const name of ["POD_NAME", "POD_NAMESPACE", "POD_IP"]) {
       assert.match(workerEnv[name] ?? "", /^<from .*fieldRef/, `${name} comes from the downward API`);
@@ -202,6 +215,7 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     await gateway?.stop();
     await Promise.all(workers.map((w) => w.stop()));
     await kafka?.stop();
+    await jaeger?.stop();
     rmSync(secrets, { recursive: true, force: true });
   });
 
@@ -316,6 +330,27 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
       });
       const q = (find(keda, "ScaledObject").spec as { triggers: Array<{ metadata: { query: string } }> }).triggers[0]!.metadata.query;
       assert.equal(adapterQuery(metric), q, signal);
+    }
+  });
+
+  it("latency buckets carry exemplars: the trace ids of turns, each a trace in Jaeger", async () => {
+    const end = Date.now() / 1000;
+    const m = `{${ADAPTER_MATCHERS}}`;
+    for (const metric of [
+      "kafka_llm_time_to_first_token_seconds_bucket",
+      "kafka_llm_turn_duration_seconds_bucket",
+      "gen_ai_server_time_to_first_token_seconds_bucket",
+      "gen_ai_server_request_duration_seconds_bucket",
+    ]) {
+      const series = await prom.queryExemplars(`${metric}${m}`, started, end);
+      const exemplars = series.flatMap((s) => s.exemplars);
+      assert.ok(exemplars.length > 0, `${metric}: no exemplars (the worker serves OpenMetrics, Prometheus stores exemplars)`);
+      for (const e of exemplars) assert.match(e.labels.trace_id ?? "", /^[0-9a-f]{32}$/, `${metric}: an exemplar's trace_id`);
+      // The newest exemplar of the metric names a trace the worker exported: its run of the request.
+      const newest = exemplars.reduce((a, b) => (b.timestamp > a.timestamp ? b : a));
+      const spans = await jaeger.waitForTrace(newest.labels.trace_id!, (s) => s.some((x) => x.service === "kafka-llm-worker"), 30_000);
+      assert.ok(spans.length > 0);
+      console.log(`# ${metric}: ${exemplars.length} exemplars; trace ${newest.labels.trace_id} has ${spans.length} spans in Jaeger`);
     }
   });
 

@@ -1,7 +1,8 @@
 /**
  * A real Prometheus (Debian's package, scripts/deploy/tools.sh) for a test: its own
  * config, storage in a temporary directory, 127.0.0.1 on a free port, stopped by the test.
- * Never the system service.
+ * Never the system service. Exemplar storage is on, so the trace ids the services put on
+ * their histogram buckets (OpenMetrics exemplars) can be read back.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -22,6 +23,12 @@ export interface Series {
   values: Array<[number, string]>;
 }
 
+/** One series' exemplars, as /api/v1/query_exemplars gives them. */
+export interface ExemplarSeries {
+  seriesLabels: Record<string, string>;
+  exemplars: Array<{ labels: Record<string, string>; value: string; timestamp: number }>;
+}
+
 export interface Prometheus {
   readonly url: string;
   readonly configFile: string;
@@ -30,6 +37,8 @@ export interface Prometheus {
   /** Range query, `step` in seconds. */
   queryRange(expr: string, start: number, end: number, step: number): Promise<Series[]>;
   labelValues(label: string, match: string): Promise<string[]>;
+  /** The exemplars of the series `expr` selects, from `start` to `end` (Unix seconds). */
+  queryExemplars(expr: string, start: number, end: number): Promise<ExemplarSeries[]>;
   output(): string;
   stop(): Promise<void>;
 }
@@ -65,6 +74,7 @@ export async function startPrometheus(targets: readonly ScrapeTarget[], scrapeIn
       `--storage.tsdb.path=${path.join(dir, "data")}`,
       `--web.listen-address=127.0.0.1:${port}`,
       "--storage.tsdb.retention.time=1h",
+      "--enable-feature=exemplar-storage",
       "--log.level=warn",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
@@ -110,6 +120,9 @@ export async function startPrometheus(targets: readonly ScrapeTarget[], scrapeIn
     async labelValues(label, match) {
       return api<string[]>(`/api/v1/label/${label}/values`, { "match[]": match });
     },
+    async queryExemplars(expr, start, end) {
+      return api<ExemplarSeries[]>("/api/v1/query_exemplars", { query: expr, start: String(start), end: String(end) });
+    },
     output: () => output,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -136,9 +149,9 @@ export async function startPrometheus(targets: readonly ScrapeTarget[], scrapeIn
   }
 }
 
-/** The project's metric names an expression reads. */
+/** The project's metric names an expression reads (its own, and the OpenTelemetry GenAI ones it exports). */
 export function metricNames(expr: string): string[] {
   const names = new Set<string>();
-  for (const m of expr.matchAll(/\b(kafka_llm_[a-z0-9_]+)\b/g)) names.add(m[1]!);
+  for (const m of expr.matchAll(/\b((?:kafka_llm|gen_ai)_[a-z0-9_]+)\b/g)) names.add(m[1]!);
   return [...names];
 }
