@@ -35,6 +35,7 @@ import { routeScenario } from "./scenarios/route.js";
 import { scaleScenario } from "./scenarios/scale.js";
 import { stateScaleScenario } from "./scenarios/state-scale.js";
 import { tenancyScenario } from "./scenarios/tenancy.js";
+import { tracingScenario } from "./scenarios/tracing.js";
 
 const running: { broker: Awaited<ReturnType<typeof startBroker>> | null } = { broker: null };
 
@@ -54,6 +55,7 @@ const SCENARIOS: Scenario[] = [
   noisyNeighbourScenario,
   grammarScenario,
   responsesScenario,
+  tracingScenario,
 ];
 
 async function main(): Promise<number> {

@@ -19,8 +19,8 @@ import { ERROR_CODES, type ErrorCode } from "../contracts/errors.js";
 import { ApiError, HTTP_STATUS, notFound } from "./errors.js";
 import type { RequestSnapshot } from "./event-hub.js";
 import { LookupUnavailable } from "./kafka/owners.js";
-import { SpanStatusCode } from "@opentelemetry/api";
-import { traceHeaders } from "../platform/tracing.js";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { startSpan, traceHeaders, tracingOn } from "../platform/tracing.js";
 
 export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -178,11 +178,20 @@ export async function findConversation(
   const conversations = deps.conversations;
   if (!conversations) throw new ApiError("kafka_unavailable", "conversation reads are not available yet; try again shortly");
   const read = async () => {
+    // A span of the call's trace: a read asks the worker owning the partition (and may wait for it).
+    const span = tracingOn()
+      ? startSpan("read conversation", undefined, { kind: SpanKind.CLIENT, attributes: { "gen_ai.conversation.id": conversationId } })
+      : undefined;
     try {
-      return await conversations.get({ tenant, conversation_id: conversationId });
+      const state = await conversations.get({ tenant, conversation_id: conversationId });
+      span?.setAttribute("kafka_llm.found", state !== undefined);
+      return state;
     } catch (err) {
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
       if (err instanceof LookupUnavailable) throw new ApiError("kafka_unavailable", `cannot read conversation ${conversationId}: ${err.message}`);
       throw err;
+    } finally {
+      span?.end();
     }
   };
   let state = await read();

@@ -16,7 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import OpenAI from "openai";
 import { parseResponseId } from "../gateway/openai/response-id.js";
-import { startJaeger, type Jaeger } from "../test/helpers/jaeger.js";
+import { startJaeger, type Jaeger } from "../testkit/jaeger.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../testkit/kafka.js";
 import { killAll, REPO_ROOT, type Service } from "../testkit/services.js";
 import { stackEnv, startGateway, startWorker } from "../testkit/stack.js";

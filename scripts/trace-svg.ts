@@ -12,7 +12,7 @@
  * polls) share one row. Pure: the same spans and options give the same bytes.
  */
 
-/** What the picture reads of a span: a subset of test/helpers/jaeger.ts's JaegerSpan. */
+/** What the picture reads of a span: a subset of testkit/jaeger.ts's JaegerSpan. */
 export interface TraceSpan {
   readonly traceId: string;
   readonly spanId: string;

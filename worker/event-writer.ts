@@ -56,7 +56,7 @@ export function eventsPartitionOf(request: Pick<ChatRequest, "request_id" | "eve
 export class EventWriter {
   #seq = 0;
   /** Events queued behind the send in flight. */
-  #queued: Array<{ key: string; value: Buffer; seq: number }> = [];
+  #queued: Array<{ key: string; value: Buffer; seq: number; terminal: boolean }> = [];
   /** Where the first event this writer sent landed; null until its send is acked. */
   #first: EventPosition | null = null;
   /** Where the last terminal event (final or error) this writer sent landed. */
@@ -74,7 +74,7 @@ export class EventWriter {
   readonly #request: RequestKeys;
   /** This run of the request; a re-run by another worker gets another. */
   readonly attempt: string;
-  /** The turn's trace context (traceparent), sent with every event so the gateway's read joins the trace; none while tracing is off. */
+  /** The turn's trace context (traceparent), sent with the terminal event so the gateway's read links to this run; none while tracing is off. */
   traceHeaders: Readonly<Record<string, string>> | undefined;
 
   /**
@@ -112,8 +112,9 @@ export class EventWriter {
   send(event: ChatEvent, options: { holdMs?: number } = {}): void {
     // After a failure nothing more is sent: a later event must not land without those before it.
     if (this.#failure !== null) return;
-    if (event.type === "final" || event.type === "error") this.#terminalSeqs.add(event.seq);
-    this.#queued.push({ key: conversationKey(event), value: encodeRecord(event), seq: event.seq });
+    const terminal = event.type === "final" || event.type === "error";
+    if (terminal) this.#terminalSeqs.add(event.seq);
+    this.#queued.push({ key: conversationKey(event), value: encodeRecord(event), seq: event.seq, terminal });
     if (options.holdMs && !this.#sending) this.#holdTimer ??= setTimeout(() => this.#sendHeld(), options.holdMs);
     else this.#sendHeld();
   }
@@ -204,7 +205,12 @@ export class EventWriter {
         const partition = this.#partition;
         const delivered = await this.#producer.send({
           topic: this.#topic,
-          messages: messages.map((m) => ({ key: m.key, value: m.value, ...(partition === undefined ? {} : { partition }), ...this.#headers() })),
+          messages: messages.map((m) => ({
+            key: m.key,
+            value: m.value,
+            ...(partition === undefined ? {} : { partition }),
+            ...(m.terminal && this.#headers()),
+          })),
         });
         // Where each event landed, in the order sent.
         messages.forEach((q, i) => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Jaeger v2 binary the tracing tests run (test/helpers/jaeger.ts) into the
+# Builds the Jaeger v2 binary the tracing tests run (testkit/jaeger.ts) into the
 # project's .cache/bin, from the Go module proxy: the module in scripts/deploy/jaeger/
 # names it as a tool, and its committed go.sum pins every dependency. No release
 # download, no container. Idempotent and quiet once built. A cold build (empty Go caches)

@@ -1,4 +1,4 @@
-// The Jaeger v2 binary the deploy tests run (test/helpers/jaeger.ts), built by
+// The Jaeger v2 binary the deploy tests run (testkit/jaeger.ts), built by
 // scripts/deploy/jaeger.sh from the Go module proxy. Only the tool directive and the
 // versions below matter; there is no code here.
 module kafkallm.local/jaeger
