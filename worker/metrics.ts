@@ -77,11 +77,12 @@ const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/;
 
 /**
  * Observes `seconds` on `histogram`, with `traceId` as the bucket's exemplar (label trace_id)
- * when it is a valid trace id; without one (tracing off, a trace not sampled) a plain
- * observation. `labels`: the histogram's own labels, if it has any.
+ * when it is a valid trace id; without one (tracing off, a trace not sampled), or on a
+ * histogram made without exemplars, a plain observation. `labels`: the histogram's own
+ * labels, if it has any.
  */
 export function observeWithTrace<L extends string>(histogram: Histogram<L>, seconds: number, traceId: string | undefined, labels?: Labels<L>): void {
-  const exemplar = traceId !== undefined && TRACE_ID.test(traceId);
+  const exemplar = traceId !== undefined && TRACE_ID.test(traceId) && (histogram as { enableExemplars?: boolean }).enableExemplars === true;
   if (!exemplar) {
     if (labels) histogram.observe(labels, seconds);
     else histogram.observe(seconds);

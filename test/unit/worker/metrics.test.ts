@@ -51,6 +51,7 @@ describe("worker metrics", () => {
     observeWithTrace(metrics.timeToFirstToken, 0.3, TRACE);
     observeWithTrace(metrics.turnDuration, 2, undefined);
     observeWithTrace(metrics.turnDuration, 7, "00000000000000000000000000000000");
+    observeWithTrace(metrics.turnPhase, 0.1, TRACE, { phase: "load" }); // no exemplars there: a plain observation
     const text = await metrics.registry.metrics();
     const ttft = samples(text, "kafka_llm_time_to_first_token_seconds_bucket");
     const withExemplar = ttft.filter((s) => s.exemplar !== null);
@@ -58,6 +59,7 @@ describe("worker metrics", () => {
     assert.equal(withExemplar[0]!.labels.le, "0.5", "the bucket the observation fell in");
     assert.match(withExemplar[0]!.exemplar!, new RegExp(`^\\{trace_id="${TRACE}"\\} 0\\.3 \\d+(\\.\\d+)?$`));
     assert.equal(samples(text, "kafka_llm_turn_duration_seconds_count")[0]!.value, 2, "both observed");
+    assert.equal(samples(text, "kafka_llm_turn_phase_seconds_count")[0]!.value, 1);
     assert.ok(
       samples(text, "kafka_llm_turn_duration_seconds_bucket").every((s) => s.exemplar === null),
       "no trace, or the invalid all-zero id: no exemplar",
