@@ -152,6 +152,7 @@ export async function startPrometheus(targets: readonly ScrapeTarget[], scrapeIn
 /** The project's metric names an expression reads (its own, and the OpenTelemetry GenAI ones it exports). */
 export function metricNames(expr: string): string[] {
   const names = new Set<string>();
-  for (const m of expr.matchAll(/\b((?:kafka_llm|gen_ai)_[a-z0-9_]+)\b/g)) names.add(m[1]!);
+  // A name followed by a matcher (gen_ai_token_type="input") is a label's.
+  for (const m of expr.matchAll(/\b((?:kafka_llm|gen_ai)_[a-z0-9_]+)\b(?!\s*(?:=|!=|=~|!~))/g)) names.add(m[1]!);
   return [...names];
 }
