@@ -15,7 +15,7 @@ import { DeltaBatcher } from "./delta-batcher.js";
 import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import type { EventWriter } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
-import { observeWithTrace, type WorkerMetrics } from "./metrics.js";
+import type { WorkerMetrics } from "./metrics.js";
 import { slotOwner, type Slot, type SlotPool } from "./slot-pool.js";
 
 export interface ChoiceDeps {
@@ -86,9 +86,7 @@ export async function generateChoices(
   }
   const first = results[0]!;
   const completionTokens = results.reduce((sum, r) => sum + r.completionTokens, 0);
-  deps.metrics.promptTokens.inc(results.reduce((sum, r) => sum + r.promptTokens - r.cachedPromptTokens, 0));
-  deps.metrics.generatedTokens.inc(completionTokens);
-  observeWithTrace(deps.metrics.timeToFirstToken, first.timeToFirstTokenMs / 1000, traceId);
+  deps.metrics.generationDone(request.tenant, results, traceId);
   return {
     ...first,
     completionTokens,

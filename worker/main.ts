@@ -52,7 +52,7 @@ function observeLifecycle(lifecycle: Lifecycle, metrics: WorkerMetrics, logger: 
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger("worker", config.logLevel).child({ worker_id: config.workerId });
-  const metrics = createWorkerMetrics(config.workerId);
+  const metrics = createWorkerMetrics(config.workerId, { model: modelNameOf(config.model.source), maxTenants: config.metrics.maxTenants });
   const tracing = startTracing(loadTracingConfig("kafka-llm-worker"), { instanceId: config.workerId, logger });
   const lifecycle = new Lifecycle();
   observeLifecycle(lifecycle, metrics, logger);

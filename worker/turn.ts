@@ -84,7 +84,7 @@ import { storedTerminal, type FinalPositions, type ReplaySources } from "./repla
 import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
 import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
-import { observeWithTrace, type WorkerMetrics } from "./metrics.js";
+import type { WorkerMetrics } from "./metrics.js";
 import { slotOwner, type SlotPool } from "./slot-pool.js";
 import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
 import { TurnPhases } from "./turn-phases.js";
@@ -240,7 +240,7 @@ async function runTraced(record: TurnRecord, ctx: TurnContext, trace: TurnTrace)
   await events.settle();
   rememberFinal(request.request_id, events, ctx);
   phases.mark("events");
-  observeWithTrace(ctx.metrics.turnDuration, (Date.now() - startedAt) / 1000, trace.traceId);
+  ctx.metrics.requestDone((Date.now() - startedAt) / 1000, trace.traceId, request.type === "turn" ? outcome : undefined);
   log.info({ outcome, events: events.eventsWritten, turn_ms: Date.now() - startedAt }, "request done");
   await commitTurn(outcome, record, ctx);
   phases.mark("commit");
@@ -505,9 +505,7 @@ async function generateStreaming(
     const tail = batcher.take();
     if (tail) events.write({ type: "delta", ...tail }, { holdMs: ctx.config.stream.flushMs });
     toolCalls.flush();
-    ctx.metrics.promptTokens.inc(result.promptTokens - result.cachedPromptTokens);
-    ctx.metrics.generatedTokens.inc(result.completionTokens);
-    observeWithTrace(ctx.metrics.timeToFirstToken, result.timeToFirstTokenMs / 1000, trace.traceId);
+    ctx.metrics.generationDone(request.tenant, result, trace.traceId);
     return { ok: true, result };
   } catch (err) {
     batcher.flush();
