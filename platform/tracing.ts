@@ -78,7 +78,8 @@ export function startTracing(config: TracingConfig, options: { instanceId: strin
       ...(options.version && { "service.version": options.version }),
     }),
   );
-  const exporter = config.exporter === "console" ? new ConsoleSpanExporter() : new OTLPTraceExporter();
+  // The URL from the parsed config (one source); the exporter reads its headers, timeout and certificates from OTEL_EXPORTER_OTLP_* itself.
+  const exporter = config.exporter === "console" ? new ConsoleSpanExporter() : new OTLPTraceExporter(config.tracesUrl ? { url: config.tracesUrl } : {});
   const provider = new TracerProvider({
     resource,
     sampler: samplerOf(config.sampler),
@@ -104,6 +105,11 @@ export function startTracing(config: TracingConfig, options: { instanceId: strin
         await provider.shutdown();
       } catch (err) {
         options.logger.warn({ err }, "tracing: spans not sent at shutdown");
+      } finally {
+        on = false;
+        trace.disable();
+        context.disable();
+        propagation.disable();
       }
     },
   };

@@ -11,7 +11,7 @@ import { ConfigError, bool, int, parseEnv, str, type Env } from "./env.js";
 
 const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
 
-const tracingFields = {
+export const tracingFields = {
   OTEL_SDK_DISABLED: bool(false),
   OTEL_TRACES_EXPORTER: z.enum(["otlp", "console", "none"], { error: 'must be "otlp", "console" or "none"' }).optional(),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be a URL such as http://otel-collector:4318" }).optional(),
@@ -33,6 +33,8 @@ export interface TracingConfig {
   /** False: nothing is set up and every span is the API's no-op. */
   readonly enabled: boolean;
   readonly exporter: "otlp" | "console";
+  /** Where OTLP/HTTP spans go: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; undefined: the exporter's default (http://localhost:4318/v1/traces). */
+  readonly tracesUrl: string | undefined;
   readonly serviceName: string;
   readonly sampler: { readonly kind: (typeof SAMPLERS)[number]; readonly ratio: number };
   readonly batch: { readonly scheduleDelayMs: number; readonly exportTimeoutMs: number; readonly maxQueueSize: number; readonly maxExportBatchSize: number };
@@ -51,6 +53,7 @@ export function loadTracingConfig(service: string, env: Env = process.env): Trac
   return Object.freeze({
     enabled: !e.OTEL_SDK_DISABLED && exporter !== "none",
     exporter: exporter === "console" ? "console" : "otlp",
+    tracesUrl: e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (e.OTEL_EXPORTER_OTLP_ENDPOINT && `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces`),
     serviceName: e.OTEL_SERVICE_NAME ?? service,
     sampler: Object.freeze({ kind: e.OTEL_TRACES_SAMPLER, ratio: e.OTEL_TRACES_SAMPLER_ARG ?? 1 }),
     batch: Object.freeze({

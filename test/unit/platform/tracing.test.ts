@@ -15,6 +15,12 @@ describe("tracing configuration", () => {
   it("is off unless an exporter is named, and off when disabled whatever else is set", () => {
     assert.equal(loadTracingConfig("svc", {}).enabled, false);
     assert.equal(loadTracingConfig("svc", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" }).enabled, true);
+    assert.equal(loadTracingConfig("svc", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }).tracesUrl, "http://collector:4318/v1/traces");
+    assert.equal(
+      loadTracingConfig("svc", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://t:4318/v1/traces" }).tracesUrl,
+      "http://t:4318/v1/traces",
+      "the traces endpoint wins, taken whole",
+    );
     assert.equal(loadTracingConfig("svc", { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://collector:4318/v1/traces" }).enabled, true);
     assert.equal(loadTracingConfig("svc", { OTEL_TRACES_EXPORTER: "console" }).exporter, "console");
     assert.equal(loadTracingConfig("svc", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_TRACES_EXPORTER: "none" }).enabled, false);
