@@ -12,6 +12,7 @@ import { describe, it } from "node:test";
 import type { z } from "zod";
 import { gatewayFields } from "../../../contracts/config/gateway.js";
 import { kafkaFields } from "../../../contracts/config/shared.js";
+import { tracingFields } from "../../../contracts/config/tracing.js";
 import { workerFields } from "../../../contracts/config/worker.js";
 
 const CONFIGURATION = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../docs/configuration.md");
@@ -92,6 +93,9 @@ const gatewayOwn = without(gatewayFields, kafkaFields);
 describe("docs/configuration.md's tables match contracts/config/", () => {
   it("Both services: the Kafka variables and their defaults", () => {
     assert.deepEqual(tableProblems(doc, "Both services", kafkaFields), []);
+  });
+  it("Tracing: OpenTelemetry's variables both services read", () => {
+    assert.deepEqual(tableProblems(doc, "Tracing", tracingFields), []);
   });
   it("Worker: the worker's own variables and their defaults", () => {
     assert.deepEqual(tableProblems(doc, "Worker", workerOwn), []);
