@@ -9,18 +9,19 @@ import { pino } from "pino";
 import { loadGatewayConfig } from "../../../contracts/config/gateway.js";
 import { buildGateway } from "../../../gateway/app.js";
 import type { GatewayDeps } from "../../../gateway/deps.js";
+import { createGatewayMetrics } from "../../../gateway/metrics.js";
 import { openApiDocument } from "../../../gateway/openapi/document.js";
 
 function gateway(env: Record<string, string> = {}) {
   const config = loadGatewayConfig({ GATEWAY_API_KEYS: "acme:k1", ...env });
-  // Only the config is used by the routes this file calls; the rest must not be reached.
+  // Only the config (and the metrics every call counts in) is used by the routes this file calls; the rest must not be reached.
   const unused = new Proxy({}, { get: () => assert.fail("not used by these routes") });
   const deps = {
     config,
     logger: pino({ level: "silent" }),
     hub: unused,
     memory: null,
-    metrics: unused,
+    metrics: createGatewayMetrics({ trackedRequests: () => 0, recentTurns: () => ({ meanSeconds: 0, count: 0 }) }),
     publisher: unused,
     authenticate: () => "acme",
     ready: () => true,
