@@ -1,12 +1,12 @@
 /**
- * The README's picture of a turn's time: `npx tsx scripts/trace-picture.ts [--out docs/images/trace-takeover.svg]`.
+ * The README's picture of a turn's time: `npx tsx bench/trace-picture.ts [--out docs/images/trace-takeover.svg]`.
  *
  * Runs the real thing on this machine: a local broker (or KAFKA_BROKERS), Jaeger
  * (.cache/bin/jaeger, scripts/deploy/jaeger.sh), a gateway and two workers on stories260K,
  * all exporting spans over OTLP. It makes one ordinary response, then continues the
  * conversation with a background response whose worker is SIGKILLed mid-reply, so that the
  * other worker takes it over while the client polls. It reads both traces back from Jaeger
- * and writes them as one SVG (scripts/trace-svg.ts), and the spans it drew as JSON beside
+ * and writes them as one SVG (bench/lib/trace-svg.ts), and the spans it drew as JSON beside
  * it (same name, .json), from which `--rerender` draws the SVG again without a run.
  * Everything it starts is stopped at its end, on a failure and on Ctrl-C.
  */
@@ -20,7 +20,7 @@ import { startJaeger, type Jaeger } from "../testkit/jaeger.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../testkit/kafka.js";
 import { killAll, REPO_ROOT, type Service } from "../testkit/services.js";
 import { stackEnv, startGateway, startWorker } from "../testkit/stack.js";
-import { renderTraceSvg, type TracePicture } from "./trace-svg.js";
+import { renderTraceSvg, type TracePicture } from "./lib/trace-svg.js";
 
 const KEY = "trace-picture-key";
 const MODEL = "stories-260k";

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { REPO_ROOT } from "../../../testkit/services.js";
-import { formatMs, renderTraceSvg, tickStepMs, traceRows, type TracePicture, type TraceSpan } from "../../../scripts/trace-svg.js";
+import { formatMs, renderTraceSvg, tickStepMs, traceRows, type TracePicture, type TraceSpan } from "../../../bench/lib/trace-svg.js";
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c";
 const T0 = 1_700_000_000_000_000; // µs since the epoch
@@ -35,7 +35,7 @@ const SPANS: TraceSpan[] = [
   ),
 ];
 
-describe("the trace waterfall (scripts/trace-svg.ts)", () => {
+describe("the trace waterfall (bench/lib/trace-svg.ts)", () => {
   it("lists spans in tree order, each instance's siblings together, a killed run's orphans under a synthesized row", () => {
     const rows = traceRows(SPANS, { "worker-a": "worker-a's run (killed)" });
     assert.deepEqual(
@@ -112,7 +112,7 @@ describe("the trace waterfall (scripts/trace-svg.ts)", () => {
     assert.equal(formatMs(11_424_400), "11,424 ms");
   });
 
-  it("made docs/images/trace-takeover.svg from docs/images/trace-takeover.json (npx tsx scripts/trace-picture.ts --rerender)", () => {
+  it("made docs/images/trace-takeover.svg from docs/images/trace-takeover.json (npm run trace-picture -- --rerender)", () => {
     const base = path.join(REPO_ROOT, "docs", "images", "trace-takeover");
     const picture = JSON.parse(readFileSync(`${base}.json`, "utf8")) as TracePicture;
     assert.equal(renderTraceSvg(picture.spans, picture.options), readFileSync(`${base}.svg`, "utf8"));

@@ -1,5 +1,5 @@
 /**
- * A trace as a waterfall in SVG, for the README (scripts/trace-picture.ts makes it from a
+ * A trace as a waterfall in SVG, for the README (bench/trace-picture.ts makes it from a
  * real run). Jaeger's web UI is not in the binary we build from Go modules, and a picture
  * on GitHub must be one self-contained file: no script, no external font or stylesheet.
  *
@@ -42,7 +42,7 @@ export interface TraceSvgOptions {
   readonly width?: number;
 }
 
-/** A picture's data as scripts/trace-picture.ts stores it beside the SVG. */
+/** A picture's data as bench/trace-picture.ts stores it beside the SVG. */
 export interface TracePicture {
   readonly spans: TraceSpan[];
   readonly options: TraceSvgOptions;
