@@ -11,13 +11,14 @@ import type { ChatEvent } from "../../contracts/records/events.js";
 import type { TurnRequest } from "../../contracts/records/requests.js";
 import type { GatewayDeps } from "../deps.js";
 import { ApiError, errorBody, notFound } from "../errors.js";
-import { KEY_SCOPES, awaitTerminal, cancel, errorOfEvent, idempotencyKeyOf, keyedRequestId, submit } from "../intake.js";
+import { KEY_SCOPES, errorOfEvent, idempotencyKeyOf, keyedRequestId, submit } from "../intake.js";
 import { parseCompletionBody, toTurnRequest, type CompletionInput } from "../openai/request.js";
 import { gatheredLogprobs } from "../openai/logprobs.js";
 import { choicesOf, chunk, completion, finishReason, usageChunk, type ChunkDelta, type CompletionMeta, type FinishReason } from "../openai/response.js";
 import type { TokenLogprob } from "../../contracts/records/events.js";
 import { SseWriter } from "../sse.js";
 import { deadlineError } from "./requests.js";
+import { awaitReply, cancelForDisconnect } from "./reply-wait.js";
 import { objectBody } from "./schemas.js";
 
 const openai = { config: { dialect: "openai" as const } };
@@ -74,27 +75,7 @@ function keyed(turn: TurnRequest, key: string | undefined): TurnRequest {
 }
 
 async function wholeCompletion(deps: GatewayDeps, request: FastifyRequest, reply: FastifyReply, turn: TurnRequest, meta: CompletionMeta) {
-  const left = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) left.abort();
-  };
-  reply.raw.on("close", onClose);
-  // No wait is endless: past the deadline, 504 with the request to look up (it goes on).
-  let expired = false;
-  const deadline = setTimeout(() => {
-    expired = true;
-    left.abort();
-  }, deps.config.requests.deadlineMs);
-  const terminal = await awaitTerminal(deps, turn.request_id, left.signal);
-  clearTimeout(deadline);
-  reply.raw.off("close", onClose);
-  if (terminal === null) {
-    if (expired) throw deadlineError(turn.request_id, deps.config.requests.deadlineMs);
-    if (left.signal.aborted) await cancelForDisconnect(deps, request, turn);
-    // The client is gone (or the request was evicted): there is nobody to answer.
-    throw new ApiError("generation_failed", "the request ended without a reply");
-  }
-  if (terminal.type === "error") throw errorOfEvent(terminal);
+  const terminal = await awaitReply(deps, request, reply, turn);
   // Logprobs come with the deltas only: gathered from the attempt's events the hub holds.
   const events = turn.params?.logprobs === undefined ? null : (deps.hub.get(turn.request_id)?.events ?? []);
   return reply.send(completion(meta, terminal, (c) => (events === null ? null : gatheredLogprobs(events, c.index, c.reply))));
@@ -215,18 +196,5 @@ function streamCompletion(
   if (stop === null) {
     sse.data(errorBody(new ApiError("generation_failed", "the request is no longer tracked"), "openai"));
     end();
-  }
-}
-
-async function cancelForDisconnect(deps: GatewayDeps, request: FastifyRequest, turn: TurnRequest): Promise<void> {
-  if (deps.hub.get(turn.request_id)?.done) return;
-  // A client that sent an Idempotency-Key retries (the openai SDK does on a timeout or a
-  // dropped connection): the request goes on, for the retry to find.
-  if (request.headers["idempotency-key"] !== undefined) return;
-  try {
-    await cancel(deps, turn.request_id, turn.tenant, "the client disconnected", "disconnect");
-    request.log.info({ request_id: turn.request_id, conversation_id: turn.conversation_id }, "client left mid-reply: request cancelled");
-  } catch (err) {
-    request.log.warn({ request_id: turn.request_id, err: (err as Error).message }, "client left mid-reply; the cancel could not be written");
   }
 }

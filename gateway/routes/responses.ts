@@ -28,6 +28,7 @@ import { checkToolOutputs, parseResponsesBody, splitNews, type ResponseInput } f
 import { ResponseStreamBuilder, defaultBase, responseObject, stateOfEvents, type ResponseBase } from "../openai/responses-object.js";
 import { SseWriter } from "../sse.js";
 import { deadlineError } from "./requests.js";
+import { awaitReply, cancelForDisconnect } from "./reply-wait.js";
 import { objectBody } from "./schemas.js";
 
 const openai = { config: { dialect: "openai" as const } };
@@ -382,25 +383,7 @@ async function waitBriefly(deps: GatewayDeps, requestId: string) {
 }
 
 async function wholeResponse(deps: GatewayDeps, request: FastifyRequest, reply: FastifyReply, turn: TurnRequest, base: ResponseBase) {
-  const left = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) left.abort();
-  };
-  reply.raw.on("close", onClose);
-  let expired = false;
-  const deadline = setTimeout(() => {
-    expired = true;
-    left.abort();
-  }, deps.config.requests.deadlineMs);
-  const terminal = await awaitTerminal(deps, turn.request_id, left.signal);
-  clearTimeout(deadline);
-  reply.raw.off("close", onClose);
-  if (terminal === null) {
-    if (expired) throw deadlineError(turn.request_id, deps.config.requests.deadlineMs);
-    if (left.signal.aborted) await cancelForDisconnect(deps, request, turn);
-    throw new ApiError("generation_failed", "the request ended without a reply");
-  }
-  if (terminal.type === "error") throw errorOfEvent(terminal);
+  const terminal = await awaitReply(deps, request, reply, turn);
   return reply.send(responseObject(base, stateOfEvents(deps.hub.get(turn.request_id)?.events ?? [terminal])));
 }
 
@@ -458,16 +441,5 @@ function streamResponse(
     builder.error("generation_failed", "the request is no longer tracked");
     flush();
     end();
-  }
-}
-
-async function cancelForDisconnect(deps: GatewayDeps, request: FastifyRequest, turn: Pick<TurnRequest, "request_id" | "tenant">): Promise<void> {
-  if (deps.hub.get(turn.request_id)?.done) return;
-  if (request.headers["idempotency-key"] !== undefined) return;
-  try {
-    await cancel(deps, turn.request_id, turn.tenant, "the client disconnected", "disconnect");
-    request.log.info({ request_id: turn.request_id }, "client left mid-response: response cancelled");
-  } catch (err) {
-    request.log.warn({ request_id: turn.request_id, err: (err as Error).message }, "client left mid-response; the cancel could not be written");
   }
 }
