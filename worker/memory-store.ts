@@ -241,12 +241,14 @@ export class MemoryStore {
    * stale state. Also returns a reply a previous owner handed over for `requestId` of this
    * conversation. `key`: the conversation key (tenant and id, contracts/conversation-key.ts).
    */
-  async load(partition: number, key: string, requestId: string): Promise<{ state?: ConversationState; handover?: Handover }> {
+  async load(partition: number, key: string, requestId: string): Promise<{ state?: ConversationState; handover?: Handover; restored?: boolean }> {
+    // Whether this load waits for the partition's restore (a partition just gained): for the turn's trace.
+    const restored = !this.#ownership.holds(partition) || this.#restores.pending(partition) !== undefined;
     await this.ready(partition);
     await this.catchUp(partition);
     const state = this.get(partition, key);
     const handover = this.#handovers.find(partition, requestId, key);
-    return { ...(state && { state }), ...(handover && { handover }) };
+    return { ...(state && { state }), ...(handover && { handover }), ...(restored && { restored }) };
   }
 
   /**

@@ -4,7 +4,8 @@
  *
  *   queue wait                 the request's time in Kafka and the scheduler, from its acceptance
  *   process chat.requests      this worker's run of the record (kind consumer), to its commit
- *   ├─ load conversation       the state store: a partition's restore or catch-up
+ *   ├─ load conversation       the state store: its catch-up, and the partition's restore
+ *   │                          when just gained (kafka_llm.memory.restore)
  *   ├─ chat <model>            the GenAI span: model, conversation, usage, time to first token
  *   │  ├─ slot wait
  *   │  ├─ prompt evaluation    to the first token
@@ -53,6 +54,8 @@ export interface TurnTraceOptions {
 export interface TurnTrace {
   /** The record's request, once decoded: its ids become attributes. */
   request(request: ChatRequest): void;
+  /** The load waited for its partition's restore (the partition was just gained): said on `load conversation`. */
+  restored(): void;
   /** A phase of kafka_llm_turn_phase_seconds, from start to end (performance.now() ms). */
   phase(phase: TurnPhase, start: number, end: number): void;
   /** The first token came: `prompt evaluation` is sent now, not at the reply's end, so a worker killed mid-reply leaves it in the trace. */
@@ -71,6 +74,7 @@ export interface TurnTrace {
 
 export const NO_TRACE: TurnTrace = {
   request: () => {},
+  restored: () => {},
   phase: () => {},
   firstToken: () => {},
   timed: (_name, work) => work,
@@ -145,6 +149,12 @@ class RecordTrace implements TurnTrace {
 
   #chatAttributes: Attributes = {};
 
+  #restored = false;
+
+  restored(): void {
+    this.#restored = true;
+  }
+
   phase(phase: TurnPhase, start: number, end: number): void {
     this.#lastPhaseEnd = end;
     let parent: Span = this.#process;
@@ -158,7 +168,7 @@ class RecordTrace implements TurnTrace {
         this.#chatEnd = epochMs(end);
       }
     }
-    recordSpan(PHASE_SPANS[phase], parent, epochMs(start), epochMs(end));
+    recordSpan(PHASE_SPANS[phase], parent, epochMs(start), epochMs(end), phase === "load" && this.#restored ? { "kafka_llm.memory.restore": true } : undefined);
   }
 
   firstToken(): void {

@@ -172,7 +172,8 @@ async function runTraced(record: TurnRecord, ctx: TurnContext, trace: TurnTrace)
     (phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds),
     trace === NO_TRACE ? undefined : (phase, start, end) => trace.phase(phase, start, end),
   );
-  const { state, handover } = await ctx.memory.load(record.partition, key, request.request_id);
+  const { state, handover, restored } = await ctx.memory.load(record.partition, key, request.request_id);
+  if (restored) trace.restored();
   phases.mark("load");
 
   const eventsPartition = eventsPartitionOf(request, ctx.config.kafka.eventPartitions, log);
