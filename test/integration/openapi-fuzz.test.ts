@@ -56,6 +56,9 @@ const EXCLUDED = ["ensure_resource_availability", "positive_data_acceptance", "u
  * turns the fuzzer queued, as documented; anything slower than this bound is still caught.
  */
 const MAX_RESPONSE_SECONDS = 20;
+/** The stateful pass's chains: scenarios, and calls in each. */
+const STATEFUL_EXAMPLES = Number(process.env.FUZZ_STATEFUL_EXAMPLES ?? 10);
+const STATEFUL_STEPS = 6;
 /** GATEWAY_BODY_LIMIT_BYTES (its default, said here so the large pass knows it). */
 const BODY_LIMIT_BYTES = 256 * 1024;
 /**
@@ -117,7 +120,7 @@ function assertEveryOperationTested(output: string, operations: number): void {
   assert.ok(selected >= operations - 1 && tested === selected, `every operation was tested (${tested} of ${selected} selected, ${operations} documented)`);
 }
 
-describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, () => {
+describe("the gateway, fuzzed from its OpenAPI document", { timeout: 960_000 }, () => {
   let kafka: TestKafka;
   let gateway: Service;
   let worker: Service;
@@ -184,8 +187,7 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, 
     // is looked at: a rejection too, which schemathesis's default list leaves out.
     const config = path.join(reports, "schemathesis.toml");
     await writeFile(config, "[checks.negative_data_rejection]\nexpected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]\n");
-    // Not the stateful phase for now: with the Responses routes its chains queue generations
-    // the worker is behind on, and the phase ran past its time (a known gap, to bring back).
+    // The stateful phase is a pass of its own (below), with its chains bounded.
     const args = runArgs({
       config,
       examples: EXAMPLES,
@@ -204,6 +206,40 @@ describe("the gateway, fuzzed from its OpenAPI document", { timeout: 720_000 }, 
     assert.ok(
       [200, 201, 202, 400, 404].every((s) => (statuses.get(s) ?? 0) > 0),
       `accepted and refused requests were both reached: ${summary}`,
+    );
+    await assertGatewayUnharmed(statuses, summary);
+  });
+
+  it("follows the document's links (open, turn, read, continue, delete) and answers no 5xx", async (t) => {
+    // Each scenario is a chain of linked calls: a response continued by previous_response_id,
+    // a conversation's turns, reads and deletion. Every generation in a chain queues behind
+    // the one before on its conversation, so the chains are bounded (STATEFUL_EXAMPLES
+    // scenarios of at most STATEFUL_STEPS calls) to what one worker runs within the pass.
+    const config = path.join(reports, "schemathesis-stateful.toml");
+    await writeFile(
+      config,
+      [
+        "[checks.negative_data_rejection]",
+        "expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]",
+        "[phases.stateful]",
+        `max-steps = ${STATEFUL_STEPS}`,
+        "[phases.stateful.generation]",
+        `max-examples = ${STATEFUL_EXAMPLES}`,
+        "",
+      ].join("\n"),
+    );
+    const report = path.join(reports, "events-stateful.ndjson");
+    const args = runArgs({ config, examples: EXAMPLES, seed: SEED, report, extra: ["--phases", "stateful"] });
+    const started = Date.now();
+    const { code, readable } = await schemathesis(args, reports, 240_000);
+    t.diagnostic(`stateful pass: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal(code, 0, `schemathesis found problems following links (seed ${SEED}):\n${readable.slice(-20_000)}`);
+    const statuses = await statusesOf(report);
+    const summary = statusSummary(statuses);
+    t.diagnostic(`statuses: ${summary}`);
+    assert.ok(
+      [200, 201].some((s) => (statuses.get(s) ?? 0) > 0),
+      `linked calls reached the routes: ${summary}`,
     );
     await assertGatewayUnharmed(statuses, summary);
   });
