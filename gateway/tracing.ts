@@ -108,6 +108,9 @@ export class RequestTraces {
       read.span.end();
       this.#reads.delete(id);
     }
+    // A keyed retry produced again: the earlier read gives way to this call's.
+    this.#reads.get(requestId)?.span.setAttribute("kafka_llm.superseded", true).end();
+    this.#reads.delete(requestId);
     const span = startSpan(`receive ${this.topics.events}`, context.active(), {
       kind: SpanKind.CONSUMER,
       attributes: {

@@ -68,8 +68,8 @@ export interface TurnTrace {
   readonly headers: Readonly<Record<string, string>> | undefined;
   /** The sampled trace id, for exemplars. */
   readonly traceId: string | undefined;
-  /** Ends the run's spans with its outcome. */
-  end(outcome: string): void;
+  /** Ends the run's spans with its outcome (`error`, with the error, when the run threw: it runs again). */
+  end(outcome: string, error?: Error): void;
 }
 
 export const NO_TRACE: TurnTrace = {
@@ -228,10 +228,12 @@ class RecordTrace implements TurnTrace {
     this.#endChat(this.#chatEnd);
   }
 
-  end(outcome: string): void {
+  end(outcome: string, error?: Error): void {
     this.#endChat();
     this.#process.setAttribute("kafka_llm.outcome", outcome);
-    if (outcome === "failed" || outcome === "dead_lettered") this.#process.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+    if (error) this.#process.recordException(error);
+    if (outcome === "failed" || outcome === "dead_lettered" || error)
+      this.#process.setStatus({ code: SpanStatusCode.ERROR, message: error?.message ?? outcome });
     this.#process.end();
   }
 

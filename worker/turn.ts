@@ -148,12 +148,14 @@ export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered"
  */
 export async function runRequest(record: TurnRecord, ctx: TurnContext): Promise<TurnOutcome> {
   const trace = ctx.trace ? startTurnTrace(record, ctx.trace) : NO_TRACE;
-  let outcome: TurnOutcome = "lost";
   try {
-    outcome = await runTraced(record, ctx, trace);
-    return outcome;
-  } finally {
+    const outcome = await runTraced(record, ctx, trace);
     trace.end(outcome);
+    return outcome;
+  } catch (err) {
+    // Kafka refused a write: the record is left uncommitted and runs again.
+    trace.end("error", err as Error);
+    throw err;
   }
 }
 
