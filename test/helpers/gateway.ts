@@ -52,6 +52,30 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
 
+/** A request's status once it runs and has streamed text (the moment a takeover test kills its worker). */
+export function untilStreaming(api: ReturnType<typeof apiClient>, requestId: string, timeoutMs = 60_000): Promise<{ worker_id: string; reply: string }> {
+  return eventually(
+    async () => {
+      const status = (await api("GET", `/v1/requests/${requestId}`)).body;
+      return status.status === "running" && status.reply.length > 0 ? status : undefined;
+    },
+    timeoutMs,
+    "the request streaming",
+  );
+}
+
+/** A background response once it is neither queued nor in progress, polled as a client does. */
+export function untilResponseEnds<R extends { status?: string | null }>(retrieve: () => Promise<R>, timeoutMs = 120_000): Promise<R> {
+  return eventually(
+    async () => {
+      const r = await retrieve();
+      return r.status === "queued" || r.status === "in_progress" ? undefined : r;
+    },
+    timeoutMs,
+    "the response ending",
+  );
+}
+
 /** The value of a Prometheus sample (first match of name and label filter), or undefined. */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split("\n")) {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { apiClient, eventually, untilResponseEnds, untilStreaming, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
@@ -403,26 +403,12 @@ describe("a background response when its worker dies", { timeout: 240_000 }, () 
     const long = await client.responses.create({ model: MODEL, input: "A long story, please.", max_output_tokens: 1500, temperature: 0, background: true });
     const ref = parseResponseId(long.id)!;
     // Killed while it streams: the worker that runs it has sent text and not ended.
-    const running = await eventually(
-      async () => {
-        const status = (await api("GET", `/v1/requests/${ref.requestId}`)).body;
-        return status.status === "running" && status.reply.length > 0 ? status : undefined;
-      },
-      60_000,
-      "the long response streaming",
-    );
+    const running = await untilStreaming(api, ref.requestId);
     const victim = running.worker_id as string;
     await workers.get(victim)!.stop("SIGKILL");
     workers.delete(victim);
 
-    const done = await eventually(
-      async () => {
-        const r = await client.responses.retrieve(long.id);
-        return r.status === "queued" || r.status === "in_progress" ? undefined : r;
-      },
-      120_000,
-      "the response ending on the survivor",
-    );
+    const done = await untilResponseEnds(() => client.responses.retrieve(long.id));
     assert.ok(done.status === "completed" || done.status === "incomplete", done.status);
     const status = (await api("GET", `/v1/requests/${ref.requestId}`)).body;
     assert.notEqual(status.worker_id, victim, "the survivor ran it again");

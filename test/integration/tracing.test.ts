@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { apiClient, eventually, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
+import { apiClient, untilResponseEnds, untilStreaming, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { startJaeger, type Jaeger, type JaegerSpan } from "../helpers/jaeger.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import type { Service } from "../helpers/services.js";
@@ -164,14 +164,7 @@ describe("traces across Kafka, in a real Jaeger", { timeout: 300_000 }, () => {
       { headers: { traceparent: caller.traceparent } },
     );
     const ref = parseResponseId(long.id)!;
-    const running = await eventually(
-      async () => {
-        const status = (await api("GET", `/v1/requests/${ref.requestId}`)).body;
-        return status.status === "running" && status.reply.length > 0 ? status : undefined;
-      },
-      60_000,
-      "the long response streaming",
-    );
+    const running = await untilStreaming(api, ref.requestId);
     const victim = running.worker_id as string;
     // The victim's finished phases (to its first token) are exported within the batch delay.
     await jaeger.waitForTrace(caller.traceId, (s) => s.some((x) => x.name === "prompt evaluation" && x.instance === victim), 15_000);
@@ -179,14 +172,7 @@ describe("traces across Kafka, in a real Jaeger", { timeout: 300_000 }, () => {
     workers.delete(victim);
     const survivor = [...workers.keys()][0]!;
 
-    const done = await eventually(
-      async () => {
-        const r = await client.responses.retrieve(long.id);
-        return r.status === "queued" || r.status === "in_progress" ? undefined : r;
-      },
-      120_000,
-      "the response ending on the survivor",
-    );
+    const done = await untilResponseEnds(() => client.responses.retrieve(long.id));
     assert.ok(done.status === "completed" || done.status === "incomplete", done.status);
 
     const spans = await jaeger.waitForTrace(
