@@ -16,7 +16,8 @@
  * before every group only a gateway uses (its request-id reader, named history readers'
  * positions, its offset readers).
  */
-import type { TopicNames } from "./topics.js";
+import { POOL_TOPIC_PREFIXES, poolGroupPrefix } from "./pools.js";
+import { TOPIC_BASE_NAMES, type TopicNames } from "./topics.js";
 
 export const KAFKA_COMPONENTS = ["gateway", "worker", "topics", "autoscaler"] as const;
 /** gateway: the HTTP front; worker: the model pods; topics: the chart's topics Job; autoscaler: KEDA's Kafka scaler. */
@@ -91,36 +92,65 @@ export function componentAcls(names: InstallNames): Record<KafkaComponent, AclRu
   }
   const topics = topicRules(names.topics);
   return {
-    gateway: [...topics.gateway, ...ownGroups(gatewayGroup), group(workerGroup, "literal", "Describe")],
+    gateway: [...topics.gateway, ...ownGroups(gatewayGroup), ...workerGroups(workerGroup, "Describe")],
     worker: [...topics.worker, ...ownGroups(workerGroup), transactionalIds(workerGroup)],
     topics: topics.topics,
-    autoscaler: [...topics.autoscaler, group(workerGroup, "literal", "Describe")],
+    autoscaler: [...topics.autoscaler, ...workerGroups(workerGroup, "Describe")],
   };
 }
 
-/** The topic part of componentAcls. */
+/** The workers' group of the default pool and every other pool's (`<group>.pool.…`, contracts/pools.ts). */
+const workerGroups = (workerGroup: string, ...operations: AclOperation[]): AclRule[] => [
+  group(workerGroup, "literal", ...operations),
+  group(poolGroupPrefix(workerGroup), "prefixed", ...operations),
+];
+
+/**
+ * The topic part of componentAcls. A role of the default pool's (chat.requests, chat.memory)
+ * comes with the same rule on the prefix every other pool's topic of that role starts with,
+ * so a pool added later needs no ACL of its own.
+ */
 function topicRules(t: TopicNames): Record<KafkaComponent, AclRule[]> {
+  const prefix = t.events.slice(0, t.events.length - TOPIC_BASE_NAMES.events.length);
+  const pools = (role: keyof typeof POOL_TOPIC_PREFIXES, ...operations: AclOperation[]): AclRule => ({
+    resource: { type: "topic", name: `${prefix}${POOL_TOPIC_PREFIXES[role]}`, patternType: "prefixed" },
+    operations,
+  });
+  const both = (role: keyof typeof POOL_TOPIC_PREFIXES, ...operations: AclOperation[]): AclRule[] => [
+    topic(t[role], ...operations),
+    pools(role, ...operations),
+  ];
   return {
     gateway: [
-      topic(t.requests, "Write", "Read", "DescribeConfigs"),
+      ...both("requests", "Write", "Read", "DescribeConfigs"),
       topic(t.control, "Write", "DescribeConfigs"),
       topic(t.events, "Read", "DescribeConfigs"),
       topic(t.history, "Read", "DescribeConfigs"),
+      topic(t.models, "Read", "DescribeConfigs"),
     ],
     worker: [
-      topic(t.requests, "Read", "DescribeConfigs"),
+      // Write: a conversation moving to another pool is passed on to that pool's topic by its owner (worker/move.ts).
+      ...both("requests", "Read", "Write", "DescribeConfigs"),
       topic(t.control, "Read", "DescribeConfigs"),
       topic(t.events, "Write", "Read", "DescribeConfigs"),
-      topic(t.memory, "Write", "Read", "DescribeConfigs"),
+      ...both("memory", "Write", "Read", "DescribeConfigs"),
       topic(t.history, "Write", "Read", "DescribeConfigs"),
       topic(t.deadLetter, "Write", "DescribeConfigs"),
+      topic(t.models, "Write", "DescribeConfigs"),
     ],
-    topics: [t.requests, t.events, t.memory, t.history, t.control, t.deadLetter].map((name) => topic(name, "Create", "Describe", "DescribeConfigs")),
-    autoscaler: [topic(t.requests, "Describe")],
+    topics: [
+      ...[t.requests, t.events, t.memory, t.history, t.control, t.deadLetter].map((name) => topic(name, "Create", "Describe", "DescribeConfigs")),
+      pools("requests", "Create", "Describe", "DescribeConfigs"),
+      pools("memory", "Create", "Describe", "DescribeConfigs"),
+      // The Job declares the release's pools and removes those it no longer has.
+      topic(t.models, "Create", "Describe", "DescribeConfigs", "Write", "Read"),
+    ],
+    autoscaler: [...both("requests", "Describe")],
   };
 }
 
-/** The topics a component uses, which it checks at start (KAFKA_ENSURE_TOPICS): those its ACLs name. */
+/** The topics a component uses, which it checks at start (KAFKA_ENSURE_TOPICS): those its ACLs name literally. */
 export function topicsOf(topics: TopicNames, component: KafkaComponent): string[] {
-  return topicRules(topics)[component].map((r) => r.resource.name);
+  const rules = topicRules(topics)[component];
+  return rules.filter((r) => r.resource.patternType === "literal").map((r) => r.resource.name);
 }

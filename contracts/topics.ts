@@ -13,10 +13,17 @@
  * | chat.history        | conversation key  | HistoryRecord, append-only    | workers    | gateways (exact offsets)                 |
  * | chat.control        | request id        | ControlRecord (cancel)        | gateway    | every worker                             |
  * | chat.requests.dlq   | original key      | original bytes + reason hdrs  | workers    | operators                                |
+ * | chat.models         | pool name         | PoolRecord, compacted         | topics Job, workers | every gateway (whole)           |
+ *
+ * A pool other than the default has its own chat.requests and chat.memory (./pools.ts:
+ * `chat.requests.pool.<pool>`, `chat.memory.pool.<pool>`); topicNames(prefix, pool) gives a
+ * pool's names, the other roles being the same for every pool.
  *
  * ¹ In the partition the request's `events_partition` names (one its gateway replica reads), else the key's.
  * ² Handovers under `#handover:<request id>` (./records/memory.ts).
  */
+
+import { DEFAULT_POOL, poolTopics } from "./pools.js";
 
 export const TOPIC_BASE_NAMES = {
   requests: "chat.requests",
@@ -25,18 +32,19 @@ export const TOPIC_BASE_NAMES = {
   history: "chat.history",
   control: "chat.control",
   deadLetter: "chat.requests.dlq",
+  models: "chat.models",
 } as const;
 
 export type TopicRole = keyof typeof TOPIC_BASE_NAMES;
 export type TopicNames = { readonly [R in TopicRole]: string };
 
-/** Topic names with an optional prefix (one cluster shared by several installs or test runs). */
-export function topicNames(prefix = ""): TopicNames {
+/** Topic names with an optional prefix (one cluster shared by several installs or test runs), as a pool sees them. */
+export function topicNames(prefix = "", pool: string = DEFAULT_POOL): TopicNames {
   const names = {} as { [R in TopicRole]: string };
   for (const role of Object.keys(TOPIC_BASE_NAMES) as TopicRole[]) {
     names[role] = `${prefix}${TOPIC_BASE_NAMES[role]}`;
   }
-  return Object.freeze(names);
+  return Object.freeze({ ...names, ...poolTopics(prefix, pool) });
 }
 
 export interface TopicSpec {
@@ -116,6 +124,8 @@ export function topicSpecs(names: TopicNames, s: TopicSettings): TopicSpec[] {
     },
     { name: names.control, partitions: 1, replicationFactor: rf, configs: {} },
     { name: names.deadLetter, partitions: 1, replicationFactor: rf, configs: {} },
+    // One record per pool, its latest kept (a tombstone removes the pool): read whole by every gateway.
+    { name: names.models, partitions: 1, replicationFactor: rf, configs: { "cleanup.policy": "compact" } },
   ];
   return specs.map(withIsr);
 }

@@ -12,6 +12,7 @@ import type { OffsetReader } from "../platform/kafka/offset-reader.js";
 import type { ReaderPositions } from "./kafka/reader-positions.js";
 import type { Publisher } from "./kafka/publisher.js";
 import type { QueueWatch } from "./kafka/queue-watch.js";
+import type { ConversationPools, PoolRouter } from "./pools.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { TenantQuotas } from "./quotas.js";
 import type { RequestTraces } from "./tracing.js";
@@ -32,7 +33,11 @@ export interface GatewayDeps {
   /** The tenants' quotas (gateway/admission.ts applies them); absent: none. */
   quotas?: TenantQuotas;
   /** Sends `queued` notices on the streams of requests no worker has started; absent: none. */
-  queueWatch?: QueueWatch;
+  queueWatch?: Pick<QueueWatch, "watch">;
+  /** The pools behind this gateway and the models each serves (chat.models); absent: one pool, the default topics (unit tests). */
+  pools?: PoolRouter;
+  /** The pool each conversation was last sent to (bounded per tenant); absent with `pools`. */
+  conversationPools?: ConversationPools;
   /** The spans of requests accepted here (gateway/tracing.ts); absent while tracing is off. */
   traces?: RequestTraces;
   /** True once the gateway is shutting down: it takes no new work (gateway/admission.ts) and is not ready. */

@@ -106,6 +106,9 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
   // Workers dead-letter what does not match the schema: catch it here, as a 400.
   const checked = chatRequestSchema.safeParse(request, { error: requiredMessage });
   if (!checked.success) throw new ApiError("invalid_request", `the request cannot be queued: ${describeIssues(checked.error)}`);
+  // The pool it goes to: 404 for a model no pool serves.
+  const lane = laneOf(deps, request);
+  if (lane.moveTo !== undefined) request = { ...request, move_to: lane.moveTo } as ChatRequest;
   if (options.keyed) {
     let keyed = keyedRequests.get(deps);
     if (!keyed) keyedRequests.set(deps, (keyed = new KeyedRequests(deps.config.requests.maxTracked, deps.config.requests.stateTtlMs)));
@@ -121,7 +124,7 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
   const headers = send && traceHeaders(send);
   deps.hub.track(request.request_id, request.conversation_id, request.tenant, request.events_partition, request.type === "open", headers?.traceparent);
   try {
-    await deps.publisher.publishRequest(request, headers);
+    await deps.publisher.publishRequest(request, headers, lane.topic);
   } catch (err) {
     deps.hub.forget(request.request_id);
     deps.metrics.kafkaSendFailures.inc();
@@ -129,9 +132,41 @@ export async function submit(deps: GatewayDeps, request: ChatRequest, log: Fasti
     throw err;
   }
   send?.end();
+  if (lane.pool !== undefined && !isStateless(request)) {
+    if (request.type === "delete") deps.conversationPools?.forget(request.tenant, request.conversation_id);
+    else deps.conversationPools?.note(request.tenant, request.conversation_id, lane.moveTo ?? lane.pool);
+  }
   deps.traces?.produced(request.request_id);
   deps.metrics.requestsAccepted.inc({ type: request.type });
   log.info({ request_id: request.request_id, conversation_id: request.conversation_id, type: request.type }, "request accepted");
+}
+
+/** A turn whose context is all it needs: no conversation memory, so it may run in any pool. */
+function isStateless(request: ChatRequest): boolean {
+  return request.type === "turn" && request.context !== undefined;
+}
+
+/**
+ * The pool a request goes to (gateway/pools.ts) and the topic it is put on. A stateless turn
+ * goes to its model's pool. Anything else belongs to a conversation, which lives in one pool
+ * at a time: it goes to the pool the conversation is in; a turn there that names a model of
+ * another pool is a move (`move_to`): the conversation's current owner applies what came
+ * before it, then hands the turn and the conversation's state to the new pool
+ * (worker/move.ts). Without pools (unit tests' deps): the default topic.
+ */
+export function laneOf(deps: GatewayDeps, request: ChatRequest): { topic?: string; pool?: string; moveTo?: string } {
+  const pools = deps.pools;
+  if (!pools) return {};
+  const target = request.model === undefined ? undefined : pools.route(request.model);
+  if (isStateless(request)) {
+    const lane = target ?? pools.route(undefined);
+    return { topic: lane.topic, pool: lane.pool };
+  }
+  const held = deps.conversationPools?.get(request.tenant, request.conversation_id);
+  const current = held === undefined ? undefined : pools.lane(held);
+  if (current && target && current.pool !== target.pool && request.type === "turn") return { topic: current.topic, pool: current.pool, moveTo: target.pool };
+  const lane = current ?? target ?? pools.route(undefined);
+  return { topic: lane.topic, pool: lane.pool };
 }
 
 /** Writes a cancel for a request to chat.control. */

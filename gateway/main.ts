@@ -21,6 +21,9 @@ import { startOffsetReader } from "../platform/kafka/offset-reader.js";
 import { withDeadline } from "./kafka/deadline.js";
 import { OwnerLookup, describeWorkers } from "./kafka/owners.js";
 import { startRequestsReader } from "./kafka/requests-reader.js";
+import { PoolLanes } from "./kafka/pool-lanes.js";
+import { ConversationPools, PoolRouter } from "./pools.js";
+import { startPoolRegistry } from "../platform/kafka/pool-registry.js";
 import { kafkaReaderPositions } from "./kafka/reader-positions.js";
 
 /** History reads served at once (each holds one exact-offset consumer for its few ms of hops). */
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
     }),
     ...(tracingOn() && { traces: new RequestTraces(topics, config.requests.maxTracked, config.requests.stateTtlMs) }),
     draining: () => stopping,
-    ready: () => !stopping && requests.caughtUp() && eventPartitions.caughtUp(),
+    ready: () => !stopping && registry.caughtUp() && lanes.caughtUp() && eventPartitions.caughtUp(),
     failure: () => publisher.failure() ?? eventPartitions.failure() ?? null,
   };
 
@@ -85,26 +88,79 @@ async function main(): Promise<void> {
   const sweeper = setInterval(() => hub.sweep(), Math.min(60_000, config.requests.stateTtlMs));
   sweeper.unref();
 
-  const queueWatch = new QueueWatch({
-    admin,
-    describer,
-    topic: topics.requests,
-    groupId: config.workerGroupId,
-    intervalMs: config.queueNoticeMs,
-    maxPositions: config.requests.maxTracked,
-    logger,
+  // The pools (chat.models), and for each its request reader, queued notices, lag and conversation lookups.
+  const router = new PoolRouter({ topicPrefix: config.kafka.topicPrefix, workerGroup: config.workerGroupId, defaultModel: config.modelName });
+  const conversationPools = new ConversationPools({ maxPerTenant: config.requests.maxTrackedPerTenant, ttlMs: config.requests.stateTtlMs });
+  deps.pools = router;
+  deps.conversationPools = conversationPools;
+  const internalKeys = InternalKeys.fromConfig(config.conversations.internalToken, logger);
+  const lanes = new PoolLanes({
+    onError: (pool, err) => logger.error({ pool, err }, "could not start reading a pool's topic; tried again at the next change of chat.models"),
+    start: async (lane) => {
+      const queueWatch = new QueueWatch({
+        admin,
+        describer,
+        topic: lane.topic,
+        groupId: lane.group,
+        intervalMs: config.queueNoticeMs,
+        maxPositions: config.requests.maxTracked,
+        logger,
+      });
+      const requests = await startRequestsReader({
+        kafka: config.kafka,
+        admin,
+        topic: lane.topic,
+        hub,
+        gatewayGroup: config.events.groupId,
+        lookBackMs: config.requests.stateTtlMs,
+        logger,
+        onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
+        onConversation: (tenant, conversationId, change) =>
+          change.deleted ? conversationPools.forget(tenant, conversationId) : conversationPools.note(tenant, conversationId, change.moveTo ?? lane.pool),
+        onRestart: () => deps.metrics.eventsReaderRestarts.inc(),
+      });
+      const conversations = new OwnerLookup({
+        describe: describeWorkers(describer, lane.group, lane.topic),
+        partitions: async () => (await withDeadline(admin.partitions([lane.topic]), 3000, `${lane.topic} partitions`)).get(lane.topic)?.length ?? 0,
+        groupId: lane.group,
+        timeoutMs: config.conversations.lookupTimeoutMs,
+        keys: internalKeys,
+        metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
+        logger,
+      });
+      const lag = new LagExporter({
+        admin,
+        topic: lane.topic,
+        groupId: lane.group,
+        pool: lane.pool,
+        metrics: deps.metrics,
+        refreshMs: config.lag.refreshMs,
+        logger,
+      });
+      lag.start();
+      logger.info({ pool: lane.pool, topic: lane.topic, group: lane.group, models: lane.models }, "routing to a pool");
+      return {
+        queueWatch,
+        conversations,
+        caughtUp: () => requests.caughtUp(),
+        stop: async () => {
+          lag.stop();
+          queueWatch.stop();
+          await Promise.all([requests.stop(), conversations.stop()]);
+        },
+      };
+    },
   });
-  deps.queueWatch = queueWatch;
-  const requests = await startRequestsReader({
+  deps.queueWatch = lanes.queueWatch;
+  // The default pool's parts start at once (the only pool of a single-model install); others as chat.models declares them.
+  await lanes.ensure(router.lanes());
+  const registry = await startPoolRegistry({
     kafka: config.kafka,
     admin,
-    topic: topics.requests,
-    hub,
-    gatewayGroup: config.events.groupId,
-    lookBackMs: config.requests.stateTtlMs,
+    topic: topics.models,
+    groupId: privateGroup(config.events.groupId, "offsets"),
     logger,
-    onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
-    onRestart: () => deps.metrics.eventsReaderRestarts.inc(),
+    onChange: (declared) => void lanes.ensure(router.update(declared)),
   });
   // chat.events: this replica's share (the gateways' group) and what its followers need.
   const eventPartitions = new EventPartitions({
@@ -128,20 +184,18 @@ async function main(): Promise<void> {
   hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);
   await eventPartitions.start();
   deps.events = eventPartitions;
-  const internalKeys = InternalKeys.fromConfig(config.conversations.internalToken, logger);
-  deps.conversations = new OwnerLookup({
-    describe: describeWorkers(describer, config.workerGroupId, topics.requests),
-    partitions: async () => (await withDeadline(admin.partitions([topics.requests]), 3000, "chat.requests partitions")).get(topics.requests)?.length ?? 0,
-    groupId: config.workerGroupId,
-    timeoutMs: config.conversations.lookupTimeoutMs,
-    keys: internalKeys,
-    metrics: { lookups: deps.metrics.conversationLookups, lookupSeconds: deps.metrics.conversationLookupSeconds },
-    logger,
-    onStop: async () => {
+  const lookups = lanes.conversationLookup(router, conversationPools);
+  deps.conversations = {
+    get: (ref, options) => lookups.get(ref, options),
+    get cachedOwners() {
+      return lookups.cachedOwners;
+    },
+    stop: async () => {
+      await lookups.stop();
       internalKeys.stop();
       describer.close();
     },
-  });
+  };
   const historyReader = await startOffsetReader({
     kafka: config.kafka,
     topic: topics.history,
@@ -151,15 +205,6 @@ async function main(): Promise<void> {
   });
   const readerPositions = kafkaReaderPositions(admin, topics.history, config.events.groupId);
   deps.history = { reader: historyReader, positions: readerPositions };
-  const lag = new LagExporter({
-    admin,
-    topic: topics.requests,
-    groupId: config.workerGroupId,
-    metrics: deps.metrics,
-    refreshMs: config.lag.refreshMs,
-    logger,
-  });
-  lag.start();
 
   const app = buildGateway(deps);
   await app.listen({ host: config.http.host, port: config.http.port });
@@ -177,14 +222,12 @@ async function main(): Promise<void> {
     const ended = shutDownStreams();
     logger.info({ ended_streams: ended, waiting_calls: hub.listenerCount }, "drained");
     try {
-      lag.stop();
-      queueWatch.stop();
       auth.stop();
       // Calls still awaiting a reply are cut; the openai SDK retries them (idempotently) elsewhere.
       const closing = app.close();
       app.server.closeAllConnections();
       await closing;
-      await Promise.all([requests.stop(), eventPartitions.stop(), deps.conversations?.stop(), historyReader.stop(), publisher.disconnect()]);
+      await Promise.all([registry.stop(), eventPartitions.stop(), deps.conversations?.stop(), historyReader.stop(), publisher.disconnect()]);
       admin.close();
       deps.traces?.close();
       await tracing.shutdown();

@@ -1,4 +1,5 @@
 /** The gateway's Prometheus metrics, on a registry of its own. */
+import { DEFAULT_POOL } from "../contracts/pools.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
@@ -10,9 +11,21 @@ export interface MetricSources {
   eventListeners?(): number;
   /** Partitions whose owner the conversation lookup has cached. */
   conversationOwners?(): number;
-  recentTurns(): { meanSeconds: number; count: number };
+  /** Per pool (one value without a pool: the default pool's). */
+  recentTurns(): TurnMean | readonly (TurnMean & { pool: string })[];
   /** chat.events partitions this replica reads: given it by the gateways' group, and read for a follower only. */
   eventPartitions?(): { owned: number; followed: number };
+}
+
+interface TurnMean {
+  meanSeconds: number;
+  count: number;
+}
+
+/** recentTurns by pool. */
+function turnsByPool(sources: MetricSources): readonly (TurnMean & { pool: string })[] {
+  const turns = sources.recentTurns();
+  return "pool" in turns || Array.isArray(turns) ? (turns as readonly (TurnMean & { pool: string })[]) : [{ pool: DEFAULT_POOL, ...(turns as TurnMean) }];
 }
 
 export function createGatewayMetrics(sources: MetricSources) {
@@ -96,12 +109,13 @@ export function createGatewayMetrics(sources: MetricSources) {
     consumerGroupLag: new Gauge({
       name: "kafka_llm_consumer_group_lag",
       help: "Requests waiting for the worker group: end offset minus committed offset, per partition of chat.requests",
-      labelNames: ["topic", "partition"] as const,
+      labelNames: ["topic", "partition", "pool"] as const,
       registers,
     }),
     consumerGroupTotalLag: new Gauge({
       name: "kafka_llm_consumer_group_total_lag",
-      help: "Requests waiting for the worker group, all partitions of chat.requests (the autoscaling signal; same on every gateway replica)",
+      help: "Requests waiting for a pool's workers, all partitions of its request topic (the autoscaling signal; same on every gateway replica)",
+      labelNames: ["pool"] as const,
       registers,
     }),
     lagRefreshedAt: new Gauge({
@@ -117,9 +131,10 @@ export function createGatewayMetrics(sources: MetricSources) {
     recentTurnDuration: new Gauge({
       name: "kafka_llm_recent_turn_duration_seconds",
       help: "Mean generation time of the turns that ended within TURN_STATS_WINDOW_MS (kept when none did); backlog_seconds = total_lag * this / slots",
+      labelNames: ["pool"] as const,
       registers,
       collect() {
-        this.set(sources.recentTurns().meanSeconds);
+        for (const t of turnsByPool(sources)) this.set({ pool: t.pool }, t.meanSeconds);
       },
     }),
     historyReadHops: new Histogram({
@@ -131,9 +146,10 @@ export function createGatewayMetrics(sources: MetricSources) {
     recentTurns: new Gauge({
       name: "kafka_llm_recent_turns",
       help: "Turns that ended within TURN_STATS_WINDOW_MS, as seen on chat.events",
+      labelNames: ["pool"] as const,
       registers,
       collect() {
-        this.set(sources.recentTurns().count);
+        for (const t of turnsByPool(sources)) this.set({ pool: t.pool }, t.count);
       },
     }),
     eventsRead: new Counter({

@@ -4,6 +4,7 @@
  * broker (the install's topics and ACLs made first, as an operator would).
  */
 import { loadKafkaConfig } from "../contracts/config/shared.js";
+import { DEFAULT_POOL } from "../contracts/pools.js";
 import { topicNames } from "../contracts/topics.js";
 import { provisionInstall } from "../scripts/kafka/provision.js";
 import { kafkaLoginEnv, readCredentials, type BrokerRole } from "../scripts/kafka/security.js";
@@ -45,8 +46,9 @@ export async function loggedIn(env: Record<string, string>, role: BrokerRole): P
   if (!file) return rest;
   const credentials = readCredentials(file);
   const prefix = env.KAFKA_TOPIC_PREFIX ?? "";
+  // A pool's worker (WORKER_POOL) needs its pool's topics too; the ACLs cover every pool by prefix.
   const names = {
-    topics: topicNames(prefix),
+    topics: topicNames(prefix, env.WORKER_POOL ?? DEFAULT_POOL),
     workerGroup: env.WORKER_GROUP_ID ?? "kafka-llm-workers",
     gatewayGroup: env.GATEWAY_EVENTS_GROUP_ID || `${prefix}kafka-llm-gateways`,
   };

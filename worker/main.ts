@@ -10,6 +10,7 @@ import { loadTracingConfig } from "../contracts/config/tracing.js";
 import { loadWorkerConfig } from "../contracts/config/worker.js";
 import { privateGroup, transactionalId } from "../contracts/kafka-acls.js";
 import { topicNames } from "../contracts/topics.js";
+import { declarePool } from "../platform/kafka/pool-registry.js";
 import { HistoryWriter } from "./history-writer.js";
 import { KafkaAdmin } from "../platform/kafka/admin.js";
 import { KafkaProducer } from "../platform/kafka/producer.js";
@@ -52,7 +53,11 @@ function observeLifecycle(lifecycle: Lifecycle, metrics: WorkerMetrics, logger: 
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger("worker", config.logLevel).child({ worker_id: config.workerId });
-  const metrics = createWorkerMetrics(config.workerId, { model: modelNameOf(config.model.source), maxTenants: config.metrics.maxTenants });
+  const metrics = createWorkerMetrics(config.workerId, {
+    model: modelNameOf(config.model.source),
+    maxTenants: config.metrics.maxTenants,
+    pool: config.pool.name,
+  });
   const tracing = startTracing(loadTracingConfig("kafka-llm-worker"), { instanceId: config.workerId, logger });
   const lifecycle = new Lifecycle();
   observeLifecycle(lifecycle, metrics, logger);
@@ -118,7 +123,7 @@ async function main(): Promise<void> {
   if (stopping) return;
 
   lifecycle.to("joining");
-  const topics = topicNames(config.kafka.topicPrefix);
+  const topics = topicNames(config.kafka.topicPrefix, config.pool.name);
   const admin = new KafkaAdmin(config.kafka);
   release.push(() => admin.close());
   if (config.kafka.ensureTopics) await ensureTopics(admin, componentTopicSpecs("worker", topics, config.kafka), logger);
@@ -133,6 +138,13 @@ async function main(): Promise<void> {
     },
   });
   release.push(() => producer.disconnect());
+  // The gateways learn this pool, and the model names it serves, from chat.models.
+  await declarePool(producer, topics.models, {
+    pool: config.pool.name,
+    models: config.pool.modelName === undefined ? [] : [config.pool.modelName],
+    by: config.workerId,
+  });
+  logger.info({ pool: config.pool.name, model: config.pool.modelName, topic: topics.requests, group: config.pool.group }, "serving the pool");
   // The worker's own groups are named under the workers' group (contracts/kafka-acls.ts).
   const groupPrefix = privateGroup(config.workerGroupId, config.workerId);
   // WORKER_TRANSACTIONS: a turn's writes and its offset in one transaction (worker/turn.ts
@@ -218,7 +230,7 @@ async function main(): Promise<void> {
       countTokens: (text) => llm.model.tokenize(text).length,
       replay,
       finals: new FinalPositions(),
-      trace: { topic: topics.requests, group: config.workerGroupId, workerId: config.workerId, model: modelNameOf(config.model.source) },
+      trace: { topic: topics.requests, group: config.pool.group, workerId: config.workerId, model: modelNameOf(config.model.source) },
     },
   });
 

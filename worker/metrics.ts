@@ -7,6 +7,7 @@
  * OpenTelemetry GenAI server metrics under their Prometheus names (gen_ai.server.* in
  * seconds), labelled as the semantic conventions ask, so that GenAI dashboards work as they are.
  */
+import { DEFAULT_POOL } from "../contracts/pools.js";
 import {
   Counter,
   Gauge,
@@ -128,6 +129,8 @@ export interface WorkerMetricsOptions {
   readonly model?: string;
   /** METRICS_MAX_TENANTS (TenantLabels). Default DEFAULT_METRICS_MAX_TENANTS. */
   readonly maxTenants?: number;
+  /** The worker's pool (contracts/pools.ts), a label of every series. Default "default". */
+  readonly pool?: string;
 }
 
 export function createWorkerMetrics(workerId: string, options: WorkerMetricsOptions = {}) {
@@ -136,7 +139,7 @@ export function createWorkerMetrics(workerId: string, options: WorkerMetricsOpti
   // server's parameter names the default one (it sends whatever contentType the registry has).
   const registry = new Registry<RegistryContentType>();
   registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-  registry.setDefaultLabels({ worker_id: workerId });
+  registry.setDefaultLabels({ worker_id: workerId, pool: options.pool ?? DEFAULT_POOL });
   collectDefaultMetrics({ register: registry, prefix: "kafka_llm_worker_" });
   const registers = [registry];
   const genAi = { gen_ai_operation_name: "chat", gen_ai_provider_name: GEN_AI_PROVIDER, gen_ai_request_model: options.model ?? "unknown" };

@@ -59,7 +59,7 @@ export async function startRequestLoop(options: {
   const attempts = new AttemptLedger(memory, config.maxRequestAttempts, logger);
   const consumer = new GroupConsumer({
     kafka: config.kafka,
-    groupId: config.workerGroupId,
+    groupId: config.pool.group,
     topic: topics.requests,
     protocol: config.consumer.groupProtocol,
     sessionTimeoutMs: config.consumer.sessionTimeoutMs,

@@ -38,6 +38,7 @@
  */
 import type { WorkerConfig } from "../contracts/config/worker.js";
 import { KafkaLlmError } from "../contracts/errors.js";
+import { passOn, placeRequest } from "./move.js";
 import { conversationKey } from "../contracts/conversation-key.js";
 import { SCHEMA_VERSION } from "../contracts/records/fields.js";
 import {
@@ -140,7 +141,7 @@ export interface TurnRecord extends RequestRecord {
  * partition's memory since this one loaded it; the scheduler runs the record again, which
  * then finds what that worker applied.
  */
-export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered" | "replayed" | "handed_over" | "lost" | "retry";
+export type TurnOutcome = "completed" | "cancelled" | "failed" | "dead_lettered" | "replayed" | "passed" | "handed_over" | "lost" | "retry";
 
 /**
  * Runs one record of chat.requests. Throws only when Kafka cannot take the turn's writes;
@@ -174,9 +175,20 @@ async function runTraced(record: TurnRecord, ctx: TurnContext, trace: TurnTrace)
     (phase, seconds) => ctx.metrics.turnPhase.observe({ phase }, seconds),
     trace === NO_TRACE ? undefined : (phase, start, end) => trace.phase(phase, start, end),
   );
-  const { state, handover, restored } = await ctx.memory.load(record.partition, key, request.request_id);
+  const loaded = await ctx.memory.load(record.partition, key, request.request_id);
+  const { handover, restored } = loaded;
   if (restored) trace.restored();
   phases.mark("load");
+  // The conversation may be in another pool, or move there with this turn (worker/move.ts).
+  const placement = placeRequest(request, loaded.state, ctx.config.pool.name);
+  if (placement.kind === "pass") {
+    await passOn(ctx.producer, ctx.config.kafka.topicPrefix, placement.pool, placement.request, trace.headers);
+    if (placement.marker && !(await ctx.memory.writeIfOwner(record.partition, key, placement.marker))) return "retry";
+    log.info({ to_pool: placement.pool, moved: placement.marker !== undefined }, "request passed on to the pool the conversation is in");
+    ctx.metrics.requests.inc({ outcome: "passed" });
+    return commitTurn("passed", record, ctx);
+  }
+  const state = placement.state;
 
   const eventsPartition = eventsPartitionOf(request, ctx.config.kafka.eventPartitions, log);
   const found = appliedEntry(state, request.request_id);
@@ -210,7 +222,11 @@ async function runTraced(record: TurnRecord, ctx: TurnContext, trace: TurnTrace)
   events.traceHeaders = trace.headers;
   // A continued reply keeps its attempt: no new start event, so the client's reply goes on.
   // Nothing waits for the start: it goes with the first delta, or alone after DELTA_FLUSH_MS.
-  if (!continued) events.write({ type: "start", worker_id: ctx.config.workerId }, { holdMs: ctx.config.stream.flushMs });
+  if (!continued)
+    events.write(
+      { type: "start", worker_id: ctx.config.workerId, pool: ctx.config.pool.name, ...modelOf(request, ctx) },
+      { holdMs: ctx.config.stream.flushMs },
+    );
   log.info(
     { type: request.type, partition: record.partition, offset: record.offset, ...(continued && { continues: continued.worker_id }) },
     continued ? "request continued from a handover" : "request started",
@@ -248,6 +264,12 @@ async function runTraced(record: TurnRecord, ctx: TurnContext, trace: TurnTrace)
   await commitTurn(outcome, record, ctx);
   phases.mark("commit");
   return outcome;
+}
+
+/** The model name a request runs under: the one it named, else the pool's (none: the default pool left it to the gateways' MODEL_NAME). */
+function modelOf(request: ChatRequest, ctx: TurnContext): { model?: string } {
+  const model = request.model ?? ctx.config.pool.modelName;
+  return model === undefined ? {} : { model };
 }
 
 /**

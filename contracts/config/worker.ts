@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { isLoopbackHost } from "../internal-token.js";
+import { DEFAULT_POOL, modelNameSchema, poolGroup, poolNameSchema } from "../pools.js";
 import { ConfigError, bool, deepFreeze, groupProtocol, int, parseEnv, str, type Env } from "./env.js";
 import { hasInternalToken, internalToken, kafkaConfig, kafkaFields, type InternalTokenConfig, type KafkaConfig } from "./shared.js";
 
@@ -47,6 +48,8 @@ export const workerFields = {
     .string()
     .regex(/^https?:\/\/[^\s/@]+$/, "must be http://HOST:PORT (no path), e.g. http://10.1.2.3:9090")
     .optional(),
+  WORKER_POOL: poolNameSchema.default(DEFAULT_POOL),
+  MODEL_NAME: modelNameSchema.optional(),
   MODEL: z.string({ error: "required: a GGUF file path or an hf: URI" }).min(1, "required: a GGUF file path or an hf: URI"),
   MODEL_DIR: str(".cache/models"),
   LLAMA_GPU: z.enum(["auto", "cuda", "vulkan", "metal", "false"]).default("auto"),
@@ -79,8 +82,13 @@ export const workerFields = {
 export interface WorkerConfig {
   readonly kafka: KafkaConfig;
   readonly logLevel: string;
-  /** The workers' consumer group on chat.requests (WORKER_GROUP_ID, the gateways' name for it too). */
+  /** The workers' group (WORKER_GROUP_ID, the gateways' name for it too): the default pool's consumer group, and the prefix of every group and transactional id a worker names. */
   readonly workerGroupId: string;
+  /**
+   * The pool this worker serves (contracts/pools.ts): its name, its consumer group on its
+   * request topic, and the model name requests ask for it by.
+   */
+  readonly pool: { readonly name: string; readonly group: string; readonly modelName: string | undefined };
   readonly workerId: string;
   readonly http: { readonly host: string; readonly port: number };
   /**
@@ -170,11 +178,16 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       `KAFKA_LLM_INTERNAL_TOKEN: required when the worker's ops port, which answers conversation reads, listens beyond loopback (WORKER_HTTP_HOST=${e.WORKER_HTTP_HOST}): set KAFKA_LLM_INTERNAL_TOKEN or KAFKA_LLM_INTERNAL_TOKEN_FILE (at least 32 characters, the same as the gateways'), or WORKER_HTTP_HOST=127.0.0.1`,
     );
   }
+  if (e.WORKER_POOL !== DEFAULT_POOL && e.MODEL_NAME === undefined)
+    problems.push(
+      `MODEL_NAME: required for WORKER_POOL=${e.WORKER_POOL} (the name requests ask this pool's model by); only the default pool may leave it to the gateways' MODEL_NAME`,
+    );
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze({
     kafka: kafkaConfig(e),
     logLevel: e.LOG_LEVEL,
     workerGroupId: e.WORKER_GROUP_ID,
+    pool: { name: e.WORKER_POOL, group: poolGroup(e.WORKER_GROUP_ID, e.WORKER_POOL), modelName: e.MODEL_NAME },
     workerId: e.WORKER_ID,
     http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
     query: { address: e.WORKER_QUERY_ADDRESS ?? null, token },

@@ -70,6 +70,10 @@ export const startEventSchema = z.object({
   ...eventBase,
   type: z.literal("start"),
   worker_id: z.string(),
+  /** The pool of the worker that runs the attempt (contracts/pools.ts); absent from workers before pools. */
+  pool: z.string().max(64).optional(),
+  /** The model name the attempt runs under: the pool's base model or one of its adapters. */
+  model: z.string().max(256).optional(),
 });
 /** The choice an event belongs to, for a request with n > 1; absent means 0. */
 const choiceIndex = z

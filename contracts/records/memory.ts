@@ -13,6 +13,7 @@ import { choiceSchema, errorEventSchema, finalEventSchema, usageSchema } from ".
 import { MAX_HIDDEN_ITEMS } from "../limits.js";
 import { SCHEMA_VERSION, conversationIdSchema, metadataSchema, offsetSchema, requestIdSchema, tenantSchema } from "./fields.js";
 import { historyHeadSchema } from "./history.js";
+import { poolNameSchema } from "../pools.js";
 
 /** How many applied request ids a conversation remembers (with where their terminal events are). */
 export const APPLIED_WINDOW = 32;
@@ -104,6 +105,12 @@ export const conversationStateSchema = z
     hidden: z.array(offsetSchema).max(MAX_HIDDEN_ITEMS).optional(),
     /** Requests applied since the conversation was opened; grows by one per turn. */
     turns: z.number().int().nonnegative(),
+    /**
+     * The conversation moved to this pool (a turn named one of its models, contracts/pools.ts):
+     * the state here is what it was when it left, and a request that still comes here is
+     * passed on to that pool (worker/move.ts).
+     */
+    moved_to: poolNameSchema.optional(),
     created_at: z.number().int().nonnegative(),
     updated_at: z.number().int().nonnegative(),
   })

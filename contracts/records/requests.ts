@@ -10,6 +10,8 @@ import { generationParamsSchema, toolCallSchema } from "../generation-params.js"
 import { MAX_APPEND_MESSAGES, MAX_CONTENT_CHARS, MAX_CONTEXT_MESSAGES, MAX_TOOLS } from "../limits.js";
 import { SCHEMA_VERSION, conversationIdSchema, metadataSchema, offsetSchema, requestIdSchema, tenantSchema } from "./fields.js";
 import { historyMessageSchema } from "./history.js";
+import { modelNameSchema, poolNameSchema } from "../pools.js";
+import { conversationStateSchema } from "./memory.js";
 
 const requestBase = {
   v: z.literal(SCHEMA_VERSION),
@@ -24,6 +26,12 @@ const requestBase = {
    * producer's partitioner by the conversation key.
    */
   events_partition: z.number().int().nonnegative().optional(),
+  /**
+   * The model the client named (the OpenAI `model`): the pool's base model or one of its
+   * adapters (contracts/pools.ts). It chose the topic the record is on; absent: the pool's
+   * base model.
+   */
+  model: modelNameSchema.optional(),
 };
 
 /**
@@ -80,6 +88,14 @@ export const turnRequestSchema = z
      * appended just before. No system messages: a change of system prompt is `system`.
      */
     prelude: z.array(contextMessageSchema).min(1).max(MAX_CONTEXT_MESSAGES).optional(),
+    /**
+     * A change of model to another pool (contracts/pools.ts): the record is on the topic of
+     * the pool the conversation is in, whose owner applies what came before it, then puts
+     * the turn, without move_to and with `carry`, on the named pool's topic.
+     */
+    move_to: poolNameSchema.optional(),
+    /** A moved turn: the conversation's state as its last pool left it, which the new pool's owner takes as its own. */
+    carry: conversationStateSchema.optional(),
   })
   .strict();
 

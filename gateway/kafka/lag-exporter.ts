@@ -11,6 +11,7 @@
  *
  * Every replica exports the same numbers: aggregate with max(), not sum().
  */
+import { DEFAULT_POOL } from "../../contracts/pools.js";
 import type { KafkaAdmin, PartitionOffsets } from "../../platform/kafka/admin.js";
 import type { Logger } from "../../platform/logger.js";
 import type { GatewayMetrics } from "../metrics.js";
@@ -35,14 +36,16 @@ export class LagExporter {
   readonly #admin: KafkaAdmin;
   readonly #topic: string;
   readonly #groupId: string;
+  readonly #pool: string;
   readonly #metrics: GatewayMetrics;
   readonly #refreshMs: number;
   readonly #logger: Logger;
   #timer: NodeJS.Timeout | null = null;
   #failing = false;
 
-  constructor(options: { admin: KafkaAdmin; topic: string; groupId: string; metrics: GatewayMetrics; refreshMs: number; logger: Logger }) {
+  constructor(options: { admin: KafkaAdmin; topic: string; groupId: string; pool?: string; metrics: GatewayMetrics; refreshMs: number; logger: Logger }) {
     this.#admin = options.admin;
+    this.#pool = options.pool ?? DEFAULT_POOL;
     this.#topic = options.topic;
     this.#groupId = options.groupId;
     this.#metrics = options.metrics;
@@ -71,10 +74,10 @@ export class LagExporter {
       const lags = computeLag(ends, committed);
       let total = 0;
       for (const { partition, lag } of lags) {
-        this.#metrics.consumerGroupLag.set({ topic: this.#topic, partition: String(partition) }, lag);
+        this.#metrics.consumerGroupLag.set({ topic: this.#topic, partition: String(partition), pool: this.#pool }, lag);
         total += lag;
       }
-      this.#metrics.consumerGroupTotalLag.set(total);
+      this.#metrics.consumerGroupTotalLag.set({ pool: this.#pool }, total);
       this.#metrics.lagRefreshedAt.set(Date.now() / 1000);
       if (this.#failing) this.#logger.info({ total_lag: total }, "lag refresh works again");
       this.#failing = false;

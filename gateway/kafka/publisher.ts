@@ -29,7 +29,8 @@ import { withDeadline } from "./deadline.js";
 export interface Publisher {
   /** Puts a request on chat.requests; throws ApiError kafka_unavailable when Kafka does not take it in time. */
   /** `headers`: the record's trace context (traceparent), when tracing is on. */
-  publishRequest(request: ChatRequest, headers?: Readonly<Record<string, string>>): Promise<void>;
+  /** `topic`: the request topic of the pool it goes to; absent: the default pool's. */
+  publishRequest(request: ChatRequest, headers?: Readonly<Record<string, string>>, topic?: string): Promise<void>;
   /** Puts a cancel on chat.control; same failure as publishRequest. */
   publishCancel(record: ControlRecord): Promise<void>;
 }
@@ -61,8 +62,8 @@ export class KafkaPublisher implements Publisher {
     return this.#producer.disconnect();
   }
 
-  publishRequest(request: ChatRequest, headers?: Readonly<Record<string, string>>): Promise<void> {
-    return this.#send(this.#topics.requests, conversationKey(request), encodeRecord(request), request.request_id, headers);
+  publishRequest(request: ChatRequest, headers?: Readonly<Record<string, string>>, topic?: string): Promise<void> {
+    return this.#send(topic ?? this.#topics.requests, conversationKey(request), encodeRecord(request), request.request_id, headers);
   }
 
   publishCancel(record: ControlRecord): Promise<void> {

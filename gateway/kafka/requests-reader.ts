@@ -41,6 +41,11 @@ export async function startRequestsReader(options: {
   logger: Logger;
   /** Called with where each request was read in chat.requests (for the queue position). */
   onRequestRead?: (requestId: string, partition: number, offset: string) => void;
+  /**
+   * A request of a conversation (not a stateless turn) was read: `moveTo` when it moves the
+   * conversation to another pool, `deleted` when it deletes it.
+   */
+  onConversation?: (tenant: string, conversationId: string, change: { deleted: boolean; moveTo?: string }) => void;
   /** The reader's consumer was replaced because it stopped fetching. */
   onRestart?: () => void;
 }): Promise<RequestsReader> {
@@ -71,6 +76,11 @@ export async function startRequestsReader(options: {
           traceparent === undefined ? undefined : traceparent.toString(),
         );
         options.onRequestRead?.(r.request_id, record.partition, String(record.offset));
+        if (r.type !== "turn" || r.context === undefined)
+          options.onConversation?.(r.tenant, r.conversation_id, {
+            deleted: r.type === "delete",
+            ...(r.type === "turn" && r.move_to !== undefined && { moveTo: r.move_to }),
+          });
       }
     },
   });

@@ -119,6 +119,7 @@ export function registerConversationRoutes(app: FastifyInstance, deps: GatewayDe
       tenant: request.tenant,
       content: body.content,
       ...(body.system === undefined ? {} : { system: body.system }),
+      ...(body.model === undefined ? {} : { model: body.model }),
       ...(params === undefined ? {} : { params }),
       created_at: Date.now(),
     };

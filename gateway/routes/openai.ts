@@ -20,18 +20,33 @@ import { SseWriter } from "../sse.js";
 import { deadlineError } from "./requests.js";
 import { awaitReply, cancelForDisconnect } from "./reply-wait.js";
 import { objectBody } from "./schemas.js";
+import type { ListedModel } from "../pools.js";
 
 const openai = { config: { dialect: "openai" as const } };
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const startedAt = Math.floor(Date.now() / 1000);
-  const model = () => ({ id: deps.config.modelName, object: "model" as const, created: startedAt, owned_by: "kafka-llm" });
+  // The pools declared on chat.models (gateway/pools.ts); without pools (unit tests) MODEL_NAME alone.
+  const listed = (): ListedModel[] => deps.pools?.models() ?? [{ id: deps.config.modelName, pool: "default" }];
+  const model = (m: ListedModel) => ({
+    id: m.id,
+    object: "model" as const,
+    created: startedAt,
+    owned_by: "kafka-llm",
+    ...(m.parent !== undefined && { parent: m.parent }),
+  });
 
-  app.get("/v1/models", openai, async () => ({ object: "list", data: [model()] }));
+  app.get("/v1/models", openai, async () => ({ object: "list", data: listed().map(model) }));
 
   app.get<{ Params: { model: string } }>("/v1/models/:model", openai, async (request) => {
-    if (request.params.model !== deps.config.modelName) throw notFound(`no model ${request.params.model}; GET /v1/models lists the models`);
-    return model();
+    const found = listed().find((m) => m.id === request.params.model);
+    if (!found)
+      throw notFound(
+        `no model ${request.params.model}; GET /v1/models lists the models: ${listed()
+          .map((m) => m.id)
+          .join(", ")}`,
+      );
+    return model(found);
   });
 
   app.post("/v1/chat/completions", openai, async (request, reply) => {
@@ -47,14 +62,14 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: GatewayDeps): v
       conversationId = parsed.data;
     }
     const key = idempotencyKeyOf(request.headers);
-    const turn = keyed(toTurnRequest(input, request.tenant, conversationId), key);
+    const turn = keyed({ ...toTurnRequest(input, request.tenant, conversationId), model: input.body.model }, key);
     await submit(deps, turn, request.log, { keyed: key !== undefined });
     // The openai SDKs retry without a key unless given one (X-Stainless-Retry-Count says it
     // is a retry): say so, since such a retry is a new request.
     const retry = Number(request.headers["x-stainless-retry-count"] ?? 0);
     if (key === undefined && retry > 0)
       request.log.warn({ request_id: turn.request_id, retry }, "an SDK retry without an Idempotency-Key: run as a new request");
-    const meta: CompletionMeta = { requestId: turn.request_id, model: deps.config.modelName, created: Math.floor(turn.created_at / 1000) };
+    const meta: CompletionMeta = { requestId: turn.request_id, model: input.body.model, created: Math.floor(turn.created_at / 1000) };
     reply.header("x-request-id", turn.request_id);
     if (input.stream) return streamCompletion(deps, request, reply, turn, input, meta);
     return wholeCompletion(deps, request, reply, turn, meta);

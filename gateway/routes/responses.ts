@@ -58,7 +58,9 @@ export function registerResponseRoutes(app: FastifyInstance, deps: GatewayDeps):
   app.post("/v1/responses", openai, async (request, reply) => {
     const input = parseResponsesBody(objectBody(request.body, '{"model": "...", "input": "Hello"}'), deps.config.maxContentChars);
     const key = idempotencyKeyOf(request.headers);
-    const { turn, ref } = await turnFor(deps, input, request.tenant, key);
+    const made = await turnFor(deps, input, request.tenant, key);
+    const { ref } = made;
+    const turn: TurnRequest = { ...made.turn, model: input.body.model };
     await submit(deps, turn, request.log, { keyed: key !== undefined });
     const id = responseId(ref);
     const base = baseOf(deps, input, id, turn);
@@ -287,7 +289,7 @@ function baseOf(deps: GatewayDeps, input: ResponseInput, id: string, turn: TurnR
   const base = defaultBase(
     id,
     turn.request_id,
-    deps.config.modelName,
+    turn.model ?? deps.config.modelName,
     Math.floor(turn.created_at / 1000),
     input.store && turn.context === undefined ? turn.conversation_id : null,
     input.store,

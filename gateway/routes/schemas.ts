@@ -4,6 +4,7 @@
  * bound changes in one place; the intake re-checks every request against the record
  * schema before it is queued.
  */
+import { modelNameSchema } from "../../contracts/pools.js";
 import { z } from "zod";
 import { MAX_APPEND_MESSAGES } from "../../contracts/limits.js";
 import { checkParamCombination, generationParamFields, type GenerationParams } from "../../contracts/generation-params.js";
@@ -57,6 +58,8 @@ export function postMessageBody(maxChars: number) {
     .object({
       content: text(maxChars).min(1, "must not be empty"),
       system: text(maxChars).optional(),
+      /** The model to answer with (GET /v1/models); absent: the default pool's. A model of another pool moves the conversation there. */
+      model: modelNameSchema.optional(),
       max_tokens: f.max_tokens.optional(),
       temperature: f.temperature.optional(),
       top_p: f.top_p.optional(),

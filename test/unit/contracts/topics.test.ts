@@ -32,7 +32,7 @@ describe("min.insync.replicas of the created topics", () => {
     for (const rf of [1, 2, -1])
       assert.deepEqual(
         Object.values(isrByTopic(topicSpecs(topicNames(""), settings(rf)))),
-        [undefined, undefined, undefined, undefined, undefined, undefined],
+        [undefined, undefined, undefined, undefined, undefined, undefined, undefined],
         `rf ${rf}`,
       );
     assert.equal(minInsyncReplicasFor(5), 2);

@@ -43,7 +43,7 @@ describe("worker metrics", () => {
     assert.ok(text.endsWith("# EOF\n"));
     // OpenMetrics names a counter's family without _total; its samples keep the name dashboards query.
     assert.match(text, /^# TYPE kafka_llm_prompt_tokens counter$/m);
-    assert.match(text, /^kafka_llm_prompt_tokens_total\{worker_id="w1"\} 0$/m);
+    assert.match(text, /^kafka_llm_prompt_tokens_total\{worker_id="w1",pool="default"\} 0$/m);
   });
 
   it("observeWithTrace puts a sampled trace id on the bucket as an exemplar, and nothing else", async () => {
@@ -93,7 +93,7 @@ describe("worker metrics", () => {
 
     const genAi = { gen_ai_operation_name: "chat", gen_ai_provider_name: "kafka-llm", gen_ai_request_model: "gemma-3-270m-it-Q8_0" };
     const ttft = samples(text, "gen_ai_server_time_to_first_token_seconds_count");
-    assert.deepEqual(ttft[0]!.labels, { ...genAi, worker_id: "w1" });
+    assert.deepEqual(ttft[0]!.labels, { ...genAi, worker_id: "w1", pool: "default" });
     assert.equal(ttft[0]!.value, 2, "one per generationDone");
     assert.equal(samples(text, "kafka_llm_time_to_first_token_seconds_count")[0]!.value, 2);
     assert.ok(samples(text, "gen_ai_server_time_to_first_token_seconds_bucket").some((s) => s.exemplar?.includes(TRACE)));

@@ -1,0 +1,106 @@
+/**
+ * What the gateway runs for each pool (gateway/pools.ts) once chat.models declares it: a
+ * reader of the pool's request topic (request ids and queue positions), the queued notices,
+ * the lag exporter and the conversation lookup of its workers' group. Started as pools
+ * appear, never stopped while the gateway runs (a withdrawn pool's topic keeps its records
+ * until they age out; its numbers stay at their last values); every part is bounded by the
+ * pool's partitions or the request bounds, so pools add at most their partition count each.
+ */
+import type { ConversationRef } from "../../contracts/conversation-key.js";
+import type { ConversationState } from "../../contracts/records/memory.js";
+import { DEFAULT_POOL } from "../../contracts/pools.js";
+import type { QueueWatch } from "./queue-watch.js";
+import type { ConversationLookup } from "./owners.js";
+import type { ConversationPools, PoolLane, PoolRouter } from "../pools.js";
+
+/** One pool's running parts. */
+export interface LaneParts {
+  readonly queueWatch: QueueWatch;
+  readonly conversations: ConversationLookup;
+  /** True once the pool's request topic's look-back is read. */
+  caughtUp(): boolean;
+  stop(): Promise<void>;
+}
+
+export class PoolLanes {
+  readonly #parts = new Map<string, LaneParts>();
+  readonly #starting = new Map<string, Promise<void>>();
+  readonly #start: (lane: PoolLane) => Promise<LaneParts>;
+  readonly #onError: (pool: string, err: unknown) => void;
+
+  constructor(options: { start: (lane: PoolLane) => Promise<LaneParts>; onError: (pool: string, err: unknown) => void }) {
+    this.#start = options.start;
+    this.#onError = options.onError;
+  }
+
+  /** Starts the parts of pools not running yet (a failed start is tried again at the next call). */
+  async ensure(lanes: readonly PoolLane[]): Promise<void> {
+    await Promise.all(lanes.filter((lane) => !this.#parts.has(lane.pool)).map((lane) => this.#starting.get(lane.pool) ?? this.#startLane(lane)));
+  }
+
+  #startLane(lane: PoolLane): Promise<void> {
+    const starting = this.#start(lane)
+      .then(
+        (parts) => void this.#parts.set(lane.pool, parts),
+        (err: unknown) => this.#onError(lane.pool, err),
+      )
+      .finally(() => this.#starting.delete(lane.pool));
+    this.#starting.set(lane.pool, starting);
+    return starting;
+  }
+
+  parts(pool: string): LaneParts | undefined {
+    return this.#parts.get(pool);
+  }
+
+  /** True once every running pool's look-back is read. */
+  caughtUp(): boolean {
+    return [...this.#parts.values()].every((p) => p.caughtUp());
+  }
+
+  /** Queued notices for a request, whichever pool's topic it is on (only that pool's watch ever places it). */
+  readonly queueWatch = {
+    watch: (requestId: string, onNotice: Parameters<QueueWatch["watch"]>[1]): (() => void) => {
+      const unwatch = [...this.#parts.values()].map((p) => p.queueWatch.watch(requestId, onNotice));
+      return () => unwatch.forEach((u) => u());
+    },
+  };
+
+  /**
+   * Conversation reads, asked of the workers of the pool the conversation is in: the one it
+   * was last sent to, else the default pool (or the only one).
+   */
+  conversationLookup(router: PoolRouter, conversations: ConversationPools): ConversationLookup {
+    const partsOf = (pool: string) => this.#parts.get(pool);
+    const allParts = () => [...this.#parts.values()];
+    const poolOf = (ref: ConversationRef): string | undefined => {
+      const held = conversations.get(ref.tenant, ref.conversation_id);
+      if (held !== undefined && this.#parts.has(held)) return held;
+      if (this.#parts.has(DEFAULT_POOL)) return DEFAULT_POOL;
+      const all = router.lanes();
+      return all.length === 1 ? all[0]!.pool : undefined;
+    };
+    return {
+      async get(ref: ConversationRef, options?: { wait?: boolean }): Promise<ConversationState | undefined> {
+        // A state left behind by a move names the pool the conversation went to: ask there (once per pool at most).
+        const asked = new Set<string>();
+        let pool = poolOf(ref);
+        while (pool !== undefined && !asked.has(pool)) {
+          asked.add(pool);
+          const parts = partsOf(pool);
+          if (!parts) return undefined;
+          const state = await parts.conversations.get(ref, options);
+          if (state?.moved_to === undefined) return state;
+          pool = state.moved_to;
+        }
+        return undefined;
+      },
+      get cachedOwners(): number {
+        return allParts().reduce((n, p) => n + p.conversations.cachedOwners, 0);
+      },
+      async stop(): Promise<void> {
+        await Promise.all(allParts().map((p) => p.stop()));
+      },
+    };
+  }
+}
