@@ -16,7 +16,7 @@ import { ToolCallStream, stableCallId } from "./tool-call-stream.js";
 import type { EventWriter } from "./event-writer.js";
 import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js";
 import type { WorkerMetrics } from "./metrics.js";
-import { slotOwner, type Slot, type SlotPool } from "./slot-pool.js";
+import { adapterOf, slotOwner, type Slot, type SlotPool } from "./slot-pool.js";
 
 export interface ChoiceDeps {
   readonly config: WorkerConfig;
@@ -49,9 +49,10 @@ export async function generateChoices(
       }),
   );
   const toolCalls = Array.from({ length: n }, (_, choice) => new ToolCallStream(events, deps.config.stream, choice));
-  const slots: Slot<SlotGenerator>[] = [await deps.slots.acquire(slotOwner(request))];
+  const owner = slotOwner(request, adapterOf(request, deps.config));
+  const slots: Slot<SlotGenerator>[] = [await deps.slots.acquire(owner)];
   // acquire() takes a free slot synchronously, so this never waits.
-  while (slots.length < n && deps.slots.busyCount < deps.slots.size) slots.push(await deps.slots.acquire(slotOwner(request)));
+  while (slots.length < n && deps.slots.freeCount(owner.adapter) > 0) slots.push(await deps.slots.acquire(owner));
   deps.metrics.activeGenerations.inc(slots.length);
   const results: GenerateResult[] = new Array(n);
   try {

@@ -12,6 +12,8 @@ export interface LoadedLlm {
   readonly llama: Llama;
   readonly model: LlamaModel;
   readonly context: LlamaContext;
+  /** A context per LoRA adapter (node-llama-cpp applies adapters per context), by the adapter's model name. */
+  readonly adapterContexts: ReadonlyMap<string, LlamaContext>;
   readonly modelPath: string;
   readonly threads: number;
   readonly gpu: string | false;
@@ -29,7 +31,12 @@ export async function resolveModelSource(source: string, directory: string, logg
   return resolveModelFile(source, { directory: path.resolve(directory), cli: false, verify: false });
 }
 
-export async function loadLlm(config: WorkerConfig["model"], logger: Logger, sequences = 1): Promise<LoadedLlm> {
+export async function loadLlm(
+  config: WorkerConfig["model"],
+  logger: Logger,
+  sequences = 1,
+  adapters: { readonly list: readonly { readonly name: string; readonly source: string }[]; readonly sequences: number } = { list: [], sequences: 1 },
+): Promise<LoadedLlm> {
   const threads = generationThreads(config.threads);
   const modelPath = await resolveModelSource(config.source, config.directory, logger);
   // build: "never": use the prebuilt binaries shipped in npm packages, never compile at run time.
@@ -47,23 +54,31 @@ export async function loadLlm(config: WorkerConfig["model"], logger: Logger, seq
     },
   });
   const model = await llama.loadModel({ modelPath });
-  const context = await model.createContext({
+  const contextOptions = {
     contextSize: Math.min(config.contextSize, model.trainContextSize),
-    sequences,
     threads,
     // On a CPU, flash attention makes each evaluated token cost more the longer the
     // sequence (bench: 1.4-2.4x throughput and far flatter time to first token without it).
-    flashAttention: llama.gpu === false ? false : "auto",
-  });
+    flashAttention: llama.gpu === false ? false : ("auto" as const),
+  };
+  const context = await model.createContext({ ...contextOptions, sequences });
   logger.info({ modelPath, gpu: llama.gpu, threads, contextSize: context.contextSize, sequences }, "model loaded");
+  const adapterContexts = new Map<string, LlamaContext>();
+  for (const adapter of adapters.list) {
+    const filePath = await resolveModelSource(adapter.source, config.directory, logger);
+    adapterContexts.set(adapter.name, await model.createContext({ ...contextOptions, sequences: adapters.sequences, lora: { adapters: [{ filePath }] } }));
+    logger.info({ adapter: adapter.name, filePath, sequences: adapters.sequences }, "LoRA adapter loaded");
+  }
   return {
     llama,
     model,
     context,
+    adapterContexts,
     modelPath,
     threads,
     gpu: llama.gpu,
     async dispose() {
+      for (const c of adapterContexts.values()) await c.dispose();
       await context.dispose();
       await model.dispose();
       await llama.dispose();

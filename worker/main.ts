@@ -107,13 +107,19 @@ async function main(): Promise<void> {
 
   lifecycle.to("loading_model");
   const slotsWanted = config.generation.slots;
-  const llm = await loadLlm(config.model, logger, slotsWanted);
-  const generators = Array.from({ length: slotsWanted }, () => new SequenceGenerator(llm.context.getSequence(), config.generation));
+  const llm = await loadLlm(config.model, logger, slotsWanted, { list: config.pool.adapters, sequences: config.pool.adapterSlots });
+  // The base model's slots, then each adapter's (worker/slot-pool.ts).
+  const slotContexts = [
+    ...Array.from({ length: slotsWanted }, () => ({ context: llm.context, adapter: null })),
+    ...[...llm.adapterContexts].flatMap(([adapter, context]) => Array.from({ length: config.pool.adapterSlots }, () => ({ context, adapter }))),
+  ];
+  const generators = slotContexts.map(({ context }) => new SequenceGenerator(context.getSequence(), config.generation));
   release.push(async () => {
     for (const g of generators) g.dispose();
     await llm.dispose();
   });
   const slots = new SlotPool<SlotGenerator>(generators, {
+    adapters: slotContexts.map((s) => s.adapter),
     clear: async (g) => {
       await g.clearCache();
       metrics.slotTenantClears.inc();

@@ -70,7 +70,8 @@ export async function startRequestLoop(options: {
   });
 
   const scheduler = new TurnScheduler({
-    concurrency: config.generation.slots,
+    // Every slot: the base model's and each adapter's.
+    concurrency: config.generation.slots + config.pool.adapters.length * config.pool.adapterSlots,
     pause: (p) => consumer.pause(p),
     resume: (p) => consumer.resume(p),
     logger,

@@ -9,24 +9,36 @@
  * alone, a slot would let one tenant confirm another's system prompt token by token. So
  * each slot remembers the tenant whose tokens it holds, a turn prefers a free slot of its
  * own tenant (or an empty one), and a slot that passes to another tenant is cleared first.
+ *
+ * A pool that serves LoRA adapters (MODEL_ADAPTERS) has a context per adapter, since
+ * node-llama-cpp applies adapters per context: each slot belongs to its context's model (null:
+ * the base model's), and a turn takes only a slot of the model it asked for.
  */
 
 import { conversationKey, type ConversationRef } from "../contracts/conversation-key.js";
 
-/** Who takes a slot: a conversation (its key: contracts/conversation-key.ts) of a tenant. */
+/** Who takes a slot: a conversation (its key: contracts/conversation-key.ts) of a tenant, on a model (an adapter's name; absent: the base model). */
 export interface SlotOwner {
   readonly key: string;
   readonly tenant: string;
+  readonly adapter?: string;
 }
 
-/** The slot owner of a request's conversation. */
-export function slotOwner(ref: ConversationRef): SlotOwner {
-  return { key: conversationKey(ref), tenant: ref.tenant };
+/** The slot owner of a request's conversation; `adapter` when the request asked for one of the pool's adapters. */
+export function slotOwner(ref: ConversationRef, adapter?: string): SlotOwner {
+  return { key: conversationKey(ref), tenant: ref.tenant, ...(adapter !== undefined && { adapter }) };
+}
+
+/** The adapter a request asked for by its model name, when the pool serves it as one (else the base model). */
+export function adapterOf(request: { model?: string | undefined }, config: { pool: { adapters: readonly { name: string }[] } }): string | undefined {
+  return request.model !== undefined && config.pool.adapters.some((a) => a.name === request.model) ? request.model : undefined;
 }
 
 export interface Slot<G> {
   readonly index: number;
   readonly generator: G;
+  /** The adapter whose context this slot's sequence is of; null: the base model's. */
+  readonly adapter: string | null;
   /** The conversation whose tokens this slot's sequence holds, if any. */
   key: string | null;
   /** The tenant whose tokens this slot's sequence holds; null when it holds none. */
@@ -41,6 +53,8 @@ const UNKNOWN_TENANT = "#unknown";
 export interface SlotPoolOptions<G> {
   /** Empties a slot's KV cache (before another tenant uses it). */
   clear(generator: G): Promise<void>;
+  /** Each generator's adapter, by index (absent or null: the base model's). */
+  adapters?: readonly (string | null)[];
 }
 
 export class SlotPool<G> {
@@ -50,7 +64,15 @@ export class SlotPool<G> {
   #clock = 0;
 
   constructor(generators: readonly G[], options: SlotPoolOptions<G>) {
-    this.#slots = generators.map((generator, index) => ({ index, generator, key: null, tenant: null, lastUsed: 0, busy: false }));
+    this.#slots = generators.map((generator, index) => ({
+      index,
+      generator,
+      adapter: options.adapters?.[index] ?? null,
+      key: null,
+      tenant: null,
+      lastUsed: 0,
+      busy: false,
+    }));
     this.#clear = options.clear;
   }
 
@@ -60,6 +82,11 @@ export class SlotPool<G> {
 
   get busyCount(): number {
     return this.#slots.filter((s) => s.busy).length;
+  }
+
+  /** Free slots of a model (an adapter's name; absent: the base model's). */
+  freeCount(adapter?: string): number {
+    return this.#slots.filter((s) => !s.busy && s.adapter === (adapter ?? null)).length;
   }
 
   /** Acquires waiting for a release: the extra choices of an n > 1 request hold slots the scheduler counts as free. */
@@ -85,8 +112,11 @@ export class SlotPool<G> {
 
   release(slot: Slot<G>): void {
     slot.busy = false;
-    const next = this.#waiting.shift();
-    if (next) this.#take(this.#pick(next.owner) ?? slot, next.owner).then(next.resolve, next.reject);
+    // The first waiter for this slot's model (a waiter for another model waits for its own).
+    const i = this.#waiting.findIndex((w) => (w.owner.adapter ?? null) === slot.adapter);
+    if (i < 0) return;
+    const [next] = this.#waiting.splice(i, 1);
+    this.#take(this.#pick(next!.owner) ?? slot, next!.owner).then(next!.resolve, next!.reject);
   }
 
   /** Whether a conversation's tokens are still held by a slot. */
@@ -100,7 +130,7 @@ export class SlotPool<G> {
   }
 
   #pick(owner: SlotOwner): Slot<G> | undefined {
-    const free = this.#slots.filter((s) => !s.busy);
+    const free = this.#slots.filter((s) => !s.busy && s.adapter === (owner.adapter ?? null));
     const own = free.find((s) => s.key === owner.key);
     if (own) return own;
     const lru = (slots: Slot<G>[]) => slots.sort((a, b) => a.lastUsed - b.lastUsed)[0];

@@ -86,7 +86,7 @@ import type { ChatMessage, GenerateResult, SlotGenerator } from "./generator.js"
 import type { HistoryPort } from "./history-writer.js";
 import type { MemoryStore } from "./memory-store.js";
 import type { WorkerMetrics } from "./metrics.js";
-import { slotOwner, type SlotPool } from "./slot-pool.js";
+import { adapterOf, slotOwner, type SlotPool } from "./slot-pool.js";
 import type { RequestRecord, RevokeCause } from "./turn-scheduler.js";
 import { TurnPhases } from "./turn-phases.js";
 import { NO_TRACE, startTurnTrace, type TurnTrace, type TurnTraceOptions } from "./turn-trace.js";
@@ -500,7 +500,7 @@ async function generateStreaming(
     emit: (chunk) => events.write({ type: "delta", ...chunk }),
   });
   const toolCalls = new ToolCallStream(events, ctx.config.stream);
-  const slot = await ctx.slots.acquire(slotOwner(request));
+  const slot = await ctx.slots.acquire(slotOwner(request, adapterOf(request, ctx.config)));
   phases?.mark("slot_wait");
   ctx.logger.debug({ request_id: request.request_id, tenant: request.tenant, conversation_id: request.conversation_id, slot: slot.index }, "slot taken");
   ctx.metrics.activeGenerations.inc();

@@ -12,6 +12,35 @@ import { DEFAULT_POOL, modelNameSchema, poolGroup, poolNameSchema } from "../poo
 import { ConfigError, bool, deepFreeze, groupProtocol, int, parseEnv, str, type Env } from "./env.js";
 import { hasInternalToken, internalToken, kafkaConfig, kafkaFields, type InternalTokenConfig, type KafkaConfig } from "./shared.js";
 
+/** `name=source,name=source`: LoRA adapters of the model, each a GGUF path or hf: URI, served as a model name of its own. */
+const adapterList = z
+  .string()
+  .default("")
+  .transform((s, ctx) => {
+    const adapters: Array<{ name: string; source: string }> = [];
+    for (const item of s
+      .split(",")
+      .map((i) => i.trim())
+      .filter((i) => i !== "")) {
+      const at = item.indexOf("=");
+      const name = item.slice(0, at);
+      const source = item.slice(at + 1);
+      if (at <= 0 || source === "" || !modelNameSchema.safeParse(name).success) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${JSON.stringify(item)}: each adapter is NAME=GGUF (a file path or hf: URI), e.g. support=/models/support-lora.gguf`,
+        });
+        return z.NEVER;
+      }
+      if (adapters.some((a) => a.name === name)) {
+        ctx.addIssue({ code: "custom", message: `names adapter ${name} twice` });
+        return z.NEVER;
+      }
+      adapters.push({ name, source });
+    }
+    return adapters;
+  });
+
 /** A JSON array of non-empty strings, e.g. ["\nUser:"]; unset = none. */
 const stringList = z
   .string()
@@ -49,6 +78,8 @@ export const workerFields = {
     .regex(/^https?:\/\/[^\s/@]+$/, "must be http://HOST:PORT (no path), e.g. http://10.1.2.3:9090")
     .optional(),
   WORKER_POOL: poolNameSchema.default(DEFAULT_POOL),
+  MODEL_ADAPTERS: adapterList,
+  ADAPTER_SLOTS: int(1, 1, 64),
   MODEL_NAME: modelNameSchema.optional(),
   MODEL: z.string({ error: "required: a GGUF file path or an hf: URI" }).min(1, "required: a GGUF file path or an hf: URI"),
   MODEL_DIR: str(".cache/models"),
@@ -88,7 +119,14 @@ export interface WorkerConfig {
    * The pool this worker serves (contracts/pools.ts): its name, its consumer group on its
    * request topic, and the model name requests ask for it by.
    */
-  readonly pool: { readonly name: string; readonly group: string; readonly modelName: string | undefined };
+  readonly pool: {
+    readonly name: string;
+    readonly group: string;
+    readonly modelName: string | undefined;
+    /** LoRA adapters of the model (MODEL_ADAPTERS), each served under its own name with ADAPTER_SLOTS slots of its own. */
+    readonly adapters: readonly { readonly name: string; readonly source: string }[];
+    readonly adapterSlots: number;
+  };
   readonly workerId: string;
   readonly http: { readonly host: string; readonly port: number };
   /**
@@ -178,6 +216,10 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
       `KAFKA_LLM_INTERNAL_TOKEN: required when the worker's ops port, which answers conversation reads, listens beyond loopback (WORKER_HTTP_HOST=${e.WORKER_HTTP_HOST}): set KAFKA_LLM_INTERNAL_TOKEN or KAFKA_LLM_INTERNAL_TOKEN_FILE (at least 32 characters, the same as the gateways'), or WORKER_HTTP_HOST=127.0.0.1`,
     );
   }
+  if (e.MODEL_ADAPTERS.length > 0 && e.MODEL_NAME === undefined)
+    problems.push("MODEL_NAME: required with MODEL_ADAPTERS (adapters are declared as models of the base model, named by MODEL_NAME)");
+  if (e.MODEL_ADAPTERS.some((a) => a.name === e.MODEL_NAME))
+    problems.push(`MODEL_ADAPTERS: an adapter may not be named ${e.MODEL_NAME}, the base model's MODEL_NAME`);
   if (e.WORKER_POOL !== DEFAULT_POOL && e.MODEL_NAME === undefined)
     problems.push(
       `MODEL_NAME: required for WORKER_POOL=${e.WORKER_POOL} (the name requests ask this pool's model by); only the default pool may leave it to the gateways' MODEL_NAME`,
@@ -187,7 +229,13 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     kafka: kafkaConfig(e),
     logLevel: e.LOG_LEVEL,
     workerGroupId: e.WORKER_GROUP_ID,
-    pool: { name: e.WORKER_POOL, group: poolGroup(e.WORKER_GROUP_ID, e.WORKER_POOL), modelName: e.MODEL_NAME },
+    pool: {
+      name: e.WORKER_POOL,
+      group: poolGroup(e.WORKER_GROUP_ID, e.WORKER_POOL),
+      modelName: e.MODEL_NAME,
+      adapters: e.MODEL_ADAPTERS,
+      adapterSlots: e.ADAPTER_SLOTS,
+    },
     workerId: e.WORKER_ID,
     http: { host: e.WORKER_HTTP_HOST, port: e.WORKER_HTTP_PORT },
     query: { address: e.WORKER_QUERY_ADDRESS ?? null, token },

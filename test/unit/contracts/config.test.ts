@@ -105,6 +105,29 @@ describe("worker config", () => {
     assert.ok(problemsOf(() => workerConfig({ MODEL: "m.gguf", STOP_TRIGGERS: '[""]' })).some((p) => p.startsWith("STOP_TRIGGERS:")));
   });
 
+  it("reads the pool, its model name and its adapters, and says what a pool other than the default needs", () => {
+    const plain = workerConfig({ MODEL: "m" }).pool;
+    assert.deepEqual(plain, { name: "default", group: "kafka-llm-workers", modelName: undefined, adapters: [], adapterSlots: 1 });
+    const fast = workerConfig({
+      MODEL: "m",
+      WORKER_POOL: "fast",
+      MODEL_NAME: "small",
+      MODEL_ADAPTERS: "support=/m/support.gguf, legal=hf:org/legal-lora/a.gguf",
+      ADAPTER_SLOTS: "2",
+    }).pool;
+    assert.equal(fast.group, "kafka-llm-workers.pool.fast");
+    assert.deepEqual(fast.adapters, [
+      { name: "support", source: "/m/support.gguf" },
+      { name: "legal", source: "hf:org/legal-lora/a.gguf" },
+    ]);
+    const problems = problemsOf(() => workerConfig({ MODEL: "m", WORKER_POOL: "Fast_Pool", MODEL_ADAPTERS: "x=/a,x=/b" })).join("\n");
+    assert.match(problems, /^WORKER_POOL: must be 1-40 lowercase letters/m);
+    assert.match(problems, /^MODEL_ADAPTERS: names adapter x twice/m);
+    assert.match(problemsOf(() => workerConfig({ MODEL: "m", WORKER_POOL: "fast" })).join("\n"), /^MODEL_NAME: required for WORKER_POOL=fast/m);
+    assert.match(problemsOf(() => workerConfig({ MODEL: "m", MODEL_ADAPTERS: "support=/a" })).join("\n"), /^MODEL_NAME: required with MODEL_ADAPTERS/m);
+    assert.match(problemsOf(() => workerConfig({ MODEL: "m", MODEL_ADAPTERS: "/just/a/path.gguf" })).join("\n"), /each adapter is NAME=GGUF/);
+  });
+
   it("rejects a heartbeat too slow for the session timeout", () => {
     const problems = problemsOf(() => workerConfig({ MODEL: "m", HEARTBEAT_INTERVAL_MS: "20000", SESSION_TIMEOUT_MS: "30000" }));
     assert.match(problems[0]!, /^HEARTBEAT_INTERVAL_MS: must be at most a third of SESSION_TIMEOUT_MS/);

@@ -110,4 +110,24 @@ describe("SlotPool", () => {
     await waiting;
     assert.equal(second, 0);
   });
+
+  it("gives a turn only a slot of the model it asked for: the base model's or its adapter's context", async () => {
+    const slots = new SlotPool(["base0", "base1", "lora0"], { adapters: [null, null, "support"], clear: async () => {} });
+    const adapted = { ...of("t", "c1"), adapter: "support" };
+    const first = await slots.acquire(adapted);
+    assert.equal(first.generator, "lora0");
+    assert.equal(slots.freeCount("support"), 0);
+    assert.equal(slots.freeCount(), 2, "the base model's slots stay free");
+    // A second adapter turn waits for the adapter's slot even though base slots are free.
+    let second: { generator: string } | undefined;
+    const waiting = slots.acquire({ ...of("t", "c2"), adapter: "support" }).then((s) => (second = s));
+    const base = await slots.acquire(of("t", "c3"));
+    assert.match(base.generator, /^base/);
+    slots.release(base);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(second, undefined, "a base slot's release does not serve an adapter's waiter");
+    slots.release(first);
+    await waiting;
+    assert.equal(second!.generator, "lora0");
+  });
 });
