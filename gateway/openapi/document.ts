@@ -455,7 +455,7 @@ export function openApiDocument(options: OpenApiOptions): ReturnType<OpenApiGene
   registry.registerPath({
     method: "get",
     path: "/v1/models",
-    summary: "The model list (one model: MODEL_NAME)",
+    summary: "The models of the pools deployed (chat.models), adapters with their parent",
     security: secured,
     responses: { 200: { description: "The models", content: json(r.modelList) }, ...errors("openai", AUTHED) },
   });

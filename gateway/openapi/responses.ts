@@ -161,7 +161,14 @@ export const requestStatusBody = z.object({
 
 export const cancelAccepted = z.object({ request_id: requestIdSchema, status: requestStatusName });
 
-export const model = z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() });
+export const model = z.object({
+  id: z.string(),
+  object: z.literal("model"),
+  created: z.number().int(),
+  owned_by: z.string(),
+  /** An adapter's base model. */
+  parent: z.string().optional(),
+});
 export const modelList = z.object({ object: z.literal("list"), data: z.array(model) });
 
 const openAiUsage = z.object({
