@@ -11,6 +11,10 @@
  * vocabulary size), and the tensors. Weights come from a seeded PRNG, so one shape and
  * seed always give the same bytes (a generation with temperature 0 is reproducible); a
  * pool of a few MiB is repeated through the tensors, which keeps an 8B file at disk speed.
+ *
+ * writeRandomLora writes a LoRA adapter GGUF for a shape, as llama.cpp's
+ * convert_lora_to_gguf.py lays one out and src/llama-adapter.cpp loads it (node-llama-cpp's
+ * `createContext({ lora })`): random A and B that change what the model generates.
  */
 import { closeSync, openSync, renameSync, writeSync } from "node:fs";
 
@@ -244,6 +248,44 @@ function weightPool(type: WeightType, next: () => number): Buffer {
   return pool;
 }
 
+/** GGUF v3's header: magic, version, metadata, tensor infos (offsets in order), padded to the data's alignment. */
+function ggufHeader(kvs: Kv[], tensors: TensorInfo[]): Buffer {
+  const head = new GgufBuffer();
+  head.push(Buffer.from("GGUF", "ascii"));
+  head.u32(3);
+  head.u64(tensors.length);
+  head.u64(kvs.length);
+  for (const kv of kvs) head.kv(kv);
+  let offset = 0;
+  for (const t of tensors) {
+    head.string(t.name);
+    head.u32(t.dims.length);
+    for (const d of t.dims) head.u64(d);
+    head.u32(t.ggmlType);
+    head.u64(offset);
+    offset += t.bytes + pad(t.bytes);
+  }
+  head.push(Buffer.alloc(pad(head.length)));
+  return head.toBuffer();
+}
+
+/** Runs `body` with a writer to `path`'s temporary name, renamed to `path` when it returns; returns the bytes written. */
+function writeFileAtomically(path: string, body: (write: (b: Buffer) => void) => void): number {
+  const tmp = `${path}.partial`;
+  const fd = openSync(tmp, "w");
+  let size = 0;
+  try {
+    body((b) => {
+      for (let o = 0; o < b.length;) o += writeSync(fd, b, o, b.length - o);
+      size += b.length;
+    });
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  return size;
+}
+
 /** Writes the model to `path` (through a temporary name, renamed when complete); returns its size in bytes. */
 export function writeRandomGguf(options: RandomGgufOptions): number {
   const { shape, type } = options;
@@ -280,37 +322,13 @@ export function writeRandomGguf(options: RandomGgufOptions): number {
     ["tokenizer.ggml.add_eos_token", "bool", false],
   ];
 
-  const head = new GgufBuffer();
-  head.push(Buffer.from("GGUF", "ascii"));
-  head.u32(3);
-  head.u64(tensors.length);
-  head.u64(kvs.length);
-  for (const kv of kvs) head.kv(kv);
-  let offset = 0;
-  for (const t of tensors) {
-    head.string(t.name);
-    head.u32(t.dims.length);
-    for (const d of t.dims) head.u64(d);
-    head.u32(t.ggmlType);
-    head.u64(offset);
-    offset += t.bytes + pad(t.bytes);
-  }
-  head.push(Buffer.alloc(pad(head.length)));
-
   const next = prng(options.seed ?? 1);
   const pool = weightPool(type, next);
   const ones = Buffer.alloc(shape.embd * 4);
   for (let i = 0; i < shape.embd; i++) ones.writeFloatLE(1, i * 4);
 
-  const tmp = `${options.path}.partial`;
-  const fd = openSync(tmp, "w");
-  let size = 0;
-  const write = (b: Buffer) => {
-    for (let o = 0; o < b.length;) o += writeSync(fd, b, o, b.length - o);
-    size += b.length;
-  };
-  try {
-    write(head.toBuffer());
+  return writeFileAtomically(options.path, (write) => {
+    write(ggufHeader(kvs, tensors));
     let start = 0;
     for (const t of tensors) {
       if (t.ggmlType === F32) write(ones);
@@ -329,9 +347,87 @@ export function writeRandomGguf(options: RandomGgufOptions): number {
       }
       write(Buffer.alloc(pad(t.bytes)));
     }
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, options.path);
-  return size;
+  });
+}
+
+/**
+ * The weight matrices a LoRA adapter can target, by their llama.cpp names without
+ * `blk.N.` and `.weight`: every linear layer llama.cpp's llama graph multiplies through
+ * its LoRA path (build_lora_mm), the output layer included (not where it is tied to
+ * token_embd, which llama.cpp adapts another way).
+ */
+export const LORA_TARGETS = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output"] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+/** What an adapter targets by default: each block's seven projections (PEFT's "all-linear", less the output layer). */
+export const DEFAULT_LORA_TARGETS: readonly LoraTarget[] = LORA_TARGETS.filter((t) => t !== "output");
+
+export interface RandomLoraOptions {
+  /** The base model's shape: the adapter loads only on a model of this shape. */
+  shape: LlamaShape;
+  /** r: the inner size of each A·B pair. */
+  rank: number;
+  path: string;
+  seed?: number;
+  /** Default DEFAULT_LORA_TARGETS. */
+  targets?: readonly LoraTarget[];
+  /** adapter.lora.alpha: llama.cpp scales B·A by scale × alpha / rank. Default rank (so by the context's scale alone). */
+  alpha?: number;
+  name?: string;
+}
+
+/**
+ * The adapter's tensors, as llama.cpp's LoRA loader pairs and checks them: for a base
+ * weight W of ne [n_in, n_out], `W.lora_a` of ne [n_in, r] and `W.lora_b` of ne [r, n_out]
+ * (so W·x + scale·B·(A·x)), in F32.
+ */
+export function loraTensors(shape: LlamaShape, rank: number, targets: readonly LoraTarget[] = DEFAULT_LORA_TARGETS): TensorInfo[] {
+  if (!Number.isInteger(rank) || rank < 1) throw new Error(`a LoRA rank is a whole number of at least 1 (got ${rank})`);
+  for (const t of targets) if (!LORA_TARGETS.includes(t)) throw new Error(`${t} is not a LoRA target (${LORA_TARGETS.join(", ")})`);
+  if (targets.includes("output") && shape.tiedEmbeddings) throw new Error("this shape has no output.weight (its output layer is token_embd)");
+  const base = new Map(llamaTensors(shape, "f16").map((t) => [t.name, t.dims]));
+  const names = [
+    ...(targets.includes("output") ? ["output.weight"] : []),
+    ...Array.from({ length: shape.layers }, (_, i) =>
+      LORA_TARGETS.filter((t) => t !== "output" && targets.includes(t)).map((t) => `blk.${i}.${t}.weight`),
+    ).flat(),
+  ];
+  const f32 = (name: string, dims: number[]): TensorInfo => ({ name, dims, ggmlType: F32, bytes: dims[0]! * dims[1]! * 4 });
+  return names.flatMap((name) => {
+    const [nIn, nOut] = base.get(name)!;
+    return [f32(`${name}.lora_a`, [nIn!, rank]), f32(`${name}.lora_b`, [rank, nOut!])];
+  });
+}
+
+/**
+ * Writes a LoRA adapter for a model of `options.shape` to `path` (through a temporary
+ * name); returns its size in bytes. A and B are uniform random, sized so that at scale 1
+ * (alpha = rank) B·A is as large as the base weights themselves (the same standard
+ * deviation): the adapter changes what the model generates, reproducibly for one seed.
+ */
+export function writeRandomLora(options: RandomLoraOptions): number {
+  const { shape, rank } = options;
+  const tensors = loraTensors(shape, rank, options.targets ?? DEFAULT_LORA_TARGETS);
+  const alpha = options.alpha ?? rank;
+  const kvs: Kv[] = [
+    ["general.architecture", "string", "llama"],
+    ["general.type", "string", "adapter"],
+    ["general.name", "string", options.name ?? `random-llama-lora-r${rank}`],
+    ["general.alignment", "u32", ALIGNMENT],
+    ["adapter.type", "string", "lora"],
+    ["adapter.lora.alpha", "f32", alpha],
+  ];
+  // Each entry of B·A sums `rank` products of one A and one B value: std √rank·σ², which
+  // is the base weights' std (uniform ±AMPLITUDE) when σ² = σ_W/√rank.
+  const sigma = Math.sqrt(AMPLITUDE / Math.sqrt(3) / Math.sqrt(rank));
+  const bound = sigma * Math.sqrt(3);
+  const next = prng((options.seed ?? 1) ^ 0x4c6f5241);
+  return writeFileAtomically(options.path, (write) => {
+    write(ggufHeader(kvs, tensors));
+    for (const t of tensors) {
+      const values = new Float32Array(t.bytes / 4);
+      for (let i = 0; i < values.length; i++) values[i] = ((next() / 0xffffffff) * 2 - 1) * bound;
+      write(Buffer.from(values.buffer));
+      write(Buffer.alloc(pad(t.bytes)));
+    }
+  });
 }
