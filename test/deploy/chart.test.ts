@@ -19,6 +19,8 @@ import { loadGatewayConfig } from "../../contracts/config/gateway.js";
 import { loadTracingConfig } from "../../contracts/config/tracing.js";
 import { loadKafkaConfig } from "../../contracts/config/shared.js";
 import { loadWorkerConfig } from "../../contracts/config/worker.js";
+import { poolGroup, poolTopics } from "../../contracts/pools.js";
+import { parsePools } from "../../scripts/deploy/pool-declarations.js";
 import { REPO_ROOT } from "../helpers/services.js";
 import {
   CHART_DIR,
@@ -28,6 +30,7 @@ import {
   helm,
   lint,
   podSpecs,
+  POOLS_VALUES,
   render,
   renderError,
   renderNotes,
@@ -756,6 +759,328 @@ describe("helm test and NOTES.txt", () => {
       assert.ok(ports.includes(4318), `${component}: egress to the collector's port (${ports.join(", ")})`);
     }
     assert.match(renderError({ set: { "tracing.enabled": true } }), /tracing\.otlpEndpoint/, "on without an endpoint is refused");
+  });
+});
+
+/**
+ * Model pools (pools in the values; docs/kubernetes.md, "Model pools"): ci/pools-values.yaml
+ * declares pools small (CPU) and large (GPU, one LoRA adapter). Each gets its own worker
+ * Deployment, HPA or ScaledObject on its own lag, and PDB; the one gateway is unchanged; the
+ * topics Job is told the pools (KAFKA_POOLS). pools: [] renders the workers as before pools
+ * (every check above).
+ */
+describe("model pools", () => {
+  const pools: Record<string, K8sObject[]> = {};
+  before(() => {
+    pools.hpa = render({ valuesFiles: POOLS_VALUES });
+    pools.keda = render({ valuesFiles: [...POOLS_VALUES, ...VARIANTS.keda!] });
+    pools.prometheus = render({
+      valuesFiles: [...POOLS_VALUES, ...VARIANTS.keda!],
+      set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": "backlogSeconds" },
+    });
+  });
+  const workers = (objs: K8sObject[]) => objs.filter((o) => o.kind === "Deployment" && o.metadata.labels?.["app.kubernetes.io/component"] === "worker");
+  const ofPool = (objs: K8sObject[], kind: string, pool: string) => find(objs, kind, `-worker-${pool}`);
+  const env = (objs: K8sObject[], d: K8sObject) => containerEnv(objs, podOf(d).containers[0]!);
+
+  it("helm lint --strict passes; every object is valid against its schema, with no unknown field", async () => {
+    for (const files of [POOLS_VALUES, [...POOLS_VALUES, ...VARIANTS.keda!]]) {
+      const r = lint({ valuesFiles: files });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+    }
+    for (const objs of Object.values(pools)) assert.deepEqual((await Promise.all(withSchema(objs).map(validateObject))).flat(), []);
+    assert.deepEqual(unknownFieldErrors(Object.fromEntries(Object.entries(pools).map(([n, objs]) => [`pools-${n}`, withSchema(objs)]))), []);
+  });
+
+  it("a worker Deployment per pool, labelled and selected by its pool; none of the single pool's", () => {
+    const objs = pools.hpa!;
+    assert.deepEqual(
+      workers(objs).map((d) => d.metadata.name),
+      ["llm-kafka-llm-worker-small", "llm-kafka-llm-worker-large"],
+    );
+    assert.equal(
+      objs.filter((o) => o.metadata.name === "llm-kafka-llm-worker" && o.kind !== "ConfigMap" && o.kind !== "Service" && o.kind !== "ServiceAccount").length,
+      0,
+    );
+    for (const pool of ["small", "large"]) {
+      const d = ofPool(objs, "Deployment", pool);
+      const spec = d.spec as {
+        selector: { matchLabels: Record<string, string> };
+        template: { metadata: { labels: Record<string, string> } };
+        replicas?: number;
+      };
+      assert.equal(d.metadata.labels?.["kafka-llm/pool"], pool);
+      assert.equal(spec.selector.matchLabels["kafka-llm/pool"], pool);
+      assert.equal(spec.template.metadata.labels["kafka-llm/pool"], pool);
+      assert.equal(spec.replicas, undefined, "autoscaled: no replica count of its own");
+      // Disjoint: the other pool's pods do not match this selector.
+      const other = ofPool(objs, "Deployment", pool === "small" ? "large" : "small");
+      const otherLabels = (other.spec as typeof spec).template.metadata.labels;
+      assert.ok(!Object.entries(spec.selector.matchLabels).every(([k, v]) => otherLabels[k] === v), `${pool}'s selector takes only its own pods`);
+    }
+    // Still one gateway, one worker Service (metrics) and NetworkPolicy selector for all pools.
+    assert.equal(objs.filter((o) => o.kind === "Deployment" && o.metadata.name.endsWith("-gateway")).length, 1);
+    const svc = find(objs, "Service", "-worker").spec as { selector: Record<string, string> };
+    assert.equal(svc.selector["kafka-llm/pool"], undefined);
+  });
+
+  it("each pool's workers get WORKER_POOL, MODEL_NAME, MODEL (and MODEL_ADAPTERS), its device and slots; their config names its topic and group", () => {
+    const objs = pools.hpa!;
+    const small = ofPool(objs, "Deployment", "small");
+    const large = ofPool(objs, "Deployment", "large");
+    const pick = (e: Record<string, string>) => ({
+      WORKER_POOL: e.WORKER_POOL,
+      MODEL_NAME: e.MODEL_NAME,
+      MODEL: e.MODEL,
+      MODEL_ADAPTERS: e.MODEL_ADAPTERS,
+      ADAPTER_SLOTS: e.ADAPTER_SLOTS,
+      LLAMA_GPU: e.LLAMA_GPU,
+      WORKER_SLOTS: e.WORKER_SLOTS,
+      WORKER_GROUP_ID: e.WORKER_GROUP_ID,
+    });
+    assert.deepEqual(pick(env(objs, small)), {
+      WORKER_POOL: "small",
+      MODEL_NAME: "gemma-3-270m",
+      MODEL: "hf:unsloth/gemma-3-270m-it-GGUF:Q8_0",
+      MODEL_ADAPTERS: undefined,
+      ADAPTER_SLOTS: undefined,
+      LLAMA_GPU: "false",
+      WORKER_SLOTS: "2",
+      WORKER_GROUP_ID: "kafka-llm-workers",
+    });
+    assert.deepEqual(pick(env(objs, large)), {
+      WORKER_POOL: "large",
+      MODEL_NAME: "gemma-3-4b",
+      MODEL: "hf:unsloth/gemma-3-4b-it-GGUF:Q4_K_M",
+      MODEL_ADAPTERS: "gemma-3-4b-sql=hf:example/gemma-3-4b-sql-lora/gemma-3-4b-sql-lora.gguf",
+      ADAPTER_SLOTS: "2",
+      LLAMA_GPU: "cuda",
+      WORKER_SLOTS: "8",
+      WORKER_GROUP_ID: "kafka-llm-workers",
+    });
+    // Device: the CPU pool asks for no GPU and tolerates none; the GPU pool does.
+    assert.equal(podOf(small).containers[0]!.resources?.limits?.["nvidia.com/gpu"], undefined);
+    assert.deepEqual(podOf(small).containers[0]!.resources?.limits, { cpu: "2", memory: "2Gi" }, "the pool's own resources");
+    assert.ok(!podOf(small).tolerations?.some((t) => t.key === "nvidia.com/gpu"));
+    assert.equal(podOf(large).containers[0]!.resources?.limits?.["nvidia.com/gpu"], 1);
+    assert.ok(podOf(large).tolerations?.some((t) => t.key === "nvidia.com/gpu"));
+    // The adapter is fetched into the model volume beside the model, like it.
+    assert.deepEqual(
+      podOf(large).initContainers!.map((c) => [c.name, c.env!.find((e) => e.name === "MODEL")!.value]),
+      [
+        ["fetch-model", "hf:unsloth/gemma-3-4b-it-GGUF:Q4_K_M"],
+        ["fetch-adapter-0", "hf:example/gemma-3-4b-sql-lora/gemma-3-4b-sql-lora.gguf"],
+      ],
+    );
+    // The worker's own loader reads the pool: its group is the pool's (contracts/pools.ts).
+    for (const [pool, d] of [
+      ["small", small],
+      ["large", large],
+    ] as const) {
+      const config = loadWorkerConfig(podEnv(objs, d));
+      assert.equal(config.pool.name, pool);
+      assert.equal(config.pool.group, `kafka-llm-workers.pool.${pool}`);
+      assert.equal(config.pool.modelName, env(objs, d).MODEL_NAME);
+    }
+    const largeConfig = loadWorkerConfig(podEnv(objs, large));
+    assert.deepEqual(largeConfig.pool.adapters, [{ name: "gemma-3-4b-sql", source: "hf:example/gemma-3-4b-sql-lora/gemma-3-4b-sql-lora.gguf" }]);
+    assert.equal(largeConfig.pool.adapterSlots, 2);
+  });
+
+  it("an HPA per pool on its own lag: the External metric's selector names the pool; the pool's bounds and target", () => {
+    const objs = pools.hpa!;
+    type Hpa = {
+      scaleTargetRef: { name: string };
+      minReplicas: number;
+      maxReplicas: number;
+      metrics: Array<{ external: { metric: { name: string; selector: { matchLabels: Record<string, string> } }; target: { averageValue: string } } }>;
+    };
+    const hpas = objs.filter((o) => o.kind === "HorizontalPodAutoscaler");
+    assert.deepEqual(
+      hpas.map((h) => h.metadata.name),
+      ["llm-kafka-llm-worker-small", "llm-kafka-llm-worker-large"],
+    );
+    const small = ofPool(objs, "HorizontalPodAutoscaler", "small").spec as Hpa;
+    const large = ofPool(objs, "HorizontalPodAutoscaler", "large").spec as Hpa;
+    assert.deepEqual(
+      [small.scaleTargetRef.name, small.minReplicas, small.maxReplicas, small.metrics[0]!.external.metric.name, small.metrics[0]!.external.target.averageValue],
+      ["llm-kafka-llm-worker-small", 1, 3, "kafka_llm_request_lag", "4"],
+      "small: its own overrides (signal lag, target 4, 1..3)",
+    );
+    assert.deepEqual(
+      [large.scaleTargetRef.name, large.minReplicas, large.maxReplicas, large.metrics[0]!.external.metric.name, large.metrics[0]!.external.target.averageValue],
+      ["llm-kafka-llm-worker-large", 1, 6, "kafka_llm_backlog_seconds", "30"],
+      "large: autoscaling.* but its maxReplicas",
+    );
+    assert.deepEqual(small.metrics[0]!.external.metric.selector.matchLabels, { app_kubernetes_io_instance: "llm", pool: "small" });
+    assert.deepEqual(large.metrics[0]!.external.metric.selector.matchLabels, { app_kubernetes_io_instance: "llm", pool: "large" });
+    // A PDB per pool, selecting its pool's pods.
+    const pdbs = objs.filter((o) => o.kind === "PodDisruptionBudget");
+    assert.deepEqual(pdbs.map((p) => p.metadata.name).sort(), ["llm-kafka-llm-gateway", "llm-kafka-llm-worker-large", "llm-kafka-llm-worker-small"]);
+    assert.equal(
+      (ofPool(objs, "PodDisruptionBudget", "small").spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels["kafka-llm/pool"],
+      "small",
+    );
+  });
+
+  it("KEDA: a ScaledObject per pool; the Kafka trigger reads the pool's request topic and group, the Prometheus one the pool's series", () => {
+    for (const pool of ["small", "large"]) {
+      const so = ofPool(pools.keda!, "ScaledObject", pool).spec as ScaledObjectSpec & { scaleTargetRef: { name: string } };
+      assert.equal(so.scaleTargetRef.name, `llm-kafka-llm-worker-${pool}`);
+      const t = so.triggers[0]!;
+      assert.equal(t.type, "apache-kafka");
+      assert.equal(t.metadata.topic, poolTopics("", pool).requests);
+      assert.equal(t.metadata.topic, `chat.requests.pool.${pool}`);
+      assert.equal(t.metadata.consumerGroup, poolGroup("kafka-llm-workers", pool));
+      assert.equal(t.metadata.lagThreshold, pool === "small" ? "4" : "8");
+      assert.equal(so.minReplicaCount, pool === "small" ? 1 : 0, "large scales to zero (ci/keda-values.yaml); small keeps its own minReplicas");
+      const q = (ofPool(pools.prometheus!, "ScaledObject", pool).spec as ScaledObjectSpec).triggers[0]!.metadata.query!;
+      const slots = pool === "small" ? 2 : 8;
+      const m = `namespace="kafka-llm",app_kubernetes_io_instance="llm",pool="${pool}"`;
+      if (pool === "small") assert.equal(q, `max(kafka_llm_consumer_group_total_lag{${m}})`, "small scales on lag (its own signal)");
+      else
+        assert.equal(
+          q,
+          `max(kafka_llm_consumer_group_total_lag{${m}}) * scalar(clamp_min(max(kafka_llm_recent_turn_duration_seconds{${m}}), 1) or vector(1)) / scalar(max(kafka_llm_worker_slots{${m}}) or vector(${slots}))`,
+        );
+    }
+    assert.equal(pools.keda!.filter((o) => o.kind === "HorizontalPodAutoscaler").length, 0);
+    // A pool named default keeps the topic and group of before pools.
+    const withDefault = render({
+      valuesFiles: VARIANTS.keda!,
+      set: {
+        pools: [
+          { name: "default", model: { name: "base" } },
+          { name: "b", model: { name: "other" }, autoscaling: { minReplicas: 1 } },
+        ],
+      },
+    });
+    const t = (find(withDefault, "ScaledObject", "-worker-default").spec as ScaledObjectSpec).triggers[0]!;
+    assert.deepEqual([t.metadata.topic, t.metadata.consumerGroup], ["chat.requests", "kafka-llm-workers"]);
+    assert.equal(env(withDefault, find(withDefault, "Deployment", "-worker-default")).WORKER_POOL, "default");
+    assert.equal(
+      (find(withDefault, "ConfigMap", "-gateway").data as Record<string, string>).MODEL_NAME,
+      "base",
+      "the gateway's MODEL_NAME is the default pool's",
+    );
+  });
+
+  it("the topics Job is told the release's pools (KAFKA_POOLS), which its own parser accepts", () => {
+    const kafkaPools = (objs: K8sObject[]) => containerEnv(objs, podOf(find(objs, "Job", "-topics-1")).containers[0]!).KAFKA_POOLS!;
+    assert.deepEqual(parsePools(kafkaPools(pools.hpa!)), [
+      { pool: "small", models: ["gemma-3-270m"] },
+      { pool: "large", models: ["gemma-3-4b", "gemma-3-4b-sql"], adapters: { "gemma-3-4b-sql": "gemma-3-4b" } },
+    ]);
+    // pools: [] declares the default pool with the gateway's model name, which the worker declares too.
+    const single = rendered.default!;
+    assert.deepEqual(parsePools(kafkaPools(single)), [{ pool: "default", models: ["kafka-llm"] }]);
+    const named = render({ set: { "model.name": "gemma-3-1b" } });
+    assert.deepEqual(parsePools(kafkaPools(named)), [{ pool: "default", models: ["gemma-3-1b"] }]);
+    assert.equal(loadWorkerConfig(podEnv(named, workerOf(named))).pool.modelName, "gemma-3-1b");
+    assert.equal(loadGatewayConfig(podEnv(named, gatewayOf(named))).modelName, "gemma-3-1b");
+    const viaGateway = render({ set: { "gateway.env.MODEL_NAME": "legacy-name" } });
+    assert.deepEqual(parsePools(kafkaPools(viaGateway)), [{ pool: "default", models: ["legacy-name"] }]);
+    assert.match(renderError({ set: { "model.name": "a", "gateway.env.MODEL_NAME": "b" } }), /model.name \(a\) and gateway.env.MODEL_NAME \(b\) differ/);
+  });
+
+  it("the pods are non-root and read-only, run built entry points, and every variable they get is one the code reads", () => {
+    const sources = readSources(["contracts", "worker", "gateway", "platform", "scripts/deploy"]);
+    const unread = new Set<string>();
+    for (const objs of Object.values(pools)) {
+      for (const { owner, spec } of podSpecs(objs)) {
+        for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+          assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${owner}/${c.name}`);
+          assert.deepEqual(c.securityContext?.capabilities?.drop, ["ALL"], `${owner}/${c.name}`);
+          assert.ok(IMAGE_ENTRY_POINTS.includes(c.args![0]!), `${owner}/${c.name}: ${c.args![0]}`);
+          for (const name of Object.keys(containerEnv(objs, c))) {
+            if (!new RegExp(`(["'\`]${name}["'\`]|\\b${name}\\s*:|env\\.${name}\\b)`).test(sources)) unread.add(name);
+          }
+        }
+      }
+    }
+    assert.deepEqual([...unread], [], "set by the chart but read by no code");
+  });
+
+  it("values.schema.json and the chart refuse a bad pool: its name, a name twice, a model name twice, settings that are the release's", () => {
+    const refused = (list: unknown[]) => renderError({ set: { pools: list } });
+    const m = (name: string) => ({ name });
+    assert.match(refused([{ name: "Small", model: m("a") }]), /pools\.0\.name: Does not match pattern/, "a DNS label: lower case");
+    assert.match(refused([{ name: "small_1", model: m("a") }]), /pools\.0\.name: Does not match pattern/);
+    assert.match(refused([{ name: "-small", model: m("a") }]), /pools\.0\.name: Does not match pattern/);
+    assert.match(refused([{ name: "a".repeat(41), model: m("a") }]), /pools\.0\.name/, "at most 40 characters");
+    assert.equal(workers(render({ set: { pools: [{ name: "a".repeat(40), model: m("a") }] } })).length, 1, "40 is fine");
+    assert.match(refused([{ name: "small" }]), /pools\.0: model is required/);
+    assert.match(refused([{ name: "small", model: m("has space") }]), /pools\.0\.model\.name: Does not match pattern/);
+    assert.match(refused([{ name: "small", model: m("a"), color: "red" }]), /Additional property color is not allowed/);
+    assert.match(
+      refused([{ name: "small", model: m("a"), autoscaling: { engine: "keda" } }]),
+      /Additional property engine is not allowed/,
+      "the engine is the release's",
+    );
+    assert.match(refused([{ name: "small", model: m("a"), device: "tpu" }]), /pools\.0\.device/);
+    assert.match(refused([{ name: "small", model: m("a"), adapters: [{ name: "x,y", uri: "hf:a/b/c.gguf" }] }]), /pools\.0\.adapters\.0\.name/);
+    // What JSON Schema cannot say, the chart does.
+    assert.match(
+      refused([
+        { name: "small", model: m("a") },
+        { name: "small", model: m("b") },
+      ]),
+      /two pools are named small/,
+    );
+    assert.match(
+      refused([
+        { name: "small", model: m("a") },
+        { name: "large", model: m("a") },
+      ]),
+      /model name a is served by pool small and by pool large/,
+    );
+    assert.match(
+      refused([
+        { name: "small", model: m("a"), adapters: [{ name: "b", uri: "hf:x/y/z.gguf" }] },
+        { name: "large", model: m("b") },
+      ]),
+      /model name b is served by pool small and by pool large/,
+      "an adapter's name is a model name too",
+    );
+    assert.match(
+      refused([{ name: "small", model: m("a"), autoscaling: { maxReplicas: 7 } }]),
+      /pools\[small\]\.autoscaling\.maxReplicas \(7\) is more than kafka\.requestPartitions \(6\)/,
+    );
+    assert.match(
+      refused([{ name: "small", model: m("a"), autoscaling: { minReplicas: 0 } }]),
+      /pools\[small\]\.autoscaling\.minReplicas 0 needs autoscaling\.engine keda/,
+    );
+    assert.match(refused([{ name: "small", model: m("a"), autoscaling: { enabled: false }, replicas: 9 }]), /pools\[small\]\.replicas \(9\) is more than/);
+    assert.match(refused([{ name: "small", model: { name: "a", source: "pvc" } }]), /pools\[small\]\.model\.source pvc needs/);
+    assert.match(
+      refused([{ name: "small", model: m("a"), adapters: [{ name: "b", uri: "b.gguf" }] }]),
+      /pools\[small\]\.adapters\[b\]\.uri must be an hf: URI/,
+    );
+  });
+
+  it("what a pool leaves out comes from worker.*, model.* and autoscaling.*; false and 0 override too", () => {
+    const objs = render({
+      valuesFiles: VARIANTS.keda!,
+      set: {
+        "worker.slots": 6,
+        "model.source": "pvc",
+        "model.pvc.claimName": "models",
+        "model.pvc.file": "base.gguf",
+        pools: [
+          { name: "a", model: { name: "a" }, adapters: [{ name: "a-sql", uri: "loras/sql.gguf" }] },
+          { name: "b", model: { name: "b", pvc: { file: "b.gguf" } }, autoscaling: { enabled: false }, replicas: 0 },
+        ],
+      },
+    });
+    const a = ofPool(objs, "Deployment", "a");
+    const b = ofPool(objs, "Deployment", "b");
+    assert.deepEqual([env(objs, a).MODEL, env(objs, a).WORKER_SLOTS, env(objs, a).LLAMA_GPU], ["/models/base.gguf", "6", "cuda"]);
+    assert.equal(env(objs, a).MODEL_ADAPTERS, "a-sql=/models/loras/sql.gguf", "an adapter in the claim, beside the model");
+    assert.equal(podOf(a).initContainers, undefined, "nothing to fetch from a claim");
+    assert.equal(env(objs, b).MODEL, "/models/b.gguf");
+    assert.equal((b.spec as { replicas?: number }).replicas, 0, "autoscaling off: the pool's replicas, 0 included");
+    assert.equal(objs.filter((o) => o.kind === "ScaledObject").length, 1, "only a is autoscaled");
+    assert.equal((ofPool(objs, "ScaledObject", "a").spec as ScaledObjectSpec).minReplicaCount, 0);
   });
 });
 

@@ -10,6 +10,11 @@
  * AdminClient, scripts/kafka/admin-tool.ts); a second run is a no-op; a run whose partition
  * counts disagree with the topics fails and says how (their configs are not compared:
  * librdkafka's binding cannot read them, platform/topic-admin.ts).
+ *
+ * Model pools: the rendered Job's KAFKA_POOLS (pools: [] declares the default pool) makes
+ * each pool's topics and a PoolRecord per pool on chat.models; a later release without a
+ * pool removes it there (a tombstone); a release that declares what chat.models says already
+ * writes nothing. The topics principal reads and writes chat.models with its own ACLs only.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -17,10 +22,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { poolRecordSchema } from "../../contracts/records/models.js";
 import { topicNames } from "../../contracts/topics.js";
 import { KafkaAdmin } from "../../platform/kafka/admin.js";
 import { describeTopicConfigs } from "../../scripts/kafka/admin-tool.js";
-import { kafkaConfigFor, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
+import { kafkaConfigFor, readTopic, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
 import { REPO_ROOT } from "../helpers/services.js";
 import { envWithMountedSecrets, find, render, type PodSpec } from "./lib/chart.js";
 import { grantAcls, saslValues } from "./lib/kafka-login.js";
@@ -42,7 +48,7 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
   });
 
   /** The Job's environment as rendered with kafka.sasl on, its password file "mounted" from the chart's Secret. */
-  function jobEnv(set: Record<string, string | number>): Record<string, string> {
+  function jobEnv(set: Record<string, string | number | object>): Record<string, string> {
     const objects = render({ set: { "kafka.topicPrefix": prefix, ...saslValues(kafka.credentials, ["gateway", "worker", "topics"]), ...set } });
     const job = find(objects, "Job", "-topics-1");
     const spec = (job.spec as { template: { spec: PodSpec } }).template.spec;
@@ -112,6 +118,7 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
         [names.history]: 2,
         [names.control]: 1,
         [names.deadLetter]: 1,
+        [names.models]: 1,
       });
     } finally {
       admin.close();
@@ -121,9 +128,62 @@ describe("the topics Job against a real broker", { timeout: 180_000 }, () => {
     assert.deepEqual(configs.get(names.memory), { "cleanup.policy": "compact,delete", "retention.ms": "3600000" });
     assert.deepEqual(configs.get(names.history), { "cleanup.policy": "delete", "retention.ms": "7200000" });
 
+    // pools: [] declares the default pool with the gateway's model name.
+    assert.deepEqual(await modelsOnBus(), { default: ["kafka-llm"] });
+    assert.match(first.stdout, /"declared":\["default"\]/);
+
     const again = runJob(env);
     assert.equal(again.status, 0, again.stdout + again.stderr);
     assert.match(again.stdout, /"created":\[\]/);
+    assert.match(again.stdout, /"declared":\[\],"unchanged":\["default"\],"removed":\[\]/, "nothing to write: chat.models says it already");
+  });
+
+  /** chat.models as a gateway reads it: the latest record per pool (a tombstone removes it), each pool's model names. */
+  async function modelsOnBus(): Promise<Record<string, string[]>> {
+    const out: Record<string, string[]> = {};
+    for (const r of await readTopic(kafkaConfigFor(kafka), names.models)) {
+      const pool = r.key!.toString("utf8");
+      if (r.value === null) delete out[pool];
+      else {
+        const record = poolRecordSchema.parse(JSON.parse(r.value.toString("utf8")));
+        assert.equal(record.pool, pool, "keyed by its pool");
+        assert.equal(record.by, "topics-job");
+        out[pool] = record.models;
+      }
+    }
+    return out;
+  }
+
+  it("pools: creates each pool's request and memory topics, declares every pool on chat.models, and removes a pool a later release drops", async () => {
+    const pools = [
+      { name: "small", model: { name: "small-model" } },
+      { name: "large", model: { name: "large-model" }, adapters: [{ name: "large-sql", uri: "hf:example/lora/sql.gguf" }] },
+    ];
+    const env = jobEnv({ ...settings, pools });
+    assert.equal(
+      env.KAFKA_POOLS,
+      '[{"models":["small-model"],"pool":"small"},{"adapters":{"large-sql":"large-model"},"models":["large-model","large-sql"],"pool":"large"}]',
+    );
+    const first = runJob(env);
+    assert.equal(first.status, 0, first.stdout + first.stderr);
+    const poolTopics = [names.requests, names.memory].flatMap((t) => ["small", "large"].map((p) => t.replace(/chat\.(requests|memory)$/, `chat.$1.pool.${p}`)));
+    const admin = new KafkaAdmin(kafkaConfigFor(kafka));
+    try {
+      const partitions = await admin.partitions(poolTopics);
+      for (const t of poolTopics) assert.equal(partitions.get(t)?.length, 3, `${t}: the pools' topics have the requests' partitions`);
+    } finally {
+      admin.close();
+    }
+    const memory = await describeTopicConfigs(kafkaConfigFor(kafka), [`${prefix}chat.memory.pool.small`], ["cleanup.policy"]);
+    assert.deepEqual(memory.get(`${prefix}chat.memory.pool.small`), { "cleanup.policy": "compact,delete" });
+    // The release no longer declares the default pool: removed; small and large declared.
+    assert.deepEqual(await modelsOnBus(), { small: ["small-model"], large: ["large-model", "large-sql"] });
+
+    // A later release drops large: a tombstone for it; small is unchanged.
+    const later = runJob(jobEnv({ ...settings, pools: [pools[0]!] }));
+    assert.equal(later.status, 0, later.stdout + later.stderr);
+    assert.match(later.stdout, /"declared":\[\],"unchanged":\["small"\],"removed":\["large"\]/);
+    assert.deepEqual(await modelsOnBus(), { small: ["small-model"] });
   });
 
   it("fails, naming the difference, when the chart's partitions no longer match the topics", () => {

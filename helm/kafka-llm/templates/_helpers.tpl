@@ -152,8 +152,17 @@ so no upgrade, `helm template` or sync can regenerate it), and what it holds:
 {{- $c := list "gateway" "worker" -}}
 {{- if .Values.topics.job.enabled -}}{{- $c = append $c "topics" -}}{{- end -}}
 {{- $a := .Values.autoscaling -}}
-{{- if and $a.enabled (eq $a.engine "keda") (eq $a.keda.trigger "kafka") (not $a.keda.authenticationRef) -}}{{- $c = append $c "autoscaler" -}}{{- end -}}
+{{- if and (eq (include "kafka-llm.autoscaled" .) "true") (eq $a.engine "keda") (eq $a.keda.trigger "kafka") (not $a.keda.authenticationRef) -}}{{- $c = append $c "autoscaler" -}}{{- end -}}
 {{- join " " $c -}}
+{{- end -}}
+
+{{/* "true" when some pool is autoscaled (autoscaling.enabled, or a pool's own). */}}
+{{- define "kafka-llm.autoscaled" -}}
+{{- $any := false -}}
+{{- range $pool := (include "kafka-llm.pools" . | fromJson).pools -}}
+{{- if $pool.autoscaling.enabled -}}{{- $any = true -}}{{- end -}}
+{{- end -}}
+{{- $any -}}
 {{- end -}}
 
 {{/* A component's Kafka user: the values' username, else <fullname>-<component> (the KafkaUser's name). */}}
@@ -241,19 +250,27 @@ componentAcls (test/deploy/chart-kafka-users.test.ts holds them equal): each rul
 {{- $p := $root.Values.kafka.topicPrefix -}}
 {{- $requests := print $p "chat.requests" -}}{{- $events := print $p "chat.events" -}}{{- $memory := print $p "chat.memory" -}}
 {{- $history := print $p "chat.history" -}}{{- $control := print $p "chat.control" -}}{{- $dlq := print $p "chat.requests.dlq" -}}
+{{- $models := print $p "chat.models" -}}
+{{- /* Every pool but the default has its topics under these prefixes and its group under the workers' (contracts/pools.ts). */ -}}
+{{- $poolRequests := print $p "chat.requests.pool." -}}{{- $poolMemory := print $p "chat.memory.pool." -}}
 {{- $wg := $root.Values.kafka.groupId -}}
 {{- $gg := include "kafka-llm.gatewayGroupId" $root -}}
 {{- $rules := list -}}
 {{- if eq $component "gateway" -}}
-{{- $rules = list (list "topic" $requests "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $control "literal" (list "Write" "DescribeConfigs")) (list "topic" $events "literal" (list "Read" "DescribeConfigs")) (list "topic" $history "literal" (list "Read" "DescribeConfigs")) (list "group" $gg "literal" (list "Read")) (list "group" (print $gg ".") "prefix" (list "Read")) (list "group" $wg "literal" (list "Describe")) -}}
+{{- $rules = list (list "topic" $requests "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $poolRequests "prefix" (list "Write" "Read" "DescribeConfigs")) (list "topic" $control "literal" (list "Write" "DescribeConfigs")) (list "topic" $events "literal" (list "Read" "DescribeConfigs")) (list "topic" $history "literal" (list "Read" "DescribeConfigs")) (list "topic" $models "literal" (list "Read" "DescribeConfigs")) (list "group" $gg "literal" (list "Read")) (list "group" (print $gg ".") "prefix" (list "Read")) (list "group" $wg "literal" (list "Describe")) (list "group" (print $wg ".pool.") "prefix" (list "Describe")) -}}
 {{- else if eq $component "worker" -}}
-{{- $rules = list (list "topic" $requests "literal" (list "Read" "DescribeConfigs")) (list "topic" $control "literal" (list "Read" "DescribeConfigs")) (list "topic" $events "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $memory "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $history "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $dlq "literal" (list "Write" "DescribeConfigs")) (list "group" $wg "literal" (list "Read")) (list "group" (print $wg ".") "prefix" (list "Read")) (list "transactionalId" (print $wg ".tx.") "prefix" (list "Write" "Describe")) -}}
+{{- /* Write on the request topics: a conversation moving to another pool is passed on by its owner (worker/move.ts). */ -}}
+{{- $rules = list (list "topic" $requests "literal" (list "Read" "Write" "DescribeConfigs")) (list "topic" $poolRequests "prefix" (list "Read" "Write" "DescribeConfigs")) (list "topic" $control "literal" (list "Read" "DescribeConfigs")) (list "topic" $events "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $memory "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $poolMemory "prefix" (list "Write" "Read" "DescribeConfigs")) (list "topic" $history "literal" (list "Write" "Read" "DescribeConfigs")) (list "topic" $dlq "literal" (list "Write" "DescribeConfigs")) (list "topic" $models "literal" (list "Write" "DescribeConfigs")) (list "group" $wg "literal" (list "Read")) (list "group" (print $wg ".") "prefix" (list "Read")) (list "transactionalId" (print $wg ".tx.") "prefix" (list "Write" "Describe")) -}}
 {{- else if eq $component "topics" -}}
 {{- range $t := list $requests $events $memory $history $control $dlq -}}
 {{- $rules = append $rules (list "topic" $t "literal" (list "Create" "Describe" "DescribeConfigs")) -}}
 {{- end -}}
+{{- $rules = append $rules (list "topic" $poolRequests "prefix" (list "Create" "Describe" "DescribeConfigs")) -}}
+{{- $rules = append $rules (list "topic" $poolMemory "prefix" (list "Create" "Describe" "DescribeConfigs")) -}}
+{{- /* The Job declares the release's pools on chat.models and removes those it no longer has. */ -}}
+{{- $rules = append $rules (list "topic" $models "literal" (list "Create" "Describe" "DescribeConfigs" "Write" "Read")) -}}
 {{- else if eq $component "autoscaler" -}}
-{{- $rules = list (list "topic" $requests "literal" (list "Describe")) (list "group" $wg "literal" (list "Describe")) -}}
+{{- $rules = list (list "topic" $requests "literal" (list "Describe")) (list "topic" $poolRequests "prefix" (list "Describe")) (list "group" $wg "literal" (list "Describe")) (list "group" (print $wg ".pool.") "prefix" (list "Describe")) -}}
 {{- end -}}
 {{- range $rules }}
 - resource:
@@ -288,45 +305,51 @@ max(kafka_llm_consumer_group_total_lag{ {{- $m -}} }) * scalar(clamp_min(max(kaf
 {{- end -}}
 
 {{- define "kafka-llm.signalTarget" -}}
-{{- if eq .Values.autoscaling.signal "lag" -}}
-{{- .Values.autoscaling.target.lag -}}
-{{- else -}}
-{{- .Values.autoscaling.target.backlogSeconds -}}
+{{- include "kafka-llm.targetOf" .Values.autoscaling -}}
 {{- end -}}
+
+{{/* The target per worker of an autoscaling dict (a pool's): its signal's. */}}
+{{- define "kafka-llm.targetOf" -}}
+{{- if eq .signal "lag" -}}
+{{- .target.lag -}}
+{{- else -}}
+{{- .target.backlogSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A pool's series: the release's, and (pools declared) the pool's label. */}}
+{{- define "kafka-llm.poolPromMatchers" -}}
+{{- $root := index . 0 -}}{{- $pool := index . 1 -}}
+{{- include "kafka-llm.promMatchers" $root -}}
+{{- if not $pool.legacy -}},pool="{{ $pool.name }}"{{- end -}}
 {{- end -}}
 
 {{/* Settings that cannot be checked by the schema alone. */}}
 {{- define "kafka-llm.validate" -}}
-{{- $a := .Values.autoscaling -}}
-{{- if $a.enabled -}}
-{{- if gt (int $a.maxReplicas) (int .Values.kafka.requestPartitions) -}}
-{{- fail (printf "autoscaling.maxReplicas (%d) is more than kafka.requestPartitions (%d): a worker beyond the partition count gets no work. Raise the partitions or lower maxReplicas." (int $a.maxReplicas) (int .Values.kafka.requestPartitions)) -}}
+{{- $root := . -}}
+{{- $pools := (include "kafka-llm.pools" . | fromJson).pools -}}
+{{- range $pool := $pools -}}
+{{- include "kafka-llm.validatePool" (list $root $pool) -}}
 {{- end -}}
-{{- if lt (int $a.maxReplicas) (int $a.minReplicas) -}}
-{{- fail (printf "autoscaling.maxReplicas (%d) is less than autoscaling.minReplicas (%d)" (int $a.maxReplicas) (int $a.minReplicas)) -}}
+{{- if .Values.pools -}}
+{{- $names := dict -}}{{- $models := dict -}}
+{{- range $pool := $pools -}}
+{{- if hasKey $names $pool.name -}}
+{{- fail (printf "pools: two pools are named %s: each pool needs a name of its own (it names its Deployment, topics and consumer group)" $pool.name) -}}
 {{- end -}}
-{{- if and (eq $a.engine "hpa") (lt (int $a.minReplicas) 1) -}}
-{{- fail "autoscaling.minReplicas 0 needs autoscaling.engine keda (an HPA cannot scale to zero)" -}}
+{{- $_ := set $names $pool.name true -}}
+{{- $served := list $pool.modelName -}}
+{{- range $adapter := $pool.adapters -}}{{- $served = append $served $adapter.name -}}{{- end -}}
+{{- range $model := $served -}}
+{{- if hasKey $models $model -}}
+{{- fail (printf "pools: model name %s is served by pool %s and by pool %s: a model name must name one model of one pool (the gateway routes requests by it)" $model (get $models $model) $pool.name) -}}
 {{- end -}}
-{{- if and (eq $a.engine "keda") (eq $a.keda.trigger "kafka") -}}
-{{- if ne $a.signal "lag" -}}
-{{- fail (printf "autoscaling.keda.trigger kafka scales on the group's lag (waiting requests), not %s: set autoscaling.signal lag (target autoscaling.target.lag), or autoscaling.keda.trigger prometheus" $a.signal) -}}
-{{- end -}}
-{{- if or (lt (float64 $a.target.lag) 1.0) (ne (float64 $a.target.lag) (floor $a.target.lag)) -}}
-{{- fail (printf "autoscaling.target.lag (%v) must be a whole number of requests, at least 1, for autoscaling.keda.trigger kafka (its lagThreshold)" $a.target.lag) -}}
-{{- end -}}
-{{- if ne (float64 $a.keda.activationThreshold) (floor $a.keda.activationThreshold) -}}
-{{- fail (printf "autoscaling.keda.activationThreshold (%v) must be a whole number of requests for autoscaling.keda.trigger kafka (its activationLagThreshold)" $a.keda.activationThreshold) -}}
+{{- $_ := set $models $model $pool.name -}}
 {{- end -}}
 {{- end -}}
-{{- else if gt (int .Values.worker.replicas) (int .Values.kafka.requestPartitions) -}}
-{{- fail (printf "worker.replicas (%d) is more than kafka.requestPartitions (%d): the extra workers would get no work" (int .Values.worker.replicas) (int .Values.kafka.requestPartitions)) -}}
 {{- end -}}
-{{- if and (eq .Values.model.source "pvc") (or (not .Values.model.pvc.claimName) (not .Values.model.pvc.file)) -}}
-{{- fail "model.source pvc needs model.pvc.claimName and model.pvc.file" -}}
-{{- end -}}
-{{- if and (eq .Values.model.source "download") (not (regexMatch "^(hf:|https?://)" .Values.model.uri)) -}}
-{{- fail (printf "model.source download needs model.uri to be an hf: URI or an https URL (got %q); for a file in a claim use model.source pvc" .Values.model.uri) -}}
+{{- if and .Values.model.name (get .Values.gateway.env "MODEL_NAME") (ne .Values.model.name (get .Values.gateway.env "MODEL_NAME")) -}}
+{{- fail (printf "model.name (%s) and gateway.env.MODEL_NAME (%s) differ: set one of them" .Values.model.name (get .Values.gateway.env "MODEL_NAME")) -}}
 {{- end -}}
 {{- include "kafka-llm.validateKafkaAuth" . -}}
 {{- if gt (mul 3 (int .Values.worker.heartbeatIntervalMs)) (int .Values.worker.sessionTimeoutMs) -}}
@@ -334,6 +357,54 @@ max(kafka_llm_consumer_group_total_lag{ {{- $m -}} }) * scalar(clamp_min(max(kaf
 {{- end -}}
 {{- if and (eq .Values.gateway.auth.mode "none") (or .Values.gateway.auth.apiKeys .Values.gateway.auth.existingSecret) -}}
 {{- fail "gateway.auth.mode none, yet API keys are set: remove them or use mode keys" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One pool's autoscaling and model; pools: [] speaks of the top-level values, a pool of "pools[<name>]". */}}
+{{- define "kafka-llm.validatePool" -}}
+{{- $root := index . 0 -}}{{- $pool := index . 1 -}}
+{{- $a := $pool.autoscaling -}}
+{{- $at := ternary "" (printf "pools[%s]." $pool.name) $pool.legacy -}}
+{{- $partitions := int $root.Values.kafka.requestPartitions -}}
+{{- if $a.enabled -}}
+{{- if gt (int $a.maxReplicas) $partitions -}}
+{{- fail (printf "%sautoscaling.maxReplicas (%d) is more than kafka.requestPartitions (%d): a worker beyond the partition count gets no work. Raise the partitions or lower maxReplicas." $at (int $a.maxReplicas) $partitions) -}}
+{{- end -}}
+{{- if lt (int $a.maxReplicas) (int $a.minReplicas) -}}
+{{- fail (printf "%sautoscaling.maxReplicas (%d) is less than %sautoscaling.minReplicas (%d)" $at (int $a.maxReplicas) $at (int $a.minReplicas)) -}}
+{{- end -}}
+{{- if and (eq $a.engine "hpa") (lt (int $a.minReplicas) 1) -}}
+{{- fail (printf "%sautoscaling.minReplicas 0 needs autoscaling.engine keda (an HPA cannot scale to zero)" $at) -}}
+{{- end -}}
+{{- if and (eq $a.engine "keda") (eq $a.keda.trigger "kafka") -}}
+{{- if ne $a.signal "lag" -}}
+{{- fail (printf "autoscaling.keda.trigger kafka scales on the group's lag (waiting requests), not %s: set %sautoscaling.signal lag (target %sautoscaling.target.lag), or autoscaling.keda.trigger prometheus" $a.signal $at $at) -}}
+{{- end -}}
+{{- if or (lt (float64 $a.target.lag) 1.0) (ne (float64 $a.target.lag) (floor $a.target.lag)) -}}
+{{- fail (printf "%sautoscaling.target.lag (%v) must be a whole number of requests, at least 1, for autoscaling.keda.trigger kafka (its lagThreshold)" $at $a.target.lag) -}}
+{{- end -}}
+{{- if ne (float64 $a.keda.activationThreshold) (floor $a.keda.activationThreshold) -}}
+{{- fail (printf "%sautoscaling.keda.activationThreshold (%v) must be a whole number of requests for autoscaling.keda.trigger kafka (its activationLagThreshold)" $at $a.keda.activationThreshold) -}}
+{{- end -}}
+{{- end -}}
+{{- else if gt (int $pool.replicas) $partitions -}}
+{{- fail (printf "%s (%d) is more than kafka.requestPartitions (%d): the extra workers would get no work" (ternary "worker.replicas" (printf "pools[%s].replicas" $pool.name) $pool.legacy) (int $pool.replicas) $partitions) -}}
+{{- end -}}
+{{- $model := ternary "model" (printf "pools[%s].model" $pool.name) $pool.legacy -}}
+{{- if and (eq $pool.model.source "pvc") (or (not $pool.model.pvc.claimName) (not $pool.model.pvc.file)) -}}
+{{- fail (printf "%s.source pvc needs %s.pvc.claimName and %s.pvc.file" $model $model $model) -}}
+{{- end -}}
+{{- if and (eq $pool.model.source "download") (not (regexMatch "^(hf:|https?://)" $pool.model.uri)) -}}
+{{- fail (printf "%s.source download needs %s.uri to be an hf: URI or an https URL (got %q); for a file in a claim use %s.source pvc" $model $model $pool.model.uri $model) -}}
+{{- end -}}
+{{- range $adapter := $pool.adapters -}}
+{{- $remote := regexMatch "^(hf:|https?://)" $adapter.uri -}}
+{{- if and (eq $pool.model.source "download") (not $remote) -}}
+{{- fail (printf "pools[%s].adapters[%s].uri must be an hf: URI or an https URL (got %q): the pool's model is downloaded (model.source download), and its adapters are fetched beside it" $pool.name $adapter.name $adapter.uri) -}}
+{{- end -}}
+{{- if and (eq $pool.model.source "pvc") $remote -}}
+{{- fail (printf "pools[%s].adapters[%s].uri must be a file in the model's claim (got %q): the pool's model comes from a claim (model.source pvc), mounted read-only" $pool.name $adapter.name $adapter.uri) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -384,4 +455,102 @@ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: {{ $t.captureMessageContent 
 OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Model pools (contracts/pools.ts): a pool is one model, and the LoRA adapters it serves under
+further names, on workers of its own, with its own request and memory topics and consumer
+group, scaled on its own lag. pools: [] is one pool, "default", from model.*, worker.* and
+autoscaling.*, rendered as the chart always rendered its workers (legacy: the object names
+and labels of before pools). Non-empty: each pool's own Deployment, HPA or ScaledObject and
+PDB, named <fullname>-worker-<pool> and labelled kafka-llm/pool: <pool>; whatever a pool
+leaves out comes from model.*, worker.* and autoscaling.*.
+*/}}
+
+{{/* The name clients give in `model` for the default pool of pools: []: model.name, else the gateway's MODEL_NAME (gateway.env), else its default. */}}
+{{- define "kafka-llm.defaultModelName" -}}
+{{- default (default "kafka-llm" (get .Values.gateway.env "MODEL_NAME")) .Values.model.name -}}
+{{- end -}}
+
+{{/* A dict with another laid over it, maps merged key by key (false and 0 override too, unlike sprig's mergeOverwrite); as JSON. */}}
+{{- define "kafka-llm.overlay" -}}
+{{- $base := deepCopy (index . 0) -}}
+{{- range $k, $v := index . 1 -}}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $base $k)) -}}
+{{- $_ := set $base $k (include "kafka-llm.overlay" (list (get $base $k) $v) | fromJson) -}}
+{{- else -}}
+{{- $_ := set $base $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $base -}}
+{{- end -}}
+
+{{/*
+The release's pools, resolved, as JSON {"pools": [...]}; each:
+  name, legacy (pools: []), objectName (Deployment, HPA, ScaledObject and PDB), modelName,
+  model {source, uri, pvc {claimName, file}}, adapters [{name, uri}], adapterSlots, gpu, slots, replicas,
+  resources, autoscaling (autoscaling.* with the pool's overrides), requestsTopic, group.
+*/}}
+{{- define "kafka-llm.pools" -}}
+{{- $root := . -}}
+{{- $w := .Values.worker -}}
+{{- $p := .Values.kafka.topicPrefix -}}
+{{- $wg := .Values.kafka.groupId -}}
+{{- $out := list -}}
+{{- if not .Values.pools -}}
+{{- $out = append $out (dict "name" "default" "legacy" true "objectName" (include "kafka-llm.componentName" (list $root "worker")) "modelName" (include "kafka-llm.defaultModelName" $root) "model" (pick .Values.model "source" "uri" "pvc") "adapters" (list) "gpu" $w.gpu.enabled "slots" $w.slots "replicas" $w.replicas "resources" $w.resources "autoscaling" .Values.autoscaling "requestsTopic" (print $p "chat.requests") "group" $wg) -}}
+{{- else -}}
+{{- range $pool := .Values.pools -}}
+{{- $m := default (dict) $pool.model -}}
+{{- $pvc := default (dict) $m.pvc -}}
+{{- $model := dict "source" (default $root.Values.model.source $m.source) "uri" (default $root.Values.model.uri $m.uri) "pvc" (dict "claimName" (default $root.Values.model.pvc.claimName $pvc.claimName) "file" (default $root.Values.model.pvc.file $pvc.file)) -}}
+{{- $gpu := $w.gpu.enabled -}}
+{{- if $pool.device -}}{{- $gpu = eq $pool.device "gpu" -}}{{- end -}}
+{{- $default := eq $pool.name "default" -}}
+{{- $out = append $out (dict "name" $pool.name "legacy" false "objectName" (include "kafka-llm.componentName" (list $root (printf "worker-%s" $pool.name))) "modelName" $m.name "model" $model "adapters" (default (list) $pool.adapters) "adapterSlots" (default 1 $pool.adapterSlots) "gpu" $gpu "slots" (default $w.slots $pool.slots) "replicas" (ternary $pool.replicas $w.replicas (hasKey $pool "replicas")) "resources" (ternary $pool.resources $w.resources (hasKey $pool "resources")) "autoscaling" (include "kafka-llm.overlay" (list $root.Values.autoscaling (default (dict) $pool.autoscaling)) | fromJson) "requestsTopic" (ternary (print $p "chat.requests") (printf "%schat.requests.pool.%s" $p $pool.name) $default) "group" (ternary $wg (printf "%s.pool.%s" $wg $pool.name) $default)) -}}
+{{- end -}}
+{{- end -}}
+{{- dict "pools" $out | toJson -}}
+{{- end -}}
+
+{{/* A pool's labels beside the component's: kafka-llm/pool (none for pools: [], whose objects keep the labels of before pools). */}}
+{{- define "kafka-llm.poolLabels" -}}
+{{- if not .legacy -}}
+kafka-llm/pool: {{ .name | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* What the topics Job declares on chat.models (KAFKA_POOLS): [{pool, models, adapters?}], one per pool. */}}
+{{- define "kafka-llm.poolDeclarations" -}}
+{{- $out := list -}}
+{{- range $pool := (include "kafka-llm.pools" . | fromJson).pools -}}
+{{- $models := list $pool.modelName -}}
+{{- $adapters := dict -}}
+{{- range $a := $pool.adapters -}}
+{{- $models = append $models $a.name -}}
+{{- $_ := set $adapters $a.name $pool.modelName -}}
+{{- end -}}
+{{- $d := dict "pool" $pool.name "models" $models -}}
+{{- if $adapters }}{{- $_ := set $d "adapters" $adapters -}}{{- end -}}
+{{- $out = append $out $d -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* A pool's MODEL (the worker's and the init container's): the URI, or the file in the claim. */}}
+{{- define "kafka-llm.poolModel" -}}
+{{- if eq .model.source "pvc" -}}
+{{- printf "/models/%s" (trimPrefix "/" .model.pvc.file) -}}
+{{- else -}}
+{{- .model.uri -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A pool's MODEL_ADAPTERS: name=URI (fetched into /models beside the model) or name=/models/<file in the claim>, comma-separated. */}}
+{{- define "kafka-llm.poolAdapters" -}}
+{{- $out := list -}}
+{{- range $a := .adapters -}}
+{{- $out = append $out (printf "%s=%s" $a.name (ternary $a.uri (printf "/models/%s" (trimPrefix "/" $a.uri)) (regexMatch "^(hf:|https?://)" $a.uri))) -}}
+{{- end -}}
+{{- join "," $out -}}
 {{- end -}}

@@ -25,6 +25,13 @@ export const VARIANTS: Readonly<Record<string, readonly string[]>> = {
   production: ["ci/production-values.yaml"],
 };
 
+/**
+ * Model pools (docs/kubernetes.md, "Model pools"): pools small (CPU) and large (GPU, one
+ * adapter). Rendered and checked by chart.test.ts ("model pools") and alerts.test.ts; not
+ * one of the VARIANTS every check and the control-plane installs go through.
+ */
+export const POOLS_VALUES: readonly string[] = ["ci/pools-values.yaml"];
+
 export interface K8sObject {
   apiVersion: string;
   kind: string;
