@@ -24,7 +24,7 @@ import { createGatewayMetrics } from "../../gateway/metrics.js";
 import { WORKER_STATES } from "../../worker/lifecycle.js";
 import { createWorkerMetrics } from "../../worker/metrics.js";
 import { REPO_ROOT } from "../helpers/services.js";
-import { CHART_DIR, find, render, renderError, VARIANTS, type K8sObject, type RenderOptions } from "./lib/chart.js";
+import { CHART_DIR, find, POOLS_VALUES, render, renderError, VARIANTS, type K8sObject, type RenderOptions } from "./lib/chart.js";
 import { validateObject } from "./lib/k8s-schemas.js";
 import { toolPath } from "./lib/tools.js";
 
@@ -37,6 +37,8 @@ const SCOPE = { namespace: "kafka-llm", release: "llm", worker: "llm-kafka-llm-w
 const RULE_FILES: Readonly<Record<string, RenderOptions>> = {
   "default.rules.yaml": { set: ON },
   "fixed-workers.rules.yaml": { set: { ...ON, "autoscaling.enabled": false } },
+  // Two model pools, small and large: the lag alerts once per pool.
+  "pools.rules.yaml": { valuesFiles: POOLS_VALUES, set: ON },
 };
 
 const ALERTS = [
@@ -169,7 +171,7 @@ describe("the chart's alerts (PrometheusRule), unit-tested with promtool", () =>
     });
   }
 
-  it("every selector is this release's: its series by namespace and instance, kube-state-metrics' by namespace and the worker's name", () => {
+  it("every selector is this release's: its series by namespace and instance, kube-state-metrics' by namespace and the worker's (or a pool's worker's) name", () => {
     const scoped = `namespace="${SCOPE.namespace}",app_kubernetes_io_instance="${SCOPE.release}"`;
     for (const file of Object.keys(RULE_FILES)) {
       for (const rule of rulesOf(spec(file))) {
@@ -181,7 +183,7 @@ describe("the chart's alerts (PrometheusRule), unit-tested with promtool", () =>
           else
             assert.match(
               selector,
-              new RegExp(`^\\{namespace="${SCOPE.namespace}",(horizontalpodautoscaler|deployment)="${SCOPE.worker}"\\}$`),
+              new RegExp(`^\\{namespace="${SCOPE.namespace}",(horizontalpodautoscaler|deployment)="${SCOPE.worker}(-(small|large))?"\\}$`),
               `${rule.alert}: ${name}`,
             );
         }
@@ -193,15 +195,20 @@ describe("the chart's alerts (PrometheusRule), unit-tested with promtool", () =>
     const worker = createWorkerMetrics("w-0");
     const gateway = createGatewayMetrics({ trackedRequests: () => 0, recentTurns: () => ({ meanSeconds: 0, count: 0 }) });
     const scopeLabels = new Set(["namespace", "app_kubernetes_io_instance"]);
-    for (const rule of rulesOf(spec())) {
+    // Labels the worker's registry puts on every series (its worker_id and pool); prom-client
+    // keeps them on the registry, the typings leave them out.
+    const workerDefaults = Object.keys((worker.registry as unknown as { _defaultLabels: Record<string, string> })._defaultLabels);
+    assert.ok(workerDefaults.includes("pool"), "every worker series carries its pool");
+    for (const rule of [...rulesOf(spec()), ...rulesOf(spec("pools.rules.yaml"))]) {
       for (const [, name, matchers] of rule.expr.matchAll(/\b(kafka_llm_\w+)\{([^}]*)\}/g)) {
         const histogram = /_(bucket|count|sum)$/.exec(name!);
         const base = histogram ? name!.slice(0, histogram.index) : name!;
         const metric = worker.registry.getSingleMetric(base) ?? gateway.registry.getSingleMetric(base);
         assert.ok(metric, `${rule.alert}: ${base} is exported by neither service`);
         // prom-client keeps a metric's label names on the object; the typings leave it out.
-        const labelNames = (metric as unknown as { labelNames: readonly string[] }).labelNames;
-        assert.ok(Array.isArray(labelNames));
+        const own = (metric as unknown as { labelNames: readonly string[] }).labelNames;
+        assert.ok(Array.isArray(own));
+        const labelNames = worker.registry.getSingleMetric(base) ? [...own, ...workerDefaults] : own;
         for (const [, label] of matchers!.matchAll(/(\w+)\s*(?:=~|!~|!=|=)/g)) {
           if (scopeLabels.has(label!) || (histogram?.[1] === "bucket" && label === "le")) continue;
           assert.ok(labelNames.includes(label!), `${rule.alert}: ${base} has no label ${label} (${labelNames.join(", ")})`);
@@ -260,6 +267,25 @@ describe("the chart's alerts (PrometheusRule), unit-tested with promtool", () =>
     assert.deepEqual(watched(ruleObject(keda)), [scaled.advanced.horizontalPodAutoscalerConfig.name]);
     assert.equal(find(keda, "Deployment", "-worker").metadata.name, SCOPE.worker);
     assert.deepEqual(watched(rendered["fixed-workers.rules.yaml"]!), [], "no autoscaling: no HPA to watch");
+    // Pools: each pool's lag alert watches its own pool's HPA, with either engine.
+    for (const files of [POOLS_VALUES, [...POOLS_VALUES, ...VARIANTS.keda!]]) {
+      const objects = render({ valuesFiles: files, set: ON });
+      const hpaNames = objects
+        .filter((o) => o.kind === "HorizontalPodAutoscaler" || o.kind === "ScaledObject")
+        .map((o) =>
+          o.kind === "ScaledObject"
+            ? (o.spec as { advanced: { horizontalPodAutoscalerConfig: { name: string } } }).advanced.horizontalPodAutoscalerConfig.name
+            : o.metadata.name,
+        );
+      assert.deepEqual(watched(ruleObject(objects)), hpaNames);
+      const lagRules = rulesOf(ruleObject(objects).spec as RuleSpec).filter((r) => r.alert === "KafkaLlmLagGrowingAtMaxWorkers");
+      assert.deepEqual(
+        lagRules.map((r) => /pool="([^"]+)"/.exec(r.expr)?.[1]),
+        ["small", "large"],
+        "one lag rule per pool, on the pool's own lag",
+      );
+      for (const r of lagRules) assert.match(r.expr, new RegExp(`horizontalpodautoscaler="${SCOPE.worker}-${/pool="([^"]+)"/.exec(r.expr)![1]}"`));
+    }
   });
 
   it("takes its thresholds, labels and runbook from the values, and the schema refuses what would never fire", () => {

@@ -16,7 +16,8 @@
  * - the helm test's chat-turn script completes a turn with the release's API key;
  * - the HPA's metric query (the prometheus-adapter rule, expanded as the adapter expands
  *   it for the rendered HPA's selector) and KEDA's query return data, and the adapter rule
- *   is the chart's query;
+ *   is the chart's query (also for a model pool's HPA, whose selector adds its pool: checked
+ *   first, without the run);
  * - every query of every dashboard panel, and every dashboard variable, returns data;
  * - the time-to-first-token and turn-duration buckets (ours and the GenAI ones) carry
  *   exemplars whose trace_id is a trace of the run in Jaeger.
@@ -58,6 +59,81 @@ interface Sample {
 
 const pod = (o: K8sObject): PodSpec => (o.kind === "Pod" ? (o.spec as PodSpec) : (o.spec as { template: { spec: PodSpec } }).template.spec);
 
+const adapterRules = (
+  parseYaml(readFileSync(path.join(REPO_ROOT, "deploy/prometheus-adapter/values.yaml"), "utf8")) as {
+    rules: { external: Array<{ seriesQuery: string; name: { as: string }; metricsQuery: string }> };
+  }
+).rules.external;
+
+/**
+ * The adapter's query for an External metric name, expanded the way the adapter does it:
+ * <<.LabelMatchers>> is the HPA's namespace, then its selector's labels (sorted by name, as
+ * Kubernetes' label selectors keep them).
+ */
+function adapterQuery(metric: string, matchers = ADAPTER_MATCHERS): string {
+  const rule = adapterRules.find((r) => r.name.as === metric);
+  assert.ok(rule, `deploy/prometheus-adapter has a rule for ${metric}`);
+  const series = /^([a-z_:][a-z0-9_:]*)\{/.exec(rule.seriesQuery)![1]!;
+  return rule.metricsQuery.replaceAll("<<.Series>>", series).replaceAll("<<.LabelMatchers>>", matchers);
+}
+
+type ExternalMetric = { name: string; selector: { matchLabels: Record<string, string> } };
+const hpaMetricOf = (hpa: K8sObject) => (hpa.spec as { metrics: Array<{ external: { metric: ExternalMetric } }> }).metrics[0]!.external.metric;
+const hpaMetric = (objs: K8sObject[]) => hpaMetricOf(find(objs, "HorizontalPodAutoscaler")).name;
+/** The label matchers prometheus-adapter builds for an HPA's metric: its namespace, then its selector. */
+const matchersOf = (metric: ExternalMetric) =>
+  [
+    `namespace="${NAMESPACE}"`,
+    ...Object.entries(metric.selector.matchLabels)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k}="${v}"`),
+  ].join(",");
+const kedaQueryOf = (so: K8sObject) => (so.spec as { triggers: Array<{ metadata: { query: string } }> }).triggers[0]!.metadata.query;
+
+describe("the prometheus-adapter rules are the chart's queries (as KEDA runs them, with the adapter's constants)", () => {
+  it("for the release's workers (pools: [])", () => {
+    const lagObjects = render({ release: RELEASE, namespace: NAMESPACE, set: { "autoscaling.signal": "lag" } });
+    const backlogObjects = render({ release: RELEASE, namespace: NAMESPACE });
+    for (const [signal, objs] of [
+      ["lag", lagObjects],
+      ["backlogSeconds", backlogObjects],
+    ] as const) {
+      const metric = hpaMetricOf(find(objs, "HorizontalPodAutoscaler"));
+      assert.equal(matchersOf(metric), ADAPTER_MATCHERS);
+      const keda = render({
+        release: RELEASE,
+        namespace: NAMESPACE,
+        valuesFiles: VARIANTS.keda,
+        set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": signal, "worker.slots": 1, "autoscaling.backlog.minTurnSeconds": 1 },
+      });
+      assert.equal(adapterQuery(metric.name), kedaQueryOf(find(keda, "ScaledObject")), signal);
+    }
+  });
+
+  it("for each model pool: its HPA's selector adds its pool, and the adapter's query is its ScaledObject's", () => {
+    for (const signal of ["lag", "backlogSeconds"]) {
+      const set = { "autoscaling.signal": signal, "worker.slots": 1, "autoscaling.backlog.minTurnSeconds": 1 };
+      // Both pools take the release's signal and slots (the CI file gives small its own).
+      const pools = [
+        { name: "small", model: { name: "small-model" } },
+        { name: "large", model: { name: "large-model" } },
+      ];
+      const hpa = render({ release: RELEASE, namespace: NAMESPACE, set: { ...set, pools } });
+      const keda = render({
+        release: RELEASE,
+        namespace: NAMESPACE,
+        valuesFiles: VARIANTS.keda,
+        set: { ...set, pools, "autoscaling.keda.trigger": "prometheus" },
+      });
+      for (const pool of ["small", "large"]) {
+        const metric = hpaMetricOf(find(hpa, "HorizontalPodAutoscaler", `-worker-${pool}`));
+        assert.equal(matchersOf(metric), `${ADAPTER_MATCHERS},pool="${pool}"`);
+        assert.equal(adapterQuery(metric.name, matchersOf(metric)), kedaQueryOf(find(keda, "ScaledObject", `-worker-${pool}`)), `${pool}: ${signal}`);
+      }
+    }
+  });
+});
+
 describe("autoscaling signals and dashboards: a real Prometheus scraping a local run", { timeout: 360_000 }, () => {
   const secrets = mkdtempSync(path.join(os.tmpdir(), "metrics-secrets-"));
   /** The release the services run from: rendered once the broker's principals are known. */
@@ -69,11 +145,6 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     valuesFiles: VARIANTS.keda,
     set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": "backlogSeconds" },
   });
-  const adapterRules = (
-    parseYaml(readFileSync(path.join(REPO_ROOT, "deploy/prometheus-adapter/values.yaml"), "utf8")) as {
-      rules: { external: Array<{ seriesQuery: string; name: { as: string }; metricsQuery: string }> };
-    }
-  ).rules.external;
   let kafka: TestKafka;
   let jaeger: Jaeger;
   let gateway: Service;
@@ -83,15 +154,6 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
   let started = 0;
   const samples: Sample[] = [];
 
-  /** The adapter's query for an External metric name, expanded the way the adapter does it. */
-  function adapterQuery(metric: string): string {
-    const rule = adapterRules.find((r) => r.name.as === metric);
-    assert.ok(rule, `deploy/prometheus-adapter has a rule for ${metric}`);
-    const series = /^([a-z_:][a-z0-9_:]*)\{/.exec(rule.seriesQuery)![1]!;
-    return rule.metricsQuery.replaceAll("<<.Series>>", series).replaceAll("<<.LabelMatchers>>", ADAPTER_MATCHERS);
-  }
-  const hpaMetric = (objs: K8sObject[]) =>
-    (find(objs, "HorizontalPodAutoscaler").spec as { metrics: Array<{ external: { metric: { name: string } } }> }).metrics[0]!.external.metric.name;
   const lagObjects = render({ release: RELEASE, namespace: NAMESPACE, set: { "autoscaling.signal": "lag" } });
   const lagQuery = () => adapterQuery(hpaMetric(lagObjects));
   const backlogQuery = () => adapterQuery(hpaMetric(objects));
@@ -315,22 +377,6 @@ describe("autoscaling signals and dashboards: a real Prometheus scraping a local
     console.log(
       `# at the peak: lag ${lag[0].value}, mean turn ${turn[0].value.toFixed(3)} s, slots ${slots[0].value}, backlog ${backlog[0].value.toFixed(2)} s`,
     );
-  });
-
-  it("the prometheus-adapter rules are the chart's queries (as KEDA runs them, with the adapter's constants)", () => {
-    for (const [signal, metric] of [
-      ["lag", hpaMetric(lagObjects)],
-      ["backlogSeconds", hpaMetric(objects)],
-    ] as const) {
-      const keda = render({
-        release: RELEASE,
-        namespace: NAMESPACE,
-        valuesFiles: VARIANTS.keda,
-        set: { "autoscaling.keda.trigger": "prometheus", "autoscaling.signal": signal, "worker.slots": 1, "autoscaling.backlog.minTurnSeconds": 1 },
-      });
-      const q = (find(keda, "ScaledObject").spec as { triggers: Array<{ metadata: { query: string } }> }).triggers[0]!.metadata.query;
-      assert.equal(adapterQuery(metric), q, signal);
-    }
   });
 
   it("latency buckets carry exemplars: the trace ids of turns, each a trace in Jaeger", async () => {
