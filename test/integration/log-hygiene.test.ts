@@ -72,12 +72,12 @@ describe("log hygiene", { timeout: 240_000 }, () => {
       { role: "system", content: SYSTEM },
       { role: "user", content: OPENAI_PROMPT },
     ];
-    const whole = await api("POST", "/v1/chat/completions", { model: "m", messages, max_tokens: 16 });
+    const whole = await api("POST", "/v1/chat/completions", { model: "kafka-llm", messages, max_tokens: 16 });
     assert.equal(whole.status, 200, whole.text);
     replies.push(whole.body.choices[0].message.content);
-    const streamed = await api("POST", "/v1/chat/completions", { model: "m", messages, max_tokens: 16, stream: true });
+    const streamed = await api("POST", "/v1/chat/completions", { model: "kafka-llm", messages, max_tokens: 16, stream: true });
     assert.equal(streamed.status, 200);
-    const remembered = await api("POST", "/v1/chat/completions", { model: "m", messages, max_tokens: 16 }, { "x-conversation-id": "logs-2" });
+    const remembered = await api("POST", "/v1/chat/completions", { model: "kafka-llm", messages, max_tokens: 16 }, { "x-conversation-id": "logs-2" });
     assert.equal(remembered.status, 200, remembered.text);
 
     // A cancel, a 400 naming a field that holds the prompt, a 401 with a key that is not one.
