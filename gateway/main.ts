@@ -137,11 +137,11 @@ async function main(): Promise<void> {
         refreshMs: config.lag.refreshMs,
         logger,
       });
-      lag.start();
       logger.info({ pool: lane.pool, topic: lane.topic, group: lane.group, models: lane.models }, "routing to a pool");
       return {
         queueWatch,
         conversations,
+        startLag: () => lag.start(),
         caughtUp: () => requests.caughtUp(),
         stop: async () => {
           lag.stop();
@@ -183,6 +183,11 @@ async function main(): Promise<void> {
   });
   hub.onFollow = (_requestId, snapshot) => eventPartitions.follow(snapshot);
   await eventPartitions.start();
+  // The lag exporters start once the gateways' group has its coordinator: librdkafka's
+  // offset fetch for a group can crash the process when the broker answers NOT_COORDINATOR
+  // (confluentinc/confluent-kafka-javascript#374), as a fresh cluster does while it creates
+  // __consumer_offsets. Pools declared later start theirs at once.
+  lanes.startLag();
   deps.events = eventPartitions;
   const lookups = lanes.conversationLookup(router, conversationPools);
   deps.conversations = {

@@ -145,9 +145,13 @@ async function main(): Promise<void> {
   });
   release.push(() => producer.disconnect());
   // The gateways learn this pool, and the model names it serves, from chat.models.
+  // A pool's adapters are further model names of it, each with its base (the default pool
+  // without MODEL_NAME answers to the gateways' MODEL_NAME, and has no adapters: see config).
+  const base = config.pool.modelName;
   await declarePool(producer, topics.models, {
     pool: config.pool.name,
-    models: config.pool.modelName === undefined ? [] : [config.pool.modelName],
+    models: base === undefined ? [] : [base, ...config.pool.adapters.map((a) => a.name)],
+    ...(base !== undefined && { adapters: Object.fromEntries(config.pool.adapters.map((a) => [a.name, base])) }),
     by: config.workerId,
   });
   logger.info({ pool: config.pool.name, model: config.pool.modelName, topic: topics.requests, group: config.pool.group }, "serving the pool");

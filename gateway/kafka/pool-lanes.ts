@@ -17,6 +17,8 @@ import type { ConversationPools, PoolLane, PoolRouter } from "../pools.js";
 export interface LaneParts {
   readonly queueWatch: QueueWatch;
   readonly conversations: ConversationLookup;
+  /** Starts exporting the pool's lag (PoolLanes.startLag). */
+  startLag(): void;
   /** True once the pool's request topic's look-back is read. */
   caughtUp(): boolean;
   stop(): Promise<void>;
@@ -27,6 +29,7 @@ export class PoolLanes {
   readonly #starting = new Map<string, Promise<void>>();
   readonly #start: (lane: PoolLane) => Promise<LaneParts>;
   readonly #onError: (pool: string, err: unknown) => void;
+  #lagging = false;
 
   constructor(options: { start: (lane: PoolLane) => Promise<LaneParts>; onError: (pool: string, err: unknown) => void }) {
     this.#start = options.start;
@@ -41,12 +44,22 @@ export class PoolLanes {
   #startLane(lane: PoolLane): Promise<void> {
     const starting = this.#start(lane)
       .then(
-        (parts) => void this.#parts.set(lane.pool, parts),
+        (parts) => {
+          this.#parts.set(lane.pool, parts);
+          if (this.#lagging) parts.startLag();
+        },
         (err: unknown) => this.#onError(lane.pool, err),
       )
       .finally(() => this.#starting.delete(lane.pool));
     this.#starting.set(lane.pool, starting);
     return starting;
+  }
+
+  /** Starts every pool's lag exporter, and those of pools started from now on. */
+  startLag(): void {
+    if (this.#lagging) return;
+    this.#lagging = true;
+    for (const parts of this.#parts.values()) parts.startLag();
   }
 
   parts(pool: string): LaneParts | undefined {

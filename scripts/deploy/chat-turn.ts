@@ -7,6 +7,8 @@
  *
  * The key is the first entry of GATEWAY_API_KEYS_FILE ("tenant:key" lines) or
  * GATEWAY_API_KEY; with neither, no Authorization header is sent (GATEWAY_AUTH=none).
+ * CHAT_TURN_MODEL names the model (a release with pools: its first pool's); unset, the
+ * default pool answers.
  * Prints one JSON line; exits 0 on a final event, 1 on an error event, an HTTP error or
  * CHAT_TURN_TIMEOUT_MS (default 120000) without a final event.
  */
@@ -37,6 +39,8 @@ export async function chatTurn(options: {
   apiKey: string | null;
   content: string;
   conversationId?: string;
+  /** The model to answer with (GET /v1/models); absent: the default pool's. */
+  model?: string;
   timeoutMs?: number;
 }): Promise<ChatTurnReply> {
   const signal = AbortSignal.timeout(options.timeoutMs ?? 120_000);
@@ -46,7 +50,7 @@ export async function chatTurn(options: {
   const posted = await fetch(`${options.baseUrl}/v1/conversations/${conversationId}/messages`, {
     method: "POST",
     headers,
-    body: JSON.stringify({ content: options.content }),
+    body: JSON.stringify({ content: options.content, ...(options.model && { model: options.model }) }),
     signal,
   });
   const accepted = await posted.text();
@@ -91,7 +95,8 @@ async function main(): Promise<number> {
   }
   const timeoutMs = Number(process.env.CHAT_TURN_TIMEOUT_MS || 120_000);
   const started = Date.now();
-  const result = await chatTurn({ baseUrl, apiKey, content: process.env.CHAT_TURN_CONTENT || "Hello! Who are you?", timeoutMs });
+  const model = process.env.CHAT_TURN_MODEL?.trim() || undefined;
+  const result = await chatTurn({ baseUrl, apiKey, content: process.env.CHAT_TURN_CONTENT || "Hello! Who are you?", timeoutMs, ...(model && { model }) });
   const e = result.event;
   process.stdout.write(
     JSON.stringify({

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { SHAPES, writeRandomGguf } from "../../bench/lib/gguf-random.js";
+import { SHAPES, writeRandomGguf, writeRandomLora } from "../../bench/lib/gguf-random.js";
 import { poolTopics } from "../../contracts/pools.js";
 import { apiClient, eventually, readEvents, stackEnv, startGateway, startWorker } from "../helpers/gateway.js";
 import { useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
@@ -22,6 +22,7 @@ const KEY_A = "pools-tenant-a-key-0001";
 const KEY_B = "pools-tenant-b-key-0002";
 const STORIES = "stories-260k";
 const TINY = "tiny-random";
+const LORA = "tiny-support";
 
 describe("model pools: two models behind one gateway", { timeout: 300_000 }, () => {
   let kafka: TestKafka;
@@ -38,12 +39,22 @@ describe("model pools: two models behind one gateway", { timeout: 300_000 }, () 
     const common = stackEnv(kafka, prefix);
     const tinyModel = path.join(dir, "tiny.gguf");
     writeRandomGguf({ shape: SHAPES.tiny!, type: "q8_0", path: tinyModel, seed: 11 });
+    const tinyLora = path.join(dir, "tiny-lora.gguf");
+    writeRandomLora({ shape: SHAPES.tiny!, rank: 4, path: tinyLora, seed: 12 });
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `a:${KEY_A},b:${KEY_B}`, MODEL_NAME: STORIES });
     [stories, tiny] = await Promise.all([
       startWorker(common, { DEFAULT_MAX_TOKENS: "4", MEMORY_MAX_TOKENS: "4000" }, "worker-stories"),
       startWorker(
         common,
-        { WORKER_POOL: "tiny", MODEL_NAME: TINY, MODEL: tinyModel, CONTEXT_SIZE: "512", DEFAULT_MAX_TOKENS: "4", MEMORY_MAX_TOKENS: "400" },
+        {
+          WORKER_POOL: "tiny",
+          MODEL_NAME: TINY,
+          MODEL: tinyModel,
+          MODEL_ADAPTERS: `${LORA}=${tinyLora}`,
+          CONTEXT_SIZE: "512",
+          DEFAULT_MAX_TOKENS: "4",
+          MEMORY_MAX_TOKENS: "400",
+        },
         "worker-tiny",
       ),
     ]);
@@ -76,18 +87,19 @@ describe("model pools: two models behind one gateway", { timeout: 300_000 }, () 
       async () => {
         const res = await a()("GET", "/v1/models");
         const ids = (res.body.data as Array<{ id: string }>).map((m) => m.id).sort();
-        return ids.length === 2 ? ids : undefined;
+        return ids.length === 3 ? ids : undefined;
       },
       60_000,
       "both pools listed",
     );
-    assert.deepEqual(listed, [STORIES, TINY].sort());
+    assert.deepEqual(listed, [STORIES, LORA, TINY].sort());
     assert.equal((await a()("GET", `/v1/models/${TINY}`)).body.id, TINY);
+    assert.equal((await a()("GET", `/v1/models/${LORA}`)).body.parent, TINY, "an adapter names its base model");
 
     const unknown = await a()("POST", "/v1/chat/completions", { model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] });
     assert.equal(unknown.status, 404, unknown.text);
     assert.equal(unknown.body.error.param, "model");
-    assert.match(unknown.body.error.message, new RegExp(`no model gpt-4o.*${STORIES}, ${TINY}`));
+    assert.match(unknown.body.error.message, new RegExp(`no model gpt-4o.*: ${[STORIES, LORA, TINY].sort().join(", ")}$`));
     const native = await a()("POST", "/v1/conversations/c-unknown/messages", { content: "Hi", model: "gpt-4o" });
     assert.equal(native.status, 404, native.text);
   });
@@ -108,6 +120,24 @@ describe("model pools: two models behind one gateway", { timeout: 300_000 }, () 
     }
     // The pools' own topics carry their requests.
     assert.notEqual(poolTopics(prefix, "tiny").requests, poolTopics(prefix, "default").requests);
+  });
+
+  it("runs an adapter's requests in its pool on the adapter's context: the same greedy prompt answers otherwise than the base model", async () => {
+    const greedy = async (model: string) => {
+      const res = await a()("POST", "/v1/chat/completions", {
+        model,
+        messages: [{ role: "user", content: "Once upon a time" }],
+        max_tokens: 8,
+        temperature: 0,
+      });
+      assert.equal(res.status, 200, res.text);
+      return res.body.choices[0].message.content as string;
+    };
+    const start = await turn(a(), KEY_A, "adapter-turn", "Hello", LORA);
+    assert.deepEqual([start.pool, start.model, start.worker_id], ["tiny", LORA, "worker-tiny"]);
+    const [base, adapted, again] = [await greedy(TINY), await greedy(LORA), await greedy(LORA)];
+    assert.equal(adapted, again, "the adapter's greedy reply is reproducible");
+    assert.notEqual(adapted, base, "the adapter changes the reply: it runs on the adapter's context, not the base model's");
   });
 
   it("keeps one history and the memory of a conversation that changes model, for each tenant on its own", async () => {
