@@ -25,7 +25,7 @@
  * one after the other (scripts/deploy/checks.sh), each stopping its own.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -35,9 +35,10 @@ import { apiClient, stackEnv, startGateway, startWorker } from "../helpers/gatew
 import { GroupDescriber } from "../../platform/kafka/group-describer.js";
 import { createLogger } from "../../platform/logger.js";
 import { kafkaConfigFor, useKafka, uniquePrefix, type TestKafka } from "../helpers/kafka.js";
-import { freePort, type Service } from "../helpers/services.js";
+import type { Service } from "../helpers/services.js";
 import { parseSse } from "../helpers/sse.js";
-import { bin, crdFiles, makeServingCert, registerExternalMetrics, startControlPlane, type ControlPlane } from "./lib/control-plane.js";
+import { startControlPlane, type ControlPlane } from "./lib/control-plane.js";
+import { startKeda } from "./lib/keda.js";
 import { helmOk } from "./lib/helm-cluster.js";
 import { parseQuantity } from "./lib/hpa.js";
 import { aclsReaching, saslValues, setArgs } from "./lib/kafka-login.js";
@@ -91,8 +92,6 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
   before(async () => {
     cp = await startControlPlane({ hpaSyncPeriod: "2s" });
     console.log(`# control plane up in ${cp.startSeconds.toFixed(1)} s`);
-    const keda = cp.parts.keda;
-    if (!keda) throw new Error("KEDA is not built: run bash scripts/deploy/k8s/build.sh (without KAFKA_LLM_SKIP_KEDA=1)");
     kafka = await useKafka();
     const prefix = uniquePrefix("k8s-keda");
     common = stackEnv(kafka, prefix, PARTITIONS);
@@ -100,57 +99,7 @@ describe("KEDA's Kafka scaler scales the workers from zero to N and back on the 
     // The gateway creates the topics and tells a waiting request's stream that it waits.
     gateway = await startGateway(common, { GATEWAY_API_KEYS: `t:${KEY}`, LAG_REFRESH_MS: "1000", QUEUE_NOTICE_MS: "1000" });
 
-    // KEDA's CRDs, and the Prometheus Operator's for the PodMonitors ci/keda-values.yaml asks for.
-    for (const f of [...crdFiles(cp.parts["keda-crds"]), ...crdFiles(cp.parts["prometheus-operator-crds"])]) cp.kc(["apply", "--server-side", "-f", f]);
-    cp.kc(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-    cp.kc(["create", "namespace", "keda"]);
-    // One certificate from the control plane's CA for the operator's gRPC metrics service,
-    // the metrics server's client of it, and the metrics server's own HTTPS.
-    const certs = path.join(tmp, "certs");
-    mkdirSync(certs);
-    makeServingCert(cp, certs, "keda");
-    const kedaEnv = { KUBECONFIG: cp.kubeconfig, WATCH_NAMESPACE: "", POD_NAMESPACE: "keda", KEDA_CLUSTER_OBJECT_NAMESPACE: "keda" };
-    const grpcPort = await freePort();
-    cp.startExtra(
-      "keda-operator",
-      bin(keda, "keda-operator"),
-      [
-        "--leader-elect=false",
-        `--metrics-bind-address=127.0.0.1:${await freePort()}`,
-        `--health-probe-bind-address=127.0.0.1:${await freePort()}`,
-        `--metrics-service-bind-address=127.0.0.1:${grpcPort}`,
-        `--cert-dir=${certs}`,
-        "--enable-cert-rotation=false",
-        "--enable-webhook-patching=false",
-        "--enable-apiservice-patching=false",
-        "--zap-log-level=info",
-      ],
-      kedaEnv,
-    );
-    const metricsPort = await freePort();
-    cp.startExtra(
-      "keda-metrics-apiserver",
-      bin(keda, "keda-metrics-apiserver"),
-      [
-        "--bind-address=127.0.0.1",
-        `--secure-port=${metricsPort}`,
-        `--port=${await freePort()}`,
-        `--cert-dir=${certs}`,
-        `--tls-cert-file=${path.join(certs, "tls.crt")}`,
-        `--tls-private-key-file=${path.join(certs, "tls.key")}`,
-        `--lister-kubeconfig=${cp.kubeconfig}`,
-        `--authentication-kubeconfig=${cp.kubeconfig}`,
-        `--authorization-kubeconfig=${cp.kubeconfig}`,
-        `--metrics-service-address=127.0.0.1:${grpcPort}`,
-        "--zap-log-level=info",
-      ],
-      kedaEnv,
-    );
-    await registerExternalMetrics(
-      cp,
-      { name: "keda-operator-metrics-apiserver", namespace: "keda", port: metricsPort },
-      "KEDA's metrics server Available as the external metrics APIService",
-    );
+    await startKeda(cp, tmp);
   });
 
   after(async () => {
