@@ -216,12 +216,13 @@ describe("Kafka principals and ACLs on the real broker", { timeout: 300_000 }, (
       "the gateway cannot join the workers' group",
     );
 
-    // A worker writes what a turn writes, never a request or a cancel, and joins no gateway group.
+    // A worker writes what a turn writes, and requests (it passes a conversation that moves
+    // to another model's pool on to that pool's topic, worker/move.ts), never a cancel, and
+    // joins no gateway group.
     const worker = await producer("worker");
     await worker.send({ topic: topics.memory, messages: [{ key: "#acl-check", value: null }] });
-    for (const topic of [topics.requests, topics.control]) {
-      await refused(`worker writing ${topic}`, worker.send({ topic, messages: [record] }), REFUSED);
-    }
+    await worker.send({ topic: topics.requests, messages: [record] });
+    await refused(`worker writing ${topics.control}`, worker.send({ topic: topics.control, messages: [record] }), REFUSED);
     assert.match(
       await joinAs(login("worker"), "acl-worker", `${prefix}kafka-llm-gateways`, topics.events),
       /Group authorization failed/,
