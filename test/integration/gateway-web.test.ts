@@ -4,7 +4,8 @@
  * greeting streams in), send a message, watch the reply stream in, press Stop and see the
  * stop reason, reload and find the history, then let a reply run to its end; and at a
  * phone's width, type a message and press Enter to start a conversation without "New
- * conversation", on a layout that fits the screen; and a long conversation shown whole
+ * conversation", on a layout that fits the screen; the model list (GET /v1/models), whose
+ * choice each turn names; and a long conversation shown whole
  * after a refresh, oldest first, its older messages loaded on demand.
  */
 import assert from "node:assert/strict";
@@ -58,6 +59,9 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
     await page.click("#new-conversation");
     await page.locator(".message.assistant .stop-reason").first().waitFor();
     assert.equal(await assistantText(0), GREETING);
+    // The model list, from the gateway (one pool here: its MODEL_NAME).
+    await page.locator("#model option").first().waitFor({ state: "attached" });
+    assert.deepEqual(await page.locator("#model option").allTextContents(), ["kafka-llm"]);
     assert.equal(await page.locator("#conversations li").count(), 1);
   });
 
@@ -93,9 +97,11 @@ describe("web chat page in Chromium", { timeout: 180_000 }, () => {
     assert.match((await page.locator("#conversations li .title").first().textContent()) ?? "", /Tell me a very long story/);
   });
 
-  it("lets a reply run to its end", async () => {
+  it("lets a reply run to its end, asked of the model chosen in the list", async () => {
     await page.fill("#input", "Now a short one.");
+    const posted = page.waitForRequest((r) => r.method() === "POST" && r.url().endsWith("/messages"));
     await page.keyboard.press("Enter");
+    assert.equal((JSON.parse((await posted).postData() ?? "{}") as { model?: string }).model, "kafka-llm", "the turn names the chosen model");
     const reason = page.locator(".message.assistant .stop-reason").nth(2);
     await reason.waitFor({ timeout: 60_000 });
     assert.match((await reason.textContent()) ?? "", /stop reason: (stop|length)/);
