@@ -95,6 +95,7 @@ async function main(): Promise<void> {
   deps.conversationPools = conversationPools;
   const internalKeys = InternalKeys.fromConfig(config.conversations.internalToken, logger);
   const lanes = new PoolLanes({
+    maxRequests: config.requests.maxTracked,
     onError: (pool, err) => logger.error({ pool, err }, "could not start reading a pool's topic; tried again at the next change of chat.models"),
     start: async (lane) => {
       const queueWatch = new QueueWatch({
@@ -114,7 +115,10 @@ async function main(): Promise<void> {
         gatewayGroup: config.events.groupId,
         lookBackMs: config.requests.stateTtlMs,
         logger,
-        onRequestRead: (id, partition, offset) => queueWatch.place(id, partition, offset),
+        onRequestRead: (id, partition, offset) => {
+          queueWatch.place(id, partition, offset);
+          lanes.requestRead(id, lane.pool);
+        },
         onConversation: (tenant, conversationId, change) =>
           change.deleted ? conversationPools.forget(tenant, conversationId) : conversationPools.note(tenant, conversationId, change.moveTo ?? lane.pool),
         onRestart: () => deps.metrics.eventsReaderRestarts.inc(),

@@ -30,10 +30,28 @@ export class PoolLanes {
   readonly #start: (lane: PoolLane) => Promise<LaneParts>;
   readonly #onError: (pool: string, err: unknown) => void;
   #lagging = false;
+  /** The pool each recent request was read on (bounded: `maxRequests`, oldest out first). */
+  readonly #requestPools = new Map<string, string>();
+  readonly #maxRequests: number;
+  /** Streams waiting for their request to be read on its pool's topic, to watch it there. */
+  readonly #pending = new Map<string, Set<{ onNotice: Parameters<QueueWatch["watch"]>[1]; cancel?: () => void }>>();
 
-  constructor(options: { start: (lane: PoolLane) => Promise<LaneParts>; onError: (pool: string, err: unknown) => void }) {
+  constructor(options: { start: (lane: PoolLane) => Promise<LaneParts>; onError: (pool: string, err: unknown) => void; maxRequests: number }) {
     this.#start = options.start;
     this.#onError = options.onError;
+    this.#maxRequests = Math.max(1, options.maxRequests);
+  }
+
+  /** A request was read on `pool`'s topic (its reader calls this after placing it in the pool's queue watch). */
+  requestRead(requestId: string, pool: string): void {
+    this.#requestPools.delete(requestId);
+    this.#requestPools.set(requestId, pool);
+    while (this.#requestPools.size > this.#maxRequests) this.#requestPools.delete(this.#requestPools.keys().next().value!);
+    const waiting = this.#pending.get(requestId);
+    const watch = this.#parts.get(pool)?.queueWatch;
+    if (!waiting || !watch) return;
+    this.#pending.delete(requestId);
+    for (const w of waiting) w.cancel = watch.watch(requestId, w.onNotice);
   }
 
   /** Starts the parts of pools not running yet (a failed start is tried again at the next call). */
@@ -71,11 +89,25 @@ export class PoolLanes {
     return [...this.#parts.values()].every((p) => p.caughtUp());
   }
 
-  /** Queued notices for a request, whichever pool's topic it is on (only that pool's watch ever places it). */
+  /**
+   * Queued notices for a request, from the watch of the pool whose topic it is on; one not
+   * read there yet (a few ms after its produce) is watched once it is. Only that pool's watch
+   * asks Kafka about it: a watch elsewhere would look for it every 250 ms until it started.
+   */
   readonly queueWatch = {
     watch: (requestId: string, onNotice: Parameters<QueueWatch["watch"]>[1]): (() => void) => {
-      const unwatch = [...this.#parts.values()].map((p) => p.queueWatch.watch(requestId, onNotice));
-      return () => unwatch.forEach((u) => u());
+      const pool = this.#requestPools.get(requestId);
+      const watch = pool === undefined ? undefined : this.#parts.get(pool)?.queueWatch;
+      if (watch) return watch.watch(requestId, onNotice);
+      const entry: { onNotice: typeof onNotice; cancel?: () => void } = { onNotice };
+      let waiting = this.#pending.get(requestId);
+      if (!waiting) this.#pending.set(requestId, (waiting = new Set()));
+      waiting.add(entry);
+      return () => {
+        entry.cancel?.();
+        waiting.delete(entry);
+        if (waiting.size === 0 && this.#pending.get(requestId) === waiting) this.#pending.delete(requestId);
+      };
     },
   };
 

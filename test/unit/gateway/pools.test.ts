@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { PoolRecord } from "../../../contracts/records/models.js";
 import { ConversationPools, PoolRouter } from "../../../gateway/pools.js";
+import { PoolLanes, type LaneParts } from "../../../gateway/kafka/pool-lanes.js";
 import { ApiError } from "../../../gateway/errors.js";
 
 const record = (pool: string, models: string[], at = 1, adapters?: Record<string, string>): PoolRecord => ({
@@ -89,5 +90,41 @@ describe("ConversationPools", () => {
     now = 101;
     assert.equal(pools.get("a", "c"), undefined);
     assert.equal(pools.size, 0);
+  });
+});
+
+describe("PoolLanes' queued notices", () => {
+  /** A lane whose queue watch records what it was asked to watch. */
+  const fakeLane = (watched: string[]) =>
+    ({
+      queueWatch: { watch: (id: string) => (watched.push(id), () => watched.splice(watched.indexOf(id), 1)) },
+      conversations: { get: async () => undefined, cachedOwners: 0, stop: async () => {} },
+      startLag: () => {},
+      caughtUp: () => true,
+      stop: async () => {},
+    }) as unknown as LaneParts;
+
+  it("watches a request only on the pool whose topic it was read on, once it is read there", async () => {
+    const watched: Record<string, string[]> = { default: [], fast: [] };
+    const lanes = new PoolLanes({ start: async (lane) => fakeLane(watched[lane.pool]!), onError: () => {}, maxRequests: 10 });
+    const router = new PoolRouter({ topicPrefix: "", workerGroup: "w", defaultModel: "m" });
+    router.update(declared(record("default", []), record("fast", ["small"])));
+    await lanes.ensure(router.lanes());
+
+    lanes.requestRead("r1", "fast");
+    const stop1 = lanes.queueWatch.watch("r1", () => {});
+    assert.deepEqual(watched, { default: [], fast: ["r1"] });
+    // Not read yet: watched nowhere until it is, then on its pool alone.
+    const stop2 = lanes.queueWatch.watch("r2", () => {});
+    assert.deepEqual(watched, { default: [], fast: ["r1"] });
+    lanes.requestRead("r2", "default");
+    assert.deepEqual(watched, { default: ["r2"], fast: ["r1"] });
+    stop1();
+    stop2();
+    assert.deepEqual(watched, { default: [], fast: [] });
+    // A stream that ends before its request is read leaves nothing behind.
+    lanes.queueWatch.watch("r3", () => {})();
+    lanes.requestRead("r3", "fast");
+    assert.deepEqual(watched, { default: [], fast: [] });
   });
 });
