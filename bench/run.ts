@@ -29,6 +29,8 @@ import { kvReuseScenario } from "./scenarios/kv-reuse.js";
 import { llamaNativeScenario } from "./scenarios/llama-native.js";
 import { noisyNeighbourScenario } from "./scenarios/noisy-neighbour.js";
 import { openaiScenario } from "./scenarios/openai.js";
+import { poolsScenario } from "./scenarios/pools.js";
+import { adaptersScenario } from "./scenarios/adapters.js";
 import { responsesScenario } from "./scenarios/responses.js";
 import { restoreScenario } from "./scenarios/restore.js";
 import { routeScenario } from "./scenarios/route.js";
@@ -56,6 +58,8 @@ const SCENARIOS: Scenario[] = [
   grammarScenario,
   responsesScenario,
   tracingScenario,
+  poolsScenario,
+  adaptersScenario,
 ];
 
 async function main(): Promise<number> {

@@ -78,7 +78,10 @@ export async function restGenerate(
   return t;
 }
 
-/** POSTs a message to the gateway; returns the request id, or throws GatewayStatusError for any answer but 202. */
+/**
+ * POSTs a message to the gateway; returns the request id, or throws GatewayStatusError for any
+ * answer but 202. `extra`: more fields of the body (the `model` a pool serves, say).
+ */
 export async function gatewayPost(
   baseUrl: string,
   conversationId: string,
@@ -86,8 +89,10 @@ export async function gatewayPost(
   maxTokens: number,
   agent: http.Agent,
   headers: Record<string, string> = {},
+  extra: Record<string, unknown> = {},
 ): Promise<string> {
-  const res = await post(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, { content, max_tokens: maxTokens }, agent, headers);
+  const body = { ...extra, content, max_tokens: maxTokens };
+  const res = await post(`${baseUrl}/v1/conversations/${encodeURIComponent(conversationId)}/messages`, body, agent, headers);
   let text = "";
   for await (const chunk of res) text += (chunk as Buffer).toString();
   if (res.statusCode !== 202) throw new GatewayStatusError(res.statusCode ?? 0, text);
