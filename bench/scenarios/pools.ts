@@ -591,7 +591,7 @@ export const poolsScenario: Scenario = {
         ...(latencyRatio <= ROUTE_CPU_BOUND
           ? {}
           : {
-              why: "the time goes between the worker's event and the client, not in the worker (its phases are no slower), and no more CPU is spent: each of the gateway's Kafka readers (a request reader per pool, chat.events, chat.models) waits in a consume of up to 100 ms on one of libuv's threads (platform/kafka/assigned-reader.ts), and Node has 4 of them by default; with 4 pools there are more readers than threads, so chat.events' reader waits for a thread. A diagnostic run with UV_THREADPOOL_SIZE=16 brought the 4-pool gateway's event delay (worker's event to client) from 24-62 ms back to 8-10 ms, as with 1 pool",
+              why: "the time goes between the worker's event and the client, not in the worker (its phases are no slower), and no more CPU is spent: each of the gateway's Kafka consumers (a request reader per pool, chat.events' reader and group, chat.models' reader) waits in a consume of up to 100 ms on one of libuv's threads (platform/kafka/assigned-reader.ts), and Node has 4 of them by default: 4 consumers with 1 pool, 7 with 4, so the one reading chat.events waits for a thread. A diagnostic run with UV_THREADPOOL_SIZE=16 brought the 4-pool gateway's event delay (worker's event to client, median of 60 turns) from 21-31 ms back to 8-10 ms, as with 1 pool (8-9 ms)",
             }),
       },
     ];
