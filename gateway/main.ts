@@ -36,6 +36,23 @@ import { openStreams, shutDownStreams } from "./sse.js";
 import { TurnStats } from "./turn-stats.js";
 import { RequestTraces } from "./tracing.js";
 
+/**
+ * Each Kafka reader waits for records in a consume call that holds one of libuv's threads:
+ * the gateway's own three (chat.events' reader and group consumer, chat.models) and one per
+ * pool. With fewer threads than readers, chat.events waits its turn and every stream is late
+ * (bench/scenarios/pools.ts). libuv reads UV_THREADPOOL_SIZE at start: the image sets 16.
+ */
+let threadsWarned = false;
+function warnIfThreadsShort(pools: number, logger: ReturnType<typeof createLogger>): void {
+  const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  if (threadsWarned || 3 + pools <= threads) return;
+  threadsWarned = true;
+  logger.warn(
+    { pools, readers: 3 + pools, uv_threadpool_size: threads },
+    "more Kafka readers than libuv threads: streams will lag; set UV_THREADPOOL_SIZE to at least the readers",
+  );
+}
+
 async function main(): Promise<void> {
   const config = loadGatewayConfig();
   const logger = createLogger("gateway", config.logLevel);
@@ -164,7 +181,10 @@ async function main(): Promise<void> {
     topic: topics.models,
     groupId: privateGroup(config.events.groupId, "offsets"),
     logger,
-    onChange: (declared) => void lanes.ensure(router.update(declared)),
+    onChange: (declared) => {
+      void lanes.ensure(router.update(declared));
+      warnIfThreadsShort(router.lanes().length, logger);
+    },
   });
   // chat.events: this replica's share (the gateways' group) and what its followers need.
   const eventPartitions = new EventPartitions({

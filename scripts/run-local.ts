@@ -171,6 +171,8 @@ const gateway = spec("gateway", ["--import", "tsx", "gateway/main.ts"], {
   GATEWAY_AUTH: process.env.GATEWAY_AUTH ?? "none",
   GATEWAY_HOST: "127.0.0.1",
   GATEWAY_PORT: String(gatewayPort),
+  // A libuv thread for each of the gateway's Kafka readers, as its image sets (Dockerfile.gateway).
+  UV_THREADPOOL_SIZE: "16",
 });
 supervisor.start(gateway);
 await waitFor("the gateway", gateway.logFile, () => answers(`http://127.0.0.1:${gatewayPort}/healthz`));

@@ -72,6 +72,8 @@ export async function startGateway(common: Record<string, string>, env: Record<s
         ...common,
         GATEWAY_HOST: "127.0.0.1",
         GATEWAY_PORT: String(port),
+        // As the gateway's image sets it (Dockerfile.gateway): a thread for each Kafka reader.
+        UV_THREADPOOL_SIZE: "16",
         WORKER_GROUP_ID: `${common.KAFKA_TOPIC_PREFIX ?? ""}workers`,
         ...env,
       },

@@ -139,6 +139,8 @@ export async function startGateway(spec: StackSpec, env: Record<string, string> 
         GATEWAY_PORT: String(port),
         GATEWAY_AUTH: "none",
         WORKER_GROUP_ID: `${spec.prefix}workers`,
+        // As the gateway's image sets it (Dockerfile.gateway): a libuv thread for each Kafka reader.
+        UV_THREADPOOL_SIZE: "16",
         ...env,
       },
       "gateway",
