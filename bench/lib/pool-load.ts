@@ -6,6 +6,7 @@
  * replies do (a burst, when the rate is above what the pool can answer); and a sampler of the
  * gateway's lag per pool (kafka_llm_consumer_group_total_lag{pool}).
  */
+import { metricValue } from "../../testkit/metrics.js";
 import type http from "node:http";
 import { gatewayEvents, gatewayPost, type HttpTimeline } from "./http-clients.js";
 import { sleep } from "./scenario.js";
@@ -28,45 +29,39 @@ export interface PoolTarget {
   model: string;
 }
 
-/** A native turn on a fresh conversation, naming `target.model`; never throws (a failure is the turn's `error`). */
-export async function poolTurn(
+/** A native POST on a fresh conversation, naming `target.model`: where it goes, what it asks. */
+type TurnArgs = [
   baseUrl: string,
   agent: http.Agent,
   target: PoolTarget,
   conversationId: string,
   content: string,
   maxTokens: number,
-  headers: Record<string, string> = {},
-): Promise<PoolTurn> {
+  headers?: Record<string, string>,
+];
+
+/** A native turn, followed on its stream to the final; never throws (a failure is the turn's `error`). */
+export function poolTurn(...args: TurnArgs): Promise<PoolTurn> {
+  return sendTurn(true, ...args);
+}
+
+/** A native POST, not followed: the turn's `acceptedAt` is its 202; never throws. */
+export function poolPost(...args: TurnArgs): Promise<PoolTurn> {
+  return sendTurn(false, ...args);
+}
+
+async function sendTurn(follow: boolean, ...[baseUrl, agent, target, conversationId, content, maxTokens, headers = {}]: TurnArgs): Promise<PoolTurn> {
   const turn: PoolTurn = { pool: target.pool, sentAt: performance.now(), tokens: 0 };
   try {
     const requestId = await gatewayPost(baseUrl, conversationId, content, maxTokens, agent, headers, { model: target.model });
     turn.acceptedAt = performance.now();
-    const t: HttpTimeline = { sentAt: turn.sentAt, completionTokens: 0, events: 0 };
-    await gatewayEvents(baseUrl, requestId, agent, t, { headers, timeoutMs: 300_000 });
-    turn.firstTextAt = t.firstTextAt ?? t.finalAt;
-    turn.finalAt = t.finalAt;
-    turn.tokens = t.completionTokens;
-  } catch (err) {
-    turn.error = (err as Error).message;
-  }
-  return turn;
-}
-
-/** A native POST naming `target.model`, not followed: the turn's `acceptedAt` is its 202; never throws. */
-export async function poolPost(
-  baseUrl: string,
-  agent: http.Agent,
-  target: PoolTarget,
-  conversationId: string,
-  content: string,
-  maxTokens: number,
-  headers: Record<string, string> = {},
-): Promise<PoolTurn> {
-  const turn: PoolTurn = { pool: target.pool, sentAt: performance.now(), tokens: 0 };
-  try {
-    await gatewayPost(baseUrl, conversationId, content, maxTokens, agent, headers, { model: target.model });
-    turn.acceptedAt = performance.now();
+    if (follow) {
+      const t: HttpTimeline = { sentAt: turn.sentAt, completionTokens: 0, events: 0 };
+      await gatewayEvents(baseUrl, requestId, agent, t, { headers, timeoutMs: 300_000 });
+      turn.firstTextAt = t.firstTextAt ?? t.finalAt;
+      turn.finalAt = t.finalAt;
+      turn.tokens = t.completionTokens;
+    }
   } catch (err) {
     turn.error = (err as Error).message;
   }
@@ -151,18 +146,6 @@ export class FixedRate {
   }
 }
 
-/** The value of a Prometheus sample whose labels include `labels`, or undefined. */
-export function sampleOf(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const labelText = match[2] ?? "";
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) return Number(match[3]);
-  }
-  return undefined;
-}
-
 export interface LagSample {
   at: number;
   /** Total lag per pool, as the gateway exports it (absent: not exported yet). */
@@ -197,7 +180,7 @@ export class LagSampler {
       const text = await (await fetch(`${this.gatewayUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
       const lag: Record<string, number> = {};
       for (const pool of this.pools) {
-        const v = sampleOf(text, "kafka_llm_consumer_group_total_lag", { pool });
+        const v = metricValue(text, "kafka_llm_consumer_group_total_lag", { pool });
         if (v !== undefined) lag[pool] = v;
       }
       this.samples.push({ at: performance.now(), lag });

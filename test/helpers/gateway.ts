@@ -6,6 +6,7 @@
 import { parseSse, type SseMessage } from "../../testkit/sse.js";
 
 export { loggedIn, stackEnv, startGateway, startWorker, type Stack } from "../../testkit/stack.js";
+export { metricValue } from "../../testkit/metrics.js";
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -74,18 +75,6 @@ export function untilResponseEnds<R extends { status?: string | null }>(retrieve
     timeoutMs,
     "the response ending",
   );
-}
-
-/** The value of a Prometheus sample (first match of name and label filter), or undefined. */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const labelText = match[2] ?? "";
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) return Number(match[3]);
-  }
-  return undefined;
 }
 
 /** Reads a gateway SSE stream to its end, sending the API key (and Last-Event-ID when given). */
